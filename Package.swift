@@ -1,0 +1,28 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependency arrows point one way:
+// CLibPQ → DroverPostgres → DroverStore → drover (executable); DroverCore is used by all.
+let package = Package(
+    name: "Drover",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "drover", targets: ["drover"]),
+        .library(name: "DroverStore", targets: ["DroverStore"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .target(name: "DroverCore"),
+        .target(name: "DroverPostgres", dependencies: ["CLibPQ", "DroverCore"]),
+        .target(name: "DroverStore", dependencies: ["DroverPostgres", "DroverCore"]),
+        .executableTarget(name: "drover", dependencies: ["DroverStore", "DroverPostgres", "DroverCore"]),
+        .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore"]),
+        .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres"]),
+        .testTarget(name: "DroverStoreTests", dependencies: ["DroverStore", "DroverPostgres", "DroverCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

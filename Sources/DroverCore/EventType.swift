@@ -1,0 +1,36 @@
+/// An event type in Managed Agents' vocabulary (`user.message`, `agent.tool_use`, …).
+///
+/// Who may write which type is enforced by the database: user-side types through `send_event`,
+/// `agent.*`, `session.*` and `span.*` only by a lease holder through `append_event`.
+public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public static let userMessage = EventType("user.message")
+    public static let userInterrupt = EventType("user.interrupt")
+    public static let userToolConfirmation = EventType("user.tool_confirmation")
+    public static let userCustomToolResult = EventType("user.custom_tool_result")
+
+    public static let agentMessage = EventType("agent.message")
+    public static let agentThinking = EventType("agent.thinking")
+    public static let agentToolUse = EventType("agent.tool_use")
+    public static let agentToolResult = EventType("agent.tool_result")
+    public static let agentContextCompacted = EventType("agent.context_compacted")
+
+    public static let sessionStatusRunning = EventType("session.status_running")
+    public static let sessionStatusIdle = EventType("session.status_idle")
+    public static let sessionError = EventType("session.error")
+
+    public static let spanModelRequestStart = EventType("span.model_request_start")
+    public static let spanModelRequestEnd = EventType("span.model_request_end")
+
+    /// Types a user (not a lease holder) may send.
+    public static let userSide: Set<EventType> = [
+        .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult,
+    ]
+
+    /// Whether this is a user-side type.
+    public var isUserSide: Bool { Self.userSide.contains(self) }
+}

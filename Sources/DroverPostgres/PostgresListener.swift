@@ -1,0 +1,168 @@
+import CLibPQ
+import Foundation
+import Synchronization
+
+/// A notification from `LISTEN`, or the marker sent after the listener reconnected (notifications
+/// sent while it was away are lost, so consumers should look for work at once).
+public struct PostgresNotification: Sendable, Equatable {
+    public var channel: String
+    public var payload: String
+    /// True for the synthetic marker sent after each (re)connect.
+    public var isReconnect: Bool
+
+    public init(channel: String, payload: String, isReconnect: Bool = false) {
+        self.channel = channel
+        self.payload = payload
+        self.isReconnect = isReconnect
+    }
+}
+
+/// Listens on channels with a dedicated connection and a dedicated thread that waits in `poll()`
+/// on the connection's socket, never on Swift's cooperative pool. Reconnects with backoff.
+///
+/// Consumers either iterate `notifications` or call `wait(timeout:)`, a doorbell that returns when
+/// anything arrived since the previous call or when the timeout passes.
+public final class PostgresListener: Sendable {
+    public let notifications: AsyncStream<PostgresNotification>
+    private let continuation: AsyncStream<PostgresNotification>.Continuation
+    private let conninfo: String
+    private let channels: [String]
+
+    private struct Doorbell {
+        var rung = false
+        var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        var nextID: UInt64 = 0
+    }
+
+    private let stopped = Mutex(false)
+    private let doorbell = Mutex(Doorbell())
+    private let connected = Mutex(false)
+
+    /// Channel names must be plain identifiers; they are spliced into `LISTEN`, which takes no
+    /// parameters.
+    public init(conninfo: String, channels: [String]) throws {
+        for channel in channels where !Self.isPlainIdentifier(channel) {
+            throw PostgresError(.server, message: "channel name must match [a-z_][a-z0-9_]*")
+        }
+        self.conninfo = conninfo
+        self.channels = channels
+        (notifications, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1024))
+        let thread = Thread { [self] in self.run() }
+        thread.name = "drover.listen"
+        thread.start()
+    }
+
+    /// Whether the listener holds a live connection with its LISTENs in place.
+    public var isConnected: Bool { connected.withLock { $0 } }
+
+    /// Stops the thread and finishes the stream.
+    public func stop() {
+        stopped.withLock { $0 = true }
+    }
+
+    /// Waits until a notification (or a reconnect) arrives, or `timeout` seconds pass.
+    /// Returns true when woken by a notification.
+    public func wait(timeout: Double) async -> Bool {
+        let id = doorbell.withLock { bell -> UInt64? in
+            if bell.rung {
+                bell.rung = false
+                return nil
+            }
+            bell.nextID += 1
+            return bell.nextID
+        }
+        guard let id else { return true }
+        return await withCheckedContinuation { continuation in
+            doorbell.withLock { $0.waiters[id] = continuation }
+            Task {
+                try? await Task.sleep(for: .seconds(timeout))
+                let waiter = doorbell.withLock { $0.waiters.removeValue(forKey: id) }
+                waiter?.resume(returning: false)
+            }
+        }
+    }
+
+    private func ring(_ notification: PostgresNotification) {
+        continuation.yield(notification)
+        let waiters = doorbell.withLock { bell -> [CheckedContinuation<Bool, Never>] in
+            if bell.waiters.isEmpty {
+                bell.rung = true
+                return []
+            }
+            defer { bell.waiters = [:] }
+            return Array(bell.waiters.values)
+        }
+        waiters.forEach { $0.resume(returning: true) }
+    }
+
+    private static func isPlainIdentifier(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, first == "_" || ("a"..."z").contains(first) else { return false }
+        return name.unicodeScalars.allSatisfy { $0 == "_" || ("a"..."z").contains($0) || ("0"..."9").contains($0) }
+    }
+
+    // MARK: - The listener thread
+
+    private func run() {
+        var backoff = Backoff()
+        var conn: OpaquePointer?
+        defer {
+            if let conn { PQfinish(conn) }
+            connected.withLock { $0 = false }
+            continuation.finish()
+        }
+        while !stopped.withLock({ $0 }) {
+            guard let live = conn else {
+                conn = openAndListen()
+                if conn == nil {
+                    Thread.sleep(forTimeInterval: backoff.next())
+                } else {
+                    backoff.reset()
+                    connected.withLock { $0 = true }
+                    ring(PostgresNotification(channel: "", payload: "", isReconnect: true))
+                }
+                continue
+            }
+            var pollfd = pollfd(fd: PQsocket(live), events: Int16(POLLIN), revents: 0)
+            let ready = poll(&pollfd, 1, 200)
+            if ready < 0 && errno != EINTR { dropConnection(&conn); continue }
+            if ready > 0 {
+                if PQconsumeInput(live) == 0 { dropConnection(&conn); continue }
+                while let notify = PQnotifies(live) {
+                    let channel = String(cString: notify.pointee.relname)
+                    let payload = String(cString: notify.pointee.extra)
+                    PQfreemem(notify)
+                    ring(PostgresNotification(channel: channel, payload: payload))
+                }
+            }
+            if PQstatus(live) != CONNECTION_OK { dropConnection(&conn) }
+        }
+    }
+
+    private func dropConnection(_ conn: inout OpaquePointer?) {
+        if let live = conn { PQfinish(live) }
+        conn = nil
+        connected.withLock { $0 = false }
+    }
+
+    private func openAndListen() -> OpaquePointer? {
+        guard let conn = PQconnectdb(conninfo) else { return nil }
+        guard PQstatus(conn) == CONNECTION_OK else {
+            PQfinish(conn)
+            return nil
+        }
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
+        for channel in channels {
+            guard let result = PQexec(conn, "LISTEN \(channel)") else {
+                PQfinish(conn)
+                return nil
+            }
+            let ok = PQresultStatus(result) == PGRES_COMMAND_OK
+            PQclear(result)
+            if !ok {
+                PQfinish(conn)
+                return nil
+            }
+        }
+        return conn
+    }
+}

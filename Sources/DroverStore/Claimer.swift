@@ -1,0 +1,44 @@
+import DroverCore
+import DroverPostgres
+import Foundation
+
+/// Claims work in batches and, when there is none, sleeps until a `drover_runnable` notification
+/// or the poll interval, whichever comes first. Notifications are only a hint; polling is what
+/// guarantees progress (a notification can be lost while the listener reconnects).
+public final class Claimer: Sendable {
+    public let queue: LeaseQueue
+    public let owner: HarnessID
+    public let ttl: Double
+    public let pollInterval: Double
+    private let listener: PostgresListener?
+
+    public init(queue: LeaseQueue, owner: HarnessID, ttl: Double, pollInterval: Double, listen: Bool = true) throws {
+        self.queue = queue
+        self.owner = owner
+        self.ttl = ttl
+        self.pollInterval = pollInterval
+        self.listener = listen
+            ? try PostgresListener(conninfo: queue.pool.conninfo, channels: [LeaseQueue.runnableChannel]) : nil
+    }
+
+    /// Whether the notification listener is connected (always false without one).
+    public var isListening: Bool { listener?.isConnected ?? false }
+
+    /// Returns the next non-empty batch of at most `max` leases; waits as long as it takes.
+    /// Database errors are thrown so the caller can log them and call again.
+    public func next(max: Int) async throws -> [Lease] {
+        while true {
+            try Task.checkCancellation()
+            let leases = try await queue.claim(max: max, owner: owner, ttl: ttl)
+            if !leases.isEmpty { return leases }
+            if let listener {
+                _ = await listener.wait(timeout: pollInterval)
+            } else {
+                try await Task.sleep(for: .seconds(pollInterval))
+            }
+        }
+    }
+
+    /// Stops the listener thread.
+    public func stop() { listener?.stop() }
+}

@@ -1,0 +1,70 @@
+import DroverCore
+import DroverPostgres
+import DroverStore
+import Foundation
+
+/// One `drover` subcommand.
+protocol Command {
+    static var name: String { get }
+    static var summary: String { get }
+    /// The full `--help` text.
+    static var help: String { get }
+    static var options: Set<String> { get }
+    static var flags: Set<String> { get }
+    static func run(_ arguments: Arguments) async throws
+}
+
+extension Command {
+    static var options: Set<String> { [] }
+    static var flags: Set<String> { [] }
+}
+
+/// Shared set-up for commands that talk to the database.
+enum Environment {
+    static func databaseURL() throws -> String {
+        guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
+            throw UsageError("DATABASE_URL is not set (e.g. postgresql://user@127.0.0.1:5432/drover)")
+        }
+        return url
+    }
+
+    static func pool(maxConnections: Int = 4) throws -> ConnectionPool {
+        ConnectionPool(conninfo: try databaseURL(), maxConnections: maxConnections, connectTimeout: 10)
+    }
+}
+
+/// Writes to standard output without buffering surprises between lines.
+enum Output {
+    static func line(_ text: String) {
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+
+    static func error(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+
+    /// A fixed-width table with a header row.
+    static func table(_ header: [String], _ rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+        }
+        func render(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in
+                i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+        return ([render(header)] + rows.map(render)).joined(separator: "\n")
+    }
+
+    /// ISO-8601 with milliseconds, UTC.
+    static func timestamp(_ date: Date?) -> String {
+        guard let date else { return "-" }
+        return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
+    static func seconds(_ value: Double?) -> String {
+        guard let value else { return "-" }
+        return String(format: "%.1fs", value)
+    }
+}

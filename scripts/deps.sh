@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what Drover builds, tests and runs against, when it is missing (Debian packages).
+set -euo pipefail
+need=()
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+pkg-config --exists libpq 2>/dev/null || need+=(libpq-dev)
+pkg-config --exists libcurl 2>/dev/null || need+=(libcurl4-openssl-dev)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+if ((${#need[@]})); then
+    echo "deps: installing ${need[*]}"
+    sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster under the project folder (.drover/pg), on a free loopback port.
+#   scripts/pg.sh start | stop | restart | url | status
+# As root, initdb refuses to run, so the server runs as the unprivileged 'postgres' user.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+home=${DROVER_PG_HOME:-$root/.drover/pg}
+bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+[[ -n $bin ]] || { echo "pg.sh: no PostgreSQL server found (run scripts/deps.sh)" >&2; exit 1; }
+
+as_pg() {
+    if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+    local port
+    for port in $(seq 55432 55632); do
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
+    done
+    echo "pg.sh: no free port in 55432-55632" >&2
+    exit 1
+}
+
+start() {
+    stop_quietly
+    rm -rf "$home"
+    mkdir -p "$(dirname "$home")"
+    if [[ $(id -u) -eq 0 ]]; then
+        id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/false postgres
+        mkdir -p "$home"
+        chown postgres: "$home"
+        if ! runuser -u postgres -- test -w "$home"; then
+            # The project folder is not reachable by 'postgres' (e.g. under /root): keep the
+            # cluster in /tmp and leave a link to it in the project folder.
+            rmdir "$home"
+            local dir
+            dir=$(mktemp -d /tmp/drover-pg.XXXXXX)
+            chown postgres: "$dir"
+            ln -s "$dir" "$home"
+        fi
+    else
+        mkdir -p "$home"
+    fi
+    local port
+    port=$(free_port)
+    echo "pg.sh: initdb in $home" >&2
+    as_pg "$bin/initdb" -D "$home/data" -U drover --auth=trust -E UTF8 --no-instructions >"$home.initdb.log" 2>&1 \
+        || { cat "$home.initdb.log" >&2; exit 1; }
+    as_pg "$bin/pg_ctl" -D "$home/data" -l "$home/data/server.log" -w -t 60 start -o \
+        "-p $port -k $home/data -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB -c fsync=on" \
+        >/dev/null
+    as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U drover drover
+    echo "$port" >"$home/port"
+    echo "pg.sh: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port" >&2
+}
+
+stop_quietly() {
+    if [[ -f $home/data/postmaster.pid ]]; then
+        as_pg "$bin/pg_ctl" -D "$home/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop)
+        stop_quietly
+        target=$(readlink -f "$home" || true)
+        rm -rf "$home" "$home.initdb.log"
+        [[ $target == /tmp/drover-pg.* ]] && rm -rf "$target"
+        ;;
+    restart) as_pg "$bin/pg_ctl" -D "$home/data" -m fast -w -t 60 restart >/dev/null ;;
+    url) echo "postgresql://drover@127.0.0.1:$(cat "$home/port")/drover" ;;
+    status) as_pg "$bin/pg_ctl" -D "$home/data" status ;;
+    *) echo "usage: scripts/pg.sh start|stop|restart|url|status" >&2; exit 2 ;;
+esac

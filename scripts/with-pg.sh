@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs a command with DATABASE_URL set: the given server if DATABASE_URL is already set,
+# otherwise a throwaway cluster that is started first and stopped (and deleted) afterwards.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [[ -n ${DATABASE_URL:-} ]]; then
+    "$@"
+    exit
+fi
+"$root/scripts/pg.sh" start
+trap '"$root/scripts/pg.sh" stop' EXIT
+DATABASE_URL=$("$root/scripts/pg.sh" url)
+export DATABASE_URL
+# Lets the restart test bounce the embedded server; unset for an external one.
+export DROVER_TEST_PG_RESTART="$root/scripts/pg.sh restart"
+"$@"
