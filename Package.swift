@@ -20,9 +20,13 @@ let package = Package(
         .target(name: "DroverPostgres", dependencies: ["CLibPQ", "DroverCore"]),
         .target(name: "DroverStore", dependencies: ["DroverPostgres", "DroverCore"]),
         .executableTarget(name: "drover", dependencies: ["DroverStore", "DroverPostgres", "DroverCore"]),
+        // Helpers for tests: a fresh, migrated database per test on the server in DATABASE_URL.
+        .target(name: "DroverTestSupport", dependencies: ["DroverStore", "DroverPostgres", "DroverCore"]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore"]),
-        .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres"]),
-        .testTarget(name: "DroverStoreTests", dependencies: ["DroverStore", "DroverPostgres", "DroverCore"]),
+        .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres", "DroverTestSupport"]),
+        .testTarget(
+            name: "DroverStoreTests",
+            dependencies: ["DroverStore", "DroverPostgres", "DroverCore", "DroverTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,244 @@
+import DroverCore
+import DroverPostgres
+import DroverStore
+import Foundation
+
+/// `drover bench queue`: throughput and latency of the lease queue and session log, measured in a
+/// scratch database on the server in DATABASE_URL.
+struct BenchQueueCommand: Command {
+    static let name = "bench queue"
+    static let summary = "benchmark claims, no-op session cycles, appends and log reads"
+    static let help = """
+        usage: drover bench queue [--sessions N] [--claimers 1,2,4,8] [--batch N] [--appends N]
+                                  [--events N] [--reads N] [--json]
+
+        Runs in a scratch database (created on the DATABASE_URL server, dropped afterwards):
+          claims/s           sessions claimed per second, each claimer on its own connection
+          cycles/s           full no-op cycles: claim + session.status_running +
+                             session.status_idle appends + release, the writes of concurrent
+                             sessions group-committed (GroupCommitter)
+          cycles_unbatched   the same with one commit per write, for comparison
+          append p50/p99     one append_event under a lease, sequential
+          get_events p50/p99 get_events(limit 100) at random positions, and tail 100, in a log of
+                             --events events
+
+          --sessions N   sessions per throughput run (default 10000)
+          --claimers L   claimer counts to run (default 1,2,4,8)
+          --batch N      sessions per claim (default 32)
+          --appends N    appends for the latency run (default 5000)
+          --events N     log size for the read run (default 1000000)
+          --reads N      reads per read run (default 2000)
+          --json         print one JSON object instead of a table
+        """
+    static let options: Set<String> = ["sessions", "claimers", "batch", "appends", "events", "reads"]
+    static let flags: Set<String> = ["json"]
+
+    static func run(_ arguments: Arguments) async throws {
+        let sessions = try arguments.int("sessions") ?? 10_000
+        let batch = try arguments.int("batch") ?? 32
+        let appends = try arguments.int("appends") ?? 5000
+        let eventCount = try arguments.int("events") ?? 1_000_000
+        let reads = try arguments.int("reads") ?? 2000
+        let claimerCounts = try (arguments.value("claimers") ?? "1,2,4,8").split(separator: ",").map {
+            guard let n = Int($0), n > 0 else { throw UsageError("--claimers takes a list like 1,2,4,8") }
+            return n
+        }
+        guard let directory = Migration.defaultDirectory() else { throw UsageError("no migrations folder found") }
+
+        let database = try await ScratchDatabase.create(
+            on: try Environment.databaseURL(), prefix: "drover_bench", migrations: try Migration.load(from: directory))
+        Progress.say("scratch database \(database.name)")
+        do {
+            let bench = try await QueueBench(database: database, batch: batch)
+            var results: [BenchResult] = []
+            for claimers in claimerCounts {
+                let rate = try await bench.claimRate(sessions: sessions, claimers: claimers)
+                Progress.say("claims, \(claimers) claimers: \(Int(rate))/s")
+                results.append(BenchResult(name: "claims_per_s_\(claimers)", value: rate, unit: "sessions/s"))
+            }
+            for claimers in claimerCounts {
+                let rate = try await bench.cycleRate(sessions: sessions, claimers: claimers, grouped: true)
+                Progress.say("no-op cycles, group commit, \(claimers) claimers: \(Int(rate))/s")
+                results.append(BenchResult(name: "cycles_per_s_\(claimers)", value: rate, unit: "cycles/s"))
+            }
+            for claimers in claimerCounts {
+                let rate = try await bench.cycleRate(sessions: sessions, claimers: claimers, grouped: false)
+                Progress.say("no-op cycles, one commit per write, \(claimers) claimers: \(Int(rate))/s")
+                results.append(BenchResult(name: "cycles_unbatched_per_s_\(claimers)", value: rate, unit: "cycles/s"))
+            }
+            let append = try await bench.appendLatency(count: appends)
+            results.append(BenchResult(name: "append_p50_ms", value: append.percentile(50), unit: "ms"))
+            results.append(BenchResult(name: "append_p99_ms", value: append.percentile(99), unit: "ms"))
+            let (slice, tail) = try await bench.readLatency(events: eventCount, reads: reads)
+            results.append(BenchResult(name: "get_events_100_p50_ms", value: slice.percentile(50), unit: "ms"))
+            results.append(BenchResult(name: "get_events_100_p99_ms", value: slice.percentile(99), unit: "ms"))
+            results.append(BenchResult(name: "get_events_tail_100_p50_ms", value: tail.percentile(50), unit: "ms"))
+            results.append(BenchResult(name: "get_events_tail_100_p99_ms", value: tail.percentile(99), unit: "ms"))
+            bench.close()
+            try await database.drop()
+
+            BenchReport.print("drover bench queue", results, json: arguments.has("json"), extra: [
+                ("benchmark", "queue"), ("cores", String(ProcessInfo.processInfo.activeProcessorCount)),
+                ("server_version", bench.serverVersion), ("sessions_per_run", String(sessions)),
+                ("batch", String(batch)), ("log_events", String(eventCount)),
+            ])
+        } catch {
+            try? await database.drop()
+            throw error
+        }
+    }
+}
+
+/// The measurements behind `drover bench queue`.
+struct QueueBench {
+    let database: ScratchDatabase
+    let batch: Int
+    let admin: ConnectionPool
+    let fixtures: (agent: String, environment: String)
+    let serverVersion: String
+
+    init(database: ScratchDatabase, batch: Int) async throws {
+        self.database = database
+        self.batch = batch
+        admin = ConnectionPool(conninfo: database.conninfo, maxConnections: 1)
+        let store = SessionStore(pool: admin)
+        fixtures = (try await store.createAgent(name: "bench", model: "none"), try await store.createEnvironment(name: "bench"))
+        serverVersion = try await admin.query("SHOW server_version")[0].decode(0)
+    }
+
+    func close() { admin.close() }
+
+    /// Queues `count` sessions in one statement.
+    private func queue(_ count: Int) async throws {
+        try await admin.query(
+            "SELECT count(drover.create_session($1, $2, '{\"content\":[]}', 0)) FROM generate_series(1, $3)",
+            [fixtures.agent, fixtures.environment, count])
+    }
+
+    /// Runs `claimers` workers, each on its own connection, until `work` finds nothing more;
+    /// returns sessions handled per second.
+    private func drain(sessions: Int, claimers: Int, work: @escaping @Sendable (ConnectionPool, HarnessID) async throws -> Int) async throws -> Double {
+        try await queue(sessions)
+        let conninfo = database.conninfo
+        let start = ContinuousClock.now
+        let handled = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<claimers {
+                group.addTask {
+                    let pool = ConnectionPool(conninfo: conninfo, maxConnections: 1)
+                    defer { pool.close() }
+                    return try await work(pool, HarnessID.fresh(prefix: "bench\(index)"))
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        let elapsed = (ContinuousClock.now - start).seconds
+        guard handled == sessions else {
+            throw DroverError(.database, "bench handled \(handled) of \(sessions) sessions")
+        }
+        // Leave nothing runnable or leased for the next run.
+        try await admin.query("UPDATE drover.sessions SET status = 'terminated', lease_owner = NULL WHERE status <> 'terminated'")
+        return Double(handled) / elapsed
+    }
+
+    func claimRate(sessions: Int, claimers: Int) async throws -> Double {
+        let batch = self.batch
+        return try await drain(sessions: sessions, claimers: claimers) { pool, owner in
+            let queue = LeaseQueue(pool: pool)
+            var claimed = 0
+            while true {
+                let leases = try await queue.claim(max: batch, owner: owner, ttl: 60)
+                if leases.isEmpty { return claimed }
+                claimed += leases.count
+            }
+        }
+    }
+
+    /// Full no-op cycles. `grouped`: the sessions of a claimed batch run concurrently and their
+    /// writes share commits through a `GroupCommitter`; otherwise each write is its own commit.
+    func cycleRate(sessions: Int, claimers: Int, grouped: Bool) async throws -> Double {
+        let batch = self.batch
+        return try await drain(sessions: sessions, claimers: claimers) { pool, owner in
+            let queue = LeaseQueue(pool: pool)
+            let store = SessionStore(pool: pool)
+            let committer = GroupCommitter(pool: pool)
+            var cycles = 0
+            while true {
+                let leases = try await queue.claim(max: batch, owner: owner, ttl: 60)
+                if leases.isEmpty { return cycles }
+                if grouped {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        for lease in leases {
+                            group.addTask {
+                                try await committer.append(lease, type: .sessionStatusRunning, payload: "{}")
+                                try await committer.append(lease, type: .sessionStatusIdle, payload: Self.idlePayload)
+                                try await committer.release(lease, handledThrough: lease.lastSeq)
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                } else {
+                    for lease in leases {
+                        try await store.append(lease, type: .sessionStatusRunning, payload: "{}")
+                        try await store.append(lease, type: .sessionStatusIdle, payload: Self.idlePayload)
+                        try await queue.release(lease, handledThrough: lease.lastSeq)
+                    }
+                }
+                cycles += leases.count
+            }
+        }
+    }
+
+    static let idlePayload = #"{"stop_reason":{"type":"end_turn"}}"#
+
+    func appendLatency(count: Int) async throws -> Latencies {
+        try await queue(1)
+        let queue = LeaseQueue(pool: admin)
+        let store = SessionStore(pool: admin)
+        guard let lease = try await queue.claim(max: 1, owner: HarnessID.fresh(prefix: "bench"), ttl: 600).first else {
+            throw DroverError(.notFound, "nothing to claim")
+        }
+        var latencies = Latencies()
+        for i in 0..<count {
+            _ = try await latencies.measure {
+                try await store.append(lease, type: .agentMessage, payload: #"{"content":[{"type":"text","text":"step \#(i)"}]}"#)
+            }
+        }
+        try await queue.release(lease)
+        return latencies
+    }
+
+    /// Bulk-loads one session with `events` events (a direct insert: this is set-up, not the
+    /// measured path), then times positional reads through `get_events`.
+    func readLatency(events: Int, reads: Int) async throws -> (slice: Latencies, tail: Latencies) {
+        let store = SessionStore(pool: admin)
+        let session = try await store.createSession(agent: fixtures.agent, environment: fixtures.environment)
+        let chunk = 100_000
+        var loaded = 0
+        while loaded < events {
+            let upper = min(events, loaded + chunk)
+            try await admin.query(
+                """
+                INSERT INTO drover.events (session_id, seq, type, payload, lease_epoch)
+                SELECT $1, g, 'agent.message', jsonb_build_object('content', jsonb_build_array(
+                       jsonb_build_object('type', 'text', 'text', 'event ' || g))), 1
+                  FROM generate_series($2::int8, $3::int8) g
+                """, [session.rawValue, loaded + 1, upper])
+            loaded = upper
+            Progress.say("loading the log: \(loaded)/\(events) events")
+        }
+        try await admin.query("UPDATE drover.sessions SET last_seq = $2 WHERE id = $1", [session.rawValue, events])
+        try await admin.query("VACUUM ANALYZE drover.events")
+        var slice = Latencies()
+        var tail = Latencies()
+        for _ in 0..<reads {
+            let after = Int64.random(in: 0...Int64(max(0, events - 100)))
+            let page = try await slice.measure { try await store.events(session, after: after, limit: 100) }
+            guard page.count == min(100, events - Int(after)), page.first?.seq == after + 1 else {
+                throw DroverError(.database, "get_events returned a wrong slice after \(after)")
+            }
+            let before = Int64.random(in: 1...Int64(events + 1))
+            _ = try await tail.measure { try await store.events(session, before: before, tail: 100) }
+        }
+        return (slice, tail)
+    }
+}

@@ -1,0 +1,142 @@
+import DroverPostgres
+import DroverTestSupport
+import Foundation
+import Testing
+
+@Suite struct PostgresConnectionTests {
+    @Test func parametersTravelAsValuesNeverAsSQL() async throws {
+        try await TestDatabase.with(migrated: false) { db in
+            let conn = try await PostgresConnection.connect(db.conninfo)
+            defer { conn.close() }
+            let hostile = "'); DROP TABLE x; -- \" \\ ü"
+            let row = try await conn.query(
+                "SELECT $1::text, $2::int8, $3::bool, $4::float8, $5::text IS NULL, $6::text[]",
+                [hostile, Int64.max, true, 2.5, nil, ["a\"b", "c\\d", "e,f", "{g}"]])[0]
+            #expect(try row.decode(0, as: String.self) == hostile)
+            #expect(try row.decode(1, as: Int64.self) == Int64.max)
+            #expect(try row.decode(2, as: Bool.self))
+            #expect(try row.decode(3, as: Double.self) == 2.5)
+            #expect(try row.decode(4, as: Bool.self))
+            #expect(row[5] == #"{"a\"b","c\\d","e,f","{g}"}"#)
+        }
+    }
+
+    @Test func timestampsRoundTripInUTC() async throws {
+        try await TestDatabase.with(migrated: false) { db in
+            let conn = try await PostgresConnection.connect(db.conninfo)
+            defer { conn.close() }
+            let date = Date(timeIntervalSince1970: 1_795_000_123.456789)
+            let row = try await conn.query(
+                "SELECT $1::timestamptz, extract(epoch FROM $1::timestamptz)::float8, '1969-12-31 23:59:59.5+00'::timestamptz",
+                [date])[0]
+            let decoded = try row.decode(0, as: Date.self)
+            #expect(abs(decoded.timeIntervalSince1970 - date.timeIntervalSince1970) < 0.000_001)
+            #expect(abs(try row.decode(1, as: Double.self) - date.timeIntervalSince1970) < 0.000_001)
+            #expect(try row.decode(2, as: Date.self).timeIntervalSince1970 == -0.5)
+        }
+    }
+
+    @Test func serverErrorsCarryTheirSQLState() async throws {
+        try await TestDatabase.with(migrated: false) { db in
+            let conn = try await PostgresConnection.connect(db.conninfo)
+            defer { conn.close() }
+            let error = await #expect(throws: PostgresError.self) { try await conn.query("SELECT 1/0") }
+            #expect(error?.code == .server)
+            #expect(error?.sqlState == "22012")
+            // The connection is still usable after a failed statement.
+            #expect(try await conn.query("SELECT 41 + 1")[0].decode(0, as: Int.self) == 42)
+            #expect(!conn.isBroken)
+        }
+    }
+
+    @Test func transactionsRollBackOnError() async throws {
+        try await TestDatabase.with(migrated: false) { db in
+            let conn = try await PostgresConnection.connect(db.conninfo)
+            defer { conn.close() }
+            try await conn.execute(script: "CREATE TABLE t (v int)")
+            await #expect(throws: PostgresError.self) {
+                _ = try await conn.transaction { conn in
+                    try await conn.query("INSERT INTO t VALUES ($1)", [1])
+                    try await conn.query("INSERT INTO t VALUES ($1)", ["not a number"])
+                }
+            }
+            _ = try await conn.transaction { try await $0.query("INSERT INTO t VALUES ($1)", [2]) }
+            #expect(try await conn.query("SELECT array_agg(v)::text FROM t")[0][0] == "{2}")
+        }
+    }
+
+    @Test func aBadConnectionStringFailsClearly() async throws {
+        let error = await #expect(throws: PostgresError.self) {
+            _ = try await PostgresConnection.connect("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+        }
+        #expect(error?.code == .connectionFailed)
+    }
+
+    @Test func timestampParserHandlesOffsetsAndFractions() throws {
+        #expect(try Date(postgresText: "1970-01-01 00:00:00+00").timeIntervalSince1970 == 0)
+        #expect(try Date(postgresText: "1970-01-01 01:30:00+01:30").timeIntervalSince1970 == 0)
+        #expect(try Date(postgresText: "2000-02-29 12:00:00.25-02").timeIntervalSince1970 == 951_832_800.25)
+        #expect(throws: PostgresError.self) { try Date(postgresText: "yesterday") }
+    }
+}
+
+@Suite struct ConnectionPoolTests {
+    @Test func neverOpensMoreThanItsBound() async throws {
+        try await TestDatabase.with(migrated: false) { db in
+            let pool = db.pool(maxConnections: 3)
+            defer { pool.close() }
+            let pids = try await withThrowingTaskGroup(of: Int32.self) { group in
+                for _ in 0..<24 {
+                    group.addTask {
+                        try await pool.withConnection { conn in
+                            #expect(pool.openConnections <= 3)
+                            try await conn.query("SELECT pg_sleep(0.02)")
+                            return conn.backendPID
+                        }
+                    }
+                }
+                return try await group.reduce(into: Set<Int32>()) { $0.insert($1) }
+            }
+            #expect(pids.count <= 3)
+            #expect(pool.openConnections <= 3)
+        }
+    }
+
+    @Test func aKilledBackendFailsInFlightWorkThenThePoolRecovers() async throws {
+        try await TestDatabase.with(migrated: false) { db in
+            let pool = db.pool(maxConnections: 1)
+            defer { pool.close() }
+            let victim = try await pool.withConnection { $0.backendPID }
+            let admin = try await PostgresConnection.connect(db.conninfo)
+            defer { admin.close() }
+            try await admin.query("SELECT pg_terminate_backend($1)", [victim])
+            let error = await #expect(throws: PostgresError.self) { try await pool.query("SELECT 1") }
+            #expect(error?.code == .connectionLost)
+            // The broken connection was discarded; the next request gets a new backend.
+            let next = try await pool.withConnection { $0.backendPID }
+            #expect(next != victim)
+            #expect(try await pool.query("SELECT 7")[0].decode(0, as: Int.self) == 7)
+        }
+    }
+}
+
+@Suite struct PostgresListenerTests {
+    @Test func deliversNotificationsAsAnAsyncSequence() async throws {
+        try await TestDatabase.with(migrated: false) { db in
+            let listener = try PostgresListener(conninfo: db.conninfo, channels: ["drover_test"])
+            defer { listener.stop() }
+            var iterator = listener.notifications.makeAsyncIterator()
+            let first = await iterator.next()
+            #expect(first?.isReconnect == true)
+            let conn = try await PostgresConnection.connect(db.conninfo)
+            defer { conn.close() }
+            try await conn.query("SELECT pg_notify($1, $2)", ["drover_test", "payload ✓"])
+            let note = await iterator.next()
+            #expect(note == PostgresNotification(channel: "drover_test", payload: "payload ✓"))
+        }
+    }
+
+    @Test func refusesChannelNamesThatAreNotPlainIdentifiers() {
+        #expect(throws: PostgresError.self) { _ = try PostgresListener(conninfo: "", channels: ["x; DROP"]) }
+    }
+}

@@ -1,0 +1,117 @@
+import DroverCore
+import DroverPostgres
+import DroverStore
+import DroverTestSupport
+import Foundation
+import Testing
+
+@Suite struct GroupCommitterTests {
+    @Test func concurrentWritesShareCommitsAndEachKeepsItsOwnFencing() async throws {
+        try await TestDatabase.with { db in
+            let pool = db.pool(maxConnections: 1)
+            defer { pool.close() }
+            let f = try await Fixtures.make(pool)
+            _ = try await f.queuedSessions(40)
+            let owner = HarnessID(rawValue: "grouped")
+            let leases = try await f.queue.claim(max: 40, owner: owner, ttl: 30)
+            #expect(leases.count == 40)
+            // Ten of them are stale: same sessions, an epoch that was never granted.
+            let stale = leases.prefix(10).map { lease -> Lease in
+                var old = lease
+                old.epoch -= 1
+                return old
+            }
+            let xactBefore: Int64 = try await pool.query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")[0].decode(0)
+            let committer = GroupCommitter(pool: pool)
+            let outcomes = await withTaskGroup(of: (SessionID, Bool, Result<AppendedEvent, any Error>).self) { group in
+                for lease in leases {
+                    group.addTask { (lease.sessionID, true, await capture { try await committer.append(lease, type: .sessionStatusRunning, payload: "{}") }) }
+                }
+                for lease in stale {
+                    group.addTask { (lease.sessionID, false, await capture { try await committer.append(lease, type: .agentMessage, payload: "{}") }) }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            let xactAfter: Int64 = try await pool.query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")[0].decode(0)
+            for (session, fresh, outcome) in outcomes {
+                switch outcome {
+                case .success(let event):
+                    #expect(fresh, "a stale write to \(session) succeeded")
+                    #expect(event.seq == 2)
+                case .failure(let error):
+                    #expect(!fresh, "a fresh write to \(session) failed: \(error)")
+                    #expect((error as? DroverError)?.code == .leaseLost)
+                }
+            }
+            // 50 writes in far fewer transactions than 50 (the counter also sees the two reads).
+            #expect(xactAfter - xactBefore < 30, "\(xactAfter - xactBefore) commits for 50 writes")
+            for lease in leases {
+                let events = try await f.store.events(lease.sessionID)
+                #expect(events.map(\.type) == [.userMessage, .sessionStatusRunning])
+            }
+        }
+    }
+
+    @Test func aPayloadThatIsNotJSONFailsAloneAndTheRestAreWritten() async throws {
+        try await TestDatabase.with { db in
+            let pool = db.pool(maxConnections: 1)
+            defer { pool.close() }
+            let f = try await Fixtures.make(pool)
+            _ = try await f.queuedSessions(3)
+            let leases = try await f.queue.claim(max: 3, owner: HarnessID(rawValue: "h"), ttl: 30)
+            let committer = GroupCommitter(pool: pool, maxInFlight: 1)
+            let payloads = ["{}", "{broken", #"{"ok":true}"#]
+            let results = await withTaskGroup(of: (Int, Result<AppendedEvent, any Error>).self) { group in
+                for (index, lease) in leases.enumerated() {
+                    group.addTask { (index, await capture { try await committer.append(lease, type: .agentMessage, payload: payloads[index]) }) }
+                }
+                return await group.reduce(into: [Int: Result<AppendedEvent, any Error>]()) { $0[$1.0] = $1.1 }
+            }
+            #expect((try? results[0]?.get())?.seq == 2)
+            #expect(results[1]?.droverCode == .invalidPayload)
+            #expect((try? results[2]?.get())?.seq == 2)
+            #expect(try await f.eventCount(leases[1].sessionID) == 1)
+        }
+    }
+
+    @Test func heartbeatAndReleaseThroughTheBatch() async throws {
+        try await TestDatabase.with { db in
+            let pool = db.pool(maxConnections: 2)
+            defer { pool.close() }
+            let f = try await Fixtures.make(pool)
+            let session = try await f.session()
+            let lease = try #require(try await f.queue.claim(max: 1, owner: HarnessID(rawValue: "h"), ttl: 1).first)
+            let committer = GroupCommitter(pool: pool)
+            let extended = try await committer.heartbeat(lease, ttl: 60)
+            #expect(extended.expiresAt.timeIntervalSince(lease.expiresAt) > 50)
+            try await f.store.send(session, type: .userMessage, payload: JSONText.userMessage("late"))
+            #expect(try await committer.release(extended, handledThrough: lease.lastSeq) == .queued)
+            let error = await #expect(throws: DroverError.self) { try await committer.release(extended) }
+            #expect(error?.code == .leaseLost)
+        }
+    }
+
+    @Test func writeBatchIsCallableFromSQL() async throws {
+        try await TestDatabase.with { db in
+            let pool = db.pool(maxConnections: 1)
+            defer { pool.close() }
+            let f = try await Fixtures.make(pool)
+            let session = try await f.session()
+            let lease = try #require(try await f.queue.claim(max: 1, owner: HarnessID(rawValue: "sql"), ttl: 30).first)
+            let rows = try await pool.query(
+                """
+                SELECT ord, seq, status, code FROM drover.write_batch(jsonb_build_array(
+                    jsonb_build_object('op', 'append', 'session', $1::text, 'owner', 'sql', 'epoch', $2::int8, 'type', 'agent.message', 'payload', 1),
+                    jsonb_build_object('op', 'append', 'session', $1::text, 'owner', 'sql', 'epoch', 99, 'type', 'agent.message', 'payload', 1),
+                    jsonb_build_object('op', 'frobnicate'),
+                    jsonb_build_object('op', 'release', 'session', $1::text, 'owner', 'sql', 'epoch', $2::int8, 'status', 'idle')
+                ), ARRAY['{"content":[]}'])
+                """, [session.rawValue, lease.epoch])
+            #expect(rows.map { $0[0] } == ["1", "2", "3", "4"])
+            #expect(rows[0][1] == "2" && rows[0][3] == nil)
+            #expect(rows[1][3] == "lease_lost")
+            #expect(rows[2][3] == "invalid_argument")
+            #expect(rows[3][2] == "idle" && rows[3][3] == nil)
+        }
+    }
+}
