@@ -66,7 +66,7 @@ case "${1:-}" in
         stop_quietly
         target=$(readlink -f "$home" || true)
         rm -rf "$home" "$home.initdb.log"
-        [[ $target == /tmp/drover-pg.* ]] && rm -rf "$target"
+        if [[ $target == /tmp/drover-pg.* ]]; then rm -rf "$target"; fi
         ;;
     restart) as_pg "$bin/pg_ctl" -D "$home/data" -m fast -w -t 60 restart >/dev/null ;;
     url) echo "postgresql://drover@127.0.0.1:$(cat "$home/port")/drover" ;;

@@ -8,9 +8,12 @@ if [[ -n ${DATABASE_URL:-} ]]; then
     exit
 fi
 "$root/scripts/pg.sh" start
-trap '"$root/scripts/pg.sh" stop' EXIT
+# Stop (and delete) the cluster however we leave, keeping the command's own exit status.
+trap '"$root/scripts/pg.sh" stop || true' EXIT
 DATABASE_URL=$("$root/scripts/pg.sh" url)
 export DATABASE_URL
 # Lets the restart test bounce the embedded server; unset for an external one.
 export DROVER_TEST_PG_RESTART="$root/scripts/pg.sh restart"
-"$@"
+status=0
+"$@" || status=$?
+exit "$status"
