@@ -8,6 +8,9 @@ home=${DROVER_PG_HOME:-$root/.drover/pg}
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [[ -n $bin ]] || { echo "pg.sh: no PostgreSQL server found (run scripts/deps.sh)" >&2; exit 1; }
 
+# The cluster's real folder: .drover/pg itself, or the /tmp folder it links to.
+data() { echo "$(readlink -f "$home")/data"; }
+
 as_pg() {
     if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
@@ -44,10 +47,10 @@ start() {
     local port
     port=$(free_port)
     echo "pg.sh: initdb in $home" >&2
-    as_pg "$bin/initdb" -D "$home/data" -U drover --auth=trust -E UTF8 --no-instructions >"$home.initdb.log" 2>&1 \
+    as_pg "$bin/initdb" -D "$(data)" -U drover --auth=trust -E UTF8 --no-instructions >"$home.initdb.log" 2>&1 \
         || { cat "$home.initdb.log" >&2; exit 1; }
-    as_pg "$bin/pg_ctl" -D "$home/data" -l "$home/data/server.log" -w -t 60 start -o \
-        "-p $port -k $home/data -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB -c fsync=on" \
+    as_pg "$bin/pg_ctl" -D "$(data)" -l "$(data)/server.log" -w -t 60 start -o \
+        "-p $port -k $(data) -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB -c fsync=on" \
         >/dev/null
     as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U drover drover
     echo "$port" >"$home/port"
@@ -55,8 +58,8 @@ start() {
 }
 
 stop_quietly() {
-    if [[ -f $home/data/postmaster.pid ]]; then
-        as_pg "$bin/pg_ctl" -D "$home/data" -m fast -w stop >/dev/null 2>&1 || true
+    if [[ -e $home && -f $(data)/postmaster.pid ]]; then
+        as_pg "$bin/pg_ctl" -D "$(data)" -m fast -w stop >/dev/null 2>&1 || true
     fi
 }
 
@@ -68,8 +71,8 @@ case "${1:-}" in
         rm -rf "$home" "$home.initdb.log"
         if [[ $target == /tmp/drover-pg.* ]]; then rm -rf "$target"; fi
         ;;
-    restart) as_pg "$bin/pg_ctl" -D "$home/data" -m fast -w -t 60 restart >/dev/null ;;
+    restart) as_pg "$bin/pg_ctl" -D "$(data)" -m fast -w -t 60 restart >/dev/null ;;
     url) echo "postgresql://drover@127.0.0.1:$(cat "$home/port")/drover" ;;
-    status) as_pg "$bin/pg_ctl" -D "$home/data" status ;;
+    status) as_pg "$bin/pg_ctl" -D "$(data)" status ;;
     *) echo "usage: scripts/pg.sh start|stop|restart|url|status" >&2; exit 2 ;;
 esac
