@@ -140,3 +140,24 @@ import Testing
         #expect(throws: PostgresError.self) { _ = try PostgresListener(conninfo: "", channels: ["x; DROP"]) }
     }
 }
+
+@Suite struct PostgresListenerReconnectTests {
+    @Test func reconnectsAfterItsBackendIsKilledAndKeepsDelivering() async throws {
+        try await TestDatabase.with(migrated: false) { db in
+            let listener = try PostgresListener(conninfo: db.conninfo, channels: ["drover_again"])
+            defer { listener.stop() }
+            var iterator = listener.notifications.makeAsyncIterator()
+            #expect(await iterator.next()?.isReconnect == true)
+            let conn = try await PostgresConnection.connect(db.conninfo)
+            defer { conn.close() }
+            let killed: Int = try await conn.query(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+            )[0].decode(0)
+            #expect(killed == 1)
+            // The marker says "you may have missed something; look for work now".
+            #expect(await iterator.next()?.isReconnect == true)
+            try await conn.query("SELECT pg_notify($1, $2)", ["drover_again", "after"])
+            #expect(await iterator.next() == PostgresNotification(channel: "drover_again", payload: "after"))
+        }
+    }
+}
