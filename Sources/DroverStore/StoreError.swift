@@ -35,6 +35,7 @@ extension DroverError {
 }
 
 /// Runs a database call, turning `PostgresError` into `DroverError`.
+@discardableResult
 func mappingErrors<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()

@@ -1,0 +1,92 @@
+import Foundation
+
+/// A JSON value that is `Sendable`, for protocol messages and tool inputs.
+public enum JSONValue: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    /// Parses JSON text. Numbers become `Double`; integers beyond 2^53 lose precision.
+    public static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
+        let object = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
+        return try JSONValue(any: object)
+    }
+
+    public static func parse(_ text: String) throws -> JSONValue { try parse(Array(text.utf8)) }
+
+    init(any: Any) throws {
+        switch any {
+        case is NSNull: self = .null
+        case let number as NSNumber:
+            // JSON booleans arrive as NSNumber too; theirs is the only `char` objCType.
+            if String(cString: number.objCType) == "c" {
+                self = .bool(number.boolValue)
+            } else {
+                self = .number(number.doubleValue)
+            }
+        case let string as String: self = .string(string)
+        case let array as [Any]: self = .array(try array.map(JSONValue.init(any:)))
+        case let dictionary as [String: Any]: self = .object(try dictionary.mapValues(JSONValue.init(any:)))
+        default: throw DroverError(.invalidArgument, "unsupported JSON value")
+        }
+    }
+
+    /// Compact JSON text; object keys are sorted so output is stable.
+    public var text: String {
+        switch self {
+        case .null: return "null"
+        case .bool(let value): return value ? "true" : "false"
+        case .number(let value):
+            if value.isFinite, value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+            return value.isFinite ? String(value) : "null"
+        case .string(let value): return JSONText.quote(value)
+        case .array(let values): return "[" + values.map(\.text).joined(separator: ",") + "]"
+        case .object(let members):
+            return "{" + members.sorted { $0.key < $1.key }.map { JSONText.quote($0.key) + ":" + $0.value.text }
+                .joined(separator: ",") + "}"
+        }
+    }
+
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let members) = self { return members[key] }
+        return nil
+    }
+
+    public var stringValue: String? {
+        if case .string(let value) = self { return value }
+        return nil
+    }
+
+    public var doubleValue: Double? {
+        if case .number(let value) = self { return value }
+        return nil
+    }
+
+    /// The value as a whole number, if it is one that fits.
+    public var intValue: Int? {
+        guard case .number(let value) = self, value == value.rounded(), abs(value) < 9e15 else { return nil }
+        return Int(value)
+    }
+
+    public var boolValue: Bool? {
+        if case .bool(let value) = self { return value }
+        return nil
+    }
+}
+
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
+    ExpressibleByDictionaryLiteral, ExpressibleByArrayLiteral, ExpressibleByNilLiteral, ExpressibleByFloatLiteral
+{
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int) { self = .number(Double(value)) }
+    public init(floatLiteral value: Double) { self = .number(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        self = .object(Dictionary(elements, uniquingKeysWith: { $1 }))
+    }
+    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+    public init(nilLiteral: ()) { self = .null }
+}

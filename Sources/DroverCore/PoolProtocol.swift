@@ -1,0 +1,109 @@
+/// The sandbox pool's wire protocol: one JSON object per line each way (see
+/// `docs/sandbox-protocol.md`). Requests carry an `id` that the reply echoes, so several requests
+/// on one connection can be in flight at once.
+public enum PoolProtocol {
+    public static let version = 1
+    /// Default cap on one request line (8 MiB).
+    public static let defaultMaxLineLength = 8 << 20
+
+    /// A stable error code of the protocol.
+    public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// `hello` is missing, came second, or had the wrong token or version.
+        public static let unauthorized = ErrorCode(rawValue: "unauthorized")
+        /// The line is not a JSON object.
+        public static let badJSON = ErrorCode(rawValue: "bad_json")
+        /// The line exceeded the line cap; the rest of it was discarded.
+        public static let lineTooLong = ErrorCode(rawValue: "line_too_long")
+        public static let unknownOp = ErrorCode(rawValue: "unknown_op")
+        /// A required field is missing or has the wrong type.
+        public static let badRequest = ErrorCode(rawValue: "bad_request")
+        public static let unknownTool = ErrorCode(rawValue: "unknown_tool")
+        public static let noSuchSandbox = ErrorCode(rawValue: "no_such_sandbox")
+        /// The sandbox existed but was destroyed or died.
+        public static let sandboxGone = ErrorCode(rawValue: "sandbox_gone")
+        /// A path resolves outside the sandbox's workspace (by `..`, an absolute path or a symlink).
+        public static let pathOutsideSandbox = ErrorCode(rawValue: "path_outside_sandbox")
+        public static let fileNotFound = ErrorCode(rawValue: "file_not_found")
+        public static let isADirectory = ErrorCode(rawValue: "is_a_directory")
+        /// `edit`: `old_string` does not occur in the file.
+        public static let noMatch = ErrorCode(rawValue: "no_match")
+        /// `edit`: `old_string` occurs more than once and `replace_all` is false.
+        public static let notUnique = ErrorCode(rawValue: "not_unique")
+        /// A limit on the request itself (e.g. content larger than the disk limit).
+        public static let tooLarge = ErrorCode(rawValue: "too_large")
+        public static let timeout = ErrorCode(rawValue: "timeout")
+        /// The pool has no room for another sandbox.
+        public static let capacity = ErrorCode(rawValue: "capacity")
+        /// The `setup` script given at provision failed; no sandbox was made.
+        public static let setupFailed = ErrorCode(rawValue: "setup_failed")
+        public static let shuttingDown = ErrorCode(rawValue: "shutting_down")
+        public static let `internal` = ErrorCode(rawValue: "internal")
+    }
+
+    /// An error reply.
+    public struct Failure: Error, Sendable, Equatable, CustomStringConvertible {
+        public var code: ErrorCode
+        public var message: String
+        public init(_ code: ErrorCode, _ message: String) {
+            self.code = code
+            self.message = message
+        }
+        public var description: String { "\(code): \(message)" }
+    }
+
+    /// A line that is not a valid request, with its id when one could be read.
+    public struct Rejected: Error, Sendable {
+        public var id: JSONValue
+        public var failure: Failure
+    }
+
+    /// One parsed request line.
+    public struct Request: Sendable {
+        public var id: JSONValue
+        public var op: String
+        public var body: [String: JSONValue]
+
+        /// Parses a line; a failure carries the request id when one could be read.
+        public static func parse(_ line: [UInt8]) -> Result<Request, Rejected> {
+            guard let value = try? JSONValue.parse(line), case .object(let body) = value else {
+                return .failure(Rejected(id: .null, failure: Failure(.badJSON, "a request is one JSON object per line")))
+            }
+            let id = body["id"] ?? .null
+            switch id {
+            case .number, .string: break
+            default: return .failure(Rejected(id: .null, failure: Failure(.badRequest, "a request needs an id (number or string)")))
+            }
+            guard let op = body["op"]?.stringValue else {
+                return .failure(Rejected(id: id, failure: Failure(.badRequest, "a request needs an op (string)")))
+            }
+            return .success(Request(id: id, op: op, body: body))
+        }
+
+        public func string(_ key: String) throws(Failure) -> String {
+            guard let value = body[key]?.stringValue else { throw Failure(.badRequest, "\(op) needs \(key) (string)") }
+            return value
+        }
+
+        public func optionalString(_ key: String) throws(Failure) -> String? {
+            guard let value = body[key], value != .null else { return nil }
+            guard let string = value.stringValue else { throw Failure(.badRequest, "\(key) must be a string") }
+            return string
+        }
+    }
+
+    /// `{"id": …, "result": …}`
+    public static func success(id: JSONValue, _ result: JSONValue) -> String {
+        JSONText.object([("id", id.text), ("result", result.text)])
+    }
+
+    /// `{"id": …, "error": {"code": …, "message": …}}`
+    public static func failure(id: JSONValue, _ failure: Failure) -> String {
+        JSONText.object([("id", id.text), ("error", JSONValue.object([
+            "code": .string(failure.code.rawValue), "message": .string(failure.message),
+        ]).text)])
+    }
+}

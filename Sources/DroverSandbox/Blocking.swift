@@ -1,0 +1,29 @@
+import Foundation
+
+/// Runs blocking work (a child process, `accept`, `read`) on a thread of its own and resumes the
+/// caller when it is done, so Swift's cooperative threads never block.
+func onOwnThread<T: Sendable>(_ name: String, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try work() }) }
+        thread.name = name
+        thread.start()
+    }
+}
+
+/// A POSIX call failed; `errno` and the call's name.
+struct SystemError: Error, CustomStringConvertible {
+    var errno: Int32
+    var call: String
+    var description: String { "\(call): \(String(cString: strerror(errno)))" }
+}
+
+/// Retries `EINTR`, throws `SystemError` for other failures (a negative result).
+@discardableResult
+func retryingEINTR<T: BinaryInteger>(_ call: String, _ body: () -> T) throws -> T {
+    while true {
+        let result = body()
+        if result >= 0 { return result }
+        if errno == EINTR { continue }
+        throw SystemError(errno: errno, call: call)
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+
+/// How sandboxed commands are started.
+///
+/// With bubblewrap: new user, pid, network, ipc, uts, mount and cgroup namespaces; the system's
+/// `/usr` read-only, a private `/tmp`, the sandbox's workspace at `/workspace`, an empty
+/// environment plus PATH/HOME, `--die-with-parent` and `--new-session`. When the daemon runs as
+/// root each sandbox also runs as a uid of its own (root is exempt from RLIMIT_NPROC, and distinct
+/// uids keep one sandbox out of another's workspace). rlimits come from `prlimit`.
+public struct Isolation: Sendable {
+    public enum Mode: Sendable, Equatable {
+        case bubblewrap
+        /// Plain child processes in the workspace: for development only; logged loudly.
+        case none
+    }
+
+    public let mode: Mode
+    let bwrap: String
+    let prlimit: String
+    let setpriv: String
+    let isRoot: Bool
+
+    /// Where the workspace appears inside the sandbox.
+    public static let workspaceMount = "/workspace"
+
+    /// Finds the programs it needs; with `.bubblewrap`, checks that a sandbox really starts.
+    public init(mode: Mode) throws {
+        self.mode = mode
+        func find(_ name: String) -> String? {
+            ["/usr/bin/", "/bin/", "/usr/sbin/", "/usr/local/bin/"].map { $0 + name }
+                .first { FileManager.default.isExecutableFile(atPath: $0) }
+        }
+        guard let prlimit = find("prlimit") else { throw IsolationError("prlimit (util-linux) not found") }
+        self.prlimit = prlimit
+        setpriv = find("setpriv") ?? ""
+        isRoot = geteuid() == 0
+        if mode == .bubblewrap {
+            guard let bwrap = find("bwrap") else {
+                throw IsolationError("bubblewrap (bwrap) is not installed; install the bubblewrap package, or start with --insecure-no-isolation")
+            }
+            if isRoot && setpriv.isEmpty { throw IsolationError("setpriv (util-linux) not found") }
+            self.bwrap = bwrap
+        } else {
+            bwrap = ""
+        }
+    }
+
+    /// The full command line for `command` (argv, no shell involved) in a sandbox.
+    func argv(_ command: [String], workspace: String, uid: UInt32, resources: SandboxResources) -> [String] {
+        var argv: [String] = []
+        if mode == .bubblewrap && isRoot {
+            argv += [setpriv, "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--inh-caps=-all", "--"]
+        }
+        argv += [
+            prlimit, "--cpu=\(resources.cpuSeconds)", "--as=\(resources.memoryMB << 20)",
+            "--fsize=\(resources.diskMB << 20)", "--nproc=\(resources.processes)", "--core=0", "--",
+        ]
+        switch mode {
+        case .bubblewrap:
+            argv += [
+                bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--hostname", "sandbox",
+                "--ro-bind", "/usr", "/usr",
+                "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
+                "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+                "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
+                "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
+                "--ro-bind-try", "/etc/localtime", "/etc/localtime",
+                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+                "--bind", workspace, Self.workspaceMount, "--chdir", Self.workspaceMount,
+                "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+                "--setenv", "HOME", Self.workspaceMount, "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
+                "--disable-userns", "--",
+            ]
+            argv += command
+        case .none:
+            argv += ["/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(workspace)", "LANG=C.UTF-8"]
+            argv += command
+        }
+        return argv
+    }
+
+    /// The environment of the wrapper programs themselves (bwrap clears it again for the sandbox).
+    static let spawnEnvironment = ["PATH=/usr/bin:/bin"]
+
+    /// Translates a path as the sandbox sees it (`/workspace/x`) for commands run in `.none` mode.
+    func commandPath(_ relative: String, workspace: String) -> String {
+        let base = mode == .bubblewrap ? Self.workspaceMount : workspace
+        return relative.isEmpty ? base : base + "/" + relative
+    }
+}
+
+/// The daemon cannot isolate sandboxes as asked.
+public struct IsolationError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}

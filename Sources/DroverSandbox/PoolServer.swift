@@ -1,0 +1,220 @@
+import DroverCore
+import Foundation
+import Synchronization
+
+/// Serves the sandbox pool protocol over TCP.
+///
+/// Each connection has a reader thread that frames lines (with a cap) and answers `hello` in
+/// order; after it, every request runs as its own task and replies when done, so one slow
+/// `execute` never holds up another request on the same connection. A bad line gets a coded
+/// error and the connection keeps serving.
+final class PoolServer: Sendable {
+    struct Config: Sendable {
+        var poolID: String
+        var token: String
+        var maxLineLength: Int
+    }
+
+    let config: Config
+    let pool: SandboxPool
+    let listener: Listener
+    let log: Log
+    /// Told about sandboxes made and destroyed (the Postgres registry listens).
+    let events: @Sendable (RegistryEvent) -> Void
+
+    enum RegistryEvent: Sendable {
+        case provisioned(id: String, session: String?)
+        case destroyed(id: String)
+    }
+
+    private struct State {
+        var connections: [Int32: Socket] = [:]
+        var inFlight = 0
+        var served = 0
+        var protocolErrors: [String: Int] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    init(config: Config, pool: SandboxPool, listener: Listener, log: Log, events: @escaping @Sendable (RegistryEvent) -> Void) {
+        self.config = config
+        self.pool = pool
+        self.listener = listener
+        self.log = log
+        self.events = events
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            while let socket = listener.accept() {
+                let registered = state.withLock { state -> Bool in
+                    state.connections[socket.fd] = socket
+                    return true
+                }
+                guard registered else { continue }
+                let reader = Thread { [self] in serve(socket) }
+                reader.name = "drover.pool.connection"
+                reader.start()
+            }
+        }
+        thread.name = "drover.pool.accept"
+        thread.start()
+    }
+
+    /// Stops accepting new connections.
+    func stopAccepting() { listener.shutdown() }
+
+    /// Requests being handled right now.
+    var inFlight: Int { state.withLock { $0.inFlight } }
+
+    var connectionCount: Int { state.withLock { $0.connections.count } }
+
+    /// Closes every connection (readers wake with end of stream).
+    func closeConnections() {
+        let sockets = state.withLock { Array($0.connections.values) }
+        sockets.forEach { $0.shutdown() }
+    }
+
+    // MARK: - One connection
+
+    private func serve(_ socket: Socket) {
+        var framer = LineFramer(maxLineLength: config.maxLineLength)
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var authenticated = false
+        log.debug("connection opened", ("fd", .number(Double(socket.fd))))
+        defer {
+            state.withLock { _ = $0.connections.removeValue(forKey: socket.fd) }
+            socket.close()
+            log.debug("connection closed", ("fd", .number(Double(socket.fd))))
+        }
+        while true {
+            guard let count = try? socket.read(into: &buffer), count > 0 else { return }
+            for frame in framer.feed(buffer[0..<count]) {
+                switch frame {
+                case .tooLong:
+                    reply(socket, PoolProtocol.failure(id: .null, PoolProtocol.Failure(
+                        .lineTooLong, "a line may be at most \(config.maxLineLength) bytes; the rest of it was discarded")))
+                case .line(let bytes):
+                    if bytes.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) { continue }
+                    switch PoolProtocol.Request.parse(bytes) {
+                    case .failure(let rejected):
+                        reply(socket, PoolProtocol.failure(id: rejected.id, rejected.failure))
+                    case .success(let request):
+                        if request.op == "hello" {
+                            let answer = hello(request)
+                            if case .success = answer { authenticated = true }
+                            reply(socket, render(request.id, answer))
+                        } else if !authenticated {
+                            reply(socket, PoolProtocol.failure(id: request.id, PoolProtocol.Failure(
+                                .unauthorized, "send {\"op\":\"hello\",\"version\":\(PoolProtocol.version),\"token\":…} first")))
+                        } else {
+                            state.withLock { $0.inFlight += 1 }
+                            Task {
+                                let answer = await handle(request)
+                                reply(socket, render(request.id, answer))
+                                state.withLock {
+                                    $0.inFlight -= 1
+                                    $0.served += 1
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private func reply(_ socket: Socket, _ line: String) {
+        do {
+            try socket.send(line: line)
+        } catch {
+            log.debug("reply not delivered", ("error", .string("\(error)")))
+        }
+    }
+
+    private func render(_ id: JSONValue, _ answer: Result<JSONValue, PoolProtocol.Failure>) -> String {
+        switch answer {
+        case .success(let result):
+            return PoolProtocol.success(id: id, result)
+        case .failure(let failure):
+            state.withLock { $0.protocolErrors[failure.code.rawValue, default: 0] += 1 }
+            return PoolProtocol.failure(id: id, failure)
+        }
+    }
+
+    private func hello(_ request: PoolProtocol.Request) -> Result<JSONValue, PoolProtocol.Failure> {
+        guard request.body["version"]?.intValue == PoolProtocol.version else {
+            return .failure(PoolProtocol.Failure(.unauthorized, "this pool speaks protocol version \(PoolProtocol.version)"))
+        }
+        guard let token = request.body["token"]?.stringValue, Self.constantTimeEqual(token, config.token) else {
+            log.warning("hello with a wrong token")
+            return .failure(PoolProtocol.Failure(.unauthorized, "wrong token"))
+        }
+        return .success(["version": .number(Double(PoolProtocol.version)), "pool": .string(config.poolID)])
+    }
+
+    // MARK: - Operations
+
+    private func handle(_ request: PoolProtocol.Request) async -> Result<JSONValue, PoolProtocol.Failure> {
+        do {
+            switch request.op {
+            case "ping":
+                return .success(["pong": true])
+            case "provision":
+                let resources = try SandboxResources(json: request.body["resources"])
+                let session = try request.optionalString("session")
+                let sandbox = try await pool.provision(resources, session: session)
+                events(.provisioned(id: sandbox.id, session: session))
+                log.info("sandbox provisioned", ("sandbox", .string(sandbox.id)), ("session", session.map(JSONValue.string) ?? .null))
+                return .success(["sandbox": .string(sandbox.id), "resources": resources.json])
+            case "execute":
+                let sandbox = try pool.sandbox(try request.string("sandbox"))
+                let callID = try request.string("call_id")
+                let name = try request.string("name")
+                let input = request.body["input"] ?? .object([:])
+                let tools = pool.tools
+                let started = ContinuousClock.now
+                let outcome = await sandbox.once(callID) { await tools.run(name, input: input, in: sandbox) }
+                log.info(
+                    "tool call", ("sandbox", .string(sandbox.id)), ("session", sandbox.session.map(JSONValue.string) ?? .null),
+                    ("call_id", .string(callID)), ("tool", .string(name)),
+                    ("outcome", .string((try? outcome.get()).map { $0["is_error"]?.boolValue == true ? "is_error" : "ok" } ?? "failed")),
+                    ("ms", .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded())))
+                return outcome
+            case "destroy":
+                let id = try request.string("sandbox")
+                try pool.destroy(id)
+                events(.destroyed(id: id))
+                log.info("sandbox destroyed", ("sandbox", .string(id)))
+                return .success(["destroyed": .string(id)])
+            case "list":
+                return .success(["sandboxes": .array(pool.all.map(\.json))])
+            case "stats":
+                var stats = pool.stats
+                let (connections, served, errors) = state.withLock { ($0.connections.count, $0.served, $0.protocolErrors) }
+                if case .object(var members) = stats {
+                    members["pool"] = .string(config.poolID)
+                    members["connections"] = .number(Double(connections))
+                    members["requests_served"] = .number(Double(served))
+                    members["protocol_errors"] = .object(errors.mapValues { .number(Double($0)) })
+                    stats = .object(members)
+                }
+                return .success(stats)
+            default:
+                throw PoolProtocol.Failure(
+                    .unknownOp, "unknown op \(request.op); the ops are hello, provision, execute, destroy, list, stats, ping")
+            }
+        } catch let failure as PoolProtocol.Failure {
+            return .failure(failure)
+        } catch {
+            return .failure(PoolProtocol.Failure(.internal, "\(error)"))
+        }
+    }
+
+    private static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let (x, y) = (Array(a.utf8), Array(b.utf8))
+        var difference = UInt8(x.count == y.count ? 0 : 1)
+        for i in 0..<max(x.count, y.count) { difference |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0) }
+        return difference == 0
+    }
+}

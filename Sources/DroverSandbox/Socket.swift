@@ -1,0 +1,136 @@
+import CDroverSys
+import Foundation
+import Synchronization
+
+/// A connected TCP socket: blocking reads on the owner's thread, whole-line writes from any thread
+/// (serialised, looping on partial writes, `MSG_NOSIGNAL` so a closed peer is an error, not SIGPIPE).
+final class Socket: Sendable {
+    let fd: Int32
+    private let writeLock = Mutex(false)
+
+    init(fd: Int32) {
+        self.fd = fd
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// Connects to `host:port` (IPv4 dotted quad or "localhost").
+    static func connect(host: String, port: UInt16) throws -> Socket {
+        let fd = try retryingEINTR("socket") { socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        var address = try SocketAddress.ipv4(host: host, port: port)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else {
+            let error = SystemError(errno: errno, call: "connect \(host):\(port)")
+            Glibc.close(fd)
+            throw error
+        }
+        return Socket(fd: fd)
+    }
+
+    /// Reads what is available (blocking); 0 at end of stream.
+    func read(into buffer: inout [UInt8]) throws -> Int {
+        try buffer.withUnsafeMutableBytes { raw in
+            try retryingEINTR("read") { Glibc.read(fd, raw.baseAddress, raw.count) }
+        }
+    }
+
+    /// Writes `line` and a newline, whole, even when other threads write too.
+    func send(line: String) throws {
+        var bytes = Array(line.utf8)
+        bytes.append(UInt8(ascii: "\n"))
+        try writeLock.withLock { closed in
+            guard !closed else { throw SystemError(errno: EPIPE, call: "send") }
+            var sent = 0
+            while sent < bytes.count {
+                let count = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { throw SystemError(errno: errno, call: "send") }
+                sent += count
+            }
+        }
+    }
+
+    /// Ends both directions; a blocked reader wakes with end of stream.
+    func shutdown() {
+        Glibc.shutdown(fd, Int32(SHUT_RDWR))
+    }
+
+    func close() {
+        writeLock.withLock { closed in
+            guard !closed else { return }
+            closed = true
+            Glibc.close(fd)
+        }
+    }
+}
+
+/// A listening TCP socket.
+final class Listener: Sendable {
+    let fd: Int32
+    /// The bound address, with the real port when 0 was asked for.
+    let host: String
+    let port: UInt16
+
+    init(host: String, port: UInt16) throws {
+        let fd = try retryingEINTR("socket") { socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = try SocketAddress.ipv4(host: host, port: port)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 256) == 0 else {
+            let error = SystemError(errno: errno, call: "bind/listen \(host):\(port)")
+            Glibc.close(fd)
+            throw error
+        }
+        var actual = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &actual) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.fd = fd
+        self.host = host
+        self.port = UInt16(bigEndian: actual.sin_port)
+    }
+
+    /// Blocks until a connection arrives; nil once the listener is shut down.
+    func accept() -> Socket? {
+        while true {
+            let client = drover_accept_cloexec(fd)
+            if client >= 0 { return Socket(fd: client) }
+            if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE {
+                if errno == EMFILE || errno == ENFILE { usleep(10_000) }
+                continue
+            }
+            return nil
+        }
+    }
+
+    /// Stops accepting: a thread blocked in `accept` returns nil.
+    func shutdown() {
+        Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        Glibc.close(fd)
+    }
+}
+
+enum SocketAddress {
+    static func ipv4(host: String, port: UInt16) throws -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        let literal = host == "localhost" ? "127.0.0.1" : host
+        guard inet_pton(AF_INET, literal, &address.sin_addr) == 1 else {
+            throw SystemError(errno: EINVAL, call: "address \(host) (an IPv4 address is expected)")
+        }
+        return address
+    }
+}
+
+/// Splits `host:port`.
+public func parseHostPort(_ text: String) -> (host: String, port: UInt16)? {
+    guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else { return nil }
+    return (String(text[..<colon]), port)
+}

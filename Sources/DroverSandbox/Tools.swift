@@ -1,0 +1,122 @@
+import DroverCore
+import Foundation
+
+/// The built-in tools, with Managed Agents' names: `bash`, `read`, `write`, `edit`, `glob`, `grep`.
+/// `bash` and `grep` run as processes inside the sandbox; the file tools work on the workspace
+/// from the daemon, through `Workspace`'s beneath-only opens.
+struct Tools: Sendable {
+    let isolation: Isolation
+    /// Registers running child pids so that shutdown can kill them.
+    let track: @Sendable (String, pid_t?) -> Void
+
+    typealias Failure = PoolProtocol.Failure
+
+    static let names = ["bash", "read", "write", "edit", "glob", "grep"]
+
+    func run(_ name: String, input: JSONValue, in sandbox: Sandbox) async -> Result<JSONValue, Failure> {
+        do {
+            return .success(try await dispatch(name, input: input, sandbox: sandbox))
+        } catch let failure as Failure {
+            return .failure(failure)
+        } catch {
+            return .failure(Failure(.internal, "\(error)"))
+        }
+    }
+
+    private func dispatch(_ name: String, input: JSONValue, sandbox: Sandbox) async throws -> JSONValue {
+        guard case .object(let fields) = input else { throw Failure(.badRequest, "input must be a JSON object") }
+        func string(_ key: String, alias: String? = nil) throws -> String {
+            if let value = fields[key]?.stringValue ?? alias.flatMap({ fields[$0]?.stringValue }) { return value }
+            throw Failure(.badRequest, "\(name) needs \(key) (string)")
+        }
+        func optionalString(_ key: String) -> String? { fields[key]?.stringValue }
+        func optionalInt(_ key: String) throws -> Int? {
+            guard let value = fields[key], value != .null else { return nil }
+            guard let number = value.intValue else { throw Failure(.badRequest, "\(key) must be a whole number") }
+            return number
+        }
+        let workspace = sandbox.workspace
+        let keep = sandbox.resources.outputBytes
+        switch name {
+        case "bash":
+            let command = try string("command")
+            // `timeout` is in milliseconds, as in Claude's bash tool; capped by the sandbox's limit.
+            let requested = try optionalInt("timeout").map { Double($0) / 1000 }
+            let timeout = min(sandbox.resources.timeout, max(0.001, requested ?? sandbox.resources.timeout))
+            return try await runProcess(["/bin/bash", "-c", command], sandbox: sandbox, timeout: timeout)
+        case "read":
+            let (text, truncated) = try workspace.read(
+                try string("path", alias: "file_path"), offset: try optionalInt("offset"), limit: try optionalInt("limit"),
+                maxBytes: keep)
+            return Self.result(text, truncated: truncated)
+        case "write":
+            let message = try workspace.write(
+                try string("path", alias: "file_path"), content: try string("content"), maxBytes: sandbox.resources.diskMB << 20)
+            return Self.result(message)
+        case "edit":
+            let message = try workspace.edit(
+                try string("path", alias: "file_path"), old: try string("old_string"), new: try string("new_string"),
+                replaceAll: fields["replace_all"]?.boolValue ?? false)
+            return Self.result(message)
+        case "glob":
+            let (text, truncated) = try workspace.glob(try string("pattern"), base: optionalString("path"), limit: 1000)
+            return Self.result(text.isEmpty ? "no files match" : text, truncated: truncated)
+        case "grep":
+            return try await grep(fields, sandbox: sandbox)
+        default:
+            throw Failure(.unknownTool, "unknown tool \(name); the tools are \(Self.names.joined(separator: ", "))")
+        }
+    }
+
+    /// `grep`: GNU grep inside the sandbox, argv only (no shell). Modes: `files_with_matches`
+    /// (default), `content` (file:line:text), `count`.
+    private func grep(_ fields: [String: JSONValue], sandbox: Sandbox) async throws -> JSONValue {
+        guard let pattern = fields["pattern"]?.stringValue else { throw Failure(.badRequest, "grep needs pattern (string)") }
+        let path = try sandbox.workspace.relative(fields["path"]?.stringValue ?? Isolation.workspaceMount)
+        var argv = ["/usr/bin/grep", "-r", "-E", "-I"]
+        switch fields["output_mode"]?.stringValue ?? "files_with_matches" {
+        case "files_with_matches": argv.append("-l")
+        case "content": argv.append("-n")
+        case "count": argv.append("-c")
+        case let other: throw Failure(.badRequest, "output_mode \(other) is not files_with_matches, content or count")
+        }
+        if fields["case_insensitive"]?.boolValue == true || fields["-i"]?.boolValue == true { argv.append("-i") }
+        if let glob = fields["glob"]?.stringValue { argv.append("--include=\(glob)") }
+        argv += ["-e", pattern, "--", isolation.commandPath(path, workspace: sandbox.workspace.path)]
+        var result = try await runProcess(argv, sandbox: sandbox, timeout: sandbox.resources.timeout)
+        // grep exits 1 for "no match": not an error for the model.
+        if result["exit_code"]?.intValue == 1, case .object(var members) = result {
+            members["output"] = "no matches"
+            members["is_error"] = false
+            result = .object(members)
+        }
+        return result
+    }
+
+    private func runProcess(_ command: [String], sandbox: Sandbox, timeout: Double) async throws -> JSONValue {
+        let argv = isolation.argv(command, workspace: sandbox.workspace.path, uid: sandbox.uid, resources: sandbox.resources)
+        let limits = ProcessRunner.Limits(timeout: timeout, keep: sandbox.resources.outputBytes, drainLimit: max(8 << 20, sandbox.resources.outputBytes * 4))
+        let key = sandbox.id + "/" + UUID().uuidString
+        let track = self.track
+        let outcome = try await onOwnThread("drover.tool") {
+            try ProcessRunner.run(argv, environment: Isolation.spawnEnvironment, limits: limits) { track(key, $0) }
+        }
+        var text = String(decoding: outcome.output, as: UTF8.self)
+        if outcome.timedOut { text += "\n[killed: the command timed out after \(Self.seconds(timeout))]" }
+        if outcome.outputLimitHit { text += "\n[killed: the command wrote more than \(limits.drainLimit) bytes]" }
+        var result: [String: JSONValue] = [
+            "output": .string(text), "is_error": .bool(outcome.exitCode != 0 || outcome.timedOut),
+            "exit_code": .number(Double(outcome.exitCode)), "truncated": .bool(outcome.truncated),
+        ]
+        if outcome.timedOut { result["timed_out"] = true }
+        return .object(result)
+    }
+
+    static func result(_ text: String, truncated: Bool = false) -> JSONValue {
+        ["output": .string(text), "is_error": false, "truncated": .bool(truncated)]
+    }
+
+    private static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)
+    }
+}

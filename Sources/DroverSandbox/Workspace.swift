@@ -1,0 +1,223 @@
+import CDroverSys
+import DroverCore
+import Foundation
+
+/// A sandbox's workspace folder on the host, and the file tools that work on it.
+///
+/// Paths are as the sandbox sees them: relative to `/workspace`, or absolute under it. Every open
+/// goes through `openat2(RESOLVE_BENEATH)` from the workspace's own descriptor, so `..`, absolute
+/// symlinks and symlinks that lead out are refused by the kernel (`path_outside_sandbox`), with no
+/// window between a check and the use.
+final class Workspace: Sendable {
+    let path: String
+    let owner: (uid: UInt32, gid: UInt32)?
+    private let rootFD: Int32
+
+    typealias Failure = PoolProtocol.Failure
+
+    /// Creates the folder (mode 0700, owned by `owner` when given).
+    init(path: String, owner: (uid: UInt32, gid: UInt32)?) throws {
+        try retryingEINTR("mkdir \(path)") { mkdir(path, 0o700) }
+        if let owner { try retryingEINTR("chown") { chown(path, owner.uid, owner.gid) } }
+        self.path = path
+        self.owner = owner
+        rootFD = try retryingEINTR("open \(path)") { Glibc.open(path, drover_o_path | O_DIRECTORY | O_CLOEXEC) }
+    }
+
+    deinit { close(rootFD) }
+
+    /// Removes the folder and everything in it (without following symlinks).
+    func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    // MARK: - Paths
+
+    /// The path relative to the workspace, normalised; `""` is the workspace itself.
+    func relative(_ path: String) throws(Failure) -> String {
+        var text = path
+        if text.hasPrefix("/") {
+            if text == Isolation.workspaceMount {
+                return ""
+            } else if text.hasPrefix(Isolation.workspaceMount + "/") {
+                text.removeFirst(Isolation.workspaceMount.count + 1)
+            } else {
+                throw Failure(.pathOutsideSandbox, "\(path) is outside the workspace \(Isolation.workspaceMount)")
+            }
+        }
+        var parts: [Substring] = []
+        for part in text.split(separator: "/", omittingEmptySubsequences: true) {
+            switch part {
+            case ".": continue
+            case "..":
+                guard !parts.isEmpty else { throw Failure(.pathOutsideSandbox, "\(path) leads outside the workspace") }
+                parts.removeLast()
+            default: parts.append(part)
+            }
+        }
+        if text.utf8.contains(0) { throw Failure(.badRequest, "a path cannot contain NUL") }
+        return parts.joined(separator: "/")
+    }
+
+    /// Opens a path beneath the workspace, mapping refusals to protocol errors.
+    private func open(_ relative: String, _ flags: Int32, mode: mode_t = 0o644, shown: String) throws(Failure) -> Int32 {
+        let fd = drover_open_beneath(rootFD, relative.isEmpty ? "." : relative, flags, UInt32(mode))
+        guard fd < 0 else { return fd }
+        switch errno {
+        case EXDEV, ELOOP: throw Failure(.pathOutsideSandbox, "\(shown) resolves outside the workspace")
+        case ENOENT, ENOTDIR: throw Failure(.fileNotFound, "\(shown) does not exist")
+        case EISDIR: throw Failure(.isADirectory, "\(shown) is a directory")
+        case ENOSYS: throw Failure(.internal, "the kernel lacks openat2 (Linux 5.6 or later is needed)")
+        default: throw Failure(.internal, "open \(shown): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    // MARK: - Tools
+
+    /// `read`: lines `offset` (1-based) … `offset + limit - 1`, numbered like `cat -n`.
+    func read(_ path: String, offset: Int?, limit: Int?, maxBytes: Int) throws(Failure) -> (String, truncated: Bool) {
+        let relative = try relative(path)
+        let data = try contents(relative, shown: path)
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        let count = lines.last == "" ? lines.count - 1 : lines.count
+        let first = max(1, offset ?? 1)
+        let last = min(count, first - 1 + max(1, limit ?? 2000))
+        guard first <= max(count, 1) else {
+            throw Failure(.badRequest, "offset \(first) is past the end (\(count) lines)")
+        }
+        var output = ""
+        var truncated = false
+        if first <= last {
+            for number in first...last {
+                let line = "\(String(repeating: " ", count: max(0, 6 - String(number).count)))\(number)\t\(lines[number - 1])\n"
+                if output.utf8.count + line.utf8.count > maxBytes {
+                    truncated = true
+                    break
+                }
+                output += line
+            }
+        }
+        return (output, truncated || last < count)
+    }
+
+    /// `write`: creates or replaces a file, creating missing parent folders.
+    func write(_ path: String, content: String, maxBytes: Int) throws(Failure) -> String {
+        let relative = try relative(path)
+        guard !relative.isEmpty else { throw Failure(.isADirectory, "\(path) is the workspace itself") }
+        guard content.utf8.count <= maxBytes else {
+            throw Failure(.tooLarge, "content is \(content.utf8.count) bytes; the limit is \(maxBytes)")
+        }
+        try makeParents(of: relative, shown: path)
+        try store(Array(content.utf8), at: relative, shown: path)
+        return "wrote \(content.utf8.count) bytes to \(path)"
+    }
+
+    /// `edit`: replaces `old` with `new`; `old` must occur exactly once unless `replaceAll`.
+    func edit(_ path: String, old: String, new: String, replaceAll: Bool) throws(Failure) -> String {
+        let relative = try relative(path)
+        guard !old.isEmpty else { throw Failure(.badRequest, "old_string must not be empty") }
+        guard old != new else { throw Failure(.badRequest, "old_string and new_string are the same") }
+        let text = String(decoding: try contents(relative, shown: path), as: UTF8.self)
+        let occurrences = text.components(separatedBy: old).count - 1
+        if occurrences == 0 { throw Failure(.noMatch, "old_string does not occur in \(path)") }
+        if occurrences > 1 && !replaceAll {
+            throw Failure(.notUnique, "old_string occurs \(occurrences) times in \(path); give more context or set replace_all")
+        }
+        let edited = replaceAll
+            ? text.replacingOccurrences(of: old, with: new)
+            : text.replacingCharacters(in: text.range(of: old)!, with: new)
+        try store(Array(edited.utf8), at: relative, shown: path)
+        return "replaced \(replaceAll ? occurrences : 1) occurrence\(replaceAll && occurrences > 1 ? "s" : "") in \(path)"
+    }
+
+    /// `glob`: files under `base` whose path relative to it matches `pattern`, newest first.
+    /// Symlinks are listed but never followed.
+    func glob(_ pattern: String, base: String?, limit: Int) throws(Failure) -> (String, truncated: Bool) {
+        let baseRelative = try relative(base ?? Isolation.workspaceMount)
+        let matcher = GlobPattern(pattern)
+        let baseFD = try open(baseRelative, O_RDONLY | O_DIRECTORY, shown: base ?? Isolation.workspaceMount)
+        var found: [(path: String, modified: Int)] = []
+        walk(baseFD, prefix: "", depth: 0) { path, modified in
+            if matcher.matches(path) { found.append((path, modified)) }
+        }
+        found.sort { $0.modified != $1.modified ? $0.modified > $1.modified : $0.path < $1.path }
+        let shownBase = baseRelative.isEmpty ? "" : baseRelative + "/"
+        let lines = found.prefix(limit).map { Isolation.workspaceMount + "/" + shownBase + $0.path }
+        return (lines.joined(separator: "\n"), found.count > limit)
+    }
+
+    // MARK: - Helpers
+
+    private func contents(_ relative: String, shown: String) throws(Failure) -> [UInt8] {
+        let fd = try open(relative, O_RDONLY | O_NOCTTY, shown: shown)
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw Failure(.internal, "stat \(shown) failed") }
+        if (info.st_mode & S_IFMT) == S_IFDIR { throw Failure(.isADirectory, "\(shown) is a directory") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw Failure(.badRequest, "\(shown) is not a regular file") }
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { throw Failure(.internal, "read \(shown) failed") }
+            if count == 0 { break }
+            data.append(contentsOf: buffer[0..<count])
+        }
+        return data
+    }
+
+    private func store(_ bytes: [UInt8], at relative: String, shown: String) throws(Failure) {
+        let fd = try open(relative, O_WRONLY | O_CREAT | O_TRUNC | O_NOCTTY, shown: shown)
+        defer { close(fd) }
+        if let owner { fchown(fd, owner.uid, owner.gid) }
+        var written = 0
+        while written < bytes.count {
+            let count = bytes[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { throw Failure(.internal, "write \(shown): \(String(cString: strerror(errno)))") }
+            written += count
+        }
+    }
+
+    private func makeParents(of relative: String, shown: String) throws(Failure) {
+        let parts = relative.split(separator: "/").dropLast()
+        var parent = ""
+        for part in parts {
+            let parentFD = try open(parent, drover_o_path | O_DIRECTORY, shown: shown)
+            defer { close(parentFD) }
+            if mkdirat(parentFD, String(part), 0o755) == 0 {
+                if let owner {
+                    let made = try open(parent.isEmpty ? String(part) : parent + "/" + part, O_RDONLY | O_DIRECTORY, shown: shown)
+                    fchown(made, owner.uid, owner.gid)
+                    close(made)
+                }
+            } else if errno != EEXIST {
+                throw Failure(.internal, "mkdir \(shown): \(String(cString: strerror(errno)))")
+            }
+            parent = parent.isEmpty ? String(part) : parent + "/" + part
+        }
+    }
+
+    /// Depth-first walk with `openat(O_NOFOLLOW)`: symlinked folders are never entered.
+    private func walk(_ dirFD: Int32, prefix: String, depth: Int, visit: (String, Int) -> Void) {
+        guard depth < 64, let dir = fdopendir(dirFD) else {
+            close(dirFD)
+            return
+        }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name == "." || name == ".." { continue }
+            let path = prefix.isEmpty ? name : prefix + "/" + name
+            var info = stat()
+            guard fstatat(dirfd(dir), name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            if (info.st_mode & S_IFMT) == S_IFDIR {
+                let child = openat(dirfd(dir), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                if child >= 0 { walk(child, prefix: path, depth: depth + 1, visit: visit) }
+            } else {
+                visit(path, Int(info.st_mtim.tv_sec))
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import DroverCore
+import DroverPostgres
+import Foundation
+
+/// A sandbox pool as the registry knows it.
+public struct PoolRecord: Sendable, Equatable {
+    public var id: String
+    public var address: String
+    public var capacity: Int
+    public var sandboxes: Int
+    public var runningCalls: Int
+    public var status: String
+    public var heartbeatAge: Double
+}
+
+/// The registry of sandbox pools and sandboxes in Postgres: pools announce themselves and their
+/// load; harnesses find a pool by load and a session's live sandbox.
+public struct PoolRegistry: Sendable {
+    public let pool: ConnectionPool
+    public init(pool: ConnectionPool) { self.pool = pool }
+
+    public func register(id: String, address: String, capacity: Int) async throws {
+        try await mappingErrors { try await pool.query("SELECT drover.register_pool($1, $2, $3)", [id, address, capacity]) }
+    }
+
+    /// Reports load; marks pools silent for longer than `goneAfter` seconds gone. Returns how many.
+    @discardableResult
+    public func heartbeat(id: String, sandboxes: Int, runningCalls: Int, goneAfter: Double) async throws -> Int {
+        try await mappingErrors {
+            try await pool.query(
+                "SELECT drover.pool_heartbeat($1, $2, $3, $4)", [id, sandboxes, runningCalls, LeaseQueue.milliseconds(goneAfter)]
+            )[0].decode(0)
+        }
+    }
+
+    public func stopped(id: String) async throws {
+        try await mappingErrors { try await pool.query("SELECT drover.pool_stopped($1)", [id]) }
+    }
+
+    public func recordSandbox(id: String, pool poolID: String, session: String?) async throws {
+        try await mappingErrors { try await pool.query("SELECT drover.record_sandbox($1, $2, $3)", [id, poolID, session]) }
+    }
+
+    public func sandboxEnded(id: String) async throws {
+        try await mappingErrors { try await pool.query("SELECT drover.sandbox_ended($1)", [id]) }
+    }
+
+    /// Pools, least loaded live ones first.
+    public func pools() async throws -> [PoolRecord] {
+        try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT id, address, capacity, sandboxes, running_calls, status,
+                       extract(epoch FROM clock_timestamp() - last_heartbeat_at)::float8
+                  FROM drover.sandbox_pools
+                 ORDER BY status <> 'up', sandboxes::float8 / greatest(capacity, 1), running_calls, id
+                """
+            ).map { row in
+                PoolRecord(
+                    id: try row.decode(0), address: try row.decode(1), capacity: try row.decode(2), sandboxes: try row.decode(3),
+                    runningCalls: try row.decode(4), status: try row.decode(5), heartbeatAge: try row.decode(6))
+            }
+        }
+    }
+
+    /// The live sandbox recorded for a session, with its pool's address, if any.
+    public func sandbox(forSession session: String) async throws -> (sandbox: String, pool: String, address: String)? {
+        try await mappingErrors {
+            let rows = try await pool.query(
+                """
+                SELECT s.id, p.id, p.address FROM drover.sandboxes s JOIN drover.sandbox_pools p ON p.id = s.pool_id
+                 WHERE s.session_id = $1 AND s.status = 'active' AND p.status = 'up'
+                 ORDER BY s.created_at DESC LIMIT 1
+                """, [session])
+            guard let row = rows.first else { return nil }
+            return (try row.decode(0), try row.decode(1), try row.decode(2))
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import DroverCore
+import DroverSandbox
+import Foundation
+
+struct SandboxPoolCommand: Command {
+    static let name = "sandbox-pool"
+    static let summary = "run the sandbox pool daemon (line-delimited JSON over TCP)"
+    static let help = """
+        usage: drover sandbox-pool [--listen HOST:PORT] (--token-file FILE | $DROVER_POOL_TOKEN)
+                                   [--warm K] [--capacity N] [--grace SECONDS] [--max-line BYTES]
+                                   [--workspace-root DIR] [--advertise HOST:PORT]
+                                   [--insecure-no-isolation]
+
+        Owns sandboxes (bubblewrap: no network, no credentials, no view of the host, rlimits) and
+        serves provision / execute / destroy / list / stats / ping to harnesses. See
+        docs/sandbox-protocol.md. Logs one JSON object per line on standard error. On SIGTERM it
+        stops accepting, lets running calls finish for --grace seconds, kills the rest, removes
+        every sandbox and exits 0.
+
+          --listen HOST:PORT      address to listen on (default 127.0.0.1:7420; port 0 picks one,
+                                  printed in the "listening" log line)
+          --token-file FILE       the shared token harnesses send in hello (or DROVER_POOL_TOKEN)
+          --warm K                sandboxes kept ready for an instant provision (default 2)
+          --capacity N            most sandboxes at once (default 64)
+          --grace SECONDS         drain time on SIGTERM (default 10)
+          --max-line BYTES        longest request line (default 8388608)
+          --workspace-root DIR    where workspaces live (default a new folder in $TMPDIR)
+          --advertise HOST:PORT   address recorded in the registry (default the listen address)
+          --insecure-no-isolation run tools as plain processes: development only, logged loudly
+
+        DATABASE_URL, when set, registers the pool and its sandboxes in Postgres (optional).
+        """
+    static let options: Set<String> = ["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise"]
+    static let flags: Set<String> = ["insecure-no-isolation"]
+
+    static func run(_ arguments: Arguments) async throws {
+        var token = ProcessInfo.processInfo.environment["DROVER_POOL_TOKEN"] ?? ""
+        if let file = arguments.value("token-file") {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw UsageError("cannot read --token-file \(file)") }
+            token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard !token.isEmpty else { throw UsageError("a token is required: --token-file FILE or DROVER_POOL_TOKEN") }
+        var config = PoolDaemon.Config(token: token)
+        if let listen = arguments.value("listen") {
+            guard let (host, port) = parseHostPort(listen) else { throw UsageError("--listen takes HOST:PORT") }
+            config.host = host
+            config.port = port
+        }
+        if let warm = try arguments.int("warm") { config.warm = max(0, warm) }
+        if let capacity = try arguments.int("capacity") {
+            guard capacity > 0 else { throw UsageError("--capacity must be positive") }
+            config.capacity = capacity
+        }
+        if let grace = try arguments.double("grace") { config.grace = grace }
+        if let maxLine = try arguments.int("max-line") {
+            guard maxLine >= 1024 else { throw UsageError("--max-line must be at least 1024") }
+            config.maxLineLength = maxLine
+        }
+        config.workspaceRoot = arguments.value("workspace-root")
+        config.advertise = arguments.value("advertise")
+        config.isolation = arguments.has("insecure-no-isolation") ? .none : .bubblewrap
+        config.databaseURL = ProcessInfo.processInfo.environment["DATABASE_URL"]
+        do {
+            exit(try await PoolDaemon(config: config).run())
+        } catch let error as IsolationError {
+            Output.error("error: isolation_unavailable: \(error)")
+            exit(1)
+        }
+    }
+}
