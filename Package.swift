@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "DroverSandbox", dependencies: ["CDroverSys", "DroverCore", "DroverStore"]),
         .executableTarget(name: "drover", dependencies: ["DroverSandbox", "DroverStore", "DroverPostgres", "DroverCore"]),
         // Helpers for tests: a fresh, migrated database per test on the server in DATABASE_URL.
-        .target(name: "DroverTestSupport", dependencies: ["DroverStore", "DroverPostgres", "DroverCore"]),
+        .target(name: "DroverTestSupport", dependencies: ["DroverSandbox", "DroverStore", "DroverPostgres", "DroverCore"]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore"]),
         .testTarget(name: "DroverSandboxTests", dependencies: ["DroverSandbox", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres", "DroverTestSupport"]),

@@ -41,6 +41,8 @@ public enum PoolProtocol {
         /// The `setup` script given at provision failed; no sandbox was made.
         public static let setupFailed = ErrorCode(rawValue: "setup_failed")
         public static let shuttingDown = ErrorCode(rawValue: "shutting_down")
+        /// Client side: the pool could not be reached or the connection dropped mid-request.
+        public static let unreachable = ErrorCode(rawValue: "unreachable")
         public static let `internal` = ErrorCode(rawValue: "internal")
     }
 

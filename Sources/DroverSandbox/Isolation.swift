@@ -4,7 +4,8 @@ import Foundation
 ///
 /// With bubblewrap: new user, pid, network, ipc, uts, mount and cgroup namespaces; the system's
 /// `/usr` read-only, a private `/tmp`, the sandbox's workspace at `/workspace`, an empty
-/// environment plus PATH/HOME, `--die-with-parent` and `--new-session`. When the daemon runs as
+/// environment plus PATH/HOME, `--die-with-parent` and `--new-session`; everything but `/workspace`
+/// and `/tmp` is read-only. When the daemon runs as
 /// root each sandbox also runs as a uid of its own (root is exempt from RLIMIT_NPROC, and distinct
 /// uids keep one sandbox out of another's workspace). rlimits come from `prlimit`.
 public struct Isolation: Sendable {
@@ -35,7 +36,9 @@ public struct Isolation: Sendable {
         setpriv = find("setpriv") ?? ""
         isRoot = geteuid() == 0
         if mode == .bubblewrap {
-            guard let bwrap = find("bwrap") else {
+            // DROVER_BWRAP names a bubblewrap binary explicitly (a packaged path, or a test's).
+            let configured = ProcessInfo.processInfo.environment["DROVER_BWRAP"].flatMap { $0.isEmpty ? nil : $0 }
+            guard let bwrap = configured.map({ FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil }) ?? find("bwrap") else {
                 throw IsolationError("bubblewrap (bwrap) is not installed; install the bubblewrap package, or start with --insecure-no-isolation")
             }
             if isRoot && setpriv.isEmpty { throw IsolationError("setpriv (util-linux) not found") }
@@ -67,6 +70,8 @@ public struct Isolation: Sendable {
                 "--ro-bind-try", "/etc/localtime", "/etc/localtime",
                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
                 "--bind", workspace, Self.workspaceMount, "--chdir", Self.workspaceMount,
+                // bwrap builds the root on a tmpfs; make it read-only so only /workspace and /tmp take writes.
+                "--remount-ro", "/",
                 "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
                 "--setenv", "HOME", Self.workspaceMount, "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
                 "--disable-userns", "--",

@@ -168,9 +168,11 @@ final class PoolServer: Sendable {
                 log.info("sandbox provisioned", ("sandbox", .string(sandbox.id)), ("session", session.map(JSONValue.string) ?? .null))
                 return .success(["sandbox": .string(sandbox.id), "resources": resources.json])
             case "execute":
-                let sandbox = try pool.sandbox(try request.string("sandbox"))
+                // The request's shape first, then the lookups.
+                let sandboxID = try request.string("sandbox")
                 let callID = try request.string("call_id")
                 let name = try request.string("name")
+                let sandbox = try pool.sandbox(sandboxID)
                 let input = request.body["input"] ?? .object([:])
                 let tools = pool.tools
                 let started = ContinuousClock.now

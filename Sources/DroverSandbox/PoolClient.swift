@@ -1,0 +1,138 @@
+import DroverCore
+import Foundation
+import Synchronization
+
+/// A connection to a sandbox pool. Requests may be issued concurrently; each waits for the reply
+/// carrying its own id, read by a dedicated thread.
+public final class PoolClient: Sendable {
+    typealias Failure = PoolProtocol.Failure
+
+    private let socket: Socket
+    private struct State {
+        var nextID = 0
+        var waiting: [String: CheckedContinuation<JSONValue, any Error>] = [:]
+        var closed = false
+    }
+    private let state = Mutex(State())
+    /// Replies that answer no pending request (e.g. `bad_json`, whose id could not be read).
+    public let unmatched: AsyncStream<JSONValue>
+    private let unmatchedContinuation: AsyncStream<JSONValue>.Continuation
+
+    private init(socket: Socket) {
+        self.socket = socket
+        (unmatched, unmatchedContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1024))
+        let thread = Thread { [self] in readLoop() }
+        thread.name = "drover.pool.client"
+        thread.start()
+    }
+
+    /// Connects to `address` (`host:port`) and, with a token, says hello.
+    public static func connect(_ address: String, token: String?) async throws -> PoolClient {
+        guard let (host, port) = parseHostPort(address) else { throw Failure(.badRequest, "address must be HOST:PORT") }
+        let socket: Socket
+        do {
+            socket = try await onOwnThread("drover.pool.connect") { try Socket.connect(host: host, port: port) }
+        } catch {
+            throw Failure(.unreachable, "cannot reach the pool at \(address): \(error)")
+        }
+        let client = PoolClient(socket: socket)
+        if let token {
+            do {
+                _ = try await client.request("hello", ["version": .number(Double(PoolProtocol.version)), "token": .string(token)])
+            } catch {
+                client.close()
+                throw error
+            }
+        }
+        return client
+    }
+
+    /// Sends one request and returns its `result`; an `error` reply is thrown as a `Failure`.
+    public func request(_ op: String, _ fields: [String: JSONValue] = [:]) async throws -> JSONValue {
+        let id = state.withLock { state -> Int in
+            state.nextID += 1
+            return state.nextID
+        }
+        var body = fields
+        body["id"] = .number(Double(id))
+        body["op"] = .string(op)
+        let key = JSONValue.number(Double(id)).text
+        let reply = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JSONValue, any Error>) in
+            let open = state.withLock { state -> Bool in
+                guard !state.closed else { return false }
+                state.waiting[key] = continuation
+                return true
+            }
+            guard open else {
+                continuation.resume(throwing: Failure(.unreachable, "the connection to the pool is closed"))
+                return
+            }
+            do {
+                try socket.send(line: JSONValue.object(body).text)
+            } catch {
+                let waiter = state.withLock { $0.waiting.removeValue(forKey: key) }
+                waiter?.resume(throwing: Failure(.unreachable, "cannot send to the pool: \(error)"))
+            }
+        }
+        if let error = reply["error"] {
+            throw Failure(
+                PoolProtocol.ErrorCode(rawValue: error["code"]?.stringValue ?? "internal"), error["message"]?.stringValue ?? "")
+        }
+        return reply["result"] ?? .null
+    }
+
+    /// Sends raw bytes as they are (tests use it to send malformed lines).
+    public func sendRaw(_ bytes: [UInt8]) throws {
+        try socket.send(line: String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// Provisions a sandbox and returns its id.
+    public func provision(resources: JSONValue? = nil, session: String? = nil) async throws -> String {
+        var fields: [String: JSONValue] = [:]
+        if let resources { fields["resources"] = resources }
+        if let session { fields["session"] = .string(session) }
+        guard let id = try await request("provision", fields)["sandbox"]?.stringValue else {
+            throw Failure(.internal, "provision answered without a sandbox id")
+        }
+        return id
+    }
+
+    /// Runs a tool; the result has `output`, `is_error`, `truncated` and, for processes, `exit_code`.
+    public func execute(sandbox: String, callID: String, name: String, input: JSONValue) async throws -> JSONValue {
+        try await request("execute", ["sandbox": .string(sandbox), "call_id": .string(callID), "name": .string(name), "input": input])
+    }
+
+    public func destroy(sandbox: String) async throws {
+        _ = try await request("destroy", ["sandbox": .string(sandbox)])
+    }
+
+    public func close() {
+        socket.shutdown()
+    }
+
+    private func readLoop() {
+        var framer = LineFramer(maxLineLength: 64 << 20)
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        defer {
+            let waiters = state.withLock { state -> [CheckedContinuation<JSONValue, any Error>] in
+                state.closed = true
+                defer { state.waiting = [:] }
+                return Array(state.waiting.values)
+            }
+            waiters.forEach { $0.resume(throwing: Failure(.unreachable, "the pool closed the connection")) }
+            unmatchedContinuation.finish()
+            socket.close()
+        }
+        while let count = try? socket.read(into: &buffer), count > 0 {
+            for case .line(let bytes) in framer.feed(buffer[0..<count]) {
+                guard let reply = try? JSONValue.parse(bytes) else { continue }
+                let waiter = state.withLock { $0.waiting.removeValue(forKey: (reply["id"] ?? .null).text) }
+                if let waiter {
+                    waiter.resume(returning: reply)
+                } else {
+                    unmatchedContinuation.yield(reply)
+                }
+            }
+        }
+    }
+}
