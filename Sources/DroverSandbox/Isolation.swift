@@ -1,3 +1,4 @@
+import CDroverSys
 import Foundation
 
 /// How sandboxed commands are started.
@@ -7,7 +8,8 @@ import Foundation
 /// environment plus PATH/HOME, `--die-with-parent` and `--new-session`; everything but `/workspace`
 /// and `/tmp` is read-only. When the daemon runs as
 /// root each sandbox also runs as a uid of its own (root is exempt from RLIMIT_NPROC, and distinct
-/// uids keep one sandbox out of another's workspace). rlimits come from `prlimit`.
+/// uids keep one sandbox out of another's workspace). rlimits are set by the launcher
+/// (`drover_spawn`) in the child before it execs bubblewrap.
 public struct Isolation: Sendable {
     public enum Mode: Sendable, Equatable {
         case bubblewrap
@@ -17,8 +19,6 @@ public struct Isolation: Sendable {
 
     public let mode: Mode
     let bwrap: String
-    let prlimit: String
-    let setpriv: String
     let isRoot: Bool
 
     /// Where the workspace appears inside the sandbox.
@@ -31,9 +31,6 @@ public struct Isolation: Sendable {
             ["/usr/bin/", "/bin/", "/usr/sbin/", "/usr/local/bin/"].map { $0 + name }
                 .first { FileManager.default.isExecutableFile(atPath: $0) }
         }
-        guard let prlimit = find("prlimit") else { throw IsolationError("prlimit (util-linux) not found") }
-        self.prlimit = prlimit
-        setpriv = find("setpriv") ?? ""
         isRoot = geteuid() == 0
         if mode == .bubblewrap {
             // DROVER_BWRAP names a bubblewrap binary explicitly (a packaged path, or a test's).
@@ -41,26 +38,25 @@ public struct Isolation: Sendable {
             guard let bwrap = configured.map({ FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil }) ?? find("bwrap") else {
                 throw IsolationError("bubblewrap (bwrap) is not installed; install the bubblewrap package, or start with --insecure-no-isolation")
             }
-            if isRoot && setpriv.isEmpty { throw IsolationError("setpriv (util-linux) not found") }
             self.bwrap = bwrap
         } else {
             bwrap = ""
         }
     }
 
-    /// The full command line for `command` (argv, no shell involved) in a sandbox.
-    func argv(_ command: [String], workspace: String, uid: UInt32, resources: SandboxResources) -> [String] {
-        var argv: [String] = []
-        if mode == .bubblewrap && isRoot {
-            argv += [setpriv, "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--inh-caps=-all", "--"]
-        }
-        argv += [
-            prlimit, "--cpu=\(resources.cpuSeconds)", "--as=\(resources.memoryMB << 20)",
-            "--fsize=\(resources.diskMB << 20)", "--nproc=\(resources.processes)", "--core=0", "--",
+    /// How to start `command` (argv, no shell involved) in a sandbox: bubblewrap's command line,
+    /// the uid to drop to, and the rlimits, which the launcher sets in the child before exec.
+    func launch(_ command: [String], workspace: String, uid: UInt32, resources: SandboxResources) -> Launch {
+        let limits: [(Int32, UInt64)] = [
+            (Int32(RLIMIT_CPU.rawValue), UInt64(resources.cpuSeconds)),
+            (Int32(RLIMIT_AS.rawValue), UInt64(resources.memoryMB) << 20),
+            (Int32(RLIMIT_FSIZE.rawValue), UInt64(resources.diskMB) << 20),
+            (drover_rlimit_nproc, UInt64(resources.processes)),
+            (Int32(RLIMIT_CORE.rawValue), 0),
         ]
         switch mode {
         case .bubblewrap:
-            argv += [
+            let argv = [
                 bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--hostname", "sandbox",
                 "--ro-bind", "/usr", "/usr",
                 "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
@@ -75,16 +71,16 @@ public struct Isolation: Sendable {
                 "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
                 "--setenv", "HOME", Self.workspaceMount, "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
                 "--disable-userns", "--",
-            ]
-            argv += command
+            ] + command
+            // As root, drop to the sandbox's own uid (root is exempt from RLIMIT_NPROC).
+            return Launch(argv: argv, ids: isRoot ? (uid, uid) : nil, limits: limits)
         case .none:
-            argv += ["/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(workspace)", "LANG=C.UTF-8"]
-            argv += command
+            let argv = ["/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(workspace)", "LANG=C.UTF-8"] + command
+            return Launch(argv: argv, ids: nil, limits: limits)
         }
-        return argv
     }
 
-    /// The environment of the wrapper programs themselves (bwrap clears it again for the sandbox).
+    /// The environment bubblewrap starts with (it clears it again for the sandbox).
     static let spawnEnvironment = ["PATH=/usr/bin:/bin"]
 
     /// Translates a path as the sandbox sees it (`/workspace/x`) for commands run in `.none` mode.
@@ -92,6 +88,13 @@ public struct Isolation: Sendable {
         let base = mode == .bubblewrap ? Self.workspaceMount : workspace
         return relative.isEmpty ? base : base + "/" + relative
     }
+}
+
+/// A process to start: its command line, the uid/gid to drop to, and rlimits (RLIMIT_*, value).
+struct Launch: Sendable {
+    var argv: [String]
+    var ids: (uid: UInt32, gid: UInt32)?
+    var limits: [(Int32, UInt64)]
 }
 
 /// The daemon cannot isolate sandboxes as asked.

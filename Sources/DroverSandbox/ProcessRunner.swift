@@ -18,9 +18,10 @@ struct ProcessOutcome: Sendable {
 
 /// Spawns a process tree and collects its output, on the calling (non-cooperative) thread.
 ///
-/// The child gets an empty signal mask and default dispositions (a daemon may block SIGTERM in
-/// its own threads, and Foundation's `Process` would pass that on), its own process group, stdin
-/// from /dev/null, and stdout and stderr on one pipe. At the deadline the whole tree is killed.
+/// The child is started by `drover_spawn`: an empty signal mask and default dispositions (a
+/// daemon may block SIGTERM in its own threads, and Foundation's `Process` would pass that on),
+/// its own process group, no inherited descriptors, stdin from /dev/null, stdout and stderr on one
+/// pipe, rlimits and the sandbox's uid. At the deadline the whole tree is killed.
 enum ProcessRunner {
     struct Limits: Sendable {
         var timeout: Double
@@ -33,42 +34,38 @@ enum ProcessRunner {
     /// Registers the pid so that shutdown can kill it; called right after spawning.
     typealias Track = @Sendable (pid_t?) -> Void
 
-    static func run(_ argv: [String], environment: [String], limits: Limits, track: Track = { _ in }) throws -> ProcessOutcome {
+    static func run(_ launch: Launch, environment: [String], limits: Limits, track: Track = { _ in }) throws -> ProcessOutcome {
         var pipeFDs: [Int32] = [0, 0]
         try retryingEINTR("pipe2") { drover_pipe_cloexec(&pipeFDs) }
         let (readFD, writeFD) = (pipeFDs[0], pipeFDs[1])
         defer { close(readFD) }
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, writeFD, 1)
-        posix_spawn_file_actions_adddup2(&actions, writeFD, 2)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(
-            &attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-
-        let cArgs = argv.map { strdup($0) } + [nil]
+        var options = drover_spawn_options()
+        options.output_fd = writeFD
+        if let ids = launch.ids {
+            options.set_ids = 1
+            options.uid = ids.uid
+            options.gid = ids.gid
+        }
+        options.limit_count = Int32(min(8, launch.limits.count))
+        withUnsafeMutableBytes(of: &options.limit_resources) { resources in
+            withUnsafeMutableBytes(of: &options.limit_values) { values in
+                for (index, limit) in launch.limits.prefix(8).enumerated() {
+                    resources.storeBytes(of: limit.0, toByteOffset: index * 4, as: Int32.self)
+                    values.storeBytes(of: limit.1, toByteOffset: index * 8, as: UInt64.self)
+                }
+            }
+        }
+        let cArgs = launch.argv.map { strdup($0) } + [nil]
         let cEnv = environment.map { strdup($0) } + [nil]
         defer {
             cArgs.forEach { free($0) }
             cEnv.forEach { free($0) }
         }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, argv[0], &actions, &attributes, cArgs, cEnv)
+        var error: Int32 = 0
+        let pid = drover_spawn(launch.argv[0], cArgs, cEnv, &options, &error)
         close(writeFD)
-        guard spawned == 0 else { throw SystemError(errno: spawned, call: "posix_spawn \(argv[0])") }
+        guard pid > 0 else { throw SystemError(errno: error, call: "spawn \(launch.argv[0])") }
         track(pid)
         defer { track(nil) }
         return collect(pid: pid, readFD: readFD, limits: limits)

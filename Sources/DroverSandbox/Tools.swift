@@ -94,12 +94,12 @@ struct Tools: Sendable {
     }
 
     private func runProcess(_ command: [String], sandbox: Sandbox, timeout: Double) async throws -> JSONValue {
-        let argv = isolation.argv(command, workspace: sandbox.workspace.path, uid: sandbox.uid, resources: sandbox.resources)
+        let launch = isolation.launch(command, workspace: sandbox.workspace.path, uid: sandbox.uid, resources: sandbox.resources)
         let limits = ProcessRunner.Limits(timeout: timeout, keep: sandbox.resources.outputBytes, drainLimit: max(8 << 20, sandbox.resources.outputBytes * 4))
         let key = sandbox.id + "/" + UUID().uuidString
         let track = self.track
         let outcome = try await onOwnThread("drover.tool") {
-            try ProcessRunner.run(argv, environment: Isolation.spawnEnvironment, limits: limits) { track(key, $0) }
+            try ProcessRunner.run(launch, environment: Isolation.spawnEnvironment, limits: limits) { track(key, $0) }
         }
         var text = String(decoding: outcome.output, as: UTF8.self)
         if outcome.timedOut { text += "\n[killed: the command timed out after \(Self.seconds(timeout))]" }

@@ -4,7 +4,7 @@ import Foundation
 
 /// A `drover sandbox-pool` daemon started for a test, with its own token and workspace root.
 public struct RunningPool: Sendable {
-    public let daemon: DaemonProcess
+    public let daemon: ChildDaemon
     public let address: String
     public let token: String
     public let workspaceRoot: String
@@ -20,8 +20,8 @@ public struct RunningPool: Sendable {
         let tokenFile = NSTemporaryDirectory() + "drover-token-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         try token.write(toFile: tokenFile, atomically: true, encoding: .utf8)
         let root = NSTemporaryDirectory() + "drover-test-pool-" + unique
-        let daemon = try DaemonProcess(
-            ["sandbox-pool", "--listen", "127.0.0.1:0", "--token-file", tokenFile, "--workspace-root", root] + extra,
+        let daemon = try ChildDaemon(
+            binary: TestDatabase.droverBinary.path, ["sandbox-pool", "--listen", "127.0.0.1:0", "--token-file", tokenFile, "--workspace-root", root] + extra,
             environment: environment)
         let listening = try await daemon.waitForLog("listening")
         guard let address = listening["address"]?.stringValue else {

@@ -119,6 +119,16 @@ import Testing
         }
     }
 
+    @Test func noDescriptorOfTheDaemonLeaksIn() async throws {
+        try await withPool { _, client, sandbox in
+            // Only stdin, stdout, stderr (and the one `ls` opens to read the directory).
+            let fds = try await bash(client, sandbox, "ls /proc/self/fd")
+            #expect(Set(fds.output.split(separator: "\n")).isSubset(of: ["0", "1", "2", "3"]), "\(fds.output)")
+            let sockets = try await bash(client, sandbox, "ls -l /proc/*/fd 2>/dev/null | grep -c socket")
+            #expect(sockets.output == "0\n")
+        }
+    }
+
     @Test func aForkBombIsContainedAndThePoolKeepsServing() async throws {
         try await withPool { _, client, _ in
             let bomb = try await client.provision(resources: ["processes": 64, "timeout_s": 4])

@@ -133,8 +133,8 @@ import Testing
     }
 
     @Test func refusesToStartWithoutIsolationUnlessToldTo() async throws {
-        let missing = try DaemonProcess(
-            ["sandbox-pool", "--listen", "127.0.0.1:0"], environment: ["DROVER_POOL_TOKEN": "t", "DROVER_BWRAP": "/nonexistent/bwrap"])
+        let missing = try ChildDaemon(
+            binary: TestDatabase.droverBinary.path, ["sandbox-pool", "--listen", "127.0.0.1:0"], environment: ["DROVER_POOL_TOKEN": "t", "DROVER_BWRAP": "/nonexistent/bwrap"])
         #expect(await missing.wait(timeout: 10) == 1)
         #expect(missing.log.contains("isolation_unavailable"))
         let insecure = try await RunningPool.start(["--insecure-no-isolation"], environment: ["DROVER_BWRAP": "/nonexistent/bwrap"])
@@ -147,7 +147,7 @@ import Testing
     }
 
     @Test func noTokenNoStart() async throws {
-        let daemon = try DaemonProcess(["sandbox-pool", "--listen", "127.0.0.1:0"], environment: ["DROVER_POOL_TOKEN": ""])
+        let daemon = try ChildDaemon(binary: TestDatabase.droverBinary.path, ["sandbox-pool", "--listen", "127.0.0.1:0"], environment: ["DROVER_POOL_TOKEN": ""])
         #expect(await daemon.wait(timeout: 10) == 2)
         #expect(daemon.log.contains("token is required"))
     }

@@ -16,4 +16,30 @@ int drover_accept_cloexec(int fd);
 /* O_PATH, likewise hidden without _GNU_SOURCE. */
 extern const int drover_o_path;
 
+/* RLIMIT_NPROC: a macro over glibc's __RLIMIT_NPROC, which Swift does not import. */
+extern const int drover_rlimit_nproc;
+
+#include <sys/types.h>
+
+/* How to start a sandboxed child. */
+struct drover_spawn_options {
+    /* Where the child's stdout and stderr go (stdin is /dev/null). */
+    int output_fd;
+    /* When set, the child drops to this uid/gid (and no supplementary groups) before exec. */
+    int set_ids;
+    unsigned int uid;
+    unsigned int gid;
+    /* rlimits to set (soft = hard = value): RLIMIT_* numbers and values. */
+    int limit_count;
+    int limit_resources[8];
+    unsigned long long limit_values[8];
+};
+
+/* Starts `path` like posix_spawn, doing in the child what posix_spawn cannot: rlimits, a uid/gid
+   switch (raw syscalls, safe between vfork and exec), its own process group, an empty signal mask
+   with default dispositions, and no inherited descriptors beyond 0, 1 and 2 (close_range).
+   Returns the pid, or -1 with *error set to the errno of the failed step. */
+pid_t drover_spawn(const char *path, char *const argv[], char *const envp[],
+                   const struct drover_spawn_options *options, int *error);
+
 #endif

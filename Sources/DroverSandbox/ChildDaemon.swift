@@ -4,15 +4,17 @@ import Foundation
 import Glibc
 #endif
 
-/// A `drover` daemon run as a real child process for a test. Its standard error (JSON log lines)
-/// goes to a file that the test can read; it is killed if the test forgets to stop it.
-public final class DaemonProcess: @unchecked Sendable {
+/// A daemon run as a child process (by tests, benchmarks and the demo). Its standard output and
+/// error (JSON log lines) go to a file that can be read; it is killed if dropped while running.
+/// `@unchecked Sendable`: the only mutable state, the reaped status, is set by `waitpid`, which
+/// succeeds once.
+public final class ChildDaemon: @unchecked Sendable {
     public let pid: pid_t
     public let logPath: String
     private var reaped: Int32?
 
-    /// Starts `drover ARGS` with `environment` added to this process's environment.
-    public init(_ arguments: [String], environment: [String: String] = [:]) throws {
+    /// Starts `binary ARGS` with `environment` added to this process's environment.
+    public init(binary: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         logPath = NSTemporaryDirectory() + "drover-daemon-\(UInt64.random(in: 0...UInt64.max)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         var env = ProcessInfo.processInfo.environment
@@ -30,7 +32,6 @@ public final class DaemonProcess: @unchecked Sendable {
         sigemptyset(&empty)
         posix_spawnattr_setsigmask(&attributes, &empty)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-        let binary = TestDatabase.droverBinary.path
         let argv = ([binary] + arguments).map { strdup($0) } + [nil]
         let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -39,7 +40,7 @@ public final class DaemonProcess: @unchecked Sendable {
         }
         var pid: pid_t = 0
         let result = posix_spawn(&pid, binary, &actions, &attributes, argv, envp)
-        guard result == 0 else { throw DroverError(.invalidArgument, "cannot start \(binary): errno \(result)") }
+        guard result == 0 else { throw DroverError(.invalidArgument, "cannot start \(binary): \(String(cString: strerror(result)))") }
         self.pid = pid
     }
 

@@ -1,0 +1,129 @@
+import DroverCore
+import DroverSandbox
+import Foundation
+
+/// `drover bench sandbox`: provision and execute latency against a real pool daemon, started as a
+/// child process of this command and reached over loopback TCP.
+struct BenchSandboxCommand: Command {
+    static let name = "bench sandbox"
+    static let summary = "benchmark sandbox provisioning and tool round trips"
+    static let help = """
+        usage: drover bench sandbox [--samples N] [--concurrency N] [--json] [--insecure-no-isolation]
+
+        Starts `drover sandbox-pool` on a free loopback port and measures, over TCP:
+          provision_warm     provision when a warm sandbox is ready (then destroy)
+          provision_cold     provision with an empty warm pool (a new workspace)
+          provision_setup    cold provision with a setup script (`true`): a sandbox process runs
+          execute_bash_true  execute bash `true` round trip
+          execute_read       execute read of a small file round trip
+          executes_per_s     bash `true` calls per second, --concurrency at once over 4 connections
+
+          --samples N       samples per latency (default 200)
+          --concurrency N   calls in flight for the throughput run (default 16)
+          --json            one JSON object instead of a table
+        """
+    static let options: Set<String> = ["samples", "concurrency"]
+    static let flags: Set<String> = ["json", "insecure-no-isolation"]
+
+    static func run(_ arguments: Arguments) async throws {
+        let samples = try arguments.int("samples") ?? 200
+        let concurrency = try arguments.int("concurrency") ?? 16
+        let token = "bench-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        let self_ = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let isolation = arguments.has("insecure-no-isolation") ? ["--insecure-no-isolation"] : []
+        var results: [BenchResult] = []
+
+        func startPool(warm: Int) async throws -> (ChildDaemon, String) {
+            let daemon = try ChildDaemon(
+                binary: self_, ["sandbox-pool", "--listen", "127.0.0.1:0", "--warm", String(warm), "--capacity", "512"] + isolation,
+                environment: ["DROVER_POOL_TOKEN": token, "DATABASE_URL": ""])
+            let listening = try await daemon.waitForLog("listening")
+            guard let address = listening["address"]?.stringValue else { throw DroverError(.invalidArgument, "the pool logged no address") }
+            return (daemon, address)
+        }
+        func stop(_ daemon: ChildDaemon) async {
+            daemon.signal(SIGTERM)
+            _ = await daemon.wait(timeout: 20)
+        }
+        func add(_ name: String, _ latencies: Latencies) {
+            results.append(BenchResult(name: name + "_p50_ms", value: latencies.percentile(50), unit: "ms"))
+            results.append(BenchResult(name: name + "_p95_ms", value: latencies.percentile(95), unit: "ms"))
+        }
+
+        // Warm: a warm pool of 4, refilled between samples.
+        let (warmDaemon, warmAddress) = try await startPool(warm: 4)
+        let client = try await PoolClient.connect(warmAddress, token: token)
+        var warm = Latencies()
+        for _ in 0..<samples {
+            try await Task.sleep(for: .milliseconds(3))
+            let id = try await warm.measure { try await client.provision() }
+            try await client.destroy(sandbox: id)
+        }
+        add("provision_warm", warm)
+        Progress.say("warm provision p50 \(String(format: "%.3f", warm.percentile(50))) ms")
+
+        let sandbox = try await client.provision()
+        _ = try await client.execute(sandbox: sandbox, callID: "setup", name: "write", input: ["path": "f.txt", "content": "hello\n"])
+        var bash = Latencies()
+        var read = Latencies()
+        for index in 0..<samples {
+            _ = try await bash.measure {
+                try await client.execute(sandbox: sandbox, callID: "b\(index)", name: "bash", input: ["command": "true"])
+            }
+            _ = try await read.measure {
+                try await client.execute(sandbox: sandbox, callID: "r\(index)", name: "read", input: ["path": "f.txt"])
+            }
+        }
+        add("execute_bash_true", bash)
+        add("execute_read", read)
+        Progress.say("bash true p50 \(String(format: "%.3f", bash.percentile(50))) ms, read p50 \(String(format: "%.3f", read.percentile(50))) ms")
+
+        var clients = [client]
+        for _ in 1..<4 { clients.append(try await PoolClient.connect(warmAddress, token: token)) }
+        var sandboxes: [String] = []
+        for index in 0..<8 { sandboxes.append(try await clients[index % 4].provision()) }
+        let total = max(concurrency, samples * 2)
+        let (connections, targets) = (clients, sandboxes)
+        let started = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<concurrency {
+                group.addTask {
+                    var call = worker
+                    while call < total {
+                        _ = try await connections[call % 4].execute(
+                            sandbox: targets[call % 8], callID: "t\(call)", name: "bash", input: ["command": "true"])
+                        call += concurrency
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let rate = Double(total) / (ContinuousClock.now - started).seconds
+        results.append(BenchResult(name: "executes_per_s", value: rate, unit: "calls/s"))
+        Progress.say("\(Int(rate)) executes/s at concurrency \(concurrency)")
+        clients.forEach { $0.close() }
+        await stop(warmDaemon)
+
+        // Cold: no warm pool at all.
+        let (coldDaemon, coldAddress) = try await startPool(warm: 0)
+        let coldClient = try await PoolClient.connect(coldAddress, token: token)
+        var cold = Latencies()
+        var setup = Latencies()
+        for _ in 0..<samples {
+            let id = try await cold.measure { try await coldClient.provision() }
+            try await coldClient.destroy(sandbox: id)
+            let prepared = try await setup.measure { try await coldClient.provision(resources: ["setup": "true"]) }
+            try await coldClient.destroy(sandbox: prepared)
+        }
+        add("provision_cold", cold)
+        add("provision_setup", setup)
+        coldClient.close()
+        await stop(coldDaemon)
+
+        BenchReport.print("drover bench sandbox", results, json: arguments.has("json"), extra: [
+            ("benchmark", "sandbox"), ("cores", String(ProcessInfo.processInfo.activeProcessorCount)),
+            ("isolation", isolation.isEmpty ? "bubblewrap" : "none"), ("samples", String(samples)),
+            ("concurrency", String(concurrency)),
+        ])
+    }
+}
