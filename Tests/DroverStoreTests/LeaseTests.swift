@@ -15,12 +15,13 @@ import Testing
             let a = HarnessID(rawValue: "harness-a")
             let b = HarnessID(rawValue: "harness-b")
 
-            let leaseA = try #require(try await f.queue.claim(max: 1, owner: a, ttl: 0.3).first)
+            // TTLs leave wide margins: the suite runs in parallel on two cores.
+            let leaseA = try #require(try await f.queue.claim(max: 1, owner: a, ttl: 1.5).first)
             try await f.store.append(leaseA, type: .sessionStatusRunning, payload: "{}")
             // While A's lease is live, B gets nothing.
             #expect(try await f.queue.claim(max: 1, owner: b, ttl: 30).isEmpty)
 
-            try await Task.sleep(for: .milliseconds(450))
+            try await Task.sleep(for: .milliseconds(1700))
             let leaseB = try #require(try await f.queue.claim(max: 1, owner: b, ttl: 30).first)
             #expect(leaseB.sessionID == session)
             #expect(leaseB.epoch == leaseA.epoch + 1)
@@ -67,14 +68,17 @@ import Testing
             defer { pool.close() }
             let f = try await Fixtures.make(pool)
             _ = try await f.session()
-            var lease = try #require(try await f.queue.claim(max: 1, owner: HarnessID(rawValue: "a"), ttl: 0.4).first)
-            for _ in 0..<4 {
-                try await Task.sleep(for: .milliseconds(150))
-                let extended = try await f.queue.heartbeat(lease, ttl: 0.4)
+            let ttl = 1.5
+            var lease = try #require(try await f.queue.claim(max: 1, owner: HarnessID(rawValue: "a"), ttl: ttl).first)
+            let claimed = ContinuousClock.now
+            for _ in 0..<5 {
+                try await Task.sleep(for: .milliseconds(400))
+                let extended = try await f.queue.heartbeat(lease, ttl: ttl)
                 #expect(extended.expiresAt > lease.expiresAt)
                 lease = extended
             }
-            // 600 ms after a 400 ms claim, the lease still holds because of the heartbeats.
+            // Longer after the claim than its TTL, the lease still holds because of the heartbeats.
+            #expect(ContinuousClock.now - claimed > .seconds(ttl))
             #expect(try await f.store.append(lease, type: .sessionStatusRunning, payload: "{}").seq == 2)
             #expect(try await f.queue.claim(max: 1, owner: HarnessID(rawValue: "b"), ttl: 1).isEmpty)
         }
