@@ -3,6 +3,7 @@ import PackageDescription
 
 // Dependency arrows point one way:
 // CLibPQ → DroverPostgres → DroverStore → DroverSandbox → drover (executable);
+// CCurl → DroverModel → drover; CDroverSys → DroverIO → DroverSandbox, DroverModel;
 // DroverCore (plain value types) is used by all.
 let package = Package(
     name: "Drover",
@@ -17,17 +18,29 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
         ),
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
         // Linux calls Swift cannot make directly (variadic `syscall`): openat2 for the sandbox.
         .target(name: "CDroverSys"),
         .target(name: "DroverCore"),
         .target(name: "DroverPostgres", dependencies: ["CLibPQ", "DroverCore"]),
         .target(name: "DroverStore", dependencies: ["DroverPostgres", "DroverCore"]),
-        .target(name: "DroverSandbox", dependencies: ["CDroverSys", "DroverCore", "DroverStore"]),
-        .executableTarget(name: "drover", dependencies: ["DroverSandbox", "DroverStore", "DroverPostgres", "DroverCore"]),
+        // Sockets, blocking work on own threads, child daemons: shared by the pool and the model server.
+        .target(name: "DroverIO", dependencies: ["CDroverSys", "DroverCore"]),
+        .target(name: "DroverSandbox", dependencies: ["CDroverSys", "DroverIO", "DroverCore", "DroverStore"]),
+        // Model providers over HTTP (libcurl) and the scripted model server for tests and the demo.
+        .target(name: "DroverModel", dependencies: ["CCurl", "DroverIO", "DroverCore"]),
+        .executableTarget(
+            name: "drover",
+            dependencies: ["DroverModel", "DroverSandbox", "DroverIO", "DroverStore", "DroverPostgres", "DroverCore"]),
         // Helpers for tests: a fresh, migrated database per test on the server in DATABASE_URL.
-        .target(name: "DroverTestSupport", dependencies: ["DroverSandbox", "DroverStore", "DroverPostgres", "DroverCore"]),
+        .target(name: "DroverTestSupport", dependencies: ["DroverIO", "DroverSandbox", "DroverStore", "DroverPostgres", "DroverCore"]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore"]),
         .testTarget(name: "DroverSandboxTests", dependencies: ["DroverSandbox", "DroverCore", "DroverTestSupport"]),
+        .testTarget(name: "DroverModelTests", dependencies: ["DroverModel", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres", "DroverTestSupport"]),
         .testTarget(
             name: "DroverStoreTests",

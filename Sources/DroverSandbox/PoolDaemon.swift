@@ -1,4 +1,5 @@
 import DroverCore
+import DroverIO
 import DroverPostgres
 import DroverStore
 import Foundation

@@ -1,3 +1,4 @@
+import DroverIO
 import CDroverSys
 import Foundation
 #if canImport(Glibc)

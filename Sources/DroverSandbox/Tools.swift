@@ -1,4 +1,5 @@
 import DroverCore
+import DroverIO
 import Foundation
 
 /// The built-in tools, with Managed Agents' names: `bash`, `read`, `write`, `edit`, `glob`, `grep`.

@@ -1,5 +1,6 @@
 import CDroverSys
 import DroverCore
+import DroverIO
 import Foundation
 
 /// A sandbox's workspace folder on the host, and the file tools that work on it.

@@ -1,3 +1,4 @@
+import DroverIO
 import DroverPostgres
 import DroverTestSupport
 import Foundation

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverIO
 import DroverSandbox
 import DroverTestSupport
 import Foundation

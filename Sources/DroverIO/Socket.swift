@@ -4,18 +4,18 @@ import Synchronization
 
 /// A connected TCP socket: blocking reads on the owner's thread, whole-line writes from any thread
 /// (serialised, looping on partial writes, `MSG_NOSIGNAL` so a closed peer is an error, not SIGPIPE).
-final class Socket: Sendable {
-    let fd: Int32
+public final class Socket: Sendable {
+    public let fd: Int32
     private let writeLock = Mutex(false)
 
-    init(fd: Int32) {
+    public init(fd: Int32) {
         self.fd = fd
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// Connects to `host:port` (IPv4 dotted quad or "localhost").
-    static func connect(host: String, port: UInt16) throws -> Socket {
+    public static func connect(host: String, port: UInt16) throws -> Socket {
         let fd = try retryingEINTR("socket") { socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         var address = try SocketAddress.ipv4(host: host, port: port)
         let result = withUnsafePointer(to: &address) {
@@ -30,16 +30,14 @@ final class Socket: Sendable {
     }
 
     /// Reads what is available (blocking); 0 at end of stream.
-    func read(into buffer: inout [UInt8]) throws -> Int {
+    public func read(into buffer: inout [UInt8]) throws -> Int {
         try buffer.withUnsafeMutableBytes { raw in
             try retryingEINTR("read") { Glibc.read(fd, raw.baseAddress, raw.count) }
         }
     }
 
-    /// Writes `line` and a newline, whole, even when other threads write too.
-    func send(line: String) throws {
-        var bytes = Array(line.utf8)
-        bytes.append(UInt8(ascii: "\n"))
+    /// Writes raw bytes, whole.
+    public func send(bytes: [UInt8]) throws {
         try writeLock.withLock { closed in
             guard !closed else { throw SystemError(errno: EPIPE, call: "send") }
             var sent = 0
@@ -52,12 +50,19 @@ final class Socket: Sendable {
         }
     }
 
+    /// Writes `line` and a newline, whole, even when other threads write too.
+    public func send(line: String) throws {
+        var bytes = Array(line.utf8)
+        bytes.append(UInt8(ascii: "\n"))
+        try send(bytes: bytes)
+    }
+
     /// Ends both directions; a blocked reader wakes with end of stream.
-    func shutdown() {
+    public func shutdown() {
         Glibc.shutdown(fd, Int32(SHUT_RDWR))
     }
 
-    func close() {
+    public func close() {
         writeLock.withLock { closed in
             guard !closed else { return }
             closed = true
@@ -67,13 +72,13 @@ final class Socket: Sendable {
 }
 
 /// A listening TCP socket.
-final class Listener: Sendable {
-    let fd: Int32
+public final class Listener: Sendable {
+    public let fd: Int32
     /// The bound address, with the real port when 0 was asked for.
-    let host: String
-    let port: UInt16
+    public let host: String
+    public let port: UInt16
 
-    init(host: String, port: UInt16) throws {
+    public init(host: String, port: UInt16) throws {
         let fd = try retryingEINTR("socket") { socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -97,7 +102,7 @@ final class Listener: Sendable {
     }
 
     /// Blocks until a connection arrives; nil once the listener is shut down.
-    func accept() -> Socket? {
+    public func accept() -> Socket? {
         while true {
             let client = drover_accept_cloexec(fd)
             if client >= 0 { return Socket(fd: client) }
@@ -110,7 +115,7 @@ final class Listener: Sendable {
     }
 
     /// Stops accepting: a thread blocked in `accept` returns nil.
-    func shutdown() {
+    public func shutdown() {
         Glibc.shutdown(fd, Int32(SHUT_RDWR))
         Glibc.close(fd)
     }

@@ -1,0 +1,29 @@
+#ifndef DROVER_CCURL_SHIM_H
+#define DROVER_CCURL_SHIM_H
+#include <curl/curl.h>
+
+/* curl_easy_setopt is variadic, which Swift cannot call: one typed wrapper per argument kind. */
+static inline CURLcode drover_curl_set_long(CURL *curl, CURLoption option, long value) {
+    return curl_easy_setopt(curl, option, value);
+}
+static inline CURLcode drover_curl_set_string(CURL *curl, CURLoption option, const char *value) {
+    return curl_easy_setopt(curl, option, value);
+}
+static inline CURLcode drover_curl_set_pointer(CURL *curl, CURLoption option, void *value) {
+    return curl_easy_setopt(curl, option, value);
+}
+static inline CURLcode drover_curl_set_slist(CURL *curl, CURLoption option, struct curl_slist *value) {
+    return curl_easy_setopt(curl, option, value);
+}
+typedef size_t (*drover_curl_data_callback)(char *data, size_t size, size_t count, void *context);
+static inline CURLcode drover_curl_set_data_callback(CURL *curl, CURLoption option, drover_curl_data_callback callback) {
+    return curl_easy_setopt(curl, option, callback);
+}
+typedef int (*drover_curl_progress_callback)(void *context, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow);
+static inline CURLcode drover_curl_set_progress_callback(CURL *curl, drover_curl_progress_callback callback) {
+    return curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, callback);
+}
+static inline CURLcode drover_curl_get_response_code(CURL *curl, long *code) {
+    return curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, code);
+}
+#endif

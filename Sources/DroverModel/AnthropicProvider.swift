@@ -1,0 +1,184 @@
+import DroverCore
+import Foundation
+import Synchronization
+
+/// The Anthropic Messages API with streaming (SSE) and tools.
+///
+/// Retries 429, 529 and 5xx responses (and unreachable servers), waiting what `retry-after` says
+/// or backing off exponentially. The API key goes only into the `x-api-key` header: it is never
+/// part of a request body, an event or a log line.
+public struct AnthropicProvider: ModelProvider {
+    public var baseURL: String
+    public var apiKey: String
+    public var maxRetries: Int
+    /// Longest wait between attempts, whatever `retry-after` says.
+    public var maxBackoff: Double
+    let http = HTTPClient()
+
+    public init(baseURL: String = "https://api.anthropic.com", apiKey: String, maxRetries: Int = 6, maxBackoff: Double = 60) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.apiKey = apiKey
+        self.maxRetries = maxRetries
+        self.maxBackoff = maxBackoff
+    }
+
+    public func complete(_ request: ModelRequest, onFirstToken: @escaping @Sendable () -> Void) async throws -> ModelResponse {
+        let body = Array(Self.body(request).text.utf8)
+        var attempt = 0
+        while true {
+            try Task.checkCancellation()
+            let stream = StreamState(onFirstToken: onFirstToken)
+            let head: HTTPResponseHead
+            do {
+                head = try await http.perform(HTTPRequest(
+                    url: baseURL + "/v1/messages",
+                    headers: [("content-type", "application/json"), ("accept", "text/event-stream"),
+                              ("anthropic-version", "2023-06-01"), ("x-api-key", apiKey)],
+                    body: body)) { stream.feed($0) }
+            } catch let error as HTTPError {
+                if error.cancelled { throw ModelError(.cancelled, "the model call was cancelled") }
+                guard attempt < maxRetries else { throw ModelError(.network, error.message) }
+                attempt += 1
+                try await Task.sleep(for: .seconds(backoff(attempt, retryAfter: nil)))
+                continue
+            }
+            if head.status == 200 { return try stream.finish() }
+            let retryable = head.status == 429 || head.status == 529 || head.status >= 500
+            guard retryable, attempt < maxRetries else {
+                let detail = String(decoding: stream.raw.prefix(2000), as: UTF8.self)
+                switch head.status {
+                case 429: throw ModelError(.rateLimited, "429 after \(attempt) retries: \(detail)")
+                case 529, 500...: throw ModelError(.overloaded, "\(head.status) after \(attempt) retries: \(detail)")
+                default: throw ModelError(.http, "HTTP \(head.status): \(detail)")
+                }
+            }
+            attempt += 1
+            try await Task.sleep(for: .seconds(backoff(attempt, retryAfter: head.headers["retry-after"].flatMap(Double.init))))
+        }
+    }
+
+    private func backoff(_ attempt: Int, retryAfter: Double?) -> Double {
+        if let retryAfter { return min(maxBackoff, max(0, retryAfter)) }
+        return min(maxBackoff, 0.5 * pow(2, Double(attempt - 1))) * Double.random(in: 0.8...1.2)
+    }
+
+    static func body(_ request: ModelRequest) -> JSONValue {
+        var body: [String: JSONValue] = [
+            "model": .string(request.model), "max_tokens": .number(Double(request.maxTokens)), "stream": true,
+            "messages": .array(request.messages.map { ["role": .string($0.role.rawValue), "content": .array($0.content.map(\.json))] }),
+        ]
+        if !request.system.isEmpty { body["system"] = .string(request.system) }
+        if !request.tools.isEmpty { body["tools"] = .array(request.tools.map(\.json)) }
+        if let userID = request.userID { body["metadata"] = ["user_id": .string(userID)] }
+        return .object(body)
+    }
+}
+
+/// Folds the event stream into a response. Fed on the transfer thread, read after it ends.
+private final class StreamState: Sendable {
+    private struct State {
+        var parser = SSEParser()
+        var raw: [UInt8] = []
+        var id = ""
+        var blocks: [Int: Block] = [:]
+        var stopReason: String?
+        var usage = ModelUsage()
+        var stopped = false
+        var failure: ModelError?
+        var sawContent = false
+    }
+
+    private enum Block {
+        case text(String)
+        case thinking(String, String?)
+        case toolUse(id: String, name: String, json: String)
+    }
+
+    private let state = Mutex(State())
+    private let onFirstToken: @Sendable () -> Void
+
+    init(onFirstToken: @escaping @Sendable () -> Void) { self.onFirstToken = onFirstToken }
+
+    var raw: [UInt8] { state.withLock { $0.raw } }
+
+    func feed(_ bytes: [UInt8]) {
+        let first = state.withLock { state -> Bool in
+            if state.raw.count < 65_536 { state.raw += bytes.prefix(65_536 - state.raw.count) }
+            let before = state.sawContent
+            for event in state.parser.feed(bytes) where state.failure == nil { Self.apply(event, to: &state) }
+            return !before && state.sawContent
+        }
+        if first { onFirstToken() }
+    }
+
+    func finish() throws -> ModelResponse {
+        try state.withLock { state in
+            if let failure = state.failure { throw failure }
+            guard state.stopped else {
+                throw ModelError(.malformedStream, "the stream ended without message_stop")
+            }
+            let content = state.blocks.sorted { $0.key < $1.key }.map { _, block -> ContentBlock in
+                switch block {
+                case .text(let text): return .text(text)
+                case .thinking(let text, let signature): return .thinking(text, signature: signature)
+                case .toolUse(let id, let name, let json):
+                    return .toolUse(id: id, name: name, input: (try? JSONValue.parse(json.isEmpty ? "{}" : json)) ?? [:])
+                }
+            }
+            return ModelResponse(id: state.id, content: content, stopReason: state.stopReason ?? "end_turn", usage: state.usage)
+        }
+    }
+
+    private static func apply(_ event: ServerSentEvent, to state: inout State) {
+        guard let data = try? JSONValue.parse(event.data), case .object = data else {
+            state.failure = ModelError(.malformedStream, "an event's data is not a JSON object: \(event.data.prefix(200))")
+            return
+        }
+        switch data["type"]?.stringValue ?? event.event {
+        case "message_start":
+            state.id = data["message"]?["id"]?.stringValue ?? ""
+            state.usage.inputTokens = data["message"]?["usage"]?["input_tokens"]?.intValue ?? 0
+        case "content_block_start":
+            guard let index = data["index"]?.intValue, let block = data["content_block"] else { return malformed(&state, data) }
+            switch block["type"]?.stringValue {
+            case "text": state.blocks[index] = .text(block["text"]?.stringValue ?? "")
+            case "thinking": state.blocks[index] = .thinking(block["thinking"]?.stringValue ?? "", nil)
+            case "tool_use":
+                state.blocks[index] = .toolUse(id: block["id"]?.stringValue ?? "", name: block["name"]?.stringValue ?? "", json: "")
+            default: state.blocks[index] = .text("")
+            }
+        case "content_block_delta":
+            guard let index = data["index"]?.intValue, let delta = data["delta"], let block = state.blocks[index] else {
+                return malformed(&state, data)
+            }
+            state.sawContent = true
+            switch (block, delta["type"]?.stringValue) {
+            case (.text(let text), "text_delta"): state.blocks[index] = .text(text + (delta["text"]?.stringValue ?? ""))
+            case (.thinking(let text, let signature), "thinking_delta"):
+                state.blocks[index] = .thinking(text + (delta["thinking"]?.stringValue ?? ""), signature)
+            case (.thinking(let text, _), "signature_delta"): state.blocks[index] = .thinking(text, delta["signature"]?.stringValue)
+            case (.toolUse(let id, let name, let json), "input_json_delta"):
+                state.blocks[index] = .toolUse(id: id, name: name, json: json + (delta["partial_json"]?.stringValue ?? ""))
+            default: malformed(&state, data)
+            }
+        case "content_block_stop":
+            break
+        case "message_delta":
+            if let reason = data["delta"]?["stop_reason"]?.stringValue { state.stopReason = reason }
+            if let output = data["usage"]?["output_tokens"]?.intValue { state.usage.outputTokens = output }
+        case "message_stop":
+            state.stopped = true
+        case "ping":
+            break
+        case "error":
+            let type = data["error"]?["type"]?.stringValue ?? "error"
+            state.failure = ModelError(.streamError, "\(type): \(data["error"]?["message"]?.stringValue ?? "")")
+        default:
+            break
+        }
+    }
+
+    private static func malformed(_ state: inout State, _ data: JSONValue) {
+        state.failure = ModelError(.malformedStream, "unexpected event \(data.text.prefix(200))")
+    }
+}

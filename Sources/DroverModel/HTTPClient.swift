@@ -1,0 +1,152 @@
+import CCurl
+import DroverCore
+import DroverIO
+import Foundation
+import Synchronization
+
+/// An HTTP request for `HTTPClient`.
+public struct HTTPRequest: Sendable {
+    public var url: String
+    public var method: String
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+    /// Seconds to connect; the transfer itself may stream for as long as it keeps sending.
+    public var connectTimeout: Double
+    /// Abort when fewer than 1 byte/s arrives for this many seconds.
+    public var idleTimeout: Double
+
+    public init(url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = [],
+                connectTimeout: Double = 10, idleTimeout: Double = 300) {
+        self.url = url
+        self.method = method
+        self.headers = headers
+        self.body = body
+        self.connectTimeout = connectTimeout
+        self.idleTimeout = idleTimeout
+    }
+}
+
+/// Status and headers (names lower-cased) of a response.
+public struct HTTPResponseHead: Sendable {
+    public var status: Int
+    public var headers: [String: String]
+}
+
+/// A transport failure: the request never produced a response (or it was cut off).
+public struct HTTPError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var cancelled: Bool
+    public var description: String { message }
+}
+
+/// HTTP over libcurl. Each transfer is a blocking `curl_easy_perform` on a thread of its own
+/// (never on Swift's cooperative pool); body bytes are handed to `onData` as they arrive, which
+/// is what streaming (SSE) needs. Cancelling the calling task aborts the transfer promptly.
+public struct HTTPClient: Sendable {
+    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+
+    public init() { _ = Self.globalInit }
+
+    /// Performs `request`, streaming the body to `onData`; returns the response head.
+    public func perform(_ request: HTTPRequest, onData: @escaping @Sendable ([UInt8]) -> Void) async throws -> HTTPResponseHead {
+        let transfer = Transfer(onData: onData)
+        return try await withTaskCancellationHandler {
+            try await onOwnThread("drover.http") { try transfer.run(request) }
+        } onCancel: {
+            transfer.cancel()
+        }
+    }
+
+    /// Performs `request` and collects the whole body.
+    public func fetch(_ request: HTTPRequest) async throws -> (HTTPResponseHead, [UInt8]) {
+        let body = Mutex([UInt8]())
+        let head = try await perform(request) { chunk in body.withLock { $0 += chunk } }
+        return (head, body.withLock { $0 })
+    }
+}
+
+/// One transfer's state, reached from libcurl's C callbacks through an unmanaged pointer.
+private final class Transfer: @unchecked Sendable {
+    let onData: @Sendable ([UInt8]) -> Void
+    let cancelled = Atomic<Bool>(false)
+    /// Written only by the transfer thread's header callback.
+    var headerLines: [String] = []
+
+    init(onData: @escaping @Sendable ([UInt8]) -> Void) { self.onData = onData }
+
+    func cancel() { cancelled.store(true, ordering: .relaxed) }
+
+    func run(_ request: HTTPRequest) throws -> HTTPResponseHead {
+        guard let curl = curl_easy_init() else { throw HTTPError(message: "curl_easy_init failed", cancelled: false) }
+        defer { curl_easy_cleanup(curl) }
+        var headers: UnsafeMutablePointer<curl_slist>?
+        for (name, value) in request.headers { headers = curl_slist_append(headers, "\(name): \(value)") }
+        headers = curl_slist_append(headers, "Expect:")
+        defer { curl_slist_free_all(headers) }
+        let context = Unmanaged.passUnretained(self).toOpaque()
+
+        drover_curl_set_string(curl, CURLOPT_URL, request.url)
+        drover_curl_set_string(curl, CURLOPT_CUSTOMREQUEST, request.method)
+        drover_curl_set_long(curl, CURLOPT_NOSIGNAL, 1)
+        drover_curl_set_long(curl, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout * 1000))
+        drover_curl_set_long(curl, CURLOPT_LOW_SPEED_LIMIT, 1)
+        drover_curl_set_long(curl, CURLOPT_LOW_SPEED_TIME, max(1, Int(request.idleTimeout)))
+        drover_curl_set_long(curl, CURLOPT_TCP_NODELAY, 1)
+        drover_curl_set_slist(curl, CURLOPT_HTTPHEADER, headers)
+        if request.method != "GET" {
+            drover_curl_set_long(curl, CURLOPT_POSTFIELDSIZE, request.body.count)
+            request.body.withUnsafeBufferPointer { buffer in
+                _ = buffer.baseAddress.map { drover_curl_set_pointer(curl, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0)) }
+            }
+            if request.body.isEmpty { drover_curl_set_string(curl, CURLOPT_COPYPOSTFIELDS, "") }
+        }
+        drover_curl_set_data_callback(curl, CURLOPT_WRITEFUNCTION) { data, size, count, context in
+            let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+            if transfer.cancelled.load(ordering: .relaxed) { return 0 }
+            let bytes = size * count
+            if let data, bytes > 0 {
+                transfer.onData(Array(UnsafeRawBufferPointer(start: data, count: bytes)))
+            }
+            return bytes
+        }
+        drover_curl_set_pointer(curl, CURLOPT_WRITEDATA, context)
+        drover_curl_set_data_callback(curl, CURLOPT_HEADERFUNCTION) { data, size, count, context in
+            let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+            let bytes = size * count
+            if let data {
+                transfer.headerLines.append(String(decoding: UnsafeRawBufferPointer(start: data, count: bytes), as: UTF8.self))
+            }
+            return bytes
+        }
+        drover_curl_set_pointer(curl, CURLOPT_HEADERDATA, context)
+        drover_curl_set_long(curl, CURLOPT_NOPROGRESS, 0)
+        drover_curl_set_progress_callback(curl) { context, _, _, _, _ in
+            Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue().cancelled.load(ordering: .relaxed) ? 1 : 0
+        }
+        drover_curl_set_pointer(curl, CURLOPT_XFERINFODATA, context)
+
+        let code = curl_easy_perform(curl)
+        if cancelled.load(ordering: .relaxed) { throw HTTPError(message: "cancelled", cancelled: true) }
+        guard code == CURLE_OK else {
+            throw HTTPError(message: "\(request.url): \(String(cString: curl_easy_strerror(code)))", cancelled: false)
+        }
+        var status = 0
+        drover_curl_get_response_code(curl, &status)
+        return HTTPResponseHead(status: status, headers: Self.parseHeaders(headerLines))
+    }
+
+    /// The last response's headers (after any 100-continue or redirect), names lower-cased.
+    static func parseHeaders(_ lines: [String]) -> [String: String] {
+        var headers: [String: String] = [:]
+        for line in lines {
+            if line.hasPrefix("HTTP/") {
+                headers = [:]
+                continue
+            }
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let name = line[..<colon].lowercased()
+            headers[name] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return headers
+    }
+}

@@ -1,0 +1,137 @@
+import DroverCore
+
+/// One block of a message, in the Messages API's shapes.
+public enum ContentBlock: Sendable, Equatable {
+    case text(String)
+    case thinking(String, signature: String?)
+    case toolUse(id: String, name: String, input: JSONValue)
+    case toolResult(toolUseID: String, content: String, isError: Bool)
+
+    public var json: JSONValue {
+        switch self {
+        case .text(let text):
+            return ["type": "text", "text": .string(text)]
+        case .thinking(let text, let signature):
+            var block: [String: JSONValue] = ["type": "thinking", "thinking": .string(text)]
+            if let signature { block["signature"] = .string(signature) }
+            return .object(block)
+        case .toolUse(let id, let name, let input):
+            return ["type": "tool_use", "id": .string(id), "name": .string(name), "input": input]
+        case .toolResult(let id, let content, let isError):
+            return ["type": "tool_result", "tool_use_id": .string(id), "content": .string(content), "is_error": .bool(isError)]
+        }
+    }
+
+    /// Reads a block; unknown types become text of their JSON so nothing is silently lost.
+    public init(json: JSONValue) {
+        switch json["type"]?.stringValue {
+        case "text": self = .text(json["text"]?.stringValue ?? "")
+        case "thinking": self = .thinking(json["thinking"]?.stringValue ?? "", signature: json["signature"]?.stringValue)
+        case "tool_use":
+            self = .toolUse(id: json["id"]?.stringValue ?? "", name: json["name"]?.stringValue ?? "", input: json["input"] ?? [:])
+        case "tool_result":
+            let content: String
+            switch json["content"] {
+            case .string(let text)?: content = text
+            case .array(let blocks)?: content = blocks.compactMap { $0["text"]?.stringValue }.joined(separator: "\n")
+            default: content = ""
+            }
+            self = .toolResult(toolUseID: json["tool_use_id"]?.stringValue ?? "", content: content, isError: json["is_error"]?.boolValue ?? false)
+        default: self = .text(json.text)
+        }
+    }
+}
+
+public struct Message: Sendable, Equatable {
+    public enum Role: String, Sendable { case user, assistant }
+    public var role: Role
+    public var content: [ContentBlock]
+    public init(role: Role, content: [ContentBlock]) {
+        self.role = role
+        self.content = content
+    }
+}
+
+public struct ToolDefinition: Sendable, Equatable {
+    public var name: String
+    public var description: String
+    public var inputSchema: JSONValue
+    public init(name: String, description: String, inputSchema: JSONValue) {
+        self.name = name
+        self.description = description
+        self.inputSchema = inputSchema
+    }
+
+    public var json: JSONValue { ["name": .string(name), "description": .string(description), "input_schema": inputSchema] }
+}
+
+public struct ModelRequest: Sendable {
+    public var model: String
+    public var system: String
+    public var messages: [Message]
+    public var tools: [ToolDefinition]
+    public var maxTokens: Int
+    /// Sent as `metadata.user_id`: Drover puts the session id here.
+    public var userID: String?
+
+    public init(model: String, system: String, messages: [Message], tools: [ToolDefinition], maxTokens: Int = 4096, userID: String? = nil) {
+        self.model = model
+        self.system = system
+        self.messages = messages
+        self.tools = tools
+        self.maxTokens = maxTokens
+        self.userID = userID
+    }
+}
+
+public struct ModelUsage: Sendable, Equatable {
+    public var inputTokens: Int
+    public var outputTokens: Int
+    public init(inputTokens: Int = 0, outputTokens: Int = 0) {
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
+    }
+}
+
+public struct ModelResponse: Sendable, Equatable {
+    public var id: String
+    public var content: [ContentBlock]
+    /// `end_turn`, `tool_use`, `max_tokens`, `stop_sequence`, …
+    public var stopReason: String
+    public var usage: ModelUsage
+}
+
+/// A failed model call, with a stable code.
+public struct ModelError: Error, Sendable, CustomStringConvertible {
+    public struct Code: RawRepresentable, Hashable, Sendable {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// 429 after every retry.
+        public static let rateLimited = Code(rawValue: "rate_limited")
+        /// 529 or 5xx after every retry.
+        public static let overloaded = Code(rawValue: "overloaded")
+        /// Another HTTP error (4xx): not retried.
+        public static let http = Code(rawValue: "http_error")
+        /// The stream did not follow the protocol (bad JSON, no message_stop, …).
+        public static let malformedStream = Code(rawValue: "malformed_stream")
+        /// The provider sent an `error` event.
+        public static let streamError = Code(rawValue: "stream_error")
+        /// The provider could not be reached.
+        public static let network = Code(rawValue: "network")
+        public static let cancelled = Code(rawValue: "cancelled")
+    }
+
+    public var code: Code
+    public var message: String
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+/// A model behind an HTTP API. Other providers fit by implementing this.
+public protocol ModelProvider: Sendable {
+    /// Calls the model, streaming; `onFirstToken` runs when the first content arrives.
+    func complete(_ request: ModelRequest, onFirstToken: @escaping @Sendable () -> Void) async throws -> ModelResponse
+}

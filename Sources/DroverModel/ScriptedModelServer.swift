@@ -1,0 +1,241 @@
+import DroverCore
+import DroverIO
+import Foundation
+import Synchronization
+
+/// A real HTTP/1.1 server on loopback that speaks the Anthropic Messages wire format (JSON, and
+/// SSE when the request asks to stream) and replays a `ModelScript`. It is for tests and the
+/// offline demo, and is named for what it is: nothing here is a model.
+public final class ScriptedModelServer: Sendable {
+    public let script: ModelScript
+    public let listener: Listener
+    private let log: Log
+
+    private struct State {
+        var attempts: [String: Int] = [:]
+        var requests: [JSONValue] = []
+    }
+    private let state = Mutex(State())
+
+    public init(script: ModelScript, host: String, port: UInt16, log: Log) throws {
+        self.script = script
+        self.listener = try Listener(host: host, port: port)
+        self.log = log
+    }
+
+    public func start() {
+        let thread = Thread { [self] in
+            while let socket = listener.accept() {
+                let worker = Thread { [self] in serve(socket) }
+                worker.name = "drover.scripted.connection"
+                worker.start()
+            }
+        }
+        thread.name = "drover.scripted.accept"
+        thread.start()
+    }
+
+    public func stop() { listener.shutdown() }
+
+    // MARK: - HTTP
+
+    private func serve(_ socket: Socket) {
+        defer { socket.close() }
+        guard let (method, path, headers, body) = readRequest(socket) else { return }
+        switch (method, path) {
+        case ("POST", "/v1/messages"):
+            answerMessages(socket, headers: headers, body: body)
+        case ("GET", "/_scripted/requests"):
+            let requests = state.withLock { $0.requests }
+            respond(socket, status: 200, json: ["requests": .array(requests)])
+        case ("GET", "/healthz"):
+            respond(socket, status: 200, json: ["ok": true])
+        default:
+            respond(socket, status: 404, json: errorBody("not_found_error", "no route \(method) \(path)"))
+        }
+    }
+
+    private func readRequest(_ socket: Socket) -> (String, String, [String: String], [UInt8])? {
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var headerEnd: Int?
+        while headerEnd == nil {
+            guard let count = try? socket.read(into: &buffer), count > 0 else { return nil }
+            data += buffer[0..<count]
+            headerEnd = Self.find([13, 10, 13, 10], in: data)
+            if data.count > 1 << 20 && headerEnd == nil { return nil }
+        }
+        let head = String(decoding: data[0..<headerEnd!], as: UTF8.self).components(separatedBy: "\r\n")
+        let requestLine = head[0].split(separator: " ")
+        guard requestLine.count >= 2 else { return nil }
+        var headers: [String: String] = [:]
+        for line in head.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        var body = Array(data[(headerEnd! + 4)...])
+        let length = Int(headers["content-length"] ?? "0") ?? 0
+        while body.count < length {
+            guard let count = try? socket.read(into: &buffer), count > 0 else { return nil }
+            body += buffer[0..<count]
+        }
+        return (String(requestLine[0]), String(requestLine[1]), headers, body)
+    }
+
+    private static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        for start in 0...(haystack.count - needle.count) where haystack[start..<(start + needle.count)].elementsEqual(needle) {
+            return start
+        }
+        return nil
+    }
+
+    private func respond(_ socket: Socket, status: Int, json: JSONValue, extra: [(String, String)] = []) {
+        let body = Array(json.text.utf8)
+        var head = "HTTP/1.1 \(status) \(Self.reason(status))\r\ncontent-type: application/json\r\ncontent-length: \(body.count)\r\nconnection: close\r\n"
+        for (name, value) in extra { head += "\(name): \(value)\r\n" }
+        try? socket.send(bytes: Array((head + "\r\n").utf8) + body)
+    }
+
+    private static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: "OK"
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 404: "Not Found"
+        case 429: "Too Many Requests"
+        case 529: "Overloaded"
+        default: "Error"
+        }
+    }
+
+    private func errorBody(_ type: String, _ message: String) -> JSONValue {
+        ["type": "error", "error": ["type": .string(type), "message": .string(message)]]
+    }
+
+    // MARK: - Messages
+
+    private func answerMessages(_ socket: Socket, headers: [String: String], body: [UInt8]) {
+        let receivedAt = Date().timeIntervalSince1970
+        guard let request = try? JSONValue.parse(body), case .array(let messages)? = request["messages"] else {
+            respond(socket, status: 400, json: errorBody("invalid_request_error", "the body must have messages"))
+            return
+        }
+        let turnIndex = messages.filter { $0["role"]?.stringValue == "assistant" }.count
+        let conversation = request["metadata"]?["user_id"]?.stringValue ?? "anonymous"
+        let turn = script.turn(at: turnIndex)
+        let attempt = state.withLock { state -> Int in
+            let key = "\(conversation)#\(turnIndex)"
+            defer { state.attempts[key, default: 0] += 1 }
+            return state.attempts[key, default: 0]
+        }
+        let record: JSONValue = [
+            "turn": .number(Double(turnIndex)), "conversation": .string(conversation), "attempt": .number(Double(attempt)),
+            "received_at": .number(receivedAt), "has_api_key": .bool(headers["x-api-key"] != nil),
+            "stream": .bool(request["stream"]?.boolValue == true), "tools": .number(Double(request["tools"].map { if case .array(let t) = $0 { t.count } else { 0 } } ?? 0)),
+        ]
+        state.withLock {
+            $0.requests.append(record)
+            if $0.requests.count > 10_000 { $0.requests.removeFirst() }
+        }
+        log.info("request", ("turn", .number(Double(turnIndex))), ("conversation", .string(conversation)),
+                 ("attempt", .number(Double(attempt))), ("received_at", .number(receivedAt)))
+        if turn.latencyMs > 0 { Thread.sleep(forTimeInterval: Double(turn.latencyMs) / 1000) }
+        if attempt < turn.failures.count {
+            let failure = turn.failures[attempt]
+            let type = failure.status == 429 ? "rate_limit_error" : failure.status == 529 ? "overloaded_error" : "api_error"
+            respond(socket, status: failure.status, json: errorBody(type, "scripted failure \(attempt + 1)"),
+                    extra: failure.retryAfter.map { [("retry-after", String(Int($0.rounded(.up))))] } ?? [])
+            return
+        }
+        let blocks = turn.content.enumerated().map { index, block -> JSONValue in
+            guard block["type"]?.stringValue == "tool_use", case .object(var members) = block else { return block }
+            if members["id"] == nil {
+                members["id"] = .string("toolu_\(turnIndex)_\(index)_\(Self.shortHash(conversation))")
+            }
+            if members["input"] == nil { members["input"] = [:] }
+            return .object(members)
+        }
+        let messageID = "msg_scripted_\(turnIndex)_\(Self.shortHash(conversation))"
+        guard request["stream"]?.boolValue == true else {
+            respond(socket, status: 200, json: [
+                "id": .string(messageID), "type": "message", "role": "assistant", "model": request["model"] ?? "scripted",
+                "content": .array(blocks), "stop_reason": .string(turn.stopReason),
+                "usage": ["input_tokens": .number(Double(body.count / 4)), "output_tokens": .number(Double(turn.content.count * 10))],
+            ])
+            return
+        }
+        stream(socket, turn: turn, blocks: blocks, messageID: messageID, model: request["model"] ?? "scripted", inputTokens: body.count / 4)
+    }
+
+    private func stream(_ socket: Socket, turn: ModelScript.Turn, blocks: [JSONValue], messageID: String, model: JSONValue, inputTokens: Int) {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n"
+        func send(_ type: String, _ data: JSONValue) -> Bool {
+            (try? socket.send(bytes: Array("event: \(type)\ndata: \(data.text)\n\n".utf8))) != nil
+        }
+        guard (try? socket.send(bytes: Array(head.utf8))) != nil else { return }
+        _ = send("message_start", ["type": "message_start", "message": [
+            "id": .string(messageID), "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": nil, "usage": ["input_tokens": .number(Double(inputTokens)), "output_tokens": 0],
+        ]])
+        if turn.malformed {
+            try? socket.send(bytes: Array("event: content_block_start\ndata: {this is not json\n\n".utf8))
+            return
+        }
+        _ = send("ping", ["type": "ping"])
+        var index = 0
+        var outputTokens = 0
+        if let thinking = turn.thinking {
+            _ = send("content_block_start", ["type": "content_block_start", "index": .number(Double(index)), "content_block": ["type": "thinking", "thinking": ""]])
+            _ = send("content_block_delta", ["type": "content_block_delta", "index": .number(Double(index)), "delta": ["type": "thinking_delta", "thinking": .string(thinking)]])
+            _ = send("content_block_delta", ["type": "content_block_delta", "index": .number(Double(index)), "delta": ["type": "signature_delta", "signature": "scripted"]])
+            _ = send("content_block_stop", ["type": "content_block_stop", "index": .number(Double(index))])
+            index += 1
+        }
+        for block in blocks {
+            let at = JSONValue.number(Double(index))
+            switch block["type"]?.stringValue {
+            case "tool_use":
+                _ = send("content_block_start", ["type": "content_block_start", "index": at, "content_block": [
+                    "type": "tool_use", "id": block["id"] ?? "", "name": block["name"] ?? "", "input": [:],
+                ]])
+                let json = (block["input"] ?? [:]).text
+                let middle = json.index(json.startIndex, offsetBy: json.count / 2)
+                for part in [String(json[..<middle]), String(json[middle...])] {
+                    _ = send("content_block_delta", ["type": "content_block_delta", "index": at, "delta": ["type": "input_json_delta", "partial_json": .string(part)]])
+                }
+                outputTokens += json.count / 4 + 1
+            default:
+                let text = block["text"]?.stringValue ?? ""
+                _ = send("content_block_start", ["type": "content_block_start", "index": at, "content_block": ["type": "text", "text": ""]])
+                for chunk in Self.chunks(text, count: 3) {
+                    _ = send("content_block_delta", ["type": "content_block_delta", "index": at, "delta": ["type": "text_delta", "text": .string(chunk)]])
+                }
+                outputTokens += text.count / 4 + 1
+            }
+            _ = send("content_block_stop", ["type": "content_block_stop", "index": at])
+            index += 1
+        }
+        _ = send("message_delta", ["type": "message_delta", "delta": ["stop_reason": .string(turn.stopReason), "stop_sequence": nil],
+                                   "usage": ["output_tokens": .number(Double(outputTokens))]])
+        _ = send("message_stop", ["type": "message_stop"])
+    }
+
+    private static func chunks(_ text: String, count: Int) -> [String] {
+        guard text.count > count else { return [text] }
+        let size = (text.count + count - 1) / count
+        var parts: [String] = []
+        var rest = Substring(text)
+        while !rest.isEmpty {
+            parts.append(String(rest.prefix(size)))
+            rest = rest.dropFirst(size)
+        }
+        return parts
+    }
+
+    private static func shortHash(_ text: String) -> String {
+        var hash: UInt32 = 2_166_136_261
+        for byte in text.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        return String(hash, radix: 16)
+    }
+}

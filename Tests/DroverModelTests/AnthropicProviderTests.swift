@@ -1,0 +1,106 @@
+import DroverCore
+import DroverModel
+import Foundation
+import Synchronization
+import Testing
+
+@Suite struct SSEParserTests {
+    @Test func eventsSplitAcrossChunksAndMultiLineData() {
+        var parser = SSEParser()
+        #expect(parser.feed(Array("event: a\nda".utf8)) == [])
+        #expect(parser.feed(Array("ta: 1\r\ndata: 2\n\n: comment\n\ndata: x\n".utf8)) == [ServerSentEvent(event: "a", data: "1\n2")])
+        #expect(parser.feed(Array("\n".utf8)) == [ServerSentEvent(event: "message", data: "x")])
+    }
+}
+
+/// The production provider against the scripted server, over real HTTP on loopback.
+@Suite struct AnthropicProviderTests {
+    func serve(_ script: JSONValue) throws -> (ScriptedModelServer, AnthropicProvider) {
+        let server = try ScriptedModelServer(
+            script: try ModelScript.load(script), host: "127.0.0.1", port: 0, log: Log(component: "test", minimum: .error))
+        server.start()
+        let provider = AnthropicProvider(baseURL: "http://127.0.0.1:\(server.listener.port)", apiKey: "sk-test", maxBackoff: 0.2)
+        return (server, provider)
+    }
+
+    func request(_ messages: [Message] = [Message(role: .user, content: [.text("hi")])]) -> ModelRequest {
+        ModelRequest(model: "scripted", system: "be brief", messages: messages,
+                     tools: [ToolDefinition(name: "bash", description: "run", inputSchema: ["type": "object"])], userID: "sesn_t")
+    }
+
+    @Test func streamsTextThinkingAndToolUse() async throws {
+        let (server, provider) = try serve(["turns": [[
+            "thinking": "let me see",
+            "content": [["type": "text", "text": "Running a command for you now."],
+                        ["type": "tool_use", "name": "bash", "input": ["command": "echo \"hi\"", "timeout": 5]]],
+        ]]])
+        defer { server.stop() }
+        let firstToken = Mutex(false)
+        let response = try await provider.complete(request()) { firstToken.withLock { $0 = true } }
+        #expect(firstToken.withLock { $0 })
+        #expect(response.stopReason == "tool_use")
+        #expect(response.usage.inputTokens > 0 && response.usage.outputTokens > 0)
+        guard response.content.count == 3 else { Issue.record("\(response.content)"); return }
+        #expect(response.content[0] == .thinking("let me see", signature: "scripted"))
+        #expect(response.content[1] == .text("Running a command for you now."))
+        guard case .toolUse(let id, let name, let input) = response.content[2] else { Issue.record("no tool use"); return }
+        #expect(id.hasPrefix("toolu_0_1_") && name == "bash")
+        #expect(input == ["command": "echo \"hi\"", "timeout": 5])
+    }
+
+    @Test func theTurnFollowsTheConversation() async throws {
+        let (server, provider) = try serve(["turns": [
+            ["content": [["type": "text", "text": "first"]]], ["content": [["type": "text", "text": "second"]]],
+        ]])
+        defer { server.stop() }
+        let second = try await provider.complete(request([
+            Message(role: .user, content: [.text("a")]), Message(role: .assistant, content: [.text("first")]),
+            Message(role: .user, content: [.text("b")]),
+        ])) {}
+        #expect(second.content == [.text("second")])
+        #expect(try await provider.complete(request()) {}.content == [.text("first")])
+    }
+
+    @Test func retriesRateLimitsAndOverloadThenSucceeds() async throws {
+        let (server, provider) = try serve(["turns": [[
+            "failures": [["status": 429, "retry_after": 0], ["status": 529], ["status": 500]],
+            "content": [["type": "text", "text": "made it"]],
+        ]]])
+        defer { server.stop() }
+        let response = try await provider.complete(request()) {}
+        #expect(response.content == [.text("made it")])
+    }
+
+    @Test func givesUpWithACodeWhenRetriesRunOut() async throws {
+        let (server, _) = try serve(["turns": [["failures": [["status": 429], ["status": 429], ["status": 429]], "content": []]]])
+        defer { server.stop() }
+        let stingy = AnthropicProvider(baseURL: "http://127.0.0.1:\(server.listener.port)", apiKey: "k", maxRetries: 1, maxBackoff: 0.05)
+        let error = await #expect(throws: ModelError.self) { try await stingy.complete(request()) {} }
+        #expect(error?.code == .rateLimited)
+    }
+
+    @Test func aMalformedStreamIsAnError() async throws {
+        let (server, provider) = try serve(["turns": [["malformed": true]]])
+        defer { server.stop() }
+        let error = await #expect(throws: ModelError.self) { try await provider.complete(request()) {} }
+        #expect(error?.code == .malformedStream)
+    }
+
+    @Test func anUnreachableServerIsANetworkError() async throws {
+        let provider = AnthropicProvider(baseURL: "http://127.0.0.1:1", apiKey: "k", maxRetries: 1, maxBackoff: 0.05)
+        let error = await #expect(throws: ModelError.self) { try await provider.complete(request()) {} }
+        #expect(error?.code == .network)
+    }
+
+    @Test func cancellingAbortsTheCallPromptly() async throws {
+        let (server, provider) = try serve(["turns": [["latency_ms": 5000, "content": [["type": "text", "text": "late"]]]]])
+        defer { server.stop() }
+        let call = Task { try await provider.complete(request()) {} }
+        try await Task.sleep(for: .milliseconds(200))
+        let started = ContinuousClock.now
+        call.cancel()
+        let error = await #expect(throws: ModelError.self) { try await call.value }
+        #expect(error?.code == .cancelled)
+        #expect(ContinuousClock.now - started < .seconds(2))
+    }
+}
