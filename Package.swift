@@ -33,14 +33,21 @@ let package = Package(
         .target(name: "DroverSandbox", dependencies: ["CDroverSys", "DroverIO", "DroverCore", "DroverStore"]),
         // Model providers over HTTP (libcurl) and the scripted model server for tests and the demo.
         .target(name: "DroverModel", dependencies: ["CCurl", "DroverIO", "DroverCore"]),
+        // The agent loop and the harness daemon.
+        .target(name: "DroverHarness", dependencies: ["DroverModel", "DroverSandbox", "DroverStore", "DroverIO", "DroverCore"]),
         .executableTarget(
             name: "drover",
-            dependencies: ["DroverModel", "DroverSandbox", "DroverIO", "DroverStore", "DroverPostgres", "DroverCore"]),
+            dependencies: [
+                "DroverHarness", "DroverModel", "DroverSandbox", "DroverIO", "DroverStore", "DroverPostgres", "DroverCore",
+            ]),
         // Helpers for tests: a fresh, migrated database per test on the server in DATABASE_URL.
         .target(name: "DroverTestSupport", dependencies: ["DroverIO", "DroverSandbox", "DroverStore", "DroverPostgres", "DroverCore"]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore"]),
         .testTarget(name: "DroverSandboxTests", dependencies: ["DroverSandbox", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverModelTests", dependencies: ["DroverModel", "DroverCore", "DroverTestSupport"]),
+        .testTarget(
+            name: "DroverHarnessTests",
+            dependencies: ["DroverHarness", "DroverModel", "DroverStore", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres", "DroverTestSupport"]),
         .testTarget(
             name: "DroverStoreTests",

@@ -340,17 +340,18 @@ BEGIN
 END;
 $$;
 
--- Ends a lease, to 'idle' or 'terminated'. If user events arrived after p_handled_through (the
--- last seq the holder read; default: all of them), an idle release re-queues the session instead,
--- so nothing sent while the harness was finishing is stranded.
+-- Ends a lease: to 'idle' (the turn is over), 'terminated', or 'queued' (a hand-off: a draining
+-- harness gives the session back so another one resumes it at once, keeping its queue position).
+-- If user events arrived after p_handled_through (the last seq the holder read; default: all of
+-- them), an idle release re-queues the session instead, so nothing sent meanwhile is stranded.
 CREATE FUNCTION drover.try_release(
     p_session text, p_owner text, p_epoch bigint, p_status text, p_handled_through bigint,
     OUT status text, OUT code text, OUT message text
 ) LANGUAGE plpgsql AS $$
 BEGIN
-    IF p_status IS NULL OR p_status NOT IN ('idle', 'terminated') THEN
+    IF p_status IS NULL OR p_status NOT IN ('idle', 'terminated', 'queued') THEN
         code := 'invalid_argument';
-        message := format('release to idle or terminated, not %s', coalesce(p_status, 'NULL'));
+        message := format('release to idle, queued or terminated, not %s', coalesce(p_status, 'NULL'));
         RETURN;
     END IF;
     UPDATE drover.sessions s

@@ -60,8 +60,8 @@ public final class PostgresListener: Sendable {
         stopped.withLock { $0 = true }
     }
 
-    /// Waits until a notification (or a reconnect) arrives, or `timeout` seconds pass.
-    /// Returns true when woken by a notification.
+    /// Waits until a notification (or a reconnect) arrives, `timeout` seconds pass, or the
+    /// calling task is cancelled. Returns true when woken by a notification.
     public func wait(timeout: Double) async -> Bool {
         let id = doorbell.withLock { bell -> UInt64? in
             if bell.rung {
@@ -72,13 +72,18 @@ public final class PostgresListener: Sendable {
             return bell.nextID
         }
         guard let id else { return true }
-        return await withCheckedContinuation { continuation in
-            doorbell.withLock { $0.waiters[id] = continuation }
-            Task {
-                try? await Task.sleep(for: .seconds(timeout))
-                let waiter = doorbell.withLock { $0.waiters.removeValue(forKey: id) }
-                waiter?.resume(returning: false)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                doorbell.withLock { $0.waiters[id] = continuation }
+                if Task.isCancelled { doorbell.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: false) }
+                Task {
+                    try? await Task.sleep(for: .seconds(timeout))
+                    let waiter = doorbell.withLock { $0.waiters.removeValue(forKey: id) }
+                    waiter?.resume(returning: false)
+                }
             }
+        } onCancel: {
+            doorbell.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: false)
         }
     }
 

@@ -58,22 +58,32 @@ public final class PoolClient: Sendable {
         body["id"] = .number(Double(id))
         body["op"] = .string(op)
         let key = JSONValue.number(Double(id)).text
-        let reply = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JSONValue, any Error>) in
-            let open = state.withLock { state -> Bool in
-                guard !state.closed else { return false }
-                state.waiting[key] = continuation
-                return true
+        // Cancelling the caller stops the wait (the pool may still finish the request; a repeated
+        // execute with the same call_id returns that result).
+        let reply = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JSONValue, any Error>) in
+                let open = state.withLock { state -> Bool in
+                    guard !state.closed else { return false }
+                    state.waiting[key] = continuation
+                    return true
+                }
+                guard open else {
+                    continuation.resume(throwing: Failure(.unreachable, "the connection to the pool is closed"))
+                    return
+                }
+                if Task.isCancelled {
+                    state.withLock { $0.waiting.removeValue(forKey: key) }?.resume(throwing: CancellationError())
+                    return
+                }
+                do {
+                    try socket.send(line: JSONValue.object(body).text)
+                } catch {
+                    let waiter = state.withLock { $0.waiting.removeValue(forKey: key) }
+                    waiter?.resume(throwing: Failure(.unreachable, "cannot send to the pool: \(error)"))
+                }
             }
-            guard open else {
-                continuation.resume(throwing: Failure(.unreachable, "the connection to the pool is closed"))
-                return
-            }
-            do {
-                try socket.send(line: JSONValue.object(body).text)
-            } catch {
-                let waiter = state.withLock { $0.waiting.removeValue(forKey: key) }
-                waiter?.resume(throwing: Failure(.unreachable, "cannot send to the pool: \(error)"))
-            }
+        } onCancel: {
+            state.withLock { $0.waiting.removeValue(forKey: key) }?.resume(throwing: CancellationError())
         }
         if let error = reply["error"] {
             throw Failure(

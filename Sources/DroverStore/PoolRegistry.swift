@@ -77,3 +77,12 @@ public struct PoolRegistry: Sendable {
         }
     }
 }
+
+extension PoolRegistry {
+    /// Whether a sandbox was ever recorded for the session, live or not.
+    public func hasSandboxRecord(forSession session: String) async throws -> Bool {
+        try await mappingErrors {
+            try await pool.query("SELECT EXISTS (SELECT 1 FROM drover.sandboxes WHERE session_id = $1)", [session])[0].decode(0)
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import DroverCore
+import DroverModel
+import DroverStore
+import Foundation
+import Synchronization
+
+/// An agent version ready to run: immutable, so cached for the life of the harness.
+struct RunnableAgent: Sendable {
+    var model: String
+    var systemPrompt: String
+    var tools: [ToolDefinition]
+    var maxTurns: Int
+    var maxTokens: Int
+    var contextBudgetTokens: Int
+}
+
+/// Caches agent versions (immutable) and environments (read once per process).
+final class AgentCache: Sendable {
+    let defaults: HarnessOptions
+    private let agents = Mutex<[String: RunnableAgent]>([:])
+    private let environments = Mutex<[String: EnvironmentConfig]>([:])
+
+    init(defaults: HarnessOptions) { self.defaults = defaults }
+
+    func agent(id: String, version: Int, store: SessionStore) async throws -> RunnableAgent {
+        let key = "\(id)@\(version)"
+        if let cached = agents.withLock({ $0[key] }) { return cached }
+        let config = try await store.agent(id: id, version: version)
+        let extra = (try? JSONValue.parse(config.configJSON)) ?? [:]
+        let agent = RunnableAgent(
+            model: config.model, systemPrompt: config.systemPrompt, tools: BuiltinTools.definitions(fromJSON: config.toolsJSON),
+            maxTurns: extra["max_turns"]?.intValue ?? defaults.maxTurns, maxTokens: extra["max_tokens"]?.intValue ?? 4096,
+            contextBudgetTokens: extra["context_budget_tokens"]?.intValue ?? defaults.contextBudgetTokens)
+        agents.withLock { $0[key] = agent }
+        return agent
+    }
+
+    func environment(id: String, store: SessionStore) async throws -> EnvironmentConfig {
+        if let cached = environments.withLock({ $0[id] }) { return cached }
+        let environment = try await store.environment(id: id)
+        environments.withLock { $0[id] = environment }
+        return environment
+    }
+}

@@ -1,0 +1,46 @@
+import DroverCore
+import DroverModel
+
+/// The sandbox's built-in tools as the model sees them (Managed Agents' names), used when an
+/// agent does not list its own.
+public enum BuiltinTools {
+    public static let all: [ToolDefinition] = [
+        ToolDefinition(
+            name: "bash", description: "Run a bash command in the sandbox's /workspace. Files persist between calls; processes do not.",
+            inputSchema: object(["command": string("the command"), "timeout": integer("milliseconds, optional")], required: ["command"])),
+        ToolDefinition(
+            name: "read", description: "Read a file, numbered by line.",
+            inputSchema: object(["path": string("file path"), "offset": integer("first line, 1-based"), "limit": integer("number of lines")],
+                                required: ["path"])),
+        ToolDefinition(
+            name: "write", description: "Create or replace a file.",
+            inputSchema: object(["path": string("file path"), "content": string("the whole file")], required: ["path", "content"])),
+        ToolDefinition(
+            name: "edit", description: "Replace old_string with new_string in a file; old_string must be unique unless replace_all.",
+            inputSchema: object(["path": string("file path"), "old_string": string("text to replace"), "new_string": string("replacement"),
+                                 "replace_all": ["type": "boolean"]], required: ["path", "old_string", "new_string"])),
+        ToolDefinition(
+            name: "glob", description: "List files matching a glob pattern such as **/*.py, newest first.",
+            inputSchema: object(["pattern": string("glob pattern"), "path": string("base folder, optional")], required: ["pattern"])),
+        ToolDefinition(
+            name: "grep", description: "Search file contents with an extended regular expression.",
+            inputSchema: object(["pattern": string("regex"), "path": string("folder or file"), "glob": string("file filter"),
+                                 "output_mode": string("files_with_matches, content or count")], required: ["pattern"])),
+    ]
+
+    /// The agent's own tool list (a JSON array of definitions), or the built-ins when it is empty.
+    public static func definitions(fromJSON json: String) -> [ToolDefinition] {
+        guard let value = try? JSONValue.parse(json), case .array(let tools) = value, !tools.isEmpty else { return all }
+        return tools.compactMap { tool in
+            guard let name = tool["name"]?.stringValue else { return nil }
+            if let builtin = all.first(where: { $0.name == name }), tool["input_schema"] == nil { return builtin }
+            return ToolDefinition(name: name, description: tool["description"]?.stringValue ?? "", inputSchema: tool["input_schema"] ?? ["type": "object"])
+        }
+    }
+
+    private static func object(_ properties: [String: JSONValue], required: [String]) -> JSONValue {
+        ["type": "object", "properties": .object(properties), "required": .array(required.map(JSONValue.string))]
+    }
+    private static func string(_ description: String) -> JSONValue { ["type": "string", "description": .string(description)] }
+    private static func integer(_ description: String) -> JSONValue { ["type": "integer", "description": .string(description)] }
+}

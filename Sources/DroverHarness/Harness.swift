@@ -1,0 +1,194 @@
+import DroverCore
+import DroverModel
+import DroverPostgres
+import DroverStore
+import Foundation
+import Synchronization
+
+/// How a harness runs.
+public struct HarnessOptions: Sendable {
+    public var maxSessions = 64
+    /// Lease TTL in seconds; heartbeats go out at a third of it.
+    public var leaseTTL: Double = 30
+    /// How often to look for work when no notification comes.
+    public var pollInterval: Double = 1
+    /// Seconds in-flight steps get to reach a boundary after SIGTERM.
+    public var grace: Double = 10
+    /// Provision the sandbox before the first model call (only to compare in the benchmark).
+    public var eagerSandbox = false
+    public var maxTurns = 50
+    public var contextBudgetTokens = 150_000
+    public var poolToken = ""
+    public init() {}
+}
+
+/// `drover harness`: claims runnable sessions and runs them, many at once, until SIGTERM.
+/// Stateless: everything it knows comes from the log, and every write is fenced by its leases.
+public final class Harness: Sendable {
+    public let id: HarnessID
+    let options: HarnessOptions
+    let pool: ConnectionPool
+    let context: HarnessContext
+    let log: Log
+
+    private struct State {
+        var runners: [SessionID: SessionRunner] = [:]
+        var draining = false
+    }
+    private let state = Mutex(State())
+    private let clock = ContinuousClock()
+    private let origin = ContinuousClock.now
+
+    public init(databaseURL: String, provider: any ModelProvider, options: HarnessOptions) {
+        let id = HarnessID.fresh()
+        let log = Log(component: "harness", context: [("harness", .string(id.rawValue))])
+        let pool = ConnectionPool(conninfo: databaseURL, maxConnections: max(4, min(32, options.maxSessions / 2 + 2)), connectTimeout: 30)
+        self.id = id
+        self.options = options
+        self.pool = pool
+        self.log = log
+        context = HarnessContext(
+            store: SessionStore(pool: pool), queue: LeaseQueue(pool: pool), provider: provider,
+            router: SandboxRouter(registry: PoolRegistry(pool: pool), token: options.poolToken, log: log),
+            agents: AgentCache(defaults: options), options: options, log: log)
+    }
+
+    /// Seconds on a monotonic clock, for lease state machines.
+    private var now: Double { (ContinuousClock.now - origin) / .seconds(1) }
+
+    /// Runs until SIGTERM/SIGINT, then drains; returns the exit status.
+    public func run() async throws -> Int32 {
+        try await registerWithRetry()
+        let claimer = try Claimer(queue: context.queue, owner: id, ttl: options.leaseTTL, pollInterval: options.pollInterval)
+        let userEvents = try PostgresListener(conninfo: pool.conninfo, channels: [LeaseQueue.userEventChannel])
+        log.info("started", ("max_sessions", .number(Double(options.maxSessions))), ("lease_ttl_s", .number(options.leaseTTL)),
+                 ("eager_sandbox", .bool(options.eagerSandbox)))
+
+        let claiming = Task { await claimLoop(claimer) }
+        let ticking = Task { await tickLoop() }
+        let registry = Task { await registryLoop() }
+        let interrupts = Task {
+            for await notification in userEvents.notifications where !notification.isReconnect {
+                let runner = state.withLock { $0.runners[SessionID(notification.payload)] }
+                if let runner { Task { await runner.userEventArrived() } }
+            }
+        }
+
+        let signal = await TerminationSignal.wait()
+        log.info("draining", ("signal", .number(Double(signal))), ("sessions", .number(Double(state.withLock { $0.runners.count }))))
+        state.withLock { $0.draining = true }
+        claiming.cancel()
+        claimer.stop()
+        let runners = state.withLock { Array($0.runners.values) }
+        runners.forEach { $0.requestDrain() }
+        let deadline = ContinuousClock.now + .seconds(options.grace)
+        while state.withLock({ !$0.runners.isEmpty }) && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        // Past the grace: stop what is left mid-step and hand it off.
+        for runner in state.withLock({ Array($0.runners.values) }) { runner.stop(.handOff) }
+        let handOffDeadline = ContinuousClock.now + .seconds(5)
+        while state.withLock({ !$0.runners.isEmpty }) && ContinuousClock.now < handOffDeadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        _ = await claiming.value
+        ticking.cancel()
+        registry.cancel()
+        interrupts.cancel()
+        userEvents.stop()
+        _ = try? await pool.query("SELECT drover.harness_stopped($1)", [id.rawValue])
+        context.router.close()
+        pool.close()
+        log.info("stopped")
+        return 0
+    }
+
+    private func registerWithRetry() async throws {
+        let host = ProcessInfo.processInfo.hostName
+        try await pool.query("SELECT drover.register_harness($1, $2, $3)", [id.rawValue, host, Int(getpid())])
+    }
+
+    // MARK: - Claiming
+
+    private func claimLoop(_ claimer: Claimer) async {
+        var backoff = Backoff()
+        while !Task.isCancelled {
+            let free = options.maxSessions - state.withLock { $0.runners.count }
+            if free <= 0 {
+                try? await Task.sleep(for: .milliseconds(5))
+                continue
+            }
+            do {
+                let sentAt = now
+                let leases = try await claimer.next(max: min(free, 32))
+                backoff.reset()
+                for lease in leases { start(lease, claimSentAt: sentAt) }
+            } catch is CancellationError {
+                return
+            } catch {
+                if Task.isCancelled { return }
+                log.warning("claim failed", ("error", .string(String(reflecting: error))))
+                try? await Task.sleep(for: .seconds(backoff.next()))
+            }
+        }
+    }
+
+    private func start(_ lease: Lease, claimSentAt: Double) {
+        let runner = SessionRunner(lease: lease, claimSentAt: claimSentAt, context: context)
+        let accepted = state.withLock { state -> Bool in
+            guard !state.draining else { return false }
+            state.runners[lease.sessionID] = runner
+            return true
+        }
+        guard accepted else {
+            Task { _ = try? await context.queue.release(lease, to: .queued, handledThrough: lease.lastSeq) }
+            return
+        }
+        runner.log.info("claimed")
+        Task {
+            await runner.run()
+            state.withLock { _ = $0.runners.removeValue(forKey: lease.sessionID) }
+        }
+    }
+
+    // MARK: - Leases
+
+    /// Ticks every lease's state machine: heartbeats when due, stops work when a lease is lost.
+    private func tickLoop() async {
+        let interval = min(0.25, options.leaseTTL / 12)
+        while !Task.isCancelled {
+            for runner in state.withLock({ Array($0.runners.values) }) {
+                switch runner.tick(now: now) {
+                case .sendHeartbeat:
+                    Task { await heartbeat(runner) }
+                case .stopWork:
+                    runner.log.warning("lease expired locally: stopping")
+                    runner.stop(.leaseLost)
+                case .none, .sendRelease:
+                    break
+                }
+            }
+            try? await Task.sleep(for: .seconds(interval))
+        }
+    }
+
+    private func heartbeat(_ runner: SessionRunner) async {
+        do {
+            _ = try await context.queue.heartbeat(runner.lease, ttl: options.leaseTTL)
+            runner.heartbeatSucceeded()
+        } catch {
+            let lost = (error as? DroverError)?.code == .leaseLost
+            if runner.heartbeatFailed(leaseLost: lost, now: now) == .stopWork {
+                runner.log.warning("lease lost on heartbeat: stopping")
+                runner.stop(.leaseLost)
+            }
+        }
+    }
+
+    private func registryLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(5))
+            _ = try? await pool.query("SELECT drover.harness_heartbeat($1)", [id.rawValue])
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import DroverCore
+import DroverSandbox
+import DroverStore
+import Foundation
+import Synchronization
+
+/// What a tool call produced, as the model will see it.
+public struct ToolOutcome: Sendable, Equatable {
+    public var content: String
+    public var isError: Bool
+    /// Extra facts for the log: sandbox, exit code, truncation.
+    public var details: [String: JSONValue]
+}
+
+/// Routes tool calls to sandboxes. A session gets a sandbox only when its first tool call needs
+/// one (lazy), on the least loaded live pool in the registry; later calls, and later harnesses,
+/// find it again through the registry. Pool failures become tool results the model can read.
+public final class SandboxRouter: Sendable {
+    public let registry: PoolRegistry
+    let token: String
+    let log: Log
+
+    struct Placement: Sendable, Equatable {
+        var address: String
+        var pool: String
+        var sandbox: String
+    }
+
+    private let clients = Mutex<[String: PoolClient]>([:])
+    private let placements = Mutex<[SessionID: Placement]>([:])
+
+    public init(registry: PoolRegistry, token: String, log: Log) {
+        self.registry = registry
+        self.token = token
+        self.log = log
+    }
+
+    /// Provisions the session's sandbox now if it has none (for `--eager-sandbox`).
+    public func ensureSandbox(for session: SessionID, resources: JSONValue?) async throws {
+        _ = try await placement(for: session, resources: resources, mayProvision: true)
+    }
+
+    /// Whether this harness placed the session on a sandbox (tests and the bench look).
+    public func hasPlacement(_ session: SessionID) -> Bool { placements.withLock { $0[session] != nil } }
+
+    /// Runs one tool call. `recovering`: the call was logged by a harness that died; it is re-sent
+    /// with the same call id, and if its sandbox is gone the outcome is reported as unknown.
+    public func execute(session: SessionID, callID: String, name: String, input: JSONValue, resources: JSONValue?, recovering: Bool) async throws -> ToolOutcome {
+        do {
+            guard let placement = try await placement(for: session, resources: resources, mayProvision: true, recovering: recovering) else {
+                return ToolOutcome(
+                    content: "The outcome of this call is unknown: the harness that sent it stopped and its sandbox is gone. Check before repeating it.",
+                    isError: true, details: ["outcome": "unknown"])
+            }
+            let client = try await client(placement.address)
+            let result = try await client.execute(sandbox: placement.sandbox, callID: callID, name: name, input: input)
+            var details: [String: JSONValue] = ["sandbox": .string(placement.sandbox)]
+            if let code = result["exit_code"] { details["exit_code"] = code }
+            if result["truncated"]?.boolValue == true { details["truncated"] = true }
+            if result["timed_out"]?.boolValue == true { details["timed_out"] = true }
+            return ToolOutcome(content: result["output"]?.stringValue ?? "", isError: result["is_error"]?.boolValue ?? false, details: details)
+        } catch let failure as PoolProtocol.Failure {
+            switch failure.code {
+            case .sandboxGone, .noSuchSandbox, .unreachable, .shuttingDown:
+                let lost = placements.withLock { $0.removeValue(forKey: session) }
+                if failure.code == .unreachable, let lost { dropClient(lost.address) }
+                log.warning("sandbox lost", ("session", .string(session.rawValue)), ("code", .string(failure.code.rawValue)))
+                let prefix = recovering ? "The outcome of this call is unknown" : "The sandbox is gone"
+                return ToolOutcome(
+                    content: "\(prefix) (\(failure.code): \(failure.message)). The next tool call gets a new sandbox; files written before are lost.",
+                    isError: true, details: ["error": .string(failure.code.rawValue), "outcome": recovering ? "unknown" : "not_run"])
+            default:
+                return ToolOutcome(content: "\(failure.code): \(failure.message)", isError: true, details: ["error": .string(failure.code.rawValue)])
+            }
+        }
+    }
+
+    /// The session's sandbox: remembered, else from the registry, else a new one. With
+    /// `recovering`, a sandbox that existed and is gone yields nil (the call's outcome is unknown).
+    private func placement(for session: SessionID, resources: JSONValue?, mayProvision: Bool, recovering: Bool = false) async throws -> Placement? {
+        if let known = placements.withLock({ $0[session] }) { return known }
+        if let found = try await registry.sandbox(forSession: session.rawValue) {
+            let placement = Placement(address: found.address, pool: found.pool, sandbox: found.sandbox)
+            placements.withLock { $0[session] = placement }
+            return placement
+        }
+        if recovering, try await registry.hasSandboxRecord(forSession: session.rawValue) { return nil }
+        guard mayProvision else { return nil }
+        guard let pool = try await registry.pools().first(where: { $0.status == "up" && $0.sandboxes < $0.capacity }) else {
+            throw PoolProtocol.Failure(.unreachable, "no sandbox pool is available in the registry")
+        }
+        let client = try await client(pool.address)
+        let sandbox = try await client.provision(resources: resources, session: session.rawValue)
+        // Recorded before any call runs in it, so that a successor can tell "never ran" from "unknown".
+        try await registry.recordSandbox(id: sandbox, pool: pool.id, session: session.rawValue)
+        let placement = Placement(address: pool.address, pool: pool.id, sandbox: sandbox)
+        placements.withLock { $0[session] = placement }
+        log.info("sandbox provisioned", ("session", .string(session.rawValue)), ("sandbox", .string(sandbox)), ("pool", .string(pool.id)))
+        return placement
+    }
+
+    /// Forgets a session's placement (when its lease ends): the registry remembers it.
+    public func forget(_ session: SessionID) {
+        placements.withLock { _ = $0.removeValue(forKey: session) }
+    }
+
+    private func client(_ address: String) async throws -> PoolClient {
+        if let client = clients.withLock({ $0[address] }) { return client }
+        let client = try await PoolClient.connect(address, token: token)
+        let winner = clients.withLock { clients -> PoolClient in
+            if let existing = clients[address] { return existing }
+            clients[address] = client
+            return client
+        }
+        if winner !== client { client.close() }
+        return winner
+    }
+
+    private func dropClient(_ address: String) {
+        clients.withLock { $0.removeValue(forKey: address) }?.close()
+    }
+
+    public func close() {
+        clients.withLock { clients in
+            clients.values.forEach { $0.close() }
+            clients = [:]
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import DroverCore
+import DroverPostgres
+import Foundation
+
+/// An agent version: what model to call, with what system prompt and tools. Immutable once
+/// written, so harnesses cache it by (id, version).
+public struct AgentConfig: Sendable, Equatable {
+    public var id: String
+    public var version: Int
+    public var model: String
+    public var systemPrompt: String
+    /// The tool definitions as stored (a JSON array); empty means the built-in tools.
+    public var toolsJSON: String
+    /// Everything else (`max_turns`, `context_budget_tokens`, `max_tokens`, …) as a JSON object.
+    public var configJSON: String
+}
+
+/// An environment: the sandbox configuration of the sessions that use it.
+public struct EnvironmentConfig: Sendable, Equatable {
+    public var id: String
+    public var configJSON: String
+}
+
+extension SessionStore {
+    public func agent(id: String, version: Int) async throws -> AgentConfig {
+        try await mappingErrors {
+            let rows = try await pool.query(
+                "SELECT model, system_prompt, tools::text, config::text FROM drover.agents WHERE id = $1 AND version = $2",
+                [id, version])
+            guard let row = rows.first else { throw DroverError(.notFound, "no agent \(id) version \(version)") }
+            return AgentConfig(
+                id: id, version: version, model: try row.decode(0), systemPrompt: try row.decode(1), toolsJSON: try row.decode(2),
+                configJSON: try row.decode(3))
+        }
+    }
+
+    public func environment(id: String) async throws -> EnvironmentConfig {
+        try await mappingErrors {
+            let rows = try await pool.query("SELECT config::text FROM drover.environments WHERE id = $1", [id])
+            guard let row = rows.first else { throw DroverError(.notFound, "no environment \(id)") }
+            return EnvironmentConfig(id: id, configJSON: try row.decode(0))
+        }
+    }
+
+    /// Appends several events under one lease in one statement and one commit, in order. Each is
+    /// fenced; the first refusal is thrown (events before it were written).
+    @discardableResult
+    public func appendAll(_ lease: Lease, _ events: [(EventType, String)]) async throws -> [AppendedEvent] {
+        guard !events.isEmpty else { return [] }
+        let ops = events.enumerated().map { index, event in
+            JSONText.object([
+                ("op", #""append""#), ("session", JSONText.quote(lease.sessionID.rawValue)),
+                ("owner", JSONText.quote(lease.owner.rawValue)), ("epoch", String(lease.epoch)),
+                ("type", JSONText.quote(event.0.rawValue)), ("payload", String(index + 1)),
+            ])
+        }
+        return try await mappingErrors {
+            let rows = try await pool.query(
+                "SELECT seq, id, created_at, code, message FROM drover.write_batch($1::jsonb, $2::text[])",
+                ["[" + ops.joined(separator: ",") + "]", events.map(\.1)])
+            return try rows.map { row in
+                if let code: String = try row.decodeIfPresent(3) {
+                    throw DroverError(DroverError.Code(rawValue: code), try row.decodeIfPresent(4) ?? code)
+                }
+                return AppendedEvent(seq: try row.decode(0), id: try row.decode(1), createdAt: try row.decode(2))
+            }
+        }
+    }
+}

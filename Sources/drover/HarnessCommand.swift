@@ -1,0 +1,77 @@
+import DroverCore
+import DroverHarness
+import DroverModel
+import Foundation
+
+struct HarnessCommand: Command {
+    static let name = "harness"
+    static let summary = "run a harness: claim sessions, call the model, route tools"
+    static let help = """
+        usage: drover harness [--max-sessions N] [--lease-ttl SECONDS] [--poll-interval SECONDS]
+                              [--grace SECONDS] [--model-url URL] [--api-key-file FILE]
+                              [--pool-token-file FILE] [--max-turns N] [--context-budget TOKENS]
+                              [--eager-sandbox]
+
+        A stateless daemon. Claims runnable sessions from the Postgres queue (woken by NOTIFY,
+        polling as a fallback), runs up to --max-sessions at once, heartbeats every lease at a
+        third of its TTL, and for each session runs the agent loop: the context is a view of the
+        log, the model is called with streaming, every step is appended, tool calls go to a
+        sandbox pool found in the registry (a sandbox is provisioned on the first tool call).
+        A lost lease stops that session's work at once. On SIGTERM it stops claiming, lets steps
+        reach a boundary within --grace seconds, hands its sessions back (another harness resumes
+        them at once) and exits 0. Logs one JSON object per line with session id and lease epoch.
+
+          --max-sessions N       sessions at once (default 64)
+          --lease-ttl SECONDS    lease TTL (default 30)
+          --poll-interval S      look for work this often without a notification (default 1)
+          --grace SECONDS        drain time on SIGTERM (default 10)
+          --model-url URL        the Messages API base (default https://api.anthropic.com; a
+                                 `drover scripted-model` address for tests and the demo)
+          --api-key-file FILE    the API key (else ANTHROPIC_API_KEY); never logged or stored
+          --pool-token-file FILE the sandbox pools' token (else DROVER_POOL_TOKEN)
+          --max-turns N          model calls per wake before stopping with max_turns (default 50)
+          --context-budget N     estimated tokens before the view elides old tool output (150000)
+          --eager-sandbox        provision before the first model call (for benchmarks only)
+
+        DATABASE_URL is required.
+        """
+    static let options: Set<String> = [
+        "max-sessions", "lease-ttl", "poll-interval", "grace", "model-url", "api-key-file", "pool-token-file", "max-turns",
+        "context-budget",
+    ]
+    static let flags: Set<String> = ["eager-sandbox"]
+
+    static func run(_ arguments: Arguments) async throws {
+        let environment = ProcessInfo.processInfo.environment
+        func secret(file: String?, variable: String) throws -> String? {
+            if let file {
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw UsageError("cannot read \(file)") }
+                return text.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            return environment[variable].flatMap { $0.isEmpty ? nil : $0 }
+        }
+        let modelURL = arguments.value("model-url") ?? "https://api.anthropic.com"
+        let apiKey = try secret(file: arguments.value("api-key-file"), variable: "ANTHROPIC_API_KEY")
+        guard apiKey != nil || arguments.value("model-url") != nil else {
+            throw UsageError("set ANTHROPIC_API_KEY or --api-key-file (or point --model-url at a scripted model)")
+        }
+        var options = HarnessOptions()
+        if let value = try arguments.int("max-sessions") {
+            guard value > 0 else { throw UsageError("--max-sessions must be positive") }
+            options.maxSessions = value
+        }
+        if let value = try arguments.double("lease-ttl") {
+            guard value >= 1 else { throw UsageError("--lease-ttl must be at least 1 second") }
+            options.leaseTTL = value
+        }
+        if let value = try arguments.double("poll-interval") { options.pollInterval = value }
+        if let value = try arguments.double("grace") { options.grace = value }
+        if let value = try arguments.int("max-turns") { options.maxTurns = max(1, value) }
+        if let value = try arguments.int("context-budget") { options.contextBudgetTokens = max(1000, value) }
+        options.eagerSandbox = arguments.has("eager-sandbox")
+        options.poolToken = try secret(file: arguments.value("pool-token-file"), variable: "DROVER_POOL_TOKEN") ?? ""
+        let provider = AnthropicProvider(baseURL: modelURL, apiKey: apiKey ?? "")
+        let harness = Harness(databaseURL: try Environment.databaseURL(), provider: provider, options: options)
+        exit(try await harness.run())
+    }
+}
