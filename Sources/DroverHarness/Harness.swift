@@ -119,10 +119,9 @@ public final class Harness: Sendable {
                 continue
             }
             do {
-                let sentAt = now
-                let leases = try await claimer.next(max: min(free, 32))
+                let (leases, sentAt) = try await claimer.nextWithSendTime(max: min(free, 32))
                 backoff.reset()
-                for lease in leases { start(lease, claimSentAt: sentAt) }
+                for lease in leases { start(lease, claimSentAt: (sentAt - origin) / .seconds(1)) }
             } catch is CancellationError {
                 return
             } catch {

@@ -146,7 +146,9 @@ final class SessionRunner: Sendable {
                     "estimated_tokens_after": .number(Double(view.estimatedTokens.after)),
                 ]).text))
             }
-            before.append((.spanModelRequestStart, JSONValue.object(["model": .string(agent.model), "turn": .number(Double(turns + 1))]).text))
+            // Turns count model calls over the whole log, across wakes and harnesses.
+            let turn = events.filter { $0.type == .spanModelRequestEnd }.count + 1
+            before.append((.spanModelRequestStart, JSONValue.object(["model": .string(agent.model), "turn": .number(Double(turn))]).text))
             try await write(before)
             let started = ContinuousClock.now
             let firstToken = Mutex<Duration?>(nil)

@@ -27,10 +27,17 @@ public final class Claimer: Sendable {
     /// Returns the next non-empty batch of at most `max` leases; waits as long as it takes.
     /// Database errors are thrown so the caller can log them and call again.
     public func next(max: Int) async throws -> [Lease] {
+        try await nextWithSendTime(max: max).leases
+    }
+
+    /// Like `next`, with the moment the successful claim was sent: a lease's holder must count its
+    /// TTL from then, not from when it started waiting for work.
+    public func nextWithSendTime(max: Int) async throws -> (leases: [Lease], sentAt: ContinuousClock.Instant) {
         while true {
             try Task.checkCancellation()
+            let sentAt = ContinuousClock.now
             let leases = try await queue.claim(max: max, owner: owner, ttl: ttl)
-            if !leases.isEmpty { return leases }
+            if !leases.isEmpty { return (leases, sentAt) }
             if let listener {
                 _ = await listener.wait(timeout: pollInterval)
             } else {

@@ -1,90 +1,140 @@
 import DroverCore
+import DroverIO
 import DroverPostgres
 import DroverStore
 import Foundation
 
-/// The foundation walk-through: the log, the queue, leases and fencing, on a real database.
-/// No model is involved yet; the agent-side events are written by this command and say so.
+/// `make demo`: Postgres, one sandbox pool, two harnesses and the scripted model (or Claude when
+/// ANTHROPIC_API_KEY is set) run a multi-turn session that writes and runs a small program in its
+/// sandbox. Mid-session the harness holding the lease is SIGKILLed; the other one finishes.
 struct DemoCommand: Command {
     static let name = "demo"
-    static let summary = "walk through the session log and lease queue on DATABASE_URL"
+    static let summary = "run the full demo against DATABASE_URL (make demo does the set-up)"
     static let help = """
-        usage: drover demo
+        usage: drover demo [--script FILE] [--kill-at-turn N]
 
-        Migrates DATABASE_URL, creates an agent, an environment and three sessions, claims them as a
-        demo harness, appends events under the lease, shows the event log and the lease table, and
-        shows fencing: a lease that expired and was taken over cannot write any more.
+        Migrates DATABASE_URL and starts, as child processes, a sandbox pool, two harnesses and
+        `drover scripted-model` replaying FILE (default scripts/demo/turns.json; with
+        ANTHROPIC_API_KEY set, Claude is used instead and no scripted model starts). It creates a
+        session that writes and runs a small program, prints the event log as it grows, SIGKILLs
+        the harness holding the lease when model request N starts (default 4; 2 with Claude),
+        shows the lease table while the other harness takes over, and prints the outcome.
+        Daemon logs go to .drover/demo/.
         """
+    static let options: Set<String> = ["script", "kill-at-turn"]
 
     static func run(_ arguments: Arguments) async throws {
-        guard let directory = Migration.defaultDirectory() else { throw UsageError("no migrations folder found") }
-        let pool = try Environment.pool()
+        let databaseURL = try Environment.databaseURL()
+        let apiKey = ProcessInfo.processInfo.environment["ANTHROPIC_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        let killTurn = try arguments.int("kill-at-turn") ?? (apiKey == nil ? 4 : 2)
+        guard let migrations = Migration.defaultDirectory() else { throw UsageError("no migrations folder found") }
+        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let logs = FileManager.default.currentDirectoryPath + "/.drover/demo"
+        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        let token = "demo-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+
+        let pool = ConnectionPool(conninfo: databaseURL, maxConnections: 2)
         defer { pool.close() }
         let store = SessionStore(pool: pool)
-        let queue = LeaseQueue(pool: pool)
+        say("migrate")
+        try await Migrator(pool: pool).migrate(try Migration.load(from: migrations))
 
-        step("migrate")
-        let applied = try await Migrator(pool: pool).migrate(try Migration.load(from: directory))
-        Output.line("applied migrations: \(applied.isEmpty ? "none pending" : applied.map(String.init).joined(separator: ", "))")
-
-        step("create an agent, an environment and three sessions")
-        let agent = try await store.createAgent(name: "demo", model: "scripted-none", systemPrompt: "You are a demo.")
-        let environment = try await store.createEnvironment(name: "demo", configJSON: #"{"networking":"none"}"#)
-        var sessions: [SessionID] = []
-        for (index, text) in ["Write hello.py", "Count the lines in /etc/os-release", "Say hi"].enumerated() {
-            sessions.append(try await store.createSession(
-                agent: agent, environment: environment, firstMessage: JSONText.userMessage(text), priority: index == 2 ? 5 : 0))
+        var daemons: [(String, ChildDaemon)] = []
+        func start(_ name: String, _ args: [String], _ environment: [String: String]) throws -> ChildDaemon {
+            let daemon = try ChildDaemon(binary: binary, args, environment: environment)
+            daemons.append((name, daemon))
+            return daemon
         }
-        try await showSessions(store)
-
-        step("a harness claims two sessions (highest priority first)")
-        let harness = HarnessID.fresh(prefix: "demo")
-        let leases = try await queue.claim(max: 2, owner: harness, ttl: 30)
-        for lease in leases { Output.line("claimed \(lease.sessionID) epoch \(lease.epoch)") }
-        Output.line(Render.leaseTable(try await LeaseView.all(in: pool)))
-
-        step("the harness appends events under its lease, then releases")
-        let lease = leases[0]
-        try await store.append(lease, type: .sessionStatusRunning, payload: "{}")
-        try await store.append(lease, type: .agentMessage, payload: JSONText.object([
-            ("content", #"[{"type":"text","text":"(written by drover demo; no model in this step)"}]"#)]))
-        try await store.append(lease, type: .sessionStatusIdle, payload: #"{"stop_reason":{"type":"end_turn"}}"#)
-        let status = try await queue.release(lease, handledThrough: lease.lastSeq)
-        Output.line("released \(lease.sessionID) → \(status.rawValue)")
-        for event in try await store.events(lease.sessionID) { Output.line(Render.eventLine(event)) }
-
-        step("fencing: a lease that expires and is taken over can no longer write")
-        let slow = HarnessID.fresh(prefix: "demo-slow")
-        let fast = HarnessID.fresh(prefix: "demo-fast")
-        try await queue.release(leases[1], handledThrough: leases[1].lastSeq)
-        try await store.send(leases[1].sessionID, type: .userMessage, payload: JSONText.userMessage("one more thing"))
-        guard let stale = try await queue.claim(max: 1, owner: slow, ttl: 0.5).first(where: { $0.sessionID == leases[1].sessionID })
-            ?? nil else { throw DroverError(.notFound, "the demo session was not claimable") }
-        Output.line("\(slow) holds \(stale.sessionID) at epoch \(stale.epoch) with a 0.5 s TTL and stops heartbeating")
-        try await Task.sleep(for: .milliseconds(700))
-        let taken = try await queue.claim(max: 3, owner: fast, ttl: 30)
-        for lease in taken { Output.line("\(fast) claimed \(lease.sessionID) at epoch \(lease.epoch)") }
-        do {
-            try await store.append(stale, type: .agentMessage, payload: #"{"content":[]}"#)
-            Output.line("UNEXPECTED: the stale holder could write")
-        } catch let error as DroverError {
-            Output.line("the stale holder's append was refused: \(error.code): \(error.message)")
+        defer {
+            for (_, daemon) in daemons where daemon.isRunning { daemon.signal(SIGTERM) }
+            for (name, daemon) in daemons {
+                try? FileManager.default.removeItem(atPath: "\(logs)/\(name).log")
+                try? FileManager.default.copyItem(atPath: daemon.logPath, toPath: "\(logs)/\(name).log")
+            }
         }
-        Output.line(Render.leaseTable(try await LeaseView.all(in: pool)))
-        for lease in taken { try await queue.release(lease, handledThrough: lease.lastSeq) }
 
-        step("final state")
-        try await showSessions(store)
+        say("start a sandbox pool, \(apiKey == nil ? "the scripted model, " : "")and two harnesses")
+        let sandboxPool = try start("sandbox-pool", ["sandbox-pool", "--listen", "127.0.0.1:0", "--warm", "1"],
+                                    ["DATABASE_URL": databaseURL, "DROVER_POOL_TOKEN": token, "ANTHROPIC_API_KEY": ""])
+        Output.line("sandbox pool at \(try await sandboxPool.waitForLog("listening")["address"]?.stringValue ?? "?")")
+        var harnessArgs = ["harness", "--lease-ttl", "3", "--poll-interval", "0.5", "--grace", "2"]
+        var harnessEnv = ["DATABASE_URL": databaseURL, "DROVER_POOL_TOKEN": token]
+        if let apiKey {
+            harnessEnv["ANTHROPIC_API_KEY"] = apiKey
+        } else {
+            let script = arguments.value("script") ?? FileManager.default.currentDirectoryPath + "/scripts/demo/turns.json"
+            let model = try start("scripted-model", ["scripted-model", "--script", script], ["ANTHROPIC_API_KEY": ""])
+            let address = try await model.waitForLog("listening")["address"]?.stringValue ?? ""
+            Output.line("scripted model (replays \(script); not a model) at \(address)")
+            harnessArgs += ["--model-url", "http://\(address)"]
+        }
+        var harnesses: [pid_t: String] = [:]
+        for name in ["harness-a", "harness-b"] {
+            let harness = try start(name, harnessArgs, harnessEnv)
+            _ = try await harness.waitForLog("started")
+            harnesses[harness.pid] = name
+        }
+        Output.line("harnesses: \(harnesses.map { "\($0.value) (pid \($0.key))" }.sorted().joined(separator: ", "))")
+
+        say("create a session")
+        let agent = try await store.createAgent(
+            name: "demo", model: apiKey == nil ? "scripted" : "claude-sonnet-4-5",
+            systemPrompt: "You are a careful engineer. Work in the sandbox with the tools. Be brief.")
+        let environment = try await store.createEnvironment(name: "demo", configJSON: #"{"resources":{"timeout_s":60}}"#)
+        let task = "Write hello.py that greets the name given on its command line, run it with the name Drover, then make the greeting friendlier and show the file."
+        let session = try await store.createSession(agent: agent, environment: environment, firstMessage: JSONText.userMessage(task))
+        Output.line("session \(session)\n")
+
+        var after: Int64 = 0
+        var killed: (pid: pid_t, name: String, epoch: Int64, at: ContinuousClock.Instant)?
+        var resumedBy: String?
+        let deadline = ContinuousClock.now + .seconds(apiKey == nil ? 90 : 300)
+        follow: while ContinuousClock.now < deadline {
+            for event in try await store.events(session, after: after, limit: 1000) {
+                after = event.seq
+                Output.line(Render.eventLine(event))
+                if let killedAt = killed, resumedBy == nil, let epoch = event.leaseEpoch, epoch > killedAt.epoch {
+                    let owner = try await store.session(session).leaseOwner?.rawValue ?? "?"
+                    resumedBy = harnesses.first { owner.contains("_\($0.key)_") }?.value ?? owner
+                    let seconds = (ContinuousClock.now - killedAt.at) / .seconds(1)
+                    Output.line(String(format: "        ↳ %@ resumed the session at epoch %lld, %.1f s after the SIGKILL", resumedBy!, epoch, seconds))
+                    Output.line(Render.leaseTable(try await LeaseView.all(in: pool)).split(separator: "\n").map { "        " + $0 }.joined(separator: "\n"))
+                }
+                if killed == nil, event.type == .spanModelRequestStart,
+                   (try? JSONValue.parse(event.payload))?["turn"]?.intValue == killTurn {
+                    let state = try await store.session(session)
+                    if let owner = state.leaseOwner?.rawValue, let victim = harnesses.first(where: { owner.contains("_\($0.key)_") }) {
+                        Output.line("        ↳ the model call is in flight; the lease table:")
+                        Output.line(Render.leaseTable(try await LeaseView.all(in: pool)).split(separator: "\n").map { "        " + $0 }.joined(separator: "\n"))
+                        kill(victim.key, SIGKILL)
+                        killed = (victim.key, victim.value, state.leaseEpoch, ContinuousClock.now)
+                        Output.line("        ↳ SIGKILL \(victim.value) (pid \(victim.key)), which holds the lease at epoch \(state.leaseEpoch); its lease expires in ≤ 3 s")
+                    }
+                }
+                if event.type == .sessionStatusIdle { break follow }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+
+        say("outcome")
+        let final = try await store.session(session)
+        let events = try await store.events(session, limit: 10_000)
+        let epochs = Set(events.compactMap(\.leaseEpoch)).sorted()
+        Output.line("""
+            status        \(final.status.rawValue)
+            events        \(events.count), seq 1…\(final.lastSeq) with no gaps: \(events.map(\.seq) == Array(1...Int64(max(1, events.count))))
+            written under epochs \(epochs.map(String.init).joined(separator: ", "))
+            killed        \(killed.map { "\($0.name) at epoch \($0.epoch)" } ?? "none")
+            resumed by    \(resumedBy ?? "-")
+            leases held   \(try await LeaseView.all(in: pool).count)
+            logs          \(logs)/
+            """)
+        guard final.status == .idle, killed != nil, resumedBy != nil else {
+            throw DroverError(.database, "the demo did not complete as expected; see the logs in \(logs)")
+        }
     }
 
-    private static func step(_ title: String) {
+    private static func say(_ title: String) {
         Output.line("\n== \(title)")
-    }
-
-    private static func showSessions(_ store: SessionStore) async throws {
-        let sessions = try await store.sessions()
-        Output.line(Output.table(
-            ["SESSION", "STATUS", "PRIORITY", "EVENTS", "EPOCH"],
-            sessions.map { [$0.id.rawValue, $0.status.rawValue, String($0.priority), String($0.lastSeq), String($0.leaseEpoch)] }))
     }
 }
