@@ -41,7 +41,9 @@ let package = Package(
                 "DroverHarness", "DroverModel", "DroverSandbox", "DroverIO", "DroverStore", "DroverPostgres", "DroverCore",
             ]),
         // Helpers for tests: a fresh, migrated database per test on the server in DATABASE_URL.
-        .target(name: "DroverTestSupport", dependencies: ["DroverIO", "DroverSandbox", "DroverStore", "DroverPostgres", "DroverCore"]),
+        .target(
+            name: "DroverTestSupport",
+            dependencies: ["DroverModel", "DroverIO", "DroverSandbox", "DroverStore", "DroverPostgres", "DroverCore"]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore"]),
         .testTarget(name: "DroverSandboxTests", dependencies: ["DroverSandbox", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverModelTests", dependencies: ["DroverModel", "DroverCore", "DroverTestSupport"]),

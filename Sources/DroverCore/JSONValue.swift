@@ -55,6 +55,11 @@ public enum JSONValue: Sendable, Equatable {
         return nil
     }
 
+    public subscript(index: Int) -> JSONValue? {
+        if case .array(let values) = self, values.indices.contains(index) { return values[index] }
+        return nil
+    }
+
     public var stringValue: String? {
         if case .string(let value) = self { return value }
         return nil

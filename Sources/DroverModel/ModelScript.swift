@@ -17,6 +17,9 @@ import Foundation
 /// A request gets the turn whose index is the number of assistant messages it carries, so a
 /// retried or resumed conversation gets the same turn again. `failures` are answered, in order,
 /// to the first attempts at that turn in each conversation (`metadata.user_id`).
+///
+/// `"variants": [{"match": "TEXT", "turns": [...]}]` gives conversations whose first user message
+/// contains TEXT their own turns (so one server can play several scripts at once).
 public struct ModelScript: Sendable {
     public struct Failure: Sendable {
         public var status: Int
@@ -34,6 +37,8 @@ public struct ModelScript: Sendable {
 
     public var turns: [Turn]
     public var after: Turn
+    /// Alternative turn lists, chosen by text in the first user message.
+    public var variants: [(match: String, turns: [Turn])] = []
 
     public static func load(_ json: JSONValue) throws -> ModelScript {
         guard case .array(let turns)? = json["turns"] else {
@@ -42,7 +47,14 @@ public struct ModelScript: Sendable {
         let fallback = json["after"].map(turn) ?? Turn(
             content: [["type": "text", "text": "(the script has no more turns)"]], stopReason: "end_turn", latencyMs: 0,
             failures: [], malformed: false, thinking: nil)
-        return ModelScript(turns: turns.map(turn), after: fallback)
+        var script = ModelScript(turns: turns.map(turn), after: fallback)
+        if case .array(let variants)? = json["variants"] {
+            script.variants = variants.compactMap { variant in
+                guard let match = variant["match"]?.stringValue, case .array(let turns)? = variant["turns"] else { return nil }
+                return (match, turns.map(turn))
+            }
+        }
+        return script
     }
 
     public static func load(file: String) throws -> ModelScript {
@@ -66,5 +78,9 @@ public struct ModelScript: Sendable {
             malformed: json["malformed"]?.boolValue ?? false, thinking: json["thinking"]?.stringValue)
     }
 
-    public func turn(at index: Int) -> Turn { index < turns.count ? turns[index] : after }
+    /// The turn at `index` for a conversation that opened with `firstMessage`.
+    public func turn(at index: Int, firstMessage: String = "") -> Turn {
+        let list = variants.first { firstMessage.contains($0.match) }?.turns ?? turns
+        return index < list.count ? list[index] : after
+    }
 }

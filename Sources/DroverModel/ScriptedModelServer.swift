@@ -123,7 +123,14 @@ public final class ScriptedModelServer: Sendable {
         }
         let turnIndex = messages.filter { $0["role"]?.stringValue == "assistant" }.count
         let conversation = request["metadata"]?["user_id"]?.stringValue ?? "anonymous"
-        let turn = script.turn(at: turnIndex)
+        let firstUser = messages.first { $0["role"]?.stringValue == "user" }
+        let firstText: String
+        switch firstUser?["content"] {
+        case .string(let text)?: firstText = text
+        case .array(let blocks)?: firstText = blocks.compactMap { $0["text"]?.stringValue }.joined(separator: "\n")
+        default: firstText = ""
+        }
+        let turn = script.turn(at: turnIndex, firstMessage: firstText)
         let attempt = state.withLock { state -> Int in
             let key = "\(conversation)#\(turnIndex)"
             defer { state.attempts[key, default: 0] += 1 }
