@@ -231,6 +231,24 @@ import Testing
         }
     }
 
+    @Test func aLogOverTheContextBudgetIsViewedCompactedAndTheLogKeepsEverything() async throws {
+        let script: JSONValue = ["turns": [
+            Self.tool("bash", ["command": "seq 1 3000"]), Self.tool("bash", ["command": "seq 1 3000"]), Self.say("Seen enough."),
+        ]]
+        try await withCluster(script, args: ["--context-budget", "1000"]) { cluster in
+            let session = try await cluster.session("count")
+            let (reason, events) = try await cluster.waitForIdle(session)
+            #expect(reason == "end_turn")
+            let compacted = try #require(events.first { $0.type == .agentContextCompacted })
+            guard case .array(let elided)? = compacted.json["elided_tool_results"] else { Issue.record("no list"); return }
+            #expect(!elided.isEmpty)
+            // The log still has every byte of the output the view left out.
+            let full = events.first { $0.type == .agentToolResult }?.json["content"]?.stringValue ?? ""
+            #expect(full.hasSuffix("2999\n3000\n"))
+            Self.expectConsistent(events)
+        }
+    }
+
     @Test func theAPIKeyAppearsNowhere() async throws {
         let key = "sk-ant-drover-test-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let script: JSONValue = ["turns": [Self.tool("bash", ["command": "env; cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'"]), Self.say("ok")]]
