@@ -242,7 +242,8 @@ $$;
 -- harness died). Rows another claimer holds are skipped, never waited on. Each claim bumps the
 -- epoch, which fences every write of the previous holder.
 CREATE FUNCTION drover.claim(p_owner text, p_max integer, p_ttl_ms integer)
-RETURNS TABLE (session_id text, lease_epoch bigint, lease_expires_at timestamptz, last_seq bigint)
+RETURNS TABLE (session_id text, lease_epoch bigint, lease_expires_at timestamptz, last_seq bigint,
+               agent_id text, agent_version integer, environment_id text)
 LANGUAGE plpgsql AS $$
 BEGIN
     IF coalesce(p_owner, '') = '' OR coalesce(p_max, 0) NOT BETWEEN 1 AND 1000 OR coalesce(p_ttl_ms, 0) < 100 THEN
@@ -276,7 +277,7 @@ BEGIN
            updated_at = now()
       FROM picked
      WHERE s.id = picked.id
-    RETURNING s.id, s.lease_epoch, s.lease_expires_at, s.last_seq;
+    RETURNING s.id, s.lease_epoch, s.lease_expires_at, s.last_seq, s.agent_id, s.agent_version, s.environment_id;
 END;
 $$;
 

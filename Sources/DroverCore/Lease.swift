@@ -10,12 +10,20 @@ public struct Lease: Sendable, Equatable, Hashable {
     public var expiresAt: Date
     /// The last seq in the log when the lease was granted.
     public var lastSeq: Int64
+    /// What the session runs, as the claim returned it (so a harness needs no second read).
+    public var agentID: String?
+    public var agentVersion: Int?
+    public var environmentID: String?
 
-    public init(sessionID: SessionID, owner: HarnessID, epoch: Int64, expiresAt: Date, lastSeq: Int64) {
+    public init(sessionID: SessionID, owner: HarnessID, epoch: Int64, expiresAt: Date, lastSeq: Int64,
+                agentID: String? = nil, agentVersion: Int? = nil, environmentID: String? = nil) {
         self.sessionID = sessionID
         self.owner = owner
         self.epoch = epoch
         self.expiresAt = expiresAt
         self.lastSeq = lastSeq
+        self.agentID = agentID
+        self.agentVersion = agentVersion
+        self.environmentID = environmentID
     }
 }

@@ -108,9 +108,13 @@ final class SessionRunner: Sendable {
     }
 
     private func loop() async throws {
-        let session = try await context.store.session(lease.sessionID)
-        let agent = try await context.agents.agent(id: session.agentID, version: session.agentVersion, store: context.store)
-        let environment = try await context.agents.environment(id: session.environmentID, store: context.store)
+        var (agentID, agentVersion, environmentID) = (lease.agentID, lease.agentVersion, lease.environmentID)
+        if agentID == nil || agentVersion == nil || environmentID == nil {
+            let session = try await context.store.session(lease.sessionID)
+            (agentID, agentVersion, environmentID) = (session.agentID, session.agentVersion, session.environmentID)
+        }
+        let agent = try await context.agents.agent(id: agentID!, version: agentVersion!, store: context.store)
+        let environment = try await context.agents.environment(id: environmentID!, store: context.store)
         let resources = (try? JSONValue.parse(environment.configJSON))?["resources"]
         var events = try await readAll()
         var opening: [(EventType, String)] = [(.sessionStatusRunning, "{}")]
@@ -149,14 +153,26 @@ final class SessionRunner: Sendable {
             // Turns count model calls over the whole log, across wakes and harnesses.
             let turn = events.filter { $0.type == .spanModelRequestEnd }.count + 1
             before.append((.spanModelRequestStart, JSONValue.object(["model": .string(agent.model), "turn": .number(Double(turn))]).text))
-            try await write(before)
+            // The request goes out while its start is being logged: a model call has no side
+            // effects, so logging it first would only add a commit to the time to first token.
             let started = ContinuousClock.now
             let firstToken = Mutex<Duration?>(nil)
-            let response = try await context.provider.complete(ModelRequest(
+            let request = ModelRequest(
                 model: agent.model, system: agent.systemPrompt, messages: view.messages, tools: agent.tools,
                 maxTokens: agent.maxTokens, userID: lease.sessionID.rawValue)
-            ) {
-                firstToken.withLock { if $0 == nil { $0 = ContinuousClock.now - started } }
+            let provider = context.provider
+            let call = Task {
+                try await provider.complete(request) {
+                    firstToken.withLock { if $0 == nil { $0 = ContinuousClock.now - started } }
+                }
+            }
+            let response: ModelResponse
+            do {
+                try await write(before)
+                response = try await withTaskCancellationHandler { try await call.value } onCancel: { call.cancel() }
+            } catch {
+                call.cancel()
+                throw error
             }
             turns += 1
             var after: [(EventType, String)] = [(.spanModelRequestEnd, JSONValue.object([

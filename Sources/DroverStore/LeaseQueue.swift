@@ -16,12 +16,16 @@ public struct LeaseQueue: Sendable {
     public func claim(max: Int, owner: HarnessID, ttl: Double) async throws -> [Lease] {
         try await mappingErrors {
             try await pool.query(
-                "SELECT session_id, lease_epoch, lease_expires_at, last_seq FROM drover.claim($1, $2, $3)",
+                """
+                SELECT session_id, lease_epoch, lease_expires_at, last_seq, agent_id, agent_version, environment_id
+                  FROM drover.claim($1, $2, $3)
+                """,
                 [owner.rawValue, max, Self.milliseconds(ttl)]
             ).map { row in
                 Lease(
                     sessionID: SessionID(try row.decode(0)), owner: owner, epoch: try row.decode(1),
-                    expiresAt: try row.decode(2), lastSeq: try row.decode(3))
+                    expiresAt: try row.decode(2), lastSeq: try row.decode(3), agentID: try row.decode(4),
+                    agentVersion: try row.decode(5), environmentID: try row.decode(6))
             }
         }
     }
