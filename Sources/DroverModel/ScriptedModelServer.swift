@@ -44,7 +44,9 @@ public final class ScriptedModelServer: Sendable {
         guard let (method, path, headers, body) = readRequest(socket) else { return }
         switch (method, path) {
         case ("POST", "/v1/messages"):
-            answerMessages(socket, headers: headers, body: body)
+            answerMessages(socket, headers: headers, body: body, wire: .anthropic)
+        case ("POST", "/v1/chat/completions"):
+            answerMessages(socket, headers: headers, body: body, wire: .openAI)
         case ("GET", "/_scripted/requests"):
             let requests = state.withLock { $0.requests }
             respond(socket, status: 200, json: ["requests": .array(requests)])
@@ -115,14 +117,20 @@ public final class ScriptedModelServer: Sendable {
 
     // MARK: - Messages
 
-    private func answerMessages(_ socket: Socket, headers: [String: String], body: [UInt8]) {
+    /// The two wire formats it speaks: Anthropic Messages and OpenAI chat completions.
+    enum Wire {
+        case anthropic
+        case openAI
+    }
+
+    private func answerMessages(_ socket: Socket, headers: [String: String], body: [UInt8], wire: Wire) {
         let receivedAt = Date().timeIntervalSince1970
         guard let request = try? JSONValue.parse(body), case .array(let messages)? = request["messages"] else {
             respond(socket, status: 400, json: errorBody("invalid_request_error", "the body must have messages"))
             return
         }
         let turnIndex = messages.filter { $0["role"]?.stringValue == "assistant" }.count
-        let conversation = request["metadata"]?["user_id"]?.stringValue ?? "anonymous"
+        let conversation = (wire == .anthropic ? request["metadata"]?["user_id"] : request["user"])?.stringValue ?? "anonymous"
         let firstUser = messages.first { $0["role"]?.stringValue == "user" }
         let firstText: String
         switch firstUser?["content"] {
@@ -138,7 +146,7 @@ public final class ScriptedModelServer: Sendable {
         }
         let record: JSONValue = [
             "turn": .number(Double(turnIndex)), "conversation": .string(conversation), "attempt": .number(Double(attempt)),
-            "received_at": .number(receivedAt), "has_api_key": .bool(headers["x-api-key"] != nil),
+            "received_at": .number(receivedAt), "has_api_key": .bool(headers["x-api-key"] != nil || headers["authorization"] != nil),
             "stream": .bool(request["stream"]?.boolValue == true), "tools": .number(Double(request["tools"].map { if case .array(let t) = $0 { t.count } else { 0 } } ?? 0)),
         ]
         state.withLock {
@@ -151,7 +159,10 @@ public final class ScriptedModelServer: Sendable {
         if attempt < turn.failures.count {
             let failure = turn.failures[attempt]
             let type = failure.status == 429 ? "rate_limit_error" : failure.status == 529 ? "overloaded_error" : "api_error"
-            respond(socket, status: failure.status, json: errorBody(type, "scripted failure \(attempt + 1)"),
+            let error = wire == .anthropic
+                ? errorBody(type, "scripted failure \(attempt + 1)")
+                : ["error": ["type": .string(type), "message": .string("scripted failure \(attempt + 1)")]]
+            respond(socket, status: failure.status, json: error,
                     extra: failure.retryAfter.map { [("retry-after", String(Int($0.rounded(.up))))] } ?? [])
             return
         }
@@ -164,6 +175,10 @@ public final class ScriptedModelServer: Sendable {
             return .object(members)
         }
         let messageID = "msg_scripted_\(turnIndex)_\(Self.shortHash(conversation))"
+        if wire == .openAI {
+            answerChat(socket, turn: turn, blocks: blocks, id: messageID, stream: request["stream"]?.boolValue == true)
+            return
+        }
         guard request["stream"]?.boolValue == true else {
             respond(socket, status: 200, json: [
                 "id": .string(messageID), "type": "message", "role": "assistant", "model": request["model"] ?? "scripted",
@@ -226,6 +241,49 @@ public final class ScriptedModelServer: Sendable {
         _ = send("message_delta", ["type": "message_delta", "delta": ["stop_reason": .string(turn.stopReason), "stop_sequence": nil],
                                    "usage": ["output_tokens": .number(Double(outputTokens))]])
         _ = send("message_stop", ["type": "message_stop"])
+    }
+
+    /// The same turn as an OpenAI chat completion: JSON, or `chat.completion.chunk` events ending
+    /// in `data: [DONE]`.
+    private func answerChat(_ socket: Socket, turn: ModelScript.Turn, blocks: [JSONValue], id: String, stream: Bool) {
+        let text = blocks.filter { $0["type"]?.stringValue != "tool_use" }.compactMap { $0["text"]?.stringValue }.joined()
+        let calls = blocks.filter { $0["type"]?.stringValue == "tool_use" }
+        let finish = calls.isEmpty ? "stop" : "tool_calls"
+        guard stream else {
+            var message: [String: JSONValue] = ["role": "assistant", "content": text.isEmpty ? .null : .string(text)]
+            if !calls.isEmpty {
+                message["tool_calls"] = .array(calls.map {
+                    ["id": $0["id"] ?? "", "type": "function", "function": ["name": $0["name"] ?? "", "arguments": .string(($0["input"] ?? [:]).text)]]
+                })
+            }
+            respond(socket, status: 200, json: ["id": .string(id), "object": "chat.completion",
+                                                "choices": [["index": 0, "message": .object(message), "finish_reason": .string(finish)]]])
+            return
+        }
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n"
+        guard (try? socket.send(bytes: Array(head.utf8))) != nil else { return }
+        func send(_ delta: JSONValue, finish: String? = nil) {
+            let chunk: JSONValue = ["id": .string(id), "object": "chat.completion.chunk",
+                                    "choices": [["index": 0, "delta": delta, "finish_reason": finish.map(JSONValue.string) ?? .null]]]
+            try? socket.send(bytes: Array("data: \(chunk.text)\n\n".utf8))
+        }
+        if turn.malformed {
+            try? socket.send(bytes: Array("data: {this is not json\n\n".utf8))
+            return
+        }
+        send(["role": "assistant", "content": ""])
+        for part in Self.chunks(text, count: 3) where !part.isEmpty { send(["content": .string(part)]) }
+        for (index, call) in calls.enumerated() {
+            let arguments = (call["input"] ?? [:]).text
+            let middle = arguments.index(arguments.startIndex, offsetBy: arguments.count / 2)
+            send(["tool_calls": [["index": .number(Double(index)), "id": call["id"] ?? "", "type": "function",
+                                  "function": ["name": call["name"] ?? "", "arguments": .string(String(arguments[..<middle]))]]]])
+            send(["tool_calls": [["index": .number(Double(index)), "function": ["arguments": .string(String(arguments[middle...]))]]]])
+        }
+        send([:], finish: finish)
+        let usage: JSONValue = ["id": .string(id), "object": "chat.completion.chunk", "choices": [],
+                                "usage": ["prompt_tokens": 10, "completion_tokens": .number(Double(text.count / 4 + calls.count * 10))]]
+        try? socket.send(bytes: Array("data: \(usage.text)\n\ndata: [DONE]\n\n".utf8))
     }
 
     private static func chunks(_ text: String, count: Int) -> [String] {

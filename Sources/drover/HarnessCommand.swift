@@ -8,7 +8,8 @@ struct HarnessCommand: Command {
     static let summary = "run a harness: claim sessions, call the model, route tools"
     static let help = """
         usage: drover harness [--max-sessions N] [--lease-ttl SECONDS] [--poll-interval SECONDS]
-                              [--grace SECONDS] [--model-url URL] [--api-key-file FILE]
+                              [--grace SECONDS] [--provider anthropic|openai] [--model-url URL]
+                              [--api-key-file FILE]
                               [--pool-token-file FILE] [--max-turns N] [--context-budget TOKENS]
                               [--eager-sandbox]
 
@@ -25,9 +26,13 @@ struct HarnessCommand: Command {
           --lease-ttl SECONDS    lease TTL (default 30)
           --poll-interval S      look for work this often without a notification (default 1)
           --grace SECONDS        drain time on SIGTERM (default 10)
-          --model-url URL        the Messages API base (default https://api.anthropic.com; a
-                                 `drover scripted-model` address for tests and the demo)
-          --api-key-file FILE    the API key (else ANTHROPIC_API_KEY); never logged or stored
+          --provider NAME        anthropic (Messages API, default) or openai (any OpenAI-compatible
+                                 chat-completions server: OpenAI, vLLM, llama.cpp, Ollama, …)
+          --model-url URL        the API base (default https://api.anthropic.com or
+                                 https://api.openai.com; a `drover scripted-model` address for
+                                 tests and the demo)
+          --api-key-file FILE    the API key (else ANTHROPIC_API_KEY, or OPENAI_API_KEY with
+                                 --provider openai); never logged, stored or passed to a sandbox
           --pool-token-file FILE the sandbox pools' token (else DROVER_POOL_TOKEN)
           --max-turns N          model calls per wake before stopping with max_turns (default 50)
           --context-budget N     estimated tokens before the view elides old tool output (150000)
@@ -36,7 +41,7 @@ struct HarnessCommand: Command {
         DATABASE_URL is required.
         """
     static let options: Set<String> = [
-        "max-sessions", "lease-ttl", "poll-interval", "grace", "model-url", "api-key-file", "pool-token-file", "max-turns",
+        "max-sessions", "lease-ttl", "poll-interval", "grace", "provider", "model-url", "api-key-file", "pool-token-file", "max-turns",
         "context-budget",
     ]
     static let flags: Set<String> = ["eager-sandbox"]
@@ -50,10 +55,13 @@ struct HarnessCommand: Command {
             }
             return environment[variable].flatMap { $0.isEmpty ? nil : $0 }
         }
-        let modelURL = arguments.value("model-url") ?? "https://api.anthropic.com"
-        let apiKey = try secret(file: arguments.value("api-key-file"), variable: "ANTHROPIC_API_KEY")
+        let providerName = arguments.value("provider") ?? "anthropic"
+        guard providerName == "anthropic" || providerName == "openai" else { throw UsageError("--provider is anthropic or openai") }
+        let openAI = providerName == "openai"
+        let modelURL = arguments.value("model-url") ?? (openAI ? "https://api.openai.com" : "https://api.anthropic.com")
+        let apiKey = try secret(file: arguments.value("api-key-file"), variable: openAI ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY")
         guard apiKey != nil || arguments.value("model-url") != nil else {
-            throw UsageError("set ANTHROPIC_API_KEY or --api-key-file (or point --model-url at a scripted model)")
+            throw UsageError("set \(openAI ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY") or --api-key-file (or point --model-url at a scripted model)")
         }
         var options = HarnessOptions()
         if let value = try arguments.int("max-sessions") {
@@ -70,7 +78,9 @@ struct HarnessCommand: Command {
         if let value = try arguments.int("context-budget") { options.contextBudgetTokens = max(1000, value) }
         options.eagerSandbox = arguments.has("eager-sandbox")
         options.poolToken = try secret(file: arguments.value("pool-token-file"), variable: "DROVER_POOL_TOKEN") ?? ""
-        let provider = AnthropicProvider(baseURL: modelURL, apiKey: apiKey ?? "")
+        let provider: any ModelProvider = openAI
+            ? OpenAIProvider(baseURL: modelURL, apiKey: apiKey ?? "")
+            : AnthropicProvider(baseURL: modelURL, apiKey: apiKey ?? "")
         let harness = Harness(databaseURL: try Environment.databaseURL(), provider: provider, options: options)
         exit(try await harness.run())
     }

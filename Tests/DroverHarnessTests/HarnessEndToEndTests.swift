@@ -79,6 +79,18 @@ import Testing
         }
     }
 
+    @Test func anOpenAICompatibleProviderRunsTheSameLoop() async throws {
+        let script: JSONValue = ["turns": [Self.tool("bash", ["command": "echo from-openai"], text: "Running."), Self.say("Done.")]]
+        try await withCluster(script, args: ["--provider", "openai"]) { cluster in
+            let session = try await cluster.session("openai please")
+            let (reason, events) = try await cluster.waitForIdle(session)
+            #expect(reason == "end_turn")
+            #expect(events.first { $0.type == .agentToolResult }?.json["content"]?.stringValue == "from-openai\n")
+            #expect(events.contains { $0.type == .agentMessage && $0.payload.contains("Done.") })
+            Self.expectConsistent(events)
+        }
+    }
+
     @Test func noSandboxIsProvisionedForASessionWithoutToolCalls() async throws {
         try await withCluster(["turns": [Self.say("Just words.")]]) { cluster in
             let session = try await cluster.session("talk only")
