@@ -12,6 +12,8 @@ struct RunnableAgent: Sendable {
     var maxTurns: Int
     var maxTokens: Int
     var contextBudgetTokens: Int
+    /// Input plus output tokens the session may spend over its whole log; nil for no limit.
+    var tokenBudget: Int?
 }
 
 /// Caches agent versions (immutable) and environments (read once per process).
@@ -30,7 +32,8 @@ final class AgentCache: Sendable {
         let agent = RunnableAgent(
             model: config.model, systemPrompt: config.systemPrompt, tools: BuiltinTools.definitions(fromJSON: config.toolsJSON),
             maxTurns: extra["max_turns"]?.intValue ?? defaults.maxTurns, maxTokens: extra["max_tokens"]?.intValue ?? 4096,
-            contextBudgetTokens: extra["context_budget_tokens"]?.intValue ?? defaults.contextBudgetTokens)
+            contextBudgetTokens: extra["context_budget_tokens"]?.intValue ?? defaults.contextBudgetTokens,
+            tokenBudget: extra["token_budget"]?.intValue)
         agents.withLock { $0[key] = agent }
         return agent
     }

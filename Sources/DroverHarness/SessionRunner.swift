@@ -140,6 +140,10 @@ final class SessionRunner: Sendable {
                 try await finish(.maxTurns, extra: opening)
                 return
             }
+            if let budget = agent.tokenBudget, Self.tokensSpent(events) >= budget {
+                try await finish(.budgetReached, extra: opening)
+                return
+            }
             let view = ContextView(events: events, budgetTokens: agent.contextBudgetTokens)
             var before = opening
             opening = []
@@ -357,6 +361,14 @@ final class SessionRunner: Sendable {
         let lastIdle = events.last(where: { $0.type == .sessionStatusIdle })?.seq ?? 0
         let lastMessage = events.last(where: { $0.type == .userMessage })?.seq ?? 0
         return events.contains { $0.type == .userInterrupt && $0.seq > max(lastIdle, lastMessage) }
+    }
+
+    /// Input and output tokens of every model call in the log.
+    static func tokensSpent(_ events: [Event]) -> Int {
+        events.filter { $0.type == .spanModelRequestEnd }.reduce(0) { total, event in
+            let usage = (try? JSONValue.parse(event.payload))?["usage"]
+            return total + (usage?["input_tokens"]?.intValue ?? 0) + (usage?["output_tokens"]?.intValue ?? 0)
+        }
     }
 
     static func lastCompacted(_ events: [Event]) -> [String] {

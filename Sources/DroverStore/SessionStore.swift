@@ -15,9 +15,10 @@ public struct SessionStore: Sendable {
     public let pool: ConnectionPool
     public init(pool: ConnectionPool) { self.pool = pool }
 
-    /// Registers an agent (version 1) and returns its id.
-    public func createAgent(name: String, model: String, systemPrompt: String = "", toolsJSON: String = "[]") async throws -> String {
-        try await scalar("SELECT drover.create_agent($1, $2, $3, $4::jsonb)", [name, model, systemPrompt, toolsJSON])
+    /// Registers an agent (version 1) and returns its id. `configJSON` holds run limits such as
+    /// `max_turns`, `token_budget` and `context_budget_tokens`.
+    public func createAgent(name: String, model: String, systemPrompt: String = "", toolsJSON: String = "[]", configJSON: String = "{}") async throws -> String {
+        try await scalar("SELECT drover.create_agent($1, $2, $3, $4::jsonb, $5::jsonb)", [name, model, systemPrompt, toolsJSON, configJSON])
     }
 
     /// Registers an environment (sandbox configuration) and returns its id.

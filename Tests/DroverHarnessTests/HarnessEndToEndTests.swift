@@ -261,6 +261,47 @@ import Testing
         }
     }
 
+    @Test func aSessionStopsAtItsTokenBudget() async throws {
+        let script: JSONValue = ["turns": [Self.tool("bash", ["command": "true"]), Self.tool("bash", ["command": "true"]), Self.say("never")]]
+        try await withCluster(script) { cluster in
+            let agent = try await cluster.store.createAgent(name: "frugal", model: "scripted", configJSON: #"{"token_budget": 1}"#)
+            let session = try await cluster.store.createSession(
+                agent: agent, environment: cluster.environment, firstMessage: JSONText.userMessage("spend"))
+            let (reason, events) = try await cluster.waitForIdle(session)
+            #expect(reason == "budget_reached")
+            #expect(events.filter { $0.type == .spanModelRequestStart }.count == 1)
+            Self.expectConsistent(events)
+        }
+    }
+
+    @Test func aSandboxThatDiesIsReportedAndTheNextCallGetsANewOne() async throws {
+        let script: JSONValue = ["turns": [
+            Self.tool("bash", ["command": "echo kept > f.txt"]),
+            Self.tool("bash", ["command": "cat f.txt"], latency: 1000),
+            Self.tool("bash", ["command": "ls; echo fresh"]),
+            Self.say("Recovered."),
+        ]]
+        try await withCluster(script) { cluster in
+            let session = try await cluster.session("survive a lost sandbox")
+            try await cluster.waitForEvent(session) { $0.type == .spanModelRequestStart && $0.json["turn"]?.intValue == 2 }
+            // The sandbox dies while the model thinks.
+            let registry = PoolRegistry(pool: cluster.sql)
+            let placed = try #require(try await registry.sandbox(forSession: session.rawValue))
+            let client = try await cluster.pool.client()
+            try await client.destroy(sandbox: placed.sandbox)
+            client.close()
+            let (reason, events) = try await cluster.waitForIdle(session)
+            #expect(reason == "end_turn")
+            let results = events.filter { $0.type == .agentToolResult }
+            #expect(results.count == 3)
+            #expect(results[1].json["is_error"]?.boolValue == true)
+            #expect(results[1].json["content"]?.stringValue?.hasPrefix("The sandbox is gone") == true)
+            #expect(results[2].json["content"]?.stringValue == "fresh\n", "a new, empty sandbox")
+            #expect(results[2].json["sandbox"] != results[0].json["sandbox"])
+            Self.expectConsistent(events)
+        }
+    }
+
     @Test func theAPIKeyAppearsNowhere() async throws {
         let key = "sk-ant-drover-test-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let script: JSONValue = ["turns": [Self.tool("bash", ["command": "env; cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'"]), Self.say("ok")]]
