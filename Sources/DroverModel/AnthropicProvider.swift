@@ -4,8 +4,7 @@ import Synchronization
 
 /// The Anthropic Messages API with streaming (SSE) and tools.
 ///
-/// Retries 429, 529 and 5xx responses (and unreachable servers), waiting what `retry-after` says
-/// or backing off exponentially. The API key goes only into the `x-api-key` header: it is never
+/// Retries as `RetryingStream` says (429, 529, 5xx, unreachable; `retry-after` honoured). The API key goes only into the `x-api-key` header: it is never
 /// part of a request body, an event or a log line.
 public struct AnthropicProvider: ModelProvider {
     public var baseURL: String
@@ -23,43 +22,13 @@ public struct AnthropicProvider: ModelProvider {
     }
 
     public func complete(_ request: ModelRequest, onFirstToken: @escaping @Sendable () -> Void) async throws -> ModelResponse {
-        let body = Array(Self.body(request).text.utf8)
-        var attempt = 0
-        while true {
-            try Task.checkCancellation()
-            let stream = StreamState(onFirstToken: onFirstToken)
-            let head: HTTPResponseHead
-            do {
-                head = try await http.perform(HTTPRequest(
-                    url: baseURL + "/v1/messages",
-                    headers: [("content-type", "application/json"), ("accept", "text/event-stream"),
-                              ("anthropic-version", "2023-06-01"), ("x-api-key", apiKey)],
-                    body: body)) { stream.feed($0) }
-            } catch let error as HTTPError {
-                if error.cancelled { throw ModelError(.cancelled, "the model call was cancelled") }
-                guard attempt < maxRetries else { throw ModelError(.network, error.message) }
-                attempt += 1
-                try await Task.sleep(for: .seconds(backoff(attempt, retryAfter: nil)))
-                continue
-            }
-            if head.status == 200 { return try stream.finish() }
-            let retryable = head.status == 429 || head.status == 529 || head.status >= 500
-            guard retryable, attempt < maxRetries else {
-                let detail = String(decoding: stream.raw.prefix(2000), as: UTF8.self)
-                switch head.status {
-                case 429: throw ModelError(.rateLimited, "429 after \(attempt) retries: \(detail)")
-                case 529, 500...: throw ModelError(.overloaded, "\(head.status) after \(attempt) retries: \(detail)")
-                default: throw ModelError(.http, "HTTP \(head.status): \(detail)")
-                }
-            }
-            attempt += 1
-            try await Task.sleep(for: .seconds(backoff(attempt, retryAfter: head.headers["retry-after"].flatMap(Double.init))))
-        }
-    }
-
-    private func backoff(_ attempt: Int, retryAfter: Double?) -> Double {
-        if let retryAfter { return min(maxBackoff, max(0, retryAfter)) }
-        return min(maxBackoff, 0.5 * pow(2, Double(attempt - 1))) * Double.random(in: 0.8...1.2)
+        try await RetryingStream(http: http, maxRetries: maxRetries, maxBackoff: maxBackoff).send(
+            HTTPRequest(
+                url: baseURL + "/v1/messages",
+                headers: [("content-type", "application/json"), ("accept", "text/event-stream"),
+                          ("anthropic-version", "2023-06-01"), ("x-api-key", apiKey)],
+                body: Array(Self.body(request).text.utf8)),
+            as: StreamState.self, onFirstToken: onFirstToken)
     }
 
     static func body(_ request: ModelRequest) -> JSONValue {
@@ -75,7 +44,7 @@ public struct AnthropicProvider: ModelProvider {
 }
 
 /// Folds the event stream into a response. Fed on the transfer thread, read after it ends.
-private final class StreamState: Sendable {
+private final class StreamState: ResponseStream {
     private struct State {
         var parser = SSEParser()
         var raw: [UInt8] = []
@@ -97,7 +66,7 @@ private final class StreamState: Sendable {
     private let state = Mutex(State())
     private let onFirstToken: @Sendable () -> Void
 
-    init(onFirstToken: @escaping @Sendable () -> Void) { self.onFirstToken = onFirstToken }
+    required init(onFirstToken: @escaping @Sendable () -> Void) { self.onFirstToken = onFirstToken }
 
     var raw: [UInt8] { state.withLock { $0.raw } }
 

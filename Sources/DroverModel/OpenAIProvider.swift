@@ -4,7 +4,7 @@ import Synchronization
 
 /// An OpenAI-compatible chat-completions API (OpenAI, vLLM, llama.cpp, Ollama, …) with streaming
 /// and tool calls, mapped onto the same `ModelRequest` / `ModelResponse` as the Messages API.
-/// Retries like `AnthropicProvider`; the key travels only in the `authorization` header.
+/// Retries as `RetryingStream` says; the key travels only in the `authorization` header.
 public struct OpenAIProvider: ModelProvider {
     public var baseURL: String
     public var apiKey: String
@@ -20,37 +20,11 @@ public struct OpenAIProvider: ModelProvider {
     }
 
     public func complete(_ request: ModelRequest, onFirstToken: @escaping @Sendable () -> Void) async throws -> ModelResponse {
-        let body = Array(Self.body(request).text.utf8)
         var headers = [("content-type", "application/json"), ("accept", "text/event-stream")]
         if !apiKey.isEmpty { headers.append(("authorization", "Bearer \(apiKey)")) }
-        var attempt = 0
-        while true {
-            try Task.checkCancellation()
-            let stream = ChunkState(onFirstToken: onFirstToken)
-            let head: HTTPResponseHead
-            do {
-                head = try await http.perform(HTTPRequest(url: baseURL + "/v1/chat/completions", headers: headers, body: body)) { stream.feed($0) }
-            } catch let error as HTTPError {
-                if error.cancelled { throw ModelError(.cancelled, "the model call was cancelled") }
-                guard attempt < maxRetries else { throw ModelError(.network, error.message) }
-                attempt += 1
-                try await Task.sleep(for: .seconds(min(maxBackoff, 0.5 * pow(2, Double(attempt - 1)))))
-                continue
-            }
-            if head.status == 200 { return try stream.finish() }
-            let retryable = head.status == 429 || head.status >= 500
-            guard retryable, attempt < maxRetries else {
-                let detail = String(decoding: stream.raw.prefix(2000), as: UTF8.self)
-                switch head.status {
-                case 429: throw ModelError(.rateLimited, "429 after \(attempt) retries: \(detail)")
-                case 500...: throw ModelError(.overloaded, "\(head.status) after \(attempt) retries: \(detail)")
-                default: throw ModelError(.http, "HTTP \(head.status): \(detail)")
-                }
-            }
-            attempt += 1
-            let retryAfter = head.headers["retry-after"].flatMap(Double.init)
-            try await Task.sleep(for: .seconds(min(maxBackoff, retryAfter ?? 0.5 * pow(2, Double(attempt - 1)))))
-        }
+        return try await RetryingStream(http: http, maxRetries: maxRetries, maxBackoff: maxBackoff).send(
+            HTTPRequest(url: baseURL + "/v1/chat/completions", headers: headers, body: Array(Self.body(request).text.utf8)),
+            as: ChunkState.self, onFirstToken: onFirstToken)
     }
 
     /// Content blocks become chat messages: tool results are `tool` messages, tool uses are
@@ -98,7 +72,7 @@ public struct OpenAIProvider: ModelProvider {
 }
 
 /// Folds `chat.completion.chunk` events into a response.
-private final class ChunkState: Sendable {
+private final class ChunkState: ResponseStream {
     private struct State {
         var parser = SSEParser()
         var raw: [UInt8] = []
@@ -115,7 +89,7 @@ private final class ChunkState: Sendable {
     private let state = Mutex(State())
     private let onFirstToken: @Sendable () -> Void
 
-    init(onFirstToken: @escaping @Sendable () -> Void) { self.onFirstToken = onFirstToken }
+    required init(onFirstToken: @escaping @Sendable () -> Void) { self.onFirstToken = onFirstToken }
 
     var raw: [UInt8] { state.withLock { $0.raw } }
 

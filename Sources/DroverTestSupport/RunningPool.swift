@@ -31,6 +31,25 @@ public struct RunningPool: Sendable {
         return RunningPool(daemon: daemon, address: address, token: token, workspaceRoot: root, tokenFile: tokenFile)
     }
 
+    /// Starts a pool, connects, provisions a sandbox, runs `body`, and stops the pool whether
+    /// `body` threw or not; returns the pool's exit status.
+    @discardableResult
+    public static func withSandbox(
+        _ extra: [String] = [], environment: [String: String] = [:], _ body: (RunningPool, PoolClient, String) async throws -> Void
+    ) async throws -> Int32? {
+        let pool = try await start(extra, environment: environment)
+        let client = try await pool.client()
+        do {
+            try await body(pool, client, try await client.provision())
+        } catch {
+            client.close()
+            await pool.stop()
+            throw error
+        }
+        client.close()
+        return await pool.stop()
+    }
+
     /// A connection that has said hello.
     public func client() async throws -> PoolClient {
         try await PoolClient.connect(address, token: token)

@@ -9,20 +9,10 @@ import Testing
     static let secretValue = "planted-secret-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
 
     func withPool(_ body: (RunningPool, PoolClient, String) async throws -> Void) async throws {
-        let pool = try await RunningPool.start(environment: [
+        let status = try await RunningPool.withSandbox(environment: [
             "DROVER_TEST_SECRET": Self.secretValue, "ANTHROPIC_API_KEY": Self.secretValue,
-        ])
-        let client = try await pool.client()
-        let sandbox = try await client.provision()
-        do {
-            try await body(pool, client, sandbox)
-        } catch {
-            client.close()
-            await pool.stop()
-            throw error
-        }
-        client.close()
-        #expect(await pool.stop() == 0)
+        ], body)
+        #expect(status == 0)
     }
 
     func bash(_ client: PoolClient, _ sandbox: String, _ command: String, timeoutMs: Int? = nil) async throws -> JSONValue {

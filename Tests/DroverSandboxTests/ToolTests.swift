@@ -7,18 +7,7 @@ import Testing
 /// Every tool's happy path and error paths, over TCP against a real daemon.
 @Suite(.serialized) struct ToolTests {
     func withSandbox(_ body: (PoolClient, String) async throws -> Void) async throws {
-        let pool = try await RunningPool.start()
-        let client = try await pool.client()
-        let sandbox = try await client.provision()
-        do {
-            try await body(client, sandbox)
-        } catch {
-            client.close()
-            await pool.stop()
-            throw error
-        }
-        client.close()
-        #expect(await pool.stop() == 0)
+        #expect(try await RunningPool.withSandbox { _, client, sandbox in try await body(client, sandbox) } == 0)
     }
 
     func expectFailure(_ code: PoolProtocol.ErrorCode, _ body: () async throws -> JSONValue) async {
