@@ -20,7 +20,7 @@ public struct SSEParser: Sendable {
 
     public init() {}
 
-    public mutating func feed(_ bytes: some Sequence<UInt8>) -> [ServerSentEvent] {
+    public mutating func feed<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> [ServerSentEvent] {
         var events: [ServerSentEvent] = []
         for frame in framer.feed(bytes) {
             guard case .line(let raw) = frame else { continue }

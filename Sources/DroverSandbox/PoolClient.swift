@@ -94,7 +94,7 @@ public final class PoolClient: Sendable {
 
     /// Sends raw bytes as they are (tests use it to send malformed lines).
     public func sendRaw(_ bytes: [UInt8]) throws {
-        try socket.send(line: String(decoding: bytes, as: UTF8.self))
+        try socket.send(bytes: bytes + [UInt8(ascii: "\n")])
     }
 
     /// Provisions a sandbox and returns its id.
