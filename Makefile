@@ -4,7 +4,7 @@ SWIFT_FLAGS ?=
 BIN = .build/debug/drover
 RELEASE_BIN = .build/release/drover
 
-.PHONY: all deps build release test demo bench clean
+.PHONY: all deps build release test demo bench chaos clean
 
 all: build
 
@@ -17,16 +17,22 @@ build: deps
 release: deps
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
 
-# The server-restart test bounces Postgres, so it runs alone after the rest.
+# The server-restart test and the bounded chaos run bounce Postgres, so each runs alone after the rest.
 test: deps
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
-	scripts/with-pg.sh sh -c '$(SWIFT) test --skip-build --skip ServerRestartTests && $(SWIFT) test --skip-build --filter ServerRestartTests'
+	scripts/with-pg.sh sh -c '$(SWIFT) test --skip-build --skip ServerRestartTests --skip ChaosTests \
+		&& $(SWIFT) test --skip-build --filter ServerRestartTests \
+		&& $(SWIFT) test --skip-build --filter ChaosTests'
+
+# The full chaos run: 200 sessions under kills, pauses, a pool crash and a Postgres restart.
+chaos: release
+	scripts/with-pg.sh $(RELEASE_BIN) chaos --sessions 200
 
 demo: build
 	scripts/with-pg.sh scripts/demo.sh $(BIN)
 
 bench: release
-	scripts/with-pg.sh $(RELEASE_BIN) bench queue
+	scripts/with-pg.sh sh -c '$(RELEASE_BIN) bench queue && $(RELEASE_BIN) bench sandbox && $(RELEASE_BIN) bench harness'
 
 clean:
 	rm -rf .build .drover

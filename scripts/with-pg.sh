@@ -12,8 +12,8 @@ fi
 trap '"$root/scripts/pg.sh" stop || true' EXIT
 DATABASE_URL=$("$root/scripts/pg.sh" url)
 export DATABASE_URL
-# Lets the restart test bounce the embedded server; unset for an external one.
-export DROVER_TEST_PG_RESTART="$root/scripts/pg.sh restart"
+# How to restart the embedded server (the restart test and the chaos run use it); unset for an external one.
+export DROVER_PG_RESTART="$root/scripts/pg.sh restart"
 status=0
 "$@" || status=$?
 exit "$status"

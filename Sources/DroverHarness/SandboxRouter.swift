@@ -86,17 +86,24 @@ public final class SandboxRouter: Sendable {
         }
         if recovering, try await registry.hasSandboxRecord(forSession: session.rawValue) { return nil }
         guard mayProvision else { return nil }
-        guard let pool = try await registry.pools().first(where: { $0.status == "up" && $0.sandboxes < $0.capacity }) else {
-            throw PoolProtocol.Failure(.unreachable, "no sandbox pool is available in the registry")
+        // Least loaded first; a pool that cannot be reached (dead, but not yet marked gone) is skipped.
+        var lastFailure = PoolProtocol.Failure(.unreachable, "no sandbox pool is available in the registry")
+        for pool in try await registry.pools() where pool.status == "up" && pool.sandboxes < pool.capacity {
+            do {
+                let client = try await client(pool.address)
+                let sandbox = try await client.provision(resources: resources, session: session.rawValue)
+                // Recorded before any call runs in it, so that a successor can tell "never ran" from "unknown".
+                try await registry.recordSandbox(id: sandbox, pool: pool.id, session: session.rawValue)
+                let placement = Placement(address: pool.address, pool: pool.id, sandbox: sandbox)
+                placements.withLock { $0[session] = placement }
+                log.info("sandbox provisioned", ("session", .string(session.rawValue)), ("sandbox", .string(sandbox)), ("pool", .string(pool.id)))
+                return placement
+            } catch let failure as PoolProtocol.Failure where failure.code == .unreachable || failure.code == .capacity || failure.code == .shuttingDown {
+                if failure.code == .unreachable { dropClient(pool.address) }
+                lastFailure = failure
+            }
         }
-        let client = try await client(pool.address)
-        let sandbox = try await client.provision(resources: resources, session: session.rawValue)
-        // Recorded before any call runs in it, so that a successor can tell "never ran" from "unknown".
-        try await registry.recordSandbox(id: sandbox, pool: pool.id, session: session.rawValue)
-        let placement = Placement(address: pool.address, pool: pool.id, sandbox: sandbox)
-        placements.withLock { $0[session] = placement }
-        log.info("sandbox provisioned", ("session", .string(session.rawValue)), ("sandbox", .string(sandbox)), ("pool", .string(pool.id)))
-        return placement
+        throw lastFailure
     }
 
     /// Forgets a session's placement (when its lease ends): the registry remembers it.

@@ -18,6 +18,7 @@ import Foundation
 /// retried or resumed conversation gets the same turn again. `failures` are answered, in order,
 /// to the first attempts at that turn in each conversation (`metadata.user_id`).
 ///
+/// `{{tool_use_id}}` in a tool input's strings is replaced by the call's id.
 /// `"variants": [{"match": "TEXT", "turns": [...]}]` gives conversations whose first user message
 /// contains TEXT their own turns (so one server can play several scripts at once).
 public struct ModelScript: Sendable {

@@ -171,7 +171,8 @@ public final class ScriptedModelServer: Sendable {
             if members["id"] == nil {
                 members["id"] = .string("toolu_\(turnIndex)_\(index)_\(Self.shortHash(conversation))")
             }
-            if members["input"] == nil { members["input"] = [:] }
+            // "{{tool_use_id}}" in an input string becomes the call's id (so a side effect can name it).
+            members["input"] = Self.substitute(members["input"] ?? [:], id: members["id"]?.stringValue ?? "")
             return .object(members)
         }
         let messageID = "msg_scripted_\(turnIndex)_\(Self.shortHash(conversation))"
@@ -296,6 +297,15 @@ public final class ScriptedModelServer: Sendable {
             rest = rest.dropFirst(size)
         }
         return parts
+    }
+
+    private static func substitute(_ value: JSONValue, id: String) -> JSONValue {
+        switch value {
+        case .string(let text): return .string(text.replacingOccurrences(of: "{{tool_use_id}}", with: id))
+        case .array(let values): return .array(values.map { substitute($0, id: id) })
+        case .object(let members): return .object(members.mapValues { substitute($0, id: id) })
+        default: return value
+        }
     }
 
     private static func shortHash(_ text: String) -> String {

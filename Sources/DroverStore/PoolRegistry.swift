@@ -45,15 +45,18 @@ public struct PoolRegistry: Sendable {
         try await mappingErrors { try await pool.query("SELECT drover.sandbox_ended($1)", [id]) }
     }
 
-    /// Pools, least loaded live ones first.
+    /// Pools, least loaded live ones first. Load is the pool's active sandboxes as recorded when
+    /// they were provisioned (current at once, unlike the heartbeat's figure), then running calls.
     public func pools() async throws -> [PoolRecord] {
         try await mappingErrors {
             try await pool.query(
                 """
-                SELECT id, address, capacity, sandboxes, running_calls, status,
-                       extract(epoch FROM clock_timestamp() - last_heartbeat_at)::float8
-                  FROM drover.sandbox_pools
-                 ORDER BY status <> 'up', sandboxes::float8 / greatest(capacity, 1), running_calls, id
+                SELECT p.id, p.address, p.capacity, a.active, p.running_calls, p.status,
+                       extract(epoch FROM clock_timestamp() - p.last_heartbeat_at)::float8
+                  FROM drover.sandbox_pools p
+                  CROSS JOIN LATERAL (SELECT count(*)::int AS active FROM drover.sandboxes s
+                                       WHERE s.pool_id = p.id AND s.status = 'active') a
+                 ORDER BY p.status <> 'up', a.active::float8 / greatest(p.capacity, 1), p.running_calls, p.id
                 """
             ).map { row in
                 PoolRecord(

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverIO
 import DroverPostgres
 import DroverStore
 import DroverTestSupport
@@ -7,7 +8,7 @@ import Testing
 
 /// Restarts the Postgres server under running claim loops. `make test` runs this suite on its own,
 /// after the others, because the restart drops every connection on the server.
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["DROVER_TEST_PG_RESTART"] != nil, "needs DROVER_TEST_PG_RESTART"))
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["DROVER_PG_RESTART"] != nil, "needs DROVER_PG_RESTART"))
 struct ServerRestartTests {
     static let sessions = 300
 
@@ -25,7 +26,7 @@ struct ServerRestartTests {
             }
 
             try await Self.waitUntil(timeout: 60) { try await Self.idleCount(control) >= Self.sessions / 5 }
-            #expect(try await Shell.run(ProcessInfo.processInfo.environment["DROVER_TEST_PG_RESTART"]!) == 0)
+            #expect(try await Shell.run(ProcessInfo.processInfo.environment["DROVER_PG_RESTART"]!) == 0)
             try await Self.waitUntil(timeout: 90) { try await Self.idleCount(control) == Self.sessions }
             stop.cancel()
             var errors = 0
