@@ -255,14 +255,13 @@ final class SessionRunner: Sendable {
 
     private func finish(_ reason: IdleReason, extra: [(EventType, String)]) async throws {
         var closing = extra
-        if reason == .interrupted {
-            // Every tool use gets exactly one result: calls cut off by the interrupt say so.
-            for call in Self.pendingToolUses(try await readAll()) {
-                closing.append((.agentToolResult, JSONValue.object([
-                    "tool_use_id": .string(call.id), "content": "Interrupted by the user before a result arrived.",
-                    "is_error": true, "outcome": "interrupted",
-                ]).text))
-            }
+        // Every tool use gets exactly one result: calls cut off by the ending say so.
+        let why = reason == .interrupted ? "Interrupted by the user before a result arrived." : "The turn ended (\(reason.rawValue)) before a result arrived."
+        for call in Self.pendingToolUses(try await readAll()) {
+            closing.append((.agentToolResult, JSONValue.object([
+                "tool_use_id": .string(call.id), "content": .string(why), "is_error": true,
+                "outcome": .string(reason == .interrupted ? "interrupted" : "unknown"),
+            ]).text))
         }
         closing.append((.sessionStatusIdle, JSONValue.object(["stop_reason": ["type": .string(reason.rawValue)]]).text))
         try await write(closing)
@@ -291,6 +290,24 @@ final class SessionRunner: Sendable {
                     try await handOff()
                     return
                 }
+                if Self.isTransient(error) {
+                    // The database went away mid-step: the log is the truth, so give the session
+                    // back rather than close it; if even that fails, the lease expires and a
+                    // harness resumes it from the log.
+                    log.warning("database unreachable: giving the session back", ("error", .string(String(reflecting: error))))
+                    for attempt in 1...5 {
+                        do {
+                            try await handOff()
+                            return
+                        } catch let error as DroverError where error.code == .leaseLost {
+                            return
+                        } catch {
+                            try? await Task.sleep(for: .milliseconds(200 * attempt))
+                        }
+                    }
+                    log.warning("could not give the session back; its lease will expire")
+                    return
+                }
                 let (code, message) = Self.describe(error)
                 log.error("session failed", ("code", .string(code)), ("error", .string(message)))
                 try await finish(.error, extra: [(.sessionError, JSONValue.object([
@@ -313,6 +330,11 @@ final class SessionRunner: Sendable {
 
     private func checkDrain() throws {
         if state.withLock({ $0.drainRequested }) { throw DrainSignal() }
+    }
+
+    /// A failure of the database connection, not of the session: the step's outcome is unknown.
+    static func isTransient(_ error: any Error) -> Bool {
+        (error as? DroverError)?.code == .connectionLost
     }
 
     static func describe(_ error: any Error) -> (String, String) {
