@@ -33,6 +33,17 @@ enum Environment {
     }
 }
 
+/// Colour, only for a terminal (and never with NO_COLOR set).
+enum Terminal {
+    static var isColour: Bool {
+        isatty(1) != 0 && (ProcessInfo.processInfo.environment["NO_COLOR"] ?? "").isEmpty
+    }
+
+    static func red(_ text: String, _ colour: Bool) -> String { colour ? "\u{1B}[31;1m\(text)\u{1B}[0m" : text }
+    static func dim(_ text: String, _ colour: Bool) -> String { colour ? "\u{1B}[2m\(text)\u{1B}[0m" : text }
+    static let clear = "\u{1B}[H\u{1B}[2J"
+}
+
 /// Writes to standard output without buffering surprises between lines.
 enum Output {
     static func line(_ text: String) {

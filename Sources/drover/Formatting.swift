@@ -36,22 +36,28 @@ enum Render {
     static func json(_ lease: LeaseView) -> String {
         JSONText.object([
             ("session", JSONText.quote(lease.sessionID.rawValue)),
+            ("status", JSONText.quote(lease.status)),
             ("owner", JSONText.quote(lease.owner.rawValue)),
             ("epoch", String(lease.epoch)),
             ("acquired_at", optionalTime(lease.acquiredAt)),
-            ("heartbeat_age_s", lease.heartbeatAge.map { String(format: "%.3f", $0) } ?? "null"),
-            ("expires_in_s", lease.expiresIn.map { String(format: "%.3f", $0) } ?? "null"),
+            ("held_for_s", number(lease.heldFor)),
+            ("heartbeat_age_s", number(lease.heartbeatAge)),
+            ("expires_in_s", number(lease.expiresIn)),
             ("expired", lease.isExpired ? "true" : "false"),
         ])
     }
 
-    static func leaseTable(_ leases: [LeaseView]) -> String {
+    static func leaseTable(_ leases: [LeaseView], colour: Bool = false) -> String {
         Output.table(
-            ["SESSION", "OWNER", "EPOCH", "ACQUIRED", "HEARTBEAT AGE", "EXPIRES IN"],
+            ["SESSION", "STATUS", "OWNER", "EPOCH", "HELD FOR", "HEARTBEAT AGE", "EXPIRES IN"],
             leases.map {
-                [$0.sessionID.rawValue, $0.owner.rawValue, String($0.epoch), Output.timestamp($0.acquiredAt),
-                 Output.seconds($0.heartbeatAge), $0.isExpired ? "EXPIRED" : Output.seconds($0.expiresIn)]
+                [$0.sessionID.rawValue, $0.status, $0.owner.rawValue, String($0.epoch), Output.seconds($0.heldFor),
+                 Output.seconds($0.heartbeatAge), $0.isExpired ? Terminal.red("EXPIRED", colour) : Output.seconds($0.expiresIn)]
             })
+    }
+
+    static func number(_ value: Double?) -> String {
+        value.map { String(format: "%.3f", $0) } ?? "null"
     }
 
     static func eventLine(_ event: Event) -> String {

@@ -7,8 +7,9 @@ struct LeasesCommand: Command {
     static let help = """
         usage: drover leases [--watch] [--interval SECONDS] [--json]
 
-        Lists held leases: session, owner harness, epoch, when acquired, heartbeat age and time
-        until expiry (measured by the database's clock).
+        Lists held leases: session, status, owner harness, epoch, held for, heartbeat age and time
+        until expiry, measured by the database's clock (the drover.leases view). Expired leases
+        are marked EXPIRED (in red on a terminal).
 
           --watch             redraw every --interval seconds (default 1) until Ctrl-C
           --json              one JSON object per lease per line
@@ -25,8 +26,8 @@ struct LeasesCommand: Command {
             if arguments.has("json") {
                 leases.forEach { Output.line(Render.json($0)) }
             } else {
-                if arguments.has("watch") { print("\u{1B}[H\u{1B}[2J", terminator: "") }
-                Output.line(leases.isEmpty ? "no leases held" : Render.leaseTable(leases))
+                let header = arguments.has("watch") ? Terminal.clear + "drover leases, every \(interval) s (Ctrl-C to stop)\n" : ""
+                Output.line(header + (leases.isEmpty ? "no leases held" : Render.leaseTable(leases, colour: Terminal.isColour)))
             }
             if arguments.has("watch") { try await Task.sleep(for: .seconds(interval)) }
         } while arguments.has("watch")

@@ -1,0 +1,82 @@
+import DroverCore
+import DroverPostgres
+import Foundation
+
+/// A harness process as the registry sees it (`drover.harness_status`).
+public struct HarnessView: Sendable, Equatable {
+    public var id: String
+    public var host: String
+    public var pid: Int
+    public var startedAt: Date
+    public var heartbeatAge: Double
+    public var sessionsHeld: Int
+    /// `alive` or `gone`.
+    public var state: String
+
+    public static func all(in pool: ConnectionPool) async throws -> [HarnessView] {
+        try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT id, host, pid, started_at, heartbeat_age_s, sessions_held, state
+                  FROM drover.harness_status ORDER BY state, started_at DESC
+                """
+            ).map { row in
+                HarnessView(
+                    id: try row.decode(0), host: try row.decode(1), pid: try row.decode(2), startedAt: try row.decode(3),
+                    heartbeatAge: try row.decode(4), sessionsHeld: try row.decode(5), state: try row.decode(6))
+            }
+        }
+    }
+}
+
+/// A sandbox pool as the registry sees it (`drover.pool_status`).
+public struct PoolView: Sendable, Equatable {
+    public var id: String
+    public var address: String
+    public var status: String
+    public var capacity: Int
+    public var sandboxes: Int
+    public var runningCalls: Int
+    public var heartbeatAge: Double
+
+    public static func all(in pool: ConnectionPool) async throws -> [PoolView] {
+        try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT id, address, status, capacity, sandboxes, running_calls, heartbeat_age_s
+                  FROM drover.pool_status ORDER BY status <> 'up', id
+                """
+            ).map { row in
+                PoolView(
+                    id: try row.decode(0), address: try row.decode(1), status: try row.decode(2), capacity: try row.decode(3),
+                    sandboxes: try row.decode(4), runningCalls: try row.decode(5), heartbeatAge: try row.decode(6))
+            }
+        }
+    }
+}
+
+/// The queue at one moment (`drover.queue_stats`); rates come from two samples.
+public struct QueueStats: Sendable, Equatable {
+    public var queued: Int
+    public var running: Int
+    public var idle: Int
+    public var terminated: Int
+    public var expiredLeases: Int
+    public var oldestRunnableAge: Double
+    public var eventsInserted: Int64
+    public var leasesGranted: Int64
+
+    public static func sample(in pool: ConnectionPool) async throws -> QueueStats {
+        try await mappingErrors {
+            let row = try await pool.query(
+                """
+                SELECT queued, running, idle, terminated, expired_leases, oldest_runnable_age_s, events_inserted_total,
+                       leases_granted_total FROM drover.queue_stats
+                """)[0]
+            return QueueStats(
+                queued: try row.decode(0), running: try row.decode(1), idle: try row.decode(2), terminated: try row.decode(3),
+                expiredLeases: try row.decode(4), oldestRunnableAge: try row.decode(5), eventsInserted: try row.decode(6),
+                leasesGranted: try row.decode(7))
+        }
+    }
+}
