@@ -1,4 +1,5 @@
 import DroverCore
+import DroverIO
 import DroverModel
 import DroverPostgres
 import DroverStore
@@ -19,6 +20,8 @@ public struct HarnessOptions: Sendable {
     public var maxTurns = 50
     public var contextBudgetTokens = 150_000
     public var poolToken = ""
+    /// Where to serve /metrics, /healthz and /readyz (off when nil).
+    public var metricsListen: (host: String, port: UInt16)?
     public init() {}
 }
 
@@ -34,6 +37,7 @@ public final class Harness: Sendable {
     private struct State {
         var runners: [SessionID: SessionRunner] = [:]
         var draining = false
+        var ready = false
     }
     private let state = Mutex(State())
     private let clock = ContinuousClock()
@@ -50,8 +54,13 @@ public final class Harness: Sendable {
         context = HarnessContext(
             store: SessionStore(pool: pool), queue: LeaseQueue(pool: pool), provider: provider,
             router: SandboxRouter(registry: PoolRegistry(pool: pool), token: options.poolToken, log: log),
-            agents: AgentCache(defaults: options), options: options, log: log)
+            agents: AgentCache(defaults: options), options: options, log: log, metrics: HarnessMetrics())
     }
+
+    private var activeSessions: Int { state.withLock { $0.runners.count } }
+
+    /// Ready for work: registered, claiming, not draining.
+    private var isReady: Bool { state.withLock { $0.ready && !$0.draining } }
 
     /// Seconds on a monotonic clock, for lease state machines.
     private var now: Double { (ContinuousClock.now - origin) / .seconds(1) }
@@ -59,11 +68,19 @@ public final class Harness: Sendable {
     /// Runs until SIGTERM/SIGINT, then drains; returns the exit status.
     public func run() async throws -> Int32 {
         try await registerWithRetry()
+        context.metrics.registry.gauge("drover_sessions_active", "Sessions this harness is running now.") { [self] in
+            Double(activeSessions)
+        }
+        let ops = try options.metricsListen.map { listen in
+            try OpsEndpoint(host: listen.host, port: listen.port, metrics: context.metrics.registry) { [self] in isReady }
+        }
+        if let ops { log.info("metrics listening", ("address", .string(ops.address))) }
         let claimer = try Claimer(queue: context.queue, owner: id, ttl: options.leaseTTL, pollInterval: options.pollInterval)
         let userEvents = try PostgresListener(conninfo: pool.conninfo, channels: [LeaseQueue.userEventChannel])
         log.info("started", ("max_sessions", .number(Double(options.maxSessions))), ("lease_ttl_s", .number(options.leaseTTL)),
                  ("eager_sandbox", .bool(options.eagerSandbox)))
 
+        state.withLock { $0.ready = true }
         let claiming = Task { await claimLoop(claimer) }
         let ticking = Task { await tickLoop() }
         let registry = Task { await registryLoop() }
@@ -99,6 +116,7 @@ public final class Harness: Sendable {
         _ = try? await pool.query("SELECT drover.harness_stopped($1)", [id.rawValue])
         context.router.close()
         pool.close()
+        ops?.stop()
         log.info("stopped")
         return 0
     }
@@ -144,6 +162,7 @@ public final class Harness: Sendable {
             return
         }
         runner.log.info("claimed")
+        context.metrics.claimed.inc()
         Task {
             await runner.run()
             state.withLock { _ = $0.runners.removeValue(forKey: lease.sessionID) }
@@ -175,7 +194,9 @@ public final class Harness: Sendable {
         do {
             _ = try await context.queue.heartbeat(runner.lease, ttl: options.leaseTTL)
             runner.heartbeatSucceeded()
+            context.metrics.heartbeats.inc(["outcome": "ok"])
         } catch {
+            context.metrics.heartbeats.inc(["outcome": "failed"])
             let lost = (error as? DroverError)?.code == .leaseLost
             if runner.heartbeatFailed(leaseLost: lost, now: now) == .stopWork {
                 runner.log.warning("lease lost on heartbeat: stopping")

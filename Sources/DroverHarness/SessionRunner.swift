@@ -13,6 +13,7 @@ struct HarnessContext: Sendable {
     var agents: AgentCache
     var options: HarnessOptions
     var log: Log
+    var metrics: HarnessMetrics
 }
 
 /// Runs one session under one lease: `wake(sessionId)`.
@@ -176,8 +177,13 @@ final class SessionRunner: Sendable {
                 response = try await withTaskCancellationHandler { try await call.value } onCancel: { call.cancel() }
             } catch {
                 call.cancel()
+                if let error = error as? ModelError { context.metrics.modelRequests.inc(["outcome": error.code.rawValue]) }
                 throw error
             }
+            context.metrics.modelRequests.inc(["outcome": "ok"])
+            context.metrics.tokens.inc(["kind": "input"], by: Double(response.usage.inputTokens))
+            context.metrics.tokens.inc(["kind": "output"], by: Double(response.usage.outputTokens))
+            if let ttft = firstToken.withLock({ $0 }) { context.metrics.timeToFirstToken.observe(ttft / .seconds(1)) }
             turns += 1
             var after: [(EventType, String)] = [(.spanModelRequestEnd, JSONValue.object([
                 "stop_reason": .string(response.stopReason), "message_id": .string(response.id),
@@ -228,9 +234,13 @@ final class SessionRunner: Sendable {
         let session = lease.sessionID
         try await withThrowingTaskGroup(of: Void.self) { group in
             for call in calls {
+                let metrics = context.metrics
                 group.addTask {
+                    let started = ContinuousClock.now
                     let outcome = try await router.execute(
                         session: session, callID: call.id, name: call.name, input: call.input, resources: resources, recovering: recovering)
+                    metrics.toolCalls.inc(["tool": call.name, "outcome": outcome.isError ? "is_error" : "ok"])
+                    metrics.toolSeconds.observe((ContinuousClock.now - started) / .seconds(1), ["tool": call.name])
                     try Task.checkCancellation()
                     var payload: [String: JSONValue] = [
                         "tool_use_id": .string(call.id), "content": .string(outcome.content), "is_error": .bool(outcome.isError),
@@ -267,6 +277,7 @@ final class SessionRunner: Sendable {
         try await write(closing)
         let handled = state.withLock { $0.lastSeq }
         let status = try await context.queue.release(lease, to: .idle, handledThrough: handled)
+        context.metrics.released.inc(["stop_reason": reason.rawValue])
         log.info("session idle", ("stop_reason", .string(reason.rawValue)), ("released_to", .string(status.rawValue)))
     }
 
@@ -274,6 +285,7 @@ final class SessionRunner: Sendable {
     private func conclude(after error: any Error) async {
         let reason = state.withLock { $0.stopReason }
         if reason == .leaseLost || (error as? DroverError)?.code == .leaseLost {
+            context.metrics.leasesLost.inc()
             log.warning("lease lost: stopped without writing")
             return
         }
@@ -323,6 +335,7 @@ final class SessionRunner: Sendable {
     private func handOff() async throws {
         let handled = state.withLock { $0.lastSeq }
         try await context.queue.release(lease, to: .queued, handledThrough: handled)
+        context.metrics.released.inc(["stop_reason": "handed_off"])
         log.info("session handed off")
     }
 

@@ -8,6 +8,7 @@ import Synchronization
 /// offline demo, and is named for what it is: nothing here is a model.
 public final class ScriptedModelServer: Sendable {
     public let script: ModelScript
+    private let server: Mutex<HTTPServer?> = Mutex(nil)
     public let listener: Listener
     private let log: Log
 
@@ -19,96 +20,40 @@ public final class ScriptedModelServer: Sendable {
 
     public init(script: ModelScript, host: String, port: UInt16, log: Log) throws {
         self.script = script
-        self.listener = try Listener(host: host, port: port)
         self.log = log
-    }
-
-    public func start() {
-        let thread = Thread { [self] in
-            while let socket = listener.accept() {
-                let worker = Thread { [self] in serve(socket) }
-                worker.name = "drover.scripted.connection"
-                worker.start()
-            }
+        let box = Mutex<ScriptedModelServer?>(nil)
+        let http = try HTTPServer(host: host, port: port) { request, socket in
+            box.withLock { $0 }?.serve(request, socket)
         }
-        thread.name = "drover.scripted.accept"
-        thread.start()
+        self.listener = http.listener
+        server.withLock { $0 = http }
+        box.withLock { $0 = self }
     }
 
-    public func stop() { listener.shutdown() }
+    public func start() { server.withLock { $0 }?.start() }
+
+    public func stop() { server.withLock { $0 }?.stop() }
 
     // MARK: - HTTP
 
-    private func serve(_ socket: Socket) {
-        defer { socket.close() }
-        guard let (method, path, headers, body) = readRequest(socket) else { return }
-        switch (method, path) {
+    private func serve(_ request: HTTPServerRequest, _ socket: Socket) {
+        switch (request.method, request.path) {
         case ("POST", "/v1/messages"):
-            answerMessages(socket, headers: headers, body: body, wire: .anthropic)
+            answerMessages(socket, headers: request.headers, body: request.body, wire: .anthropic)
         case ("POST", "/v1/chat/completions"):
-            answerMessages(socket, headers: headers, body: body, wire: .openAI)
+            answerMessages(socket, headers: request.headers, body: request.body, wire: .openAI)
         case ("GET", "/_scripted/requests"):
             let requests = state.withLock { $0.requests }
             respond(socket, status: 200, json: ["requests": .array(requests)])
         case ("GET", "/healthz"):
             respond(socket, status: 200, json: ["ok": true])
         default:
-            respond(socket, status: 404, json: errorBody("not_found_error", "no route \(method) \(path)"))
+            respond(socket, status: 404, json: errorBody("not_found_error", "no route \(request.method) \(request.path)"))
         }
-    }
-
-    private func readRequest(_ socket: Socket) -> (String, String, [String: String], [UInt8])? {
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        var headerEnd: Int?
-        while headerEnd == nil {
-            guard let count = try? socket.read(into: &buffer), count > 0 else { return nil }
-            data += buffer[0..<count]
-            headerEnd = Self.find([13, 10, 13, 10], in: data)
-            if data.count > 1 << 20 && headerEnd == nil { return nil }
-        }
-        let head = String(decoding: data[0..<headerEnd!], as: UTF8.self).components(separatedBy: "\r\n")
-        let requestLine = head[0].split(separator: " ")
-        guard requestLine.count >= 2 else { return nil }
-        var headers: [String: String] = [:]
-        for line in head.dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
-        var body = Array(data[(headerEnd! + 4)...])
-        let length = Int(headers["content-length"] ?? "0") ?? 0
-        while body.count < length {
-            guard let count = try? socket.read(into: &buffer), count > 0 else { return nil }
-            body += buffer[0..<count]
-        }
-        return (String(requestLine[0]), String(requestLine[1]), headers, body)
-    }
-
-    private static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
-        guard haystack.count >= needle.count else { return nil }
-        for start in 0...(haystack.count - needle.count) where haystack[start..<(start + needle.count)].elementsEqual(needle) {
-            return start
-        }
-        return nil
     }
 
     private func respond(_ socket: Socket, status: Int, json: JSONValue, extra: [(String, String)] = []) {
-        let body = Array(json.text.utf8)
-        var head = "HTTP/1.1 \(status) \(Self.reason(status))\r\ncontent-type: application/json\r\ncontent-length: \(body.count)\r\nconnection: close\r\n"
-        for (name, value) in extra { head += "\(name): \(value)\r\n" }
-        try? socket.send(bytes: Array((head + "\r\n").utf8) + body)
-    }
-
-    private static func reason(_ status: Int) -> String {
-        switch status {
-        case 200: "OK"
-        case 400: "Bad Request"
-        case 401: "Unauthorized"
-        case 404: "Not Found"
-        case 429: "Too Many Requests"
-        case 529: "Overloaded"
-        default: "Error"
-        }
+        HTTPServer.respond(socket, status: status, contentType: "application/json", body: Array(json.text.utf8), headers: extra)
     }
 
     private func errorBody(_ type: String, _ message: String) -> JSONValue {
@@ -192,11 +137,10 @@ public final class ScriptedModelServer: Sendable {
     }
 
     private func stream(_ socket: Socket, turn: ModelScript.Turn, blocks: [JSONValue], messageID: String, model: JSONValue, inputTokens: Int) {
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n"
         func send(_ type: String, _ data: JSONValue) -> Bool {
             (try? socket.send(bytes: Array("event: \(type)\ndata: \(data.text)\n\n".utf8))) != nil
         }
-        guard (try? socket.send(bytes: Array(head.utf8))) != nil else { return }
+        guard HTTPServer.startStream(socket, contentType: "text/event-stream") else { return }
         _ = send("message_start", ["type": "message_start", "message": [
             "id": .string(messageID), "type": "message", "role": "assistant", "model": model, "content": [],
             "stop_reason": nil, "usage": ["input_tokens": .number(Double(inputTokens)), "output_tokens": 0],
@@ -261,8 +205,7 @@ public final class ScriptedModelServer: Sendable {
                                                 "choices": [["index": 0, "message": .object(message), "finish_reason": .string(finish)]]])
             return
         }
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n"
-        guard (try? socket.send(bytes: Array(head.utf8))) != nil else { return }
+        guard HTTPServer.startStream(socket, contentType: "text/event-stream") else { return }
         func send(_ delta: JSONValue, finish: String? = nil) {
             let chunk: JSONValue = ["id": .string(id), "object": "chat.completion.chunk",
                                     "choices": [["index": 0, "delta": delta, "finish_reason": finish.map(JSONValue.string) ?? .null]]]

@@ -3,6 +3,7 @@ import DroverIO
 import DroverPostgres
 import DroverStore
 import Foundation
+import Synchronization
 
 /// `drover sandbox-pool`: owns sandboxes and serves the pool protocol until SIGTERM, then drains.
 public struct PoolDaemon: Sendable {
@@ -22,6 +23,8 @@ public struct PoolDaemon: Sendable {
         public var databaseURL: String?
         public var heartbeatInterval: Double = 2
         public var uidBase: UInt32 = 200_000
+        /// Where to serve /metrics, /healthz and /readyz (off when nil).
+        public var metricsListen: (host: String, port: UInt16)?
 
         public init(token: String) { self.token = token }
     }
@@ -54,10 +57,19 @@ public struct PoolDaemon: Sendable {
         let listener = try Listener(host: config.host, port: config.port)
         let address = config.advertise ?? "\(listener.host):\(listener.port)"
         let registry = try await connectRegistry(log: log)
+        let metrics = PoolMetrics()
+        metrics.registry.gauge("drover_sandboxes_live", "Sandboxes alive in this pool.") { Double(pool.load.sandboxes) }
+        metrics.registry.gauge("drover_tool_calls_running", "Tool calls running now.") { Double(pool.runningCalls) }
+        let draining = Mutex(false)
+        let ops = try config.metricsListen.map { listen in
+            try OpsEndpoint(host: listen.host, port: listen.port, metrics: metrics.registry) { !draining.withLock { $0 } }
+        }
+        if let ops { log.info("metrics listening", ("address", .string(ops.address))) }
         let server = PoolServer(
             config: .init(poolID: poolID, token: config.token, maxLineLength: config.maxLineLength),
-            pool: pool, listener: listener, log: log
+            pool: pool, listener: listener, log: log, metrics: metrics
         ) { event in
+            if case .provisioned = event { metrics.provisioned.inc() }
             guard let registry else { return }
             Task {
                 do {
@@ -83,6 +95,7 @@ public struct PoolDaemon: Sendable {
 
         let signal = await TerminationSignal.wait()
         log.info("draining", ("signal", .number(Double(signal))), ("running_calls", .number(Double(pool.runningCalls))))
+        draining.withLock { $0 = true }
         server.stopAccepting()
         pool.beginShutdown()
         let deadline = ContinuousClock.now + .seconds(config.grace)
@@ -99,6 +112,7 @@ public struct PoolDaemon: Sendable {
             try? await registry.stopped(id: poolID)
             registry.pool.close()
         }
+        ops?.stop()
         log.info("stopped", ("killed_calls", .number(Double(abandoned))))
         return 0
     }

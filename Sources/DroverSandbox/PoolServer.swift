@@ -20,6 +20,7 @@ final class PoolServer: Sendable {
     let pool: SandboxPool
     let listener: Listener
     let log: Log
+    let metrics: PoolMetrics
     /// Told about sandboxes made and destroyed (the Postgres registry listens).
     let events: @Sendable (RegistryEvent) -> Void
 
@@ -37,7 +38,9 @@ final class PoolServer: Sendable {
 
     private let state = Mutex(State())
 
-    init(config: Config, pool: SandboxPool, listener: Listener, log: Log, events: @escaping @Sendable (RegistryEvent) -> Void) {
+    init(config: Config, pool: SandboxPool, listener: Listener, log: Log, metrics: PoolMetrics,
+         events: @escaping @Sendable (RegistryEvent) -> Void) {
+        self.metrics = metrics
         self.config = config
         self.pool = pool
         self.listener = listener
@@ -139,6 +142,7 @@ final class PoolServer: Sendable {
             return PoolProtocol.success(id: id, result)
         case .failure(let failure):
             state.withLock { $0.protocolErrors[failure.code.rawValue, default: 0] += 1 }
+            metrics.protocolErrors.inc(["code": failure.code.rawValue])
             return PoolProtocol.failure(id: id, failure)
         }
     }
@@ -157,6 +161,8 @@ final class PoolServer: Sendable {
     // MARK: - Operations
 
     private func handle(_ request: PoolProtocol.Request) async -> Result<JSONValue, PoolProtocol.Failure> {
+        let knownOps: Set = ["ping", "provision", "execute", "destroy", "list", "stats"]
+        metrics.requests.inc(["op": knownOps.contains(request.op) ? request.op : "unknown"])
         do {
             switch request.op {
             case "ping":
@@ -177,7 +183,15 @@ final class PoolServer: Sendable {
                 let input = request.body["input"] ?? .object([:])
                 let tools = pool.tools
                 let started = ContinuousClock.now
-                let outcome = await sandbox.once(callID) { await tools.run(name, input: input, in: sandbox) }
+                let ran = Mutex(false)
+                let outcome = await sandbox.once(callID) {
+                    ran.withLock { $0 = true }
+                    return await tools.run(name, input: input, in: sandbox)
+                }
+                let tool = Tools.names.contains(name) ? name : "unknown"
+                let result = ran.withLock { $0 } ? ((try? outcome.get()).map { $0["is_error"]?.boolValue == true ? "is_error" : "ok" } ?? "failed") : "repeated"
+                metrics.toolCalls.inc(["tool": tool, "outcome": result])
+                if result != "repeated" { metrics.toolSeconds.observe((ContinuousClock.now - started) / .seconds(1), ["tool": tool]) }
                 log.info(
                     "tool call", ("sandbox", .string(sandbox.id)), ("session", sandbox.session.map(JSONValue.string) ?? .null),
                     ("call_id", .string(callID)), ("tool", .string(name)),

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverIO
 import DroverPostgres
 import DroverStore
 import Foundation
@@ -31,6 +32,27 @@ enum Environment {
     static func pool(maxConnections: Int = 4) throws -> ConnectionPool {
         ConnectionPool(conninfo: try databaseURL(), maxConnections: maxConnections, connectTimeout: 10)
     }
+}
+
+/// Options every daemon takes.
+enum DaemonOptions {
+    static let names: Set<String> = ["log-format", "metrics-listen"]
+
+    /// Applies `--log-format`; returns `--metrics-listen` when given.
+    static func apply(_ arguments: Arguments) throws -> (host: String, port: UInt16)? {
+        if let format = arguments.value("log-format") {
+            guard let parsed = Log.Format(rawValue: format) else { throw UsageError("--log-format is json or text") }
+            Log.setFormat(parsed)
+        }
+        guard let listen = arguments.value("metrics-listen") else { return nil }
+        guard let (host, port) = parseHostPort(listen) else { throw UsageError("--metrics-listen takes HOST:PORT") }
+        return (host, port)
+    }
+
+    static let help = """
+          --log-format F         json (default: one object per line) or text
+          --metrics-listen H:P   serve /metrics (Prometheus), /healthz and /readyz there
+        """
 }
 
 /// Colour, only for a terminal (and never with NO_COLOR set).

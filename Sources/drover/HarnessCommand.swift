@@ -37,13 +37,14 @@ struct HarnessCommand: Command {
           --max-turns N          model calls per wake before stopping with max_turns (default 50)
           --context-budget N     estimated tokens before the view elides old tool output (150000)
           --eager-sandbox        provision before the first model call (for benchmarks only)
+        \(DaemonOptions.help)
 
         DATABASE_URL is required.
         """
-    static let options: Set<String> = [
+    static let options: Set<String> = Set([
         "max-sessions", "lease-ttl", "poll-interval", "grace", "provider", "model-url", "api-key-file", "pool-token-file", "max-turns",
         "context-budget",
-    ]
+    ]).union(DaemonOptions.names)
     static let flags: Set<String> = ["eager-sandbox"]
 
     static func run(_ arguments: Arguments) async throws {
@@ -64,6 +65,7 @@ struct HarnessCommand: Command {
             throw UsageError("set \(openAI ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY") or --api-key-file (or point --model-url at a scripted model)")
         }
         var options = HarnessOptions()
+        options.metricsListen = try DaemonOptions.apply(arguments)
         if let value = try arguments.int("max-sessions") {
             guard value > 0 else { throw UsageError("--max-sessions must be positive") }
             options.maxSessions = value

@@ -28,10 +28,12 @@ struct SandboxPoolCommand: Command {
           --workspace-root DIR    where workspaces live (default a new folder in $TMPDIR)
           --advertise HOST:PORT   address recorded in the registry (default the listen address)
           --insecure-no-isolation run tools as plain processes: development only, logged loudly
+        \(DaemonOptions.help)
 
         DATABASE_URL, when set, registers the pool and its sandboxes in Postgres (optional).
         """
-    static let options: Set<String> = ["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise"]
+    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise"])
+        .union(DaemonOptions.names)
     static let flags: Set<String> = ["insecure-no-isolation"]
 
     static func run(_ arguments: Arguments) async throws {
@@ -42,6 +44,7 @@ struct SandboxPoolCommand: Command {
         }
         guard !token.isEmpty else { throw UsageError("a token is required: --token-file FILE or DROVER_POOL_TOKEN") }
         var config = PoolDaemon.Config(token: token)
+        config.metricsListen = try DaemonOptions.apply(arguments)
         if let listen = arguments.value("listen") {
             guard let (host, port) = parseHostPort(listen) else { throw UsageError("--listen takes HOST:PORT") }
             config.host = host

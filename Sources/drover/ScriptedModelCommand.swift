@@ -17,11 +17,16 @@ struct ScriptedModelCommand: Command {
 
           --script FILE       the turns to replay
           --listen HOST:PORT  default 127.0.0.1:0 (a free port, printed in the "listening" line)
+          --log-format F      json (default) or text
         """
-    static let options: Set<String> = ["script", "listen"]
+    static let options: Set<String> = ["script", "listen", "log-format"]
 
     static func run(_ arguments: Arguments) async throws {
         guard let file = arguments.value("script") else { throw UsageError("--script FILE is required") }
+        if let format = arguments.value("log-format") {
+            guard let parsed = Log.Format(rawValue: format) else { throw UsageError("--log-format is json or text") }
+            Log.setFormat(parsed)
+        }
         let script = try ModelScript.load(file: file)
         guard let (host, port) = parseHostPort(arguments.value("listen") ?? "127.0.0.1:0") else {
             throw UsageError("--listen takes HOST:PORT")

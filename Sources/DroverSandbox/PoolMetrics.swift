@@ -1,0 +1,19 @@
+import DroverCore
+
+/// What a sandbox pool counts for `/metrics`.
+struct PoolMetrics: Sendable {
+    let registry = MetricsRegistry()
+    let requests: Counter
+    let protocolErrors: Counter
+    let provisioned: Counter
+    let toolCalls: Counter
+    let toolSeconds: Histogram
+
+    init() {
+        requests = registry.counter("drover_pool_requests_total", "Protocol requests handled, by op.")
+        protocolErrors = registry.counter("drover_protocol_errors_total", "Error replies, by stable code.")
+        provisioned = registry.counter("drover_sandboxes_provisioned_total", "Sandboxes provisioned.")
+        toolCalls = registry.counter("drover_tool_calls_total", "Tool calls, by tool and outcome (ok, is_error, failed, repeated).")
+        toolSeconds = registry.histogram("drover_tool_call_seconds", "Tool call duration in seconds, by tool.")
+    }
+}
