@@ -7,6 +7,8 @@ pkg-config --exists libpq 2>/dev/null || need+=(libpq-dev)
 pkg-config --exists libcurl 2>/dev/null || need+=(libcurl4-openssl-dev)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+# The deployment-file test reads YAML with Debian's python3.
+/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 if ((${#need[@]})); then
     echo "deps: installing ${need[*]}"
     sudo=""
