@@ -274,9 +274,15 @@ final class SessionRunner: Sendable {
             ]).text))
         }
         closing.append((.sessionStatusIdle, JSONValue.object(["stop_reason": ["type": .string(reason.rawValue)]]).text))
-        try await write(closing)
+        // The closing events and the release commit together: the log never says idle while the
+        // lease is still held, and it costs one commit.
         let handled = state.withLock { $0.lastSeq }
-        let status = try await context.queue.release(lease, to: .idle, handledThrough: handled)
+        let writes = closing.map { LeaseWrite.append(lease, $0.0, payload: $0.1) }
+            + [.release(lease, to: .idle, handledThrough: handled)]
+        var status = SessionStatus.idle
+        for outcome in try await WriteBatch.send(writes, on: context.store.pool) {
+            if case .released(let released) = try outcome.get() { status = released }
+        }
         context.metrics.released.inc(["stop_reason": reason.rawValue])
         log.info("session idle", ("stop_reason", .string(reason.rawValue)), ("released_to", .string(status.rawValue)))
     }

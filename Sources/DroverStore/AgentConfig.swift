@@ -47,22 +47,10 @@ extension SessionStore {
     @discardableResult
     public func appendAll(_ lease: Lease, _ events: [(EventType, String)]) async throws -> [AppendedEvent] {
         guard !events.isEmpty else { return [] }
-        let ops = events.enumerated().map { index, event in
-            JSONText.object([
-                ("op", #""append""#), ("session", JSONText.quote(lease.sessionID.rawValue)),
-                ("owner", JSONText.quote(lease.owner.rawValue)), ("epoch", String(lease.epoch)),
-                ("type", JSONText.quote(event.0.rawValue)), ("payload", String(index + 1)),
-            ])
-        }
         return try await mappingErrors {
-            let rows = try await pool.query(
-                "SELECT seq, id, created_at, code, message FROM drover.write_batch($1::jsonb, $2::text[])",
-                ["[" + ops.joined(separator: ",") + "]", events.map(\.1)])
-            return try rows.map { row in
-                if let code: String = try row.decodeIfPresent(3) {
-                    throw DroverError(DroverError.Code(rawValue: code), try row.decodeIfPresent(4) ?? code)
-                }
-                return AppendedEvent(seq: try row.decode(0), id: try row.decode(1), createdAt: try row.decode(2))
+            try await WriteBatch.send(events.map { .append(lease, $0.0, payload: $0.1) }, on: pool).map { outcome in
+                guard case .appended(let event) = try outcome.get() else { throw DroverError(.database, "not an append") }
+                return event
             }
         }
     }

@@ -36,9 +36,10 @@ public final class GroupCommitter: Sendable {
     public let maxBatchBytes: Int
     public let maxInFlight: Int
 
+    /// Writes submitted together: never split across batches, kept in order.
     private struct Pending {
-        var write: LeaseWrite
-        var continuation: CheckedContinuation<LeaseWriteOutcome, any Error>
+        var writes: [LeaseWrite]
+        var continuation: CheckedContinuation<[Result<LeaseWriteOutcome, any Error>], Never>
     }
 
     private struct State {
@@ -57,9 +58,17 @@ public final class GroupCommitter: Sendable {
 
     /// Sends `write` with whatever else is waiting and returns its own outcome.
     public func submit(_ write: LeaseWrite) async throws -> LeaseWriteOutcome {
-        try await withCheckedThrowingContinuation { continuation in
+        try await submitAll([write])[0].get()
+    }
+
+    /// Sends `writes` in one batch, in order (so in one transaction), each with its own outcome:
+    /// e.g. a session's last event and its release, so the log never says idle while the lease is
+    /// still held.
+    public func submitAll(_ writes: [LeaseWrite]) async -> [Result<LeaseWriteOutcome, any Error>] {
+        guard !writes.isEmpty else { return [] }
+        return await withCheckedContinuation { continuation in
             let startFlusher = state.withLock { state -> Bool in
-                state.pending.append(Pending(write: write, continuation: continuation))
+                state.pending.append(Pending(writes: writes, continuation: continuation))
                 guard state.inFlight < maxInFlight else { return false }
                 state.inFlight += 1
                 return true
@@ -93,10 +102,12 @@ public final class GroupCommitter: Sendable {
         while true {
             let batch = state.withLock { state -> [Pending] in
                 var bytes = 0
+                var writes = 0
                 var count = 0
-                for item in state.pending {
-                    if case .append(_, _, let payload) = item.write { bytes += payload.utf8.count }
-                    if count > 0 && (count >= maxBatch || bytes > maxBatchBytes) { break }
+                for unit in state.pending {
+                    for case .append(_, _, let payload) in unit.writes { bytes += payload.utf8.count }
+                    writes += unit.writes.count
+                    if count > 0 && (writes > maxBatch || bytes > maxBatchBytes) { break }
                     count += 1
                 }
                 defer { state.pending.removeFirst(count) }
@@ -109,82 +120,26 @@ public final class GroupCommitter: Sendable {
     }
 
     private func flush(_ batch: [Pending]) async {
+        let writes = batch.flatMap(\.writes)
+        var outcomes: [Result<LeaseWriteOutcome, any Error>]
         do {
-            let outcomes = try await writeBatch(batch.map(\.write))
-            for (item, outcome) in zip(batch, outcomes) { item.continuation.resume(with: outcome) }
+            outcomes = try await WriteBatch.send(writes, on: pool)
         } catch let error as PostgresError where error.code != .connectionLost && error.code != .connectionFailed
             && error.code != .poolUnavailable
         {
             // The whole batch was rolled back (say, one payload was not JSON at all): write each
             // one alone so that only the bad one fails.
-            for item in batch {
-                item.continuation.resume(with: await Result(catching: { try await writeAlone(item.write) }))
-            }
+            outcomes = []
+            for write in writes { outcomes.append(await Result(catching: { try await WriteBatch.sendAlone(write, on: pool) })) }
         } catch {
             // The connection broke: the batch's outcome is unknown, and every caller is told so.
             let failure = (error as? PostgresError).map(DroverError.init) ?? error
-            for item in batch { item.continuation.resume(throwing: failure) }
+            outcomes = writes.map { _ in .failure(failure) }
         }
-    }
-
-    private func writeBatch(_ writes: [LeaseWrite]) async throws -> [Result<LeaseWriteOutcome, any Error>] {
-        var ops: [String] = []
-        var payloads: [String] = []
-        for write in writes {
-            let lease = write.lease
-            var members = [
-                ("session", JSONText.quote(lease.sessionID.rawValue)), ("owner", JSONText.quote(lease.owner.rawValue)),
-                ("epoch", String(lease.epoch)),
-            ]
-            switch write {
-            case .append(_, let type, let payload):
-                payloads.append(payload)
-                members += [("op", #""append""#), ("type", JSONText.quote(type.rawValue)), ("payload", String(payloads.count))]
-            case .heartbeat(_, let ttl):
-                members += [("op", #""heartbeat""#), ("ttl_ms", String(LeaseQueue.milliseconds(ttl)))]
-            case .release(_, let status, let handledThrough):
-                members += [("op", #""release""#), ("status", JSONText.quote(status.rawValue)),
-                            ("handled_through", handledThrough.map { String($0) } ?? "null")]
-            }
-            ops.append(JSONText.object(members))
+        var offset = 0
+        for unit in batch {
+            unit.continuation.resume(returning: Array(outcomes[offset..<(offset + unit.writes.count)]))
+            offset += unit.writes.count
         }
-        let rows = try await pool.query(
-            """
-            SELECT ord, seq, id, created_at, expires_at, status, code, message
-              FROM drover.write_batch($1::jsonb, $2::text[])
-            """, ["[" + ops.joined(separator: ",") + "]", payloads])
-        guard rows.count == writes.count else {
-            throw DroverError(.database, "write_batch answered \(rows.count) rows for \(writes.count) writes")
-        }
-        return try zip(writes, rows).map { write, row in
-            if let code: String = try row.decodeIfPresent(6) {
-                return .failure(DroverError(DroverError.Code(rawValue: code), try row.decodeIfPresent(7) ?? code))
-            }
-            switch write {
-            case .append:
-                return .success(.appended(AppendedEvent(seq: try row.decode(1), id: try row.decode(2), createdAt: try row.decode(3))))
-            case .heartbeat:
-                return .success(.extended(expiresAt: try row.decode(4)))
-            case .release:
-                return .success(.released(SessionStatus(rawValue: try row.decode(5)) ?? .idle))
-            }
-        }
-    }
-
-    private func writeAlone(_ write: LeaseWrite) async throws -> LeaseWriteOutcome {
-        switch write {
-        case .append(let lease, let type, let payload):
-            return .appended(try await SessionStore(pool: pool).append(lease, type: type, payload: payload))
-        case .heartbeat(let lease, let ttl):
-            return .extended(expiresAt: try await LeaseQueue(pool: pool).heartbeat(lease, ttl: ttl).expiresAt)
-        case .release(let lease, let status, let handledThrough):
-            return .released(try await LeaseQueue(pool: pool).release(lease, to: status, handledThrough: handledThrough))
-        }
-    }
-}
-
-private extension Result where Failure == any Error {
-    init(catching body: () async throws -> Success) async {
-        do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }

@@ -140,7 +140,7 @@ import Testing
                 keys[String(parts[0])] = parts.count == 2 ? String(parts[1]) : ""
             }
             let exec = (keys["ExecStart"] ?? "").split(separator: " ").map(String.init)
-            #expect(exec.first == "/usr/local/bin/drover")
+            #expect(exec.first == "/usr/local/bin/drover" && exec.dropFirst().first == command, "\(unit) runs drover \(command)")
             try await Self.checkCommand(Array(exec.dropFirst()), unit)
             #expect(keys["KillSignal"] == "SIGTERM" && keys["ProtectSystem"] == "strict")
         }

@@ -16,7 +16,8 @@ struct BenchQueueCommand: Command {
           claims/s           sessions claimed per second, each claimer on its own connection
           cycles/s           full no-op cycles: claim + session.status_running +
                              session.status_idle appends + release, the writes of concurrent
-                             sessions group-committed (GroupCommitter)
+                             sessions group-committed (GroupCommitter); the last append and the
+                             release in one transaction
           cycles_unbatched   the same with one commit per write, for comparison
           append p50/p99     one append_event under a lease, sequential
           get_events p50/p99 get_events(limit 100) at random positions, and tail 100, in a log of
@@ -170,8 +171,11 @@ struct QueueBench {
                         for lease in leases {
                             group.addTask {
                                 try await committer.append(lease, type: .sessionStatusRunning, payload: "{}")
-                                try await committer.append(lease, type: .sessionStatusIdle, payload: Self.idlePayload)
-                                try await committer.release(lease, handledThrough: lease.lastSeq)
+                                // The last event and the release commit together, as a harness does.
+                                for outcome in await committer.submitAll([
+                                    .append(lease, .sessionStatusIdle, payload: Self.idlePayload),
+                                    .release(lease, to: .idle, handledThrough: lease.lastSeq),
+                                ]) { _ = try outcome.get() }
                             }
                         }
                         try await group.waitForAll()
