@@ -89,6 +89,16 @@ CREATE TRIGGER events_append_only_rows BEFORE UPDATE OR DELETE ON drover.events
 CREATE TRIGGER events_append_only_truncate BEFORE TRUNCATE ON drover.events
     FOR EACH STATEMENT EXECUTE FUNCTION drover.refuse_event_change();
 
+-- Every lease ever granted (written by each claim), so that `drover verify` can check that each
+-- event was written under the epoch in force at the time, and operators can see who held what when.
+CREATE TABLE drover.lease_history (
+    session_id  text        NOT NULL REFERENCES drover.sessions (id),
+    epoch       bigint      NOT NULL,
+    owner       text        NOT NULL,
+    acquired_at timestamptz NOT NULL,
+    PRIMARY KEY (session_id, epoch)
+);
+
 -- Harness processes, for operators. A harness's id is new at every process start.
 CREATE TABLE drover.harnesses (
     id                text        PRIMARY KEY,

@@ -240,7 +240,7 @@ $$;
 
 -- Claims up to p_max runnable sessions: queued ones, and running ones whose lease expired (their
 -- harness died). Rows another claimer holds are skipped, never waited on. Each claim bumps the
--- epoch, which fences every write of the previous holder.
+-- epoch, which fences every write of the previous holder, and is recorded in lease_history.
 CREATE FUNCTION drover.claim(p_owner text, p_max integer, p_ttl_ms integer)
 RETURNS TABLE (session_id text, lease_epoch bigint, lease_expires_at timestamptz, last_seq bigint,
                agent_id text, agent_version integer, environment_id text)
@@ -266,18 +266,24 @@ BEGIN
         SELECT c.id FROM (SELECT * FROM expired UNION ALL SELECT * FROM queued) c
          ORDER BY c.priority DESC, c.queued_at
          LIMIT p_max
+    ), claimed AS (
+        UPDATE drover.sessions s
+           SET status = 'running',
+               lease_owner = p_owner,
+               lease_epoch = s.lease_epoch + 1,
+               lease_acquired_at = clock_timestamp(),
+               lease_expires_at = clock_timestamp() + p_ttl_ms * interval '1 millisecond',
+               last_heartbeat_at = clock_timestamp(),
+               updated_at = now()
+          FROM picked
+         WHERE s.id = picked.id
+        RETURNING s.id, s.lease_epoch, s.lease_expires_at, s.last_seq, s.agent_id, s.agent_version, s.environment_id,
+                  s.lease_acquired_at
+    ), history AS (
+        INSERT INTO drover.lease_history (session_id, epoch, owner, acquired_at)
+        SELECT c.id, c.lease_epoch, p_owner, c.lease_acquired_at FROM claimed c
     )
-    UPDATE drover.sessions s
-       SET status = 'running',
-           lease_owner = p_owner,
-           lease_epoch = s.lease_epoch + 1,
-           lease_acquired_at = clock_timestamp(),
-           lease_expires_at = clock_timestamp() + p_ttl_ms * interval '1 millisecond',
-           last_heartbeat_at = clock_timestamp(),
-           updated_at = now()
-      FROM picked
-     WHERE s.id = picked.id
-    RETURNING s.id, s.lease_epoch, s.lease_expires_at, s.last_seq, s.agent_id, s.agent_version, s.environment_id;
+    SELECT c.id, c.lease_epoch, c.lease_expires_at, c.last_seq, c.agent_id, c.agent_version, c.environment_id FROM claimed c;
 END;
 $$;
 
