@@ -54,7 +54,8 @@ public final class Harness: Sendable {
         context = HarnessContext(
             store: SessionStore(pool: pool), queue: LeaseQueue(pool: pool), provider: provider,
             router: SandboxRouter(registry: PoolRegistry(pool: pool), token: options.poolToken, log: log),
-            agents: AgentCache(defaults: options), options: options, log: log, metrics: HarnessMetrics())
+            agents: AgentCache(defaults: options), options: options, log: log, metrics: HarnessMetrics(),
+            committer: GroupCommitter(pool: pool))
     }
 
     private var activeSessions: Int { state.withLock { $0.runners.count } }
@@ -192,7 +193,7 @@ public final class Harness: Sendable {
 
     private func heartbeat(_ runner: SessionRunner) async {
         do {
-            _ = try await context.queue.heartbeat(runner.lease, ttl: options.leaseTTL)
+            _ = try await context.committer.heartbeat(runner.lease, ttl: options.leaseTTL)
             runner.heartbeatSucceeded()
             context.metrics.heartbeats.inc(["outcome": "ok"])
         } catch {

@@ -14,6 +14,8 @@ struct HarnessContext: Sendable {
     var options: HarnessOptions
     var log: Log
     var metrics: HarnessMetrics
+    /// Every session's writes share commits through it (one transaction for all that are ready).
+    var committer: GroupCommitter
 }
 
 /// Runs one session under one lease: `wake(sessionId)`.
@@ -280,7 +282,7 @@ final class SessionRunner: Sendable {
         let writes = closing.map { LeaseWrite.append(lease, $0.0, payload: $0.1) }
             + [.release(lease, to: .idle, handledThrough: handled)]
         var status = SessionStatus.idle
-        for outcome in try await WriteBatch.send(writes, on: context.store.pool) {
+        for outcome in await context.committer.submitAll(writes) {
             if case .released(let released) = try outcome.get() { status = released }
         }
         context.metrics.released.inc(["stop_reason": reason.rawValue])
@@ -366,10 +368,14 @@ final class SessionRunner: Sendable {
 
     // MARK: - Log helpers
 
+    /// Appends in order, in one transaction, sharing the commit with other sessions' writes.
     private func write(_ events: [(EventType, String)]) async throws {
         guard !events.isEmpty else { return }
-        let appended = try await context.store.appendAll(lease, events)
-        if let last = appended.last?.seq { state.withLock { $0.lastSeq = max($0.lastSeq, last) } }
+        var last: Int64 = 0
+        for outcome in await context.committer.submitAll(events.map { .append(lease, $0.0, payload: $0.1) }) {
+            if case .appended(let event) = try outcome.get() { last = max(last, event.seq) }
+        }
+        state.withLock { $0.lastSeq = max($0.lastSeq, last) }
     }
 
     private func readAll() async throws -> [Event] {
