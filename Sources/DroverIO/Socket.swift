@@ -74,6 +74,7 @@ public final class Socket: Sendable {
 /// A listening TCP socket.
 public final class Listener: Sendable {
     public let fd: Int32
+    private let closed = Mutex(false)
     /// The bound address, with the real port when 0 was asked for.
     public let host: String
     public let port: UInt16
@@ -114,8 +115,14 @@ public final class Listener: Sendable {
         }
     }
 
-    /// Stops accepting: a thread blocked in `accept` returns nil.
+    /// Stops accepting: a thread blocked in `accept` returns nil. Safe to call more than once
+    /// (a second close could hit a descriptor number already reused elsewhere).
     public func shutdown() {
+        let first = closed.withLock { closed -> Bool in
+            defer { closed = true }
+            return !closed
+        }
+        guard first else { return }
         Glibc.shutdown(fd, Int32(SHUT_RDWR))
         Glibc.close(fd)
     }

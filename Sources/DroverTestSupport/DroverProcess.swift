@@ -1,4 +1,8 @@
+import DroverCore
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What a finished `drover` process printed and how it exited.
 public struct ProcessResult: Sendable {
@@ -8,6 +12,10 @@ public struct ProcessResult: Sendable {
 }
 
 /// Runs the real `drover` executable, as a user would, with `DATABASE_URL` pointed at `database`.
+///
+/// Spawned with `posix_spawn`, output to files, reaped with `waitpid`: Foundation's `Process` and
+/// `Pipe` are not used, because their descriptors can be closed twice, and in a test process full
+/// of sockets a second close hits somebody else's connection.
 public enum DroverProcess {
     public static func run(_ arguments: [String], database: String?) async throws -> ProcessResult {
         try await withCheckedThrowingContinuation { continuation in
@@ -18,31 +26,36 @@ public enum DroverProcess {
     }
 
     static func runBlocking(_ arguments: [String], database: String?) throws -> ProcessResult {
-        let process = Process()
-        process.executableURL = TestDatabase.droverBinary
-        process.arguments = arguments
+        let base = NSTemporaryDirectory() + "drover-cli-\(UInt64.random(in: 0...UInt64.max))"
+        let (outPath, errPath) = (base + ".out", base + ".err")
+        defer {
+            try? FileManager.default.removeItem(atPath: outPath)
+            try? FileManager.default.removeItem(atPath: errPath)
+        }
         var environment = ProcessInfo.processInfo.environment
         environment["DATABASE_URL"] = database
         environment["DROVER_MIGRATIONS_DIR"] = TestDatabase.migrationsDirectory.path
-        process.environment = environment
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Drain both pipes before waiting so a chatty child never blocks on a full pipe.
-        let group = DispatchGroup()
-        nonisolated(unsafe) var errData = Data()
-        group.enter()
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let binary = TestDatabase.droverBinary.path
+        let argv = ([binary] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
         }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, binary, &actions, nil, argv, envp)
+        guard spawned == 0 else { throw DroverError(.invalidArgument, "cannot start \(binary): \(String(cString: strerror(spawned)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         return ProcessResult(
-            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData, as: UTF8.self))
+            status: exit, stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
     }
 }
