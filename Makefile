@@ -4,7 +4,7 @@ SWIFT_FLAGS ?=
 BIN = .build/debug/drover
 RELEASE_BIN = .build/release/drover
 
-.PHONY: all deps build release test demo bench chaos clean
+.PHONY: all deps build release test demo bench bench-compare chaos clean
 
 all: build
 
@@ -33,6 +33,11 @@ demo: build
 
 bench: release
 	scripts/with-pg.sh sh -c '$(RELEASE_BIN) bench queue && $(RELEASE_BIN) bench sandbox && $(RELEASE_BIN) bench harness'
+
+# Drover's no-op cycles against PgQueuer's no-op drain, side by side (installs PgQueuer from PyPI
+# into .drover/pyq).
+bench-compare: release
+	scripts/with-pg.sh scripts/bench-python-queue.sh
 
 clean:
 	rm -rf .build .drover
