@@ -13,7 +13,6 @@ public struct LineFramer: Sendable {
 
     public let maxLineLength: Int
     private var buffer: [UInt8] = []
-    private var scanned = 0
     private var discarding = false
 
     public init(maxLineLength: Int) {
@@ -55,7 +54,6 @@ public struct LineFramer: Sendable {
             frames.append(.line(buffer))
             buffer.removeAll(keepingCapacity: true)
         }
-        scanned = buffer.count
         return frames
     }
 
@@ -74,5 +72,5 @@ public struct LineFramer: Sendable {
     }
 
     /// Bytes held for an unfinished line.
-    public var pendingBytes: Int { scanned }
+    public var pendingBytes: Int { buffer.count }
 }

@@ -68,7 +68,7 @@ public final class Harness: Sendable {
 
     /// Runs until SIGTERM/SIGINT, then drains; returns the exit status.
     public func run() async throws -> Int32 {
-        try await registerWithRetry()
+        try await register()
         context.metrics.registry.gauge("drover_sessions_active", "Sessions this harness is running now.") { [self] in
             Double(activeSessions)
         }
@@ -122,7 +122,7 @@ public final class Harness: Sendable {
         return 0
     }
 
-    private func registerWithRetry() async throws {
+    private func register() async throws {
         let host = ProcessInfo.processInfo.hostName
         try await pool.query("SELECT drover.register_harness($1, $2, $3)", [id.rawValue, host, Int(getpid())])
     }

@@ -40,9 +40,6 @@ public final class SandboxRouter: Sendable {
         _ = try await placement(for: session, resources: resources, mayProvision: true)
     }
 
-    /// Whether this harness placed the session on a sandbox (tests and the bench look).
-    public func hasPlacement(_ session: SessionID) -> Bool { placements.withLock { $0[session] != nil } }
-
     /// Runs one tool call. `recovering`: the call was logged by a harness that died; it is re-sent
     /// with the same call id, and if its sandbox is gone the outcome is reported as unknown.
     public func execute(session: SessionID, callID: String, name: String, input: JSONValue, resources: JSONValue?, recovering: Bool) async throws -> ToolOutcome {

@@ -11,22 +11,22 @@ public struct HTTPServerRequest: Sendable {
 
 /// A small HTTP/1.1 server on loopback for Drover's own endpoints (metrics, health, the scripted
 /// model): one thread per connection, one request per connection (`connection: close`). The
-/// handler gets the socket so that it can stream (SSE) as well as answer with `respond`.
+/// handler, given to `start`, gets the socket so that it can stream (SSE) as well as answer with `respond`.
 public final class HTTPServer: Sendable {
     public let listener: Listener
-    private let handler: @Sendable (HTTPServerRequest, Socket) -> Void
 
-    public init(host: String, port: UInt16, handler: @escaping @Sendable (HTTPServerRequest, Socket) -> Void) throws {
+    /// Binds now (so the port is known); serves from `start`.
+    public init(host: String, port: UInt16) throws {
         listener = try Listener(host: host, port: port)
-        self.handler = handler
     }
 
     public var address: String { "\(listener.host):\(listener.port)" }
 
-    public func start() {
-        let thread = Thread { [self] in
+    /// Accepts connections on a thread of its own and hands each request to `handler`.
+    public func start(_ handler: @escaping @Sendable (HTTPServerRequest, Socket) -> Void) {
+        let thread = Thread { [listener] in
             while let socket = listener.accept() {
-                let worker = Thread { [self] in
+                let worker = Thread {
                     defer { socket.close() }
                     if let request = Self.readRequest(socket) { handler(request, socket) }
                 }

@@ -7,7 +7,8 @@ public final class OpsEndpoint: Sendable {
     private let server: HTTPServer
 
     public init(host: String, port: UInt16, metrics: MetricsRegistry, ready: @escaping @Sendable () -> Bool) throws {
-        server = try HTTPServer(host: host, port: port) { request, socket in
+        server = try HTTPServer(host: host, port: port)
+        server.start { request, socket in
             switch (request.method, request.path) {
             case ("GET", "/metrics"):
                 HTTPServer.respond(socket, status: 200, contentType: "text/plain; version=0.0.4", body: Array(metrics.render().utf8))
@@ -20,7 +21,6 @@ public final class OpsEndpoint: Sendable {
                 HTTPServer.respond(socket, status: 404, contentType: "text/plain", body: Array("not found\n".utf8))
             }
         }
-        server.start()
     }
 
     public var address: String { server.address }

@@ -7,24 +7,19 @@ import Synchronization
 /// Retries as `RetryingStream` says (429, 529, 5xx, unreachable; `retry-after` honoured). The API key goes only into the `x-api-key` header: it is never
 /// part of a request body, an event or a log line.
 public struct AnthropicProvider: ModelProvider {
-    public var baseURL: String
-    public var apiKey: String
-    public var maxRetries: Int
-    /// Longest wait between attempts, whatever `retry-after` says.
-    public var maxBackoff: Double
-    let http = HTTPClient()
+    let transport: RetryingStream
+    let apiKey: String
 
+    /// `maxBackoff`: the longest wait between attempts, whatever `retry-after` says.
     public init(baseURL: String = "https://api.anthropic.com", apiKey: String, maxRetries: Int = 6, maxBackoff: Double = 60) {
-        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        transport = RetryingStream(baseURL: baseURL, maxRetries: maxRetries, maxBackoff: maxBackoff)
         self.apiKey = apiKey
-        self.maxRetries = maxRetries
-        self.maxBackoff = maxBackoff
     }
 
     public func complete(_ request: ModelRequest, onFirstToken: @escaping @Sendable () -> Void) async throws -> ModelResponse {
-        try await RetryingStream(http: http, maxRetries: maxRetries, maxBackoff: maxBackoff).send(
+        try await transport.send(
             HTTPRequest(
-                url: baseURL + "/v1/messages",
+                url: transport.baseURL + "/v1/messages",
                 headers: [("content-type", "application/json"), ("accept", "text/event-stream"),
                           ("anthropic-version", "2023-06-01"), ("x-api-key", apiKey)],
                 body: Array(Self.body(request).text.utf8)),

@@ -6,24 +6,19 @@ import Synchronization
 /// and tool calls, mapped onto the same `ModelRequest` / `ModelResponse` as the Messages API.
 /// Retries as `RetryingStream` says; the key travels only in the `authorization` header.
 public struct OpenAIProvider: ModelProvider {
-    public var baseURL: String
-    public var apiKey: String
-    public var maxRetries: Int
-    public var maxBackoff: Double
-    let http = HTTPClient()
+    let transport: RetryingStream
+    let apiKey: String
 
     public init(baseURL: String = "https://api.openai.com", apiKey: String, maxRetries: Int = 6, maxBackoff: Double = 60) {
-        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        transport = RetryingStream(baseURL: baseURL, maxRetries: maxRetries, maxBackoff: maxBackoff)
         self.apiKey = apiKey
-        self.maxRetries = maxRetries
-        self.maxBackoff = maxBackoff
     }
 
     public func complete(_ request: ModelRequest, onFirstToken: @escaping @Sendable () -> Void) async throws -> ModelResponse {
         var headers = [("content-type", "application/json"), ("accept", "text/event-stream")]
         if !apiKey.isEmpty { headers.append(("authorization", "Bearer \(apiKey)")) }
-        return try await RetryingStream(http: http, maxRetries: maxRetries, maxBackoff: maxBackoff).send(
-            HTTPRequest(url: baseURL + "/v1/chat/completions", headers: headers, body: Array(Self.body(request).text.utf8)),
+        return try await transport.send(
+            HTTPRequest(url: transport.baseURL + "/v1/chat/completions", headers: headers, body: Array(Self.body(request).text.utf8)),
             as: ChunkState.self, onFirstToken: onFirstToken)
     }
 

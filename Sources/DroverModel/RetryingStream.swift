@@ -15,9 +15,17 @@ protocol ResponseStream: Sendable {
 /// tried again, waiting what `retry-after` says or backing off exponentially with jitter; other
 /// statuses fail at once with `http_error`.
 struct RetryingStream {
-    var http: HTTPClient
+    var http = HTTPClient()
+    /// The API base, without a trailing slash.
+    var baseURL: String
     var maxRetries: Int
     var maxBackoff: Double
+
+    init(baseURL: String, maxRetries: Int, maxBackoff: Double) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.maxRetries = maxRetries
+        self.maxBackoff = maxBackoff
+    }
 
     func send<Stream: ResponseStream>(_ request: HTTPRequest, as: Stream.Type, onFirstToken: @escaping @Sendable () -> Void) async throws -> ModelResponse {
         var attempt = 0

@@ -8,8 +8,8 @@ import Synchronization
 /// offline demo, and is named for what it is: nothing here is a model.
 public final class ScriptedModelServer: Sendable {
     public let script: ModelScript
-    private let server: Mutex<HTTPServer?> = Mutex(nil)
-    public let listener: Listener
+    private let server: HTTPServer
+    public var listener: Listener { server.listener }
     private let log: Log
 
     private struct State {
@@ -21,18 +21,15 @@ public final class ScriptedModelServer: Sendable {
     public init(script: ModelScript, host: String, port: UInt16, log: Log) throws {
         self.script = script
         self.log = log
-        let box = Mutex<ScriptedModelServer?>(nil)
-        let http = try HTTPServer(host: host, port: port) { request, socket in
-            box.withLock { $0 }?.serve(request, socket)
-        }
-        self.listener = http.listener
-        server.withLock { $0 = http }
-        box.withLock { $0 = self }
+        server = try HTTPServer(host: host, port: port)
     }
 
-    public func start() { server.withLock { $0 }?.start() }
+    /// Serves until `stop`. The handler holds the server weakly, so a stopped one is freed.
+    public func start() {
+        server.start { [weak self] request, socket in self?.serve(request, socket) }
+    }
 
-    public func stop() { server.withLock { $0 }?.stop() }
+    public func stop() { server.stop() }
 
     // MARK: - HTTP
 

@@ -51,11 +51,7 @@ final class PoolServer: Sendable {
     func start() {
         let thread = Thread { [self] in
             while let socket = listener.accept() {
-                let registered = state.withLock { state -> Bool in
-                    state.connections[socket.fd] = socket
-                    return true
-                }
-                guard registered else { continue }
+                state.withLock { $0.connections[socket.fd] = socket }
                 let reader = Thread { [self] in serve(socket) }
                 reader.name = "drover.pool.connection"
                 reader.start()
