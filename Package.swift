@@ -3,7 +3,7 @@ import PackageDescription
 
 // Dependency arrows point one way:
 // CLibPQ → DroverPostgres → DroverStore → DroverSandbox → drover (executable);
-// CCurl → DroverModel → drover; CDroverSys → DroverIO → DroverSandbox, DroverModel;
+// CCurl → DroverModel → drover; CDroverSys → DroverIO → DroverSandbox, DroverModel, DroverScriptedModel;
 // DroverCore (plain value types) is used by all.
 let package = Package(
     name: "Drover",
@@ -31,25 +31,29 @@ let package = Package(
         // Sockets, blocking work on own threads, child daemons: shared by the pool and the model server.
         .target(name: "DroverIO", dependencies: ["CDroverSys", "DroverCore"]),
         .target(name: "DroverSandbox", dependencies: ["CDroverSys", "DroverIO", "DroverCore", "DroverStore"]),
-        // Model providers over HTTP (libcurl) and the scripted model server for tests and the demo.
+        // Model providers over HTTP (libcurl).
         .target(name: "DroverModel", dependencies: ["CCurl", "DroverIO", "DroverCore"]),
+        // A test rig, apart from production code: the scripted model server (tests, the offline
+        // demo, benches), as strict as the real APIs it imitates.
+        .target(name: "DroverScriptedModel", dependencies: ["DroverIO", "DroverCore"]),
         // The agent loop and the harness daemon.
         .target(name: "DroverHarness", dependencies: ["DroverModel", "DroverSandbox", "DroverStore", "DroverIO", "DroverCore"]),
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverHarness", "DroverModel", "DroverSandbox", "DroverIO", "DroverStore", "DroverPostgres", "DroverCore",
+                "DroverHarness", "DroverModel", "DroverScriptedModel", "DroverSandbox", "DroverIO", "DroverStore", "DroverPostgres",
+                "DroverCore",
             ]),
         // Helpers for tests: a fresh, migrated database per test on the server in DATABASE_URL.
         .target(
             name: "DroverTestSupport",
-            dependencies: ["DroverModel", "DroverIO", "DroverSandbox", "DroverStore", "DroverPostgres", "DroverCore"]),
+            dependencies: ["DroverModel", "DroverScriptedModel", "DroverIO", "DroverSandbox", "DroverStore", "DroverPostgres", "DroverCore"]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore"]),
         .testTarget(name: "DroverSandboxTests", dependencies: ["DroverSandbox", "DroverCore", "DroverTestSupport"]),
-        .testTarget(name: "DroverModelTests", dependencies: ["DroverModel", "DroverCore", "DroverTestSupport"]),
+        .testTarget(name: "DroverModelTests", dependencies: ["DroverModel", "DroverScriptedModel", "DroverCore", "DroverTestSupport"]),
         .testTarget(
             name: "DroverHarnessTests",
-            dependencies: ["DroverHarness", "DroverModel", "DroverStore", "DroverCore", "DroverTestSupport"]),
+            dependencies: ["DroverHarness", "DroverModel", "DroverScriptedModel", "DroverStore", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres", "DroverTestSupport"]),
         .testTarget(
             name: "DroverStoreTests",

@@ -50,7 +50,7 @@ start() {
     as_pg "$bin/initdb" -D "$(data)" -U drover --auth=trust -E UTF8 --no-instructions >"$home.initdb.log" 2>&1 \
         || { cat "$home.initdb.log" >&2; exit 1; }
     as_pg "$bin/pg_ctl" -D "$(data)" -l "$(data)/server.log" -w -t 60 start -o \
-        "-p $port -k $(data) -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB -c fsync=on" \
+        "-p $port -k $(data) -c listen_addresses=127.0.0.1 -c fsync=on" \
         >/dev/null
     as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U drover drover
     echo "$port" >"$home/port"

@@ -14,9 +14,12 @@ public struct Lease: Sendable, Equatable, Hashable {
     public var agentID: String?
     public var agentVersion: Int?
     public var environmentID: String?
+    /// Claims of the session since it was last released cleanly, this one included: above 1, the
+    /// harnesses before this one died (or stalled) holding it.
+    public var attempt: Int
 
     public init(sessionID: SessionID, owner: HarnessID, epoch: Int64, expiresAt: Date, lastSeq: Int64,
-                agentID: String? = nil, agentVersion: Int? = nil, environmentID: String? = nil) {
+                agentID: String? = nil, agentVersion: Int? = nil, environmentID: String? = nil, attempt: Int = 1) {
         self.sessionID = sessionID
         self.owner = owner
         self.epoch = epoch
@@ -25,5 +28,6 @@ public struct Lease: Sendable, Equatable, Hashable {
         self.agentID = agentID
         self.agentVersion = agentVersion
         self.environmentID = environmentID
+        self.attempt = attempt
     }
 }

@@ -7,8 +7,8 @@ public struct LeaseStateMachine: Sendable, Equatable {
     public enum State: Sendable, Equatable {
         /// The lease is held; writes are allowed until `deadline`.
         case holding(deadline: Double, nextHeartbeat: Double, heartbeatSentAt: Double?)
-        /// A release was sent; no more writes.
-        case releasing
+        /// A release was sent; no more writes. Keeps the deadline in case the release fails.
+        case releasing(deadline: Double)
         case released
         /// The lease is gone; the holder must stop and write nothing more.
         case lost(LossReason)
@@ -47,12 +47,6 @@ public struct LeaseStateMachine: Sendable, Equatable {
     public func canWrite(at now: Double) -> Bool {
         if case .holding(let deadline, _, _) = state { return now < deadline }
         return false
-    }
-
-    /// The time of the next `tick` that could produce an action, if any.
-    public var nextWakeUp: Double? {
-        guard case .holding(let deadline, let next, let sentAt) = state else { return nil }
-        return sentAt == nil ? min(next, deadline) : deadline
     }
 
     /// Advances the clock: asks for a heartbeat when one is due, gives up at the deadline.
@@ -98,10 +92,10 @@ public struct LeaseStateMachine: Sendable, Equatable {
         }
     }
 
-    /// The holder is done with the session.
+    /// The holder is done with the session (the release carries its last writes).
     public mutating func releaseRequested() -> Action {
-        guard case .holding = state else { return .none }
-        state = .releasing
+        guard case .holding(let deadline, _, _) = state else { return .none }
+        state = .releasing(deadline: deadline)
         return .sendRelease
     }
 
@@ -109,5 +103,12 @@ public struct LeaseStateMachine: Sendable, Equatable {
     public mutating func releaseCompleted(leaseLost: Bool) {
         guard case .releasing = state else { return }
         state = leaseLost ? .lost(.fenced) : .released
+    }
+
+    /// The release's outcome is unknown (the connection broke): the lease is held as before, until
+    /// its deadline, and a heartbeat is due at once.
+    public mutating func releaseFailed() {
+        guard case .releasing(let deadline) = state else { return }
+        state = .holding(deadline: deadline, nextHeartbeat: 0, heartbeatSentAt: nil)
     }
 }

@@ -3,9 +3,19 @@ import DroverModel
 
 /// The model's context as a view of the session log; the log itself is never changed.
 ///
-/// User and agent events become alternating user/assistant messages. When the estimate exceeds
-/// the budget, the oldest tool outputs are shortened to a marker that says where the full output
-/// is in the log, until the view fits.
+/// The log keeps the true order of what happened; the view reorders only what the Messages API
+/// requires, so that it is valid whatever order the log has:
+/// - user and agent events become alternating user/assistant messages, starting with the user;
+/// - the results of an assistant turn's tool uses open the next user message, before any other
+///   block: a user message that arrived while the tools ran is placed after them;
+/// - a user message that arrived while a model call was in flight (logged between the request's
+///   start and its answer) was not seen by that call: it follows the answer, never precedes it;
+/// - a tool use with no result (it cannot reach the model otherwise) gets an error result that
+///   says so; a result with no matching tool use is left out;
+/// - empty text, and thinking without a signature, are left out (the API refuses both).
+///
+/// When the estimate exceeds the budget, the oldest tool outputs are shortened to a marker that
+/// says where the full output is in the log, until the view fits.
 public struct ContextView: Sendable, Equatable {
     public var messages: [Message]
     /// Tool-use ids whose results the view shortened.
@@ -19,41 +29,16 @@ public struct ContextView: Sendable, Equatable {
 
     /// Tool outputs shorter than this are never elided: the marker would save nothing.
     static let keepBelow = 200
+    static let missingResult = "No result was recorded for this call."
 
     public init(events: [Event], budgetTokens: Int) {
-        var messages: [Message] = []
-        var resultSeqs: [String: Int64] = [:]
-        func add(_ role: Message.Role, _ blocks: [ContentBlock]) {
-            guard !blocks.isEmpty else { return }
-            if let last = messages.last, last.role == role {
-                messages[messages.count - 1].content += blocks
-            } else {
-                messages.append(Message(role: role, content: blocks))
-            }
-        }
-        for event in events {
-            guard let payload = try? JSONValue.parse(event.payload) else { continue }
-            switch event.type {
-            case .userMessage, .agentMessage:
-                let blocks: [ContentBlock]
-                switch payload["content"] {
-                case .array(let list)?: blocks = list.map(ContentBlock.init(json:))
-                case .string(let text)?: blocks = [.text(text)]
-                default: blocks = []
-                }
-                add(event.type == .userMessage ? .user : .assistant, blocks)
-            case .agentThinking:
-                add(.assistant, [.thinking(payload["thinking"]?.stringValue ?? "", signature: payload["signature"]?.stringValue)])
-            case .agentToolUse:
-                add(.assistant, [.toolUse(id: payload["id"]?.stringValue ?? "", name: payload["name"]?.stringValue ?? "", input: payload["input"] ?? [:])])
-            case .agentToolResult, .userCustomToolResult:
-                let id = payload["tool_use_id"]?.stringValue ?? ""
-                resultSeqs[id] = event.seq
-                add(.user, [.toolResult(toolUseID: id, content: payload["content"]?.stringValue ?? "", isError: payload["is_error"]?.boolValue ?? false)])
-            default:
-                continue
-            }
-        }
+        self.init(log: SessionLog(events: events), budgetTokens: budgetTokens)
+    }
+
+    public init(log: SessionLog, budgetTokens: Int) {
+        var builder = Builder()
+        for entry in log.entries { builder.add(entry) }
+        var messages = builder.finish()
         let before = Self.estimate(messages)
         var after = before
         var elided: [String] = []
@@ -63,7 +48,7 @@ public struct ContextView: Sendable, Equatable {
                     guard case .toolResult(let id, let content, let isError) = messages[m].content[b], content.utf8.count > Self.keepBelow else {
                         continue
                     }
-                    let marker = "[output elided from the context view: \(content.utf8.count) bytes; the full output is event seq \(resultSeqs[id] ?? 0) of the session log]"
+                    let marker = "[output elided from the context view: \(content.utf8.count) bytes; the full output is event seq \(builder.resultSeqs[id] ?? 0) of the session log]"
                     messages[m].content[b] = .toolResult(toolUseID: id, content: marker, isError: isError)
                     elided.append(id)
                     after -= (content.utf8.count - marker.utf8.count) / 4
@@ -74,6 +59,137 @@ public struct ContextView: Sendable, Equatable {
         self.messages = messages
         self.elided = elided
         self.estimatedTokens = (before, after)
+    }
+
+    /// Walks the log once, holding back user blocks while an assistant turn's tool results are
+    /// outstanding.
+    struct Builder {
+        var messages: [Message] = []
+        /// Tool uses of the latest assistant message still without a result, in order.
+        var awaiting: [String] = []
+        /// Results for the latest assistant message's tool uses, in arrival order.
+        var results: [ContentBlock] = []
+        /// User blocks that arrived while results were outstanding.
+        var held: [ContentBlock] = []
+        var resultSeqs: [String: Int64] = [:]
+        /// A model request was logged and its answer has not been (or is being) read.
+        var requestInFlight = false
+        var answerOpen = false
+        /// User blocks that arrived during a model call: they go after its answer.
+        var duringCall: [ContentBlock] = []
+
+        mutating func add(_ entry: SessionLog.Entry) {
+            let payload = entry.json
+            let answerBlock = entry.type == .agentMessage || entry.type == .agentThinking || entry.type == .agentToolUse
+            if answerBlock && requestInFlight {
+                // The answer itself shows the call returned (logs without its end span).
+                requestInFlight = false
+                answerOpen = true
+            }
+            if answerOpen && !answerBlock && entry.type != .userMessage {
+                answerOpen = false
+                releaseDuringCall()
+            }
+            switch entry.type {
+            case .spanModelRequestStart:
+                // What arrived during a call that never answered was seen by this one.
+                releaseDuringCall()
+                requestInFlight = true
+            case .spanModelRequestEnd:
+                requestInFlight = false
+                answerOpen = true
+            case .userMessage:
+                let blocks = Self.blocks(payload["content"])
+                if requestInFlight || answerOpen { duringCall += blocks } else { addUser(blocks) }
+            case .agentMessage:
+                closeToolTurn()
+                append(.assistant, Self.blocks(payload["content"]))
+            case .agentThinking:
+                closeToolTurn()
+                if let signature = payload["signature"]?.stringValue {
+                    append(.assistant, [.thinking(payload["thinking"]?.stringValue ?? "", signature: signature)])
+                }
+            case .agentToolUse:
+                closeToolTurn()
+                let id = payload["id"]?.stringValue ?? ""
+                guard !id.isEmpty else { return }
+                append(.assistant, [.toolUse(id: id, name: payload["name"]?.stringValue ?? "", input: payload["input"] ?? [:])])
+                awaiting.append(id)
+            case .agentToolResult, .userCustomToolResult:
+                let id = payload["tool_use_id"]?.stringValue ?? ""
+                guard let position = awaiting.firstIndex(of: id) else { return }
+                awaiting.remove(at: position)
+                resultSeqs[id] = entry.seq
+                results.append(.toolResult(toolUseID: id, content: payload["content"]?.stringValue ?? "", isError: payload["is_error"]?.boolValue ?? false))
+                if awaiting.isEmpty { flushResults() }
+            default:
+                return
+            }
+        }
+
+        mutating func addUser(_ blocks: [ContentBlock]) {
+            if awaiting.isEmpty { append(.user, blocks) } else { held += blocks }
+        }
+
+        mutating func releaseDuringCall() {
+            addUser(duringCall)
+            duringCall = []
+        }
+
+        /// Before an assistant block of the next response: every tool use of the turn before it
+        /// gets its result. Blocks of one response (parallel tool uses) come before any result
+        /// or user block, and stay in one assistant message.
+        mutating func closeToolTurn() {
+            guard !awaiting.isEmpty, !results.isEmpty || !held.isEmpty else { return }
+            forceCloseToolTurn()
+        }
+
+        mutating func forceCloseToolTurn() {
+            guard !awaiting.isEmpty else { return }
+            for id in awaiting { results.append(.toolResult(toolUseID: id, content: ContextView.missingResult, isError: true)) }
+            awaiting = []
+            flushResults()
+        }
+
+        /// The results open the user message; what the user said meanwhile follows them.
+        mutating func flushResults() {
+            append(.user, results + held)
+            results = []
+            held = []
+        }
+
+        mutating func append(_ role: Message.Role, _ blocks: [ContentBlock]) {
+            guard !blocks.isEmpty else { return }
+            // The first message is the user's; nothing the agent said before it can be sent.
+            if messages.isEmpty && role == .assistant { return }
+            if let last = messages.last, last.role == role {
+                messages[messages.count - 1].content += blocks
+            } else {
+                messages.append(Message(role: role, content: blocks))
+            }
+        }
+
+        mutating func finish() -> [Message] {
+            releaseDuringCall()
+            forceCloseToolTurn()
+            if !held.isEmpty { append(.user, held) }
+            held = []
+            return messages
+        }
+
+        /// Content as blocks, without the empty text the API refuses.
+        static func blocks(_ content: JSONValue?) -> [ContentBlock] {
+            let blocks: [ContentBlock]
+            switch content {
+            case .array(let list)?: blocks = list.map(ContentBlock.init(json:))
+            case .string(let text)?: blocks = [.text(text)]
+            default: blocks = []
+            }
+            return blocks.filter { block in
+                if case .text(let text) = block { return !text.allSatisfy(\.isWhitespace) }
+                return true
+            }
+        }
     }
 
     /// About four bytes per token: a budget check, not a tokenizer.

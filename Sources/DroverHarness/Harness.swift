@@ -18,8 +18,14 @@ public struct HarnessOptions: Sendable {
     /// Provision the sandbox before the first model call (only to compare in the benchmark).
     public var eagerSandbox = false
     public var maxTurns = 50
+    /// Claims in a row without a clean release after which a session is closed as
+    /// `retries_exhausted` instead of being run again (a crash-loop guard).
+    public var maxAttempts = 5
     public var contextBudgetTokens = 150_000
     public var poolToken = ""
+    /// Pooled database connections (one more is the listener): a fixed budget whatever
+    /// `maxSessions` is, since every session's writes share commits through group commit.
+    public var databaseConnections = 3
     /// Where to serve /metrics, /healthz and /readyz (off when nil).
     public var metricsListen: (host: String, port: UInt16)?
     public init() {}
@@ -35,7 +41,7 @@ public final class Harness: Sendable {
     let log: Log
 
     private struct State {
-        var runners: [SessionID: SessionRunner] = [:]
+        var runners = RunnerTable<SessionRunner>()
         var draining = false
         var ready = false
     }
@@ -46,7 +52,10 @@ public final class Harness: Sendable {
     public init(databaseURL: String, provider: any ModelProvider, options: HarnessOptions) {
         let id = HarnessID.fresh()
         let log = Log(component: "harness", context: [("harness", .string(id.rawValue))])
-        let pool = ConnectionPool(conninfo: databaseURL, maxConnections: max(4, min(32, options.maxSessions / 2 + 2)), connectTimeout: 30)
+        // A step that cannot get a connection within half the TTL gives up rather than sit on a
+        // lease it cannot serve; the lease then expires and another harness resumes the session.
+        let pool = ConnectionPool(conninfo: databaseURL, maxConnections: max(1, options.databaseConnections),
+                                  connectTimeout: max(1, min(30, options.leaseTTL / 2)))
         self.id = id
         self.options = options
         self.pool = pool
@@ -76,8 +85,11 @@ public final class Harness: Sendable {
             try OpsEndpoint(host: listen.host, port: listen.port, metrics: context.metrics.registry) { [self] in isReady }
         }
         if let ops { log.info("metrics listening", ("address", .string(ops.address))) }
-        let claimer = try Claimer(queue: context.queue, owner: id, ttl: options.leaseTTL, pollInterval: options.pollInterval)
-        let userEvents = try PostgresListener(conninfo: pool.conninfo, channels: [LeaseQueue.userEventChannel])
+        // One listener connection for both channels: runnable sessions wake the claimer, user
+        // events reach the runner of their session.
+        let listener = try PostgresListener(conninfo: pool.conninfo, channels: [LeaseQueue.runnableChannel, LeaseQueue.userEventChannel])
+        let claimer = Claimer(queue: context.queue, owner: id, ttl: options.leaseTTL, pollInterval: options.pollInterval,
+                              sharedListener: listener, owns: false)
         log.info("started", ("max_sessions", .number(Double(options.maxSessions))), ("lease_ttl_s", .number(options.leaseTTL)),
                  ("eager_sandbox", .bool(options.eagerSandbox)))
 
@@ -86,7 +98,7 @@ public final class Harness: Sendable {
         let ticking = Task { await tickLoop() }
         let registry = Task { await registryLoop() }
         let interrupts = Task {
-            for await notification in userEvents.notifications where !notification.isReconnect {
+            for await notification in listener.notifications where notification.channel == LeaseQueue.userEventChannel {
                 let runner = state.withLock { $0.runners[SessionID(notification.payload)] }
                 if let runner { Task { await runner.userEventArrived() } }
             }
@@ -97,14 +109,14 @@ public final class Harness: Sendable {
         state.withLock { $0.draining = true }
         claiming.cancel()
         claimer.stop()
-        let runners = state.withLock { Array($0.runners.values) }
+        let runners = state.withLock { $0.runners.runners }
         runners.forEach { $0.requestDrain() }
         let deadline = ContinuousClock.now + .seconds(options.grace)
         while state.withLock({ !$0.runners.isEmpty }) && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }
         // Past the grace: stop what is left mid-step and hand it off.
-        for runner in state.withLock({ Array($0.runners.values) }) { runner.stop(.handOff) }
+        for runner in state.withLock({ $0.runners.runners }) { runner.stop(.handOff) }
         let handOffDeadline = ContinuousClock.now + .seconds(5)
         while state.withLock({ !$0.runners.isEmpty }) && ContinuousClock.now < handOffDeadline {
             try? await Task.sleep(for: .milliseconds(10))
@@ -113,7 +125,7 @@ public final class Harness: Sendable {
         ticking.cancel()
         registry.cancel()
         interrupts.cancel()
-        userEvents.stop()
+        listener.stop()
         _ = try? await pool.query("SELECT drover.harness_stopped($1)", [id.rawValue])
         context.router.close()
         pool.close()
@@ -152,21 +164,23 @@ public final class Harness: Sendable {
     }
 
     private func start(_ lease: Lease, claimSentAt: Double) {
-        let runner = SessionRunner(lease: lease, claimSentAt: claimSentAt, context: context)
-        let accepted = state.withLock { state -> Bool in
-            guard !state.draining else { return false }
-            state.runners[lease.sessionID] = runner
-            return true
+        let runner = SessionRunner(lease: lease, claimSentAt: claimSentAt, origin: origin, context: context)
+        let (accepted, replaced) = state.withLock { state -> (Bool, SessionRunner?) in
+            guard !state.draining else { return (false, nil) }
+            return (true, state.runners.insert(runner, session: lease.sessionID, epoch: lease.epoch))
         }
         guard accepted else {
             Task { _ = try? await context.queue.release(lease, to: .queued, handledThrough: lease.lastSeq) }
             return
         }
+        // This harness won its own session back after its older lease expired: that runner's
+        // writes are fenced already; stop it now.
+        replaced?.stop(.leaseLost)
         runner.log.info("claimed")
         context.metrics.claimed.inc()
         Task {
             await runner.run()
-            state.withLock { _ = $0.runners.removeValue(forKey: lease.sessionID) }
+            state.withLock { $0.runners.remove(session: lease.sessionID, epoch: lease.epoch) }
         }
     }
 
@@ -176,7 +190,7 @@ public final class Harness: Sendable {
     private func tickLoop() async {
         let interval = min(0.25, options.leaseTTL / 12)
         while !Task.isCancelled {
-            for runner in state.withLock({ Array($0.runners.values) }) {
+            for runner in state.withLock({ $0.runners.runners }) {
                 switch runner.tick(now: now) {
                 case .sendHeartbeat:
                     Task { await heartbeat(runner) }

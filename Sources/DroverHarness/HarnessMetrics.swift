@@ -12,10 +12,11 @@ struct HarnessMetrics: Sendable {
     let timeToFirstToken: Histogram
     let toolCalls: Counter
     let toolSeconds: Histogram
+    let logEventsRead: Counter
 
     init() {
         claimed = registry.counter("drover_sessions_claimed_total", "Sessions claimed.")
-        released = registry.counter("drover_sessions_released_total", "Leases released, by how the session ended (end_turn, interrupted, error, max_turns, budget_reached, handed_off).")
+        released = registry.counter("drover_sessions_released_total", "Leases released, by how the session ended (end_turn, interrupted, error, max_turns, budget_reached, retries_exhausted, handed_off).")
         leasesLost = registry.counter("drover_leases_lost_total", "Leases lost (fenced or expired locally).")
         heartbeats = registry.counter("drover_lease_heartbeats_total", "Lease heartbeats, by outcome (ok, failed).")
         modelRequests = registry.counter("drover_model_requests_total", "Model requests, by outcome (ok or an error code).")
@@ -23,5 +24,6 @@ struct HarnessMetrics: Sendable {
         timeToFirstToken = registry.histogram("drover_time_to_first_token_seconds", "From sending a model request to its first token.")
         toolCalls = registry.counter("drover_tool_calls_total", "Tool calls, by tool and outcome (ok, is_error).")
         toolSeconds = registry.histogram("drover_tool_call_seconds", "Tool call duration in seconds, by tool.")
+        logEventsRead = registry.counter("drover_log_events_read_total", "Log events read by session runners (each is read once per lease).")
     }
 }

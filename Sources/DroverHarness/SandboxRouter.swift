@@ -28,6 +28,7 @@ public final class SandboxRouter: Sendable {
 
     private let clients = Mutex<[String: PoolClient]>([:])
     private let placements = Mutex<[SessionID: Placement]>([:])
+    private let flights = Mutex<[SessionID: Task<Placement?, any Error>]>([:])
 
     public init(registry: PoolRegistry, token: String, log: Log) {
         self.registry = registry
@@ -36,15 +37,16 @@ public final class SandboxRouter: Sendable {
     }
 
     /// Provisions the session's sandbox now if it has none (for `--eager-sandbox`).
-    public func ensureSandbox(for session: SessionID, resources: JSONValue?) async throws {
-        _ = try await placement(for: session, resources: resources, mayProvision: true)
+    public func ensureSandbox(for lease: Lease, resources: JSONValue?) async throws {
+        _ = try await placement(for: lease, resources: resources, recovering: false)
     }
 
     /// Runs one tool call. `recovering`: the call was logged by a harness that died; it is re-sent
     /// with the same call id, and if its sandbox is gone the outcome is reported as unknown.
-    public func execute(session: SessionID, callID: String, name: String, input: JSONValue, resources: JSONValue?, recovering: Bool) async throws -> ToolOutcome {
+    public func execute(lease: Lease, callID: String, name: String, input: JSONValue, resources: JSONValue?, recovering: Bool) async throws -> ToolOutcome {
+        let session = lease.sessionID
         do {
-            guard let placement = try await placement(for: session, resources: resources, mayProvision: true, recovering: recovering) else {
+            guard let placement = try await placement(for: lease, resources: resources, recovering: recovering) else {
                 return ToolOutcome(
                     content: "The outcome of this call is unknown: the harness that sent it stopped and its sandbox is gone. Check before repeating it.",
                     isError: true, details: ["outcome": "unknown"])
@@ -55,6 +57,8 @@ public final class SandboxRouter: Sendable {
             if let code = result["exit_code"] { details["exit_code"] = code }
             if result["truncated"]?.boolValue == true { details["truncated"] = true }
             if result["timed_out"]?.boolValue == true { details["timed_out"] = true }
+            // The exact bytes, when the text shown had to replace some (see ToolText).
+            if let exact = result["output_base64"] { details["content_base64"] = exact }
             return ToolOutcome(content: result["output"]?.stringValue ?? "", isError: result["is_error"]?.boolValue ?? false, details: details)
         } catch let failure as PoolProtocol.Failure {
             switch failure.code {
@@ -74,23 +78,50 @@ public final class SandboxRouter: Sendable {
 
     /// The session's sandbox: remembered, else from the registry, else a new one. With
     /// `recovering`, a sandbox that existed and is gone yields nil (the call's outcome is unknown).
-    private func placement(for session: SessionID, resources: JSONValue?, mayProvision: Bool, recovering: Bool = false) async throws -> Placement? {
+    ///
+    /// Single flight: parallel tool calls of one session wait for one look-up or provision, so a
+    /// response with two tool calls never splits the session's files over two sandboxes.
+    private func placement(for lease: Lease, resources: JSONValue?, recovering: Bool) async throws -> Placement? {
+        let session = lease.sessionID
         if let known = placements.withLock({ $0[session] }) { return known }
+        let (flight, leader) = flights.withLock { flights -> (Task<Placement?, any Error>, Bool) in
+            if let existing = flights[session] { return (existing, false) }
+            let task = Task { try await self.find(for: lease, resources: resources, recovering: recovering) }
+            flights[session] = task
+            return (task, true)
+        }
+        defer { if leader { flights.withLock { _ = $0.removeValue(forKey: session) } } }
+        return try await flight.value
+    }
+
+    private func find(for lease: Lease, resources: JSONValue?, recovering: Bool) async throws -> Placement? {
+        let session = lease.sessionID
         if let found = try await registry.sandbox(forSession: session.rawValue) {
             let placement = Placement(address: found.address, pool: found.pool, sandbox: found.sandbox)
             placements.withLock { $0[session] = placement }
             return placement
         }
         if recovering, try await registry.hasSandboxRecord(forSession: session.rawValue) { return nil }
-        guard mayProvision else { return nil }
         // Least loaded first; a pool that cannot be reached (dead, but not yet marked gone) is skipped.
         var lastFailure = PoolProtocol.Failure(.unreachable, "no sandbox pool is available in the registry")
         for pool in try await registry.pools() where pool.status == "up" && pool.sandboxes < pool.capacity {
             do {
                 let client = try await client(pool.address)
                 let sandbox = try await client.provision(resources: resources, session: session.rawValue)
-                // Recorded before any call runs in it, so that a successor can tell "never ran" from "unknown".
-                try await registry.recordSandbox(id: sandbox, pool: pool.id, session: session.rawValue)
+                // Recorded, fenced by the lease, before any call runs in it, so that a successor can
+                // tell "never ran" from "unknown" and a stale harness never adopts a sandbox.
+                let recorded: String
+                do {
+                    recorded = try await registry.recordSessionSandbox(id: sandbox, pool: pool.id, lease: lease)
+                } catch {
+                    try? await client.destroy(sandbox: sandbox)
+                    throw error
+                }
+                if recorded != sandbox {
+                    // Another holder of this session recorded one first: use that one.
+                    try? await client.destroy(sandbox: sandbox)
+                    return try await find(for: lease, resources: resources, recovering: recovering)
+                }
                 let placement = Placement(address: pool.address, pool: pool.id, sandbox: sandbox)
                 placements.withLock { $0[session] = placement }
                 log.info("sandbox provisioned", ("session", .string(session.rawValue)), ("sandbox", .string(sandbox)), ("pool", .string(pool.id)))

@@ -20,12 +20,15 @@ struct HarnessContext: Sendable {
 
 /// Runs one session under one lease: `wake(sessionId)`.
 ///
-/// The log is the only state. The runner reads it, builds the model's context as a view of it,
-/// calls the model, appends every step, runs tool calls (in parallel) and repeats until the model
-/// ends its turn, then appends `session.status_idle` and releases the lease. Each step re-reads
-/// the log, so user events sent meanwhile are taken in order at the next turn boundary, and a
-/// successor after a crash resumes from exactly what was written: a tool call logged without a
-/// result is re-sent with the same call id, a model call cut off is made again.
+/// The log is the only state. The runner reads it (only what is new at each step), asks the pure
+/// `TurnPlanner` what to do next, and performs that step: run logged tool calls (in parallel),
+/// call the model with the context view, or end the turn with `session.status_idle` and release
+/// the lease. A successor after a crash plans from exactly what was written: a tool call logged
+/// without a result is re-sent with the same call id, a model call cut off is made again, a turn
+/// that was already answered is only closed.
+///
+/// Every write goes through the lease's `LeaseStateMachine`: none is sent once the local deadline
+/// has passed, and a `lease_lost` answer stops the work at once.
 final class SessionRunner: Sendable {
     enum StopReason: Sendable, Equatable {
         case interrupt
@@ -39,20 +42,26 @@ final class SessionRunner: Sendable {
 
     private struct State {
         var machine: LeaseStateMachine
-        var lastSeq: Int64
+        /// The log as read so far.
+        var sessionLog = SessionLog()
         var stopReason: StopReason?
         var drainRequested = false
         var work: Task<Void, Never>?
     }
 
     private let state: Mutex<State>
+    private let origin: ContinuousClock.Instant
 
-    init(lease: Lease, claimSentAt: Double, context: HarnessContext) {
+    init(lease: Lease, claimSentAt: Double, origin: ContinuousClock.Instant, context: HarnessContext) {
         self.lease = lease
         self.context = context
+        self.origin = origin
         self.log = context.log.with(("session", .string(lease.sessionID.rawValue)), ("epoch", .number(Double(lease.epoch))))
-        state = Mutex(State(machine: LeaseStateMachine(claimSentAt: claimSentAt, ttl: context.options.leaseTTL), lastSeq: lease.lastSeq))
+        state = Mutex(State(machine: LeaseStateMachine(claimSentAt: claimSentAt, ttl: context.options.leaseTTL)))
     }
+
+    /// Seconds on the harness's monotonic clock (the lease state machine's time).
+    private var now: Double { (ContinuousClock.now - origin) / .seconds(1) }
 
     /// Runs until the session goes idle, is handed off, or the lease is lost.
     func run() async {
@@ -92,7 +101,7 @@ final class SessionRunner: Sendable {
 
     /// A user event arrived for this session: if it is an interrupt, stop the current step.
     func userEventArrived() async {
-        let after = state.withLock { $0.lastSeq }
+        let after = state.withLock { $0.sessionLog.lastSeq }
         guard let events = try? await context.store.events(lease.sessionID, after: after, limit: 100, types: [.userInterrupt]),
               !events.isEmpty else { return }
         log.info("interrupt received")
@@ -119,128 +128,109 @@ final class SessionRunner: Sendable {
         let agent = try await context.agents.agent(id: agentID!, version: agentVersion!, store: context.store)
         let environment = try await context.agents.environment(id: environmentID!, store: context.store)
         let resources = (try? JSONValue.parse(environment.configJSON))?["resources"]
-        var events = try await readAll()
+        let planner = TurnPlanner(
+            epoch: lease.epoch, maxTurns: agent.maxTurns, tokenBudget: agent.tokenBudget, contextBudgetTokens: agent.contextBudgetTokens,
+            attempt: lease.attempt, maxAttempts: context.options.maxAttempts)
+        if lease.attempt > 1 { log.warning("claimed again after its holder stopped", ("attempt", .number(Double(lease.attempt)))) }
+        // Written with the first step's writes: one commit fewer before the model request.
         var opening: [(EventType, String)] = [(.sessionStatusRunning, "{}")]
         if context.options.eagerSandbox {
-            try await context.router.ensureSandbox(for: lease.sessionID, resources: resources)
+            try await context.router.ensureSandbox(for: lease, resources: resources)
         }
-        var turns = 0
         while true {
             try checkDrain()
-            let pending = Self.pendingToolUses(events)
-            if !pending.isEmpty {
+            let sessionLog = try await refresh()
+            switch planner.next(sessionLog) {
+            case .runTools(let calls):
                 try await write(opening)
                 opening = []
-                try await runTools(pending, resources: resources, recovering: true)
-                events = try await readAll()
-                continue
-            }
-            if Self.hasUnhandledInterrupt(events) {
-                try await finish(.interrupted, extra: opening)
+                try await runTools(calls, resources: resources)
+            case .callModel(let view, let compacted):
+                try await callModel(agent: agent, view: view, compacted: compacted, sessionLog: sessionLog, before: opening)
+                opening = []
+            case .finish(let reason, let unanswered, let handledThrough):
+                try await finish(reason, unanswered: unanswered, handledThrough: handledThrough, extra: opening)
                 return
             }
-            if turns >= agent.maxTurns {
-                try await finish(.maxTurns, extra: opening)
-                return
-            }
-            if let budget = agent.tokenBudget, Self.tokensSpent(events) >= budget {
-                try await finish(.budgetReached, extra: opening)
-                return
-            }
-            let view = ContextView(events: events, budgetTokens: agent.contextBudgetTokens)
-            var before = opening
-            opening = []
-            if !view.elided.isEmpty && view.elided != Self.lastCompacted(events) {
-                before.append((.agentContextCompacted, JSONValue.object([
-                    "elided_tool_results": .array(view.elided.map(JSONValue.string)),
-                    "estimated_tokens_before": .number(Double(view.estimatedTokens.before)),
-                    "estimated_tokens_after": .number(Double(view.estimatedTokens.after)),
-                ]).text))
-            }
-            // Turns count model calls over the whole log, across wakes and harnesses.
-            let turn = events.filter { $0.type == .spanModelRequestEnd }.count + 1
-            before.append((.spanModelRequestStart, JSONValue.object(["model": .string(agent.model), "turn": .number(Double(turn))]).text))
-            // The request goes out while its start is being logged: a model call has no side
-            // effects, so logging it first would only add a commit to the time to first token.
-            let started = ContinuousClock.now
-            let firstToken = Mutex<Duration?>(nil)
-            let request = ModelRequest(
-                model: agent.model, system: agent.systemPrompt, messages: view.messages, tools: agent.tools,
-                maxTokens: agent.maxTokens, userID: lease.sessionID.rawValue)
-            let provider = context.provider
-            let call = Task {
-                try await provider.complete(request) {
-                    firstToken.withLock { if $0 == nil { $0 = ContinuousClock.now - started } }
-                }
-            }
-            let response: ModelResponse
-            do {
-                try await write(before)
-                response = try await withTaskCancellationHandler { try await call.value } onCancel: { call.cancel() }
-            } catch {
-                call.cancel()
-                if let error = error as? ModelError { context.metrics.modelRequests.inc(["outcome": error.code.rawValue]) }
-                throw error
-            }
-            context.metrics.modelRequests.inc(["outcome": "ok"])
-            context.metrics.tokens.inc(["kind": "input"], by: Double(response.usage.inputTokens))
-            context.metrics.tokens.inc(["kind": "output"], by: Double(response.usage.outputTokens))
-            if let ttft = firstToken.withLock({ $0 }) { context.metrics.timeToFirstToken.observe(ttft / .seconds(1)) }
-            turns += 1
-            var after: [(EventType, String)] = [(.spanModelRequestEnd, JSONValue.object([
-                "stop_reason": .string(response.stopReason), "message_id": .string(response.id),
-                "usage": ["input_tokens": .number(Double(response.usage.inputTokens)), "output_tokens": .number(Double(response.usage.outputTokens))],
-                "ttft_ms": firstToken.withLock { $0 }.map { .number(($0 / .milliseconds(1)).rounded()) } ?? .null,
-                "duration_ms": .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded()),
-            ]).text)]
-            var toolUses: [PendingToolUse] = []
-            for block in response.content {
-                switch block {
-                case .thinking(let text, let signature):
-                    var payload: [String: JSONValue] = ["thinking": .string(text)]
-                    if let signature { payload["signature"] = .string(signature) }
-                    after.append((.agentThinking, JSONValue.object(payload).text))
-                case .text(let text):
-                    after.append((.agentMessage, JSONValue.object(["content": [["type": "text", "text": .string(text)]]]).text))
-                case .toolUse(let id, let name, let input):
-                    after.append((.agentToolUse, JSONValue.object(["id": .string(id), "name": .string(name), "input": input]).text))
-                    toolUses.append(PendingToolUse(id: id, name: name, input: input))
-                case .toolResult:
-                    continue
-                }
-            }
-            // The tool uses are logged before any is sent, so a successor knows what was asked.
-            try await write(after)
-            if !toolUses.isEmpty {
-                try await runTools(toolUses, resources: resources, recovering: false)
-            }
-            events = try await readAll()
-            if !toolUses.isEmpty { continue }
-            // The turn is over, unless the user said more meanwhile: answer that in the next turn.
-            let lastRequest = events.last(where: { $0.type == .spanModelRequestStart })?.seq ?? 0
-            if events.contains(where: { $0.type == .userMessage && $0.seq > lastRequest }) { continue }
-            try await finish(.endTurn, extra: [])
-            return
         }
     }
 
-    struct PendingToolUse: Sendable {
-        var id: String
-        var name: String
-        var input: JSONValue
+    /// One model call: its start is logged while the request goes out, its answer (text, thinking,
+    /// tool uses) is logged in one batch before any tool runs, so a successor knows what was asked.
+    private func callModel(agent: RunnableAgent, view: ContextView, compacted: [String]?, sessionLog: SessionLog,
+                           before opening: [(EventType, String)]) async throws {
+        var before = opening
+        if let compacted {
+            before.append((.agentContextCompacted, JSONValue.object([
+                "elided_tool_results": .array(compacted.map(JSONValue.string)),
+                "estimated_tokens_before": .number(Double(view.estimatedTokens.before)),
+                "estimated_tokens_after": .number(Double(view.estimatedTokens.after)),
+            ]).text))
+        }
+        // Turns count model calls over the whole log, across wakes and harnesses.
+        let turn = sessionLog.entries.filter { $0.type == .spanModelRequestEnd }.count + 1
+        before.append((.spanModelRequestStart, JSONValue.object(["model": .string(agent.model), "turn": .number(Double(turn))]).text))
+        // The request goes out while its start is being logged: a model call has no side
+        // effects, so logging it first would only add a commit to the time to first token.
+        let started = ContinuousClock.now
+        let firstToken = Mutex<Duration?>(nil)
+        let request = ModelRequest(
+            model: agent.model, system: agent.systemPrompt, messages: view.messages, tools: agent.tools,
+            maxTokens: agent.maxTokens, userID: lease.sessionID.rawValue)
+        let provider = context.provider
+        let call = Task {
+            try await provider.complete(request) {
+                firstToken.withLock { if $0 == nil { $0 = ContinuousClock.now - started } }
+            }
+        }
+        let response: ModelResponse
+        do {
+            try await write(before)
+            response = try await withTaskCancellationHandler { try await call.value } onCancel: { call.cancel() }
+        } catch {
+            call.cancel()
+            if let error = error as? ModelError { context.metrics.modelRequests.inc(["outcome": error.code.rawValue]) }
+            throw error
+        }
+        context.metrics.modelRequests.inc(["outcome": "ok"])
+        context.metrics.tokens.inc(["kind": "input"], by: Double(response.usage.inputTokens))
+        context.metrics.tokens.inc(["kind": "output"], by: Double(response.usage.outputTokens))
+        if let ttft = firstToken.withLock({ $0 }) { context.metrics.timeToFirstToken.observe(ttft / .seconds(1)) }
+        var after: [(EventType, String)] = [(.spanModelRequestEnd, JSONValue.object([
+            "stop_reason": .string(response.stopReason), "message_id": .string(response.id),
+            "usage": ["input_tokens": .number(Double(response.usage.inputTokens)), "output_tokens": .number(Double(response.usage.outputTokens))],
+            "ttft_ms": firstToken.withLock { $0 }.map { .number(($0 / .milliseconds(1)).rounded()) } ?? .null,
+            "duration_ms": .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded()),
+        ]).text)]
+        // What the model wrote is stored as written, but a NUL cannot be stored in jsonb: shown as ␀.
+        for block in response.content {
+            switch block {
+            case .thinking(let text, let signature):
+                var payload: [String: JSONValue] = ["thinking": .string(text)]
+                if let signature { payload["signature"] = .string(signature) }
+                after.append((.agentThinking, ToolText.storable(.object(payload)).text))
+            case .text(let text):
+                after.append((.agentMessage, ToolText.storable(["content": [["type": "text", "text": .string(text)]]]).text))
+            case .toolUse(let id, let name, let input):
+                after.append((.agentToolUse, ToolText.storable(["id": .string(id), "name": .string(name), "input": input]).text))
+            case .toolResult:
+                continue
+            }
+        }
+        try await write(after)
     }
 
     /// Runs tool calls in parallel and logs each result.
-    private func runTools(_ calls: [PendingToolUse], resources: JSONValue?, recovering: Bool) async throws {
+    private func runTools(_ calls: [PendingToolUse], resources: JSONValue?) async throws {
         let router = context.router
-        let session = lease.sessionID
+        let lease = self.lease
         try await withThrowingTaskGroup(of: Void.self) { group in
             for call in calls {
                 let metrics = context.metrics
                 group.addTask {
                     let started = ContinuousClock.now
                     let outcome = try await router.execute(
-                        session: session, callID: call.id, name: call.name, input: call.input, resources: resources, recovering: recovering)
+                        lease: lease, callID: call.id, name: call.name, input: call.input, resources: resources, recovering: call.recovering)
                     metrics.toolCalls.inc(["tool": call.name, "outcome": outcome.isError ? "is_error" : "ok"])
                     metrics.toolSeconds.observe((ContinuousClock.now - started) / .seconds(1), ["tool": call.name])
                     try Task.checkCancellation()
@@ -257,36 +247,51 @@ final class SessionRunner: Sendable {
 
     // MARK: - Ending
 
-    enum IdleReason: String {
-        case endTurn = "end_turn"
-        case interrupted
-        case error
-        case maxTurns = "max_turns"
-        case budgetReached = "budget_reached"
-    }
-
-    private func finish(_ reason: IdleReason, extra: [(EventType, String)]) async throws {
+    /// Ends the turn: every tool use gets exactly one result (calls cut off by the ending say so),
+    /// then `session.status_idle` and the release, in one transaction: the log never says idle
+    /// while the lease is still held, and it costs one commit. The release re-queues the session
+    /// if a user event arrived after `handledThrough`, the last seq the decision to end was made on.
+    private func finish(_ reason: IdleReason, unanswered: [PendingToolUse], handledThrough: Int64, extra: [(EventType, String)]) async throws {
         var closing = extra
-        // Every tool use gets exactly one result: calls cut off by the ending say so.
         let why = reason == .interrupted ? "Interrupted by the user before a result arrived." : "The turn ended (\(reason.rawValue)) before a result arrived."
-        for call in Self.pendingToolUses(try await readAll()) {
+        for call in unanswered {
             closing.append((.agentToolResult, JSONValue.object([
                 "tool_use_id": .string(call.id), "content": .string(why), "is_error": true,
                 "outcome": .string(reason == .interrupted ? "interrupted" : "unknown"),
             ]).text))
         }
-        closing.append((.sessionStatusIdle, JSONValue.object(["stop_reason": ["type": .string(reason.rawValue)]]).text))
-        // The closing events and the release commit together: the log never says idle while the
-        // lease is still held, and it costs one commit.
-        let handled = state.withLock { $0.lastSeq }
-        let writes = closing.map { LeaseWrite.append(lease, $0.0, payload: $0.1) }
-            + [.release(lease, to: .idle, handledThrough: handled)]
-        var status = SessionStatus.idle
-        for outcome in await context.committer.submitAll(writes) {
-            if case .released(let released) = try outcome.get() { status = released }
+        if reason == .retriesExhausted {
+            closing.append((.sessionError, JSONValue.object(["error": [
+                "type": "retries_exhausted",
+                "message": .string("The session was claimed \(lease.attempt) times in a row without its turn ending: each harness that held it stopped. It was closed rather than tried again."),
+            ]]).text))
         }
+        closing.append((.sessionStatusIdle, JSONValue.object(["stop_reason": ["type": .string(reason.rawValue)]]).text))
+        let status = try await release(to: .idle, handledThrough: handledThrough, appending: closing)
         context.metrics.released.inc(["stop_reason": reason.rawValue])
         log.info("session idle", ("stop_reason", .string(reason.rawValue)), ("released_to", .string(status.rawValue)))
+    }
+
+    /// Releases the lease, after appending `events` in the same transaction.
+    private func release(to target: SessionStatus, handledThrough: Int64, appending events: [(EventType, String)] = []) async throws -> SessionStatus {
+        guard state.withLock({ $0.machine.releaseRequested() }) == .sendRelease else {
+            throw DroverError(.leaseLost, "the lease is no longer held")
+        }
+        let writes = events.map { LeaseWrite.append(lease, $0.0, payload: $0.1) } + [.release(lease, to: target, handledThrough: handledThrough)]
+        var status = target
+        do {
+            for outcome in await context.committer.submitAll(writes) {
+                if case .released(let released) = try outcome.get() { status = released }
+            }
+        } catch let error as DroverError where error.code == .leaseLost {
+            state.withLock { $0.machine.releaseCompleted(leaseLost: true) }
+            throw error
+        } catch {
+            state.withLock { $0.machine.releaseFailed() }
+            throw error
+        }
+        state.withLock { $0.machine.releaseCompleted(leaseLost: false) }
+        return status
     }
 
     /// After the loop threw: decide what the session's log and lease get.
@@ -300,7 +305,7 @@ final class SessionRunner: Sendable {
         do {
             switch reason {
             case .interrupt:
-                try await finish(.interrupted, extra: [])
+                try await finishAfterStop(.interrupted, extra: [])
             case .handOff:
                 try await handOff()
             case .leaseLost:
@@ -330,7 +335,7 @@ final class SessionRunner: Sendable {
                 }
                 let (code, message) = Self.describe(error)
                 log.error("session failed", ("code", .string(code)), ("error", .string(message)))
-                try await finish(.error, extra: [(.sessionError, JSONValue.object([
+                try await finishAfterStop(.error, extra: [(.sessionError, JSONValue.object([
                     "error": ["type": .string(code), "message": .string(message)],
                 ]).text)])
             }
@@ -339,10 +344,18 @@ final class SessionRunner: Sendable {
         }
     }
 
+    /// Ends the turn after a step was cut short: reads what is new, then answers every tool use
+    /// still without a result.
+    private func finishAfterStop(_ reason: IdleReason, extra: [(EventType, String)]) async throws {
+        let sessionLog = try await refresh()
+        try await finish(reason, unanswered: TurnPlanner.pendingToolUses(sessionLog, epoch: lease.epoch),
+                         handledThrough: sessionLog.lastSeq, extra: extra)
+    }
+
     /// Gives the session back, runnable, so another harness resumes it now rather than after the TTL.
     private func handOff() async throws {
-        let handled = state.withLock { $0.lastSeq }
-        try await context.queue.release(lease, to: .queued, handledThrough: handled)
+        let handled = state.withLock { $0.sessionLog.lastSeq }
+        _ = try await release(to: .queued, handledThrough: handled)
         context.metrics.released.inc(["stop_reason": "handed_off"])
         log.info("session handed off")
     }
@@ -369,58 +382,36 @@ final class SessionRunner: Sendable {
     // MARK: - Log helpers
 
     /// Appends in order, in one transaction, sharing the commit with other sessions' writes.
+    /// Nothing is sent once the lease's local deadline has passed; a `lease_lost` answer stops
+    /// the work.
     private func write(_ events: [(EventType, String)]) async throws {
         guard !events.isEmpty else { return }
-        var last: Int64 = 0
-        for outcome in await context.committer.submitAll(events.map { .append(lease, $0.0, payload: $0.1) }) {
-            if case .appended(let event) = try outcome.get() { last = max(last, event.seq) }
+        guard state.withLock({ $0.machine.canWrite(at: now) }) else {
+            stop(.leaseLost)
+            throw DroverError(.leaseLost, "the lease's local deadline has passed")
         }
-        state.withLock { $0.lastSeq = max($0.lastSeq, last) }
+        do {
+            for outcome in await context.committer.submitAll(events.map { .append(lease, $0.0, payload: $0.1) }) {
+                _ = try outcome.get()
+            }
+        } catch let error as DroverError where error.code == .leaseLost {
+            if state.withLock({ $0.machine.writeFenced() }) == .stopWork { stop(.leaseLost) }
+            throw error
+        }
     }
 
-    private func readAll() async throws -> [Event] {
-        var events: [Event] = []
-        var after: Int64 = 0
+    /// Reads the events after the last one held (never the whole log again) and returns the log.
+    private func refresh() async throws -> SessionLog {
+        var after = state.withLock { $0.sessionLog.lastSeq }
+        var read = 0
         while true {
             let page = try await context.store.events(lease.sessionID, after: after, limit: 1000)
-            events += page
+            read += page.count
+            state.withLock { $0.sessionLog.append(page) }
             guard let last = page.last, page.count == 1000 else { break }
             after = last.seq
         }
-        if let last = events.last?.seq { state.withLock { $0.lastSeq = max($0.lastSeq, last) } }
-        return events
-    }
-
-    /// Tool uses with no result yet, in log order.
-    static func pendingToolUses(_ events: [Event]) -> [PendingToolUse] {
-        var results = Set<String>()
-        for event in events where event.type == .agentToolResult || event.type == .userCustomToolResult {
-            if let id = (try? JSONValue.parse(event.payload))?["tool_use_id"]?.stringValue { results.insert(id) }
-        }
-        return events.filter { $0.type == .agentToolUse }.compactMap { event in
-            guard let payload = try? JSONValue.parse(event.payload), let id = payload["id"]?.stringValue, !results.contains(id) else { return nil }
-            return PendingToolUse(id: id, name: payload["name"]?.stringValue ?? "", input: payload["input"] ?? [:])
-        }
-    }
-
-    /// An interrupt newer than both the last idle status and the last user message.
-    static func hasUnhandledInterrupt(_ events: [Event]) -> Bool {
-        let lastIdle = events.last(where: { $0.type == .sessionStatusIdle })?.seq ?? 0
-        let lastMessage = events.last(where: { $0.type == .userMessage })?.seq ?? 0
-        return events.contains { $0.type == .userInterrupt && $0.seq > max(lastIdle, lastMessage) }
-    }
-
-    /// Input and output tokens of every model call in the log.
-    static func tokensSpent(_ events: [Event]) -> Int {
-        events.filter { $0.type == .spanModelRequestEnd }.reduce(0) { total, event in
-            let usage = (try? JSONValue.parse(event.payload))?["usage"]
-            return total + (usage?["input_tokens"]?.intValue ?? 0) + (usage?["output_tokens"]?.intValue ?? 0)
-        }
-    }
-
-    static func lastCompacted(_ events: [Event]) -> [String] {
-        guard let event = events.last(where: { $0.type == .agentContextCompacted }),
-              case .array(let ids)? = (try? JSONValue.parse(event.payload))?["elided_tool_results"] else { return [] }
-        return ids.compactMap(\.stringValue)
+        context.metrics.logEventsRead.inc(by: Double(read))
+        return state.withLock { $0.sessionLog }
     }
 }

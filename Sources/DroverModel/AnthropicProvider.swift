@@ -26,7 +26,7 @@ public struct AnthropicProvider: ModelProvider {
             as: StreamState.self, onFirstToken: onFirstToken)
     }
 
-    static func body(_ request: ModelRequest) -> JSONValue {
+    public static func body(_ request: ModelRequest) -> JSONValue {
         var body: [String: JSONValue] = [
             "model": .string(request.model), "max_tokens": .number(Double(request.maxTokens)), "stream": true,
             "messages": .array(request.messages.map { ["role": .string($0.role.rawValue), "content": .array($0.content.map(\.json))] }),
@@ -135,8 +135,15 @@ private final class StreamState: ResponseStream {
         case "ping":
             break
         case "error":
+            // Overload and rate limits can arrive mid-stream under HTTP 200: coded as the same
+            // failures as a 529 or 429, so they are retried the same way.
             let type = data["error"]?["type"]?.stringValue ?? "error"
-            state.failure = ModelError(.streamError, "\(type): \(data["error"]?["message"]?.stringValue ?? "")")
+            let message = "\(type): \(data["error"]?["message"]?.stringValue ?? "")"
+            switch type {
+            case "overloaded_error", "api_error": state.failure = ModelError(.overloaded, message)
+            case "rate_limit_error": state.failure = ModelError(.rateLimited, message)
+            default: state.failure = ModelError(.streamError, message)
+            }
         default:
             break
         }

@@ -128,11 +128,20 @@ private final class Transfer: @unchecked Sendable {
         let code = curl_easy_perform(curl)
         if cancelled.load(ordering: .relaxed) { throw HTTPError(message: "cancelled", cancelled: true) }
         guard code == CURLE_OK else {
-            throw HTTPError(message: "\(request.url): \(String(cString: curl_easy_strerror(code)))", cancelled: false)
+            throw HTTPError(message: "\(Self.origin(of: request.url)): \(String(cString: curl_easy_strerror(code)))", cancelled: false)
         }
         var status = 0
         drover_curl_get_response_code(curl, &status)
         return HTTPResponseHead(status: status, headers: Self.parseHeaders(headerLines))
+    }
+
+    /// Scheme, host and port of `url`, nothing more: error messages end up in session logs, and a
+    /// path, query or user-info part may hold a key (`--model-url https://proxy/KEY/v1`).
+    static func origin(of url: String) -> String {
+        guard let components = URLComponents(string: url), let scheme = components.scheme, let host = components.host else {
+            return "the model URL"
+        }
+        return "\(scheme)://\(host)" + (components.port.map { ":\($0)" } ?? "")
     }
 
     /// The last response's headers (after any 100-continue or redirect), names lower-cased.

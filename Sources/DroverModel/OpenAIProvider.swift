@@ -24,7 +24,7 @@ public struct OpenAIProvider: ModelProvider {
 
     /// Content blocks become chat messages: tool results are `tool` messages, tool uses are
     /// `tool_calls` on the assistant message; thinking blocks have no place here and are dropped.
-    static func body(_ request: ModelRequest) -> JSONValue {
+    public static func body(_ request: ModelRequest) -> JSONValue {
         var messages: [JSONValue] = []
         if !request.system.isEmpty { messages.append(["role": "system", "content": .string(request.system)]) }
         for message in request.messages {
@@ -142,7 +142,10 @@ private final class ChunkState: ResponseStream {
             var content: [ContentBlock] = []
             if !state.text.isEmpty { content.append(.text(state.text)) }
             for (_, call) in state.calls.sorted(by: { $0.key < $1.key }) {
-                content.append(.toolUse(id: call.id, name: call.name, input: (try? JSONValue.parse(call.arguments.isEmpty ? "{}" : call.arguments)) ?? [:]))
+                // Some compatible servers send no id: each call still needs its own, or call-id
+                // de-duplication would hand a later call an earlier call's cached result.
+                let id = call.id.isEmpty ? "call_drover_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased() : call.id
+                content.append(.toolUse(id: id, name: call.name, input: (try? JSONValue.parse(call.arguments.isEmpty ? "{}" : call.arguments)) ?? [:]))
             }
             let stop: String
             switch state.finish {

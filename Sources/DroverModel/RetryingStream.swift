@@ -11,8 +11,8 @@ protocol ResponseStream: Sendable {
     func finish() throws -> ModelResponse
 }
 
-/// The retry policy both providers share: 429, 529 and 5xx responses and unreachable servers are
-/// tried again, waiting what `retry-after` says or backing off exponentially with jitter; other
+/// The retry policy both providers share: 429, 529 and 5xx responses, overload or rate-limit
+/// errors sent mid-stream under a 200, and unreachable servers are tried again, waiting what `retry-after` says or backing off exponentially with jitter; other
 /// statuses fail at once with `http_error`.
 struct RetryingStream {
     var http = HTTPClient()
@@ -42,7 +42,16 @@ struct RetryingStream {
                 try await Task.sleep(for: .seconds(backoff(attempt, retryAfter: nil)))
                 continue
             }
-            if head.status == 200 { return try stream.finish() }
+            if head.status == 200 {
+                do {
+                    return try stream.finish()
+                } catch let error as ModelError where (error.code == .overloaded || error.code == .rateLimited) && attempt < maxRetries {
+                    // An error event mid-stream: the call had no side effects, so make it again.
+                    attempt += 1
+                    try await Task.sleep(for: .seconds(backoff(attempt, retryAfter: nil)))
+                    continue
+                }
+            }
             let retryable = head.status == 429 || head.status >= 500
             guard retryable, attempt < maxRetries else {
                 let detail = String(decoding: stream.raw.prefix(2000), as: UTF8.self)

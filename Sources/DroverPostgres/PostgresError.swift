@@ -20,10 +20,15 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         public static let poolUnavailable = Code(rawValue: "pool_unavailable")
     }
 
+    /// Whether the failure is the connection's (its outcome unknown), not the statement's.
+    public var isConnectionFailure: Bool { code == .connectionLost || code == .connectionFailed || code == .poolUnavailable }
+
     /// SQLSTATE values the code base reacts to.
     public enum SQLState {
         public static let uniqueViolation = "23505"
         public static let invalidTextRepresentation = "22P02"
+        /// `jsonb` cannot hold `\u0000`.
+        public static let untranslatableCharacter = "22P05"
         public static let serializationFailure = "40001"
         public static let lockNotAvailable = "55P03"
         public static let adminShutdown = "57P01"

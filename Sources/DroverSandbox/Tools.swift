@@ -102,13 +102,15 @@ struct Tools: Sendable {
         let outcome = try await onOwnThread("drover.tool") {
             try ProcessRunner.run(launch, environment: Isolation.spawnEnvironment, limits: limits) { track(key, $0) }
         }
-        var text = String(decoding: outcome.output, as: UTF8.self)
+        // Any bytes: NUL and invalid UTF-8 are shown as symbols, and the exact bytes travel too.
+        var (text, exact) = ToolText.render(outcome.output)
         if outcome.timedOut { text += "\n[killed: the command timed out after \(Self.seconds(timeout))]" }
         if outcome.outputLimitHit { text += "\n[killed: the command wrote more than \(limits.drainLimit) bytes]" }
         var result: [String: JSONValue] = [
             "output": .string(text), "is_error": .bool(outcome.exitCode != 0 || outcome.timedOut),
             "exit_code": .number(Double(outcome.exitCode)), "truncated": .bool(outcome.truncated),
         ]
+        if let exact { result["output_base64"] = .string(exact) }
         if outcome.timedOut { result["timed_out"] = true }
         return .object(result)
     }

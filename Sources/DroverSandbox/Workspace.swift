@@ -79,7 +79,7 @@ final class Workspace: Sendable {
     func read(_ path: String, offset: Int?, limit: Int?, maxBytes: Int) throws(Failure) -> (String, truncated: Bool) {
         let relative = try relative(path)
         let data = try contents(relative, shown: path)
-        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = ToolText.render(Array(data)).text.split(separator: "\n", omittingEmptySubsequences: false)
         let count = lines.last == "" ? lines.count - 1 : lines.count
         let first = max(1, offset ?? 1)
         let last = min(count, first - 1 + max(1, limit ?? 2000))

@@ -11,14 +11,24 @@ public final class Claimer: Sendable {
     public let ttl: Double
     public let pollInterval: Double
     private let listener: PostgresListener?
+    /// Whether `stop` stops the listener (false when it is shared with others).
+    private let ownsListener: Bool
 
-    public init(queue: LeaseQueue, owner: HarnessID, ttl: Double, pollInterval: Double, listen: Bool = true) throws {
+    /// A claimer with a listener of its own on `drover_runnable` (or none: poll only).
+    public convenience init(queue: LeaseQueue, owner: HarnessID, ttl: Double, pollInterval: Double, listen: Bool = true) throws {
+        let listener = listen ? try PostgresListener(conninfo: queue.pool.conninfo, channels: [LeaseQueue.runnableChannel]) : nil
+        self.init(queue: queue, owner: owner, ttl: ttl, pollInterval: pollInterval, sharedListener: listener)
+    }
+
+    /// A claimer woken by a listener the caller owns (a harness listens on one connection for
+    /// everything, to keep its connection budget small). Any notification wakes it.
+    public init(queue: LeaseQueue, owner: HarnessID, ttl: Double, pollInterval: Double, sharedListener: PostgresListener?, owns: Bool = true) {
         self.queue = queue
         self.owner = owner
         self.ttl = ttl
         self.pollInterval = pollInterval
-        self.listener = listen
-            ? try PostgresListener(conninfo: queue.pool.conninfo, channels: [LeaseQueue.runnableChannel]) : nil
+        self.listener = sharedListener
+        self.ownsListener = owns
     }
 
     /// Whether the notification listener is connected (always false without one).
@@ -46,6 +56,6 @@ public final class Claimer: Sendable {
         }
     }
 
-    /// Stops the listener thread.
-    public func stop() { listener?.stop() }
+    /// Stops the listener thread, if it is the claimer's own.
+    public func stop() { if ownsListener { listener?.stop() } }
 }

@@ -120,21 +120,26 @@ public final class GroupCommitter: Sendable {
     }
 
     private func flush(_ batch: [Pending]) async {
-        let writes = batch.flatMap(\.writes)
         var outcomes: [Result<LeaseWriteOutcome, any Error>]
         do {
-            outcomes = try await WriteBatch.send(writes, on: pool)
-        } catch let error as PostgresError where error.code != .connectionLost && error.code != .connectionFailed
-            && error.code != .poolUnavailable
-        {
-            // The whole batch was rolled back (say, one payload was not JSON at all): write each
-            // one alone so that only the bad one fails.
+            outcomes = try await WriteBatch.send(batch.flatMap(\.writes), on: pool)
+        } catch let error as PostgresError where !error.isConnectionFailure {
+            // The whole batch was rolled back (say, one payload was not JSON at all): send each
+            // unit alone, in its own transaction, so that only the bad unit fails and a unit's
+            // writes (a session's closing events and its release) still commit together or not at all.
             outcomes = []
-            for write in writes { outcomes.append(await Result(catching: { try await WriteBatch.sendAlone(write, on: pool) })) }
+            for unit in batch {
+                do {
+                    outcomes += try await WriteBatch.send(unit.writes, on: pool)
+                } catch {
+                    let failure = (error as? PostgresError).map(DroverError.init) ?? error
+                    outcomes += unit.writes.map { _ in .failure(failure) }
+                }
+            }
         } catch {
             // The connection broke: the batch's outcome is unknown, and every caller is told so.
             let failure = (error as? PostgresError).map(DroverError.init) ?? error
-            outcomes = writes.map { _ in .failure(failure) }
+            outcomes = batch.flatMap(\.writes).map { _ in .failure(failure) }
         }
         var offset = 0
         for unit in batch {

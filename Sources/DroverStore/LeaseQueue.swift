@@ -17,7 +17,7 @@ public struct LeaseQueue: Sendable {
         try await mappingErrors {
             try await pool.query(
                 """
-                SELECT session_id, lease_epoch, lease_expires_at, last_seq, agent_id, agent_version, environment_id
+                SELECT session_id, lease_epoch, lease_expires_at, last_seq, agent_id, agent_version, environment_id, attempt
                   FROM drover.claim($1, $2, $3)
                 """,
                 [owner.rawValue, max, Self.milliseconds(ttl)]
@@ -25,7 +25,7 @@ public struct LeaseQueue: Sendable {
                 Lease(
                     sessionID: SessionID(try row.decode(0)), owner: owner, epoch: try row.decode(1),
                     expiresAt: try row.decode(2), lastSeq: try row.decode(3), agentID: try row.decode(4),
-                    agentVersion: try row.decode(5), environmentID: try row.decode(6))
+                    agentVersion: try row.decode(5), environmentID: try row.decode(6), attempt: try row.decode(7))
             }
         }
     }

@@ -41,6 +41,17 @@ public struct PoolRegistry: Sendable {
         try await mappingErrors { try await pool.query("SELECT drover.record_sandbox($1, $2, $3)", [id, poolID, session]) }
     }
 
+    /// Records `id` as the sandbox of the lease's session, fenced by the lease: a stale holder is
+    /// refused (`lease_lost`). Returns the session's sandbox: `id`, or one recorded before it
+    /// (then the caller destroys its own).
+    public func recordSessionSandbox(id: String, pool poolID: String, lease: Lease) async throws -> String {
+        try await mappingErrors {
+            try await pool.query(
+                "SELECT drover.record_session_sandbox($1, $2, $3, $4, $5)",
+                [id, poolID, lease.sessionID.rawValue, lease.owner.rawValue, lease.epoch])[0].decode(0)
+        }
+    }
+
     public func sandboxEnded(id: String) async throws {
         try await mappingErrors { try await pool.query("SELECT drover.sandbox_ended($1)", [id]) }
     }
@@ -66,14 +77,15 @@ public struct PoolRegistry: Sendable {
         }
     }
 
-    /// The live sandbox recorded for a session, with its pool's address, if any.
+    /// The live sandbox a lease holder recorded for a session, with its pool's address, if any
+    /// (a pool records every sandbox it provisions; only a holder's record makes it the session's).
     public func sandbox(forSession session: String) async throws -> (sandbox: String, pool: String, address: String)? {
         try await mappingErrors {
             let rows = try await pool.query(
                 """
                 SELECT s.id, p.id, p.address FROM drover.sandboxes s JOIN drover.sandbox_pools p ON p.id = s.pool_id
-                 WHERE s.session_id = $1 AND s.status = 'active' AND p.status = 'up'
-                 ORDER BY s.created_at DESC LIMIT 1
+                 WHERE s.session_id = $1 AND s.status = 'active' AND p.status = 'up' AND s.lease_epoch IS NOT NULL
+                 ORDER BY s.created_at LIMIT 1
                 """, [session])
             guard let row = rows.first else { return nil }
             return (try row.decode(0), try row.decode(1), try row.decode(2))
@@ -82,10 +94,11 @@ public struct PoolRegistry: Sendable {
 }
 
 extension PoolRegistry {
-    /// Whether a sandbox was ever recorded for the session, live or not.
+    /// Whether a lease holder ever recorded a sandbox for the session, live or not.
     public func hasSandboxRecord(forSession session: String) async throws -> Bool {
         try await mappingErrors {
-            try await pool.query("SELECT EXISTS (SELECT 1 FROM drover.sandboxes WHERE session_id = $1)", [session])[0].decode(0)
+            try await pool.query(
+                "SELECT EXISTS (SELECT 1 FROM drover.sandboxes WHERE session_id = $1 AND lease_epoch IS NOT NULL)", [session])[0].decode(0)
         }
     }
 }

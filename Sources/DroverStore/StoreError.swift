@@ -16,7 +16,7 @@ extension DroverError {
         switch error.sqlState {
         case "DR001": code = .leaseLost
         case "DR002": code = .notFound
-        case "DR003", PostgresError.SQLState.invalidTextRepresentation: code = .invalidPayload
+        case "DR003", PostgresError.SQLState.invalidTextRepresentation, PostgresError.SQLState.untranslatableCharacter: code = .invalidPayload
         case "DR004": code = .payloadTooLarge
         case "DR005": code = .unknownEventType
         case "DR006": code = .sessionTerminated

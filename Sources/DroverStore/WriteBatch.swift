@@ -48,23 +48,4 @@ public enum WriteBatch {
             }
         }
     }
-
-    /// One write through the single-write API (used when a whole batch was refused).
-    static func sendAlone(_ write: LeaseWrite, on pool: ConnectionPool) async throws -> LeaseWriteOutcome {
-        switch write {
-        case .append(let lease, let type, let payload):
-            return .appended(try await SessionStore(pool: pool).append(lease, type: type, payload: payload))
-        case .heartbeat(let lease, let ttl):
-            return .extended(expiresAt: try await LeaseQueue(pool: pool).heartbeat(lease, ttl: ttl).expiresAt)
-        case .release(let lease, let status, let handledThrough):
-            return .released(try await LeaseQueue(pool: pool).release(lease, to: status, handledThrough: handledThrough))
-        }
-    }
-}
-
-extension Result where Failure == any Error {
-    /// The outcome of an async call, kept rather than thrown.
-    init(catching body: () async throws -> Success) async {
-        do { self = .success(try await body()) } catch { self = .failure(error) }
-    }
 }

@@ -1,6 +1,7 @@
 import DroverCore
 import DroverIO
 import DroverModel
+import DroverScriptedModel
 import DroverPostgres
 import DroverStore
 import Foundation
@@ -56,7 +57,7 @@ public final class HarnessCluster: Sendable {
         if !args.contains("--lease-ttl") { arguments += ["--lease-ttl", "2"] }
         let harness = try ChildDaemon(
             binary: TestDatabase.droverBinary.path, arguments + args,
-            environment: ["DATABASE_URL": database.conninfo, "DROVER_POOL_TOKEN": pool.token, "ANTHROPIC_API_KEY": apiKey])
+            environment: ["DATABASE_URL": database.conninfo, "DROVER_POOL_TOKEN": pool.token, "ANTHROPIC_API_KEY": apiKey, "OPENAI_API_KEY": apiKey])
         _ = try await harness.waitForLog("started")
         harnesses.withLock { $0.append(harness) }
         return harness
@@ -94,7 +95,12 @@ public final class HarnessCluster: Sendable {
     public func waitForIdle(_ session: SessionID, timeout: Double = 30) async throws -> (stopReason: String, events: [Event]) {
         let idle = try await waitForEvent(session, timeout: timeout) { $0.type == .sessionStatusIdle }
         let reason = (try? JSONValue.parse(idle.payload))?["stop_reason"]?["type"]?.stringValue ?? ""
-        return (reason, try await events(session))
+        let log = try await events(session)
+        if reason == "error" {
+            // Say why, so that a failing test explains itself.
+            for event in log where event.type == .sessionError { FileHandle.standardError.write(Data("session.error in \(session): \(event.payload)\n".utf8)) }
+        }
+        return (reason, log)
     }
 
     /// Stops every process and drops the database.

@@ -1,6 +1,7 @@
 import DroverCore
 import DroverIO
 import DroverModel
+import DroverScriptedModel
 import DroverPostgres
 import DroverSandbox
 import DroverStore
@@ -105,7 +106,7 @@ final class ChaosRun: @unchecked Sendable {
         let harness = try ChildDaemon(
             binary: binary, ["harness", "--model-url", "http://\(modelAddress)", "--lease-ttl", "2", "--poll-interval", "0.2", "--grace", "1",
                              "--max-sessions", "16"],
-            environment: ["DATABASE_URL": database.conninfo, "DROVER_POOL_TOKEN": token])
+            environment: ["DATABASE_URL": database.conninfo, "DROVER_POOL_TOKEN": token, "ANTHROPIC_API_KEY": ScriptedModelServer.placeholderKey])
         _ = try await harness.waitForLog("started", timeout: 60)
         return harness
     }

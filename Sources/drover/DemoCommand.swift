@@ -1,6 +1,7 @@
 import DroverCore
 import DroverIO
 import DroverPostgres
+import DroverScriptedModel
 import DroverStore
 import Foundation
 
@@ -67,6 +68,7 @@ struct DemoCommand: Command {
             let address = try await model.waitForLog("listening")["address"]?.stringValue ?? ""
             Output.line("scripted model (replays \(script); not a model) at \(address)")
             harnessArgs += ["--model-url", "http://\(address)"]
+            harnessEnv["ANTHROPIC_API_KEY"] = ScriptedModelServer.placeholderKey
         }
         var harnesses: [pid_t: String] = [:]
         for name in ["harness-a", "harness-b"] {

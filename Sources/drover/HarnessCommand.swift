@@ -11,7 +11,7 @@ struct HarnessCommand: Command {
                               [--grace SECONDS] [--provider anthropic|openai] [--model-url URL]
                               [--api-key-file FILE]
                               [--pool-token-file FILE] [--max-turns N] [--context-budget TOKENS]
-                              [--eager-sandbox]
+                              [--db-connections N] [--max-attempts N] [--eager-sandbox]
 
         A stateless daemon. Claims runnable sessions from the Postgres queue (woken by NOTIFY,
         polling as a fallback), runs up to --max-sessions at once, heartbeats every lease at a
@@ -36,6 +36,10 @@ struct HarnessCommand: Command {
           --pool-token-file FILE the sandbox pools' token (else DROVER_POOL_TOKEN)
           --max-turns N          model calls per wake before stopping with max_turns (default 50)
           --context-budget N     estimated tokens before the view elides old tool output (150000)
+          --db-connections N     pooled Postgres connections (default 3; with the listener, 4 in
+                                 all whatever --max-sessions is: sessions share commits)
+          --max-attempts N       claims in a row without a clean release before a session is
+                                 closed as retries_exhausted (a crash-loop guard; default 5)
           --eager-sandbox        provision before the first model call (for benchmarks only)
         \(DaemonOptions.help)
 
@@ -43,7 +47,7 @@ struct HarnessCommand: Command {
         """
     static let options: Set<String> = Set([
         "max-sessions", "lease-ttl", "poll-interval", "grace", "provider", "model-url", "api-key-file", "pool-token-file", "max-turns",
-        "context-budget",
+        "context-budget", "db-connections", "max-attempts",
     ]).union(DaemonOptions.names)
     static let flags: Set<String> = ["eager-sandbox"]
 
@@ -78,6 +82,14 @@ struct HarnessCommand: Command {
         if let value = try arguments.double("grace") { options.grace = value }
         if let value = try arguments.int("max-turns") { options.maxTurns = max(1, value) }
         if let value = try arguments.int("context-budget") { options.contextBudgetTokens = max(1000, value) }
+        if let value = try arguments.int("db-connections") {
+            guard value >= 1 else { throw UsageError("--db-connections must be at least 1") }
+            options.databaseConnections = value
+        }
+        if let value = try arguments.int("max-attempts") {
+            guard value >= 1 else { throw UsageError("--max-attempts must be at least 1") }
+            options.maxAttempts = value
+        }
         options.eagerSandbox = arguments.has("eager-sandbox")
         options.poolToken = try secret(file: arguments.value("pool-token-file"), variable: "DROVER_POOL_TOKEN") ?? ""
         let provider: any ModelProvider = openAI

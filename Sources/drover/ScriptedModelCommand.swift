@@ -1,6 +1,7 @@
 import DroverCore
 import DroverIO
 import DroverModel
+import DroverScriptedModel
 import Foundation
 
 struct ScriptedModelCommand: Command {

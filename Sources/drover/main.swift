@@ -40,6 +40,23 @@ if words.isEmpty || words == ["--help"] || words == ["-h"] || words == ["help"] 
     exit(words.isEmpty ? 2 : 0)
 }
 guard let (command, rest) = resolve(words) else {
+    // A command group ("drover bench", "drover session --help"): list its commands.
+    let group = commands.filter { $0.name.split(separator: " ").first.map(String.init) == words[0] && $0.name.contains(" ") }
+    if !group.isEmpty {
+        let asksHelp = words.count == 1 || words.dropFirst().allSatisfy { $0 == "--help" || $0 == "-h" || $0 == "help" }
+        let text = """
+            usage: drover \(words[0]) COMMAND [ARGS] [--help]
+
+            commands:
+            \(group.map { "  " + $0.name.padding(toLength: 20, withPad: " ", startingAt: 0) + $0.summary }.joined(separator: "\n"))
+            """
+        if asksHelp && words.count > 1 {
+            print(text)
+            exit(0)
+        }
+        Output.error(words.count == 1 ? text : "error: usage: unknown command '\(words.prefix(2).joined(separator: " "))'\n\n\(text)")
+        exit(2)
+    }
     Output.error("error: usage: unknown command '\(words.prefix(2).joined(separator: " "))'\n\n\(topHelp)")
     exit(2)
 }

@@ -70,12 +70,12 @@ import Testing
         #expect(refused.state == .lost(.fenced))
     }
 
-    @Test func nextWakeUpTracksHeartbeatsThenTheDeadline() {
+    @Test func aReleaseWhoseOutcomeIsUnknownHoldsTheLeaseUntilItsDeadline() {
         var lease = LeaseStateMachine(claimSentAt: 0, ttl: 30)
-        #expect(lease.nextWakeUp == 10)
-        _ = lease.tick(now: 10)
-        #expect(lease.nextWakeUp == 30)
-        _ = lease.releaseRequested()
-        #expect(lease.nextWakeUp == nil)
+        #expect(lease.releaseRequested() == .sendRelease)
+        lease.releaseFailed()
+        #expect(lease.canWrite(at: 29) && !lease.canWrite(at: 30))
+        #expect(lease.tick(now: 1) == .sendHeartbeat, "a heartbeat is due at once")
+        #expect(lease.tick(now: 31) == .stopWork)
     }
 }

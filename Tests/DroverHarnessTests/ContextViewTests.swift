@@ -49,15 +49,15 @@ import Testing
     }
 
     @Test func pendingToolUsesAndInterrupts() {
-        let pending = SessionRunner.pendingToolUses(Array(Self.log.prefix(8)))
+        let pending = TurnPlanner.pendingToolUses(SessionLog(events: Array(Self.log.prefix(8))), epoch: 1)
         #expect(pending.map(\.id) == ["t2"])
         var withInterrupt = Self.log
         withInterrupt.append(Self.event(12, .userInterrupt, [:]))
-        #expect(SessionRunner.hasUnhandledInterrupt(withInterrupt))
+        #expect(TurnPlanner.hasUnhandledInterrupt(SessionLog(events: withInterrupt)))
         withInterrupt.append(Self.event(13, .sessionStatusIdle, ["stop_reason": ["type": "interrupted"]]))
-        #expect(!SessionRunner.hasUnhandledInterrupt(withInterrupt))
+        #expect(!TurnPlanner.hasUnhandledInterrupt(SessionLog(events: withInterrupt)))
         withInterrupt.append(Self.event(14, .userInterrupt, [:]))
         withInterrupt.append(Self.event(15, .userMessage, ["content": []]))
-        #expect(!SessionRunner.hasUnhandledInterrupt(withInterrupt), "a newer message wins over an older interrupt")
+        #expect(!TurnPlanner.hasUnhandledInterrupt(SessionLog(events: withInterrupt)), "a newer message wins over an older interrupt")
     }
 }

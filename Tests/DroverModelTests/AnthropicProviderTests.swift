@@ -1,5 +1,6 @@
 import DroverCore
 import DroverModel
+import DroverScriptedModel
 import Foundation
 import Synchronization
 import Testing

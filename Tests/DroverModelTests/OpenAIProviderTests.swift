@@ -1,5 +1,6 @@
 import DroverCore
 import DroverModel
+import DroverScriptedModel
 import Foundation
 import Testing
 
@@ -26,13 +27,17 @@ import Testing
         #expect(first.stopReason == "tool_use")
         #expect(first.content.count == 3)
         #expect(first.content[0] == .text("Calling two tools."))
-        guard case .toolUse(let id, "bash", let input) = first.content[1] else { Issue.record("\(first.content)"); return }
+        guard case .toolUse(let id, "bash", let input) = first.content[1], case .toolUse(let readID, "read", _) = first.content[2] else {
+            Issue.record("\(first.content)")
+            return
+        }
         #expect(input == ["command": "ls"])
         // The follow-up carries tool_calls and tool messages; the server counts one assistant turn.
         let second = try await provider.complete(ModelRequest(model: "local", system: "", messages: [
             Message(role: .user, content: [.text("go")]),
             Message(role: .assistant, content: first.content),
-            Message(role: .user, content: [.toolResult(toolUseID: id, content: "a.txt", isError: false)]),
+            Message(role: .user, content: [.toolResult(toolUseID: id, content: "a.txt", isError: false),
+                                           .toolResult(toolUseID: readID, content: "contents", isError: false)]),
         ], tools: [], userID: "sesn_o")) {}
         #expect(second.content == [.text("Both done.")])
         #expect(second.stopReason == "end_turn")

@@ -137,20 +137,28 @@ import Testing
         }
     }
 
-    @Test func thePayloadLimitIsASetting() async throws {
+    /// The limit is a row of drover.settings: only the schema's owner changes it, and a client's
+    /// own `SET drover.max_payload_bytes` (which the limit used to be read from) changes nothing.
+    @Test func thePayloadLimitIsASettingNoClientCanRaise() async throws {
         try await TestDatabase.with { db in
-            let admin = db.pool(maxConnections: 1)
-            defer { admin.close() }
-            try await admin.query("ALTER DATABASE \(db.name) SET drover.max_payload_bytes = 64")
             let pool = db.pool(maxConnections: 1)
             defer { pool.close() }
             let f = try await Fixtures.make(pool)
+            try await pool.query("UPDATE drover.settings SET value = '64' WHERE name = 'max_payload_bytes'")
             let session = try await f.session(message: nil)
             try await f.store.send(session, type: .userMessage, payload: JSONText.userMessage("short"))
-            let error = await #expect(throws: DroverError.self) {
-                try await f.store.send(session, type: .userMessage, payload: JSONText.userMessage(String(repeating: "y", count: 80)))
-            }
+            let long = JSONText.userMessage(String(repeating: "y", count: 80))
+            let error = await #expect(throws: DroverError.self) { try await f.store.send(session, type: .userMessage, payload: long) }
             #expect(error?.code == .payloadTooLarge)
+            // A client raising the old setting for its own session gets nothing past the limit.
+            try await pool.query("SET drover.max_payload_bytes = 100000000")
+            let still = await #expect(throws: DroverError.self) { try await f.store.send(session, type: .userMessage, payload: long) }
+            #expect(still?.code == .payloadTooLarge)
+            // A NUL (which jsonb cannot hold) is refused with a stable code, not a raw database error.
+            let nul = await #expect(throws: DroverError.self) {
+                try await f.store.send(session, type: .userMessage, payload: #"{"content":[{"type":"text","text":"a\u0000b"}]}"#)
+            }
+            #expect(nul?.code == .invalidPayload)
         }
     }
 

@@ -1,6 +1,7 @@
 import DroverCore
 import DroverIO
 import DroverModel
+import DroverScriptedModel
 import DroverPostgres
 import DroverStore
 import Foundation
@@ -122,7 +123,7 @@ final class HarnessBench: @unchecked Sendable {
             let harness = try ChildDaemon(
                 binary: binary,
                 ["harness", "--model-url", "http://127.0.0.1:\(model.listener.port)", "--max-sessions", "500", "--grace", "1"] + extra,
-                environment: ["DATABASE_URL": database.conninfo, "DROVER_POOL_TOKEN": token])
+                environment: ["DATABASE_URL": database.conninfo, "DROVER_POOL_TOKEN": token, "ANTHROPIC_API_KEY": ScriptedModelServer.placeholderKey])
             _ = try await harness.waitForLog("started")
             harnesses.append(harness)
         }
@@ -254,7 +255,7 @@ final class HarnessBench: @unchecked Sendable {
             _ = await harnesses[index].wait(timeout: 5)
             let replacement = try ChildDaemon(
                 binary: binary, ["harness", "--model-url", "http://127.0.0.1:\(model.listener.port)", "--lease-ttl", "2", "--poll-interval", "0.2"],
-                environment: ["DATABASE_URL": database.conninfo, "DROVER_POOL_TOKEN": token])
+                environment: ["DATABASE_URL": database.conninfo, "DROVER_POOL_TOKEN": token, "ANTHROPIC_API_KEY": ScriptedModelServer.placeholderKey])
             _ = try await replacement.waitForLog("started")
             harnesses[index] = replacement
             _ = try await waitIdle(session)

@@ -8,7 +8,7 @@ import Foundation
 ///    {"content": [{"type": "text", "text": "Writing it."},
 ///                 {"type": "tool_use", "name": "write", "input": {"path": "a.py", "content": "print(1)"}}],
 ///     "stop_reason": "tool_use", "latency_ms": 20},
-///    {"failures": [{"status": 429, "retry_after": 0}, {"status": 529}],
+///    {"failures": [{"status": 429, "retry_after": 0}, {"status": 529}, {"stream_error": "overloaded_error"}],
 ///     "content": [{"type": "text", "text": "Done."}], "stop_reason": "end_turn"},
 ///    {"malformed": true}],
 ///  "after": {"content": [{"type": "text", "text": "Nothing more is scripted."}], "stop_reason": "end_turn"}}
@@ -18,6 +18,9 @@ import Foundation
 /// retried or resumed conversation gets the same turn again. `failures` are answered, in order,
 /// to the first attempts at that turn in each conversation (`metadata.user_id`).
 ///
+/// A failure with `stream_error` answers 200, starts the stream, then sends an `error` event.
+/// `"omit_ids": true` sends the turn's OpenAI tool calls without ids.
+///
 /// `{{tool_use_id}}` in a tool input's strings is replaced by the call's id.
 /// `"variants": [{"match": "TEXT", "turns": [...]}]` gives conversations whose first user message
 /// contains TEXT their own turns (so one server can play several scripts at once).
@@ -25,6 +28,8 @@ public struct ModelScript: Sendable {
     public struct Failure: Sendable {
         public var status: Int
         public var retryAfter: Double?
+        /// Answer 200 and then an `error` event of this type mid-stream (e.g. `overloaded_error`).
+        public var streamError: String?
     }
 
     public struct Turn: Sendable {
@@ -34,6 +39,8 @@ public struct ModelScript: Sendable {
         public var failures: [Failure]
         public var malformed: Bool
         public var thinking: String?
+        /// OpenAI format only: send tool calls without an id, as some compatible servers do.
+        public var omitIDs: Bool
     }
 
     public var turns: [Turn]
@@ -47,7 +54,7 @@ public struct ModelScript: Sendable {
         }
         let fallback = json["after"].map(turn) ?? Turn(
             content: [["type": "text", "text": "(the script has no more turns)"]], stopReason: "end_turn", latencyMs: 0,
-            failures: [], malformed: false, thinking: nil)
+            failures: [], malformed: false, thinking: nil, omitIDs: false)
         var script = ModelScript(turns: turns.map(turn), after: fallback)
         if case .array(let variants)? = json["variants"] {
             script.variants = variants.compactMap { variant in
@@ -70,13 +77,16 @@ public struct ModelScript: Sendable {
         if case .array(let blocks)? = json["content"] { content = blocks } else { content = [] }
         var failures: [Failure] = []
         if case .array(let list)? = json["failures"] {
-            failures = list.map { Failure(status: $0["status"]?.intValue ?? 529, retryAfter: $0["retry_after"]?.doubleValue) }
+            failures = list.map {
+                Failure(status: $0["status"]?.intValue ?? 529, retryAfter: $0["retry_after"]?.doubleValue, streamError: $0["stream_error"]?.stringValue)
+            }
         }
         let stop = json["stop_reason"]?.stringValue
             ?? (content.contains { $0["type"]?.stringValue == "tool_use" } ? "tool_use" : "end_turn")
         return Turn(
             content: content, stopReason: stop, latencyMs: json["latency_ms"]?.intValue ?? 0, failures: failures,
-            malformed: json["malformed"]?.boolValue ?? false, thinking: json["thinking"]?.stringValue)
+            malformed: json["malformed"]?.boolValue ?? false, thinking: json["thinking"]?.stringValue,
+            omitIDs: json["omit_ids"]?.boolValue ?? false)
     }
 
     /// The turn at `index` for a conversation that opened with `firstMessage`.

@@ -6,7 +6,15 @@ import Synchronization
 /// A real HTTP/1.1 server on loopback that speaks the Anthropic Messages wire format (JSON, and
 /// SSE when the request asks to stream) and replays a `ModelScript`. It is for tests and the
 /// offline demo, and is named for what it is: nothing here is a model.
+///
+/// It is at least as strict as the real API: every request is checked by `MessagesRequestRules`
+/// (or `ChatRequestRules` for the OpenAI format) first, and a request the real API would refuse
+/// is refused the same way, recorded, and counted in `refusals`.
 public final class ScriptedModelServer: Sendable {
+    /// The key harnesses send to a scripted model: it demands one, as the real API does, and
+    /// accepts any (it holds no secrets and checks no account).
+    public static let placeholderKey = "sk-scripted-not-a-real-key"
+
     public let script: ModelScript
     private let server: HTTPServer
     public var listener: Listener { server.listener }
@@ -15,6 +23,8 @@ public final class ScriptedModelServer: Sendable {
     private struct State {
         var attempts: [String: Int] = [:]
         var requests: [JSONValue] = []
+        var refusals: [RequestRefusal] = []
+        var nextRequestID = 0
     }
     private let state = Mutex(State())
 
@@ -30,6 +40,12 @@ public final class ScriptedModelServer: Sendable {
     }
 
     public func stop() { server.stop() }
+
+    /// Every request refused as the real API would refuse it, oldest first.
+    public var refusals: [RequestRefusal] { state.withLock { $0.refusals } }
+
+    /// What was recorded of each answered or refused request (as `GET /_scripted/requests` shows).
+    public var requests: [JSONValue] { state.withLock { $0.requests } }
 
     // MARK: - HTTP
 
@@ -54,7 +70,34 @@ public final class ScriptedModelServer: Sendable {
     }
 
     private func errorBody(_ type: String, _ message: String) -> JSONValue {
-        ["type": "error", "error": ["type": .string(type), "message": .string(message)]]
+        let id = state.withLock { state -> Int in
+            state.nextRequestID += 1
+            return state.nextRequestID
+        }
+        return ["type": "error", "error": ["type": .string(type), "message": .string(message)], "request_id": .string("req_scripted_\(id)")]
+    }
+
+    /// Refuses the request as the real API would, if it would; true when refused.
+    private func refuse(_ socket: Socket, headers: [String: String], body: [UInt8], wire: Wire) -> Bool {
+        let refusal: RequestRefusal
+        let json: JSONValue
+        switch wire {
+        case .anthropic:
+            guard let found = MessagesRequestRules.check(headers: headers, body: body) else { return false }
+            refusal = found
+            json = errorBody(found.type, found.message)
+        case .openAI:
+            guard let (found, param) = ChatRequestRules.check(headers: headers, body: body) else { return false }
+            refusal = found
+            json = ["error": ["message": .string(found.message), "type": .string(found.type), "param": param.map(JSONValue.string) ?? .null, "code": .null]]
+        }
+        state.withLock {
+            $0.refusals.append(refusal)
+            $0.requests.append(["status": .number(Double(refusal.status)), "error": .string(refusal.message)])
+        }
+        log.warning("refused", ("status", .number(Double(refusal.status))), ("error", .string(refusal.message)))
+        respond(socket, status: refusal.status, json: json)
+        return true
     }
 
     // MARK: - Messages
@@ -67,10 +110,8 @@ public final class ScriptedModelServer: Sendable {
 
     private func answerMessages(_ socket: Socket, headers: [String: String], body: [UInt8], wire: Wire) {
         let receivedAt = Date().timeIntervalSince1970
-        guard let request = try? JSONValue.parse(body), case .array(let messages)? = request["messages"] else {
-            respond(socket, status: 400, json: errorBody("invalid_request_error", "the body must have messages"))
-            return
-        }
+        if refuse(socket, headers: headers, body: body, wire: wire) { return }
+        guard let request = try? JSONValue.parse(body), case .array(let messages)? = request["messages"] else { return }
         let turnIndex = messages.filter { $0["role"]?.stringValue == "assistant" }.count
         let conversation = (wire == .anthropic ? request["metadata"]?["user_id"] : request["user"])?.stringValue ?? "anonymous"
         let firstUser = messages.first { $0["role"]?.stringValue == "user" }
@@ -90,6 +131,7 @@ public final class ScriptedModelServer: Sendable {
             "turn": .number(Double(turnIndex)), "conversation": .string(conversation), "attempt": .number(Double(attempt)),
             "received_at": .number(receivedAt), "has_api_key": .bool(headers["x-api-key"] != nil || headers["authorization"] != nil),
             "stream": .bool(request["stream"]?.boolValue == true), "tools": .number(Double(request["tools"].map { if case .array(let t) = $0 { t.count } else { 0 } } ?? 0)),
+            "status": 200, "tool_results": .array(Self.lastToolResults(messages, wire: wire)),
         ]
         state.withLock {
             $0.requests.append(record)
@@ -98,6 +140,14 @@ public final class ScriptedModelServer: Sendable {
         log.info("request", ("turn", .number(Double(turnIndex))), ("conversation", .string(conversation)),
                  ("attempt", .number(Double(attempt))), ("received_at", .number(receivedAt)))
         if turn.latencyMs > 0 { Thread.sleep(forTimeInterval: Double(turn.latencyMs) / 1000) }
+        if attempt < turn.failures.count, let type = turn.failures[attempt].streamError {
+            // HTTP 200, a stream that starts, then an `error` event: how the real API reports
+            // overload once a response has begun.
+            guard HTTPServer.startStream(socket, contentType: "text/event-stream") else { return }
+            let error: JSONValue = ["type": "error", "error": ["type": .string(type), "message": .string("scripted stream error \(attempt + 1)")]]
+            try? socket.send(bytes: Array("event: message_start\ndata: \(JSONValue.object(["type": "message_start", "message": ["id": "msg_failing", "type": "message", "role": "assistant", "content": [], "model": "scripted", "stop_reason": nil, "usage": ["input_tokens": 1, "output_tokens": 0]]]).text)\n\nevent: error\ndata: \(error.text)\n\n".utf8))
+            return
+        }
         if attempt < turn.failures.count {
             let failure = turn.failures[attempt]
             let type = failure.status == 429 ? "rate_limit_error" : failure.status == 529 ? "overloaded_error" : "api_error"
@@ -110,7 +160,7 @@ public final class ScriptedModelServer: Sendable {
         }
         let blocks = turn.content.enumerated().map { index, block -> JSONValue in
             guard block["type"]?.stringValue == "tool_use", case .object(var members) = block else { return block }
-            if members["id"] == nil {
+            if members["id"] == nil && !(wire == .openAI && turn.omitIDs) {
                 members["id"] = .string("toolu_\(turnIndex)_\(index)_\(Self.shortHash(conversation))")
             }
             // "{{tool_use_id}}" in an input string becomes the call's id (so a side effect can name it).
@@ -217,14 +267,28 @@ public final class ScriptedModelServer: Sendable {
         for (index, call) in calls.enumerated() {
             let arguments = (call["input"] ?? [:]).text
             let middle = arguments.index(arguments.startIndex, offsetBy: arguments.count / 2)
-            send(["tool_calls": [["index": .number(Double(index)), "id": call["id"] ?? "", "type": "function",
-                                  "function": ["name": call["name"] ?? "", "arguments": .string(String(arguments[..<middle]))]]]])
+            // Some OpenAI-compatible servers send no id at all (`omit_ids` in the script).
+            var first: [String: JSONValue] = ["index": .number(Double(index)), "type": "function",
+                                              "function": ["name": call["name"] ?? "", "arguments": .string(String(arguments[..<middle]))]]
+            if let callID = call["id"] { first["id"] = callID }
+            send(["tool_calls": [.object(first)]])
             send(["tool_calls": [["index": .number(Double(index)), "function": ["arguments": .string(String(arguments[middle...]))]]]])
         }
         send([:], finish: finish)
         let usage: JSONValue = ["id": .string(id), "object": "chat.completion.chunk", "choices": [],
                                 "usage": ["prompt_tokens": 10, "completion_tokens": .number(Double(text.count / 4 + calls.count * 10))]]
         try? socket.send(bytes: Array("data: \(usage.text)\n\ndata: [DONE]\n\n".utf8))
+    }
+
+    /// The tool results the request's last message carries, as text (what the model would read).
+    static func lastToolResults(_ messages: [JSONValue], wire: Wire) -> [JSONValue] {
+        switch wire {
+        case .anthropic:
+            guard case .array(let blocks)? = messages.last?["content"] else { return [] }
+            return blocks.filter { $0["type"]?.stringValue == "tool_result" }.map { $0["content"] ?? "" }
+        case .openAI:
+            return messages.reversed().prefix { $0["role"]?.stringValue == "tool" }.reversed().map { $0["content"] ?? "" }
+        }
     }
 
     private static func chunks(_ text: String, count: Int) -> [String] {

@@ -1,0 +1,180 @@
+import DroverCore
+import DroverModel
+import DroverScriptedModel
+import Foundation
+import Testing
+@testable import DroverHarness
+
+/// The agent loop's decisions as tables of logs: every ordering the log can have, and every
+/// point a harness can die at, with the step the planner must take.
+@Suite struct TurnPlannerTests {
+    /// Builds a log: events get seqs in order; agent-side events carry `epoch`.
+    struct LogBuilder {
+        var events: [Event] = []
+        var epoch: Int64 = 1
+        mutating func add(_ type: EventType, _ payload: JSONValue = [:]) {
+            let seq = Int64(events.count + 1)
+            events.append(Event(sessionID: SessionID("s"), seq: seq, id: "e\(seq)", type: type, payload: payload.text, createdAt: Date(),
+                                leaseEpoch: type.isUserSide ? nil : epoch))
+        }
+        mutating func user(_ text: String) { add(.userMessage, ["content": [["type": "text", "text": .string(text)]]]) }
+        mutating func request(_ turn: Int = 1) { add(.spanModelRequestStart, ["turn": .number(Double(turn))]) }
+        mutating func answered(tokens: Int = 10) {
+            add(.spanModelRequestEnd, ["usage": ["input_tokens": .number(Double(tokens)), "output_tokens": 0]])
+        }
+        mutating func say(_ text: String) { add(.agentMessage, ["content": [["type": "text", "text": .string(text)]]]) }
+        mutating func use(_ id: String) { add(.agentToolUse, ["id": .string(id), "name": "bash", "input": ["command": "true"]]) }
+        mutating func result(_ id: String) { add(.agentToolResult, ["tool_use_id": .string(id), "content": "ok", "is_error": false]) }
+        var log: SessionLog { SessionLog(events: events) }
+    }
+
+    static let planner = TurnPlanner(epoch: 1, maxTurns: 5, tokenBudget: nil, contextBudgetTokens: 1_000_000)
+
+    /// The view goes out as the Messages API body and passes every rule the real API applies.
+    static func expectValid(_ view: ContextView, _ why: String) {
+        let request = ModelRequest(model: "m", system: "s", messages: view.messages, tools: [], userID: "s")
+        var body = AnthropicProvider.body(request)
+        if case .object(var members) = body { members["stream"] = nil; body = .object(members) }
+        let refusal = MessagesRequestRules.check(headers: ["x-api-key": "k", "anthropic-version": "2023-06-01"], body: Array(body.text.utf8))
+        #expect(refusal == nil, "\(why): \(refusal?.message ?? "")")
+    }
+
+    static func roles(_ step: TurnStep) -> [Message.Role]? {
+        if case .callModel(let view, _) = step { return view.messages.map(\.role) }
+        return nil
+    }
+
+    @Test func aNewMessageCallsTheModel() {
+        var b = LogBuilder()
+        b.user("hello")
+        #expect(Self.roles(Self.planner.next(b.log)) == [.user])
+    }
+
+    @Test func aMessageSentWhileAToolRunsFollowsTheToolResults() {
+        var b = LogBuilder()
+        b.user("go"); b.add(.sessionStatusRunning); b.request(); b.answered(); b.use("t1"); b.user("also this"); b.result("t1")
+        guard case .callModel(let view, _) = Self.planner.next(b.log) else { Issue.record("no model call"); return }
+        #expect(view.messages.map(\.role) == [.user, .assistant, .user])
+        #expect(view.messages[2].content == [.toolResult(toolUseID: "t1", content: "ok", isError: false), .text("also this")])
+        Self.expectValid(view, "interleaved")
+    }
+
+    @Test func aMessageSentDuringAModelCallFollowsItsAnswer() {
+        var b = LogBuilder()
+        b.user("go"); b.request(); b.user("and one more"); b.answered(); b.say("done")
+        guard case .callModel(let view, _) = Self.planner.next(b.log) else { Issue.record("the message must be answered"); return }
+        #expect(view.messages.map(\.role) == [.user, .assistant, .user])
+        #expect(view.messages[2].content == [.text("and one more")])
+        Self.expectValid(view, "during a call")
+    }
+
+    @Test func parallelCallsRunOnlyWhatIsUnanswered() {
+        var b = LogBuilder()
+        b.user("go"); b.request(); b.answered(); b.use("a"); b.use("b"); b.result("b")
+        #expect(Self.planner.next(b.log) == .runTools([PendingToolUse(id: "a", name: "bash", input: ["command": "true"], recovering: false)]))
+        // Logged under an earlier lease: a successor re-sends it as a recovering call.
+        var earlier = TurnPlanner(epoch: 2, maxTurns: 5, tokenBudget: nil, contextBudgetTokens: 1_000_000)
+        guard case .runTools(let calls) = earlier.next(b.log) else { Issue.record("no tools"); return }
+        #expect(calls.map(\.recovering) == [true])
+        earlier.maxTurns = 1
+        #expect(earlier.next(b.log) == .runTools(calls), "pending tools run before any limit is applied")
+    }
+
+    @Test func aTurnTheLogAlreadyEndedIsFinishedWithoutCallingTheModel() {
+        var b = LogBuilder()
+        b.user("go"); b.request(); b.answered(); b.say("the final answer")
+        // The harness died after writing the answer, before its release: the successor closes it.
+        #expect(Self.planner.next(b.log) == .finish(.endTurn, unanswered: [], handledThrough: 4))
+        // A user message after the request is new input: answered, not closed.
+        b.user("one more thing")
+        #expect(Self.roles(Self.planner.next(b.log)) == [.user, .assistant, .user])
+        // A session claimed again after its idle was written (nothing new): closed again.
+        var closed = LogBuilder()
+        closed.user("go"); closed.request(); closed.answered(); closed.use("t"); closed.add(.userInterrupt)
+        closed.add(.agentToolResult, ["tool_use_id": "t", "content": "Interrupted", "is_error": true])
+        closed.add(.sessionStatusIdle, ["stop_reason": ["type": "interrupted"]])
+        guard case .finish(.endTurn, [], 7) = Self.planner.next(closed.log) else { Issue.record("\(Self.planner.next(closed.log))"); return }
+    }
+
+    @Test func interruptsEndTheTurnAndAnswerPendingCalls() {
+        var b = LogBuilder()
+        b.user("go"); b.request(); b.answered(); b.use("t1"); b.add(.userInterrupt)
+        let pending = [PendingToolUse(id: "t1", name: "bash", input: ["command": "true"], recovering: false)]
+        #expect(Self.planner.next(b.log) == .finish(.interrupted, unanswered: pending, handledThrough: 5))
+        // A message after the interrupt supersedes it.
+        b.result("t1"); b.user("actually, do this")
+        #expect(Self.roles(Self.planner.next(b.log)) == [.user, .assistant, .user])
+    }
+
+    @Test func limitsEndTheTurn() {
+        var b = LogBuilder()
+        b.user("go")
+        for turn in 1...2 { b.request(turn); b.answered(tokens: 600); b.use("t\(turn)"); b.result("t\(turn)") }
+        var limited = Self.planner
+        limited.maxTurns = 2
+        #expect(limited.next(b.log) == .finish(.maxTurns, unanswered: [], handledThrough: b.log.lastSeq))
+        limited.maxTurns = 5
+        limited.tokenBudget = 1000
+        #expect(limited.next(b.log) == .finish(.budgetReached, unanswered: [], handledThrough: b.log.lastSeq))
+        // Turns count since the session last went idle.
+        b.add(.sessionStatusIdle, ["stop_reason": ["type": "max_turns"]]); b.user("continue")
+        limited.tokenBudget = nil
+        limited.maxTurns = 2
+        #expect(Self.roles(limited.next(b.log)) != nil)
+    }
+
+    @Test func aSessionThatKeepsKillingItsHarnessesIsClosed() {
+        var b = LogBuilder()
+        b.user("go"); b.request(); b.answered(); b.use("t1")
+        var planner = Self.planner
+        planner.attempt = 6
+        planner.maxAttempts = 5
+        guard case .finish(.retriesExhausted, let unanswered, _) = planner.next(b.log) else { Issue.record("not closed"); return }
+        #expect(unanswered.map(\.id) == ["t1"])
+        planner.attempt = 5
+        #expect(planner.next(b.log) == .runTools([PendingToolUse(id: "t1", name: "bash", input: ["command": "true"], recovering: false)]))
+    }
+
+    @Test func compactionIsLoggedOnlyWhenTheViewElidesSomethingNew() {
+        var b = LogBuilder()
+        b.user("go"); b.request(); b.answered(); b.use("t1")
+        b.add(.agentToolResult, ["tool_use_id": "t1", "content": .string(String(repeating: "x", count: 8000)), "is_error": false])
+        let tight = TurnPlanner(epoch: 1, maxTurns: 5, tokenBudget: nil, contextBudgetTokens: 500)
+        guard case .callModel(_, let compacted) = tight.next(b.log) else { Issue.record("no call"); return }
+        #expect(compacted == ["t1"])
+        b.add(.agentContextCompacted, ["elided_tool_results": ["t1"]])
+        guard case .callModel(_, let again) = tight.next(b.log) else { Issue.record("no call"); return }
+        #expect(again == nil)
+    }
+
+    /// Every prefix of a log with interleavings (a crash after any event), and every position of a
+    /// stray user message: whatever the planner decides to send is a request the real API accepts,
+    /// and the planner never re-asks a turn the log already answered.
+    @Test func atEveryCrashPointAndOrderingTheViewIsValid() {
+        var b = LogBuilder()
+        b.user("go"); b.add(.sessionStatusRunning); b.request(1); b.answered(); b.add(.agentThinking, ["thinking": "hm", "signature": "sig"])
+        b.say("two tools"); b.use("a"); b.use("b"); b.result("b"); b.result("a")
+        b.request(2); b.answered(); b.say("done"); b.add(.sessionStatusIdle, ["stop_reason": ["type": "end_turn"]])
+        b.user("next"); b.request(3); b.answered(); b.use("c"); b.add(.userInterrupt)
+        b.add(.agentToolResult, ["tool_use_id": "c", "content": "Interrupted", "is_error": true])
+        b.add(.sessionStatusIdle, ["stop_reason": ["type": "interrupted"]]); b.user("after the interrupt")
+        let full = b.events
+        var checked = 0
+        for cut in 1...full.count {
+            for strayAt in 0...cut {
+                var events = Array(full.prefix(cut))
+                if strayAt < cut {
+                    events.insert(Event(sessionID: SessionID("s"), seq: 0, id: "x", type: .userMessage,
+                                        payload: #"{"content":[{"type":"text","text":"stray"}]}"#, createdAt: Date(), leaseEpoch: nil), at: strayAt)
+                }
+                for (index, _) in events.enumerated() { events[index].seq = Int64(index + 1) }
+                let step = Self.planner.next(SessionLog(events: events))
+                if case .callModel(let view, _) = step {
+                    Self.expectValid(view, "cut \(cut), stray at \(strayAt)")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked > 50)
+    }
+}
