@@ -50,7 +50,7 @@ let package = Package(
             dependencies: ["DroverModel", "DroverScriptedModel", "DroverIO", "DroverSandbox", "DroverStore", "DroverPostgres", "DroverCore"]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore"]),
         .testTarget(name: "DroverSandboxTests", dependencies: ["DroverSandbox", "DroverCore", "DroverTestSupport"]),
-        .testTarget(name: "DroverModelTests", dependencies: ["DroverModel", "DroverScriptedModel", "DroverCore", "DroverTestSupport"]),
+        .testTarget(name: "DroverModelTests", dependencies: ["DroverModel", "DroverScriptedModel", "DroverIO", "DroverCore", "DroverTestSupport"]),
         .testTarget(
             name: "DroverHarnessTests",
             dependencies: ["DroverHarness", "DroverModel", "DroverScriptedModel", "DroverStore", "DroverCore", "DroverTestSupport"]),

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverIO
 import DroverModel
 import DroverScriptedModel
 import Foundation
@@ -103,5 +104,48 @@ import Testing
         let error = await #expect(throws: ModelError.self) { try await call.value }
         #expect(error?.code == .cancelled)
         #expect(ContinuousClock.now - started < .seconds(2))
+    }
+}
+
+@Suite struct ProviderFailureTests {
+    /// Overload reported mid-stream (HTTP 200, then an `error` event) is retried like a 529.
+    @Test func anOverloadedErrorMidStreamIsRetried() async throws {
+        let server = try ScriptedModelServer(
+            script: try ModelScript.load(["turns": [["failures": [["stream_error": "overloaded_error"], ["stream_error": "rate_limit_error"]],
+                                                     "content": [["type": "text", "text": "third time lucky"]]]]]),
+            host: "127.0.0.1", port: 0, log: Log(component: "test", minimum: .error))
+        server.start()
+        defer { server.stop() }
+        let provider = AnthropicProvider(baseURL: "http://127.0.0.1:\(server.listener.port)", apiKey: "sk-test", maxBackoff: 0.05)
+        let response = try await provider.complete(ModelRequest(model: "m", system: "", messages: [Message(role: .user, content: [.text("hi")])], tools: [])) {}
+        #expect(response.content == [.text("third time lucky")])
+        #expect(server.requests.count == 3)
+        // Other error types mid-stream are not retried.
+        let failing = try ScriptedModelServer(
+            script: try ModelScript.load(["turns": [["failures": [["stream_error": "invalid_request_error"]], "content": [["type": "text", "text": "x"]]]]]),
+            host: "127.0.0.1", port: 0, log: Log(component: "test", minimum: .error))
+        failing.start()
+        defer { failing.stop() }
+        let strict = AnthropicProvider(baseURL: "http://127.0.0.1:\(failing.listener.port)", apiKey: "sk-test", maxBackoff: 0.05)
+        let error = await #expect(throws: ModelError.self) {
+            try await strict.complete(ModelRequest(model: "m", system: "", messages: [Message(role: .user, content: [.text("hi")])], tools: [])) {}
+        }
+        #expect(error?.code == .streamError)
+    }
+
+    /// A key placed in the model URL's path, query or user-info never reaches an error message
+    /// (which ends up in `session.error`).
+    @Test func errorsNameTheServerButNeverTheURLsSecrets() async throws {
+        let closed = try Listener(host: "127.0.0.1", port: 0)
+        let port = closed.port
+        closed.shutdown()
+        let provider = AnthropicProvider(baseURL: "http://user:pw-SECRET@127.0.0.1:\(port)/proxy/sk-SECRET-key?token=SECRET", apiKey: "k",
+                                         maxRetries: 0, maxBackoff: 0.01)
+        let error = await #expect(throws: ModelError.self) {
+            try await provider.complete(ModelRequest(model: "m", system: "", messages: [Message(role: .user, content: [.text("hi")])], tools: [])) {}
+        }
+        #expect(error?.code == .network)
+        #expect(error?.message.contains("127.0.0.1:\(port)") == true)
+        #expect(error?.message.contains("SECRET") == false, "\(error?.message ?? "")")
     }
 }

@@ -6,6 +6,20 @@ import Testing
 
 /// The `drover` executable, run as a separate process against a real database.
 @Suite struct CLITests {
+    /// A command group's --help lists its commands (and the group alone says how to use it).
+    @Test func commandGroupsListTheirCommands() async throws {
+        for (group, members) in [("bench", ["bench queue", "bench sandbox", "bench harness"]), ("session", ["session create", "session send", "session show"]),
+                                 ("agent", ["agent create"])] {
+            let help = try await DroverProcess.run([group, "--help"], database: nil)
+            #expect(help.status == 0, "\(group): \(help.stderr)")
+            for member in members { #expect(help.stdout.contains(member), "\(group) --help lists \(member)") }
+            let bare = try await DroverProcess.run([group], database: nil)
+            #expect(bare.status == 2 && bare.stderr.contains(members[0]))
+            let wrong = try await DroverProcess.run([group, "frobnicate"], database: nil)
+            #expect(wrong.status == 2 && wrong.stderr.contains("unknown command") && wrong.stderr.contains(members[0]))
+        }
+    }
+
     @Test func twoConcurrentMigrationsThenARepeatApplyTheSchemaOnce() async throws {
         try await TestDatabase.with(migrated: false) { db in
             async let first = DroverProcess.run(["migrate"], database: db.conninfo)

@@ -52,6 +52,63 @@ import Testing
         }
     }
 
+    /// Batches committed concurrently on several connections, each touching the same sessions in
+    /// opposite orders: write_batch takes row locks in session order, so none waits on another in
+    /// a cycle (before, Postgres aborted such batches after deadlock_timeout).
+    @Test func concurrentBatchesInOppositeOrdersNeverDeadlock() async throws {
+        try await TestDatabase.with { db in
+            let pool = db.pool(maxConnections: 4)
+            defer { pool.close() }
+            let f = try await Fixtures.make(pool)
+            _ = try await f.queuedSessions(6)
+            let leases = try await f.queue.claim(max: 6, owner: HarnessID(rawValue: "h"), ttl: 60).sorted { $0.sessionID.rawValue < $1.sessionID.rawValue }
+            let deadlocks = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+            let before: Int64 = try await pool.query(deadlocks)[0].decode(0)
+            let failures = await withTaskGroup(of: Int.self) { group in
+                for writer in 0..<4 {
+                    group.addTask {
+                        var failed = 0
+                        for _ in 0..<25 {
+                            let order = writer % 2 == 0 ? leases : leases.reversed()
+                            let writes = order.map { LeaseWrite.append($0, .agentMessage, payload: "{}") }
+                            for outcome in await (try? WriteBatch.send(writes, on: pool)) ?? writes.map({ _ in .failure(DroverError(.database, "batch")) }) {
+                                if case .failure = outcome { failed += 1 }
+                            }
+                        }
+                        return failed
+                    }
+                }
+                return await group.reduce(0, +)
+            }
+            let after: Int64 = try await pool.query(deadlocks)[0].decode(0)
+            #expect(failures == 0)
+            #expect(after == before, "\(after - before) deadlocks")
+            for lease in leases { #expect(try await f.store.session(lease.sessionID).lastSeq == 101) }
+        }
+    }
+
+    /// When a whole batch is refused, units are retried one by one: a session's closing events and
+    /// its release still commit together, and only the bad unit fails.
+    @Test func aRefusedBatchIsRetriedUnitByUnitNeverSplittingAUnit() async throws {
+        try await TestDatabase.with { db in
+            let pool = db.pool(maxConnections: 1)
+            defer { pool.close() }
+            let f = try await Fixtures.make(pool)
+            _ = try await f.queuedSessions(2)
+            let leases = try await f.queue.claim(max: 2, owner: HarnessID(rawValue: "h"), ttl: 60)
+            let committer = GroupCommitter(pool: pool, maxInFlight: 1)
+            async let good = committer.submitAll([.append(leases[0], .sessionStatusIdle, payload: "{}"), .release(leases[0], to: .idle, handledThrough: nil)])
+            async let bad = committer.submitAll([.append(leases[1], .sessionStatusIdle, payload: "{}"), .append(leases[1], .agentMessage, payload: "not json"),
+                                                 .release(leases[1], to: .idle, handledThrough: nil)])
+            let (goodOutcomes, badOutcomes) = await (good, bad)
+            #expect(goodOutcomes.allSatisfy { (try? $0.get()) != nil })
+            #expect(badOutcomes.allSatisfy { if case .failure = $0 { true } else { false } }, "the bad unit failed as a whole")
+            #expect(try await f.store.session(leases[0].sessionID).status == .idle)
+            let badSession = try await f.store.session(leases[1].sessionID)
+            #expect(badSession.status == .running && badSession.lastSeq == 1, "nothing of the bad unit was written")
+        }
+    }
+
     @Test func aPayloadThatIsNotJSONFailsAloneAndTheRestAreWritten() async throws {
         try await TestDatabase.with { db in
             let pool = db.pool(maxConnections: 1)
