@@ -17,11 +17,13 @@ build: deps
 release: deps
 	$(SWIFT) build -c release $(SWIFT_FLAGS)
 
-# The server-restart test and the bounded chaos run bounce Postgres, so each runs alone after the rest.
+# The server-restart test and the bounded chaos run bounce Postgres, and the fleet test runs eight
+# harnesses against a server of its own, so each runs alone after the rest.
 test: deps
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
-	scripts/with-pg.sh sh -c '$(SWIFT) test --skip-build --skip ServerRestartTests --skip ChaosTests \
+	scripts/with-pg.sh sh -c '$(SWIFT) test --skip-build --skip ServerRestartTests --skip ChaosTests --skip FleetTests \
 		&& $(SWIFT) test --skip-build --filter ServerRestartTests \
+		&& $(SWIFT) test --skip-build --filter FleetTests \
 		&& $(SWIFT) test --skip-build --filter ChaosTests'
 
 # The full chaos run: 200 sessions under kills, pauses, a pool crash and a Postgres restart.

@@ -20,11 +20,13 @@ public final class HarnessCluster: Sendable {
     public let apiKey: String
     private let harnesses = Mutex<[ChildDaemon]>([])
 
-    public static func start(script: JSONValue, harnesses: Int = 1, harnessArgs: [String] = [], apiKey: String = "sk-test-key") async throws -> HarnessCluster {
-        let database = try await TestDatabase.create()
+    /// `server`: a Postgres server URL other than `DATABASE_URL`'s (a test's own server).
+    public static func start(script: JSONValue, harnesses: Int = 1, harnessArgs: [String] = [], poolArgs: [String] = [],
+                             apiKey: String = "sk-test-key", server: String? = nil) async throws -> HarnessCluster {
+        let database = try await TestDatabase.create(on: server)
         let sql = database.pool(maxConnections: 4)
         let store = SessionStore(pool: sql)
-        let pool = try await RunningPool.start(["--warm", "0", "--grace", "1"], environment: ["DATABASE_URL": database.conninfo])
+        let pool = try await RunningPool.start(["--warm", "0", "--grace", "1"] + poolArgs, environment: ["DATABASE_URL": database.conninfo])
         let model = try ScriptedModelServer(
             script: try ModelScript.load(script), host: "127.0.0.1", port: 0, log: Log(component: "scripted-model", minimum: .error))
         model.start()
@@ -50,10 +52,11 @@ public final class HarnessCluster: Sendable {
 
     public var modelURL: String { "http://127.0.0.1:\(model.listener.port)" }
 
-    /// Starts one more harness process (lease TTL 2 s unless `args` says otherwise).
+    /// Starts one more harness process (lease TTL 2 s and a 0.2 s poll unless `args` says otherwise).
     @discardableResult
     public func startHarness(_ args: [String] = []) async throws -> ChildDaemon {
-        var arguments = ["harness", "--model-url", modelURL, "--poll-interval", "0.2"]
+        var arguments = ["harness", "--model-url", modelURL]
+        if !args.contains("--poll-interval") { arguments += ["--poll-interval", "0.2"] }
         if !args.contains("--lease-ttl") { arguments += ["--lease-ttl", "2"] }
         let harness = try ChildDaemon(
             binary: TestDatabase.droverBinary.path, arguments + args,

@@ -29,10 +29,11 @@ public struct TestDatabase: Sendable {
         return url
     }
 
-    /// Creates an empty database, migrated unless `migrated` is false.
-    public static func create(migrated: Bool = true) async throws -> TestDatabase {
+    /// Creates an empty database (on `server`, else the one in `DATABASE_URL`), migrated unless
+    /// `migrated` is false.
+    public static func create(migrated: Bool = true, on server: String? = nil) async throws -> TestDatabase {
         let scratch = try await ScratchDatabase.create(
-            on: try serverURL(), prefix: "drover_test", migrations: migrated ? try Migration.load(from: migrationsDirectory) : nil)
+            on: try server ?? serverURL(), prefix: "drover_test", migrations: migrated ? try Migration.load(from: migrationsDirectory) : nil)
         return TestDatabase(scratch: scratch)
     }
 

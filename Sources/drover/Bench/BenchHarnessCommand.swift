@@ -5,6 +5,7 @@ import DroverScriptedModel
 import DroverPostgres
 import DroverStore
 import Foundation
+import Synchronization
 
 /// `drover bench harness`: the harness measured end to end against real processes: a scratch
 /// database, a sandbox pool, harnesses, and the scripted model at a fixed latency.
@@ -21,7 +22,8 @@ struct BenchHarnessCommand: Command {
               provisioning includes preparing a workspace: --setup SCRIPT, by default a git
               repository of 1,000 small files, committed
           (c) sessions completed per second, for each count in --sessions (default 100,1000) across
-              each harness count in --harnesses (default 1,2,4)
+              each harness count in --harnesses (default 1,2,4,8), with the peak number of client
+              backends on the server meanwhile (each harness holds at most 4 connections)
           (d) SIGKILL of the harness holding a lease → session resumed, p50/max (lease TTL 2 s)
 
           --samples N   samples for (a) and (b) (default 100), and SIGKILL trials / 10 for (d)
@@ -47,7 +49,7 @@ struct BenchHarnessCommand: Command {
             }
         }
         let sessionCounts = try list("sessions", "100,1000")
-        let harnessCounts = try list("harnesses", "1,2,4")
+        let harnessCounts = try list("harnesses", "1,2,4,8")
         guard let directory = Migration.defaultDirectory() else { throw UsageError("no migrations folder found") }
         let database = try await ScratchDatabase.create(
             on: try Environment.databaseURL(), prefix: "drover_bench", migrations: try Migration.load(from: directory))
@@ -69,8 +71,9 @@ struct BenchHarnessCommand: Command {
             ]
             for harnesses in harnessCounts {
                 for sessions in sessionCounts {
-                    let rate = try await bench.throughput(sessions: sessions, harnesses: harnesses)
+                    let (rate, backends) = try await bench.throughput(sessions: sessions, harnesses: harnesses)
                     results.append(BenchResult(name: "sessions_per_s_\(sessions)_on_\(harnesses)", value: rate, unit: "sessions/s"))
+                    results.append(BenchResult(name: "peak_backends_\(sessions)_on_\(harnesses)", value: Double(backends), unit: "client backends"))
                 }
             }
             let resume = try await bench.killResume(trials: max(3, samples / 10))
@@ -205,10 +208,25 @@ final class HarnessBench: @unchecked Sendable {
         return latencies
     }
 
-    /// (c) Queues `sessions` at once and times until every one is idle.
-    func throughput(sessions: Int, harnesses: Int) async throws -> Double {
+    /// (c) Queues `sessions` at once and times until every one is idle; samples the server's
+    /// client backends meanwhile and returns the peak.
+    func throughput(sessions: Int, harnesses: Int) async throws -> (rate: Double, peakBackends: Int) {
         try await startHarnesses(harnesses, ["--poll-interval", "0.2"])
         let (agent, environment) = try await agentAndEnvironment(setup: false)
+        let peak = Mutex(0)
+        let conninfo = database.conninfo
+        let sampling = Task {
+            let sampler = ConnectionPool(conninfo: conninfo, maxConnections: 1)
+            defer { sampler.close() }
+            while !Task.isCancelled {
+                if let count: Int = try? await sampler.query(
+                    "SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = 'client backend'")[0].decode(0) {
+                    peak.withLock { $0 = max($0, count) }
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        defer { sampling.cancel() }
         let started = ContinuousClock.now
         try await sql.query(
             "SELECT count(drover.create_session($1, $2, '{\"content\":[{\"type\":\"text\",\"text\":\"go\"}]}', 0)) FROM generate_series(1, $3)",
@@ -221,8 +239,8 @@ final class HarnessBench: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         let rate = Double(sessions) / (ContinuousClock.now - started).seconds
-        Progress.say("\(sessions) sessions on \(harnesses) harness(es): \(Int(rate))/s")
-        return rate
+        Progress.say("\(sessions) sessions on \(harnesses) harness(es): \(Int(rate))/s, peak \(peak.withLock { $0 }) backends")
+        return (rate, peak.withLock { $0 })
     }
 
     /// (d) SIGKILL the holder during a slow model call; time until another harness writes.
