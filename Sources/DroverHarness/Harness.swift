@@ -23,6 +23,8 @@ public struct HarnessOptions: Sendable {
     public var maxAttempts = 5
     public var contextBudgetTokens = 150_000
     public var poolToken = ""
+    /// How often to look for harnesses that died holding leases (their liveness lock is free).
+    public var rescueInterval: Double = 0.25
     /// Pooled database connections (one more is the listener): a fixed budget whatever
     /// `maxSessions` is, since every session's writes share commits through group commit.
     public var databaseConnections = 3
@@ -44,6 +46,9 @@ public final class Harness: Sendable {
         var runners = RunnerTable<SessionRunner>()
         var draining = false
         var ready = false
+        /// After losing its liveness connection, the harness claims nothing until then (seconds on
+        /// `now`), so that healthy harnesses take its sessions first.
+        var claimPausedUntil: Double = 0
     }
     private let state = Mutex(State())
     private let clock = ContinuousClock()
@@ -77,7 +82,7 @@ public final class Harness: Sendable {
 
     /// Runs until SIGTERM/SIGINT, then drains; returns the exit status.
     public func run() async throws -> Int32 {
-        try await register()
+        let lockKey = try await register()
         context.metrics.registry.gauge("drover_sessions_active", "Sessions this harness is running now.") { [self] in
             Double(activeSessions)
         }
@@ -87,20 +92,29 @@ public final class Harness: Sendable {
         if let ops { log.info("metrics listening", ("address", .string(ops.address))) }
         // One listener connection for both channels: runnable sessions wake the claimer, user
         // events reach the runner of their session.
-        let listener = try PostgresListener(conninfo: pool.conninfo, channels: [LeaseQueue.runnableChannel, LeaseQueue.userEventChannel])
+        // It also holds this process's liveness lock: when the process or the connection dies,
+        // Postgres frees the lock and other harnesses take the leases over at once (rescue).
+        let listener = try PostgresListener(
+            conninfo: pool.conninfo, channels: [LeaseQueue.runnableChannel, LeaseQueue.userEventChannel],
+            onConnect: ["SET application_name = 'drover harness'", "SELECT pg_advisory_lock(\(lockKey))"])
         let claimer = Claimer(queue: context.queue, owner: id, ttl: options.leaseTTL, pollInterval: options.pollInterval,
                               sharedListener: listener, owns: false)
         log.info("started", ("max_sessions", .number(Double(options.maxSessions))), ("lease_ttl_s", .number(options.leaseTTL)),
                  ("eager_sandbox", .bool(options.eagerSandbox)))
 
         state.withLock { $0.ready = true }
-        let claiming = Task { await claimLoop(claimer) }
+        let claiming = Task { await claimLoop(claimer, listener: listener) }
+        let rescuing = Task { await rescueLoop() }
         let ticking = Task { await tickLoop() }
         let registry = Task { await registryLoop() }
         let interrupts = Task {
-            for await notification in listener.notifications where notification.channel == LeaseQueue.userEventChannel {
-                let runner = state.withLock { $0.runners[SessionID(notification.payload)] }
-                if let runner { Task { await runner.userEventArrived() } }
+            for await notification in listener.notifications {
+                if notification.isDisconnect {
+                    await livenessLost()
+                } else if notification.channel == LeaseQueue.userEventChannel {
+                    let runner = state.withLock { $0.runners[SessionID(notification.payload)] }
+                    if let runner { Task { await runner.userEventArrived() } }
+                }
             }
         }
 
@@ -122,6 +136,7 @@ public final class Harness: Sendable {
             try? await Task.sleep(for: .milliseconds(10))
         }
         _ = await claiming.value
+        rescuing.cancel()
         ticking.cancel()
         registry.cancel()
         interrupts.cancel()
@@ -134,16 +149,22 @@ public final class Harness: Sendable {
         return 0
     }
 
-    private func register() async throws {
+    /// Registers this process; returns the key of the liveness lock it must hold.
+    private func register() async throws -> Int64 {
         let host = ProcessInfo.processInfo.hostName
-        try await pool.query("SELECT drover.register_harness($1, $2, $3)", [id.rawValue, host, Int(getpid())])
+        return try await pool.query("SELECT drover.register_harness($1, $2, $3)", [id.rawValue, host, Int(getpid())])[0].decode(0)
     }
 
     // MARK: - Claiming
 
-    private func claimLoop(_ claimer: Claimer) async {
+    private func claimLoop(_ claimer: Claimer, listener: PostgresListener) async {
         var backoff = Backoff()
         while !Task.isCancelled {
+            // No claims without the liveness lock: a lease held without it would be cut at once.
+            guard listener.isConnected, state.withLock({ $0.claimPausedUntil }) <= now else {
+                try? await Task.sleep(for: .milliseconds(20))
+                continue
+            }
             let free = options.maxSessions - state.withLock { $0.runners.count }
             if free <= 0 {
                 try? await Task.sleep(for: .milliseconds(5))
@@ -217,6 +238,37 @@ public final class Harness: Sendable {
                 runner.log.warning("lease lost on heartbeat: stopping")
                 runner.stop(.leaseLost)
             }
+        }
+    }
+
+    /// The listener's connection, and with it the liveness lock, was lost: another harness may
+    /// already have taken this one's sessions over. Stop their work (nothing more is written
+    /// under those leases) and give the leases up, so they are claimed now, not after the TTL.
+    private func livenessLost() async {
+        let pause = max(0.5, options.rescueInterval * 2)
+        let runners = state.withLock { state -> [SessionRunner] in
+            state.claimPausedUntil = now + pause
+            return state.runners.runners
+        }
+        guard !runners.isEmpty else { return }
+        log.warning("liveness connection lost: giving up every lease", ("sessions", .number(Double(runners.count))))
+        runners.forEach { $0.stop(.leaseLost) }
+        for attempt in 1...5 {
+            if (try? await pool.query("SELECT drover.relinquish_leases($1)", [id.rawValue])) != nil { return }
+            try? await Task.sleep(for: .milliseconds(100 * attempt))
+        }
+    }
+
+    /// Cuts short the leases of harnesses found dead by their liveness lock, so that their
+    /// sessions are claimed now rather than after the TTL (this harness's claimer is woken by the
+    /// NOTIFY that follows, like every other's).
+    private func rescueLoop() async {
+        while !Task.isCancelled {
+            if let cut: Int = try? await pool.query("SELECT drover.rescue_orphans()")[0].decode(0), cut > 0 {
+                context.metrics.rescued.inc(by: Double(cut))
+                log.info("took over the leases of a harness that is gone", ("sessions", .number(Double(cut))))
+            }
+            try? await Task.sleep(for: .seconds(options.rescueInterval))
         }
     }
 

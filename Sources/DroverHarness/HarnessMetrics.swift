@@ -13,6 +13,7 @@ struct HarnessMetrics: Sendable {
     let toolCalls: Counter
     let toolSeconds: Histogram
     let logEventsRead: Counter
+    let rescued: Counter
 
     init() {
         claimed = registry.counter("drover_sessions_claimed_total", "Sessions claimed.")
@@ -24,6 +25,7 @@ struct HarnessMetrics: Sendable {
         timeToFirstToken = registry.histogram("drover_time_to_first_token_seconds", "From sending a model request to its first token.")
         toolCalls = registry.counter("drover_tool_calls_total", "Tool calls, by tool and outcome (ok, is_error).")
         toolSeconds = registry.histogram("drover_tool_call_seconds", "Tool call duration in seconds, by tool.")
+        rescued = registry.counter("drover_leases_rescued_total", "Leases of dead harnesses this harness cut short (their liveness lock was free).")
         logEventsRead = registry.counter("drover_log_events_read_total", "Log events read by session runners (each is read once per lease).")
     }
 }

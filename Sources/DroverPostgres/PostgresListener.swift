@@ -2,18 +2,22 @@ import CLibPQ
 import Foundation
 import Synchronization
 
-/// A notification from `LISTEN`, or the marker sent after the listener reconnected (notifications
-/// sent while it was away are lost, so consumers should look for work at once).
+/// A notification from `LISTEN`, or a marker: after the listener (re)connected (notifications
+/// sent while it was away are lost, so consumers should look for work at once), or when its
+/// connection was lost (with it, anything the connection held, such as a session-level lock).
 public struct PostgresNotification: Sendable, Equatable {
     public var channel: String
     public var payload: String
     /// True for the synthetic marker sent after each (re)connect.
     public var isReconnect: Bool
+    /// True for the synthetic marker sent when a live connection was lost.
+    public var isDisconnect: Bool
 
-    public init(channel: String, payload: String, isReconnect: Bool = false) {
+    public init(channel: String, payload: String, isReconnect: Bool = false, isDisconnect: Bool = false) {
         self.channel = channel
         self.payload = payload
         self.isReconnect = isReconnect
+        self.isDisconnect = isDisconnect
     }
 }
 
@@ -27,6 +31,8 @@ public final class PostgresListener: Sendable {
     private let continuation: AsyncStream<PostgresNotification>.Continuation
     private let conninfo: String
     private let channels: [String]
+    /// Statements run after every (re)connect, before the listener counts as connected.
+    private let onConnect: [String]
 
     private struct Doorbell {
         var rung = false
@@ -39,13 +45,15 @@ public final class PostgresListener: Sendable {
     private let connected = Mutex(false)
 
     /// Channel names must be plain identifiers; they are spliced into `LISTEN`, which takes no
-    /// parameters.
-    public init(conninfo: String, channels: [String]) throws {
+    /// parameters. `onConnect` statements (no parameters) run after every (re)connect: a harness
+    /// takes its liveness lock there, so that the lock lives exactly as long as this connection.
+    public init(conninfo: String, channels: [String], onConnect: [String] = []) throws {
         for channel in channels where !Self.isPlainIdentifier(channel) {
             throw PostgresError(.server, message: "channel name must match [a-z_][a-z0-9_]*")
         }
         self.conninfo = conninfo
         self.channels = channels
+        self.onConnect = onConnect
         (notifications, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1024))
         let thread = Thread { [self] in self.run() }
         thread.name = "drover.listen"
@@ -147,6 +155,7 @@ public final class PostgresListener: Sendable {
         if let live = conn { PQfinish(live) }
         conn = nil
         connected.withLock { $0 = false }
+        ring(PostgresNotification(channel: "", payload: "", isDisconnect: true))
     }
 
     private func openAndListen() -> OpaquePointer? {
@@ -156,12 +165,12 @@ public final class PostgresListener: Sendable {
             return nil
         }
         PQsetNoticeProcessor(conn, { _, _ in }, nil)
-        for channel in channels {
-            guard let result = PQexec(conn, "LISTEN \(channel)") else {
+        for statement in channels.map({ "LISTEN \($0)" }) + onConnect {
+            guard let result = PQexec(conn, statement) else {
                 PQfinish(conn)
                 return nil
             }
-            let ok = PQresultStatus(result) == PGRES_COMMAND_OK
+            let ok = PQresultStatus(result) == PGRES_COMMAND_OK || PQresultStatus(result) == PGRES_TUPLES_OK
             PQclear(result)
             if !ok {
                 PQfinish(conn)

@@ -188,6 +188,15 @@ final class ChaosRun: @unchecked Sendable {
             failures.append("verify \(breach.check) session \(breach.session) seq \(breach.seq.map(String.init) ?? "-"): \(breach.detail)")
         }
         log("verify: \(report.sessions) sessions, \(report.events) events, \(report.breaches.count) breaches")
+        // Takeovers by cause: SIGKILLed harnesses are found gone by their liveness lock at once
+        // (owner_gone); the SIGSTOPped one still holds its connection, so only its TTL ends its
+        // leases (expired). A run that exercised both shows both.
+        let causes = Dictionary(uniqueKeysWithValues: try await sql.query(
+            "SELECT cause, count(*)::int FROM drover.lease_history WHERE cause IN ('owner_gone', 'expired') GROUP BY cause"
+        ).map { (try $0.decode(0) as String, try $0.decode(1) as Int) })
+        log("takeovers: \(causes["owner_gone"] ?? 0) after the holder was gone (liveness lock), \(causes["expired"] ?? 0) after the TTL")
+        if causes["owner_gone"] == nil { failures.append("no takeover after a SIGKILL was by the liveness lock (owner_gone)") }
+        if causes["expired"] == nil { failures.append("no takeover by expiry (the SIGSTOPped harness's leases)") }
         let registry = PoolRegistry(pool: sql)
         let live = Dictionary(uniqueKeysWithValues: try await registry.pools().filter { $0.status == "up" }.map { ($0.id, $0.address) })
         // Which sandbox each successful call ran in, from the log.

@@ -11,7 +11,8 @@ struct HarnessCommand: Command {
                               [--grace SECONDS] [--provider anthropic|openai] [--model-url URL]
                               [--api-key-file FILE]
                               [--pool-token-file FILE] [--max-turns N] [--context-budget TOKENS]
-                              [--db-connections N] [--max-attempts N] [--eager-sandbox]
+                              [--db-connections N] [--max-attempts N] [--rescue-interval SECONDS]
+                              [--eager-sandbox]
 
         A stateless daemon. Claims runnable sessions from the Postgres queue (woken by NOTIFY,
         polling as a fallback), runs up to --max-sessions at once, heartbeats every lease at a
@@ -40,6 +41,10 @@ struct HarnessCommand: Command {
                                  all whatever --max-sessions is: sessions share commits)
           --max-attempts N       claims in a row without a clean release before a session is
                                  closed as retries_exhausted (a crash-loop guard; default 5)
+          --rescue-interval S    how often to look for harnesses that died holding leases (default
+                                 0.25): each harness holds an advisory lock on its listener
+                                 connection; when Postgres frees it, the dead harness's sessions are
+                                 taken over at once instead of after --lease-ttl
           --eager-sandbox        provision before the first model call (for benchmarks only)
         \(DaemonOptions.help)
 
@@ -47,7 +52,7 @@ struct HarnessCommand: Command {
         """
     static let options: Set<String> = Set([
         "max-sessions", "lease-ttl", "poll-interval", "grace", "provider", "model-url", "api-key-file", "pool-token-file", "max-turns",
-        "context-budget", "db-connections", "max-attempts",
+        "context-budget", "db-connections", "max-attempts", "rescue-interval",
     ]).union(DaemonOptions.names)
     static let flags: Set<String> = ["eager-sandbox"]
 
@@ -89,6 +94,10 @@ struct HarnessCommand: Command {
         if let value = try arguments.int("max-attempts") {
             guard value >= 1 else { throw UsageError("--max-attempts must be at least 1") }
             options.maxAttempts = value
+        }
+        if let value = try arguments.double("rescue-interval") {
+            guard value >= 0.01 else { throw UsageError("--rescue-interval must be at least 0.01 seconds") }
+            options.rescueInterval = value
         }
         options.eagerSandbox = arguments.has("eager-sandbox")
         options.poolToken = try secret(file: arguments.value("pool-token-file"), variable: "DROVER_POOL_TOKEN") ?? ""

@@ -174,6 +174,10 @@ import Testing
             #expect(events.last?.type == .sessionStatusIdle)
             Self.expectConsistent(events)
             #expect(paused.isRunning, "the harness survives losing a lease")
+            // A paused harness keeps its connection, and so its liveness lock: only the TTL ended it.
+            let cause: String? = try await cluster.sql.query(
+                "SELECT cause FROM drover.lease_history WHERE session_id = $1 AND epoch = $2", [session.rawValue, staleEpoch + 1])[0].decode(0)
+            #expect(cause == "expired")
         }
     }
 

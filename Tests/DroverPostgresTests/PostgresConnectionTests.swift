@@ -155,7 +155,9 @@ import Testing
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"
             )[0].decode(0)
             #expect(killed == 1)
-            // The marker says "you may have missed something; look for work now".
+            // One marker says the connection (and whatever it held) was lost …
+            #expect(await iterator.next()?.isDisconnect == true)
+            // … the next, "you may have missed something; look for work now".
             #expect(await iterator.next()?.isReconnect == true)
             try await conn.query("SELECT pg_notify($1, $2)", ["drover_again", "after"])
             #expect(await iterator.next() == PostgresNotification(channel: "drover_again", payload: "after"))

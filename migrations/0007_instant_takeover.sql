@@ -1,0 +1,144 @@
+-- Instant takeover: a harness that dies outright is known at once, because Postgres releases the
+-- session-level advisory lock its listener connection held. Its leases are then cut short and
+-- claimed like expired ones, without waiting for the TTL. The TTL still covers what is truly
+-- ambiguous: a paused or partitioned harness whose connection is still up.
+
+-- Each harness process gets a unique advisory-lock key at registration; it holds that lock on
+-- its listener connection for as long as it lives.
+CREATE SEQUENCE drover.harness_lock_keys;
+ALTER TABLE drover.harnesses ADD COLUMN lock_key bigint UNIQUE;
+-- When its liveness lock was found free while it still held leases.
+ALTER TABLE drover.harnesses ADD COLUMN gone_at timestamptz;
+
+-- Why a running lease ended before its TTL ('owner_gone'); cleared by the next claim.
+ALTER TABLE drover.sessions ADD COLUMN lease_end_cause text;
+-- Why each lease was granted: 'queued' (runnable), 'expired' (the holder's TTL ran out) or
+-- 'owner_gone' (the holder's process or connection died). NULL for leases granted before 0007.
+ALTER TABLE drover.lease_history ADD COLUMN cause text;
+
+DROP FUNCTION drover.register_harness(text, text, integer);
+-- Registers a harness process; returns the advisory-lock key it must hold while it lives.
+CREATE FUNCTION drover.register_harness(p_id text, p_host text, p_pid integer) RETURNS bigint LANGUAGE sql AS $$
+    INSERT INTO drover.harnesses (id, host, pid, lock_key) VALUES (p_id, p_host, p_pid, nextval('drover.harness_lock_keys'))
+    ON CONFLICT (id) DO UPDATE SET last_heartbeat_at = now(), stopped_at = NULL, gone_at = NULL
+    RETURNING lock_key
+$$;
+
+-- Cuts short the leases of every harness that holds live leases while its liveness lock is free
+-- (its process or its listener connection died): they expire now, with cause 'owner_gone', and
+-- claimers are woken. Safe whatever the harness believes: every write it might still attempt is
+-- fenced by owner, epoch and expiry. Cheap enough to run often: one pass over running sessions
+-- and a non-blocking lock attempt per owner. Returns how many leases it cut.
+CREATE FUNCTION drover.rescue_orphans() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_cut integer;
+BEGIN
+    WITH owners AS (
+        SELECT DISTINCT s.lease_owner AS id FROM drover.sessions s
+         WHERE s.status = 'running' AND s.lease_expires_at > clock_timestamp()
+    ), dead AS (
+        -- Materialized, so each owner's lock is tried once, and only for owners of live leases.
+        SELECT h.id FROM drover.harnesses h JOIN owners o ON o.id = h.id
+         WHERE h.lock_key IS NOT NULL
+         OFFSET 0
+    ), gone AS (
+        SELECT d.id FROM dead d JOIN drover.harnesses h ON h.id = d.id
+         WHERE pg_try_advisory_xact_lock(h.lock_key)
+    ), cut AS (
+        UPDATE drover.sessions s
+           SET lease_expires_at = clock_timestamp(), lease_end_cause = 'owner_gone', updated_at = now()
+          FROM gone
+         WHERE s.status = 'running' AND s.lease_owner = gone.id AND s.lease_expires_at > clock_timestamp()
+        RETURNING s.id
+    ), marked AS (
+        UPDATE drover.harnesses h SET gone_at = now() FROM gone WHERE h.id = gone.id AND h.gone_at IS NULL
+    )
+    SELECT count(*) INTO v_cut FROM cut;
+    IF v_cut > 0 THEN
+        PERFORM pg_notify('drover_runnable', '');
+    END IF;
+    RETURN v_cut;
+END;
+$$;
+
+-- A harness whose liveness connection dropped while it kept running cannot know whether its
+-- leases were cut meanwhile; it stops its sessions' work and gives every lease it holds up this
+-- way, so other harnesses claim them at once (cause 'owner_gone'). Returns how many.
+CREATE FUNCTION drover.relinquish_leases(p_owner text) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_cut integer;
+BEGIN
+    UPDATE drover.sessions s
+       SET lease_expires_at = clock_timestamp(), lease_end_cause = 'owner_gone', updated_at = now()
+     WHERE s.status = 'running' AND s.lease_owner = p_owner AND s.lease_expires_at > clock_timestamp();
+    GET DIAGNOSTICS v_cut = ROW_COUNT;
+    IF v_cut > 0 THEN
+        PERFORM pg_notify('drover_runnable', '');
+    END IF;
+    RETURN v_cut;
+END;
+$$;
+
+DROP FUNCTION drover.claim(text, integer, integer);
+-- Claims up to p_max runnable sessions: queued ones, and running ones whose lease expired or was
+-- cut short because its holder is gone. Rows another claimer holds are skipped, never waited on.
+-- Each claim bumps the epoch (fencing every write of the previous holder), counts an attempt, and
+-- is recorded in lease_history with its cause.
+CREATE FUNCTION drover.claim(p_owner text, p_max integer, p_ttl_ms integer)
+RETURNS TABLE (session_id text, lease_epoch bigint, lease_expires_at timestamptz, last_seq bigint,
+               agent_id text, agent_version integer, environment_id text, attempt integer)
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(p_owner, '') = '' OR coalesce(p_max, 0) NOT BETWEEN 1 AND 1000 OR coalesce(p_ttl_ms, 0) < 100 THEN
+        PERFORM drover.raise_coded('invalid_argument', 'claim needs an owner, 1..1000 sessions and a TTL of at least 100 ms');
+    END IF;
+    RETURN QUERY
+    WITH expired AS (
+        SELECT s.id, s.priority, s.queued_at, coalesce(s.lease_end_cause, 'expired') AS cause FROM drover.sessions s
+         WHERE s.status = 'running' AND s.lease_expires_at < now()
+         ORDER BY s.lease_expires_at
+         LIMIT p_max
+         FOR UPDATE SKIP LOCKED
+    ), queued AS (
+        SELECT s.id, s.priority, s.queued_at, 'queued'::text AS cause FROM drover.sessions s
+         WHERE s.status = 'queued'
+         ORDER BY s.priority DESC, s.queued_at
+         LIMIT p_max
+         FOR UPDATE SKIP LOCKED
+    ), picked AS (
+        SELECT c.id, c.cause FROM (SELECT * FROM expired UNION ALL SELECT * FROM queued) c
+         ORDER BY c.priority DESC, c.queued_at
+         LIMIT p_max
+    ), claimed AS (
+        UPDATE drover.sessions s
+           SET status = 'running',
+               lease_owner = p_owner,
+               lease_epoch = s.lease_epoch + 1,
+               lease_acquired_at = clock_timestamp(),
+               lease_expires_at = clock_timestamp() + p_ttl_ms * interval '1 millisecond',
+               last_heartbeat_at = clock_timestamp(),
+               claim_attempts = s.claim_attempts + 1,
+               lease_end_cause = NULL,
+               updated_at = now()
+          FROM picked
+         WHERE s.id = picked.id
+        RETURNING s.id, s.lease_epoch, s.lease_expires_at, s.last_seq, s.agent_id, s.agent_version, s.environment_id,
+                  s.lease_acquired_at, s.claim_attempts, picked.cause
+    ), history AS (
+        INSERT INTO drover.lease_history (session_id, epoch, owner, acquired_at, cause)
+        SELECT c.id, c.lease_epoch, p_owner, c.lease_acquired_at, c.cause FROM claimed c
+    )
+    SELECT c.id, c.lease_epoch, c.lease_expires_at, c.last_seq, c.agent_id, c.agent_version, c.environment_id,
+           c.claim_attempts FROM claimed c;
+END;
+$$;
+
+-- Harness processes: alive while they heartbeat (every 5 s), have not stopped, and were not found
+-- gone by their liveness lock.
+CREATE OR REPLACE VIEW drover.harness_status AS
+SELECT h.id, h.host, h.pid, h.started_at, h.last_heartbeat_at,
+       extract(epoch FROM clock_timestamp() - h.last_heartbeat_at)::float8 AS heartbeat_age_s,
+       (SELECT count(*) FROM drover.sessions s WHERE s.status = 'running' AND s.lease_owner = h.id)::int AS sessions_held,
+       CASE WHEN h.stopped_at IS NULL AND h.gone_at IS NULL AND h.last_heartbeat_at > clock_timestamp() - interval '15 seconds'
+            THEN 'alive' ELSE 'gone' END AS state
+  FROM drover.harnesses h;
