@@ -63,13 +63,14 @@ $$;
 
 -- A harness whose liveness connection dropped while it kept running cannot know whether its
 -- leases were cut meanwhile; it stops its sessions' work and gives every lease it holds up this
--- way, so other harnesses claim them at once (cause 'owner_gone'). Returns how many.
+-- way, so other harnesses claim them at once (cause 'owner_gone'). The harness lived, so the
+-- sessions' crash-loop counts are reset as by a release. Returns how many.
 CREATE FUNCTION drover.relinquish_leases(p_owner text) RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_cut integer;
 BEGIN
     UPDATE drover.sessions s
-       SET lease_expires_at = clock_timestamp(), lease_end_cause = 'owner_gone', updated_at = now()
+       SET lease_expires_at = clock_timestamp(), lease_end_cause = 'owner_gone', claim_attempts = 0, updated_at = now()
      WHERE s.status = 'running' AND s.lease_owner = p_owner AND s.lease_expires_at > clock_timestamp();
     GET DIAGNOSTICS v_cut = ROW_COUNT;
     IF v_cut > 0 THEN

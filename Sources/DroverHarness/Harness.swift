@@ -253,9 +253,12 @@ public final class Harness: Sendable {
         guard !runners.isEmpty else { return }
         log.warning("liveness connection lost: giving up every lease", ("sessions", .number(Double(runners.count))))
         runners.forEach { $0.stop(.leaseLost) }
-        for attempt in 1...5 {
+        // The database may be restarting: keep trying until the leases would have expired anyway.
+        let giveUp = now + options.leaseTTL
+        var backoff = Backoff()
+        while now < giveUp {
             if (try? await pool.query("SELECT drover.relinquish_leases($1)", [id.rawValue])) != nil { return }
-            try? await Task.sleep(for: .milliseconds(100 * attempt))
+            try? await Task.sleep(for: .seconds(min(backoff.next(), 1)))
         }
     }
 
