@@ -160,18 +160,17 @@ public final class Harness: Sendable {
     private func claimLoop(_ claimer: Claimer, listener: PostgresListener) async {
         var backoff = Backoff()
         while !Task.isCancelled {
-            // No claims without the liveness lock: a lease held without it would be cut at once.
-            guard listener.isConnected, state.withLock({ $0.claimPausedUntil }) <= now else {
-                try? await Task.sleep(for: .milliseconds(20))
-                continue
-            }
             let free = options.maxSessions - state.withLock { $0.runners.count }
             if free <= 0 {
                 try? await Task.sleep(for: .milliseconds(5))
                 continue
             }
             do {
-                let (leases, sentAt) = try await claimer.nextWithSendTime(max: min(free, 32))
+                // No claims without the liveness lock (a lease held without it would be cut at
+                // once), nor during the pause after losing it.
+                let (leases, sentAt) = try await claimer.nextWithSendTime(max: min(free, 32)) { [self] in
+                    listener.isConnected && state.withLock { $0.claimPausedUntil } <= now
+                }
                 backoff.reset()
                 for lease in leases { start(lease, claimSentAt: (sentAt - origin) / .seconds(1)) }
             } catch is CancellationError {
@@ -245,7 +244,7 @@ public final class Harness: Sendable {
     /// already have taken this one's sessions over. Stop their work (nothing more is written
     /// under those leases) and give the leases up, so they are claimed now, not after the TTL.
     private func livenessLost() async {
-        let pause = max(0.5, options.rescueInterval * 2)
+        let pause = max(2, options.rescueInterval * 8)
         let runners = state.withLock { state -> [SessionRunner] in
             state.claimPausedUntil = now + pause
             return state.runners.runners

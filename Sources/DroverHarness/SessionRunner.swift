@@ -132,8 +132,7 @@ final class SessionRunner: Sendable {
             epoch: lease.epoch, maxTurns: agent.maxTurns, tokenBudget: agent.tokenBudget, contextBudgetTokens: agent.contextBudgetTokens,
             attempt: lease.attempt, maxAttempts: context.options.maxAttempts)
         if lease.attempt > 1 { log.warning("claimed again after its holder stopped", ("attempt", .number(Double(lease.attempt)))) }
-        // Written with the first step's writes: one commit fewer before the model request.
-        var opening: [(EventType, String)] = [(.sessionStatusRunning, "{}")]
+        // The claim itself appended session.status_running under this lease.
         if context.options.eagerSandbox {
             try await context.router.ensureSandbox(for: lease, resources: resources)
         }
@@ -142,14 +141,11 @@ final class SessionRunner: Sendable {
             let sessionLog = try await refresh()
             switch planner.next(sessionLog) {
             case .runTools(let calls):
-                try await write(opening)
-                opening = []
                 try await runTools(calls, resources: resources)
             case .callModel(let view, let compacted):
-                try await callModel(agent: agent, view: view, compacted: compacted, sessionLog: sessionLog, before: opening)
-                opening = []
+                try await callModel(agent: agent, view: view, compacted: compacted, sessionLog: sessionLog)
             case .finish(let reason, let unanswered, let handledThrough):
-                try await finish(reason, unanswered: unanswered, handledThrough: handledThrough, extra: opening)
+                try await finish(reason, unanswered: unanswered, handledThrough: handledThrough, extra: [])
                 return
             }
         }
@@ -157,9 +153,8 @@ final class SessionRunner: Sendable {
 
     /// One model call: its start is logged while the request goes out, its answer (text, thinking,
     /// tool uses) is logged in one batch before any tool runs, so a successor knows what was asked.
-    private func callModel(agent: RunnableAgent, view: ContextView, compacted: [String]?, sessionLog: SessionLog,
-                           before opening: [(EventType, String)]) async throws {
-        var before = opening
+    private func callModel(agent: RunnableAgent, view: ContextView, compacted: [String]?, sessionLog: SessionLog) async throws {
+        var before: [(EventType, String)] = []
         if let compacted {
             before.append((.agentContextCompacted, JSONValue.object([
                 "elided_tool_results": .array(compacted.map(JSONValue.string)),

@@ -41,10 +41,15 @@ public final class Claimer: Sendable {
     }
 
     /// Like `next`, with the moment the successful claim was sent: a lease's holder must count its
-    /// TTL from then, not from when it started waiting for work.
-    public func nextWithSendTime(max: Int) async throws -> (leases: [Lease], sentAt: ContinuousClock.Instant) {
+    /// TTL from then, not from when it started waiting for work. No claim is sent while
+    /// `mayClaim` says no (checked before every attempt, however the wait ended).
+    public func nextWithSendTime(max: Int, mayClaim: @Sendable () -> Bool = { true }) async throws -> (leases: [Lease], sentAt: ContinuousClock.Instant) {
         while true {
             try Task.checkCancellation()
+            guard mayClaim() else {
+                try await Task.sleep(for: .milliseconds(20))
+                continue
+            }
             let sentAt = ContinuousClock.now
             let leases = try await queue.claim(max: max, owner: owner, ttl: ttl)
             if !leases.isEmpty { return (leases, sentAt) }

@@ -168,7 +168,10 @@ final class ChaosRun: @unchecked Sendable {
                 didKillPool = true
                 log("SIGKILL sandbox pool pid \(pools[0].pid)")
             }
-            if !didRestart && now >= restartAt, let restartPostgres {
+            // Never while a harness is paused: a restart drops the paused harness's connection too,
+            // and its leases would be taken over by its freed liveness lock instead of by the TTL,
+            // leaving the TTL path untested in that run.
+            if !didRestart && didStop && stopped == nil && now >= restartAt, let restartPostgres {
                 let status = try await Shell.run(restartPostgres)
                 didRestart = true
                 log("Postgres restarted (status \(status))")

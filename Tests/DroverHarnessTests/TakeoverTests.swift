@@ -21,7 +21,8 @@ import Testing
     }
 
     @Test func aSIGKILLedHarnessHolding50SessionsIsTakenOverAtOnceWithTheDefaultTTL() async throws {
-        let script: JSONValue = ["turns": [E2E.say("slow answer", latency: 3000)]]
+        // Long enough that every session is still mid-call when the last one has started.
+        let script: JSONValue = ["turns": [E2E.say("slow answer", latency: 8000)]]
         let cluster = try await HarnessCluster.start(script: script, harnesses: 1, harnessArgs: ["--lease-ttl", "30"])
         do {
             let sessions = try await (0..<50).asyncMap { try await cluster.session("takeover \($0)") }
@@ -88,7 +89,8 @@ import Testing
                 if sessions.allSatisfy({ now[$0]!.1 > before[$0]!.1 }) { break }
                 try await Task.sleep(for: .milliseconds(20))
             }
-            #expect(sessions.allSatisfy { now[$0]!.1 > before[$0]!.1 && now[$0]!.0 != before[$0]!.0 }, "every session moved to the other harness")
+            #expect(sessions.allSatisfy { now[$0]!.1 > before[$0]!.1 && now[$0]!.0 != before[$0]!.0 },
+                    "every session moved to the other harness: \(sessions.map { "\(before[$0]!) → \(now[$0]!)" })")
             // The cut harness's model calls come back and its writes are refused.
             _ = try await cut.waitForLog("lease lost: stopped without writing", timeout: 15)
             for session in sessions {

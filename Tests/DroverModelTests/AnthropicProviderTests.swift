@@ -103,7 +103,9 @@ import Testing
         call.cancel()
         let error = await #expect(throws: ModelError.self) { try await call.value }
         #expect(error?.code == .cancelled)
-        #expect(ContinuousClock.now - started < .seconds(2))
+        // libcurl looks at the flag about once a second while a transfer is idle: well before the
+        // 5 s answer, even on a loaded machine.
+        #expect(ContinuousClock.now - started < .seconds(4))
     }
 }
 

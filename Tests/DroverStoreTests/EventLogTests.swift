@@ -132,8 +132,8 @@ import Testing
                 let error = await #expect(throws: DroverError.self, "case \(index)") { try await call() }
                 #expect(error?.code == code, "case \(index): \(String(reflecting: error))")
             }
-            #expect(try await f.eventCount(session) == 1)
-            #expect(try await f.store.session(session).lastSeq == 1)
+            #expect(try await f.eventCount(session) == 2, "the message and the claim's session.status_running")
+            #expect(try await f.store.session(session).lastSeq == 2)
         }
     }
 

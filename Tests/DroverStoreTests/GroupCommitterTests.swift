@@ -37,7 +37,7 @@ import Testing
                 switch outcome {
                 case .success(let event):
                     #expect(fresh, "a stale write to \(session) succeeded")
-                    #expect(event.seq == 2)
+                    #expect(event.seq == 3, "after the message and the claim's session.status_running")
                 case .failure(let error):
                     #expect(!fresh, "a fresh write to \(session) failed: \(error)")
                     #expect((error as? DroverError)?.code == .leaseLost)
@@ -47,7 +47,7 @@ import Testing
             #expect(xactAfter - xactBefore < 30, "\(xactAfter - xactBefore) commits for 50 writes")
             for lease in leases {
                 let events = try await f.store.events(lease.sessionID)
-                #expect(events.map(\.type) == [.userMessage, .sessionStatusRunning])
+                #expect(events.map(\.type) == [.userMessage, .sessionStatusRunning, .sessionStatusRunning])
             }
         }
     }
@@ -83,7 +83,7 @@ import Testing
             let after: Int64 = try await pool.query(deadlocks)[0].decode(0)
             #expect(failures == 0)
             #expect(after == before, "\(after - before) deadlocks")
-            for lease in leases { #expect(try await f.store.session(lease.sessionID).lastSeq == 101) }
+            for lease in leases { #expect(try await f.store.session(lease.sessionID).lastSeq == 102) }
         }
     }
 
@@ -98,14 +98,14 @@ import Testing
             let leases = try await f.queue.claim(max: 2, owner: HarnessID(rawValue: "h"), ttl: 60)
             let committer = GroupCommitter(pool: pool, maxInFlight: 1)
             async let good = committer.submitAll([.append(leases[0], .sessionStatusIdle, payload: "{}"), .release(leases[0], to: .idle, handledThrough: nil)])
-            async let bad = committer.submitAll([.append(leases[1], .sessionStatusIdle, payload: "{}"), .append(leases[1], .agentMessage, payload: "not json"),
+            async let bad = committer.submitAll([.append(leases[1], .sessionStatusIdle, payload: "{}"), .append(leases[1], .agentMessage, payload: "{not json"),
                                                  .release(leases[1], to: .idle, handledThrough: nil)])
             let (goodOutcomes, badOutcomes) = await (good, bad)
             #expect(goodOutcomes.allSatisfy { (try? $0.get()) != nil })
             #expect(badOutcomes.allSatisfy { if case .failure = $0 { true } else { false } }, "the bad unit failed as a whole")
             #expect(try await f.store.session(leases[0].sessionID).status == .idle)
             let badSession = try await f.store.session(leases[1].sessionID)
-            #expect(badSession.status == .running && badSession.lastSeq == 1, "nothing of the bad unit was written")
+            #expect(badSession.status == .running && badSession.lastSeq == 2, "nothing of the bad unit was written")
         }
     }
 
@@ -124,10 +124,10 @@ import Testing
                 }
                 return await group.reduce(into: [Int: Result<AppendedEvent, any Error>]()) { $0[$1.0] = $1.1 }
             }
-            #expect((try? results[0]?.get())?.seq == 2)
+            #expect((try? results[0]?.get())?.seq == 3)
             #expect(results[1]?.droverCode == .invalidPayload)
-            #expect((try? results[2]?.get())?.seq == 2)
-            #expect(try await f.eventCount(leases[1].sessionID) == 1)
+            #expect((try? results[2]?.get())?.seq == 3)
+            #expect(try await f.eventCount(leases[1].sessionID) == 2)
         }
     }
 
@@ -165,7 +165,7 @@ import Testing
                 ), ARRAY['{"content":[]}'])
                 """, [session.rawValue, lease.epoch])
             #expect(rows.map { $0[0] } == ["1", "2", "3", "4"])
-            #expect(rows[0][1] == "2" && rows[0][3] == nil)
+            #expect(rows[0][1] == "3" && rows[0][3] == nil)
             #expect(rows[1][3] == "lease_lost")
             #expect(rows[2][3] == "invalid_argument")
             #expect(rows[3][2] == "idle" && rows[3][3] == nil)

@@ -41,9 +41,9 @@ import Testing
             #expect(after.lastSeq == before.lastSeq)
             #expect(after.leaseOwner == b && after.leaseEpoch == leaseB.epoch && after.status == .running)
             #expect(after.leaseExpiresAt == before.leaseExpiresAt)
-            #expect(try await f.eventCount(session) == 2)
+            #expect(try await f.eventCount(session) == 4, "the message, each claim's session.status_running, A's append")
             // B writes fine.
-            #expect(try await f.store.append(leaseB, type: .sessionStatusRunning, payload: "{}").seq == 3)
+            #expect(try await f.store.append(leaseB, type: .agentMessage, payload: "{}").seq == 5)
         }
     }
 
@@ -79,7 +79,7 @@ import Testing
             }
             // Longer after the claim than its TTL, the lease still holds because of the heartbeats.
             #expect(ContinuousClock.now - claimed > .seconds(ttl))
-            #expect(try await f.store.append(lease, type: .sessionStatusRunning, payload: "{}").seq == 2)
+            #expect(try await f.store.append(lease, type: .agentMessage, payload: "{}").seq == 3)
             #expect(try await f.queue.claim(max: 1, owner: HarnessID(rawValue: "b"), ttl: 1).isEmpty)
         }
     }
@@ -92,14 +92,13 @@ import Testing
             let session = try await f.session()
             let owner = HarnessID(rawValue: "a")
             let lease = try #require(try await f.queue.claim(max: 1, owner: owner, ttl: 30).first)
-            #expect(lease.lastSeq == 1)
-            try await f.store.append(lease, type: .sessionStatusRunning, payload: "{}")
-            // A user message arrives mid-turn (seq 3); the harness only handled through seq 1.
+            #expect(lease.lastSeq == 2, "the message, and session.status_running written by the claim")
+            // A user message arrives mid-turn (seq 3); the harness only handled through seq 2.
             try await f.store.send(session, type: .userMessage, payload: JSONText.userMessage("also this"))
             try await f.store.append(lease, type: .sessionStatusIdle, payload: #"{"stop_reason":{"type":"end_turn"}}"#)
             #expect(try await f.queue.release(lease, handledThrough: lease.lastSeq) == .queued)
             let again = try #require(try await f.queue.claim(max: 1, owner: owner, ttl: 30).first)
-            #expect(again.sessionID == session && again.epoch == 2 && again.lastSeq == 4)
+            #expect(again.sessionID == session && again.epoch == 2 && again.lastSeq == 5)
             #expect(try await f.queue.release(again, handledThrough: again.lastSeq) == .idle)
             #expect(try await f.store.session(session).status == .idle)
         }
@@ -117,7 +116,7 @@ import Testing
                 try await f.store.send(session, type: .userMessage, payload: JSONText.userMessage("hello?"))
             }
             #expect(error?.code == .sessionTerminated)
-            #expect(try await f.eventCount(session) == 1)
+            #expect(try await f.eventCount(session) == 2)
             #expect(try await f.queue.claim(max: 1, owner: HarnessID(rawValue: "b"), ttl: 30).isEmpty)
         }
     }
