@@ -198,15 +198,17 @@ BEGIN
           LEFT JOIN valid v ON v.ord = c.ord
           LEFT JOIN appended a ON c.op = 'append' AND u.id IS NOT NULL AND a.session_id = c.session AND a.seq = u.base + v.k
     )
+    -- Why a lease's ops were refused is looked up only for refused rows (a CASE, not a join: a
+    -- lateral call would run for every row).
     SELECT array_agg(ROW(r.ord, r.seq, r.id, r.created_at, r.expires_at, r.status,
-                         coalesce(r.bad, CASE WHEN r.refused THEN w.code END),
+                         CASE WHEN r.bad IS NOT NULL THEN r.bad
+                              WHEN r.refused THEN (drover.write_refusal(r.session, r.owner, r.epoch)).code END,
                          CASE WHEN r.bad IS NOT NULL THEN format('%s refused: %s', coalesce(r.op, 'op'), r.bad)
-                              WHEN r.refused THEN w.message END)::drover.write_result ORDER BY r.ord),
+                              WHEN r.refused THEN (drover.write_refusal(r.session, r.owner, r.epoch)).message END
+                        )::drover.write_result ORDER BY r.ord),
            (SELECT array_agg(u.id) FROM updated u WHERE u.releases AND u.new_status = 'queued')
       INTO v_rows, v_queued
-      FROM results r
-      LEFT JOIN LATERAL (SELECT x.code, x.message FROM drover.write_refusal(r.session, r.owner, r.epoch) x
-                          WHERE r.refused AND r.bad IS NULL) w ON true;
+      FROM results r;
     FOREACH v_session IN ARRAY coalesce(v_queued, '{}') LOOP
         PERFORM pg_notify('drover_runnable', v_session);
     END LOOP;

@@ -12,7 +12,8 @@ public struct LeaseQueue: Sendable {
     public let pool: ConnectionPool
     public init(pool: ConnectionPool) { self.pool = pool }
 
-    /// Claims up to `max` runnable sessions for `owner` with a lease of `ttl` seconds.
+    /// Claims up to `max` runnable sessions for `owner` with a lease of `ttl` seconds. Each claim
+    /// has appended `session.status_running` (included in the lease's `lastSeq`).
     public func claim(max: Int, owner: HarnessID, ttl: Double) async throws -> [Lease] {
         try await mappingErrors {
             try await pool.query(
@@ -21,13 +22,36 @@ public struct LeaseQueue: Sendable {
                   FROM drover.claim($1, $2, $3)
                 """,
                 [owner.rawValue, max, Self.milliseconds(ttl)]
-            ).map { row in
-                Lease(
-                    sessionID: SessionID(try row.decode(0)), owner: owner, epoch: try row.decode(1),
-                    expiresAt: try row.decode(2), lastSeq: try row.decode(3), agentID: try row.decode(4),
-                    agentVersion: try row.decode(5), environmentID: try row.decode(6), attempt: try row.decode(7))
-            }
+            ).map { try Self.lease($0, at: 0, owner: owner) }
         }
+    }
+
+    /// One round trip and one commit for a batch: `finishing` (say, each finished session's last
+    /// events and its release) and the claim of up to `max` more sessions, in one transaction.
+    /// Every outcome is reported after that commit.
+    public func cycle(finishing writes: [LeaseWrite], max: Int, owner: HarnessID, ttl: Double) async throws
+        -> (outcomes: [Result<LeaseWriteOutcome, any Error>], leases: [Lease])
+    {
+        try await mappingErrors {
+            let (ops, payloads) = WriteBatch.encode(writes)
+            let rows = try await pool.query(
+                """
+                SELECT kind, ord, seq, id, created_at, expires_at, status, code, message,
+                       session_id, lease_epoch, lease_expires_at, last_seq, agent_id, agent_version, environment_id, attempt
+                  FROM drover.cycle($1::jsonb, $2::text[], $3, $4, $5)
+                """, [ops, payloads, owner.rawValue, max, Self.milliseconds(ttl)])
+            let written = rows.filter { $0[0] == "write" }
+            let leases = try rows.filter { $0[0] == "lease" }.map { try Self.lease($0, at: 9, owner: owner) }
+            return (try WriteBatch.decode(writes, written, offset: 1), leases)
+        }
+    }
+
+    /// A lease from a claim row's columns (session_id … attempt) starting at `at`.
+    static func lease(_ row: PostgresRow, at o: Int, owner: HarnessID) throws -> Lease {
+        Lease(
+            sessionID: SessionID(try row.decode(o)), owner: owner, epoch: try row.decode(o + 1),
+            expiresAt: try row.decode(o + 2), lastSeq: try row.decode(o + 3), agentID: try row.decode(o + 4),
+            agentVersion: try row.decode(o + 5), environmentID: try row.decode(o + 6), attempt: try row.decode(o + 7))
     }
 
     /// Extends `lease` by `ttl` seconds from now; `lease_lost` if it is no longer held.

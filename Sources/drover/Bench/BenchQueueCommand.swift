@@ -14,10 +14,13 @@ struct BenchQueueCommand: Command {
 
         Runs in a scratch database (created on the DATABASE_URL server, dropped afterwards):
           claims/s           sessions claimed per second, each claimer on its own connection
-          cycles/s           full no-op cycles: claim + session.status_running +
-                             session.status_idle appends + release, the writes of concurrent
-                             sessions group-committed (GroupCommitter); the last append and the
-                             release in one transaction
+          cycles/s           full no-op cycles, set-based: each statement (drover.cycle) commits
+                             a batch's finishing writes (session.status_idle + release, per
+                             session) and claims the next batch (which appends each claimed
+                             session's session.status_running): one round trip and one commit
+                             per batch
+          cycles_grouped     the same cycle as a harness runs it: claim, then each session's
+                             closing writes through a GroupCommitter shared by the batch
           cycles_unbatched   the same with one commit per write, for comparison
           append p50/p99     one append_event under a lease, sequential
           get_events p50/p99 get_events(limit 100) at random positions, and tail 100, in a log of
@@ -58,12 +61,17 @@ struct BenchQueueCommand: Command {
                 results.append(BenchResult(name: "claims_per_s_\(claimers)", value: rate, unit: "sessions/s"))
             }
             for claimers in claimerCounts {
-                let rate = try await bench.cycleRate(sessions: sessions, claimers: claimers, grouped: true)
-                Progress.say("no-op cycles, group commit, \(claimers) claimers: \(Int(rate))/s")
+                let rate = try await bench.cycleRate(sessions: sessions, claimers: claimers, mode: .setBased)
+                Progress.say("no-op cycles, set-based, \(claimers) claimers: \(Int(rate))/s")
                 results.append(BenchResult(name: "cycles_per_s_\(claimers)", value: rate, unit: "cycles/s"))
             }
             for claimers in claimerCounts {
-                let rate = try await bench.cycleRate(sessions: sessions, claimers: claimers, grouped: false)
+                let rate = try await bench.cycleRate(sessions: sessions, claimers: claimers, mode: .grouped)
+                Progress.say("no-op cycles, group commit, \(claimers) claimers: \(Int(rate))/s")
+                results.append(BenchResult(name: "cycles_grouped_per_s_\(claimers)", value: rate, unit: "cycles/s"))
+            }
+            for claimers in claimerCounts {
+                let rate = try await bench.cycleRate(sessions: sessions, claimers: claimers, mode: .unbatched)
                 Progress.say("no-op cycles, one commit per write, \(claimers) claimers: \(Int(rate))/s")
                 results.append(BenchResult(name: "cycles_unbatched_per_s_\(claimers)", value: rate, unit: "cycles/s"))
             }
@@ -121,21 +129,32 @@ struct QueueBench {
     private func drain(sessions: Int, claimers: Int, work: @escaping @Sendable (ConnectionPool, HarnessID) async throws -> Int) async throws -> Double {
         try await queue(sessions)
         let conninfo = database.conninfo
+        let clientBefore = CPUTime.process()
         let start = ContinuousClock.now
-        let handled = try await withThrowingTaskGroup(of: Int.self) { group in
+        let (handled, serverSeconds) = try await withThrowingTaskGroup(of: (Int, Double?).self) { group in
             for index in 0..<claimers {
                 group.addTask {
                     let pool = ConnectionPool(conninfo: conninfo, maxConnections: 1)
                     defer { pool.close() }
-                    return try await work(pool, HarnessID.fresh(prefix: "bench\(index)"))
+                    // The CPU of the backend serving this claimer (readable when the server is local).
+                    let backend: Int = try await pool.query("SELECT pg_backend_pid()")[0].decode(0)
+                    let before = CPUTime.ofProcess(backend)
+                    let count = try await work(pool, HarnessID.fresh(prefix: "bench\(index)"))
+                    let after = CPUTime.ofProcess(backend)
+                    return (count, before.flatMap { b in after.map { $0 - b } })
                 }
             }
-            return try await group.reduce(0, +)
+            return try await group.reduce((0, 0.0 as Double?)) { total, next in
+                (total.0 + next.0, total.1.flatMap { t in next.1.map { t + $0 } })
+            }
         }
         let elapsed = (ContinuousClock.now - start).seconds
+        let client = CPUTime.process() - clientBefore
         guard handled == sessions else {
             throw DroverError(.database, "bench handled \(handled) of \(sessions) sessions")
         }
+        Progress.say(String(format: "  CPU per session: client %.0f µs, server backends %@", client / Double(handled) * 1e6,
+                            serverSeconds.map { String(format: "%.0f µs", $0 / Double(handled) * 1e6) } ?? "unknown (remote server)"))
         // Leave nothing runnable or leased for the next run.
         try await admin.query("UPDATE drover.sessions SET status = 'terminated', lease_owner = NULL WHERE status <> 'terminated'")
         return Double(handled) / elapsed
@@ -154,23 +173,44 @@ struct QueueBench {
         }
     }
 
-    /// Full no-op cycles. `grouped`: the sessions of a claimed batch run concurrently and their
-    /// writes share commits through a `GroupCommitter`; otherwise each write is its own commit.
-    func cycleRate(sessions: Int, claimers: Int, grouped: Bool) async throws -> Double {
+    enum CycleMode {
+        /// One `drover.cycle` per batch: the previous batch's closing writes and the next claim.
+        case setBased
+        /// As a harness runs it: claim, then closing writes through a shared `GroupCommitter`.
+        case grouped
+        /// One commit per write.
+        case unbatched
+    }
+
+    /// Full no-op cycles: claim (which appends session.status_running), then session.status_idle
+    /// and the release, committed together.
+    func cycleRate(sessions: Int, claimers: Int, mode: CycleMode) async throws -> Double {
         let batch = self.batch
         return try await drain(sessions: sessions, claimers: claimers) { pool, owner in
             let queue = LeaseQueue(pool: pool)
             let store = SessionStore(pool: pool)
             let committer = GroupCommitter(pool: pool)
             var cycles = 0
-            while true {
-                let leases = try await queue.claim(max: batch, owner: owner, ttl: 60)
-                if leases.isEmpty { return cycles }
-                if grouped {
+            switch mode {
+            case .setBased:
+                var finishing: [LeaseWrite] = []
+                while true {
+                    let (outcomes, leases) = try await queue.cycle(finishing: finishing, max: batch, owner: owner, ttl: 60)
+                    for outcome in outcomes { _ = try outcome.get() }
+                    cycles += finishing.count / 2
+                    if leases.isEmpty { return cycles }
+                    finishing = leases.flatMap { lease in
+                        [LeaseWrite.append(lease, .sessionStatusIdle, payload: Self.idlePayload),
+                         .release(lease, to: .idle, handledThrough: lease.lastSeq)]
+                    }
+                }
+            case .grouped:
+                while true {
+                    let leases = try await queue.claim(max: batch, owner: owner, ttl: 60)
+                    if leases.isEmpty { return cycles }
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         for lease in leases {
                             group.addTask {
-                                try await committer.append(lease, type: .sessionStatusRunning, payload: "{}")
                                 // The last event and the release commit together, as a harness does.
                                 for outcome in await committer.submitAll([
                                     .append(lease, .sessionStatusIdle, payload: Self.idlePayload),
@@ -180,14 +220,18 @@ struct QueueBench {
                         }
                         try await group.waitForAll()
                     }
-                } else {
+                    cycles += leases.count
+                }
+            case .unbatched:
+                while true {
+                    let leases = try await queue.claim(max: batch, owner: owner, ttl: 60)
+                    if leases.isEmpty { return cycles }
                     for lease in leases {
-                        try await store.append(lease, type: .sessionStatusRunning, payload: "{}")
                         try await store.append(lease, type: .sessionStatusIdle, payload: Self.idlePayload)
                         try await queue.release(lease, handledThrough: lease.lastSeq)
                     }
+                    cycles += leases.count
                 }
-                cycles += leases.count
             }
         }
     }
