@@ -39,7 +39,7 @@ bench: release
 # Drover's no-op cycles against PgQueuer's no-op drain, side by side (installs PgQueuer from PyPI
 # into .drover/pyq).
 bench-compare: release
-	scripts/with-pg.sh scripts/bench-python-queue.sh
+	scripts/bench-compare.sh
 
 clean:
 	rm -rf .build .drover

@@ -2,6 +2,7 @@
 # A throwaway PostgreSQL cluster under the project folder (.drover/pg), on a free loopback port.
 #   scripts/pg.sh start | stop | restart | url | status
 # As root, initdb refuses to run, so the server runs as the unprivileged 'postgres' user.
+# DROVER_PG_OPTIONS adds server options (benchmarks load pg_stat_statements with it); tests use none.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 home=${DROVER_PG_HOME:-$root/.drover/pg}
@@ -50,7 +51,7 @@ start() {
     as_pg "$bin/initdb" -D "$(data)" -U drover --auth=trust -E UTF8 --no-instructions >"$home.initdb.log" 2>&1 \
         || { cat "$home.initdb.log" >&2; exit 1; }
     as_pg "$bin/pg_ctl" -D "$(data)" -l "$(data)/server.log" -w -t 60 start -o \
-        "-p $port -k $(data) -c listen_addresses=127.0.0.1 -c fsync=on" \
+        "-p $port -k $(data) -c listen_addresses=127.0.0.1 -c fsync=on ${DROVER_PG_OPTIONS:-}" \
         >/dev/null
     as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U drover drover
     echo "$port" >"$home/port"

@@ -87,6 +87,44 @@ import Testing
         }
     }
 
+    /// The set-based finish: closing writes for three sessions and the next claim in one
+    /// statement and one commit; the one whose lease moved on is refused (lease_lost), writing
+    /// nothing, while the others commit their events and releases, and the claim goes through.
+    @Test func theSetBasedFinishRefusesAStaleEpochAndCommitsTheOthers() async throws {
+        try await TestDatabase.with { db in
+            let pool = db.pool(maxConnections: 1)
+            defer { pool.close() }
+            let f = try await Fixtures.make(pool)
+            _ = try await f.queuedSessions(5)
+            let owner = HarnessID(rawValue: "h")
+            let leases = try await f.queue.claim(max: 3, owner: owner, ttl: 60)
+            #expect(leases.count == 3 && leases.allSatisfy { $0.lastSeq == 2 }, "the claim appended session.status_running")
+            var stale = leases[1]
+            stale.epoch -= 1
+            let finishing = [leases[0], stale, leases[2]].flatMap { lease in
+                [LeaseWrite.append(lease, .sessionStatusIdle, payload: #"{"stop_reason":{"type":"end_turn"}}"#),
+                 .release(lease, to: .idle, handledThrough: lease.lastSeq)]
+            }
+            let commitsBefore: Int64 = try await pool.query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")[0].decode(0)
+            let (outcomes, next) = try await f.queue.cycle(finishing: finishing, max: 2, owner: owner, ttl: 60)
+            let commitsAfter: Int64 = try await pool.query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")[0].decode(0)
+            #expect(commitsAfter - commitsBefore <= 2, "one commit for the cycle (the counter also sees the first read)")
+            #expect(outcomes.count == 6)
+            for index in [0, 1, 4, 5] { #expect((try? outcomes[index].get()) != nil, "write \(index) of a live lease") }
+            for index in [2, 3] { #expect(outcomes[index].droverCode == .leaseLost, "write \(index) of the stale lease") }
+            #expect(next.count == 2 && Set(next.map(\.sessionID)).isDisjoint(with: leases.map(\.sessionID)))
+            for (lease, finished) in [(leases[0], true), (leases[1], false), (leases[2], true)] {
+                let session = try await f.store.session(lease.sessionID)
+                let events = try await f.store.events(lease.sessionID)
+                if finished {
+                    #expect(session.status == .idle && events.map(\.type) == [.userMessage, .sessionStatusRunning, .sessionStatusIdle])
+                } else {
+                    #expect(session.status == .running && session.lastSeq == 2 && events.count == 2, "the stale lease wrote nothing")
+                }
+            }
+        }
+    }
+
     /// When a whole batch is refused, units are retried one by one: a session's closing events and
     /// its release still commit together, and only the bad unit fails.
     @Test func aRefusedBatchIsRetriedUnitByUnitNeverSplittingAUnit() async throws {

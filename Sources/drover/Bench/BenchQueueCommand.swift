@@ -193,17 +193,7 @@ struct QueueBench {
             var cycles = 0
             switch mode {
             case .setBased:
-                var finishing: [LeaseWrite] = []
-                while true {
-                    let (outcomes, leases) = try await queue.cycle(finishing: finishing, max: batch, owner: owner, ttl: 60)
-                    for outcome in outcomes { _ = try outcome.get() }
-                    cycles += finishing.count / 2
-                    if leases.isEmpty { return cycles }
-                    finishing = leases.flatMap { lease in
-                        [LeaseWrite.append(lease, .sessionStatusIdle, payload: Self.idlePayload),
-                         .release(lease, to: .idle, handledThrough: lease.lastSeq)]
-                    }
-                }
+                return try await SetBasedDrain.run(queue, owner: owner, batch: batch)
             case .grouped:
                 while true {
                     let leases = try await queue.claim(max: batch, owner: owner, ttl: 60)
@@ -236,7 +226,7 @@ struct QueueBench {
         }
     }
 
-    static let idlePayload = #"{"stop_reason":{"type":"end_turn"}}"#
+    static let idlePayload = SetBasedDrain.idlePayload
 
     func appendLatency(count: Int) async throws -> Latencies {
         try await queue(1)
