@@ -1,5 +1,6 @@
 -- Holding up against the real world: a payload limit no client can raise, a crash-loop guard in
--- the claim, one lock order for group commits, and sandboxes recorded under the lease.
+-- the claim (the claim that counts attempts is in 0008), and sandboxes recorded under the lease.
+-- One lock order for group commits came with the set-based write_batch of 0008.
 
 -- Settings only the schema's owner may change. The payload limit used to be read with
 -- current_setting, which any SQL client can raise for its own session with SET.
@@ -23,58 +24,7 @@ $$;
 -- would be claimed forever. The harness ends it as retries_exhausted past a limit.
 ALTER TABLE drover.sessions ADD COLUMN claim_attempts integer NOT NULL DEFAULT 0;
 
-DROP FUNCTION drover.claim(text, integer, integer);
--- Claims up to p_max runnable sessions: queued ones, and running ones whose lease expired (their
--- harness died). Rows another claimer holds are skipped, never waited on. Each claim bumps the
--- epoch, which fences every write of the previous holder, is recorded in lease_history, and
--- counts an attempt (reset by every release).
-CREATE FUNCTION drover.claim(p_owner text, p_max integer, p_ttl_ms integer)
-RETURNS TABLE (session_id text, lease_epoch bigint, lease_expires_at timestamptz, last_seq bigint,
-               agent_id text, agent_version integer, environment_id text, attempt integer)
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF coalesce(p_owner, '') = '' OR coalesce(p_max, 0) NOT BETWEEN 1 AND 1000 OR coalesce(p_ttl_ms, 0) < 100 THEN
-        PERFORM drover.raise_coded('invalid_argument', 'claim needs an owner, 1..1000 sessions and a TTL of at least 100 ms');
-    END IF;
-    RETURN QUERY
-    WITH expired AS (
-        SELECT s.id, s.priority, s.queued_at FROM drover.sessions s
-         WHERE s.status = 'running' AND s.lease_expires_at < now()
-         ORDER BY s.lease_expires_at
-         LIMIT p_max
-         FOR UPDATE SKIP LOCKED
-    ), queued AS (
-        SELECT s.id, s.priority, s.queued_at FROM drover.sessions s
-         WHERE s.status = 'queued'
-         ORDER BY s.priority DESC, s.queued_at
-         LIMIT p_max
-         FOR UPDATE SKIP LOCKED
-    ), picked AS (
-        SELECT c.id FROM (SELECT * FROM expired UNION ALL SELECT * FROM queued) c
-         ORDER BY c.priority DESC, c.queued_at
-         LIMIT p_max
-    ), claimed AS (
-        UPDATE drover.sessions s
-           SET status = 'running',
-               lease_owner = p_owner,
-               lease_epoch = s.lease_epoch + 1,
-               lease_acquired_at = clock_timestamp(),
-               lease_expires_at = clock_timestamp() + p_ttl_ms * interval '1 millisecond',
-               last_heartbeat_at = clock_timestamp(),
-               claim_attempts = s.claim_attempts + 1,
-               updated_at = now()
-          FROM picked
-         WHERE s.id = picked.id
-        RETURNING s.id, s.lease_epoch, s.lease_expires_at, s.last_seq, s.agent_id, s.agent_version, s.environment_id,
-                  s.lease_acquired_at, s.claim_attempts
-    ), history AS (
-        INSERT INTO drover.lease_history (session_id, epoch, owner, acquired_at)
-        SELECT c.id, c.lease_epoch, p_owner, c.lease_acquired_at FROM claimed c
-    )
-    SELECT c.id, c.lease_epoch, c.lease_expires_at, c.last_seq, c.agent_id, c.agent_version, c.environment_id,
-           c.claim_attempts FROM claimed c;
-END;
-$$;
+-- The claim counts attempts (drover.claim, as migration 0008 defines it).
 
 -- Ends a lease (as before), and resets the attempt count: the holder lived to give it back.
 CREATE OR REPLACE FUNCTION drover.try_release(
@@ -104,60 +54,6 @@ BEGIN
     ELSIF status = 'queued' THEN
         PERFORM pg_notify('drover_runnable', p_session);
     END IF;
-END;
-$$;
-
--- Group commit, as before, but the ops run in session order (each session's own ops keep their
--- order): concurrent batches then lock session rows in the same order and cannot deadlock.
--- The rows still come back in the order of p_ops, with ord = the op's position.
-CREATE OR REPLACE FUNCTION drover.write_batch(p_ops jsonb, p_payloads text[] DEFAULT '{}')
-RETURNS TABLE (ord integer, seq bigint, id uuid, created_at timestamptz, expires_at timestamptz, status text,
-               code text, message text)
-LANGUAGE plpgsql AS $$
-DECLARE
-    op jsonb;
-    i integer;
-    a record;
-    h record;
-    r record;
-    n integer;
-    v_seq bigint[];
-    v_id uuid[];
-    v_created timestamptz[];
-    v_expires timestamptz[];
-    v_status text[];
-    v_code text[];
-    v_message text[];
-BEGIN
-    IF p_ops IS NULL OR jsonb_typeof(p_ops) <> 'array' THEN
-        PERFORM drover.raise_coded('invalid_argument', 'write_batch takes a JSON array of ops');
-    END IF;
-    n := jsonb_array_length(p_ops);
-    v_seq := array_fill(NULL::bigint, ARRAY[n]); v_id := array_fill(NULL::uuid, ARRAY[n]);
-    v_created := array_fill(NULL::timestamptz, ARRAY[n]); v_expires := array_fill(NULL::timestamptz, ARRAY[n]);
-    v_status := array_fill(NULL::text, ARRAY[n]); v_code := array_fill(NULL::text, ARRAY[n]);
-    v_message := array_fill(NULL::text, ARRAY[n]);
-    FOR op, i IN SELECT e.value, e.ordinality FROM jsonb_array_elements(p_ops) WITH ORDINALITY e
-                  ORDER BY e.value->>'session', e.ordinality LOOP
-        CASE op->>'op'
-        WHEN 'append' THEN
-            a := drover.try_append(op->>'session', op->>'owner', (op->>'epoch')::bigint, op->>'type',
-                                   p_payloads[(op->>'payload')::integer]);
-            v_seq[i] := a.seq; v_id[i] := a.id; v_created[i] := a.created_at; v_code[i] := a.code; v_message[i] := a.message;
-        WHEN 'heartbeat' THEN
-            h := drover.try_heartbeat(op->>'session', op->>'owner', (op->>'epoch')::bigint, (op->>'ttl_ms')::integer);
-            v_expires[i] := h.expires_at; v_code[i] := h.code; v_message[i] := h.message;
-        WHEN 'release' THEN
-            r := drover.try_release(op->>'session', op->>'owner', (op->>'epoch')::bigint,
-                                    coalesce(op->>'status', 'idle'), (op->>'handled_through')::bigint);
-            v_status[i] := r.status; v_code[i] := r.code; v_message[i] := r.message;
-        ELSE
-            v_code[i] := 'invalid_argument';
-            v_message[i] := format('unknown op %s', coalesce(op->>'op', 'NULL'));
-        END CASE;
-    END LOOP;
-    RETURN QUERY SELECT g::integer, v_seq[g], v_id[g], v_created[g], v_expires[g], v_status[g], v_code[g], v_message[g]
-                   FROM generate_series(1, n) g;
 END;
 $$;
 

@@ -141,7 +141,13 @@ final class ChaosRun: @unchecked Sendable {
             if ContinuousClock.now > deadline { return ["\(open) sessions still open after \(Int(timeout)) s"] }
             let now = ContinuousClock.now
             if now >= nextKill {
-                let index = Int.random(in: 0..<harnesses.count, using: &random)
+                // A harness that holds leases, when one does: killing an idle one tests little.
+                let owners = Set((try? await sql.query("SELECT DISTINCT owner FROM drover.leases WHERE owner IS NOT NULL").map {
+                    try $0.decode(0) as String
+                }) ?? [])
+                let holders = harnesses.indices.filter { i in owners.contains { $0.contains("_\(harnesses[i].pid)_") } }
+                let index = holders.isEmpty ? Int.random(in: 0..<harnesses.count, using: &random)
+                                            : holders[Int.random(in: 0..<holders.count, using: &random)]
                 if stopped?.0 !== harnesses[index] {
                     harnesses[index].signal(SIGKILL)
                     _ = await harnesses[index].wait(timeout: 5)
