@@ -24,36 +24,19 @@ CREATE FUNCTION drover.register_harness(p_id text, p_host text, p_pid integer) R
     RETURNING lock_key
 $$;
 
--- Cuts short the leases of every harness that holds live leases while its liveness lock is free
--- (its process or its listener connection died): they expire now, with cause 'owner_gone', and
--- claimers are woken. Safe whatever the harness believes: every write it might still attempt is
--- fenced by owner, epoch and expiry. Cheap enough to run often: one pass over running sessions
--- and a non-blocking lock attempt per owner. Returns how many leases it cut.
-CREATE FUNCTION drover.rescue_orphans() RETURNS integer LANGUAGE plpgsql AS $$
+-- Cuts short the live leases of p_owners: they expire now, with cause 'owner_gone', and claimers
+-- are woken. Safe whatever those harnesses believe: every write they might still attempt is
+-- fenced by owner, epoch and expiry. p_reset_attempts: the owner lived (it gives its leases up
+-- itself), so the sessions' crash-loop counts are reset as by a release. Returns how many.
+CREATE FUNCTION drover.cut_leases(p_owners text[], p_reset_attempts boolean) RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_cut integer;
 BEGIN
-    WITH owners AS (
-        SELECT DISTINCT s.lease_owner AS id FROM drover.sessions s
-         WHERE s.status = 'running' AND s.lease_expires_at > clock_timestamp()
-    ), dead AS (
-        -- Materialized, so each owner's lock is tried once, and only for owners of live leases.
-        SELECT h.id FROM drover.harnesses h JOIN owners o ON o.id = h.id
-         WHERE h.lock_key IS NOT NULL
-         OFFSET 0
-    ), gone AS (
-        SELECT d.id FROM dead d JOIN drover.harnesses h ON h.id = d.id
-         WHERE pg_try_advisory_xact_lock(h.lock_key)
-    ), cut AS (
-        UPDATE drover.sessions s
-           SET lease_expires_at = clock_timestamp(), lease_end_cause = 'owner_gone', updated_at = now()
-          FROM gone
-         WHERE s.status = 'running' AND s.lease_owner = gone.id AND s.lease_expires_at > clock_timestamp()
-        RETURNING s.id
-    ), marked AS (
-        UPDATE drover.harnesses h SET gone_at = now() FROM gone WHERE h.id = gone.id AND h.gone_at IS NULL
-    )
-    SELECT count(*) INTO v_cut FROM cut;
+    UPDATE drover.sessions s
+       SET lease_expires_at = clock_timestamp(), lease_end_cause = 'owner_gone', updated_at = now(),
+           claim_attempts = CASE WHEN p_reset_attempts THEN 0 ELSE s.claim_attempts END
+     WHERE s.status = 'running' AND s.lease_owner = ANY (p_owners) AND s.lease_expires_at > clock_timestamp();
+    GET DIAGNOSTICS v_cut = ROW_COUNT;
     IF v_cut > 0 THEN
         PERFORM pg_notify('drover_runnable', '');
     END IF;
@@ -61,23 +44,35 @@ BEGIN
 END;
 $$;
 
+-- Cuts short the leases of every harness that holds live leases while its liveness lock is free
+-- (its process or its listener connection died), and marks it gone. Cheap enough to run often:
+-- one pass over running sessions and a non-blocking lock attempt per owner. Returns how many
+-- leases it cut.
+CREATE FUNCTION drover.rescue_orphans() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_gone text[];
+BEGIN
+    SELECT array_agg(d.id) INTO v_gone FROM (
+        -- Each owner of a live lease once (OFFSET 0 keeps the lock attempt out of the scan).
+        SELECT h.id, h.lock_key FROM drover.harnesses h
+         WHERE h.lock_key IS NOT NULL
+           AND h.id IN (SELECT s.lease_owner FROM drover.sessions s
+                         WHERE s.status = 'running' AND s.lease_expires_at > clock_timestamp())
+        OFFSET 0
+    ) d WHERE pg_try_advisory_xact_lock(d.lock_key);
+    IF v_gone IS NULL THEN
+        RETURN 0;
+    END IF;
+    UPDATE drover.harnesses SET gone_at = now() WHERE id = ANY (v_gone) AND gone_at IS NULL;
+    RETURN drover.cut_leases(v_gone, false);
+END;
+$$;
+
 -- A harness whose liveness connection dropped while it kept running cannot know whether its
 -- leases were cut meanwhile; it stops its sessions' work and gives every lease it holds up this
--- way, so other harnesses claim them at once (cause 'owner_gone'). The harness lived, so the
--- sessions' crash-loop counts are reset as by a release. Returns how many.
-CREATE FUNCTION drover.relinquish_leases(p_owner text) RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    v_cut integer;
-BEGIN
-    UPDATE drover.sessions s
-       SET lease_expires_at = clock_timestamp(), lease_end_cause = 'owner_gone', claim_attempts = 0, updated_at = now()
-     WHERE s.status = 'running' AND s.lease_owner = p_owner AND s.lease_expires_at > clock_timestamp();
-    GET DIAGNOSTICS v_cut = ROW_COUNT;
-    IF v_cut > 0 THEN
-        PERFORM pg_notify('drover_runnable', '');
-    END IF;
-    RETURN v_cut;
-END;
+-- way, so other harnesses claim them at once. Returns how many.
+CREATE FUNCTION drover.relinquish_leases(p_owner text) RETURNS integer LANGUAGE sql AS $$
+    SELECT drover.cut_leases(ARRAY[p_owner], true)
 $$;
 
 -- The claim records each grant's cause (drover.claim, as migration 0008 defines it).
