@@ -40,7 +40,14 @@ import Testing
             let address = try #require(try await harness.waitForLog("metrics listening")["address"]?.stringValue)
             let session = try await cluster.session("measure me")
             _ = try await cluster.waitForIdle(session)
-            let metrics = try PrometheusText(try await PrometheusText.get(address, "/metrics").1)
+            // The idle event is visible once its transaction commits; the harness counts the
+            // release, and drops the runner, a moment after that commit returns to it.
+            var metrics = try PrometheusText(try await PrometheusText.get(address, "/metrics").1)
+            let deadline = ContinuousClock.now + .seconds(5)
+            while metrics.value("drover_sessions_active") != 0 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+                metrics = try PrometheusText(try await PrometheusText.get(address, "/metrics").1)
+            }
             #expect(metrics.value("drover_sessions_claimed_total") == 1)
             #expect(metrics.value("drover_sessions_released_total", ["stop_reason": "end_turn"]) == 1)
             #expect(metrics.value("drover_model_requests_total", ["outcome": "ok"]) == 2)
