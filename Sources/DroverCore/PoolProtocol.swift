@@ -29,6 +29,9 @@ public enum PoolProtocol {
         public static let pathOutsideSandbox = ErrorCode(rawValue: "path_outside_sandbox")
         public static let fileNotFound = ErrorCode(rawValue: "file_not_found")
         public static let isADirectory = ErrorCode(rawValue: "is_a_directory")
+        /// A file tool was pointed at a FIFO, socket or device: only regular files are read or
+        /// edited (opening a FIFO would wait for a writer; a device could be endless).
+        public static let notARegularFile = ErrorCode(rawValue: "not_a_regular_file")
         /// `edit`: `old_string` does not occur in the file.
         public static let noMatch = ErrorCode(rawValue: "no_match")
         /// `edit`: `old_string` occurs more than once and `replace_all` is false.

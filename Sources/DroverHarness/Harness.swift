@@ -231,8 +231,11 @@ public final class Harness: Sendable {
             runner.heartbeatSucceeded()
             context.metrics.heartbeats.inc(["outcome": "ok"])
         } catch {
-            context.metrics.heartbeats.inc(["outcome": "failed"])
             let lost = (error as? DroverError)?.code == .leaseLost
+            // A heartbeat that was on its way when its lease's release committed is refused; the
+            // lease ended cleanly, so that is no failure.
+            guard runner.isHolding || !lost else { return }
+            context.metrics.heartbeats.inc(["outcome": "failed"])
             if runner.heartbeatFailed(leaseLost: lost, now: now) == .stopWork {
                 runner.log.warning("lease lost on heartbeat: stopping")
                 runner.stop(.leaseLost)

@@ -83,6 +83,11 @@ final class SessionRunner: Sendable {
 
     func heartbeatSucceeded() { state.withLock { $0.machine.heartbeatSucceeded() } }
 
+    /// Whether the lease is still held (not released, not lost).
+    var isHolding: Bool {
+        state.withLock { if case .holding = $0.machine.state { true } else { false } }
+    }
+
     func heartbeatFailed(leaseLost: Bool, now: Double) -> LeaseStateMachine.Action {
         state.withLock { $0.machine.heartbeatFailed(leaseLost: leaseLost, now: now) }
     }

@@ -45,22 +45,22 @@ struct Tools: Sendable {
             let requested = try optionalInt("timeout").map { Double($0) / 1000 }
             let timeout = min(sandbox.resources.timeout, max(0.001, requested ?? sandbox.resources.timeout))
             return try await runProcess(["/bin/bash", "-c", command], sandbox: sandbox, timeout: timeout)
+        // File tools touch the filesystem on a thread of the daemon's own, never on Swift's
+        // cooperative pool: whatever a sandbox's files are, no other client waits on them.
         case "read":
-            let (text, truncated) = try workspace.read(
-                try string("path", alias: "file_path"), offset: try optionalInt("offset"), limit: try optionalInt("limit"),
-                maxBytes: keep)
+            let (path, offset, limit) = (try string("path", alias: "file_path"), try optionalInt("offset"), try optionalInt("limit"))
+            let (text, truncated) = try await onOwnThread("drover.file") { try workspace.read(path, offset: offset, limit: limit, maxBytes: keep) }
             return Self.result(text, truncated: truncated)
         case "write":
-            let message = try workspace.write(
-                try string("path", alias: "file_path"), content: try string("content"), maxBytes: sandbox.resources.diskMB << 20)
-            return Self.result(message)
+            let (path, content, maxBytes) = (try string("path", alias: "file_path"), try string("content"), sandbox.resources.diskMB << 20)
+            return Self.result(try await onOwnThread("drover.file") { try workspace.write(path, content: content, maxBytes: maxBytes) })
         case "edit":
-            let message = try workspace.edit(
-                try string("path", alias: "file_path"), old: try string("old_string"), new: try string("new_string"),
-                replaceAll: fields["replace_all"]?.boolValue ?? false)
-            return Self.result(message)
+            let (path, old, new) = (try string("path", alias: "file_path"), try string("old_string"), try string("new_string"))
+            let replaceAll = fields["replace_all"]?.boolValue ?? false
+            return Self.result(try await onOwnThread("drover.file") { try workspace.edit(path, old: old, new: new, replaceAll: replaceAll) })
         case "glob":
-            let (text, truncated) = try workspace.glob(try string("pattern"), base: optionalString("path"), limit: 1000)
+            let (pattern, base) = (try string("pattern"), optionalString("path"))
+            let (text, truncated) = try await onOwnThread("drover.file") { try workspace.glob(pattern, base: base, limit: 1000) }
             return Self.result(text.isEmpty ? "no files match" : text, truncated: truncated)
         case "grep":
             return try await grep(fields, sandbox: sandbox)

@@ -76,29 +76,71 @@ final class Workspace: Sendable {
     // MARK: - Tools
 
     /// `read`: lines `offset` (1-based) … `offset + limit - 1`, numbered like `cat -n`.
+    ///
+    /// Streams the file: lines before `offset` are counted and dropped, and reading stops as soon
+    /// as the output is full, so memory stays within one chunk plus the output whatever the file
+    /// (a 900 MiB sparse file is one endless line of NULs).
     func read(_ path: String, offset: Int?, limit: Int?, maxBytes: Int) throws(Failure) -> (String, truncated: Bool) {
         let relative = try relative(path)
-        let data = try contents(relative, shown: path)
-        let lines = ToolText.render(Array(data)).text.split(separator: "\n", omittingEmptySubsequences: false)
-        let count = lines.last == "" ? lines.count - 1 : lines.count
+        let fd = try openRegular(relative, shown: path)
+        defer { close(fd) }
         let first = max(1, offset ?? 1)
-        let last = min(count, first - 1 + max(1, limit ?? 2000))
-        guard first <= max(count, 1) else {
-            throw Failure(.badRequest, "offset \(first) is past the end (\(count) lines)")
-        }
+        let last = first - 1 + max(1, limit ?? 2000)
         var output = ""
+        var number = 1              // the line being read
+        var line: [UInt8] = []      // its bytes: kept only when wanted, and only while they fit
+        var partial = false         // the line has bytes so far (a last line may lack its newline)
+        var lineTooLong = false
         var truncated = false
-        if first <= last {
-            for number in first...last {
-                let line = "\(String(repeating: " ", count: max(0, 6 - String(number).count)))\(number)\t\(lines[number - 1])\n"
-                if output.utf8.count + line.utf8.count > maxBytes {
-                    truncated = true
-                    break
+        var stopped = false
+        /// Ends the current line: adds it when wanted; false once nothing more is wanted.
+        func endLine() -> Bool {
+            defer { line.removeAll(keepingCapacity: true); partial = false; lineTooLong = false; number += 1 }
+            guard number >= first else { return true }
+            let text = "\(String(repeating: " ", count: max(0, 6 - String(number).count)))\(number)\t\(ToolText.render(line).text)\n"
+            if lineTooLong || output.utf8.count + text.utf8.count > maxBytes {
+                truncated = true
+                return false
+            }
+            output += text
+            return number < last
+        }
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        reading: while true {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { throw Failure(.internal, "read \(path) failed") }
+            if count == 0 { break }
+            var start = 0
+            while start < count {
+                let newline = buffer[start..<count].firstIndex(of: 10)
+                let end = newline ?? count
+                if end > start { partial = true }
+                if number >= first && !lineTooLong {
+                    if end - start > maxBytes - output.utf8.count - line.count { lineTooLong = true } else { line += buffer[start..<end] }
                 }
-                output += line
+                guard newline != nil else { break }
+                if !endLine() {
+                    // Full, or past the last wanted line: what follows is not read at all.
+                    if !truncated { truncated = end + 1 < count || hasMore(fd) }
+                    stopped = true
+                    break reading
+                }
+                start = end + 1
             }
         }
-        return (output, truncated || last < count)
+        if !stopped {
+            if partial { _ = endLine() }
+            let lines = number - 1
+            guard first <= max(lines, 1) else { throw Failure(.badRequest, "offset \(first) is past the end (\(lines) lines)") }
+        }
+        return (output, truncated)
+    }
+
+    /// Whether the file has another byte at the descriptor's position.
+    private func hasMore(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        return Glibc.read(fd, &byte, 1) == 1
     }
 
     /// `write`: creates or replaces a file, creating missing parent folders.
@@ -118,7 +160,7 @@ final class Workspace: Sendable {
         let relative = try relative(path)
         guard !old.isEmpty else { throw Failure(.badRequest, "old_string must not be empty") }
         guard old != new else { throw Failure(.badRequest, "old_string and new_string are the same") }
-        let text = String(decoding: try contents(relative, shown: path), as: UTF8.self)
+        let text = String(decoding: try contents(relative, shown: path, limit: Self.editLimit), as: UTF8.self)
         let occurrences = text.components(separatedBy: old).count - 1
         if occurrences == 0 { throw Failure(.noMatch, "old_string does not occur in \(path)") }
         if occurrences > 1 && !replaceAll {
@@ -149,13 +191,34 @@ final class Workspace: Sendable {
 
     // MARK: - Helpers
 
-    private func contents(_ relative: String, shown: String) throws(Failure) -> [UInt8] {
-        let fd = try open(relative, O_RDONLY | O_NOCTTY, shown: shown)
-        defer { close(fd) }
+    /// The largest file `edit` loads (it rewrites the whole file).
+    static let editLimit = 16 << 20
+
+    /// Opens a regular file for reading, without ever blocking: `O_NONBLOCK` so that a FIFO does
+    /// not wait for a writer, then anything but a regular file is refused.
+    private func openRegular(_ relative: String, shown: String) throws(Failure) -> Int32 {
+        let fd = try open(relative, O_RDONLY | O_NOCTTY | O_NONBLOCK, shown: shown)
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw Failure(.internal, "stat \(shown) failed") }
-        if (info.st_mode & S_IFMT) == S_IFDIR { throw Failure(.isADirectory, "\(shown) is a directory") }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw Failure(.badRequest, "\(shown) is not a regular file") }
+        guard fstat(fd, &info) == 0 else {
+            close(fd)
+            throw Failure(.internal, "stat \(shown) failed")
+        }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG:
+            return fd
+        case S_IFDIR:
+            close(fd)
+            throw Failure(.isADirectory, "\(shown) is a directory")
+        default:
+            close(fd)
+            throw Failure(.notARegularFile, "\(shown) is not a regular file (a FIFO, socket or device); file tools read regular files only")
+        }
+    }
+
+    /// A whole regular file, refused when larger than `limit` bytes.
+    private func contents(_ relative: String, shown: String, limit: Int) throws(Failure) -> [UInt8] {
+        let fd = try openRegular(relative, shown: shown)
+        defer { close(fd) }
         var data: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while true {
@@ -164,6 +227,7 @@ final class Workspace: Sendable {
             guard count >= 0 else { throw Failure(.internal, "read \(shown) failed") }
             if count == 0 { break }
             data.append(contentsOf: buffer[0..<count])
+            if data.count > limit { throw Failure(.tooLarge, "\(shown) is larger than \(limit) bytes") }
         }
         return data
     }
