@@ -29,6 +29,8 @@ public enum PoolProtocol {
         public static let pathOutsideSandbox = ErrorCode(rawValue: "path_outside_sandbox")
         public static let fileNotFound = ErrorCode(rawValue: "file_not_found")
         public static let isADirectory = ErrorCode(rawValue: "is_a_directory")
+        /// The pool already serves its `--max-connections`; the connection is closed.
+        public static let tooManyConnections = ErrorCode(rawValue: "too_many_connections")
         /// A file tool was pointed at a FIFO, socket or device: only regular files are read or
         /// edited (opening a FIFO would wait for a writer; a device could be endless).
         public static let notARegularFile = ErrorCode(rawValue: "not_a_regular_file")

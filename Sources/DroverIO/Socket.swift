@@ -29,6 +29,13 @@ public final class Socket: Sendable {
         return Socket(fd: fd)
     }
 
+    /// Bounds each blocking `read` to `seconds` (it then throws `SystemError` with `EAGAIN`);
+    /// nil waits as long as it takes.
+    public func setReadTimeout(_ seconds: Double?) {
+        var value = timeval(tv_sec: Int(seconds ?? 0), tv_usec: Int(((seconds ?? 0) - Double(Int(seconds ?? 0))) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     /// Reads what is available (blocking); 0 at end of stream.
     public func read(into buffer: inout [UInt8]) throws -> Int {
         try buffer.withUnsafeMutableBytes { raw in

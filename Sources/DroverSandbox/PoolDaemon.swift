@@ -16,6 +16,10 @@ public struct PoolDaemon: Sendable {
         public var isolation: Isolation.Mode = .bubblewrap
         public var workspaceRoot: String?
         public var maxLineLength = PoolProtocol.defaultMaxLineLength
+        /// Seconds a new connection has to authenticate with `hello` before it is closed.
+        public var helloDeadline: Double = 10
+        /// Connections served at once; more are refused with `too_many_connections`.
+        public var maxConnections = 256
         /// Seconds running calls get to finish after SIGTERM before they are killed.
         public var grace: Double = 10
         /// Where harnesses reach this pool; defaults to the listen address.
@@ -66,7 +70,8 @@ public struct PoolDaemon: Sendable {
         }
         if let ops { log.info("metrics listening", ("address", .string(ops.address))) }
         let server = PoolServer(
-            config: .init(poolID: poolID, token: config.token, maxLineLength: config.maxLineLength),
+            config: .init(poolID: poolID, token: config.token, maxLineLength: config.maxLineLength,
+                          helloDeadline: config.helloDeadline, maxConnections: config.maxConnections),
             pool: pool, listener: listener, log: log, metrics: metrics
         ) { event in
             if case .provisioned = event { metrics.provisioned.inc() }

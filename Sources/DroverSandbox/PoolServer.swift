@@ -14,6 +14,9 @@ final class PoolServer: Sendable {
         var poolID: String
         var token: String
         var maxLineLength: Int
+        /// Seconds a connection has, in all, to authenticate; a silent or slow one is closed.
+        var helloDeadline: Double
+        var maxConnections: Int
     }
 
     let config: Config
@@ -51,7 +54,18 @@ final class PoolServer: Sendable {
     func start() {
         let thread = Thread { [self] in
             while let socket = listener.accept() {
-                state.withLock { $0.connections[socket.fd] = socket }
+                let admitted = state.withLock { state -> Bool in
+                    guard state.connections.count < config.maxConnections else { return false }
+                    state.connections[socket.fd] = socket
+                    return true
+                }
+                guard admitted else {
+                    // Refused with a coded line, not a silent close; the cap bounds threads and memory.
+                    reply(socket, PoolProtocol.failure(id: .null, PoolProtocol.Failure(
+                        .tooManyConnections, "this pool serves at most \(config.maxConnections) connections")))
+                    socket.close()
+                    continue
+                }
                 let reader = Thread { [self] in serve(socket) }
                 reader.name = "drover.pool.connection"
                 reader.start()
@@ -81,6 +95,10 @@ final class PoolServer: Sendable {
         var framer = LineFramer(maxLineLength: config.maxLineLength)
         var buffer = [UInt8](repeating: 0, count: 65_536)
         var authenticated = false
+        let opened = ContinuousClock.now
+        // Until `hello`, reads wake every second to enforce the deadline, which counts from the
+        // connection's start: a client that drips a byte now and then cannot extend it.
+        socket.setReadTimeout(min(1, config.helloDeadline))
         log.debug("connection opened", ("fd", .number(Double(socket.fd))))
         defer {
             state.withLock { _ = $0.connections.removeValue(forKey: socket.fd) }
@@ -88,7 +106,20 @@ final class PoolServer: Sendable {
             log.debug("connection closed", ("fd", .number(Double(socket.fd))))
         }
         while true {
-            guard let count = try? socket.read(into: &buffer), count > 0 else { return }
+            if !authenticated && ContinuousClock.now - opened > .seconds(config.helloDeadline) {
+                reply(socket, PoolProtocol.failure(id: .null, PoolProtocol.Failure(
+                    .unauthorized, "no successful hello within \(config.helloDeadline) s: closing")))
+                return
+            }
+            let count: Int
+            do {
+                count = try socket.read(into: &buffer)
+            } catch let error as SystemError where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
+                continue
+            } catch {
+                return
+            }
+            guard count > 0 else { return }
             for frame in framer.feed(buffer[0..<count]) {
                 switch frame {
                 case .tooLong:
@@ -102,7 +133,10 @@ final class PoolServer: Sendable {
                     case .success(let request):
                         if request.op == "hello" {
                             let answer = hello(request)
-                            if case .success = answer { authenticated = true }
+                            if case .success = answer, !authenticated {
+                                authenticated = true
+                                socket.setReadTimeout(nil)
+                            }
                             reply(socket, render(request.id, answer))
                         } else if !authenticated {
                             reply(socket, PoolProtocol.failure(id: request.id, PoolProtocol.Failure(

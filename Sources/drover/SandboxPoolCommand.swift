@@ -10,6 +10,7 @@ struct SandboxPoolCommand: Command {
         usage: drover sandbox-pool [--listen HOST:PORT] (--token-file FILE | $DROVER_POOL_TOKEN)
                                    [--warm K] [--capacity N] [--grace SECONDS] [--max-line BYTES]
                                    [--workspace-root DIR] [--advertise HOST:PORT]
+                                   [--hello-deadline SECONDS] [--max-connections N]
                                    [--insecure-no-isolation]
 
         Owns sandboxes (bubblewrap: no network, no credentials, no view of the host, rlimits) and
@@ -25,6 +26,10 @@ struct SandboxPoolCommand: Command {
           --capacity N            most sandboxes at once (default 64)
           --grace SECONDS         drain time on SIGTERM (default 10)
           --max-line BYTES        longest request line (default 8388608)
+          --hello-deadline S      seconds a connection has to authenticate (default 10); a silent
+                                  or slow one is closed
+          --max-connections N     connections at once (default 256); more are refused with
+                                  too_many_connections
           --workspace-root DIR    where workspaces live (default a new folder in $TMPDIR)
           --advertise HOST:PORT   address recorded in the registry (default the listen address)
           --insecure-no-isolation run tools as plain processes: development only, logged loudly
@@ -32,7 +37,7 @@ struct SandboxPoolCommand: Command {
 
         DATABASE_URL, when set, registers the pool and its sandboxes in Postgres (optional).
         """
-    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise"])
+    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections"])
         .union(DaemonOptions.names)
     static let flags: Set<String> = ["insecure-no-isolation"]
 
@@ -56,6 +61,14 @@ struct SandboxPoolCommand: Command {
             config.capacity = capacity
         }
         if let grace = try arguments.double("grace") { config.grace = grace }
+        if let deadline = try arguments.double("hello-deadline") {
+            guard deadline > 0 else { throw UsageError("--hello-deadline must be positive") }
+            config.helloDeadline = deadline
+        }
+        if let cap = try arguments.int("max-connections") {
+            guard cap > 0 else { throw UsageError("--max-connections must be positive") }
+            config.maxConnections = cap
+        }
         if let maxLine = try arguments.int("max-line") {
             guard maxLine >= 1024 else { throw UsageError("--max-line must be at least 1024") }
             config.maxLineLength = maxLine
