@@ -52,7 +52,7 @@ public final class SandboxRouter: Sendable {
                     isError: true, details: ["outcome": "unknown"])
             }
             let client = try await client(placement.address)
-            let result = try await client.execute(sandbox: placement.sandbox, callID: callID, name: name, input: input)
+            let result = try await client.execute(sandbox: placement.sandbox, callID: callID, name: name, input: input, resources: resources)
             var details: [String: JSONValue] = ["sandbox": .string(placement.sandbox)]
             if let code = result["exit_code"] { details["exit_code"] = code }
             if result["truncated"]?.boolValue == true { details["truncated"] = true }
@@ -62,6 +62,14 @@ public final class SandboxRouter: Sendable {
             return ToolOutcome(content: result["output"]?.stringValue ?? "", isError: result["is_error"]?.boolValue ?? false, details: details)
         } catch let failure as PoolProtocol.Failure {
             switch failure.code {
+            case .timeout:
+                // The pool went silent (stopped, partitioned): whether the call ran is unknown. Its
+                // connection is dropped; the next call finds the sandbox again or a new one.
+                if let lost = placements.withLock({ $0.removeValue(forKey: session) }) { dropClient(lost.address) }
+                log.warning("sandbox pool silent", ("session", .string(session.rawValue)), ("error", .string(failure.message)))
+                return ToolOutcome(
+                    content: "The outcome of this call is unknown: \(failure.message). Check before repeating it.",
+                    isError: true, details: ["error": .string(failure.code.rawValue), "outcome": "unknown"])
             case .sandboxGone, .noSuchSandbox, .unreachable, .shuttingDown:
                 let lost = placements.withLock { $0.removeValue(forKey: session) }
                 if failure.code == .unreachable, let lost { dropClient(lost.address) }

@@ -29,6 +29,17 @@ public final class Socket: Sendable {
         return Socket(fd: fd)
     }
 
+    /// Turns TCP keepalive on: a peer that vanished (a partition, a dead host) is noticed after
+    /// `idle` seconds of silence plus `count` unanswered probes `interval` seconds apart.
+    public func enableKeepalive(idle: Int32 = 10, interval: Int32 = 5, count: Int32 = 3) {
+        var on: Int32 = 1
+        var (idle, interval, count) = (idle, interval, count)
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, &idle, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPINTVL, &interval, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPCNT, &count, socklen_t(MemoryLayout<Int32>.size))
+    }
+
     /// Bounds each blocking `read` to `seconds` (it then throws `SystemError` with `EAGAIN`);
     /// nil waits as long as it takes.
     public func setReadTimeout(_ seconds: Double?) {

@@ -5,6 +5,10 @@ import Synchronization
 
 /// A connection to a sandbox pool. Requests may be issued concurrently; each waits for the reply
 /// carrying its own id, read by a dedicated thread.
+///
+/// No request waits forever: each has a deadline (an `execute` or `provision` its sandbox's
+/// timeout plus a margin), after which it fails with `timeout` (its outcome unknown), and the
+/// socket has TCP keepalive, so a stopped or partitioned pool cannot hold a session.
 public final class PoolClient: Sendable {
     typealias Failure = PoolProtocol.Failure
 
@@ -19,8 +23,13 @@ public final class PoolClient: Sendable {
     public let unmatched: AsyncStream<JSONValue>
     private let unmatchedContinuation: AsyncStream<JSONValue>.Continuation
 
+    /// Seconds beyond a call's own timeout that its reply may take; and the deadline of requests
+    /// that run no tool (hello, destroy, ping, …).
+    public static let margin: Double = 10
+
     private init(socket: Socket) {
         self.socket = socket
+        socket.enableKeepalive()
         (unmatched, unmatchedContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1024))
         let thread = Thread { [self] in readLoop() }
         thread.name = "drover.pool.client"
@@ -48,8 +57,9 @@ public final class PoolClient: Sendable {
         return client
     }
 
-    /// Sends one request and returns its `result`; an `error` reply is thrown as a `Failure`.
-    public func request(_ op: String, _ fields: [String: JSONValue] = [:]) async throws -> JSONValue {
+    /// Sends one request and returns its `result`; an `error` reply is thrown as a `Failure`, and
+    /// no reply within `deadline` seconds (default `margin`) as `timeout`.
+    public func request(_ op: String, _ fields: [String: JSONValue] = [:], deadline: Double? = nil) async throws -> JSONValue {
         let id = state.withLock { state -> Int in
             state.nextID += 1
             return state.nextID
@@ -80,6 +90,13 @@ public final class PoolClient: Sendable {
                 } catch {
                     let waiter = state.withLock { $0.waiting.removeValue(forKey: key) }
                     waiter?.resume(throwing: Failure(.unreachable, "cannot send to the pool: \(error)"))
+                    return
+                }
+                let seconds = deadline ?? Self.margin
+                Task { [self] in
+                    try? await Task.sleep(for: .seconds(seconds))
+                    state.withLock { $0.waiting.removeValue(forKey: key) }?.resume(throwing: Failure(
+                        .timeout, "the pool did not answer \(op) within \(Int(seconds.rounded(.up))) s"))
                 }
             }
         } onCancel: {
@@ -102,15 +119,22 @@ public final class PoolClient: Sendable {
         var fields: [String: JSONValue] = [:]
         if let resources { fields["resources"] = resources }
         if let session { fields["session"] = .string(session) }
-        guard let id = try await request("provision", fields)["sandbox"]?.stringValue else {
+        // A setup script runs under the sandbox's timeout.
+        guard let id = try await request("provision", fields, deadline: Self.callTimeout(resources) + Self.margin)["sandbox"]?.stringValue else {
             throw Failure(.internal, "provision answered without a sandbox id")
         }
         return id
     }
 
     /// Runs a tool; the result has `output`, `is_error`, `truncated` and, for processes, `exit_code`.
-    public func execute(sandbox: String, callID: String, name: String, input: JSONValue) async throws -> JSONValue {
-        try await request("execute", ["sandbox": .string(sandbox), "call_id": .string(callID), "name": .string(name), "input": input])
+    public func execute(sandbox: String, callID: String, name: String, input: JSONValue, resources: JSONValue? = nil) async throws -> JSONValue {
+        try await request("execute", ["sandbox": .string(sandbox), "call_id": .string(callID), "name": .string(name), "input": input],
+                          deadline: Self.callTimeout(resources) + Self.margin)
+    }
+
+    /// A call's wall-clock limit: the sandbox's `timeout_s`, else the pool's default.
+    static func callTimeout(_ resources: JSONValue?) -> Double {
+        resources?["timeout_s"]?.doubleValue ?? SandboxResources().timeout
     }
 
     public func destroy(sandbox: String) async throws {

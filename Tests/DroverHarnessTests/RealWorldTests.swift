@@ -1,6 +1,7 @@
 import DroverCore
 import DroverIO
 import DroverModel
+import DroverSandbox
 import DroverScriptedModel
 import DroverStore
 import DroverTestSupport
@@ -142,6 +143,31 @@ import Testing
             let read = try PrometheusText(try await PrometheusText.get(address, "/metrics").1).value("drover_log_events_read_total") ?? 0
             // Re-reading the log at every step would read about events²/4 (here over 600).
             #expect(read <= Double(events.count), "read \(read) events for a log of \(events.count)")
+        }
+    }
+
+    /// A pool that stops answering (SIGSTOP: its sockets stay open, so only a deadline can tell)
+    /// does not hold the session: the call ends as outcome unknown after the sandbox's timeout
+    /// plus the client's margin, and the turn goes on.
+    @Test func aCallToAStoppedPoolEndsAsOutcomeUnknownWithinItsDeadline() async throws {
+        let script: JSONValue = ["turns": [E2E.tool("bash", ["command": "true"]), E2E.tool("bash", ["command": "sleep 1; echo late"]), E2E.say("Noted.")]]
+        try await withCluster(script) { cluster in
+            let environment = try await cluster.store.createEnvironment(name: "short", configJSON: #"{"resources":{"timeout_s":2}}"#)
+            let session = try await cluster.store.createSession(agent: cluster.agent, environment: environment, firstMessage: JSONText.userMessage("stop the pool"))
+            let use = try await cluster.waitForEvent(session) { $0.type == .agentToolUse && $0.payload.contains("sleep 1") }
+            cluster.pool.daemon.signal(SIGSTOP)
+            let stopped = ContinuousClock.now
+            let id = try #require(use.json["id"]?.stringValue)
+            let result = try await cluster.waitForEvent(session, timeout: 30) {
+                $0.type == .agentToolResult && $0.json["tool_use_id"]?.stringValue == id
+            }
+            let waited = ContinuousClock.now - stopped
+            cluster.pool.daemon.signal(SIGCONT)
+            #expect(result.json["outcome"]?.stringValue == "unknown" && result.json["error"]?.stringValue == "timeout", "\(result.payload)")
+            #expect(waited < .seconds(2 + PoolClient.margin + 3), "ended after \(waited)")
+            let (reason, events) = try await cluster.waitForIdle(session, timeout: 30)
+            #expect(reason == "end_turn")
+            E2E.expectConsistent(events)
         }
     }
 
