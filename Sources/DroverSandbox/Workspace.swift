@@ -119,7 +119,8 @@ final class Workspace: Sendable {
                 if number >= first && !lineTooLong {
                     if end - start > maxBytes - output.utf8.count - line.count { lineTooLong = true } else { line += buffer[start..<end] }
                 }
-                guard newline != nil else { break }
+                // A wanted line the output cannot take ends the read here, wherever its newline is.
+                guard newline != nil || lineTooLong else { break }
                 if !endLine() {
                     // Full, or past the last wanted line: what follows is not read at all.
                     if !truncated { truncated = end + 1 < count || hasMore(fd) }

@@ -67,13 +67,6 @@ import Testing
     }
 
     static func expectCode(_ code: PoolProtocol.ErrorCode, _ body: () async throws -> JSONValue) async {
-        do {
-            let result = try await body()
-            Issue.record("expected \(code), got \(result.text)")
-        } catch let failure as PoolProtocol.Failure {
-            #expect(failure.code == code, "\(failure)")
-        } catch {
-            Issue.record("unexpected \(error)")
-        }
+        await ToolTests().expectFailure(code, body)
     }
 }
