@@ -142,6 +142,21 @@ public final class SandboxRouter: Sendable {
         throw lastFailure
     }
 
+    /// Asks the session's pool to kill a running call (an interrupt, a hand-off, a lost lease). The
+    /// placement is taken now, before the runner forgets it; the request goes out on its own. Best
+    /// effort: a call that already ended, or an unreachable pool, leaves nothing to do.
+    public func cancel(session: SessionID, callID: String) {
+        guard let placement = placements.withLock({ $0[session] }), let client = clients.withLock({ $0[placement.address] }) else { return }
+        let log = self.log
+        Task {
+            do {
+                try await client.cancel(sandbox: placement.sandbox, callID: callID)
+            } catch {
+                log.debug("cancel not delivered", ("session", .string(session.rawValue)), ("error", .string("\(error)")))
+            }
+        }
+    }
+
     /// Forgets a session's placement (when its lease ends): the registry remembers it.
     public func forget(_ session: SessionID) {
         placements.withLock { _ = $0.removeValue(forKey: session) }

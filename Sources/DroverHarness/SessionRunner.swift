@@ -229,8 +229,14 @@ final class SessionRunner: Sendable {
                 let metrics = context.metrics
                 group.addTask {
                     let started = ContinuousClock.now
-                    let outcome = try await router.execute(
-                        lease: lease, callID: call.id, name: call.name, input: call.input, resources: resources, recovering: call.recovering)
+                    // Cancelled (interrupt, hand-off, lost lease): the call's process is killed too,
+                    // not left running in the sandbox until its timeout.
+                    let outcome = try await withTaskCancellationHandler {
+                        try await router.execute(
+                            lease: lease, callID: call.id, name: call.name, input: call.input, resources: resources, recovering: call.recovering)
+                    } onCancel: {
+                        router.cancel(session: lease.sessionID, callID: call.id)
+                    }
                     metrics.toolCalls.inc(["tool": call.name, "outcome": outcome.isError ? "is_error" : "ok"])
                     metrics.toolSeconds.observe((ContinuousClock.now - started) / .seconds(1), ["tool": call.name])
                     try Task.checkCancellation()

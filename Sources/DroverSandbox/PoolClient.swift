@@ -137,6 +137,12 @@ public final class PoolClient: Sendable {
         resources?["timeout_s"]?.doubleValue ?? SandboxResources().timeout
     }
 
+    /// Kills a running call's processes; true when one was running.
+    @discardableResult
+    public func cancel(sandbox: String, callID: String) async throws -> Bool {
+        try await request("cancel", ["sandbox": .string(sandbox), "call_id": .string(callID)])["cancelled"]?.boolValue ?? false
+    }
+
     public func destroy(sandbox: String) async throws {
         _ = try await request("destroy", ["sandbox": .string(sandbox)])
     }

@@ -191,7 +191,7 @@ final class PoolServer: Sendable {
     // MARK: - Operations
 
     private func handle(_ request: PoolProtocol.Request) async -> Result<JSONValue, PoolProtocol.Failure> {
-        let knownOps: Set = ["ping", "provision", "execute", "destroy", "list", "stats"]
+        let knownOps: Set = ["ping", "provision", "execute", "cancel", "destroy", "list", "stats"]
         metrics.requests.inc(["op": knownOps.contains(request.op) ? request.op : "unknown"])
         do {
             switch request.op {
@@ -216,7 +216,7 @@ final class PoolServer: Sendable {
                 let ran = Mutex(false)
                 let outcome = await sandbox.once(callID) {
                     ran.withLock { $0 = true }
-                    return await tools.run(name, input: input, in: sandbox)
+                    return await tools.run(name, input: input, in: sandbox, callID: callID)
                 }
                 let tool = Tools.names.contains(name) ? name : "unknown"
                 let result = ran.withLock { $0 } ? ((try? outcome.get()).map { $0["is_error"]?.boolValue == true ? "is_error" : "ok" } ?? "failed") : "repeated"
@@ -228,6 +228,15 @@ final class PoolServer: Sendable {
                     ("outcome", .string((try? outcome.get()).map { $0["is_error"]?.boolValue == true ? "is_error" : "ok" } ?? "failed")),
                     ("ms", .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded())))
                 return outcome
+            case "cancel":
+                // Kills a running call's whole process tree; its execute then answers with what
+                // the process left (killed), as does any repeat of the same call_id.
+                let sandboxID = try request.string("sandbox")
+                let callID = try request.string("call_id")
+                _ = try pool.sandbox(sandboxID)
+                let killed = pool.cancel(sandbox: sandboxID, callID: callID)
+                log.info("call cancelled", ("sandbox", .string(sandboxID)), ("call_id", .string(callID)), ("running", .bool(killed)))
+                return .success(["cancelled": .bool(killed)])
             case "destroy":
                 let id = try request.string("sandbox")
                 try pool.destroy(id)

@@ -167,6 +167,11 @@ final class SandboxPool: Sendable {
         }
     }
 
+    /// Kills the processes of a running call; false when none was running.
+    func cancel(sandbox: String, callID: String) -> Bool {
+        processes.killAll(prefix: ProcessTable.key(sandbox: sandbox, call: callID)) > 0
+    }
+
     var load: (sandboxes: Int, running: Int) { (state.withLock { $0.sandboxes.count }, processes.count) }
 
     // MARK: - Shutdown

@@ -14,9 +14,10 @@ struct Tools: Sendable {
 
     static let names = ["bash", "read", "write", "edit", "glob", "grep"]
 
-    func run(_ name: String, input: JSONValue, in sandbox: Sandbox) async -> Result<JSONValue, Failure> {
+    /// Runs a tool. Its processes are tracked as `sandbox/call/`, so that `cancel` can kill them.
+    func run(_ name: String, input: JSONValue, in sandbox: Sandbox, callID: String = UUID().uuidString) async -> Result<JSONValue, Failure> {
         do {
-            return .success(try await dispatch(name, input: input, sandbox: sandbox))
+            return .success(try await dispatch(name, input: input, sandbox: sandbox, callID: callID))
         } catch let failure as Failure {
             return .failure(failure)
         } catch {
@@ -24,7 +25,7 @@ struct Tools: Sendable {
         }
     }
 
-    private func dispatch(_ name: String, input: JSONValue, sandbox: Sandbox) async throws -> JSONValue {
+    private func dispatch(_ name: String, input: JSONValue, sandbox: Sandbox, callID: String) async throws -> JSONValue {
         guard case .object(let fields) = input else { throw Failure(.badRequest, "input must be a JSON object") }
         func string(_ key: String, alias: String? = nil) throws -> String {
             if let value = fields[key]?.stringValue ?? alias.flatMap({ fields[$0]?.stringValue }) { return value }
@@ -44,7 +45,7 @@ struct Tools: Sendable {
             // `timeout` is in milliseconds, as in Claude's bash tool; capped by the sandbox's limit.
             let requested = try optionalInt("timeout").map { Double($0) / 1000 }
             let timeout = min(sandbox.resources.timeout, max(0.001, requested ?? sandbox.resources.timeout))
-            return try await runProcess(["/bin/bash", "-c", command], sandbox: sandbox, timeout: timeout)
+            return try await runProcess(["/bin/bash", "-c", command], sandbox: sandbox, timeout: timeout, callID: callID)
         // File tools touch the filesystem on a thread of the daemon's own, never on Swift's
         // cooperative pool: whatever a sandbox's files are, no other client waits on them.
         case "read":
@@ -63,7 +64,7 @@ struct Tools: Sendable {
             let (text, truncated) = try await onOwnThread("drover.file") { try workspace.glob(pattern, base: base, limit: 1000) }
             return Self.result(text.isEmpty ? "no files match" : text, truncated: truncated)
         case "grep":
-            return try await grep(fields, sandbox: sandbox)
+            return try await grep(fields, sandbox: sandbox, callID: callID)
         default:
             throw Failure(.unknownTool, "unknown tool \(name); the tools are \(Self.names.joined(separator: ", "))")
         }
@@ -71,7 +72,7 @@ struct Tools: Sendable {
 
     /// `grep`: GNU grep inside the sandbox, argv only (no shell). Modes: `files_with_matches`
     /// (default), `content` (file:line:text), `count`.
-    private func grep(_ fields: [String: JSONValue], sandbox: Sandbox) async throws -> JSONValue {
+    private func grep(_ fields: [String: JSONValue], sandbox: Sandbox, callID: String) async throws -> JSONValue {
         guard let pattern = fields["pattern"]?.stringValue else { throw Failure(.badRequest, "grep needs pattern (string)") }
         let path = try sandbox.workspace.relative(fields["path"]?.stringValue ?? Isolation.workspaceMount)
         var argv = ["/usr/bin/grep", "-r", "-E", "-I"]
@@ -84,7 +85,7 @@ struct Tools: Sendable {
         if fields["case_insensitive"]?.boolValue == true || fields["-i"]?.boolValue == true { argv.append("-i") }
         if let glob = fields["glob"]?.stringValue { argv.append("--include=\(glob)") }
         argv += ["-e", pattern, "--", isolation.commandPath(path, workspace: sandbox.workspace.path)]
-        var result = try await runProcess(argv, sandbox: sandbox, timeout: sandbox.resources.timeout)
+        var result = try await runProcess(argv, sandbox: sandbox, timeout: sandbox.resources.timeout, callID: callID)
         // grep exits 1 for "no match": not an error for the model.
         if result["exit_code"]?.intValue == 1, case .object(var members) = result {
             members["output"] = "no matches"
@@ -94,10 +95,10 @@ struct Tools: Sendable {
         return result
     }
 
-    private func runProcess(_ command: [String], sandbox: Sandbox, timeout: Double) async throws -> JSONValue {
+    private func runProcess(_ command: [String], sandbox: Sandbox, timeout: Double, callID: String) async throws -> JSONValue {
         let launch = isolation.launch(command, workspace: sandbox.workspace.path, uid: sandbox.uid, resources: sandbox.resources)
         let limits = ProcessRunner.Limits(timeout: timeout, keep: sandbox.resources.outputBytes, drainLimit: max(8 << 20, sandbox.resources.outputBytes * 4))
-        let key = sandbox.id + "/" + UUID().uuidString
+        let key = ProcessTable.key(sandbox: sandbox.id, call: callID)
         let track = self.track
         let outcome = try await onOwnThread("drover.tool") {
             try ProcessRunner.run(launch, environment: Isolation.spawnEnvironment, limits: limits) { track(key, $0) }

@@ -171,6 +171,37 @@ import Testing
         }
     }
 
+    /// Whether a process whose command line contains `marker` runs on this machine (sandboxed
+    /// processes are in their own pid namespace, but the host sees them).
+    static func processRunning(_ marker: String) -> Bool {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.contains { entry in
+            guard entry.allSatisfy(\.isNumber), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return false }
+            return String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(marker)
+        }
+    }
+
+    /// An interrupt ends the turn at once, and the tool's process with it: the harness sends the
+    /// pool `cancel`, which kills the call's process tree.
+    @Test func anInterruptKillsTheRunningToolProcess() async throws {
+        let script: JSONValue = ["turns": [E2E.tool("bash", ["command": "sleep 97.25"]), E2E.say("Stopped.")]]
+        try await withCluster(script) { cluster in
+            let session = try await cluster.session("run forever")
+            try await cluster.waitForEvent(session) { $0.type == .agentToolUse }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !Self.processRunning("sleep 97.25") && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(Self.processRunning("sleep 97.25"), "the tool's process started")
+            try await cluster.store.send(session, type: .userInterrupt, payload: "{}")
+            let interrupted = ContinuousClock.now
+            while Self.processRunning("sleep 97.25") && ContinuousClock.now - interrupted < .seconds(5) { try await Task.sleep(for: .milliseconds(20)) }
+            let gone = ContinuousClock.now - interrupted
+            #expect(!Self.processRunning("sleep 97.25"))
+            #expect(gone < .seconds(1), "the process was gone \(gone) after the interrupt")
+            let (reason, _) = try await cluster.waitForIdle(session)
+            #expect(reason == "interrupted")
+        }
+    }
+
     /// Claims the session as a harness named 'ghost' whose lease lasts a second, as a harness
     /// that is about to die would; returns its epoch. What it appends stays in the log.
     static func ghostClaim(_ cluster: HarnessCluster, _ session: SessionID) async throws -> Int64 {
