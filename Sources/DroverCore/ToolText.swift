@@ -27,11 +27,12 @@ public enum ToolText {
     /// `value` with every NUL in its strings (keys included) shown as U+2400, so that it can be
     /// stored as `jsonb`: for what a model or a user wrote, where there is no byte stream to keep.
     public static func storable(_ value: JSONValue) -> JSONValue {
+        func shown(_ text: String) -> String { text.replacingOccurrences(of: "\u{0}", with: String(nulSymbol)) }
         switch value {
-        case .string(let text): return text.contains("\u{0}") ? .string(text.replacingOccurrences(of: "\u{0}", with: String(nulSymbol))) : value
+        case .string(let text): return .string(shown(text))
         case .array(let values): return .array(values.map(storable))
         case .object(let members):
-            return .object(Dictionary(members.map { (storable(.string($0.key)).stringValue ?? $0.key, storable($0.value)) }, uniquingKeysWith: { a, _ in a }))
+            return .object(Dictionary(members.map { (shown($0.key), storable($0.value)) }, uniquingKeysWith: { a, _ in a }))
         default: return value
         }
     }

@@ -14,16 +14,12 @@ import Testing
 @Suite(.serialized) struct RealWorldTests {
     typealias E2E = HarnessEndToEndTests
 
+    /// A cluster as the end-to-end tests run it; the model server must have refused nothing.
     func withCluster(_ script: JSONValue, harnesses: Int = 1, args: [String] = [], _ body: (HarnessCluster) async throws -> Void) async throws {
-        let cluster = try await HarnessCluster.start(script: script, harnesses: harnesses, harnessArgs: args)
-        do {
+        try await E2E().withCluster(script, harnesses: harnesses, args: args) { cluster in
             try await body(cluster)
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 
     @Test func aMessageSentWhileAToolRunsIsAnsweredWithTheToolResult() async throws {

@@ -23,8 +23,7 @@ import Testing
     @Test func aSIGKILLedHarnessHolding50SessionsIsTakenOverAtOnceWithTheDefaultTTL() async throws {
         // Long enough that every session is still mid-call when the last one has started.
         let script: JSONValue = ["turns": [E2E.say("slow answer", latency: 8000)]]
-        let cluster = try await HarnessCluster.start(script: script, harnesses: 1, harnessArgs: ["--lease-ttl", "30"])
-        do {
+        try await E2E().withCluster(script, args: ["--lease-ttl", "30"]) { cluster in
             let sessions = try await (0..<50).asyncMap { try await cluster.session("takeover \($0)") }
             // All 50 are mid-model-call on the first harness.
             for session in sessions { try await cluster.waitForEvent(session) { $0.type == .spanModelRequestStart } }
@@ -55,11 +54,7 @@ import Testing
             #expect(causes == 50)
             let gone: String? = try await cluster.sql.query("SELECT state FROM drover.harness_status WHERE pid = $1", [Int(victim.pid)])[0].decode(0)
             #expect(gone == "gone")
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 
     /// Only the harness's connection dies (the test terminates the backend holding its liveness
@@ -67,8 +62,7 @@ import Testing
     /// another harness, and whatever it then tries to write is refused.
     @Test func aHarnessWhoseConnectionIsCutLosesItsSessionsAndWritesNothingMore() async throws {
         let script: JSONValue = ["turns": [E2E.say("an answer that arrives late", latency: 2500)]]
-        let cluster = try await HarnessCluster.start(script: script, harnesses: 1, harnessArgs: ["--lease-ttl", "30"])
-        do {
+        try await E2E().withCluster(script, args: ["--lease-ttl", "30"]) { cluster in
             let sessions = try await (0..<5).asyncMap { try await cluster.session("cut \($0)") }
             for session in sessions { try await cluster.waitForEvent(session) { $0.type == .spanModelRequestStart } }
             let cut = try #require(cluster.harnessProcesses.first)
@@ -102,11 +96,7 @@ import Testing
             #expect(cut.isRunning, "the harness itself survives")
             let report = try await Verifier(pool: cluster.sql).run(rescueWindow: 10)
             #expect(report.breaches.isEmpty, "\(report.breaches)")
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 }
 

@@ -203,7 +203,7 @@ struct QueueBench {
                             group.addTask {
                                 // The last event and the release commit together, as a harness does.
                                 for outcome in await committer.submitAll([
-                                    .append(lease, .sessionStatusIdle, payload: Self.idlePayload),
+                                    .append(lease, .sessionStatusIdle, payload: SetBasedDrain.idlePayload),
                                     .release(lease, to: .idle, handledThrough: lease.lastSeq),
                                 ]) { _ = try outcome.get() }
                             }
@@ -217,7 +217,7 @@ struct QueueBench {
                     let leases = try await queue.claim(max: batch, owner: owner, ttl: 60)
                     if leases.isEmpty { return cycles }
                     for lease in leases {
-                        try await store.append(lease, type: .sessionStatusIdle, payload: Self.idlePayload)
+                        try await store.append(lease, type: .sessionStatusIdle, payload: SetBasedDrain.idlePayload)
                         try await queue.release(lease, handledThrough: lease.lastSeq)
                     }
                     cycles += leases.count
@@ -226,7 +226,6 @@ struct QueueBench {
         }
     }
 
-    static let idlePayload = SetBasedDrain.idlePayload
 
     func appendLatency(count: Int) async throws -> Latencies {
         try await queue(1)
