@@ -1,6 +1,11 @@
 #define _GNU_SOURCE
 #include "CDroverSys.h"
 #include <errno.h>
+#include <stddef.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -40,9 +45,21 @@ static void drover_spawn_child(const char *path, char *const argv[], char *const
     sigemptyset(&none);
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(unsigned long));
     if (setpgid(0, 0) != 0) goto fail;
+    for (int i = 0; i < 2; i++) {
+        if (o->cgroup_fds[i] >= 0 && write(o->cgroup_fds[i], "0", 1) != 1) goto fail;
+    }
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(o->output_fd, 1) < 0 || dup2(o->output_fd, 2) < 0) goto fail;
-    syscall(SYS_close_range, 3U, ~0U, 0U);
+    unsigned int first_closed = 3;
+    if (o->pass_fd >= 0) {
+        if (o->pass_fd == 3) {
+            if (fcntl(3, F_SETFD, 0) != 0) goto fail;
+        } else if (dup2(o->pass_fd, 3) < 0) {
+            goto fail;
+        }
+        first_closed = 4;
+    }
+    if (syscall(SYS_close_range, first_closed, ~0U, 0U) != 0) goto fail;
     for (int i = 0; i < o->limit_count && i < 8; i++) {
         struct rlimit limit = { (rlim_t)o->limit_values[i], (rlim_t)o->limit_values[i] };
         if (setrlimit(o->limit_resources[i], &limit) != 0) goto fail;
@@ -74,4 +91,85 @@ pid_t drover_spawn(const char *path, char *const argv[], char *const envp[],
         return -1;
     }
     return pid;
+}
+
+/* ---- The sandbox's seccomp filter ----------------------------------------------------------
+
+   A deny list, not an allow list, so that ordinary programs (git, python, compilers, package
+   managers) keep working: what it takes away is the kernel surface a sandbox has no use for and
+   that container escapes go through. Denied calls fail with EPERM, which programs handle as "not
+   permitted here", except clone3, which fails with ENOSYS so that libc falls back to clone, whose
+   flags a classic BPF filter can read (clone3 passes them behind a pointer).
+
+   Order: the architecture first (a program of another ABI would map numbers differently), then
+   on x86-64 the x32 ABI's numbers, then the list. */
+
+#if defined(__x86_64__)
+#define DROVER_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define DROVER_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+#define DROVER_ERRNO(e) (SECCOMP_RET_ERRNO | ((e) & SECCOMP_RET_DATA))
+#define DROVER_ARG0_LOW (offsetof(struct seccomp_data, args[0]))
+
+static const long drover_denied[] = {
+    SYS_ptrace, SYS_process_vm_readv, SYS_process_vm_writev, SYS_bpf, SYS_perf_event_open,
+    SYS_keyctl, SYS_add_key, SYS_request_key, SYS_mount, SYS_umount2, SYS_pivot_root,
+    SYS_unshare, SYS_setns, SYS_kexec_load, SYS_kexec_file_load, SYS_init_module,
+    SYS_finit_module, SYS_delete_module, SYS_userfaultfd, SYS_io_uring_setup, SYS_io_uring_enter,
+    SYS_io_uring_register, SYS_open_by_handle_at, SYS_name_to_handle_at, SYS_fsopen,
+    SYS_fsconfig, SYS_fsmount, SYS_fspick, SYS_move_mount, SYS_open_tree, SYS_mount_setattr,
+    SYS_swapon, SYS_swapoff, SYS_reboot, SYS_syslog, SYS_acct, SYS_quotactl, SYS_lookup_dcookie,
+};
+
+int drover_seccomp_program(void *buffer, int capacity) {
+#ifndef DROVER_AUDIT_ARCH
+    (void)buffer; (void)capacity;
+    return -1;
+#else
+    enum { denied_count = sizeof drover_denied / sizeof drover_denied[0] };
+    struct sock_filter program[2 * denied_count + 32];
+    int n = 0;
+#define EMIT(code, k, jt, jf) (program[n++] = (struct sock_filter)BPF_JUMP((code), (k), (jt), (jf)))
+#define RET(value) (program[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (value)))
+    EMIT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch), 0, 0);
+    EMIT(BPF_JMP | BPF_JEQ | BPF_K, DROVER_AUDIT_ARCH, 1, 0);
+    RET(SECCOMP_RET_KILL_PROCESS);
+    EMIT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr), 0, 0);
+#if defined(__x86_64__)
+    EMIT(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u /* __X32_SYSCALL_BIT */, 0, 1);
+    RET(DROVER_ERRNO(EPERM));
+#endif
+    for (int i = 0; i < denied_count; i++) {
+        EMIT(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)drover_denied[i], 0, 1);
+        RET(DROVER_ERRNO(EPERM));
+    }
+    EMIT(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1);
+    RET(DROVER_ERRNO(ENOSYS));
+    /* personality: reading it (0xffffffff) and PER_LINUX (0) only; other personalities change how
+       the kernel treats the process (address layout, READ_IMPLIES_EXEC). */
+    EMIT(BPF_JMP | BPF_JEQ | BPF_K, SYS_personality, 0, 4);
+    EMIT(BPF_LD | BPF_W | BPF_ABS, DROVER_ARG0_LOW, 0, 0);
+    EMIT(BPF_JMP | BPF_JEQ | BPF_K, 0xffffffffu, 1, 0);
+    EMIT(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1);
+    RET(SECCOMP_RET_ALLOW);
+    /* (the personality branch falls through to here when its argument is another value) */
+    EMIT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr), 0, 0);
+    EMIT(BPF_JMP | BPF_JEQ | BPF_K, SYS_personality, 0, 1);
+    RET(DROVER_ERRNO(EPERM));
+    /* clone with a namespace flag: a new namespace is what unshare would have given. */
+    EMIT(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 3);
+    EMIT(BPF_LD | BPF_W | BPF_ABS, DROVER_ARG0_LOW, 0, 0);
+    EMIT(BPF_JMP | BPF_JSET | BPF_K,
+         CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP, 0, 1);
+    RET(DROVER_ERRNO(EPERM));
+    RET(SECCOMP_RET_ALLOW);
+#undef EMIT
+#undef RET
+    int size = n * (int)sizeof(struct sock_filter);
+    if (size > capacity) return -1;
+    memcpy(buffer, program, (size_t)size);
+    return size;
+#endif
 }

@@ -5,6 +5,9 @@ public enum PoolProtocol {
     public static let version = 1
     /// Default cap on one request line (8 MiB).
     public static let defaultMaxLineLength = 8 << 20
+    /// Cap on one reply line (64 MiB): a client reads no longer line; a pool that would send one
+    /// sends `reply_too_large` for that request instead.
+    public static let maxReplyLength = 64 << 20
 
     /// A stable error code of the protocol.
     public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
@@ -25,6 +28,13 @@ public enum PoolProtocol {
         public static let noSuchSandbox = ErrorCode(rawValue: "no_such_sandbox")
         /// The sandbox existed but was destroyed or died.
         public static let sandboxGone = ErrorCode(rawValue: "sandbox_gone")
+        /// The pool took the sandbox back (idle past its TTL, or least recently used when the pool
+        /// needed room); the call did not run. The session may provision a fresh one.
+        public static let sandboxReclaimed = ErrorCode(rawValue: "sandbox_reclaimed")
+        /// `memory_mb` or `processes` was asked of a pool that cannot bound it per sandbox.
+        public static let limitUnenforceable = ErrorCode(rawValue: "limit_unenforceable")
+        /// The reply would exceed the line cap; the request's outcome is reported, its data is not.
+        public static let replyTooLarge = ErrorCode(rawValue: "reply_too_large")
         /// A path resolves outside the sandbox's workspace (by `..`, an absolute path or a symlink).
         public static let pathOutsideSandbox = ErrorCode(rawValue: "path_outside_sandbox")
         public static let fileNotFound = ErrorCode(rawValue: "file_not_found")

@@ -24,6 +24,14 @@ public final class SandboxRouter: Sendable {
         var address: String
         var pool: String
         var sandbox: String
+        /// The sandbox this one replaces and why it ended (idle, evicted, lost, …): set on the
+        /// placement a provision returns, so that the call which first uses it tells the model.
+        var replaces: Replaced?
+    }
+
+    struct Replaced: Sendable, Equatable {
+        var sandbox: String
+        var reason: String
     }
 
     private let clients = Mutex<[String: PoolClient]>([:])
@@ -51,15 +59,20 @@ public final class SandboxRouter: Sendable {
                     content: "The outcome of this call is unknown: the harness that sent it stopped and its sandbox is gone. Check before repeating it.",
                     isError: true, details: ["outcome": "unknown"])
             }
-            let client = try await client(placement.address)
-            let result = try await client.execute(sandbox: placement.sandbox, callID: callID, name: name, input: input, resources: resources)
-            var details: [String: JSONValue] = ["sandbox": .string(placement.sandbox)]
-            if let code = result["exit_code"] { details["exit_code"] = code }
-            if result["truncated"]?.boolValue == true { details["truncated"] = true }
-            if result["timed_out"]?.boolValue == true { details["timed_out"] = true }
-            // The exact bytes, when the text shown had to replace some (see ToolText).
-            if let exact = result["output_base64"] { details["content_base64"] = exact }
-            return ToolOutcome(content: result["output"]?.stringValue ?? "", isError: result["is_error"]?.boolValue ?? false, details: details)
+            do {
+                return try await run(placement, callID: callID, name: name, input: input, resources: resources)
+            } catch let failure as PoolProtocol.Failure where failure.code == .sandboxReclaimed && !recovering {
+                // The pool took the sandbox back before this call ran in it: the call runs in a
+                // fresh one, and the model is told its files are gone.
+                placements.withLock { _ = $0.removeValue(forKey: session) }
+                let reason = Self.reason(failure.message) ?? "reclaimed"
+                try? await registry.sandboxEnded(id: placement.sandbox, reason: reason)
+                log.info("sandbox reclaimed by its pool", ("session", .string(session.rawValue)), ("sandbox", .string(placement.sandbox)), ("reason", .string(reason)))
+                guard let fresh = try await self.placement(for: lease, resources: resources, recovering: false) else {
+                    throw failure
+                }
+                return try await run(fresh, callID: callID, name: name, input: input, resources: resources)
+            }
         } catch let failure as PoolProtocol.Failure {
             switch failure.code {
             case .timeout:
@@ -70,7 +83,7 @@ public final class SandboxRouter: Sendable {
                 return ToolOutcome(
                     content: "The outcome of this call is unknown: \(failure.message). Check before repeating it.",
                     isError: true, details: ["error": .string(failure.code.rawValue), "outcome": "unknown"])
-            case .sandboxGone, .noSuchSandbox, .unreachable, .shuttingDown:
+            case .sandboxGone, .sandboxReclaimed, .noSuchSandbox, .unreachable, .shuttingDown:
                 let lost = placements.withLock { $0.removeValue(forKey: session) }
                 if failure.code == .unreachable, let lost { dropClient(lost.address) }
                 log.warning("sandbox lost", ("session", .string(session.rawValue)), ("code", .string(failure.code.rawValue)))
@@ -82,6 +95,41 @@ public final class SandboxRouter: Sendable {
                 return ToolOutcome(content: "\(failure.code): \(failure.message)", isError: true, details: ["error": .string(failure.code.rawValue)])
             }
         }
+    }
+
+    /// Runs the call in `placement`'s sandbox; a placement that replaces an ended sandbox says so
+    /// in the result, first thing, so the model knows its earlier files are gone.
+    private func run(_ placement: Placement, callID: String, name: String, input: JSONValue, resources: JSONValue?) async throws -> ToolOutcome {
+        let client = try await client(placement.address)
+        let result = try await client.execute(sandbox: placement.sandbox, callID: callID, name: name, input: input, resources: resources)
+        var details: [String: JSONValue] = ["sandbox": .string(placement.sandbox)]
+        if let code = result["exit_code"] { details["exit_code"] = code }
+        if result["truncated"]?.boolValue == true { details["truncated"] = true }
+        if result["timed_out"]?.boolValue == true { details["timed_out"] = true }
+        // The exact bytes, when the text shown had to replace some (see ToolText).
+        if let exact = result["output_base64"] { details["content_base64"] = exact }
+        var content = result["output"]?.stringValue ?? ""
+        if let replaced = placement.replaces {
+            details["sandbox_replaced"] = ["sandbox": .string(replaced.sandbox), "reason": .string(replaced.reason)]
+            content = Self.replacementNote(replaced) + content
+        }
+        return ToolOutcome(content: content, isError: result["is_error"]?.boolValue ?? false, details: details)
+    }
+
+    /// What the model reads first when its call ran in a fresh sandbox.
+    static func replacementNote(_ replaced: Replaced) -> String {
+        let why = switch replaced.reason {
+        case "idle": "it was idle longer than the pool's idle limit"
+        case "evicted": "its pool needed the room"
+        default: "it ended (\(replaced.reason))"
+        }
+        return "[Note: this session's previous sandbox was reclaimed because \(why). This call ran in a new, empty sandbox: files written earlier are gone.]\n"
+    }
+
+    /// The `(reason: …)` a pool's `sandbox_reclaimed` message ends with.
+    static func reason(_ message: String) -> String? {
+        guard let range = message.range(of: "(reason: "), let end = message[range.upperBound...].firstIndex(of: ")") else { return nil }
+        return String(message[range.upperBound..<end])
     }
 
     /// The session's sandbox: remembered, else from the registry, else a new one. With
@@ -110,9 +158,13 @@ public final class SandboxRouter: Sendable {
             return placement
         }
         if recovering, try await registry.hasSandboxRecord(forSession: session.rawValue) { return nil }
+        // A fresh sandbox for a session that had one: the first call in it tells the model.
+        let replaces = try await registry.endedSandbox(forSession: session.rawValue).map { Replaced(sandbox: $0.sandbox, reason: $0.reason) }
         // Least loaded first; a pool that cannot be reached (dead, but not yet marked gone) is skipped.
         var lastFailure = PoolProtocol.Failure(.unreachable, "no sandbox pool is available in the registry")
-        for pool in try await registry.pools() where pool.status == "up" && pool.sandboxes < pool.capacity {
+        // A full pool still provisions (it reclaims its least recently used idle sandbox), so the
+        // registry's count orders pools but does not rule any out.
+        for pool in try await registry.pools() where pool.status == "up" {
             do {
                 let client = try await client(pool.address)
                 let sandbox = try await client.provision(resources: resources, session: session.rawValue)
@@ -132,8 +184,12 @@ public final class SandboxRouter: Sendable {
                 }
                 let placement = Placement(address: pool.address, pool: pool.id, sandbox: sandbox)
                 placements.withLock { $0[session] = placement }
-                log.info("sandbox provisioned", ("session", .string(session.rawValue)), ("sandbox", .string(sandbox)), ("pool", .string(pool.id)))
-                return placement
+                log.info(
+                    "sandbox provisioned", ("session", .string(session.rawValue)), ("sandbox", .string(sandbox)), ("pool", .string(pool.id)),
+                    ("replaces", replaces.map { .string($0.sandbox) } ?? .null))
+                var first = placement
+                first.replaces = replaces
+                return first
             } catch let failure as PoolProtocol.Failure where failure.code == .unreachable || failure.code == .capacity || failure.code == .shuttingDown {
                 if failure.code == .unreachable { dropClient(pool.address) }
                 lastFailure = failure

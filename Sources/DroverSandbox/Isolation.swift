@@ -9,7 +9,8 @@ import Foundation
 /// and `/tmp` is read-only. When the daemon runs as
 /// root each sandbox also runs as a uid of its own (root is exempt from RLIMIT_NPROC, and distinct
 /// uids keep one sandbox out of another's workspace). rlimits are set by the launcher
-/// (`drover_spawn`) in the child before it execs bubblewrap.
+/// (`drover_spawn`) in the child before it execs bubblewrap, which joins the sandbox's control
+/// group there too; bubblewrap loads the seccomp filter (`SeccompFilter`) last, before exec.
 public struct Isolation: Sendable {
     public enum Mode: Sendable, Equatable {
         case bubblewrap
@@ -20,12 +21,15 @@ public struct Isolation: Sendable {
     public let mode: Mode
     let bwrap: String
     let isRoot: Bool
+    /// The seccomp program bubblewrap loads before it runs a sandboxed command (`SeccompFilter`);
+    /// nil with `.none`, or when started with `--no-seccomp`.
+    let seccomp: [UInt8]?
 
     /// Where the workspace appears inside the sandbox.
     public static let workspaceMount = "/workspace"
 
     /// Finds the programs it needs; with `.bubblewrap`, checks that a sandbox really starts.
-    public init(mode: Mode) throws {
+    public init(mode: Mode, seccomp: Bool = true) throws {
         self.mode = mode
         func find(_ name: String) -> String? {
             ["/usr/bin/", "/bin/", "/usr/sbin/", "/usr/local/bin/"].map { $0 + name }
@@ -39,24 +43,32 @@ public struct Isolation: Sendable {
                 throw IsolationError("bubblewrap (bwrap) is not installed; install the bubblewrap package, or start with --insecure-no-isolation")
             }
             self.bwrap = bwrap
+            self.seccomp = seccomp ? try SeccompFilter.program() : nil
         } else {
             bwrap = ""
+            self.seccomp = nil
         }
     }
 
     /// How to start `command` (argv, no shell involved) in a sandbox: bubblewrap's command line,
-    /// the uid to drop to, and the rlimits, which the launcher sets in the child before exec.
-    func launch(_ command: [String], workspace: String, uid: UInt32, resources: SandboxResources) -> Launch {
-        let limits: [(Int32, UInt64)] = [
+    /// the uid to drop to, the rlimits (set by the launcher in the child before exec), the
+    /// control group to join and the seccomp program to hand bubblewrap.
+    ///
+    /// With a control group, memory is bounded per sandbox there and RLIMIT_AS is not set (it
+    /// counts address space, which runtimes such as Go's and the JVM reserve far beyond use).
+    func launch(_ command: [String], workspace: Workspace, uid: UInt32, resources: SandboxResources, cgroup: SandboxCgroup?) -> Launch {
+        var limits: [(Int32, UInt64)] = [
             (Int32(RLIMIT_CPU.rawValue), UInt64(resources.cpuSeconds)),
-            (Int32(RLIMIT_AS.rawValue), UInt64(resources.memoryMB) << 20),
             (Int32(RLIMIT_FSIZE.rawValue), UInt64(resources.diskMB) << 20),
             (drover_rlimit_nproc, UInt64(resources.processes)),
             (Int32(RLIMIT_CORE.rawValue), 0),
         ]
+        if cgroup == nil { limits.append((Int32(RLIMIT_AS.rawValue), UInt64(resources.memoryMB) << 20)) }
         switch mode {
         case .bubblewrap:
-            let argv = [
+            // /tmp: the sandbox's own folder inside its quota, else a tmpfs capped at disk_mb.
+            let tmp = workspace.tmp.map { ["--bind", $0, "/tmp"] } ?? ["--size", String(resources.diskMB << 20), "--tmpfs", "/tmp"]
+            var argv = [
                 bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--hostname", "sandbox",
                 "--ro-bind", "/usr", "/usr",
                 "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
@@ -64,19 +76,25 @@ public struct Isolation: Sendable {
                 "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
                 "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
                 "--ro-bind-try", "/etc/localtime", "/etc/localtime",
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-                "--bind", workspace, Self.workspaceMount, "--chdir", Self.workspaceMount,
+                "--proc", "/proc", "--dev", "/dev",
+            ]
+            argv += tmp
+            argv += [
+                "--bind", workspace.path, Self.workspaceMount, "--chdir", Self.workspaceMount,
                 // bwrap builds the root on a tmpfs; make it read-only so only /workspace and /tmp take writes.
                 "--remount-ro", "/",
                 "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
                 "--setenv", "HOME", Self.workspaceMount, "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
-                "--disable-userns", "--",
-            ] + command
+                "--disable-userns",
+            ]
+            // The launcher hands the program over as descriptor 3.
+            if seccomp != nil { argv += ["--seccomp", "3"] }
+            argv += ["--"] + command
             // As root, drop to the sandbox's own uid (root is exempt from RLIMIT_NPROC).
-            return Launch(argv: argv, ids: isRoot ? (uid, uid) : nil, limits: limits)
+            return Launch(argv: argv, ids: isRoot ? (uid, uid) : nil, limits: limits, seccomp: seccomp, cgroup: cgroup)
         case .none:
-            let argv = ["/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(workspace)", "LANG=C.UTF-8"] + command
-            return Launch(argv: argv, ids: nil, limits: limits)
+            let argv = ["/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(workspace.path)", "LANG=C.UTF-8"] + command
+            return Launch(argv: argv, ids: nil, limits: limits, seccomp: nil, cgroup: cgroup)
         }
     }
 
@@ -90,11 +108,14 @@ public struct Isolation: Sendable {
     }
 }
 
-/// A process to start: its command line, the uid/gid to drop to, and rlimits (RLIMIT_*, value).
+/// A process to start: its command line, the uid/gid to drop to, rlimits (RLIMIT_*, value), the
+/// seccomp program to pass as descriptor 3 and the control group to join.
 struct Launch: Sendable {
     var argv: [String]
     var ids: (uid: UInt32, gid: UInt32)?
     var limits: [(Int32, UInt64)]
+    var seccomp: [UInt8]?
+    var cgroup: SandboxCgroup?
 }
 
 /// The daemon cannot isolate sandboxes as asked.

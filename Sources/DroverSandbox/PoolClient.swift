@@ -152,7 +152,7 @@ public final class PoolClient: Sendable {
     }
 
     private func readLoop() {
-        var framer = LineFramer(maxLineLength: 64 << 20)
+        var framer = LineFramer(maxLineLength: PoolProtocol.maxReplyLength)
         var buffer = [UInt8](repeating: 0, count: 65_536)
         defer {
             let waiters = state.withLock { state -> [CheckedContinuation<JSONValue, any Error>] in

@@ -27,6 +27,13 @@ public struct PoolDaemon: Sendable {
         public var databaseURL: String?
         public var heartbeatInterval: Double = 2
         public var uidBase: UInt32 = 200_000
+        /// Seconds a sandbox may sit idle before it is reclaimed (nil: never).
+        public var idleTTL: Double? = 1800
+        /// Threads waiting on running calls.
+        public var callThreads = 256
+        /// Accept `memory_mb` / `processes` as per-process rlimits where no control group can be made.
+        public var allowUnenforcedLimits = false
+        public var seccomp = true
         /// Where to serve /metrics, /healthz and /readyz (off when nil).
         public var metricsListen: (host: String, port: UInt16)?
 
@@ -41,17 +48,53 @@ public struct PoolDaemon: Sendable {
         // The same shape as a harness id: new at every start, host and pid for operators.
         let poolID = HarnessID.fresh(prefix: "pool").rawValue
         let log = Log(component: "sandbox-pool", context: [("pool", .string(poolID))])
-        let isolation = try Isolation(mode: config.isolation)
+        let isolation = try Isolation(mode: config.isolation, seccomp: config.seccomp)
         if config.isolation == .none {
             log.warning("INSECURE: started with --insecure-no-isolation; tool calls run as plain processes on this host")
             FileHandle.standardError.write(Data("\n*** drover sandbox-pool: NO ISOLATION. Model-written code runs on this host. ***\n\n".utf8))
+        } else if !config.seccomp {
+            log.warning("started with --no-seccomp: sandboxed programs reach the kernel's whole syscall surface")
         }
         let root = config.workspaceRoot ?? NSTemporaryDirectory() + "drover-pool-" + SandboxPool.randomHex()
-        // Pools on one machine take different uid ranges (by pid), so their sandboxes never share a uid.
-        let uidBase: UInt32 = config.uidBase + UInt32(getpid() % 64) * 60_000
+        // Pools on one host take disjoint uid ranges, so their sandboxes never share a uid.
+        let uids = try UidRange(base: config.uidBase, size: SandboxPool.uidsPerPool)
+        let cgroups: SandboxCgroups?
+        switch SandboxCgroups.prepare(poolID: poolID) {
+        case .success(let made):
+            cgroups = made
+        case .failure(let reason):
+            cgroups = nil
+            log.warning(
+                config.allowUnenforcedLimits
+                    ? "no control groups: memory_mb and processes fall back to per-process rlimits (--allow-unenforced-limits)"
+                    : "no control groups: provisions that set memory_mb or processes are refused (limit_unenforceable)",
+                ("reason", .string(reason.description)))
+        }
+        let registry = try await connectRegistry(log: log)
+        let metrics = PoolMetrics()
         let pool = try SandboxPool(
-            config: .init(root: root, capacity: config.capacity, warm: config.warm, uidBase: uidBase),
-            isolation: isolation, log: log)
+            config: .init(
+                root: root, capacity: config.capacity, warm: config.warm, uidBase: uids.first, idleTTL: config.idleTTL,
+                waitThreads: config.callThreads, allowUnenforcedLimits: config.allowUnenforcedLimits),
+            isolation: isolation, cgroups: cgroups, log: log
+        ) { event in
+            switch event {
+            case .provisioned: metrics.provisioned.inc()
+            case .ended(_, let reason): metrics.ended.inc(["reason": reason.rawValue])
+            }
+            guard let registry else { return }
+            // Best effort: a lost update is healed by the next heartbeat, which lists the live sandboxes.
+            Task {
+                do {
+                    switch event {
+                    case .provisioned(let id, let session): try await registry.recordSandbox(id: id, pool: poolID, session: session)
+                    case .ended(let id, let reason): try await registry.sandboxEnded(id: id, reason: reason.rawValue)
+                    }
+                } catch {
+                    log.warning("registry update failed", ("error", .string(String(reflecting: error))))
+                }
+            }
+        }
         do {
             try await selfCheck(pool)
         } catch {
@@ -60,43 +103,32 @@ public struct PoolDaemon: Sendable {
         }
         let listener = try Listener(host: config.host, port: config.port)
         let address = config.advertise ?? "\(listener.host):\(listener.port)"
-        let registry = try await connectRegistry(log: log)
-        let metrics = PoolMetrics()
         metrics.registry.gauge("drover_sandboxes_live", "Sandboxes alive in this pool.") { Double(pool.load.sandboxes) }
         metrics.registry.gauge("drover_tool_calls_running", "Tool calls running now.") { Double(pool.runningCalls) }
         let draining = Mutex(false)
         let ops = try config.metricsListen.map { listen in
-            try OpsEndpoint(host: listen.host, port: listen.port, metrics: metrics.registry) { !draining.withLock { $0 } }
+            try OpsEndpoint(host: listen.host, port: listen.port, metrics: metrics.registry, ready: { !draining.withLock { $0 } }) {
+                ["pool": .string(poolID), "enforcement": pool.enforcement]
+            }
         }
         if let ops { log.info("metrics listening", ("address", .string(ops.address))) }
         let server = PoolServer(
             config: .init(poolID: poolID, token: config.token, maxLineLength: config.maxLineLength,
                           helloDeadline: config.helloDeadline, maxConnections: config.maxConnections),
-            pool: pool, listener: listener, log: log, metrics: metrics
-        ) { event in
-            if case .provisioned = event { metrics.provisioned.inc() }
-            guard let registry else { return }
-            Task {
-                do {
-                    switch event {
-                    case .provisioned(let id, let session): try await registry.recordSandbox(id: id, pool: poolID, session: session)
-                    case .destroyed(let id): try await registry.sandboxEnded(id: id)
-                    }
-                } catch {
-                    log.warning("registry update failed", ("error", .string(String(reflecting: error))))
-                }
-            }
-        }
+            pool: pool, listener: listener, log: log, metrics: metrics)
         server.start()
         pool.refillWarm()
         if let registry {
-            try? await registry.register(id: poolID, address: address, capacity: config.capacity)
+            try? await registry.register(id: poolID, address: address, capacity: config.capacity, silentAfter: config.heartbeatInterval * 5)
         }
         let heartbeat = Task { await heartbeatLoop(registry: registry, poolID: poolID, pool: pool, log: log) }
+        let reaper = Task { await reapLoop(pool) }
         log.info(
             "listening", ("address", .string("\(listener.host):\(listener.port)")), ("advertise", .string(address)),
             ("isolation", .string(config.isolation == .bubblewrap ? "bubblewrap" : "none")), ("warm", .number(Double(config.warm))),
-            ("capacity", .number(Double(config.capacity))), ("registry", .bool(registry != nil)))
+            ("capacity", .number(Double(config.capacity))), ("registry", .bool(registry != nil)),
+            ("idle_ttl_s", config.idleTTL.map { .number($0) } ?? .null), ("uid_slot", .number(Double(uids.slot))),
+            ("enforcement", pool.enforcement))
 
         let signal = await TerminationSignal.wait()
         log.info("draining", ("signal", .number(Double(signal))), ("running_calls", .number(Double(pool.runningCalls))))
@@ -113,12 +145,14 @@ public struct PoolDaemon: Sendable {
         if abandoned > 0 { try? await Task.sleep(for: .milliseconds(100)) }
         server.closeConnections()
         heartbeat.cancel()
+        reaper.cancel()
         if let registry {
             try? await registry.stopped(id: poolID)
             registry.pool.close()
         }
         ops?.stop()
         log.info("stopped", ("killed_calls", .number(Double(abandoned))))
+        withExtendedLifetime(uids) {}
         return 0
     }
 
@@ -130,7 +164,7 @@ public struct PoolDaemon: Sendable {
         } catch {
             throw IsolationError("cannot make a sandbox: \(error)")
         }
-        defer { try? pool.destroy(sandbox.id) }
+        defer { Task { try? await pool.destroy(sandbox.id) } }
         let outcome = await pool.tools.run("bash", input: ["command": "true"], in: sandbox)
         guard case .success(let result) = outcome, result["exit_code"]?.intValue == 0 else {
             let detail = (try? outcome.get())?["output"]?.stringValue ?? "\(outcome)"
@@ -148,18 +182,26 @@ public struct PoolDaemon: Sendable {
         return PoolRegistry(pool: ConnectionPool(conninfo: url, maxConnections: 2, connectTimeout: 10))
     }
 
+    /// Reports load and live sandboxes; destroys those whose session ended for good.
     private func heartbeatLoop(registry: PoolRegistry?, poolID: String, pool: SandboxPool, log: Log) async {
         guard let registry else { return }
         while !Task.isCancelled {
             do {
-                let load = pool.load
-                let gone = try await registry.heartbeat(
-                    id: poolID, sandboxes: load.sandboxes, runningCalls: load.running, goneAfter: config.heartbeatInterval * 5)
-                if gone > 0 { log.warning("marked silent pools gone", ("pools", .number(Double(gone)))) }
+                let ended = try await registry.heartbeat(id: poolID, runningCalls: pool.runningCalls, live: pool.all.map(\.id))
+                for id in ended { try? await pool.destroy(id, reason: .sessionEnded) }
             } catch {
                 log.warning("registry heartbeat failed", ("error", .string(String(reflecting: error))))
             }
             try? await Task.sleep(for: .seconds(config.heartbeatInterval))
+        }
+    }
+
+    /// Reclaims idle sandboxes, checking a few times per TTL.
+    private func reapLoop(_ pool: SandboxPool) async {
+        guard let ttl = config.idleTTL else { return }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(max(0.1, min(ttl / 4, 5))))
+            await pool.reclaimIdle()
         }
     }
 }

@@ -6,6 +6,7 @@ struct PoolMetrics: Sendable {
     let requests: Counter
     let protocolErrors: Counter
     let provisioned: Counter
+    let ended: Counter
     let toolCalls: Counter
     let toolSeconds: Histogram
 
@@ -13,6 +14,8 @@ struct PoolMetrics: Sendable {
         requests = registry.counter("drover_pool_requests_total", "Protocol requests handled, by op.")
         protocolErrors = registry.counter("drover_protocol_errors_total", "Error replies, by stable code.")
         provisioned = registry.counter("drover_sandboxes_provisioned_total", "Sandboxes provisioned.")
+        ended = registry.counter(
+            "drover_sandboxes_ended_total", "Sandboxes ended, by reason (destroyed, session_ended, idle, evicted, shutdown).")
         toolCalls = registry.counter("drover_tool_calls_total", "Tool calls, by tool and outcome (ok, is_error, failed, repeated).")
         toolSeconds = registry.histogram("drover_tool_call_seconds", "Tool call duration in seconds, by tool.")
     }

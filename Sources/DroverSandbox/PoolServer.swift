@@ -24,13 +24,6 @@ final class PoolServer: Sendable {
     let listener: Listener
     let log: Log
     let metrics: PoolMetrics
-    /// Told about sandboxes made and destroyed (the Postgres registry listens).
-    let events: @Sendable (RegistryEvent) -> Void
-
-    enum RegistryEvent: Sendable {
-        case provisioned(id: String, session: String?)
-        case destroyed(id: String)
-    }
 
     private struct State {
         var connections: [Int32: Socket] = [:]
@@ -41,14 +34,12 @@ final class PoolServer: Sendable {
 
     private let state = Mutex(State())
 
-    init(config: Config, pool: SandboxPool, listener: Listener, log: Log, metrics: PoolMetrics,
-         events: @escaping @Sendable (RegistryEvent) -> Void) {
+    init(config: Config, pool: SandboxPool, listener: Listener, log: Log, metrics: PoolMetrics) {
         self.metrics = metrics
         self.config = config
         self.pool = pool
         self.listener = listener
         self.log = log
-        self.events = events
     }
 
     func start() {
@@ -169,7 +160,11 @@ final class PoolServer: Sendable {
     private func render(_ id: JSONValue, _ answer: Result<JSONValue, PoolProtocol.Failure>) -> String {
         switch answer {
         case .success(let result):
-            return PoolProtocol.success(id: id, result)
+            let line = PoolProtocol.success(id: id, result)
+            guard line.utf8.count > PoolProtocol.maxReplyLength else { return line }
+            // A client reads no longer line: it would drop this reply and wait until its deadline.
+            return render(id, .failure(PoolProtocol.Failure(
+                .replyTooLarge, "the reply (\(line.utf8.count) bytes) exceeds \(PoolProtocol.maxReplyLength) bytes; ask for less output (output_bytes)")))
         case .failure(let failure):
             state.withLock { $0.protocolErrors[failure.code.rawValue, default: 0] += 1 }
             metrics.protocolErrors.inc(["code": failure.code.rawValue])
@@ -201,7 +196,6 @@ final class PoolServer: Sendable {
                 let resources = try SandboxResources(json: request.body["resources"])
                 let session = try request.optionalString("session")
                 let sandbox = try await pool.provision(resources, session: session)
-                events(.provisioned(id: sandbox.id, session: session))
                 log.info("sandbox provisioned", ("sandbox", .string(sandbox.id)), ("session", session.map(JSONValue.string) ?? .null))
                 return .success(["sandbox": .string(sandbox.id), "resources": resources.json])
             case "execute":
@@ -239,9 +233,7 @@ final class PoolServer: Sendable {
                 return .success(["cancelled": .bool(killed)])
             case "destroy":
                 let id = try request.string("sandbox")
-                try pool.destroy(id)
-                events(.destroyed(id: id))
-                log.info("sandbox destroyed", ("sandbox", .string(id)))
+                try await pool.destroy(id)
                 return .success(["destroyed": .string(id)])
             case "list":
                 return .success(["sandboxes": .array(pool.all.map(\.json))])
@@ -258,7 +250,7 @@ final class PoolServer: Sendable {
                 return .success(stats)
             default:
                 throw PoolProtocol.Failure(
-                    .unknownOp, "unknown op \(request.op); the ops are hello, provision, execute, destroy, list, stats, ping")
+                    .unknownOp, "unknown op \(request.op); the ops are hello, provision, execute, cancel, destroy, list, stats, ping")
             }
         } catch let failure as PoolProtocol.Failure {
             return .failure(failure)

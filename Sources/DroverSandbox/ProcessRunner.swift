@@ -43,6 +43,14 @@ enum ProcessRunner {
 
         var options = drover_spawn_options()
         options.output_fd = writeFD
+        options.pass_fd = -1
+        options.cgroup_fds = (-1, -1)
+        let seccompFD = try launch.seccomp.map { try SeccompFilter.descriptor($0) }
+        defer { if let seccompFD { close(seccompFD) } }
+        if let seccompFD { options.pass_fd = seccompFD }
+        if let fds = launch.cgroup?.procsFDs {
+            options.cgroup_fds = (fds.first ?? -1, fds.count > 1 ? fds[1] : -1)
+        }
         if let ids = launch.ids {
             options.set_ids = 1
             options.uid = ids.uid

@@ -16,6 +16,8 @@ final class Sandbox: Sendable {
     let resources: SandboxResources
     let workspace: Workspace
     let uid: UInt32
+    /// Its control group; nil where the pool runs without them.
+    let cgroup: SandboxCgroup?
     let createdAt = Date()
     static let rememberedCalls = 1024
 
@@ -28,13 +30,17 @@ final class Sandbox: Sendable {
         var table: [String: Call] = [:]
         var finishedOrder: [String] = []
         var executed = 0
-        var destroyed = false
+        var ended: SandboxEnd?
+        /// Calls running now; a sandbox with one is never reclaimed.
+        var running = 0
+        var lastUsed = ContinuousClock.now
     }
 
     private let calls = Mutex(Calls())
 
-    init(id: String, session: String?, resources: SandboxResources, workspace: Workspace, uid: UInt32) {
+    init(id: String, session: String?, resources: SandboxResources, workspace: Workspace, uid: UInt32, cgroup: SandboxCgroup?) {
         self.id = id
+        self.cgroup = cgroup
         self.session = session
         self.resources = resources
         self.workspace = workspace
@@ -52,13 +58,15 @@ final class Sandbox: Sendable {
             case wait
         }
         let decision = calls.withLock { calls -> Decision in
-            if calls.destroyed { return .answer(.failure(PoolProtocol.Failure(.sandboxGone, "sandbox \(id) was destroyed"))) }
+            if let reason = calls.ended { return .answer(.failure(Self.gone(id, reason))) }
             switch calls.table[callID] {
             case .done(let outcome): return .answer(outcome)
             case .running: return .wait
             case nil:
                 calls.table[callID] = .running([])
                 calls.executed += 1
+                calls.running += 1
+                calls.lastUsed = .now
                 return .run
             }
         }
@@ -82,6 +90,8 @@ final class Sandbox: Sendable {
         case .run:
             let outcome = await body()
             let waiters = calls.withLock { calls -> [CheckedContinuation<Outcome, Never>] in
+                calls.running -= 1
+                calls.lastUsed = .now
                 guard case .running(let waiters) = calls.table[callID] else { return [] }
                 calls.table[callID] = .done(outcome)
                 calls.finishedOrder.append(callID)
@@ -95,10 +105,34 @@ final class Sandbox: Sendable {
         }
     }
 
-    /// Marks the sandbox destroyed: calls from now on get `sandbox_gone`.
-    func markDestroyed() {
-        calls.withLock { $0.destroyed = true }
+    /// Marks the sandbox ended: calls from now on get `sandbox_gone` (or `sandbox_reclaimed`).
+    func markEnded(_ reason: SandboxEnd) {
+        calls.withLock { if $0.ended == nil { $0.ended = reason } }
     }
+
+    /// Marks it destroyed only if no call is running and none ran since `idleSince`: the pool's
+    /// reclaim decision and a new call's start cannot interleave.
+    func markReclaimedIfIdle(since idleSince: ContinuousClock.Instant, _ reason: SandboxEnd) -> Bool {
+        calls.withLock { calls in
+            guard calls.ended == nil, calls.running == 0, calls.lastUsed <= idleSince else { return false }
+            calls.ended = reason
+            return true
+        }
+    }
+
+    /// `sandbox_reclaimed` (the session may take a fresh one) or `sandbox_gone`, saying why.
+    static func gone(_ id: String, _ reason: SandboxEnd) -> PoolProtocol.Failure {
+        switch reason {
+        case .idle: .init(.sandboxReclaimed, "sandbox \(id) was reclaimed: idle longer than the pool's idle TTL (reason: idle)")
+        case .evicted: .init(.sandboxReclaimed, "sandbox \(id) was reclaimed to make room for another (reason: evicted)")
+        case .sessionEnded: .init(.sandboxGone, "sandbox \(id) was destroyed: its session ended (reason: session_ended)")
+        case .shutdown: .init(.sandboxGone, "sandbox \(id) was destroyed: the pool shut down (reason: shutdown)")
+        case .destroyed: .init(.sandboxGone, "sandbox \(id) was destroyed (reason: destroyed)")
+        }
+    }
+
+    /// When it last started or finished a call (its creation, before any), and whether one runs.
+    var usage: (lastUsed: ContinuousClock.Instant, running: Int) { calls.withLock { ($0.lastUsed, $0.running) } }
 
     var json: JSONValue {
         [

@@ -1,9 +1,26 @@
 import DroverCore
+import DroverIO
 import Foundation
 import Synchronization
 
+/// Why a sandbox ended, as the registry records it and `sandbox_gone` says.
+public enum SandboxEnd: String, Sendable {
+    /// A client asked (`destroy`).
+    case destroyed
+    /// Its session ended for good (terminated or deleted).
+    case sessionEnded = "session_ended"
+    /// Idle longer than the pool's `--idle-ttl`.
+    case idle
+    /// The pool was full and it was the least recently used.
+    case evicted
+    case shutdown
+
+    /// Whether the sandbox was taken back while its session may still want it.
+    public var isReclaim: Bool { self == .idle || self == .evicted }
+}
+
 /// The sandboxes of one pool daemon: provisioning (from a warm pool of ready workspaces when it
-/// can), lookup, destruction, and the kill switch for shutdown.
+/// can), lookup, reclaiming, destruction, and the kill switch for shutdown.
 final class SandboxPool: Sendable {
     struct Config: Sendable {
         var root: String
@@ -11,6 +28,19 @@ final class SandboxPool: Sendable {
         var warm: Int
         /// First uid for sandboxes when the daemon runs as root.
         var uidBase: UInt32
+        /// Seconds a sandbox may sit idle before it is reclaimed (nil: never).
+        var idleTTL: Double?
+        /// Threads for blocking waits on running calls; more calls wait for a free one.
+        var waitThreads = 256
+        /// Lets `memory_mb` and `processes` fall back to per-process rlimits where no control group
+        /// can be made (otherwise such requests are refused).
+        var allowUnenforcedLimits = false
+    }
+
+    /// Told about sandboxes made and ended (the Postgres registry listens).
+    enum Event: Sendable {
+        case provisioned(id: String, session: String?)
+        case ended(id: String, reason: SandboxEnd)
     }
 
     typealias Failure = PoolProtocol.Failure
@@ -19,67 +49,113 @@ final class SandboxPool: Sendable {
     let isolation: Isolation
     let tools: Tools
     let log: Log
+    /// Control groups per sandbox, where the host allows them.
+    let cgroups: SandboxCgroups?
+    /// Whether each sandbox's folder is a size-capped tmpfs (`disk_mb` over `/workspace` and `/tmp`).
+    let diskQuota: Bool
+    let events: @Sendable (Event) -> Void
+    /// Creating and removing workspaces, and cgroups: filesystem work on the pool's own threads.
+    let housekeeping = BlockingPool(name: "drover.pool.housekeeping", threads: 4)
 
     private struct State {
         var sandboxes: [String: Sandbox] = [:]
-        /// Ids of destroyed sandboxes, so that late calls get `sandbox_gone`, not `no_such_sandbox`.
-        var destroyed: [String] = []
+        /// Slots taken by provisions under way, so that concurrent ones never exceed the capacity.
+        var reserved = 0
+        /// Why recently ended sandboxes ended, so that late calls get `sandbox_gone` with the reason.
+        var ended: [String: SandboxEnd] = [:]
+        var endedOrder: [String] = []
         var warm: [Workspace] = []
         var warming = 0
         var nextIndex: UInt32 = 0
         var shuttingDown = false
         var provisioned = 0
         var warmHits = 0
+        var reclaimed = 0
     }
 
     private let state = Mutex(State())
     private let processes = ProcessTable()
-    static let rememberedDestroyed = 4096
+    static let rememberedEnded = 4096
 
-    init(config: Config, isolation: Isolation, log: Log) throws {
+    init(config: Config, isolation: Isolation, cgroups: SandboxCgroups?, log: Log, events: @escaping @Sendable (Event) -> Void = { _ in }) throws {
         self.config = config
         self.isolation = isolation
+        self.cgroups = cgroups
         self.log = log
+        self.events = events
         try FileManager.default.createDirectory(atPath: config.root, withIntermediateDirectories: true)
         // Sandboxes run as other uids and must reach their own workspace, but may not list others.
         chmod(config.root, 0o711)
-        tools = Tools(isolation: isolation) { [processes] key, pid in processes.set(key, pid) }
+        diskQuota = isolation.mode == .bubblewrap && Workspace.quotasWork(under: config.root)
+        tools = Tools(
+            isolation: isolation, track: { [processes] key, pid in processes.set(key, pid) },
+            files: BlockingPool(name: "drover.pool.files", threads: 16),
+            waits: BlockingPool(name: "drover.pool.calls", threads: config.waitThreads))
+    }
+
+    /// What this pool enforces, for `stats`, `/readyz` and the start-up log.
+    var enforcement: JSONValue {
+        [
+            "cgroups": .string(cgroups?.version ?? "none"),
+            "memory": .string(cgroups != nil ? "per_sandbox" : config.allowUnenforcedLimits ? "per_process" : "refused"),
+            "processes": .string(cgroups != nil ? "per_sandbox" : config.allowUnenforcedLimits ? "per_uid" : "refused"),
+            "disk": .string(diskQuota ? "per_sandbox" : "per_file"),
+            "seccomp": .bool(isolation.seccomp != nil),
+        ]
     }
 
     // MARK: - Provisioning
 
-    /// A new sandbox. Without a `setup` script it comes from the warm pool when one is ready.
+    /// A new sandbox. Without a `setup` script it comes from the warm pool when one is ready. A
+    /// full pool first reclaims its least recently used idle sandbox.
     func provision(_ resources: SandboxResources, session: String?) async throws(Failure) -> Sandbox {
-        let grab = state.withLock { state -> Result<Workspace?, Failure> in
-            if state.shuttingDown { return .failure(Failure(.shuttingDown, "the pool is shutting down")) }
-            guard state.sandboxes.count < config.capacity else {
-                return .failure(Failure(.capacity, "the pool holds its capacity of \(config.capacity) sandboxes"))
+        if cgroups == nil && !config.allowUnenforcedLimits {
+            let named = resources.named.intersection(["memory_mb", "processes"])
+            if !named.isEmpty {
+                throw Failure(
+                    .limitUnenforceable,
+                    "this pool cannot bound \(named.sorted().joined(separator: " and ")) per sandbox (no control group can be made on its host); "
+                        + "start it with --allow-unenforced-limits to accept per-process limits instead")
             }
-            state.provisioned += 1
-            guard resources.setup == nil, let workspace = state.warm.popLast() else { return .success(nil) }
-            state.warmHits += 1
-            return .success(workspace)
         }
-        let warmWorkspace = try grab.get()
-        let workspace: Workspace
-        if let warmWorkspace {
-            workspace = warmWorkspace
-        } else {
-            do {
-                workspace = try makeWorkspace()
-            } catch {
-                throw Failure(.internal, "cannot make a workspace: \(error)")
-            }
+        try await reserveSlot()
+        var reserved = true
+        defer { if reserved { state.withLock { $0.reserved -= 1 } } }
+        let warmWorkspace = state.withLock { state -> Workspace? in
+            state.provisioned += 1
+            guard resources.setup == nil, let workspace = state.warm.popLast() else { return nil }
+            state.warmHits += 1
+            return workspace
         }
         defer { refillWarm() }
+        let id = "sb_" + Self.randomHex()
+        let made: (Workspace, SandboxCgroup?)
+        do {
+            made = try await housekeeping.run { [self] in
+                let workspace = try warmWorkspace ?? makeWorkspace(quotaMB: resources.diskMB)
+                do {
+                    if warmWorkspace != nil, let quota = workspace.quotaBytes, quota != resources.diskMB << 20 {
+                        try workspace.resize(to: resources.diskMB << 20)
+                    }
+                    let cgroup = try cgroups?.make(sandbox: id, memoryMB: resources.memoryMB, processes: resources.processes)
+                    return (workspace, cgroup)
+                } catch {
+                    workspace.remove()
+                    throw error
+                }
+            }
+        } catch {
+            throw Failure(.internal, "cannot make a sandbox: \(error)")
+        }
+        let (workspace, cgroup) = made
         let sandbox = Sandbox(
-            id: "sb_" + Self.randomHex(), session: session, resources: resources, workspace: workspace, uid: workspace.owner?.uid ?? getuid())
+            id: id, session: session, resources: resources, workspace: workspace, uid: workspace.owner?.uid ?? getuid(), cgroup: cgroup)
         if let setup = resources.setup {
             let outcome = await tools.run("bash", input: ["command": .string(setup)], in: sandbox)
             if case .success(let result) = outcome, result["is_error"]?.boolValue == false {
                 log.info("setup ran", ("sandbox", .string(sandbox.id)))
             } else {
-                workspace.remove()
+                release(sandbox)
                 let detail = (try? outcome.get())?["output"]?.stringValue ?? "\(outcome)"
                 throw Failure(.setupFailed, "the setup script failed: \(detail.suffix(2000))")
             }
@@ -87,13 +163,49 @@ final class SandboxPool: Sendable {
         let admitted = state.withLock { state -> Bool in
             guard !state.shuttingDown else { return false }
             state.sandboxes[sandbox.id] = sandbox
+            state.reserved -= 1
             return true
         }
+        reserved = !admitted
         guard admitted else {
-            workspace.remove()
+            release(sandbox)
             throw Failure(.shuttingDown, "the pool is shutting down")
         }
+        events(.provisioned(id: sandbox.id, session: session))
         return sandbox
+    }
+
+    /// Takes a slot for a new sandbox, reclaiming the least recently used idle one when full.
+    private func reserveSlot() async throws(Failure) {
+        while true {
+            enum Step {
+                case reserved
+                case evict(Sandbox, ContinuousClock.Instant)
+                case refuse(Failure)
+            }
+            let step = state.withLock { state -> Step in
+                if state.shuttingDown { return .refuse(Failure(.shuttingDown, "the pool is shutting down")) }
+                if state.sandboxes.count + state.reserved < config.capacity {
+                    state.reserved += 1
+                    return .reserved
+                }
+                let candidates = state.sandboxes.values.map { sandbox in
+                    let usage = sandbox.usage
+                    return ReclaimPlanner.Candidate(id: sandbox.id, lastUsed: usage.lastUsed, running: usage.running)
+                }
+                guard let victim = ReclaimPlanner.evict(candidates), let sandbox = state.sandboxes[victim.id] else {
+                    return .refuse(Failure(.capacity, "the pool holds its capacity of \(config.capacity) sandboxes, each running a call"))
+                }
+                return .evict(sandbox, victim.lastUsed)
+            }
+            switch step {
+            case .reserved: return
+            case .refuse(let failure): throw failure
+            case .evict(let sandbox, let lastUsed):
+                // Fails when a call started in it meanwhile; then look again.
+                if sandbox.markReclaimedIfIdle(since: lastUsed, .evicted) { await end(sandbox, .evicted) }
+            }
+        }
     }
 
     /// Keeps `warm` ready workspaces, made in the background.
@@ -105,9 +217,9 @@ final class SandboxPool: Sendable {
             return max(0, missing)
         }
         guard toMake > 0 else { return }
-        Task.detached { [self] in
+        Task { [self] in
             for _ in 0..<toMake {
-                let workspace = try? makeWorkspace()
+                let workspace = try? await housekeeping.run { [self] in try makeWorkspace(quotaMB: SandboxResources().diskMB) }
                 let keep = state.withLock { state -> Bool in
                     state.warming -= 1
                     guard let workspace, !state.shuttingDown else { return false }
@@ -119,39 +231,81 @@ final class SandboxPool: Sendable {
         }
     }
 
-    private func makeWorkspace() throws -> Workspace {
+    private func makeWorkspace(quotaMB: Int) throws -> Workspace {
         let index = state.withLock { state -> UInt32 in
             defer { state.nextIndex &+= 1 }
             return state.nextIndex
         }
         let owner: (uid: UInt32, gid: UInt32)? =
             isolation.mode == .bubblewrap && geteuid() == 0
-            ? (config.uidBase + index % 60_000, config.uidBase + index % 60_000) : nil
-        return try Workspace(path: config.root + "/ws_" + Self.randomHex(), owner: owner)
+            ? (config.uidBase + index % Self.uidsPerPool, config.uidBase + index % Self.uidsPerPool) : nil
+        return try Workspace(home: config.root + "/ws_" + Self.randomHex(), owner: owner, quotaBytes: diskQuota ? quotaMB << 20 : nil)
     }
+
+    /// uids a pool cycles through; pools on one host take disjoint ranges (`PoolDaemon`).
+    static let uidsPerPool: UInt32 = 60_000
 
     // MARK: - Lookup and destruction
 
     func sandbox(_ id: String) throws(Failure) -> Sandbox {
         let found = state.withLock { state -> Result<Sandbox, Failure> in
             if let sandbox = state.sandboxes[id] { return .success(sandbox) }
-            if state.destroyed.contains(id) { return .failure(Failure(.sandboxGone, "sandbox \(id) was destroyed")) }
+            if let reason = state.ended[id] { return .failure(Sandbox.gone(id, reason)) }
             return .failure(Failure(.noSuchSandbox, "no sandbox \(id) in this pool"))
         }
         return try found.get()
     }
 
-    func destroy(_ id: String) throws(Failure) {
-        let removed = state.withLock { state -> Sandbox? in
-            guard let sandbox = state.sandboxes.removeValue(forKey: id) else { return nil }
-            state.destroyed.append(id)
-            if state.destroyed.count > Self.rememberedDestroyed { state.destroyed.removeFirst() }
-            return sandbox
+    /// Destroys a sandbox now, whatever runs in it.
+    func destroy(_ id: String, reason: SandboxEnd = .destroyed) async throws(Failure) {
+        let sandbox = try sandbox(id)
+        sandbox.markEnded(reason)
+        await end(sandbox, reason)
+    }
+
+    /// Reclaims sandboxes idle longer than the TTL; returns how many.
+    @discardableResult
+    func reclaimIdle(now: ContinuousClock.Instant = .now) async -> Int {
+        guard let ttl = config.idleTTL else { return 0 }
+        let idle = state.withLock { state in
+            ReclaimPlanner.idle(
+                state.sandboxes.values.map { sandbox in
+                    let usage = sandbox.usage
+                    return ReclaimPlanner.Candidate(id: sandbox.id, lastUsed: usage.lastUsed, running: usage.running)
+                }, now: now, ttl: .seconds(ttl)
+            ).compactMap { candidate in state.sandboxes[candidate.id].map { ($0, candidate.lastUsed) } }
         }
-        guard let removed else { _ = try sandbox(id); return }
-        removed.markDestroyed()
-        processes.killAll(prefix: id + "/")
-        removed.workspace.remove()
+        var count = 0
+        for (sandbox, lastUsed) in idle where sandbox.markReclaimedIfIdle(since: lastUsed, .idle) {
+            await end(sandbox, .idle)
+            count += 1
+        }
+        return count
+    }
+
+    /// Removes an ended sandbox (already marked ended): its processes, workspace and group.
+    private func end(_ sandbox: Sandbox, _ reason: SandboxEnd) async {
+        let removed = state.withLock { state -> Bool in
+            guard state.sandboxes.removeValue(forKey: sandbox.id) != nil else { return false }
+            state.ended[sandbox.id] = reason
+            state.endedOrder.append(sandbox.id)
+            if state.endedOrder.count > Self.rememberedEnded { state.ended[state.endedOrder.removeFirst()] = nil }
+            if reason.isReclaim { state.reclaimed += 1 }
+            return true
+        }
+        guard removed else { return }
+        processes.killAll(prefix: sandbox.id + "/")
+        _ = try? await housekeeping.run { [self] in release(sandbox) }
+        log.info(
+            reason.isReclaim ? "sandbox reclaimed" : "sandbox destroyed", ("sandbox", .string(sandbox.id)),
+            ("session", sandbox.session.map(JSONValue.string) ?? .null), ("reason", .string(reason.rawValue)))
+        events(.ended(id: sandbox.id, reason: reason))
+    }
+
+    /// Kills what is left in the sandbox's group, removes it and the workspace (blocking).
+    private func release(_ sandbox: Sandbox) {
+        sandbox.cgroup?.remove()
+        sandbox.workspace.remove()
     }
 
     var all: [Sandbox] { state.withLock { Array($0.sandboxes.values) }.sorted { $0.createdAt < $1.createdAt } }
@@ -162,7 +316,8 @@ final class SandboxPool: Sendable {
                 "sandboxes": .number(Double(state.sandboxes.count)), "capacity": .number(Double(config.capacity)),
                 "warm": .number(Double(state.warm.count)), "running_calls": .number(Double(processes.count)),
                 "provisioned_total": .number(Double(state.provisioned)), "warm_hits": .number(Double(state.warmHits)),
-                "isolation": .string(isolation.mode == .bubblewrap ? "bubblewrap" : "none"),
+                "reclaimed_total": .number(Double(state.reclaimed)),
+                "isolation": .string(isolation.mode == .bubblewrap ? "bubblewrap" : "none"), "enforcement": enforcement,
             ]
         }
     }
@@ -194,10 +349,11 @@ final class SandboxPool: Sendable {
         }
         processes.killAll(prefix: nil)
         for sandbox in sandboxes {
-            sandbox.markDestroyed()
-            sandbox.workspace.remove()
+            sandbox.markEnded(.shutdown)
+            release(sandbox)
         }
         warm.forEach { $0.remove() }
+        cgroups?.removeAll()
         try? FileManager.default.removeItem(atPath: config.root)
     }
 

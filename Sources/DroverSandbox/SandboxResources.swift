@@ -6,11 +6,13 @@ public struct SandboxResources: Sendable, Equatable {
     public var timeout: Double = 120
     /// CPU seconds per process (RLIMIT_CPU).
     public var cpuSeconds: Int = 120
-    /// Address space per process in MiB (RLIMIT_AS).
+    /// Memory of the whole sandbox in MiB (its control group; files under a disk quota count,
+    /// being in memory). Without control groups: address space per process (RLIMIT_AS).
     public var memoryMB: Int = 2048
-    /// Largest file a process may write, in MiB (RLIMIT_FSIZE), and the cap on `write` content.
+    /// Bytes the sandbox may hold in `/workspace` and `/tmp` together, in MiB, where the pool
+    /// gives quotas; else the largest file a process may write (RLIMIT_FSIZE). Also caps `write`.
     public var diskMB: Int = 1024
-    /// Processes the sandbox's user may run at once (RLIMIT_NPROC).
+    /// Processes the sandbox may run at once (its control group's pids.max; RLIMIT_NPROC too).
     public var processes: Int = 256
     /// Only "none" (loopback inside the sandbox only) is supported.
     public var network: String = "none"
@@ -18,6 +20,8 @@ public struct SandboxResources: Sendable, Equatable {
     public var outputBytes: Int = 100 * 1024
     /// A bash script run once at provision, e.g. to prepare the workspace.
     public var setup: String?
+    /// The keys the request named (a pool refuses limits it cannot enforce only when asked for).
+    public var named: Set<String> = []
 
     public init() {}
 
@@ -27,6 +31,7 @@ public struct SandboxResources: Sendable, Equatable {
         guard case .object(let fields) = json else {
             throw PoolProtocol.Failure(.badRequest, "resources must be an object")
         }
+        named = Set(fields.filter { $0.value != .null }.keys)
         func positive(_ key: String) throws(PoolProtocol.Failure) -> Double? {
             guard let value = fields[key], value != .null else { return nil }
             guard let number = value.doubleValue, number > 0, number < 1e9 else {

@@ -9,6 +9,9 @@ struct Tools: Sendable {
     let isolation: Isolation
     /// Registers running child pids so that shutdown can kill them.
     let track: @Sendable (String, pid_t?) -> Void
+    /// Threads for file tools on sandbox content, and for waiting on a call's processes.
+    let files: BlockingPool
+    let waits: BlockingPool
 
     typealias Failure = PoolProtocol.Failure
 
@@ -46,22 +49,22 @@ struct Tools: Sendable {
             let requested = try optionalInt("timeout").map { Double($0) / 1000 }
             let timeout = min(sandbox.resources.timeout, max(0.001, requested ?? sandbox.resources.timeout))
             return try await runProcess(["/bin/bash", "-c", command], sandbox: sandbox, timeout: timeout, callID: callID)
-        // File tools touch the filesystem on a thread of the daemon's own, never on Swift's
+        // File tools touch the filesystem on the daemon's own bounded threads, never on Swift's
         // cooperative pool: whatever a sandbox's files are, no other client waits on them.
         case "read":
             let (path, offset, limit) = (try string("path", alias: "file_path"), try optionalInt("offset"), try optionalInt("limit"))
-            let (text, truncated) = try await onOwnThread("drover.file") { try workspace.read(path, offset: offset, limit: limit, maxBytes: keep) }
+            let (text, truncated) = try await files.run { try workspace.read(path, offset: offset, limit: limit, maxBytes: keep) }
             return Self.result(text, truncated: truncated)
         case "write":
             let (path, content, maxBytes) = (try string("path", alias: "file_path"), try string("content"), sandbox.resources.diskMB << 20)
-            return Self.result(try await onOwnThread("drover.file") { try workspace.write(path, content: content, maxBytes: maxBytes) })
+            return Self.result(try await files.run { try workspace.write(path, content: content, maxBytes: maxBytes) })
         case "edit":
             let (path, old, new) = (try string("path", alias: "file_path"), try string("old_string"), try string("new_string"))
             let replaceAll = fields["replace_all"]?.boolValue ?? false
-            return Self.result(try await onOwnThread("drover.file") { try workspace.edit(path, old: old, new: new, replaceAll: replaceAll) })
+            return Self.result(try await files.run { try workspace.edit(path, old: old, new: new, replaceAll: replaceAll) })
         case "glob":
             let (pattern, base) = (try string("pattern"), optionalString("path"))
-            let (text, truncated) = try await onOwnThread("drover.file") { try workspace.glob(pattern, base: base, limit: 1000) }
+            let (text, truncated) = try await files.run { try workspace.glob(pattern, base: base, limit: 1000) }
             return Self.result(text.isEmpty ? "no files match" : text, truncated: truncated)
         case "grep":
             return try await grep(fields, sandbox: sandbox, callID: callID)
@@ -96,17 +99,21 @@ struct Tools: Sendable {
     }
 
     private func runProcess(_ command: [String], sandbox: Sandbox, timeout: Double, callID: String) async throws -> JSONValue {
-        let launch = isolation.launch(command, workspace: sandbox.workspace.path, uid: sandbox.uid, resources: sandbox.resources)
+        let launch = isolation.launch(command, workspace: sandbox.workspace, uid: sandbox.uid, resources: sandbox.resources, cgroup: sandbox.cgroup)
+        let oomBefore = sandbox.cgroup?.oomKills
         let limits = ProcessRunner.Limits(timeout: timeout, keep: sandbox.resources.outputBytes, drainLimit: max(8 << 20, sandbox.resources.outputBytes * 4))
         let key = ProcessTable.key(sandbox: sandbox.id, call: callID)
         let track = self.track
-        let outcome = try await onOwnThread("drover.tool") {
+        let outcome = try await waits.run {
             try ProcessRunner.run(launch, environment: Isolation.spawnEnvironment, limits: limits) { track(key, $0) }
         }
         // Any bytes: NUL and invalid UTF-8 are shown as symbols, and the exact bytes travel too.
         var (text, exact) = ToolText.render(outcome.output)
         if outcome.timedOut { text += "\n[killed: the command timed out after \(Self.seconds(timeout))]" }
         if outcome.outputLimitHit { text += "\n[killed: the command wrote more than \(limits.drainLimit) bytes]" }
+        if let before = oomBefore, let after = sandbox.cgroup?.oomKills, after > before {
+            text += "\n[the sandbox ran out of memory (memory_mb \(sandbox.resources.memoryMB)): the kernel killed \(after - before) process(es)]"
+        }
         var result: [String: JSONValue] = [
             "output": .string(text), "is_error": .bool(outcome.exitCode != 0 || outcome.timedOut),
             "exit_code": .number(Double(outcome.exitCode)), "truncated": .bool(outcome.truncated),

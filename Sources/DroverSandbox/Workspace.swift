@@ -10,26 +10,87 @@ import Foundation
 /// symlinks and symlinks that lead out are refused by the kernel (`path_outside_sandbox`), with no
 /// window between a check and the use.
 final class Workspace: Sendable {
+    /// The sandbox's folder on the host: `workspace/` (its `/workspace`) and, with a disk quota,
+    /// `tmp/` (its `/tmp`).
+    let home: String
+    /// The folder the sandbox sees as `/workspace`.
     let path: String
+    /// The folder the sandbox sees as `/tmp`, when its `/tmp` is part of the quota (else each
+    /// call gets a size-capped tmpfs of its own from bubblewrap).
+    let tmp: String?
     let owner: (uid: UInt32, gid: UInt32)?
+    /// Bytes the sandbox may write in all, when `home` is a size-capped tmpfs.
+    let quotaBytes: Int?
     private let rootFD: Int32
 
     typealias Failure = PoolProtocol.Failure
 
-    /// Creates the folder (mode 0700, owned by `owner` when given).
-    init(path: String, owner: (uid: UInt32, gid: UInt32)?) throws {
-        try retryingEINTR("mkdir \(path)") { mkdir(path, 0o700) }
-        if let owner { try retryingEINTR("chown") { chown(path, owner.uid, owner.gid) } }
+    /// Creates the folders (mode 0700, owned by `owner` when given). With `quotaBytes`, `home` is
+    /// a tmpfs of that size holding both the workspace and `/tmp`, so `disk_mb` bounds their total.
+    init(home: String, owner: (uid: UInt32, gid: UInt32)?, quotaBytes: Int?) throws {
+        try retryingEINTR("mkdir \(home)") { mkdir(home, 0o700) }
+        if let quotaBytes {
+            do {
+                try Self.mountQuota(home, bytes: quotaBytes, owner: owner, remount: false)
+            } catch {
+                rmdir(home)
+                throw error
+            }
+        }
+        let path = home + "/workspace"
+        let tmp = quotaBytes == nil ? nil : home + "/tmp"
+        self.home = home
         self.path = path
+        self.tmp = tmp
         self.owner = owner
-        rootFD = try retryingEINTR("open \(path)") { Glibc.open(path, drover_o_path | O_DIRECTORY | O_CLOEXEC) }
+        self.quotaBytes = quotaBytes
+        do {
+            for folder in [home, path] + (tmp.map { [$0] } ?? []) {
+                if folder != home { try retryingEINTR("mkdir \(folder)") { mkdir(folder, 0o700) } }
+                if let owner { try retryingEINTR("chown") { chown(folder, owner.uid, owner.gid) } }
+            }
+            rootFD = try retryingEINTR("open \(path)") { Glibc.open(path, drover_o_path | O_DIRECTORY | O_CLOEXEC) }
+        } catch {
+            if quotaBytes != nil { umount2(home, Int32(MNT_DETACH)) }
+            try? FileManager.default.removeItem(atPath: home)
+            throw error
+        }
     }
 
     deinit { close(rootFD) }
 
+    /// Sets the quota of an unused workspace (one made warm at the default size).
+    func resize(to bytes: Int) throws {
+        try Self.mountQuota(home, bytes: bytes, owner: owner, remount: true)
+    }
+
+    private static func mountQuota(_ home: String, bytes: Int, owner: (uid: UInt32, gid: UInt32)?, remount: Bool) throws {
+        var options = "size=\(bytes),mode=0700"
+        if let owner { options += ",uid=\(owner.uid),gid=\(owner.gid)" }
+        let flags = UInt(MS_NOSUID | MS_NODEV) | (remount ? UInt(MS_REMOUNT) : 0)
+        try retryingEINTR("mount tmpfs on \(home)") { mount("tmpfs", home, "tmpfs", flags, options) }
+    }
+
     /// Removes the folder and everything in it (without following symlinks).
     func remove() {
-        try? FileManager.default.removeItem(atPath: path)
+        if quotaBytes != nil {
+            // The whole tmpfs goes at once, whatever it holds.
+            umount2(home, Int32(MNT_DETACH))
+            rmdir(home)
+        } else {
+            try? FileManager.default.removeItem(atPath: home)
+        }
+    }
+
+    /// Whether this host lets the pool give sandboxes a disk quota (a tmpfs per sandbox needs
+    /// root, or CAP_SYS_ADMIN, in the host's mount namespace). Tries one under `root`.
+    static func quotasWork(under root: String) -> Bool {
+        let probe = root + "/quota-probe"
+        guard mkdir(probe, 0o700) == 0 else { return false }
+        defer { rmdir(probe) }
+        guard mount("tmpfs", probe, "tmpfs", UInt(MS_NOSUID | MS_NODEV), "size=1m,mode=0700") == 0 else { return false }
+        umount2(probe, Int32(MNT_DETACH))
+        return true
     }
 
     // MARK: - Paths

@@ -19,17 +19,22 @@ public struct PoolRegistry: Sendable {
     public let pool: ConnectionPool
     public init(pool: ConnectionPool) { self.pool = pool }
 
-    public func register(id: String, address: String, capacity: Int) async throws {
-        try await mappingErrors { try await pool.query("SELECT drover.register_pool($1, $2, $3)", [id, address, capacity]) }
-    }
-
-    /// Reports load; marks pools silent for longer than `goneAfter` seconds gone. Returns how many.
-    @discardableResult
-    public func heartbeat(id: String, sandboxes: Int, runningCalls: Int, goneAfter: Double) async throws -> Int {
+    /// Announces a pool; readers treat it as gone once it has been silent for `silentAfter` seconds.
+    public func register(id: String, address: String, capacity: Int, silentAfter: Double) async throws {
         try await mappingErrors {
             try await pool.query(
-                "SELECT drover.pool_heartbeat($1, $2, $3, $4)", [id, sandboxes, runningCalls, LeaseQueue.milliseconds(goneAfter)]
-            )[0].decode(0)
+                "SELECT drover.register_pool($1, $2, $3, $4)", [id, address, capacity, LeaseQueue.milliseconds(silentAfter)])
+        }
+    }
+
+    /// Reports the pool's load and live sandboxes (its rows heal to match: see migration 0009);
+    /// returns those of them whose session was terminated or deleted, for the pool to destroy.
+    /// Touches no other pool's rows.
+    public func heartbeat(id: String, runningCalls: Int, live: [String]) async throws -> [String] {
+        try await mappingErrors {
+            try await pool.query("SELECT drover.pool_heartbeat($1, $2, $3::text[])", [id, runningCalls, live]).map {
+                try $0.decode(0)
+            }
         }
     }
 
@@ -52,8 +57,9 @@ public struct PoolRegistry: Sendable {
         }
     }
 
-    public func sandboxEnded(id: String) async throws {
-        try await mappingErrors { try await pool.query("SELECT drover.sandbox_ended($1)", [id]) }
+    /// Records why a sandbox ended (`idle` and `evicted` are reclaims).
+    public func sandboxEnded(id: String, reason: String) async throws {
+        try await mappingErrors { try await pool.query("SELECT drover.sandbox_ended($1, $2)", [id, reason]) }
     }
 
     /// Pools, least loaded live ones first. Load is the pool's active sandboxes as recorded when
@@ -62,12 +68,13 @@ public struct PoolRegistry: Sendable {
         try await mappingErrors {
             try await pool.query(
                 """
-                SELECT p.id, p.address, p.capacity, a.active, p.running_calls, p.status,
+                SELECT p.id, p.address, p.capacity, a.active, p.running_calls,
+                       CASE WHEN p.status = 'up' AND NOT drover.pool_is_live(p) THEN 'silent' ELSE p.status END,
                        extract(epoch FROM clock_timestamp() - p.last_heartbeat_at)::float8
                   FROM drover.sandbox_pools p
                   CROSS JOIN LATERAL (SELECT count(*)::int AS active FROM drover.sandboxes s
                                        WHERE s.pool_id = p.id AND s.status = 'active') a
-                 ORDER BY p.status <> 'up', a.active::float8 / greatest(p.capacity, 1), p.running_calls, p.id
+                 ORDER BY NOT drover.pool_is_live(p), a.active::float8 / greatest(p.capacity, 1), p.running_calls, p.id
                 """
             ).map { row in
                 PoolRecord(
@@ -84,7 +91,7 @@ public struct PoolRegistry: Sendable {
             let rows = try await pool.query(
                 """
                 SELECT s.id, p.id, p.address FROM drover.sandboxes s JOIN drover.sandbox_pools p ON p.id = s.pool_id
-                 WHERE s.session_id = $1 AND s.status = 'active' AND p.status = 'up' AND s.lease_epoch IS NOT NULL
+                 WHERE s.session_id = $1 AND s.status = 'active' AND drover.pool_is_live(p) AND s.lease_epoch IS NOT NULL
                  ORDER BY s.created_at LIMIT 1
                 """, [session])
             guard let row = rows.first else { return nil }
@@ -94,6 +101,21 @@ public struct PoolRegistry: Sendable {
 }
 
 extension PoolRegistry {
+    /// The session's most recent sandbox that ended while the session lived on, with why
+    /// (`idle`, `evicted`, `lost`, …): what a fresh sandbox replaces.
+    public func endedSandbox(forSession session: String) async throws -> (sandbox: String, reason: String)? {
+        try await mappingErrors {
+            let rows = try await pool.query(
+                """
+                SELECT id, coalesce(end_reason, status) FROM drover.sandboxes
+                 WHERE session_id = $1 AND lease_epoch IS NOT NULL AND status <> 'active'
+                 ORDER BY created_at DESC LIMIT 1
+                """, [session])
+            guard let row = rows.first else { return nil }
+            return (try row.decode(0), try row.decode(1))
+        }
+    }
+
     /// Whether a lease holder ever recorded a sandbox for the session, live or not.
     public func hasSandboxRecord(forSession session: String) async throws -> Bool {
         try await mappingErrors {

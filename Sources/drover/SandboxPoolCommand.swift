@@ -11,10 +11,15 @@ struct SandboxPoolCommand: Command {
                                    [--warm K] [--capacity N] [--grace SECONDS] [--max-line BYTES]
                                    [--workspace-root DIR] [--advertise HOST:PORT]
                                    [--hello-deadline SECONDS] [--max-connections N]
+                                   [--idle-ttl SECONDS] [--call-threads N]
+                                   [--allow-unenforced-limits] [--no-seccomp]
                                    [--insecure-no-isolation]
 
-        Owns sandboxes (bubblewrap: no network, no credentials, no view of the host, rlimits) and
-        serves provision / execute / destroy / list / stats / ping to harnesses. See
+        Owns sandboxes (bubblewrap: no network, no credentials, no view of the host, a seccomp
+        filter; per sandbox a control group for memory and processes and, as root, a disk quota)
+        and serves provision / execute / cancel / destroy / list / stats / ping to harnesses. A
+        full pool reclaims its least recently used idle sandbox; a sandbox whose session was
+        terminated or deleted is destroyed at the next registry heartbeat. See
         docs/sandbox-protocol.md. Logs one JSON object per line on standard error. On SIGTERM it
         stops accepting, lets running calls finish for --grace seconds, kills the rest, removes
         every sandbox and exits 0.
@@ -30,6 +35,14 @@ struct SandboxPoolCommand: Command {
                                   or slow one is closed
           --max-connections N     connections at once (default 256); more are refused with
                                   too_many_connections
+          --idle-ttl SECONDS      reclaim a sandbox idle this long (default 1800; 0: never)
+          --call-threads N        threads that wait on running calls (default 256); more calls
+                                  wait their turn
+          --allow-unenforced-limits
+                                  where no control group can be made, accept memory_mb and
+                                  processes as per-process rlimits (default: refuse them with
+                                  limit_unenforceable); the start-up log and /readyz say which
+          --no-seccomp            run sandboxes without the seccomp filter (not recommended)
           --workspace-root DIR    where workspaces live (default a new folder in $TMPDIR)
           --advertise HOST:PORT   address recorded in the registry (default the listen address)
           --insecure-no-isolation run tools as plain processes: development only, logged loudly
@@ -37,9 +50,9 @@ struct SandboxPoolCommand: Command {
 
         DATABASE_URL, when set, registers the pool and its sandboxes in Postgres (optional).
         """
-    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections"])
+    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections", "idle-ttl", "call-threads"])
         .union(DaemonOptions.names)
-    static let flags: Set<String> = ["insecure-no-isolation"]
+    static let flags: Set<String> = ["insecure-no-isolation", "allow-unenforced-limits", "no-seccomp"]
 
     static func run(_ arguments: Arguments) async throws {
         var token = ProcessInfo.processInfo.environment["DROVER_POOL_TOKEN"] ?? ""
@@ -73,6 +86,16 @@ struct SandboxPoolCommand: Command {
             guard maxLine >= 1024 else { throw UsageError("--max-line must be at least 1024") }
             config.maxLineLength = maxLine
         }
+        if let ttl = try arguments.double("idle-ttl") {
+            guard ttl >= 0 else { throw UsageError("--idle-ttl must be 0 (never) or positive") }
+            config.idleTTL = ttl == 0 ? nil : ttl
+        }
+        if let threads = try arguments.int("call-threads") {
+            guard threads > 0 else { throw UsageError("--call-threads must be positive") }
+            config.callThreads = threads
+        }
+        config.allowUnenforcedLimits = arguments.has("allow-unenforced-limits")
+        config.seccomp = !arguments.has("no-seccomp")
         config.workspaceRoot = arguments.value("workspace-root")
         config.advertise = arguments.value("advertise")
         config.isolation = arguments.has("insecure-no-isolation") ? .none : .bubblewrap

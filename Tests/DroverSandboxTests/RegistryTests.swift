@@ -7,13 +7,13 @@ import Foundation
 import Testing
 
 @Suite struct RegistryTests {
-    @Test func poolsAndSandboxesAreRecordedAndASilentPoolIsMarkedGone() async throws {
+    @Test func poolsAndSandboxesAreRecordedAndASilentPoolIsReadAsSilent() async throws {
         try await TestDatabase.with { db in
             let sql = db.pool(maxConnections: 1)
             defer { sql.close() }
             let registry = PoolRegistry(pool: sql)
             // A pool that registered and then fell silent long ago.
-            try await registry.register(id: "pool_silent", address: "127.0.0.1:1", capacity: 4)
+            try await registry.register(id: "pool_silent", address: "127.0.0.1:1", capacity: 4, silentAfter: 10)
             try await registry.recordSandbox(id: "sb_orphan", pool: "pool_silent", session: "sesn_old")
             try await sql.query("UPDATE drover.sandbox_pools SET last_heartbeat_at = now() - interval '1 hour' WHERE id = 'pool_silent'")
 
@@ -40,15 +40,53 @@ import Testing
             #expect(found.pool == poolID && found.address == running.address)
             let pools = try await registry.pools()
             #expect(pools.first?.id == poolID && pools.first?.status == "up")
-            // The live pool's heartbeat marked the silent one, and its sandbox, gone.
-            try await Self.eventually { try await registry.pools().first { $0.id == "pool_silent" }?.status == "gone" }
+            // The silent pool is read as silent; its sandbox is not offered; nobody wrote its rows.
+            #expect(try await registry.pools().first { $0.id == "pool_silent" }?.status == "silent")
             #expect(try await registry.sandbox(forSession: "sesn_old") == nil)
+            try await Task.sleep(for: .seconds(2.5))  // a heartbeat of the live pool has passed
+            let rows = try await sql.query("SELECT p.status, s.status FROM drover.sandbox_pools p JOIN drover.sandboxes s ON s.pool_id = p.id WHERE p.id = 'pool_silent'")
+            #expect(try rows[0].decode(0) as String == "up" && rows[0].decode(1) as String == "active")
 
             try await client.destroy(sandbox: sandbox)
             try await Self.eventually { try await registry.sandbox(forSession: live.rawValue) == nil }
+            #expect(try await registry.endedSandbox(forSession: live.rawValue)?.reason == "destroyed")
             client.close()
             #expect(await running.stop() == 0)
             #expect(try await registry.pools().first { $0.id == poolID }?.status == "gone")
+        }
+    }
+
+    /// After an outage, a pool's heartbeat restores its live sandboxes' rows, closes rows of
+    /// sandboxes it no longer has, leaves other pools' rows alone, and answers with the sandboxes
+    /// whose session ended for good.
+    @Test func aHeartbeatHealsOnlyItsOwnRows() async throws {
+        try await TestDatabase.with { db in
+            let sql = db.pool(maxConnections: 1)
+            defer { sql.close() }
+            let registry = PoolRegistry(pool: sql)
+            let f = try await Fixtures.make(sql)
+            let (live, ended) = (try await f.session(), try await f.session())
+            try await registry.register(id: "pool_a", address: "127.0.0.1:1", capacity: 4, silentAfter: 10)
+            try await registry.register(id: "pool_b", address: "127.0.0.1:2", capacity: 4, silentAfter: 10)
+            for (id, pool, session) in [("sb_a1", "pool_a", live), ("sb_a2", "pool_a", ended), ("sb_a3", "pool_a", live), ("sb_b1", "pool_b", live)] {
+                try await registry.recordSandbox(id: id, pool: pool, session: session.rawValue)
+            }
+            try await sql.query("UPDATE drover.sandboxes SET created_at = now() - interval '1 minute'")
+            // What an old pool's outage left: its rows marked gone by someone else.
+            try await sql.query("UPDATE drover.sandboxes SET status = 'gone', ended_at = now() WHERE id IN ('sb_a1', 'sb_b1')")
+            try await sql.query("UPDATE drover.sessions SET status = 'terminated' WHERE id = $1", [ended.rawValue])
+            try await sql.query("UPDATE drover.sandbox_pools SET last_heartbeat_at = now() - interval '1 hour' WHERE id = 'pool_b'")
+
+            let toDestroy = try await registry.heartbeat(id: "pool_a", runningCalls: 0, live: ["sb_a1", "sb_a2"])
+            #expect(toDestroy == ["sb_a2"])
+            let status = Dictionary(uniqueKeysWithValues: try await sql.query("SELECT id, status, coalesce(end_reason, '') FROM drover.sandboxes").map {
+                (try $0.decode(0) as String, (try $0.decode(1) as String, try $0.decode(2) as String))
+            })
+            #expect(status["sb_a1"]! == ("active", ""), "restored")
+            #expect(status["sb_a3"]! == ("destroyed", "lost"), "closed: the pool does not have it")
+            #expect(status["sb_b1"]! == ("gone", ""), "another pool's row untouched")
+            let pools = Dictionary(uniqueKeysWithValues: try await registry.pools().map { ($0.id, $0.status) })
+            #expect(pools["pool_a"] == "up" && pools["pool_b"] == "silent")
         }
     }
 

@@ -90,12 +90,6 @@ import Testing
         let a = try await client.provision(session: "sesn_a")
         let b = try await client.provision(resources: ["timeout_s": 5, "memory_mb": 256])
         do {
-            _ = try await client.provision()
-            Issue.record("a third sandbox fits a capacity of 2")
-        } catch let failure as PoolProtocol.Failure {
-            #expect(failure.code == .capacity)
-        }
-        do {
             _ = try await client.request("provision", ["resources": ["network": "host"]])
             Issue.record("network host was accepted")
         } catch let failure as PoolProtocol.Failure {
@@ -106,13 +100,33 @@ import Testing
         #expect(Set(sandboxes.compactMap { $0["sandbox"]?.stringValue }) == [a, b])
         #expect(sandboxes.first { $0["sandbox"]?.stringValue == a }?["session"]?.stringValue == "sesn_a")
         #expect(try await client.request("stats")["sandboxes"]?.intValue == 2)
-        try await client.destroy(sandbox: a)
+        // Full, with both busy: refused. Full with idle ones: the least recently used makes room.
+        async let busyA = client.execute(sandbox: a, callID: "busy", name: "bash", input: ["command": "sleep 1"])
+        async let busyB = client.execute(sandbox: b, callID: "busy", name: "bash", input: ["command": "sleep 1"])
+        try await Task.sleep(for: .milliseconds(300))
+        do {
+            _ = try await client.provision()
+            Issue.record("a third sandbox fits a capacity of 2 with both running calls")
+        } catch let failure as PoolProtocol.Failure {
+            #expect(failure.code == .capacity)
+        }
+        _ = try await (busyA, busyB)
+        _ = try await client.execute(sandbox: b, callID: "touch", name: "bash", input: ["command": "true"])
+        let c = try await client.provision()
         do {
             _ = try await client.execute(sandbox: a, callID: "x", name: "bash", input: ["command": "true"])
+            Issue.record("an evicted sandbox ran a call")
+        } catch let failure as PoolProtocol.Failure {
+            #expect(failure.code == .sandboxReclaimed && failure.message.contains("evicted"), "\(failure)")
+        }
+        try await client.destroy(sandbox: c)
+        do {
+            _ = try await client.execute(sandbox: c, callID: "x", name: "bash", input: ["command": "true"])
             Issue.record("a destroyed sandbox ran a call")
         } catch let failure as PoolProtocol.Failure {
             #expect(failure.code == .sandboxGone)
         }
+        #expect(try await client.request("stats")["reclaimed_total"]?.intValue == 1)
         #expect(try await client.request("ping")["pong"]?.boolValue == true)
         let setup = try await client.provision(resources: ["setup": "echo prepared > ready.txt"])
         #expect(try await client.execute(sandbox: setup, callID: "s", name: "read", input: ["path": "ready.txt"]).output == "     1\tprepared\n")

@@ -22,7 +22,7 @@ import Testing
         _ = try await f.queue.claim(max: 1, owner: HarnessID(rawValue: "hrn_dead"), ttl: 0.2)
         _ = try await f.session()
         let registry = PoolRegistry(pool: pool)
-        try await registry.register(id: "pool_one", address: "127.0.0.1:7420", capacity: 8)
+        try await registry.register(id: "pool_one", address: "127.0.0.1:7420", capacity: 8, silentAfter: 10)
         try await registry.recordSandbox(id: "sb_one", pool: "pool_one", session: held.rawValue)
         try await Task.sleep(for: .milliseconds(400))
         return (held, expired)

@@ -33,13 +33,25 @@ struct drover_spawn_options {
     int limit_count;
     int limit_resources[8];
     unsigned long long limit_values[8];
+    /* When >= 0, handed to the child as descriptor 3 (bubblewrap's `--seccomp 3`). */
+    int pass_fd;
+    /* Open `cgroup.procs` files (or -1): the child writes "0" to each, joining those control
+       groups before exec, so every process of the call is counted against the sandbox's limits. */
+    int cgroup_fds[2];
 };
 
 /* Starts `path` like posix_spawn, doing in the child what posix_spawn cannot: rlimits, a uid/gid
    switch (raw syscalls, safe between vfork and exec), its own process group, an empty signal mask
-   with default dispositions, and no inherited descriptors beyond 0, 1 and 2 (close_range).
+   with default dispositions, control groups joined, and no inherited descriptors beyond 0, 1, 2
+   and the optional descriptor 3 (close_range; its failure fails the spawn).
    Returns the pid, or -1 with *error set to the errno of the failed step. */
 pid_t drover_spawn(const char *path, char *const argv[], char *const envp[],
                    const struct drover_spawn_options *options, int *error);
+
+/* The seccomp filter every sandboxed program runs under: a classic-BPF deny list (see shim.c).
+   Writes the program (an array of struct sock_filter, as bubblewrap's --seccomp reads it) into
+   `buffer` and returns its size in bytes, or -1 when `capacity` is too small or the architecture
+   is not one the filter knows (then no filter can be promised). */
+int drover_seccomp_program(void *buffer, int capacity);
 
 #endif

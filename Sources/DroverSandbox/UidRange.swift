@@ -1,0 +1,34 @@
+import Foundation
+
+/// A range of uids for one pool's sandboxes, taken exclusively among the pools on this host.
+///
+/// Each of `slots` ranges has a lock file; a pool holds the first it can `flock` for its whole
+/// life (the kernel drops the lock when the process dies, however it dies). Deriving the range
+/// from the pid, as before, gave two pools whose pids were equal modulo the slot count the same
+/// uids: one pool's sandboxes could then enter the other's workspaces.
+final class UidRange: Sendable {
+    let first: UInt32
+    let slot: Int
+    private let fd: Int32
+
+    /// Where the lock files live: shared by every pool of the host.
+    static var lockFolder: String { ProcessInfo.processInfo.environment["DROVER_UID_LOCKS"] ?? "/tmp" }
+
+    init(base: UInt32, size: UInt32, slots: Int = 64, folder: String = UidRange.lockFolder) throws {
+        for slot in 0..<slots {
+            let path = folder + "/drover-pool-uids-\(base)-\(slot).lock"
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw IsolationError("cannot open \(path): \(String(cString: strerror(errno)))") }
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+                self.fd = fd
+                self.slot = slot
+                self.first = base + UInt32(slot) * size
+                return
+            }
+            close(fd)
+        }
+        throw IsolationError("all \(slots) uid ranges are taken by other pools on this host")
+    }
+
+    deinit { close(fd) }
+}
