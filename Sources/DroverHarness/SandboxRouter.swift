@@ -121,7 +121,7 @@ public final class SandboxRouter: Sendable {
         let why = switch replaced.reason {
         case "idle": "it was idle longer than the pool's idle limit"
         case "evicted": "its pool needed the room"
-        default: "it ended (\(replaced.reason))"
+        default: "its pool took it back (\(replaced.reason))"
         }
         return "[Note: this session's previous sandbox was reclaimed because \(why). This call ran in a new, empty sandbox: files written earlier are gone.]\n"
     }
@@ -159,7 +159,7 @@ public final class SandboxRouter: Sendable {
         }
         if recovering, try await registry.hasSandboxRecord(forSession: session.rawValue) { return nil }
         // A fresh sandbox for a session that had one: the first call in it tells the model.
-        let replaces = try await registry.endedSandbox(forSession: session.rawValue).map { Replaced(sandbox: $0.sandbox, reason: $0.reason) }
+        let replaces = try await registry.reclaimedSandbox(forSession: session.rawValue).map { Replaced(sandbox: $0.sandbox, reason: $0.reason) }
         // Least loaded first; a pool that cannot be reached (dead, but not yet marked gone) is skipped.
         var lastFailure = PoolProtocol.Failure(.unreachable, "no sandbox pool is available in the registry")
         // A full pool still provisions (it reclaims its least recently used idle sandbox), so the

@@ -34,6 +34,10 @@ public struct PoolDaemon: Sendable {
         /// Accept `memory_mb` / `processes` as per-process rlimits where no control group can be made.
         public var allowUnenforcedLimits = false
         public var seccomp = true
+        /// Make a control group per sandbox where the host allows it.
+        public var cgroups = true
+        /// Give each sandbox a size-capped tmpfs (disk_mb over /workspace and /tmp) where the host allows it.
+        public var diskQuota = true
         /// Where to serve /metrics, /healthz and /readyz (off when nil).
         public var metricsListen: (host: String, port: UInt16)?
 
@@ -59,7 +63,7 @@ public struct PoolDaemon: Sendable {
         // Pools on one host take disjoint uid ranges, so their sandboxes never share a uid.
         let uids = try UidRange(base: config.uidBase, size: SandboxPool.uidsPerPool)
         let cgroups: SandboxCgroups?
-        switch SandboxCgroups.prepare(poolID: poolID) {
+        switch config.cgroups ? SandboxCgroups.prepare(poolID: poolID) : .failure(IsolationError("started with --no-cgroups")) {
         case .success(let made):
             cgroups = made
         case .failure(let reason):
@@ -75,7 +79,7 @@ public struct PoolDaemon: Sendable {
         let pool = try SandboxPool(
             config: .init(
                 root: root, capacity: config.capacity, warm: config.warm, uidBase: uids.first, idleTTL: config.idleTTL,
-                waitThreads: config.callThreads, allowUnenforcedLimits: config.allowUnenforcedLimits),
+                waitThreads: config.callThreads, allowUnenforcedLimits: config.allowUnenforcedLimits, diskQuota: config.diskQuota),
             isolation: isolation, cgroups: cgroups, log: log
         ) { event in
             switch event {
@@ -160,12 +164,12 @@ public struct PoolDaemon: Sendable {
     private func selfCheck(_ pool: SandboxPool) async throws {
         let sandbox: Sandbox
         do {
-            sandbox = try await pool.provision(SandboxResources(), session: nil)
+            sandbox = try await pool.provision(SandboxResources(), session: nil, announced: false)
         } catch {
             throw IsolationError("cannot make a sandbox: \(error)")
         }
-        defer { Task { try? await pool.destroy(sandbox.id) } }
         let outcome = await pool.tools.run("bash", input: ["command": "true"], in: sandbox)
+        try? await pool.destroy(sandbox.id)
         guard case .success(let result) = outcome, result["exit_code"]?.intValue == 0 else {
             let detail = (try? outcome.get())?["output"]?.stringValue ?? "\(outcome)"
             throw IsolationError(

@@ -18,6 +18,8 @@ final class Sandbox: Sendable {
     let uid: UInt32
     /// Its control group; nil where the pool runs without them.
     let cgroup: SandboxCgroup?
+    /// Whether the registry and metrics know of it (not the pool's own start-up check).
+    let announced: Bool
     let createdAt = Date()
     static let rememberedCalls = 1024
 
@@ -38,9 +40,10 @@ final class Sandbox: Sendable {
 
     private let calls = Mutex(Calls())
 
-    init(id: String, session: String?, resources: SandboxResources, workspace: Workspace, uid: UInt32, cgroup: SandboxCgroup?) {
+    init(id: String, session: String?, resources: SandboxResources, workspace: Workspace, uid: UInt32, cgroup: SandboxCgroup?, announced: Bool) {
         self.id = id
         self.cgroup = cgroup
+        self.announced = announced
         self.session = session
         self.resources = resources
         self.workspace = workspace

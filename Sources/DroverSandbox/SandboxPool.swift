@@ -35,6 +35,8 @@ final class SandboxPool: Sendable {
         /// Lets `memory_mb` and `processes` fall back to per-process rlimits where no control group
         /// can be made (otherwise such requests are refused).
         var allowUnenforcedLimits = false
+        /// Try a size-capped tmpfs per sandbox (off: workspaces on the host filesystem).
+        var diskQuota = true
     }
 
     /// Told about sandboxes made and ended (the Postgres registry listens).
@@ -86,7 +88,7 @@ final class SandboxPool: Sendable {
         try FileManager.default.createDirectory(atPath: config.root, withIntermediateDirectories: true)
         // Sandboxes run as other uids and must reach their own workspace, but may not list others.
         chmod(config.root, 0o711)
-        diskQuota = isolation.mode == .bubblewrap && Workspace.quotasWork(under: config.root)
+        diskQuota = config.diskQuota && isolation.mode == .bubblewrap && Workspace.quotasWork(under: config.root)
         tools = Tools(
             isolation: isolation, track: { [processes] key, pid in processes.set(key, pid) },
             files: BlockingPool(name: "drover.pool.files", threads: 16),
@@ -108,7 +110,9 @@ final class SandboxPool: Sendable {
 
     /// A new sandbox. Without a `setup` script it comes from the warm pool when one is ready. A
     /// full pool first reclaims its least recently used idle sandbox.
-    func provision(_ resources: SandboxResources, session: String?) async throws(Failure) -> Sandbox {
+    ///
+    /// `announced`: whether the registry and metrics hear of it (the start-up self-check's is not).
+    func provision(_ resources: SandboxResources, session: String?, announced: Bool = true) async throws(Failure) -> Sandbox {
         if cgroups == nil && !config.allowUnenforcedLimits {
             let named = resources.named.intersection(["memory_mb", "processes"])
             if !named.isEmpty {
@@ -149,7 +153,8 @@ final class SandboxPool: Sendable {
         }
         let (workspace, cgroup) = made
         let sandbox = Sandbox(
-            id: id, session: session, resources: resources, workspace: workspace, uid: workspace.owner?.uid ?? getuid(), cgroup: cgroup)
+            id: id, session: session, resources: resources, workspace: workspace, uid: workspace.owner?.uid ?? getuid(), cgroup: cgroup,
+            announced: announced)
         if let setup = resources.setup {
             let outcome = await tools.run("bash", input: ["command": .string(setup)], in: sandbox)
             if case .success(let result) = outcome, result["is_error"]?.boolValue == false {
@@ -171,7 +176,7 @@ final class SandboxPool: Sendable {
             release(sandbox)
             throw Failure(.shuttingDown, "the pool is shutting down")
         }
-        events(.provisioned(id: sandbox.id, session: session))
+        if announced { events(.provisioned(id: sandbox.id, session: session)) }
         return sandbox
     }
 
@@ -296,6 +301,7 @@ final class SandboxPool: Sendable {
         guard removed else { return }
         processes.killAll(prefix: sandbox.id + "/")
         _ = try? await housekeeping.run { [self] in release(sandbox) }
+        guard sandbox.announced else { return }
         log.info(
             reason.isReclaim ? "sandbox reclaimed" : "sandbox destroyed", ("sandbox", .string(sandbox.id)),
             ("session", sandbox.session.map(JSONValue.string) ?? .null), ("reason", .string(reason.rawValue)))

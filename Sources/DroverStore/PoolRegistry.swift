@@ -101,18 +101,19 @@ public struct PoolRegistry: Sendable {
 }
 
 extension PoolRegistry {
-    /// The session's most recent sandbox that ended while the session lived on, with why
-    /// (`idle`, `evicted`, `lost`, …): what a fresh sandbox replaces.
-    public func endedSandbox(forSession session: String) async throws -> (sandbox: String, reason: String)? {
+    /// The session's latest sandbox, when its pool reclaimed it (`idle`, `evicted`): what a fresh
+    /// sandbox replaces without the model having been told. (A sandbox destroyed or lost under a
+    /// call was reported in that call's result.)
+    public func reclaimedSandbox(forSession session: String) async throws -> (sandbox: String, reason: String)? {
         try await mappingErrors {
             let rows = try await pool.query(
                 """
-                SELECT id, coalesce(end_reason, status) FROM drover.sandboxes
-                 WHERE session_id = $1 AND lease_epoch IS NOT NULL AND status <> 'active'
+                SELECT id, status, coalesce(end_reason, '') FROM drover.sandboxes
+                 WHERE session_id = $1 AND lease_epoch IS NOT NULL
                  ORDER BY created_at DESC LIMIT 1
                 """, [session])
-            guard let row = rows.first else { return nil }
-            return (try row.decode(0), try row.decode(1))
+            guard let row = rows.first, try row.decode(1) as String == "reclaimed" else { return nil }
+            return (try row.decode(0), try row.decode(2))
         }
     }
 

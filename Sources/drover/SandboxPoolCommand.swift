@@ -12,7 +12,8 @@ struct SandboxPoolCommand: Command {
                                    [--workspace-root DIR] [--advertise HOST:PORT]
                                    [--hello-deadline SECONDS] [--max-connections N]
                                    [--idle-ttl SECONDS] [--call-threads N]
-                                   [--allow-unenforced-limits] [--no-seccomp]
+                                   [--allow-unenforced-limits] [--no-cgroups] [--no-seccomp]
+                                   [--no-disk-quota]
                                    [--insecure-no-isolation]
 
         Owns sandboxes (bubblewrap: no network, no credentials, no view of the host, a seccomp
@@ -42,6 +43,9 @@ struct SandboxPoolCommand: Command {
                                   where no control group can be made, accept memory_mb and
                                   processes as per-process rlimits (default: refuse them with
                                   limit_unenforceable); the start-up log and /readyz say which
+          --no-cgroups            make no control groups (as on a host without them)
+          --no-disk-quota         keep workspaces on the host filesystem instead of a tmpfs per
+                                  sandbox (memory-backed); disk_mb then bounds each file only
           --no-seccomp            run sandboxes without the seccomp filter (not recommended)
           --workspace-root DIR    where workspaces live (default a new folder in $TMPDIR)
           --advertise HOST:PORT   address recorded in the registry (default the listen address)
@@ -52,7 +56,7 @@ struct SandboxPoolCommand: Command {
         """
     static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections", "idle-ttl", "call-threads"])
         .union(DaemonOptions.names)
-    static let flags: Set<String> = ["insecure-no-isolation", "allow-unenforced-limits", "no-seccomp"]
+    static let flags: Set<String> = ["insecure-no-isolation", "allow-unenforced-limits", "no-cgroups", "no-seccomp", "no-disk-quota"]
 
     static func run(_ arguments: Arguments) async throws {
         var token = ProcessInfo.processInfo.environment["DROVER_POOL_TOKEN"] ?? ""
@@ -96,6 +100,8 @@ struct SandboxPoolCommand: Command {
         }
         config.allowUnenforcedLimits = arguments.has("allow-unenforced-limits")
         config.seccomp = !arguments.has("no-seccomp")
+        config.cgroups = !arguments.has("no-cgroups")
+        config.diskQuota = !arguments.has("no-disk-quota")
         config.workspaceRoot = arguments.value("workspace-root")
         config.advertise = arguments.value("advertise")
         config.isolation = arguments.has("insecure-no-isolation") ? .none : .bubblewrap

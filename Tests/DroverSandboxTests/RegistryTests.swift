@@ -49,7 +49,7 @@ import Testing
 
             try await client.destroy(sandbox: sandbox)
             try await Self.eventually { try await registry.sandbox(forSession: live.rawValue) == nil }
-            #expect(try await registry.endedSandbox(forSession: live.rawValue)?.reason == "destroyed")
+            #expect(try await registry.reclaimedSandbox(forSession: live.rawValue) == nil, "destroyed, not reclaimed")
             client.close()
             #expect(await running.stop() == 0)
             #expect(try await registry.pools().first { $0.id == poolID }?.status == "gone")

@@ -11,13 +11,17 @@ struct BenchSandboxCommand: Command {
     static let help = """
         usage: drover bench sandbox [--samples N] [--concurrency N] [--json] [--insecure-no-isolation]
 
-        Starts `drover sandbox-pool` on a free loopback port and measures, over TCP:
+        Starts `drover sandbox-pool` on a free loopback port and measures, over TCP, with every
+        isolation layer on (bubblewrap, seccomp, a control group and a disk quota per sandbox):
           provision_warm     provision when a warm sandbox is ready (then destroy)
           provision_cold     provision with an empty warm pool (a new workspace)
           provision_setup    cold provision with a setup script (`true`): a sandbox process runs
           execute_bash_true  execute bash `true` round trip
           execute_read       execute read of a small file round trip
           executes_per_s     bash `true` calls per second, --concurrency at once over 4 connections
+          layer_cost_*       what each layer adds to warm provision and bash `true` (p50): pools
+                             without seccomp, without control groups, without the disk quota and
+                             without all three run beside the full one, samples interleaved
 
           --samples N       samples per latency (default 200)
           --concurrency N   calls in flight for the throughput run (default 16)
@@ -34,9 +38,9 @@ struct BenchSandboxCommand: Command {
         let isolation = arguments.has("insecure-no-isolation") ? ["--insecure-no-isolation"] : []
         var results: [BenchResult] = []
 
-        func startPool(warm: Int) async throws -> (ChildDaemon, String) {
+        func startPool(warm: Int, _ extra: [String] = []) async throws -> (ChildDaemon, String) {
             let daemon = try ChildDaemon(
-                binary: self_, ["sandbox-pool", "--listen", "127.0.0.1:0", "--warm", String(warm), "--capacity", "512"] + isolation,
+                binary: self_, ["sandbox-pool", "--listen", "127.0.0.1:0", "--warm", String(warm), "--capacity", "512"] + isolation + extra,
                 environment: ["DROVER_POOL_TOKEN": token, "DATABASE_URL": ""])
             let listening = try await daemon.waitForLog("listening")
             guard let address = listening["address"]?.stringValue else { throw DroverError(.invalidArgument, "the pool logged no address") }
@@ -51,17 +55,49 @@ struct BenchSandboxCommand: Command {
             results.append(BenchResult(name: name + "_p95_ms", value: latencies.percentile(95), unit: "ms"))
         }
 
-        // Warm: a warm pool of 4, refilled between samples.
-        let (warmDaemon, warmAddress) = try await startPool(warm: 4)
-        let client = try await PoolClient.connect(warmAddress, token: token)
-        var warm = Latencies()
-        for _ in 0..<samples {
-            try await Task.sleep(for: .milliseconds(3))
-            let id = try await warm.measure { try await client.provision() }
-            try await client.destroy(sandbox: id)
+        // Warm provision and bash `true`, with every layer and without each, side by side: a pool
+        // per configuration (each with a warm pool of 4, refilled between samples), samples
+        // interleaved so that the machine's drift touches all alike.
+        let layers: [(name: String, args: [String])] = isolation.isEmpty
+            ? [("all", []), ("seccomp", ["--no-seccomp"]), ("cgroups", ["--no-cgroups", "--allow-unenforced-limits"]),
+               ("disk_quota", ["--no-disk-quota"]), ("all_layers", ["--no-seccomp", "--no-cgroups", "--allow-unenforced-limits", "--no-disk-quota"])]
+            : [("all", [])]
+        var pools: [(daemon: ChildDaemon, address: String, client: PoolClient, sandbox: String)] = []
+        for layer in layers {
+            let (daemon, address) = try await startPool(warm: 4, layer.args)
+            let client = try await PoolClient.connect(address, token: token)
+            pools.append((daemon, address, client, try await client.provision()))
         }
+        var warmByLayer = Array(repeating: Latencies(), count: layers.count)
+        var bashByLayer = Array(repeating: Latencies(), count: layers.count)
+        for index in 0..<samples {
+            try await Task.sleep(for: .milliseconds(3))
+            for (slot, pool) in pools.enumerated() {
+                let id = try await warmByLayer[slot].measure { try await pool.client.provision() }
+                try await pool.client.destroy(sandbox: id)
+                _ = try await bashByLayer[slot].measure {
+                    try await pool.client.execute(sandbox: pool.sandbox, callID: "l\(index)", name: "bash", input: ["command": "true"])
+                }
+            }
+        }
+        let warm = warmByLayer[0]
         add("provision_warm", warm)
         Progress.say("warm provision p50 \(String(format: "%.3f", warm.percentile(50))) ms")
+        for slot in layers.indices.dropFirst() {
+            let name = layers[slot].name
+            results.append(BenchResult(
+                name: "layer_cost_\(name)_provision_ms", value: warm.percentile(50) - warmByLayer[slot].percentile(50), unit: "ms"))
+            results.append(BenchResult(
+                name: "layer_cost_\(name)_bash_ms", value: bashByLayer[0].percentile(50) - bashByLayer[slot].percentile(50), unit: "ms"))
+            Progress.say(String(
+                format: "%@: provision %+.3f ms, bash true %+.3f ms", name,
+                warm.percentile(50) - warmByLayer[slot].percentile(50), bashByLayer[0].percentile(50) - bashByLayer[slot].percentile(50)))
+        }
+        for pool in pools.dropFirst() {
+            pool.client.close()
+            await stop(pool.daemon)
+        }
+        let (warmDaemon, warmAddress, client) = (pools[0].daemon, pools[0].address, pools[0].client)
 
         let sandbox = try await client.provision()
         _ = try await client.execute(sandbox: sandbox, callID: "setup", name: "write", input: ["path": "f.txt", "content": "hello\n"])
