@@ -27,6 +27,8 @@ int drover_open_beneath(int dirfd, const char *path, int flags, unsigned int mod
 
 int drover_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
+int drover_gettid(void) { return (int)syscall(SYS_gettid); }
+
 const int drover_o_path = O_PATH;
 
 const int drover_rlimit_nproc = RLIMIT_NPROC;

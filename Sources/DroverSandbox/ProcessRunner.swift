@@ -35,11 +35,20 @@ enum ProcessRunner {
     /// Registers the pid so that shutdown can kill it; called right after spawning.
     typealias Track = @Sendable (pid_t?) -> Void
 
-    static func run(_ launch: Launch, environment: [String], limits: Limits, track: Track = { _ in }) throws -> ProcessOutcome {
+    /// A started process: its pid and the read end of its output pipe.
+    struct Started: Sendable {
+        let pid: pid_t
+        let readFD: Int32
+    }
+
+    /// Spawns the process (on the thread whose control groups it should be born in) and
+    /// registers it with `track`; `collect` then waits for it, on any thread.
+    static func start(_ launch: Launch, environment: [String], track: Track = { _ in }) throws -> Started {
         var pipeFDs: [Int32] = [0, 0]
         try retryingEINTR("pipe2") { drover_pipe_cloexec(&pipeFDs) }
         let (readFD, writeFD) = (pipeFDs[0], pipeFDs[1])
-        defer { close(readFD) }
+        var started = false
+        defer { if !started { close(readFD) } }
 
         var options = drover_spawn_options()
         options.output_fd = writeFD
@@ -48,7 +57,9 @@ enum ProcessRunner {
         let seccompFD = try launch.seccomp.map { try SeccompFilter.descriptor($0) }
         defer { if let seccompFD { close(seccompFD) } }
         if let seccompFD { options.pass_fd = seccompFD }
-        if let fds = launch.cgroup?.procsFDs {
+        // A process started by the sandbox's spawner thread is born in its groups; others join.
+        if let cgroup = launch.cgroup, cgroup.spawner == nil {
+            let fds = cgroup.procsFDs
             options.cgroup_fds = (fds.first ?? -1, fds.count > 1 ? fds[1] : -1)
         }
         if let ids = launch.ids {
@@ -76,11 +87,18 @@ enum ProcessRunner {
         close(writeFD)
         guard pid > 0 else { throw SystemError(errno: error, call: "spawn \(launch.argv[0])") }
         track(pid)
-        defer { track(nil) }
-        return collect(pid: pid, readFD: readFD, limits: limits)
+        started = true
+        return Started(pid: pid, readFD: readFD)
     }
 
-    private static func collect(pid: pid_t, readFD: Int32, limits: Limits) -> ProcessOutcome {
+    /// Collects a started process's output until it ends or the deadline kills its tree; then
+    /// unregisters it with `track` and closes the pipe.
+    static func collect(_ started: Started, limits: Limits, track: Track = { _ in }) -> ProcessOutcome {
+        let (pid, readFD) = (started.pid, started.readFD)
+        defer {
+            close(readFD)
+            track(nil)
+        }
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(limits.timeout * 1e9)
         var output: [UInt8] = []
         var drained = 0

@@ -21,9 +21,11 @@ final class SandboxCgroups: Sendable {
         case .unavailable(let reason):
             throw IsolationError(reason)
         case .v1(let memory, let pids):
+            Self.sweepStale(in: [memory, pids])
             poolFolders = [memory + "/" + name, pids + "/" + name]
             for folder in poolFolders { try Self.makeFolder(folder) }
         case .v2(let own):
+            Self.sweepStale(in: [own])
             // v2 lets only leaf groups hold processes once controllers are delegated: the daemon
             // moves into a leaf of its own, then enables memory and pids below its group.
             try Self.enableControllers(in: own, movingSelfTo: own + "/" + name + "-daemon")
@@ -60,24 +62,36 @@ final class SandboxCgroups: Sendable {
         let folders = poolFolders.map { $0 + "/" + sandbox }
         for folder in folders { try Self.makeFolder(folder) }
         do {
-            let bytes = String(UInt64(memoryMB) << 20)
-            switch layout {
-            case .v1:
-                try Self.write(bytes, to: folders[0] + "/memory.limit_in_bytes")
-                // With swap accounting, swap counts too (no file without it; then there is no swap to count).
-                try? Self.write(bytes, to: folders[0] + "/memory.memsw.limit_in_bytes")
-                try Self.write(String(processes), to: folders[1] + "/pids.max")
-            case .v2:
-                try Self.write(bytes, to: folders[0] + "/memory.max")
-                try? Self.write("0", to: folders[0] + "/memory.swap.max")
-                try Self.write(String(processes), to: folders[0] + "/pids.max")
-            case .unavailable:
-                break
-            }
-            return try SandboxCgroup(folders: folders, version: version)
+            // Limits first, so that nothing ever runs in the group without them.
+            try setLimits(folders, memoryMB: memoryMB, processes: processes)
+            // v1: a thread of the daemon's waits in the groups to start the sandbox's processes.
+            var home: [String]?
+            if case .v1(let memory, let pids) = layout { home = [memory, pids] }
+            return try SandboxCgroup(folders: folders, version: version, spawnerHome: home)
         } catch {
             folders.forEach { rmdir($0) }
             throw error
+        }
+    }
+
+    /// Sets a sandbox group's limits (a warm sandbox's, when the provision asks for others).
+    func setLimits(_ folders: [String], memoryMB: Int, processes: Int) throws {
+        let bytes = String(UInt64(memoryMB) << 20)
+        switch layout {
+        case .v1:
+            // memsw must stay >= the memory limit: raise it first when growing, after when shrinking.
+            let memsw = folders[0] + "/memory.memsw.limit_in_bytes"
+            try? Self.write(bytes, to: memsw)
+            try Self.write(bytes, to: folders[0] + "/memory.limit_in_bytes")
+            // With swap accounting, swap counts too (no file without it; then there is no swap to count).
+            try? Self.write(bytes, to: memsw)
+            try Self.write(String(processes), to: folders[1] + "/pids.max")
+        case .v2:
+            try Self.write(bytes, to: folders[0] + "/memory.max")
+            try? Self.write("0", to: folders[0] + "/memory.swap.max")
+            try Self.write(String(processes), to: folders[0] + "/pids.max")
+        case .unavailable:
+            break
         }
     }
 
@@ -87,6 +101,24 @@ final class SandboxCgroups: Sendable {
             let children = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
             for child in children where child.hasPrefix("sb_") { rmdir(folder + "/" + child) }
             rmdir(folder)
+        }
+    }
+
+    /// Removes the groups of pools that died without removing them (SIGKILL): `drover-pool_…`
+    /// folders whose pool's pid (the id's second-to-last part) no longer runs. A group that still
+    /// holds a process is left as it is (rmdir refuses).
+    static func sweepStale(in parents: [String]) {
+        for parent in parents {
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where entry.hasPrefix("drover-pool_") {
+                let parts = entry.split(separator: "_")
+                guard parts.count >= 3, let pid = pid_t(parts[parts.count - 2]), pid != getpid() else { continue }
+                guard kill(pid, 0) != 0 && errno == ESRCH else { continue }
+                let folder = parent + "/" + entry
+                for child in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where child.hasPrefix("sb_") {
+                    rmdir(folder + "/" + child)
+                }
+                rmdir(folder)
+            }
         }
     }
 
@@ -117,13 +149,16 @@ final class SandboxCgroups: Sendable {
     }
 }
 
-/// One sandbox's control group(s), with `cgroup.procs` held open for the launcher.
+/// One sandbox's control group(s): on v1 with a spawner thread inside them, on v2 with
+/// `cgroup.procs` held open for the launcher to join at each spawn.
 final class SandboxCgroup: Sendable {
     let folders: [String]
     let procsFDs: [Int32]
     let version: String
+    /// Starts the sandbox's processes from inside its groups (v1).
+    let spawner: SandboxSpawner?
 
-    init(folders: [String], version: String) throws {
+    init(folders: [String], version: String, spawnerHome: [String]?) throws {
         var fds: [Int32] = []
         for folder in folders {
             let fd = open(folder + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
@@ -137,6 +172,12 @@ final class SandboxCgroup: Sendable {
         self.folders = folders
         self.procsFDs = fds
         self.version = version
+        do {
+            spawner = try spawnerHome.map { try SandboxSpawner(joining: folders, home: $0) }
+        } catch {
+            fds.forEach { close($0) }
+            throw error
+        }
     }
 
     deinit { procsFDs.forEach { close($0) } }
@@ -154,6 +195,7 @@ final class SandboxCgroup: Sendable {
     /// Kills every process in the group, then removes it; gives up after `timeout` seconds (the
     /// group then stays, empty of anything but processes the kernel has not reaped yet).
     func remove(timeout: Double = 2) {
+        spawner?.stop()
         let deadline = ContinuousClock.now + .seconds(timeout)
         for folder in folders {
             while rmdir(folder) != 0 && errno == EBUSY && ContinuousClock.now < deadline {

@@ -66,7 +66,7 @@ final class SandboxPool: Sendable {
         /// Why recently ended sandboxes ended, so that late calls get `sandbox_gone` with the reason.
         var ended: [String: SandboxEnd] = [:]
         var endedOrder: [String] = []
-        var warm: [Workspace] = []
+        var warm: [Prepared] = []
         var warming = 0
         var nextIndex: UInt32 = 0
         var shuttingDown = false
@@ -125,33 +125,35 @@ final class SandboxPool: Sendable {
         try await reserveSlot()
         var reserved = true
         defer { if reserved { state.withLock { $0.reserved -= 1 } } }
-        let warmWorkspace = state.withLock { state -> Workspace? in
+        let warm = state.withLock { state -> Prepared? in
             state.provisioned += 1
-            guard resources.setup == nil, let workspace = state.warm.popLast() else { return nil }
+            guard resources.setup == nil, let prepared = state.warm.popLast() else { return nil }
             state.warmHits += 1
-            return workspace
+            return prepared
         }
         defer { refillWarm() }
-        let id = "sb_" + Self.randomHex()
-        let made: (Workspace, SandboxCgroup?)
+        let prepared: Prepared
         do {
-            made = try await housekeeping.run { [self] in
-                let workspace = try warmWorkspace ?? makeWorkspace(quotaMB: resources.diskMB)
+            prepared = try await housekeeping.run { [self] in
+                guard let warm else { return try prepare(resources) }
                 do {
-                    if warmWorkspace != nil, let quota = workspace.quotaBytes, quota != resources.diskMB << 20 {
-                        try workspace.resize(to: resources.diskMB << 20)
+                    // A warm one was made with the default limits: set the asked-for ones.
+                    if let quota = warm.workspace.quotaBytes, quota != resources.diskMB << 20 {
+                        try warm.workspace.resize(to: resources.diskMB << 20)
                     }
-                    let cgroup = try cgroups?.make(sandbox: id, memoryMB: resources.memoryMB, processes: resources.processes)
-                    return (workspace, cgroup)
+                    if let cgroup = warm.cgroup {
+                        try cgroups?.setLimits(cgroup.folders, memoryMB: resources.memoryMB, processes: resources.processes)
+                    }
+                    return warm
                 } catch {
-                    workspace.remove()
+                    release(warm.workspace, warm.cgroup)
                     throw error
                 }
             }
         } catch {
             throw Failure(.internal, "cannot make a sandbox: \(error)")
         }
-        let (workspace, cgroup) = made
+        let (id, workspace, cgroup) = (prepared.id, prepared.workspace, prepared.cgroup)
         let sandbox = Sandbox(
             id: id, session: session, resources: resources, workspace: workspace, uid: workspace.owner?.uid ?? getuid(), cgroup: cgroup,
             announced: announced)
@@ -160,7 +162,7 @@ final class SandboxPool: Sendable {
             if case .success(let result) = outcome, result["is_error"]?.boolValue == false {
                 log.info("setup ran", ("sandbox", .string(sandbox.id)))
             } else {
-                release(sandbox)
+                release(sandbox.workspace, sandbox.cgroup)
                 let detail = (try? outcome.get())?["output"]?.stringValue ?? "\(outcome)"
                 throw Failure(.setupFailed, "the setup script failed: \(detail.suffix(2000))")
             }
@@ -173,7 +175,7 @@ final class SandboxPool: Sendable {
         }
         reserved = !admitted
         guard admitted else {
-            release(sandbox)
+            release(sandbox.workspace, sandbox.cgroup)
             throw Failure(.shuttingDown, "the pool is shutting down")
         }
         if announced { events(.provisioned(id: sandbox.id, session: session)) }
@@ -224,15 +226,36 @@ final class SandboxPool: Sendable {
         guard toMake > 0 else { return }
         Task { [self] in
             for _ in 0..<toMake {
-                let workspace = try? await housekeeping.run { [self] in try makeWorkspace(quotaMB: SandboxResources().diskMB) }
+                let prepared = try? await housekeeping.run { [self] in try prepare(SandboxResources()) }
                 let keep = state.withLock { state -> Bool in
                     state.warming -= 1
-                    guard let workspace, !state.shuttingDown else { return false }
-                    state.warm.append(workspace)
+                    guard let prepared, !state.shuttingDown else { return false }
+                    state.warm.append(prepared)
                     return true
                 }
-                if !keep { workspace?.remove() }
+                if !keep, let prepared { release(prepared.workspace, prepared.cgroup) }
             }
+        }
+    }
+
+    /// What a sandbox is made of before it is handed out: its id, workspace and control group.
+    /// Made ahead for the warm pool, where joining a cgroup (v1: the spawner thread's move costs
+    /// a few milliseconds, an RCU grace period) is paid off the provision's path.
+    struct Prepared: Sendable {
+        let id: String
+        let workspace: Workspace
+        let cgroup: SandboxCgroup?
+    }
+
+    private func prepare(_ resources: SandboxResources) throws -> Prepared {
+        let id = "sb_" + Self.randomHex()
+        let workspace = try makeWorkspace(quotaMB: resources.diskMB)
+        do {
+            let cgroup = try cgroups?.make(sandbox: id, memoryMB: resources.memoryMB, processes: resources.processes)
+            return Prepared(id: id, workspace: workspace, cgroup: cgroup)
+        } catch {
+            workspace.remove()
+            throw error
         }
     }
 
@@ -300,7 +323,7 @@ final class SandboxPool: Sendable {
         }
         guard removed else { return }
         processes.killAll(prefix: sandbox.id + "/")
-        _ = try? await housekeeping.run { [self] in release(sandbox) }
+        _ = try? await housekeeping.run { [self] in release(sandbox.workspace, sandbox.cgroup) }
         guard sandbox.announced else { return }
         log.info(
             reason.isReclaim ? "sandbox reclaimed" : "sandbox destroyed", ("sandbox", .string(sandbox.id)),
@@ -309,9 +332,9 @@ final class SandboxPool: Sendable {
     }
 
     /// Kills what is left in the sandbox's group, removes it and the workspace (blocking).
-    private func release(_ sandbox: Sandbox) {
-        sandbox.cgroup?.remove()
-        sandbox.workspace.remove()
+    private func release(_ workspace: Workspace, _ cgroup: SandboxCgroup?) {
+        cgroup?.remove()
+        workspace.remove()
     }
 
     var all: [Sandbox] { state.withLock { Array($0.sandboxes.values) }.sorted { $0.createdAt < $1.createdAt } }
@@ -346,7 +369,7 @@ final class SandboxPool: Sendable {
 
     /// Kills every running call and removes every workspace, warm ones included.
     func destroyAll() {
-        let (sandboxes, warm) = state.withLock { state -> ([Sandbox], [Workspace]) in
+        let (sandboxes, warm) = state.withLock { state -> ([Sandbox], [Prepared]) in
             defer {
                 state.sandboxes = [:]
                 state.warm = []
@@ -356,9 +379,9 @@ final class SandboxPool: Sendable {
         processes.killAll(prefix: nil)
         for sandbox in sandboxes {
             sandbox.markEnded(.shutdown)
-            release(sandbox)
+            release(sandbox.workspace, sandbox.cgroup)
         }
-        warm.forEach { $0.remove() }
+        warm.forEach { release($0.workspace, $0.cgroup) }
         cgroups?.removeAll()
         try? FileManager.default.removeItem(atPath: config.root)
     }

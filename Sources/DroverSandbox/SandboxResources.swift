@@ -25,6 +25,11 @@ public struct SandboxResources: Sendable, Equatable {
 
     public init() {}
 
+    /// The most output a call may keep: even rendered at its worst (every byte a control
+    /// character, escaped as six, plus the exact bytes in base64) a reply stays under
+    /// `PoolProtocol.maxReplyLength`.
+    public static let maxOutputBytes = 8 << 20
+
     /// Reads `{"timeout_s", "cpu_s", "memory_mb", "disk_mb", "processes", "network", "output_bytes", "setup"}`.
     public init(json: JSONValue?) throws(PoolProtocol.Failure) {
         guard let json, json != .null else { return }
@@ -44,7 +49,12 @@ public struct SandboxResources: Sendable, Equatable {
         if let value = try positive("memory_mb") { memoryMB = Int(value) }
         if let value = try positive("disk_mb") { diskMB = Int(value) }
         if let value = try positive("processes") { processes = Int(value) }
-        if let value = try positive("output_bytes") { outputBytes = Int(value) }
+        if let value = try positive("output_bytes") {
+            guard value <= Double(Self.maxOutputBytes) else {
+                throw PoolProtocol.Failure(.badRequest, "resources.output_bytes may be at most \(Self.maxOutputBytes)")
+            }
+            outputBytes = Int(value)
+        }
         if let value = fields["network"], value != .null {
             guard value.stringValue == "none" else {
                 throw PoolProtocol.Failure(.badRequest, "resources.network: only \"none\" is supported")

@@ -104,9 +104,17 @@ struct Tools: Sendable {
         let limits = ProcessRunner.Limits(timeout: timeout, keep: sandbox.resources.outputBytes, drainLimit: max(8 << 20, sandbox.resources.outputBytes * 4))
         let key = ProcessTable.key(sandbox: sandbox.id, call: callID)
         let track = self.track
-        let outcome = try await waits.run {
-            try ProcessRunner.run(launch, environment: Isolation.spawnEnvironment, limits: limits) { track(key, $0) }
+        let spawn: @Sendable () throws -> ProcessRunner.Started = {
+            try ProcessRunner.start(launch, environment: Isolation.spawnEnvironment) { track(key, $0) }
         }
+        // Born in the sandbox's groups when a spawner thread lives there (v1); else it joins them.
+        let started: ProcessRunner.Started
+        if let spawner = sandbox.cgroup?.spawner {
+            started = try await spawner.run(spawn)
+        } else {
+            started = try await waits.run(spawn)
+        }
+        let outcome = try await waits.run { ProcessRunner.collect(started, limits: limits) { track(key, $0) } }
         // Any bytes: NUL and invalid UTF-8 are shown as symbols, and the exact bytes travel too.
         var (text, exact) = ToolText.render(outcome.output)
         if outcome.timedOut { text += "\n[killed: the command timed out after \(Self.seconds(timeout))]" }

@@ -40,7 +40,7 @@ import Testing
             let rows = try await sandboxRows(cluster)
             #expect(rows.count == 12)
             #expect(rows.filter { $0 == ("active", "") }.count == 4)
-            try await RegistryWait.until { try await sandboxRows(cluster).filter { $0 == ("reclaimed", "evicted") }.count == 8 }
+            try await Polling.until { try await sandboxRows(cluster).filter { $0 == ("reclaimed", "evicted") }.count == 8 }
         }
     }
 
@@ -52,9 +52,9 @@ import Testing
         try await withCluster(script, poolArgs: ["--idle-ttl", "1"]) { cluster in
             let session = try await cluster.session("write a note")
             #expect(try await cluster.waitForIdle(session).stopReason == "end_turn")
-            try await RegistryWait.until { try await sandboxRows(cluster).first?.reason == "idle" }
+            try await Polling.until { try await sandboxRows(cluster).first?.reason == "idle" }
             _ = try await cluster.store.send(session, type: .userMessage, payload: JSONText.userMessage("what is there now?"))
-            try await RegistryWait.until { try await cluster.events(session).filter { $0.type == .sessionStatusIdle }.count == 2 }
+            try await Polling.until { try await cluster.events(session).filter { $0.type == .sessionStatusIdle }.count == 2 }
             let result = try #require(try await cluster.events(session).filter { $0.type == .agentToolResult }.last?.json)
             let content = result["content"]?.stringValue ?? ""
             #expect(content.contains("previous sandbox was reclaimed") && content.contains("idle") && content.hasSuffix("\nfresh\n"), "\(content)")
@@ -77,20 +77,8 @@ import Testing
             #expect(try await client.request("stats")["sandboxes"]?.intValue == 1)
             try await cluster.sql.query("UPDATE drover.sessions SET status = 'terminated' WHERE id = $1", [session.rawValue])
             // The pool's next heartbeat learns it and destroys the sandbox.
-            try await RegistryWait.until { try await client.request("stats")["sandboxes"]?.intValue == 0 }
-            try await RegistryWait.until { try await sandboxRows(cluster).first.map { $0 == ("destroyed", "session_ended") } ?? false }
+            try await Polling.until { try await client.request("stats")["sandboxes"]?.intValue == 0 }
+            try await Polling.until { try await sandboxRows(cluster).first.map { $0 == ("destroyed", "session_ended") } ?? false }
         }
-    }
-}
-
-/// Polls a condition (registry updates and heartbeats are asynchronous).
-enum RegistryWait {
-    static func until(timeout: Double = 15, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(timeout)
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        Issue.record("condition not met within \(timeout) s")
     }
 }

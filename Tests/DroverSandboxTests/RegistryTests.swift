@@ -26,7 +26,7 @@ import Testing
             let poolID = try #require(try await client.request("stats")["pool"]?.stringValue)
             // The pool records what it provisions, but only a lease holder's record makes a sandbox
             // the session's (so a stale harness's sandbox is never adopted).
-            try await Self.eventually { try await sql.query("SELECT count(*) FROM drover.sandboxes WHERE id = $1", [sandbox])[0].decode(0) as Int == 1 }
+            try await Polling.until { try await sql.query("SELECT count(*) FROM drover.sandboxes WHERE id = $1", [sandbox])[0].decode(0) as Int == 1 }
             #expect(try await registry.sandbox(forSession: live.rawValue) == nil)
             #expect(try await registry.recordSessionSandbox(id: sandbox, pool: poolID, lease: lease) == sandbox)
             var stale = lease
@@ -48,7 +48,7 @@ import Testing
             #expect(try rows[0].decode(0) as String == "up" && rows[0].decode(1) as String == "active")
 
             try await client.destroy(sandbox: sandbox)
-            try await Self.eventually { try await registry.sandbox(forSession: live.rawValue) == nil }
+            try await Polling.until { try await registry.sandbox(forSession: live.rawValue) == nil }
             #expect(try await registry.reclaimedSandbox(forSession: live.rawValue) == nil, "destroyed, not reclaimed")
             client.close()
             #expect(await running.stop() == 0)
@@ -88,14 +88,5 @@ import Testing
             let pools = Dictionary(uniqueKeysWithValues: try await registry.pools().map { ($0.id, $0.status) })
             #expect(pools["pool_a"] == "up" && pools["pool_b"] == "silent")
         }
-    }
-
-    static func eventually(timeout: Double = 10, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(timeout)
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(25))
-        }
-        Issue.record("condition not met within \(timeout) s")
     }
 }

@@ -13,6 +13,9 @@ int drover_pipe_cloexec(int fds[2]);
 /* accept4(fd, NULL, NULL, SOCK_CLOEXEC), likewise _GNU_SOURCE only. */
 int drover_accept_cloexec(int fd);
 
+/* The calling thread's id (gettid), for moving one thread into a cgroup v1 `tasks` file. */
+int drover_gettid(void);
+
 /* O_PATH, likewise hidden without _GNU_SOURCE. */
 extern const int drover_o_path;
 

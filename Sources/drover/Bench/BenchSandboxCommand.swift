@@ -82,6 +82,10 @@ struct BenchSandboxCommand: Command {
         }
         let warm = warmByLayer[0]
         add("provision_warm", warm)
+        for (slot, layer) in layers.enumerated() {
+            Progress.say(String(format: "%@: warm provision p50 %.3f ms, bash true p50 %.3f ms (interleaved)", layer.name,
+                                warmByLayer[slot].percentile(50), bashByLayer[slot].percentile(50)))
+        }
         Progress.say("warm provision p50 \(String(format: "%.3f", warm.percentile(50))) ms")
         for slot in layers.indices.dropFirst() {
             let name = layers[slot].name
