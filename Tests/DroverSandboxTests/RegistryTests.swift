@@ -47,6 +47,13 @@ import Testing
             let rows = try await sql.query("SELECT p.status, s.status FROM drover.sandbox_pools p JOIN drover.sandboxes s ON s.pool_id = p.id WHERE p.id = 'pool_silent'")
             #expect(try rows[0].decode(0) as String == "up" && rows[0].decode(1) as String == "active")
 
+            // An outage's leftovers (rows marked gone by an older pool, say): the live pool's next
+            // heartbeat restores its pool row and its live sandbox.
+            try await sql.query("UPDATE drover.sandboxes SET status = 'gone', ended_at = now() WHERE id = $1", [sandbox])
+            try await sql.query("UPDATE drover.sandbox_pools SET status = 'gone' WHERE id = $1", [poolID])
+            #expect(try await registry.sandbox(forSession: live.rawValue) == nil)
+            try await Polling.until("restored") { try await registry.sandbox(forSession: live.rawValue)?.sandbox == sandbox }
+
             try await client.destroy(sandbox: sandbox)
             try await Polling.until { try await registry.sandbox(forSession: live.rawValue) == nil }
             #expect(try await registry.reclaimedSandbox(forSession: live.rawValue) == nil, "destroyed, not reclaimed")
