@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Dependency arrows point one way:
-// CLibPQ → DroverPostgres → DroverStore → DroverSandbox → drover (executable);
+// CLibPQ → DroverPostgres → DroverStore → DroverSandbox, DroverAPI → drover (executable);
 // CCurl → DroverModel → drover; CDroverSys → DroverIO → DroverSandbox, DroverModel, DroverScriptedModel;
 // DroverCore (plain value types) is used by all.
 let package = Package(
@@ -36,13 +36,15 @@ let package = Package(
         // A test rig, apart from production code: the scripted model server (tests, the offline
         // demo, benches), as strict as the real APIs it imitates.
         .target(name: "DroverScriptedModel", dependencies: ["DroverIO", "DroverCore"]),
+        // `drover api`: the Managed Agents-compatible HTTP API (tenancy, resources, event streams).
+        .target(name: "DroverAPI", dependencies: ["DroverStore", "DroverPostgres", "DroverIO", "DroverCore"]),
         // The agent loop and the harness daemon.
         .target(name: "DroverHarness", dependencies: ["DroverModel", "DroverSandbox", "DroverStore", "DroverIO", "DroverCore"]),
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverHarness", "DroverModel", "DroverScriptedModel", "DroverSandbox", "DroverIO", "DroverStore", "DroverPostgres",
-                "DroverCore",
+                "DroverAPI", "DroverHarness", "DroverModel", "DroverScriptedModel", "DroverSandbox", "DroverIO", "DroverStore",
+                "DroverPostgres", "DroverCore",
             ]),
         // Helpers for tests: a fresh, migrated database per test on the server in DATABASE_URL.
         .target(
@@ -55,6 +57,7 @@ let package = Package(
             name: "DroverHarnessTests",
             dependencies: ["DroverHarness", "DroverModel", "DroverScriptedModel", "DroverStore", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres", "DroverTestSupport"]),
+        .testTarget(name: "DroverAPITests", dependencies: ["DroverAPI", "DroverStore", "DroverIO", "DroverCore", "DroverTestSupport"]),
         .testTarget(
             name: "DroverStoreTests",
             dependencies: ["DroverStore", "DroverPostgres", "DroverCore", "DroverTestSupport"]),

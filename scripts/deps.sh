@@ -16,3 +16,13 @@ if ((${#need[@]})); then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+# The API tests drive `drover api` with the official Anthropic SDK from PyPI, in a venv of the
+# project's own (pinned, so a new SDK release cannot change what the tests mean).
+root=$(cd "$(dirname "$0")/.." && pwd)
+sdk=$root/.drover/sdk
+if [[ ! -x $sdk/bin/python ]] || ! "$sdk/bin/python" -c 'import anthropic' >/dev/null 2>&1; then
+    echo "deps: installing anthropic==2.12.0 into .drover/sdk"
+    rm -rf "$sdk"
+    python3 -m venv "$sdk"
+    "$sdk/bin/pip" install -q "anthropic==2.12.0"
+fi

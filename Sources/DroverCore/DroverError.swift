@@ -29,6 +29,8 @@ public struct DroverError: Error, Sendable, Equatable, CustomStringConvertible, 
         public static let database = Code(rawValue: "database_error")
         /// Events are append-only; an UPDATE, DELETE or TRUNCATE on them was refused.
         public static let appendOnly = Code(rawValue: "append_only")
+        /// A precondition failed: an update named a version that is no longer current.
+        public static let conflict = Code(rawValue: "conflict")
         /// A migration file or the migrations table is inconsistent.
         public static let migration = Code(rawValue: "migration_failed")
     }

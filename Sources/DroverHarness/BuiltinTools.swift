@@ -31,11 +31,25 @@ public enum BuiltinTools {
     /// The agent's own tool list (a JSON array of definitions), or the built-ins when it is empty.
     public static func definitions(fromJSON json: String) -> [ToolDefinition] {
         guard let value = try? JSONValue.parse(json), case .array(let tools) = value, !tools.isEmpty else { return all }
-        return tools.compactMap { tool in
-            guard let name = tool["name"]?.stringValue else { return nil }
-            if let builtin = all.first(where: { $0.name == name }), tool["input_schema"] == nil { return builtin }
-            return ToolDefinition(name: name, description: tool["description"]?.stringValue ?? "", inputSchema: tool["input_schema"] ?? ["type": "object"])
+        return tools.flatMap { tool -> [ToolDefinition] in
+            // Managed Agents' toolset entry: the built-in tools, less any its configs turn off.
+            if tool["type"]?.stringValue?.hasPrefix("agent_toolset_") == true { return toolset(tool) }
+            guard let name = tool["name"]?.stringValue else { return [] }
+            if let builtin = all.first(where: { $0.name == name }), tool["input_schema"] == nil { return [builtin] }
+            return [ToolDefinition(name: name, description: tool["description"]?.stringValue ?? "", inputSchema: tool["input_schema"] ?? ["type": "object"])]
         }
+    }
+
+    /// `{"type": "agent_toolset_…", "default_config": {"enabled"}, "configs": [{"name", "enabled"}]}`.
+    static func toolset(_ entry: JSONValue) -> [ToolDefinition] {
+        var configs: [JSONValue] = []
+        if case .array(let list)? = entry["configs"] { configs = list }
+        var enabled: [String: Bool] = [:]
+        for config in configs {
+            if let name = config["name"]?.stringValue, let flag = config["enabled"]?.boolValue { enabled[name] = flag }
+        }
+        let byDefault = entry["default_config"]?["enabled"]?.boolValue ?? true
+        return all.filter { enabled[$0.name] ?? byDefault }
     }
 
     private static func object(_ properties: [String: JSONValue], required: [String]) -> JSONValue {

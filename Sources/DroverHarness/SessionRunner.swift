@@ -198,7 +198,7 @@ final class SessionRunner: Sendable {
         if let ttft = firstToken.withLock({ $0 }) { context.metrics.timeToFirstToken.observe(ttft / .seconds(1)) }
         var after: [(EventType, String)] = [(.spanModelRequestEnd, JSONValue.object([
             "stop_reason": .string(response.stopReason), "message_id": .string(response.id),
-            "usage": ["input_tokens": .number(Double(response.usage.inputTokens)), "output_tokens": .number(Double(response.usage.outputTokens))],
+            "model_usage": ["input_tokens": .number(Double(response.usage.inputTokens)), "output_tokens": .number(Double(response.usage.outputTokens))],
             "ttft_ms": firstToken.withLock { $0 }.map { .number(($0 / .milliseconds(1)).rounded()) } ?? .null,
             "duration_ms": .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded()),
         ]).text)]

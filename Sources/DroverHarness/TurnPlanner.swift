@@ -121,7 +121,8 @@ public struct TurnPlanner: Sendable {
     /// Input and output tokens of every model call in the log.
     static func tokensSpent(_ log: SessionLog) -> Int {
         log.entries.filter { $0.type == .spanModelRequestEnd }.reduce(0) { total, entry in
-            let usage = entry.json["usage"]
+            // Managed Agents' `model_usage`; logs written before #11 say `usage`.
+            let usage = entry.json["model_usage"] ?? entry.json["usage"]
             return total + (usage?["input_tokens"]?.intValue ?? 0) + (usage?["output_tokens"]?.intValue ?? 0)
         }
     }

@@ -47,6 +47,13 @@ public final class Socket: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
     }
 
+    /// Bounds how long a send may block on a peer that does not read (nil: forever); past it the
+    /// send fails, so a stuck client costs its own connection only.
+    public func setSendTimeout(_ seconds: Double?) {
+        var value = timeval(tv_sec: Int(seconds ?? 0), tv_usec: Int(((seconds ?? 0) - Double(Int(seconds ?? 0))) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     /// Reads what is available (blocking); 0 at end of stream.
     public func read(into buffer: inout [UInt8]) throws -> Int {
         try buffer.withUnsafeMutableBytes { raw in

@@ -22,6 +22,7 @@ extension DroverError {
         case "DR006": code = .sessionTerminated
         case "DR007": code = .invalidArgument
         case "DR010": code = .appendOnly
+        case "DR011": code = .conflict
         default: code = .database
         }
         let message: String

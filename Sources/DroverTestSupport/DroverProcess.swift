@@ -25,7 +25,23 @@ public enum DroverProcess {
         }
     }
 
+    /// Runs another program (a real third-party client, say) to its end, with `extra` added to
+    /// this process's environment.
+    public static func run(program: String, _ arguments: [String], environment extra: [String: String]) async throws -> ProcessResult {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try runBlocking(binary: program, arguments, environment: extra) })
+            }
+        }
+    }
+
     static func runBlocking(_ arguments: [String], database: String?) throws -> ProcessResult {
+        var extra = ["DROVER_MIGRATIONS_DIR": TestDatabase.migrationsDirectory.path]
+        extra["DATABASE_URL"] = database
+        return try runBlocking(binary: TestDatabase.droverBinary.path, arguments, environment: extra)
+    }
+
+    static func runBlocking(binary: String, _ arguments: [String], environment extra: [String: String]) throws -> ProcessResult {
         let base = NSTemporaryDirectory() + "drover-cli-\(UInt64.random(in: 0...UInt64.max))"
         let (outPath, errPath) = (base + ".out", base + ".err")
         defer {
@@ -33,15 +49,14 @@ public enum DroverProcess {
             try? FileManager.default.removeItem(atPath: errPath)
         }
         var environment = ProcessInfo.processInfo.environment
-        environment["DATABASE_URL"] = database
-        environment["DROVER_MIGRATIONS_DIR"] = TestDatabase.migrationsDirectory.path
+        if extra["DATABASE_URL"] == nil { environment["DATABASE_URL"] = nil }
+        environment.merge(extra) { _, new in new }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let binary = TestDatabase.droverBinary.path
         let argv = ([binary] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {

@@ -4,7 +4,7 @@ import Foundation
 
 /// Every subcommand; multi-word names ("session create") are matched on the leading words.
 let commands: [any Command.Type] = [
-    MigrateCommand.self, AgentCreateCommand.self, EnvironmentCreateCommand.self, SessionCreateCommand.self,
+    MigrateCommand.self, APICommand.self, APIKeyCreateCommand.self, AgentCreateCommand.self, EnvironmentCreateCommand.self, SessionCreateCommand.self,
     SessionSendCommand.self, SessionShowCommand.self, SessionsCommand.self, EventsCommand.self,
     LeasesCommand.self, HarnessesCommand.self, PoolsCommand.self, TopCommand.self, VerifyCommand.self, ChaosCommand.self, HarnessCommand.self, SandboxPoolCommand.self, ScriptedModelCommand.self, DemoCommand.self, BenchQueueCommand.self, BenchDrainCommand.self, BenchSandboxCommand.self, BenchHarnessCommand.self,
 ]

@@ -1,0 +1,57 @@
+import DroverCore
+import DroverIO
+import DroverPostgres
+import DroverStore
+import Foundation
+import Synchronization
+
+/// `drover api`: stateless; all state in Postgres, so run as many replicas as you like behind a
+/// load balancer (TLS terminated in front). Needs only DATABASE_URL: it holds no model key and no
+/// pool token.
+public struct APIDaemon: Sendable {
+    public struct Config: Sendable {
+        public var host = "127.0.0.1"
+        public var port: UInt16 = 8080
+        public var databaseURL: String
+        public var databaseConnections = 8
+        /// Seconds requests in flight get to finish after SIGTERM.
+        public var grace: Double = 10
+        public var server = APIServer.Config()
+        public var metricsListen: (host: String, port: UInt16)?
+        public init(databaseURL: String) { self.databaseURL = databaseURL }
+    }
+
+    public let config: Config
+    public init(config: Config) { self.config = config }
+
+    public func run() async throws -> Int32 {
+        let log = Log(component: "api")
+        let pool = ConnectionPool(conninfo: config.databaseURL, maxConnections: config.databaseConnections, connectTimeout: 10)
+        let store = TenantStore(pool: pool)
+        let hub = EventStreamHub(store: store, log: log)
+        let router = APIRouter(store: store, hub: hub, log: log)
+        let listener = try Listener(host: config.host, port: config.port)
+        let server = APIServer(config: config.server, listener: listener, hub: hub, log: log) { request, requestID in
+            await router.handle(request, requestID: requestID)
+        }
+        let metrics = MetricsRegistry()
+        metrics.gauge("drover_api_streams", "Event streams open on this process.") { Double(hub.streamCount) }
+        metrics.gauge("drover_api_connections", "HTTP connections open on this process.") { Double(server.connectionCount) }
+        let draining = Mutex(false)
+        let ops = try config.metricsListen.map { listen in
+            try OpsEndpoint(host: listen.host, port: listen.port, metrics: metrics) { !draining.withLock { $0 } }
+        }
+        let poller = Task { await hub.run() }
+        server.start()
+        log.info("listening", ("address", .string("\(listener.host):\(listener.port)")), ("metrics", ops.map { .string($0.address) } ?? .null))
+        let signal = await TerminationSignal.wait()
+        log.info("draining", ("signal", .number(Double(signal))))
+        draining.withLock { $0 = true }
+        await server.drain(deadline: config.grace)
+        poller.cancel()
+        ops?.stop()
+        pool.close()
+        log.info("stopped")
+        return 0
+    }
+}

@@ -1,0 +1,168 @@
+import DroverCore
+import DroverIO
+import DroverStore
+import Foundation
+
+/// The routes of `/v1`, as the Anthropic SDKs call them (`client.beta.agents`, `.environments`,
+/// `.sessions`, `.sessions.events`). Every route but none needs a key; every query is scoped to
+/// the key's organisation, so another organisation's id answers 404 like a missing one.
+public struct APIRouter: Sendable {
+    let store: TenantStore
+    let hub: EventStreamHub
+    let log: Log
+
+    public init(store: TenantStore, hub: EventStreamHub, log: Log) {
+        self.store = store
+        self.hub = hub
+        self.log = log
+    }
+
+    /// A request's target split into path segments and query parameters (`types[]` → `types`).
+    struct Target {
+        var segments: [String]
+        var query: [String: [String]]
+
+        init(_ raw: String) {
+            let parts = raw.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+            segments = parts[0].split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
+            query = [:]
+            if parts.count == 2 {
+                for pair in parts[1].split(separator: "&") {
+                    let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                    var key = String(kv[0]).removingPercentEncoding ?? String(kv[0])
+                    if key.hasSuffix("[]") { key.removeLast(2) }
+                    let value = kv.count > 1 ? (String(kv[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(kv[1])) : ""
+                    query[key, default: []].append(value)
+                }
+            }
+        }
+
+        func first(_ key: String) -> String? { query[key]?.first }
+
+        func limit() throws -> Int {
+            guard let text = first("limit") else { return 20 }
+            guard let value = Int(text), (1...1000).contains(value) else { throw APIError.invalid("limit must be between 1 and 1000") }
+            return value
+        }
+
+        func flag(_ key: String) -> Bool { first(key) == "true" }
+    }
+
+    public func handle(_ request: HTTPServerRequest, requestID: String) async -> APIResponse {
+        let started = ContinuousClock.now
+        let response: APIResponse
+        var principal: APIPrincipal?
+        do {
+            principal = try await authenticate(request)
+            response = try await route(request, org: principal!.orgID)
+        } catch let error as APIError {
+            response = Self.failure(error, requestID: requestID)
+        } catch let error as DroverError {
+            response = Self.failure(APIError(error), requestID: requestID)
+        } catch {
+            log.error("request failed", ("request_id", .string(requestID)), ("error", .string(String(reflecting: error))))
+            response = Self.failure(APIError(500, "api_error", "internal error"), requestID: requestID)
+        }
+        var status = 200
+        if case .json(let code, _, _) = response { status = code }
+        log.info(
+            "request", ("request_id", .string(requestID)), ("method", .string(request.method)),
+            ("path", .string(String(request.path.prefix { $0 != "?" }))), ("status", .number(Double(status))),
+            ("org", principal.map { .string($0.orgID) } ?? .null), ("ms", .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded())))
+        return response
+    }
+
+    static func failure(_ error: APIError, requestID: String) -> APIResponse {
+        .json(status: error.status, body: error.json(requestID: requestID), headers: [("x-should-retry", error.shouldRetry ? "true" : "false")])
+    }
+
+    func authenticate(_ request: HTTPServerRequest) async throws -> APIPrincipal {
+        var secret = request.headers["x-api-key"]
+        if secret == nil, let authorization = request.headers["authorization"], authorization.lowercased().hasPrefix("bearer ") {
+            secret = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+        guard let secret, !secret.isEmpty else { throw APIError(401, "authentication_error", "an API key is required: x-api-key or Authorization: Bearer") }
+        guard let principal = try await store.authenticate(secret) else { throw APIError.unauthenticated }
+        return principal
+    }
+
+    static func ok(_ body: JSONValue) -> APIResponse { .json(status: 200, body: body, headers: []) }
+
+    func body(_ request: HTTPServerRequest) throws -> JSONValue {
+        guard !request.body.isEmpty else { return .object([:]) }
+        guard let value = try? JSONValue.parse(request.body), case .object = value else {
+            throw APIError.invalid("the body must be a JSON object")
+        }
+        return value
+    }
+
+    func route(_ request: HTTPServerRequest, org: String) async throws -> APIResponse {
+        let target = Target(request.path)
+        let path = target.segments
+        guard path.first == "v1", path.count >= 2 else { throw APIError.notFound("no route \(request.method) \(request.path.prefix { $0 != "?" })") }
+        let method = request.method
+        switch (path[1], path.count, method) {
+        // Agents
+        case ("agents", 2, "POST"): return Self.ok(try await store.createAgent(org: org, try body(request)))
+        case ("agents", 2, "GET"):
+            return Self.ok(try await store.agents(org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
+        case ("agents", 3, "GET"):
+            let version = try target.first("version").map { text -> Int in
+                guard let value = Int(text) else { throw APIError.invalid("version must be a whole number") }
+                return value
+            }
+            return Self.ok(try await store.agent(org: org, id: path[2], version: version))
+        case ("agents", 3, "POST"): return Self.ok(try await store.updateAgent(org: org, id: path[2], try body(request)))
+        case ("agents", 4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveAgent(org: org, id: path[2]))
+        case ("agents", 4, "GET") where path[3] == "versions":
+            return Self.ok(try await store.agentVersions(org: org, id: path[2], limit: try target.limit(), page: target.first("page")).json)
+        // Environments
+        case ("environments", 2, "POST"): return Self.ok(try await store.createEnvironment(org: org, try body(request)))
+        case ("environments", 2, "GET"):
+            return Self.ok(try await store.environments(
+                org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
+        case ("environments", 3, "GET"): return Self.ok(try await store.environment(org: org, id: path[2]))
+        case ("environments", 3, "POST"): return Self.ok(try await store.updateEnvironment(org: org, id: path[2], try body(request)))
+        case ("environments", 3, "DELETE"): return Self.ok(try await store.deleteEnvironment(org: org, id: path[2]))
+        case ("environments", 4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveEnvironment(org: org, id: path[2]))
+        // Sessions
+        case ("sessions", 2, "POST"): return Self.ok(try await store.createSession(org: org, try body(request)))
+        case ("sessions", 2, "GET"):
+            return Self.ok(try await store.sessions(
+                org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"),
+                agentID: target.first("agent_id")).json)
+        case ("sessions", 3, "GET"): return Self.ok(try await store.session(org: org, id: path[2]))
+        case ("sessions", 3, "POST"): return Self.ok(try await store.updateSession(org: org, id: path[2], try body(request)))
+        case ("sessions", 3, "DELETE"): return Self.ok(try await store.deleteSession(org: org, id: path[2]))
+        case ("sessions", 4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveSession(org: org, id: path[2]))
+        // Events
+        case ("sessions", 4, "POST") where path[3] == "events":
+            guard case .array(let events)? = try body(request)["events"] else { throw APIError.invalid("events: an array is required") }
+            return Self.ok(try await store.sendEvents(org: org, session: path[2], events))
+        case ("sessions", 4, "GET") where path[3] == "events":
+            let order = target.first("order") ?? "asc"
+            guard order == "asc" || order == "desc" else { throw APIError.invalid("order must be asc or desc") }
+            return Self.ok(try await store.events(
+                org: org, session: path[2], limit: try target.limit(), page: target.first("page"), descending: order == "desc",
+                types: target.query["types"]).json)
+        case ("sessions", 5, "GET") where path[3] == "events" && path[4] == "stream":
+            return try await stream(request, target: target, org: org, session: path[2])
+        default:
+            throw APIError.notFound("no route \(method) \(request.path.prefix { $0 != "?" })")
+        }
+    }
+
+    /// Server-sent events. Without a position, events from now on (as Managed Agents does); with
+    /// `Last-Event-ID` or `?after=` an event id, every event after that one first, then live ones.
+    func stream(_ request: HTTPServerRequest, target: Target, org: String, session: String) async throws -> APIResponse {
+        let current = try await store.session(org: org, id: session)
+        _ = current
+        let seq: Int64
+        if let id = request.headers["last-event-id"] ?? target.first("after"), !id.isEmpty {
+            seq = try await store.seq(org: org, session: session, eventID: id)
+        } else {
+            seq = try await store.lastSeqs([session])[session] ?? 0
+        }
+        return .stream(hub.subscribe(session: session, after: seq), headers: [])
+    }
+}

@@ -1,0 +1,228 @@
+import DroverCore
+import DroverIO
+import Foundation
+import Synchronization
+
+/// What a handler answers: a whole response, or an event stream the connection then serves.
+public enum APIResponse: Sendable {
+    case json(status: Int, body: JSONValue, headers: [(String, String)])
+    case stream(EventStreamHub.Subscriber, headers: [(String, String)])
+}
+
+/// HTTP/1.1 for `drover api`: keep-alive, strict parsing (`HTTPRequestParser`), deadlines for slow
+/// clients, a cap on connections, and server-sent event streams. Each connection has a thread of
+/// its own (bounded by the cap); handlers run as tasks, the thread waits for their answer.
+public final class APIServer: Sendable {
+    public struct Config: Sendable {
+        public var maxConnections = 1024
+        /// Seconds a request has, from its first byte, to arrive whole (slow clients are cut off).
+        public var requestDeadline: Double = 10
+        /// Seconds an idle keep-alive connection stays open.
+        public var idleTimeout: Double = 60
+        /// Seconds between `ping` events on a quiet stream.
+        public var pingInterval: Double = 15
+        public var limits = HTTPRequestParser.Limits()
+        public init() {}
+    }
+
+    let config: Config
+    let listener: Listener
+    let log: Log
+    let handler: @Sendable (HTTPServerRequest, String) async -> APIResponse
+    let hub: EventStreamHub
+    private struct State {
+        var connections: [Int32: Socket] = [:]
+        var inFlight = 0
+        var draining = false
+    }
+    private let state = Mutex(State())
+
+    public init(config: Config, listener: Listener, hub: EventStreamHub, log: Log,
+                handler: @escaping @Sendable (HTTPServerRequest, String) async -> APIResponse) {
+        self.config = config
+        self.listener = listener
+        self.hub = hub
+        self.log = log
+        self.handler = handler
+    }
+
+    public func start() {
+        let thread = Thread { [self] in
+            while let socket = listener.accept() {
+                let admitted = state.withLock { state -> Bool in
+                    guard state.connections.count < config.maxConnections, !state.draining else { return false }
+                    state.connections[socket.fd] = socket
+                    return true
+                }
+                guard admitted else {
+                    write(socket, Self.errorResponse(APIError(503, "overloaded_error", "too many connections"), requestID: Self.requestID(), close: true))
+                    socket.close()
+                    continue
+                }
+                let worker = Thread { [self] in serve(socket) }
+                worker.name = "drover.api.connection"
+                worker.start()
+            }
+        }
+        thread.name = "drover.api.accept"
+        thread.start()
+    }
+
+    /// Stops accepting; requests in flight finish; streams end at their next wake-up.
+    public func drain(deadline: Double) async {
+        state.withLock { $0.draining = true }
+        listener.shutdown()
+        let end = ContinuousClock.now + .seconds(deadline)
+        while state.withLock({ $0.inFlight }) > 0 && ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(20)) }
+        let sockets = state.withLock { Array($0.connections.values) }
+        sockets.forEach { $0.shutdown() }
+    }
+
+    public var connectionCount: Int { state.withLock { $0.connections.count } }
+
+    static func requestID() -> String { "req_" + String(UInt64.random(in: 0...UInt64.max), radix: 16) }
+
+    // MARK: - One connection
+
+    private func serve(_ socket: Socket) {
+        defer {
+            state.withLock { _ = $0.connections.removeValue(forKey: socket.fd) }
+            socket.close()
+        }
+        var parser = HTTPRequestParser(limits: config.limits)
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        socket.setReadTimeout(1)
+        socket.setSendTimeout(10)
+        var requestStarted: ContinuousClock.Instant?
+        var idleSince = ContinuousClock.now
+        while true {
+            switch parser.next() {
+            case .refused(let refusal):
+                write(socket, Self.errorResponse(APIError(refusal.status, "invalid_request_error", refusal.message), requestID: Self.requestID(), close: true))
+                return
+            case .request(let request):
+                requestStarted = parser.buffered > 0 ? .now : nil
+                let keepAlive = request.version == "HTTP/1.1" && request.headers["connection"]?.lowercased() != "close"
+                    && !state.withLock({ $0.draining })
+                guard answer(request, on: socket, keepAlive: keepAlive) && keepAlive else { return }
+                idleSince = .now
+                continue
+            case .needMore:
+                break
+            }
+            let now = ContinuousClock.now
+            if let started = requestStarted, now - started > .seconds(config.requestDeadline) {
+                write(socket, Self.errorResponse(APIError(408, "timeout_error", "the request did not arrive within \(Int(config.requestDeadline)) s"),
+                                                 requestID: Self.requestID(), close: true))
+                return
+            }
+            if requestStarted == nil && now - idleSince > .seconds(config.idleTimeout) { return }
+            if state.withLock({ $0.draining }) && requestStarted == nil { return }
+            let count: Int
+            do {
+                count = try socket.read(into: &buffer)
+            } catch let error as SystemError where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
+                continue
+            } catch {
+                return
+            }
+            guard count > 0 else { return }
+            if requestStarted == nil { requestStarted = .now }
+            parser.feed(buffer[0..<count])
+        }
+    }
+
+    /// Runs the handler and writes its answer; false when the connection must close.
+    private func answer(_ request: HTTPServerRequest, on socket: Socket, keepAlive: Bool) -> Bool {
+        let requestID = Self.requestID()
+        state.withLock { $0.inFlight += 1 }
+        defer { state.withLock { $0.inFlight -= 1 } }
+        let done = DispatchSemaphore(value: 0)
+        final class Box: Sendable { let response = Mutex<APIResponse?>(nil) }
+        let box = Box()
+        let handler = self.handler
+        Task {
+            let response = await handler(request, requestID)
+            box.response.withLock { $0 = response }
+            done.signal()
+        }
+        done.wait()
+        guard let response = box.response.withLock({ $0 }) else { return false }
+        switch response {
+        case .json(let status, let body, let headers):
+            var all = headers
+            all.append(("request-id", requestID))
+            return write(socket, Self.response(status: status, body: Array(body.text.utf8), headers: all, close: !keepAlive))
+        case .stream(let subscriber, let headers):
+            defer { hub.unsubscribe(subscriber) }
+            var head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\nrequest-id: \(requestID)\r\n"
+            for (name, value) in headers { head += "\(name): \(value)\r\n" }
+            guard write(socket, Array((head + "\r\n").utf8)) else { return false }
+            stream(subscriber, on: socket)
+            return false
+        }
+    }
+
+    /// Writes events as they come, pings when quiet; ends when the client goes, overflows, or
+    /// the server drains.
+    private func stream(_ subscriber: EventStreamHub.Subscriber, on socket: Socket) {
+        while !state.withLock({ $0.draining }) {
+            switch subscriber.next(timeout: config.pingInterval) {
+            case .overflowed:
+                let error = APIError(529, "overloaded_error", "the client read too slowly; reconnect with Last-Event-ID")
+                _ = write(socket, Array("event: error\ndata: \(error.json(requestID: Self.requestID()).text)\n\n".utf8))
+                log.info("stream cut off: the client read too slowly", ("session", .string(subscriber.session)))
+                return
+            case .idle:
+                guard write(socket, Array("event: ping\ndata: {\"type\": \"ping\"}\n\n".utf8)) else { return }
+            case .messages(let messages):
+                var text = ""
+                for message in messages {
+                    let id = (try? JSONValue.parse(message.json))?["id"]?.stringValue ?? ""
+                    text += "event: \(message.type)\nid: \(id)\ndata: \(message.json)\n\n"
+                }
+                guard write(socket, Array(text.utf8)) else { return }
+            }
+        }
+    }
+
+    @discardableResult
+    private func write(_ socket: Socket, _ bytes: [UInt8]) -> Bool {
+        (try? socket.send(bytes: bytes)) != nil
+    }
+
+    static func response(status: Int, body: [UInt8], headers: [(String, String)], close: Bool) -> [UInt8] {
+        var head = "HTTP/1.1 \(status) \(reason(status))\r\ncontent-type: application/json\r\ncontent-length: \(body.count)\r\n"
+        if close { head += "connection: close\r\n" }
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        return Array((head + "\r\n").utf8) + body
+    }
+
+    static func errorResponse(_ error: APIError, requestID: String, close: Bool) -> [UInt8] {
+        response(
+            status: error.status, body: Array(error.json(requestID: requestID).text.utf8),
+            headers: [("request-id", requestID), ("x-should-retry", error.shouldRetry ? "true" : "false")], close: close)
+    }
+
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: "OK"
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 408: "Request Timeout"
+        case 409: "Conflict"
+        case 413: "Content Too Large"
+        case 414: "URI Too Long"
+        case 429: "Too Many Requests"
+        case 431: "Request Header Fields Too Large"
+        case 501: "Not Implemented"
+        case 503: "Service Unavailable"
+        case 505: "HTTP Version Not Supported"
+        case 529: "Overloaded"
+        default: status < 500 ? "Client Error" : "Server Error"
+        }
+    }
+}

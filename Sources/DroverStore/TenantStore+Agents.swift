@@ -1,0 +1,138 @@
+import DroverCore
+import DroverPostgres
+
+/// Agents and environments of an organisation, as `/v1/agents` and `/v1/environments` serve them.
+extension TenantStore {
+    /// The toolset an agent gets when it names none: Managed Agents' built-in tools.
+    static let defaultTools: JSONValue = [["type": "agent_toolset_20260401"]]
+
+    public func createAgent(org: String, _ body: JSONValue) async throws -> JSONValue {
+        guard let name = body["name"]?.stringValue, !name.isEmpty else { throw DroverError(.invalidArgument, "name: a non-empty string is required") }
+        let model = try Self.model(body["model"])
+        return try await one(
+            """
+            INSERT INTO drover.agents AS a (id, version, name, model, system_prompt, tools, config, org_id, description, metadata)
+            VALUES (drover.new_id('agent'), 1, $1, $2, coalesce($3, ''), $4::jsonb, jsonb_build_object('model_config', $5::jsonb), $6, $7,
+                    coalesce($8::jsonb, '{}'))
+            RETURNING drover.api_agent_json(a)::text
+            """,
+            [name, model.id, body["system"]?.stringValue, (body["tools"] ?? Self.defaultTools).text, model.config.text, org,
+             body["description"]?.stringValue, Self.text(body["metadata"])], missing: "")
+    }
+
+    /// `model` as a string or `{id, speed, …}`.
+    static func model(_ value: JSONValue?) throws -> (id: String, config: JSONValue) {
+        if let id = value?.stringValue, !id.isEmpty { return (id, ["id": .string(id), "speed": "standard"]) }
+        if let id = value?["id"]?.stringValue, !id.isEmpty, let config = value { return (id, config) }
+        throw DroverError(.invalidArgument, "model: a model id, or an object with id, is required")
+    }
+
+    public func agent(org: String, id: String, version: Int? = nil) async throws -> JSONValue {
+        try await one(
+            """
+            SELECT drover.api_agent_json(a)::text FROM drover.agents a
+             WHERE a.id = $1 AND a.org_id = $2 AND ($3::int IS NULL OR a.version = $3)
+             ORDER BY a.version DESC LIMIT 1
+            """, [id, org, version], missing: "no agent \(id)\(version.map { " version \($0)" } ?? "")")
+    }
+
+    /// A new version if `version` is current (`conflict` otherwise).
+    public func updateAgent(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
+        guard let version = body["version"]?.intValue else { throw DroverError(.invalidArgument, "version: the agent's current version is required") }
+        if body["model"] != nil { _ = try Self.model(body["model"]) }
+        return try await one("SELECT drover.api_update_agent($1, $2, $3, $4::jsonb)::text", [org, id, version, body.text], missing: "no agent \(id)")
+    }
+
+    public func agents(org: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
+        let after = try Self.decodeCursor(page)?.split(separator: "|", maxSplits: 1).map(String.init)
+        return try await pagedRows(
+            """
+            SELECT drover.api_agent_json(a)::text, to_char(f.first AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || a.id
+              FROM (SELECT DISTINCT ON (id) * FROM drover.agents WHERE org_id = $1 ORDER BY id, version DESC) a
+              CROSS JOIN LATERAL (SELECT min(created_at) AS first FROM drover.agents v WHERE v.id = a.id) f
+             WHERE ($2 OR a.archived_at IS NULL)
+               AND ($3::timestamp IS NULL OR (f.first AT TIME ZONE 'UTC', a.id) < ($3::timestamp, $4))
+             ORDER BY f.first DESC, a.id DESC LIMIT $5
+            """, [org, includeArchived, after?.first, after?.last, limit + 1], limit: limit)
+    }
+
+    public func agentVersions(org: String, id: String, limit: Int, page: String?) async throws -> APIPage {
+        _ = try await agent(org: org, id: id)
+        let before = try Self.decodeCursor(page).flatMap { Int($0) }
+        return try await pagedRows(
+            """
+            SELECT drover.api_agent_json(a)::text, a.version::text FROM drover.agents a
+             WHERE a.id = $1 AND a.org_id = $2 AND ($3::int IS NULL OR a.version < $3) ORDER BY a.version DESC LIMIT $4
+            """, [id, org, before, limit + 1], limit: limit)
+    }
+
+    public func archiveAgent(org: String, id: String) async throws -> JSONValue {
+        try await mappingErrors {
+            try await pool.query("UPDATE drover.agents SET archived_at = now() WHERE id = $1 AND org_id = $2 AND archived_at IS NULL", [id, org])
+        }
+        return try await agent(org: org, id: id)
+    }
+
+    // MARK: - Environments
+
+    public func createEnvironment(org: String, _ body: JSONValue) async throws -> JSONValue {
+        guard let name = body["name"]?.stringValue, !name.isEmpty else { throw DroverError(.invalidArgument, "name: a non-empty string is required") }
+        return try await one(
+            """
+            INSERT INTO drover.environments AS e (id, name, config, org_id, description, metadata)
+            VALUES (drover.new_id('env'), $1, coalesce($2::jsonb, '{}') - 'type', $3, $4, coalesce($5::jsonb, '{}'))
+            RETURNING drover.api_environment_json(e)::text
+            """, [name, Self.text(body["config"]), org, body["description"]?.stringValue, Self.text(body["metadata"])], missing: "")
+    }
+
+    public func environment(org: String, id: String) async throws -> JSONValue {
+        try await one(
+            "SELECT drover.api_environment_json(e)::text FROM drover.environments e WHERE e.id = $1 AND e.org_id = $2", [id, org],
+            missing: "no environment \(id)")
+    }
+
+    public func updateEnvironment(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
+        try await one(
+            """
+            UPDATE drover.environments e
+               SET name = coalesce($3, e.name), description = CASE WHEN $4 THEN $5 ELSE e.description END,
+                   config = coalesce($6::jsonb - 'type', e.config), metadata = jsonb_strip_nulls(e.metadata || coalesce($7::jsonb, '{}')),
+                   updated_at = now()
+             WHERE e.id = $1 AND e.org_id = $2
+            RETURNING drover.api_environment_json(e)::text
+            """,
+            [id, org, body["name"]?.stringValue, body["description"] != nil, body["description"]?.stringValue, Self.text(body["config"]),
+             Self.text(body["metadata"])], missing: "no environment \(id)")
+    }
+
+    public func environments(org: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
+        let after = try Self.decodeCursor(page)?.split(separator: "|", maxSplits: 1).map(String.init)
+        return try await pagedRows(
+            """
+            SELECT drover.api_environment_json(e)::text, to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || e.id
+              FROM drover.environments e
+             WHERE e.org_id = $1 AND ($2 OR e.archived_at IS NULL)
+               AND ($3::timestamp IS NULL OR (e.created_at AT TIME ZONE 'UTC', e.id) < ($3::timestamp, $4))
+             ORDER BY e.created_at DESC, e.id DESC LIMIT $5
+            """, [org, includeArchived, after?.first, after?.last, limit + 1], limit: limit)
+    }
+
+    public func archiveEnvironment(org: String, id: String) async throws -> JSONValue {
+        try await one(
+            """
+            UPDATE drover.environments e SET archived_at = coalesce(e.archived_at, now()), updated_at = now()
+             WHERE e.id = $1 AND e.org_id = $2 RETURNING drover.api_environment_json(e)::text
+            """, [id, org], missing: "no environment \(id)")
+    }
+
+    /// Deletes an environment no session uses (`conflict` otherwise: archive it instead).
+    public func deleteEnvironment(org: String, id: String) async throws -> JSONValue {
+        _ = try await environment(org: org, id: id)
+        let used: Bool = try await mappingErrors {
+            try await pool.query("SELECT EXISTS (SELECT 1 FROM drover.sessions WHERE environment_id = $1)", [id])[0].decode(0)
+        }
+        if used { throw DroverError(.conflict, "environment \(id) has sessions: archive it instead") }
+        try await mappingErrors { try await pool.query("DELETE FROM drover.environments WHERE id = $1 AND org_id = $2", [id, org]) }
+        return ["id": .string(id), "type": "environment_deleted"]
+    }
+}

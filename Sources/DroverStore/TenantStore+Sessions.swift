@@ -1,0 +1,173 @@
+import DroverCore
+import DroverPostgres
+import Foundation
+
+/// Sessions and their events, as `/v1/sessions` serves them.
+extension TenantStore {
+    /// Event types a client may send, as `drover.send_event` accepts them.
+    public static let userEventTypes: Set<String> = Set(EventType.userSide.map(\.rawValue))
+
+    /// A session of an agent (latest version, or the one named by `{type: agent, id, version}`) in
+    /// an environment of the same organisation.
+    public func createSession(org: String, _ body: JSONValue) async throws -> JSONValue {
+        let agentID: String
+        var version: Int?
+        if let id = body["agent"]?.stringValue {
+            agentID = id
+        } else if let id = body["agent"]?["id"]?.stringValue {
+            agentID = id
+            version = body["agent"]?["version"]?.intValue
+        } else {
+            throw DroverError(.invalidArgument, "agent: an agent id, or {type: agent, id, version}, is required")
+        }
+        guard let environment = body["environment_id"]?.stringValue else { throw DroverError(.invalidArgument, "environment_id is required") }
+        let agent = try await self.agent(org: org, id: agentID, version: version)
+        if agent["archived_at"] != nil && agent["archived_at"] != .null { throw DroverError(.invalidArgument, "agent \(agentID) is archived") }
+        let env = try await self.environment(org: org, id: environment)
+        if env["archived_at"] != nil && env["archived_at"] != .null { throw DroverError(.invalidArgument, "environment \(environment) is archived") }
+        var initial: [JSONValue] = []
+        if let events = body["initial_events"], events != .null {
+            guard case .array(let list) = events else { throw DroverError(.invalidArgument, "initial_events must be an array") }
+            initial = list
+        }
+        let created = try await one(
+            """
+            INSERT INTO drover.sessions AS s (id, agent_id, agent_version, environment_id, org_id, title, metadata)
+            VALUES (drover.new_id('sesn'), $1, $2, $3, $4, $5, coalesce($6::jsonb, '{}'))
+            RETURNING drover.api_session_json(s)::text
+            """,
+            [agentID, agent["version"]?.intValue, environment, org, body["title"]?.stringValue, Self.text(body["metadata"])], missing: "")
+        guard !initial.isEmpty, let id = created["id"]?.stringValue else { return created }
+        _ = try await sendEvents(org: org, session: id, initial)
+        return try await session(org: org, id: id)
+    }
+
+    public func session(org: String, id: String) async throws -> JSONValue {
+        try await one(
+            "SELECT drover.api_session_json(s)::text FROM drover.sessions s WHERE s.id = $1 AND s.org_id = $2", [id, org],
+            missing: "no session \(id)")
+    }
+
+    public func updateSession(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
+        try await one(
+            """
+            UPDATE drover.sessions s
+               SET title = CASE WHEN $3 THEN $4 ELSE s.title END, metadata = jsonb_strip_nulls(s.metadata || coalesce($5::jsonb, '{}'))
+             WHERE s.id = $1 AND s.org_id = $2
+            RETURNING drover.api_session_json(s)::text
+            """, [id, org, body["title"] != nil, body["title"]?.stringValue, Self.text(body["metadata"])], missing: "no session \(id)")
+    }
+
+    public func sessions(org: String, limit: Int, page: String?, includeArchived: Bool, agentID: String?) async throws -> APIPage {
+        let after = try Self.decodeCursor(page)?.split(separator: "|", maxSplits: 1).map(String.init)
+        return try await pagedRows(
+            """
+            SELECT drover.api_session_json(s)::text, to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || s.id
+              FROM drover.sessions s
+             WHERE s.org_id = $1 AND ($2 OR s.archived_at IS NULL) AND ($3::text IS NULL OR s.agent_id = $3)
+               AND ($4::timestamp IS NULL OR (s.created_at AT TIME ZONE 'UTC', s.id) < ($4::timestamp, $5))
+             ORDER BY s.created_at DESC, s.id DESC LIMIT $6
+            """, [org, includeArchived, agentID, after?.first, after?.last, limit + 1], limit: limit)
+    }
+
+    public func archiveSession(org: String, id: String) async throws -> JSONValue {
+        try await one(
+            """
+            UPDATE drover.sessions s SET archived_at = coalesce(s.archived_at, now())
+             WHERE s.id = $1 AND s.org_id = $2 RETURNING drover.api_session_json(s)::text
+            """, [id, org], missing: "no session \(id)")
+    }
+
+    /// Deletes a session with its log (refused while it runs).
+    public func deleteSession(org: String, id: String) async throws -> JSONValue {
+        _ = try await session(org: org, id: id)
+        let deleted: Bool = try await mappingErrors { try await pool.query("SELECT drover.delete_session($1)", [id])[0].decode(0) }
+        guard deleted else { throw DroverError(.notFound, "no session \(id)") }
+        return ["id": .string(id), "type": "session_deleted"]
+    }
+
+    // MARK: - Events
+
+    /// Appends a batch of user events in one statement (all or none); returns them as stored.
+    public func sendEvents(org: String, session: String, _ events: [JSONValue]) async throws -> JSONValue {
+        guard !events.isEmpty else { throw DroverError(.invalidArgument, "events: at least one event is required") }
+        var types: [String] = []
+        var payloads: [String] = []
+        for (index, event) in events.enumerated() {
+            guard case .object(var fields) = event, let type = fields["type"]?.stringValue else {
+                throw DroverError(.invalidArgument, "events[\(index)]: an object with a type is required")
+            }
+            guard Self.userEventTypes.contains(type) else {
+                throw DroverError(.invalidArgument, "events[\(index)].type: \(type) cannot be sent; send one of \(Self.userEventTypes.sorted().joined(separator: ", "))")
+            }
+            fields["type"] = nil
+            types.append(type)
+            payloads.append(JSONValue.object(fields).text)
+        }
+        let archived: [Bool] = try await mappingErrors {
+            try await pool.query("SELECT archived_at IS NOT NULL FROM drover.sessions WHERE id = $1 AND org_id = $2", [session, org]).map { try $0.decode(0) }
+        }
+        guard let isArchived = archived.first else { throw DroverError(.notFound, "no session \(session)") }
+        if isArchived { throw DroverError(.invalidArgument, "session \(session) is archived and accepts no events") }
+        let sent = try await jsonRows(
+            """
+            SELECT drover.api_event_json(e)::text
+              FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS x(type, payload, n)
+              CROSS JOIN LATERAL drover.send_event($1, x.type, x.payload) r
+              JOIN drover.events e ON e.session_id = $1 AND e.seq = r.seq
+             ORDER BY x.n
+            """, [session, types, payloads])
+        return ["data": .array(sent)]
+    }
+
+    /// A page of a session's events in seq order (`order: desc` reverses it); the cursor is a seq.
+    public func events(org: String, session: String, limit: Int, page: String?, descending: Bool, types: [String]?) async throws -> APIPage {
+        _ = try await self.session(org: org, id: session)
+        let from = try Self.decodeCursor(page).flatMap { Int64($0) }
+        return try await pagedRows(
+            """
+            SELECT drover.api_event_json(e)::text, e.seq::text FROM drover.events e
+             WHERE e.session_id = $1 AND ($2::text[] IS NULL OR e.type = ANY ($2))
+               AND ($3::bigint IS NULL OR CASE WHEN $4 THEN e.seq < $3 ELSE e.seq > $3 END)
+             ORDER BY CASE WHEN $4 THEN -e.seq ELSE e.seq END LIMIT $5
+            """, [session, types, from, descending, limit + 1], limit: limit)
+    }
+
+    /// Events after `seq`, in order, with their seq and event type (for streams).
+    public func eventsAfter(session: String, seq: Int64, limit: Int = 500) async throws -> [(seq: Int64, type: String, json: String)] {
+        try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT e.seq, e.type, drover.api_event_json(e)::text FROM drover.events e
+                 WHERE e.session_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3
+                """, [session, seq, limit]
+            ).map { (try $0.decode(0), try $0.decode(1), try $0.decode(2)) }
+        }
+    }
+
+    /// The seq of an event given by its API id (`sevt_…`), in a session of the organisation.
+    public func seq(org: String, session: String, eventID: String) async throws -> Int64 {
+        guard eventID.hasPrefix("sevt_"), eventID.count == 37 else { throw DroverError(.invalidArgument, "\(eventID) is not an event id") }
+        let hex = String(eventID.dropFirst(5))
+        let uuid = "\(hex.prefix(8))-\(hex.dropFirst(8).prefix(4))-\(hex.dropFirst(12).prefix(4))-\(hex.dropFirst(16).prefix(4))-\(hex.dropFirst(20))"
+        let rows: [Int64] = try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT e.seq FROM drover.events e JOIN drover.sessions s ON s.id = e.session_id
+                 WHERE e.id = $1::uuid AND e.session_id = $2 AND s.org_id = $3
+                """, [uuid, session, org]).map { try $0.decode(0) }
+        }
+        guard let seq = rows.first else { throw DroverError(.notFound, "no event \(eventID) in session \(session)") }
+        return seq
+    }
+
+    /// Last seq of each session (streams poll this, one query for all of a process's streams).
+    public func lastSeqs(_ sessions: [String]) async throws -> [String: Int64] {
+        guard !sessions.isEmpty else { return [:] }
+        return try await mappingErrors {
+            Dictionary(uniqueKeysWithValues: try await pool.query(
+                "SELECT id, last_seq FROM drover.sessions WHERE id = ANY ($1::text[])", [sessions]
+            ).map { (try $0.decode(0) as String, try $0.decode(1) as Int64) })
+        }
+    }
+}

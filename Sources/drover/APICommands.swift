@@ -1,0 +1,72 @@
+import DroverAPI
+import DroverCore
+import DroverIO
+import DroverStore
+import Foundation
+
+struct APICommand: Command {
+    static let name = "api"
+    static let summary = "serve the Managed Agents-compatible HTTP API"
+    static let help = """
+        usage: drover api [--listen HOST:PORT] [--db-connections N] [--grace SECONDS]
+
+        Serves /v1/agents, /v1/environments, /v1/sessions and /v1/sessions/{id}/events (send,
+        list, stream) as Managed Agents does, so the official Anthropic SDKs work with base_url
+        pointed here. Keys come from `drover api-key create`. Stateless: run as many replicas as
+        you like behind a load balancer; terminate TLS in front (docs/api.md). Needs only
+        DATABASE_URL. On SIGTERM it stops accepting, lets requests finish for --grace seconds and
+        closes streams.
+
+          --listen HOST:PORT      address (default 127.0.0.1:8080; port 0 picks one, printed in the
+                                  "listening" log line)
+          --db-connections N      Postgres connections (default 8)
+          --grace SECONDS         drain time on SIGTERM (default 10)
+        \(DaemonOptions.help)
+        """
+    static let options: Set<String> = Set(["listen", "db-connections", "grace"]).union(DaemonOptions.names)
+
+    static func run(_ arguments: Arguments) async throws {
+        var config = APIDaemon.Config(databaseURL: try Environment.databaseURL())
+        config.metricsListen = try DaemonOptions.apply(arguments)
+        if let listen = arguments.value("listen") {
+            guard let (host, port) = parseHostPort(listen) else { throw UsageError("--listen takes HOST:PORT") }
+            config.host = host
+            config.port = port
+        }
+        if let connections = try arguments.int("db-connections") {
+            guard connections > 0 else { throw UsageError("--db-connections must be positive") }
+            config.databaseConnections = connections
+        }
+        if let grace = try arguments.double("grace") { config.grace = grace }
+        exit(try await APIDaemon(config: config).run())
+    }
+}
+
+struct APIKeyCreateCommand: Command {
+    static let name = "api-key create"
+    static let summary = "create an API key for an organisation (printed once)"
+    static let help = """
+        usage: drover api-key create --org NAME [--operator] [--json]
+
+        Creates the organisation if it is new, and a key for it. The key is printed once; only its
+        SHA-256 is stored. Clients send it as x-api-key or Authorization: Bearer.
+
+          --org NAME    the organisation
+          --operator    the key may also use fleet endpoints
+          --json        {"id", "key", "org"} instead of the key alone
+        """
+    static let options: Set<String> = ["org"]
+    static let flags: Set<String> = ["operator", "json"]
+
+    static func run(_ arguments: Arguments) async throws {
+        guard let org = arguments.value("org"), !org.isEmpty else { throw UsageError("--org NAME is required") }
+        let pool = try Environment.pool(maxConnections: 1)
+        defer { pool.close() }
+        let made = try await TenantStore(pool: pool).createKey(org: org, operator_: arguments.has("operator"))
+        if arguments.has("json") {
+            Output.line(JSONValue.object(["id": .string(made.id), "key": .string(made.secret), "org": .string(made.org)]).text)
+        } else {
+            Output.line(made.secret)
+        }
+    }
+}

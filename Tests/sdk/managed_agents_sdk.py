@@ -1,0 +1,136 @@
+"""The official `anthropic` SDK against `drover api`: what a team moving from the hosted
+Managed Agents would run, with only base_url changed. Run by DroverAPITests.SDKTests with
+DROVER_API_URL, DROVER_KEY_A and DROVER_KEY_B (a key of another organisation). Prints one line per
+check; any failure raises (non-zero exit)."""
+import os
+import threading
+import time
+
+import anthropic
+
+BASE = os.environ["DROVER_API_URL"]
+client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY_A"], base_url=BASE, max_retries=0)
+other = anthropic.Anthropic(api_key=os.environ["DROVER_KEY_B"], base_url=BASE, max_retries=0)
+
+
+def check(name, condition, detail=""):
+    if not condition:
+        raise AssertionError(f"{name}: {detail}")
+    print("ok", name, flush=True)
+
+
+def stream_until_idle(session_id, send, timeout=60):
+    """Opens the stream, then sends, then reads to session.status_idle; returns the events."""
+    seen = []
+    with client.beta.sessions.events.stream(session_id) as stream:
+        send()
+        deadline = time.time() + timeout
+        for event in stream:
+            seen.append(event)
+            if event.type == "session.status_idle" or time.time() > deadline:
+                break
+    return seen
+
+
+agent = client.beta.agents.create(
+    name="coder", model="claude-sonnet-4-5", system="You write small programs.",
+    tools=[{"type": "agent_toolset_20260401"}], metadata={"team": "a"})
+check("agent created", agent.id.startswith("agent_") and agent.version == 1 and agent.model.id == "claude-sonnet-4-5", agent)
+environment = client.beta.environments.create(name="default", config={"type": "cloud"})
+check("environment created", environment.id.startswith("env_") and environment.type == "environment", environment)
+session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id, title="first")
+check("session created", session.id.startswith("sesn_") and session.status == "idle" and session.agent.id == agent.id, session)
+
+events = stream_until_idle(session.id, lambda: client.beta.sessions.events.send(
+    session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "run it"}]}]))
+types = [event.type for event in events]
+check("streamed to idle", types[-1] == "session.status_idle" and "agent.tool_use" in types and "agent.message" in types, types)
+check("stop reason end_turn", events[-1].stop_reason.type == "end_turn", events[-1])
+check("every streamed event has an id", all(event.id.startswith("sevt_") for event in events), [e.id for e in events])
+
+listed = list(client.beta.sessions.events.list(session.id, limit=2))
+check("events paged (2 a page) are the streamed ones", [e.id for e in listed] == [e.id for e in events] and listed[0].type == "user.message",
+      [e.type for e in listed])
+tools = list(client.beta.sessions.events.list(session.id, types=["agent.tool_result"]))
+check("events filtered by type", len(tools) == 1 and tools[0].type == "agent.tool_result", tools)
+retrieved = client.beta.sessions.retrieve(session.id)
+check("session usage", retrieved.usage.input_tokens > 0 and retrieved.status == "idle", retrieved.usage)
+
+updated = client.beta.agents.update(agent.id, version=1, system="Version two.")
+check("agent updated", updated.version == 2 and updated.system == "Version two.", updated)
+try:
+    client.beta.agents.update(agent.id, version=1, system="stale")
+    raise AssertionError("a stale version was accepted")
+except anthropic.ConflictError as error:
+    check("stale version is 409", error.status_code == 409 and error.response.headers.get("x-should-retry") == "false")
+check("agent versions", [a.version for a in client.beta.agents.versions.list(agent.id)] == [2, 1])
+
+try:
+    anthropic.Anthropic(api_key="sk-drover-wrong", base_url=BASE, max_retries=0).beta.sessions.retrieve(session.id)
+    raise AssertionError("a wrong key was accepted")
+except anthropic.AuthenticationError as error:
+    check("wrong key is 401", error.status_code == 401 and error.response.headers.get("request-id", "").startswith("req_"))
+
+for name, call in [
+    ("retrieve", lambda: other.beta.sessions.retrieve(session.id)),
+    ("send", lambda: other.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "x"}]}])),
+    ("list", lambda: list(other.beta.sessions.events.list(session.id))),
+    ("stream", lambda: other.beta.sessions.events.stream(session.id).close()),
+    ("agent", lambda: other.beta.agents.retrieve(agent.id)),
+]:
+    try:
+        call()
+        raise AssertionError(f"another organisation could {name}")
+    except anthropic.NotFoundError as error:
+        check(f"another organisation's {name} is 404", error.status_code == 404 and error.body["error"]["type"] == "not_found_error")
+check("another organisation lists nothing", list(other.beta.sessions.list()) == [])
+
+# Reconnecting with Last-Event-ID: every later event once, no gap, no duplicate.
+second = client.beta.sessions.create(agent={"type": "agent", "id": agent.id, "version": 1}, environment_id=environment.id)
+check("session pinned to a version", second.agent.version == 1, second.agent)
+first_part = []
+with client.beta.sessions.events.stream(second.id) as stream:
+    client.beta.sessions.events.send(second.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "again"}]}])
+    for event in stream:
+        first_part.append(event)
+        if len(first_part) == 2:
+            break  # disconnect mid-session
+rest = []
+with client.beta.sessions.events.stream(second.id, extra_headers={"Last-Event-ID": first_part[-1].id}) as stream:
+    for event in stream:
+        rest.append(event)
+        if event.type == "session.status_idle":
+            break
+all_ids = [e.id for e in client.beta.sessions.events.list(second.id)]
+check("reconnect resumes exactly", [e.id for e in first_part + rest] == all_ids, ([e.type for e in first_part], [e.type for e in rest]))
+
+# An interrupt ends a long tool call's turn.
+third = client.beta.sessions.create(agent=agent.id, environment_id=environment.id, title="slow")
+def send_then_interrupt():
+    client.beta.sessions.events.send(third.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "slow please"}]}])
+    def interrupt():
+        time.sleep(1.5)
+        client.beta.sessions.events.send(third.id, events=[{"type": "user.interrupt"}])
+    threading.Thread(target=interrupt, daemon=True).start()
+started = time.time()
+interrupted = stream_until_idle(third.id, send_then_interrupt, timeout=30)
+check("an interrupt ends the turn early", interrupted[-1].type == "session.status_idle" and time.time() - started < 20,
+      [e.type for e in interrupted])
+
+archived = client.beta.sessions.archive(session.id)
+check("session archived", archived.archived_at is not None)
+try:
+    client.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "x"}]}])
+    raise AssertionError("an archived session took an event")
+except anthropic.BadRequestError:
+    check("an archived session takes no events", True)
+deleted = client.beta.sessions.delete(session.id)
+check("session deleted", deleted.type == "session_deleted" and deleted.id == session.id)
+try:
+    client.beta.sessions.retrieve(session.id)
+    raise AssertionError("a deleted session is still there")
+except anthropic.NotFoundError:
+    check("a deleted session is gone", True)
+archived_agent = client.beta.agents.archive(agent.id)
+check("agent archived", archived_agent.archived_at is not None)
+print("all checks passed", flush=True)
