@@ -14,6 +14,12 @@ public struct Event: Sendable, Equatable {
     /// The lease epoch that wrote the event; `nil` for user-side events.
     public var leaseEpoch: Int64?
 
+    /// The id the API shows (`sevt_` and the UUID's hex), which clients quote back
+    /// (`custom_tool_use_id`, `tool_use_id` of a confirmation, `Last-Event-ID`).
+    public var apiID: String { Self.apiID(uuid: id) }
+
+    public static func apiID(uuid: String) -> String { "sevt_" + uuid.replacingOccurrences(of: "-", with: "").lowercased() }
+
     public init(
         sessionID: SessionID, seq: Int64, id: String, type: EventType, payload: String,
         createdAt: Date, leaseEpoch: Int64?

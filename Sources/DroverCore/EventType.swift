@@ -17,6 +17,12 @@ public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomSt
     public static let agentThinking = EventType("agent.thinking")
     public static let agentToolUse = EventType("agent.tool_use")
     public static let agentToolResult = EventType("agent.tool_result")
+    /// A call of one of the agent's `custom` tools: the client runs it and answers with
+    /// `user.custom_tool_result`.
+    public static let agentCustomToolUse = EventType("agent.custom_tool_use")
+    /// Managed Agents' name for a context compaction; logs written before #11 say
+    /// `agent.context_compacted` (`agentContextCompacted`), which is still read.
+    public static let agentThreadContextCompacted = EventType("agent.thread_context_compacted")
     public static let agentContextCompacted = EventType("agent.context_compacted")
 
     public static let sessionStatusRunning = EventType("session.status_running")

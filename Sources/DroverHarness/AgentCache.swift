@@ -9,6 +9,9 @@ struct RunnableAgent: Sendable {
     var model: String
     var systemPrompt: String
     var tools: [ToolDefinition]
+    /// The agent's `custom` tools (the client runs them) and its `always_ask` built-ins.
+    var customTools: Set<String> = []
+    var askTools: Set<String> = []
     var maxTurns: Int
     var maxTokens: Int
     var contextBudgetTokens: Int
@@ -31,6 +34,7 @@ final class AgentCache: Sendable {
         let extra = (try? JSONValue.parse(config.configJSON)) ?? [:]
         let agent = RunnableAgent(
             model: config.model, systemPrompt: config.systemPrompt, tools: BuiltinTools.definitions(fromJSON: config.toolsJSON),
+            customTools: BuiltinTools.customNames(fromJSON: config.toolsJSON), askTools: BuiltinTools.askNames(fromJSON: config.toolsJSON),
             maxTurns: extra["max_turns"]?.intValue ?? defaults.maxTurns, maxTokens: extra["max_tokens"]?.intValue ?? 4096,
             contextBudgetTokens: extra["context_budget_tokens"]?.intValue ?? defaults.contextBudgetTokens,
             tokenBudget: extra["token_budget"]?.intValue)

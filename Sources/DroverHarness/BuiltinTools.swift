@@ -40,6 +40,32 @@ public enum BuiltinTools {
         }
     }
 
+    /// The agent's `custom` tools: the client runs them (`agent.custom_tool_use`).
+    public static func customNames(fromJSON json: String) -> Set<String> {
+        guard case .array(let tools)? = try? JSONValue.parse(json) else { return [] }
+        return Set(tools.filter { $0["type"]?.stringValue == "custom" }.compactMap { $0["name"]?.stringValue })
+    }
+
+    /// Built-in tools whose permission policy is `always_ask` (the toolset's default, unless a
+    /// tool's own config says otherwise): each call waits for `user.tool_confirmation`.
+    public static func askNames(fromJSON json: String) -> Set<String> {
+        guard case .array(let tools)? = try? JSONValue.parse(json) else { return [] }
+        var ask = Set<String>()
+        for entry in tools where entry["type"]?.stringValue?.hasPrefix("agent_toolset_") == true {
+            let byDefault = entry["default_config"]?["permission_policy"]?["type"]?.stringValue == "always_ask"
+            var policy: [String: Bool] = [:]
+            if case .array(let configs)? = entry["configs"] {
+                for config in configs {
+                    if let name = config["name"]?.stringValue, let type = config["permission_policy"]?["type"]?.stringValue {
+                        policy[name] = type == "always_ask"
+                    }
+                }
+            }
+            for tool in toolset(entry) where policy[tool.name] ?? byDefault { ask.insert(tool.name) }
+        }
+        return ask
+    }
+
     /// `{"type": "agent_toolset_…", "default_config": {"enabled"}, "configs": [{"name", "enabled"}]}`.
     static func toolset(_ entry: JSONValue) -> [ToolDefinition] {
         var configs: [JSONValue] = []

@@ -72,6 +72,8 @@ public struct ContextView: Sendable, Equatable {
         /// User blocks that arrived while results were outstanding.
         var held: [ContentBlock] = []
         var resultSeqs: [String: Int64] = [:]
+        /// Tool-use ids by their event's API id: custom tool results name the event.
+        var toolUseIDs: [String: String] = [:]
         /// A model request was logged and its answer has not been (or is being) read.
         var requestInFlight = false
         var answerOpen = false
@@ -81,6 +83,7 @@ public struct ContextView: Sendable, Equatable {
         mutating func add(_ entry: SessionLog.Entry) {
             let payload = entry.json
             let answerBlock = entry.type == .agentMessage || entry.type == .agentThinking || entry.type == .agentToolUse
+                || entry.type == .agentCustomToolUse
             if answerBlock && requestInFlight {
                 // The answer itself shows the call returned (logs without its end span).
                 requestInFlight = false
@@ -109,18 +112,22 @@ public struct ContextView: Sendable, Equatable {
                 if let signature = payload["signature"]?.stringValue {
                     append(.assistant, [.thinking(payload["thinking"]?.stringValue ?? "", signature: signature)])
                 }
-            case .agentToolUse:
+            case .agentToolUse, .agentCustomToolUse:
                 closeToolTurn()
                 let id = payload["id"]?.stringValue ?? ""
                 guard !id.isEmpty else { return }
+                toolUseIDs[entry.event.apiID] = id
                 append(.assistant, [.toolUse(id: id, name: payload["name"]?.stringValue ?? "", input: payload["input"] ?? [:])])
                 awaiting.append(id)
             case .agentToolResult, .userCustomToolResult:
-                let id = payload["tool_use_id"]?.stringValue ?? ""
+                // A client's result names the tool use's event (`custom_tool_use_id`); older logs
+                // and the harness name the tool use itself.
+                let named = payload["custom_tool_use_id"]?.stringValue ?? payload["tool_use_id"]?.stringValue ?? ""
+                let id = toolUseIDs[named] ?? named
                 guard let position = awaiting.firstIndex(of: id) else { return }
                 awaiting.remove(at: position)
                 resultSeqs[id] = entry.seq
-                results.append(.toolResult(toolUseID: id, content: payload["content"]?.stringValue ?? "", isError: payload["is_error"]?.boolValue ?? false))
+                results.append(.toolResult(toolUseID: id, content: Self.text(payload["content"]), isError: payload["is_error"]?.boolValue ?? false))
                 if awaiting.isEmpty { flushResults() }
             default:
                 return
@@ -178,6 +185,16 @@ public struct ContextView: Sendable, Equatable {
         }
 
         /// Content as blocks, without the empty text the API refuses.
+        /// A result's content as text: a string, or the text of `[{type: text, text}]` blocks (what
+        /// clients send in `user.custom_tool_result`).
+        static func text(_ content: JSONValue?) -> String {
+            switch content {
+            case .string(let text)?: return text
+            case .array(let list)?: return list.compactMap { $0["text"]?.stringValue }.joined(separator: "\n")
+            default: return ""
+            }
+        }
+
         static func blocks(_ content: JSONValue?) -> [ContentBlock] {
             let blocks: [ContentBlock]
             switch content {

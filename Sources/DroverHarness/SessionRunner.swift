@@ -161,7 +161,7 @@ final class SessionRunner: Sendable {
     private func callModel(agent: RunnableAgent, view: ContextView, compacted: [String]?, sessionLog: SessionLog) async throws {
         var before: [(EventType, String)] = []
         if let compacted {
-            before.append((.agentContextCompacted, JSONValue.object([
+            before.append((.agentThreadContextCompacted, JSONValue.object([
                 "elided_tool_results": .array(compacted.map(JSONValue.string)),
                 "estimated_tokens_before": .number(Double(view.estimatedTokens.before)),
                 "estimated_tokens_after": .number(Double(view.estimatedTokens.after)),
@@ -212,7 +212,10 @@ final class SessionRunner: Sendable {
             case .text(let text):
                 after.append((.agentMessage, ToolText.storable(["content": [["type": "text", "text": .string(text)]]]).text))
             case .toolUse(let id, let name, let input):
-                after.append((.agentToolUse, ToolText.storable(["id": .string(id), "name": .string(name), "input": input]).text))
+                // A custom tool is the client's to run; an always_ask one waits for confirmation.
+                var payload: [String: JSONValue] = ["id": .string(id), "name": .string(name), "input": input]
+                if agent.askTools.contains(name) { payload["evaluated_permission"] = "ask" }
+                after.append((agent.customTools.contains(name) ? .agentCustomToolUse : .agentToolUse, ToolText.storable(.object(payload)).text))
             case .toolResult:
                 continue
             }
@@ -227,6 +230,16 @@ final class SessionRunner: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for call in calls {
                 let metrics = context.metrics
+                if case .denied(let message) = call.status {
+                    // Denied by the user: its result says so; nothing runs.
+                    group.addTask {
+                        try await self.write([(.agentToolResult, JSONValue.object([
+                            "tool_use_id": .string(call.id), "content": .string("The user denied this tool call: \(message)"), "is_error": true,
+                            "outcome": "denied",
+                        ]).text)])
+                    }
+                    continue
+                }
                 group.addTask {
                     let started = ContinuousClock.now
                     // Cancelled (interrupt, hand-off, lost lease): the call's process is killed too,
@@ -259,7 +272,7 @@ final class SessionRunner: Sendable {
     /// if a user event arrived after `handledThrough`, the last seq the decision to end was made on.
     private func finish(_ reason: IdleReason, unanswered: [PendingToolUse], handledThrough: Int64, extra: [(EventType, String)]) async throws {
         var closing = extra
-        let why = reason == .interrupted ? "Interrupted by the user before a result arrived." : "The turn ended (\(reason.rawValue)) before a result arrived."
+        let why = reason == .interrupted ? "Interrupted by the user before a result arrived." : "The turn ended (\(reason.name)) before a result arrived."
         for call in unanswered {
             closing.append((.agentToolResult, JSONValue.object([
                 "tool_use_id": .string(call.id), "content": .string(why), "is_error": true,
@@ -268,14 +281,14 @@ final class SessionRunner: Sendable {
         }
         if reason == .retriesExhausted {
             closing.append((.sessionError, JSONValue.object(["error": [
-                "type": "retries_exhausted",
+                "type": "retries_exhausted", "retry_status": ["type": "exhausted"],
                 "message": .string("The session was claimed \(lease.attempt) times in a row without its turn ending: each harness that held it stopped. It was closed rather than tried again."),
             ]]).text))
         }
-        closing.append((.sessionStatusIdle, JSONValue.object(["stop_reason": ["type": .string(reason.rawValue)]]).text))
+        closing.append((.sessionStatusIdle, JSONValue.object(["stop_reason": reason.stopReason]).text))
         let status = try await release(to: .idle, handledThrough: handledThrough, appending: closing)
-        context.metrics.released.inc(["stop_reason": reason.rawValue])
-        log.info("session idle", ("stop_reason", .string(reason.rawValue)), ("released_to", .string(status.rawValue)))
+        context.metrics.released.inc(["stop_reason": reason.name])
+        log.info("session idle", ("stop_reason", .string(reason.name)), ("released_to", .string(status.rawValue)))
     }
 
     /// Releases the lease, after appending `events` in the same transaction.
@@ -342,7 +355,7 @@ final class SessionRunner: Sendable {
                 let (code, message) = Self.describe(error)
                 log.error("session failed", ("code", .string(code)), ("error", .string(message)))
                 try await finishAfterStop(.error, extra: [(.sessionError, JSONValue.object([
-                    "error": ["type": .string(code), "message": .string(message)],
+                    "error": ["type": .string(code), "message": .string(message), "retry_status": ["type": "terminal"]],
                 ]).text)])
             }
         } catch {

@@ -3,24 +3,78 @@ import DroverModel
 
 /// A tool use the log holds without a result.
 public struct PendingToolUse: Sendable, Equatable {
+    /// The model's tool-use id (`toolu_…`), which results name.
     public var id: String
     public var name: String
     public var input: JSONValue
     /// Logged under an earlier lease: a harness that died may already have sent it, so if its
     /// sandbox is gone the outcome is unknown, not "never ran".
     public var recovering: Bool
+    /// The id of its event as the API shows it (`sevt_…`), which clients answer to.
+    public var eventID: String = ""
+    public var status: Status = .run
+
+    public enum Status: Sendable, Equatable {
+        /// Run it in the sandbox.
+        case run
+        /// The user denied it (`user.tool_confirmation` deny): log the denial as its result.
+        case denied(String)
+        /// Its tool is `always_ask`: it waits for `user.tool_confirmation`.
+        case awaitingConfirmation
+        /// A `custom` tool: the client runs it and answers with `user.custom_tool_result`.
+        case awaitingClient
+    }
+
+    public var isWaiting: Bool { status == .awaitingConfirmation || status == .awaitingClient }
 }
 
-/// Why a turn ended, as `session.status_idle`'s `stop_reason.type` says.
-public enum IdleReason: String, Sendable, Equatable {
-    case endTurn = "end_turn"
+/// Why a turn ended. On the wire and in the log it is Managed Agents' `stop_reason` object
+/// (`end_turn`, `requires_action {event_ids}`, `retries_exhausted`, `budget_reached`,
+/// `refusal`); Drover's own outcomes use the nearest of those with `drover_reason` saying which.
+public enum IdleReason: Sendable, Equatable {
+    case endTurn
+    /// A `user.interrupt` ended the turn (`end_turn`, drover_reason `interrupted`).
     case interrupted
+    /// A failure the harness could not get past (`retries_exhausted`, drover_reason `error`).
     case error
-    case maxTurns = "max_turns"
-    case budgetReached = "budget_reached"
-    /// Managed Agents' name: the session was claimed again and again without its turn ending
-    /// (each claim's harness died), so it is closed instead of taking down the fleet.
-    case retriesExhausted = "retries_exhausted"
+    /// The agent's turn limit (`end_turn`, drover_reason `max_turns`).
+    case maxTurns
+    case budgetReached
+    /// The session was claimed again and again without its turn ending (each claim's harness
+    /// died), so it is closed instead of taking down the fleet.
+    case retriesExhausted
+    /// The model refused to go on.
+    case refusal
+    /// Tool uses wait for the client: custom tool results or confirmations (their event ids).
+    case requiresAction([String])
+
+    /// The name for metrics and logs (`drover_reason` when there is one, else the type).
+    public var name: String {
+        switch self {
+        case .endTurn: "end_turn"
+        case .interrupted: "interrupted"
+        case .error: "error"
+        case .maxTurns: "max_turns"
+        case .budgetReached: "budget_reached"
+        case .retriesExhausted: "retries_exhausted"
+        case .refusal: "refusal"
+        case .requiresAction: "requires_action"
+        }
+    }
+
+    /// `session.status_idle`'s `stop_reason`.
+    public var stopReason: JSONValue {
+        switch self {
+        case .endTurn: ["type": "end_turn"]
+        case .interrupted: ["type": "end_turn", "drover_reason": "interrupted"]
+        case .maxTurns: ["type": "end_turn", "drover_reason": "max_turns"]
+        case .error: ["type": "retries_exhausted", "drover_reason": "error"]
+        case .budgetReached: ["type": "budget_reached"]
+        case .retriesExhausted: ["type": "retries_exhausted"]
+        case .refusal: ["type": "refusal"]
+        case .requiresAction(let ids): ["type": "requires_action", "event_ids": .array(ids.map(JSONValue.string))]
+        }
+    }
 }
 
 /// What a runner does next, decided from the log alone.
@@ -28,7 +82,7 @@ public enum TurnStep: Sendable, Equatable {
     /// Run these logged tool uses (in parallel) and log each result.
     case runTools([PendingToolUse])
     /// Call the model with this view; `compacted` is the list of elided tool results to log as
-    /// `agent.context_compacted` first, when the view elides something new.
+    /// `agent.thread_context_compacted` first, when the view elides something new.
     case callModel(ContextView, compacted: [String]?)
     /// End the turn: answer `unanswered` tool uses with an error result, append
     /// `session.status_idle` and release. `handledThrough` is the last seq this decision read;
@@ -72,8 +126,11 @@ public struct TurnPlanner: Sendable {
         func finish(_ reason: IdleReason) -> TurnStep { .finish(reason, unanswered: pending, handledThrough: log.lastSeq) }
         if attempt > maxAttempts { return finish(.retriesExhausted) }
         if Self.hasUnhandledInterrupt(log) { return finish(.interrupted) }
-        if !pending.isEmpty { return .runTools(pending) }
-        if Self.turnIsOver(log) { return finish(.endTurn) }
+        let runnable = pending.filter { !$0.isWaiting }
+        if !runnable.isEmpty { return .runTools(runnable) }
+        // What waits for the client stays unanswered: the session idles until it answers.
+        if !pending.isEmpty { return .finish(.requiresAction(pending.map(\.eventID)), unanswered: [], handledThrough: log.lastSeq) }
+        if Self.turnIsOver(log) { return finish(Self.lastAnswerRefused(log) ? .refusal : .endTurn) }
         if Self.modelCallsThisRun(log) >= maxTurns { return finish(.maxTurns) }
         if let tokenBudget, Self.tokensSpent(log) >= tokenBudget { return finish(.budgetReached) }
         let view = ContextView(log: log, budgetTokens: contextBudgetTokens)
@@ -81,18 +138,52 @@ public struct TurnPlanner: Sendable {
         return .callModel(view, compacted: compacted)
     }
 
-    /// Tool uses with no result yet, in log order.
+    /// Tool uses (built-in and custom) with no result yet, in log order, with what each waits for.
     static func pendingToolUses(_ log: SessionLog, epoch: Int64) -> [PendingToolUse] {
+        // Clients answer by event id (`sevt_…`); older logs and the harness by tool-use id.
+        var toolUseIDs: [String: String] = [:]
+        for entry in log.entries where entry.type == .agentToolUse || entry.type == .agentCustomToolUse {
+            if let id = entry.json["id"]?.stringValue { toolUseIDs[entry.event.apiID] = id }
+        }
+        func toolUseID(_ payload: JSONValue, _ key: String) -> String? {
+            guard let named = payload[key]?.stringValue ?? payload["tool_use_id"]?.stringValue else { return nil }
+            return toolUseIDs[named] ?? named
+        }
         var answered = Set<String>()
-        for entry in log.entries where entry.type == .agentToolResult || entry.type == .userCustomToolResult {
-            if let id = entry.json["tool_use_id"]?.stringValue { answered.insert(id) }
+        var confirmations: [String: PendingToolUse.Status] = [:]
+        for entry in log.entries {
+            switch entry.type {
+            case .agentToolResult:
+                if let id = entry.json["tool_use_id"]?.stringValue { answered.insert(id) }
+            case .userCustomToolResult:
+                if let id = toolUseID(entry.json, "custom_tool_use_id") { answered.insert(id) }
+            case .userToolConfirmation:
+                guard let id = toolUseID(entry.json, "tool_use_id") else { continue }
+                confirmations[id] = entry.json["result"]?.stringValue == "allow"
+                    ? .run : .denied(entry.json["deny_message"]?.stringValue ?? "The user denied this tool call.")
+            default:
+                continue
+            }
         }
         return log.entries.compactMap { entry in
-            guard entry.type == .agentToolUse, let id = entry.json["id"]?.stringValue, !answered.contains(id) else { return nil }
+            guard entry.type == .agentToolUse || entry.type == .agentCustomToolUse, let id = entry.json["id"]?.stringValue,
+                  !answered.contains(id)
+            else { return nil }
+            var status = PendingToolUse.Status.run
+            if entry.type == .agentCustomToolUse {
+                status = .awaitingClient
+            } else if entry.json["evaluated_permission"]?.stringValue == "ask" {
+                status = confirmations[id] ?? .awaitingConfirmation
+            }
             return PendingToolUse(
                 id: id, name: entry.json["name"]?.stringValue ?? "", input: entry.json["input"] ?? [:],
-                recovering: entry.event.leaseEpoch != epoch)
+                recovering: entry.event.leaseEpoch != epoch, eventID: entry.event.apiID, status: status)
         }
+    }
+
+    /// Whether the model's last answer was a refusal (its `stop_reason`).
+    static func lastAnswerRefused(_ log: SessionLog) -> Bool {
+        log.entries.last { $0.type == .spanModelRequestEnd }?.json["stop_reason"]?.stringValue == "refusal"
     }
 
     /// An interrupt newer than both the last idle status and the last user message.
@@ -104,12 +195,14 @@ public struct TurnPlanner: Sendable {
     /// request either completed without asking for tools or its turn was already closed.
     static func turnIsOver(_ log: SessionLog) -> Bool {
         let request = log.lastSeq(of: .spanModelRequestStart)
-        let inputSince = log.entries.contains { ($0.type == .userMessage || $0.type == .userCustomToolResult) && $0.seq > request }
+        let inputSince = log.entries.contains {
+            ($0.type == .userMessage || $0.type == .userCustomToolResult || $0.type == .userToolConfirmation) && $0.seq > request
+        }
         if inputSince { return false }
         if request == 0 { return true }
         if log.lastSeq(of: .sessionStatusIdle) > request { return true }
         guard log.lastSeq(of: .spanModelRequestEnd) > request else { return false }
-        return !log.entries.contains { $0.type == .agentToolUse && $0.seq > request }
+        return !log.entries.contains { ($0.type == .agentToolUse || $0.type == .agentCustomToolUse) && $0.seq > request }
     }
 
     /// Model calls since the session last went idle: the turn limit counts across harnesses.
@@ -128,7 +221,7 @@ public struct TurnPlanner: Sendable {
     }
 
     static func lastCompacted(_ log: SessionLog) -> [String] {
-        guard let entry = log.entries.last(where: { $0.type == .agentContextCompacted }),
+        guard let entry = log.entries.last(where: { $0.type == .agentThreadContextCompacted || $0.type == .agentContextCompacted }),
               case .array(let ids)? = entry.json["elided_tool_results"] else { return [] }
         return ids.compactMap(\.stringValue)
     }

@@ -97,7 +97,7 @@ public final class HarnessCluster: Sendable {
     /// Waits for `session.status_idle` and returns the stop reason and the whole log.
     public func waitForIdle(_ session: SessionID, timeout: Double = 30) async throws -> (stopReason: String, events: [Event]) {
         let idle = try await waitForEvent(session, timeout: timeout) { $0.type == .sessionStatusIdle }
-        let reason = (try? JSONValue.parse(idle.payload))?["stop_reason"]?["type"]?.stringValue ?? ""
+        let reason = StopReason.name(of: (try? JSONValue.parse(idle.payload))?["stop_reason"]) ?? ""
         let log = try await events(session)
         if reason == "error" {
             // Say why, so that a failing test explains itself.

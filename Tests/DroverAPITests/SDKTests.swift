@@ -14,13 +14,29 @@ import Testing
             ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo hi"]]]],
             ["content": [["type": "text", "text": "Done."]]],
         ],
-        "variants": [[
-            "match": "slow please",
-            "turns": [
-                ["content": [["type": "tool_use", "name": "bash", "input": ["command": "sleep 30"]]]],
-                ["content": [["type": "text", "text": "Stopped."]]],
+        "variants": [
+            [
+                "match": "slow please",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": ["command": "sleep 30"]]]],
+                    ["content": [["type": "text", "text": "Stopped."]]],
+                ],
             ],
-        ]],
+            [
+                "match": "use the lookup",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "lookup", "input": ["q": "drover"]]]],
+                    ["content": [["type": "text", "text": "Found it."]]],
+                ],
+            ],
+            [
+                "match": "ask first",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo confirmed"]]]],
+                    ["content": [["type": "text", "text": "Ran it."]]],
+                ],
+            ],
+        ],
     ]
 
     @Test func theOfficialSDKWorksAgainstDrover() async throws {

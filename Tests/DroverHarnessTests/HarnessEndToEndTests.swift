@@ -255,7 +255,7 @@ import Testing
             let session = try await cluster.session("count")
             let (reason, events) = try await cluster.waitForIdle(session)
             #expect(reason == "end_turn")
-            let compacted = try #require(events.first { $0.type == .agentContextCompacted })
+            let compacted = try #require(events.first { $0.type == .agentThreadContextCompacted })
             guard case .array(let elided)? = compacted.json["elided_tool_results"] else { Issue.record("no list"); return }
             #expect(!elided.isEmpty)
             // The log still has every byte of the output the view left out.

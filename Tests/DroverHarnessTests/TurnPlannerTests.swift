@@ -71,7 +71,7 @@ import Testing
     @Test func parallelCallsRunOnlyWhatIsUnanswered() {
         var b = LogBuilder()
         b.user("go"); b.request(); b.answered(); b.use("a"); b.use("b"); b.result("b")
-        #expect(Self.planner.next(b.log) == .runTools([PendingToolUse(id: "a", name: "bash", input: ["command": "true"], recovering: false)]))
+        #expect(Self.planner.next(b.log) == .runTools([PendingToolUse(id: "a", name: "bash", input: ["command": "true"], recovering: false, eventID: "sevt_e4")]))
         // Logged under an earlier lease: a successor re-sends it as a recovering call.
         var earlier = TurnPlanner(epoch: 2, maxTurns: 5, tokenBudget: nil, contextBudgetTokens: 1_000_000)
         guard case .runTools(let calls) = earlier.next(b.log) else { Issue.record("no tools"); return }
@@ -99,7 +99,7 @@ import Testing
     @Test func interruptsEndTheTurnAndAnswerPendingCalls() {
         var b = LogBuilder()
         b.user("go"); b.request(); b.answered(); b.use("t1"); b.add(.userInterrupt)
-        let pending = [PendingToolUse(id: "t1", name: "bash", input: ["command": "true"], recovering: false)]
+        let pending = [PendingToolUse(id: "t1", name: "bash", input: ["command": "true"], recovering: false, eventID: "sevt_e4")]
         #expect(Self.planner.next(b.log) == .finish(.interrupted, unanswered: pending, handledThrough: 5))
         // A message after the interrupt supersedes it.
         b.result("t1"); b.user("actually, do this")
@@ -132,7 +132,7 @@ import Testing
         guard case .finish(.retriesExhausted, let unanswered, _) = planner.next(b.log) else { Issue.record("not closed"); return }
         #expect(unanswered.map(\.id) == ["t1"])
         planner.attempt = 5
-        #expect(planner.next(b.log) == .runTools([PendingToolUse(id: "t1", name: "bash", input: ["command": "true"], recovering: false)]))
+        #expect(planner.next(b.log) == .runTools([PendingToolUse(id: "t1", name: "bash", input: ["command": "true"], recovering: false, eventID: "sevt_e4")]))
     }
 
     @Test func compactionIsLoggedOnlyWhenTheViewElidesSomethingNew() {
@@ -176,5 +176,77 @@ import Testing
             }
         }
         #expect(checked > 50)
+    }
+}
+
+/// Custom tools and confirmations: tool uses that wait for the client, as tables of logs.
+@Suite struct RequiresActionTests {
+    typealias LogBuilder = TurnPlannerTests.LogBuilder
+    static let planner = TurnPlannerTests.planner
+
+    @Test func aCustomToolUseIdlesAsRequiresActionAndItsResultResumes() {
+        var b = LogBuilder()
+        b.user("look it up"); b.request(); b.answered()
+        b.add(.agentCustomToolUse, ["id": "toolu_c", "name": "lookup", "input": ["q": "x"]])
+        // Waiting for the client: no tool runs; the turn idles naming the tool use's event.
+        #expect(Self.planner.next(b.log) == .finish(.requiresAction(["sevt_e4"]), unanswered: [], handledThrough: 4))
+        b.add(.sessionStatusIdle, ["stop_reason": IdleReason.requiresAction(["sevt_e4"]).stopReason])
+        b.add(.userCustomToolResult, ["custom_tool_use_id": "sevt_e4", "content": [["type": "text", "text": "found"]], "is_error": false])
+        guard case .callModel(let view, _) = Self.planner.next(b.log) else { Issue.record("the result did not resume the turn"); return }
+        #expect(view.messages.last?.content == [.toolResult(toolUseID: "toolu_c", content: "found", isError: false)])
+        TurnPlannerTests.expectValid(view, "custom tool result")
+    }
+
+    @Test func aCustomToolResultThatArrivesBeforeTheIdleIsNotLost() {
+        var b = LogBuilder()
+        b.user("look it up"); b.request(); b.answered()
+        b.add(.agentCustomToolUse, ["id": "toolu_c", "name": "lookup", "input": [:]])
+        b.add(.userCustomToolResult, ["custom_tool_use_id": "sevt_e4", "content": "early", "is_error": false])
+        guard case .callModel = Self.planner.next(b.log) else { Issue.record("\(Self.planner.next(b.log))"); return }
+    }
+
+    @Test func alwaysAskWaitsForConfirmationThenRunsOrLogsTheDenial() {
+        var b = LogBuilder()
+        b.user("delete it"); b.request(); b.answered()
+        b.add(.agentToolUse, ["id": "toolu_a", "name": "bash", "input": ["command": "rm x"], "evaluated_permission": "ask"])
+        b.add(.agentToolUse, ["id": "toolu_b", "name": "read", "input": ["path": "y"]])
+        // The unasked one runs first; then the turn waits for the confirmation.
+        guard case .runTools(let first) = Self.planner.next(b.log) else { Issue.record("no run"); return }
+        #expect(first.map(\.id) == ["toolu_b"])
+        b.result("toolu_b")
+        #expect(Self.planner.next(b.log) == .finish(.requiresAction(["sevt_e4"]), unanswered: [], handledThrough: 6))
+        var allowed = b
+        allowed.add(.userToolConfirmation, ["tool_use_id": "sevt_e4", "result": "allow"])
+        guard case .runTools(let run) = Self.planner.next(allowed.log), run.first?.status == .run else { Issue.record("allow did not run it"); return }
+        var denied = b
+        denied.add(.userToolConfirmation, ["tool_use_id": "sevt_e4", "result": "deny", "deny_message": "not that file"])
+        guard case .runTools(let deny) = Self.planner.next(denied.log), deny.first?.status == .denied("not that file") else {
+            Issue.record("deny was not planned as a denial")
+            return
+        }
+    }
+
+    @Test func anInterruptAnswersWhatWaits() {
+        var b = LogBuilder()
+        b.user("look it up"); b.request(); b.answered()
+        b.add(.agentCustomToolUse, ["id": "toolu_c", "name": "lookup", "input": [:]])
+        b.add(.userInterrupt)
+        guard case .finish(.interrupted, let unanswered, _) = Self.planner.next(b.log) else { Issue.record("not interrupted"); return }
+        #expect(unanswered.map(\.id) == ["toolu_c"])
+    }
+
+    @Test func stopReasonsInManagedAgentsVocabularyReadBackAsTheirOutcome() {
+        let cases: [(IdleReason, String, String)] = [
+            (.endTurn, "end_turn", "end_turn"), (.interrupted, "end_turn", "interrupted"), (.maxTurns, "end_turn", "max_turns"),
+            (.error, "retries_exhausted", "error"), (.budgetReached, "budget_reached", "budget_reached"),
+            (.retriesExhausted, "retries_exhausted", "retries_exhausted"), (.refusal, "refusal", "refusal"),
+            (.requiresAction(["sevt_1"]), "requires_action", "requires_action"),
+        ]
+        for (reason, type, name) in cases {
+            #expect(reason.stopReason["type"]?.stringValue == type)
+            #expect(StopReason.name(of: reason.stopReason) == name && reason.name == name)
+        }
+        // Rows written before #11 read as they meant.
+        #expect(StopReason.name(of: ["type": "interrupted"]) == "interrupted")
     }
 }

@@ -117,6 +117,42 @@ interrupted = stream_until_idle(third.id, send_then_interrupt, timeout=30)
 check("an interrupt ends the turn early", interrupted[-1].type == "session.status_idle" and time.time() - started < 20,
       [e.type for e in interrupted])
 
+# A custom tool: the client runs it. The turn idles with requires_action naming the tool use's
+# event; the client's user.custom_tool_result resumes it.
+tooled = client.beta.agents.create(
+    name="with-lookup", model="claude-sonnet-4-5",
+    tools=[{"type": "agent_toolset_20260401"},
+           {"type": "custom", "name": "lookup", "description": "Looks a word up.",
+            "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}])
+custom = client.beta.sessions.create(agent=tooled.id, environment_id=environment.id)
+waiting = stream_until_idle(custom.id, lambda: client.beta.sessions.events.send(
+    custom.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "use the lookup"}]}]))
+use = [e for e in waiting if e.type == "agent.custom_tool_use"]
+check("a custom tool use waits for the client", len(use) == 1 and use[0].name == "lookup" and use[0].input == {"q": "drover"}
+      and waiting[-1].stop_reason.type == "requires_action" and waiting[-1].stop_reason.event_ids == [use[0].id],
+      [e.type for e in waiting])
+answered = stream_until_idle(custom.id, lambda: client.beta.sessions.events.send(custom.id, events=[{
+    "type": "user.custom_tool_result", "custom_tool_use_id": use[0].id, "content": [{"type": "text", "text": "a runtime"}]}]))
+check("the custom tool result resumes the turn", answered[-1].stop_reason.type == "end_turn"
+      and any(e.type == "agent.message" and e.content[0].text == "Found it." for e in answered), [e.type for e in answered])
+
+# always_ask: a built-in tool call waits for user.tool_confirmation.
+careful = client.beta.agents.create(
+    name="careful", model="claude-sonnet-4-5",
+    tools=[{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}])
+asked = client.beta.sessions.create(agent=careful.id, environment_id=environment.id)
+pending = stream_until_idle(asked.id, lambda: client.beta.sessions.events.send(
+    asked.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "ask first"}]}]))
+tool_use = [e for e in pending if e.type == "agent.tool_use"]
+check("an always_ask call waits for confirmation", len(tool_use) == 1 and pending[-1].stop_reason.type == "requires_action"
+      and pending[-1].stop_reason.event_ids == [tool_use[0].id] and not any(e.type == "agent.tool_result" for e in pending),
+      [e.type for e in pending])
+allowed = stream_until_idle(asked.id, lambda: client.beta.sessions.events.send(asked.id, events=[{
+    "type": "user.tool_confirmation", "tool_use_id": tool_use[0].id, "result": "allow"}]))
+results = [e for e in allowed if e.type == "agent.tool_result"]
+check("an allowed call runs", len(results) == 1 and results[0].content == "confirmed\n" and allowed[-1].stop_reason.type == "end_turn",
+      [(e.type, getattr(e, "content", None)) for e in allowed])
+
 archived = client.beta.sessions.archive(session.id)
 check("session archived", archived.archived_at is not None)
 try:
