@@ -17,6 +17,8 @@ public struct APIDaemon: Sendable {
         /// Seconds requests in flight get to finish after SIGTERM.
         public var grace: Double = 10
         public var server = APIServer.Config()
+        /// Bytes of events a stream may have waiting for a slow client before it is cut off.
+        public var streamBuffer = 8 << 20
         public var metricsListen: (host: String, port: UInt16)?
         public init(databaseURL: String) { self.databaseURL = databaseURL }
     }
@@ -28,7 +30,7 @@ public struct APIDaemon: Sendable {
         let log = Log(component: "api")
         let pool = ConnectionPool(conninfo: config.databaseURL, maxConnections: config.databaseConnections, connectTimeout: 10)
         let store = TenantStore(pool: pool)
-        let hub = EventStreamHub(store: store, log: log)
+        let hub = EventStreamHub(store: store, maxBytesPerStream: config.streamBuffer, log: log)
         let router = APIRouter(store: store, hub: hub, log: log)
         let listener = try Listener(host: config.host, port: config.port)
         let server = APIServer(config: config.server, listener: listener, hub: hub, log: log) { request, requestID in

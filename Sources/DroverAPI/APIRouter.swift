@@ -50,18 +50,16 @@ public struct APIRouter: Sendable {
 
     public func handle(_ request: HTTPServerRequest, requestID: String) async -> APIResponse {
         let started = ContinuousClock.now
-        let response: APIResponse
         var principal: APIPrincipal?
+        let response: APIResponse
         do {
-            principal = try await authenticate(request)
-            response = try await route(request, org: principal!.orgID)
-        } catch let error as APIError {
-            response = Self.failure(error, requestID: requestID)
-        } catch let error as DroverError {
-            response = Self.failure(APIError(error), requestID: requestID)
+            let admitted = try await admit(request)
+            principal = admitted
+            response = try await idempotent(request, org: admitted.orgID, requestID: requestID) {
+                try await route(request, org: admitted.orgID)
+            }
         } catch {
-            log.error("request failed", ("request_id", .string(requestID)), ("error", .string(String(reflecting: error))))
-            response = Self.failure(APIError(500, "api_error", "internal error"), requestID: requestID)
+            response = Self.failure(error, requestID: requestID, log: log)
         }
         var status = 200
         if case .json(let code, _, _) = response { status = code }
@@ -72,18 +70,74 @@ public struct APIRouter: Sendable {
         return response
     }
 
-    static func failure(_ error: APIError, requestID: String) -> APIResponse {
-        .json(status: error.status, body: error.json(requestID: requestID), headers: [("x-should-retry", error.shouldRetry ? "true" : "false")])
+    static func failure(_ error: any Error, requestID: String, log: Log) -> APIResponse {
+        let apiError: APIError
+        var headers: [(String, String)] = []
+        switch error {
+        case let error as APIError: apiError = error
+        case let error as DroverError: apiError = APIError(error)
+        case let limited as RateLimited:
+            apiError = APIError(429, "rate_limit_error", "this organisation's \(limited.kind) limit per minute is reached")
+            headers.append(("retry-after", String(limited.retryAfter)))
+        default:
+            log.error("request failed", ("request_id", .string(requestID)), ("error", .string(String(reflecting: error))))
+            apiError = APIError(500, "api_error", "internal error")
+        }
+        headers.append(("x-should-retry", apiError.shouldRetry ? "true" : "false"))
+        return .json(status: apiError.status, body: apiError.json(requestID: requestID), headers: headers)
     }
 
-    func authenticate(_ request: HTTPServerRequest) async throws -> APIPrincipal {
+    struct RateLimited: Error {
+        var kind: String
+        var retryAfter: Int
+    }
+
+    /// Creates count against the organisation's creates per minute, all else against requests.
+    static func kind(_ request: HTTPServerRequest) -> String {
+        let segments = Target(request.path).segments
+        return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions"].contains(segments[1]) ? "create" : "request"
+    }
+
+    /// Authenticates the key and counts the request against the organisation's limit.
+    func admit(_ request: HTTPServerRequest) async throws -> APIPrincipal {
         var secret = request.headers["x-api-key"]
         if secret == nil, let authorization = request.headers["authorization"], authorization.lowercased().hasPrefix("bearer ") {
             secret = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
         }
         guard let secret, !secret.isEmpty else { throw APIError(401, "authentication_error", "an API key is required: x-api-key or Authorization: Bearer") }
-        guard let principal = try await store.authenticate(secret) else { throw APIError.unauthenticated }
-        return principal
+        let kind = Self.kind(request)
+        switch try await store.admit(secret, kind: kind) {
+        case .admitted(let principal): return principal
+        case .unknownKey: throw APIError.unauthenticated
+        case .limited(let retryAfter): throw RateLimited(kind: kind == "create" ? "creates" : "requests", retryAfter: retryAfter)
+        }
+    }
+
+    /// `Idempotency-Key` on a POST: the first response is kept for 24 h and returned again for the
+    /// same request; the key with another request is refused (409 while the first is in flight).
+    func idempotent(_ request: HTTPServerRequest, org: String, requestID: String, _ body: () async throws -> APIResponse) async throws -> APIResponse {
+        guard request.method == "POST", let key = request.headers["idempotency-key"], !key.isEmpty else { return try await body() }
+        guard key.utf8.count <= 255 else { throw APIError.invalid("Idempotency-Key may be at most 255 bytes") }
+        let fingerprint = request.method + " " + request.path.prefix { $0 != "?" } + "\n" + String(decoding: request.body, as: UTF8.self)
+        switch try await store.beginIdempotent(org: org, key: key, request: fingerprint) {
+        case .replay(let status, let stored):
+            return .json(status: status, body: (try? JSONValue.parse(stored)) ?? .null, headers: [("idempotent-replayed", "true")])
+        case .inProgress:
+            throw APIError(409, "conflict_error", "a request with this Idempotency-Key is still in progress")
+        case .mismatch:
+            throw APIError.invalid("this Idempotency-Key was used for another request")
+        case .new:
+            let response: APIResponse
+            do {
+                response = try await body()
+            } catch {
+                response = Self.failure(error, requestID: requestID, log: log)
+            }
+            if case .json(let status, let json, _) = response {
+                try? await store.endIdempotent(org: org, key: key, status: status, body: json.text)
+            }
+            return response
+        }
     }
 
     static func ok(_ body: JSONValue) -> APIResponse { .json(status: 200, body: body, headers: []) }

@@ -80,6 +80,9 @@ public final class APIServer: Sendable {
 
     public var connectionCount: Int { state.withLock { $0.connections.count } }
 
+    /// The kernel send buffer of a stream's socket.
+    static let streamSocketBuffer = 256 * 1024
+
     static func requestID() -> String { "req_" + String(UInt64.random(in: 0...UInt64.max), radix: 16) }
 
     // MARK: - One connection
@@ -158,6 +161,12 @@ public final class APIServer: Sendable {
             var head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\nrequest-id: \(requestID)\r\n"
             for (name, value) in headers { head += "\(name): \(value)\r\n" }
             guard write(socket, Array((head + "\r\n").utf8)) else { return false }
+            // What a slow client can hold up in the kernel is bounded too, not only the buffer.
+            socket.setSendBuffer(Self.streamSocketBuffer)
+            subscriber.whenOverflowing { [log] in
+                log.info("stream cut off: the client read too slowly", ("session", .string(subscriber.session)))
+                socket.shutdown()
+            }
             stream(subscriber, on: socket)
             return false
         }
@@ -169,17 +178,14 @@ public final class APIServer: Sendable {
         while !state.withLock({ $0.draining }) {
             switch subscriber.next(timeout: config.pingInterval) {
             case .overflowed:
-                let error = APIError(529, "overloaded_error", "the client read too slowly; reconnect with Last-Event-ID")
-                _ = write(socket, Array("event: error\ndata: \(error.json(requestID: Self.requestID()).text)\n\n".utf8))
-                log.info("stream cut off: the client read too slowly", ("session", .string(subscriber.session)))
+                // Already shut down (the client is not reading, so no error event can reach it).
                 return
             case .idle:
                 guard write(socket, Array("event: ping\ndata: {\"type\": \"ping\"}\n\n".utf8)) else { return }
             case .messages(let messages):
                 var text = ""
                 for message in messages {
-                    let id = (try? JSONValue.parse(message.json))?["id"]?.stringValue ?? ""
-                    text += "event: \(message.type)\nid: \(id)\ndata: \(message.json)\n\n"
+                    text += "event: \(message.type)\nid: \(message.id)\ndata: \(message.json)\n\n"
                 }
                 guard write(socket, Array(text.utf8)) else { return }
             }

@@ -15,6 +15,7 @@ public final class EventStreamHub: Sendable {
     public final class Subscriber: Sendable {
         public struct Message: Sendable {
             public var seq: Int64
+            public var id: String
             public var type: String
             public var json: String
         }
@@ -30,6 +31,11 @@ public final class EventStreamHub: Sendable {
         private let state: Mutex<State>
         private let ready = DispatchSemaphore(value: 0)
         let maxBytes: Int
+        /// Called once when the stream overflows: the server closes the connection at once, even
+        /// while a write to the client is blocked.
+        private let onOverflow = Mutex<(@Sendable () -> Void)?>(nil)
+
+        public func whenOverflowing(_ action: @escaping @Sendable () -> Void) { onOverflow.withLock { $0 = action } }
 
         init(session: String, after seq: Int64, maxBytes: Int) {
             self.session = session
@@ -42,8 +48,8 @@ public final class EventStreamHub: Sendable {
         /// Appends what is newer than what this stream has; overflows (and stops taking) when the
         /// client lets too much pile up.
         func deliver(_ messages: [Message]) {
-            let signal = state.withLock { state -> Bool in
-                guard !state.overflowed, !state.closed else { return false }
+            let (signal, overflowed) = state.withLock { state -> (Bool, Bool) in
+                guard !state.overflowed, !state.closed else { return (false, false) }
                 var added = false
                 for message in messages where message.seq > state.lastSeq {
                     state.queue.append(message)
@@ -51,9 +57,14 @@ public final class EventStreamHub: Sendable {
                     state.lastSeq = message.seq
                     added = true
                 }
-                if state.bytes > maxBytes { state.overflowed = true }
-                return added || state.overflowed
+                if state.bytes > maxBytes {
+                    state.overflowed = true
+                    state.queue = []
+                    state.bytes = 0
+                }
+                return (added || state.overflowed, state.overflowed)
             }
+            if overflowed { onOverflow.withLock { $0 }?() }
             if signal { ready.signal() }
         }
 
@@ -140,7 +151,7 @@ public final class EventStreamHub: Sendable {
             while after < newest {
                 let rows = try await store.eventsAfter(session: session, seq: after)
                 guard let tail = rows.last else { break }
-                let messages = rows.map { Subscriber.Message(seq: $0.seq, type: $0.type, json: $0.json) }
+                let messages = rows.map { Subscriber.Message(seq: $0.seq, id: $0.id, type: $0.type, json: $0.json) }
                 for stream in streams { stream.deliver(messages) }
                 after = tail.seq
             }

@@ -186,7 +186,7 @@ public struct HTTPRequestParser: Sendable {
     }
 
     /// The index of the first occurrence of `needle` (2 or 4 bytes) in `haystack`.
-    static func find(_ needle: [UInt8], in haystack: ArraySlice<UInt8>) -> Int? {
+    public static func find(_ needle: [UInt8], in haystack: ArraySlice<UInt8>) -> Int? {
         guard haystack.count >= needle.count else { return nil }
         var index = haystack.startIndex
         let last = haystack.endIndex - needle.count

@@ -54,6 +54,18 @@ public final class Socket: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
     }
 
+    /// Sets the kernel's send buffer (SO_SNDBUF) for this socket.
+    public func setSendBuffer(_ bytes: Int) {
+        var value = Int32(bytes)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// Sets the kernel's receive buffer (SO_RCVBUF) for this socket.
+    public func setReceiveBuffer(_ bytes: Int) {
+        var value = Int32(bytes)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &value, socklen_t(MemoryLayout<Int32>.size))
+    }
+
     /// Reads what is available (blocking); 0 at end of stream.
     public func read(into buffer: inout [UInt8]) throws -> Int {
         try buffer.withUnsafeMutableBytes { raw in

@@ -133,15 +133,15 @@ extension TenantStore {
             """, [session, types, from, descending, limit + 1], limit: limit)
     }
 
-    /// Events after `seq`, in order, with their seq and event type (for streams).
-    public func eventsAfter(session: String, seq: Int64, limit: Int = 500) async throws -> [(seq: Int64, type: String, json: String)] {
+    /// Events after `seq`, in order, with their seq, API id and type (for streams).
+    public func eventsAfter(session: String, seq: Int64, limit: Int = 500) async throws -> [(seq: Int64, id: String, type: String, json: String)] {
         try await mappingErrors {
             try await pool.query(
                 """
-                SELECT e.seq, e.type, drover.api_event_json(e)::text FROM drover.events e
+                SELECT e.seq, 'sevt_' || replace(e.id::text, '-', ''), e.type, drover.api_event_json(e)::text FROM drover.events e
                  WHERE e.session_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3
                 """, [session, seq, limit]
-            ).map { (try $0.decode(0), try $0.decode(1), try $0.decode(2)) }
+            ).map { (try $0.decode(0), try $0.decode(1), try $0.decode(2), try $0.decode(3)) }
         }
     }
 

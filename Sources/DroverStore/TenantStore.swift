@@ -53,14 +53,65 @@ public struct TenantStore: Sendable {
         return (id, secret, org)
     }
 
-    /// The principal of a key, or nil for an unknown or revoked one.
-    public func authenticate(_ secret: String) async throws -> APIPrincipal? {
+    /// What admitting a request decided.
+    public enum Admission: Sendable, Equatable {
+        case admitted(APIPrincipal)
+        case unknownKey
+        case limited(retryAfter: Int)
+    }
+
+    /// Authenticates a key and counts the request against its organisation's per-minute limit of
+    /// `kind` (`create` or `request`), in one round trip (`drover.api_admit`).
+    public func admit(_ secret: String, kind: String) async throws -> Admission {
         try await mappingErrors {
-            let rows = try await pool.query(
-                "SELECT id, org_id, operator FROM drover.api_keys WHERE key_sha256 = sha256(convert_to($1, 'UTF8')) AND revoked_at IS NULL",
-                [secret])
-            guard let row = rows.first else { return nil }
-            return APIPrincipal(keyID: try row.decode(0), orgID: try row.decode(1), operator_: try row.decode(2))
+            let rows = try await pool.query("SELECT key_id, org_id, operator, allowed, retry_after_s FROM drover.api_admit($1, $2)", [secret, kind])
+            guard let row = rows.first else { return .unknownKey }
+            guard try row.decode(3) as Bool else { return .limited(retryAfter: try row.decode(4)) }
+            return .admitted(APIPrincipal(keyID: try row.decode(0), orgID: try row.decode(1), operator_: try row.decode(2)))
+        }
+    }
+
+    /// Sets an organisation's per-minute limits.
+    public func setLimits(org name: String, createsPerMinute: Int?, requestsPerMinute: Int?) async throws {
+        try await mappingErrors {
+            try await pool.query(
+                """
+                UPDATE drover.organizations SET creates_per_minute = coalesce($2, creates_per_minute),
+                       requests_per_minute = coalesce($3, requests_per_minute) WHERE name = $1
+                """, [name, createsPerMinute, requestsPerMinute])
+        }
+    }
+
+    // MARK: - Idempotency keys
+
+    public enum IdempotencyState: Sendable, Equatable {
+        case new
+        case replay(status: Int, body: String)
+        case inProgress
+        case mismatch
+    }
+
+    /// Claims `key` for `request` (method, path and body): see `drover.api_idempotency_begin`.
+    public func beginIdempotent(org: String, key: String, request: String) async throws -> IdempotencyState {
+        try await mappingErrors {
+            let row = try await pool.query("SELECT state, status, response FROM drover.api_idempotency_begin($1, $2, $3)", [org, key, request])[0]
+            switch try row.decode(0) as String {
+            case "new": return .new
+            case "replay": return .replay(status: try row.decode(1), body: try row.decode(2))
+            case "in_progress": return .inProgress
+            default: return .mismatch
+            }
+        }
+    }
+
+    /// Records the first response to `key` (or frees the key, for a response worth retrying).
+    public func endIdempotent(org: String, key: String, status: Int, body: String) async throws {
+        try await mappingErrors {
+            if status >= 500 {
+                try await pool.query("SELECT drover.api_idempotency_abandon($1, $2)", [org, key])
+            } else {
+                try await pool.query("SELECT drover.api_idempotency_end($1, $2, $3, $4)", [org, key, status, body])
+            }
         }
     }
 

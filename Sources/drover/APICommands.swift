@@ -9,6 +9,7 @@ struct APICommand: Command {
     static let summary = "serve the Managed Agents-compatible HTTP API"
     static let help = """
         usage: drover api [--listen HOST:PORT] [--db-connections N] [--grace SECONDS]
+                          [--request-deadline SECONDS] [--stream-buffer BYTES]
 
         Serves /v1/agents, /v1/environments, /v1/sessions and /v1/sessions/{id}/events (send,
         list, stream) as Managed Agents does, so the official Anthropic SDKs work with base_url
@@ -21,9 +22,13 @@ struct APICommand: Command {
                                   "listening" log line)
           --db-connections N      Postgres connections (default 8)
           --grace SECONDS         drain time on SIGTERM (default 10)
+          --request-deadline S    seconds a request has, from its first byte, to arrive whole
+                                  (default 10); slower clients get 408 and are cut off
+          --stream-buffer BYTES   events a stream may hold for a client that reads too slowly
+                                  before it is cut off with an error event (default 8388608)
         \(DaemonOptions.help)
         """
-    static let options: Set<String> = Set(["listen", "db-connections", "grace"]).union(DaemonOptions.names)
+    static let options: Set<String> = Set(["listen", "db-connections", "grace", "request-deadline", "stream-buffer"]).union(DaemonOptions.names)
 
     static func run(_ arguments: Arguments) async throws {
         var config = APIDaemon.Config(databaseURL: try Environment.databaseURL())
@@ -38,6 +43,14 @@ struct APICommand: Command {
             config.databaseConnections = connections
         }
         if let grace = try arguments.double("grace") { config.grace = grace }
+        if let deadline = try arguments.double("request-deadline") {
+            guard deadline > 0 else { throw UsageError("--request-deadline must be positive") }
+            config.server.requestDeadline = deadline
+        }
+        if let buffer = try arguments.int("stream-buffer") {
+            guard buffer >= 1024 else { throw UsageError("--stream-buffer must be at least 1024") }
+            config.streamBuffer = buffer
+        }
         exit(try await APIDaemon(config: config).run())
     }
 }

@@ -1,0 +1,266 @@
+import DroverCore
+import Foundation
+import DroverIO
+import DroverStore
+import DroverTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+/// A bare HTTP/1.1 client over a real socket: what tests need to send what no library would.
+struct RawHTTP {
+    let socket: Socket
+
+    static func connect(_ address: String) throws -> RawHTTP {
+        guard let (host, port) = parseHostPort(address) else { throw DroverError(.invalidArgument, "bad address") }
+        let socket = try Socket.connect(host: host, port: port)
+        socket.setReadTimeout(20)
+        return RawHTTP(socket: socket)
+    }
+
+    func send(_ text: String) throws { try socket.send(bytes: Array(text.utf8)) }
+
+    /// Reads one response (status, headers, body by content-length); nil when the server closed.
+    func response() throws -> (status: Int, headers: [String: String], body: String)? {
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            if let end = HTTPRequestParser.find([13, 10, 13, 10], in: data[...]) {
+                let head = String(decoding: data[..<end], as: UTF8.self).components(separatedBy: "\r\n")
+                let status = Int(head[0].split(separator: " ")[1]) ?? 0
+                var headers: [String: String] = [:]
+                for line in head.dropFirst() {
+                    guard let colon = line.firstIndex(of: ":") else { continue }
+                    headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: CharacterSet.whitespaces)
+                }
+                let length = Int(headers["content-length"] ?? "0") ?? 0
+                while data.count < end + 4 + length {
+                    let count = try socket.read(into: &buffer)
+                    guard count > 0 else { return nil }
+                    data += buffer[0..<count]
+                }
+                return (status, headers, String(decoding: data[(end + 4)..<(end + 4 + length)], as: UTF8.self))
+            }
+            let count = try socket.read(into: &buffer)
+            guard count > 0 else { return nil }
+            data += buffer[0..<count]
+        }
+    }
+
+    /// Whether the server closed the connection (end of stream within `timeout`).
+    func closed(within timeout: Double) -> Bool {
+        socket.setReadTimeout(timeout)
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            guard let count = try? socket.read(into: &buffer) else { return false }
+            if count == 0 { return true }
+        }
+    }
+
+    func close() { socket.close() }
+}
+
+extension String {
+    func request(_ method: String, key: String, body: String? = nil, headers: [String] = []) -> String {
+        var text = "\(method) \(self) HTTP/1.1\r\nHost: test\r\nx-api-key: \(key)\r\n"
+        for header in headers { text += header + "\r\n" }
+        if let body { text += "content-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)" } else { text += "\r\n" }
+        return text
+    }
+}
+
+@Suite(.serialized) struct APIServerTests {
+    /// A database with an organisation's key, and `drover api` on it.
+    func withAPI(_ extra: [String] = [], _ body: (RunningAPI, String, TestDatabase) async throws -> Void) async throws {
+        try await TestDatabase.with { db in
+            let api = try await RunningAPI.start(database: db.conninfo, extra)
+            do {
+                try await body(api, try await api.key(org: "robust"), db)
+            } catch {
+                await api.stop()
+                throw error
+            }
+            #expect(await api.stop() == 0)
+        }
+    }
+
+    @Test func malformedOversizedAndSmugglingRequestsGetTheirStatusAndTheDaemonKeepsServing() async throws {
+        try await withAPI(["--request-deadline", "2"]) { api, key, _ in
+            let cases: [(String, Int)] = [
+                ("GARBAGE\r\n\r\n", 400),
+                ("GET /v1/agents HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400),
+                ("GET /v1/agents HTTP/1.1\r\nHost: x\r\nx-big: \(String(repeating: "a", count: 40_000))\r\n\r\n", 431),
+                ("POST /v1/agents HTTP/1.1\r\nHost: x\r\nContent-Length: 9000000\r\n\r\n", 413),
+                ("POST /v1/agents HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}", 400),
+                ("GET /v1/agents HTTP/9.9\r\nHost: x\r\n\r\n", 505),
+            ]
+            for (text, status) in cases {
+                let client = try RawHTTP.connect(api.address)
+                try client.send(text)
+                let answer = try client.response()
+                #expect(answer?.status == status, "\(text.prefix(50).debugDescription): \(String(describing: answer))")
+                #expect(answer.map { (try? JSONValue.parse($0.body))?["error"]?["type"] != nil } ?? false, "an error body")
+                #expect(client.closed(within: 2), "the connection closes after a refusal")
+                client.close()
+            }
+            // A client that sends one byte a second is cut off at the deadline, while another is served.
+            let slow = try RawHTTP.connect(api.address)
+            let dripping = Task.detached {
+                for byte in "GET /v1/agents HTTP/1.1\r\nHost: x\r\n".utf8 {
+                    guard (try? slow.socket.send(bytes: [byte])) != nil else { return }
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+            let fast = try RawHTTP.connect(api.address)
+            let started = ContinuousClock.now
+            try fast.send("/v1/agents".request("GET", key: key))
+            #expect(try fast.response()?.status == 200)
+            #expect(ContinuousClock.now - started < .seconds(1), "served while the slow client drips")
+            let cutOff = try slow.response()
+            #expect(cutOff?.status == 408, "\(String(describing: cutOff))")
+            dripping.cancel()
+            slow.close()
+            // Keep-alive: several requests on one connection, then a clean one after all of the above.
+            for _ in 0..<3 {
+                try fast.send("/v1/environments".request("POST", key: key, body: #"{"name":"e"}"#))
+                let created = try #require(try fast.response())
+                #expect(created.status == 200 && created.headers["request-id"]?.hasPrefix("req_") == true)
+            }
+            fast.close()
+        }
+    }
+
+    @Test func rateLimitsHoldPerOrganisationAndIdempotencyKeysReplay() async throws {
+        try await withAPI { api, key, db in
+            let sql = db.pool(maxConnections: 1)
+            defer { sql.close() }
+            try await TenantStore(pool: sql).setLimits(org: "robust", createsPerMinute: 3, requestsPerMinute: nil)
+            let client = try RawHTTP.connect(api.address)
+            defer { client.close() }
+            // The same Idempotency-Key and body: one agent, the first response again.
+            let body = #"{"name":"once","model":"claude-sonnet-4-5"}"#
+            try client.send("/v1/agents".request("POST", key: key, body: body, headers: ["Idempotency-Key: k1"]))
+            let first = try #require(try client.response())
+            try client.send("/v1/agents".request("POST", key: key, body: body, headers: ["Idempotency-Key: k1"]))
+            let again = try #require(try client.response())
+            #expect(first.status == 200 && again.status == 200 && again.headers["idempotent-replayed"] == "true")
+            #expect((try JSONValue.parse(first.body))["id"] == (try JSONValue.parse(again.body))["id"])
+            try client.send("/v1/agents".request("POST", key: key, body: #"{"name":"other","model":"m"}"#, headers: ["Idempotency-Key: k1"]))
+            #expect(try client.response()?.status == 400, "the key with another body")
+            // Three creates a minute (the replay counted too): the next is refused with retry-after.
+            try client.send("/v1/environments".request("POST", key: key, body: #"{"name":"e"}"#))
+            let limited = try #require(try client.response())
+            #expect(limited.status == 429 && Int(limited.headers["retry-after"] ?? "") != nil, "\(limited)")
+            #expect((try JSONValue.parse(limited.body))["error"]?["type"] == "rate_limit_error")
+            // Other requests are under their own limit; another organisation is not limited.
+            try client.send("/v1/agents".request("GET", key: key))
+            #expect(try client.response()?.status == 200)
+            let otherKey = try await api.key(org: "unlimited")
+            try client.send("/v1/environments".request("POST", key: otherKey, body: #"{"name":"e"}"#))
+            #expect(try client.response()?.status == 200)
+        }
+    }
+
+    /// Opens a stream on its own thread and collects the events it receives until told to stop.
+    final class StreamReader: Sendable {
+        let events = Mutex<[String]>([])
+        let finished = Mutex(false)
+        let client: RawHTTP
+
+        init(_ address: String, key: String, session: String, read: Bool = true) throws {
+            client = try RawHTTP.connect(address)
+            // A small window (not a tiny one: TCP would then crawl through its persist timer).
+            if !read { client.socket.setReceiveBuffer(65_536) }
+            try client.send("/v1/sessions/\(session)/events/stream".request("GET", key: key))
+            guard read else { return }
+            let thread = Thread { [self] in
+                var pending = ""
+                var head: [UInt8]? = []
+                var buffer = [UInt8](repeating: 0, count: 65_536)
+                while let count = try? client.socket.read(into: &buffer), count > 0 {
+                    var bytes = Array(buffer[0..<count])
+                    if var received = head {
+                        // The response head (CRLF lines) comes first; the events follow it.
+                        received += bytes
+                        guard let end = HTTPRequestParser.find([13, 10, 13, 10], in: received[...]) else {
+                            head = received
+                            continue
+                        }
+                        bytes = Array(received[(end + 4)...])
+                        head = nil
+                    }
+                    pending += String(decoding: bytes, as: UTF8.self)
+                    while let range = pending.range(of: "\n\n") {
+                        let message = String(pending[..<range.lowerBound])
+                        pending.removeSubrange(..<range.upperBound)
+                        if let line = message.split(separator: "\n").first(where: { $0.hasPrefix("event: ") }) {
+                            events.withLock { $0.append(String(line.dropFirst(7))) }
+                        }
+                    }
+                }
+                finished.withLock { $0 = true }
+            }
+            thread.start()
+        }
+    }
+
+    /// A session made through the API (no harness: user events are enough to stream).
+    func session(_ api: RunningAPI, key: String) throws -> (RawHTTP, String) {
+        let client = try RawHTTP.connect(api.address)
+        func post(_ path: String, _ body: String) throws -> JSONValue {
+            try client.send(path.request("POST", key: key, body: body))
+            let answer = try #require(try client.response())
+            #expect(answer.status == 200, "\(path): \(answer.body)")
+            return try JSONValue.parse(answer.body)
+        }
+        let agent = try post("/v1/agents", #"{"name":"a","model":"m"}"#)["id"]?.stringValue ?? ""
+        let env = try post("/v1/environments", #"{"name":"e"}"#)["id"]?.stringValue ?? ""
+        return (client, try post("/v1/sessions", #"{"agent":"\#(agent)","environment_id":"\#(env)"}"#)["id"]?.stringValue ?? "")
+    }
+
+    func send(_ client: RawHTTP, key: String, session: String, text: String) throws {
+        try client.send("/v1/sessions/\(session)/events".request(
+            "POST", key: key, body: #"{"events":[{"type":"user.message","content":[{"type":"text","text":"\#(text)"}]}]}"#))
+        #expect(try client.response()?.status == 200)
+    }
+
+    func waitFor(_ readers: [StreamReader], count: Int) async throws -> [Int] {
+        let deadline = ContinuousClock.now + .seconds(20)
+        func counts() -> [Int] { readers.map { $0.events.withLock { $0.filter { $0 == "user.message" }.count } } }
+        while ContinuousClock.now < deadline && counts().contains(where: { $0 < count }) { try await Task.sleep(for: .milliseconds(50)) }
+        return counts()
+    }
+
+    @Test func twoHundredStreamsOnOneProcessEachGetEveryEventOnce() async throws {
+        try await withAPI { api, key, _ in
+            let (client, session) = try session(api, key: key)
+            defer { client.close() }
+            let readers = try (0..<200).map { _ in try StreamReader(api.address, key: key, session: session) }
+            try await Task.sleep(for: .milliseconds(500))
+            for index in 0..<20 { try send(client, key: key, session: session, text: "message \(index)") }
+            let counts = try await waitFor(readers, count: 20)
+            #expect(counts.allSatisfy { $0 == 20 }, "every stream got every event once: \(Set(counts))")
+            readers.forEach { $0.client.close() }
+        }
+    }
+
+    @Test func aClientThatStopsReadingIsCutOffWithoutDelayingOthers() async throws {
+        try await withAPI(["--stream-buffer", "262144"]) { api, key, _ in
+            let (client, session) = try session(api, key: key)
+            defer { client.close() }
+            let reader = try StreamReader(api.address, key: key, session: session)
+            let stalled = try StreamReader(api.address, key: key, session: session, read: false)
+            try await Task.sleep(for: .milliseconds(300))
+            // 80 events of ~40 KiB: more than the stalled stream's 256 KiB buffer and the kernel's
+            // buffers hold, so it overflows; the reader reads on.
+            let big = String(repeating: "x", count: 40_000)
+            let started = ContinuousClock.now
+            for index in 0..<80 { try send(client, key: key, session: session, text: "\(index) \(big)") }
+            #expect(try await waitFor([reader], count: 80) == [80], "the reader got every event")
+            #expect(ContinuousClock.now - started < .seconds(15))
+            #expect(stalled.client.closed(within: 10), "the reader that never read was cut off")
+            #expect(api.daemon.log.contains("stream cut off"), "by its buffer overflowing, not a timeout")
+            reader.client.close()
+        }
+    }
+}
