@@ -56,7 +56,7 @@ public struct APIRouter: Sendable {
             let admitted = try await admit(request)
             principal = admitted
             response = try await idempotent(request, org: admitted.orgID, requestID: requestID) {
-                try await route(request, org: admitted.orgID)
+                try await route(request, principal: admitted)
             }
         } catch {
             response = Self.failure(error, requestID: requestID, log: log)
@@ -150,12 +150,17 @@ public struct APIRouter: Sendable {
         return value
     }
 
-    func route(_ request: HTTPServerRequest, org: String) async throws -> APIResponse {
+    func route(_ request: HTTPServerRequest, principal: APIPrincipal) async throws -> APIResponse {
+        let org = principal.orgID
         let target = Target(request.path)
         let path = target.segments
         guard path.first == "v1", path.count >= 2 else { throw APIError.notFound("no route \(request.method) \(request.path.prefix { $0 != "?" })") }
         let method = request.method
         switch (path[1], path.count, method) {
+        // The fleet, across organisations: operator keys only.
+        case ("fleet", 3, "GET"):
+            guard principal.operator_ else { throw APIError.forbidden }
+            return Self.ok(try await store.fleet(path[2]))
         // Agents
         case ("agents", 2, "POST"): return Self.ok(try await store.createAgent(org: org, try body(request)))
         case ("agents", 2, "GET"):

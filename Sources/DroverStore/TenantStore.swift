@@ -115,6 +115,20 @@ public struct TenantStore: Sendable {
         }
     }
 
+    // MARK: - Fleet views (operator keys)
+
+    /// The operator views by the name the API gives them.
+    public static let fleetViews = ["leases": "drover.leases", "harnesses": "drover.harness_status", "pools": "drover.pool_status",
+                                    "queue": "drover.queue_stats"]
+
+    /// An operator view's rows as JSON objects (the same data `drover leases`, `harnesses`, `pools`
+    /// and `top` show).
+    public func fleet(_ name: String) async throws -> JSONValue {
+        guard let view = Self.fleetViews[name] else { throw DroverError(.notFound, "no fleet view \(name)") }
+        let rows = try await jsonRows("SELECT coalesce(jsonb_agg(to_jsonb(v)), '[]')::text FROM \(view) v", [])
+        return ["data": rows.first ?? .array([])]
+    }
+
     // MARK: - Helpers
 
     /// Runs a query whose one column is jsonb; each row parsed.

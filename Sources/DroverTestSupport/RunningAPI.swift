@@ -18,8 +18,8 @@ public struct RunningAPI: Sendable {
     }
 
     /// A new key of the organisation (made with `drover api-key create`).
-    public func key(org: String) async throws -> String {
-        let result = try await DroverProcess.run(["api-key", "create", "--org", org, "--json"], database: database)
+    public func key(org: String, operator_: Bool = false) async throws -> String {
+        let result = try await DroverProcess.run(["api-key", "create", "--org", org, "--json"] + (operator_ ? ["--operator"] : []), database: database)
         guard result.status == 0, let key = (try? JSONValue.parse(result.stdout))?["key"]?.stringValue else {
             throw DroverError(.invalidArgument, "api-key create failed: \(result.stderr)")
         }

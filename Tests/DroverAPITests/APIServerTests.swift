@@ -158,6 +158,16 @@ extension String {
             let otherKey = try await api.key(org: "unlimited")
             try client.send("/v1/environments".request("POST", key: otherKey, body: #"{"name":"e"}"#))
             #expect(try client.response()?.status == 200)
+            // Fleet views: operator keys only.
+            try client.send("/v1/fleet/queue".request("GET", key: otherKey))
+            #expect(try client.response()?.status == 403)
+            let operatorKey = try await api.key(org: "ops", operator_: true)
+            for view in ["leases", "harnesses", "pools", "queue"] {
+                try client.send("/v1/fleet/\(view)".request("GET", key: operatorKey))
+                let answer = try #require(try client.response())
+                guard case .array? = (try JSONValue.parse(answer.body))["data"] else { Issue.record("\(view): \(answer.body)"); continue }
+                #expect(answer.status == 200)
+            }
         }
     }
 
