@@ -57,7 +57,7 @@ let package = Package(
             name: "DroverHarnessTests",
             dependencies: ["DroverHarness", "DroverModel", "DroverScriptedModel", "DroverStore", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres", "DroverTestSupport"]),
-        .testTarget(name: "DroverAPITests", dependencies: ["DroverAPI", "DroverStore", "DroverIO", "DroverCore", "DroverTestSupport"]),
+        .testTarget(name: "DroverAPITests", dependencies: ["DroverAPI", "DroverSandbox", "DroverStore", "DroverIO", "DroverCore", "DroverTestSupport"]),
         .testTarget(
             name: "DroverStoreTests",
             dependencies: ["DroverStore", "DroverPostgres", "DroverCore", "DroverTestSupport"]),

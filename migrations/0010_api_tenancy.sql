@@ -117,6 +117,16 @@ CREATE FUNCTION drover.api_environment_json(e drover.environments) RETURNS jsonb
         'archived_at', drover.api_time(e.archived_at))
 $$;
 
+-- Seconds a session has run: from each session.status_running to the next status event (now,
+-- while it runs). A takeover's second status_running starts a new stretch.
+CREATE FUNCTION drover.api_active_seconds(p_session text) RETURNS float8 LANGUAGE sql STABLE AS $$
+    SELECT coalesce(sum(extract(epoch FROM coalesce(t.next_at, now()) - t.created_at)), 0)::float8
+      FROM (SELECT e.type, e.created_at, lead(e.created_at) OVER (ORDER BY e.seq) AS next_at
+              FROM drover.events e
+             WHERE e.session_id = p_session AND e.type IN ('session.status_running', 'session.status_idle')) t
+     WHERE t.type = 'session.status_running'
+$$;
+
 -- A session with its agent snapshot (the version it pinned), stats and usage from its log.
 -- Queued counts as running: work is pending on it.
 CREATE FUNCTION drover.api_session_json(s drover.sessions) RETURNS jsonb LANGUAGE sql STABLE AS $$
@@ -126,8 +136,10 @@ CREATE FUNCTION drover.api_session_json(s drover.sessions) RETURNS jsonb LANGUAG
         'agent', (SELECT (drover.api_agent_json(a) - 'created_at' - 'updated_at' - 'archived_at' - 'metadata')
                     FROM drover.agents a WHERE a.id = s.agent_id AND a.version = s.agent_version),
         'resources', '[]'::jsonb, 'vault_ids', '[]'::jsonb, 'outcome_evaluations', '[]'::jsonb,
-        'stats', jsonb_build_object('duration_seconds', extract(epoch FROM now() - s.created_at)),
+        'stats', jsonb_build_object('duration_seconds', extract(epoch FROM now() - s.created_at),
+                                    'active_seconds', drover.api_active_seconds(s.id)),
         'usage', (SELECT jsonb_build_object(
+                      'active_seconds', drover.api_active_seconds(s.id),
                       'input_tokens', coalesce(sum((coalesce(e.payload -> 'model_usage', e.payload -> 'usage') ->> 'input_tokens')::bigint), 0),
                       'output_tokens', coalesce(sum((coalesce(e.payload -> 'model_usage', e.payload -> 'usage') ->> 'output_tokens')::bigint), 0),
                       'cache_read_input_tokens', coalesce(sum((coalesce(e.payload -> 'model_usage', e.payload -> 'usage') ->> 'cache_read_input_tokens')::bigint), 0))

@@ -8,7 +8,7 @@ import Synchronization
 /// `drover api`: stateless; all state in Postgres, so run as many replicas as you like behind a
 /// load balancer (TLS terminated in front). Needs only DATABASE_URL: it holds no model key and no
 /// pool token.
-public struct APIDaemon: Sendable {
+public struct APIDaemon: Service {
     public struct Config: Sendable {
         public var host = "127.0.0.1"
         public var port: UInt16 = 8080
@@ -26,7 +26,15 @@ public struct APIDaemon: Sendable {
     public let config: Config
     public init(config: Config) { self.config = config }
 
+    /// Runs as a group of one that owns SIGTERM and SIGINT (the command's lifecycle).
     public func run() async throws -> Int32 {
+        await ServiceGroup([self], deadline: config.grace + 30, log: Log(component: "api")).run()
+    }
+
+    public var name: String { "api" }
+
+    /// Serves until `stop` fires, then drains (see `ServiceGroup`).
+    public func run(until stop: ShutdownTrigger) async throws -> Int32 {
         let log = Log(component: "api")
         let pool = ConnectionPool(conninfo: config.databaseURL, maxConnections: config.databaseConnections, connectTimeout: 10)
         let store = TenantStore(pool: pool)
@@ -46,7 +54,7 @@ public struct APIDaemon: Sendable {
         let poller = Task { await hub.run() }
         server.start()
         log.info("listening", ("address", .string("\(listener.host):\(listener.port)")), ("metrics", ops.map { .string($0.address) } ?? .null))
-        let signal = await TerminationSignal.wait()
+        let signal = await stop.wait()
         log.info("draining", ("signal", .number(Double(signal))))
         draining.withLock { $0 = true }
         await server.drain(deadline: config.grace)

@@ -68,10 +68,11 @@ public final class APIServer: Sendable {
         thread.start()
     }
 
-    /// Stops accepting; requests in flight finish; streams end at their next wake-up.
+    /// Stops accepting; requests in flight finish; streams end at once with a final `error` event.
     public func drain(deadline: Double) async {
         state.withLock { $0.draining = true }
         listener.shutdown()
+        hub.wakeAll()
         let end = ContinuousClock.now + .seconds(deadline)
         while state.withLock({ $0.inFlight }) > 0 && ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(20)) }
         let sockets = state.withLock { Array($0.connections.values) }
@@ -175,12 +176,21 @@ public final class APIServer: Sendable {
     /// Writes events as they come, pings when quiet; ends when the client goes, overflows, or
     /// the server drains.
     private func stream(_ subscriber: EventStreamHub.Subscriber, on socket: Socket) {
+        defer {
+            if state.withLock({ $0.draining }) {
+                // A final event: the client reconnects (to another replica) from where it was.
+                let error = APIError(529, "overloaded_error", "this server is shutting down; reconnect with Last-Event-ID")
+                _ = write(socket, Array("event: error\ndata: \(error.json(requestID: Self.requestID()).text)\n\n".utf8))
+            }
+        }
         while !state.withLock({ $0.draining }) {
             switch subscriber.next(timeout: config.pingInterval) {
             case .overflowed:
                 // Already shut down (the client is not reading, so no error event can reach it).
                 return
             case .idle:
+                // Woken by a drain: the final event follows (deferred), not a ping.
+                if state.withLock({ $0.draining }) { return }
                 guard write(socket, Array("event: ping\ndata: {\"type\": \"ping\"}\n\n".utf8)) else { return }
             case .messages(let messages):
                 var text = ""

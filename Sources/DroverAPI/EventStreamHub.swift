@@ -99,6 +99,9 @@ public final class EventStreamHub: Sendable {
         }
 
         func close() { state.withLock { $0.closed = true } }
+
+        /// Wakes a stream waiting for events (the server is draining).
+        func wake() { ready.signal() }
     }
 
     let store: TenantStore
@@ -126,6 +129,9 @@ public final class EventStreamHub: Sendable {
     }
 
     public var streamCount: Int { subscribers.withLock { $0.count } }
+
+    /// Wakes every stream, so that a draining server can end them now rather than at their next ping.
+    public func wakeAll() { subscribers.withLock { Array($0.values) }.forEach { $0.wake() } }
 
     /// Polls until cancelled.
     public func run() async {

@@ -35,7 +35,7 @@ public struct HarnessOptions: Sendable {
 
 /// `drover harness`: claims runnable sessions and runs them, many at once, until SIGTERM.
 /// Stateless: everything it knows comes from the log, and every write is fenced by its leases.
-public final class Harness: Sendable {
+public final class Harness: Service {
     public let id: HarnessID
     let options: HarnessOptions
     let pool: ConnectionPool
@@ -81,7 +81,15 @@ public final class Harness: Sendable {
     private var now: Double { (ContinuousClock.now - origin) / .seconds(1) }
 
     /// Runs until SIGTERM/SIGINT, then drains; returns the exit status.
+    /// Runs as a group of one that owns SIGTERM and SIGINT (the command's lifecycle).
     public func run() async throws -> Int32 {
+        await ServiceGroup([self], deadline: options.grace + 30, log: Log(component: "harness")).run()
+    }
+
+    public var name: String { "harness" }
+
+    /// Serves until `stop` fires, then drains (see `ServiceGroup`).
+    public func run(until stop: ShutdownTrigger) async throws -> Int32 {
         let lockKey = try await register()
         context.metrics.registry.gauge("drover_sessions_active", "Sessions this harness is running now.") { [self] in
             Double(activeSessions)
@@ -118,7 +126,7 @@ public final class Harness: Sendable {
             }
         }
 
-        let signal = await TerminationSignal.wait()
+        let signal = await stop.wait()
         log.info("draining", ("signal", .number(Double(signal))), ("sessions", .number(Double(state.withLock { $0.runners.count }))))
         state.withLock { $0.draining = true }
         claiming.cancel()

@@ -6,7 +6,7 @@ import Foundation
 import Synchronization
 
 /// `drover sandbox-pool`: owns sandboxes and serves the pool protocol until SIGTERM, then drains.
-public struct PoolDaemon: Sendable {
+public struct PoolDaemon: Service {
     public struct Config: Sendable {
         public var host = "127.0.0.1"
         public var port: UInt16 = 7420
@@ -48,7 +48,15 @@ public struct PoolDaemon: Sendable {
     public init(config: Config) { self.config = config }
 
     /// Runs until SIGTERM or SIGINT; returns the exit status.
+    /// Runs as a group of one that owns SIGTERM and SIGINT (the command's lifecycle).
     public func run() async throws -> Int32 {
+        await ServiceGroup([self], deadline: config.grace + 30, log: Log(component: "sandbox-pool")).run()
+    }
+
+    public var name: String { "sandbox-pool" }
+
+    /// Serves until `stop` fires, then drains (see `ServiceGroup`).
+    public func run(until stop: ShutdownTrigger) async throws -> Int32 {
         // The same shape as a harness id: new at every start, host and pid for operators.
         let poolID = HarnessID.fresh(prefix: "pool").rawValue
         let log = Log(component: "sandbox-pool", context: [("pool", .string(poolID))])
@@ -134,7 +142,7 @@ public struct PoolDaemon: Sendable {
             ("idle_ttl_s", config.idleTTL.map { .number($0) } ?? .null), ("uid_slot", .number(Double(uids.slot))),
             ("enforcement", pool.enforcement))
 
-        let signal = await TerminationSignal.wait()
+        let signal = await stop.wait()
         log.info("draining", ("signal", .number(Double(signal))), ("running_calls", .number(Double(pool.runningCalls))))
         draining.withLock { $0 = true }
         server.stopAccepting()

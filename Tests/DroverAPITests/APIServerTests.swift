@@ -254,6 +254,25 @@ extension String {
         }
     }
 
+    @Test func sigtermEndsStreamsWithAFinalEventAndExitsWithinTheGrace() async throws {
+        try await TestDatabase.with { db in
+            let api = try await RunningAPI.start(database: db.conninfo)
+            let key = try await api.key(org: "drain")
+            let (client, session) = try session(api, key: key)
+            defer { client.close() }
+            let reader = try StreamReader(api.address, key: key, session: session)
+            try await Task.sleep(for: .milliseconds(300))
+            try send(client, key: key, session: session, text: "before")
+            _ = try await waitFor([reader], count: 1)
+            let started = ContinuousClock.now
+            #expect(await api.stop() == 0)
+            #expect(ContinuousClock.now - started < .seconds(5), "within the grace, not at the next ping")
+            let deadline = ContinuousClock.now + .seconds(5)
+            while !reader.finished.withLock({ $0 }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(reader.events.withLock { $0 } == ["user.message", "error"], "the event, then a final error event, then the end")
+        }
+    }
+
     @Test func aClientThatStopsReadingIsCutOffWithoutDelayingOthers() async throws {
         try await withAPI(["--stream-buffer", "262144"]) { api, key, _ in
             let (client, session) = try session(api, key: key)

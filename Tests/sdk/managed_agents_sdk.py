@@ -54,7 +54,8 @@ check("events paged (2 a page) are the streamed ones", [e.id for e in listed] ==
 tools = list(client.beta.sessions.events.list(session.id, types=["agent.tool_result"]))
 check("events filtered by type", len(tools) == 1 and tools[0].type == "agent.tool_result", tools)
 retrieved = client.beta.sessions.retrieve(session.id)
-check("session usage", retrieved.usage.input_tokens > 0 and retrieved.status == "idle", retrieved.usage)
+check("session usage", retrieved.usage.input_tokens > 0 and retrieved.usage.output_tokens > 0 and retrieved.usage.active_seconds > 0
+      and retrieved.stats.active_seconds == retrieved.usage.active_seconds and retrieved.status == "idle", retrieved.usage)
 
 updated = client.beta.agents.update(agent.id, version=1, system="Version two.")
 check("agent updated", updated.version == 2 and updated.system == "Version two.", updated)

@@ -1,0 +1,88 @@
+import DroverAPI
+import DroverCore
+import DroverIO
+import DroverSandbox
+import DroverTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+/// The one lifecycle: services run in order and stop in reverse order, on a signal or on request;
+/// several daemons share one process.
+@Suite struct ServiceGroupTests {
+    final class Journal: Sendable {
+        let lines = Mutex<[String]>([])
+        func note(_ line: String) { lines.withLock { $0.append(line) } }
+    }
+
+    struct Recorder: Service {
+        let name: String
+        let journal: Journal
+        var fails = false
+
+        func run(until stop: ShutdownTrigger) async throws -> Int32 {
+            journal.note("start \(name)")
+            if fails { throw DroverError(.invalidArgument, "\(name) failed") }
+            _ = await stop.wait()
+            journal.note("stop \(name)")
+            return 0
+        }
+    }
+
+    @Test func servicesStopInReverseOrderAndOneFailureStopsTheRest() async {
+        let journal = Journal()
+        let log = Log(component: "test", minimum: .error)
+        let group = ServiceGroup([Recorder(name: "db", journal: journal), Recorder(name: "api", journal: journal)], handlesSignals: false, log: log)
+        let running = Task { await group.run() }
+        while journal.lines.withLock({ $0.count }) < 2 { try? await Task.sleep(for: .milliseconds(5)) }
+        group.shutdown()
+        #expect(await running.value == 0)
+        #expect(journal.lines.withLock { Array($0.suffix(2)) } == ["stop api", "stop db"])
+
+        let failing = Journal()
+        let broken = ServiceGroup(
+            [Recorder(name: "a", journal: failing), Recorder(name: "b", journal: failing, fails: true)], handlesSignals: false, log: log)
+        #expect(await broken.run() == 1, "a failed service fails the group")
+        #expect(failing.lines.withLock { $0.contains("stop a") }, "and stops the others")
+    }
+
+    static func freePort() throws -> UInt16 {
+        let probe = try Listener(host: "127.0.0.1", port: 0)
+        defer { probe.shutdown() }
+        return probe.port
+    }
+
+    /// The API and a sandbox pool in this test's own process, started and stopped as one group.
+    @Test func theAPIAndAPoolRunInOneProcess() async throws {
+        try await TestDatabase.with { db in
+            var api = APIDaemon.Config(databaseURL: db.conninfo)
+            api.port = try Self.freePort()
+            api.grace = 1
+            var pool = PoolDaemon.Config(token: "in-process-token")
+            pool.port = try Self.freePort()
+            pool.warm = 0
+            pool.grace = 1
+            let group = ServiceGroup([PoolDaemon(config: pool), APIDaemon(config: api)], handlesSignals: false, log: Log(component: "test"))
+            let running = Task { await group.run() }
+            var client: PoolClient?
+            var answered = false
+            let deadline = ContinuousClock.now + .seconds(20)
+            while (client == nil || !answered) && ContinuousClock.now < deadline {
+                if client == nil { client = try? await PoolClient.connect("127.0.0.1:\(pool.port)", token: "in-process-token") }
+                if !answered, let http = try? RawHTTP.connect("127.0.0.1:\(api.port)") {
+                    try? http.send("/v1/agents".request("GET", key: "wrong"))
+                    answered = (try? http.response())??.status == 401
+                    http.close()
+                }
+                if client == nil || !answered { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(answered, "the API answered")
+            #expect(try await client?.request("ping")["pong"] == true, "the pool answered")
+            client?.close()
+            group.shutdown()
+            #expect(await running.value == 0)
+            #expect((try? RawHTTP.connect("127.0.0.1:\(api.port)")) == nil, "the API stopped listening")
+            #expect((try? await PoolClient.connect("127.0.0.1:\(pool.port)", token: "in-process-token")) == nil, "the pool stopped")
+        }
+    }
+}
