@@ -7,58 +7,7 @@ import Foundation
 import Synchronization
 import Testing
 
-/// A bare HTTP/1.1 client over a real socket: what tests need to send what no library would.
-struct RawHTTP {
-    let socket: Socket
-
-    static func connect(_ address: String) throws -> RawHTTP {
-        guard let (host, port) = parseHostPort(address) else { throw DroverError(.invalidArgument, "bad address") }
-        let socket = try Socket.connect(host: host, port: port)
-        socket.setReadTimeout(20)
-        return RawHTTP(socket: socket)
-    }
-
-    func send(_ text: String) throws { try socket.send(bytes: Array(text.utf8)) }
-
-    /// Reads one response (status, headers, body by content-length); nil when the server closed.
-    func response() throws -> (status: Int, headers: [String: String], body: String)? {
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            if let end = HTTPRequestParser.find([13, 10, 13, 10], in: data[...]) {
-                let head = String(decoding: data[..<end], as: UTF8.self).components(separatedBy: "\r\n")
-                let status = Int(head[0].split(separator: " ")[1]) ?? 0
-                var headers: [String: String] = [:]
-                for line in head.dropFirst() {
-                    guard let colon = line.firstIndex(of: ":") else { continue }
-                    headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: CharacterSet.whitespaces)
-                }
-                let length = Int(headers["content-length"] ?? "0") ?? 0
-                while data.count < end + 4 + length {
-                    let count = try socket.read(into: &buffer)
-                    guard count > 0 else { return nil }
-                    data += buffer[0..<count]
-                }
-                return (status, headers, String(decoding: data[(end + 4)..<(end + 4 + length)], as: UTF8.self))
-            }
-            let count = try socket.read(into: &buffer)
-            guard count > 0 else { return nil }
-            data += buffer[0..<count]
-        }
-    }
-
-    /// Whether the server closed the connection (end of stream within `timeout`).
-    func closed(within timeout: Double) -> Bool {
-        socket.setReadTimeout(timeout)
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            guard let count = try? socket.read(into: &buffer) else { return false }
-            if count == 0 { return true }
-        }
-    }
-
-    func close() { socket.close() }
-}
+typealias RawHTTP = HTTPConnection
 
 extension String {
     func request(_ method: String, key: String, body: String? = nil, headers: [String] = []) -> String {

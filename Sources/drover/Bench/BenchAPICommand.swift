@@ -1,0 +1,189 @@
+import DroverCore
+import DroverIO
+import DroverPostgres
+import DroverStore
+import Foundation
+import Synchronization
+
+/// `drover bench api`: a real `drover api` process on a scratch database, driven over loopback
+/// HTTP/1.1 keep-alive connections.
+struct BenchAPICommand: Command {
+    static let name = "bench api"
+    static let summary = "benchmark the HTTP API: requests/s and commit→stream latency"
+    static let help = """
+        usage: drover bench api [--seconds S] [--clients N] [--samples N] [--json]
+
+        In a scratch database on the DATABASE_URL server, with a `drover api` process:
+          events_send_per_s         POST /v1/sessions/{id}/events (one user.message), --clients
+                                    keep-alive connections, each on its own session
+          sessions_retrieve_per_s   GET /v1/sessions/{id}, likewise
+          stream_latency_*          an event committed (send_event returned) → received by a
+                                    streaming client, p50/p99, with 1 and with 200 streams open on
+                                    the session (every stream's receipt is a sample)
+
+          --seconds S   seconds per throughput run (default 5)
+          --clients N   concurrent connections for throughput (default 16)
+          --samples N   events sent for each latency run (default 200)
+          --json        one JSON object instead of a table
+        """
+    static let options: Set<String> = ["seconds", "clients", "samples"]
+    static let flags: Set<String> = ["json"]
+
+    static func run(_ arguments: Arguments) async throws {
+        let seconds = try arguments.double("seconds") ?? 5
+        let clients = try arguments.int("clients") ?? 16
+        let samples = try arguments.int("samples") ?? 200
+        guard let directory = Migration.defaultDirectory() else { throw UsageError("no migrations folder found") }
+        let database = try await ScratchDatabase.create(
+            on: try Environment.databaseURL(), prefix: "drover_bench", migrations: try Migration.load(from: directory))
+        let sql = ConnectionPool(conninfo: database.conninfo, maxConnections: 2)
+        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let api = try ChildDaemon(binary: binary, ["api", "--listen", "127.0.0.1:0", "--grace", "1", "--db-connections", "8"],
+                                  environment: ["DATABASE_URL": database.conninfo])
+        var results: [BenchResult] = []
+        do {
+            guard let address = try await api.waitForLog("listening")["address"]?.stringValue else { throw DroverError(.invalidArgument, "no address") }
+            let tenants = TenantStore(pool: sql)
+            let key = try await tenants.createKey(org: "bench", operator_: false).secret
+            // The bench measures the server, not the default per-organisation limits.
+            try await tenants.setLimits(org: "bench", createsPerMinute: 1_000_000, requestsPerMinute: 100_000_000)
+            let setup = try HTTPConnection.connect(address)
+            defer { setup.close() }
+            let headers = [("x-api-key", key)]
+            func post(_ path: String, _ body: String) throws -> JSONValue {
+                guard let answer = try setup.request("POST", path, headers: headers, body: body), answer.status == 200 else {
+                    throw DroverError(.invalidArgument, "\(path) failed")
+                }
+                return try JSONValue.parse(answer.body)
+            }
+            let agent = try post("/v1/agents", #"{"name":"bench","model":"m"}"#)["id"]?.stringValue ?? ""
+            let env = try post("/v1/environments", #"{"name":"bench"}"#)["id"]?.stringValue ?? ""
+            let sessions = try (0..<clients).map { _ in
+                try post("/v1/sessions", #"{"agent":"\#(agent)","environment_id":"\#(env)"}"#)["id"]?.stringValue ?? ""
+            }
+            let message = #"{"events":[{"type":"user.message","content":[{"type":"text","text":"hello"}]}]}"#
+            let send = try throughput(address, clients: clients, seconds: seconds) { connection, index in
+                try connection.request("POST", "/v1/sessions/\(sessions[index])/events", headers: headers, body: message)
+            }
+            results.append(BenchResult(name: "events_send_per_s", value: send, unit: "requests/s"))
+            Progress.say(String(format: "events.send: %.0f requests/s", send))
+            let retrieve = try throughput(address, clients: clients, seconds: seconds) { connection, index in
+                try connection.request("GET", "/v1/sessions/\(sessions[index])", headers: headers)
+            }
+            results.append(BenchResult(name: "sessions_retrieve_per_s", value: retrieve, unit: "requests/s"))
+            Progress.say(String(format: "sessions.retrieve: %.0f requests/s", retrieve))
+            for streams in [1, 200] {
+                let session = try post("/v1/sessions", #"{"agent":"\#(agent)","environment_id":"\#(env)"}"#)["id"]?.stringValue ?? ""
+                let latency = try await streamLatency(
+                    address, key: key, session: session, streams: streams, samples: samples, sql: sql)
+                results.append(BenchResult(name: "stream_latency_\(streams)_p50_ms", value: latency.percentile(50), unit: "ms"))
+                results.append(BenchResult(name: "stream_latency_\(streams)_p99_ms", value: latency.percentile(99), unit: "ms"))
+                Progress.say(String(format: "%d stream(s): commit → client p50 %.2f ms, p99 %.2f ms", streams, latency.percentile(50), latency.percentile(99)))
+            }
+        } catch {
+            api.signal(SIGTERM)
+            _ = await api.wait(timeout: 10)
+            sql.close()
+            try? await database.drop()
+            throw error
+        }
+        api.signal(SIGTERM)
+        _ = await api.wait(timeout: 10)
+        sql.close()
+        try await database.drop()
+        BenchReport.print("drover bench api", results, json: arguments.has("json"), extra: [
+            ("benchmark", "api"), ("cores", String(ProcessInfo.processInfo.activeProcessorCount)), ("clients", String(clients)),
+            ("seconds", String(seconds)), ("samples", String(samples)),
+        ])
+    }
+
+    /// Requests per second over `clients` keep-alive connections, each on a thread of its own.
+    static func throughput(
+        _ address: String, clients: Int, seconds: Double, _ request: @escaping @Sendable (HTTPConnection, Int) throws -> HTTPConnection.Response?
+    ) throws -> Double {
+        let connections = try (0..<clients).map { _ in try HTTPConnection.connect(address) }
+        defer { connections.forEach { $0.close() } }
+        final class Counter: Sendable { let value = Mutex(0); let failures = Mutex(0) }
+        let counter = Counter()
+        let end = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
+        let group = DispatchGroup()
+        for (index, connection) in connections.enumerated() {
+            group.enter()
+            Thread {
+                while DispatchTime.now().uptimeNanoseconds < end {
+                    if (try? request(connection, index))??.status == 200 {
+                        counter.value.withLock { $0 += 1 }
+                    } else {
+                        counter.failures.withLock { $0 += 1 }
+                    }
+                }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        guard counter.failures.withLock({ $0 }) == 0 else { throw DroverError(.invalidArgument, "requests failed during the run") }
+        return Double(counter.value.withLock { $0 }) / seconds
+    }
+
+    /// Commit → receipt, for every stream and event.
+    static func streamLatency(_ address: String, key: String, session: String, streams: Int, samples: Int, sql: ConnectionPool) async throws -> Latencies {
+        final class Receipts: Sendable {
+            /// Per event text: the times streams received it.
+            let times = Mutex<[String: [UInt64]]>([:])
+            let opened = Mutex(0)
+        }
+        let receipts = Receipts()
+        var sockets: [HTTPConnection] = []
+        for _ in 0..<streams {
+            let connection = try HTTPConnection.connect(address, timeout: 60)
+            try connection.send("GET /v1/sessions/\(session)/events/stream HTTP/1.1\r\nhost: drover\r\nx-api-key: \(key)\r\n\r\n")
+            sockets.append(connection)
+            Thread {
+                var pending: [UInt8] = []
+                var buffer = [UInt8](repeating: 0, count: 65_536)
+                var headSeen = false
+                while let count = try? connection.socket.read(into: &buffer), count > 0 {
+                    let now = DispatchTime.now().uptimeNanoseconds
+                    pending += buffer[0..<count]
+                    if !headSeen, let end = HTTPRequestParser.find([13, 10, 13, 10], in: pending[...]) {
+                        pending.removeFirst(end + 4)
+                        headSeen = true
+                        receipts.opened.withLock { $0 += 1 }
+                    }
+                    while let end = HTTPRequestParser.find([10, 10], in: pending[...]) {
+                        let message = String(decoding: pending[..<end], as: UTF8.self)
+                        pending.removeFirst(end + 2)
+                        if let range = message.range(of: "\"text\": \"probe-") {
+                            let label = String(message[range.upperBound...].prefix { $0 != "\"" })
+                            receipts.times.withLock { $0[label, default: []].append(now) }
+                        }
+                    }
+                }
+            }.start()
+        }
+        defer { sockets.forEach { $0.close() } }
+        while receipts.opened.withLock({ $0 }) < streams { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(200))
+        var committed: [String: UInt64] = [:]
+        for index in 0..<samples {
+            let label = String(index)
+            let payload = #"{"content":[{"type":"text","text":"probe-\#(label)"}]}"#
+            _ = try await sql.query("SELECT seq FROM drover.send_event($1, 'user.message', $2)", [session, payload])
+            committed[label] = DispatchTime.now().uptimeNanoseconds
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline && receipts.times.withLock({ $0.values.reduce(0) { $0 + $1.count } }) < samples * streams {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        var latencies = Latencies()
+        for (label, times) in receipts.times.withLock({ $0 }) {
+            guard let sent = committed[label] else { continue }
+            for time in times { latencies.record(Double(Int64(time) - Int64(sent)) / 1e9) }
+        }
+        guard latencies.samples.count == samples * streams else {
+            throw DroverError(.invalidArgument, "streams received \(latencies.samples.count) of \(samples * streams) events")
+        }
+        return latencies
+    }
+}
