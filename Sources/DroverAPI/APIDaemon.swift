@@ -28,7 +28,7 @@ public struct APIDaemon: Service {
 
     /// Runs as a group of one that owns SIGTERM and SIGINT (the command's lifecycle).
     public func run() async throws -> Int32 {
-        await ServiceGroup([self], deadline: config.grace + 30, log: Log(component: "api")).run()
+        try await ServiceGroup([self], deadline: config.grace + 30, log: Log(component: "api")).run()
     }
 
     public var name: String { "api" }

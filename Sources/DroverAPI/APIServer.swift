@@ -26,12 +26,11 @@ public final class APIServer: Sendable {
     }
 
     let config: Config
-    let listener: Listener
+    let acceptor: ConnectionAcceptor
     let log: Log
     let handler: @Sendable (HTTPServerRequest, String) async -> APIResponse
     let hub: EventStreamHub
     private struct State {
-        var connections: [Int32: Socket] = [:]
         var inFlight = 0
         var draining = false
     }
@@ -40,46 +39,30 @@ public final class APIServer: Sendable {
     public init(config: Config, listener: Listener, hub: EventStreamHub, log: Log,
                 handler: @escaping @Sendable (HTTPServerRequest, String) async -> APIResponse) {
         self.config = config
-        self.listener = listener
+        acceptor = ConnectionAcceptor(listener: listener, name: "drover.api", maxConnections: config.maxConnections)
         self.hub = hub
         self.log = log
         self.handler = handler
     }
 
     public func start() {
-        let thread = Thread { [self] in
-            while let socket = listener.accept() {
-                let admitted = state.withLock { state -> Bool in
-                    guard state.connections.count < config.maxConnections, !state.draining else { return false }
-                    state.connections[socket.fd] = socket
-                    return true
-                }
-                guard admitted else {
-                    write(socket, Self.errorResponse(APIError(503, "overloaded_error", "too many connections"), requestID: Self.requestID(), close: true))
-                    socket.close()
-                    continue
-                }
-                let worker = Thread { [self] in serve(socket) }
-                worker.name = "drover.api.connection"
-                worker.start()
-            }
-        }
-        thread.name = "drover.api.accept"
-        thread.start()
+        acceptor.start(refuse: { socket in
+            _ = try? socket.send(bytes: Self.errorResponse(
+                APIError(503, "overloaded_error", "too many connections"), requestID: Self.requestID(), close: true))
+        }, serve: { [self] socket in serve(socket) })
     }
 
     /// Stops accepting; requests in flight finish; streams end at once with a final `error` event.
     public func drain(deadline: Double) async {
         state.withLock { $0.draining = true }
-        listener.shutdown()
+        acceptor.stopAccepting()
         hub.wakeAll()
         let end = ContinuousClock.now + .seconds(deadline)
         while state.withLock({ $0.inFlight }) > 0 && ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(20)) }
-        let sockets = state.withLock { Array($0.connections.values) }
-        sockets.forEach { $0.shutdown() }
+        acceptor.shutdownAll()
     }
 
-    public var connectionCount: Int { state.withLock { $0.connections.count } }
+    public var connectionCount: Int { acceptor.count }
 
     /// The kernel send buffer of a stream's socket.
     static let streamSocketBuffer = 256 * 1024
@@ -89,10 +72,6 @@ public final class APIServer: Sendable {
     // MARK: - One connection
 
     private func serve(_ socket: Socket) {
-        defer {
-            state.withLock { _ = $0.connections.removeValue(forKey: socket.fd) }
-            socket.close()
-        }
         var parser = HTTPRequestParser(limits: config.limits)
         var buffer = [UInt8](repeating: 0, count: 65_536)
         socket.setReadTimeout(1)
@@ -123,14 +102,11 @@ public final class APIServer: Sendable {
             if requestStarted == nil && now - idleSince > .seconds(config.idleTimeout) { return }
             if state.withLock({ $0.draining }) && requestStarted == nil { return }
             let count: Int
-            do {
-                count = try socket.read(into: &buffer)
-            } catch let error as SystemError where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
-                continue
-            } catch {
-                return
+            switch socket.receive(into: &buffer) {
+            case .timedOut: continue
+            case .closed: return
+            case .bytes(let received): count = received
             }
-            guard count > 0 else { return }
             if requestStarted == nil { requestStarted = .now }
             parser.feed(buffer[0..<count])
         }

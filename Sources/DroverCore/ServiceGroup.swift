@@ -72,12 +72,14 @@ public final class ServiceGroup: Sendable {
     public func shutdown() { outer.fire(0) }
 
     /// Runs until every service has stopped; returns the first non-zero exit status, else 0. A
-    /// service that fails or ends on its own stops the rest too.
-    public func run() async -> Int32 {
+    /// service that fails or ends on its own stops the rest too; the first failure is rethrown
+    /// once all have stopped (a daemon's command prints it with its code).
+    public func run() async throws -> Int32 {
         let signals = handlesSignals ? Task { [outer] in outer.fire(await TerminationSignal.wait()) } : nil
         defer { signals?.cancel() }
         final class Statuses: Sendable {
             let values: Mutex<[Int32]>
+            let failure = Mutex<(any Error)?>(nil)
             init(_ count: Int) { values = Mutex([Int32](repeating: 0, count: count)) }
         }
         let statuses = Statuses(services.count)
@@ -89,6 +91,7 @@ public final class ServiceGroup: Sendable {
                 } catch {
                     log.error("service failed", ("service", .string(service.name)), ("error", .string(String(reflecting: error))))
                     statuses.values.withLock { $0[index] = 1 }
+                    statuses.failure.withLock { if $0 == nil { $0 = error } }
                 }
                 // One ending (on its own, or by failing) ends the process's other services too.
                 outer.fire(0)
@@ -114,6 +117,7 @@ public final class ServiceGroup: Sendable {
                 statuses.values.withLock { $0[index] = 1 }
             }
         }
+        if let failure = statuses.failure.withLock({ $0 }) { throw failure }
         return statuses.values.withLock { $0.first { $0 != 0 } ?? 0 }
     }
 }

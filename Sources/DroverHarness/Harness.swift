@@ -83,7 +83,7 @@ public final class Harness: Service {
     /// Runs until SIGTERM/SIGINT, then drains; returns the exit status.
     /// Runs as a group of one that owns SIGTERM and SIGINT (the command's lifecycle).
     public func run() async throws -> Int32 {
-        await ServiceGroup([self], deadline: options.grace + 30, log: Log(component: "harness")).run()
+        try await ServiceGroup([self], deadline: options.grace + 30, log: Log(component: "harness")).run()
     }
 
     public var name: String { "harness" }

@@ -66,6 +66,27 @@ public final class Socket: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &value, socklen_t(MemoryLayout<Int32>.size))
     }
 
+    /// What a read under a read timeout (`setReadTimeout`) gave.
+    public enum Received: Sendable, Equatable {
+        case bytes(Int)
+        /// The timeout passed with nothing to read: the caller checks its deadlines and reads again.
+        case timedOut
+        /// End of stream, or the connection failed.
+        case closed
+    }
+
+    /// Reads what is available, telling a read timeout apart from the end of the connection.
+    public func receive(into buffer: inout [UInt8]) -> Received {
+        do {
+            let count = try read(into: &buffer)
+            return count > 0 ? .bytes(count) : .closed
+        } catch let error as SystemError where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
+            return .timedOut
+        } catch {
+            return .closed
+        }
+    }
+
     /// Reads what is available (blocking); 0 at end of stream.
     public func read(into buffer: inout [UInt8]) throws -> Int {
         try buffer.withUnsafeMutableBytes { raw in

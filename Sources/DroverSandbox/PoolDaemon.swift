@@ -50,7 +50,7 @@ public struct PoolDaemon: Service {
     /// Runs until SIGTERM or SIGINT; returns the exit status.
     /// Runs as a group of one that owns SIGTERM and SIGINT (the command's lifecycle).
     public func run() async throws -> Int32 {
-        await ServiceGroup([self], deadline: config.grace + 30, log: Log(component: "sandbox-pool")).run()
+        try await ServiceGroup([self], deadline: config.grace + 30, log: Log(component: "sandbox-pool")).run()
     }
 
     public var name: String { "sandbox-pool" }

@@ -22,11 +22,11 @@ final class PoolServer: Sendable {
     let config: Config
     let pool: SandboxPool
     let listener: Listener
+    let acceptor: ConnectionAcceptor
     let log: Log
     let metrics: PoolMetrics
 
     private struct State {
-        var connections: [Int32: Socket] = [:]
         var inFlight = 0
         var served = 0
         var protocolErrors: [String: Int] = [:]
@@ -35,6 +35,7 @@ final class PoolServer: Sendable {
     private let state = Mutex(State())
 
     init(config: Config, pool: SandboxPool, listener: Listener, log: Log, metrics: PoolMetrics) {
+        acceptor = ConnectionAcceptor(listener: listener, name: "drover.pool", maxConnections: config.maxConnections)
         self.metrics = metrics
         self.config = config
         self.pool = pool
@@ -43,41 +44,23 @@ final class PoolServer: Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in
-            while let socket = listener.accept() {
-                let admitted = state.withLock { state -> Bool in
-                    guard state.connections.count < config.maxConnections else { return false }
-                    state.connections[socket.fd] = socket
-                    return true
-                }
-                guard admitted else {
-                    // Refused with a coded line, not a silent close; the cap bounds threads and memory.
-                    reply(socket, PoolProtocol.failure(id: .null, PoolProtocol.Failure(
-                        .tooManyConnections, "this pool serves at most \(config.maxConnections) connections")))
-                    socket.close()
-                    continue
-                }
-                let reader = Thread { [self] in serve(socket) }
-                reader.name = "drover.pool.connection"
-                reader.start()
-            }
-        }
-        thread.name = "drover.pool.accept"
-        thread.start()
+        acceptor.start(refuse: { [self] socket in
+            reply(socket, PoolProtocol.failure(id: .null, PoolProtocol.Failure(
+                .tooManyConnections, "this pool serves at most \(config.maxConnections) connections")))
+        }, serve: { [self] socket in serve(socket) })
     }
 
     /// Stops accepting new connections.
-    func stopAccepting() { listener.shutdown() }
+    func stopAccepting() { acceptor.stopAccepting() }
 
     /// Requests being handled right now.
     var inFlight: Int { state.withLock { $0.inFlight } }
 
-    var connectionCount: Int { state.withLock { $0.connections.count } }
+    var connectionCount: Int { acceptor.count }
 
     /// Closes every connection (readers wake with end of stream).
     func closeConnections() {
-        let sockets = state.withLock { Array($0.connections.values) }
-        sockets.forEach { $0.shutdown() }
+        acceptor.shutdownAll()
     }
 
     // MARK: - One connection
@@ -91,11 +74,7 @@ final class PoolServer: Sendable {
         // connection's start: a client that drips a byte now and then cannot extend it.
         socket.setReadTimeout(min(1, config.helloDeadline))
         log.debug("connection opened", ("fd", .number(Double(socket.fd))))
-        defer {
-            state.withLock { _ = $0.connections.removeValue(forKey: socket.fd) }
-            socket.close()
-            log.debug("connection closed", ("fd", .number(Double(socket.fd))))
-        }
+        defer { log.debug("connection closed", ("fd", .number(Double(socket.fd)))) }
         while true {
             if !authenticated && ContinuousClock.now - opened > .seconds(config.helloDeadline) {
                 reply(socket, PoolProtocol.failure(id: .null, PoolProtocol.Failure(
@@ -103,14 +82,11 @@ final class PoolServer: Sendable {
                 return
             }
             let count: Int
-            do {
-                count = try socket.read(into: &buffer)
-            } catch let error as SystemError where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
-                continue
-            } catch {
-                return
+            switch socket.receive(into: &buffer) {
+            case .timedOut: continue
+            case .closed: return
+            case .bytes(let received): count = received
             }
-            guard count > 0 else { return }
             for frame in framer.feed(buffer[0..<count]) {
                 switch frame {
                 case .tooLong:
@@ -239,7 +215,8 @@ final class PoolServer: Sendable {
                 return .success(["sandboxes": .array(pool.all.map(\.json))])
             case "stats":
                 var stats = pool.stats
-                let (connections, served, errors) = state.withLock { ($0.connections.count, $0.served, $0.protocolErrors) }
+                let connections = acceptor.count
+                let (served, errors) = state.withLock { ($0.served, $0.protocolErrors) }
                 if case .object(var members) = stats {
                     members["pool"] = .string(config.poolID)
                     members["connections"] = .number(Double(connections))

@@ -2,19 +2,7 @@ import DroverCore
 
 /// Why a model API refused a request: the HTTP status, the error type and the message, as the
 /// real API words them.
-public struct RequestRefusal: Sendable, Equatable, Error {
-    public var status: Int
-    public var type: String
-    public var message: String
-
-    public init(_ status: Int, _ type: String, _ message: String) {
-        self.status = status
-        self.type = type
-        self.message = message
-    }
-
-    static func invalid(_ message: String) -> RequestRefusal { RequestRefusal(400, "invalid_request_error", message) }
-}
+public typealias RequestRefusal = APIError
 
 /// The checks the Anthropic Messages API makes before it answers, so that the scripted model
 /// refuses every request the real API refuses, with the same status, type and wording.

@@ -29,20 +29,20 @@ import Testing
         }
     }
 
-    @Test func servicesStopInReverseOrderAndOneFailureStopsTheRest() async {
+    @Test func servicesStopInReverseOrderAndOneFailureStopsTheRest() async throws {
         let journal = Journal()
         let log = Log(component: "test", minimum: .error)
         let group = ServiceGroup([Recorder(name: "db", journal: journal), Recorder(name: "api", journal: journal)], handlesSignals: false, log: log)
-        let running = Task { await group.run() }
+        let running = Task { try await group.run() }
         while journal.lines.withLock({ $0.count }) < 2 { try? await Task.sleep(for: .milliseconds(5)) }
         group.shutdown()
-        #expect(await running.value == 0)
+        #expect(try await running.value == 0)
         #expect(journal.lines.withLock { Array($0.suffix(2)) } == ["stop api", "stop db"])
 
         let failing = Journal()
         let broken = ServiceGroup(
             [Recorder(name: "a", journal: failing), Recorder(name: "b", journal: failing, fails: true)], handlesSignals: false, log: log)
-        #expect(await broken.run() == 1, "a failed service fails the group")
+        await #expect(throws: DroverError.self, "a failed service fails the group") { try await broken.run() }
         #expect(failing.lines.withLock { $0.contains("stop a") }, "and stops the others")
     }
 
@@ -63,7 +63,7 @@ import Testing
             pool.warm = 0
             pool.grace = 1
             let group = ServiceGroup([PoolDaemon(config: pool), APIDaemon(config: api)], handlesSignals: false, log: Log(component: "test"))
-            let running = Task { await group.run() }
+            let running = Task { try await group.run() }
             var client: PoolClient?
             var answered = false
             let deadline = ContinuousClock.now + .seconds(20)
@@ -80,7 +80,7 @@ import Testing
             #expect(try await client?.request("ping")["pong"] == true, "the pool answered")
             client?.close()
             group.shutdown()
-            #expect(await running.value == 0)
+            #expect(try await running.value == 0)
             #expect((try? RawHTTP.connect("127.0.0.1:\(api.port)")) == nil, "the API stopped listening")
             #expect((try? await PoolClient.connect("127.0.0.1:\(pool.port)", token: "in-process-token")) == nil, "the pool stopped")
         }

@@ -1,7 +1,6 @@
-import DroverCore
-
 /// An error as the Anthropic API (and so its SDKs) shape it: an HTTP status, an error `type`
-/// (`invalid_request_error`, `authentication_error`, `not_found_error`, …) and a message.
+/// (`invalid_request_error`, `authentication_error`, `not_found_error`, …) and a message. What
+/// `drover api` answers, and what the scripted model refuses with (`RequestRefusal`).
 public struct APIError: Error, Sendable, Equatable {
     public var status: Int
     public var type: String
