@@ -86,9 +86,7 @@ extension TenantStore {
     }
 
     public func environment(org: String, id: String) async throws -> JSONValue {
-        try await one(
-            "SELECT drover.api_environment_json(e)::text FROM drover.environments e WHERE e.id = $1 AND e.org_id = $2", [id, org],
-            missing: "no environment \(id)")
+        try await owned("drover.environments", render: "drover.api_environment_json", id: id, org: org, what: "environment")
     }
 
     public func updateEnvironment(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
@@ -106,15 +104,8 @@ extension TenantStore {
     }
 
     public func environments(org: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
-        let after = try Self.decodeCursor(page)?.split(separator: "|", maxSplits: 1).map(String.init)
-        return try await pagedRows(
-            """
-            SELECT drover.api_environment_json(e)::text, to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || e.id
-              FROM drover.environments e
-             WHERE e.org_id = $1 AND ($2 OR e.archived_at IS NULL)
-               AND ($3::timestamp IS NULL OR (e.created_at AT TIME ZONE 'UTC', e.id) < ($3::timestamp, $4))
-             ORDER BY e.created_at DESC, e.id DESC LIMIT $5
-            """, [org, includeArchived, after?.first, after?.last, limit + 1], limit: limit)
+        try await newestFirst(
+            "drover.environments", render: "drover.api_environment_json", org: org, includeArchived: includeArchived, page: page, limit: limit)
     }
 
     public func archiveEnvironment(org: String, id: String) async throws -> JSONValue {

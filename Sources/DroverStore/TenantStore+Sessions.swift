@@ -43,9 +43,7 @@ extension TenantStore {
     }
 
     public func session(org: String, id: String) async throws -> JSONValue {
-        try await one(
-            "SELECT drover.api_session_json(s)::text FROM drover.sessions s WHERE s.id = $1 AND s.org_id = $2", [id, org],
-            missing: "no session \(id)")
+        try await owned("drover.sessions", render: "drover.api_session_json", id: id, org: org, what: "session")
     }
 
     public func updateSession(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
@@ -59,15 +57,9 @@ extension TenantStore {
     }
 
     public func sessions(org: String, limit: Int, page: String?, includeArchived: Bool, agentID: String?) async throws -> APIPage {
-        let after = try Self.decodeCursor(page)?.split(separator: "|", maxSplits: 1).map(String.init)
-        return try await pagedRows(
-            """
-            SELECT drover.api_session_json(s)::text, to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || s.id
-              FROM drover.sessions s
-             WHERE s.org_id = $1 AND ($2 OR s.archived_at IS NULL) AND ($3::text IS NULL OR s.agent_id = $3)
-               AND ($4::timestamp IS NULL OR (s.created_at AT TIME ZONE 'UTC', s.id) < ($4::timestamp, $5))
-             ORDER BY s.created_at DESC, s.id DESC LIMIT $6
-            """, [org, includeArchived, agentID, after?.first, after?.last, limit + 1], limit: limit)
+        try await newestFirst(
+            "drover.sessions", render: "drover.api_session_json", org: org, includeArchived: includeArchived, page: page, limit: limit,
+            filter: "($6::text IS NULL OR t.agent_id = $6)", extra: [agentID])
     }
 
     public func archiveSession(org: String, id: String) async throws -> JSONValue {
