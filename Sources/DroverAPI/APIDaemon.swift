@@ -51,7 +51,9 @@ public struct APIDaemon: Service {
         let ops = try config.metricsListen.map { listen in
             try OpsEndpoint(host: listen.host, port: listen.port, metrics: metrics) { !draining.withLock { $0 } }
         }
-        let poller = Task { await hub.run() }
+        // One listener connection per process wakes every stream's poll when a user event is sent.
+        let doorbell = try PostgresListener(conninfo: config.databaseURL, channels: [LeaseQueue.userEventChannel, LeaseQueue.runnableChannel])
+        let poller = Task { await hub.run(listener: doorbell) }
         server.start()
         log.info("listening", ("address", .string("\(listener.host):\(listener.port)")), ("metrics", ops.map { .string($0.address) } ?? .null))
         let signal = await stop.wait()
@@ -59,6 +61,7 @@ public struct APIDaemon: Service {
         draining.withLock { $0 = true }
         await server.drain(deadline: config.grace)
         poller.cancel()
+        doorbell.stop()
         ops?.stop()
         pool.close()
         log.info("stopped")

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverPostgres
 import DroverStore
 import Foundation
 import Synchronization
@@ -133,17 +134,31 @@ public final class EventStreamHub: Sendable {
     /// Wakes every stream, so that a draining server can end them now rather than at their next ping.
     public func wakeAll() { subscribers.withLock { Array($0.values) }.forEach { $0.wake() } }
 
-    /// Polls until cancelled.
-    public func run() async {
+    /// Polls until cancelled: at once when `listener` rings (a user event was sent: Postgres
+    /// notifies `drover_user_event` or `drover_runnable`), else every `interval` (events the
+    /// harnesses write; see docs/api.md for why those send no notification).
+    public func run(listener: PostgresListener?) async {
         while !Task.isCancelled {
+            let started = ContinuousClock.now
             do {
                 try await tick()
             } catch {
                 log.warning("event stream poll failed", ("error", .string(String(reflecting: error))))
             }
-            try? await Task.sleep(for: .seconds(interval))
+            if let listener {
+                _ = await listener.wait(timeout: interval)
+                // A burst of notifications is read in rounds at least `minimumSpacing` apart, so
+                // that streams get events in batches rather than one write per event each.
+                let elapsed = ContinuousClock.now - started
+                if elapsed < .seconds(Self.minimumSpacing) { try? await Task.sleep(for: .seconds(Self.minimumSpacing) - elapsed) }
+            } else {
+                try? await Task.sleep(for: .seconds(interval))
+            }
         }
     }
+
+    /// Seconds between two polls woken by notifications.
+    static let minimumSpacing = 0.002
 
     func tick() async throws {
         let all = subscribers.withLock { Array($0.values) }

@@ -158,6 +158,9 @@ extension String {
                     }
                 }
                 finished.withLock { $0 = true }
+                // Closed by its reader only: closed from elsewhere, the descriptor could be reused
+                // by another connection while this thread still reads it.
+                client.close()
             }
             thread.start()
         }
@@ -199,7 +202,7 @@ extension String {
             for index in 0..<20 { try send(client, key: key, session: session, text: "message \(index)") }
             let counts = try await waitFor(readers, count: 20)
             #expect(counts.allSatisfy { $0 == 20 }, "every stream got every event once: \(Set(counts))")
-            readers.forEach { $0.client.close() }
+            readers.forEach { $0.client.socket.shutdown() }
         }
     }
 
@@ -238,7 +241,7 @@ extension String {
             #expect(ContinuousClock.now - started < .seconds(15))
             #expect(stalled.client.closed(within: 10), "the reader that never read was cut off")
             #expect(api.daemon.log.contains("stream cut off"), "by its buffer overflowing, not a timeout")
-            reader.client.close()
+            reader.client.socket.shutdown()
         }
     }
 }

@@ -17,9 +17,12 @@ struct BenchAPICommand: Command {
           events_send_per_s         POST /v1/sessions/{id}/events (one user.message), --clients
                                     keep-alive connections, each on its own session
           sessions_retrieve_per_s   GET /v1/sessions/{id}, likewise
-          stream_latency_*          an event committed (send_event returned) → received by a
+          stream_latency_user_*     a user event committed (send_event returned) → received by a
                                     streaming client, p50/p99, with 1 and with 200 streams open on
-                                    the session (every stream's receipt is a sample)
+                                    the session (every stream's receipt is a sample); Postgres's
+                                    notification wakes the API's poller
+          stream_latency_agent_*    the same for an event a lease holder appends (append_event),
+                                    which the poller finds on its 20 ms round
 
           --seconds S   seconds per throughput run (default 5)
           --clients N   concurrent connections for throughput (default 16)
@@ -72,13 +75,17 @@ struct BenchAPICommand: Command {
             }
             results.append(BenchResult(name: "sessions_retrieve_per_s", value: retrieve, unit: "requests/s"))
             Progress.say(String(format: "sessions.retrieve: %.0f requests/s", retrieve))
-            for streams in [1, 200] {
-                let session = try post("/v1/sessions", #"{"agent":"\#(agent)","environment_id":"\#(env)"}"#)["id"]?.stringValue ?? ""
-                let latency = try await streamLatency(
-                    address, key: key, session: session, streams: streams, samples: samples, sql: sql)
-                results.append(BenchResult(name: "stream_latency_\(streams)_p50_ms", value: latency.percentile(50), unit: "ms"))
-                results.append(BenchResult(name: "stream_latency_\(streams)_p99_ms", value: latency.percentile(99), unit: "ms"))
-                Progress.say(String(format: "%d stream(s): commit → client p50 %.2f ms, p99 %.2f ms", streams, latency.percentile(50), latency.percentile(99)))
+            for writer in [Writer.user, .agent] {
+                for streams in [1, 200] {
+                    let session = try post("/v1/sessions", #"{"agent":"\#(agent)","environment_id":"\#(env)"}"#)["id"]?.stringValue ?? ""
+                    let latency = try await streamLatency(
+                        address, key: key, session: session, streams: streams, samples: samples, writer: writer, sql: sql)
+                    let name = "stream_latency_\(writer.rawValue)_\(streams)"
+                    results.append(BenchResult(name: name + "_p50_ms", value: latency.percentile(50), unit: "ms"))
+                    results.append(BenchResult(name: name + "_p99_ms", value: latency.percentile(99), unit: "ms"))
+                    Progress.say(String(format: "%@ events, %d stream(s): commit → client p50 %.2f ms, p99 %.2f ms", writer.rawValue, streams,
+                                        latency.percentile(50), latency.percentile(99)))
+                }
             }
         } catch {
             api.signal(SIGTERM)
@@ -125,8 +132,16 @@ struct BenchAPICommand: Command {
         return Double(counter.value.withLock { $0 }) / seconds
     }
 
+    /// Who writes the probe events: a user (`send_event`) or a lease holder (`append_event`).
+    enum Writer: String {
+        case user
+        case agent
+    }
+
     /// Commit → receipt, for every stream and event.
-    static func streamLatency(_ address: String, key: String, session: String, streams: Int, samples: Int, sql: ConnectionPool) async throws -> Latencies {
+    static func streamLatency(
+        _ address: String, key: String, session: String, streams: Int, samples: Int, writer: Writer, sql: ConnectionPool
+    ) async throws -> Latencies {
         final class Receipts: Sendable {
             /// Per event text: the times streams received it.
             let times = Mutex<[String: [UInt64]]>([:])
@@ -159,16 +174,30 @@ struct BenchAPICommand: Command {
                         }
                     }
                 }
+                // The reader closes its own socket: closed from elsewhere, its descriptor could be
+                // reused by the next run's connection while this thread still reads it.
+                connection.close()
             }.start()
         }
-        defer { sockets.forEach { $0.close() } }
+        defer { sockets.forEach { $0.socket.shutdown() } }
         while receipts.opened.withLock({ $0 }) < streams { try await Task.sleep(for: .milliseconds(10)) }
         try await Task.sleep(for: .milliseconds(200))
+        var epoch: Int64 = 0
+        if writer == .agent {
+            // A lease to write under: a message queues the session, the claim takes it.
+            _ = try await sql.query("SELECT seq FROM drover.send_event($1, 'user.message', '{\"content\":[]}')", [session])
+            // (The throughput runs left other sessions queued: claim them all, keep this one's lease.)
+            epoch = try await sql.query("SELECT lease_epoch FROM drover.claim('bench', 1000, 600000) WHERE session_id = $1", [session])[0].decode(0)
+            try await Task.sleep(for: .milliseconds(100))
+        }
         var committed: [String: UInt64] = [:]
         for index in 0..<samples {
             let label = String(index)
             let payload = #"{"content":[{"type":"text","text":"probe-\#(label)"}]}"#
-            _ = try await sql.query("SELECT seq FROM drover.send_event($1, 'user.message', $2)", [session, payload])
+            switch writer {
+            case .user: _ = try await sql.query("SELECT seq FROM drover.send_event($1, 'user.message', $2)", [session, payload])
+            case .agent: _ = try await sql.query("SELECT seq FROM drover.append_event($1, 'bench', $2, 'agent.message', $3)", [session, epoch, payload])
+            }
             committed[label] = DispatchTime.now().uptimeNanoseconds
             try await Task.sleep(for: .milliseconds(5))
         }
