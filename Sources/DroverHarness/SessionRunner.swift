@@ -184,8 +184,10 @@ final class SessionRunner: Sendable {
             }
         }
         let response: ModelResponse
+        let startID: String
         do {
-            try await write(before)
+            // The start span is the last of `before`; its end names it (`model_request_start_id`).
+            startID = try await write(before).last.map { Event.apiID(uuid: $0.id) } ?? ""
             response = try await withTaskCancellationHandler { try await call.value } onCancel: { call.cancel() }
         } catch {
             call.cancel()
@@ -198,7 +200,7 @@ final class SessionRunner: Sendable {
         if let ttft = firstToken.withLock({ $0 }) { context.metrics.timeToFirstToken.observe(ttft / .seconds(1)) }
         var after: [(EventType, String)] = [(.spanModelRequestEnd, JSONValue.object([
             "stop_reason": .string(response.stopReason), "message_id": .string(response.id),
-            "model_usage": ["input_tokens": .number(Double(response.usage.inputTokens)), "output_tokens": .number(Double(response.usage.outputTokens))],
+            "model_usage": response.usage.json, "model_request_start_id": .string(startID),
             "ttft_ms": firstToken.withLock { $0 }.map { .number(($0 / .milliseconds(1)).rounded()) } ?? .null,
             "duration_ms": .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded()),
         ]).text)]
@@ -403,15 +405,17 @@ final class SessionRunner: Sendable {
     /// Appends in order, in one transaction, sharing the commit with other sessions' writes.
     /// Nothing is sent once the lease's local deadline has passed; a `lease_lost` answer stops
     /// the work.
-    private func write(_ events: [(EventType, String)]) async throws {
-        guard !events.isEmpty else { return }
+    @discardableResult
+    private func write(_ events: [(EventType, String)]) async throws -> [AppendedEvent] {
+        guard !events.isEmpty else { return [] }
         guard state.withLock({ $0.machine.canWrite(at: now) }) else {
             stop(.leaseLost)
             throw DroverError(.leaseLost, "the lease's local deadline has passed")
         }
         do {
-            for outcome in await context.committer.submitAll(events.map { .append(lease, $0.0, payload: $0.1) }) {
-                _ = try outcome.get()
+            return try await context.committer.submitAll(events.map { .append(lease, $0.0, payload: $0.1) }).compactMap { outcome in
+                if case .appended(let event) = try outcome.get() { return event }
+                return nil
             }
         } catch let error as DroverError where error.code == .leaseLost {
             if state.withLock({ $0.machine.writeFenced() }) == .stopWork { stop(.leaseLost) }

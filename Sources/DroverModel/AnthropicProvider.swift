@@ -101,7 +101,10 @@ private final class StreamState: ResponseStream {
         switch data["type"]?.stringValue ?? event.event {
         case "message_start":
             state.id = data["message"]?["id"]?.stringValue ?? ""
-            state.usage.inputTokens = data["message"]?["usage"]?["input_tokens"]?.intValue ?? 0
+            let usage = data["message"]?["usage"]
+            state.usage.inputTokens = usage?["input_tokens"]?.intValue ?? 0
+            state.usage.cacheCreationInputTokens = usage?["cache_creation_input_tokens"]?.intValue ?? 0
+            state.usage.cacheReadInputTokens = usage?["cache_read_input_tokens"]?.intValue ?? 0
         case "content_block_start":
             guard let index = data["index"]?.intValue, let block = data["content_block"] else { return malformed(&state, data) }
             switch block["type"]?.stringValue {

@@ -87,9 +87,21 @@ public struct ModelRequest: Sendable {
 public struct ModelUsage: Sendable, Equatable {
     public var inputTokens: Int
     public var outputTokens: Int
+    /// Prompt-cache tokens, where the provider reports them (Anthropic does; 0 otherwise).
+    public var cacheCreationInputTokens = 0
+    public var cacheReadInputTokens = 0
     public init(inputTokens: Int = 0, outputTokens: Int = 0) {
         self.inputTokens = inputTokens
         self.outputTokens = outputTokens
+    }
+
+    /// Managed Agents' `model_usage`.
+    public var json: JSONValue {
+        [
+            "input_tokens": .number(Double(inputTokens)), "output_tokens": .number(Double(outputTokens)),
+            "cache_creation_input_tokens": .number(Double(cacheCreationInputTokens)),
+            "cache_read_input_tokens": .number(Double(cacheReadInputTokens)),
+        ]
     }
 }
 

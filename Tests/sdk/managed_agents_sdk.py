@@ -51,6 +51,10 @@ check("every streamed event has an id", all(event.id.startswith("sevt_") for eve
 listed = list(client.beta.sessions.events.list(session.id, limit=2))
 check("events paged (2 a page) are the streamed ones", [e.id for e in listed] == [e.id for e in events] and listed[0].type == "user.message",
       [e.type for e in listed])
+ends = [e for e in listed if e.type == "span.model_request_end"]
+starts = {e.id for e in listed if e.type == "span.model_request_start"}
+check("model spans pair up with usage", len(ends) == 2 and all(
+    e.model_request_start_id in starts and e.model_usage.input_tokens > 0 and e.model_usage.cache_read_input_tokens == 0 for e in ends), ends)
 tools = list(client.beta.sessions.events.list(session.id, types=["agent.tool_result"]))
 check("events filtered by type", len(tools) == 1 and tools[0].type == "agent.tool_result", tools)
 retrieved = client.beta.sessions.retrieve(session.id)
