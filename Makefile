@@ -19,14 +19,15 @@ release: deps
 
 # The server-restart test and the bounded chaos run bounce Postgres, and the fleet test runs eight
 # harnesses against a server of its own, so each runs alone after the rest; so do the suites that
-# load the machine on purpose (gigabytes of sandbox memory, 200 streams, a client that stalls),
-# which would otherwise starve the timing of the tests beside them on 2 cores.
+# load the machine on purpose (gigabytes of sandbox memory, 200 streams, a client that stalls,
+# and a browser), which would otherwise starve the timing of the tests beside them on 2 cores.
 test: deps
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	scripts/with-pg.sh sh -c '$(SWIFT) test --skip-build --skip ServerRestartTests --skip ChaosTests --skip FleetTests \
-			--skip QuotaTests --skip APIServerTests \
+			--skip QuotaTests --skip APIServerTests --skip ConsoleTests \
 		&& $(SWIFT) test --skip-build --filter QuotaTests \
 		&& $(SWIFT) test --skip-build --filter APIServerTests \
+		&& $(SWIFT) test --skip-build --filter ConsoleTests \
 		&& $(SWIFT) test --skip-build --filter ServerRestartTests \
 		&& $(SWIFT) test --skip-build --filter FleetTests \
 		&& $(SWIFT) test --skip-build --filter ChaosTests'

@@ -148,10 +148,16 @@ CREATE FUNCTION drover.api_session_json(s drover.sessions) RETURNS jsonb LANGUAG
         'archived_at', drover.api_time(s.archived_at))
 $$;
 
--- An event: its payload's fields, with its id (sevt_ and the uuid's hex), type and processed_at.
+-- An event: its payload's fields, with its id (sevt_ and the uuid's hex), type and processed_at;
+-- beyond Managed Agents, the lease epoch that wrote it (null for user events), so that a trace can
+-- show a takeover.
 CREATE FUNCTION drover.api_event_json(e drover.events) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     SELECT e.payload || jsonb_build_object(
-        'id', 'sevt_' || replace(e.id::text, '-', ''), 'type', e.type, 'processed_at', drover.api_time(e.created_at))
+        'id', 'sevt_' || replace(e.id::text, '-', ''), 'type', e.type, 'processed_at', drover.api_time(e.created_at),
+        'drover_lease_epoch', e.lease_epoch)
+        -- The model's tool-use id, which agent.tool_result's tool_use_id names (the event id replaced it).
+        || CASE WHEN e.type IN ('agent.tool_use', 'agent.custom_tool_use') THEN jsonb_build_object('drover_tool_use_id', e.payload -> 'id')
+                ELSE '{}'::jsonb END
 $$;
 
 -- A new version of an agent, if p_version is still the current one (else `conflict`). The patch

@@ -7,6 +7,8 @@ pkg-config --exists libpq 2>/dev/null || need+=(libpq-dev)
 pkg-config --exists libcurl 2>/dev/null || need+=(libcurl4-openssl-dev)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+# The console's browser tests drive Debian's Chromium (headless).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # The deployment-file test reads YAML with Debian's python3.
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 if ((${#need[@]})); then
@@ -16,13 +18,14 @@ if ((${#need[@]})); then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
-# The API tests drive `drover api` with the official Anthropic SDK from PyPI, in a venv of the
-# project's own (pinned, so a new SDK release cannot change what the tests mean).
+# The API tests drive `drover api` with the official Anthropic SDK from PyPI, and the console's
+# tests drive Chromium with Playwright, in a venv of the project's own (pinned, so a new release
+# cannot change what the tests mean; Playwright uses the system's Chromium, it downloads none).
 root=$(cd "$(dirname "$0")/.." && pwd)
 sdk=$root/.drover/sdk
-if [[ ! -x $sdk/bin/python ]] || ! "$sdk/bin/python" -c 'import anthropic' >/dev/null 2>&1; then
-    echo "deps: installing anthropic==2.12.0 into .drover/sdk"
+if [[ ! -x $sdk/bin/python ]] || ! "$sdk/bin/python" -c 'import anthropic, playwright' >/dev/null 2>&1; then
+    echo "deps: installing anthropic==2.12.0 and playwright==1.65.2 into .drover/sdk"
     rm -rf "$sdk"
     python3 -m venv "$sdk"
-    "$sdk/bin/pip" install -q "anthropic==2.12.0"
+    "$sdk/bin/pip" install -q "anthropic==2.12.0" "playwright==1.65.2"
 fi

@@ -10,11 +10,13 @@ public struct APIRouter: Sendable {
     let store: TenantStore
     let hub: EventStreamHub
     let log: Log
+    let console: ConsoleFiles
 
-    public init(store: TenantStore, hub: EventStreamHub, log: Log) {
+    public init(store: TenantStore, hub: EventStreamHub, log: Log, console: ConsoleFiles = ConsoleFiles()) {
         self.store = store
         self.hub = hub
         self.log = log
+        self.console = console
     }
 
     /// A request's target split into path segments and query parameters (`types[]` → `types`).
@@ -49,6 +51,8 @@ public struct APIRouter: Sendable {
     }
 
     public func handle(_ request: HTTPServerRequest, requestID: String) async -> APIResponse {
+        // The console's static files need no key (they hold none; the page asks for one).
+        if let page = console.response(for: request) { return page }
         let started = ContinuousClock.now
         var principal: APIPrincipal?
         let response: APIResponse
@@ -157,9 +161,23 @@ public struct APIRouter: Sendable {
         guard path.first == "v1", path.count >= 2 else { throw APIError.notFound("no route \(request.method) \(request.path.prefix { $0 != "?" })") }
         let method = request.method
         switch (path[1], path.count, method) {
+        // Beyond Managed Agents: what the key is (the console asks, to show the fleet pages or not).
+        case ("me", 2, "GET"):
+            let name = try await store.organizationName(id: org)
+            return Self.ok(["type": "key", "id": .string(principal.keyID), "organization": .string(name), "operator": .bool(principal.operator_)])
         // The fleet, across organisations: operator keys only.
         case ("fleet", 3, "GET"):
             guard principal.operator_ else { throw APIError.forbidden }
+            if path[2] == "verify" {
+                let report = try await Verifier(pool: store.pool).run()
+                return Self.ok([
+                    "sessions": .number(Double(report.sessions)), "events": .number(Double(report.events)),
+                    "breaches": .array(report.breaches.map {
+                        ["check": .string($0.check), "session": .string($0.session), "seq": $0.seq.map { .number(Double($0)) } ?? .null,
+                         "detail": .string($0.detail)]
+                    }),
+                ])
+            }
             return Self.ok(try await store.fleet(path[2]))
         // Agents
         case ("agents", 2, "POST"): return Self.ok(try await store.createAgent(org: org, try body(request)))
@@ -189,7 +207,7 @@ public struct APIRouter: Sendable {
         case ("sessions", 2, "GET"):
             return Self.ok(try await store.sessions(
                 org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"),
-                agentID: target.first("agent_id")).json)
+                agentID: target.first("agent_id"), id: target.first("id")).json)
         case ("sessions", 3, "GET"): return Self.ok(try await store.session(org: org, id: path[2]))
         case ("sessions", 3, "POST"): return Self.ok(try await store.updateSession(org: org, id: path[2], try body(request)))
         case ("sessions", 3, "DELETE"): return Self.ok(try await store.deleteSession(org: org, id: path[2]))

@@ -6,6 +6,8 @@ import Synchronization
 /// What a handler answers: a whole response, or an event stream the connection then serves.
 public enum APIResponse: Sendable {
     case json(status: Int, body: JSONValue, headers: [(String, String)])
+    /// Bytes as they are (the console's static files).
+    case raw(status: Int, contentType: String, body: [UInt8], headers: [(String, String)])
     case stream(EventStreamHub.Subscriber, headers: [(String, String)])
 }
 
@@ -133,6 +135,10 @@ public final class APIServer: Sendable {
             var all = headers
             all.append(("request-id", requestID))
             return write(socket, Self.response(status: status, body: Array(body.text.utf8), headers: all, close: !keepAlive))
+        case .raw(let status, let contentType, let body, let headers):
+            var all = headers
+            all.append(("request-id", requestID))
+            return write(socket, Self.response(status: status, contentType: contentType, body: body, headers: all, close: !keepAlive))
         case .stream(let subscriber, let headers):
             defer { hub.unsubscribe(subscriber) }
             var head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\nrequest-id: \(requestID)\r\n"
@@ -183,8 +189,8 @@ public final class APIServer: Sendable {
         (try? socket.send(bytes: bytes)) != nil
     }
 
-    static func response(status: Int, body: [UInt8], headers: [(String, String)], close: Bool) -> [UInt8] {
-        var head = "HTTP/1.1 \(status) \(reason(status))\r\ncontent-type: application/json\r\ncontent-length: \(body.count)\r\n"
+    static func response(status: Int, contentType: String = "application/json", body: [UInt8], headers: [(String, String)], close: Bool) -> [UInt8] {
+        var head = "HTTP/1.1 \(status) \(reason(status))\r\ncontent-type: \(contentType)\r\ncontent-length: \(body.count)\r\n"
         if close { head += "connection: close\r\n" }
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         return Array((head + "\r\n").utf8) + body
@@ -199,6 +205,7 @@ public final class APIServer: Sendable {
     static func reason(_ status: Int) -> String {
         switch status {
         case 200: "OK"
+        case 308: "Permanent Redirect"
         case 400: "Bad Request"
         case 401: "Unauthorized"
         case 403: "Forbidden"

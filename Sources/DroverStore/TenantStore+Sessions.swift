@@ -56,10 +56,11 @@ extension TenantStore {
             """, [id, org, body["title"] != nil, body["title"]?.stringValue, Self.text(body["metadata"])], missing: "no session \(id)")
     }
 
-    public func sessions(org: String, limit: Int, page: String?, includeArchived: Bool, agentID: String?) async throws -> APIPage {
+    /// `id` (beyond Managed Agents) looks one session up without a 404 when it is not there.
+    public func sessions(org: String, limit: Int, page: String?, includeArchived: Bool, agentID: String?, id: String? = nil) async throws -> APIPage {
         try await newestFirst(
             "drover.sessions", render: "drover.api_session_json", org: org, includeArchived: includeArchived, page: page, limit: limit,
-            filter: "($6::text IS NULL OR t.agent_id = $6)", extra: [agentID])
+            filter: "($6::text IS NULL OR t.agent_id = $6) AND ($7::text IS NULL OR t.id = $7)", extra: [agentID, id])
     }
 
     public func archiveSession(org: String, id: String) async throws -> JSONValue {

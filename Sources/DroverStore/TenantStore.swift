@@ -115,6 +115,10 @@ public struct TenantStore: Sendable {
         }
     }
 
+    public func organizationName(id: String) async throws -> String {
+        try await mappingErrors { try await pool.query("SELECT name FROM drover.organizations WHERE id = $1", [id])[0].decode(0) }
+    }
+
     // MARK: - Fleet views (operator keys)
 
     /// The operator views by the name the API gives them.

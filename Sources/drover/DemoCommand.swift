@@ -14,13 +14,14 @@ struct DemoCommand: Command {
     static let help = """
         usage: drover demo [--script FILE] [--kill-at-turn N]
 
-        Migrates DATABASE_URL and starts, as child processes, a sandbox pool, two harnesses and
-        `drover scripted-model` replaying FILE (default scripts/demo/turns.json; with
+        Migrates DATABASE_URL and starts, as child processes, a sandbox pool, two harnesses,
+        `drover api` (with the web console) and `drover scripted-model` replaying FILE (default scripts/demo/turns.json; with
         ANTHROPIC_API_KEY set, Claude is used instead and no scripted model starts). It creates a
         session that writes and runs a small program, prints the event log as it grows, SIGKILLs
         the harness holding the lease when model request N starts (default 4; 2 with Claude),
-        shows the lease table while the other harness takes over, and prints the outcome.
-        Daemon logs go to .drover/demo/.
+        shows the lease table while the other harness takes over, and prints the outcome. Run in
+        a terminal, it then prints the console's address and an operator key and keeps everything
+        running until Ctrl-C; otherwise it exits. Daemon logs go to .drover/demo/.
         """
     static let options: Set<String> = ["script", "kill-at-turn"]
 
@@ -77,6 +78,11 @@ struct DemoCommand: Command {
             harnesses[harness.pid] = name
         }
         Output.line("harnesses: \(harnesses.map { "\($0.value) (pid \($0.key))" }.sorted().joined(separator: ", "))")
+        let api = try start("api", ["api", "--listen", "127.0.0.1:0", "--grace", "1"], ["DATABASE_URL": databaseURL])
+        let consoleURL = "http://\(try await api.waitForLog("listening")["address"]?.stringValue ?? "?")/console/"
+        // An operator key of the organisation the CLI's sessions belong to, for the console.
+        let consoleKey = try await TenantStore(pool: pool).createKey(org: "default", operator_: true).secret
+        Output.line("console at \(consoleURL)")
 
         say("create a session")
         let agent = try await store.createAgent(
@@ -133,6 +139,17 @@ struct DemoCommand: Command {
             """)
         guard final.status == .idle, killed != nil, resumedBy != nil else {
             throw DroverError(.database, "the demo did not complete as expected; see the logs in \(logs)")
+        }
+        // In a terminal, leave everything running so that a person can look at it in the console.
+        if isatty(0) == 1 && isatty(1) == 1 {
+            say("console")
+            Output.line("""
+                open          \(consoleURL)
+                key           \(consoleKey)   (an operator key of the default organisation)
+                session       \(consoleURL)#/sessions/\(session)
+                Ctrl-C stops the demo.
+                """)
+            _ = await TerminationSignal.wait()
         }
     }
 

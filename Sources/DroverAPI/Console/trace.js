@@ -1,0 +1,68 @@
+// A session's trace as SVG, from its events alone: lease epochs as shaded bands (a takeover after a
+// crash is a new band), each model request and each tool call as a bar on its row.
+
+const escape = (value) => String(value).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+
+export function traceSVG(events) {
+  const width = 640, left = 70, right = 10, rowHeight = 26, top = 22;
+  const rows = ["epochs", "model", "tools"];
+  const height = top + rows.length * rowHeight + 24;
+  if (events.length === 0) return `<p class="muted">No events yet.</p>`;
+  const time = (event) => Date.parse(event.processed_at);
+  const t0 = time(events[0]);
+  const t1 = Math.max(t0 + 1, time(events[events.length - 1]));
+  const x = (t) => left + ((t - t0) / (t1 - t0)) * (width - left - right);
+  const y = (row) => top + rows.indexOf(row) * rowHeight;
+  const parts = [];
+
+  // Lease epochs: from the first to the last event each epoch wrote.
+  const epochs = new Map();
+  for (const event of events) {
+    const epoch = event.drover_lease_epoch;
+    if (epoch == null) continue;
+    const span = epochs.get(epoch) || { from: time(event), to: time(event) };
+    span.to = time(event);
+    epochs.set(epoch, span);
+  }
+  let shade = 0;
+  for (const [epoch, span] of [...epochs.entries()].sort((a, b) => a[0] - b[0])) {
+    const x0 = x(span.from), x1 = Math.max(x(span.to), x0 + 3);
+    const fill = shade++ % 2 ? "#e6ecfb" : "#d4def8";
+    parts.push(`<g class="epoch" data-epoch="${epoch}"><rect x="${x0.toFixed(1)}" y="${top - 6}" width="${(x1 - x0).toFixed(1)}" height="${rows.length * rowHeight}" fill="${fill}" opacity="0.7"><title>lease epoch ${epoch}</title></rect>` +
+      `<text x="${(x0 + 3).toFixed(1)}" y="${y("epochs") + 12}" font-size="11" fill="#2f3b5c">epoch ${epoch}</text></g>`);
+  }
+
+  // Model requests: each start to its end.
+  const starts = new Map(events.filter((e) => e.type === "span.model_request_start").map((e) => [e.id, e]));
+  let previousStart = null;
+  for (const event of events) {
+    if (event.type === "span.model_request_start") previousStart = event;
+    if (event.type !== "span.model_request_end") continue;
+    const start = starts.get(event.model_request_start_id) || previousStart;
+    if (!start) continue;
+    const x0 = x(time(start)), x1 = Math.max(x(time(event)), x0 + 3);
+    const usage = event.model_usage || event.usage || {};
+    const label = `model request: ${event.duration_ms ?? "?"} ms, first token ${event.ttft_ms ?? "?"} ms, ${usage.input_tokens ?? 0} tokens in, ${usage.output_tokens ?? 0} out`;
+    parts.push(`<rect class="model" x="${x0.toFixed(1)}" y="${y("model")}" width="${(x1 - x0).toFixed(1)}" height="16" rx="2" fill="#2f5fd0"><title>${escape(label)}</title></rect>`);
+  }
+
+  // Tool calls: each use to its result.
+  const uses = new Map();
+  for (const event of events) {
+    if (event.type === "agent.tool_use" || event.type === "agent.custom_tool_use") uses.set(event.drover_tool_use_id || event.id, event);
+    if (event.type !== "agent.tool_result" && event.type !== "user.custom_tool_result") continue;
+    const use = uses.get(event.tool_use_id) || [...uses.values()].find((u) => u.id === event.custom_tool_use_id);
+    if (!use) continue;
+    const x0 = x(time(use)), x1 = Math.max(x(time(event)), x0 + 3);
+    const color = event.is_error ? "#b3261e" : use.type === "agent.custom_tool_use" ? "#9a6700" : "#1e7a3c";
+    const label = `${use.name}: ${time(event) - time(use)} ms${event.is_error ? " (error)" : ""}`;
+    parts.push(`<rect class="tool" x="${x0.toFixed(1)}" y="${y("tools")}" width="${(x1 - x0).toFixed(1)}" height="16" rx="2" fill="${color}"><title>${escape(label)}</title></rect>`);
+  }
+
+  const labels = rows.map((row) => `<text x="4" y="${y(row) + 12}" font-size="12" fill="#5d6470">${row}</text>`).join("");
+  const seconds = ((t1 - t0) / 1000).toFixed(1);
+  return `<svg viewBox="0 0 ${width} ${height}" role="img" aria-label="Trace: ${epochs.size} lease epoch(s) over ${seconds} s">` +
+    labels + parts.join("") +
+    `<text x="${left}" y="${height - 6}" font-size="11" fill="#5d6470">0 s</text>` +
+    `<text x="${width - right}" y="${height - 6}" font-size="11" fill="#5d6470" text-anchor="end">${seconds} s</text></svg>`;
+}

@@ -1,0 +1,114 @@
+"""The console in headless Chromium (Debian's, driven by Playwright), against real daemons. Run by
+DroverAPITests.ConsoleTests in two phases:
+
+  live   sign in; start a session from the console and watch it run to end_turn live; answer a
+         custom tool call from the page; another organisation's session id gives a not-found page
+  fleet  the lease table shows a held and an expired lease, the invariants panel reports; a session
+         taken over after its harness was SIGKILLed shows two lease epochs on its trace
+
+Environment: DROVER_CONSOLE_URL, DROVER_KEY (an operator key of the organisation), DROVER_OTHER_SESSION
+(a session of another organisation), DROVER_TAKEOVER_SESSION (fleet), DROVER_SCREENSHOTS (a folder).
+Every page must log no console error. Prints one line per check; a failure raises."""
+import os
+import sys
+
+from playwright.sync_api import expect, sync_playwright
+
+URL = os.environ["DROVER_CONSOLE_URL"]
+KEY = os.environ["DROVER_KEY"]
+SHOTS = os.environ["DROVER_SCREENSHOTS"]
+phase = sys.argv[1]
+errors = []
+
+
+def check(name, condition, detail=""):
+    if not condition:
+        raise AssertionError(f"{name}: {detail}")
+    print("ok", name, flush=True)
+
+
+def shot(page, name):
+    page.screenshot(path=os.path.join(SHOTS, name + ".png"), full_page=True)
+
+
+def sign_in(page):
+    page.goto(URL)
+    page.get_by_label("API key").fill(KEY)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Sessions")).to_be_visible()
+
+
+with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_timeout(30_000)
+    sign_in(page)
+    check("signed in", page.get_by_role("link", name="Fleet").is_visible())
+
+    if phase == "live":
+        # A session started from the console runs to end_turn while its events appear live.
+        page.get_by_label("Agent for the new session").select_option(label="console")
+        page.get_by_label("First message").fill("hello from the console")
+        page.get_by_role("button", name="Start").click()
+        events = page.locator("#events")
+        expect(events.locator('[data-type="agent.tool_use"]')).to_have_count(1)
+        expect(events.locator('[data-type="session.status_idle"]')).to_contain_text("end_turn")
+        expect(events.locator('[data-type="agent.message"]')).to_contain_text("Done.")
+        expect(page.locator("#stream-state")).to_have_text("live")
+        expect(page.locator("#trace rect.model")).to_have_count(2)
+        check("a console-started session ran to end_turn live", True)
+        shot(page, "session")
+
+        # A custom tool call is answered from the page.
+        page.goto(URL + "#/sessions")
+        page.get_by_label("Agent for the new session").select_option(label="with-lookup")
+        page.get_by_label("First message").fill("use the lookup")
+        page.get_by_role("button", name="Start").click()
+        answer = page.get_by_label("Result of lookup")
+        answer.fill("a runtime for agents")
+        page.get_by_role("button", name="Send result").click()
+        expect(page.locator('#events [data-type="user.custom_tool_result"]')).to_contain_text("a runtime for agents")
+        expect(page.locator('#events [data-type="agent.message"]')).to_contain_text("Found it.")
+        expect(page.locator('#events [data-type="session.status_idle"]').last).to_contain_text("end_turn")
+        check("a custom tool call was answered from the page", True)
+        shot(page, "custom-tool")
+
+        # Another organisation's session id: the same page as a missing one.
+        page.goto(URL + "#/sessions/" + os.environ["DROVER_OTHER_SESSION"])
+        expect(page.get_by_role("heading", name="Session not found")).to_be_visible()
+        check("another organisation's session is not found", True)
+        shot(page, "not-found")
+
+        # Phone width: the session page still reads.
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(URL + "#/sessions")
+        expect(page.locator("#sessions")).to_be_visible()
+        shot(page, "sessions-phone")
+
+    if phase == "fleet":
+        page.get_by_role("link", name="Fleet").click()
+        leases = page.locator("#leases tbody tr")
+        expect(page.locator("#leases tbody tr.expired")).to_have_count(1)
+        expect(leases).to_have_count(2)
+        check("the lease table shows a held and an expired lease", "expired" in page.locator("#leases tbody tr.expired").inner_text())
+        expect(page.locator("#verify")).to_contain_text("invariants hold")
+        expect(page.locator("#harnesses tbody tr").first).to_be_visible()
+        expect(page.locator("#pools tbody tr").first).to_be_visible()
+        shot(page, "fleet")
+
+        page.goto(URL + "#/sessions/" + os.environ["DROVER_TAKEOVER_SESSION"])
+        expect(page.locator('#events [data-type="session.status_idle"]').last).to_contain_text("end_turn")
+        epochs = page.locator("#trace g.epoch")
+        check("a takeover shows as a new lease epoch on the trace", epochs.count() >= 2, epochs.count())
+        shot(page, "takeover-trace")
+
+        # Keyboard: the main links and buttons are reachable with Tab.
+        page.keyboard.press("Tab")
+        check("keyboard focus lands on a control", page.evaluate("document.activeElement && document.activeElement.tagName") in ("A", "BUTTON", "INPUT", "TEXTAREA", "SELECT"))
+
+    browser.close()
+
+check("no console errors", not errors, errors)
+print("all checks passed", flush=True)
