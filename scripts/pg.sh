@@ -18,7 +18,7 @@ as_pg() {
 
 free_port() {
     local port
-    for port in $(seq 55432 55632); do
+    for port in $(shuf -i 55432-55632); do
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
     done
     echo "pg.sh: no free port in 55432-55632" >&2
@@ -46,13 +46,21 @@ start() {
         mkdir -p "$home"
     fi
     local port
-    port=$(free_port)
     echo "pg.sh: initdb in $home" >&2
     as_pg "$bin/initdb" -D "$(data)" -U drover --auth=trust -E UTF8 --no-instructions >"$home.initdb.log" 2>&1 \
         || { cat "$home.initdb.log" >&2; exit 1; }
-    as_pg "$bin/pg_ctl" -D "$(data)" -l "$(data)/server.log" -w -t 60 start -o \
-        "-p $port -k $(data) -c listen_addresses=127.0.0.1 -c fsync=on ${DROVER_PG_OPTIONS:-}" \
-        >/dev/null
+    # A port nothing listens on may still be bound (a client's ephemeral port): try a few.
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        port=$(free_port)
+        if as_pg "$bin/pg_ctl" -D "$(data)" -l "$(data)/server.log" -w -t 60 start -o \
+            "-p $port -k $(data) -c listen_addresses=127.0.0.1 -c fsync=on ${DROVER_PG_OPTIONS:-}" >/dev/null; then
+            break
+        fi
+        [[ $attempt -lt 5 ]] || { tail -5 "$(data)/server.log" >&2; exit 1; }
+        echo "pg.sh: port $port is taken; trying another" >&2
+        sleep 1
+    done
     as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U drover drover
     echo "$port" >"$home/port"
     echo "pg.sh: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port" >&2

@@ -10,7 +10,8 @@ public struct RunningAPI: Sendable {
 
     public static func start(database: String, _ extra: [String] = []) async throws -> RunningAPI {
         let daemon = try ChildDaemon(
-            binary: TestDatabase.droverBinary.path, ["api", "--listen", "127.0.0.1:0", "--grace", "2"] + extra,
+            // Few connections: tests run side by side against one stock server (max_connections 100).
+            binary: TestDatabase.droverBinary.path, ["api", "--listen", "127.0.0.1:0", "--grace", "2", "--db-connections", "3"] + extra,
             environment: ["DATABASE_URL": database])
         let listening = try await daemon.waitForLog("listening")
         guard let address = listening["address"]?.stringValue else { throw DroverError(.invalidArgument, "no address in \(listening.text)") }

@@ -58,6 +58,7 @@ import Testing
             var api = APIDaemon.Config(databaseURL: db.conninfo)
             api.port = try Self.freePort()
             api.grace = 1
+            api.databaseConnections = 2
             var pool = PoolDaemon.Config(token: "in-process-token")
             pool.port = try Self.freePort()
             pool.warm = 0
