@@ -23,19 +23,15 @@ import Testing
     }()
 
     func browser(_ phase: String, api: RunningAPI, environment: [String: String]) async throws {
-        let python = TestDatabase.packageRoot.appendingPathComponent(".drover/sdk/bin/python").path
         let shots = TestDatabase.packageRoot.appendingPathComponent(".build/test-output/console").path
         try FileManager.default.createDirectory(atPath: shots, withIntermediateDirectories: true)
-        let result = try await DroverProcess.run(
-            program: python, [TestDatabase.packageRoot.appendingPathComponent("Tests/console/console_browser.py").path, phase],
+        try await APIRig.python(
+            "Tests/console/console_browser.py", [phase],
             environment: environment.merging(["DROVER_CONSOLE_URL": "http://\(api.address)/console/", "DROVER_SCREENSHOTS": shots]) { $1 })
-        #expect(result.status == 0 && result.stdout.contains("all checks passed"), "\(phase):\n\(result.stdout)\n\(result.stderr)")
     }
 
     @Test func theConsoleInABrowser() async throws {
-        let cluster = try await HarnessCluster.start(script: Self.script, harnesses: 2)
-        let api = try await RunningAPI.start(database: cluster.database.conninfo)
-        do {
+        try await APIRig.withClusterAndAPI(script: Self.script, harnesses: 2) { cluster, api in
             let key = try await api.key(org: "console", operator_: true)
             let otherKey = try await api.key(org: "elsewhere")
             let http = try HTTPConnection.connect(api.address)
@@ -80,12 +76,6 @@ import Testing
             }
             try await Task.sleep(for: .milliseconds(300))
             try await browser("fleet", api: api, environment: ["DROVER_KEY": key, "DROVER_TAKEOVER_SESSION": takeover])
-        } catch {
-            await api.stop()
-            await cluster.stop()
-            throw error
         }
-        #expect(await api.stop() == 0)
-        await cluster.stop()
     }
 }

@@ -40,24 +40,13 @@ import Testing
     ]
 
     @Test func theOfficialSDKWorksAgainstDrover() async throws {
-        let cluster = try await HarnessCluster.start(script: Self.script)
-        let api = try await RunningAPI.start(database: cluster.database.conninfo)
-        do {
+        try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
             let keyA = try await api.key(org: "team-a")
             let keyB = try await api.key(org: "team-b")
-            let python = TestDatabase.packageRoot.appendingPathComponent(".drover/sdk/bin/python").path
-            #expect(FileManager.default.isExecutableFile(atPath: python), "make test installs the SDK (scripts/deps.sh)")
-            let result = try await DroverProcess.run(
-                program: python, [TestDatabase.packageRoot.appendingPathComponent("Tests/sdk/managed_agents_sdk.py").path],
+            try await APIRig.python(
+                "Tests/sdk/managed_agents_sdk.py",
                 environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": keyA, "DROVER_KEY_B": keyB])
-            #expect(result.status == 0 && result.stdout.contains("all checks passed"), "\(result.stdout)\n\(result.stderr)")
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
-        } catch {
-            await api.stop()
-            await cluster.stop()
-            throw error
         }
-        #expect(await api.stop() == 0)
-        await cluster.stop()
     }
 }
