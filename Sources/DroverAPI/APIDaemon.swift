@@ -54,6 +54,13 @@ public struct APIDaemon: Service {
         // One listener connection per process wakes every stream's poll when a user event is sent.
         let doorbell = try PostgresListener(conninfo: config.databaseURL, channels: [LeaseQueue.userEventChannel, LeaseQueue.runnableChannel])
         let poller = Task { await hub.run(listener: doorbell) }
+        // The fleet page's queue chart reads these samples (drover.queue_history).
+        let sampler = Task {
+            while !Task.isCancelled {
+                do { try await store.sampleQueue() } catch { log.debug("queue sample failed", ("error", .string("\(error)"))) }
+                try? await Task.sleep(for: .seconds(15))
+            }
+        }
         server.start()
         log.info("listening", ("address", .string("\(listener.host):\(listener.port)")), ("metrics", ops.map { .string($0.address) } ?? .null))
         let signal = await stop.wait()
@@ -61,6 +68,7 @@ public struct APIDaemon: Service {
         draining.withLock { $0 = true }
         await server.drain(deadline: config.grace)
         poller.cancel()
+        sampler.cancel()
         doorbell.stop()
         ops?.stop()
         pool.close()

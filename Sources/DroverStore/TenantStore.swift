@@ -123,7 +123,12 @@ public struct TenantStore: Sendable {
 
     /// The operator views by the name the API gives them.
     public static let fleetViews = ["leases": "drover.leases", "harnesses": "drover.harness_status", "pools": "drover.pool_status",
-                                    "queue": "drover.queue_stats"]
+                                    "queue": "drover.queue_stats", "queue_history": "drover.queue_history"]
+
+    /// Records the queue's depth on the current 15-second mark (once, whichever replica comes first).
+    public func sampleQueue() async throws {
+        try await mappingErrors { try await pool.query("SELECT drover.sample_queue()") }
+    }
 
     /// An operator view's rows as JSON objects (the same data `drover leases`, `harnesses`, `pools`
     /// and `top` show).

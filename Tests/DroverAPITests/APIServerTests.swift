@@ -111,7 +111,7 @@ extension String {
             try client.send("/v1/fleet/queue".request("GET", key: otherKey))
             #expect(try client.response()?.status == 403)
             let operatorKey = try await api.key(org: "ops", operator_: true)
-            for view in ["leases", "harnesses", "pools", "queue"] {
+            for view in ["leases", "harnesses", "pools", "queue", "queue_history"] {
                 try client.send("/v1/fleet/\(view)".request("GET", key: operatorKey))
                 let answer = try #require(try client.response())
                 guard case .array? = (try JSONValue.parse(answer.body))["data"] else { Issue.record("\(view): \(answer.body)"); continue }

@@ -94,6 +94,7 @@ with sync_playwright() as playwright:
         expect(leases).to_have_count(2)
         check("the lease table shows a held and an expired lease", "expired" in page.locator("#leases tbody tr.expired").inner_text())
         expect(page.locator("#verify")).to_contain_text("invariants hold")
+        expect(page.locator("#queue-chart svg")).to_be_visible()
         expect(page.locator("#harnesses tbody tr").first).to_be_visible()
         expect(page.locator("#pools tbody tr").first).to_be_visible()
         shot(page, "fleet")

@@ -355,7 +355,8 @@ async function fleetPage() {
     h("h2", {}, "Invariants (drover verify)"), verify);
   const seconds = (value) => (value == null ? "" : `${Number(value).toFixed(1)} s`);
   async function refresh() {
-    const [l, hs, ps, q] = await Promise.all(["leases", "harnesses", "pools", "queue"].map((view) => api("GET", "/v1/fleet/" + view)));
+    const [l, hs, ps, q, past] = await Promise.all(
+      ["leases", "harnesses", "pools", "queue", "queue_history"].map((view) => api("GET", "/v1/fleet/" + view)));
     leases.replaceChildren(...l.data.map((lease) => h("tr", { class: lease.expires_in_s < 0 ? "expired" : "" },
       h("td", {}, h("a", { href: "#/sessions/" + lease.session_id }, lease.session_id)), h("td", {}, lease.owner), h("td", {}, lease.epoch),
       h("td", {}, seconds(lease.held_for_s)), h("td", {}, seconds(lease.heartbeat_age_s)),
@@ -364,9 +365,12 @@ async function fleetPage() {
       h("td", {}, harness.sessions_held), h("td", {}, seconds(harness.heartbeat_age_s)), h("td", {}, harness.state))));
     pools.replaceChildren(...ps.data.map((pool) => h("tr", {}, h("td", {}, pool.id), h("td", {}, pool.address), h("td", {}, pool.status),
       h("td", {}, `${pool.sandboxes}/${pool.capacity}`), h("td", {}, pool.running_calls), h("td", {}, seconds(pool.heartbeat_age_s)))));
+    // The last hour as the API processes sampled it (every 15 s), then now.
     const stats = q.data[0] || {};
-    history.push({ at: Date.now(), queued: stats.queued || 0, running: stats.running || 0, idle: stats.idle || 0 });
-    while (history.length && history[0].at < Date.now() - 3600_000) history.shift();
+    const points = past.data.map((s) => ({ at: Date.parse(s.at), queued: s.queued, running: s.running, idle: s.idle }))
+      .sort((a, b) => a.at - b.at);
+    points.push({ at: Date.now(), queued: stats.queued || 0, running: stats.running || 0, idle: stats.idle || 0 });
+    history.splice(0, history.length, ...points);
     queue.innerHTML = queueChart(history);
   }
   async function check() {
@@ -381,9 +385,9 @@ async function fleetPage() {
   stopPage = () => timers.forEach(clearInterval);
 }
 
-/// Queue depth by status since the page opened (at most the last hour), as an SVG line chart.
+/// Queue depth by status over the last hour, as an SVG line chart.
 function queueChart(history) {
-  const width = 800, height = 160, pad = 30;
+  const width = 1200, height = 150, pad = 30;
   if (history.length < 2) return `<p class="muted">queued ${history[0]?.queued ?? 0}, running ${history[0]?.running ?? 0}, idle ${history[0]?.idle ?? 0}</p>`;
   const t0 = history[0].at, t1 = history[history.length - 1].at;
   const max = Math.max(1, ...history.flatMap((point) => [point.queued, point.running]));
