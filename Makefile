@@ -20,10 +20,11 @@ release: deps
 # The server-restart test and the bounded chaos run bounce Postgres, and the fleet test runs eight
 # harnesses against a server of its own, so each runs alone after the rest; so do the suites that
 # load the machine on purpose (gigabytes of sandbox memory, 200 streams, a client that stalls,
-# and a browser), which would otherwise starve the timing of the tests beside them on 2 cores.
+# and a browser), which would otherwise starve the timing of the tests beside them on 2 cores. At
+# most 8 tests run at once: each starts daemons and holds connections to one stock server.
 test: deps
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
-	scripts/with-pg.sh sh -c '$(SWIFT) test --skip-build --skip ServerRestartTests --skip ChaosTests --skip FleetTests \
+	scripts/with-pg.sh sh -c '$(SWIFT) test --skip-build --experimental-maximum-parallelization-width 8 --skip ServerRestartTests --skip ChaosTests --skip FleetTests \
 			--skip QuotaTests --skip APIServerTests --skip ConsoleTests \
 		&& $(SWIFT) test --skip-build --filter QuotaTests \
 		&& $(SWIFT) test --skip-build --filter APIServerTests \
