@@ -130,9 +130,13 @@ final class SessionRunner: Sendable {
             let session = try await context.store.session(lease.sessionID)
             (agentID, agentVersion, environmentID) = (session.agentID, session.agentVersion, session.environmentID)
         }
-        let agent = try await context.agents.agent(id: agentID!, version: agentVersion!, store: context.store)
+        var agent = try await context.agents.agent(id: agentID!, version: agentVersion!, store: context.store)
         let environment = try await context.agents.environment(id: environmentID!, store: context.store)
-        let resources = (try? JSONValue.parse(environment.configJSON))?["resources"]
+        let environmentConfig = try? JSONValue.parse(environment.configJSON)
+        let resources = environmentConfig?["resources"]
+        // web_fetch is the harness's (the sandbox has no network), offered where the policy allows something.
+        let webFetch = WebFetch(policy: NetworkPolicy(environmentConfig: environmentConfig))
+        if webFetch.policy.kind != .none, !agent.tools.contains(where: { $0.name == WebFetch.name }) { agent.tools.append(WebFetch.definition) }
         let planner = TurnPlanner(
             epoch: lease.epoch, maxTurns: agent.maxTurns, tokenBudget: agent.tokenBudget, contextBudgetTokens: agent.contextBudgetTokens,
             attempt: lease.attempt, maxAttempts: context.options.maxAttempts)
@@ -146,7 +150,7 @@ final class SessionRunner: Sendable {
             let sessionLog = try await refresh()
             switch planner.next(sessionLog) {
             case .runTools(let calls):
-                try await runTools(calls, resources: resources)
+                try await runTools(calls, resources: resources, webFetch: webFetch)
             case .callModel(let view, let compacted):
                 try await callModel(agent: agent, view: view, compacted: compacted, sessionLog: sessionLog)
             case .finish(let reason, let unanswered, let handledThrough):
@@ -226,12 +230,22 @@ final class SessionRunner: Sendable {
     }
 
     /// Runs tool calls in parallel and logs each result.
-    private func runTools(_ calls: [PendingToolUse], resources: JSONValue?) async throws {
+    private func runTools(_ calls: [PendingToolUse], resources: JSONValue?, webFetch: WebFetch) async throws {
         let router = context.router
         let lease = self.lease
         try await withThrowingTaskGroup(of: Void.self) { group in
             for call in calls {
                 let metrics = context.metrics
+                if call.name == WebFetch.name && webFetch.policy.kind != .none && call.status == .run {
+                    group.addTask {
+                        let (content, isError) = await webFetch.run(call.input)
+                        try Task.checkCancellation()
+                        try await self.write([(.agentToolResult, ToolText.storable([
+                            "tool_use_id": .string(call.id), "content": .string(content), "is_error": .bool(isError),
+                        ]).text)])
+                    }
+                    continue
+                }
                 if case .denied(let message) = call.status {
                     // Denied by the user: its result says so; nothing runs.
                     group.addTask {
