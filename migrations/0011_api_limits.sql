@@ -16,18 +16,23 @@ CREATE TABLE drover.rate_windows (
     PRIMARY KEY (org_id, kind, window_start)
 );
 
--- Authenticates a key and counts the request against its organisation's limit of that kind
--- ('create' or 'request'), in one round trip. No row: the key is unknown or revoked. `allowed`
--- false: over the limit, `retry_after_s` until the window turns.
+-- Authenticates a key and takes requests from its organisation's allowance of that kind
+-- ('create' or 'request') for the current minute, in one round trip. An API process takes them
+-- in small batches (a twentieth of the limit, at most 50) and spends them itself, so that most
+-- requests need no write; the allowance holds across replicas (a batch a replica does not spend
+-- in its minute is lost, never granted twice). No row: the key is unknown or revoked.
+-- `granted` 0: over the limit, `retry_after_s` until the window turns.
 CREATE FUNCTION drover.api_admit(p_secret text, p_kind text)
-RETURNS TABLE (key_id text, org_id text, operator boolean, allowed boolean, retry_after_s integer)
+RETURNS TABLE (key_id text, org_id text, operator boolean, granted integer, retry_after_s integer, window_start timestamptz)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_key drover.api_keys;
     v_limit integer;
+    v_batch integer;
     v_window timestamptz := date_trunc('minute', now());
-    v_count integer;
+    v_before integer;
+    v_granted integer;
 BEGIN
     SELECT * INTO v_key FROM drover.api_keys k WHERE k.key_sha256 = sha256(convert_to(p_secret, 'UTF8')) AND k.revoked_at IS NULL;
     IF NOT FOUND THEN
@@ -35,14 +40,21 @@ BEGIN
     END IF;
     SELECT CASE WHEN p_kind = 'create' THEN o.creates_per_minute ELSE o.requests_per_minute END INTO v_limit
       FROM drover.organizations o WHERE o.id = v_key.org_id;
-    INSERT INTO drover.rate_windows AS w (org_id, kind, window_start, count) VALUES (v_key.org_id, p_kind, v_window, 1)
-    ON CONFLICT ON CONSTRAINT rate_windows_pkey DO UPDATE SET count = w.count + 1
-    RETURNING w.count INTO v_count;
-    IF v_count = 1 THEN
+    v_batch := greatest(1, least(50, v_limit / 20));
+    INSERT INTO drover.rate_windows AS w (org_id, kind, window_start, count) VALUES (v_key.org_id, p_kind, v_window, 0)
+    ON CONFLICT ON CONSTRAINT rate_windows_pkey DO NOTHING;
+    SELECT w.count INTO v_before FROM drover.rate_windows w
+     WHERE w.org_id = v_key.org_id AND w.kind = p_kind AND w.window_start = v_window FOR UPDATE;
+    v_granted := greatest(0, least(v_batch, v_limit - v_before));
+    IF v_granted > 0 THEN
+        UPDATE drover.rate_windows w SET count = v_before + v_granted
+         WHERE w.org_id = v_key.org_id AND w.kind = p_kind AND w.window_start = v_window;
+    END IF;
+    IF v_before = 0 THEN
         DELETE FROM drover.rate_windows w WHERE w.org_id = v_key.org_id AND w.kind = p_kind AND w.window_start < v_window;
     END IF;
-    RETURN QUERY SELECT v_key.id, v_key.org_id, v_key.operator, v_count <= v_limit,
-                        greatest(1, ceil(extract(epoch FROM v_window + interval '1 minute' - now()))::integer);
+    RETURN QUERY SELECT v_key.id, v_key.org_id, v_key.operator, v_granted,
+                        greatest(1, ceil(extract(epoch FROM v_window + interval '1 minute' - now()))::integer), v_window;
 END;
 $$;
 

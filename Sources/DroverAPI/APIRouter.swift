@@ -11,12 +11,14 @@ public struct APIRouter: Sendable {
     let hub: EventStreamHub
     let log: Log
     let console: ConsoleFiles
+    let admissions: Admissions
 
     public init(store: TenantStore, hub: EventStreamHub, log: Log, console: ConsoleFiles = ConsoleFiles()) {
         self.store = store
         self.hub = hub
         self.log = log
         self.console = console
+        admissions = Admissions(store: store)
     }
 
     /// A request's target split into path segments and query parameters (`types[]` → `types`).
@@ -102,7 +104,7 @@ public struct APIRouter: Sendable {
         return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions"].contains(segments[1]) ? "create" : "request"
     }
 
-    /// Authenticates the key and counts the request against the organisation's limit.
+    /// Authenticates the key and spends one of the organisation's requests of this minute.
     func admit(_ request: HTTPServerRequest) async throws -> APIPrincipal {
         var secret = request.headers["x-api-key"]
         if secret == nil, let authorization = request.headers["authorization"], authorization.lowercased().hasPrefix("bearer ") {
@@ -110,7 +112,7 @@ public struct APIRouter: Sendable {
         }
         guard let secret, !secret.isEmpty else { throw APIError(401, "authentication_error", "an API key is required: x-api-key or Authorization: Bearer") }
         let kind = Self.kind(request)
-        switch try await store.admit(secret, kind: kind) {
+        switch try await admissions.admit(secret, kind: kind) {
         case .admitted(let principal): return principal
         case .unknownKey: throw APIError.unauthenticated
         case .limited(let retryAfter): throw RateLimited(kind: kind == "create" ? "creates" : "requests", retryAfter: retryAfter)

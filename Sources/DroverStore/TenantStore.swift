@@ -53,21 +53,26 @@ public struct TenantStore: Sendable {
         return (id, secret, org)
     }
 
-    /// What admitting a request decided.
+    /// What admitting requests decided.
     public enum Admission: Sendable, Equatable {
-        case admitted(APIPrincipal)
+        /// `granted` requests of this minute's allowance (this one included), valid `secondsLeft`.
+        case admitted(APIPrincipal, granted: Int, secondsLeft: Int)
         case unknownKey
         case limited(retryAfter: Int)
     }
 
-    /// Authenticates a key and counts the request against its organisation's per-minute limit of
-    /// `kind` (`create` or `request`), in one round trip (`drover.api_admit`).
+    /// Authenticates a key and takes a batch of its organisation's per-minute allowance of `kind`
+    /// (`create` or `request`), in one round trip (`drover.api_admit`).
     public func admit(_ secret: String, kind: String) async throws -> Admission {
         try await mappingErrors {
-            let rows = try await pool.query("SELECT key_id, org_id, operator, allowed, retry_after_s FROM drover.api_admit($1, $2)", [secret, kind])
+            let rows = try await pool.query(
+                "SELECT key_id, org_id, operator, granted, retry_after_s FROM drover.api_admit($1, $2)", [secret, kind])
             guard let row = rows.first else { return .unknownKey }
-            guard try row.decode(3) as Bool else { return .limited(retryAfter: try row.decode(4)) }
-            return .admitted(APIPrincipal(keyID: try row.decode(0), orgID: try row.decode(1), operator_: try row.decode(2)))
+            let granted: Int = try row.decode(3)
+            guard granted > 0 else { return .limited(retryAfter: try row.decode(4)) }
+            return .admitted(
+                APIPrincipal(keyID: try row.decode(0), orgID: try row.decode(1), operator_: try row.decode(2)), granted: granted,
+                secondsLeft: try row.decode(4))
         }
     }
 

@@ -101,6 +101,13 @@ extension String {
             let limited = try #require(try client.response())
             #expect(limited.status == 429 && Int(limited.headers["retry-after"] ?? "") != nil, "\(limited)")
             #expect((try JSONValue.parse(limited.body))["error"]?["type"] == "rate_limit_error")
+            // The limit holds across replicas: another API process on the database finds it spent.
+            let replica = try await RunningAPI.start(database: db.conninfo)
+            let second = try RawHTTP.connect(replica.address)
+            try second.send("/v1/environments".request("POST", key: key, body: #"{"name":"e"}"#))
+            #expect(try second.response()?.status == 429, "the other replica refuses too")
+            second.close()
+            #expect(await replica.stop() == 0)
             // Other requests are under their own limit; another organisation is not limited.
             try client.send("/v1/agents".request("GET", key: key))
             #expect(try client.response()?.status == 200)
