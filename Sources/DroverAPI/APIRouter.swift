@@ -209,7 +209,7 @@ public struct APIRouter: Sendable {
         case ("sessions", 2, "GET"):
             return Self.ok(try await store.sessions(
                 org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"),
-                agentID: target.first("agent_id"), id: target.first("id")).json)
+                agentID: target.first("agent_id"), id: target.first("id"), status: target.first("status")).json)
         case ("sessions", 3, "GET"): return Self.ok(try await store.session(org: org, id: path[2]))
         case ("sessions", 3, "POST"): return Self.ok(try await store.updateSession(org: org, id: path[2], try body(request)))
         case ("sessions", 3, "DELETE"): return Self.ok(try await store.deleteSession(org: org, id: path[2]))

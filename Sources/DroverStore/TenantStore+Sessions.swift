@@ -56,11 +56,20 @@ extension TenantStore {
             """, [id, org, body["title"] != nil, body["title"]?.stringValue, Self.text(body["metadata"])], missing: "no session \(id)")
     }
 
-    /// `id` (beyond Managed Agents) looks one session up without a 404 when it is not there.
-    public func sessions(org: String, limit: Int, page: String?, includeArchived: Bool, agentID: String?, id: String? = nil) async throws -> APIPage {
-        try await newestFirst(
+    /// Beyond Managed Agents: `id` looks one session up without a 404 when it is not there;
+    /// `status` filters as the API shows statuses (`running` includes queued sessions).
+    public func sessions(
+        org: String, limit: Int, page: String?, includeArchived: Bool, agentID: String?, id: String? = nil, status: String? = nil
+    ) async throws -> APIPage {
+        if let status, !["idle", "running", "terminated"].contains(status) {
+            throw DroverError(.invalidArgument, "status must be idle, running or terminated")
+        }
+        return try await newestFirst(
             "drover.sessions", render: "drover.api_session_json", org: org, includeArchived: includeArchived, page: page, limit: limit,
-            filter: "($6::text IS NULL OR t.agent_id = $6) AND ($7::text IS NULL OR t.id = $7)", extra: [agentID, id])
+            filter: """
+                ($6::text IS NULL OR t.agent_id = $6) AND ($7::text IS NULL OR t.id = $7)
+                AND ($8::text IS NULL OR t.status = $8 OR ($8 = 'running' AND t.status = 'queued'))
+                """, extra: [agentID, id, status])
     }
 
     public func archiveSession(org: String, id: String) async throws -> JSONValue {

@@ -57,6 +57,8 @@ check("model spans pair up with usage", len(ends) == 2 and all(
     e.model_request_start_id in starts and e.model_usage.input_tokens > 0 and e.model_usage.cache_read_input_tokens == 0 for e in ends), ends)
 tools = list(client.beta.sessions.events.list(session.id, types=["agent.tool_result"]))
 check("events filtered by type", len(tools) == 1 and tools[0].type == "agent.tool_result", tools)
+idle_ids = [s.id for s in client.beta.sessions.list(extra_query={"status": "idle"})]
+check("sessions filtered by status", session.id in idle_ids and list(client.beta.sessions.list(extra_query={"status": "terminated"})) == [])
 retrieved = client.beta.sessions.retrieve(session.id)
 check("session usage", retrieved.usage.input_tokens > 0 and retrieved.usage.output_tokens > 0 and retrieved.usage.active_seconds > 0
       and retrieved.stats.active_seconds == retrieved.usage.active_seconds and retrieved.status == "idle", retrieved.usage)

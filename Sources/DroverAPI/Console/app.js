@@ -171,8 +171,8 @@ async function sessionsPage(query) {
   const statusFilter = query.get("status") || "";
   const page = query.get("page");
   const list = await api("GET", "/v1/sessions?limit=25" + (agentFilter ? "&agent_id=" + encodeURIComponent(agentFilter) : "") +
-                        (page ? "&page=" + encodeURIComponent(page) : ""));
-  const sessions = list.data.filter((session) => !statusFilter || session.status === statusFilter);
+                        (statusFilter ? "&status=" + encodeURIComponent(statusFilter) : "") + (page ? "&page=" + encodeURIComponent(page) : ""));
+  const sessions = list.data;
   const names = Object.fromEntries(agents.map((agent) => [agent.id, agent.name]));
   const search = h("input", { name: "id", placeholder: "sesn_…", "aria-label": "Session id" });
   const agentSelect = h("select", { name: "agent", "aria-label": "Agent" }, h("option", { value: "" }, "all agents"),
@@ -199,7 +199,8 @@ async function sessionsPage(query) {
         h("td", {}, h("a", { href: "#/sessions/" + session.id }, session.id)), h("td", {}, session.title ?? ""),
         h("td", {}, h("span", { class: "badge " + session.status }, session.status)), h("td", {}, names[session.agent?.id] ?? session.agent?.id),
         h("td", {}, age(session.created_at)), h("td", {}, age(session.updated_at) + " ago")))))),
-    list.next_page ? h("p", {}, h("a", { href: "#/sessions?page=" + encodeURIComponent(list.next_page) }, "Older sessions →")) : null,
+    list.next_page ? h("p", {}, h("a", { href: "#/sessions?" + new URLSearchParams({ ...(agentFilter && { agent: agentFilter }),
+      ...(statusFilter && { status: statusFilter }), page: list.next_page }) }, "Older sessions →")) : null,
     h("h2", {}, "New session"),
     agents.length && environments.length
       ? h("form", { class: "inline", id: "new-session", onsubmit: async (event) => {
