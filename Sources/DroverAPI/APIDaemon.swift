@@ -39,7 +39,9 @@ public struct APIDaemon: Service {
         let pool = ConnectionPool(conninfo: config.databaseURL, maxConnections: config.databaseConnections, connectTimeout: 10)
         let store = TenantStore(pool: pool)
         let hub = EventStreamHub(store: store, maxBytesPerStream: config.streamBuffer, log: log)
-        let router = APIRouter(store: store, hub: hub, log: log)
+        let console = ConsoleFiles()
+        if console.isEmpty { log.warning("no console files found: /console/ is not served (set DROVER_CONSOLE_DIR)") }
+        let router = APIRouter(store: store, hub: hub, log: log, console: console)
         let listener = try Listener(host: config.host, port: config.port)
         let server = APIServer(config: config.server, listener: listener, hub: hub, log: log) { request, requestID in
             await router.handle(request, requestID: requestID)

@@ -57,7 +57,7 @@ import Testing
     @Test func dockerCompose() async throws {
         let compose = try #require(try await Self.yaml("docker-compose.yml").first)
         guard case .object(let services)? = compose["services"] else { Issue.record("no services"); return }
-        #expect(Set(services.keys).isSuperset(of: ["postgres", "migrate", "harness-1", "harness-2", "sandbox-pool", "scripted-model"]))
+        #expect(Set(services.keys).isSuperset(of: ["postgres", "migrate", "harness-1", "harness-2", "sandbox-pool", "scripted-model", "api"]))
         for (name, service) in services where service["image"]?.stringValue == "drover:latest" {
             let command = Self.strings(service["command"])
             try await Self.checkCommand(command, "compose \(name)")
@@ -90,11 +90,13 @@ import Testing
         #expect(text.contains(#"ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/drover"]"#))
         // The binary finds migrations beside it: bin/../share/drover/migrations.
         #expect(text.contains("COPY migrations /usr/local/share/drover/migrations"))
+        // The API finds the console at bin/../share/drover/console.
+        #expect(text.contains("COPY Sources/DroverAPI/Console /usr/local/share/drover/console"))
     }
 
     @Test func kubernetes() async throws {
         var documents: [JSONValue] = []
-        for file in ["secrets", "migrate-job", "harness-deployment", "sandbox-pool-deployment", "networkpolicy"] {
+        for file in ["secrets", "migrate-job", "harness-deployment", "sandbox-pool-deployment", "api-deployment", "networkpolicy"] {
             documents += try await Self.yaml("deploy/kubernetes/\(file).yaml")
         }
         let secrets = Set(documents.filter { $0["kind"]?.stringValue == "Secret" }.compactMap { $0["metadata"]?["name"]?.stringValue })
@@ -118,7 +120,11 @@ import Testing
                 byComponent[args.first ?? ""] = document
             }
         }
-        #expect(Set(byComponent.keys) == ["migrate", "harness", "sandbox-pool"])
+        #expect(Set(byComponent.keys) == ["migrate", "harness", "sandbox-pool", "api"])
+        let api = try #require(byComponent["api"]?["spec"]?["template"]?["spec"]?["containers"]?[0])
+        if case .array(let sources)? = api["envFrom"] {
+            #expect(sources.compactMap { $0["secretRef"]?["name"]?.stringValue } == ["drover-database"], "the API gets the database only")
+        }
         let policy = try #require(documents.first { $0["kind"]?.stringValue == "NetworkPolicy" })
         #expect(policy["spec"]?["podSelector"]?["matchLabels"]?["component"]?.stringValue == "sandbox-pool")
         #expect(policy["spec"]?["ingress"]?[0]?["from"]?[0]?["podSelector"]?["matchLabels"]?["component"]?.stringValue == "harness")
@@ -126,7 +132,7 @@ import Testing
     }
 
     @Test func systemdUnits() async throws {
-        for (unit, command) in [("drover-harness.service", "harness"), ("drover-sandbox-pool.service", "sandbox-pool")] {
+        for (unit, command) in [("drover-harness.service", "harness"), ("drover-sandbox-pool.service", "sandbox-pool"), ("drover-api.service", "api")] {
             let text = try String(contentsOf: Self.root.appendingPathComponent("deploy/systemd/\(unit)"), encoding: .utf8)
             var section = ""
             var keys: [String: String] = [:]
