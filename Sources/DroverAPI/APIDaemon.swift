@@ -41,12 +41,13 @@ public struct APIDaemon: Service {
         let hub = EventStreamHub(store: store, maxBytesPerStream: config.streamBuffer, log: log)
         let console = ConsoleFiles()
         if console.isEmpty { log.warning("no console files found: /console/ is not served (set DROVER_CONSOLE_DIR)") }
-        let router = APIRouter(store: store, hub: hub, log: log, console: console)
+        let apiMetrics = APIMetrics()
+        let router = APIRouter(store: store, hub: hub, log: log, console: console, metrics: apiMetrics)
         let listener = try Listener(host: config.host, port: config.port)
         let server = APIServer(config: config.server, listener: listener, hub: hub, log: log) { request, requestID in
             await router.handle(request, requestID: requestID)
         }
-        let metrics = MetricsRegistry()
+        let metrics = apiMetrics.registry
         metrics.gauge("drover_api_streams", "Event streams open on this process.") { Double(hub.streamCount) }
         metrics.gauge("drover_api_connections", "HTTP connections open on this process.") { Double(server.connectionCount) }
         let draining = Mutex(false)

@@ -12,12 +12,14 @@ public struct APIRouter: Sendable {
     let log: Log
     let console: ConsoleFiles
     let admissions: Admissions
+    let metrics: APIMetrics
 
-    public init(store: TenantStore, hub: EventStreamHub, log: Log, console: ConsoleFiles = ConsoleFiles()) {
+    public init(store: TenantStore, hub: EventStreamHub, log: Log, console: ConsoleFiles = ConsoleFiles(), metrics: APIMetrics = APIMetrics()) {
         self.store = store
         self.hub = hub
         self.log = log
         self.console = console
+        self.metrics = metrics
         admissions = Admissions(store: store)
     }
 
@@ -69,6 +71,9 @@ public struct APIRouter: Sendable {
         }
         var status = 200
         if case .json(let code, _, _) = response { status = code }
+        let template = APIMetrics.route(request.path)
+        metrics.requests.inc(["method": request.method, "route": template, "status": String(status)])
+        metrics.seconds.observe((ContinuousClock.now - started) / .seconds(1), ["route": template])
         log.info(
             "request", ("request_id", .string(requestID)), ("method", .string(request.method)),
             ("path", .string(String(request.path.prefix { $0 != "?" }))), ("status", .number(Double(status))),

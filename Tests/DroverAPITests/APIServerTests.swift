@@ -6,6 +6,7 @@ import DroverTestSupport
 import Foundation
 import Synchronization
 import Testing
+@testable import DroverAPI
 
 typealias RawHTTP = HTTPConnection
 
@@ -76,6 +77,25 @@ extension String {
                 #expect(created.status == 200 && created.headers["request-id"]?.hasPrefix("req_") == true)
             }
             fast.close()
+        }
+    }
+
+    @Test func metricsCountRequestsByRouteTemplate() async throws {
+        #expect(APIMetrics.route("/v1/sessions/sesn_1/events/stream?beta=true") == "/v1/sessions/{id}/events/stream")
+        #expect(APIMetrics.route("/v1/agents/agent_1/versions") == "/v1/agents/{id}/versions")
+        #expect(APIMetrics.route("/v1/fleet/leases") == "/v1/fleet/leases" && APIMetrics.route("/wp-admin") == "other")
+        try await withAPI(["--metrics-listen", "127.0.0.1:0"]) { api, key, _ in
+            let client = try RawHTTP.connect(api.address)
+            defer { client.close() }
+            try client.send("/v1/agents".request("GET", key: key))
+            #expect(try client.response()?.status == 200)
+            try client.send("/v1/sessions/sesn_missing".request("GET", key: key))
+            #expect(try client.response()?.status == 404)
+            let address = try #require(try await api.daemon.waitForLog("listening")["metrics"]?.stringValue)
+            let (status, text) = try await PrometheusText.get(address, "/metrics")
+            #expect(status == 200)
+            #expect(text.contains(#"drover_api_requests_total{method="GET",route="/v1/agents",status="200"} 1"#), "\(text)")
+            #expect(text.contains(#"drover_api_requests_total{method="GET",route="/v1/sessions/{id}",status="404"} 1"#))
         }
     }
 
