@@ -74,10 +74,13 @@ public struct APIRouter: Sendable {
         let template = APIMetrics.route(request.path)
         metrics.requests.inc(["method": request.method, "route": template, "status": String(status)])
         metrics.seconds.observe((ContinuousClock.now - started) / .seconds(1), ["route": template])
+        let segments = Target(request.path).segments
+        let session = segments.count >= 3 && segments[1] == "sessions" ? JSONValue.string(segments[2]) : .null
         log.info(
             "request", ("request_id", .string(requestID)), ("method", .string(request.method)),
             ("path", .string(String(request.path.prefix { $0 != "?" }))), ("status", .number(Double(status))),
-            ("org", principal.map { .string($0.orgID) } ?? .null), ("ms", .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded())))
+            ("org", principal.map { .string($0.orgID) } ?? .null), ("session", session),
+            ("ms", .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded())))
         return response
     }
 

@@ -96,6 +96,10 @@ extension String {
             #expect(status == 200)
             #expect(text.contains(#"drover_api_requests_total{method="GET",route="/v1/agents",status="200"} 1"#), "\(text)")
             #expect(text.contains(#"drover_api_requests_total{method="GET",route="/v1/sessions/{id}",status="404"} 1"#))
+            // Structured request lines name the session a request was about.
+            let lines = api.daemon.log.split(separator: "\n").compactMap { try? JSONValue.parse(String($0)) }
+            let line = try #require(lines.first { $0["msg"] == "request" && $0["session"] == "sesn_missing" })
+            #expect(line["status"]?.intValue == 404 && line["request_id"]?.stringValue?.hasPrefix("req_") == true)
         }
     }
 
