@@ -242,8 +242,7 @@ public struct APIRouter: Sendable {
     /// Server-sent events. Without a position, events from now on (as Managed Agents does); with
     /// `Last-Event-ID` or `?after=` an event id, every event after that one first, then live ones.
     func stream(_ request: HTTPServerRequest, target: Target, org: String, session: String) async throws -> APIResponse {
-        let current = try await store.session(org: org, id: session)
-        _ = current
+        _ = try await store.session(org: org, id: session)  // another organisation's id: 404 before streaming
         let seq: Int64
         if let id = request.headers["last-event-id"] ?? target.first("after"), !id.isEmpty {
             seq = try await store.seq(org: org, session: session, eventID: id)

@@ -134,11 +134,12 @@ public final class APIServer: Sendable {
         case .json(let status, let body, let headers):
             var all = headers
             all.append(("request-id", requestID))
-            return write(socket, Self.response(status: status, body: Array(body.text.utf8), headers: all, close: !keepAlive))
+            return write(socket, HTTPServer.response(
+                status: status, contentType: "application/json", body: Array(body.text.utf8), headers: all, close: !keepAlive))
         case .raw(let status, let contentType, let body, let headers):
             var all = headers
             all.append(("request-id", requestID))
-            return write(socket, Self.response(status: status, contentType: contentType, body: body, headers: all, close: !keepAlive))
+            return write(socket, HTTPServer.response(status: status, contentType: contentType, body: body, headers: all, close: !keepAlive))
         case .stream(let subscriber, let headers):
             defer { hub.unsubscribe(subscriber) }
             var head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\nrequest-id: \(requestID)\r\n"
@@ -189,39 +190,9 @@ public final class APIServer: Sendable {
         (try? socket.send(bytes: bytes)) != nil
     }
 
-    static func response(status: Int, contentType: String = "application/json", body: [UInt8], headers: [(String, String)], close: Bool) -> [UInt8] {
-        var head = "HTTP/1.1 \(status) \(reason(status))\r\ncontent-type: \(contentType)\r\ncontent-length: \(body.count)\r\n"
-        if close { head += "connection: close\r\n" }
-        for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        return Array((head + "\r\n").utf8) + body
-    }
-
     static func errorResponse(_ error: APIError, requestID: String, close: Bool) -> [UInt8] {
-        response(
-            status: error.status, body: Array(error.json(requestID: requestID).text.utf8),
+        HTTPServer.response(
+            status: error.status, contentType: "application/json", body: Array(error.json(requestID: requestID).text.utf8),
             headers: [("request-id", requestID), ("x-should-retry", error.shouldRetry ? "true" : "false")], close: close)
-    }
-
-    static func reason(_ status: Int) -> String {
-        switch status {
-        case 200: "OK"
-        case 308: "Permanent Redirect"
-        case 400: "Bad Request"
-        case 401: "Unauthorized"
-        case 403: "Forbidden"
-        case 404: "Not Found"
-        case 405: "Method Not Allowed"
-        case 408: "Request Timeout"
-        case 409: "Conflict"
-        case 413: "Content Too Large"
-        case 414: "URI Too Long"
-        case 429: "Too Many Requests"
-        case 431: "Request Header Fields Too Large"
-        case 501: "Not Implemented"
-        case 503: "Service Unavailable"
-        case 505: "HTTP Version Not Supported"
-        case 529: "Overloaded"
-        default: status < 500 ? "Client Error" : "Server Error"
-        }
     }
 }

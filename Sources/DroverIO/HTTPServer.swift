@@ -50,11 +50,17 @@ public final class HTTPServer: Sendable {
 
     public func stop() { listener.shutdown() }
 
-    /// Writes a whole response.
+    /// Writes a whole response; the connection closes after it.
     public static func respond(_ socket: Socket, status: Int, contentType: String, body: [UInt8], headers: [(String, String)] = []) {
-        var head = "HTTP/1.1 \(status) \(reason(status))\r\ncontent-type: \(contentType)\r\ncontent-length: \(body.count)\r\nconnection: close\r\n"
+        try? socket.send(bytes: response(status: status, contentType: contentType, body: body, headers: headers, close: true))
+    }
+
+    /// A whole response's bytes (shared with `drover api`, which keeps connections alive).
+    public static func response(status: Int, contentType: String, body: [UInt8], headers: [(String, String)], close: Bool) -> [UInt8] {
+        var head = "HTTP/1.1 \(status) \(reason(status))\r\ncontent-type: \(contentType)\r\ncontent-length: \(body.count)\r\n"
+        if close { head += "connection: close\r\n" }
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        try? socket.send(bytes: Array((head + "\r\n").utf8) + body)
+        return Array((head + "\r\n").utf8) + body
     }
 
     /// Starts a streamed response; the caller then writes the body and the connection closes.
@@ -63,54 +69,44 @@ public final class HTTPServer: Sendable {
         return (try? socket.send(bytes: Array(head.utf8))) != nil
     }
 
-    static func reason(_ status: Int) -> String {
+    public static func reason(_ status: Int) -> String {
         switch status {
         case 200: "OK"
+        case 308: "Permanent Redirect"
         case 400: "Bad Request"
         case 401: "Unauthorized"
+        case 403: "Forbidden"
         case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 408: "Request Timeout"
+        case 409: "Conflict"
+        case 413: "Content Too Large"
+        case 414: "URI Too Long"
         case 429: "Too Many Requests"
+        case 431: "Request Header Fields Too Large"
+        case 501: "Not Implemented"
         case 503: "Service Unavailable"
+        case 505: "HTTP Version Not Supported"
         case 529: "Overloaded"
-        default: "Error"
+        default: status < 500 ? "Client Error" : "Server Error"
         }
     }
 
-    /// Reads the request line, headers and a `content-length` body (at most 64 MiB).
+    /// Reads one request with `HTTPRequestParser` (bodies up to 64 MiB: model requests carry whole
+    /// conversations); nil when the connection ends first or the request is refused.
     static func readRequest(_ socket: Socket) -> HTTPServerRequest? {
-        var data: [UInt8] = []
+        var limits = HTTPRequestParser.Limits()
+        limits.body = 64 << 20
+        var parser = HTTPRequestParser(limits: limits)
         var buffer = [UInt8](repeating: 0, count: 65_536)
-        var headerEnd: Int?
-        while headerEnd == nil {
+        while true {
+            switch parser.next() {
+            case .request(let request): return request
+            case .refused: return nil
+            case .needMore: break
+            }
             guard let count = try? socket.read(into: &buffer), count > 0 else { return nil }
-            let searchFrom = max(0, data.count - 3)
-            data += buffer[0..<count]
-            headerEnd = find(data, from: searchFrom)
-            if data.count > 1 << 20 && headerEnd == nil { return nil }
+            parser.feed(buffer[0..<count])
         }
-        let head = String(decoding: data[0..<headerEnd!], as: UTF8.self).components(separatedBy: "\r\n")
-        let requestLine = head[0].split(separator: " ")
-        guard requestLine.count >= 2 else { return nil }
-        var headers: [String: String] = [:]
-        for line in head.dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
-        var body = Array(data[(headerEnd! + 4)...])
-        let length = min(Int(headers["content-length"] ?? "0") ?? 0, 64 << 20)
-        while body.count < length {
-            guard let count = try? socket.read(into: &buffer), count > 0 else { return nil }
-            body += buffer[0..<count]
-        }
-        return HTTPServerRequest(method: String(requestLine[0]), path: String(requestLine[1]), headers: headers, body: body)
-    }
-
-    /// The offset of the first CRLF CRLF at or after `start`.
-    private static func find(_ data: [UInt8], from start: Int) -> Int? {
-        guard data.count >= 4 else { return nil }
-        for index in start...(data.count - 4) where data[index] == 13 && data[index + 1] == 10 && data[index + 2] == 13 && data[index + 3] == 10 {
-            return index
-        }
-        return nil
     }
 }

@@ -110,7 +110,7 @@ public struct PoolDaemon: Service {
         do {
             try await selfCheck(pool)
         } catch {
-            pool.destroyAll()
+            await pool.destroyAll()
             throw error
         }
         let listener = try Listener(host: config.host, port: config.port)
@@ -152,7 +152,7 @@ public struct PoolDaemon: Service {
             try? await Task.sleep(for: .milliseconds(20))
         }
         let abandoned = server.inFlight
-        pool.destroyAll()
+        await pool.destroyAll()
         // Give killed calls a moment to send their replies before the connections close.
         if abandoned > 0 { try? await Task.sleep(for: .milliseconds(100)) }
         server.closeConnections()

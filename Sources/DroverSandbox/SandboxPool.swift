@@ -367,8 +367,13 @@ final class SandboxPool: Sendable {
 
     var runningCalls: Int { processes.count }
 
-    /// Kills every running call and removes every workspace, warm ones included.
-    func destroyAll() {
+    /// Kills every running call and removes every workspace, warm ones included (on the pool's
+    /// own threads: removing groups and trees blocks).
+    func destroyAll() async {
+        _ = try? await housekeeping.run { [self] in removeEverything() }
+    }
+
+    private func removeEverything() {
         let (sandboxes, warm) = state.withLock { state -> ([Sandbox], [Prepared]) in
             defer {
                 state.sandboxes = [:]

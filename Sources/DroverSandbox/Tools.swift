@@ -100,26 +100,21 @@ struct Tools: Sendable {
 
     private func runProcess(_ command: [String], sandbox: Sandbox, timeout: Double, callID: String) async throws -> JSONValue {
         let launch = isolation.launch(command, workspace: sandbox.workspace, uid: sandbox.uid, resources: sandbox.resources, cgroup: sandbox.cgroup)
-        let oomBefore = sandbox.cgroup?.oomKills
         let limits = ProcessRunner.Limits(timeout: timeout, keep: sandbox.resources.outputBytes, drainLimit: max(8 << 20, sandbox.resources.outputBytes * 4))
         let key = ProcessTable.key(sandbox: sandbox.id, call: callID)
-        let track = self.track
-        let spawn: @Sendable () throws -> ProcessRunner.Started = {
-            try ProcessRunner.start(launch, environment: Isolation.spawnEnvironment) { track(key, $0) }
+        let (track, cgroup) = (self.track, sandbox.cgroup)
+        // The OOM counter is a file: read on the pool's threads too, before the spawn and after the wait.
+        let spawn: @Sendable () throws -> (ProcessRunner.Started, oomBefore: Int?) = {
+            (try ProcessRunner.start(launch, environment: Isolation.spawnEnvironment) { track(key, $0) }, cgroup?.oomKills)
         }
         // Born in the sandbox's groups when a spawner thread lives there (v1); else it joins them.
-        let started: ProcessRunner.Started
-        if let spawner = sandbox.cgroup?.spawner {
-            started = try await spawner.run(spawn)
-        } else {
-            started = try await waits.run(spawn)
-        }
-        let outcome = try await waits.run { ProcessRunner.collect(started, limits: limits) { track(key, $0) } }
+        let (started, oomBefore) = if let spawner = cgroup?.spawner { try await spawner.run(spawn) } else { try await waits.run(spawn) }
+        let (outcome, oomAfter) = try await waits.run { (ProcessRunner.collect(started, limits: limits) { track(key, $0) }, cgroup?.oomKills) }
         // Any bytes: NUL and invalid UTF-8 are shown as symbols, and the exact bytes travel too.
         var (text, exact) = ToolText.render(outcome.output)
         if outcome.timedOut { text += "\n[killed: the command timed out after \(Self.seconds(timeout))]" }
         if outcome.outputLimitHit { text += "\n[killed: the command wrote more than \(limits.drainLimit) bytes]" }
-        if let before = oomBefore, let after = sandbox.cgroup?.oomKills, after > before {
+        if let before = oomBefore, let after = oomAfter, after > before {
             text += "\n[the sandbox ran out of memory (memory_mb \(sandbox.resources.memoryMB)): the kernel killed \(after - before) process(es)]"
         }
         var result: [String: JSONValue] = [
