@@ -55,6 +55,12 @@ public enum PoolProtocol {
         public static let capacity = ErrorCode(rawValue: "capacity")
         /// The `setup` script given at provision failed; no sandbox was made.
         public static let setupFailed = ErrorCode(rawValue: "setup_failed")
+        /// A repository could not be cloned at provision (unreachable, refused, no such branch);
+        /// no sandbox was made.
+        public static let repositoryFailed = ErrorCode(rawValue: "repository_failed")
+        /// `networking` other than none, or repositories, were asked of a pool that cannot give a
+        /// sandbox a network of its own.
+        public static let networkUnavailable = ErrorCode(rawValue: "network_unavailable")
         public static let shuttingDown = ErrorCode(rawValue: "shutting_down")
         /// Client side: the pool could not be reached or the connection dropped mid-request.
         public static let unreachable = ErrorCode(rawValue: "unreachable")

@@ -55,12 +55,12 @@ public final class ChildDaemon: @unchecked Sendable {
     /// The log so far.
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    /// Waits for a JSON log line whose `msg` is `message`; returns it parsed.
-    public func waitForLog(_ message: String, timeout: Double = 20) async throws -> JSONValue {
+    /// Waits for a JSON log line whose `msg` is `message` (and that `matching` accepts); returns it parsed.
+    public func waitForLog(_ message: String, timeout: Double = 20, matching: (JSONValue) -> Bool = { _ in true }) async throws -> JSONValue {
         let deadline = ContinuousClock.now + .seconds(timeout)
         while ContinuousClock.now < deadline {
             for line in log.split(separator: "\n") {
-                if let value = try? JSONValue.parse(String(line)), value["msg"]?.stringValue == message { return value }
+                if let value = try? JSONValue.parse(String(line)), value["msg"]?.stringValue == message, matching(value) { return value }
             }
             if let status = tryReap() {
                 throw DroverError(.invalidArgument, "the daemon exited with \(status) before logging \(message):\n\(log)")

@@ -56,7 +56,14 @@ public struct Isolation: Sendable {
     ///
     /// With a control group, memory is bounded per sandbox there and RLIMIT_AS is not set (it
     /// counts address space, which runtimes such as Go's and the JVM reserve far beyond use).
-    func launch(_ command: [String], workspace: Workspace, uid: UInt32, resources: SandboxResources, cgroup: SandboxCgroup?) -> Launch {
+    /// Whether sandboxes can be given a network of their own (a namespace made before
+    /// bubblewrap starts, which takes root).
+    var networking: Bool { mode == .bubblewrap && isRoot }
+
+    /// With `egress` (a networked sandbox), the call gets a network namespace of its own whose
+    /// only listener is the bridge to the pool's egress proxy, and the proxy variables point at it.
+    func launch(_ command: [String], workspace: Workspace, uid: UInt32, resources: SandboxResources, cgroup: SandboxCgroup?,
+                egress: Launch.Bridge? = nil) -> Launch {
         var limits: [(Int32, UInt64)] = [
             (Int32(RLIMIT_CPU.rawValue), UInt64(resources.cpuSeconds)),
             (Int32(RLIMIT_FSIZE.rawValue), UInt64(resources.diskMB) << 20),
@@ -69,7 +76,12 @@ public struct Isolation: Sendable {
             // /tmp: the sandbox's own folder inside its quota, else a tmpfs capped at disk_mb.
             let tmp = workspace.tmp.map { ["--bind", $0, "/tmp"] } ?? ["--size", String(resources.diskMB << 20), "--tmpfs", "/tmp"]
             var argv = [
-                bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--hostname", "sandbox",
+                bwrap, "--unshare-all", "--unshare-user",
+            ]
+            // A networked call keeps the namespace the launcher made, whose only way out is the bridge.
+            if egress != nil { argv.append("--share-net") }
+            argv += [
+                "--die-with-parent", "--new-session", "--hostname", "sandbox",
                 "--ro-bind", "/usr", "/usr",
                 "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
                 "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
@@ -87,11 +99,16 @@ public struct Isolation: Sendable {
                 "--setenv", "HOME", Self.workspaceMount, "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
                 "--disable-userns",
             ]
+            if egress != nil {
+                let proxy = "http://127.0.0.1:\(SandboxNetwork.proxyPort)"
+                for name in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] { argv += ["--setenv", name, proxy] }
+                argv += ["--setenv", "GIT_TERMINAL_PROMPT", "0"]
+            }
             // The launcher hands the program over as descriptor 3.
             if seccomp != nil { argv += ["--seccomp", "3"] }
             argv += ["--"] + command
             // As root, drop to the sandbox's own uid (root is exempt from RLIMIT_NPROC).
-            return Launch(argv: argv, ids: isRoot ? (uid, uid) : nil, limits: limits, seccomp: seccomp, cgroup: cgroup)
+            return Launch(argv: argv, ids: isRoot ? (uid, uid) : nil, limits: limits, seccomp: seccomp, cgroup: cgroup, bridge: egress)
         case .none:
             let argv = ["/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(workspace.path)", "LANG=C.UTF-8"] + command
             return Launch(argv: argv, ids: nil, limits: limits, seccomp: nil, cgroup: cgroup)
@@ -116,6 +133,15 @@ struct Launch: Sendable {
     var limits: [(Int32, UInt64)]
     var seccomp: [UInt8]?
     var cgroup: SandboxCgroup?
+    /// The egress bridge the launcher sets up before bubblewrap starts (networked sandboxes).
+    var bridge: Bridge? = nil
+
+    struct Bridge: Sendable {
+        /// The pool's egress proxy socket.
+        var socket: String
+        /// What the bridge writes first on each connection (`EgressProxy.preamble`).
+        var preamble: String
+    }
 }
 
 /// The daemon cannot isolate sandboxes as asked.

@@ -114,11 +114,17 @@ public final class PoolClient: Sendable {
         try socket.send(bytes: bytes + [UInt8(ascii: "\n")])
     }
 
-    /// Provisions a sandbox and returns its id.
-    public func provision(resources: JSONValue? = nil, session: String? = nil) async throws -> String {
+    /// Provisions a sandbox and returns its id. `networking` is the environment's
+    /// `config.networking`; `repositories` are `{url, authorization_token?, mount_path?, checkout?}`
+    /// (see docs/sandbox-protocol.md).
+    public func provision(
+        resources: JSONValue? = nil, session: String? = nil, networking: JSONValue? = nil, repositories: [JSONValue] = []
+    ) async throws -> String {
         var fields: [String: JSONValue] = [:]
         if let resources { fields["resources"] = resources }
         if let session { fields["session"] = .string(session) }
+        if let networking { fields["networking"] = networking }
+        if !repositories.isEmpty { fields["repositories"] = .array(repositories) }
         // A setup script runs under the sandbox's timeout.
         guard let id = try await request("provision", fields, deadline: Self.callTimeout(resources) + Self.margin)["sandbox"]?.stringValue else {
             throw Failure(.internal, "provision answered without a sandbox id")

@@ -76,6 +76,13 @@ enum ProcessRunner {
                 }
             }
         }
+        let bridgeStrings = launch.bridge.map { (strdup($0.socket), strdup($0.preamble)) }
+        defer { bridgeStrings.map { free($0.0); free($0.1) } }
+        if let bridgeStrings {
+            options.bridge_socket = UnsafePointer(bridgeStrings.0)
+            options.bridge_preamble = UnsafePointer(bridgeStrings.1)
+            options.bridge_port = Int32(SandboxNetwork.proxyPort)
+        }
         let cArgs = launch.argv.map { strdup($0) } + [nil]
         let cEnv = environment.map { strdup($0) } + [nil]
         defer {

@@ -18,6 +18,8 @@ final class Sandbox: Sendable {
     let uid: UInt32
     /// Its control group; nil where the pool runs without them.
     let cgroup: SandboxCgroup?
+    /// Its way out through the egress proxy; nil: no network at all.
+    let network: SandboxNetwork?
     /// Whether the registry and metrics know of it (not the pool's own start-up check).
     let announced: Bool
     let createdAt = Date()
@@ -40,8 +42,9 @@ final class Sandbox: Sendable {
 
     private let calls = Mutex(Calls())
 
-    init(id: String, session: String?, resources: SandboxResources, workspace: Workspace, uid: UInt32, cgroup: SandboxCgroup?, announced: Bool) {
+    init(id: String, session: String?, resources: SandboxResources, workspace: Workspace, uid: UInt32, cgroup: SandboxCgroup?, network: SandboxNetwork? = nil, announced: Bool) {
         self.id = id
+        self.network = network
         self.cgroup = cgroup
         self.announced = announced
         self.session = session

@@ -37,6 +37,8 @@ final class SandboxPool: Sendable {
         var allowUnenforcedLimits = false
         /// Try a size-capped tmpfs per sandbox (off: workspaces on the host filesystem).
         var diskQuota = true
+        /// The egress proxy's socket (`EgressProxy`); nil: sandboxes get no network.
+        var egressSocket: String?
     }
 
     /// Told about sandboxes made and ended (the Postgres registry listens).
@@ -92,7 +94,7 @@ final class SandboxPool: Sendable {
         tools = Tools(
             isolation: isolation, track: { [processes] key, pid in processes.set(key, pid) },
             files: BlockingPool(name: "drover.pool.files", threads: 16),
-            waits: BlockingPool(name: "drover.pool.calls", threads: config.waitThreads))
+            waits: BlockingPool(name: "drover.pool.calls", threads: config.waitThreads), egressSocket: config.egressSocket)
     }
 
     /// What this pool enforces, for `stats`, `/readyz` and the start-up log.
@@ -112,7 +114,16 @@ final class SandboxPool: Sendable {
     /// full pool first reclaims its least recently used idle sandbox.
     ///
     /// `announced`: whether the registry and metrics hear of it (the start-up self-check's is not).
-    func provision(_ resources: SandboxResources, session: String?, announced: Bool = true) async throws(Failure) -> Sandbox {
+    ///
+    /// `network`: its way out (the egress proxy); its repositories are cloned through the proxy,
+    /// inside the sandbox, before `setup` runs.
+    func provision(_ resources: SandboxResources, session: String?, network: SandboxNetwork? = nil, announced: Bool = true) async throws(Failure) -> Sandbox {
+        if network != nil && (config.egressSocket == nil || !isolation.networking) {
+            throw Failure(
+                .networkUnavailable,
+                "this pool cannot give sandboxes a network (it needs bubblewrap and root, to make each call's network namespace); "
+                    + "use networking {\"type\": \"none\"} and no repositories")
+        }
         if cgroups == nil && !config.allowUnenforcedLimits {
             let named = resources.named.intersection(["memory_mb", "processes"])
             if !named.isEmpty {
@@ -156,7 +167,16 @@ final class SandboxPool: Sendable {
         let (id, workspace, cgroup) = (prepared.id, prepared.workspace, prepared.cgroup)
         let sandbox = Sandbox(
             id: id, session: session, resources: resources, workspace: workspace, uid: workspace.owner?.uid ?? getuid(), cgroup: cgroup,
-            announced: announced)
+            network: network, announced: announced)
+        for repository in network?.repositories ?? [] {
+            let outcome = await tools.run("bash", input: ["command": .string(Self.cloneScript(repository))], in: sandbox)
+            guard case .success(let result) = outcome, result["is_error"]?.boolValue == false else {
+                release(sandbox.workspace, sandbox.cgroup)
+                let detail = (try? outcome.get())?["output"]?.stringValue ?? "\(outcome)"
+                throw Failure(.repositoryFailed, "cloning \(repository.url) into \(repository.mountPath) failed: \(detail.suffix(2000))")
+            }
+            log.info("repository cloned", ("sandbox", .string(sandbox.id)), ("repository", repository.logged))
+        }
         if let setup = resources.setup {
             let outcome = await tools.run("bash", input: ["command": .string(setup)], in: sandbox)
             if case .success(let result) = outcome, result["is_error"]?.boolValue == false {
@@ -180,6 +200,20 @@ final class SandboxPool: Sendable {
         }
         if announced { events(.provisioned(id: sandbox.id, session: session)) }
         return sandbox
+    }
+
+    /// Clones a repository inside the sandbox, through the proxy's relay, so that `origin` is the
+    /// relay's URL and the token stays with the proxy. Every value is checked at parse
+    /// (`SandboxNetwork`), and quoted here anyway.
+    static func cloneScript(_ repository: SandboxNetwork.Repository) -> String {
+        func quoted(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        var script = "set -e\ngit clone --quiet"
+        if case .branch(let name) = repository.checkout { script += " --branch " + quoted(name) }
+        script += " " + quoted(repository.relayURL) + " " + quoted(repository.mountPath) + "\n"
+        if case .commit(let sha) = repository.checkout { script += "git -C \(quoted(repository.mountPath)) checkout --quiet \(quoted(sha))\n" }
+        script += "git -C \(quoted(repository.mountPath)) config user.name 'Drover agent'\n"
+        script += "git -C \(quoted(repository.mountPath)) config user.email agent@drover.invalid\n"
+        return script
     }
 
     /// Takes a slot for a new sandbox, reclaiming the least recently used idle one when full.

@@ -12,6 +12,8 @@ struct Tools: Sendable {
     /// Threads for file tools on sandbox content, and for waiting on a call's processes.
     let files: BlockingPool
     let waits: BlockingPool
+    /// The pool's egress proxy socket, which networked sandboxes' bridges connect to.
+    let egressSocket: String?
 
     typealias Failure = PoolProtocol.Failure
 
@@ -99,7 +101,11 @@ struct Tools: Sendable {
     }
 
     private func runProcess(_ command: [String], sandbox: Sandbox, timeout: Double, callID: String) async throws -> JSONValue {
-        let launch = isolation.launch(command, workspace: sandbox.workspace, uid: sandbox.uid, resources: sandbox.resources, cgroup: sandbox.cgroup)
+        let egress = sandbox.network.flatMap { network in
+            egressSocket.map { Launch.Bridge(socket: $0, preamble: EgressProxy.preamble(sandbox: sandbox.id, secret: network.secret)) }
+        }
+        let launch = isolation.launch(
+            command, workspace: sandbox.workspace, uid: sandbox.uid, resources: sandbox.resources, cgroup: sandbox.cgroup, egress: egress)
         let limits = ProcessRunner.Limits(timeout: timeout, keep: sandbox.resources.outputBytes, drainLimit: max(8 << 20, sandbox.resources.outputBytes * 4))
         let key = ProcessTable.key(sandbox: sandbox.id, call: callID)
         let (track, cgroup) = (self.track, sandbox.cgroup)

@@ -13,11 +13,13 @@ struct SandboxPoolCommand: Command {
                                    [--hello-deadline SECONDS] [--max-connections N]
                                    [--idle-ttl SECONDS] [--call-threads N]
                                    [--allow-unenforced-limits] [--no-cgroups] [--no-seccomp]
-                                   [--no-disk-quota]
+                                   [--no-disk-quota] [--no-network] [--egress-connections N]
                                    [--insecure-no-isolation]
 
-        Owns sandboxes (bubblewrap: no network, no credentials, no view of the host, a seccomp
-        filter; per sandbox a control group for memory and processes and, as root, a disk quota)
+        Owns sandboxes (bubblewrap: no credentials, no view of the host, a seccomp filter; per
+        sandbox a control group for memory and processes and, as root, a disk quota; no network
+        unless the environment's networking allows it, and then only through the pool's egress
+        proxy, which enforces that policy per connection and relays repositories)
         and serves provision / execute / cancel / destroy / list / stats / ping to harnesses. A
         full pool reclaims its least recently used idle sandbox; a sandbox whose session was
         terminated or deleted is destroyed at the next registry heartbeat. See
@@ -46,6 +48,9 @@ struct SandboxPoolCommand: Command {
           --no-cgroups            make no control groups (as on a host without them)
           --no-disk-quota         keep workspaces on the host filesystem instead of a tmpfs per
                                   sandbox (memory-backed); disk_mb then bounds each file only
+          --no-network            give no sandbox a network (provisions with networking or
+                                  repositories are refused with network_unavailable)
+          --egress-connections N  proxied connections open at once over all sandboxes (default 512)
           --no-seccomp            run sandboxes without the seccomp filter (not recommended)
           --workspace-root DIR    where workspaces live (default a new folder in $TMPDIR)
           --advertise HOST:PORT   address recorded in the registry (default the listen address)
@@ -54,9 +59,9 @@ struct SandboxPoolCommand: Command {
 
         DATABASE_URL, when set, registers the pool and its sandboxes in Postgres (optional).
         """
-    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections", "idle-ttl", "call-threads"])
+    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections", "idle-ttl", "call-threads", "egress-connections"])
         .union(DaemonOptions.names)
-    static let flags: Set<String> = ["insecure-no-isolation", "allow-unenforced-limits", "no-cgroups", "no-seccomp", "no-disk-quota"]
+    static let flags: Set<String> = ["insecure-no-isolation", "allow-unenforced-limits", "no-cgroups", "no-seccomp", "no-disk-quota", "no-network"]
 
     static func run(_ arguments: Arguments) async throws {
         var token = ProcessInfo.processInfo.environment["DROVER_POOL_TOKEN"] ?? ""
@@ -98,6 +103,11 @@ struct SandboxPoolCommand: Command {
             guard threads > 0 else { throw UsageError("--call-threads must be positive") }
             config.callThreads = threads
         }
+        if let connections = try arguments.int("egress-connections") {
+            guard connections > 0 else { throw UsageError("--egress-connections must be positive") }
+            config.egressConnections = connections
+        }
+        config.networking = !arguments.has("no-network")
         config.allowUnenforcedLimits = arguments.has("allow-unenforced-limits")
         config.seccomp = !arguments.has("no-seccomp")
         config.cgroups = !arguments.has("no-cgroups")

@@ -41,6 +41,14 @@ struct drover_spawn_options {
     /* Open `cgroup.procs` files (or -1): the child writes "0" to each, joining those control
        groups before exec, so every process of the call is counted against the sandbox's limits. */
     int cgroup_fds[2];
+    /* When set (as root only), the child enters a new network namespace with loopback up,
+       listens on 127.0.0.1:bridge_port there, and leaves a helper process (the sandbox's uid) that
+       relays each connection to the Unix socket bridge_socket, first writing bridge_preamble:
+       the sandbox's only way out, to the pool's egress proxy. bubblewrap then keeps that
+       namespace (--share-net). */
+    const char *bridge_socket;
+    const char *bridge_preamble;
+    int bridge_port;
 };
 
 /* Starts `path` like posix_spawn, doing in the child what posix_spawn cannot: rlimits, a uid/gid

@@ -1,9 +1,8 @@
-import DroverCore
-
 /// Where an environment's tools may reach, as Managed Agents' `config.networking` says:
 /// `{"type": "none"}` (the default), `{"type": "limited", "allowed_hosts": [...],
 /// "allow_package_managers": bool}` or `{"type": "unrestricted"}`. Pure: the harness's `web_fetch`
-/// asks it before every request (and every redirect).
+/// asks it before every request (and every redirect), and the pool's egress proxy before every
+/// connection a sandbox opens, once for the name and once for each address it resolves to.
 public struct NetworkPolicy: Sendable, Equatable {
     public enum Kind: String, Sendable { case none, limited, unrestricted }
 
@@ -57,6 +56,19 @@ public struct NetworkPolicy: Sendable, Equatable {
         }
     }
 
+    /// Whether `host` (already allowed by name) may be reached at the resolved `address`: a
+    /// private or loopback address only when a `limited` pattern names that host exactly, so a
+    /// public name that resolves inward (or a wildcard) cannot reach the pool's own network.
+    public func allows(address: String, host rawHost: String, port: Int) -> Bool {
+        guard Self.isPrivate(address) else { return true }
+        guard kind == .limited else { return false }
+        let host = rawHost.lowercased()
+        return allowedHosts.contains { pattern in
+            let (patternHost, patternPort) = Self.split(pattern)
+            return patternHost == host && (patternPort == nil || patternPort == port)
+        }
+    }
+
     static func split(_ pattern: String) -> (String, Int?) {
         guard let colon = pattern.lastIndex(of: ":"), let port = Int(pattern[pattern.index(after: colon)...]) else { return (pattern, nil) }
         return (String(pattern[..<colon]), port)
@@ -64,9 +76,10 @@ public struct NetworkPolicy: Sendable, Equatable {
 
     /// Loopback, private, link-local and unspecified IPv4 literals, IPv6 loopback and local
     /// ranges, and `localhost`.
-    static func isPrivate(_ host: String) -> Bool {
+    public static func isPrivate(_ host: String) -> Bool {
         if host == "localhost" || host.hasSuffix(".localhost") || host == "::1" || host == "[::1]" { return true }
-        let bare = host.trimmingCharacters(in: ["[", "]"])
+        let bare = String(host.filter { $0 != "[" && $0 != "]" }).lowercased()
+        if bare == "::" || bare.hasPrefix("::ffff:") { return bare == "::" || isPrivate(String(bare.dropFirst(7))) }
         if bare.hasPrefix("fc") || bare.hasPrefix("fd") || bare.hasPrefix("fe80") { return bare.contains(":") }
         let parts = bare.split(separator: ".").compactMap { Int($0) }
         guard parts.count == 4, parts.allSatisfy({ (0...255).contains($0) }) else { return false }

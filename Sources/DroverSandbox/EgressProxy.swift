@@ -1,0 +1,281 @@
+import CDroverSys
+import DroverCore
+import DroverIO
+import Foundation
+
+/// The pool's egress proxy: the only way out of a networked sandbox.
+///
+/// Each networked call's bridge (`drover_spawn`'s helper, in the sandbox's network namespace)
+/// relays connections from `127.0.0.1:3128` inside the sandbox to this Unix socket, which no
+/// sandbox can see, prefixed with `drover-egress/1 <sandbox> <secret>`. Here the request head is
+/// read, `EgressPlanner` decides, names are resolved and every resolved address is checked
+/// against the policy again (a public name that resolves to a private address is refused), and
+/// the bytes are relayed. Every connection is logged (sandbox, session, host, bytes, decision)
+/// and counted; refusals are answered with a short text and an `X-Drover-Error` code.
+///
+/// One thread per connection (`ConnectionAcceptor`, capped); a connection ends when either side
+/// closes, which the bridge does when the call's processes end.
+final class EgressProxy: Sendable {
+    let path: String
+    private let acceptor: ConnectionAcceptor
+    private let listener: Listener
+    private let lookup: @Sendable (String) -> Sandbox?
+    private let log: Log
+    private let metrics: PoolMetrics
+    static let maxHead = 32 * 1024
+    static let connectTimeout: Double = 10
+
+    init(path: String, maxConnections: Int, log: Log, metrics: PoolMetrics, lookup: @escaping @Sendable (String) -> Sandbox?) throws {
+        self.path = path
+        // Bridges run as the sandboxes' uids; the preamble's secret, not the file mode, admits them.
+        listener = try Listener(unixPath: path, mode: 0o666)
+        acceptor = ConnectionAcceptor(listener: listener, name: "drover.pool.egress", maxConnections: maxConnections)
+        self.lookup = lookup
+        self.log = log
+        self.metrics = metrics
+    }
+
+    func start() {
+        acceptor.start(refuse: { _ in }, serve: { [self] socket in serve(socket) })
+    }
+
+    func stop() {
+        acceptor.stopAccepting()
+        acceptor.shutdownAll()
+        unlink(path)
+    }
+
+    /// The preamble the bridge of `sandbox` writes first.
+    static func preamble(sandbox: String, secret: String) -> String { "drover-egress/1 \(sandbox) \(secret)\n" }
+
+    private func serve(_ client: Socket) {
+        client.setReadTimeout(30)
+        var buffered: [UInt8] = []
+        guard let preamble = readLine(client, &buffered), let (sandbox, network) = admit(preamble) else { return }
+        let started = ContinuousClock.now
+        guard let headEnd = readHead(client, &buffered), let head = EgressPlanner.Head.parse(String(decoding: buffered[..<headEnd], as: UTF8.self)) else {
+            refuse(client, EgressPlanner.Refusal(status: 400, code: "bad_proxy_request", message: "the request head is malformed or larger than \(Self.maxHead) bytes"),
+                   sandbox: sandbox, target: "?")
+            return
+        }
+        client.setReadTimeout(nil)
+        let body = Array(buffered[headEnd...])
+        let plan = EgressPlanner.plan(head, network: network)
+        let (host, port): (String, Int)
+        switch plan {
+        case .refuse(let refusal):
+            refuse(client, refusal, sandbox: sandbox, target: head.target)
+            return
+        case .tunnel(let h, let p), .forward(let h, let p, _): (host, port) = (h, p)
+        case .repository(let h, let p, let https, _):
+            (host, port) = (h, p)
+            if https {
+                refuse(client, EgressPlanner.Refusal(status: 502, code: "upstream_unsupported", message: "https remotes are not relayed by this pool yet"),
+                       sandbox: sandbox, target: "repository")
+                return
+            }
+        }
+        let upstream: Socket
+        do {
+            let trusted: Bool = if case .repository = plan { true } else { false }
+            upstream = try connect(host: host, port: port, policy: trusted ? nil : network.policy)
+        } catch let refusal as EgressPlanner.Refusal {
+            refuse(client, refusal, sandbox: sandbox, target: "\(host):\(port)")
+            return
+        } catch {
+            refuse(client, EgressPlanner.Refusal(status: 502, code: "upstream_unreachable", message: "\(host):\(port) cannot be reached: \(error)"),
+                   sandbox: sandbox, target: "\(host):\(port)")
+            return
+        }
+        defer { upstream.close() }
+        do {
+            switch plan {
+            case .tunnel:
+                try client.send(bytes: Array("HTTP/1.1 200 Connection established\r\n\r\n".utf8))
+                if !body.isEmpty { try upstream.send(bytes: body) }
+            case .forward(_, _, let rewritten), .repository(_, _, _, let rewritten):
+                try upstream.send(bytes: Array(rewritten.utf8) + body)
+            case .refuse: return
+            }
+        } catch {
+            return
+        }
+        let (up, down) = Self.relay(client.fd, upstream.fd)
+        let kind = switch plan { case .repository: "repository"; case .tunnel: "connect"; default: "http" }
+        metrics.egressConnections.inc(["decision": "allowed", "kind": kind])
+        metrics.egressBytes.inc(["direction": "out"], by: Double(up + body.count))
+        metrics.egressBytes.inc(["direction": "in"], by: Double(down))
+        log.info(
+            "egress", ("sandbox", .string(sandbox.id)), ("session", sandbox.session.map(JSONValue.string) ?? .null),
+            ("host", .string(host)), ("port", .number(Double(port))), ("kind", .string(kind)), ("decision", "allowed"),
+            ("bytes_out", .number(Double(up + body.count))), ("bytes_in", .number(Double(down))),
+            ("ms", .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded())))
+    }
+
+    private func admit(_ preamble: String) -> (Sandbox, SandboxNetwork)? {
+        let parts = preamble.split(separator: " ")
+        guard parts.count == 3, parts[0] == "drover-egress/1", let sandbox = lookup(String(parts[1])), let network = sandbox.network,
+              PoolServer.constantTimeEqual(String(parts[2]), network.secret) else {
+            log.warning("egress connection with an unknown preamble refused")
+            return nil
+        }
+        return (sandbox, network)
+    }
+
+    private func refuse(_ client: Socket, _ refusal: EgressPlanner.Refusal, sandbox: Sandbox, target: String) {
+        try? client.send(bytes: Array(EgressPlanner.refusal(refusal).utf8))
+        metrics.egressConnections.inc(["decision": "refused", "kind": refusal.code])
+        log.info(
+            "egress", ("sandbox", .string(sandbox.id)), ("session", sandbox.session.map(JSONValue.string) ?? .null),
+            ("target", .string(target)), ("decision", "refused"), ("code", .string(refusal.code)), ("message", .string(refusal.message)))
+    }
+
+    // MARK: - Reading
+
+    private func readLine(_ socket: Socket, _ buffered: inout [UInt8]) -> String? {
+        while true {
+            if let newline = buffered.firstIndex(of: 10) {
+                let line = String(decoding: buffered[..<newline], as: UTF8.self)
+                buffered.removeFirst(newline + 1)
+                return line
+            }
+            guard buffered.count < 512, readMore(socket, &buffered) else { return nil }
+        }
+    }
+
+    /// The offset just past the blank line ending the head.
+    private func readHead(_ socket: Socket, _ buffered: inout [UInt8]) -> Int? {
+        var searched = 0
+        while true {
+            var index = max(0, searched - 3)
+            while index + 1 < buffered.count {
+                if buffered[index] == 10 {
+                    if buffered[index + 1] == 10 { return index + 2 }
+                    if buffered[index + 1] == 13, index + 2 < buffered.count, buffered[index + 2] == 10 { return index + 3 }
+                }
+                index += 1
+            }
+            searched = buffered.count
+            guard buffered.count < Self.maxHead, readMore(socket, &buffered) else { return nil }
+        }
+    }
+
+    private func readMore(_ socket: Socket, _ buffered: inout [UInt8]) -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 8192)
+        guard let count = try? socket.read(into: &chunk), count > 0 else { return false }
+        buffered += chunk[..<count]
+        return true
+    }
+
+    // MARK: - Connecting
+
+    /// Resolves `host` and connects to the first address the policy allows (every address when
+    /// `policy` is nil: a repository's remote, which the session's creator named).
+    private func connect(host: String, port: Int, policy: NetworkPolicy?) throws -> Socket {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_family = AF_UNSPEC
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &list)
+        guard status == 0, let first = list else {
+            throw EgressPlanner.Refusal(status: 502, code: "upstream_unreachable", message: "\(host) does not resolve")
+        }
+        defer { freeaddrinfo(first) }
+        var refusedAddress: String?
+        var lastError: Error?
+        for entry in sequence(first: first, next: { $0.pointee.ai_next }) {
+            let info = entry.pointee
+            let text = Self.numeric(info.ai_addr, info.ai_addrlen)
+            if let policy, !policy.allows(address: text, host: host, port: port) {
+                refusedAddress = text
+                continue
+            }
+            do {
+                return try Self.connect(info, timeout: Self.connectTimeout)
+            } catch {
+                lastError = error
+            }
+        }
+        if let lastError { throw lastError }
+        throw EgressPlanner.Refusal(
+            status: 403, code: "egress_denied",
+            message: "\(host) resolves to \(refusedAddress ?? "no address"), a private or loopback address this environment does not name explicitly")
+    }
+
+    private static func numeric(_ address: UnsafeMutablePointer<sockaddr>?, _ length: socklen_t) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        guard getnameinfo(address, length, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 else { return "?" }
+        return String(cString: buffer)
+    }
+
+    private static func connect(_ info: addrinfo, timeout: Double) throws -> Socket {
+        let fd = try retryingEINTR("socket") { socket(info.ai_family, info.ai_socktype | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), info.ai_protocol) }
+        if Glibc.connect(fd, info.ai_addr, info.ai_addrlen) != 0 {
+            guard errno == EINPROGRESS else {
+                let error = SystemError(errno: errno, call: "connect")
+                close(fd)
+                throw error
+            }
+            var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            let ready = poll(&entry, 1, Int32(timeout * 1000))
+            var failure: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length)
+            guard ready == 1, failure == 0 else {
+                close(fd)
+                throw SystemError(errno: ready == 1 ? failure : ETIMEDOUT, call: "connect")
+            }
+        }
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
+        return Socket(fd: fd)
+    }
+
+    // MARK: - Relaying
+
+    /// Copies bytes both ways until both sides have ended (or either fails); returns the bytes
+    /// sent client → upstream and back.
+    static func relay(_ client: Int32, _ upstream: Int32) -> (up: Int, down: Int) {
+        let fds = [client, upstream]
+        var buffers = [[UInt8]](repeating: [UInt8](repeating: 0, count: 65536), count: 2)
+        var pending = [0, 0], offset = [0, 0], ended = [false, false], moved = [0, 0]
+        while !(ended[0] && ended[1] && pending[0] == 0 && pending[1] == 0) {
+            var entries = (0..<2).map { side -> pollfd in
+                var events: Int32 = 0
+                if !ended[side] && pending[side] == 0 { events |= Int32(POLLIN) }
+                if pending[1 - side] > offset[1 - side] { events |= Int32(POLLOUT) }
+                return pollfd(fd: fds[side], events: Int16(events), revents: 0)
+            }
+            if poll(&entries, 2, -1) < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            for side in 0..<2 {
+                let revents = Int32(entries[side].revents)
+                let from = 1 - side
+                if revents & Int32(POLLOUT | POLLERR | POLLHUP) != 0, pending[from] > offset[from] {
+                    let written = buffers[from].withUnsafeBytes { send(fds[side], $0.baseAddress! + offset[from], pending[from] - offset[from], Int32(MSG_NOSIGNAL)) }
+                    if written < 0 && errno != EINTR && errno != EAGAIN { return (moved[0], moved[1]) }
+                    if written > 0 {
+                        offset[from] += written
+                        moved[from] += written
+                    }
+                    if offset[from] == pending[from] {
+                        (offset[from], pending[from]) = (0, 0)
+                        if ended[from] { shutdown(fds[side], Int32(SHUT_WR)) }
+                    }
+                }
+                if revents & Int32(POLLIN | POLLHUP | POLLERR) != 0, !ended[side], pending[side] == 0 {
+                    let count = buffers[side].withUnsafeMutableBytes { read(fds[side], $0.baseAddress, $0.count) }
+                    if count > 0 {
+                        pending[side] = count
+                    } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
+                        ended[side] = true
+                        shutdown(fds[from], Int32(SHUT_WR))
+                    }
+                }
+            }
+        }
+        return (moved[0], moved[1])
+    }
+}

@@ -1,0 +1,197 @@
+import DroverCore
+import DroverIO
+import DroverSandbox
+import DroverTestSupport
+import Foundation
+import Testing
+
+/// The egress proxy end to end: a real pool (root, bubblewrap), sandboxes whose only way out is
+/// the proxy, and HTTP servers on other loopback addresses of this host (127.0.0.2, .3), which
+/// is all the traffic these tests make.
+@Suite(.serialized) struct EgressTests {
+    /// Serves `files` (path → bytes) on `host`, port chosen by the kernel.
+    static func serve(_ host: String, _ files: [String: [UInt8]]) throws -> HTTPServer {
+        let server = try HTTPServer(host: host, port: 0)
+        server.start { request, socket in
+            if let body = files[request.path] {
+                HTTPServer.respond(socket, status: 200, contentType: request.path.hasSuffix(".whl") ? "application/octet-stream" : "text/html", body: body)
+            } else {
+                HTTPServer.respond(socket, status: 404, contentType: "text/plain", body: Array("no \(request.path)\n".utf8))
+            }
+        }
+        return server
+    }
+
+    static func limited(_ hosts: [String]) -> JSONValue {
+        ["type": "limited", "allowed_hosts": .array(hosts.map(JSONValue.string))]
+    }
+
+    func bash(_ client: PoolClient, _ sandbox: String, _ command: String) async throws -> JSONValue {
+        try await client.execute(sandbox: sandbox, callID: UUID().uuidString, name: "bash", input: ["command": .string(command)])
+    }
+
+    @Test func aLimitedEnvironmentReachesAllowedHostsOnly() async throws {
+        guard geteuid() == 0 else { return }
+        let allowed = try Self.serve("127.0.0.2", ["/hello": Array("hello from the allowed host\n".utf8)])
+        let other = try Self.serve("127.0.0.3", ["/hello": Array("you should not read this\n".utf8)])
+        defer { allowed.stop(); other.stop() }
+        let pool = try await RunningPool.start(["--metrics-listen", "127.0.0.1:0"])
+        let client = try await pool.client()
+        defer { client.close() }
+        let sandbox = try await client.provision(networking: Self.limited([allowed.address]))
+
+        // Plain HTTP through the proxy variables, as any client sends it.
+        let fetched = try await bash(client, sandbox, "curl -sS http://\(allowed.address)/hello")
+        #expect(fetched.output == "hello from the allowed host\n", "\(fetched.output)")
+        // CONNECT (what https and any other TCP use) to the same host.
+        let tunnelled = try await bash(client, sandbox, "curl -sS --proxytunnel http://\(allowed.address)/hello")
+        #expect(tunnelled.output == "hello from the allowed host\n", "\(tunnelled.output)")
+        // Another host: a 403 the agent can read, with a stable code.
+        let refused = try await bash(client, sandbox, "curl -sS -i http://\(other.address)/hello")
+        #expect(refused.output.contains("403 Forbidden") && refused.output.contains("X-Drover-Error: egress_denied"), "\(refused.output)")
+        #expect(refused.output.contains("not in the environment's allowed_hosts") && !refused.output.contains("should not read"))
+        let refusedTunnel = try await bash(client, sandbox, "curl -sS --proxytunnel http://\(other.address)/hello; echo \" exit=$?\"")
+        #expect(refusedTunnel.output.contains("403") && !refusedTunnel.output.contains("should not read"), "\(refusedTunnel.output)")
+        // The allowed port only, and a name that resolves to a loopback address is not the literal allowed.
+        let port = allowed.address.split(separator: ":").last!
+        let byName = try await bash(client, sandbox, "curl -sS -i http://localhost:\(port)/hello")
+        #expect(byName.output.contains("egress_denied"), "\(byName.output)")
+        // Without the proxy variables there is no route anywhere: the namespace is empty.
+        let direct = try await bash(client, sandbox, "curl -sS --noproxy '*' --max-time 5 http://\(allowed.address)/hello; echo \" exit=$?\"")
+        #expect(direct.output.contains("exit=7"), "connection refused inside the sandbox's own namespace: \(direct.output)")
+
+        // Counted in /metrics and logged with the sandbox and host.
+        let address = try #require(try await pool.daemon.waitForLog("metrics listening")["address"]?.stringValue)
+        let metrics = try PrometheusText(try await PrometheusText.get(address, "/metrics").1)
+        #expect((metrics.value("drover_egress_connections_total", ["decision": "allowed", "kind": "http"]) ?? 0) >= 1)
+        #expect((metrics.value("drover_egress_connections_total", ["decision": "refused", "kind": "egress_denied"]) ?? 0) >= 3)
+        #expect((metrics.value("drover_egress_bytes_total", ["direction": "in"]) ?? 0) > 0)
+        let logged = try await pool.daemon.waitForLog("egress") { $0["decision"]?.stringValue == "refused" && $0["target"]?.stringValue?.contains("127.0.0.3") == true }
+        #expect(logged["sandbox"]?.stringValue == sandbox)
+        #expect(await pool.stop() == 0)
+    }
+
+    @Test func aNoneEnvironmentHasNoProxyAtAll() async throws {
+        guard geteuid() == 0 else { return }
+        let server = try Self.serve("127.0.0.2", ["/hello": Array("unreachable\n".utf8)])
+        defer { server.stop() }
+        try await RunningPool.withSandbox { _, client, _ in
+            let sandbox = try await client.provision(networking: ["type": "none"])
+            let shown = try await bash(client, sandbox, "env | grep -i proxy; curl -sS --max-time 5 http://127.0.0.1:3128/ ; echo \" exit=$?\"; curl -sS --max-time 5 http://\(server.address)/hello; echo \" exit=$?\"")
+            #expect(!shown.output.lowercased().contains("http_proxy"), "\(shown.output)")
+            #expect(shown.output.components(separatedBy: "exit=7").count == 3, "nothing listens, nothing routes: \(shown.output)")
+        }
+    }
+
+    @Test func noRawOrUnixSocketBypassesTheProxy() async throws {
+        guard geteuid() == 0 else { return }
+        // An abstract Unix socket on the host: abstract names belong to a network namespace.
+        let abstract = "drover-egress-test-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        holder.arguments = ["-c", "import socket,time; s=socket.socket(socket.AF_UNIX); s.bind('\\0\(abstract)'); s.listen(); time.sleep(60)"]
+        try holder.run()
+        defer { holder.terminate() }
+        let pool = try await RunningPool.start()
+        let client = try await pool.client()
+        defer { client.close() }
+        let sandbox = try await client.provision(networking: ["type": "unrestricted"])
+        let script = """
+            import socket, errno
+            def attempt(name, make, target=None):
+                try:
+                    s = make()
+                    if target is not None: s.connect(target)
+                    print(name, "open")
+                except OSError as e:
+                    print(name, errno.errorcode.get(e.errno, e.errno))
+            attempt("raw", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+            attempt("raw6", lambda: socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6))
+            attempt("packet", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW))
+            attempt("egress_socket", lambda: socket.socket(socket.AF_UNIX), "\(pool.workspaceRoot)/egress.sock")
+            attempt("abstract", lambda: socket.socket(socket.AF_UNIX), "\\0\(abstract)")
+            attempt("tcp_direct", lambda: socket.create_connection(("127.0.0.1", 5432), 3))
+            """
+        try await client.execute(sandbox: sandbox, callID: "w", name: "write", input: ["file_path": "/workspace/probe.py", "content": .string(script)])
+        let probed = try await bash(client, sandbox, "python3 probe.py")
+        let lines = Set(probed.output.split(separator: "\n").map(String.init))
+        #expect(lines.contains("raw EPERM") && lines.contains("raw6 EPERM") && lines.contains("packet EPERM"), "\(probed.output)")
+        #expect(lines.contains("egress_socket ENOENT"), "the proxy's socket is not in the sandbox: \(probed.output)")
+        #expect(lines.contains("abstract ECONNREFUSED"), "the host's abstract sockets are another namespace's: \(probed.output)")
+        #expect(lines.contains("tcp_direct ECONNREFUSED"), "\(probed.output)")
+        // Even unrestricted, the host's own loopback and private addresses are refused.
+        let inward = try await bash(client, sandbox, "curl -sS -i http://127.0.0.1:5432/")
+        #expect(inward.output.contains("egress_denied"), "\(inward.output)")
+        #expect(await pool.stop() == 0)
+    }
+
+    /// pip installs from a local package index only when the index's host is allowed.
+    @Test func pipInstallsFromAnAllowedIndexOnly() async throws {
+        guard geteuid() == 0 else { return }
+        let wheel = try Self.buildWheel()
+        let index = "<html><body><a href=\"/files/drover_probe-1.0-py3-none-any.whl\">drover_probe-1.0-py3-none-any.whl</a></body></html>"
+        let server = try Self.serve("127.0.0.2", [
+            "/simple/drover-probe/": Array(index.utf8), "/files/drover_probe-1.0-py3-none-any.whl": wheel,
+        ])
+        defer { server.stop() }
+        let pool = try await RunningPool.start()
+        let client = try await pool.client()
+        defer { client.close() }
+        let install = "python3 -m pip install -v --no-cache-dir --disable-pip-version-check --target /workspace/lib --index-url http://\(server.address)/simple/ drover-probe 2>&1; echo \"exit=$?\""
+        let allowedBox = try await client.provision(networking: Self.limited([server.address]))
+        let installed = try await bash(client, allowedBox, install + "; PYTHONPATH=/workspace/lib python3 -c 'import drover_probe; print(drover_probe.VALUE)'")
+        #expect(installed.output.contains("exit=0") && installed.output.hasSuffix("installed through the proxy\n"), "\(installed.output)")
+        let otherBox = try await client.provision(networking: Self.limited(["pypi.org"]))
+        let refused = try await bash(client, otherBox, install)
+        #expect(!refused.output.contains("exit=0") && refused.output.contains("403 Client Error: Forbidden"), "\(refused.output)")
+        #expect(await pool.stop() == 0)
+    }
+
+    @Test func aPoolWithoutNetworkRefusesNetworkedProvisions() async throws {
+        try await RunningPool.withSandbox(["--no-network"]) { _, client, _ in
+            do {
+                _ = try await client.provision(networking: ["type": "unrestricted"])
+                Issue.record("provisioned a networked sandbox on a pool started with --no-network")
+            } catch let failure as PoolProtocol.Failure {
+                #expect(failure.code == .networkUnavailable, "\(failure)")
+            }
+            do {
+                _ = try await client.provision(networking: ["type": "everything"])
+                Issue.record("accepted an unknown networking type")
+            } catch let failure as PoolProtocol.Failure {
+                #expect(failure.code == .badRequest, "\(failure)")
+            }
+            // none stays provisionable.
+            _ = try await client.provision(networking: ["type": "none"])
+        }
+    }
+
+    /// A minimal wheel (a module and its metadata), built with Python's zipfile.
+    static func buildWheel() throws -> [UInt8] {
+        let path = NSTemporaryDirectory() + "drover-probe-" + String(UInt64.random(in: 0...UInt64.max), radix: 16) + ".whl"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let script = """
+            import zipfile, hashlib, base64, sys
+            files = {
+                "drover_probe/__init__.py": "VALUE = 'installed through the proxy'\\n",
+                "drover_probe-1.0.dist-info/METADATA": "Metadata-Version: 2.1\\nName: drover-probe\\nVersion: 1.0\\n",
+                "drover_probe-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\\nGenerator: drover-test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+            }
+            record = []
+            with zipfile.ZipFile(sys.argv[1], "w") as z:
+                for name, text in files.items():
+                    data = text.encode()
+                    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                    record.append(f"{name},sha256={digest},{len(data)}")
+                    z.writestr(name, data)
+                record.append("drover_probe-1.0.dist-info/RECORD,,")
+                z.writestr("drover_probe-1.0.dist-info/RECORD", "\\n".join(record) + "\\n")
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["-c", script, path]
+        try process.run()
+        process.waitUntilExit()
+        return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+}
