@@ -143,7 +143,10 @@ import Testing
         #expect(installed.output.contains("exit=0") && installed.output.hasSuffix("installed through the proxy\n"), "\(installed.output)")
         let otherBox = try await client.provision(networking: Self.limited(["pypi.org"]))
         let refused = try await bash(client, otherBox, install)
-        #expect(!refused.output.contains("exit=0") && refused.output.contains("403 Client Error: Forbidden"), "\(refused.output)")
+        #expect(!refused.output.contains("exit=0") && refused.output.contains("No matching distribution"), "\(refused.output)")
+        // pip reads the 403 as "no such package"; the proxy's log says why.
+        let logged = try await pool.daemon.waitForLog("egress") { $0["sandbox"]?.stringValue == otherBox }
+        #expect(logged["decision"]?.stringValue == "refused" && logged["code"]?.stringValue == "egress_denied", "\(logged.text)")
         #expect(await pool.stop() == 0)
     }
 
