@@ -124,7 +124,7 @@ public struct PoolDaemon: Service {
             throw error
         }
         let egress = try networking ? EgressProxy(path: egressPath, maxConnections: config.egressConnections, log: log, metrics: metrics) { id in
-            try? pool.sandbox(id)
+            pool.egressSandbox(id)
         } : nil
         egress?.start()
         if !networking {

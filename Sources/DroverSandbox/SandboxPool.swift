@@ -63,6 +63,9 @@ final class SandboxPool: Sendable {
 
     private struct State {
         var sandboxes: [String: Sandbox] = [:]
+        /// Sandboxes whose repositories or setup run now: not yet served, but their calls may
+        /// already go out through the egress proxy.
+        var preparing: [String: Sandbox] = [:]
         /// Slots taken by provisions under way, so that concurrent ones never exceed the capacity.
         var reserved = 0
         /// Why recently ended sandboxes ended, so that late calls get `sandbox_gone` with the reason.
@@ -168,6 +171,8 @@ final class SandboxPool: Sendable {
         let sandbox = Sandbox(
             id: id, session: session, resources: resources, workspace: workspace, uid: workspace.owner?.uid ?? getuid(), cgroup: cgroup,
             network: network, announced: announced)
+        state.withLock { $0.preparing[sandbox.id] = sandbox }
+        defer { state.withLock { _ = $0.preparing.removeValue(forKey: sandbox.id) } }
         for repository in network?.repositories ?? [] {
             let outcome = await tools.run("bash", input: ["command": .string(Self.cloneScript(repository))], in: sandbox)
             guard case .success(let result) = outcome, result["is_error"]?.boolValue == false else {
@@ -316,6 +321,12 @@ final class SandboxPool: Sendable {
             return .failure(Failure(.noSuchSandbox, "no sandbox \(id) in this pool"))
         }
         return try found.get()
+    }
+
+    /// A sandbox served or being prepared, for the egress proxy (whose first users are a new
+    /// sandbox's repository clones).
+    func egressSandbox(_ id: String) -> Sandbox? {
+        state.withLock { $0.sandboxes[id] ?? $0.preparing[id] }
     }
 
     /// Destroys a sandbox now, whatever runs in it.

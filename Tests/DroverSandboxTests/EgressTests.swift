@@ -91,7 +91,7 @@ import Testing
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         holder.arguments = ["-c", "import socket,time; s=socket.socket(socket.AF_UNIX); s.bind('\\0\(abstract)'); s.listen(); time.sleep(60)"]
         try holder.run()
-        defer { holder.terminate() }
+        defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
         let pool = try await RunningPool.start()
         let client = try await pool.client()
         defer { client.close() }

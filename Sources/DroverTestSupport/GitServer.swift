@@ -1,0 +1,71 @@
+import DroverCore
+import Foundation
+
+/// A git server over HTTP for tests (`Tests/git/git_http_server.py`: `git http-backend` behind a
+/// token check), serving one bare repository, `project.git`, with one commit on `main`.
+public final class GitServer: @unchecked Sendable {
+    public let root: String
+    public let token: String
+    public let url: String
+    private let process: Process
+
+    /// Starts it on `host` (a loopback address) with a fresh repository.
+    public init(host: String = "127.0.0.2") throws {
+        root = NSTemporaryDirectory() + "drover-git-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        token = "ghp_" + (0..<4).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 36) }.joined()
+        let seed = root + "/seed"
+        try FileManager.default.createDirectory(atPath: seed, withIntermediateDirectories: true)
+        try Self.git(["init", "--quiet", "--bare", "--initial-branch=main", root + "/project.git"])
+        try Self.git(["init", "--quiet", "--initial-branch=main", seed])
+        try "# project\n".write(toFile: seed + "/README.md", atomically: true, encoding: .utf8)
+        try Self.git(["-C", seed, "add", "README.md"])
+        try Self.git(["-C", seed, "-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "commit", "--quiet", "-m", "first"])
+        try Self.git(["-C", seed, "push", "--quiet", root + "/project.git", "main"])
+        try Self.git(["--git-dir", root + "/project.git", "config", "http.receivepack", "true"])
+
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = [TestDatabase.packageRoot.appendingPathComponent("Tests/git/git_http_server.py").path, root, token, host]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let fd = output.fileHandleForReading.fileDescriptor
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while read(fd, &byte, 1) == 1, byte != 10 { line.append(byte) }
+        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
+            kill(process.processIdentifier, SIGKILL)
+            throw DroverError(.invalidArgument, "the git server did not start")
+        }
+        url = "http://\(host):\(port)/project.git"
+    }
+
+    /// The commit messages on `branch` of the served repository, newest first.
+    public func log(_ branch: String = "main") throws -> [String] {
+        try Self.output(["--git-dir", root + "/project.git", "log", "--format=%s", branch]).split(separator: "\n").map(String.init)
+    }
+
+    public func stop() {
+        // SIGKILL: a child of the test runner may inherit a mask that blocks SIGTERM.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    public static func git(_ arguments: [String]) throws {
+        _ = try output(arguments)
+    }
+
+    static func output(_ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw DroverError(.invalidArgument, "git \(arguments.joined(separator: " ")) failed") }
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,87 @@
+import DroverCore
+import DroverSandbox
+import DroverTestSupport
+import Foundation
+import Testing
+
+/// Repositories mounted at provision: cloned through the egress proxy's relay, so that `origin`
+/// inside the sandbox is a plain-HTTP URL and the token stays with the proxy. The remote is a real
+/// `git http-backend` that demands the token (Tests/git/git_http_server.py) on 127.0.0.2.
+@Suite(.serialized) struct RepositoryTests {
+    func bash(_ client: PoolClient, _ sandbox: String, _ command: String) async throws -> JSONValue {
+        try await client.execute(sandbox: sandbox, callID: UUID().uuidString, name: "bash", input: ["command": .string(command)])
+    }
+
+    @Test func cloneEditCommitAndPushWithoutTheTokenEverEnteringTheSandbox() async throws {
+        guard geteuid() == 0 else { return }
+        let git = try GitServer()
+        defer { git.stop() }
+        let pool = try await RunningPool.start()
+        let client = try await pool.client()
+        defer { client.close() }
+        // networking none: the repository relay is the sandbox's only way out.
+        let sandbox = try await client.provision(
+            networking: ["type": "none"],
+            repositories: [["url": .string(git.url), "authorization_token": .string(git.token), "checkout": ["type": "branch", "name": "main"]]])
+
+        let cloned = try await bash(client, sandbox, "cd /workspace/project && cat README.md && git remote get-url origin")
+        #expect(cloned.output == "# project\nhttp://repositories.drover.internal/project\n", "\(cloned.output)")
+        let pushed = try await bash(client, sandbox, """
+            cd /workspace/project && echo 'made in a sandbox' > NOTES.md && git add NOTES.md \
+            && git commit --quiet -m 'agent: add notes' && git push --quiet origin HEAD:main 2>&1 && echo pushed
+            """)
+        #expect(pushed.output.hasSuffix("pushed\n"), "\(pushed.output)")
+        #expect(try git.log() == ["agent: add notes", "first"], "the push arrived")
+
+        // fetch and pull work too: a commit made on the server side comes in.
+        let seed = git.root + "/seed"
+        try GitServer.git(["-C", seed, "pull", "--quiet", git.root + "/project.git", "main"])
+        try "from upstream\n".write(toFile: seed + "/UPSTREAM.md", atomically: true, encoding: .utf8)
+        try GitServer.git(["-C", seed, "add", "UPSTREAM.md"])
+        try GitServer.git(["-C", seed, "-c", "user.name=u", "-c", "user.email=u@example.invalid", "commit", "--quiet", "-m", "upstream change"])
+        try GitServer.git(["-C", seed, "push", "--quiet", git.root + "/project.git", "main"])
+        let pulled = try await bash(client, sandbox, "cd /workspace/project && git pull --quiet origin main 2>&1 && cat UPSTREAM.md")
+        #expect(pulled.output.hasSuffix("from upstream\n"), "\(pulled.output)")
+
+        // The token is nowhere the sandbox can read: files, environment, process list.
+        // The search itself must not carry the token on a command line: it travels reversed, and
+        // grep reads it from a descriptor.
+        let reversed = String(git.token.reversed())
+        let searched = try await bash(client, sandbox, """
+            r='\(reversed)'; t=''; for ((i=${#r}-1; i>=0; i--)); do t+=${r:i:1}; done
+            grep -r -l -a -F -f /dev/fd/3 /workspace /tmp 3<<<"$t"
+            env | grep -a -F -f /dev/fd/3 3<<<"$t"
+            for f in /proc/[0-9]*/cmdline /proc/[0-9]*/environ; do grep -l -a -F -f /dev/fd/3 "$f" 3<<<"$t" 2>/dev/null; done
+            git -C /workspace/project config --list | grep -F -f /dev/fd/3 3<<<"$t"; echo "searched ${#t}"
+            """)
+        #expect(searched.output == "searched \(git.token.count)\n", "found the token: \(searched.output)")
+        // …nor in the proxy's replies (a request the relay answers itself).
+        let reply = try await bash(client, sandbox, "curl -sS -i http://repositories.drover.internal/nope/info/refs")
+        #expect(reply.output.contains("unknown_repository") && !reply.output.contains(git.token))
+        #expect(!pool.daemon.log.contains(git.token), "the pool never logs the token")
+        #expect(await pool.stop() == 0)
+    }
+
+    @Test func aWrongTokenFailsTheProvisionWithACode() async throws {
+        guard geteuid() == 0 else { return }
+        let git = try GitServer()
+        defer { git.stop() }
+        try await RunningPool.withSandbox { _, client, _ in
+            do {
+                _ = try await client.provision(repositories: [["url": .string(git.url), "authorization_token": "wrong"]])
+                Issue.record("cloned with a wrong token")
+            } catch let failure as PoolProtocol.Failure {
+                #expect(failure.code == .repositoryFailed, "\(failure)")
+                // The remote answered 401 and git, with no terminal, could not ask for credentials.
+                #expect(failure.message.contains("terminal prompts disabled") || failure.message.contains("401"), "\(failure)")
+                #expect(!failure.message.contains("wrong"), "the message does not echo the token: \(failure.message)")
+            }
+            do {
+                _ = try await client.provision(repositories: [["url": .string(git.url), "mount_path": "/etc/project"]])
+                Issue.record("mounted outside /workspace")
+            } catch let failure as PoolProtocol.Failure {
+                #expect(failure.code == .badRequest, "\(failure)")
+            }
+        }
+    }
+}
