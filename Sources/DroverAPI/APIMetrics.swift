@@ -16,9 +16,9 @@ public struct APIMetrics: Sendable {
     static func route(_ path: String) -> String {
         let segments = path.prefix { $0 != "?" }.split(separator: "/").map(String.init)
         guard segments.first == "v1", segments.count >= 2 else { return "other" }
-        let known: Set = ["agents", "environments", "sessions", "fleet", "me"]
+        let known: Set = ["agents", "environments", "sessions", "vaults", "fleet", "me"]
         guard known.contains(segments[1]) else { return "other" }
-        let named: Set = ["events", "stream", "archive", "versions"]
+        let named: Set = ["events", "stream", "archive", "versions", "credentials"]
         return "/" + segments.enumerated().map { index, segment in
             index < 2 || named.contains(segment) || (segments[1] == "fleet" && index == 2) ? segment : "{id}"
         }.joined(separator: "/")

@@ -13,9 +13,16 @@ public struct APIRouter: Sendable {
     let console: ConsoleFiles
     let admissions: Admissions
     let metrics: APIMetrics
+    /// Seals the secrets of credentials and repositories (nil: requests that carry one are refused
+    /// with `vault_key_missing`).
+    let vaultKey: String?
 
-    public init(store: TenantStore, hub: EventStreamHub, log: Log, console: ConsoleFiles = ConsoleFiles(), metrics: APIMetrics = APIMetrics()) {
+    public init(
+        store: TenantStore, hub: EventStreamHub, log: Log, console: ConsoleFiles = ConsoleFiles(), metrics: APIMetrics = APIMetrics(),
+        vaultKey: String? = nil
+    ) {
         self.store = store
+        self.vaultKey = vaultKey
         self.hub = hub
         self.log = log
         self.console = console
@@ -109,7 +116,7 @@ public struct APIRouter: Sendable {
     /// Creates count against the organisation's creates per minute, all else against requests.
     static func kind(_ request: HTTPServerRequest) -> String {
         let segments = Target(request.path).segments
-        return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions"].contains(segments[1]) ? "create" : "request"
+        return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions", "vaults"].contains(segments[1]) ? "create" : "request"
     }
 
     /// Authenticates the key and spends one of the organisation's requests of this minute.
@@ -213,7 +220,7 @@ public struct APIRouter: Sendable {
         case ("environments", 3, "DELETE"): return Self.ok(try await store.deleteEnvironment(org: org, id: path[2]))
         case ("environments", 4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveEnvironment(org: org, id: path[2]))
         // Sessions
-        case ("sessions", 2, "POST"): return Self.ok(try await store.createSession(org: org, try body(request)))
+        case ("sessions", 2, "POST"): return Self.ok(try await store.createSession(org: org, try body(request), key: vaultKey))
         case ("sessions", 2, "GET"):
             return Self.ok(try await store.sessions(
                 org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"),
@@ -222,6 +229,23 @@ public struct APIRouter: Sendable {
         case ("sessions", 3, "POST"): return Self.ok(try await store.updateSession(org: org, id: path[2], try body(request)))
         case ("sessions", 3, "DELETE"): return Self.ok(try await store.deleteSession(org: org, id: path[2]))
         case ("sessions", 4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveSession(org: org, id: path[2]))
+        // Vaults and credentials (secrets are write-only)
+        case ("vaults", 2, "POST"): return Self.ok(try await store.createVault(org: org, try body(request)))
+        case ("vaults", 2, "GET"):
+            return Self.ok(try await store.vaults(org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
+        case ("vaults", 3, "GET"): return Self.ok(try await store.vault(org: org, id: path[2]))
+        case ("vaults", 3, "POST"): return Self.ok(try await store.updateVault(org: org, id: path[2], try body(request)))
+        case ("vaults", 3, "DELETE"): return Self.ok(try await store.deleteVault(org: org, id: path[2]))
+        case ("vaults", 4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveVault(org: org, id: path[2]))
+        case ("vaults", 4, "POST") where path[3] == "credentials":
+            return Self.ok(try await store.createCredential(org: org, vault: path[2], try body(request), key: vaultKey))
+        case ("vaults", 4, "GET") where path[3] == "credentials":
+            return Self.ok(try await store.credentials(
+                org: org, vault: path[2], limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
+        case ("vaults", 5, "GET") where path[3] == "credentials": return Self.ok(try await store.credential(org: org, vault: path[2], id: path[4]))
+        case ("vaults", 5, "DELETE") where path[3] == "credentials": return Self.ok(try await store.deleteCredential(org: org, vault: path[2], id: path[4]))
+        case ("vaults", 6, "POST") where path[3] == "credentials" && path[5] == "archive":
+            return Self.ok(try await store.archiveCredential(org: org, vault: path[2], id: path[4]))
         // Events
         case ("sessions", 4, "POST") where path[3] == "events":
             guard case .array(let events)? = try body(request)["events"] else { throw APIError.invalid("events: an array is required") }

@@ -24,6 +24,8 @@ public struct APIError: Error, Sendable, Equatable {
         case .invalidArgument, .invalidPayload, .unknownEventType, .sessionTerminated: self = .invalid(error.message)
         case .payloadTooLarge: self = APIError(413, "request_too_large", error.message)
         case .conflict: self = APIError(409, "conflict_error", error.message)
+        case .vaultKeyMissing: self = .invalid(error.message)
+        case .vaultKeyMismatch: self = APIError(500, "api_error", error.message)
         case .connectionLost: self = APIError(503, "overloaded_error", "the database is unreachable; retry")
         default: self = APIError(500, "api_error", "internal error (\(error.code))")
         }

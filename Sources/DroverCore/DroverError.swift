@@ -31,6 +31,11 @@ public struct DroverError: Error, Sendable, Equatable, CustomStringConvertible, 
         public static let appendOnly = Code(rawValue: "append_only")
         /// A precondition failed: an update named a version that is no longer current.
         public static let conflict = Code(rawValue: "conflict")
+        /// A secret was sealed under another vault key than the one this process has (DR020).
+        public static let vaultKeyMismatch = Code(rawValue: "vault_key_mismatch")
+        /// A secret was to be stored or read, but this process was started without a vault key
+        /// (`DROVER_VAULT_KEY` / `DROVER_VAULT_KEY_FILE`).
+        public static let vaultKeyMissing = Code(rawValue: "vault_key_missing")
         /// A migration file or the migrations table is inconsistent.
         public static let migration = Code(rawValue: "migration_failed")
     }

@@ -23,6 +23,9 @@ public struct HarnessOptions: Sendable {
     public var maxAttempts = 5
     public var contextBudgetTokens = 150_000
     public var poolToken = ""
+    /// Opens the secrets of sessions' repositories and vaults (`VaultKey`); nil: sessions that
+    /// have some fail with `vault_key_missing`.
+    public var vaultKey: String?
     /// How often to look for harnesses that died holding leases (their liveness lock is free).
     public var rescueInterval: Double = 0.25
     /// Pooled database connections (one more is the listener): a fixed budget whatever

@@ -45,22 +45,22 @@ public final class SandboxRouter: Sendable {
     }
 
     /// Provisions the session's sandbox now if it has none (for `--eager-sandbox`).
-    public func ensureSandbox(for lease: Lease, resources: JSONValue?) async throws {
-        _ = try await placement(for: lease, resources: resources, recovering: false)
+    public func ensureSandbox(for lease: Lease, spec: SandboxSpec) async throws {
+        _ = try await placement(for: lease, spec: spec, recovering: false)
     }
 
     /// Runs one tool call. `recovering`: the call was logged by a harness that died; it is re-sent
     /// with the same call id, and if its sandbox is gone the outcome is reported as unknown.
-    public func execute(lease: Lease, callID: String, name: String, input: JSONValue, resources: JSONValue?, recovering: Bool) async throws -> ToolOutcome {
+    public func execute(lease: Lease, callID: String, name: String, input: JSONValue, spec: SandboxSpec, recovering: Bool) async throws -> ToolOutcome {
         let session = lease.sessionID
         do {
-            guard let placement = try await placement(for: lease, resources: resources, recovering: recovering) else {
+            guard let placement = try await placement(for: lease, spec: spec, recovering: recovering) else {
                 return ToolOutcome(
                     content: "The outcome of this call is unknown: the harness that sent it stopped and its sandbox is gone. Check before repeating it.",
                     isError: true, details: ["outcome": "unknown"])
             }
             do {
-                return try await run(placement, callID: callID, name: name, input: input, resources: resources)
+                return try await run(placement, callID: callID, name: name, input: input, resources: spec.resources)
             } catch let failure as PoolProtocol.Failure where failure.code == .sandboxReclaimed && !recovering {
                 // The pool took the sandbox back before this call ran in it: the call runs in a
                 // fresh one, and the model is told its files are gone.
@@ -68,10 +68,10 @@ public final class SandboxRouter: Sendable {
                 let reason = Self.reason(failure.message) ?? "reclaimed"
                 try? await registry.sandboxEnded(id: placement.sandbox, reason: reason)
                 log.info("sandbox reclaimed by its pool", ("session", .string(session.rawValue)), ("sandbox", .string(placement.sandbox)), ("reason", .string(reason)))
-                guard let fresh = try await self.placement(for: lease, resources: resources, recovering: false) else {
+                guard let fresh = try await self.placement(for: lease, spec: spec, recovering: false) else {
                     throw failure
                 }
-                return try await run(fresh, callID: callID, name: name, input: input, resources: resources)
+                return try await run(fresh, callID: callID, name: name, input: input, resources: spec.resources)
             }
         } catch let failure as PoolProtocol.Failure {
             switch failure.code {
@@ -137,12 +137,12 @@ public final class SandboxRouter: Sendable {
     ///
     /// Single flight: parallel tool calls of one session wait for one look-up or provision, so a
     /// response with two tool calls never splits the session's files over two sandboxes.
-    private func placement(for lease: Lease, resources: JSONValue?, recovering: Bool) async throws -> Placement? {
+    private func placement(for lease: Lease, spec: SandboxSpec, recovering: Bool) async throws -> Placement? {
         let session = lease.sessionID
         if let known = placements.withLock({ $0[session] }) { return known }
         let (flight, leader) = flights.withLock { flights -> (Task<Placement?, any Error>, Bool) in
             if let existing = flights[session] { return (existing, false) }
-            let task = Task { try await self.find(for: lease, resources: resources, recovering: recovering) }
+            let task = Task { try await self.find(for: lease, spec: spec, recovering: recovering) }
             flights[session] = task
             return (task, true)
         }
@@ -150,7 +150,7 @@ public final class SandboxRouter: Sendable {
         return try await flight.value
     }
 
-    private func find(for lease: Lease, resources: JSONValue?, recovering: Bool) async throws -> Placement? {
+    private func find(for lease: Lease, spec: SandboxSpec, recovering: Bool) async throws -> Placement? {
         let session = lease.sessionID
         if let found = try await registry.sandbox(forSession: session.rawValue) {
             let placement = Placement(address: found.address, pool: found.pool, sandbox: found.sandbox)
@@ -167,7 +167,8 @@ public final class SandboxRouter: Sendable {
         for pool in try await registry.pools() where pool.status == "up" {
             do {
                 let client = try await client(pool.address)
-                let sandbox = try await client.provision(resources: resources, session: session.rawValue)
+                let sandbox = try await client.provision(
+                    resources: spec.resources, session: session.rawValue, networking: spec.networking, repositories: try await spec.repositories().map(\.provisionJSON))
                 // Recorded, fenced by the lease, before any call runs in it, so that a successor can
                 // tell "never ran" from "unknown" and a stale harness never adopts a sandbox.
                 let recorded: String
@@ -180,7 +181,7 @@ public final class SandboxRouter: Sendable {
                 if recorded != sandbox {
                     // Another holder of this session recorded one first: use that one.
                     try? await client.destroy(sandbox: sandbox)
-                    return try await find(for: lease, resources: resources, recovering: recovering)
+                    return try await find(for: lease, spec: spec, recovering: recovering)
                 }
                 let placement = Placement(address: pool.address, pool: pool.id, sandbox: sandbox)
                 placements.withLock { $0[session] = placement }
@@ -239,5 +240,21 @@ public final class SandboxRouter: Sendable {
             clients.values.forEach { $0.close() }
             clients = [:]
         }
+    }
+}
+
+/// What a session's sandbox is made with: the environment's `resources` (limits) and
+/// `networking`, and the session's repositories (with their tokens, which only the pool's proxy
+/// uses).
+public struct SandboxSpec: Sendable {
+    public var resources: JSONValue?
+    public var networking: JSONValue?
+    /// Read when the sandbox is provisioned (most turns never provision).
+    public var repositories: @Sendable () async throws -> [RepositoryResource]
+
+    public init(resources: JSONValue? = nil, networking: JSONValue? = nil, repositories: @escaping @Sendable () async throws -> [RepositoryResource] = { [] }) {
+        self.resources = resources
+        self.networking = networking
+        self.repositories = repositories
     }
 }

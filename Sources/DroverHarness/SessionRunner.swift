@@ -133,7 +133,11 @@ final class SessionRunner: Sendable {
         var agent = try await context.agents.agent(id: agentID!, version: agentVersion!, store: context.store)
         let environment = try await context.agents.environment(id: environmentID!, store: context.store)
         let environmentConfig = try? JSONValue.parse(environment.configJSON)
-        let resources = environmentConfig?["resources"]
+        // Repositories are read (and their tokens opened) only when a sandbox is made.
+        let (store, session, key) = (context.store, lease.sessionID, context.options.vaultKey)
+        let spec = SandboxSpec(resources: environmentConfig?["resources"], networking: environmentConfig?["networking"]) {
+            try await store.repositories(session, key: key)
+        }
         // web_fetch is the harness's (the sandbox has no network), offered where the policy allows something.
         let webFetch = WebFetch(policy: NetworkPolicy(environmentConfig: environmentConfig))
         if webFetch.policy.kind != .none, !agent.tools.contains(where: { $0.name == WebFetch.name }) { agent.tools.append(WebFetch.definition) }
@@ -143,14 +147,14 @@ final class SessionRunner: Sendable {
         if lease.attempt > 1 { log.warning("claimed again after its holder stopped", ("attempt", .number(Double(lease.attempt)))) }
         // The claim itself appended session.status_running under this lease.
         if context.options.eagerSandbox {
-            try await context.router.ensureSandbox(for: lease, resources: resources)
+            try await context.router.ensureSandbox(for: lease, spec: spec)
         }
         while true {
             try checkDrain()
             let sessionLog = try await refresh()
             switch planner.next(sessionLog) {
             case .runTools(let calls):
-                try await runTools(calls, resources: resources, webFetch: webFetch)
+                try await runTools(calls, spec: spec, webFetch: webFetch)
             case .callModel(let view, let compacted):
                 try await callModel(agent: agent, view: view, compacted: compacted, sessionLog: sessionLog)
             case .finish(let reason, let unanswered, let handledThrough):
@@ -230,7 +234,7 @@ final class SessionRunner: Sendable {
     }
 
     /// Runs tool calls in parallel and logs each result.
-    private func runTools(_ calls: [PendingToolUse], resources: JSONValue?, webFetch: WebFetch) async throws {
+    private func runTools(_ calls: [PendingToolUse], spec: SandboxSpec, webFetch: WebFetch) async throws {
         let router = context.router
         let lease = self.lease
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -262,7 +266,7 @@ final class SessionRunner: Sendable {
                     // not left running in the sandbox until its timeout.
                     let outcome = try await withTaskCancellationHandler {
                         try await router.execute(
-                            lease: lease, callID: call.id, name: call.name, input: call.input, resources: resources, recovering: call.recovering)
+                            lease: lease, callID: call.id, name: call.name, input: call.input, spec: spec, recovering: call.recovering)
                     } onCancel: {
                         router.cancel(session: lease.sessionID, callID: call.id)
                     }

@@ -210,7 +210,7 @@ final class SandboxPool: Sendable {
     /// Clones a repository inside the sandbox, through the proxy's relay, so that `origin` is the
     /// relay's URL and the token stays with the proxy. Every value is checked at parse
     /// (`SandboxNetwork`), and quoted here anyway.
-    static func cloneScript(_ repository: SandboxNetwork.Repository) -> String {
+    static func cloneScript(_ repository: RepositoryResource) -> String {
         func quoted(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
         var script = "set -e\ngit clone --quiet"
         if case .branch(let name) = repository.checkout { script += " --branch " + quoted(name) }

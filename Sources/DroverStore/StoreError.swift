@@ -23,6 +23,7 @@ extension DroverError {
         case "DR007": code = .invalidArgument
         case "DR010": code = .appendOnly
         case "DR011": code = .conflict
+        case "DR020": code = .vaultKeyMismatch
         default: code = .database
         }
         let message: String

@@ -8,8 +8,9 @@ extension TenantStore {
     public static let userEventTypes: Set<String> = Set(EventType.userSide.map(\.rawValue))
 
     /// A session of an agent (latest version, or the one named by `{type: agent, id, version}`) in
-    /// an environment of the same organisation.
-    public func createSession(org: String, _ body: JSONValue) async throws -> JSONValue {
+    /// an environment of the same organisation, with its `vault_ids` (vaults of the organisation)
+    /// and `resources` (`github_repository`, whose token is sealed with `key`).
+    public func createSession(org: String, _ body: JSONValue, key: String? = nil) async throws -> JSONValue {
         let agentID: String
         var version: Int?
         if let id = body["agent"]?.stringValue {
@@ -25,21 +26,79 @@ extension TenantStore {
         if agent["archived_at"] != nil && agent["archived_at"] != .null { throw DroverError(.invalidArgument, "agent \(agentID) is archived") }
         let env = try await self.environment(org: org, id: environment)
         if env["archived_at"] != nil && env["archived_at"] != .null { throw DroverError(.invalidArgument, "environment \(environment) is archived") }
+        let vaultIDs = try await checkedVaults(org: org, body["vault_ids"])
+        let repositories = try Self.repositories(body["resources"])
+        if repositories.contains(where: { $0.token != nil }) { _ = try VaultKey.required(key) }
         var initial: [JSONValue] = []
         if let events = body["initial_events"], events != .null {
             guard case .array(let list) = events else { throw DroverError(.invalidArgument, "initial_events must be an array") }
             initial = list
         }
+        // The session and its resources in one statement: a session is never seen without them.
         let created = try await one(
             """
-            INSERT INTO drover.sessions AS s (id, agent_id, agent_version, environment_id, org_id, title, metadata)
-            VALUES (drover.new_id('sesn'), $1, $2, $3, $4, $5, coalesce($6::jsonb, '{}'))
-            RETURNING drover.api_session_json(s)::text
+            WITH s AS (
+                INSERT INTO drover.sessions (id, agent_id, agent_version, environment_id, org_id, title, metadata, vault_ids)
+                VALUES (drover.new_id('sesn'), $1, $2, $3, $4, $5, coalesce($6::jsonb, '{}'), $7::text[])
+                RETURNING *
+            ), r AS (
+                INSERT INTO drover.session_resources (id, session_id, type, url, mount_path, checkout, secret, key_id)
+                SELECT drover.new_id('sesrsc'), s.id, 'github_repository', x.url, x.mount_path, x.checkout,
+                       CASE WHEN x.token IS NULL THEN NULL ELSE drover.vault_seal(x.token, $9) END,
+                       CASE WHEN x.token IS NULL THEN NULL ELSE drover.vault_key_id($9) END
+                  FROM s, jsonb_to_recordset(coalesce($8::jsonb, '[]')) AS x(url text, mount_path text, checkout jsonb, token text)
+                RETURNING id
+            )
+            SELECT jsonb_build_object('id', s.id, 'resources', made.count)::text FROM s, (SELECT count(*) FROM r) AS made
             """,
-            [agentID, agent["version"]?.intValue, environment, org, body["title"]?.stringValue, Self.text(body["metadata"])], missing: "")
-        guard !initial.isEmpty, let id = created["id"]?.stringValue else { return created }
+            [agentID, agent["version"]?.intValue, environment, org, body["title"]?.stringValue, Self.text(body["metadata"]),
+             "{" + vaultIDs.joined(separator: ",") + "}",
+             JSONValue.array(repositories.map { repository in
+                 ["url": .string(repository.url), "mount_path": .string(repository.mountPath),
+                  "checkout": repository.checkout?.json ?? .null, "token": repository.token.map(JSONValue.string) ?? .null]
+             }).text, key], missing: "")
+        guard let id = created["id"]?.stringValue else { throw DroverError(.database, "the new session has no id") }
+        guard !initial.isEmpty else { return try await session(org: org, id: id) }
         _ = try await sendEvents(org: org, session: id, initial)
         return try await session(org: org, id: id)
+    }
+
+    /// `vault_ids`: each a vault of the organisation, not archived, named once.
+    func checkedVaults(org: String, _ value: JSONValue?) async throws -> [String] {
+        guard let value, value != .null else { return [] }
+        guard case .array(let items) = value, items.allSatisfy({ $0.stringValue != nil }) else {
+            throw DroverError(.invalidArgument, "vault_ids must be an array of vault ids")
+        }
+        let ids = items.compactMap(\.stringValue)
+        guard Set(ids).count == ids.count, ids.allSatisfy({ $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } }) else {
+            throw DroverError(.invalidArgument, "vault_ids must name each vault once")
+        }
+        for id in ids {
+            let vault = try await self.vault(org: org, id: id)
+            if vault["archived_at"] != nil && vault["archived_at"] != .null { throw DroverError(.invalidArgument, "vault \(id) is archived") }
+        }
+        return ids
+    }
+
+    /// `resources`: `github_repository` entries (the only type this server mounts).
+    static func repositories(_ value: JSONValue?) throws -> [RepositoryResource] {
+        guard let value, value != .null else { return [] }
+        guard case .array(let items) = value else { throw DroverError(.invalidArgument, "resources must be an array") }
+        var list: [RepositoryResource] = []
+        for item in items {
+            guard item["type"]?.stringValue == "github_repository" else {
+                throw DroverError(.invalidArgument, "resources[].type: only github_repository is supported by this server")
+            }
+            do {
+                list.append(try RepositoryResource(json: item))
+            } catch {
+                throw DroverError(.invalidArgument, "resources: \(error.message)")
+            }
+        }
+        guard Set(list.map(\.relayName)).count == list.count else {
+            throw DroverError(.invalidArgument, "resources: two repositories would mount at the same name")
+        }
+        return list
     }
 
     public func session(org: String, id: String) async throws -> JSONValue {

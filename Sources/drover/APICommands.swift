@@ -16,7 +16,9 @@ struct APICommand: Command {
         pointed here. Keys come from `drover api-key create`. Stateless: run as many replicas as
         you like behind a load balancer; terminate TLS in front (docs/api.md). Needs only
         DATABASE_URL. On SIGTERM it stops accepting, lets requests finish for --grace seconds and
-        closes streams.
+        closes streams. Vaults (/v1/vaults) and repository tokens need DROVER_VAULT_KEY or
+        DROVER_VAULT_KEY_FILE, the key secrets are sealed with (`drover vault new-key`); the
+        database never holds it.
 
           --listen HOST:PORT      address (default 127.0.0.1:8080; port 0 picks one, printed in the
                                   "listening" log line)
@@ -51,6 +53,7 @@ struct APICommand: Command {
             guard buffer >= 1024 else { throw UsageError("--stream-buffer must be at least 1024") }
             config.streamBuffer = buffer
         }
+        config.vaultKey = try VaultKey.fromEnvironment()
         exit(try await APIDaemon(config: config).run())
     }
 }

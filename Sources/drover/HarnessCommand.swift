@@ -1,6 +1,7 @@
 import DroverCore
 import DroverHarness
 import DroverModel
+import DroverStore
 import Foundation
 
 struct HarnessCommand: Command {
@@ -35,6 +36,8 @@ struct HarnessCommand: Command {
           --api-key-file FILE    the API key (else ANTHROPIC_API_KEY, or OPENAI_API_KEY with
                                  --provider openai); never logged, stored or passed to a sandbox
           --pool-token-file FILE the sandbox pools' token (else DROVER_POOL_TOKEN)
+                                 DROVER_VAULT_KEY (or DROVER_VAULT_KEY_FILE) opens sessions'
+                                 repository tokens and vault credentials, as `drover api` sealed them
           --max-turns N          model calls per wake before stopping with max_turns (default 50)
           --context-budget N     estimated tokens before the view elides old tool output (150000)
           --db-connections N     pooled Postgres connections (default 3; with the listener, 4 in
@@ -101,6 +104,7 @@ struct HarnessCommand: Command {
         }
         options.eagerSandbox = arguments.has("eager-sandbox")
         options.poolToken = try secret(file: arguments.value("pool-token-file"), variable: "DROVER_POOL_TOKEN") ?? ""
+        options.vaultKey = try VaultKey.fromEnvironment()
         let provider: any ModelProvider = openAI
             ? OpenAIProvider(baseURL: modelURL, apiKey: apiKey ?? "")
             : AnthropicProvider(baseURL: modelURL, apiKey: apiKey ?? "")

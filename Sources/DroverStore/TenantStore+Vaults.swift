@@ -1,0 +1,114 @@
+import DroverCore
+import DroverPostgres
+import Foundation
+
+/// Vaults and their credentials, as `/v1/vaults` serves them: write-only secrets, sealed with the
+/// process's vault key (`VaultKey`) before they reach a table, never returned.
+extension TenantStore {
+    public func createVault(org: String, _ body: JSONValue) async throws -> JSONValue {
+        guard let name = body["display_name"]?.stringValue, !name.isEmpty, name.count <= 255 else {
+            throw DroverError(.invalidArgument, "display_name: a string of 1-255 characters is required")
+        }
+        return try await one(
+            """
+            INSERT INTO drover.vaults AS v (id, org_id, display_name, metadata)
+            VALUES (drover.new_id('vlt'), $1, $2, coalesce($3::jsonb, '{}'))
+            RETURNING drover.api_vault_json(v)::text
+            """, [org, name, Self.text(body["metadata"])], missing: "")
+    }
+
+    public func vault(org: String, id: String) async throws -> JSONValue {
+        try await owned("drover.vaults", render: "drover.api_vault_json", id: id, org: org, what: "vault")
+    }
+
+    public func vaults(org: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
+        try await newestFirst("drover.vaults", render: "drover.api_vault_json", org: org, includeArchived: includeArchived, page: page, limit: limit)
+    }
+
+    public func updateVault(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
+        try await one(
+            """
+            UPDATE drover.vaults v
+               SET display_name = coalesce($3, v.display_name), metadata = jsonb_strip_nulls(v.metadata || coalesce($4::jsonb, '{}')), updated_at = now()
+             WHERE v.id = $1 AND v.org_id = $2
+            RETURNING drover.api_vault_json(v)::text
+            """, [id, org, body["display_name"]?.stringValue, Self.text(body["metadata"])], missing: "no vault \(id)")
+    }
+
+    public func archiveVault(org: String, id: String) async throws -> JSONValue {
+        try await one(
+            """
+            UPDATE drover.vaults v SET archived_at = coalesce(v.archived_at, now()), updated_at = now()
+             WHERE v.id = $1 AND v.org_id = $2 RETURNING drover.api_vault_json(v)::text
+            """, [id, org], missing: "no vault \(id)")
+    }
+
+    /// Deletes a vault and its credentials (sessions that named it simply find no credential).
+    public func deleteVault(org: String, id: String) async throws -> JSONValue {
+        let deleted = try await mappingErrors {
+            try await pool.query("DELETE FROM drover.vaults WHERE id = $1 AND org_id = $2 RETURNING id", [id, org])
+        }
+        guard !deleted.isEmpty else { throw DroverError(.notFound, "no vault \(id)") }
+        return ["id": .string(id), "type": "vault_deleted"]
+    }
+
+    /// A credential; `auth` is `{type: static_bearer, token, mcp_server_url}`. The token is sealed
+    /// in the statement that stores it and is never read back by the API.
+    public func createCredential(org: String, vault: String, _ body: JSONValue, key: String?) async throws -> JSONValue {
+        let owner = try await self.vault(org: org, id: vault)
+        if owner["archived_at"] != nil && owner["archived_at"] != .null { throw DroverError(.invalidArgument, "vault \(vault) is archived") }
+        let auth = body["auth"]
+        guard auth?["type"]?.stringValue == "static_bearer" else {
+            throw DroverError(.invalidArgument, "auth.type: only static_bearer is supported by this server")
+        }
+        guard let token = auth?["token"]?.stringValue, !token.isEmpty else { throw DroverError(.invalidArgument, "auth.token: a non-empty string is required") }
+        guard let url = auth?["mcp_server_url"]?.stringValue, url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw DroverError(.invalidArgument, "auth.mcp_server_url: an http(s) URL is required")
+        }
+        let key = try VaultKey.required(key)
+        return try await one(
+            """
+            INSERT INTO drover.vault_credentials AS c (id, vault_id, org_id, display_name, metadata, auth_type, mcp_server_url, secret, key_id)
+            VALUES (drover.new_id('vcrd'), $1, $2, $3, coalesce($4::jsonb, '{}'), 'static_bearer', $5,
+                    drover.vault_seal($6, $7), drover.vault_key_id($7))
+            RETURNING drover.api_credential_json(c)::text
+            """, [vault, org, body["display_name"]?.stringValue, Self.text(body["metadata"]), url, token, key], missing: "")
+    }
+
+    public func credential(org: String, vault: String, id: String) async throws -> JSONValue {
+        try await one(
+            "SELECT drover.api_credential_json(c)::text FROM drover.vault_credentials c WHERE c.id = $1 AND c.vault_id = $2 AND c.org_id = $3",
+            [id, vault, org], missing: "no credential \(id) in vault \(vault)")
+    }
+
+    public func credentials(org: String, vault: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
+        _ = try await self.vault(org: org, id: vault)
+        return try await newestFirst(
+            "drover.vault_credentials", render: "drover.api_credential_json", org: org, includeArchived: includeArchived, page: page,
+            limit: limit, filter: "t.vault_id = $6", extra: [vault])
+    }
+
+    public func archiveCredential(org: String, vault: String, id: String) async throws -> JSONValue {
+        try await one(
+            """
+            UPDATE drover.vault_credentials c SET archived_at = coalesce(c.archived_at, now()), updated_at = now()
+             WHERE c.id = $1 AND c.vault_id = $2 AND c.org_id = $3 RETURNING drover.api_credential_json(c)::text
+            """, [id, vault, org], missing: "no credential \(id) in vault \(vault)")
+    }
+
+    public func deleteCredential(org: String, vault: String, id: String) async throws -> JSONValue {
+        let deleted = try await mappingErrors {
+            try await pool.query("DELETE FROM drover.vault_credentials WHERE id = $1 AND vault_id = $2 AND org_id = $3 RETURNING id", [id, vault, org])
+        }
+        guard !deleted.isEmpty else { throw DroverError(.notFound, "no credential \(id) in vault \(vault)") }
+        return ["id": .string(id), "type": "vault_credential_deleted"]
+    }
+
+    /// Re-seals every secret sealed with `old` under `new`, in one transaction; how many.
+    public func rotateVaultKey(old: String, new: String) async throws -> Int {
+        try VaultKey.check(new)
+        return try await mappingErrors {
+            Int(try await pool.query("SELECT drover.vault_rotate_key($1, $2)", [old, new])[0].decode(0) as Int64)
+        }
+    }
+}
