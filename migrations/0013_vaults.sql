@@ -67,7 +67,8 @@ $$;
 CREATE FUNCTION drover.vault_open(p_secret bytea, p_key_id text, p_key text) RETURNS text LANGUAGE plpgsql STABLE AS $$
 BEGIN
     IF p_key_id IS DISTINCT FROM drover.vault_key_id(p_key) THEN
-        PERFORM drover.raise_coded('DR020', 'a secret was sealed with another vault key than this process has (see drover vault rotate-key)');
+        RAISE EXCEPTION 'vault_key_mismatch: a secret was sealed with another vault key than this process has (see drover vault rotate-key)'
+            USING ERRCODE = 'DR020';
     END IF;
     RETURN pgp_sym_decrypt(p_secret, p_key);
 END

@@ -20,6 +20,10 @@ public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomSt
     /// A call of one of the agent's `custom` tools: the client runs it and answers with
     /// `user.custom_tool_result`.
     public static let agentCustomToolUse = EventType("agent.custom_tool_use")
+    /// A call of a tool of one of the agent's MCP servers (`mcp_server_name`), which the harness
+    /// makes; answered by `agent.mcp_tool_result` (`mcp_tool_use_id` names the use's event).
+    public static let agentMCPToolUse = EventType("agent.mcp_tool_use")
+    public static let agentMCPToolResult = EventType("agent.mcp_tool_result")
     /// Managed Agents' name for a context compaction; logs written before #11 say
     /// `agent.context_compacted` (`agentContextCompacted`), which is still read.
     public static let agentThreadContextCompacted = EventType("agent.thread_context_compacted")
@@ -36,6 +40,9 @@ public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomSt
     public static let userSide: Set<EventType> = [
         .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult,
     ]
+
+    /// A tool use of any kind (built-in, custom, MCP): each gets exactly one result.
+    public var isToolUse: Bool { self == .agentToolUse || self == .agentCustomToolUse || self == .agentMCPToolUse }
 
     /// Whether this is a user-side type.
     public var isUserSide: Bool { Self.userSide.contains(self) }

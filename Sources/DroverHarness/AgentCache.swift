@@ -12,6 +12,8 @@ struct RunnableAgent: Sendable {
     /// The agent's `custom` tools (the client runs them) and its `always_ask` built-ins.
     var customTools: Set<String> = []
     var askTools: Set<String> = []
+    /// MCP servers its toolsets enable (connected at each wake, with the session's credentials).
+    var mcpServers: [MCPServerSpec] = []
     var maxTurns: Int
     var maxTokens: Int
     var contextBudgetTokens: Int
@@ -32,12 +34,13 @@ final class AgentCache: Sendable {
         if let cached = agents.withLock({ $0[key] }) { return cached }
         let config = try await store.agent(id: id, version: version)
         let extra = (try? JSONValue.parse(config.configJSON)) ?? [:]
-        let agent = RunnableAgent(
+        var agent = RunnableAgent(
             model: config.model, systemPrompt: config.systemPrompt, tools: BuiltinTools.definitions(fromJSON: config.toolsJSON),
             customTools: BuiltinTools.customNames(fromJSON: config.toolsJSON), askTools: BuiltinTools.askNames(fromJSON: config.toolsJSON),
             maxTurns: extra["max_turns"]?.intValue ?? defaults.maxTurns, maxTokens: extra["max_tokens"]?.intValue ?? 4096,
             contextBudgetTokens: extra["context_budget_tokens"]?.intValue ?? defaults.contextBudgetTokens,
             tokenBudget: extra["token_budget"]?.intValue)
+        agent.mcpServers = MCPServerSpec.parse(configJSON: config.configJSON, toolsJSON: config.toolsJSON)
         agents.withLock { $0[key] = agent }
         return agent
     }

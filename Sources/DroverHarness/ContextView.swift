@@ -82,8 +82,7 @@ public struct ContextView: Sendable, Equatable {
 
         mutating func add(_ entry: SessionLog.Entry) {
             let payload = entry.json
-            let answerBlock = entry.type == .agentMessage || entry.type == .agentThinking || entry.type == .agentToolUse
-                || entry.type == .agentCustomToolUse
+            let answerBlock = entry.type == .agentMessage || entry.type == .agentThinking || entry.type.isToolUse
             if answerBlock && requestInFlight {
                 // The answer itself shows the call returned (logs without its end span).
                 requestInFlight = false
@@ -112,17 +111,18 @@ public struct ContextView: Sendable, Equatable {
                 if let signature = payload["signature"]?.stringValue {
                     append(.assistant, [.thinking(payload["thinking"]?.stringValue ?? "", signature: signature)])
                 }
-            case .agentToolUse, .agentCustomToolUse:
+            case .agentToolUse, .agentCustomToolUse, .agentMCPToolUse:
                 closeToolTurn()
                 let id = payload["id"]?.stringValue ?? ""
                 guard !id.isEmpty else { return }
                 toolUseIDs[entry.event.apiID] = id
                 append(.assistant, [.toolUse(id: id, name: payload["name"]?.stringValue ?? "", input: payload["input"] ?? [:])])
                 awaiting.append(id)
-            case .agentToolResult, .userCustomToolResult:
-                // A client's result names the tool use's event (`custom_tool_use_id`); older logs
-                // and the harness name the tool use itself.
-                let named = payload["custom_tool_use_id"]?.stringValue ?? payload["tool_use_id"]?.stringValue ?? ""
+            case .agentToolResult, .userCustomToolResult, .agentMCPToolResult:
+                // A client's result names the tool use's event (`custom_tool_use_id`, and
+                // `mcp_tool_use_id` for MCP); older logs and the harness name the tool use itself.
+                let named = payload["custom_tool_use_id"]?.stringValue ?? payload["mcp_tool_use_id"]?.stringValue
+                    ?? payload["tool_use_id"]?.stringValue ?? ""
                 let id = toolUseIDs[named] ?? named
                 guard let position = awaiting.firstIndex(of: id) else { return }
                 awaiting.remove(at: position)

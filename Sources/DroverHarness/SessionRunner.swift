@@ -141,6 +141,8 @@ final class SessionRunner: Sendable {
         // web_fetch is the harness's (the sandbox has no network), offered where the policy allows something.
         let webFetch = WebFetch(policy: NetworkPolicy(environmentConfig: environmentConfig))
         if webFetch.policy.kind != .none, !agent.tools.contains(where: { $0.name == WebFetch.name }) { agent.tools.append(WebFetch.definition) }
+        let mcp = try await connectMCP(agent)
+        agent.tools += mcp.definitions
         let planner = TurnPlanner(
             epoch: lease.epoch, maxTurns: agent.maxTurns, tokenBudget: agent.tokenBudget, contextBudgetTokens: agent.contextBudgetTokens,
             attempt: lease.attempt, maxAttempts: context.options.maxAttempts)
@@ -154,9 +156,9 @@ final class SessionRunner: Sendable {
             let sessionLog = try await refresh()
             switch planner.next(sessionLog) {
             case .runTools(let calls):
-                try await runTools(calls, spec: spec, webFetch: webFetch)
+                try await runTools(calls, spec: spec, webFetch: webFetch, mcp: mcp)
             case .callModel(let view, let compacted):
-                try await callModel(agent: agent, view: view, compacted: compacted, sessionLog: sessionLog)
+                try await callModel(agent: agent, mcp: mcp, view: view, compacted: compacted, sessionLog: sessionLog)
             case .finish(let reason, let unanswered, let handledThrough):
                 try await finish(reason, unanswered: unanswered, handledThrough: handledThrough, extra: [])
                 return
@@ -164,9 +166,30 @@ final class SessionRunner: Sendable {
         }
     }
 
+    /// Connects the agent's MCP servers with the session's vault credentials. A server that cannot
+    /// be used is reported as a `session.error` (Managed Agents' `mcp_connection_failed_error` or
+    /// `mcp_authentication_failed_error`) and its tools are not offered this wake; the turn goes on.
+    private func connectMCP(_ agent: RunnableAgent) async throws -> MCPToolbox {
+        guard !agent.mcpServers.isEmpty else { return .empty }
+        let access = try await context.store.credentials(lease.sessionID, key: context.options.vaultKey)
+        let toolbox = await MCPToolbox.connect(agent.mcpServers, access: access, taken: Set(agent.tools.map(\.name)), log: log)
+        if !toolbox.failures.isEmpty {
+            try await write(toolbox.failures.map { server, failure in
+                (.sessionError, JSONValue.object(["error": [
+                    "type": .string(failure.kind.rawValue), "mcp_server_name": .string(server), "message": .string(failure.message),
+                    "retry_status": ["type": "terminal"],
+                ]]).text)
+            })
+            for (server, failure) in toolbox.failures {
+                log.warning("MCP server unavailable", ("mcp_server", .string(server)), ("error", .string(failure.kind.rawValue)))
+            }
+        }
+        return toolbox
+    }
+
     /// One model call: its start is logged while the request goes out, its answer (text, thinking,
     /// tool uses) is logged in one batch before any tool runs, so a successor knows what was asked.
-    private func callModel(agent: RunnableAgent, view: ContextView, compacted: [String]?, sessionLog: SessionLog) async throws {
+    private func callModel(agent: RunnableAgent, mcp: MCPToolbox, view: ContextView, compacted: [String]?, sessionLog: SessionLog) async throws {
         var before: [(EventType, String)] = []
         if let compacted {
             before.append((.agentThreadContextCompacted, JSONValue.object([
@@ -225,6 +248,11 @@ final class SessionRunner: Sendable {
                 // A custom tool is the client's to run; an always_ask one waits for confirmation.
                 var payload: [String: JSONValue] = ["id": .string(id), "name": .string(name), "input": input]
                 if agent.askTools.contains(name) { payload["evaluated_permission"] = "ask" }
+                if let server = mcp.server(of: name) {
+                    payload["mcp_server_name"] = .string(server)
+                    after.append((.agentMCPToolUse, ToolText.storable(.object(payload)).text))
+                    continue
+                }
                 after.append((agent.customTools.contains(name) ? .agentCustomToolUse : .agentToolUse, ToolText.storable(.object(payload)).text))
             case .toolResult:
                 continue
@@ -234,7 +262,7 @@ final class SessionRunner: Sendable {
     }
 
     /// Runs tool calls in parallel and logs each result.
-    private func runTools(_ calls: [PendingToolUse], spec: SandboxSpec, webFetch: WebFetch) async throws {
+    private func runTools(_ calls: [PendingToolUse], spec: SandboxSpec, webFetch: WebFetch, mcp: MCPToolbox) async throws {
         let router = context.router
         let lease = self.lease
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -246,6 +274,17 @@ final class SessionRunner: Sendable {
                         try Task.checkCancellation()
                         try await self.write([(.agentToolResult, ToolText.storable([
                             "tool_use_id": .string(call.id), "content": .string(content), "is_error": .bool(isError),
+                        ]).text)])
+                    }
+                    continue
+                }
+                if mcp.server(of: call.name) != nil && call.status == .run {
+                    group.addTask {
+                        let (content, isError) = await mcp.call(call.name, input: call.input)
+                        metrics.toolCalls.inc(["tool": "mcp", "outcome": isError ? "is_error" : "ok"])
+                        try Task.checkCancellation()
+                        try await self.write([(.agentMCPToolResult, ToolText.storable([
+                            "mcp_tool_use_id": .string(call.eventID), "content": .array(content), "is_error": .bool(isError),
                         ]).text)])
                     }
                     continue

@@ -142,7 +142,7 @@ public struct TurnPlanner: Sendable {
     static func pendingToolUses(_ log: SessionLog, epoch: Int64) -> [PendingToolUse] {
         // Clients answer by event id (`sevt_…`); older logs and the harness by tool-use id.
         var toolUseIDs: [String: String] = [:]
-        for entry in log.entries where entry.type == .agentToolUse || entry.type == .agentCustomToolUse {
+        for entry in log.entries where entry.type.isToolUse {
             if let id = entry.json["id"]?.stringValue { toolUseIDs[entry.event.apiID] = id }
         }
         func toolUseID(_ payload: JSONValue, _ key: String) -> String? {
@@ -157,6 +157,8 @@ public struct TurnPlanner: Sendable {
                 if let id = entry.json["tool_use_id"]?.stringValue { answered.insert(id) }
             case .userCustomToolResult:
                 if let id = toolUseID(entry.json, "custom_tool_use_id") { answered.insert(id) }
+            case .agentMCPToolResult:
+                if let id = toolUseID(entry.json, "mcp_tool_use_id") { answered.insert(id) }
             case .userToolConfirmation:
                 guard let id = toolUseID(entry.json, "tool_use_id") else { continue }
                 confirmations[id] = entry.json["result"]?.stringValue == "allow"
@@ -166,7 +168,7 @@ public struct TurnPlanner: Sendable {
             }
         }
         return log.entries.compactMap { entry in
-            guard entry.type == .agentToolUse || entry.type == .agentCustomToolUse, let id = entry.json["id"]?.stringValue,
+            guard entry.type.isToolUse, let id = entry.json["id"]?.stringValue,
                   !answered.contains(id)
             else { return nil }
             var status = PendingToolUse.Status.run
@@ -202,7 +204,7 @@ public struct TurnPlanner: Sendable {
         if request == 0 { return true }
         if log.lastSeq(of: .sessionStatusIdle) > request { return true }
         guard log.lastSeq(of: .spanModelRequestEnd) > request else { return false }
-        return !log.entries.contains { ($0.type == .agentToolUse || $0.type == .agentCustomToolUse) && $0.seq > request }
+        return !log.entries.contains { $0.type.isToolUse && $0.seq > request }
     }
 
     /// Model calls since the session last went idle: the turn limit counts across harnesses.

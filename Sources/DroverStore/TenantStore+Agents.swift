@@ -12,12 +12,27 @@ extension TenantStore {
         return try await one(
             """
             INSERT INTO drover.agents AS a (id, version, name, model, system_prompt, tools, config, org_id, description, metadata)
-            VALUES (drover.new_id('agent'), 1, $1, $2, coalesce($3, ''), $4::jsonb, jsonb_build_object('model_config', $5::jsonb), $6, $7,
-                    coalesce($8::jsonb, '{}'))
+            VALUES (drover.new_id('agent'), 1, $1, $2, coalesce($3, ''), $4::jsonb,
+                    jsonb_build_object('model_config', $5::jsonb, 'mcp_servers', coalesce($9::jsonb, '[]')), $6, $7, coalesce($8::jsonb, '{}'))
             RETURNING drover.api_agent_json(a)::text
             """,
             [name, model.id, body["system"]?.stringValue, (body["tools"] ?? Self.defaultTools).text, model.config.text, org,
-             body["description"]?.stringValue, Self.text(body["metadata"])], missing: "")
+             body["description"]?.stringValue, Self.text(body["metadata"]), try Self.mcpServers(body["mcp_servers"]).map(\.text)], missing: "")
+    }
+
+    /// `mcp_servers`: `[{type: "url", name, url}]`, names unique (tools' `mcp_toolset` entries name them).
+    static func mcpServers(_ value: JSONValue?) throws -> JSONValue? {
+        guard let value, value != .null else { return nil }
+        guard case .array(let servers) = value else { throw DroverError(.invalidArgument, "mcp_servers must be an array") }
+        var names = Set<String>()
+        for server in servers {
+            guard server["type"]?.stringValue == "url", let name = server["name"]?.stringValue, (1...255).contains(name.count),
+                  let url = server["url"]?.stringValue, url.hasPrefix("http://") || url.hasPrefix("https://") else {
+                throw DroverError(.invalidArgument, "mcp_servers[]: {\"type\": \"url\", \"name\", \"url\": an http(s) URL} is required")
+            }
+            guard names.insert(name).inserted else { throw DroverError(.invalidArgument, "mcp_servers: the name \(name) is used twice") }
+        }
+        return value
     }
 
     /// `model` as a string or `{id, speed, …}`.

@@ -60,7 +60,8 @@ public final class HarnessCluster: Sendable {
         if !args.contains("--lease-ttl") { arguments += ["--lease-ttl", "2"] }
         let harness = try ChildDaemon(
             binary: TestDatabase.droverBinary.path, arguments + args,
-            environment: ["DATABASE_URL": database.conninfo, "DROVER_POOL_TOKEN": pool.token, "ANTHROPIC_API_KEY": apiKey, "OPENAI_API_KEY": apiKey])
+            environment: ["DATABASE_URL": database.conninfo, "DROVER_POOL_TOKEN": pool.token, "ANTHROPIC_API_KEY": apiKey, "OPENAI_API_KEY": apiKey,
+                          "DROVER_VAULT_KEY": TestDatabase.vaultKey])
         _ = try await harness.waitForLog("started")
         harnesses.withLock { $0.append(harness) }
         return harness

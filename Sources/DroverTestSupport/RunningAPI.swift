@@ -12,7 +12,7 @@ public struct RunningAPI: Sendable {
         let daemon = try ChildDaemon(
             // Few connections: tests run side by side against one stock server (max_connections 100).
             binary: TestDatabase.droverBinary.path, ["api", "--listen", "127.0.0.1:0", "--grace", "2", "--db-connections", "3"] + extra,
-            environment: ["DATABASE_URL": database])
+            environment: ["DATABASE_URL": database, "DROVER_VAULT_KEY": TestDatabase.vaultKey])
         let listening = try await daemon.waitForLog("listening")
         guard let address = listening["address"]?.stringValue else { throw DroverError(.invalidArgument, "no address in \(listening.text)") }
         return RunningAPI(daemon: daemon, address: address, database: database)

@@ -11,6 +11,9 @@ public struct TestDatabase: Sendable {
     public var conninfo: String { scratch.conninfo }
 
     /// The package's root folder, found from this file's path.
+    /// The vault key every test harness and API gets (DROVER_VAULT_KEY): secrets are sealed with it.
+    public static let vaultKey = "drover-test-vault-key-0123456789abcdef"
+
     public static let packageRoot: URL = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 

@@ -6,9 +6,11 @@ import Testing
 /// What the API's end-to-end tests share: a cluster with `drover api` on its database, stopped
 /// whether the body threw or not, and third-party clients run from the project's venv.
 enum APIRig {
-    static func withClusterAndAPI(script: JSONValue, harnesses: Int = 1, _ body: (HarnessCluster, RunningAPI) async throws -> Void) async throws {
+    static func withClusterAndAPI(
+        script: JSONValue, harnesses: Int = 1, apiArgs: [String] = [], _ body: (HarnessCluster, RunningAPI) async throws -> Void
+    ) async throws {
         let cluster = try await HarnessCluster.start(script: script, harnesses: harnesses)
-        let api = try await RunningAPI.start(database: cluster.database.conninfo)
+        let api = try await RunningAPI.start(database: cluster.database.conninfo, apiArgs)
         do {
             try await body(cluster, api)
         } catch {

@@ -1,0 +1,150 @@
+import DroverCore
+import DroverModel
+import Foundation
+import Synchronization
+
+/// One agent's MCP server, spoken to over MCP's streamable-HTTP transport: JSON-RPC requests
+/// POSTed to the server's URL, answered as JSON or as a server-sent event stream, with the
+/// session id the server assigns at `initialize` sent on every later request. The harness runs
+/// it (never the sandbox) and adds the vault's bearer credential, which the model never sees.
+final class MCPClient: Sendable {
+    let name: String
+    let url: String
+    private let token: String?
+    private let http = HTTPClient()
+    private let state = Mutex<(session: String?, nextID: Int)>((nil, 1))
+    static let protocolVersion = "2025-06-18"
+    static let timeout: Double = 30
+
+    /// A tool the server offers.
+    struct Tool: Sendable {
+        var name: String
+        var description: String
+        var inputSchema: JSONValue
+    }
+
+    /// Why a server could not be used, as Managed Agents' `session.error` types name it.
+    struct Failure: Error, Sendable {
+        enum Kind: String, Sendable {
+            case authentication = "mcp_authentication_failed_error"
+            case connection = "mcp_connection_failed_error"
+        }
+        var kind: Kind
+        var message: String
+    }
+
+    init(name: String, url: String, token: String?) {
+        self.name = name
+        self.url = url
+        self.token = token
+    }
+
+    /// `initialize`, then `notifications/initialized`, then `tools/list` (every page).
+    func connect() async throws(Failure) -> [Tool] {
+        let initialized = try await call("initialize", [
+            "protocolVersion": .string(Self.protocolVersion), "capabilities": [:],
+            "clientInfo": ["name": "drover", "version": "1"],
+        ])
+        guard initialized["protocolVersion"]?.stringValue != nil else {
+            throw Failure(kind: .connection, message: "\(url) answered initialize without a protocolVersion")
+        }
+        try await notify("notifications/initialized")
+        var tools: [Tool] = []
+        var cursor: String?
+        repeat {
+            let page = try await call("tools/list", cursor.map { ["cursor": .string($0)] } ?? [:])
+            if case .array(let list)? = page["tools"] {
+                tools += list.compactMap { tool in
+                    tool["name"]?.stringValue.map {
+                        Tool(name: $0, description: tool["description"]?.stringValue ?? "", inputSchema: tool["inputSchema"] ?? ["type": "object"])
+                    }
+                }
+            }
+            cursor = page["nextCursor"]?.stringValue
+        } while cursor != nil && tools.count < 1000
+        return tools
+    }
+
+    /// `tools/call`: the result's text blocks and whether the tool reported an error.
+    func callTool(_ tool: String, arguments: JSONValue) async throws(Failure) -> (content: [JSONValue], isError: Bool) {
+        let result = try await call("tools/call", ["name": .string(tool), "arguments": arguments])
+        var content: [JSONValue] = []
+        if case .array(let blocks)? = result["content"] {
+            content = blocks.map { block in
+                block["type"]?.stringValue == "text" ? ["type": "text", "text": block["text"] ?? ""] : ["type": "text", "text": .string(block.text)]
+            }
+        }
+        return (content, result["isError"]?.boolValue ?? false)
+    }
+
+    // MARK: - Transport
+
+    private func headers() -> [(String, String)] {
+        var headers = [("content-type", "application/json"), ("accept", "application/json, text/event-stream")]
+        if let token { headers.append(("authorization", "Bearer " + token)) }
+        if let session = state.withLock({ $0.session }) {
+            headers.append(("mcp-session-id", session))
+            headers.append(("mcp-protocol-version", Self.protocolVersion))
+        }
+        return headers
+    }
+
+    private func post(_ message: JSONValue) async throws(Failure) -> (HTTPResponseHead, [UInt8]) {
+        let request = HTTPRequest(url: url, method: "POST", headers: headers(), body: Array(message.text.utf8), connectTimeout: 5, idleTimeout: Self.timeout)
+        let answer: (HTTPResponseHead, [UInt8])
+        do {
+            answer = try await http.fetch(request)
+        } catch {
+            throw Failure(kind: .connection, message: "cannot reach the MCP server \(name) at \(url): \(error)")
+        }
+        switch answer.0.status {
+        case 200..<300: return answer
+        case 401, 403:
+            throw Failure(kind: .authentication, message: "the MCP server \(name) refused the credential (HTTP \(answer.0.status))")
+        default:
+            throw Failure(kind: .connection, message: "the MCP server \(name) answered HTTP \(answer.0.status): \(String(decoding: answer.1.prefix(300), as: UTF8.self))")
+        }
+    }
+
+    private func notify(_ method: String) async throws(Failure) {
+        _ = try await post(["jsonrpc": "2.0", "method": .string(method)])
+    }
+
+    private func call(_ method: String, _ params: JSONValue) async throws(Failure) -> JSONValue {
+        let id = state.withLock { state -> Int in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        let (head, body) = try await post(["jsonrpc": "2.0", "id": .number(Double(id)), "method": .string(method), "params": params])
+        if let session = head.headers["mcp-session-id"] { state.withLock { $0.session = session } }
+        let messages: [JSONValue]
+        if (head.headers["content-type"] ?? "").hasPrefix("text/event-stream") {
+            messages = Self.events(body)
+        } else {
+            messages = (try? JSONValue.parse(body)).map { [$0] } ?? []
+        }
+        guard let reply = messages.first(where: { $0["id"]?.intValue == id }) else {
+            throw Failure(kind: .connection, message: "the MCP server \(name) sent no answer to \(method)")
+        }
+        if let error = reply["error"], error != .null {
+            throw Failure(kind: .connection, message: "the MCP server \(name) refused \(method): \(error["message"]?.stringValue ?? error.text)")
+        }
+        return reply["result"] ?? [:]
+    }
+
+    /// The JSON messages of a server-sent event stream (`data:` lines, events split by blank lines).
+    static func events(_ body: [UInt8]) -> [JSONValue] {
+        var messages: [JSONValue] = []
+        var data: [String] = []
+        for line in String(decoding: body, as: UTF8.self).split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
+            if line.isEmpty {
+                if !data.isEmpty, let message = try? JSONValue.parse(Array(data.joined(separator: "\n").utf8)) { messages.append(message) }
+                data = []
+            } else if line.hasPrefix("data:") {
+                data.append(String(line.dropFirst(5).drop { $0 == " " }))
+            }
+        }
+        if !data.isEmpty, let message = try? JSONValue.parse(Array(data.joined(separator: "\n").utf8)) { messages.append(message) }
+        return messages
+    }
+}

@@ -1,0 +1,121 @@
+import DroverCore
+import DroverIO
+import DroverPostgres
+import DroverStore
+import DroverTestSupport
+import Foundation
+import Testing
+
+/// What reaches beyond the sandbox, through the official SDK against real processes: vaults, an
+/// MCP server from the `mcp` package (bearer-checked) called with the vault's credential, and a
+/// repository pushed to from bash (Tests/sdk/reach_sdk.py). Then what must not leak: the raw
+/// tables hold sealed bytes, and no token is in any event, log line or /metrics.
+@Suite(.serialized) struct ReachTests {
+    static let script: JSONValue = [
+        "turns": [["content": [["type": "text", "text": "Nothing to do."]]]],
+        "variants": [
+            [
+                "match": "use the mcp tool",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "add", "input": ["a": 2, "b": 3]]]],
+                    ["content": [["type": "text", "text": "The sum is 5."]]],
+                ],
+            ],
+            ["match": "stale credential", "turns": [["content": [["type": "text", "text": "No tools today."]]]]],
+            [
+                "match": "change the repository",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": [
+                        "command": "cd /workspace/project && echo agent >> README.md && git commit -qam 'agent change' && git push -q origin HEAD:main && echo pushed",
+                    ]]]],
+                    ["content": [["type": "text", "text": "Pushed."]]],
+                ],
+            ],
+        ],
+    ]
+
+    @Test func vaultsMCPAndRepositoriesThroughTheOfficialSDK() async throws {
+        guard geteuid() == 0 else { return }
+        let mcp = try MCPTestServer()
+        let git = try GitServer()
+        defer {
+            mcp.stop()
+            git.stop()
+        }
+        try await APIRig.withClusterAndAPI(script: Self.script, apiArgs: ["--metrics-listen", "127.0.0.1:0"]) { cluster, api in
+            let key = try await api.key(org: "team-reach")
+            try await APIRig.python("Tests/sdk/reach_sdk.py", environment: [
+                "DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key, "MCP_URL": mcp.url, "MCP_TOKEN": mcp.token,
+                "GIT_URL": git.url, "GIT_TOKEN": git.token,
+            ])
+            #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
+            #expect(try git.log().first == "agent change", "the push arrived")
+
+            // Sealed at rest: the raw columns are pgp messages, not the tokens.
+            let sql = cluster.sql
+            let credentials = try await sql.query(
+                "SELECT position(convert_to($1, 'UTF8') IN secret), length(secret) FROM drover.vault_credentials", [mcp.token])
+            #expect(credentials.count == 2)
+            for row in credentials {
+                let (found, length) = (try row.decode(0) as Int32, try row.decode(1) as Int32)
+                #expect(found == 0 && length > Int32(mcp.token.utf8.count))
+            }
+            let resources = try await sql.query("SELECT position(convert_to($1, 'UTF8') IN secret) FROM drover.session_resources", [git.token])
+            let tokenFound = try resources[0].decode(0) as Int32
+            #expect(resources.count == 1 && tokenFound == 0)
+            // Opened only with the key; another key is refused with a code.
+            let opened = try await sql.query("SELECT drover.vault_open(secret, key_id, $1) FROM drover.session_resources", [TestDatabase.vaultKey])
+            #expect(try opened[0].decode(0) as String == git.token)
+            await #expect(throws: PostgresError.self) {
+                _ = try await sql.query("SELECT drover.vault_open(secret, key_id, $1) FROM drover.session_resources", ["another-key-of-enough-length-0000"])
+            }
+
+            // Never in an event, a log line or /metrics.
+            let events = try await sql.query("SELECT payload::text FROM drover.events")
+            for row in events {
+                let payload: String = try row.decode(0)
+                #expect(!payload.contains(mcp.token) && !payload.contains(git.token), "a token in an event: \(payload)")
+            }
+            let logs = [api.daemon.log, cluster.pool.daemon.log] + cluster.harnessProcesses.map(\.log)
+            for log in logs { #expect(!log.contains(mcp.token) && !log.contains(git.token), "a token in a log") }
+            let metricsAddress = try #require(try await api.daemon.waitForLog("listening")["metrics"]?.stringValue)
+            let metrics = try await PrometheusText.get(metricsAddress, "/metrics").1
+            #expect(!metrics.contains(mcp.token) && metrics.contains("/v1/vaults/{id}/credentials"))
+        }
+    }
+
+    /// `drover vault rotate-key` re-seals every secret in one transaction; the old key then opens nothing.
+    @Test func rotatingTheVaultKeyResealsEverySecret() async throws {
+        try await TestDatabase.with { database in
+            let pool = database.pool()
+            defer { pool.close() }
+            let store = TenantStore(pool: pool)
+            let org = try await store.organization(named: "rotation")
+            let vault = try await store.createVault(org: org, ["display_name": "v"])
+            let vaultID = try #require(vault["id"]?.stringValue)
+            _ = try await store.createCredential(
+                org: org, vault: vaultID, ["auth": ["type": "static_bearer", "token": "secret-one", "mcp_server_url": "http://127.0.0.2:1/mcp"]],
+                key: TestDatabase.vaultKey)
+            await #expect(throws: DroverError.self) {
+                _ = try await store.createCredential(
+                    org: org, vault: vaultID, ["auth": ["type": "static_bearer", "token": "x", "mcp_server_url": "http://h/mcp"]], key: nil)
+            }
+            let newKey = VaultKey.generate()
+            let tokenFile = NSTemporaryDirectory() + "drover-new-key-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+            try newKey.write(toFile: tokenFile, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: tokenFile) }
+            let result = try await DroverProcess.run(
+                program: TestDatabase.droverBinary.path, ["vault", "rotate-key", "--new-key-file", tokenFile],
+                environment: ["DATABASE_URL": database.conninfo, "DROVER_VAULT_KEY": TestDatabase.vaultKey])
+            #expect(result.status == 0 && result.stdout.contains("re-sealed 1 secret"), "\(result.stdout) \(result.stderr)")
+            let rows = try await pool.query("SELECT drover.vault_open(secret, key_id, $1) FROM drover.vault_credentials", [newKey])
+            #expect(try rows[0].decode(0) as String == "secret-one")
+            do {
+                _ = try await pool.query("SELECT drover.vault_open(secret, key_id, $1) FROM drover.vault_credentials", [TestDatabase.vaultKey])
+                Issue.record("the old key still opens the secret")
+            } catch {
+                #expect("\(error)".contains("DR020") || "\(error)".contains("another vault key"), "\(error)")
+            }
+        }
+    }
+}

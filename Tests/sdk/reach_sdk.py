@@ -1,0 +1,84 @@
+"""The official `anthropic` SDK against `drover api` for what reaches beyond the sandbox: vaults
+and credentials, an agent with an MCP server (its tool called with the vault's credential, and
+the authentication error with a wrong one), and a session with a github_repository resource
+pushed to from bash. Run by DroverAPITests.ReachTests with DROVER_API_URL, DROVER_KEY, MCP_URL,
+MCP_TOKEN, GIT_URL and GIT_TOKEN."""
+import os
+import time
+
+import anthropic
+
+client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
+beta = client.beta
+MCP_URL, MCP_TOKEN = os.environ["MCP_URL"], os.environ["MCP_TOKEN"]
+GIT_URL, GIT_TOKEN = os.environ["GIT_URL"], os.environ["GIT_TOKEN"]
+
+
+def check(name, condition, detail=""):
+    if not condition:
+        raise AssertionError(f"{name}: {detail}")
+    print("ok", name, flush=True)
+
+
+def run_turn(session_id, text, timeout=60):
+    beta.sessions.events.send(session_id, events=[{"type": "user.message", "content": [{"type": "text", "text": text}]}])
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        events = list(beta.sessions.events.list(session_id))
+        if any(e.type == "session.status_idle" for e in events):
+            return events
+        time.sleep(0.2)
+    raise AssertionError(f"{session_id} did not go idle")
+
+
+vault = beta.vaults.create(display_name="team tools", metadata={"team": "a"})
+check("vault created", vault.id.startswith("vlt_") and vault.type == "vault", vault)
+credential = beta.vaults.credentials.create(
+    vault.id, display_name="tools server", auth={"type": "static_bearer", "token": MCP_TOKEN, "mcp_server_url": MCP_URL})
+check("credential created without its token", credential.id.startswith("vcrd_") and credential.auth.type == "static_bearer"
+      and credential.auth.mcp_server_url == MCP_URL and MCP_TOKEN not in credential.model_dump_json(), credential)
+fetched = beta.vaults.credentials.retrieve(credential.id, vault_id=vault.id)
+check("credential read back without its token", MCP_TOKEN not in fetched.model_dump_json(), fetched)
+listed = list(beta.vaults.credentials.list(vault.id))
+check("credentials listed without tokens", [c.id for c in listed] == [credential.id] and MCP_TOKEN not in str(listed), listed)
+check("vaults listed", vault.id in [v.id for v in beta.vaults.list()])
+
+wrong = beta.vaults.create(display_name="stale")
+beta.vaults.credentials.create(wrong.id, auth={"type": "static_bearer", "token": "not-the-token", "mcp_server_url": MCP_URL})
+
+environment = beta.environments.create(name="reach", config={"type": "cloud"})
+agent = beta.agents.create(
+    name="reacher", model="claude-sonnet-4-5",
+    mcp_servers=[{"type": "url", "name": "tools", "url": MCP_URL}],
+    tools=[{"type": "agent_toolset_20260401"}, {"type": "mcp_toolset", "mcp_server_name": "tools"}])
+check("agent with an MCP server", agent.mcp_servers[0].name == "tools", agent.mcp_servers)
+
+session = beta.sessions.create(agent=agent.id, environment_id=environment.id, vault_ids=[vault.id])
+check("session names its vault", session.vault_ids == [vault.id], session.vault_ids)
+events = run_turn(session.id, "use the mcp tool")
+uses = [e for e in events if e.type == "agent.mcp_tool_use"]
+results = [e for e in events if e.type == "agent.mcp_tool_result"]
+check("MCP tool called", len(uses) == 1 and uses[0].name == "add" and uses[0].mcp_server_name == "tools"
+      and uses[0].input == {"a": 2, "b": 3}, [(e.type, getattr(e, "error", None)) for e in events])
+check("MCP result logged", len(results) == 1 and results[0].mcp_tool_use_id == uses[0].id and not results[0].is_error
+      and results[0].content[0].text == "5", results)
+check("turn ended", [e for e in events if e.type == "agent.message"][-1].content[0].text == "The sum is 5.")
+
+refused = beta.sessions.create(agent=agent.id, environment_id=environment.id, vault_ids=[wrong.id])
+events = run_turn(refused.id, "try the stale credential")
+errors = [e for e in events if e.type == "session.error"]
+check("wrong credential is an authentication error", len(errors) == 1 and errors[0].error.type == "mcp_authentication_failed_error"
+      and errors[0].error.mcp_server_name == "tools", errors)
+check("the turn went on without the server", not any(e.type == "agent.mcp_tool_use" for e in events))
+
+repo_session = beta.sessions.create(
+    agent=agent.id, environment_id=environment.id,
+    resources=[{"type": "github_repository", "url": GIT_URL, "authorization_token": GIT_TOKEN,
+                "checkout": {"type": "branch", "name": "main"}}])
+resource = repo_session.resources[0]
+check("repository resource without its token", resource.type == "github_repository" and resource.url == GIT_URL
+      and resource.mount_path == "/workspace/project" and GIT_TOKEN not in repo_session.model_dump_json(), resource)
+events = run_turn(repo_session.id, "change the repository")
+outputs = [e for e in events if e.type == "agent.tool_result"]
+check("pushed from bash", any("pushed" in str(e.content) for e in outputs), outputs)
+print("all checks passed", flush=True)
