@@ -3,7 +3,8 @@ import PackageDescription
 
 // Dependency arrows point one way:
 // CLibPQ → DroverPostgres → DroverStore → DroverSandbox, DroverAPI → drover (executable);
-// CCurl → DroverModel → drover; CDroverSys → DroverIO → DroverSandbox, DroverModel, DroverScriptedModel;
+// CCurl → DroverModel → DroverSandbox (TLS to repositories), drover; CDroverSys → DroverIO → DroverSandbox,
+// DroverModel, DroverScriptedModel;
 // DroverCore (plain value types) is used by all.
 let package = Package(
     name: "Drover",
@@ -30,7 +31,7 @@ let package = Package(
         .target(name: "DroverStore", dependencies: ["DroverPostgres", "DroverCore"]),
         // Sockets, blocking work on own threads, child daemons: shared by the pool and the model server.
         .target(name: "DroverIO", dependencies: ["CDroverSys", "DroverCore"]),
-        .target(name: "DroverSandbox", dependencies: ["CDroverSys", "DroverIO", "DroverCore", "DroverStore"]),
+        .target(name: "DroverSandbox", dependencies: ["CDroverSys", "DroverIO", "DroverModel", "DroverCore", "DroverStore"]),
         // Model providers over HTTP (libcurl).
         .target(name: "DroverModel", dependencies: ["CCurl", "DroverIO", "DroverCore"]),
         // A test rig, apart from production code: the scripted model server (tests, the offline

@@ -26,4 +26,8 @@ static inline CURLcode drover_curl_set_progress_callback(CURL *curl, drover_curl
 static inline CURLcode drover_curl_get_response_code(CURL *curl, long *code) {
     return curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, code);
 }
+/* The socket of a CURLOPT_CONNECT_ONLY transfer, for polling it. */
+static inline CURLcode drover_curl_get_socket(CURL *curl, curl_socket_t *socket) {
+    return curl_easy_getinfo(curl, CURLINFO_ACTIVESOCKET, socket);
+}
 #endif

@@ -1,6 +1,7 @@
 import CDroverSys
 import DroverCore
 import DroverIO
+import DroverModel
 import Foundation
 
 /// The pool's egress proxy: the only way out of a networked sandbox.
@@ -22,6 +23,8 @@ final class EgressProxy: Sendable {
     private let lookup: @Sendable (String) -> Sandbox?
     private let log: Log
     private let metrics: PoolMetrics
+    /// Extra trusted roots for repositories' HTTPS remotes (`DROVER_EGRESS_CA_FILE`: a private CA).
+    private let caFile: String?
     static let maxHead = 32 * 1024
     static let connectTimeout: Double = 10
 
@@ -33,6 +36,7 @@ final class EgressProxy: Sendable {
         self.lookup = lookup
         self.log = log
         self.metrics = metrics
+        caFile = ProcessInfo.processInfo.environment["DROVER_EGRESS_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     func start() {
@@ -67,18 +71,19 @@ final class EgressProxy: Sendable {
             refuse(client, refusal, sandbox: sandbox, target: head.target)
             return
         case .tunnel(let h, let p), .forward(let h, let p, _): (host, port) = (h, p)
-        case .repository(let h, let p, let https, _):
-            (host, port) = (h, p)
-            if https {
-                refuse(client, EgressPlanner.Refusal(status: 502, code: "upstream_unsupported", message: "https remotes are not relayed by this pool yet"),
-                       sandbox: sandbox, target: "repository")
-                return
-            }
+        case .repository(let h, let p, _, _): (host, port) = (h, p)
         }
-        let upstream: Socket
+        let upstream: Upstream
         do {
-            let trusted: Bool = if case .repository = plan { true } else { false }
-            upstream = try connect(host: host, port: port, policy: trusted ? nil : network.policy)
+            switch plan {
+            case .repository(_, _, true, _):
+                // The credential goes inside the encrypted stream: the proxy speaks TLS to the remote.
+                upstream = .tls(try TLSConnection(host: host, port: port, caFile: caFile, timeout: Self.connectTimeout))
+            case .repository:
+                upstream = .plain(try connect(host: host, port: port, policy: nil))
+            default:
+                upstream = .plain(try connect(host: host, port: port, policy: network.policy))
+            }
         } catch let refusal as EgressPlanner.Refusal {
             refuse(client, refusal, sandbox: sandbox, target: "\(host):\(port)")
             return
@@ -92,15 +97,15 @@ final class EgressProxy: Sendable {
             switch plan {
             case .tunnel:
                 try client.send(bytes: Array("HTTP/1.1 200 Connection established\r\n\r\n".utf8))
-                if !body.isEmpty { try upstream.send(bytes: body) }
+                if !body.isEmpty { try upstream.send(body) }
             case .forward(_, _, let rewritten), .repository(_, _, _, let rewritten):
-                try upstream.send(bytes: Array(rewritten.utf8) + body)
+                try upstream.send(Array(rewritten.utf8) + body)
             case .refuse: return
             }
         } catch {
             return
         }
-        let (up, down) = Self.relay(client.fd, upstream.fd)
+        let (up, down) = Self.relay(client.fd, upstream)
         let kind = switch plan { case .repository: "repository"; case .tunnel: "connect"; default: "http" }
         metrics.egressConnections.inc(["decision": "allowed", "kind": kind])
         metrics.egressBytes.inc(["direction": "out"], by: Double(up + body.count))
@@ -234,48 +239,124 @@ final class EgressProxy: Sendable {
     // MARK: - Relaying
 
     /// Copies bytes both ways until both sides have ended (or either fails); returns the bytes
-    /// sent client → upstream and back.
-    static func relay(_ client: Int32, _ upstream: Int32) -> (up: Int, down: Int) {
-        let fds = [client, upstream]
+    /// sent client → upstream and back. The client is a plain socket; the upstream may be TLS,
+    /// whose reads drain what the TLS layer holds before polling again.
+    static func relay(_ client: Int32, _ upstream: Upstream) -> (up: Int, down: Int) {
         var buffers = [[UInt8]](repeating: [UInt8](repeating: 0, count: 65536), count: 2)
+        // Side 0 is the client, side 1 the upstream; pending[i] bytes read from side i.
         var pending = [0, 0], offset = [0, 0], ended = [false, false], moved = [0, 0]
+        var upstreamMayHoldMore = false
+        func read(_ side: Int) -> TLSConnection.Read {
+            side == 1 ? upstream.read(into: &buffers[1]) : Upstream.plainRead(client, into: &buffers[0])
+        }
+        func write(_ side: Int, from: Int) -> Int? {
+            side == 1 ? upstream.write(buffers[from], offset: offset[from], end: pending[from])
+                : Upstream.plainWrite(client, buffers[from], offset: offset[from], end: pending[from])
+        }
         while !(ended[0] && ended[1] && pending[0] == 0 && pending[1] == 0) {
             var entries = (0..<2).map { side -> pollfd in
                 var events: Int32 = 0
                 if !ended[side] && pending[side] == 0 { events |= Int32(POLLIN) }
                 if pending[1 - side] > offset[1 - side] { events |= Int32(POLLOUT) }
-                return pollfd(fd: fds[side], events: Int16(events), revents: 0)
+                return pollfd(fd: side == 0 ? client : upstream.fd, events: Int16(events), revents: 0)
             }
-            if poll(&entries, 2, -1) < 0 {
+            if poll(&entries, 2, upstreamMayHoldMore ? 0 : -1) < 0 {
                 if errno == EINTR { continue }
                 break
             }
+            if upstreamMayHoldMore && !ended[1] && pending[1] == 0 { entries[1].revents |= Int16(POLLIN) }
+            upstreamMayHoldMore = false
             for side in 0..<2 {
                 let revents = Int32(entries[side].revents)
                 let from = 1 - side
                 if revents & Int32(POLLOUT | POLLERR | POLLHUP) != 0, pending[from] > offset[from] {
-                    let written = buffers[from].withUnsafeBytes { send(fds[side], $0.baseAddress! + offset[from], pending[from] - offset[from], Int32(MSG_NOSIGNAL)) }
-                    if written < 0 && errno != EINTR && errno != EAGAIN { return (moved[0], moved[1]) }
-                    if written > 0 {
-                        offset[from] += written
-                        moved[from] += written
-                    }
+                    guard let written = write(side, from: from) else { return (moved[0], moved[1]) }
+                    offset[from] += written
+                    moved[from] += written
                     if offset[from] == pending[from] {
                         (offset[from], pending[from]) = (0, 0)
-                        if ended[from] { shutdown(fds[side], Int32(SHUT_WR)) }
+                        if ended[from] { side == 1 ? upstream.shutdownWrite() : Upstream.plainShutdownWrite(client) }
                     }
                 }
                 if revents & Int32(POLLIN | POLLHUP | POLLERR) != 0, !ended[side], pending[side] == 0 {
-                    let count = buffers[side].withUnsafeMutableBytes { read(fds[side], $0.baseAddress, $0.count) }
-                    if count > 0 {
+                    switch read(side) {
+                    case .bytes(let count):
                         pending[side] = count
-                    } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
+                        if side == 1, upstream.isTLS { upstreamMayHoldMore = true }
+                    case .wouldBlock:
+                        continue
+                    case .closed:
                         ended[side] = true
-                        shutdown(fds[from], Int32(SHUT_WR))
+                        side == 1 ? Upstream.plainShutdownWrite(client) : upstream.shutdownWrite()
                     }
                 }
             }
         }
         return (moved[0], moved[1])
     }
+}
+
+/// The far side of a relayed connection: a plain TCP socket, or a TLS stream (a repository's
+/// HTTPS remote).
+enum Upstream {
+    case plain(Socket)
+    case tls(TLSConnection)
+
+    var fd: Int32 {
+        switch self {
+        case .plain(let socket): socket.fd
+        case .tls(let connection): connection.fd
+        }
+    }
+
+    var isTLS: Bool { if case .tls = self { true } else { false } }
+
+    func send(_ bytes: [UInt8]) throws {
+        switch self {
+        case .plain(let socket): try socket.send(bytes: bytes)
+        case .tls(let connection): try connection.send(bytes)
+        }
+    }
+
+    func read(into buffer: inout [UInt8]) -> TLSConnection.Read {
+        switch self {
+        case .plain(let socket): Self.plainRead(socket.fd, into: &buffer)
+        case .tls(let connection): connection.read(into: &buffer)
+        }
+    }
+
+    /// Bytes written (0: would block), nil when the connection failed.
+    func write(_ buffer: [UInt8], offset: Int, end: Int) -> Int? {
+        switch self {
+        case .plain(let socket): return Self.plainWrite(socket.fd, buffer, offset: offset, end: end)
+        case .tls(let connection): return try? connection.write(Array(buffer[..<end]), from: offset)
+        }
+    }
+
+    /// Half-closes a plain socket; a TLS stream stays open until the remote ends it.
+    func shutdownWrite() {
+        if case .plain(let socket) = self { Self.plainShutdownWrite(socket.fd) }
+    }
+
+    func close() {
+        switch self {
+        case .plain(let socket): socket.close()
+        case .tls(let connection): connection.close()
+        }
+    }
+
+    static func plainRead(_ fd: Int32, into buffer: inout [UInt8]) -> TLSConnection.Read {
+        let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        if count > 0 { return .bytes(count) }
+        if count < 0 && (errno == EINTR || errno == EAGAIN) { return .wouldBlock }
+        return .closed
+    }
+
+    static func plainWrite(_ fd: Int32, _ buffer: [UInt8], offset: Int, end: Int) -> Int? {
+        let written = buffer.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, end - offset, Int32(MSG_NOSIGNAL)) }
+        if written >= 0 { return written }
+        return errno == EINTR || errno == EAGAIN ? 0 : nil
+    }
+
+    static func plainShutdownWrite(_ fd: Int32) { Glibc.shutdown(fd, Int32(SHUT_WR)) }
 }

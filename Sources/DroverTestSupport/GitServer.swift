@@ -9,8 +9,12 @@ public final class GitServer: @unchecked Sendable {
     public let url: String
     private let process: Process
 
-    /// Starts it on `host` (a loopback address) with a fresh repository.
-    public init(host: String = "127.0.0.2") throws {
+    /// The certificate it serves with `https` (self-signed for `host`; a client trusts it as its CA).
+    public let certificate: String?
+
+    /// Starts it on `host` (a loopback address) with a fresh repository; with `https`, over TLS
+    /// with a certificate made for the occasion.
+    public init(host: String = "127.0.0.2", https: Bool = false) throws {
         root = NSTemporaryDirectory() + "drover-git-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         token = "ghp_" + (0..<4).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 36) }.joined()
         let seed = root + "/seed"
@@ -23,9 +27,25 @@ public final class GitServer: @unchecked Sendable {
         try Self.git(["-C", seed, "push", "--quiet", root + "/project.git", "main"])
         try Self.git(["--git-dir", root + "/project.git", "config", "http.receivepack", "true"])
 
+        var tls: [String] = []
+        if https {
+            let (certificate, key) = (root + "/cert.pem", root + "/key.pem")
+            let openssl = Process()
+            openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            openssl.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1",
+                                 "-subj", "/CN=\(host)", "-addext", "subjectAltName=IP:\(host)"]
+            openssl.standardError = FileHandle.nullDevice
+            try openssl.run()
+            openssl.waitUntilExit()
+            guard openssl.terminationStatus == 0 else { throw DroverError(.invalidArgument, "openssl could not make a certificate") }
+            tls = [certificate, key]
+            self.certificate = certificate
+        } else {
+            certificate = nil
+        }
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [TestDatabase.packageRoot.appendingPathComponent("Tests/git/git_http_server.py").path, root, token, host]
+        process.arguments = [TestDatabase.packageRoot.appendingPathComponent("Tests/git/git_http_server.py").path, root, token, host] + tls
         let output = Pipe()
         process.standardOutput = output
         try process.run()
@@ -37,7 +57,7 @@ public final class GitServer: @unchecked Sendable {
             kill(process.processIdentifier, SIGKILL)
             throw DroverError(.invalidArgument, "the git server did not start")
         }
-        url = "http://\(host):\(port)/project.git"
+        url = "\(https ? "https" : "http")://\(host):\(port)/project.git"
     }
 
     /// The commit messages on `branch` of the served repository, newest first.

@@ -62,6 +62,33 @@ import Testing
         #expect(await pool.stop() == 0)
     }
 
+    /// An HTTPS remote: the proxy speaks TLS to it (checking its certificate against the pool's
+    /// trusted roots, here the test's own CA) and adds the credential inside the encrypted stream.
+    @Test func anHTTPSRemoteIsRelayedOverTLS() async throws {
+        guard geteuid() == 0 else { return }
+        let git = try GitServer(https: true)
+        defer { git.stop() }
+        let pool = try await RunningPool.start(environment: ["DROVER_EGRESS_CA_FILE": try #require(git.certificate)])
+        let client = try await pool.client()
+        defer { client.close() }
+        let sandbox = try await client.provision(repositories: [["url": .string(git.url), "authorization_token": .string(git.token)]])
+        let pushed = try await bash(client, sandbox, """
+            cd /workspace/project && echo tls >> README.md && git commit --quiet -am 'over tls' && git push --quiet origin HEAD:main 2>&1 && echo pushed
+            """)
+        #expect(pushed.output.hasSuffix("pushed\n"), "\(pushed.output)")
+        #expect(try git.log().first == "over tls")
+        #expect(await pool.stop() == 0)
+        // Without the CA the certificate is refused, so the clone fails: TLS is checked, not just spoken.
+        let strict = try await RunningPool.start()
+        let strictClient = try await strict.client()
+        defer { strictClient.close() }
+        await #expect(throws: PoolProtocol.Failure.self) {
+            _ = try await strictClient.provision(repositories: [["url": .string(git.url), "authorization_token": .string(git.token)]])
+        }
+        #expect(strict.daemon.log.contains("upstream_unreachable") || strict.daemon.log.contains("repository"))
+        #expect(await strict.stop() == 0)
+    }
+
     @Test func aWrongTokenFailsTheProvisionWithACode() async throws {
         guard geteuid() == 0 else { return }
         let git = try GitServer()

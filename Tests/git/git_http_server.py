@@ -1,12 +1,14 @@
 """A git server over HTTP for the repository tests: `git http-backend` behind a small server
 that demands a token (HTTP Basic, `x-access-token:<token>`, as GitHub accepts it).
 
-usage: git_http_server.py PROJECT_ROOT TOKEN HOST   (prints the port it listens on, then serves)
+usage: git_http_server.py PROJECT_ROOT TOKEN HOST [CERT KEY]
+(prints the port it listens on, then serves; over TLS with CERT and KEY)
 Every request is printed as one line: METHOD PATH STATUS.
 """
 import base64
 import http.server
 import os
+import ssl
 import subprocess
 import sys
 
@@ -74,5 +76,9 @@ class GitHandler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.ThreadingHTTPServer((host, 0), GitHandler)
+if len(sys.argv) > 5:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
