@@ -123,7 +123,8 @@ import Testing
         #expect(Set(byComponent.keys) == ["migrate", "harness", "sandbox-pool", "api"])
         let api = try #require(byComponent["api"]?["spec"]?["template"]?["spec"]?["containers"]?[0])
         if case .array(let sources)? = api["envFrom"] {
-            #expect(sources.compactMap { $0["secretRef"]?["name"]?.stringValue } == ["drover-database"], "the API gets the database only")
+            #expect(sources.compactMap { $0["secretRef"]?["name"]?.stringValue } == ["drover-database", "drover-vault-key"],
+                    "the API gets the database and the vault key only")
         }
         let policy = try #require(documents.first { $0["kind"]?.stringValue == "NetworkPolicy" })
         #expect(policy["spec"]?["podSelector"]?["matchLabels"]?["component"]?.stringValue == "sandbox-pool")
