@@ -75,6 +75,8 @@ public struct PoolDaemon: Service {
         let root = config.workspaceRoot ?? NSTemporaryDirectory() + "drover-pool-" + SandboxPool.randomHex()
         // Pools on one host take disjoint uid ranges, so their sandboxes never share a uid.
         let uids = try UidRange(base: config.uidBase, size: SandboxPool.uidsPerPool)
+        let swept = LeakedWorkspaces.sweep(own: uids, base: config.uidBase, size: SandboxPool.uidsPerPool)
+        if swept > 0 { log.info("unmounted workspaces that dead pools left behind", ("count", .number(Double(swept)))) }
         let cgroups: SandboxCgroups?
         switch config.cgroups ? SandboxCgroups.prepare(poolID: poolID) : .failure(IsolationError("started with --no-cgroups")) {
         case .success(let made):

@@ -14,9 +14,23 @@ final class UidRange: Sendable {
     /// Where the lock files live: shared by every pool of the host.
     static var lockFolder: String { ProcessInfo.processInfo.environment["DROVER_UID_LOCKS"] ?? "/tmp" }
 
-    init(base: UInt32, size: UInt32, slots: Int = 64, folder: String = UidRange.lockFolder) throws {
+    static let slots = 64
+
+    static func lockPath(base: UInt32, slot: Int, folder: String = UidRange.lockFolder) -> String {
+        folder + "/drover-pool-uids-\(base)-\(slot).lock"
+    }
+
+    /// Whether no live pool holds `slot` (its lock can be taken; it is released at once).
+    static func isFree(base: UInt32, slot: Int) -> Bool {
+        let fd = open(lockPath(base: base, slot: slot), O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return flock(fd, LOCK_EX | LOCK_NB) == 0
+    }
+
+    init(base: UInt32, size: UInt32, slots: Int = UidRange.slots, folder: String = UidRange.lockFolder) throws {
         for slot in 0..<slots {
-            let path = folder + "/drover-pool-uids-\(base)-\(slot).lock"
+            let path = Self.lockPath(base: base, slot: slot, folder: folder)
             let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw IsolationError("cannot open \(path): \(String(cString: strerror(errno)))") }
             if flock(fd, LOCK_EX | LOCK_NB) == 0 {

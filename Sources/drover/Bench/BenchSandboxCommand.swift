@@ -22,6 +22,11 @@ struct BenchSandboxCommand: Command {
           layer_cost_*       what each layer adds to warm provision and bash `true` (p50): pools
                              without seccomp, without control groups, without the disk quota and
                              without all three run beside the full one, samples interleaved
+          execute_bash_true_networked, network_cost_bash_ms
+                             bash `true` in a sandbox with networking (its own network namespace
+                             and the bridge to the egress proxy) beside the plain one, interleaved
+          egress_fetch       curl of a small page on 127.0.0.2 through the proxy (a whole bash
+                             call: curl's start, the bridge, the proxy's policy check, the relay)
 
           --samples N       samples per latency (default 200)
           --concurrency N   calls in flight for the throughput run (default 16)
@@ -118,6 +123,34 @@ struct BenchSandboxCommand: Command {
         add("execute_bash_true", bash)
         add("execute_read", read)
         Progress.say("bash true p50 \(String(format: "%.3f", bash.percentile(50))) ms, read p50 \(String(format: "%.3f", read.percentile(50))) ms")
+
+        // Networking's cost (root with bubblewrap only: that is where sandboxes get a network).
+        if geteuid() == 0 && isolation.isEmpty {
+            let page = try HTTPServer(host: "127.0.0.2", port: 0)
+            page.start { _, socket in HTTPServer.respond(socket, status: 200, contentType: "text/plain", body: Array("ok\n".utf8)) }
+            defer { page.stop() }
+            let networked = try await client.provision(networking: ["type": "limited", "allowed_hosts": [.string(page.address)]])
+            var plain = Latencies()
+            var netted = Latencies()
+            var fetch = Latencies()
+            for index in 0..<samples {
+                _ = try await plain.measure {
+                    try await client.execute(sandbox: sandbox, callID: "p\(index)", name: "bash", input: ["command": "true"])
+                }
+                _ = try await netted.measure {
+                    try await client.execute(sandbox: networked, callID: "n\(index)", name: "bash", input: ["command": "true"])
+                }
+                let fetched = try await fetch.measure {
+                    try await client.execute(sandbox: networked, callID: "f\(index)", name: "bash", input: ["command": .string("curl -sS http://\(page.address)/")])
+                }
+                guard fetched["output"]?.stringValue == "ok\n" else { throw DroverError(.invalidArgument, "the proxied fetch failed: \(fetched.text)") }
+            }
+            add("execute_bash_true_networked", netted)
+            add("egress_fetch", fetch)
+            results.append(BenchResult(name: "network_cost_bash_ms", value: netted.percentile(50) - plain.percentile(50), unit: "ms"))
+            Progress.say(String(format: "networked bash true p50 %.3f ms (plain %.3f, interleaved), proxied fetch p50 %.3f ms",
+                                netted.percentile(50), plain.percentile(50), fetch.percentile(50)))
+        }
 
         var clients = [client]
         for _ in 1..<4 { clients.append(try await PoolClient.connect(warmAddress, token: token)) }
