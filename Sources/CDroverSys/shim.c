@@ -12,13 +12,9 @@
 #include <linux/openat2.h>
 #include <net/if.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,134 +38,17 @@ const int drover_rlimit_nproc = RLIMIT_NPROC;
 
 int drover_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
 
-/* ---- The egress bridge ------------------------------------------------------------------------
+/* ---- A networked call's namespace ------------------------------------------------------------
 
    A sandbox with networking sees an HTTP proxy at 127.0.0.1:<port> inside its own, otherwise
-   empty network namespace. The listening socket is made here, in the spawned child, after it has
-   entered a fresh network namespace and before it drops to the sandbox's uid; a helper process
-   (forked with a raw clone: this runs after vfork) then relays each accepted connection to the
-   pool's Unix socket, which lives outside the sandbox's mount namespace, prefixing the
-   connection with a preamble that names the sandbox. The helper never parses sandbox bytes; the
-   pool's proxy does. It runs as the sandbox's uid, dies with the call (PR_SET_PDEATHSIG, and the
-   call's process group), and holds no descriptor of the call's output. Only raw syscalls and
-   async-signal-safe calls, no allocation: its memory is a copy of the spawning thread's. */
+   empty network namespace. The spawned child enters a fresh network namespace (before it drops
+   to the sandbox's uid), brings loopback up, listens there, and hands the listening socket to the
+   pool over a datagram socketpair (SCM_RIGHTS); then bubblewrap keeps that namespace
+   (--share-net). A socket belongs to the namespace it was made in, whoever holds it: the pool
+   accepts the sandbox's connections on it and proxies them, and no process of ours runs inside
+   the sandbox's namespace. Raw syscalls only: this runs after vfork. */
 
-enum { DROVER_BRIDGE_PAIRS = 64, DROVER_BRIDGE_BUFFER = 16384 };
-
-struct drover_bridge_pair {
-    int fd[2];              /* [0]: the sandbox's connection, [1]: the pool's */
-    int length[2], offset[2]; /* bytes buffered from fd[i] toward fd[1-i] */
-    int eof[2];             /* fd[i] has ended; fd[1-i] was shut for writing once drained */
-    char *buffer[2];
-};
-
-static void drover_bridge_close(struct drover_bridge_pair *p) {
-    close(p->fd[0]);
-    close(p->fd[1]);
-    p->fd[0] = p->fd[1] = -1;
-}
-
-static int drover_bridge_open(const char *socket_path, const char *preamble) {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_un address;
-    memset(&address, 0, sizeof address);
-    address.sun_family = AF_UNIX;
-    size_t length = strlen(socket_path);
-    if (length >= sizeof address.sun_path) { close(fd); return -1; }
-    memcpy(address.sun_path, socket_path, length);
-    if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) { close(fd); return -1; }
-    size_t sent = 0, total = strlen(preamble);
-    while (sent < total) {
-        ssize_t n = write(fd, preamble + sent, total - sent);
-        if (n <= 0) { if (n < 0 && errno == EINTR) continue; close(fd); return -1; }
-        sent += (size_t)n;
-    }
-    return fd;
-}
-
-static void drover_bridge_run(int listener, const char *socket_path, const char *preamble) {
-    static struct drover_bridge_pair pairs[DROVER_BRIDGE_PAIRS];
-    char *memory = mmap(NULL, (size_t)DROVER_BRIDGE_PAIRS * 2 * DROVER_BRIDGE_BUFFER, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (memory == MAP_FAILED) _exit(1);
-    for (int i = 0; i < DROVER_BRIDGE_PAIRS; i++) {
-        memset(&pairs[i], 0, sizeof pairs[i]);
-        pairs[i].fd[0] = pairs[i].fd[1] = -1;
-        pairs[i].buffer[0] = memory + (size_t)(2 * i) * DROVER_BRIDGE_BUFFER;
-        pairs[i].buffer[1] = memory + (size_t)(2 * i + 1) * DROVER_BRIDGE_BUFFER;
-    }
-    struct pollfd polls[1 + 2 * DROVER_BRIDGE_PAIRS];
-    for (;;) {
-        int n = 0;
-        polls[n++] = (struct pollfd){ .fd = listener, .events = POLLIN };
-        for (int i = 0; i < DROVER_BRIDGE_PAIRS; i++) {
-            struct drover_bridge_pair *p = &pairs[i];
-            for (int side = 0; side < 2; side++) {
-                short events = 0;
-                if (p->fd[0] >= 0) {
-                    if (!p->eof[side] && p->length[side] == 0) events |= POLLIN;
-                    if (p->length[1 - side] > p->offset[1 - side]) events |= POLLOUT;
-                }
-                polls[n++] = (struct pollfd){ .fd = p->fd[0] >= 0 ? p->fd[side] : -1, .events = events };
-            }
-        }
-        if (poll(polls, (nfds_t)n, -1) < 0) {
-            if (errno == EINTR) continue;
-            _exit(1);
-        }
-        if (polls[0].revents & POLLIN) {
-            int client = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-            if (client >= 0) {
-                int slot = -1;
-                for (int i = 0; i < DROVER_BRIDGE_PAIRS && slot < 0; i++) if (pairs[i].fd[0] < 0) slot = i;
-                int upstream = slot >= 0 ? drover_bridge_open(socket_path, preamble) : -1;
-                if (upstream < 0) {
-                    close(client);
-                } else {
-                    struct drover_bridge_pair *p = &pairs[slot];
-                    p->fd[0] = client;
-                    p->fd[1] = upstream;
-                    p->length[0] = p->length[1] = p->offset[0] = p->offset[1] = 0;
-                    p->eof[0] = p->eof[1] = 0;
-                    continue; /* the poll set changed */
-                }
-            }
-        }
-        for (int i = 0; i < DROVER_BRIDGE_PAIRS; i++) {
-            struct drover_bridge_pair *p = &pairs[i];
-            if (p->fd[0] < 0) continue;
-            int broken = 0;
-            for (int side = 0; side < 2 && !broken; side++) {
-                short revents = polls[1 + 2 * i + side].revents;
-                /* write what the other side buffered */
-                int from = 1 - side;
-                if ((revents & (POLLOUT | POLLERR | POLLHUP)) && p->length[from] > p->offset[from]) {
-                    ssize_t w = write(p->fd[side], p->buffer[from] + p->offset[from], (size_t)(p->length[from] - p->offset[from]));
-                    if (w < 0 && errno != EINTR && errno != EAGAIN) broken = 1;
-                    if (w > 0) p->offset[from] += (int)w;
-                    if (p->offset[from] == p->length[from]) {
-                        p->offset[from] = p->length[from] = 0;
-                        if (p->eof[from]) shutdown(p->fd[side], SHUT_WR);
-                    }
-                }
-                if (!broken && (revents & (POLLIN | POLLHUP | POLLERR)) && !p->eof[side] && p->length[side] == 0) {
-                    ssize_t r = read(p->fd[side], p->buffer[side], DROVER_BRIDGE_BUFFER);
-                    if (r > 0) {
-                        p->length[side] = (int)r;
-                    } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
-                        p->eof[side] = 1;
-                        shutdown(p->fd[1 - side], SHUT_WR);
-                    }
-                }
-            }
-            if (broken || (p->eof[0] && p->eof[1] && p->length[0] == 0 && p->length[1] == 0)) drover_bridge_close(p);
-        }
-    }
-}
-
-/* In the spawned child: a new network namespace with loopback up, the listener, and the helper. */
-static int drover_bridge_start(const struct drover_spawn_options *o) {
+static int drover_network_start(const struct drover_spawn_options *o) {
     if (unshare(CLONE_NEWNET) != 0) return -1;
     int control = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (control < 0) return -1;
@@ -185,26 +64,45 @@ static int drover_bridge_start(const struct drover_spawn_options *o) {
     struct sockaddr_in address;
     memset(&address, 0, sizeof address);
     address.sin_family = AF_INET;
-    address.sin_port = htons((unsigned short)o->bridge_port);
+    address.sin_port = htons((unsigned short)o->network_port);
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 64) != 0) return -1;
-    pid_t parent = getpid();
-    long helper = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-    if (helper < 0) return -1;
-    if (helper == 0) {
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(0);
-        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0) _exit(1);
-        if (o->set_ids) {
-            if (syscall(SYS_setgroups, 0, NULL) != 0 || syscall(SYS_setresgid, o->gid, o->gid, o->gid) != 0
-                || syscall(SYS_setresuid, o->uid, o->uid, o->uid) != 0) _exit(1);
-        }
-        prctl(PR_SET_DUMPABLE, 0);
-        drover_bridge_run(listener, o->bridge_socket, o->bridge_preamble);
-        _exit(0);
-    }
+    char byte = 0;
+    struct iovec data = { &byte, 1 };
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control_message;
+    memset(&control_message, 0, sizeof control_message);
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = &data;
+    message.msg_iovlen = 1;
+    message.msg_control = control_message.space;
+    message.msg_controllen = sizeof control_message.space;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &listener, sizeof(int));
+    ssize_t sent = sendmsg(o->network_channel, &message, MSG_NOSIGNAL);
     close(listener);
-    return 0;
+    return sent == 1 ? 0 : -1;
+}
+
+int drover_receive_fd(int channel) {
+    char byte;
+    struct iovec data = { &byte, 1 };
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control_message;
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = &data;
+    message.msg_iovlen = 1;
+    message.msg_control = control_message.space;
+    message.msg_controllen = sizeof control_message.space;
+    if (recvmsg(channel, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) != 1) return -1;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    if (header == NULL || header->cmsg_type != SCM_RIGHTS || header->cmsg_len != CMSG_LEN(sizeof(int))) return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(header), sizeof(int));
+    return fd;
 }
 
 /* The child side of drover_spawn. Runs on the parent's stack after vfork: only raw syscalls and
@@ -222,7 +120,7 @@ static void drover_spawn_child(const char *path, char *const argv[], char *const
     for (int i = 0; i < 2; i++) {
         if (o->cgroup_fds[i] >= 0 && write(o->cgroup_fds[i], "0", 1) != 1) goto fail;
     }
-    if (o->bridge_socket != NULL && drover_bridge_start(o) != 0) goto fail;
+    if (o->network_channel >= 0 && drover_network_start(o) != 0) goto fail;
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(o->output_fd, 1) < 0 || dup2(o->output_fd, 2) < 0) goto fail;
     unsigned int first_closed = 3;

@@ -160,29 +160,11 @@ public final class Listener: Sendable {
         self.port = UInt16(bigEndian: actual.sin_port)
     }
 
-    /// A listening Unix socket at `path` (replacing a stale file there), with `mode` on the file.
-    public init(unixPath path: String, mode: mode_t) throws {
-        let fd = try retryingEINTR("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            Glibc.close(fd)
-            throw SystemError(errno: ENAMETOOLONG, call: "bind \(path)")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        unlink(path)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard bound == 0, chmod(path, mode) == 0, listen(fd, 256) == 0 else {
-            let error = SystemError(errno: errno, call: "bind/listen \(path)")
-            Glibc.close(fd)
-            throw error
-        }
+    /// Takes over a listening socket made elsewhere (a sandbox's, in its own network namespace).
+    public init(adopting fd: Int32, host: String, port: UInt16) {
         self.fd = fd
-        self.host = path
-        self.port = 0
+        self.host = host
+        self.port = port
     }
 
     /// Blocks until a connection arrives; nil once the listener is shut down.

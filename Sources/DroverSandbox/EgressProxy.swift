@@ -6,21 +6,17 @@ import Foundation
 
 /// The pool's egress proxy: the only way out of a networked sandbox.
 ///
-/// Each networked call's bridge (`drover_spawn`'s helper, in the sandbox's network namespace)
-/// relays connections from `127.0.0.1:3128` inside the sandbox to this Unix socket, which no
-/// sandbox can see, prefixed with `drover-egress/1 <sandbox> <secret>`. Here the request head is
-/// read, `EgressPlanner` decides, names are resolved and every resolved address is checked
-/// against the policy again (a public name that resolves to a private address is refused), and
-/// the bytes are relayed. Every connection is logged (sandbox, session, host, bytes, decision)
-/// and counted; refusals are answered with a short text and an `X-Drover-Error` code.
-///
-/// One thread per connection (`ConnectionAcceptor`, capped); a connection ends when either side
-/// closes, which the bridge does when the call's processes end.
+/// Each call of a networked sandbox runs in a network namespace of its own whose only listener,
+/// `127.0.0.1:3128`, was made there by the launcher and handed to the pool (`drover_spawn`). The
+/// proxy accepts on it while the call runs (`open`), so it knows which sandbox every connection
+/// comes from and no process of ours runs inside the sandbox's namespace. For each connection
+/// the request head is read, `EgressPlanner` decides, names are resolved and every resolved
+/// address is checked against the policy again (a public name that resolves to a private address
+/// is refused), and the bytes are relayed. Every connection is logged (sandbox, session, host,
+/// bytes, decision) and counted; refusals are answered with a short text and an `X-Drover-Error`
+/// code. One thread per connection, at most `maxConnectionsPerCall` per call.
 final class EgressProxy: Sendable {
-    let path: String
-    private let acceptor: ConnectionAcceptor
-    private let listener: Listener
-    private let lookup: @Sendable (String) -> Sandbox?
+    private let maxConnectionsPerCall: Int
     private let log: Log
     private let metrics: PoolMetrics
     /// Extra trusted roots for repositories' HTTPS remotes (`DROVER_EGRESS_CA_FILE`: a private CA).
@@ -28,34 +24,40 @@ final class EgressProxy: Sendable {
     static let maxHead = 32 * 1024
     static let connectTimeout: Double = 10
 
-    init(path: String, maxConnections: Int, log: Log, metrics: PoolMetrics, lookup: @escaping @Sendable (String) -> Sandbox?) throws {
-        self.path = path
-        // Bridges run as the sandboxes' uids; the preamble's secret, not the file mode, admits them.
-        listener = try Listener(unixPath: path, mode: 0o666)
-        acceptor = ConnectionAcceptor(listener: listener, name: "drover.pool.egress", maxConnections: maxConnections)
-        self.lookup = lookup
+    init(maxConnectionsPerCall: Int, log: Log, metrics: PoolMetrics) {
+        self.maxConnectionsPerCall = maxConnectionsPerCall
         self.log = log
         self.metrics = metrics
         caFile = ProcessInfo.processInfo.environment["DROVER_EGRESS_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    func start() {
-        acceptor.start(refuse: { _ in }, serve: { [self] socket in serve(socket) })
+    /// One call's proxy: accepting until `close`, when the call has ended.
+    final class Gate: Sendable {
+        private let acceptor: ConnectionAcceptor
+
+        fileprivate init(_ acceptor: ConnectionAcceptor) { self.acceptor = acceptor }
+
+        func close() {
+            acceptor.stopAccepting()
+            acceptor.shutdownAll()
+        }
     }
 
-    func stop() {
-        acceptor.stopAccepting()
-        acceptor.shutdownAll()
-        unlink(path)
+    /// Serves a call's listener (`ProcessRunner.Started.proxyListener`) for `sandbox`.
+    func open(_ listener: Int32, for sandbox: Sandbox, network: SandboxNetwork) -> Gate {
+        let acceptor = ConnectionAcceptor(
+            listener: Listener(adopting: listener, host: "127.0.0.1", port: UInt16(SandboxNetwork.proxyPort)),
+            name: "drover.pool.egress", maxConnections: maxConnectionsPerCall)
+        acceptor.start(refuse: { [self] socket in
+            let refusal = EgressPlanner.Refusal(status: 503, code: "too_many_connections", message: "this call has \(maxConnectionsPerCall) connections open")
+            try? socket.send(bytes: Array(EgressPlanner.refusal(refusal).utf8))
+        }, serve: { [self] socket in serve(socket, sandbox: sandbox, network: network) })
+        return Gate(acceptor)
     }
 
-    /// The preamble the bridge of `sandbox` writes first.
-    static func preamble(sandbox: String, secret: String) -> String { "drover-egress/1 \(sandbox) \(secret)\n" }
-
-    private func serve(_ client: Socket) {
+    private func serve(_ client: Socket, sandbox: Sandbox, network: SandboxNetwork) {
         client.setReadTimeout(30)
         var buffered: [UInt8] = []
-        guard let preamble = readLine(client, &buffered), let (sandbox, network) = admit(preamble) else { return }
         let started = ContinuousClock.now
         guard let headEnd = readHead(client, &buffered), let head = EgressPlanner.Head.parse(String(decoding: buffered[..<headEnd], as: UTF8.self)) else {
             refuse(client, EgressPlanner.Refusal(status: 400, code: "bad_proxy_request", message: "the request head is malformed or larger than \(Self.maxHead) bytes"),
@@ -117,16 +119,6 @@ final class EgressProxy: Sendable {
             ("ms", .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded())))
     }
 
-    private func admit(_ preamble: String) -> (Sandbox, SandboxNetwork)? {
-        let parts = preamble.split(separator: " ")
-        guard parts.count == 3, parts[0] == "drover-egress/1", let sandbox = lookup(String(parts[1])), let network = sandbox.network,
-              PoolServer.constantTimeEqual(String(parts[2]), network.secret) else {
-            log.warning("egress connection with an unknown preamble refused")
-            return nil
-        }
-        return (sandbox, network)
-    }
-
     private func refuse(_ client: Socket, _ refusal: EgressPlanner.Refusal, sandbox: Sandbox, target: String) {
         try? client.send(bytes: Array(EgressPlanner.refusal(refusal).utf8))
         metrics.egressConnections.inc(["decision": "refused", "kind": refusal.code])
@@ -136,17 +128,6 @@ final class EgressProxy: Sendable {
     }
 
     // MARK: - Reading
-
-    private func readLine(_ socket: Socket, _ buffered: inout [UInt8]) -> String? {
-        while true {
-            if let newline = buffered.firstIndex(of: 10) {
-                let line = String(decoding: buffered[..<newline], as: UTF8.self)
-                buffered.removeFirst(newline + 1)
-                return line
-            }
-            guard buffered.count < 512, readMore(socket, &buffered) else { return nil }
-        }
-    }
 
     /// The offset just past the blank line ending the head.
     private func readHead(_ socket: Socket, _ buffered: inout [UInt8]) -> Int? {

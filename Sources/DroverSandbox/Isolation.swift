@@ -60,10 +60,10 @@ public struct Isolation: Sendable {
     /// bubblewrap starts, which takes root).
     var networking: Bool { mode == .bubblewrap && isRoot }
 
-    /// With `egress` (a networked sandbox), the call gets a network namespace of its own whose
-    /// only listener is the bridge to the pool's egress proxy, and the proxy variables point at it.
+    /// With `networked`, the call gets a network namespace of its own whose only listener is the
+    /// pool's egress proxy (`EgressProxy`), and the proxy variables point at it.
     func launch(_ command: [String], workspace: Workspace, uid: UInt32, resources: SandboxResources, cgroup: SandboxCgroup?,
-                egress: Launch.Bridge? = nil) -> Launch {
+                networked: Bool = false) -> Launch {
         var limits: [(Int32, UInt64)] = [
             (Int32(RLIMIT_CPU.rawValue), UInt64(resources.cpuSeconds)),
             (Int32(RLIMIT_FSIZE.rawValue), UInt64(resources.diskMB) << 20),
@@ -78,8 +78,8 @@ public struct Isolation: Sendable {
             var argv = [
                 bwrap, "--unshare-all", "--unshare-user",
             ]
-            // A networked call keeps the namespace the launcher made, whose only way out is the bridge.
-            if egress != nil { argv.append("--share-net") }
+            // A networked call keeps the namespace the launcher made, whose only way out is the proxy.
+            if networked { argv.append("--share-net") }
             argv += [
                 "--die-with-parent", "--new-session", "--hostname", "sandbox",
                 "--ro-bind", "/usr", "/usr",
@@ -99,7 +99,7 @@ public struct Isolation: Sendable {
                 "--setenv", "HOME", Self.workspaceMount, "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
                 "--disable-userns",
             ]
-            if egress != nil {
+            if networked {
                 let proxy = "http://127.0.0.1:\(SandboxNetwork.proxyPort)"
                 for name in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] { argv += ["--setenv", name, proxy] }
                 argv += ["--setenv", "GIT_TERMINAL_PROMPT", "0"]
@@ -108,7 +108,7 @@ public struct Isolation: Sendable {
             if seccomp != nil { argv += ["--seccomp", "3"] }
             argv += ["--"] + command
             // As root, drop to the sandbox's own uid (root is exempt from RLIMIT_NPROC).
-            return Launch(argv: argv, ids: isRoot ? (uid, uid) : nil, limits: limits, seccomp: seccomp, cgroup: cgroup, bridge: egress)
+            return Launch(argv: argv, ids: isRoot ? (uid, uid) : nil, limits: limits, seccomp: seccomp, cgroup: cgroup, networked: networked)
         case .none:
             let argv = ["/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(workspace.path)", "LANG=C.UTF-8"] + command
             return Launch(argv: argv, ids: nil, limits: limits, seccomp: nil, cgroup: cgroup)
@@ -133,15 +133,9 @@ struct Launch: Sendable {
     var limits: [(Int32, UInt64)]
     var seccomp: [UInt8]?
     var cgroup: SandboxCgroup?
-    /// The egress bridge the launcher sets up before bubblewrap starts (networked sandboxes).
-    var bridge: Bridge? = nil
-
-    struct Bridge: Sendable {
-        /// The pool's egress proxy socket.
-        var socket: String
-        /// What the bridge writes first on each connection (`EgressProxy.preamble`).
-        var preamble: String
-    }
+    /// A network namespace of its own, made by the launcher before bubblewrap starts; its
+    /// listening socket comes back to the pool (`ProcessRunner.Started.proxyListener`).
+    var networked = false
 }
 
 /// The daemon cannot isolate sandboxes as asked.

@@ -41,8 +41,8 @@ public struct PoolDaemon: Service {
         /// Give networked sandboxes (environments with networking, sessions with repositories) their
         /// egress proxy; off: such provisions are refused with `network_unavailable`.
         public var networking = true
-        /// Proxied connections open at once, over all sandboxes; more are closed at once.
-        public var egressConnections = 512
+        /// Proxied connections one call may have open at once; more are closed at once.
+        public var egressConnections = 64
         /// Where to serve /metrics, /healthz and /readyz (off when nil).
         public var metricsListen: (host: String, port: UInt16)?
 
@@ -91,16 +91,13 @@ public struct PoolDaemon: Service {
         }
         let registry = try await connectRegistry(log: log)
         let metrics = PoolMetrics()
-        // The egress proxy's socket sits in the pool's own folder (0711: bridges may reach it by
-        // name, nobody may list it); a long folder name would not fit a socket address.
-        let egressPath = (root + "/egress.sock").utf8.count < 100 ? root + "/egress.sock" : NSTemporaryDirectory() + "drover-egress-" + SandboxPool.randomHex() + ".sock"
         let networking = isolation.networking && config.networking
+        let egress = networking ? EgressProxy(maxConnectionsPerCall: config.egressConnections, log: log, metrics: metrics) : nil
         let pool = try SandboxPool(
             config: .init(
                 root: root, capacity: config.capacity, warm: config.warm, uidBase: uids.first, idleTTL: config.idleTTL,
-                waitThreads: config.callThreads, allowUnenforcedLimits: config.allowUnenforcedLimits, diskQuota: config.diskQuota,
-                egressSocket: networking ? egressPath : nil),
-            isolation: isolation, cgroups: cgroups, log: log
+                waitThreads: config.callThreads, allowUnenforcedLimits: config.allowUnenforcedLimits, diskQuota: config.diskQuota),
+            isolation: isolation, cgroups: cgroups, log: log, egress: egress
         ) { event in
             switch event {
             case .provisioned: metrics.provisioned.inc()
@@ -125,10 +122,6 @@ public struct PoolDaemon: Service {
             await pool.destroyAll()
             throw error
         }
-        let egress = try networking ? EgressProxy(path: egressPath, maxConnections: config.egressConnections, log: log, metrics: metrics) { id in
-            pool.egressSandbox(id)
-        } : nil
-        egress?.start()
         if !networking {
             log.info("sandboxes get no network: provisions with networking or repositories are refused (network_unavailable)",
                      ("reason", .string(config.networking ? "the pool is not root with bubblewrap" : "started with --no-network")))
@@ -176,7 +169,6 @@ public struct PoolDaemon: Service {
         // Give killed calls a moment to send their replies before the connections close.
         if abandoned > 0 { try? await Task.sleep(for: .milliseconds(100)) }
         server.closeConnections()
-        egress?.stop()
         heartbeat.cancel()
         reaper.cancel()
         if let registry {

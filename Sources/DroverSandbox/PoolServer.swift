@@ -171,8 +171,7 @@ final class PoolServer: Sendable {
             case "provision":
                 let resources = try SandboxResources(json: request.body["resources"])
                 let session = try request.optionalString("session")
-                let network = try SandboxNetwork.parse(
-                    networking: request.body["networking"], repositories: request.body["repositories"], secret: SandboxPool.randomHex() + SandboxPool.randomHex())
+                let network = try SandboxNetwork.parse(networking: request.body["networking"], repositories: request.body["repositories"])
                 let sandbox = try await pool.provision(resources, session: session, network: network)
                 log.info("sandbox provisioned", ("sandbox", .string(sandbox.id)), ("session", session.map(JSONValue.string) ?? .null))
                 return .success(["sandbox": .string(sandbox.id), "resources": resources.json])
@@ -238,7 +237,7 @@ final class PoolServer: Sendable {
         }
     }
 
-    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+    private static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
         let (x, y) = (Array(a.utf8), Array(b.utf8))
         var difference = UInt8(x.count == y.count ? 0 : 1)
         for i in 0..<max(x.count, y.count) { difference |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0) }

@@ -39,6 +39,9 @@ enum ProcessRunner {
     struct Started: Sendable {
         let pid: pid_t
         let readFD: Int32
+        /// A networked call's listening socket at 127.0.0.1:3128 in its own network namespace;
+        /// the pool's egress proxy accepts on it while the call runs, then closes it.
+        var proxyListener: Int32? = nil
     }
 
     /// Spawns the process (on the thread whose control groups it should be born in) and
@@ -53,6 +56,17 @@ enum ProcessRunner {
         var options = drover_spawn_options()
         options.output_fd = writeFD
         options.pass_fd = -1
+        options.network_channel = -1
+        // A networked call's child sends back the listener it made in its new namespace.
+        var channel: [Int32] = [-1, -1]
+        if launch.networked {
+            guard socketpair(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &channel) == 0 else {
+                throw SystemError(errno: errno, call: "socketpair")
+            }
+            options.network_channel = channel[1]
+            options.network_port = Int32(SandboxNetwork.proxyPort)
+        }
+        defer { channel.filter { $0 >= 0 }.forEach { close($0) } }
         options.cgroup_fds = (-1, -1)
         let seccompFD = try launch.seccomp.map { try SeccompFilter.descriptor($0) }
         defer { if let seccompFD { close(seccompFD) } }
@@ -76,13 +90,6 @@ enum ProcessRunner {
                 }
             }
         }
-        let bridgeStrings = launch.bridge.map { (strdup($0.socket), strdup($0.preamble)) }
-        defer { bridgeStrings.map { free($0.0); free($0.1) } }
-        if let bridgeStrings {
-            options.bridge_socket = UnsafePointer(bridgeStrings.0)
-            options.bridge_preamble = UnsafePointer(bridgeStrings.1)
-            options.bridge_port = Int32(SandboxNetwork.proxyPort)
-        }
         let cArgs = launch.argv.map { strdup($0) } + [nil]
         let cEnv = environment.map { strdup($0) } + [nil]
         defer {
@@ -95,7 +102,10 @@ enum ProcessRunner {
         guard pid > 0 else { throw SystemError(errno: error, call: "spawn \(launch.argv[0])") }
         track(pid)
         started = true
-        return Started(pid: pid, readFD: readFD)
+        guard launch.networked else { return Started(pid: pid, readFD: readFD) }
+        // The child sent it before exec, and drover_spawn returns after exec: it is there.
+        let listener = drover_receive_fd(channel[0])
+        return Started(pid: pid, readFD: readFD, proxyListener: listener >= 0 ? listener : nil)
     }
 
     /// Collects a started process's output until it ends or the deadline kills its tree; then

@@ -3,12 +3,10 @@ import DroverCore
 /// A sandbox's way out, fixed at provision: the environment's networking policy and the
 /// repositories the session mounted. Without either the sandbox has no network at all (an empty
 /// namespace, no proxy); with them it sees only the pool's egress proxy, at
-/// `127.0.0.1:proxyPort` inside its own namespace.
+/// `127.0.0.1:proxyPort` inside each call's own namespace.
 struct SandboxNetwork: Sendable {
     var policy: NetworkPolicy
     var repositories: [RepositoryResource]
-    /// Proves to the proxy that a connection came through this sandbox's bridge.
-    var secret: String
 
     /// Where the proxy listens inside every networked sandbox.
     static let proxyPort = 3128
@@ -18,7 +16,7 @@ struct SandboxNetwork: Sendable {
     /// Reads the provision request's `networking` (Managed Agents' `config.networking`) and
     /// `repositories` (`[{url, authorization_token?, mount_path?, checkout?}]`); nil when neither
     /// lets anything out.
-    static func parse(networking: JSONValue?, repositories: JSONValue?, secret: String) throws(PoolProtocol.Failure) -> SandboxNetwork? {
+    static func parse(networking: JSONValue?, repositories: JSONValue?) throws(PoolProtocol.Failure) -> SandboxNetwork? {
         if let networking, networking != .null {
             guard case .object = networking, let type = networking["type"]?.stringValue, ["none", "limited", "unrestricted"].contains(type) else {
                 throw PoolProtocol.Failure(.badRequest, "networking must be {\"type\": \"none\" | \"limited\" | \"unrestricted\", …}")
@@ -41,6 +39,6 @@ struct SandboxNetwork: Sendable {
             }
         }
         if policy.kind == .none && list.isEmpty { return nil }
-        return SandboxNetwork(policy: policy, repositories: list, secret: secret)
+        return SandboxNetwork(policy: policy, repositories: list)
     }
 }

@@ -37,8 +37,6 @@ final class SandboxPool: Sendable {
         var allowUnenforcedLimits = false
         /// Try a size-capped tmpfs per sandbox (off: workspaces on the host filesystem).
         var diskQuota = true
-        /// The egress proxy's socket (`EgressProxy`); nil: sandboxes get no network.
-        var egressSocket: String?
     }
 
     /// Told about sandboxes made and ended (the Postgres registry listens).
@@ -63,9 +61,6 @@ final class SandboxPool: Sendable {
 
     private struct State {
         var sandboxes: [String: Sandbox] = [:]
-        /// Sandboxes whose repositories or setup run now: not yet served, but their calls may
-        /// already go out through the egress proxy.
-        var preparing: [String: Sandbox] = [:]
         /// Slots taken by provisions under way, so that concurrent ones never exceed the capacity.
         var reserved = 0
         /// Why recently ended sandboxes ended, so that late calls get `sandbox_gone` with the reason.
@@ -84,7 +79,10 @@ final class SandboxPool: Sendable {
     private let processes = ProcessTable()
     static let rememberedEnded = 4096
 
-    init(config: Config, isolation: Isolation, cgroups: SandboxCgroups?, log: Log, events: @escaping @Sendable (Event) -> Void = { _ in }) throws {
+    init(
+        config: Config, isolation: Isolation, cgroups: SandboxCgroups?, log: Log, egress: EgressProxy? = nil,
+        events: @escaping @Sendable (Event) -> Void = { _ in }
+    ) throws {
         self.config = config
         self.isolation = isolation
         self.cgroups = cgroups
@@ -97,7 +95,7 @@ final class SandboxPool: Sendable {
         tools = Tools(
             isolation: isolation, track: { [processes] key, pid in processes.set(key, pid) },
             files: BlockingPool(name: "drover.pool.files", threads: 16),
-            waits: BlockingPool(name: "drover.pool.calls", threads: config.waitThreads), egressSocket: config.egressSocket)
+            waits: BlockingPool(name: "drover.pool.calls", threads: config.waitThreads), egress: egress)
     }
 
     /// What this pool enforces, for `stats`, `/readyz` and the start-up log.
@@ -121,7 +119,7 @@ final class SandboxPool: Sendable {
     /// `network`: its way out (the egress proxy); its repositories are cloned through the proxy,
     /// inside the sandbox, before `setup` runs.
     func provision(_ resources: SandboxResources, session: String?, network: SandboxNetwork? = nil, announced: Bool = true) async throws(Failure) -> Sandbox {
-        if network != nil && (config.egressSocket == nil || !isolation.networking) {
+        if network != nil && (tools.egress == nil || !isolation.networking) {
             throw Failure(
                 .networkUnavailable,
                 "this pool cannot give sandboxes a network (it needs bubblewrap and root, to make each call's network namespace); "
@@ -171,8 +169,6 @@ final class SandboxPool: Sendable {
         let sandbox = Sandbox(
             id: id, session: session, resources: resources, workspace: workspace, uid: workspace.owner?.uid ?? getuid(), cgroup: cgroup,
             network: network, announced: announced)
-        state.withLock { $0.preparing[sandbox.id] = sandbox }
-        defer { state.withLock { _ = $0.preparing.removeValue(forKey: sandbox.id) } }
         for repository in network?.repositories ?? [] {
             let outcome = await tools.run("bash", input: ["command": .string(Self.cloneScript(repository))], in: sandbox)
             guard case .success(let result) = outcome, result["is_error"]?.boolValue == false else {
@@ -321,12 +317,6 @@ final class SandboxPool: Sendable {
             return .failure(Failure(.noSuchSandbox, "no sandbox \(id) in this pool"))
         }
         return try found.get()
-    }
-
-    /// A sandbox served or being prepared, for the egress proxy (whose first users are a new
-    /// sandbox's repository clones).
-    func egressSandbox(_ id: String) -> Sandbox? {
-        state.withLock { $0.sandboxes[id] ?? $0.preparing[id] }
     }
 
     /// Destroys a sandbox now, whatever runs in it.

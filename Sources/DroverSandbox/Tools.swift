@@ -12,8 +12,8 @@ struct Tools: Sendable {
     /// Threads for file tools on sandbox content, and for waiting on a call's processes.
     let files: BlockingPool
     let waits: BlockingPool
-    /// The pool's egress proxy socket, which networked sandboxes' bridges connect to.
-    let egressSocket: String?
+    /// Proxies networked sandboxes' connections (nil: sandboxes get no network).
+    let egress: EgressProxy?
 
     typealias Failure = PoolProtocol.Failure
 
@@ -101,11 +101,9 @@ struct Tools: Sendable {
     }
 
     private func runProcess(_ command: [String], sandbox: Sandbox, timeout: Double, callID: String) async throws -> JSONValue {
-        let egress = sandbox.network.flatMap { network in
-            egressSocket.map { Launch.Bridge(socket: $0, preamble: EgressProxy.preamble(sandbox: sandbox.id, secret: network.secret)) }
-        }
+        let networked = sandbox.network != nil && egress != nil
         let launch = isolation.launch(
-            command, workspace: sandbox.workspace, uid: sandbox.uid, resources: sandbox.resources, cgroup: sandbox.cgroup, egress: egress)
+            command, workspace: sandbox.workspace, uid: sandbox.uid, resources: sandbox.resources, cgroup: sandbox.cgroup, networked: networked)
         let limits = ProcessRunner.Limits(timeout: timeout, keep: sandbox.resources.outputBytes, drainLimit: max(8 << 20, sandbox.resources.outputBytes * 4))
         let key = ProcessTable.key(sandbox: sandbox.id, call: callID)
         let (track, cgroup) = (self.track, sandbox.cgroup)
@@ -115,6 +113,10 @@ struct Tools: Sendable {
         }
         // Born in the sandbox's groups when a spawner thread lives there (v1); else it joins them.
         let (started, oomBefore) = if let spawner = cgroup?.spawner { try await spawner.run(spawn) } else { try await waits.run(spawn) }
+        // While the call runs, the proxy serves what the sandbox connects to 127.0.0.1:3128.
+        let gate = started.proxyListener.flatMap { listener in sandbox.network.flatMap { egress?.open(listener, for: sandbox, network: $0) } }
+        defer { gate?.close() }
+        if networked && gate == nil { throw Failure(.internal, "the call's network namespace did not come back to the pool") }
         let (outcome, oomAfter) = try await waits.run { (ProcessRunner.collect(started, limits: limits) { track(key, $0) }, cgroup?.oomKills) }
         // Any bytes: NUL and invalid UTF-8 are shown as symbols, and the exact bytes travel too.
         var (text, exact) = ToolText.render(outcome.output)

@@ -50,7 +50,7 @@ struct SandboxPoolCommand: Command {
                                   sandbox (memory-backed); disk_mb then bounds each file only
           --no-network            give no sandbox a network (provisions with networking or
                                   repositories are refused with network_unavailable)
-          --egress-connections N  proxied connections open at once over all sandboxes (default 512)
+          --egress-connections N  proxied connections one call may have open at once (default 64)
           --no-seccomp            run sandboxes without the seccomp filter (not recommended)
           --workspace-root DIR    where workspaces live (default a new folder in $TMPDIR)
           --advertise HOST:PORT   address recorded in the registry (default the listen address)

@@ -7,7 +7,7 @@ import Testing
 /// The egress proxy's decisions, without I/O: what a request head becomes under a policy.
 struct EgressPlannerTests {
     static func network(_ policy: NetworkPolicy, repositories: [RepositoryResource] = []) -> SandboxNetwork {
-        SandboxNetwork(policy: policy, repositories: repositories, secret: "s")
+        SandboxNetwork(policy: policy, repositories: repositories)
     }
 
     static func head(_ text: String) -> EgressPlanner.Head {

@@ -89,9 +89,15 @@ import Testing
         let abstract = "drover-egress-test-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        holder.arguments = ["-c", "import socket,time; s=socket.socket(socket.AF_UNIX); s.bind('\\0\(abstract)'); s.listen(); time.sleep(60)"]
+        // …and one in the host's filesystem, which no sandbox sees.
+        let hostSocket = NSTemporaryDirectory() + abstract + ".sock"
+        holder.arguments = ["-c", "import socket,time; s=socket.socket(socket.AF_UNIX); s.bind('\\0\(abstract)'); s.listen(); f=socket.socket(socket.AF_UNIX); f.bind('\(hostSocket)'); f.listen(); time.sleep(60)"]
         try holder.run()
-        defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
+        defer {
+            kill(holder.processIdentifier, SIGKILL)
+            holder.waitUntilExit()
+            unlink(hostSocket)
+        }
         let pool = try await RunningPool.start()
         let client = try await pool.client()
         defer { client.close() }
@@ -108,7 +114,7 @@ import Testing
             attempt("raw", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
             attempt("raw6", lambda: socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6))
             attempt("packet", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW))
-            attempt("egress_socket", lambda: socket.socket(socket.AF_UNIX), "\(pool.workspaceRoot)/egress.sock")
+            attempt("host_socket", lambda: socket.socket(socket.AF_UNIX), "\(hostSocket)")
             attempt("abstract", lambda: socket.socket(socket.AF_UNIX), "\\0\(abstract)")
             attempt("tcp_direct", lambda: socket.create_connection(("127.0.0.1", 5432), 3))
             """
@@ -116,7 +122,7 @@ import Testing
         let probed = try await bash(client, sandbox, "python3 probe.py")
         let lines = Set(probed.output.split(separator: "\n").map(String.init))
         #expect(lines.contains("raw EPERM") && lines.contains("raw6 EPERM") && lines.contains("packet EPERM"), "\(probed.output)")
-        #expect(lines.contains("egress_socket ENOENT"), "the proxy's socket is not in the sandbox: \(probed.output)")
+        #expect(lines.contains("host_socket ENOENT"), "the host's sockets are not in the sandbox: \(probed.output)")
         #expect(lines.contains("abstract ECONNREFUSED"), "the host's abstract sockets are another namespace's: \(probed.output)")
         #expect(lines.contains("tcp_direct ECONNREFUSED"), "\(probed.output)")
         // Even unrestricted, the host's own loopback and private addresses are refused.

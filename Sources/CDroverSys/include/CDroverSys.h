@@ -41,14 +41,12 @@ struct drover_spawn_options {
     /* Open `cgroup.procs` files (or -1): the child writes "0" to each, joining those control
        groups before exec, so every process of the call is counted against the sandbox's limits. */
     int cgroup_fds[2];
-    /* When set (as root only), the child enters a new network namespace with loopback up,
-       listens on 127.0.0.1:bridge_port there, and leaves a helper process (the sandbox's uid) that
-       relays each connection to the Unix socket bridge_socket, first writing bridge_preamble:
-       the sandbox's only way out, to the pool's egress proxy. bubblewrap then keeps that
-       namespace (--share-net). */
-    const char *bridge_socket;
-    const char *bridge_preamble;
-    int bridge_port;
+    /* When >= 0 (as root only): the child enters a new network namespace with loopback up,
+       listens on 127.0.0.1:network_port there, and sends the listening socket over this datagram
+       socket (SCM_RIGHTS) before it drops privileges; bubblewrap then keeps that namespace
+       (--share-net). The pool receives it with drover_receive_fd and proxies what arrives. */
+    int network_channel;
+    int network_port;
 };
 
 /* Starts `path` like posix_spawn, doing in the child what posix_spawn cannot: rlimits, a uid/gid
@@ -58,6 +56,9 @@ struct drover_spawn_options {
    Returns the pid, or -1 with *error set to the errno of the failed step. */
 pid_t drover_spawn(const char *path, char *const argv[], char *const envp[],
                    const struct drover_spawn_options *options, int *error);
+
+/* Receives a descriptor sent with SCM_RIGHTS (without waiting); -1 when none is there. */
+int drover_receive_fd(int channel);
 
 /* The seccomp filter every sandboxed program runs under: a classic-BPF deny list (see shim.c).
    Writes the program (an array of struct sock_filter, as bubblewrap's --seccomp reads it) into
