@@ -23,10 +23,10 @@ struct BenchSandboxCommand: Command {
                              without seccomp, without control groups, without the disk quota and
                              without all three run beside the full one, samples interleaved
           execute_bash_true_networked, network_cost_bash_ms
-                             bash `true` in a sandbox with networking (its own network namespace
-                             and the bridge to the egress proxy) beside the plain one, interleaved
+                             bash `true` in a sandbox with networking (its own network namespace,
+                             its listener handed to the egress proxy) beside the plain one, interleaved
           egress_fetch       curl of a small page on 127.0.0.2 through the proxy (a whole bash
-                             call: curl's start, the bridge, the proxy's policy check, the relay)
+                             call: curl's start, the proxy's policy check, the relay)
 
           --samples N       samples per latency (default 200)
           --concurrency N   calls in flight for the throughput run (default 16)
