@@ -11,7 +11,9 @@ import Testing
 /// repository pushed to from bash (Tests/sdk/reach_sdk.py). Then what must not leak: the raw
 /// tables hold sealed bytes, and no token is in any event, log line or /metrics.
 @Suite(.serialized) struct ReachTests {
-    static let script: JSONValue = [
+    /// The model's turns; the repository turn also searches the sandbox for the token (which
+    /// travels reversed, so that the command itself, logged as an event, does not carry it).
+    static func script(searchingFor token: String) -> JSONValue { [
         "turns": [["content": [["type": "text", "text": "Nothing to do."]]]],
         "variants": [
             [
@@ -28,11 +30,18 @@ import Testing
                     ["content": [["type": "tool_use", "name": "bash", "input": [
                         "command": "cd /workspace/project && echo agent >> README.md && git commit -qam 'agent change' && git push -q origin HEAD:main && echo pushed",
                     ]]]],
+                    ["content": [["type": "tool_use", "name": "bash", "input": [
+                        "command": .string("""
+                            r='\(String(token.reversed()))'; t=''; for ((i=${#r}-1; i>=0; i--)); do t+=${r:i:1}; done
+                            { grep -r -l -a -F -f /dev/fd/3 /workspace /tmp 3<<<"$t"; env | grep -a -F -f /dev/fd/3 3<<<"$t"
+                              for f in /proc/[0-9]*/cmdline /proc/[0-9]*/environ; do grep -l -a -F -f /dev/fd/3 "$f" 3<<<"$t" 2>/dev/null; done; } | wc -l
+                            """),
+                    ]]]],
                     ["content": [["type": "text", "text": "Pushed."]]],
                 ],
             ],
         ],
-    ]
+    ] }
 
     @Test func vaultsMCPAndRepositoriesThroughTheOfficialSDK() async throws {
         guard geteuid() == 0 else { return }
@@ -42,7 +51,7 @@ import Testing
             mcp.stop()
             git.stop()
         }
-        try await APIRig.withClusterAndAPI(script: Self.script, apiArgs: ["--metrics-listen", "127.0.0.1:0"]) { cluster, api in
+        try await APIRig.withClusterAndAPI(script: Self.script(searchingFor: git.token), apiArgs: ["--metrics-listen", "127.0.0.1:0"]) { cluster, api in
             let key = try await api.key(org: "team-reach")
             try await APIRig.python("Tests/sdk/reach_sdk.py", environment: [
                 "DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key, "MCP_URL": mcp.url, "MCP_TOKEN": mcp.token,
@@ -50,6 +59,13 @@ import Testing
             ])
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
             #expect(try git.log().first == "agent change", "the push arrived")
+            // The session's own search of its sandbox found the token nowhere (files, env, /proc).
+            let results = try await cluster.sql.query(
+                """
+                SELECT payload->>'content' FROM drover.events
+                 WHERE type = 'agent.tool_result' AND session_id = (SELECT session_id FROM drover.session_resources) ORDER BY seq
+                """).map { try $0.decode(0) as String }
+            #expect(results.count == 2 && results.last == "0\n", "the sandbox search found the token: \(results)")
 
             // Sealed at rest: the raw columns are pgp messages, not the tokens.
             let sql = cluster.sql
