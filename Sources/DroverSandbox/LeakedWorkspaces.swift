@@ -33,9 +33,22 @@ enum LeakedWorkspaces {
     /// `/proc/self/mountinfo`, read to its end (procfs reports a size of 0, which a whole-file
     /// read takes at its word).
     static func mountinfo() -> String {
-        guard let handle = FileHandle(forReadingAtPath: "/proc/self/mountinfo") else { return "" }
-        defer { try? handle.close() }
-        return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
+        let fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return "" }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count > 0 {
+                bytes += chunk[..<count]
+            } else if count < 0 && errno == EINTR {
+                continue
+            } else {
+                break
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Unmounts and removes what dead pools left (those of `own`, the slot this pool now holds,
