@@ -9,8 +9,12 @@ struct MCPServerSpec: Sendable, Equatable {
     var url: String
     var enabledByDefault: Bool
     var enabled: [String: Bool]
+    /// `permission_policy` `always_ask`: each call waits for `user.tool_confirmation`.
+    var askByDefault = false
+    var ask: [String: Bool] = [:]
 
     func allows(_ tool: String) -> Bool { enabled[tool] ?? enabledByDefault }
+    func asks(_ tool: String) -> Bool { ask[tool] ?? askByDefault }
 
     /// The servers of an agent version (its config's `mcp_servers`, its tools' toolsets).
     static func parse(configJSON: String, toolsJSON: String) -> [MCPServerSpec] {
@@ -20,12 +24,17 @@ struct MCPServerSpec: Sendable, Equatable {
             guard entry["type"]?.stringValue == "mcp_toolset", let name = entry["mcp_server_name"]?.stringValue,
                   let server = servers.first(where: { $0["name"]?.stringValue == name }), let url = server["url"]?.stringValue else { return nil }
             var enabled: [String: Bool] = [:]
+            var ask: [String: Bool] = [:]
             if case .array(let configs)? = entry["configs"] {
                 for config in configs {
-                    if let tool = config["name"]?.stringValue, let flag = config["enabled"]?.boolValue { enabled[tool] = flag }
+                    guard let tool = config["name"]?.stringValue else { continue }
+                    if let flag = config["enabled"]?.boolValue { enabled[tool] = flag }
+                    if let policy = config["permission_policy"]?["type"]?.stringValue { ask[tool] = policy == "always_ask" }
                 }
             }
-            return MCPServerSpec(name: name, url: url, enabledByDefault: entry["default_config"]?["enabled"]?.boolValue ?? true, enabled: enabled)
+            return MCPServerSpec(
+                name: name, url: url, enabledByDefault: entry["default_config"]?["enabled"]?.boolValue ?? true, enabled: enabled,
+                askByDefault: entry["default_config"]?["permission_policy"]?["type"]?.stringValue == "always_ask", ask: ask)
         }
     }
 }
@@ -37,6 +46,7 @@ struct MCPToolbox: Sendable {
     struct Entry: Sendable {
         var client: MCPClient
         var tool: String
+        var asks: Bool
     }
 
     private(set) var entries: [String: Entry] = [:]
@@ -64,7 +74,7 @@ struct MCPToolbox: Sendable {
                         log.warning("an MCP tool's name is already taken; not offered", ("mcp_server", .string(server.name)), ("tool", .string(tool.name)))
                         continue
                     }
-                    box.entries[tool.name] = Entry(client: client, tool: tool.name)
+                    box.entries[tool.name] = Entry(client: client, tool: tool.name, asks: server.asks(tool.name))
                     box.definitions.append(ToolDefinition(name: tool.name, description: tool.description, inputSchema: tool.inputSchema))
                 }
             } catch {
@@ -75,6 +85,9 @@ struct MCPToolbox: Sendable {
     }
 
     func server(of tool: String) -> String? { entries[tool]?.client.name }
+
+    /// Whether calls of `tool` wait for the user's confirmation (`always_ask`).
+    func asks(_ tool: String) -> Bool { entries[tool]?.asks ?? false }
 
     /// Runs a call; a server failure mid-session is the call's error result, for the model to read.
     func call(_ name: String, input: JSONValue) async -> (content: [JSONValue], isError: Bool) {

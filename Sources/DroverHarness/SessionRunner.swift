@@ -247,7 +247,7 @@ final class SessionRunner: Sendable {
             case .toolUse(let id, let name, let input):
                 // A custom tool is the client's to run; an always_ask one waits for confirmation.
                 var payload: [String: JSONValue] = ["id": .string(id), "name": .string(name), "input": input]
-                if agent.askTools.contains(name) { payload["evaluated_permission"] = "ask" }
+                if agent.askTools.contains(name) || mcp.asks(name) { payload["evaluated_permission"] = "ask" }
                 if let server = mcp.server(of: name) {
                     payload["mcp_server_name"] = .string(server)
                     after.append((.agentMCPToolUse, ToolText.storable(.object(payload)).text))
@@ -291,12 +291,12 @@ final class SessionRunner: Sendable {
                 }
                 if case .denied(let message) = call.status {
                     // Denied by the user: its result says so; nothing runs.
-                    group.addTask {
-                        try await self.write([(.agentToolResult, JSONValue.object([
-                            "tool_use_id": .string(call.id), "content": .string("The user denied this tool call: \(message)"), "is_error": true,
-                            "outcome": "denied",
-                        ]).text)])
-                    }
+                    let text = "The user denied this tool call: \(message)"
+                    let result: (EventType, JSONValue) = mcp.server(of: call.name) != nil
+                        ? (.agentMCPToolResult, ["mcp_tool_use_id": .string(call.eventID), "content": [["type": "text", "text": .string(text)]],
+                                                 "is_error": true, "outcome": "denied"])
+                        : (.agentToolResult, ["tool_use_id": .string(call.id), "content": .string(text), "is_error": true, "outcome": "denied"])
+                    group.addTask { try await self.write([(result.0, result.1.text)]) }
                     continue
                 }
                 group.addTask {

@@ -64,6 +64,28 @@ check("MCP result logged", len(results) == 1 and results[0].mcp_tool_use_id == u
       and results[0].content[0].text == "5", results)
 check("turn ended", [e for e in events if e.type == "agent.message"][-1].content[0].text == "The sum is 5.")
 
+careful = beta.agents.create(
+    name="careful-reacher", model="claude-sonnet-4-5",
+    mcp_servers=[{"type": "url", "name": "tools", "url": MCP_URL}],
+    tools=[{"type": "mcp_toolset", "mcp_server_name": "tools", "default_config": {"permission_policy": {"type": "always_ask"}}}])
+asked = beta.sessions.create(agent=careful.id, environment_id=environment.id, vault_ids=[vault.id])
+events = run_turn(asked.id, "use the mcp tool")
+uses = [e for e in events if e.type == "agent.mcp_tool_use"]
+idle = [e for e in events if e.type == "session.status_idle"][-1]
+check("an always_ask MCP call waits for confirmation", len(uses) == 1 and uses[0].evaluated_permission == "ask"
+      and idle.stop_reason.type == "requires_action" and idle.stop_reason.event_ids == [uses[0].id]
+      and not any(e.type == "agent.mcp_tool_result" for e in events), [e.type for e in events])
+beta.sessions.events.send(asked.id, events=[{"type": "user.tool_confirmation", "tool_use_id": uses[0].id, "result": "allow"}])
+deadline = time.time() + 60
+while time.time() < deadline:
+    events = list(beta.sessions.events.list(asked.id))
+    if len([e for e in events if e.type == "session.status_idle"]) == 2:
+        break
+    time.sleep(0.2)
+results = [e for e in events if e.type == "agent.mcp_tool_result"]
+check("the allowed MCP call ran", len(results) == 1 and results[0].content[0].text == "5"
+      and [e for e in events if e.type == "session.status_idle"][-1].stop_reason.type == "end_turn", [e.type for e in events])
+
 refused = beta.sessions.create(agent=agent.id, environment_id=environment.id, vault_ids=[wrong.id])
 events = run_turn(refused.id, "try the stale credential")
 errors = [e for e in events if e.type == "session.error"]
