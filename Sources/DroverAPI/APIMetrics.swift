@@ -18,7 +18,7 @@ public struct APIMetrics: Sendable {
         guard segments.first == "v1", segments.count >= 2 else { return "other" }
         let known: Set = ["agents", "environments", "sessions", "vaults", "fleet", "me"]
         guard known.contains(segments[1]) else { return "other" }
-        let named: Set = ["events", "stream", "archive", "versions", "credentials"]
+        let named: Set = ["events", "stream", "archive", "versions", "credentials", "resources"]
         return "/" + segments.enumerated().map { index, segment in
             index < 2 || named.contains(segment) || (segments[1] == "fleet" && index == 2) ? segment : "{id}"
         }.joined(separator: "/")

@@ -229,6 +229,10 @@ public struct APIRouter: Sendable {
         case ("sessions", 3, "POST"): return Self.ok(try await store.updateSession(org: org, id: path[2], try body(request)))
         case ("sessions", 3, "DELETE"): return Self.ok(try await store.deleteSession(org: org, id: path[2]))
         case ("sessions", 4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveSession(org: org, id: path[2]))
+        // A session's resources (read-only here; set at creation)
+        case ("sessions", 4, "GET") where path[3] == "resources": return Self.ok(try await store.sessionResources(org: org, session: path[2]).json)
+        case ("sessions", 5, "GET") where path[3] == "resources":
+            return Self.ok(try await store.sessionResource(org: org, session: path[2], id: path[4]))
         // Vaults and credentials (secrets are write-only)
         case ("vaults", 2, "POST"): return Self.ok(try await store.createVault(org: org, try body(request)))
         case ("vaults", 2, "GET"):

@@ -101,6 +101,22 @@ extension TenantStore {
         return list
     }
 
+    /// A session's resources (never their tokens), in the order they were given.
+    public func sessionResources(org: String, session: String) async throws -> APIPage {
+        _ = try await self.session(org: org, id: session)
+        let rows = try await jsonRows(
+            "SELECT drover.api_session_resource_json(r)::text FROM drover.session_resources r WHERE r.session_id = $1 ORDER BY r.created_at, r.id",
+            [session])
+        return APIPage(data: rows, nextPage: nil)
+    }
+
+    public func sessionResource(org: String, session: String, id: String) async throws -> JSONValue {
+        _ = try await self.session(org: org, id: session)
+        return try await one(
+            "SELECT drover.api_session_resource_json(r)::text FROM drover.session_resources r WHERE r.session_id = $1 AND r.id = $2",
+            [session, id], missing: "no resource \(id) in session \(session)")
+    }
+
     public func session(org: String, id: String) async throws -> JSONValue {
         try await owned("drover.sessions", render: "drover.api_session_json", id: id, org: org, what: "session")
     }

@@ -100,6 +100,10 @@ repo_session = beta.sessions.create(
 resource = repo_session.resources[0]
 check("repository resource without its token", resource.type == "github_repository" and resource.url == GIT_URL
       and resource.mount_path == "/workspace/project" and GIT_TOKEN not in repo_session.model_dump_json(), resource)
+listed = list(beta.sessions.resources.list(repo_session.id))
+again = beta.sessions.resources.retrieve(resource.id, session_id=repo_session.id)
+check("resources listed and retrieved without the token", [r.id for r in listed] == [resource.id] and again.url == GIT_URL
+      and GIT_TOKEN not in str(listed) + again.model_dump_json(), listed)
 events = run_turn(repo_session.id, "change the repository")
 outputs = [e for e in events if e.type == "agent.tool_result"]
 check("pushed from bash", any("pushed" in str(e.content) for e in outputs), outputs)
