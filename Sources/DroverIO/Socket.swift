@@ -7,6 +7,8 @@ import Synchronization
 public final class Socket: Sendable {
     public let fd: Int32
     private let writeLock = Mutex(false)
+    /// Whether the descriptor was closed, for `shutdown`, which must not wait for a blocked send.
+    private let released = Mutex(false)
 
     public init(fd: Int32) {
         self.fd = fd
@@ -116,15 +118,24 @@ public final class Socket: Sendable {
     }
 
     /// Ends both directions; a blocked reader wakes with end of stream.
+    /// Ends the connection both ways (a reader wakes with end of stream). A no-op once closed:
+    /// the descriptor's number may by then belong to another connection of this process, which a
+    /// late shutdown would cut (seen: a test's Postgres connection, another pool client).
     public func shutdown() {
-        Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        released.withLock { closed in
+            guard !closed else { return }
+            Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        }
     }
 
     public func close() {
         writeLock.withLock { closed in
             guard !closed else { return }
             closed = true
-            Glibc.close(fd)
+            released.withLock { released in
+                released = true
+                Glibc.close(fd)
+            }
         }
     }
 }

@@ -85,7 +85,8 @@ import Testing
         await #expect(throws: PoolProtocol.Failure.self) {
             _ = try await strictClient.provision(repositories: [["url": .string(git.url), "authorization_token": .string(git.token)]])
         }
-        #expect(strict.daemon.log.contains("upstream_unreachable") || strict.daemon.log.contains("repository"))
+        let refused = try await strict.daemon.waitForLog("egress") { $0["decision"]?.stringValue == "refused" }
+        #expect(refused["code"]?.stringValue == "upstream_unreachable", "\(refused.text)")
         #expect(await strict.stop() == 0)
     }
 
