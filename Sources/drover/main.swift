@@ -10,13 +10,19 @@ let commands: [any Command.Type] = [
     VaultNewKeyCommand.self, VaultCreateCommand.self, VaultAddCredentialCommand.self, VaultRotateKeyCommand.self, DemoCommand.self, BenchQueueCommand.self, BenchDrainCommand.self, BenchSandboxCommand.self, BenchHarnessCommand.self,
 ]
 
+/// Commands and their summaries in two columns, as wide as the longest name needs.
+func commandList(_ list: [any Command.Type]) -> String {
+    let width = max(20, (list.map { $0.name.count }.max() ?? 0) + 2)
+    return list.map { "  " + $0.name.padding(toLength: width, withPad: " ", startingAt: 0) + $0.summary }.joined(separator: "\n")
+}
+
 let topHelp = """
     drover: a self-hosted runtime for long-running agents (session log, harnesses, sandboxes).
 
     usage: drover COMMAND [ARGS] [--help]
 
     commands:
-    \(commands.map { "  " + $0.name.padding(toLength: 20, withPad: " ", startingAt: 0) + $0.summary }.joined(separator: "\n"))
+    \(commandList(commands))
 
     Configuration: DATABASE_URL (a libpq URL, e.g. postgresql://drover@127.0.0.1:5432/drover).
     Errors print "error: CODE: message" on standard error and exit 1; usage mistakes exit 2.
@@ -49,7 +55,7 @@ guard let (command, rest) = resolve(words) else {
             usage: drover \(words[0]) COMMAND [ARGS] [--help]
 
             commands:
-            \(group.map { "  " + $0.name.padding(toLength: 20, withPad: " ", startingAt: 0) + $0.summary }.joined(separator: "\n"))
+            \(commandList(group))
             """
         if asksHelp && words.count > 1 {
             print(text)
