@@ -1,3 +1,4 @@
+import DroverIO
 import Foundation
 
 /// Workspaces a dead pool left mounted. A pool killed outright (SIGKILL, OOM) cannot unmount its
@@ -30,26 +31,7 @@ enum LeakedWorkspaces {
         }
     }
 
-    /// `/proc/self/mountinfo`, read to its end (procfs reports a size of 0, which a whole-file
-    /// read takes at its word).
-    static func mountinfo() -> String {
-        let fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return "" }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count > 0 {
-                bytes += chunk[..<count]
-            } else if count < 0 && errno == EINTR {
-                continue
-            } else {
-                break
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    static func mountinfo() -> String { KernelFile.read("/proc/self/mountinfo") ?? "" }
 
     /// Unmounts and removes what dead pools left (those of `own`, the slot this pool now holds,
     /// included: its last holder is gone). Returns how many.

@@ -38,8 +38,8 @@ final class SandboxCgroups: Sendable {
 
     /// Reads the host's layout and makes the pool's groups; the reason when it cannot.
     static func prepare(poolID: String) -> Result<SandboxCgroups, IsolationError> {
-        let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-        let own = (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? ""
+        let mountinfo = KernelFile.read("/proc/self/mountinfo") ?? ""
+        let own = KernelFile.read("/proc/self/cgroup") ?? ""
         let layout = CgroupLayout.plan(mountinfo: mountinfo, selfCgroup: own) {
             try? String(contentsOfFile: $0 + "/cgroup.controllers", encoding: .utf8)
         }
