@@ -54,62 +54,22 @@ public struct HTTPRequestParser: Sendable {
             }
             return .needMore
         }
-        let lines = Self.split(buffer[0..<headEnd])
-        guard let requestLine = lines.first else { return .refused(Refusal(status: 400, message: "no request line")) }
-        if requestLine.count > limits.requestLine {
-            return .refused(Refusal(status: 414, message: "the request line is longer than \(limits.requestLine) bytes"))
+        let head: Head
+        switch Self.head(buffer[0..<headEnd], limits: limits) {
+        case .success(let parsed): head = parsed
+        case .failure(let refusal): return .refused(refusal)
         }
-        if headEnd - requestLine.count > limits.headerBytes {
-            return .refused(Refusal(status: 431, message: "the header block is larger than \(limits.headerBytes) bytes"))
-        }
-        let parts = requestLine.split(separator: 32, omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy(Self.isTokenByte), !parts[1].isEmpty,
-            parts[1].allSatisfy({ $0 > 32 && $0 < 127 })
-        else {
-            return .refused(Refusal(status: 400, message: "malformed request line"))
-        }
-        let version = String(decoding: parts[2], as: UTF8.self)
-        guard version == "HTTP/1.1" || version == "HTTP/1.0" else {
-            return .refused(Refusal(status: 505, message: "only HTTP/1.1 (and 1.0) are served"))
-        }
-        var headers: [String: String] = [:]
-        var contentLengths: [String] = []
-        var transferEncoding: String?
-        let headerLines = lines.dropFirst()
-        if headerLines.count > limits.headerCount {
-            return .refused(Refusal(status: 431, message: "more than \(limits.headerCount) headers"))
-        }
-        for line in headerLines {
-            if let first = line.first, first == 32 || first == 9 {
-                return .refused(Refusal(status: 400, message: "obsolete header line folding is not accepted"))
-            }
-            guard let colon = line.firstIndex(of: 58), colon > line.startIndex,
-                line[line.startIndex..<colon].allSatisfy(Self.isTokenByte)
-            else {
-                return .refused(Refusal(status: 400, message: "malformed header line"))
-            }
-            let name = String(decoding: line[line.startIndex..<colon], as: UTF8.self).lowercased()
-            let rawValue = line[(colon + 1)...]
-            guard !rawValue.contains(where: { ($0 < 32 && $0 != 9) || $0 == 127 }) else {
-                return .refused(Refusal(status: 400, message: "a control character in header \(name)"))
-            }
-            let value = String(decoding: rawValue, as: UTF8.self).trimmingCharacters(in: [" ", "\t"])
-            switch name {
-            case "content-length": contentLengths.append(value)
-            case "transfer-encoding": transferEncoding = (transferEncoding.map { $0 + "," } ?? "") + value.lowercased()
-            default: break
-            }
-            headers[name] = headers[name].map { $0 + ", " + value } ?? value
-        }
+        let (version, headers) = (head.version, head.headers)
+        let contentLengths = head.fields.filter { $0.name.lowercased() == "content-length" }.map(\.value)
+        let encodings = head.fields.filter { $0.name.lowercased() == "transfer-encoding" }.map { $0.value.lowercased() }
+        let transferEncoding = encodings.isEmpty ? nil : encodings.joined(separator: ",")
         if version == "HTTP/1.1" && headers["host"] == nil {
             return .refused(Refusal(status: 400, message: "HTTP/1.1 requires a Host header"))
         }
         let bodyStart = headEnd + 4
-        let method = String(decoding: parts[0], as: UTF8.self)
-        let target = String(decoding: parts[1], as: UTF8.self)
         func request(_ body: [UInt8], _ consumed: Int) -> Step {
             buffer.removeFirst(consumed)
-            return .request(HTTPServerRequest(method: method, path: target, headers: headers, body: body, version: version))
+            return .request(HTTPServerRequest(method: head.method, path: head.target, headers: headers, body: body, version: version))
         }
         if let transferEncoding {
             guard contentLengths.isEmpty else {
@@ -139,6 +99,71 @@ public struct HTTPRequestParser: Sendable {
         }
         guard buffer.count - bodyStart >= length else { return .needMore }
         return request(Array(buffer[bodyStart..<(bodyStart + length)]), bodyStart + length)
+    }
+
+    /// A request head: its request line, and its header fields as sent (order and case kept).
+    public struct Head: Sendable, Equatable {
+        public struct Field: Sendable, Equatable {
+            public var name: String
+            public var value: String
+        }
+
+        public var method: String
+        public var target: String
+        public var version: String
+        public var fields: [Field]
+
+        /// The fields by lower-cased name, repeated ones joined with ", ".
+        public var headers: [String: String] {
+            fields.reduce(into: [:]) { headers, field in
+                let name = field.name.lowercased()
+                headers[name] = headers[name].map { $0 + ", " + field.value } ?? field.value
+            }
+        }
+    }
+
+    /// Parses a request head: the bytes before its blank line (CRLF line ends), with the same
+    /// strictness and limits as `next()`, which uses it (the proxy of sandboxes does too).
+    public static func head(_ bytes: ArraySlice<UInt8>, limits: Limits = Limits()) -> Result<Head, Refusal> {
+        let lines = split(bytes)
+        guard let requestLine = lines.first else { return .failure(Refusal(status: 400, message: "no request line")) }
+        if requestLine.count > limits.requestLine {
+            return .failure(Refusal(status: 414, message: "the request line is longer than \(limits.requestLine) bytes"))
+        }
+        if bytes.count - requestLine.count > limits.headerBytes {
+            return .failure(Refusal(status: 431, message: "the header block is larger than \(limits.headerBytes) bytes"))
+        }
+        let parts = requestLine.split(separator: 32, omittingEmptySubsequences: false)
+        guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy(isTokenByte), !parts[1].isEmpty,
+            parts[1].allSatisfy({ $0 > 32 && $0 < 127 })
+        else {
+            return .failure(Refusal(status: 400, message: "malformed request line"))
+        }
+        let version = String(decoding: parts[2], as: UTF8.self)
+        guard version == "HTTP/1.1" || version == "HTTP/1.0" else {
+            return .failure(Refusal(status: 505, message: "only HTTP/1.1 (and 1.0) are served"))
+        }
+        let headerLines = lines.dropFirst()
+        if headerLines.count > limits.headerCount {
+            return .failure(Refusal(status: 431, message: "more than \(limits.headerCount) headers"))
+        }
+        var fields: [Head.Field] = []
+        for line in headerLines {
+            if let first = line.first, first == 32 || first == 9 {
+                return .failure(Refusal(status: 400, message: "obsolete header line folding is not accepted"))
+            }
+            guard let colon = line.firstIndex(of: 58), colon > line.startIndex, line[line.startIndex..<colon].allSatisfy(isTokenByte) else {
+                return .failure(Refusal(status: 400, message: "malformed header line"))
+            }
+            let name = String(decoding: line[line.startIndex..<colon], as: UTF8.self)
+            let rawValue = line[(colon + 1)...]
+            guard !rawValue.contains(where: { ($0 < 32 && $0 != 9) || $0 == 127 }) else {
+                return .failure(Refusal(status: 400, message: "a control character in header \(name.lowercased())"))
+            }
+            fields.append(Head.Field(name: name, value: String(decoding: rawValue, as: UTF8.self).trimmingCharacters(in: [" ", "\t"])))
+        }
+        return .success(Head(
+            method: String(decoding: parts[0], as: UTF8.self), target: String(decoding: parts[1], as: UTF8.self), version: version, fields: fields))
     }
 
     private enum Dechunked {

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverIO
 import Foundation
 
 /// What the egress proxy does with one request a sandbox sent it. Pure: the proxy parses the
@@ -36,34 +37,7 @@ enum EgressPlanner {
         }
     }
 
-    /// A parsed request head.
-    struct Head: Equatable, Sendable {
-        var method: String
-        var target: String
-        var version: String
-        var headers: [(name: String, value: String)]
-
-        static func == (a: Head, b: Head) -> Bool {
-            a.method == b.method && a.target == b.target && a.version == b.version
-                && a.headers.map(\.name) == b.headers.map(\.name) && a.headers.map(\.value) == b.headers.map(\.value)
-        }
-
-        /// Parses the bytes before the blank line (`\r\n` or `\n` line ends).
-        static func parse(_ text: String) -> Head? {
-            // "\r\n" is one Character in Swift: split on either ending.
-            var lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map(String.init)
-            while lines.last == "" { lines.removeLast() }
-            guard let first = lines.first else { return nil }
-            let parts = first.split(separator: " ", omittingEmptySubsequences: true)
-            guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else { return nil }
-            var headers: [(String, String)] = []
-            for line in lines.dropFirst() {
-                guard let colon = line.firstIndex(of: ":"), colon != line.startIndex, !line.first!.isWhitespace else { return nil }
-                headers.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingSpaces))
-            }
-            return Head(method: String(parts[0]), target: String(parts[1]), version: String(parts[2]), headers: headers)
-        }
-    }
+    typealias Head = HTTPRequestParser.Head
 
     /// Headers a proxy consumes (hop-by-hop) or a sandbox may not set toward a repository.
     static let dropped: Set<String> = ["proxy-connection", "proxy-authorization", "connection", "keep-alive", "te", "upgrade"]
@@ -96,7 +70,7 @@ enum EgressPlanner {
             return repositoryPlan(head, path: path, network: network)
         }
         guard policy.allows(host: host, port: port) else { return .refuse(.denied(host, port, policy)) }
-        var headers = head.headers.filter { !dropped.contains($0.name.lowercased()) }
+        var headers = head.fields.filter { !dropped.contains($0.name.lowercased()) }.map { ($0.name, $0.value) }
         headers.append(("Connection", "close"))
         return .forward(host: host, port: port, head: render(head.method, path, headers))
     }
@@ -110,7 +84,8 @@ enum EgressPlanner {
             return .refuse(Refusal(status: 404, code: "unknown_repository", message: "no repository named \(name) is mounted in this session"))
         }
         let rest = path.dropFirst(1 + name.count)
-        var headers = head.headers.filter { !dropped.contains($0.name.lowercased()) && !["host", "authorization"].contains($0.name.lowercased()) }
+        var headers = head.fields.filter { !dropped.contains($0.name.lowercased()) && !["host", "authorization"].contains($0.name.lowercased()) }
+            .map { ($0.name, $0.value) }
         let defaultPort = remote.https ? 443 : 80
         headers.insert(("Host", remote.port == defaultPort ? remote.host : "\(remote.host):\(remote.port)"), at: 0)
         if let token = repository.token {
@@ -150,11 +125,5 @@ enum EgressPlanner {
         let reason = [403: "Forbidden", 404: "Not Found", 502: "Bad Gateway", 503: "Service Unavailable"][refusal.status] ?? "Bad Request"
         return "HTTP/1.1 \(refusal.status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\nX-Drover-Error: \(refusal.code)\r\n"
             + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
-    }
-}
-
-extension Substring {
-    var trimmingSpaces: String {
-        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
     }
 }

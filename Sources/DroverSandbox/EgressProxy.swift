@@ -59,13 +59,13 @@ final class EgressProxy: Sendable {
         client.setReadTimeout(30)
         var buffered: [UInt8] = []
         let started = ContinuousClock.now
-        guard let headEnd = readHead(client, &buffered), let head = EgressPlanner.Head.parse(String(decoding: buffered[..<headEnd], as: UTF8.self)) else {
+        guard let headEnd = readHead(client, &buffered), case .success(let head) = HTTPRequestParser.head(buffered[..<headEnd]) else {
             refuse(client, EgressPlanner.Refusal(status: 400, code: "bad_proxy_request", message: "the request head is malformed or larger than \(Self.maxHead) bytes"),
                    sandbox: sandbox, target: "?")
             return
         }
         client.setReadTimeout(nil)
-        let body = Array(buffered[headEnd...])
+        let body = Array(buffered[(headEnd + 4)...])
         let plan = EgressPlanner.plan(head, network: network)
         let (host, port): (String, Int)
         switch plan {
@@ -129,19 +129,10 @@ final class EgressProxy: Sendable {
 
     // MARK: - Reading
 
-    /// The offset just past the blank line ending the head.
+    /// Where the blank line ending the head starts (reading until it has come).
     private func readHead(_ socket: Socket, _ buffered: inout [UInt8]) -> Int? {
-        var searched = 0
         while true {
-            var index = max(0, searched - 3)
-            while index + 1 < buffered.count {
-                if buffered[index] == 10 {
-                    if buffered[index + 1] == 10 { return index + 2 }
-                    if buffered[index + 1] == 13, index + 2 < buffered.count, buffered[index + 2] == 10 { return index + 3 }
-                }
-                index += 1
-            }
-            searched = buffered.count
+            if let end = HTTPRequestParser.find([13, 10, 13, 10], in: buffered[...]) { return end }
             guard buffered.count < Self.maxHead, readMore(socket, &buffered) else { return nil }
         }
     }

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverIO
 import Foundation
 import Testing
 
@@ -11,7 +12,8 @@ struct EgressPlannerTests {
     }
 
     static func head(_ text: String) -> EgressPlanner.Head {
-        EgressPlanner.Head.parse(text)!
+        let bytes = Array(text.utf8)
+        return try! HTTPRequestParser.head(bytes[..<HTTPRequestParser.find([13, 10, 13, 10], in: bytes[...])!]).get()
     }
 
     @Test func connectIsTunnelledOnlyWhenThePolicyAllowsTheHostAndPort() {
