@@ -48,6 +48,24 @@ int drover_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC)
    accepts the sandbox's connections on it and proxies them, and no process of ours runs inside
    the sandbox's namespace. Raw syscalls only: this runs after vfork. */
 
+/* One byte of data and room for one descriptor: what passes a socket between the two. */
+struct drover_fd_message {
+    char byte;
+    struct iovec data;
+    struct msghdr message;
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
+};
+
+static void drover_fd_message_init(struct drover_fd_message *m) {
+    memset(m, 0, sizeof *m);
+    m->data.iov_base = &m->byte;
+    m->data.iov_len = 1;
+    m->message.msg_iov = &m->data;
+    m->message.msg_iovlen = 1;
+    m->message.msg_control = m->control.space;
+    m->message.msg_controllen = sizeof m->control.space;
+}
+
 static int drover_network_start(const struct drover_spawn_options *o) {
     if (unshare(CLONE_NEWNET) != 0) return -1;
     int control = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -67,38 +85,23 @@ static int drover_network_start(const struct drover_spawn_options *o) {
     address.sin_port = htons((unsigned short)o->network_port);
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 64) != 0) return -1;
-    char byte = 0;
-    struct iovec data = { &byte, 1 };
-    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control_message;
-    memset(&control_message, 0, sizeof control_message);
-    struct msghdr message;
-    memset(&message, 0, sizeof message);
-    message.msg_iov = &data;
-    message.msg_iovlen = 1;
-    message.msg_control = control_message.space;
-    message.msg_controllen = sizeof control_message.space;
-    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    struct drover_fd_message m;
+    drover_fd_message_init(&m);
+    struct cmsghdr *header = CMSG_FIRSTHDR(&m.message);
     header->cmsg_level = SOL_SOCKET;
     header->cmsg_type = SCM_RIGHTS;
     header->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(header), &listener, sizeof(int));
-    ssize_t sent = sendmsg(o->network_channel, &message, MSG_NOSIGNAL);
+    ssize_t sent = sendmsg(o->network_channel, &m.message, MSG_NOSIGNAL);
     close(listener);
     return sent == 1 ? 0 : -1;
 }
 
 int drover_receive_fd(int channel) {
-    char byte;
-    struct iovec data = { &byte, 1 };
-    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control_message;
-    struct msghdr message;
-    memset(&message, 0, sizeof message);
-    message.msg_iov = &data;
-    message.msg_iovlen = 1;
-    message.msg_control = control_message.space;
-    message.msg_controllen = sizeof control_message.space;
-    if (recvmsg(channel, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) != 1) return -1;
-    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    struct drover_fd_message m;
+    drover_fd_message_init(&m);
+    if (recvmsg(channel, &m.message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) != 1) return -1;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&m.message);
     if (header == NULL || header->cmsg_type != SCM_RIGHTS || header->cmsg_len != CMSG_LEN(sizeof(int))) return -1;
     int fd;
     memcpy(&fd, CMSG_DATA(header), sizeof(int));

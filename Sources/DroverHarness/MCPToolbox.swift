@@ -56,7 +56,7 @@ struct MCPToolbox: Sendable {
 
     static let empty = MCPToolbox()
 
-    static func connect(_ servers: [MCPServerSpec], access: SessionAccess, taken: Set<String>, log: Log) async -> MCPToolbox {
+    static func connect(_ servers: [MCPServerSpec], access: VaultCredentials, taken: Set<String>, log: Log) async -> MCPToolbox {
         var box = MCPToolbox()
         var names = taken
         for server in servers {

@@ -45,7 +45,10 @@ public struct HTTPError: Error, Sendable, CustomStringConvertible {
 public struct HTTPClient: Sendable {
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
-    public init() { _ = Self.globalInit }
+    public init() { Self.initializeCurl() }
+
+    /// curl's process-wide set-up, once, before any handle (TLSConnection's too).
+    static func initializeCurl() { _ = globalInit }
 
     /// Performs `request`, streaming the body to `onData`; returns the response head.
     public func perform(_ request: HTTPRequest, onData: @escaping @Sendable ([UInt8]) -> Void) async throws -> HTTPResponseHead {

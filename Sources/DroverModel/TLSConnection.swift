@@ -17,7 +17,7 @@ public final class TLSConnection: @unchecked Sendable {
 
     /// Connects and completes the handshake. `caFile`: extra trusted roots (a private CA).
     public init(host: String, port: Int, caFile: String?, timeout: Double) throws {
-        _ = HTTPClient()
+        HTTPClient.initializeCurl()
         guard let handle = curl_easy_init() else { throw HTTPError(message: "curl_easy_init failed", cancelled: false) }
         let authority = host.contains(":") ? "[\(host)]" : host
         drover_curl_set_string(handle, CURLOPT_URL, "https://\(authority):\(port)/")

@@ -170,23 +170,14 @@ final class SandboxPool: Sendable {
             id: id, session: session, resources: resources, workspace: workspace, uid: workspace.owner?.uid ?? getuid(), cgroup: cgroup,
             network: network, announced: announced)
         for repository in network?.repositories ?? [] {
-            let outcome = await tools.run("bash", input: ["command": .string(Self.cloneScript(repository))], in: sandbox)
-            guard case .success(let result) = outcome, result["is_error"]?.boolValue == false else {
-                release(sandbox.workspace, sandbox.cgroup)
-                let detail = (try? outcome.get())?["output"]?.stringValue ?? "\(outcome)"
-                throw Failure(.repositoryFailed, "cloning \(repository.url) into \(repository.mountPath) failed: \(detail.suffix(2000))")
+            try await runProvisionScript(sandbox,  Self.cloneScript(repository)) { detail in
+                Failure(.repositoryFailed, "cloning \(repository.url) into \(repository.mountPath) failed: \(detail)")
             }
             log.info("repository cloned", ("sandbox", .string(sandbox.id)), ("repository", repository.logged))
         }
         if let setup = resources.setup {
-            let outcome = await tools.run("bash", input: ["command": .string(setup)], in: sandbox)
-            if case .success(let result) = outcome, result["is_error"]?.boolValue == false {
-                log.info("setup ran", ("sandbox", .string(sandbox.id)))
-            } else {
-                release(sandbox.workspace, sandbox.cgroup)
-                let detail = (try? outcome.get())?["output"]?.stringValue ?? "\(outcome)"
-                throw Failure(.setupFailed, "the setup script failed: \(detail.suffix(2000))")
-            }
+            try await runProvisionScript(sandbox,  setup) { Failure(.setupFailed, "the setup script failed: \($0)") }
+            log.info("setup ran", ("sandbox", .string(sandbox.id)))
         }
         let admitted = state.withLock { state -> Bool in
             guard !state.shuttingDown else { return false }
@@ -201,6 +192,16 @@ final class SandboxPool: Sendable {
         }
         if announced { events(.provisioned(id: sandbox.id, session: session)) }
         return sandbox
+    }
+
+    /// Runs a provision's script in the new sandbox; when it fails, the sandbox is released and
+    /// `failure` is thrown with the end of its output.
+    private func runProvisionScript(_ sandbox: Sandbox, _ script: String, failure: (String) -> Failure) async throws(Failure) {
+        let outcome = await tools.run("bash", input: ["command": .string(script)], in: sandbox)
+        if case .success(let result) = outcome, result["is_error"]?.boolValue == false { return }
+        release(sandbox.workspace, sandbox.cgroup)
+        let detail = (try? outcome.get())?["output"]?.stringValue ?? "\(outcome)"
+        throw failure(String(detail.suffix(2000)))
     }
 
     /// Clones a repository inside the sandbox, through the proxy's relay, so that `origin` is the

@@ -101,9 +101,9 @@ struct Tools: Sendable {
     }
 
     private func runProcess(_ command: [String], sandbox: Sandbox, timeout: Double, callID: String) async throws -> JSONValue {
-        let networked = sandbox.network != nil && egress != nil
+        let network = egress != nil ? sandbox.network : nil
         let launch = isolation.launch(
-            command, workspace: sandbox.workspace, uid: sandbox.uid, resources: sandbox.resources, cgroup: sandbox.cgroup, networked: networked)
+            command, workspace: sandbox.workspace, uid: sandbox.uid, resources: sandbox.resources, cgroup: sandbox.cgroup, networked: network != nil)
         let limits = ProcessRunner.Limits(timeout: timeout, keep: sandbox.resources.outputBytes, drainLimit: max(8 << 20, sandbox.resources.outputBytes * 4))
         let key = ProcessTable.key(sandbox: sandbox.id, call: callID)
         let (track, cgroup) = (self.track, sandbox.cgroup)
@@ -114,9 +114,9 @@ struct Tools: Sendable {
         // Born in the sandbox's groups when a spawner thread lives there (v1); else it joins them.
         let (started, oomBefore) = if let spawner = cgroup?.spawner { try await spawner.run(spawn) } else { try await waits.run(spawn) }
         // While the call runs, the proxy serves what the sandbox connects to 127.0.0.1:3128.
-        let gate = started.proxyListener.flatMap { listener in sandbox.network.flatMap { egress?.open(listener, for: sandbox, network: $0) } }
+        var gate: EgressProxy.Gate?
+        if let listener = started.proxyListener, let network, let egress { gate = egress.open(listener, for: sandbox, network: network) }
         defer { gate?.close() }
-        if networked && gate == nil { throw Failure(.internal, "the call's network namespace did not come back to the pool") }
         let (outcome, oomAfter) = try await waits.run { (ProcessRunner.collect(started, limits: limits) { track(key, $0) }, cgroup?.oomKills) }
         // Any bytes: NUL and invalid UTF-8 are shown as symbols, and the exact bytes travel too.
         var (text, exact) = ToolText.render(outcome.output)

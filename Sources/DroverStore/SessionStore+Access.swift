@@ -1,10 +1,10 @@
 import DroverCore
 import DroverPostgres
 
-/// What a session may reach beyond its sandbox, with its secrets opened: read by the harness when
-/// it needs them (a sandbox to provision, an MCP server to call), never logged, never in an event.
-public struct SessionAccess: Sendable {
-    public var repositories: [RepositoryResource]
+/// The MCP credentials of a session's vaults, opened: read by the harness when it connects the
+/// agent's MCP servers, never logged, never in an event. (Its repositories, with their tokens,
+/// are `SessionStore.repositories`, read when a sandbox is made.)
+public struct VaultCredentials: Sendable {
     /// The static bearer credentials of the session's vaults, in `vault_ids` order: the first
     /// whose `mcp_server_url` matches a server is the one used.
     public var credentials: [(mcpServerURL: String, token: String)]
@@ -44,7 +44,7 @@ extension SessionStore {
     }
 
     /// The MCP credentials of the session's vaults (opened with `key`).
-    public func credentials(_ session: SessionID, key: String?) async throws -> SessionAccess {
+    public func credentials(_ session: SessionID, key: String?) async throws -> VaultCredentials {
         let rows = try await mappingErrors {
             try await pool.query(
                 """
@@ -60,7 +60,7 @@ extension SessionStore {
             guard let token = try row.decodeIfPresent(1, as: String.self) else { throw Self.noKey }
             return (try row.decode(0), token)
         }
-        return SessionAccess(repositories: [], credentials: credentials)
+        return VaultCredentials(credentials: credentials)
     }
 
     static var noKey: DroverError {

@@ -7,7 +7,7 @@ public final class GitServer: @unchecked Sendable {
     public let root: String
     public let token: String
     public let url: String
-    private let process: Process
+    private let process: AnnouncingProcess
 
     /// The certificate it serves with `https` (self-signed for `host`; a client trusts it as its CA).
     public let certificate: String?
@@ -30,31 +30,20 @@ public final class GitServer: @unchecked Sendable {
         var tls: [String] = []
         if https {
             let (certificate, key) = (root + "/cert.pem", root + "/key.pem")
-            let openssl = Process()
-            openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            openssl.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1",
-                                 "-subj", "/CN=\(host)", "-addext", "subjectAltName=IP:\(host)"]
-            openssl.standardError = FileHandle.nullDevice
-            try openssl.run()
-            openssl.waitUntilExit()
-            guard openssl.terminationStatus == 0 else { throw DroverError(.invalidArgument, "openssl could not make a certificate") }
+            let made = try DroverProcess.runBlocking(
+                binary: "/usr/bin/openssl",
+                ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1",
+                 "-subj", "/CN=\(host)", "-addext", "subjectAltName=IP:\(host)"], environment: [:])
+            guard made.status == 0 else { throw DroverError(.invalidArgument, "openssl could not make a certificate: \(made.stderr)") }
             tls = [certificate, key]
             self.certificate = certificate
         } else {
             certificate = nil
         }
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [TestDatabase.packageRoot.appendingPathComponent("Tests/git/git_http_server.py").path, root, token, host] + tls
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let fd = output.fileHandleForReading.fileDescriptor
-        var line: [UInt8] = []
-        var byte: UInt8 = 0
-        while read(fd, &byte, 1) == 1, byte != 10 { line.append(byte) }
-        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
-            kill(process.processIdentifier, SIGKILL)
+        process = try AnnouncingProcess(
+            "/usr/bin/python3", [TestDatabase.packageRoot.appendingPathComponent("Tests/git/git_http_server.py").path, root, token, host] + tls)
+        guard let port = Int(process.firstLine) else {
+            process.stop()
             throw DroverError(.invalidArgument, "the git server did not start")
         }
         url = "\(https ? "https" : "http")://\(host):\(port)/project.git"
@@ -66,9 +55,7 @@ public final class GitServer: @unchecked Sendable {
     }
 
     public func stop() {
-        // SIGKILL: a child of the test runner may inherit a mask that blocks SIGTERM.
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.stop()
         try? FileManager.default.removeItem(atPath: root)
     }
 
@@ -77,15 +64,8 @@ public final class GitServer: @unchecked Sendable {
     }
 
     static func output(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/git")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw DroverError(.invalidArgument, "git \(arguments.joined(separator: " ")) failed") }
-        return String(decoding: data, as: UTF8.self)
+        let ran = try DroverProcess.runBlocking(binary: "/usr/bin/git", arguments, environment: [:])
+        guard ran.status == 0 else { throw DroverError(.invalidArgument, "git \(arguments.joined(separator: " ")) failed: \(ran.stderr)") }
+        return ran.stdout
     }
 }

@@ -7,7 +7,7 @@ import Foundation
 public final class MCPTestServer: @unchecked Sendable {
     public let token: String
     public let url: String
-    private let process: Process
+    private let process: AnnouncingProcess
 
     public init(host: String = "127.0.0.2") throws {
         token = "mcp-" + (0..<3).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 36) }.joined()
@@ -15,26 +15,17 @@ public final class MCPTestServer: @unchecked Sendable {
         let probe = try Listener(host: host, port: 0)
         let port = probe.port
         probe.shutdown()
-        process = Process()
-        process.executableURL = TestDatabase.packageRoot.appendingPathComponent(".drover/sdk/bin/python")
-        process.arguments = [TestDatabase.packageRoot.appendingPathComponent("Tests/mcp/mcp_server.py").path, token, host, String(port)]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let fd = output.fileHandleForReading.fileDescriptor
-        var line: [UInt8] = []
-        var byte: UInt8 = 0
-        while read(fd, &byte, 1) == 1, byte != 10 { line.append(byte) }
-        guard String(decoding: line, as: UTF8.self) == "ready" else {
-            kill(process.processIdentifier, SIGKILL)
+        process = try AnnouncingProcess(
+            TestDatabase.packageRoot.appendingPathComponent(".drover/sdk/bin/python").path,
+            [TestDatabase.packageRoot.appendingPathComponent("Tests/mcp/mcp_server.py").path, token, host, String(port)])
+        guard process.firstLine == "ready" else {
+            process.stop()
             throw DroverError(.invalidArgument, "the MCP server did not start (make test installs mcp into .drover/sdk)")
         }
         url = "http://\(host):\(port)/mcp"
     }
 
     public func stop() {
-        // SIGKILL: a child of the test runner may inherit a mask that blocks SIGTERM.
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.stop()
     }
 }

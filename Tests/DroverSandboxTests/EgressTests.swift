@@ -87,15 +87,14 @@ import Testing
         guard geteuid() == 0 else { return }
         // An abstract Unix socket on the host: abstract names belong to a network namespace.
         let abstract = "drover-egress-test-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         // …and one in the host's filesystem, which no sandbox sees.
         let hostSocket = NSTemporaryDirectory() + abstract + ".sock"
-        holder.arguments = ["-c", "import socket,time; s=socket.socket(socket.AF_UNIX); s.bind('\\0\(abstract)'); s.listen(); f=socket.socket(socket.AF_UNIX); f.bind('\(hostSocket)'); f.listen(); time.sleep(60)"]
-        try holder.run()
+        let holder = try AnnouncingProcess("/usr/bin/python3", [
+            "-c",
+            "import socket,time; s=socket.socket(socket.AF_UNIX); s.bind('\\0\(abstract)'); s.listen(); f=socket.socket(socket.AF_UNIX); f.bind('\(hostSocket)'); f.listen(); print('ready', flush=True); time.sleep(60)",
+        ])
         defer {
-            kill(holder.processIdentifier, SIGKILL)
-            holder.waitUntilExit()
+            holder.stop()
             unlink(hostSocket)
         }
         let pool = try await RunningPool.start()
@@ -118,7 +117,7 @@ import Testing
             attempt("abstract", lambda: socket.socket(socket.AF_UNIX), "\\0\(abstract)")
             attempt("tcp_direct", lambda: socket.create_connection(("127.0.0.1", 5432), 3))
             """
-        try await client.execute(sandbox: sandbox, callID: "w", name: "write", input: ["file_path": "/workspace/probe.py", "content": .string(script)])
+        _ = try await client.execute(sandbox: sandbox, callID: "w", name: "write", input: ["file_path": "/workspace/probe.py", "content": .string(script)])
         let probed = try await bash(client, sandbox, "python3 probe.py")
         let lines = Set(probed.output.split(separator: "\n").map(String.init))
         #expect(lines.contains("raw EPERM") && lines.contains("raw6 EPERM") && lines.contains("packet EPERM"), "\(probed.output)")
@@ -134,7 +133,7 @@ import Testing
     /// pip installs from a local package index only when the index's host is allowed.
     @Test func pipInstallsFromAnAllowedIndexOnly() async throws {
         guard geteuid() == 0 else { return }
-        let wheel = try Self.buildWheel()
+        let wheel = try await Self.buildWheel()
         let index = "<html><body><a href=\"/files/drover_probe-1.0-py3-none-any.whl\">drover_probe-1.0-py3-none-any.whl</a></body></html>"
         let server = try Self.serve("127.0.0.2", [
             "/simple/drover-probe/": Array(index.utf8), "/files/drover_probe-1.0-py3-none-any.whl": wheel,
@@ -176,7 +175,7 @@ import Testing
     }
 
     /// A minimal wheel (a module and its metadata), built with Python's zipfile.
-    static func buildWheel() throws -> [UInt8] {
+    static func buildWheel() async throws -> [UInt8] {
         let path = NSTemporaryDirectory() + "drover-probe-" + String(UInt64.random(in: 0...UInt64.max), radix: 16) + ".whl"
         defer { try? FileManager.default.removeItem(atPath: path) }
         let script = """
@@ -196,11 +195,8 @@ import Testing
                 record.append("drover_probe-1.0.dist-info/RECORD,,")
                 z.writestr("drover_probe-1.0.dist-info/RECORD", "\\n".join(record) + "\\n")
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", script, path]
-        try process.run()
-        process.waitUntilExit()
+        let built = try await DroverProcess.run(program: "/usr/bin/python3", ["-c", script, path], environment: [:])
+        guard built.status == 0 else { throw DroverError(.invalidArgument, "the wheel was not built: \(built.stderr)") }
         return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
     }
 }
