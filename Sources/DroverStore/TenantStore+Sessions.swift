@@ -73,9 +73,17 @@ extension TenantStore {
         guard Set(ids).count == ids.count, ids.allSatisfy({ $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } }) else {
             throw DroverError(.invalidArgument, "vault_ids must name each vault once")
         }
+        guard !ids.isEmpty else { return ids }
+        // One look-up for all of them; answered as retrieving each would (404 missing, 400 archived).
+        let archived: [String: Bool] = try await mappingErrors {
+            try await pool.query(
+                "SELECT id, archived_at IS NOT NULL FROM drover.vaults WHERE org_id = $1 AND id = ANY($2::text[])",
+                [org, "{" + ids.joined(separator: ",") + "}"]
+            ).reduce(into: [:]) { found, row in found[try row.decode(0)] = try row.decode(1) }
+        }
         for id in ids {
-            let vault = try await self.vault(org: org, id: id)
-            if vault["archived_at"] != nil && vault["archived_at"] != .null { throw DroverError(.invalidArgument, "vault \(id) is archived") }
+            guard let isArchived = archived[id] else { throw DroverError(.notFound, "no vault \(id)") }
+            if isArchived { throw DroverError(.invalidArgument, "vault \(id) is archived") }
         }
         return ids
     }
