@@ -1,17 +1,27 @@
 /// An HTTP/1.1 request parser: bytes in, requests or a refusal out. Pure (no I/O), so every
-/// malformed or hostile input is a table test.
+/// malformed or hostile input is a table test, and a libFuzzer target (`Fuzz/`) feeds it.
 ///
 /// Strict where leniency has bitten servers: one request line `METHOD SP target SP HTTP/1.x`;
-/// header names are tokens, no whitespace before the colon, no obsolete line folding; at most one
-/// `Content-Length`, never together with `Transfer-Encoding` (request smuggling), and only
-/// `chunked` as a transfer coding; limits on the request line, the header block, the header count
-/// and the body. Pipelined requests are parsed one after another from the same buffer.
+/// header names are tokens, no whitespace before the colon, no obsolete line folding; one `Host`;
+/// at most one `Content-Length`, never together with `Transfer-Encoding` (request smuggling), and
+/// only `chunked` as a transfer coding; a chunk size is hex digits and nothing else (no sign, no
+/// `0x`); limits on the request line, the header block, the header count, a chunk's size line
+/// with its extensions, the trailers, and the body.
+///
+/// Incremental: a state machine over one buffer, so each byte is looked at a bounded number of
+/// times however it is split across reads (a body is never re-parsed when more arrives, a head is
+/// searched from where the last search stopped). Pipelined requests come out one after another.
 public struct HTTPRequestParser: Sendable {
     public struct Limits: Sendable {
         public var requestLine = 8 * 1024
         public var headerBytes = 32 * 1024
         public var headerCount = 100
         public var body = 8 << 20
+        /// A chunk's size line, extensions included.
+        public var chunkLine = 1024
+        /// All trailer lines of a chunked body together, and how many there may be.
+        public var trailerBytes = 8 * 1024
+        public var trailerCount = 32
         public init() {}
     }
 
@@ -27,79 +37,219 @@ public struct HTTPRequestParser: Sendable {
         case refused(Refusal)
     }
 
+    private enum State: Sendable {
+        /// Reading a head; `scanned` bytes after `start` are known to hold no blank line.
+        case head(scanned: Int)
+        case fixedBody(length: Int)
+        /// Chunked: reading a size line (`scanned` as for the head).
+        case chunkSize(scanned: Int)
+        case chunkData(size: Int)
+        case trailers(bytes: Int, count: Int, scanned: Int)
+        /// A refusal is final: the connection closes after it.
+        case failed(Refusal)
+    }
+
     public let limits: Limits
     private var buffer: [UInt8] = []
+    /// Where unconsumed bytes begin; the consumed prefix is dropped in large steps, not per request.
+    private var start = 0
+    private var state = State.head(scanned: 0)
+    /// The request being read once its head is parsed, and its chunked body so far (kept out of
+    /// `state` so that appending never copies it).
+    private var head: Head?
+    private var body: [UInt8] = []
 
     public init(limits: Limits = Limits()) { self.limits = limits }
 
     /// Bytes buffered but not yet part of a returned request.
-    public var buffered: Int { buffer.count }
+    public var buffered: Int { buffer.count - start }
 
     /// Adds bytes; call `next()` until it answers `needMore`.
-    public mutating func feed<S: Sequence>(_ bytes: S) where S.Element == UInt8 { buffer.append(contentsOf: bytes) }
+    public mutating func feed<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+        if start > 0 && (start >= 65_536 || start == buffer.count) {
+            buffer.removeFirst(start)
+            start = 0
+        }
+        buffer.append(contentsOf: bytes)
+    }
 
     /// The next complete request, if the buffer holds one.
     public mutating func next() -> Step {
+        while true {
+            switch advance() {
+            case .some(let step):
+                if case .refused(let refusal) = step { state = .failed(refusal) }
+                return step
+            case .none:
+                continue
+            }
+        }
+    }
+
+    private static func refuse(_ status: Int, _ message: String) -> Step { .refused(Refusal(status: status, message: message)) }
+
+    /// One transition: a step to return, or nil when the state moved on and parsing continues.
+    private mutating func advance() -> Step? {
+        switch state {
+        case .failed(let refusal):
+            return .refused(refusal)
+        case .head(let scanned):
+            return readHead(scanned: scanned)
+        case .fixedBody(let length):
+            guard buffer.count - start >= length else { return .needMore }
+            body = Array(buffer[start..<(start + length)])
+            return finish(consumed: length)
+        case .chunkSize(let scanned):
+            return readChunkSize(scanned: scanned)
+        case .chunkData(let size):
+            guard buffer.count - start >= size + 2 else { return .needMore }
+            guard buffer[start + size] == 13, buffer[start + size + 1] == 10 else {
+                return Self.refuse(400, "a chunk does not end with CRLF")
+            }
+            body += buffer[start..<(start + size)]
+            start += size + 2
+            state = .chunkSize(scanned: 0)
+            return nil
+        case .trailers(let bytes, let count, let scanned):
+            return readTrailer(bytes: bytes, count: count, scanned: scanned)
+        }
+    }
+
+    private mutating func finish(consumed: Int) -> Step {
+        start += consumed
+        state = .head(scanned: 0)
+        guard let head else { return Self.refuse(500, "no head") }
+        defer { (self.head, body) = (nil, []) }
+        return .request(HTTPServerRequest(method: head.method, path: head.target, headers: head.headers, body: body, version: head.version))
+    }
+
+    /// The end of the next CRLF-terminated line from `start + scanned`, or nil with how far was searched.
+    private func lineEnd(after scanned: Int) -> (end: Int?, scanned: Int) {
+        let from = start + max(0, scanned - 1)
+        if let end = Self.find([13, 10], in: buffer[from...]) { return (end, end - start) }
+        return (nil, max(0, buffer.count - start))
+    }
+
+    private mutating func readHead(scanned: Int) -> Step? {
         // Tolerate empty lines before a request line (RFC 9112 §2.2).
-        while buffer.count >= 2 && buffer[0] == 13 && buffer[1] == 10 { buffer.removeFirst(2) }
-        guard let headEnd = Self.find([13, 10, 13, 10], in: buffer[...]) else {
-            if let lineEnd = Self.find([13, 10], in: buffer[...]), lineEnd > limits.requestLine {
-                return .refused(Refusal(status: 414, message: "the request line is longer than \(limits.requestLine) bytes"))
+        if scanned == 0 {
+            while buffer.count - start >= 2 && buffer[start] == 13 && buffer[start + 1] == 10 { start += 2 }
+        }
+        let from = start + max(0, scanned - 3)
+        guard let headEnd = Self.find([13, 10, 13, 10], in: buffer[from...]) else {
+            let available = buffer.count - start
+            let firstLine = Self.find([13, 10], in: buffer[start..<min(buffer.count, start + limits.requestLine + 2)])
+            if firstLine == nil && available > limits.requestLine {
+                return Self.refuse(414, "the request line is longer than \(limits.requestLine) bytes")
             }
-            if Self.find([13, 10], in: buffer[...]) == nil && buffer.count > limits.requestLine {
-                return .refused(Refusal(status: 414, message: "the request line is longer than \(limits.requestLine) bytes"))
+            if available > limits.requestLine + limits.headerBytes {
+                return Self.refuse(431, "the header block is larger than \(limits.headerBytes) bytes")
             }
-            if buffer.count > limits.requestLine + limits.headerBytes {
-                return .refused(Refusal(status: 431, message: "the header block is larger than \(limits.headerBytes) bytes"))
-            }
+            state = .head(scanned: available)
             return .needMore
         }
         let head: Head
-        switch Self.head(buffer[0..<headEnd], limits: limits) {
+        switch Self.head(buffer[start..<headEnd], limits: limits) {
         case .success(let parsed): head = parsed
         case .failure(let refusal): return .refused(refusal)
         }
-        let (version, headers) = (head.version, head.headers)
+        start = headEnd + 4
+        self.head = head
+        let hosts = head.fields.filter { $0.name.lowercased() == "host" }
+        if head.version == "HTTP/1.1" && hosts.isEmpty { return Self.refuse(400, "HTTP/1.1 requires a Host header") }
+        if hosts.count > 1 { return Self.refuse(400, "more than one Host header") }
         let contentLengths = head.fields.filter { $0.name.lowercased() == "content-length" }.map(\.value)
         let encodings = head.fields.filter { $0.name.lowercased() == "transfer-encoding" }.map { $0.value.lowercased() }
-        let transferEncoding = encodings.isEmpty ? nil : encodings.joined(separator: ",")
-        if version == "HTTP/1.1" && headers["host"] == nil {
-            return .refused(Refusal(status: 400, message: "HTTP/1.1 requires a Host header"))
-        }
-        let bodyStart = headEnd + 4
-        func request(_ body: [UInt8], _ consumed: Int) -> Step {
-            buffer.removeFirst(consumed)
-            return .request(HTTPServerRequest(method: head.method, path: head.target, headers: headers, body: body, version: version))
-        }
-        if let transferEncoding {
-            guard contentLengths.isEmpty else {
-                return .refused(Refusal(status: 400, message: "Content-Length and Transfer-Encoding together are refused"))
-            }
-            guard transferEncoding == "chunked" else {
-                return .refused(Refusal(status: 501, message: "only the chunked transfer coding is accepted"))
-            }
-            switch Self.dechunk(buffer[bodyStart...], limit: limits.body) {
-            case .needMore: return .needMore
-            case .refused(let refusal): return .refused(refusal)
-            case .done(let body, let end): return request(body, end)
-            }
+        if !encodings.isEmpty {
+            guard contentLengths.isEmpty else { return Self.refuse(400, "Content-Length and Transfer-Encoding together are refused") }
+            guard head.version == "HTTP/1.1" else { return Self.refuse(400, "Transfer-Encoding is refused in an HTTP/1.0 request") }
+            guard encodings.joined(separator: ",") == "chunked" else { return Self.refuse(501, "only the chunked transfer coding is accepted") }
+            state = .chunkSize(scanned: 0)
+            return nil
         }
         var length = 0
         if !contentLengths.isEmpty {
-            let distinct = Set(contentLengths.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: [" "]) } })
-            guard distinct.count == 1, let only = distinct.first, !only.isEmpty, only.allSatisfy(\.isASCII), only.allSatisfy(\.isNumber),
-                only.count <= 12, let parsed = Int(only)
+            let distinct = Set(contentLengths.flatMap { $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: [" "]) } })
+            guard distinct.count == 1, let only = distinct.first, !only.isEmpty, only.utf8.allSatisfy(Self.isDigit), only.count <= 12,
+                let parsed = Int(only)
             else {
-                return .refused(Refusal(status: 400, message: "a malformed or repeated Content-Length"))
+                return Self.refuse(400, "a malformed or repeated Content-Length")
             }
             length = parsed
         }
-        if length > limits.body {
-            return .refused(Refusal(status: 413, message: "the body is larger than \(limits.body) bytes"))
-        }
-        guard buffer.count - bodyStart >= length else { return .needMore }
-        return request(Array(buffer[bodyStart..<(bodyStart + length)]), bodyStart + length)
+        if length > limits.body { return Self.refuse(413, "the body is larger than \(limits.body) bytes") }
+        state = .fixedBody(length: length)
+        return nil
     }
+
+    private mutating func readChunkSize(scanned: Int) -> Step? {
+        let (found, searched) = lineEnd(after: scanned)
+        guard let end = found else {
+            if searched > limits.chunkLine { return Self.refuse(400, "a chunk size line is longer than \(limits.chunkLine) bytes") }
+            state = .chunkSize(scanned: searched)
+            return .needMore
+        }
+        let line = buffer[start..<end]
+        if line.count > limits.chunkLine { return Self.refuse(400, "a chunk size line is longer than \(limits.chunkLine) bytes") }
+        guard let size = Self.chunkSize(line) else { return Self.refuse(400, "malformed chunk size") }
+        start = end + 2
+        if size == 0 {
+            state = .trailers(bytes: 0, count: 0, scanned: 0)
+            return nil
+        }
+        if size > limits.body - body.count { return Self.refuse(413, "the body is larger than \(limits.body) bytes") }
+        state = .chunkData(size: size)
+        return nil
+    }
+
+    private mutating func readTrailer(bytes: Int, count: Int, scanned: Int) -> Step? {
+        let (found, searched) = lineEnd(after: scanned)
+        guard let end = found else {
+            if bytes + searched > limits.trailerBytes { return Self.refuse(431, "the trailers are larger than \(limits.trailerBytes) bytes") }
+            state = .trailers(bytes: bytes, count: count, scanned: searched)
+            return .needMore
+        }
+        if end == start { return finish(consumed: 2) }
+        let line = buffer[start..<end]
+        let total = bytes + line.count + 2
+        if total > limits.trailerBytes { return Self.refuse(431, "the trailers are larger than \(limits.trailerBytes) bytes") }
+        if count + 1 > limits.trailerCount { return Self.refuse(431, "more than \(limits.trailerCount) trailer fields") }
+        // Trailers are read and dropped, but only well-formed ones.
+        if case .failure(let refusal) = Self.field(line) { return .refused(refusal) }
+        start = end + 2
+        state = .trailers(bytes: total, count: count + 1, scanned: 0)
+        return nil
+    }
+
+    /// A chunk size line: hex digits, then optionally whitespace and `;`-led extensions of visible
+    /// characters. Nil for anything else (a sign, `0x`, an empty size, more than 8 digits, controls).
+    static func chunkSize<C: Collection>(_ line: C) -> Int? where C.Element == UInt8 {
+        var size = 0
+        var digits = 0
+        var index = line.startIndex
+        while index != line.endIndex, let value = hexValue(line[index]) {
+            size = size * 16 + value
+            digits += 1
+            guard digits <= 8 else { return nil }
+            index = line.index(after: index)
+        }
+        guard digits > 0 else { return nil }
+        while index != line.endIndex, line[index] == 32 || line[index] == 9 { index = line.index(after: index) }
+        guard index == line.endIndex || line[index] == 59 else { return nil }
+        guard line[index...].allSatisfy({ $0 == 9 || ($0 >= 32 && $0 != 127) }) else { return nil }
+        return size
+    }
+
+    static func hexValue(_ byte: UInt8) -> Int? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): Int(byte - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): Int(byte - UInt8(ascii: "a")) + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): Int(byte - UInt8(ascii: "A")) + 10
+        default: nil
+        }
+    }
+
+    static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
 
     /// A request head: its request line, and its header fields as sent (order and case kept).
     public struct Head: Sendable, Equatable {
@@ -149,58 +299,29 @@ public struct HTTPRequestParser: Sendable {
         }
         var fields: [Head.Field] = []
         for line in headerLines {
-            if let first = line.first, first == 32 || first == 9 {
-                return .failure(Refusal(status: 400, message: "obsolete header line folding is not accepted"))
+            switch field(line) {
+            case .success(let field): fields.append(field)
+            case .failure(let refusal): return .failure(refusal)
             }
-            guard let colon = line.firstIndex(of: 58), colon > line.startIndex, line[line.startIndex..<colon].allSatisfy(isTokenByte) else {
-                return .failure(Refusal(status: 400, message: "malformed header line"))
-            }
-            let name = String(decoding: line[line.startIndex..<colon], as: UTF8.self)
-            let rawValue = line[(colon + 1)...]
-            guard !rawValue.contains(where: { ($0 < 32 && $0 != 9) || $0 == 127 }) else {
-                return .failure(Refusal(status: 400, message: "a control character in header \(name.lowercased())"))
-            }
-            fields.append(Head.Field(name: name, value: String(decoding: rawValue, as: UTF8.self).trimmingCharacters(in: [" ", "\t"])))
         }
         return .success(Head(
             method: String(decoding: parts[0], as: UTF8.self), target: String(decoding: parts[1], as: UTF8.self), version: version, fields: fields))
     }
 
-    private enum Dechunked {
-        case needMore
-        case refused(Refusal)
-        case done([UInt8], end: Int)
-    }
-
-    /// Decodes a chunked body starting at `bytes.startIndex`; `end` is the absolute offset after it.
-    private static func dechunk(_ bytes: ArraySlice<UInt8>, limit: Int) -> Dechunked {
-        var body: [UInt8] = []
-        var index = bytes.startIndex
-        while true {
-            guard let lineEnd = find([13, 10], in: bytes[index...]) else {
-                return bytes.count - (index - bytes.startIndex) > 1024 ? .refused(Refusal(status: 400, message: "malformed chunk size")) : .needMore
-            }
-            let sizeText = String(decoding: bytes[index..<lineEnd].prefix { $0 != 59 }, as: UTF8.self).trimmingCharacters(in: [" ", "\t"])
-            guard !sizeText.isEmpty, sizeText.count <= 8, let size = Int(sizeText, radix: 16) else {
-                return .refused(Refusal(status: 400, message: "malformed chunk size"))
-            }
-            index = lineEnd + 2
-            if size == 0 {
-                // Trailers (ignored) up to an empty line.
-                while true {
-                    guard let end = find([13, 10], in: bytes[index...]) else { return .needMore }
-                    if end == index { return .done(body, end: end + 2) }
-                    index = end + 2
-                }
-            }
-            if body.count + size > limit { return .refused(Refusal(status: 413, message: "the body is larger than \(limit) bytes")) }
-            guard bytes.endIndex - index >= size + 2 else { return .needMore }
-            guard bytes[index + size] == 13, bytes[index + size + 1] == 10 else {
-                return .refused(Refusal(status: 400, message: "a chunk does not end with CRLF"))
-            }
-            body += bytes[index..<(index + size)]
-            index += size + 2
+    /// One `name: value` line (a header or a trailer).
+    static func field(_ line: ArraySlice<UInt8>) -> Result<Head.Field, Refusal> {
+        if let first = line.first, first == 32 || first == 9 {
+            return .failure(Refusal(status: 400, message: "obsolete header line folding is not accepted"))
         }
+        guard let colon = line.firstIndex(of: 58), colon > line.startIndex, line[line.startIndex..<colon].allSatisfy(isTokenByte) else {
+            return .failure(Refusal(status: 400, message: "malformed header line"))
+        }
+        let name = String(decoding: line[line.startIndex..<colon], as: UTF8.self)
+        let rawValue = line[(colon + 1)...]
+        guard !rawValue.contains(where: { ($0 < 32 && $0 != 9) || $0 == 127 }) else {
+            return .failure(Refusal(status: 400, message: "a control character in header \(name.lowercased())"))
+        }
+        return .success(Head.Field(name: name, value: String(decoding: rawValue, as: UTF8.self).trimmingCharacters(in: [" ", "\t"])))
     }
 
     static func isTokenByte(_ byte: UInt8) -> Bool {
