@@ -23,6 +23,11 @@ typedef int (*drover_curl_progress_callback)(void *context, curl_off_t dltotal, 
 static inline CURLcode drover_curl_set_progress_callback(CURL *curl, drover_curl_progress_callback callback) {
     return curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, callback);
 }
+/* CURLOPT_OPENSOCKETFUNCTION: the address rule's last check, on the address curl is about to connect. */
+typedef curl_socket_t (*drover_curl_opensocket_callback)(void *context, curlsocktype purpose, struct curl_sockaddr *address);
+static inline CURLcode drover_curl_set_opensocket_callback(CURL *curl, drover_curl_opensocket_callback callback) {
+    return curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, callback);
+}
 static inline CURLcode drover_curl_get_response_code(CURL *curl, long *code) {
     return curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, code);
 }

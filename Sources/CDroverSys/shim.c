@@ -235,11 +235,16 @@ int drover_seccomp_program(void *buffer, int capacity) {
     EMIT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr), 0, 0);
     EMIT(BPF_JMP | BPF_JEQ | BPF_K, SYS_personality, 0, 1);
     RET(DROVER_ERRNO(EPERM));
-    /* socket: no packet sockets, and no raw or packet-type sockets of any family: a sandbox's
-       only way out is its proxy, and a raw socket could forge what the proxy never sent. */
-    EMIT(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 0, 6);
+    /* socket: only AF_UNIX, AF_INET and AF_INET6 (never raw: a sandbox's only way out is its proxy,
+       and a raw socket could forge what the proxy never sent), and AF_NETLINK, which glibc's
+       resolver asks for the host's address families. Every other family (packet, vsock, alg,
+       bluetooth, …) is kernel surface no tool needs. */
+    EMIT(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 0, 9);
     EMIT(BPF_LD | BPF_W | BPF_ABS, DROVER_ARG0_LOW, 0, 0);
-    EMIT(BPF_JMP | BPF_JEQ | BPF_K, AF_PACKET, 3, 0);
+    EMIT(BPF_JMP | BPF_JEQ | BPF_K, AF_NETLINK, 7, 0);
+    EMIT(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 2, 0);
+    EMIT(BPF_JMP | BPF_JEQ | BPF_K, AF_INET, 1, 0);
+    EMIT(BPF_JMP | BPF_JEQ | BPF_K, AF_INET6, 0, 3);
     EMIT(BPF_LD | BPF_W | BPF_ABS, DROVER_ARG1_LOW, 0, 0);
     EMIT(BPF_ALU | BPF_AND | BPF_K, 0xf, 0, 0);
     EMIT(BPF_JMP | BPF_JEQ | BPF_K, SOCK_RAW, 0, 1);

@@ -22,6 +22,8 @@ public struct APIDaemon: Service {
         public var metricsListen: (host: String, port: UInt16)?
         /// Seals credentials' and repositories' secrets (`VaultKey`); nil: such requests are refused.
         public var vaultKey: String?
+        /// The most an environment's `config.resources` may ask (`--max-resources`).
+        public var ceilings = ResourceCeilings()
         public init(databaseURL: String) { self.databaseURL = databaseURL }
     }
 
@@ -44,7 +46,8 @@ public struct APIDaemon: Service {
         let console = ConsoleFiles()
         if console.isEmpty { log.warning("no console files found: /console/ is not served (set DROVER_CONSOLE_DIR)") }
         let apiMetrics = APIMetrics()
-        let router = APIRouter(store: store, hub: hub, log: log, console: console, metrics: apiMetrics, vaultKey: config.vaultKey)
+        let router = APIRouter(store: store, hub: hub, log: log, console: console, metrics: apiMetrics, vaultKey: config.vaultKey,
+                               ceilings: config.ceilings)
         if config.vaultKey == nil { log.info("no vault key (DROVER_VAULT_KEY): credentials and repository tokens cannot be stored") }
         let listener = try Listener(host: config.host, port: config.port)
         let server = APIServer(config: config.server, listener: listener, hub: hub, log: log) { request, requestID in

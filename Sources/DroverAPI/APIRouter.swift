@@ -16,12 +16,15 @@ public struct APIRouter: Sendable {
     /// Seals the secrets of credentials and repositories (nil: requests that carry one are refused
     /// with `vault_key_missing`).
     let vaultKey: String?
+    /// The most an environment's `config.resources` may ask.
+    let ceilings: ResourceCeilings
 
     public init(
         store: TenantStore, hub: EventStreamHub, log: Log, console: ConsoleFiles = ConsoleFiles(), metrics: APIMetrics = APIMetrics(),
-        vaultKey: String? = nil
+        vaultKey: String? = nil, ceilings: ResourceCeilings = ResourceCeilings()
     ) {
         self.store = store
+        self.ceilings = ceilings
         self.vaultKey = vaultKey
         self.hub = hub
         self.log = log
@@ -78,9 +81,9 @@ public struct APIRouter: Sendable {
         }
         var status = 200
         if case .json(let code, _, _) = response { status = code }
-        let template = APIMetrics.route(request.path)
-        metrics.requests.inc(["method": request.method, "route": template, "status": String(status)])
-        metrics.seconds.observe((ContinuousClock.now - started) / .seconds(1), ["route": template])
+        let labels = APIMetrics.labels(method: request.method, path: request.path, status: status, authenticated: principal != nil)
+        metrics.requests.inc(["method": labels.method, "route": labels.route, "status": String(status)])
+        metrics.seconds.observe((ContinuousClock.now - started) / .seconds(1), ["route": labels.route])
         let segments = Target(request.path).segments
         let session = segments.count >= 3 && segments[1] == "sessions" ? JSONValue.string(segments[2]) : .null
         log.info(
@@ -171,6 +174,13 @@ public struct APIRouter: Sendable {
         return value
     }
 
+    /// An environment's create or update body, its `config.resources` within the ceilings.
+    func environmentBody(_ request: HTTPServerRequest) throws -> JSONValue {
+        let value = try body(request)
+        if let violation = ceilings.violation(in: value["config"]?["resources"]) { throw APIError.invalid(violation) }
+        return value
+    }
+
     func route(_ request: HTTPServerRequest, principal: APIPrincipal) async throws -> APIResponse {
         let org = principal.orgID
         let target = Target(request.path)
@@ -211,12 +221,12 @@ public struct APIRouter: Sendable {
         case ("agents", 4, "GET") where path[3] == "versions":
             return Self.ok(try await store.agentVersions(org: org, id: path[2], limit: try target.limit(), page: target.first("page")).json)
         // Environments
-        case ("environments", 2, "POST"): return Self.ok(try await store.createEnvironment(org: org, try body(request)))
+        case ("environments", 2, "POST"): return Self.ok(try await store.createEnvironment(org: org, try environmentBody(request)))
         case ("environments", 2, "GET"):
             return Self.ok(try await store.environments(
                 org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
         case ("environments", 3, "GET"): return Self.ok(try await store.environment(org: org, id: path[2]))
-        case ("environments", 3, "POST"): return Self.ok(try await store.updateEnvironment(org: org, id: path[2], try body(request)))
+        case ("environments", 3, "POST"): return Self.ok(try await store.updateEnvironment(org: org, id: path[2], try environmentBody(request)))
         case ("environments", 3, "DELETE"): return Self.ok(try await store.deleteEnvironment(org: org, id: path[2]))
         case ("environments", 4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveEnvironment(org: org, id: path[2]))
         // Sessions

@@ -17,6 +17,8 @@ public enum APIResponse: Sendable {
 public final class APIServer: Sendable {
     public struct Config: Sendable {
         public var maxConnections = 1024
+        /// Connections one client address may hold, so that one client cannot take every place.
+        public var maxConnectionsPerClient = 256
         /// Seconds a request has, from its first byte, to arrive whole (slow clients are cut off).
         public var requestDeadline: Double = 10
         /// Seconds an idle keep-alive connection stays open.
@@ -41,7 +43,8 @@ public final class APIServer: Sendable {
     public init(config: Config, listener: Listener, hub: EventStreamHub, log: Log,
                 handler: @escaping @Sendable (HTTPServerRequest, String) async -> APIResponse) {
         self.config = config
-        acceptor = ConnectionAcceptor(listener: listener, name: "drover.api", maxConnections: config.maxConnections)
+        acceptor = ConnectionAcceptor(
+            listener: listener, name: "drover.api", maxConnections: config.maxConnections, maxPerClient: config.maxConnectionsPerClient)
         self.hub = hub
         self.log = log
         self.handler = handler

@@ -49,7 +49,7 @@ public struct ConsoleFiles: Sendable {
         }
         return .raw(status: 200, contentType: file.type, body: file.body, headers: [
             ("cache-control", "no-cache"), ("x-content-type-options", "nosniff"),
-            ("content-security-policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:"),
+            ("content-security-policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'"), ("x-frame-options", "DENY"),
         ])
     }
 }

@@ -48,6 +48,8 @@ public enum PoolProtocol {
         public static let noMatch = ErrorCode(rawValue: "no_match")
         /// `edit`: `old_string` occurs more than once and `replace_all` is false.
         public static let notUnique = ErrorCode(rawValue: "not_unique")
+        /// `resources` asked for more than the operator's ceiling (`--max-resources`); no sandbox was made.
+        public static let resourcesAboveCeiling = ErrorCode(rawValue: "resources_above_ceiling")
         /// A limit on the request itself (e.g. content larger than the disk limit).
         public static let tooLarge = ErrorCode(rawValue: "too_large")
         public static let timeout = ErrorCode(rawValue: "timeout")

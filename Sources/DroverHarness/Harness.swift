@@ -31,6 +31,9 @@ public struct HarnessOptions: Sendable {
     /// Pooled database connections (one more is the listener): a fixed budget whatever
     /// `maxSessions` is, since every session's writes share commits through group commit.
     public var databaseConnections = 3
+    /// Which internal addresses `web_fetch` and MCP servers may reach (`--allow-internal`): none
+    /// by default, whatever an environment names.
+    public var addressRule = AddressRule(ownAddresses: OutboundResolver.ownAddresses())
     /// Where to serve /metrics, /healthz and /readyz (off when nil).
     public var metricsListen: (host: String, port: UInt16)?
     public init() {}

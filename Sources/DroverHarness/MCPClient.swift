@@ -7,14 +7,24 @@ import Synchronization
 /// POSTed to the server's URL, answered as JSON or as a server-sent event stream, with the
 /// session id the server assigns at `initialize` sent on every later request. The harness runs
 /// it (never the sandbox) and adds the vault's bearer credential, which the model never sees.
+///
+/// A tenant names the server, so it is reached like any tenant-chosen host: its name must pass the
+/// environment's networking policy and its address the operator's `AddressRule`; a response is
+/// read to at most `maxResponseBytes` within `timeout` seconds in all, and what reaches a
+/// `session.error` is a bounded message of ours, never the server's body.
 final class MCPClient: Sendable {
     let name: String
     let url: String
     private let token: String?
+    private let policy: NetworkPolicy
+    private let rule: AddressRule
     private let http = HTTPClient()
     private let state = Mutex<(session: String?, nextID: Int)>((nil, 1))
     static let protocolVersion = "2025-06-18"
     static let timeout: Double = 30
+    static let maxResponseBytes = 4 << 20
+    /// The longest text of a server's that reaches an event (an error's message).
+    static let maxQuoted = 300
 
     /// A tool the server offers.
     struct Tool: Sendable {
@@ -33,10 +43,12 @@ final class MCPClient: Sendable {
         var message: String
     }
 
-    init(name: String, url: String, token: String?) {
+    init(name: String, url: String, token: String?, policy: NetworkPolicy, rule: AddressRule) {
         self.name = name
         self.url = url
         self.token = token
+        self.policy = policy
+        self.rule = rule
     }
 
     /// `initialize`, then `notifications/initialized`, then `tools/list` (every page).
@@ -90,19 +102,33 @@ final class MCPClient: Sendable {
     }
 
     private func post(_ message: JSONValue) async throws(Failure) -> (HTTPResponseHead, [UInt8]) {
-        let request = HTTPRequest(url: url, method: "POST", headers: headers(), body: Array(message.text.utf8), connectTimeout: 5, idleTimeout: Self.timeout)
+        let origin = Self.origin(url)
+        guard let components = URLComponents(string: url), let host = components.host,
+            policy.allows(host: host, port: components.port ?? (components.scheme?.lowercased() == "https" ? 443 : 80))
+        else {
+            throw Failure(kind: .connection, message: "the MCP server \(name) at \(origin) is refused by the environment's network policy (\(policy.kind.rawValue))")
+        }
+        var request = HTTPRequest(url: url, method: "POST", headers: headers(), body: Array(message.text.utf8), connectTimeout: 5, idleTimeout: Self.timeout)
+        request.addressRule = rule
+        request.maxResponseBytes = Self.maxResponseBytes
+        request.totalTimeout = Self.timeout
         let answer: (HTTPResponseHead, [UInt8])
         do {
             answer = try await http.fetch(request)
+        } catch let error as HTTPError {
+            throw Failure(kind: .connection, message: "cannot reach the MCP server \(name) at \(origin): \(String(error.message.prefix(Self.maxQuoted)))")
         } catch {
-            throw Failure(kind: .connection, message: "cannot reach the MCP server \(name) at \(url): \(error)")
+            throw Failure(kind: .connection, message: "cannot reach the MCP server \(name) at \(origin)")
+        }
+        if answer.0.truncated {
+            throw Failure(kind: .connection, message: "the MCP server \(name) sent more than \(Self.maxResponseBytes) bytes")
         }
         switch answer.0.status {
         case 200..<300: return answer
         case 401, 403:
             throw Failure(kind: .authentication, message: "the MCP server \(name) refused the credential (HTTP \(answer.0.status))")
         default:
-            throw Failure(kind: .connection, message: "the MCP server \(name) answered HTTP \(answer.0.status): \(String(decoding: answer.1.prefix(300), as: UTF8.self))")
+            throw Failure(kind: .connection, message: "the MCP server \(name) answered HTTP \(answer.0.status)")
         }
     }
 
@@ -127,9 +153,16 @@ final class MCPClient: Sendable {
             throw Failure(kind: .connection, message: "the MCP server \(name) sent no answer to \(method)")
         }
         if let error = reply["error"], error != .null {
-            throw Failure(kind: .connection, message: "the MCP server \(name) refused \(method): \(error["message"]?.stringValue ?? error.text)")
+            let said = String((error["message"]?.stringValue ?? "an error").prefix(Self.maxQuoted))
+            throw Failure(kind: .connection, message: "the MCP server \(name) refused \(method): \(said)")
         }
         return reply["result"] ?? [:]
+    }
+
+    /// Scheme, host and port of a server's URL: a path or query may hold a key.
+    static func origin(_ url: String) -> String {
+        guard let components = URLComponents(string: url), let scheme = components.scheme, let host = components.host else { return "its URL" }
+        return "\(scheme)://\(host)" + (components.port.map { ":\($0)" } ?? "")
     }
 
     /// The JSON messages of a server-sent event stream (`data:` lines, events split by blank lines).

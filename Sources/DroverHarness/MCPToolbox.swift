@@ -56,11 +56,12 @@ struct MCPToolbox: Sendable {
 
     static let empty = MCPToolbox()
 
-    static func connect(_ servers: [MCPServerSpec], access: VaultCredentials, taken: Set<String>, log: Log) async -> MCPToolbox {
+    static func connect(_ servers: [MCPServerSpec], access: VaultCredentials, taken: Set<String>, policy: NetworkPolicy, rule: AddressRule,
+                        log: Log) async -> MCPToolbox {
         var box = MCPToolbox()
         var names = taken
         for server in servers {
-            let client = MCPClient(name: server.name, url: server.url, token: access.token(for: server.url))
+            let client = MCPClient(name: server.name, url: server.url, token: access.token(for: server.url), policy: policy, rule: rule)
             do {
                 for tool in try await client.connect() where server.allows(tool.name) {
                     // Model APIs take tool names of [a-zA-Z0-9_-]{1,128} and object schemas only.

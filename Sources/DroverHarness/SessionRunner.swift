@@ -139,9 +139,10 @@ final class SessionRunner: Sendable {
             try await store.repositories(session, key: key)
         }
         // web_fetch is the harness's (the sandbox has no network), offered where the policy allows something.
-        let webFetch = WebFetch(policy: NetworkPolicy(environmentConfig: environmentConfig))
+        let policy = NetworkPolicy(environmentConfig: environmentConfig)
+        let webFetch = WebFetch(policy: policy, rule: context.options.addressRule)
         if webFetch.policy.kind != .none, !agent.tools.contains(where: { $0.name == WebFetch.name }) { agent.tools.append(WebFetch.definition) }
-        let mcp = try await connectMCP(agent)
+        let mcp = try await connectMCP(agent, policy: policy)
         agent.tools += mcp.definitions
         let planner = TurnPlanner(
             epoch: lease.epoch, maxTurns: agent.maxTurns, tokenBudget: agent.tokenBudget, contextBudgetTokens: agent.contextBudgetTokens,
@@ -169,10 +170,11 @@ final class SessionRunner: Sendable {
     /// Connects the agent's MCP servers with the session's vault credentials. A server that cannot
     /// be used is reported as a `session.error` (Managed Agents' `mcp_connection_failed_error` or
     /// `mcp_authentication_failed_error`) and its tools are not offered this wake; the turn goes on.
-    private func connectMCP(_ agent: RunnableAgent) async throws -> MCPToolbox {
+    private func connectMCP(_ agent: RunnableAgent, policy: NetworkPolicy) async throws -> MCPToolbox {
         guard !agent.mcpServers.isEmpty else { return .empty }
         let access = try await context.store.credentials(lease.sessionID, key: context.options.vaultKey)
-        let toolbox = await MCPToolbox.connect(agent.mcpServers, access: access, taken: Set(agent.tools.map(\.name)), log: log)
+        let toolbox = await MCPToolbox.connect(agent.mcpServers, access: access, taken: Set(agent.tools.map(\.name)),
+                                             policy: policy, rule: context.options.addressRule, log: log)
         if !toolbox.failures.isEmpty {
             try await write(toolbox.failures.map { server, failure in
                 (.sessionError, JSONValue.object(["error": [

@@ -2,27 +2,37 @@ import Foundation
 import Synchronization
 
 /// Accepts connections on a thread of its own and serves each on a thread of its own, up to a
-/// cap: a connection past the cap gets `refuse` (a coded answer, not a silent close) and is
-/// closed, so the cap bounds threads and memory. Shared by the pool and the API.
+/// cap, and up to a share of it per client address: a connection past either gets `refuse` (a
+/// coded answer, not a silent close) and is closed, so the cap bounds threads and memory and no
+/// one client takes every place. Shared by the pool, the API and the ops/scripted HTTP server.
 public final class ConnectionAcceptor: Sendable {
     let listener: Listener
     let name: String
     let maxConnections: Int
-    private let open = Mutex<[Int32: Socket]>([:])
+    let maxPerClient: Int
+    private struct Open {
+        var sockets: [Int32: (socket: Socket, client: String)] = [:]
+        var perClient: [String: Int] = [:]
+    }
+    private let open = Mutex(Open())
 
-    public init(listener: Listener, name: String, maxConnections: Int) {
+    /// `maxPerClient`: connections one peer address may hold (nil: the whole cap).
+    public init(listener: Listener, name: String, maxConnections: Int, maxPerClient: Int? = nil) {
         self.listener = listener
         self.name = name
         self.maxConnections = maxConnections
+        self.maxPerClient = min(maxConnections, maxPerClient ?? maxConnections)
     }
 
     /// Starts accepting. `serve` runs on the connection's thread; the socket is closed after it.
     public func start(refuse: @escaping @Sendable (Socket) -> Void, serve: @escaping @Sendable (Socket) -> Void) {
         let thread = Thread { [self] in
             while let socket = listener.accept() {
+                let client = socket.peerAddress
                 let admitted = open.withLock { open -> Bool in
-                    guard open.count < maxConnections else { return false }
-                    open[socket.fd] = socket
+                    guard open.sockets.count < maxConnections, open.perClient[client, default: 0] < maxPerClient else { return false }
+                    open.sockets[socket.fd] = (socket, client)
+                    open.perClient[client, default: 0] += 1
                     return true
                 }
                 guard admitted else {
@@ -32,7 +42,11 @@ public final class ConnectionAcceptor: Sendable {
                 }
                 let worker = Thread { [self] in
                     serve(socket)
-                    open.withLock { _ = $0.removeValue(forKey: socket.fd) }
+                    open.withLock { open in
+                        open.sockets[socket.fd] = nil
+                        open.perClient[client, default: 1] -= 1
+                        if open.perClient[client] == 0 { open.perClient[client] = nil }
+                    }
                     socket.close()
                 }
                 worker.name = name + ".connection"
@@ -46,8 +60,8 @@ public final class ConnectionAcceptor: Sendable {
     /// Stops accepting new connections.
     public func stopAccepting() { listener.shutdown() }
 
-    public var count: Int { open.withLock { $0.count } }
+    public var count: Int { open.withLock { $0.sockets.count } }
 
     /// Ends every open connection (their readers wake with end of stream).
-    public func shutdownAll() { open.withLock { Array($0.values) }.forEach { $0.shutdown() } }
+    public func shutdownAll() { open.withLock { $0.sockets.values.map(\.socket) }.forEach { $0.shutdown() } }
 }

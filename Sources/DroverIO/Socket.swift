@@ -1,3 +1,4 @@
+import DroverCore
 import CDroverSys
 import Foundation
 import Synchronization
@@ -29,6 +30,60 @@ public final class Socket: Sendable {
             throw error
         }
         return Socket(fd: fd)
+    }
+
+    /// Connects to exactly `address` (one the `AddressRule` passed), waiting at most `timeout`
+    /// seconds; the socket is blocking once connected.
+    public static func connect(to address: IPAddress, port: Int, timeout: Double) throws -> Socket {
+        var storage = sockaddr_storage()
+        let length: socklen_t
+        if address.isV4 {
+            var inet = sockaddr_in()
+            inet.sin_family = sa_family_t(AF_INET)
+            inet.sin_port = UInt16(port).bigEndian
+            withUnsafeMutableBytes(of: &inet.sin_addr) { $0.copyBytes(from: address.bytes) }
+            withUnsafeMutableBytes(of: &storage) { raw in withUnsafeBytes(of: inet) { raw.copyMemory(from: $0) } }
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        } else {
+            var inet = sockaddr_in6()
+            inet.sin6_family = sa_family_t(AF_INET6)
+            inet.sin6_port = UInt16(port).bigEndian
+            withUnsafeMutableBytes(of: &inet.sin6_addr) { $0.copyBytes(from: address.bytes) }
+            withUnsafeMutableBytes(of: &storage) { raw in withUnsafeBytes(of: inet) { raw.copyMemory(from: $0) } }
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        }
+        let family = address.isV4 ? AF_INET : AF_INET6
+        let fd = try retryingEINTR("socket") {
+            socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        }
+        let started = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) } }
+        if started != 0 {
+            guard errno == EINPROGRESS else {
+                let error = SystemError(errno: errno, call: "connect \(address):\(port)")
+                Glibc.close(fd)
+                throw error
+            }
+            var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            let ready = poll(&entry, 1, Int32(timeout * 1000))
+            var failure: Int32 = 0
+            var size = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &size)
+            guard ready == 1, failure == 0 else {
+                Glibc.close(fd)
+                throw SystemError(errno: ready == 1 ? failure : ETIMEDOUT, call: "connect \(address):\(port)")
+            }
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        return Socket(fd: fd)
+    }
+
+    /// The peer's address without its port (`127.0.0.1`, `::1`), or `?`.
+    public var peerAddress: String {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) } } == 0
+        guard ok else { return "?" }
+        return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { OutboundResolver.address($0) } }?.description ?? "?"
     }
 
     /// Turns TCP keepalive on: a peer that vanished (a partition, a dead host) is noticed after

@@ -14,6 +14,15 @@ public struct HTTPRequest: Sendable {
     public var connectTimeout: Double
     /// Abort when fewer than 1 byte/s arrives for this many seconds.
     public var idleTimeout: Double
+    /// Seconds the whole transfer may take (nil: as long as it keeps sending). Set for every server
+    /// a tenant chose, which could otherwise trickle forever.
+    public var totalTimeout: Double?
+    /// The most body bytes taken; past it the transfer ends, its head marked `truncated`.
+    public var maxResponseBytes: Int?
+    /// For a server a tenant chose: the host is resolved once, every address checked against the
+    /// rule, and curl connects only to a checked address (no proxy from the environment, http and
+    /// https only). Nil for servers the operator configured (the model provider).
+    public var addressRule: AddressRule?
 
     public init(url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = [],
                 connectTimeout: Double = 10, idleTimeout: Double = 300) {
@@ -30,13 +39,29 @@ public struct HTTPRequest: Sendable {
 public struct HTTPResponseHead: Sendable {
     public var status: Int
     public var headers: [String: String]
+    /// The body passed `maxResponseBytes`: what was handed on is its first bytes, the rest was not read.
+    public var truncated = false
+
+    public init(status: Int, headers: [String: String], truncated: Bool = false) {
+        self.status = status
+        self.headers = headers
+        self.truncated = truncated
+    }
 }
 
 /// A transport failure: the request never produced a response (or it was cut off).
 public struct HTTPError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var cancelled: Bool
+    /// The address rule refused every address of the host (`egress_denied`, `unresolvable`).
+    public var refusal: OutboundRefusal?
     public var description: String { message }
+
+    public init(message: String, cancelled: Bool, refusal: OutboundRefusal? = nil) {
+        self.message = message
+        self.cancelled = cancelled
+        self.refusal = refusal
+    }
 }
 
 /// HTTP over libcurl. Each transfer is a blocking `curl_easy_perform` on a thread of its own
@@ -74,6 +99,11 @@ private final class Transfer: @unchecked Sendable {
     let cancelled = Atomic<Bool>(false)
     /// Written only by the transfer thread's header callback.
     var headerLines: [String] = []
+    /// Written only by the transfer thread: body bytes so far, the cap, and the addresses curl may
+    /// connect to (nil: any).
+    var received = 0
+    var maxBytes = Int.max
+    var overflowed = false
 
     init(onData: @escaping @Sendable ([UInt8]) -> Void) { self.onData = onData }
 
@@ -82,6 +112,11 @@ private final class Transfer: @unchecked Sendable {
     func run(_ request: HTTPRequest) throws -> HTTPResponseHead {
         guard let curl = curl_easy_init() else { throw HTTPError(message: "curl_easy_init failed", cancelled: false) }
         defer { curl_easy_cleanup(curl) }
+        // Kept alive until the transfer ends: curl's socket callback reads it.
+        let pinned = try request.addressRule.map { try pin(curl, request.url, $0) }
+        defer { withExtendedLifetime(pinned) {} }
+        if let cap = request.maxResponseBytes { maxBytes = cap }
+        if let total = request.totalTimeout { drover_curl_set_long(curl, CURLOPT_TIMEOUT_MS, max(1, Int(total * 1000))) }
         var headers: UnsafeMutablePointer<curl_slist>?
         for (name, value) in request.headers { headers = curl_slist_append(headers, "\(name): \(value)") }
         headers = curl_slist_append(headers, "Expect:")
@@ -107,8 +142,14 @@ private final class Transfer: @unchecked Sendable {
             let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
             if transfer.cancelled.load(ordering: .relaxed) { return 0 }
             let bytes = size * count
-            if let data, bytes > 0 {
-                transfer.onData(Array(UnsafeRawBufferPointer(start: data, count: bytes)))
+            let room = transfer.maxBytes - transfer.received
+            if let data, bytes > 0, room > 0 {
+                transfer.onData(Array(UnsafeRawBufferPointer(start: data, count: min(bytes, room))))
+            }
+            transfer.received += min(bytes, max(0, room))
+            guard bytes <= room else {
+                transfer.overflowed = true
+                return 0
             }
             return bytes
         }
@@ -130,12 +171,28 @@ private final class Transfer: @unchecked Sendable {
 
         let code = curl_easy_perform(curl)
         if cancelled.load(ordering: .relaxed) { throw HTTPError(message: "cancelled", cancelled: true) }
-        guard code == CURLE_OK else {
+        guard code == CURLE_OK || overflowed else {
             throw HTTPError(message: "\(Self.origin(of: request.url)): \(String(cString: curl_easy_strerror(code)))", cancelled: false)
         }
         var status = 0
         drover_curl_get_response_code(curl, &status)
-        return HTTPResponseHead(status: status, headers: Self.parseHeaders(headerLines))
+        return HTTPResponseHead(status: status, headers: Self.parseHeaders(headerLines), truncated: overflowed)
+    }
+
+    /// Resolves the URL's host under `rule` and pins curl to the checked addresses (`CurlPin`).
+    private func pin(_ curl: UnsafeMutableRawPointer, _ url: String, _ rule: AddressRule) throws -> CurlPin {
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
+            let host = components.host, !host.isEmpty
+        else {
+            throw HTTPError(message: "\(Self.origin(of: url)) is not an http(s) URL", cancelled: false,
+                            refusal: OutboundRefusal(code: "egress_denied", message: "only http and https URLs are fetched"))
+        }
+        let port = components.port ?? (scheme == "https" ? 443 : 80)
+        do {
+            return CurlPin(curl, host: host, port: port, addresses: try OutboundResolver.resolve(host: host, port: port, rule: rule), protocols: "http,https")
+        } catch {
+            throw HTTPError(message: error.message, cancelled: false, refusal: error)
+        }
     }
 
     /// Scheme, host and port of `url`, nothing more: error messages end up in session logs, and a

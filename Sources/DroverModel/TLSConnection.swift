@@ -1,4 +1,5 @@
 import CCurl
+import DroverCore
 import Foundation
 
 /// A TLS connection made by libcurl (`CURLOPT_CONNECT_ONLY`): the handshake and certificate checks
@@ -6,6 +7,7 @@ import Foundation
 /// remote, so that it can add the credential inside the encrypted stream.
 public final class TLSConnection: @unchecked Sendable {
     private let handle: UnsafeMutableRawPointer
+    private let pin: CurlPin
     /// The underlying (non-blocking) socket, to poll.
     public let fd: Int32
 
@@ -15,12 +17,14 @@ public final class TLSConnection: @unchecked Sendable {
         case closed
     }
 
-    /// Connects and completes the handshake. `caFile`: extra trusted roots (a private CA).
-    public init(host: String, port: Int, caFile: String?, timeout: Double) throws {
+    /// Connects to one of `addresses` (the ones the address rule passed for `host`) and completes
+    /// the handshake, checking the certificate for `host`. `caFile`: extra trusted roots (a private CA).
+    public init(host: String, port: Int, addresses: [IPAddress], caFile: String?, timeout: Double) throws {
         HTTPClient.initializeCurl()
         guard let handle = curl_easy_init() else { throw HTTPError(message: "curl_easy_init failed", cancelled: false) }
         let authority = host.contains(":") ? "[\(host)]" : host
         drover_curl_set_string(handle, CURLOPT_URL, "https://\(authority):\(port)/")
+        pin = CurlPin(handle, host: host, port: port, addresses: addresses, protocols: "https")
         drover_curl_set_long(handle, CURLOPT_CONNECT_ONLY, 1)
         drover_curl_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(timeout * 1000))
         drover_curl_set_long(handle, CURLOPT_NOSIGNAL, 1)

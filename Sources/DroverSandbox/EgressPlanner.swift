@@ -14,8 +14,7 @@ enum EgressPlanner {
         case tunnel(host: String, port: Int)
         /// Send `head` (rewritten to origin form) to host:port, then relay bytes both ways.
         case forward(host: String, port: Int, head: String)
-        /// Like `forward`, to a repository's remote (never subject to the environment's policy:
-        /// the session's creator named it).
+        /// Like `forward`, to a repository's remote (under the environment's policy like any host).
         case repository(host: String, port: Int, https: Bool, head: String)
         case refuse(Refusal)
     }
@@ -30,7 +29,7 @@ enum EgressPlanner {
             let why: String
             switch policy.kind {
             case .none: why = "this environment has no network access (networking: none)"
-            case .unrestricted: why = "private and loopback addresses are not reachable (networking: unrestricted)"
+            case .unrestricted: why = "it is not allowed (networking: unrestricted)"
             case .limited: why = "it is not in the environment's allowed_hosts (networking: limited)"
             }
             return Refusal(status: 403, code: "egress_denied", message: "\(host):\(port) is refused: \(why)")
@@ -51,7 +50,13 @@ enum EgressPlanner {
             if host == SandboxNetwork.repositoryHost {
                 return .refuse(Refusal(status: 400, code: "bad_proxy_request", message: "repositories are reached over plain http://\(host)/"))
             }
-            return policy.allows(host: host, port: port) ? .tunnel(host: host, port: port) : .refuse(.denied(host, port, policy))
+            guard policy.allows(host: host, port: port) else { return .refuse(.denied(host, port, policy)) }
+            // A tunnel is for TLS: port 443, or a port an allowed_hosts pattern names itself.
+            guard port == 443 || policy.namesPort(host: host, port: port) else {
+                return .refuse(Refusal(status: 403, code: "egress_denied",
+                                       message: "CONNECT goes to port 443 only, unless an allowed_hosts pattern names \(host):\(port)"))
+            }
+            return .tunnel(host: host, port: port)
         }
         guard head.target.lowercased().hasPrefix("http://") else {
             let message = head.target.hasPrefix("/")
@@ -70,7 +75,9 @@ enum EgressPlanner {
             return repositoryPlan(head, path: path, network: network)
         }
         guard policy.allows(host: host, port: port) else { return .refuse(.denied(host, port, policy)) }
-        var headers = head.fields.filter { !dropped.contains($0.name.lowercased()) }.map { ($0.name, $0.value) }
+        // The checked host goes upstream as Host, never the sandbox's own (domain fronting).
+        var headers = head.fields.filter { !dropped.contains($0.name.lowercased()) && $0.name.lowercased() != "host" }.map { ($0.name, $0.value) }
+        headers.insert(("Host", hostHeader(host, port, defaultPort: 80)), at: 0)
         headers.append(("Connection", "close"))
         return .forward(host: host, port: port, head: render(head.method, path, headers))
     }
@@ -83,16 +90,43 @@ enum EgressPlanner {
         guard let repository = network.repositories.first(where: { $0.relayName == name }), let remote = RepositoryURL(repository.url) else {
             return .refuse(Refusal(status: 404, code: "unknown_repository", message: "no repository named \(name) is mounted in this session"))
         }
-        let rest = path.dropFirst(1 + name.count)
+        guard network.policy.allows(host: remote.host, port: remote.port) else {
+            return .refuse(Refusal(
+                status: 403, code: "egress_denied",
+                message: "the repository \(name)'s remote \(remote.host):\(remote.port) is not allowed by the environment's networking (\(network.policy.kind.rawValue))"))
+        }
+        let rest = String(path.dropFirst(1 + name.count))
+        guard confined(rest) else {
+            return .refuse(Refusal(status: 400, code: "bad_proxy_request", message: "a repository path may not leave the repository (.., encoded / or \\)"))
+        }
         var headers = head.fields.filter { !dropped.contains($0.name.lowercased()) && !["host", "authorization"].contains($0.name.lowercased()) }
             .map { ($0.name, $0.value) }
         let defaultPort = remote.https ? 443 : 80
-        headers.insert(("Host", remote.port == defaultPort ? remote.host : "\(remote.host):\(remote.port)"), at: 0)
+        headers.insert(("Host", hostHeader(remote.host, remote.port, defaultPort: defaultPort)), at: 0)
         if let token = repository.token {
             headers.append(("Authorization", "Basic " + Data("x-access-token:\(token)".utf8).base64EncodedString()))
         }
         headers.append(("Connection", "close"))
         return .repository(host: remote.host, port: remote.port, https: remote.https, head: render(head.method, remote.path + rest, headers))
+    }
+
+    /// Whether what follows a repository's name stays inside it: empty, a query, or a path whose
+    /// segments, percent-decoded, are never `.` or `..` and hold no `/` or `\\` of their own.
+    static func confined(_ rest: String) -> Bool {
+        guard rest.isEmpty || rest.hasPrefix("/") || rest.hasPrefix("?") else { return false }
+        let path = rest.prefix { $0 != "?" }
+        for segment in path.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
+            let lowered = segment.lowercased()
+            if lowered.contains("%2f") || lowered.contains("%5c") || segment.contains("\\") { return false }
+            let decoded = segment.removingPercentEncoding ?? String(segment)
+            if decoded == "." || decoded == ".." || (segment.contains("%") && segment.removingPercentEncoding == nil) { return false }
+        }
+        return true
+    }
+
+    static func hostHeader(_ host: String, _ port: Int, defaultPort: Int) -> String {
+        let name = host.contains(":") ? "[\(host)]" : host
+        return port == defaultPort ? name : "\(name):\(port)"
     }
 
     static func render(_ method: String, _ target: String, _ headers: [(name: String, value: String)]) -> String {

@@ -10,13 +10,15 @@ import Foundation
 /// `127.0.0.1:3128`, was made there by the launcher and handed to the pool (`drover_spawn`). The
 /// proxy accepts on it while the call runs (`open`), so it knows which sandbox every connection
 /// comes from and no process of ours runs inside the sandbox's namespace. For each connection
-/// the request head is read, `EgressPlanner` decides, names are resolved and every resolved
-/// address is checked against the policy again (a public name that resolves to a private address
-/// is refused), and the bytes are relayed. Every connection is logged (sandbox, session, host,
+/// the request head is read, `EgressPlanner` decides by name, the name is resolved once and every
+/// address checked against the operator's `AddressRule` (no tenant setting opens loopback, private
+/// or metadata addresses), the connection goes to exactly a checked address, and the bytes are
+/// relayed. Every connection is logged (sandbox, session, host,
 /// bytes, decision) and counted; refusals are answered with a short text and an `X-Drover-Error`
 /// code. One thread per connection, at most `maxConnectionsPerCall` per call.
 final class EgressProxy: Sendable {
     private let maxConnectionsPerCall: Int
+    private let rule: AddressRule
     private let log: Log
     private let metrics: PoolMetrics
     /// Extra trusted roots for repositories' HTTPS remotes (`DROVER_EGRESS_CA_FILE`: a private CA).
@@ -24,8 +26,9 @@ final class EgressProxy: Sendable {
     static let maxHead = 32 * 1024
     static let connectTimeout: Double = 10
 
-    init(maxConnectionsPerCall: Int, log: Log, metrics: PoolMetrics) {
+    init(maxConnectionsPerCall: Int, rule: AddressRule, log: Log, metrics: PoolMetrics) {
         self.maxConnectionsPerCall = maxConnectionsPerCall
+        self.rule = rule
         self.log = log
         self.metrics = metrics
         caFile = ProcessInfo.processInfo.environment["DROVER_EGRESS_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
@@ -77,17 +80,17 @@ final class EgressProxy: Sendable {
         }
         let upstream: Upstream
         do {
+            let addresses = try OutboundResolver.resolve(host: host, port: port, rule: rule)
             switch plan {
             case .repository(_, _, true, _):
                 // The credential goes inside the encrypted stream: the proxy speaks TLS to the remote.
-                upstream = .tls(try TLSConnection(host: host, port: port, caFile: caFile, timeout: Self.connectTimeout))
-            case .repository:
-                upstream = .plain(try connect(host: host, port: port, policy: nil))
+                upstream = .tls(try TLSConnection(host: host, port: port, addresses: addresses, caFile: caFile, timeout: Self.connectTimeout))
             default:
-                upstream = .plain(try connect(host: host, port: port, policy: network.policy))
+                upstream = .plain(try Self.connect(addresses, port: port))
             }
-        } catch let refusal as EgressPlanner.Refusal {
-            refuse(client, refusal, sandbox: sandbox, target: "\(host):\(port)")
+        } catch let refusal as OutboundRefusal {
+            let status = refusal.code == "egress_denied" ? 403 : 502
+            refuse(client, EgressPlanner.Refusal(status: status, code: refusal.code, message: refusal.message), sandbox: sandbox, target: "\(host):\(port)")
             return
         } catch {
             refuse(client, EgressPlanner.Refusal(status: 502, code: "upstream_unreachable", message: "\(host):\(port) cannot be reached: \(error)"),
@@ -146,66 +149,17 @@ final class EgressProxy: Sendable {
 
     // MARK: - Connecting
 
-    /// Resolves `host` and connects to the first address the policy allows (every address when
-    /// `policy` is nil: a repository's remote, which the session's creator named).
-    private func connect(host: String, port: Int, policy: NetworkPolicy?) throws -> Socket {
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_family = AF_UNSPEC
-        var list: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(host, String(port), &hints, &list)
-        guard status == 0, let first = list else {
-            throw EgressPlanner.Refusal(status: 502, code: "upstream_unreachable", message: "\(host) does not resolve")
-        }
-        defer { freeaddrinfo(first) }
-        var refusedAddress: String?
-        var lastError: Error?
-        for entry in sequence(first: first, next: { $0.pointee.ai_next }) {
-            let info = entry.pointee
-            let text = Self.numeric(info.ai_addr, info.ai_addrlen)
-            if let policy, !policy.allows(address: text, host: host, port: port) {
-                refusedAddress = text
-                continue
-            }
+    /// Connects to the first of `addresses` (all checked by the rule) that answers.
+    private static func connect(_ addresses: [IPAddress], port: Int) throws -> Socket {
+        var lastError: Error = SystemError(errno: EHOSTUNREACH, call: "connect")
+        for address in addresses {
             do {
-                return try Self.connect(info, timeout: Self.connectTimeout)
+                return try Socket.connect(to: address, port: port, timeout: connectTimeout)
             } catch {
                 lastError = error
             }
         }
-        if let lastError { throw lastError }
-        throw EgressPlanner.Refusal(
-            status: 403, code: "egress_denied",
-            message: "\(host) resolves to \(refusedAddress ?? "no address"), a private or loopback address this environment does not name explicitly")
-    }
-
-    private static func numeric(_ address: UnsafeMutablePointer<sockaddr>?, _ length: socklen_t) -> String {
-        var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-        guard getnameinfo(address, length, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 else { return "?" }
-        return String(cString: buffer)
-    }
-
-    private static func connect(_ info: addrinfo, timeout: Double) throws -> Socket {
-        let fd = try retryingEINTR("socket") { socket(info.ai_family, info.ai_socktype | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), info.ai_protocol) }
-        if Glibc.connect(fd, info.ai_addr, info.ai_addrlen) != 0 {
-            guard errno == EINPROGRESS else {
-                let error = SystemError(errno: errno, call: "connect")
-                close(fd)
-                throw error
-            }
-            var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            let ready = poll(&entry, 1, Int32(timeout * 1000))
-            var failure: Int32 = 0
-            var length = socklen_t(MemoryLayout<Int32>.size)
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length)
-            guard ready == 1, failure == 0 else {
-                close(fd)
-                throw SystemError(errno: ready == 1 ? failure : ETIMEDOUT, call: "connect")
-            }
-        }
-        let flags = fcntl(fd, F_GETFL)
-        _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
-        return Socket(fd: fd)
+        throw lastError
     }
 
     // MARK: - Relaying

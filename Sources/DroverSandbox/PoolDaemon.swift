@@ -41,6 +41,12 @@ public struct PoolDaemon: Service {
         /// Give networked sandboxes (environments with networking, sessions with repositories) their
         /// egress proxy; off: such provisions are refused with `network_unavailable`.
         public var networking = true
+        /// Which internal addresses sandboxes may reach through the egress proxy (`--allow-internal`):
+        /// none by default, whatever an environment names.
+        public var addressRule = AddressRule(ownAddresses: OutboundResolver.ownAddresses())
+        /// The most a provision may ask for (`--max-resources`); more is refused with
+        /// `resources_above_ceiling`.
+        public var ceilings = ResourceCeilings()
         /// Proxied connections one call may have open at once; more are closed at once.
         public var egressConnections = 64
         /// Where to serve /metrics, /healthz and /readyz (off when nil).
@@ -92,7 +98,7 @@ public struct PoolDaemon: Service {
         let registry = try await connectRegistry(log: log)
         let metrics = PoolMetrics()
         let networking = isolation.networking && config.networking
-        let egress = networking ? EgressProxy(maxConnectionsPerCall: config.egressConnections, log: log, metrics: metrics) : nil
+        let egress = networking ? EgressProxy(maxConnectionsPerCall: config.egressConnections, rule: config.addressRule, log: log, metrics: metrics) : nil
         let pool = try SandboxPool(
             config: .init(
                 root: root, capacity: config.capacity, warm: config.warm, uidBase: uids.first, idleTTL: config.idleTTL,
@@ -139,7 +145,7 @@ public struct PoolDaemon: Service {
         if let ops { log.info("metrics listening", ("address", .string(ops.address))) }
         let server = PoolServer(
             config: .init(poolID: poolID, token: config.token, maxLineLength: config.maxLineLength,
-                          helloDeadline: config.helloDeadline, maxConnections: config.maxConnections),
+                          helloDeadline: config.helloDeadline, maxConnections: config.maxConnections, ceilings: config.ceilings),
             pool: pool, listener: listener, log: log, metrics: metrics)
         server.start()
         pool.refillWarm()

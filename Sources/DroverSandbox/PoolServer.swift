@@ -17,6 +17,7 @@ final class PoolServer: Sendable {
         /// Seconds a connection has, in all, to authenticate; a silent or slow one is closed.
         var helloDeadline: Double
         var maxConnections: Int
+        var ceilings = ResourceCeilings()
     }
 
     let config: Config
@@ -169,6 +170,9 @@ final class PoolServer: Sendable {
             case "ping":
                 return .success(["pong": true])
             case "provision":
+                if let violation = config.ceilings.violation(in: request.body["resources"]) {
+                    throw PoolProtocol.Failure(.resourcesAboveCeiling, violation)
+                }
                 let resources = try SandboxResources(json: request.body["resources"])
                 let session = try request.optionalString("session")
                 let network = try SandboxNetwork.parse(networking: request.body["networking"], repositories: request.body["repositories"])

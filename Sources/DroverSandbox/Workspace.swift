@@ -129,6 +129,8 @@ final class Workspace: Sendable {
         case EXDEV, ELOOP: throw Failure(.pathOutsideSandbox, "\(shown) resolves outside the workspace")
         case ENOENT, ENOTDIR: throw Failure(.fileNotFound, "\(shown) does not exist")
         case EISDIR: throw Failure(.isADirectory, "\(shown) is a directory")
+        // A FIFO opened for writing without blocking, with no reader.
+        case ENXIO: throw Failure(.notARegularFile, "\(shown) is not a regular file (a FIFO, socket or device); file tools write regular files only")
         case ENOSYS: throw Failure(.internal, "the kernel lacks openat2 (Linux 5.6 or later is needed)")
         default: throw Failure(.internal, "open \(shown): \(String(cString: strerror(errno)))")
         }
@@ -256,10 +258,14 @@ final class Workspace: Sendable {
     /// The largest file `edit` loads (it rewrites the whole file).
     static let editLimit = 16 << 20
 
-    /// Opens a regular file for reading, without ever blocking: `O_NONBLOCK` so that a FIFO does
-    /// not wait for a writer, then anything but a regular file is refused.
-    private func openRegular(_ relative: String, shown: String) throws(Failure) -> Int32 {
-        let fd = try open(relative, O_RDONLY | O_NOCTTY | O_NONBLOCK, shown: shown)
+    /// Opens a regular file for reading (or, with `forWriting`, for writing, created if missing),
+    /// without ever blocking: `O_NONBLOCK` so that a FIFO does not wait for a writer or a reader,
+    /// then anything but a regular file is refused before a byte moves. (A blocking open of a
+    /// FIFO held a pool's file-tool thread until someone opened the other end: 16 such writes
+    /// stopped every file tool of the pool, for every tenant.)
+    private func openRegular(_ relative: String, shown: String, forWriting: Bool = false) throws(Failure) -> Int32 {
+        let flags = forWriting ? O_WRONLY | O_CREAT | O_NOCTTY | O_NONBLOCK : O_RDONLY | O_NOCTTY | O_NONBLOCK
+        let fd = try open(relative, flags, shown: shown)
         var info = stat()
         guard fstat(fd, &info) == 0 else {
             close(fd)
@@ -295,8 +301,10 @@ final class Workspace: Sendable {
     }
 
     private func store(_ bytes: [UInt8], at relative: String, shown: String) throws(Failure) {
-        let fd = try open(relative, O_WRONLY | O_CREAT | O_TRUNC | O_NOCTTY, shown: shown)
+        let fd = try openRegular(relative, shown: shown, forWriting: true)
         defer { close(fd) }
+        // Truncated only once known to be a regular file (O_TRUNC would act on whatever it opened).
+        guard ftruncate(fd, 0) == 0 else { throw Failure(.internal, "truncate \(shown): \(String(cString: strerror(errno)))") }
         if let owner { fchown(fd, owner.uid, owner.gid) }
         var written = 0
         while written < bytes.count {

@@ -10,6 +10,7 @@ struct APICommand: Command {
     static let help = """
         usage: drover api [--listen HOST:PORT] [--db-connections N] [--grace SECONDS]
                           [--request-deadline SECONDS] [--stream-buffer BYTES]
+                          [--max-resources KEY=N,…]
 
         Serves /v1/agents, /v1/environments, /v1/sessions and /v1/sessions/{id}/events (send,
         list, stream) as Managed Agents does, so the official Anthropic SDKs work with base_url
@@ -28,9 +29,12 @@ struct APICommand: Command {
                                   (default 10); slower clients get 408 and are cut off
           --stream-buffer BYTES   events a stream may hold for a client that reads too slowly
                                   before it is cut off with an error event (default 8388608)
+          --max-resources KEY=N,… ceilings on an environment's config.resources: timeout_s,
+                                  cpu_s, memory_mb, disk_mb, processes (defaults 3600, 3600, 8192,
+                                  16384, 1024); more is refused with 400 (set pools' alike)
         \(DaemonOptions.help)
         """
-    static let options: Set<String> = Set(["listen", "db-connections", "grace", "request-deadline", "stream-buffer"]).union(DaemonOptions.names)
+    static let options: Set<String> = Set(["listen", "db-connections", "grace", "request-deadline", "stream-buffer", "max-resources"]).union(DaemonOptions.names)
 
     static func run(_ arguments: Arguments) async throws {
         var config = APIDaemon.Config(databaseURL: try Environment.databaseURL())
@@ -53,6 +57,7 @@ struct APICommand: Command {
             guard buffer >= 1024 else { throw UsageError("--stream-buffer must be at least 1024") }
             config.streamBuffer = buffer
         }
+        if let ceilings = arguments.value("max-resources") { config.ceilings = try ResourceCeilings(parsing: ceilings) }
         config.vaultKey = try VaultKey.fromEnvironment()
         exit(try await APIDaemon(config: config).run())
     }

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverHarness
+import DroverIO
 import DroverModel
 import DroverStore
 import Foundation
@@ -13,7 +14,7 @@ struct HarnessCommand: Command {
                               [--api-key-file FILE]
                               [--pool-token-file FILE] [--max-turns N] [--context-budget TOKENS]
                               [--db-connections N] [--max-attempts N] [--rescue-interval SECONDS]
-                              [--eager-sandbox]
+                              [--allow-internal RANGES] [--eager-sandbox]
 
         A stateless daemon. Claims runnable sessions from the Postgres queue (woken by NOTIFY,
         polling as a fallback), runs up to --max-sessions at once, heartbeats every lease at a
@@ -48,6 +49,11 @@ struct HarnessCommand: Command {
                                  0.25): each harness holds an advisory lock on its listener
                                  connection; when Postgres frees it, the dead harness's sessions are
                                  taken over at once instead of after --lease-ttl
+          --allow-internal RANGES
+                                 loopback, private, link-local or this host's addresses that
+                                 web_fetch and agents' MCP servers may reach, as comma-separated
+                                 ranges (127.0.0.2,10.1.0.0/16); default none, whatever an
+                                 environment names (or DROVER_ALLOW_INTERNAL)
           --eager-sandbox        provision before the first model call (for benchmarks only)
         \(DaemonOptions.help)
 
@@ -55,7 +61,7 @@ struct HarnessCommand: Command {
         """
     static let options: Set<String> = Set([
         "max-sessions", "lease-ttl", "poll-interval", "grace", "provider", "model-url", "api-key-file", "pool-token-file", "max-turns",
-        "context-budget", "db-connections", "max-attempts", "rescue-interval",
+        "context-budget", "db-connections", "max-attempts", "rescue-interval", "allow-internal",
     ]).union(DaemonOptions.names)
     static let flags: Set<String> = ["eager-sandbox"]
 
@@ -103,6 +109,7 @@ struct HarnessCommand: Command {
             options.rescueInterval = value
         }
         options.eagerSandbox = arguments.has("eager-sandbox")
+        options.addressRule = try OutboundResolver.operatorRule(allowed: arguments.value("allow-internal"))
         options.poolToken = try secret(file: arguments.value("pool-token-file"), variable: "DROVER_POOL_TOKEN") ?? ""
         options.vaultKey = try VaultKey.fromEnvironment()
         let provider: any ModelProvider = openAI

@@ -14,6 +14,7 @@ struct SandboxPoolCommand: Command {
                                    [--idle-ttl SECONDS] [--call-threads N]
                                    [--allow-unenforced-limits] [--no-cgroups] [--no-seccomp]
                                    [--no-disk-quota] [--no-network] [--egress-connections N]
+                                   [--allow-internal RANGES] [--max-resources KEY=N,…]
                                    [--insecure-no-isolation]
 
         Owns sandboxes (bubblewrap: no credentials, no view of the host, a seccomp filter; per
@@ -51,6 +52,13 @@ struct SandboxPoolCommand: Command {
           --no-network            give no sandbox a network (provisions with networking or
                                   repositories are refused with network_unavailable)
           --egress-connections N  proxied connections one call may have open at once (default 64)
+          --allow-internal RANGES loopback, private, link-local or this host's addresses that
+                                  sandboxes may reach through the proxy, as comma-separated ranges
+                                  (10.1.0.0/16,127.0.0.2); default none, whatever an environment
+                                  names (or DROVER_ALLOW_INTERNAL)
+          --max-resources KEY=N,… ceilings on what a provision may ask: timeout_s, cpu_s,
+                                  memory_mb, disk_mb, processes (defaults 3600, 3600, 8192, 16384,
+                                  1024); more is refused with resources_above_ceiling
           --no-seccomp            run sandboxes without the seccomp filter (not recommended)
           --workspace-root DIR    where workspaces live (default a new folder in $TMPDIR)
           --advertise HOST:PORT   address recorded in the registry (default the listen address)
@@ -59,7 +67,7 @@ struct SandboxPoolCommand: Command {
 
         DATABASE_URL, when set, registers the pool and its sandboxes in Postgres (optional).
         """
-    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections", "idle-ttl", "call-threads", "egress-connections"])
+    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections", "idle-ttl", "call-threads", "egress-connections", "allow-internal", "max-resources"])
         .union(DaemonOptions.names)
     static let flags: Set<String> = ["insecure-no-isolation", "allow-unenforced-limits", "no-cgroups", "no-seccomp", "no-disk-quota", "no-network"]
 
@@ -107,6 +115,8 @@ struct SandboxPoolCommand: Command {
             guard connections > 0 else { throw UsageError("--egress-connections must be positive") }
             config.egressConnections = connections
         }
+        config.addressRule = try OutboundResolver.operatorRule(allowed: arguments.value("allow-internal"))
+        if let ceilings = arguments.value("max-resources") { config.ceilings = try ResourceCeilings(parsing: ceilings) }
         config.networking = !arguments.has("no-network")
         config.allowUnenforcedLimits = arguments.has("allow-unenforced-limits")
         config.seccomp = !arguments.has("no-seccomp")
