@@ -17,6 +17,9 @@ public struct WebFetch: Sendable {
     public var policy: NetworkPolicy
     public var rule: AddressRule
     public var maxBytes = 1 << 20
+    /// The most text a result carries (a tool result is one event, whose payload is capped at
+    /// 1 MiB; a page read whole and returned whole failed the session with payload_too_large).
+    public var maxText = 100 * 1024
     public var timeout: Double = 20
     let client = HTTPClient()
 
@@ -61,7 +64,12 @@ public struct WebFetch: Sendable {
             let raw = String(decoding: bytes, as: UTF8.self)
             let isHTML = (head.headers["content-type"] ?? "").contains("html") || raw.lowercased().contains("<html")
             var text = isHTML ? ReadableText.from(html: raw) : raw
-            if head.truncated { text += "\n[truncated: the page is larger than \(maxBytes) bytes]" }
+            if head.truncated {
+                text += "\n[truncated: the page is larger than \(maxBytes) bytes]"
+            }
+            if text.utf8.count > maxText {
+                text = String(decoding: text.utf8.prefix(maxText), as: UTF8.self) + "\n[truncated: the text is longer than \(maxText) bytes]"
+            }
             guard (200..<300).contains(head.status) else { return ("HTTP \(head.status) from \(url.absoluteString.prefix(300))\n\(text.prefix(2000))", true) }
             return (text, false)
         }

@@ -50,6 +50,12 @@ public final class GitServer: @unchecked Sendable {
     }
 
     /// The commit messages on `branch` of the served repository, newest first.
+    /// An environment's networking that lets a sandbox reach this server (by its host:port).
+    public var networking: JSONValue {
+        let authority = url.split(separator: "/")[1]
+        return ["type": "limited", "allowed_hosts": [.string(String(authority))]]
+    }
+
     public func log(_ branch: String = "main") throws -> [String] {
         try Self.output(["--git-dir", root + "/project.git", "log", "--format=%s", branch]).split(separator: "\n").map(String.init)
     }

@@ -7,9 +7,10 @@ import Testing
 /// whether the body threw or not, and third-party clients run from the project's venv.
 enum APIRig {
     static func withClusterAndAPI(
-        script: JSONValue, harnesses: Int = 1, apiArgs: [String] = [], _ body: (HarnessCluster, RunningAPI) async throws -> Void
+        script: JSONValue, harnesses: Int = 1, apiArgs: [String] = [], harnessArgs: [String] = [], poolArgs: [String] = [],
+        _ body: (HarnessCluster, RunningAPI) async throws -> Void
     ) async throws {
-        let cluster = try await HarnessCluster.start(script: script, harnesses: harnesses)
+        let cluster = try await HarnessCluster.start(script: script, harnesses: harnesses, harnessArgs: harnessArgs, poolArgs: poolArgs)
         let api = try await RunningAPI.start(database: cluster.database.conninfo, apiArgs)
         do {
             try await body(cluster, api)

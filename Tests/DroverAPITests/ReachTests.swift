@@ -51,7 +51,12 @@ import Testing
             mcp.stop()
             git.stop()
         }
-        try await APIRig.withClusterAndAPI(script: Self.script(searchingFor: git.token), apiArgs: ["--metrics-listen", "127.0.0.1:0"]) { cluster, api in
+        // The MCP and git servers listen on 127.0.0.2, which the harness and the pool open as an
+        // operator would; the environment names them in its allowed_hosts.
+        let opened = ["--allow-internal", "127.0.0.2"]
+        try await APIRig.withClusterAndAPI(
+            script: Self.script(searchingFor: git.token), apiArgs: ["--metrics-listen", "127.0.0.1:0"], harnessArgs: opened, poolArgs: opened
+        ) { cluster, api in
             let key = try await api.key(org: "team-reach")
             try await APIRig.python("Tests/sdk/reach_sdk.py", environment: [
                 "DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key, "MCP_URL": mcp.url, "MCP_TOKEN": mcp.token,

@@ -19,11 +19,10 @@ import Testing
         #expect(limited.allows(host: "127.0.0.1", port: 8000) && !limited.allows(host: "127.0.0.1", port: 8001), "a port pattern is exact")
         #expect(limited.allows(host: "pypi.org", port: 443), "package managers")
         #expect(!limited.allows(host: "other.example.com", port: 443))
+        #expect(limited.allows(host: "docs.example.com.", port: 443), "a trailing dot is the same name")
         let open = NetworkPolicy(environmentConfig: ["networking": ["type": "unrestricted"]])
+        // By name everything passes; where a name leads is the address rule's (AddressRuleTests).
         #expect(open.allows(host: "example.com", port: 443))
-        for host in ["127.0.0.1", "localhost", "10.1.2.3", "192.168.0.1", "172.20.0.1", "169.254.169.254", "[::1]", "0.0.0.0"] {
-            #expect(!open.allows(host: host, port: 80), "\(host) is private unless named")
-        }
     }
 
     @Test func htmlIsReducedToReadableText() {
@@ -34,13 +33,16 @@ import Testing
         #expect(ReadableText.from(html: html) == "Drover\nSessions & leases\nA harness that dies is known at once.\none\ntwo")
     }
 
+    /// The harnesses here open 127.0.0.2 as an operator would; 127.0.0.3 stays closed.
+    static let opened = ["--allow-internal", "127.0.0.2"]
+
     @Test func aLimitedEnvironmentFetchesAnAllowedPageAndIsRefusedAnother() async throws {
-        let page = try HTTPServer(host: "127.0.0.1", port: 0)
+        let page = try HTTPServer(host: "127.0.0.2", port: 0)
         page.start { _, socket in
             HTTPServer.respond(socket, status: 200, contentType: "text/html", body: Array("<html><body><h1>Hello from loopback</h1><script>x()</script></body></html>".utf8))
         }
         defer { page.stop() }
-        let other = try HTTPServer(host: "127.0.0.1", port: 0)
+        let other = try HTTPServer(host: "127.0.0.2", port: 0)
         other.start { _, socket in HTTPServer.respond(socket, status: 200, contentType: "text/plain", body: Array("secret".utf8)) }
         defer { other.stop() }
         let allowed = "http://\(page.address)/docs"
@@ -49,7 +51,7 @@ import Testing
             HarnessEndToEndTests.tool("web_fetch", ["url": .string("http://\(other.address)/")]),
             HarnessEndToEndTests.say("Read."),
         ]]
-        try await HarnessEndToEndTests().withCluster(script) { cluster in
+        try await HarnessEndToEndTests().withCluster(script, args: Self.opened) { cluster in
             let environment = try await cluster.store.createEnvironment(
                 name: "limited", configJSON: JSONValue.object(["networking": ["type": "limited", "allowed_hosts": [.string(page.address)]]]).text)
             let session = try await cluster.store.createSession(
@@ -62,6 +64,52 @@ import Testing
             #expect(results.last?["is_error"] == true && results.last?["content"]?.stringValue?.hasPrefix("403 refused") == true, "\(results)")
             #expect(!events.contains { $0.payload.contains("secret") }, "nothing from the refused host")
             #expect(cluster.model.refusals.isEmpty, "\(cluster.model.refusals.map(\.message))")
+        }
+    }
+
+    /// Issue #20: web_fetch checked only the name, so `unrestricted` read the harness host's
+    /// loopback and metadata services under any spelling, and a redirect led inward. The address
+    /// connected is checked now; a server that never stops sending is cut at the cap.
+    @Test func noSpellingOrRedirectReachesAnAddressTheOperatorDidNotOpen() async throws {
+        let closed = try HTTPServer(host: "127.0.0.3", port: 0)
+        closed.start { _, socket in HTTPServer.respond(socket, status: 200, contentType: "text/plain", body: Array("harness-host secret".utf8)) }
+        defer { closed.stop() }
+        let port = closed.address.split(separator: ":").last!
+        let bouncer = try HTTPServer(host: "127.0.0.2", port: 0)
+        bouncer.start { request, socket in
+            if request.path == "/endless" {
+                // Headers, then body bytes for as long as the client reads.
+                _ = try? socket.send(bytes: Array("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n".utf8))
+                let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 65_536)
+                while (try? socket.send(bytes: chunk)) != nil {}
+                return
+            }
+            HTTPServer.respond(socket, status: 302, contentType: "text/plain", body: [], headers: [("location", "http://127.0.0.3:\(port)/")])
+        }
+        defer { bouncer.stop() }
+        let targets = [
+            "http://127.0.0.3:\(port)/", "http://2130706435:\(port)/", "http://0177.0.0.3:\(port)/", "http://127.3:\(port)/",
+            "http://[::ffff:7f00:3]:\(port)/", "http://localhost.:\(port)/", "http://0:\(port)/", "http://169.254.169.254/latest/meta-data/",
+            "http://\(bouncer.address)/redirect",
+        ]
+        let script: JSONValue = ["turns": .array(
+            targets.map { HarnessEndToEndTests.tool("web_fetch", ["url": .string($0)]) }
+                + [HarnessEndToEndTests.tool("web_fetch", ["url": .string("http://\(bouncer.address)/endless")]), HarnessEndToEndTests.say("Done.")])]
+        try await HarnessEndToEndTests().withCluster(script, args: Self.opened) { cluster in
+            let environment = try await cluster.store.createEnvironment(
+                name: "open", configJSON: #"{"networking":{"type":"unrestricted"}}"#)
+            let session = try await cluster.store.createSession(
+                agent: cluster.agent, environment: environment, firstMessage: JSONText.userMessage("look around"))
+            let (reason, events) = try await cluster.waitForIdle(session)
+            #expect(reason == "end_turn", "\(events.filter { $0.type == .sessionError }.map(\.payload))")
+            let results = events.filter { $0.type == .agentToolResult }.map(\.json)
+            #expect(results.count == targets.count + 1)
+            for (target, result) in zip(targets, results) {
+                #expect(result["is_error"] == true && result["content"]?.stringValue?.hasPrefix("403 refused") == true, "\(target): \(result)")
+            }
+            let endless = results.last?["content"]?.stringValue ?? ""
+            #expect(endless.hasSuffix("[truncated: the text is longer than 102400 bytes]") && endless.utf8.count < 110_000, "\(endless.suffix(200))")
+            #expect(!events.contains { $0.payload.contains("harness-host secret") }, "nothing from the closed address")
         }
     }
 }

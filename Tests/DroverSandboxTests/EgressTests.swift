@@ -7,8 +7,11 @@ import Testing
 
 /// The egress proxy end to end: a real pool (root, bubblewrap), sandboxes whose only way out is
 /// the proxy, and HTTP servers on other loopback addresses of this host (127.0.0.2, .3), which
-/// is all the traffic these tests make.
+/// is all the traffic these tests make. The pools open 127.0.0.2 as an operator would
+/// (`--allow-internal`); 127.0.0.3 stays closed whatever an environment names.
 @Suite(.serialized) struct EgressTests {
+    static let opened = ["--allow-internal", "127.0.0.2"]
+
     /// Serves `files` (path → bytes) on `host`, port chosen by the kernel.
     static func serve(_ host: String, _ files: [String: [UInt8]]) throws -> HTTPServer {
         let server = try HTTPServer(host: host, port: 0)
@@ -35,7 +38,7 @@ import Testing
         let allowed = try Self.serve("127.0.0.2", ["/hello": Array("hello from the allowed host\n".utf8)])
         let other = try Self.serve("127.0.0.3", ["/hello": Array("you should not read this\n".utf8)])
         defer { allowed.stop(); other.stop() }
-        let pool = try await RunningPool.start(["--metrics-listen", "127.0.0.1:0"])
+        let pool = try await RunningPool.start(["--metrics-listen", "127.0.0.1:0"] + Self.opened)
         let client = try await pool.client()
         defer { client.close() }
         let sandbox = try await client.provision(networking: Self.limited([allowed.address]))
@@ -147,7 +150,7 @@ import Testing
             "/simple/drover-probe/": Array(index.utf8), "/files/drover_probe-1.0-py3-none-any.whl": wheel,
         ])
         defer { server.stop() }
-        let pool = try await RunningPool.start()
+        let pool = try await RunningPool.start(Self.opened)
         let client = try await pool.client()
         defer { client.close() }
         let install = "python3 -m pip install -v --no-cache-dir --disable-pip-version-check --target /workspace/lib --index-url http://\(server.address)/simple/ drover-probe 2>&1; echo \"exit=$?\""
@@ -206,5 +209,35 @@ import Testing
         let built = try await DroverProcess.run(program: "/usr/bin/python3", ["-c", script, path], environment: [:])
         guard built.status == 0 else { throw DroverError(.invalidArgument, "the wheel was not built: \(built.stderr)") }
         return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// Issue #20: a tenant's environment cannot open the pool host's network. allowed_hosts may name
+    /// a loopback or private address, in any spelling, and unrestricted may try metadata: only the
+    /// operator's --allow-internal opens an internal address, checked on the address connected.
+    @Test func aTenantCannotOpenThePoolHostsNetwork() async throws {
+        guard geteuid() == 0 else { return }
+        let closed = try Self.serve("127.0.0.3", ["/hello": Array("you should not read this\n".utf8)])
+        defer { closed.stop() }
+        let port = closed.address.split(separator: ":").last!
+        let pool = try await RunningPool.start(Self.opened)
+        let client = try await pool.client()
+        defer { client.close() }
+        // 127.0.0.3 spelled as the tenant likes: a literal, a number, octal, short, a name.
+        let spellings = ["127.0.0.3", "2130706435", "0177.0.0.3", "127.3", "localhost", "localhost."]
+        let named = try await client.provision(networking: Self.limited(spellings.map { "\($0):\(port)" }))
+        for spelling in spellings {
+            for tunnel in ["", "--proxytunnel "] {
+                let reply = try await bash(client, named, "curl -sS -i \(tunnel)http://\(spelling):\(port)/hello; echo \" exit=$?\"")
+                #expect(!reply.output.contains("should not read"), "\(tunnel)\(spelling): \(reply.output)")
+                // Refused by the rule (403 egress_denied), or unresolvable (502) where the resolver has no such name.
+                #expect(reply.output.contains("403") || reply.output.contains("502"), "\(tunnel)\(spelling): \(reply.output)")
+            }
+        }
+        let unrestricted = try await client.provision(networking: ["type": "unrestricted"])
+        for target in ["http://169.254.169.254/latest/meta-data/", "http://[::ffff:127.0.0.3]:\(port)/hello", "http://0:\(port)/hello"] {
+            let reply = try await bash(client, unrestricted, "curl -sS -i --max-time 5 '\(target)'; echo \" exit=$?\"")
+            #expect(reply.output.contains("egress_denied") && !reply.output.contains("should not read"), "\(target): \(reply.output)")
+        }
+        #expect(await pool.stop() == 0)
     }
 }

@@ -6,8 +6,12 @@ import Testing
 
 /// Repositories mounted at provision: cloned through the egress proxy's relay, so that `origin`
 /// inside the sandbox is a plain-HTTP URL and the token stays with the proxy. The remote is a real
-/// `git http-backend` that demands the token (Tests/git/git_http_server.py) on 127.0.0.2.
+/// `git http-backend` that demands the token (Tests/git/git_http_server.py) on 127.0.0.2, which
+/// the pools here open to sandboxes as an operator would (`--allow-internal 127.0.0.2`), and which
+/// each environment names in its allowed_hosts.
 @Suite(.serialized) struct RepositoryTests {
+    static let opened = ["--allow-internal", "127.0.0.2"]
+
     func bash(_ client: PoolClient, _ sandbox: String, _ command: String) async throws -> JSONValue {
         try await client.execute(sandbox: sandbox, callID: UUID().uuidString, name: "bash", input: ["command": .string(command)])
     }
@@ -16,12 +20,12 @@ import Testing
         guard geteuid() == 0 else { return }
         let git = try GitServer()
         defer { git.stop() }
-        let pool = try await RunningPool.start()
+        let pool = try await RunningPool.start(Self.opened)
         let client = try await pool.client()
         defer { client.close() }
-        // networking none: the repository relay is the sandbox's only way out.
+        // The environment allows the remote only: the repository relay is the sandbox's only way out.
         let sandbox = try await client.provision(
-            networking: ["type": "none"],
+            networking: git.networking,
             repositories: [["url": .string(git.url), "authorization_token": .string(git.token), "checkout": ["type": "branch", "name": "main"]]])
 
         let cloned = try await bash(client, sandbox, "cd /workspace/project && cat README.md && git remote get-url origin")
@@ -68,10 +72,11 @@ import Testing
         guard geteuid() == 0 else { return }
         let git = try GitServer(https: true)
         defer { git.stop() }
-        let pool = try await RunningPool.start(environment: ["DROVER_EGRESS_CA_FILE": try #require(git.certificate)])
+        let pool = try await RunningPool.start(Self.opened, environment: ["DROVER_EGRESS_CA_FILE": try #require(git.certificate)])
         let client = try await pool.client()
         defer { client.close() }
-        let sandbox = try await client.provision(repositories: [["url": .string(git.url), "authorization_token": .string(git.token)]])
+        let sandbox = try await client.provision(
+            networking: git.networking, repositories: [["url": .string(git.url), "authorization_token": .string(git.token)]])
         let pushed = try await bash(client, sandbox, """
             cd /workspace/project && echo tls >> README.md && git commit --quiet -am 'over tls' && git push --quiet origin HEAD:main 2>&1 && echo pushed
             """)
@@ -79,11 +84,12 @@ import Testing
         #expect(try git.log().first == "over tls")
         #expect(await pool.stop() == 0)
         // Without the CA the certificate is refused, so the clone fails: TLS is checked, not just spoken.
-        let strict = try await RunningPool.start()
+        let strict = try await RunningPool.start(Self.opened)
         let strictClient = try await strict.client()
         defer { strictClient.close() }
         await #expect(throws: PoolProtocol.Failure.self) {
-            _ = try await strictClient.provision(repositories: [["url": .string(git.url), "authorization_token": .string(git.token)]])
+            _ = try await strictClient.provision(
+                networking: git.networking, repositories: [["url": .string(git.url), "authorization_token": .string(git.token)]])
         }
         let refused = try await strict.daemon.waitForLog("egress") { $0["decision"]?.stringValue == "refused" }
         #expect(refused["code"]?.stringValue == "upstream_unreachable", "\(refused.text)")
@@ -94,9 +100,9 @@ import Testing
         guard geteuid() == 0 else { return }
         let git = try GitServer()
         defer { git.stop() }
-        try await RunningPool.withSandbox { _, client, _ in
+        try await RunningPool.withSandbox(Self.opened) { _, client, _ in
             do {
-                _ = try await client.provision(repositories: [["url": .string(git.url), "authorization_token": "wrong"]])
+                _ = try await client.provision(networking: git.networking, repositories: [["url": .string(git.url), "authorization_token": "wrong"]])
                 Issue.record("cloned with a wrong token")
             } catch let failure as PoolProtocol.Failure {
                 #expect(failure.code == .repositoryFailed, "\(failure)")
@@ -109,6 +115,41 @@ import Testing
                 Issue.record("mounted outside /workspace")
             } catch let failure as PoolProtocol.Failure {
                 #expect(failure.code == .badRequest, "\(failure)")
+            }
+        }
+    }
+
+    /// Issue #20: a remote is reached only where the environment's networking names it and the
+    /// operator opened its address; the relay keeps requests inside the repository.
+    @Test func aRemoteFollowsTheEnvironmentsPolicyAndTheOperatorsRule() async throws {
+        guard geteuid() == 0 else { return }
+        let git = try GitServer()
+        defer { git.stop() }
+        let repositories: [JSONValue] = [["url": .string(git.url), "authorization_token": .string(git.token)]]
+        // networking none (it used to reach the remote all the same).
+        try await RunningPool.withSandbox(Self.opened) { _, client, _ in
+            do {
+                _ = try await client.provision(networking: ["type": "none"], repositories: repositories)
+                Issue.record("cloned under networking none")
+            } catch let failure as PoolProtocol.Failure {
+                #expect(failure.code == .repositoryFailed && failure.message.contains("not allowed by the environment's networking"), "\(failure)")
+            }
+        }
+        // Named by the environment, but on an address the operator did not open.
+        try await RunningPool.withSandbox { _, client, _ in
+            do {
+                _ = try await client.provision(networking: git.networking, repositories: repositories)
+                Issue.record("a tenant's allowed_hosts opened the pool host's loopback")
+            } catch let failure as PoolProtocol.Failure {
+                #expect(failure.code == .repositoryFailed && failure.message.contains("operator has not opened"), "\(failure)")
+            }
+        }
+        // Allowed: paths that would leave the repository are refused, not forwarded with the token.
+        try await RunningPool.withSandbox(Self.opened) { _, client, _ in
+            let sandbox = try await client.provision(networking: git.networking, repositories: repositories)
+            for escape in ["/project/../other.git/info/refs", "/project/%2e%2e/x", "/project/a%2fb"] {
+                let reply = try await bash(client, sandbox, "curl -sS -i --path-as-is 'http://repositories.drover.internal\(escape)'")
+                #expect(reply.output.contains("bad_proxy_request") && !reply.output.contains(git.token), "\(escape): \(reply.output)")
             }
         }
     }

@@ -5,6 +5,7 @@ pushed to from bash. Run by DroverAPITests.ReachTests with DROVER_API_URL, DROVE
 MCP_TOKEN, GIT_URL and GIT_TOKEN."""
 import os
 import time
+from urllib.parse import urlsplit
 
 import anthropic
 
@@ -46,7 +47,12 @@ check("vaults listed", vault.id in [v.id for v in beta.vaults.list()])
 wrong = beta.vaults.create(display_name="stale")
 beta.vaults.credentials.create(wrong.id, auth={"type": "static_bearer", "token": "not-the-token", "mcp_server_url": MCP_URL})
 
-environment = beta.environments.create(name="reach", config={"type": "cloud"})
+# Tenant-chosen servers follow the environment's networking: this one names the MCP server and the
+# git remote; `closed` names nothing.
+allowed_hosts = [urlsplit(MCP_URL).netloc, urlsplit(GIT_URL).netloc]
+environment = beta.environments.create(
+    name="reach", config={"type": "cloud", "networking": {"type": "limited", "allowed_hosts": allowed_hosts}})
+closed = beta.environments.create(name="closed", config={"type": "cloud", "networking": {"type": "none"}})
 agent = beta.agents.create(
     name="reacher", model="claude-sonnet-4-5",
     mcp_servers=[{"type": "url", "name": "tools", "url": MCP_URL}],
@@ -92,6 +98,13 @@ errors = [e for e in events if e.type == "session.error"]
 check("wrong credential is an authentication error", len(errors) == 1 and errors[0].error.type == "mcp_authentication_failed_error"
       and errors[0].error.mcp_server_name == "tools", errors)
 check("the turn went on without the server", not any(e.type == "agent.mcp_tool_use" for e in events))
+
+fenced = beta.sessions.create(agent=agent.id, environment_id=closed.id, vault_ids=[vault.id])
+events = run_turn(fenced.id, "try the stale credential")
+errors = [e for e in events if e.type == "session.error"]
+check("an MCP server the environment does not allow is not reached",
+      len(errors) == 1 and errors[0].error.type == "mcp_connection_failed_error" and "network policy" in errors[0].error.message
+      and MCP_TOKEN not in errors[0].error.message, errors)
 
 repo_session = beta.sessions.create(
     agent=agent.id, environment_id=environment.id,
