@@ -58,7 +58,9 @@ let package = Package(
             name: "DroverHarnessTests",
             dependencies: ["DroverHarness", "DroverModel", "DroverScriptedModel", "DroverStore", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres", "DroverTestSupport"]),
-        .testTarget(name: "DroverAPITests", dependencies: ["DroverAPI", "DroverSandbox", "DroverStore", "DroverIO", "DroverCore", "DroverTestSupport"]),
+        .testTarget(
+            name: "DroverAPITests",
+            dependencies: ["DroverAPI", "DroverSandbox", "DroverScriptedModel", "DroverStore", "DroverIO", "DroverCore", "DroverTestSupport"]),
         .testTarget(
             name: "DroverStoreTests",
             dependencies: ["DroverStore", "DroverPostgres", "DroverCore", "DroverTestSupport"]),

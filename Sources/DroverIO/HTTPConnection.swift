@@ -12,6 +12,9 @@ public struct HTTPConnection: Sendable {
         public var body: String
     }
 
+    /// Over a socket already connected (a test's, bound to a source address of its own).
+    public init(socket: Socket) { self.socket = socket }
+
     public static func connect(_ address: String, timeout: Double = 20) throws -> HTTPConnection {
         guard let (host, port) = parseHostPort(address) else { throw SystemError(errno: EINVAL, call: "connect \(address)") }
         let socket = try Socket.connect(host: host, port: port)

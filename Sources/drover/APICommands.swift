@@ -10,7 +10,8 @@ struct APICommand: Command {
     static let help = """
         usage: drover api [--listen HOST:PORT] [--db-connections N] [--grace SECONDS]
                           [--request-deadline SECONDS] [--stream-buffer BYTES]
-                          [--max-resources KEY=N,…]
+                          [--max-resources KEY=N,…] [--max-connections N]
+                          [--max-connections-per-client N]
 
         Serves /v1/agents, /v1/environments, /v1/sessions and /v1/sessions/{id}/events (send,
         list, stream) as Managed Agents does, so the official Anthropic SDKs work with base_url
@@ -29,12 +30,16 @@ struct APICommand: Command {
                                   (default 10); slower clients get 408 and are cut off
           --stream-buffer BYTES   events a stream may hold for a client that reads too slowly
                                   before it is cut off with an error event (default 8388608)
+          --max-connections N     connections at once (default 1024); more get 503
+          --max-connections-per-client N
+                                  connections one client address may hold (default 256), so no
+                                  one client takes every place; more get 503
           --max-resources KEY=N,… ceilings on an environment's config.resources: timeout_s,
                                   cpu_s, memory_mb, disk_mb, processes (defaults 3600, 3600, 8192,
                                   16384, 1024); more is refused with 400 (set pools' alike)
         \(DaemonOptions.help)
         """
-    static let options: Set<String> = Set(["listen", "db-connections", "grace", "request-deadline", "stream-buffer", "max-resources"]).union(DaemonOptions.names)
+    static let options: Set<String> = Set(["listen", "db-connections", "grace", "request-deadline", "stream-buffer", "max-resources", "max-connections", "max-connections-per-client"]).union(DaemonOptions.names)
 
     static func run(_ arguments: Arguments) async throws {
         var config = APIDaemon.Config(databaseURL: try Environment.databaseURL())
@@ -56,6 +61,14 @@ struct APICommand: Command {
         if let buffer = try arguments.int("stream-buffer") {
             guard buffer >= 1024 else { throw UsageError("--stream-buffer must be at least 1024") }
             config.streamBuffer = buffer
+        }
+        if let cap = try arguments.int("max-connections") {
+            guard cap > 0 else { throw UsageError("--max-connections must be positive") }
+            config.server.maxConnections = cap
+        }
+        if let share = try arguments.int("max-connections-per-client") {
+            guard share > 0 else { throw UsageError("--max-connections-per-client must be positive") }
+            config.server.maxConnectionsPerClient = share
         }
         if let ceilings = arguments.value("max-resources") { config.ceilings = try ResourceCeilings(parsing: ceilings) }
         config.vaultKey = try VaultKey.fromEnvironment()

@@ -46,6 +46,39 @@ import Testing
         #expect(status == 0, "the daemon stopped cleanly on SIGTERM")
     }
 
+    /// Issue #20: `write` opened a FIFO blocking, so each write held one of the pool's file-tool
+    /// threads until someone read the pipe; 16 of them stopped every file tool of the pool, for
+    /// every tenant. Now 24 writes (with and without a reader holding the pipe open) are refused
+    /// at once, and another tenant's file tools and the daemon's SIGTERM are unaffected.
+    @Test func writesToAFIFOAreRefusedAtOnceAndBlockNoOne() async throws {
+        let status = try await RunningPool.withSandbox { pool, client, sandbox in
+            _ = try await client.execute(sandbox: sandbox, callID: "mk", name: "bash", input: ["command": "mkfifo pipe held; (sleep 30 < held &) ; sleep 0.1"])
+            let codes = try await withThrowingTaskGroup(of: String.self) { group in
+                for index in 0..<24 {
+                    group.addTask {
+                        do {
+                            _ = try await client.execute(
+                                sandbox: sandbox, callID: "w\(index)", name: "write", input: ["file_path": index % 2 == 0 ? "pipe" : "held", "content": "x"])
+                            return "written"
+                        } catch let failure as PoolProtocol.Failure {
+                            return failure.code.rawValue
+                        }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(codes == Array(repeating: "not_a_regular_file", count: 24), "\(codes)")
+            // Another tenant's sandbox writes and reads as ever.
+            let other = try await pool.client()
+            defer { other.close() }
+            let theirs = try await other.provision()
+            _ = try await other.execute(sandbox: theirs, callID: "ow", name: "write", input: ["file_path": "notes.txt", "content": "fine"])
+            let read = try await other.execute(sandbox: theirs, callID: "or", name: "read", input: ["path": "notes.txt"])
+            #expect(read.output.contains("fine"), "\(read)")
+        }
+        #expect(status == 0, "the daemon stopped cleanly on SIGTERM")
+    }
+
     /// `read` streams: a 900 MiB sparse file (one endless line of NULs) costs the daemon one
     /// chunk and the output, not the file.
     @Test func readingAHugeSparseFileLeavesTheDaemonsMemoryAlone() async throws {

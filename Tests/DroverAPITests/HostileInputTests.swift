@@ -1,0 +1,169 @@
+import DroverCore
+import DroverIO
+import DroverScriptedModel
+import DroverTestSupport
+import Foundation
+import Testing
+
+/// Issue #20, black-box against the real daemons: what an attacker with no key can send to
+/// `drover api`, the scripted model and the ops endpoints, what a tenant can ask of the pool, and
+/// that each daemon answers with a code and keeps serving.
+@Suite struct HostileInputTests {
+    /// A connection from `source` (another loopback address of this host) to `address`.
+    static func connect(from source: String, to address: String) throws -> HTTPConnection {
+        let (host, port) = try #require(parseHostPort(address))
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, source, &local.sin_addr)
+        var remote = sockaddr_in()
+        remote.sin_family = sa_family_t(AF_INET)
+        remote.sin_port = port.bigEndian
+        inet_pton(AF_INET, host, &remote.sin_addr)
+        let bound = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let connected = withUnsafePointer(to: &remote) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, connected == 0 else {
+            close(fd)
+            throw SystemError(errno: errno, call: "connect from \(source)")
+        }
+        let socket = Socket(fd: fd)
+        socket.setReadTimeout(10)
+        return HTTPConnection(socket: socket)
+    }
+
+    /// `-2` as a chunk size trapped `drover api` (and the scripted model and ops endpoints, which
+    /// share the parser). Every malformed chunk shape is a 400, and the daemon keeps serving.
+    @Test func aNegativeChunkSizeIsA400AndEveryDaemonKeepsServing() async throws {
+        try await TestDatabase.with { db in
+            let api = try await RunningAPI.start(database: db.conninfo, ["--metrics-listen", "127.0.0.1:0"])
+            let key = try await api.key(org: "hostile")
+            let ops = try #require(try await api.daemon.waitForLog("listening")["metrics"]?.stringValue)
+            let model = try ScriptedModelServer(script: try ModelScript.load(["turns": []]), host: "127.0.0.1", port: 0, log: Log(component: "scripted-model", minimum: .error))
+            model.start()
+            defer { model.stop() }
+            let chunked = { (target: String, size: String) in
+                "POST \(target) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\(size)\r\n{}\r\n0\r\n\r\n"
+            }
+            for address in [api.address, ops, "127.0.0.1:\(model.listener.port)"] {
+                for size in ["-2", "+2", "-0x2", "2;" + String(repeating: "e", count: 5000)] {
+                    let client = try HTTPConnection.connect(address)
+                    try client.send(chunked("/v1/agents", size))
+                    let answer = try client.response()
+                    #expect(answer?.status == 400, "\(address) \(size.prefix(8)): \(String(describing: answer))")
+                    client.close()
+                }
+                // Endless trailers are cut off, not buffered.
+                let trailers = try HTTPConnection.connect(address)
+                try trailers.send("POST /v1/agents HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + String(repeating: "X-T: v\r\n", count: 2000))
+                #expect(try trailers.response()?.status == 431, "\(address): trailers")
+                trailers.close()
+            }
+            // Still serving, all three.
+            let alive = try HTTPConnection.connect(api.address)
+            #expect(try alive.request("GET", "/v1/agents", headers: [("x-api-key", key)])?.status == 200)
+            alive.close()
+            #expect(try HTTPConnection.connect(ops).request("GET", "/metrics")?.status == 200)
+            #expect(try HTTPConnection.connect("127.0.0.1:\(model.listener.port)").request("GET", "/healthz")?.status != nil)
+            #expect(await api.stop() == 0)
+        }
+    }
+
+    /// Metrics labels come from a fixed set: a method token or a fleet segment of a client's
+    /// choosing (with or without a key) is `other`, never a new series.
+    @Test func metricsLabelsComeFromAFixedSet() async throws {
+        try await TestDatabase.with { db in
+            let api = try await RunningAPI.start(database: db.conninfo, ["--metrics-listen", "127.0.0.1:0"])
+            let key = try await api.key(org: "labels")
+            let ops = try #require(try await api.daemon.waitForLog("listening")["metrics"]?.stringValue)
+            for index in 0..<20 {
+                let client = try HTTPConnection.connect(api.address)
+                _ = try client.request("BREW\(index)", "/v1/fleet/x\(index)")
+                client.close()
+                let keyed = try HTTPConnection.connect(api.address)
+                _ = try keyed.request("GET", "/v1/fleet/y\(index)/z", headers: [("x-api-key", key)])
+                _ = try keyed.request("GET", "/v1/sessions/s\(index)/\(index)/\(index)/\(index)/\(index)/\(index)", headers: [("x-api-key", key)])
+                keyed.close()
+            }
+            let text = try await PrometheusText.get(ops, "/metrics").1
+            #expect(!text.contains("BREW") && !text.contains("x1") && !text.contains("y1"), "client text became a label")
+            let series = text.split(separator: "\n").filter { $0.hasPrefix("drover_api_requests_total{") }
+            #expect(series.count <= 4, "\(series)")
+            #expect(await api.stop() == 0)
+        }
+    }
+
+    /// One client address cannot take every connection: past its share it gets 503 while another
+    /// address is still served.
+    @Test func oneClientCannotTakeEveryConnection() async throws {
+        try await TestDatabase.with { db in
+            let api = try await RunningAPI.start(database: db.conninfo, ["--max-connections", "64", "--max-connections-per-client", "8"])
+            let key = try await api.key(org: "share")
+            var held: [HTTPConnection] = []
+            defer { held.forEach { $0.close() } }
+            for _ in 0..<8 {
+                let client = try HTTPConnection.connect(api.address)
+                #expect(try client.request("GET", "/v1/agents", headers: [("x-api-key", key)])?.status == 200)
+                held.append(client)
+            }
+            let ninth = try HTTPConnection.connect(api.address)
+            let refused = try ninth.response()
+            #expect(refused?.status == 503 && refused?.body.contains("overloaded_error") == true, "\(String(describing: refused))")
+            ninth.close()
+            let other = try Self.connect(from: "127.0.0.2", to: api.address)
+            #expect(try other.request("GET", "/v1/agents", headers: [("x-api-key", key)])?.status == 200, "another client is served")
+            other.close()
+            #expect(await api.stop() == 0)
+        }
+    }
+
+    /// The ops endpoint (and the scripted model, the same server) is capped: a flood of silent
+    /// connections gets 503 past the cap, and the daemon still answers /metrics once they go.
+    @Test func theOpsEndpointIsCapped() async throws {
+        let server = try HTTPServer(host: "127.0.0.1", port: 0, maxConnections: 16, requestDeadline: 2)
+        server.start { _, socket in HTTPServer.respond(socket, status: 200, contentType: "text/plain", body: Array("ok".utf8)) }
+        defer { server.stop() }
+        var silent: [HTTPConnection] = []
+        for _ in 0..<16 { silent.append(try HTTPConnection.connect(server.address)) }
+        try await Polling.until(timeout: 5) { server.connectionCount == 16 }
+        let refused = try HTTPConnection.connect(server.address)
+        #expect(try refused.response()?.status == 503)
+        refused.close()
+        // Silent ones are cut at the request deadline with 408, and the place is free again.
+        #expect(try silent[0].response()?.status == 408)
+        silent.forEach { $0.close() }
+        try await Polling.until(timeout: 5) { server.connectionCount == 0 }
+        #expect(try HTTPConnection.connect(server.address).request("GET", "/")?.status == 200)
+    }
+
+    /// Operator ceilings on what a tenant asks of a sandbox: the API refuses the environment, the
+    /// pool refuses the provision, each with a clear error.
+    @Test func resourcesAboveTheCeilingsAreRefused() async throws {
+        try await TestDatabase.with { db in
+            let api = try await RunningAPI.start(database: db.conninfo, ["--max-resources", "memory_mb=4096"])
+            let key = try await api.key(org: "ceilings")
+            let client = try HTTPConnection.connect(api.address)
+            defer { client.close() }
+            for (resources, status) in [(#"{"memory_mb": 1000000000}"#, 400), (#"{"memory_mb": 8192}"#, 400), (#"{"timeout_s": 1e9}"#, 400),
+                                        (#"{"processes": 100000}"#, 400), (#"{"memory_mb": 4096, "timeout_s": 600}"#, 200)] {
+                let answer = try client.request("POST", "/v1/environments", headers: [("x-api-key", key)],
+                                                body: #"{"name": "e", "config": {"type": "cloud", "resources": \#(resources)}}"#)
+                #expect(answer?.status == status, "\(resources): \(String(describing: answer))")
+                if status == 400 { #expect(answer?.body.contains("ceiling") == true, "\(String(describing: answer))") }
+            }
+            #expect(await api.stop() == 0)
+        }
+        _ = try await RunningPool.withSandbox(["--max-resources", "processes=64"]) { _, client, _ in
+            for resources: JSONValue in [["memory_mb": 1e9], ["processes": 65], ["disk_mb": 1e8], ["cpu_s": 1e9]] {
+                do {
+                    _ = try await client.provision(resources: resources)
+                    Issue.record("provisioned \(resources)")
+                } catch let failure as PoolProtocol.Failure {
+                    #expect(failure.code == .resourcesAboveCeiling && failure.message.contains("ceiling"), "\(failure)")
+                }
+            }
+            _ = try await client.provision(resources: ["processes": 64])
+        }
+    }
+}
