@@ -4,7 +4,7 @@ SWIFT_FLAGS ?=
 BIN = .build/debug/drover
 RELEASE_BIN = .build/release/drover
 
-.PHONY: all deps build release test demo bench bench-compare chaos clean
+.PHONY: all deps build release test fuzz demo bench bench-compare chaos clean
 
 all: build
 
@@ -24,6 +24,7 @@ release: deps
 # most 8 tests run at once: each starts daemons and holds connections to one stock server.
 test: deps
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
+	scripts/fuzz.sh 8
 	scripts/with-pg.sh sh -c '$(SWIFT) test --skip-build --experimental-maximum-parallelization-width 8 --skip ServerRestartTests --skip ChaosTests --skip FleetTests \
 			--skip QuotaTests --skip APIServerTests --skip ConsoleTests \
 		&& $(SWIFT) test --skip-build --filter QuotaTests \
@@ -32,6 +33,10 @@ test: deps
 		&& $(SWIFT) test --skip-build --filter ServerRestartTests \
 		&& $(SWIFT) test --skip-build --filter FleetTests \
 		&& $(SWIFT) test --skip-build --filter ChaosTests'
+
+# Every parser of untrusted bytes under libFuzzer for five minutes each (make test runs 8 s each).
+fuzz: deps
+	scripts/fuzz.sh 300
 
 # The full chaos run: 200 sessions under kills, pauses, a pool crash and a Postgres restart.
 chaos: release
@@ -49,4 +54,4 @@ bench-compare: release
 	scripts/bench-compare.sh
 
 clean:
-	rm -rf .build .drover
+	rm -rf .build .build-fuzz .drover

@@ -47,6 +47,10 @@ let package = Package(
                 "DroverAPI", "DroverHarness", "DroverModel", "DroverScriptedModel", "DroverSandbox", "DroverIO", "DroverStore",
                 "DroverPostgres", "DroverCore",
             ]),
+        // A test rig, apart from production code: fuzz targets for every parser of untrusted bytes
+        // (libFuzzer when built by scripts/fuzz.sh, a corpus replayer otherwise).
+        .target(name: "CDroverFuzz"),
+        .executableTarget(name: "drover-fuzz", dependencies: ["CDroverFuzz", "DroverModel", "DroverIO", "DroverCore"]),
         // Helpers for tests: a fresh, migrated database per test on the server in DATABASE_URL.
         .target(
             name: "DroverTestSupport",

@@ -24,6 +24,12 @@ public enum JSONValue: Sendable, Equatable {
             // JSON booleans arrive as NSNumber too; theirs is the only `char` objCType.
             if String(cString: number.objCType) == "c" {
                 self = .bool(number.boolValue)
+            } else if let decimal = number as? NSDecimalNumber {
+                // Foundation on Linux reads exponents and long integers as decimals, whose
+                // doubleValue drops digits (4.1111111111111196e+32 came back 4.11111111111112e+32,
+                // changing at every round trip; found by the json fuzz target). Their exact text
+                // parses to the nearest Double.
+                self = .number(Double(decimal.description) ?? decimal.doubleValue)
             } else {
                 self = .number(number.doubleValue)
             }

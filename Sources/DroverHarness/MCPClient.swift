@@ -165,19 +165,10 @@ final class MCPClient: Sendable {
         return "\(scheme)://\(host)" + (components.port.map { ":\($0)" } ?? "")
     }
 
-    /// The JSON messages of a server-sent event stream (`data:` lines, events split by blank lines).
+    /// The JSON messages of a server-sent event stream, read with the project's one `SSEParser`
+    /// (an event left without its closing blank line still counts: the body has ended).
     static func events(_ body: [UInt8]) -> [JSONValue] {
-        var messages: [JSONValue] = []
-        var data: [String] = []
-        for line in String(decoding: body, as: UTF8.self).split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-            if line.isEmpty {
-                if !data.isEmpty, let message = try? JSONValue.parse(Array(data.joined(separator: "\n").utf8)) { messages.append(message) }
-                data = []
-            } else if line.hasPrefix("data:") {
-                data.append(String(line.dropFirst(5).drop { $0 == " " }))
-            }
-        }
-        if !data.isEmpty, let message = try? JSONValue.parse(Array(data.joined(separator: "\n").utf8)) { messages.append(message) }
-        return messages
+        var parser = SSEParser()
+        return (parser.feed(body) + parser.feed(Array("\n\n".utf8))).compactMap { try? JSONValue.parse($0.data) }
     }
 }

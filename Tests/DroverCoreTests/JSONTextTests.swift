@@ -24,3 +24,14 @@ import Testing
         #expect(!EventType.sessionStatusIdle.isUserSide)
     }
 }
+
+/// Found by the `json` fuzz target: numbers Foundation reads as decimals kept changing on every
+/// round trip.
+@Test func numbersSurviveARoundTripUnchanged() throws {
+    for text in ["411111111111111941111001027254392", "4.1111111111111196e+32", "1.2345678901234567e-300", "9007199254740993", "-0.1", "1e308"] {
+        let once = try JSONValue.parse(text)
+        let twice = try JSONValue.parse(once.text)
+        #expect(once == twice && once.text == twice.text, "\(text): \(once.text) then \(twice.text)")
+    }
+    #expect(try JSONValue.parse("4.1111111111111196e+32").doubleValue == 4.1111111111111196e+32)
+}

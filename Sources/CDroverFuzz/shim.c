@@ -1,0 +1,1 @@
+/* Nothing to compile: CDroverFuzz only declares libFuzzer's driver (include/CDroverFuzz.h). */
