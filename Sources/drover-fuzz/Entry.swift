@@ -28,7 +28,7 @@ private func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
                drover-fuzz list          the targets
 
         A test rig, not part of the drover binary. scripts/fuzz.sh builds the same targets with
-        libFuzzer (-sanitize=fuzzer) and runs each over Fuzz/corpus and Fuzz/regressions; see
+        libFuzzer (-sanitize=fuzzer) and runs each over Tests/fuzz/corpus and Tests/fuzz/regressions; see
         docs/guarantees.md.
         """
 

@@ -2,14 +2,14 @@ import DroverTestSupport
 import Foundation
 import Testing
 
-/// Every fuzz corpus and regression input (Fuzz/, among them the `-2` chunk size that trapped
+/// Every fuzz corpus and regression input (Tests/fuzz/, among them the `-2` chunk size that trapped
 /// `drover api` and the JSON number that changed at every round trip) through the plainly built
 /// `drover-fuzz`, whose targets trap when an invariant breaks. `scripts/fuzz.sh` runs the same
 /// targets under libFuzzer and AddressSanitizer.
 @Suite struct FuzzCorpusTests {
     @Test func everyCorpusAndRegressionInputPasses() async throws {
         let binary = TestDatabase.droverBinary.deletingLastPathComponent().appendingPathComponent("drover-fuzz").path
-        let fuzz = TestDatabase.packageRoot.appendingPathComponent("Fuzz").path
+        let fuzz = TestDatabase.packageRoot.appendingPathComponent("Tests/fuzz").path
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["replay", fuzz + "/corpus", fuzz + "/regressions"]
