@@ -1,5 +1,5 @@
 /// An HTTP/1.1 request parser: bytes in, requests or a refusal out. Pure (no I/O), so every
-/// malformed or hostile input is a table test, and a libFuzzer target (`Fuzz/`) feeds it.
+/// malformed or hostile input is a table test, and a libFuzzer target (`Sources/drover-fuzz`) feeds it.
 ///
 /// Strict where leniency has bitten servers: one request line `METHOD SP target SP HTTP/1.x`;
 /// header names are tokens, no whitespace before the colon, no obsolete line folding; one `Host`;

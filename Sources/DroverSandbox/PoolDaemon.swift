@@ -20,6 +20,8 @@ public struct PoolDaemon: Service {
         public var helloDeadline: Double = 10
         /// Connections served at once; more are refused with `too_many_connections`.
         public var maxConnections = 256
+        /// Connections still without `hello`, at most; past it the oldest is closed.
+        public var maxUnauthenticated = 32
         /// Seconds running calls get to finish after SIGTERM before they are killed.
         public var grace: Double = 10
         /// Where harnesses reach this pool; defaults to the listen address.
@@ -145,7 +147,8 @@ public struct PoolDaemon: Service {
         if let ops { log.info("metrics listening", ("address", .string(ops.address))) }
         let server = PoolServer(
             config: .init(poolID: poolID, token: config.token, maxLineLength: config.maxLineLength,
-                          helloDeadline: config.helloDeadline, maxConnections: config.maxConnections, ceilings: config.ceilings),
+                          helloDeadline: config.helloDeadline, maxConnections: config.maxConnections,
+                          maxUnauthenticated: config.maxUnauthenticated, ceilings: config.ceilings),
             pool: pool, listener: listener, log: log, metrics: metrics)
         server.start()
         pool.refillWarm()

@@ -17,6 +17,9 @@ final class PoolServer: Sendable {
         /// Seconds a connection has, in all, to authenticate; a silent or slow one is closed.
         var helloDeadline: Double
         var maxConnections: Int
+        /// Connections that have not said `hello` yet, at most; past it the oldest of them is
+        /// closed, so a flood of silent connections never keeps a harness out.
+        var maxUnauthenticated = 32
         var ceilings = ResourceCeilings()
     }
 
@@ -31,6 +34,9 @@ final class PoolServer: Sendable {
         var inFlight = 0
         var served = 0
         var protocolErrors: [String: Int] = [:]
+        /// Connections still without a successful `hello`, oldest first.
+        var unauthenticated: [(number: Int, socket: Socket)] = []
+        var opened = 0
     }
 
     private let state = Mutex(State())
@@ -75,7 +81,11 @@ final class PoolServer: Sendable {
         // connection's start: a client that drips a byte now and then cannot extend it.
         socket.setReadTimeout(min(1, config.helloDeadline))
         log.debug("connection opened", ("fd", .number(Double(socket.fd))))
-        defer { log.debug("connection closed", ("fd", .number(Double(socket.fd)))) }
+        let number = admitUnauthenticated(socket)
+        defer {
+            forgetUnauthenticated(number)
+            log.debug("connection closed", ("fd", .number(Double(socket.fd))))
+        }
         while true {
             if !authenticated && ContinuousClock.now - opened > .seconds(config.helloDeadline) {
                 reply(socket, PoolProtocol.failure(id: .null, PoolProtocol.Failure(
@@ -103,6 +113,7 @@ final class PoolServer: Sendable {
                             let answer = hello(request)
                             if case .success = answer, !authenticated {
                                 authenticated = true
+                                forgetUnauthenticated(number)
                                 socket.setReadTimeout(nil)
                             }
                             reply(socket, render(request.id, answer))
@@ -124,6 +135,28 @@ final class PoolServer: Sendable {
                 }
             }
         }
+    }
+
+    /// Counts a new connection against the unauthenticated budget; when that is full, the oldest
+    /// unauthenticated connection is told why and closed (its reader wakes with end of stream).
+    private func admitUnauthenticated(_ socket: Socket) -> Int {
+        let (number, evicted) = state.withLock { state -> (Int, Socket?) in
+            state.opened += 1
+            state.unauthenticated.append((state.opened, socket))
+            guard state.unauthenticated.count > config.maxUnauthenticated else { return (state.opened, nil) }
+            return (state.opened, state.unauthenticated.removeFirst().socket)
+        }
+        if let evicted {
+            metrics.protocolErrors.inc(["code": "unauthenticated_evicted"])
+            reply(evicted, PoolProtocol.failure(id: .null, PoolProtocol.Failure(
+                .unauthorized, "closed: \(config.maxUnauthenticated) newer connections are waiting to authenticate")))
+            evicted.shutdown()
+        }
+        return number
+    }
+
+    private func forgetUnauthenticated(_ number: Int) {
+        state.withLock { $0.unauthenticated.removeAll { $0.number == number } }
     }
 
     private func reply(_ socket: Socket, _ line: String) {

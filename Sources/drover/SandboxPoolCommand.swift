@@ -11,6 +11,7 @@ struct SandboxPoolCommand: Command {
                                    [--warm K] [--capacity N] [--grace SECONDS] [--max-line BYTES]
                                    [--workspace-root DIR] [--advertise HOST:PORT]
                                    [--hello-deadline SECONDS] [--max-connections N]
+                                   [--max-unauthenticated N]
                                    [--idle-ttl SECONDS] [--call-threads N]
                                    [--allow-unenforced-limits] [--no-cgroups] [--no-seccomp]
                                    [--no-disk-quota] [--no-network] [--egress-connections N]
@@ -39,6 +40,8 @@ struct SandboxPoolCommand: Command {
                                   or slow one is closed
           --max-connections N     connections at once (default 256); more are refused with
                                   too_many_connections
+          --max-unauthenticated N connections that have not said hello yet (default 32); past it
+                                  the oldest is closed, so a flood never keeps a harness out
           --idle-ttl SECONDS      reclaim a sandbox idle this long (default 1800; 0: never)
           --call-threads N        threads that wait on running calls (default 256); more calls
                                   wait their turn
@@ -67,7 +70,7 @@ struct SandboxPoolCommand: Command {
 
         DATABASE_URL, when set, registers the pool and its sandboxes in Postgres (optional).
         """
-    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections", "idle-ttl", "call-threads", "egress-connections", "allow-internal", "max-resources"])
+    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections", "max-unauthenticated", "idle-ttl", "call-threads", "egress-connections", "allow-internal", "max-resources"])
         .union(DaemonOptions.names)
     static let flags: Set<String> = ["insecure-no-isolation", "allow-unenforced-limits", "no-cgroups", "no-seccomp", "no-disk-quota", "no-network"]
 
@@ -98,6 +101,10 @@ struct SandboxPoolCommand: Command {
         if let cap = try arguments.int("max-connections") {
             guard cap > 0 else { throw UsageError("--max-connections must be positive") }
             config.maxConnections = cap
+        }
+        if let budget = try arguments.int("max-unauthenticated") {
+            guard budget > 0 else { throw UsageError("--max-unauthenticated must be positive") }
+            config.maxUnauthenticated = budget
         }
         if let maxLine = try arguments.int("max-line") {
             guard maxLine >= 1024 else { throw UsageError("--max-line must be at least 1024") }

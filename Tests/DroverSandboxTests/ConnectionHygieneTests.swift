@@ -68,4 +68,23 @@ import Testing
         third.close()
         #expect(await pool.stop() == 0)
     }
+
+    /// The pool's door: 300 connections that never say hello (more than --max-connections)
+    /// used to keep every harness out until the hello deadline cut them. Unauthenticated
+    /// connections have a budget of their own, the oldest closed past it, so a harness that
+    /// arrives during the flood is answered, with the deadline far away.
+    @Test func aFloodOfSilentConnectionsNeverKeepsAHarnessOut() async throws {
+        let pool = try await RunningPool.start(["--hello-deadline", "60", "--max-unauthenticated", "16"])
+        let (host, port) = try #require(parseHostPort(pool.address))
+        var silent: [Socket] = []
+        defer { silent.forEach { $0.close() } }
+        for _ in 0..<300 { silent.append(try Socket.connect(host: host, port: port)) }
+        let client = try await pool.client()
+        #expect(try await client.request("ping")["pong"]?.boolValue == true)
+        // The first of the flood was told why it was closed.
+        let evicted = try await Self.readUntilClosed(silent[0])
+        #expect(evicted.text.contains("unauthorized") && evicted.text.contains("waiting to authenticate"), "\(evicted.text)")
+        client.close()
+        #expect(await pool.stop() == 0)
+    }
 }
