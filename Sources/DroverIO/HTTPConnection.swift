@@ -12,12 +12,10 @@ public struct HTTPConnection: Sendable {
         public var body: String
     }
 
-    /// Over a socket already connected (a test's, bound to a source address of its own).
-    public init(socket: Socket) { self.socket = socket }
-
-    public static func connect(_ address: String, timeout: Double = 20) throws -> HTTPConnection {
+    /// `from`: the local address to connect from (another loopback address is another client).
+    public static func connect(_ address: String, from source: String? = nil, timeout: Double = 20) throws -> HTTPConnection {
         guard let (host, port) = parseHostPort(address) else { throw SystemError(errno: EINVAL, call: "connect \(address)") }
-        let socket = try Socket.connect(host: host, port: port)
+        let socket = try Socket.connect(host: host, port: port, from: source)
         socket.setReadTimeout(timeout)
         return HTTPConnection(socket: socket)
     }

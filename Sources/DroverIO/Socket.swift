@@ -17,9 +17,21 @@ public final class Socket: Sendable {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
 
-    /// Connects to `host:port` (IPv4 dotted quad or "localhost").
-    public static func connect(host: String, port: UInt16) throws -> Socket {
+    /// Connects to `host:port` (IPv4 dotted quad or "localhost"), from the local address `source`
+    /// when one is given (load generators and tests play several clients from loopback addresses).
+    public static func connect(host: String, port: UInt16, from source: String? = nil) throws -> Socket {
         let fd = try retryingEINTR("socket") { socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        if let source {
+            var local = try SocketAddress.ipv4(host: source, port: 0)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else {
+                let error = SystemError(errno: errno, call: "bind \(source)")
+                Glibc.close(fd)
+                throw error
+            }
+        }
         var address = try SocketAddress.ipv4(host: host, port: port)
         let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }

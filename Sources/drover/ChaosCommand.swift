@@ -6,10 +6,13 @@ import DroverPostgres
 import DroverSandbox
 import DroverStore
 import Foundation
+import Synchronization
 
 /// `make chaos`: many sessions with visible side effects run while harnesses are SIGKILLed and
-/// restarted, one is SIGSTOPped past its lease, a sandbox pool is SIGKILLed, and Postgres is
-/// restarted. Then `verify` must pass and every side effect must have happened exactly once.
+/// restarted, one is SIGSTOPped past its lease, a sandbox pool is SIGKILLed, Postgres is
+/// restarted, and hostile clients and tenants attack every daemon (`HostilePhase`). Then `verify`
+/// must pass, every side effect must have happened exactly once, and no daemon may have died or
+/// let hostile input through.
 struct ChaosCommand: Command {
     static let name = "chaos"
     static let summary = "run sessions under kills, pauses and restarts, then verify"
@@ -24,7 +27,16 @@ struct ChaosCommand: Command {
         Postgres is restarted once (with $DROVER_PG_RESTART, which `make chaos` sets). At the end
         every session must be idle, `drover verify` must pass, and every effects.log on a live
         sandbox must name each call that ran there exactly once (calls whose sandbox died must
-        say so in the log). Prints the seed; exits 1 on any failure. --seed replays a run.
+        say so in the log).
+
+        All the while a hostile phase runs: malformed HTTP (negative and signed chunk sizes, endless
+        extensions and trailers, smuggling shapes, oversized heads) at `drover api` and the scripted
+        model, malformed lines at the pools, floods of 300 silent connections at each of them
+        with a probe that must still be served, and hostile sessions (a tenth, at least 4) whose
+        agent's MCP servers answer endlessly or with a leaky error body and whose tool calls write
+        into FIFOs. Every daemon must survive, every malformed input must get a coded answer, and
+        the hostile sessions' logs must hold bounded errors only.
+        Prints the seed; exits 1 on any failure. --seed replays a run.
         """
     static let options: Set<String> = ["seed", "sessions", "harnesses", "timeout"]
 
@@ -67,7 +79,13 @@ final class ChaosRun: @unchecked Sendable {
     var model: ChildDaemon!
     var modelAddress = ""
     var pools: [ChildDaemon] = []
+    var poolAddresses: [String] = []
     var harnesses: [ChildDaemon] = []
+    var api: ChildDaemon!
+    var apiAddress = ""
+    let hostile: HostilePhase
+    var hostileAgent = ""
+    var hostileSessions = 0
     let harnessCount: Int
 
     init(database: ScratchDatabase, seed: UInt64, harnesses: Int) async throws {
@@ -75,6 +93,7 @@ final class ChaosRun: @unchecked Sendable {
         self.random = SeededRandom(seed: seed)
         self.harnessCount = harnesses
         sql = ConnectionPool(conninfo: database.conninfo, maxConnections: 2, connectTimeout: 60)
+        hostile = try HostilePhase()
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
     }
 
@@ -88,7 +107,7 @@ final class ChaosRun: @unchecked Sendable {
         ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo {{tool_use_id}} >> effects.log; sleep 0.3"]]], "latency_ms": 300],
         ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo {{tool_use_id}} >> effects.log"]]], "latency_ms": 300],
         ["content": [["type": "text", "text": "done"]], "latency_ms": 100],
-    ]]
+    ], "variants": [HostilePhase.variant]]
 
     func log(_ text: String) { Output.line(String(format: "[%6.1fs] ", (ContinuousClock.now - started) / .seconds(1)) + text) }
     let started = ContinuousClock.now
@@ -98,14 +117,14 @@ final class ChaosRun: @unchecked Sendable {
             binary: binary, ["sandbox-pool", "--listen", "127.0.0.1:0", "--warm", "2", "--capacity", "512", "--grace", "1",
                              "--workspace-root", "\(root)/pool\(index)-\(UInt32.random(in: 0...UInt32.max))"],
             environment: ["DATABASE_URL": database.conninfo, "DROVER_POOL_TOKEN": token])
-        _ = try await pool.waitForLog("listening")
+        poolAddresses.append(try await pool.waitForLog("listening")["address"]?.stringValue ?? "")
         return pool
     }
 
     func startHarness() async throws -> ChildDaemon {
         let harness = try ChildDaemon(
             binary: binary, ["harness", "--model-url", "http://\(modelAddress)", "--lease-ttl", "2", "--poll-interval", "0.2", "--grace", "1",
-                             "--max-sessions", "16"],
+                             "--max-sessions", "16", "--allow-internal", "127.0.0.2"],
             environment: ["DATABASE_URL": database.conninfo, "DROVER_POOL_TOKEN": token, "ANTHROPIC_API_KEY": ScriptedModelServer.placeholderKey])
         _ = try await harness.waitForLog("started", timeout: 60)
         return harness
@@ -118,13 +137,29 @@ final class ChaosRun: @unchecked Sendable {
         modelAddress = try await model.waitForLog("listening")["address"]?.stringValue ?? ""
         for index in 0..<2 { pools.append(try await startPool(index)) }
         for _ in 0..<harnessCount { harnesses.append(try await startHarness()) }
+        api = try ChildDaemon(binary: binary, ["api", "--listen", "127.0.0.1:0", "--db-connections", "2", "--grace", "1"],
+                              environment: ["DATABASE_URL": database.conninfo])
+        apiAddress = try await api.waitForLog("listening")["address"]?.stringValue ?? ""
         let store = SessionStore(pool: sql)
         let agent = try await store.createAgent(name: "chaos", model: "scripted")
         let environment = try await store.createEnvironment(name: "chaos")
         try await sql.query(
             "SELECT count(drover.create_session($1, $2, '{\"content\":[{\"type\":\"text\",\"text\":\"go\"}]}', 0)) FROM generate_series(1, $3)",
             [agent, environment, sessions])
-        log("\(sessions) sessions queued; \(harnessCount) harnesses, 2 pools")
+        hostileAgent = try await store.createAgent(
+            name: "hostile", model: "scripted", toolsJSON: HostilePhase.agentTools.text, configJSON: hostile.agentConfig.text)
+        let hostileEnvironment = try await store.createEnvironment(name: "hostile", configJSON: hostile.environmentConfig.text)
+        hostileSessions = max(4, sessions / 10)
+        try await sql.query(
+            "SELECT count(drover.create_session($1, $2, $3, 0)) FROM generate_series(1, $4)",
+            [hostileAgent, hostileEnvironment, JSONText.userMessage(HostilePhase.prompt), hostileSessions])
+        log("\(sessions) sessions and \(hostileSessions) hostile ones queued; \(harnessCount) harnesses, 2 pools, drover api")
+        let attacking = Atomic<Bool>(true)
+        let attack = hostile.attack(
+            api: apiAddress, model: modelAddress, pools: { [pools, poolAddresses] in zip(pools, poolAddresses).filter { $0.0.isRunning }.map(\.1) },
+            running: { attacking.load(ordering: .relaxed) })
+        // On an early return (a timeout) the attack ends with its round.
+        defer { attacking.store(false, ordering: .relaxed) }
 
         let deadline = ContinuousClock.now + .seconds(timeout)
         var nextKill = ContinuousClock.now + .seconds(Double.random(in: 1.5...3, using: &random))
@@ -185,8 +220,10 @@ final class ChaosRun: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
         if let (victim, _) = stopped { victim.signal(SIGCONT) }
+        attacking.store(false, ordering: .relaxed)
+        while !attack.isFinished { try await Task.sleep(for: .milliseconds(50)) }
         log("all sessions idle; verifying")
-        return try await check()
+        return try await check() + checkHostile()
     }
 
     /// `verify`, then every side-effect file against the log.
@@ -209,11 +246,13 @@ final class ChaosRun: @unchecked Sendable {
         let registry = PoolRegistry(pool: sql)
         let live = Dictionary(uniqueKeysWithValues: try await registry.pools().filter { $0.status == "up" }.map { ($0.id, $0.address) })
         // Which sandbox each successful call ran in, from the log.
+        // (The hostile sessions' calls write no effects.log; checkHostile reads their logs.)
         let rows = try await sql.query("""
             SELECT r.payload->>'sandbox', r.payload->>'tool_use_id', s.pool_id
               FROM drover.events r LEFT JOIN drover.sandboxes s ON s.id = r.payload->>'sandbox'
-             WHERE r.type = 'agent.tool_result' AND (r.payload->>'is_error')::boolean IS NOT TRUE
-            """)
+              JOIN drover.sessions session ON session.id = r.session_id
+             WHERE r.type = 'agent.tool_result' AND (r.payload->>'is_error')::boolean IS NOT TRUE AND session.agent_id <> $1
+            """, [hostileAgent])
         var expected: [String: (pool: String?, calls: [String])] = [:]
         var unverifiable = 0
         for row in rows {
@@ -243,18 +282,38 @@ final class ChaosRun: @unchecked Sendable {
             checkedFiles += 1
         }
         clients.values.forEach { $0.close() }
-        let unknown: Int = try await sql.query(
-            "SELECT count(*) FROM drover.events WHERE type = 'agent.tool_result' AND (payload->>'is_error')::boolean").first?.decode(0) ?? 0
-        log("side effects: \(checkedFiles) files checked, \(unverifiable) calls ran in the killed pool's sandboxes, \(unknown) calls reported as failed or unknown in the log")
+        let failed = try await sql.query("""
+            SELECT coalesce(payload->>'error', 'none'), count(*)::int FROM drover.events
+             WHERE type = 'agent.tool_result' AND (payload->>'is_error')::boolean GROUP BY 1 ORDER BY 2 DESC
+            """).map { "\(try $0.decode(0) as String) \(try $0.decode(1) as Int)" }
+        log("side effects: \(checkedFiles) files checked, \(unverifiable) calls ran in the killed pool's sandboxes; "
+            + "calls reported as failed or unknown in the log, by code: \(failed.isEmpty ? "none" : failed.joined(separator: ", "))")
         return failures
     }
 
+    /// The hostile phase's verdict: every daemon alive, and the hostile sessions' logs bounded.
+    func checkHostile() async throws -> [String] {
+        var failures: [String] = []
+        for (name, daemon) in [("drover api", api), ("the scripted model", model), ("sandbox pool 2", pools[1])] where daemon?.isRunning != true {
+            failures.append("\(name) died during the hostile phase")
+        }
+        for harness in harnesses where !harness.isRunning { failures.append("harness pid \(harness.pid) died during the hostile phase") }
+        let events = try await sql.query(
+            "SELECT e.type, e.payload::text FROM drover.events e JOIN drover.sessions s ON s.id = e.session_id WHERE s.agent_id = $1",
+            [hostileAgent]).map { (type: try $0.decode(0) as String, payload: try $0.decode(1) as String) }
+        let verdict = hostile.check(events: events, sessions: hostileSessions)
+        log(verdict.summary)
+        return failures + verdict.breaches.map { "hostile: \($0)" }
+    }
+
     func stop() async {
-        for daemon in harnesses + pools + [model].compactMap({ $0 }) where daemon.isRunning {
+        hostile.stop()
+        let daemons = harnesses + pools + [model, api].compactMap { $0 }
+        for daemon in daemons where daemon.isRunning {
             daemon.signal(SIGCONT)
             daemon.signal(SIGTERM)
         }
-        for daemon in harnesses + pools + [model].compactMap({ $0 }) { _ = await daemon.wait(timeout: 15) }
+        for daemon in daemons { _ = await daemon.wait(timeout: 15) }
         sql.close()
         try? FileManager.default.removeItem(atPath: root)
     }

@@ -9,30 +9,6 @@ import Testing
 /// `drover api`, the scripted model and the ops endpoints, what a tenant can ask of the pool, and
 /// that each daemon answers with a code and keeps serving.
 @Suite struct HostileInputTests {
-    /// A connection from `source` (another loopback address of this host) to `address`.
-    static func connect(from source: String, to address: String) throws -> HTTPConnection {
-        let (host, port) = try #require(parseHostPort(address))
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var local = sockaddr_in()
-        local.sin_family = sa_family_t(AF_INET)
-        inet_pton(AF_INET, source, &local.sin_addr)
-        var remote = sockaddr_in()
-        remote.sin_family = sa_family_t(AF_INET)
-        remote.sin_port = port.bigEndian
-        inet_pton(AF_INET, host, &remote.sin_addr)
-        let bound = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        let connected = withUnsafePointer(to: &remote) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, connected == 0 else {
-            close(fd)
-            throw SystemError(errno: errno, call: "connect from \(source)")
-        }
-        let socket = Socket(fd: fd)
-        socket.setReadTimeout(10)
-        return HTTPConnection(socket: socket)
-    }
-
     /// `-2` as a chunk size trapped `drover api` (and the scripted model and ops endpoints, which
     /// share the parser). Every malformed chunk shape is a 400, and the daemon keeps serving.
     @Test func aNegativeChunkSizeIsA400AndEveryDaemonKeepsServing() async throws {
@@ -111,7 +87,7 @@ import Testing
             let refused = try ninth.response()
             #expect(refused?.status == 503 && refused?.body.contains("overloaded_error") == true, "\(String(describing: refused))")
             ninth.close()
-            let other = try Self.connect(from: "127.0.0.2", to: api.address)
+            let other = try HTTPConnection.connect(api.address, from: "127.0.0.2")
             #expect(try other.request("GET", "/v1/agents", headers: [("x-api-key", key)])?.status == 200, "another client is served")
             other.close()
             #expect(await api.stop() == 0)

@@ -18,5 +18,7 @@ struct ChaosTests {
         #expect(chaos.log.contains("verify: 60 sessions"))
         #expect(chaos.log.contains("Postgres restarted (status 0)"))
         #expect(chaos.log.contains("SIGKILL sandbox pool"))
+        // The hostile phase (issue #20): every daemon survived and nothing got through.
+        #expect(chaos.log.contains("hostile: ") && chaos.log.contains("FIFO writes refused") && chaos.log.contains("; 0 breaches"))
     }
 }
