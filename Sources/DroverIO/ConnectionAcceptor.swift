@@ -24,22 +24,25 @@ public final class ConnectionAcceptor: Sendable {
         self.maxPerClient = min(maxConnections, maxPerClient ?? maxConnections)
     }
 
-    /// Starts accepting. `serve` runs on the connection's thread; the socket is closed after it.
-    public func start(refuse: @escaping @Sendable (Socket) -> Void, serve: @escaping @Sendable (Socket) -> Void) {
+    /// Starts accepting. `admitted` runs on the accept thread, in the order connections arrived;
+    /// `serve` runs on the connection's thread; the socket is closed after it.
+    public func start(refuse: @escaping @Sendable (Socket) -> Void, admitted: @escaping @Sendable (Socket) -> Void = { _ in },
+                      serve: @escaping @Sendable (Socket) -> Void) {
         let thread = Thread { [self] in
             while let socket = listener.accept() {
                 let client = socket.peerAddress
-                let admitted = open.withLock { open -> Bool in
+                let taken = open.withLock { open -> Bool in
                     guard open.sockets.count < maxConnections, open.perClient[client, default: 0] < maxPerClient else { return false }
                     open.sockets[socket.fd] = (socket, client)
                     open.perClient[client, default: 0] += 1
                     return true
                 }
-                guard admitted else {
+                guard taken else {
                     refuse(socket)
                     socket.close()
                     continue
                 }
+                admitted(socket)
                 let worker = Thread { [self] in
                     serve(socket)
                     open.withLock { open in

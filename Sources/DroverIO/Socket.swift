@@ -47,23 +47,7 @@ public final class Socket: Sendable {
     /// Connects to exactly `address` (one the `AddressRule` passed), waiting at most `timeout`
     /// seconds; the socket is blocking once connected.
     public static func connect(to address: IPAddress, port: Int, timeout: Double) throws -> Socket {
-        var storage = sockaddr_storage()
-        let length: socklen_t
-        if address.isV4 {
-            var inet = sockaddr_in()
-            inet.sin_family = sa_family_t(AF_INET)
-            inet.sin_port = UInt16(port).bigEndian
-            withUnsafeMutableBytes(of: &inet.sin_addr) { $0.copyBytes(from: address.bytes) }
-            withUnsafeMutableBytes(of: &storage) { raw in withUnsafeBytes(of: inet) { raw.copyMemory(from: $0) } }
-            length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        } else {
-            var inet = sockaddr_in6()
-            inet.sin6_family = sa_family_t(AF_INET6)
-            inet.sin6_port = UInt16(port).bigEndian
-            withUnsafeMutableBytes(of: &inet.sin6_addr) { $0.copyBytes(from: address.bytes) }
-            withUnsafeMutableBytes(of: &storage) { raw in withUnsafeBytes(of: inet) { raw.copyMemory(from: $0) } }
-            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        }
+        var (storage, length) = SocketAddress.ip(address, port: port)
         let family = address.isV4 ? AF_INET : AF_INET6
         let fd = try retryingEINTR("socket") {
             socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
@@ -272,6 +256,27 @@ public final class Listener: Sendable {
 }
 
 enum SocketAddress {
+    /// `address:port` as the `sockaddr_in` or `sockaddr_in6` it is, in a `sockaddr_storage`.
+    static func ip(_ address: IPAddress, port: Int) -> (sockaddr_storage, socklen_t) {
+        func stored<T>(_ value: T) -> (sockaddr_storage, socklen_t) {
+            var storage = sockaddr_storage()
+            withUnsafeMutableBytes(of: &storage) { raw in withUnsafeBytes(of: value) { raw.copyMemory(from: $0) } }
+            return (storage, socklen_t(MemoryLayout<T>.size))
+        }
+        if address.isV4 {
+            var inet = sockaddr_in()
+            inet.sin_family = sa_family_t(AF_INET)
+            inet.sin_port = UInt16(port).bigEndian
+            withUnsafeMutableBytes(of: &inet.sin_addr) { $0.copyBytes(from: address.bytes) }
+            return stored(inet)
+        }
+        var inet = sockaddr_in6()
+        inet.sin6_family = sa_family_t(AF_INET6)
+        inet.sin6_port = UInt16(port).bigEndian
+        withUnsafeMutableBytes(of: &inet.sin6_addr) { $0.copyBytes(from: address.bytes) }
+        return stored(inet)
+    }
+
     static func ipv4(host: String, port: UInt16) throws -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)

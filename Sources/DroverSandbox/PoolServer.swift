@@ -34,9 +34,8 @@ final class PoolServer: Sendable {
         var inFlight = 0
         var served = 0
         var protocolErrors: [String: Int] = [:]
-        /// Connections still without a successful `hello`, oldest first.
-        var unauthenticated: [(number: Int, socket: Socket)] = []
-        var opened = 0
+        /// Connections still without a successful `hello`, in the order they were accepted.
+        var unauthenticated: [Socket] = []
     }
 
     private let state = Mutex(State())
@@ -54,7 +53,7 @@ final class PoolServer: Sendable {
         acceptor.start(refuse: { [self] socket in
             reply(socket, PoolProtocol.failure(id: .null, PoolProtocol.Failure(
                 .tooManyConnections, "this pool serves at most \(config.maxConnections) connections")))
-        }, serve: { [self] socket in serve(socket) })
+        }, admitted: { [self] socket in admitUnauthenticated(socket) }, serve: { [self] socket in serve(socket) })
     }
 
     /// Stops accepting new connections.
@@ -81,9 +80,8 @@ final class PoolServer: Sendable {
         // connection's start: a client that drips a byte now and then cannot extend it.
         socket.setReadTimeout(min(1, config.helloDeadline))
         log.debug("connection opened", ("fd", .number(Double(socket.fd))))
-        let number = admitUnauthenticated(socket)
         defer {
-            forgetUnauthenticated(number)
+            forgetUnauthenticated(socket)
             log.debug("connection closed", ("fd", .number(Double(socket.fd))))
         }
         while true {
@@ -113,7 +111,7 @@ final class PoolServer: Sendable {
                             let answer = hello(request)
                             if case .success = answer, !authenticated {
                                 authenticated = true
-                                forgetUnauthenticated(number)
+                                forgetUnauthenticated(socket)
                                 socket.setReadTimeout(nil)
                             }
                             reply(socket, render(request.id, answer))
@@ -137,14 +135,14 @@ final class PoolServer: Sendable {
         }
     }
 
-    /// Counts a new connection against the unauthenticated budget; when that is full, the oldest
-    /// unauthenticated connection is told why and closed (its reader wakes with end of stream).
-    private func admitUnauthenticated(_ socket: Socket) -> Int {
-        let (number, evicted) = state.withLock { state -> (Int, Socket?) in
-            state.opened += 1
-            state.unauthenticated.append((state.opened, socket))
-            guard state.unauthenticated.count > config.maxUnauthenticated else { return (state.opened, nil) }
-            return (state.opened, state.unauthenticated.removeFirst().socket)
+    /// Counts a new connection against the unauthenticated budget, on the accept thread (so that
+    /// "oldest" is the order of arrival, not of thread scheduling); when the budget is full, the
+    /// oldest unauthenticated connection is told why and closed (its reader wakes at end of stream).
+    private func admitUnauthenticated(_ socket: Socket) {
+        let evicted = state.withLock { state -> Socket? in
+            state.unauthenticated.append(socket)
+            guard state.unauthenticated.count > config.maxUnauthenticated else { return nil }
+            return state.unauthenticated.removeFirst()
         }
         if let evicted {
             metrics.protocolErrors.inc(["code": "unauthenticated_evicted"])
@@ -152,11 +150,10 @@ final class PoolServer: Sendable {
                 .unauthorized, "closed: \(config.maxUnauthenticated) newer connections are waiting to authenticate")))
             evicted.shutdown()
         }
-        return number
     }
 
-    private func forgetUnauthenticated(_ number: Int) {
-        state.withLock { $0.unauthenticated.removeAll { $0.number == number } }
+    private func forgetUnauthenticated(_ socket: Socket) {
+        state.withLock { $0.unauthenticated.removeAll { $0 === socket } }
     }
 
     private func reply(_ socket: Socket, _ line: String) {

@@ -39,6 +39,9 @@ import Testing
             // Still serving, all three.
             let alive = try HTTPConnection.connect(api.address)
             #expect(try alive.request("GET", "/v1/agents", headers: [("x-api-key", key)])?.status == 200)
+            // The console cannot be framed by another site.
+            let console = try alive.request("GET", "/console/")
+            #expect(console?.headers["content-security-policy"]?.contains("frame-ancestors 'none'") == true, "\(String(describing: console?.headers))")
             alive.close()
             #expect(try HTTPConnection.connect(ops).request("GET", "/metrics")?.status == 200)
             #expect(try HTTPConnection.connect("127.0.0.1:\(model.listener.port)").request("GET", "/healthz")?.status != nil)

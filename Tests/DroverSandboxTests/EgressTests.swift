@@ -16,7 +16,9 @@ import Testing
     static func serve(_ host: String, _ files: [String: [UInt8]]) throws -> HTTPServer {
         let server = try HTTPServer(host: host, port: 0)
         server.start { request, socket in
-            if let body = files[request.path] {
+            if request.path == "/host" {
+                HTTPServer.respond(socket, status: 200, contentType: "text/plain", body: Array((request.headers["host"] ?? "none").utf8))
+            } else if let body = files[request.path] {
                 HTTPServer.respond(socket, status: 200, contentType: request.path.hasSuffix(".whl") ? "application/octet-stream" : "text/html", body: body)
             } else {
                 HTTPServer.respond(socket, status: 404, contentType: "text/plain", body: Array("no \(request.path)\n".utf8))
@@ -238,6 +240,25 @@ import Testing
             let reply = try await bash(client, unrestricted, "curl -sS -i --max-time 5 '\(target)'; echo \" exit=$?\"")
             #expect(reply.output.contains("egress_denied") && !reply.output.contains("should not read"), "\(target): \(reply.output)")
         }
+        #expect(await pool.stop() == 0)
+    }
+
+    /// Issue #20: the proxy sends the checked Host upstream, never the sandbox's (domain fronting),
+    /// and a bare host pattern opens its port 443 to CONNECT, not every port.
+    @Test func theProxySendsItsOwnHostAndTunnelsTo443Only() async throws {
+        guard geteuid() == 0 else { return }
+        let allowed = try Self.serve("127.0.0.2", ["/hello": Array("hello\n".utf8)])
+        defer { allowed.stop() }
+        let pool = try await RunningPool.start(Self.opened)
+        let client = try await pool.client()
+        defer { client.close() }
+        let bare = try await client.provision(networking: Self.limited(["127.0.0.2"]))
+        let fronted = try await bash(client, bare, "curl -sS -H 'Host: internal-admin.test' http://\(allowed.address)/host")
+        #expect(fronted.output == allowed.address, "\(fronted.output)")
+        let plain = try await bash(client, bare, "curl -sS http://\(allowed.address)/hello")
+        #expect(plain.output == "hello\n", "plain HTTP to any port of a bare pattern: \(plain.output)")
+        let tunnel = try await bash(client, bare, "curl -sS -i --proxytunnel http://\(allowed.address)/hello; echo \" exit=$?\"")
+        #expect(tunnel.output.contains("403") && !tunnel.output.contains("hello\n"), "\(tunnel.output)")
         #expect(await pool.stop() == 0)
     }
 }
