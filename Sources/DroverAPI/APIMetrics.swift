@@ -15,25 +15,33 @@ public struct APIMetrics: Sendable {
     /// Methods that become labels; any other token a client sends is `other`.
     static let methods: Set = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
-    /// The labels of a request. Only a request that reached a route (authenticated, and answered
-    /// other than 401, 404 or 405) is labelled with its template; every other one is `other`,
-    /// so no client, with or without a key, can grow the label set.
-    static func labels(method: String, path: String, status: Int, authenticated: Bool) -> (method: String, route: String) {
-        let matched = authenticated && ![401, 404, 405].contains(status)
-        return (methods.contains(method) ? method : "other", matched ? route(path) : "other")
+    /// The routes `APIRouter` serves, as templates: the only route labels there are.
+    static let templates: Set<String> = [
+        "/v1/me", "/v1/fleet/leases", "/v1/fleet/harnesses", "/v1/fleet/pools", "/v1/fleet/queue", "/v1/fleet/queue_history",
+        "/v1/agents", "/v1/agents/{id}", "/v1/agents/{id}/archive", "/v1/agents/{id}/versions",
+        "/v1/environments", "/v1/environments/{id}", "/v1/environments/{id}/archive",
+        "/v1/sessions", "/v1/sessions/{id}", "/v1/sessions/{id}/archive", "/v1/sessions/{id}/resources", "/v1/sessions/{id}/resources/{id}",
+        "/v1/sessions/{id}/events", "/v1/sessions/{id}/events/stream",
+        "/v1/vaults", "/v1/vaults/{id}", "/v1/vaults/{id}/archive", "/v1/vaults/{id}/credentials", "/v1/vaults/{id}/credentials/{id}",
+        "/v1/vaults/{id}/credentials/{id}/archive",
+    ]
+
+    /// The labels of a request: its method if a standard one, its route template if one of
+    /// `templates` (a 404 for a missing session is still `/v1/sessions/{id}`), else `other`; an
+    /// unauthenticated request's route is `other` too. No client, with a key or without, can
+    /// grow the label set.
+    static func labels(method: String, path: String, authenticated: Bool) -> (method: String, route: String) {
+        let template = route(path)
+        return (methods.contains(method) ? method : "other", authenticated && templates.contains(template) ? template : "other")
     }
 
     /// `/v1/sessions/sesn_…/events` → `/v1/sessions/{id}/events`; unknown paths are `other`.
     static func route(_ path: String) -> String {
         let segments = path.prefix { $0 != "?" }.split(separator: "/").map(String.init)
         guard segments.first == "v1", (2...6).contains(segments.count) else { return "other" }
-        let known: Set = ["agents", "environments", "sessions", "vaults", "fleet", "me"]
-        guard known.contains(segments[1]) else { return "other" }
         let named: Set = ["events", "stream", "archive", "versions", "credentials", "resources"]
-        let fleet: Set = ["leases", "harnesses", "pools", "queue", "queue_history"]
         return "/" + segments.enumerated().map { index, segment in
-            if segments[1] == "fleet" && index == 2 { return fleet.contains(segment) ? segment : "other" }
-            return index < 2 || named.contains(segment) ? segment : "{id}"
+            index < 2 || named.contains(segment) || (segments[1] == "fleet" && index == 2) ? segment : "{id}"
         }.joined(separator: "/")
     }
 }

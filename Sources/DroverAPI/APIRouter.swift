@@ -81,7 +81,7 @@ public struct APIRouter: Sendable {
         }
         var status = 200
         if case .json(let code, _, _) = response { status = code }
-        let labels = APIMetrics.labels(method: request.method, path: request.path, status: status, authenticated: principal != nil)
+        let labels = APIMetrics.labels(method: request.method, path: request.path, authenticated: principal != nil)
         metrics.requests.inc(["method": labels.method, "route": labels.route, "status": String(status)])
         metrics.seconds.observe((ContinuousClock.now - started) / .seconds(1), ["route": labels.route])
         let segments = Target(request.path).segments

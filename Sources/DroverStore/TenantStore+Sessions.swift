@@ -29,14 +29,15 @@ extension TenantStore {
         let vaultIDs = try await checkedVaults(org: org, body["vault_ids"])
         let repositories = try Self.repositories(body["resources"])
         if repositories.contains(where: { $0.token != nil }) { _ = try VaultKey.required(key) }
-        var initial: [JSONValue] = []
+        var initial: (types: [String], payloads: [String]) = ([], [])
         if let events = body["initial_events"], events != .null {
             guard case .array(let list) = events else { throw DroverError(.invalidArgument, "initial_events must be an array") }
-            initial = list
+            // Checked before anything is written: a refused event leaves no session behind.
+            if !list.isEmpty { initial = try Self.userEvents(list, field: "initial_events") }
         }
-        // The session and its resources in one statement: a session is never seen without them.
-        let created = try await one(
-            """
+        // The session and its resources in one statement (a session is never seen without them),
+        // and its initial events in the same transaction.
+        let sql = """
             WITH s AS (
                 INSERT INTO drover.sessions (id, agent_id, agent_version, environment_id, org_id, title, metadata, vault_ids)
                 VALUES (drover.new_id('sesn'), $1, $2, $3, $4, $5, coalesce($6::jsonb, '{}'), $7::text[])
@@ -49,18 +50,51 @@ extension TenantStore {
                   FROM s, jsonb_to_recordset(coalesce($8::jsonb, '[]')) AS x(url text, mount_path text, checkout jsonb, token text)
                 RETURNING id
             )
-            SELECT jsonb_build_object('id', s.id, 'resources', made.count)::text FROM s, (SELECT count(*) FROM r) AS made
-            """,
-            [agentID, agent["version"]?.intValue, environment, org, body["title"]?.stringValue, Self.text(body["metadata"]),
-             "{" + vaultIDs.joined(separator: ",") + "}",
-             JSONValue.array(repositories.map { repository in
-                 ["url": .string(repository.url), "mount_path": .string(repository.mountPath),
-                  "checkout": repository.checkout?.json ?? .null, "token": repository.token.map(JSONValue.string) ?? .null]
-             }).text, key], missing: "")
-        guard let id = created["id"]?.stringValue else { throw DroverError(.database, "the new session has no id") }
-        guard !initial.isEmpty else { return try await session(org: org, id: id) }
-        _ = try await sendEvents(org: org, session: id, initial)
+            SELECT s.id FROM s, (SELECT count(*) FROM r) AS made
+            """
+        let parameters: [(any PostgresEncodable)?] = [
+            agentID, agent["version"]?.intValue, environment, org, body["title"]?.stringValue, Self.text(body["metadata"]), vaultIDs,
+            JSONValue.array(repositories.map { repository in
+                ["url": .string(repository.url), "mount_path": .string(repository.mountPath),
+                 "checkout": repository.checkout?.json ?? .null, "token": repository.token.map(JSONValue.string) ?? .null]
+            }).text, key,
+        ]
+        let id: String = try await mappingErrors {
+            try await pool.transaction { connection in
+                guard let id = try await connection.query(sql, parameters).first.map({ try $0.decode(0) as String }) else {
+                    throw DroverError(.database, "the new session has no id")
+                }
+                if !initial.types.isEmpty { _ = try await connection.query(Self.sendSQL, [id, initial.types, initial.payloads]) }
+                return id
+            }
+        }
         return try await session(org: org, id: id)
+    }
+
+    /// Appends user events (`$2` types, `$3` payloads) to session `$1`, in order, each as its row.
+    static let sendSQL = """
+        SELECT r.seq
+          FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS x(type, payload, n)
+          CROSS JOIN LATERAL drover.send_event($1, x.type, x.payload) r
+         ORDER BY x.n
+        """
+
+    /// Events a user may send, as types and payloads, or why not (`field` names them in errors).
+    static func userEvents(_ events: [JSONValue], field: String) throws -> (types: [String], payloads: [String]) {
+        var types: [String] = []
+        var payloads: [String] = []
+        for (index, event) in events.enumerated() {
+            guard case .object(var fields) = event, let type = fields["type"]?.stringValue else {
+                throw DroverError(.invalidArgument, "\(field)[\(index)]: an object with a type is required")
+            }
+            guard userEventTypes.contains(type) else {
+                throw DroverError(.invalidArgument, "\(field)[\(index)].type: \(type) cannot be sent; send one of \(userEventTypes.sorted().joined(separator: ", "))")
+            }
+            fields["type"] = nil
+            types.append(type)
+            payloads.append(JSONValue.object(fields).text)
+        }
+        return (types, payloads)
     }
 
     /// `vault_ids`: each a vault of the organisation, not archived, named once.
@@ -70,15 +104,15 @@ extension TenantStore {
             throw DroverError(.invalidArgument, "vault_ids must be an array of vault ids")
         }
         let ids = items.compactMap(\.stringValue)
-        guard Set(ids).count == ids.count, ids.allSatisfy({ $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } }) else {
-            throw DroverError(.invalidArgument, "vault_ids must name each vault once")
+        guard ids.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } }) else {
+            throw DroverError(.invalidArgument, "vault_ids must be vault ids (vlt_…)")
         }
+        guard Set(ids).count == ids.count else { throw DroverError(.invalidArgument, "vault_ids must name each vault once") }
         guard !ids.isEmpty else { return ids }
         // One look-up for all of them; answered as retrieving each would (404 missing, 400 archived).
         let archived: [String: Bool] = try await mappingErrors {
             try await pool.query(
-                "SELECT id, archived_at IS NOT NULL FROM drover.vaults WHERE org_id = $1 AND id = ANY($2::text[])",
-                [org, "{" + ids.joined(separator: ",") + "}"]
+                "SELECT id, archived_at IS NOT NULL FROM drover.vaults WHERE org_id = $1 AND id = ANY($2::text[])", [org, ids]
             ).reduce(into: [:]) { found, row in found[try row.decode(0)] = try row.decode(1) }
         }
         for id in ids {
@@ -176,19 +210,7 @@ extension TenantStore {
     /// Appends a batch of user events in one statement (all or none); returns them as stored.
     public func sendEvents(org: String, session: String, _ events: [JSONValue]) async throws -> JSONValue {
         guard !events.isEmpty else { throw DroverError(.invalidArgument, "events: at least one event is required") }
-        var types: [String] = []
-        var payloads: [String] = []
-        for (index, event) in events.enumerated() {
-            guard case .object(var fields) = event, let type = fields["type"]?.stringValue else {
-                throw DroverError(.invalidArgument, "events[\(index)]: an object with a type is required")
-            }
-            guard Self.userEventTypes.contains(type) else {
-                throw DroverError(.invalidArgument, "events[\(index)].type: \(type) cannot be sent; send one of \(Self.userEventTypes.sorted().joined(separator: ", "))")
-            }
-            fields["type"] = nil
-            types.append(type)
-            payloads.append(JSONValue.object(fields).text)
-        }
+        let (types, payloads) = try Self.userEvents(events, field: "events")
         let archived: [Bool] = try await mappingErrors {
             try await pool.query("SELECT archived_at IS NOT NULL FROM drover.sessions WHERE id = $1 AND org_id = $2", [session, org]).map { try $0.decode(0) }
         }
@@ -197,10 +219,9 @@ extension TenantStore {
         let sent = try await jsonRows(
             """
             SELECT drover.api_event_json(e)::text
-              FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS x(type, payload, n)
-              CROSS JOIN LATERAL drover.send_event($1, x.type, x.payload) r
-              JOIN drover.events e ON e.session_id = $1 AND e.seq = r.seq
-             ORDER BY x.n
+              FROM (\(Self.sendSQL)) AS sent
+              JOIN drover.events e ON e.session_id = $1 AND e.seq = sent.seq
+             ORDER BY e.seq
             """, [session, types, payloads])
         return ["data": .array(sent)]
     }

@@ -145,4 +145,42 @@ import Testing
             _ = try await client.provision(resources: ["processes": 64])
         }
     }
+
+    /// Issue #27 (5, 10): a session whose initial_events are refused is not left behind (it was
+    /// committed before they were checked), and malformed vault_ids are a 400, not a 500 (they
+    /// were spliced into a hand-built array literal).
+    @Test func aRefusedSessionLeavesNothingBehind() async throws {
+        try await TestDatabase.with { db in
+            let api = try await RunningAPI.start(database: db.conninfo)
+            let key = try await api.key(org: "atomic")
+            let client = try HTTPConnection.connect(api.address)
+            defer { client.close() }
+            let headers = [("x-api-key", key)]
+            let agent = try #require(try client.request("POST", "/v1/agents", headers: headers, body: #"{"name": "a", "model": "claude-sonnet-4-5"}"#))
+            let environment = try #require(try client.request("POST", "/v1/environments", headers: headers, body: #"{"name": "e", "config": {"type": "cloud"}}"#))
+            let agentID = try #require((try? JSONValue.parse(agent.body))?["id"]?.stringValue)
+            let environmentID = try #require((try? JSONValue.parse(environment.body))?["id"]?.stringValue)
+            let refused = [
+                #""initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}, {"type": "agent.message", "content": []}]"#,
+                #""initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "\#(String(repeating: "x", count: 1_100_000))"}]}]"#,
+                #""vault_ids": ["", "a"]"#, #""vault_ids": ["a"}"]"#, #""vault_ids": ["vlt_a", "vlt_a"]"#,
+            ]
+            for extra in refused {
+                let answer = try client.request("POST", "/v1/sessions", headers: headers,
+                                                body: #"{"agent": "\#(agentID)", "environment_id": "\#(environmentID)", \#(extra)}"#)
+                #expect(answer.map { (400..<500).contains($0.status) } == true, "\(extra.prefix(80)): \(String(describing: answer?.status)) \(answer?.body.prefix(200) ?? "")")
+            }
+            let listed = try #require(try client.request("GET", "/v1/sessions", headers: headers))
+            #expect((try? JSONValue.parse(listed.body))?["data"] == .array([]), "a refused create left a session: \(listed.body.prefix(300))")
+            // A valid create with initial events still writes both.
+            let made = try #require(try client.request("POST", "/v1/sessions", headers: headers, body: #"""
+                {"agent": "\#(agentID)", "environment_id": "\#(environmentID)", "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}]}
+                """#))
+            #expect(made.status == 200, "\(made.body.prefix(300))")
+            let id = try #require((try? JSONValue.parse(made.body))?["id"]?.stringValue)
+            let events = try #require(try client.request("GET", "/v1/sessions/\(id)/events", headers: headers))
+            #expect(events.body.contains("user.message"), "\(events.body.prefix(300))")
+            #expect(await api.stop() == 0)
+        }
+    }
 }
