@@ -55,6 +55,8 @@ public final class ConnectionAcceptor: Sendable {
                 worker.name = name + ".connection"
                 worker.start()
             }
+            // Out of `accept` for good: only now may the number be given to another socket.
+            listener.close()
         }
         thread.name = name + ".accept"
         thread.start()

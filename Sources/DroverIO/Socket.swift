@@ -194,7 +194,8 @@ public final class Socket: Sendable {
 /// A listening TCP socket.
 public final class Listener: Sendable {
     public let fd: Int32
-    private let closed = Mutex(false)
+    private enum State { case open, shutDown, closed }
+    private let state = Mutex(State.open)
     /// The bound address, with the real port when 0 was asked for.
     public let host: String
     public let port: UInt16
@@ -242,17 +243,29 @@ public final class Listener: Sendable {
         }
     }
 
-    /// Stops accepting: a thread blocked in `accept` returns nil. Safe to call more than once
-    /// (a second close could hit a descriptor number already reused elsewhere).
+    /// Stops accepting: a thread blocked in `accept` returns nil. The descriptor stays open until
+    /// `close` (the accepting thread's, once it has left `accept`): closing it here let a thread
+    /// still about to call `accept4` accept on whatever listener next got the number, serving a
+    /// new sandbox under an old one's policy and tokens. Safe to call more than once.
     public func shutdown() {
-        let first = closed.withLock { closed -> Bool in
-            defer { closed = true }
-            return !closed
+        self.state.withLock { state in
+            guard state == .open else { return }
+            state = .shutDown
+            Glibc.shutdown(fd, Int32(SHUT_RDWR))
         }
-        guard first else { return }
-        Glibc.shutdown(fd, Int32(SHUT_RDWR))
-        Glibc.close(fd)
     }
+
+    /// Releases the descriptor, once; only when no thread can still be in `accept` on it.
+    public func close() {
+        self.state.withLock { state in
+            guard state != .closed else { return }
+            if state == .open { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+            state = .closed
+            Glibc.close(fd)
+        }
+    }
+
+    deinit { close() }
 }
 
 enum SocketAddress {

@@ -3,6 +3,7 @@ import DroverCore
 import DroverIO
 import DroverModel
 import Foundation
+import Synchronization
 
 /// The pool's egress proxy: the only way out of a networked sandbox.
 ///
@@ -34,13 +35,17 @@ final class EgressProxy: Sendable {
         caFile = ProcessInfo.processInfo.environment["DROVER_EGRESS_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    /// One call's proxy: accepting until `close`, when the call has ended.
+    /// One call's proxy: accepting until `close`, when the call has ended; its relays end then too.
     final class Gate: Sendable {
         private let acceptor: ConnectionAcceptor
+        private let closed = Atomic<Bool>(false)
 
         fileprivate init(_ acceptor: ConnectionAcceptor) { self.acceptor = acceptor }
 
+        var isClosed: Bool { closed.load(ordering: .acquiring) }
+
         func close() {
+            closed.store(true, ordering: .releasing)
             acceptor.stopAccepting()
             acceptor.shutdownAll()
         }
@@ -51,14 +56,15 @@ final class EgressProxy: Sendable {
         let acceptor = ConnectionAcceptor(
             listener: Listener(adopting: listener, host: "127.0.0.1", port: UInt16(SandboxNetwork.proxyPort)),
             name: "drover.pool.egress", maxConnections: maxConnectionsPerCall)
+        let gate = Gate(acceptor)
         acceptor.start(refuse: { [self] socket in
             let refusal = EgressPlanner.Refusal(status: 503, code: "too_many_connections", message: "this call has \(maxConnectionsPerCall) connections open")
             try? socket.send(bytes: Array(EgressPlanner.refusal(refusal).utf8))
-        }, serve: { [self] socket in serve(socket, sandbox: sandbox, network: network) })
-        return Gate(acceptor)
+        }, serve: { [self] socket in serve(socket, sandbox: sandbox, network: network, gate: gate) })
+        return gate
     }
 
-    private func serve(_ client: Socket, sandbox: Sandbox, network: SandboxNetwork) {
+    private func serve(_ client: Socket, sandbox: Sandbox, network: SandboxNetwork, gate: Gate) {
         client.setReadTimeout(30)
         var buffered: [UInt8] = []
         let started = ContinuousClock.now
@@ -110,7 +116,7 @@ final class EgressProxy: Sendable {
         } catch {
             return
         }
-        let (up, down) = Self.relay(client.fd, upstream)
+        let (up, down) = Self.relay(client.fd, upstream, until: { gate.isClosed })
         let kind = switch plan { case .repository: "repository"; case .tunnel: "connect"; default: "http" }
         metrics.egressConnections.inc(["decision": "allowed", "kind": kind])
         metrics.egressBytes.inc(["direction": "out"], by: Double(up + body.count))
@@ -164,10 +170,14 @@ final class EgressProxy: Sendable {
 
     // MARK: - Relaying
 
-    /// Copies bytes both ways until both sides have ended (or either fails); returns the bytes
-    /// sent client → upstream and back. The client is a plain socket; the upstream may be TLS,
-    /// whose reads drain what the TLS layer holds before polling again.
-    static func relay(_ client: Int32, _ upstream: Upstream) -> (up: Int, down: Int) {
+    /// Copies bytes both ways until both sides have ended, either fails, or `stopped` says so (the
+    /// call ended: checked at every wake, and at least every second); returns the bytes sent client → upstream and back. The
+    /// client is a plain socket; the upstream may be TLS, whose reads drain what the TLS layer
+    /// holds before polling again. Both sockets are non-blocking, so a peer that stops reading
+    /// holds up its own direction only, and a descriptor with nothing wanted of it is left out of
+    /// `poll` (a fully closed one would report POLLHUP at once, forever: a spinning core).
+    static func relay(_ client: Int32, _ upstream: Upstream, until stopped: () -> Bool) -> (up: Int, down: Int) {
+        for fd in [client, upstream.fd] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         var buffers = [[UInt8]](repeating: [UInt8](repeating: 0, count: 65536), count: 2)
         // Side 0 is the client, side 1 the upstream; pending[i] bytes read from side i.
         var pending = [0, 0], offset = [0, 0], ended = [false, false], moved = [0, 0]
@@ -184,12 +194,14 @@ final class EgressProxy: Sendable {
                 var events: Int32 = 0
                 if !ended[side] && pending[side] == 0 { events |= Int32(POLLIN) }
                 if pending[1 - side] > offset[1 - side] { events |= Int32(POLLOUT) }
-                return pollfd(fd: side == 0 ? client : upstream.fd, events: Int16(events), revents: 0)
+                return pollfd(fd: events == 0 ? -1 : (side == 0 ? client : upstream.fd), events: Int16(events), revents: 0)
             }
-            if poll(&entries, 2, upstreamMayHoldMore ? 0 : -1) < 0 {
+            let ready = poll(&entries, 2, upstreamMayHoldMore ? 0 : 1000)
+            if ready < 0 {
                 if errno == EINTR { continue }
                 break
             }
+            if stopped() { break }
             if upstreamMayHoldMore && !ended[1] && pending[1] == 0 { entries[1].revents |= Int16(POLLIN) }
             upstreamMayHoldMore = false
             for side in 0..<2 {

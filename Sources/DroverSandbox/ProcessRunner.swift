@@ -129,8 +129,11 @@ enum ProcessRunner {
         func killTree() {
             guard !killed else { return }
             killed = true
+            // The group's number stays reserved while any member lives (the kernel keeps a pid
+            // in use as a group id); the leader's own pid is free for reuse once it is reaped,
+            // so it is signalled only before (issue #27: a reaped pid may be another process's).
             kill(-pid, SIGKILL)
-            kill(pid, SIGKILL)
+            if exitStatus == nil { kill(pid, SIGKILL) }
         }
 
         while true {

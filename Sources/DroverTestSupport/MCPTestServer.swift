@@ -14,7 +14,7 @@ public final class MCPTestServer: @unchecked Sendable {
         // A free port: bound, read, released (the server binds it again at once).
         let probe = try Listener(host: host, port: 0)
         let port = probe.port
-        probe.shutdown()
+        probe.close()
         process = try AnnouncingProcess(
             TestDatabase.packageRoot.appendingPathComponent(".drover/sdk/bin/python").path,
             [TestDatabase.packageRoot.appendingPathComponent("Tests/mcp/mcp_server.py").path, token, host, String(port)])
