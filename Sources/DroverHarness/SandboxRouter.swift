@@ -160,15 +160,20 @@ public final class SandboxRouter: Sendable {
         if recovering, try await registry.hasSandboxRecord(forSession: session.rawValue) { return nil }
         // A fresh sandbox for a session that had one: the first call in it tells the model.
         let replaces = try await registry.reclaimedSandbox(forSession: session.rawValue).map { Replaced(sandbox: $0.sandbox, reason: $0.reason) }
-        // Least loaded first; a pool that cannot be reached (dead, but not yet marked gone) is skipped.
+        // Least loaded first; a pool that cannot be reached (dead, but not yet marked gone) or is
+        // shutting down is skipped. A full pool still provisions (it reclaims its least recently
+        // used idle sandbox), and one whose every sandbox is running a call puts the provision in
+        // line; the wait is one deadline across pools (`SandboxSpec.wait`), so a pool that dies
+        // with provisions waiting sends them to the next.
         var lastFailure = PoolProtocol.Failure(.unreachable, "no sandbox pool is available in the registry")
-        // A full pool still provisions (it reclaims its least recently used idle sandbox), so the
-        // registry's count orders pools but does not rule any out.
+        let deadline = ContinuousClock.now + .seconds(spec.wait)
         for pool in try await registry.pools() where pool.status == "up" {
             do {
                 let client = try await client(pool.address)
+                let left = max(0, (deadline - ContinuousClock.now) / .seconds(1))
                 let sandbox = try await client.provision(
-                    resources: spec.resources, session: session.rawValue, networking: spec.networking, repositories: try await spec.repositories().map(\.provisionJSON))
+                    resources: spec.resources, session: session.rawValue, networking: spec.networking,
+                    repositories: try await spec.repositories().map(\.provisionJSON), wait: left)
                 // Recorded, fenced by the lease, before any call runs in it, so that a successor can
                 // tell "never ran" from "unknown" and a stale harness never adopts a sandbox.
                 let recorded: String
@@ -249,6 +254,13 @@ public final class SandboxRouter: Sendable {
 public struct SandboxSpec: Sendable {
     public var resources: JSONValue?
     public var networking: JSONValue?
+    /// Seconds a provision may wait for room when every sandbox is running a call: the
+    /// environment's `resources.wait_s`, else 300. Past it the call fails with `capacity`.
+    public var wait: Double {
+        guard let asked = resources?["wait_s"]?.doubleValue, asked >= 0 else { return Self.defaultWait }
+        return min(asked, 3600)
+    }
+    public static let defaultWait: Double = 300
     /// Read when the sandbox is provisioned (most turns never provision).
     public var repositories: @Sendable () async throws -> [RepositoryResource]
 

@@ -117,16 +117,19 @@ public final class PoolClient: Sendable {
     /// Provisions a sandbox and returns its id. `networking` is the environment's
     /// `config.networking`; `repositories` are `{url, authorization_token?, mount_path?, checkout?}`
     /// (see docs/sandbox-protocol.md).
+    /// `wait`: seconds the provision may wait in line when every sandbox of the pool is running a
+    /// call (0: `capacity` at once).
     public func provision(
-        resources: JSONValue? = nil, session: String? = nil, networking: JSONValue? = nil, repositories: [JSONValue] = []
+        resources: JSONValue? = nil, session: String? = nil, networking: JSONValue? = nil, repositories: [JSONValue] = [], wait: Double = 0
     ) async throws -> String {
         var fields: [String: JSONValue] = [:]
         if let resources { fields["resources"] = resources }
         if let session { fields["session"] = .string(session) }
         if let networking { fields["networking"] = networking }
         if !repositories.isEmpty { fields["repositories"] = .array(repositories) }
-        // A setup script runs under the sandbox's timeout.
-        guard let id = try await request("provision", fields, deadline: Self.callTimeout(resources) + Self.margin)["sandbox"]?.stringValue else {
+        if wait > 0 { fields["wait_s"] = .number(wait) }
+        // A setup script runs under the sandbox's timeout, after the wait for room.
+        guard let id = try await request("provision", fields, deadline: wait + Self.callTimeout(resources) + Self.margin)["sandbox"]?.stringValue else {
             throw Failure(.internal, "provision answered without a sandbox id")
         }
         return id

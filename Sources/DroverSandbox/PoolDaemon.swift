@@ -138,6 +138,9 @@ public struct PoolDaemon: Service {
         let address = config.advertise ?? "\(listener.host):\(listener.port)"
         metrics.registry.gauge("drover_sandboxes_live", "Sandboxes alive in this pool.") { Double(pool.load.sandboxes) }
         metrics.registry.gauge("drover_tool_calls_running", "Tool calls running now.") { Double(pool.runningCalls) }
+        metrics.registry.gauge("drover_provisions_waiting", "Provisions waiting in line for room (every sandbox running a call).") {
+            Double(pool.admission.count)
+        }
         let draining = Mutex(false)
         let ops = try config.metricsListen.map { listen in
             try OpsEndpoint(host: listen.host, port: listen.port, metrics: metrics.registry, ready: { !draining.withLock { $0 } }) {
@@ -221,7 +224,8 @@ public struct PoolDaemon: Service {
         guard let registry else { return }
         while !Task.isCancelled {
             do {
-                let ended = try await registry.heartbeat(id: poolID, runningCalls: pool.runningCalls, live: pool.all.map(\.id))
+                let ended = try await registry.heartbeat(
+                    id: poolID, runningCalls: pool.runningCalls, live: pool.all.map(\.id), waiting: pool.admission.count)
                 for id in ended { try? await pool.destroy(id, reason: .sessionEnded) }
             } catch {
                 log.warning("registry heartbeat failed", ("error", .string(String(reflecting: error))))

@@ -192,6 +192,9 @@ final class PoolServer: Sendable {
 
     // MARK: - Operations
 
+    /// The longest a provision may wait in line for room (`wait_s`).
+    static let maxWait: Double = 3600
+
     private func handle(_ request: PoolProtocol.Request) async -> Result<JSONValue, PoolProtocol.Failure> {
         let knownOps: Set = ["ping", "provision", "execute", "cancel", "destroy", "list", "stats"]
         metrics.requests.inc(["op": knownOps.contains(request.op) ? request.op : "unknown"])
@@ -206,7 +209,11 @@ final class PoolServer: Sendable {
                 let resources = try SandboxResources(json: request.body["resources"])
                 let session = try request.optionalString("session")
                 let network = try SandboxNetwork.parse(networking: request.body["networking"], repositories: request.body["repositories"])
-                let sandbox = try await pool.provision(resources, session: session, network: network)
+                let wait = request.body["wait_s"]?.doubleValue ?? 0
+                guard wait >= 0, wait <= Self.maxWait else {
+                    throw PoolProtocol.Failure(.badRequest, "wait_s must be between 0 and \(Int(Self.maxWait))")
+                }
+                let sandbox = try await pool.provision(resources, session: session, network: network, wait: wait)
                 log.info("sandbox provisioned", ("sandbox", .string(sandbox.id)), ("session", session.map(JSONValue.string) ?? .null))
                 return .success(["sandbox": .string(sandbox.id), "resources": resources.json])
             case "execute":
@@ -223,6 +230,7 @@ final class PoolServer: Sendable {
                     ran.withLock { $0 = true }
                     return await tools.run(name, input: input, in: sandbox, callID: callID)
                 }
+                pool.callEnded()
                 let tool = Tools.names.contains(name) ? name : "unknown"
                 let result = ran.withLock { $0 } ? ((try? outcome.get()).map { $0["is_error"]?.boolValue == true ? "is_error" : "ok" } ?? "failed") : "repeated"
                 metrics.toolCalls.inc(["tool": tool, "outcome": result])

@@ -137,8 +137,12 @@ final class Sandbox: Sendable {
         }
     }
 
-    /// When it last started or finished a call (its creation, before any), and whether one runs.
-    var usage: (lastUsed: ContinuousClock.Instant, running: Int) { calls.withLock { ($0.lastUsed, $0.running) } }
+    /// When it last started or finished a call (its creation, before any), whether one runs, and
+    /// whether it has yet to see its first call (a sandbox just made for a session that is about to
+    /// use it).
+    var usage: (lastUsed: ContinuousClock.Instant, running: Int, awaitingFirstCall: Bool) {
+        calls.withLock { ($0.lastUsed, $0.running, $0.table.isEmpty) }
+    }
 
     var json: JSONValue {
         [

@@ -56,6 +56,8 @@ final class SandboxPool: Sendable {
     /// Whether each sandbox's folder is a size-capped tmpfs (`disk_mb` over `/workspace` and `/tmp`).
     let diskQuota: Bool
     let events: @Sendable (Event) -> Void
+    /// Provisions waiting for room when every sandbox is running a call.
+    let admission = AdmissionQueue()
     /// Creating and removing workspaces, and cgroups: filesystem work on the pool's own threads.
     let housekeeping = BlockingPool(name: "drover.pool.housekeeping", threads: 4)
 
@@ -118,7 +120,11 @@ final class SandboxPool: Sendable {
     ///
     /// `network`: its way out (the egress proxy); its repositories are cloned through the proxy,
     /// inside the sandbox, before `setup` runs.
-    func provision(_ resources: SandboxResources, session: String?, network: SandboxNetwork? = nil, announced: Bool = true) async throws(Failure) -> Sandbox {
+    ///
+    /// `wait`: seconds it may wait, in line, for room when every sandbox is running a call (0:
+    /// refused with `capacity` at once).
+    func provision(_ resources: SandboxResources, session: String?, network: SandboxNetwork? = nil, announced: Bool = true,
+                   wait: Double = 0) async throws(Failure) -> Sandbox {
         if network != nil && (tools.egress == nil || !isolation.networking) {
             throw Failure(
                 .networkUnavailable,
@@ -134,9 +140,14 @@ final class SandboxPool: Sendable {
                         + "start it with --allow-unenforced-limits to accept per-process limits instead")
             }
         }
-        try await reserveSlot()
+        try await reserveSlot(wait: wait)
         var reserved = true
-        defer { if reserved { state.withLock { $0.reserved -= 1 } } }
+        defer {
+            if reserved {
+                state.withLock { $0.reserved -= 1 }
+                admission.wakeFirst()
+            }
+        }
         let warm = state.withLock { state -> Prepared? in
             state.provisioned += 1
             guard resources.setup == nil, let prepared = state.warm.popLast() else { return nil }
@@ -218,8 +229,28 @@ final class SandboxPool: Sendable {
         return script
     }
 
-    /// Takes a slot for a new sandbox, reclaiming the least recently used idle one when full.
-    private func reserveSlot() async throws(Failure) {
+    /// Takes a slot for a new sandbox, reclaiming the least recently used idle one when full; when
+    /// every sandbox is running a call, waits in line (`AdmissionQueue`) for up to `wait` seconds.
+    private func reserveSlot(wait: Double) async throws(Failure) {
+        var ticket: UInt64?
+        defer { if let ticket { admission.remove(ticket) } }
+        let deadline = ContinuousClock.now + .seconds(wait)
+        while true {
+            // First come, first served: while others wait, a newcomer queues behind them.
+            let mayTry = wait <= 0 || (ticket.map(admission.isFirst) ?? admission.isEmpty)
+            if mayTry, try await tryReserve(canWait: wait > 0) { return }
+            if ticket == nil { ticket = admission.enqueue() }
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else {
+                throw Failure(.capacity, "no room for \(Int(wait.rounded())) s: all \(config.capacity) sandboxes of this pool were running calls")
+            }
+            await admission.park(ticket!, timeout: left)
+        }
+    }
+
+    /// One attempt at a slot: true when taken, false when the pool is full of running calls and
+    /// the caller may wait (otherwise that is a `capacity` refusal).
+    private func tryReserve(canWait: Bool) async throws(Failure) -> Bool {
         while true {
             enum Step {
                 case reserved
@@ -234,15 +265,17 @@ final class SandboxPool: Sendable {
                 }
                 let candidates = state.sandboxes.values.map { sandbox in
                     let usage = sandbox.usage
-                    return ReclaimPlanner.Candidate(id: sandbox.id, lastUsed: usage.lastUsed, running: usage.running)
+                    return ReclaimPlanner.Candidate(
+                        id: sandbox.id, lastUsed: usage.lastUsed, running: usage.running, awaitingFirstCall: usage.awaitingFirstCall)
                 }
                 guard let victim = ReclaimPlanner.evict(candidates), let sandbox = state.sandboxes[victim.id] else {
-                    return .refuse(Failure(.capacity, "the pool holds its capacity of \(config.capacity) sandboxes, each running a call"))
+                    return .refuse(Failure(.capacity, "the pool holds its capacity of \(config.capacity) sandboxes, each running a call or about to"))
                 }
                 return .evict(sandbox, victim.lastUsed)
             }
             switch step {
-            case .reserved: return
+            case .reserved: return true
+            case .refuse(let failure) where failure.code == .capacity && canWait: return false
             case .refuse(let failure): throw failure
             case .evict(let sandbox, let lastUsed):
                 // Fails when a call started in it meanwhile; then look again.
@@ -360,6 +393,7 @@ final class SandboxPool: Sendable {
         guard removed else { return }
         processes.killAll(prefix: sandbox.id + "/")
         _ = try? await housekeeping.run { [self] in release(sandbox.workspace, sandbox.cgroup) }
+        admission.wakeFirst()
         guard sandbox.announced else { return }
         log.info(
             reason.isReclaim ? "sandbox reclaimed" : "sandbox destroyed", ("sandbox", .string(sandbox.id)),
@@ -381,7 +415,7 @@ final class SandboxPool: Sendable {
                 "sandboxes": .number(Double(state.sandboxes.count)), "capacity": .number(Double(config.capacity)),
                 "warm": .number(Double(state.warm.count)), "running_calls": .number(Double(processes.count)),
                 "provisioned_total": .number(Double(state.provisioned)), "warm_hits": .number(Double(state.warmHits)),
-                "reclaimed_total": .number(Double(state.reclaimed)),
+                "reclaimed_total": .number(Double(state.reclaimed)), "waiting": .number(Double(admission.count)),
                 "isolation": .string(isolation.mode == .bubblewrap ? "bubblewrap" : "none"), "enforcement": enforcement,
             ]
         }
@@ -394,11 +428,16 @@ final class SandboxPool: Sendable {
 
     var load: (sandboxes: Int, running: Int) { (state.withLock { $0.sandboxes.count }, processes.count) }
 
+    /// A call ended: its sandbox may now be reclaimed for a provision waiting in line.
+    func callEnded() { admission.wakeFirst() }
+
     // MARK: - Shutdown
 
     /// Refuses new work from now on.
     func beginShutdown() {
         state.withLock { $0.shuttingDown = true }
+        // Provisions waiting in line see it and give up (`shutting_down`: the harness goes elsewhere).
+        admission.wakeAll()
     }
 
     var runningCalls: Int { processes.count }

@@ -38,18 +38,20 @@ public struct PoolView: Sendable, Equatable {
     public var sandboxes: Int
     public var runningCalls: Int
     public var heartbeatAge: Double
+    /// Provisions waiting in line for room.
+    public var waiting: Int
 
     public static func all(in pool: ConnectionPool) async throws -> [PoolView] {
         try await mappingErrors {
             try await pool.query(
                 """
-                SELECT id, address, status, capacity, sandboxes, running_calls, heartbeat_age_s
+                SELECT id, address, status, capacity, sandboxes, running_calls, heartbeat_age_s, waiting
                   FROM drover.pool_status ORDER BY status <> 'up', id
                 """
             ).map { row in
                 PoolView(
                     id: try row.decode(0), address: try row.decode(1), status: try row.decode(2), capacity: try row.decode(3),
-                    sandboxes: try row.decode(4), runningCalls: try row.decode(5), heartbeatAge: try row.decode(6))
+                    sandboxes: try row.decode(4), runningCalls: try row.decode(5), heartbeatAge: try row.decode(6), waiting: try row.decode(7))
             }
         }
     }

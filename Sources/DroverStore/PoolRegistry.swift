@@ -30,9 +30,10 @@ public struct PoolRegistry: Sendable {
     /// Reports the pool's load and live sandboxes (its rows heal to match: see migration 0009);
     /// returns those of them whose session was terminated or deleted, for the pool to destroy.
     /// Touches no other pool's rows.
-    public func heartbeat(id: String, runningCalls: Int, live: [String]) async throws -> [String] {
+    /// `waiting`: provisions waiting in line for room.
+    public func heartbeat(id: String, runningCalls: Int, live: [String], waiting: Int = 0) async throws -> [String] {
         try await mappingErrors {
-            try await pool.query("SELECT drover.pool_heartbeat($1, $2, $3::text[])", [id, runningCalls, live]).map {
+            try await pool.query("SELECT drover.pool_heartbeat($1, $2, $3::text[], $4)", [id, runningCalls, live, waiting]).map {
                 try $0.decode(0)
             }
         }
@@ -63,7 +64,8 @@ public struct PoolRegistry: Sendable {
     }
 
     /// Pools, least loaded live ones first. Load is the pool's active sandboxes as recorded when
-    /// they were provisioned (current at once, unlike the heartbeat's figure), then running calls.
+    /// they were provisioned (current at once, unlike the heartbeat's figure) plus the provisions
+    /// waiting in line there, for its capacity; then running calls.
     public func pools() async throws -> [PoolRecord] {
         try await mappingErrors {
             try await pool.query(
@@ -74,7 +76,7 @@ public struct PoolRegistry: Sendable {
                   FROM drover.sandbox_pools p
                   CROSS JOIN LATERAL (SELECT count(*)::int AS active FROM drover.sandboxes s
                                        WHERE s.pool_id = p.id AND s.status = 'active') a
-                 ORDER BY NOT drover.pool_is_live(p), a.active::float8 / greatest(p.capacity, 1), p.running_calls, p.id
+                 ORDER BY NOT drover.pool_is_live(p), (a.active + p.waiting)::float8 / greatest(p.capacity, 1), p.running_calls, p.id
                 """
             ).map { row in
                 PoolRecord(

@@ -13,9 +13,10 @@ public struct RunningPool: Sendable {
 
     /// Starts a pool on a free loopback port. `environment` is added to the daemon's environment
     /// (tests plant secrets there to prove sandboxes cannot see them).
-    public static func start(_ extra: [String] = [], environment: [String: String] = [:]) async throws -> RunningPool {
+    /// `token`: another pool's, for a second pool the same harnesses use.
+    public static func start(_ extra: [String] = [], environment: [String: String] = [:], token shared: String? = nil) async throws -> RunningPool {
         let unique = String(UInt64.random(in: 0...UInt64.max), radix: 16)
-        let token = "token-" + unique
+        let token = shared ?? "token-" + unique
         // The file's name must not contain the token: error messages that echo the path would
         // look like leaks.
         let tokenFile = NSTemporaryDirectory() + "drover-token-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)

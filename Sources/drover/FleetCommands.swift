@@ -43,7 +43,9 @@ struct PoolsCommand: Command {
     static let help = """
         usage: drover pools [--json]
 
-        The sandbox pool registry (the drover.pool_status view).
+        The sandbox pool registry (the drover.pool_status view): each pool's sandboxes of its
+        capacity, running calls, provisions waiting in line for room (every sandbox running a
+        call), heartbeat age and status.
         """
     static let flags: Set<String> = ["json"]
 
@@ -57,15 +59,16 @@ struct PoolsCommand: Command {
                     "id": .string(p.id), "address": .string(p.address), "status": .string(p.status),
                     "capacity": .number(Double(p.capacity)), "sandboxes": .number(Double(p.sandboxes)),
                     "running_calls": .number(Double(p.runningCalls)), "heartbeat_age_s": .number(p.heartbeatAge),
+                    "waiting": .number(Double(p.waiting)),
                 ]).text)
             }
             return
         }
         let colour = Terminal.isColour
         Output.line(Output.table(
-            ["POOL", "ADDRESS", "SANDBOXES", "RUNNING CALLS", "HEARTBEAT AGE", "STATUS"],
+            ["POOL", "ADDRESS", "SANDBOXES", "RUNNING CALLS", "WAITING", "HEARTBEAT AGE", "STATUS"],
             pools.map {
-                ["\($0.id)", $0.address, "\($0.sandboxes)/\($0.capacity)", String($0.runningCalls), Output.seconds($0.heartbeatAge),
+                ["\($0.id)", $0.address, "\($0.sandboxes)/\($0.capacity)", String($0.runningCalls), String($0.waiting), Output.seconds($0.heartbeatAge),
                  $0.status == "up" ? $0.status : Terminal.red($0.status, colour)]
             }))
     }

@@ -15,7 +15,7 @@ struct ChaosTests {
         print(chaos.log)
         #expect(status == 0)
         #expect(chaos.log.contains("chaos: passed"))
-        #expect(chaos.log.contains("verify: 60 sessions"))
+        #expect(chaos.log.contains("verify: 66 sessions"), "60 sessions and 6 hostile ones")
         #expect(chaos.log.contains("Postgres restarted (status 0)"))
         #expect(chaos.log.contains("SIGKILL sandbox pool"))
         // The hostile phase (issue #20): every daemon survived and nothing got through.

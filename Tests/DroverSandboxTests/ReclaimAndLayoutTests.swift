@@ -9,6 +9,20 @@ import Testing
 @Suite struct ReclaimAndLayoutTests {
     typealias Candidate = ReclaimPlanner.Candidate
 
+    /// Issue #22: a sandbox made for a session that has yet to run its first call is not taken by
+    /// the next provision in line (under a burst they took each other's, over and over), unless it
+    /// has waited past the grace (its harness died after provisioning).
+    @Test func aNewSandboxIsKeptForItsFirstCall() {
+        let now = ContinuousClock.now
+        typealias Candidate = ReclaimPlanner.Candidate
+        let fresh = Candidate(id: "fresh", lastUsed: now - .seconds(1), running: 0, awaitingFirstCall: true)
+        let used = Candidate(id: "used", lastUsed: now - .milliseconds(500), running: 0)
+        #expect(ReclaimPlanner.evict([fresh, used], now: now)?.id == "used", "the older one is new: kept")
+        #expect(ReclaimPlanner.evict([fresh], now: now) == nil)
+        let abandoned = Candidate(id: "abandoned", lastUsed: now - .seconds(31), running: 0, awaitingFirstCall: true)
+        #expect(ReclaimPlanner.evict([abandoned, used], now: now)?.id == "abandoned")
+    }
+
     @Test func reclaimTakesIdleOnesOnlyAndTheLeastRecentlyUsedFirst() {
         let now = ContinuousClock.now
         let candidates = [

@@ -1,0 +1,87 @@
+import DroverCore
+import DroverSandbox
+import DroverStore
+import DroverTestSupport
+import Foundation
+import Testing
+
+/// Issue #22: a burst larger than the fleet's sandboxes waits its turn and never fails. A
+/// provision that finds every sandbox of a pool running a call waits in line (first come, first
+/// served) instead of failing with `capacity`; a pool that dies with provisions waiting sends
+/// them to the next.
+@Suite(.serialized) struct OverloadTests {
+    static let script: JSONValue = ["turns": [
+        HarnessEndToEndTests.tool("bash", ["command": "sleep 0.2; echo ran {{tool_use_id}}"]),
+        HarnessEndToEndTests.say("done"),
+    ]]
+
+    /// Queues `count` sessions at once, in one statement.
+    static func burst(_ cluster: HarnessCluster, _ count: Int, script: String = "go") async throws {
+        try await cluster.sql.query(
+            "SELECT count(drover.create_session($1, $2, $3, 0)) FROM generate_series(1, $4)",
+            [cluster.agent, cluster.environment, JSONText.userMessage(script), count])
+    }
+
+    static func waitUntilAllIdle(_ cluster: HarnessCluster, timeout: Double) async throws {
+        try await Polling.until("every session idle", timeout: timeout) {
+            try await cluster.sql.query("SELECT count(*) FROM drover.sessions WHERE status <> 'idle'")[0].decode(0) as Int == 0
+        }
+    }
+
+    /// Tool results that are errors, by code.
+    static func errors(_ cluster: HarnessCluster) async throws -> [String: Int] {
+        try await cluster.sql.query("""
+            SELECT coalesce(payload->>'error', 'none'), count(*)::int FROM drover.events
+             WHERE type = 'agent.tool_result' AND (payload->>'is_error')::boolean GROUP BY 1
+            """).reduce(into: [:]) { found, row in found[try row.decode(0)] = try row.decode(1) }
+    }
+
+    static func endTurns(_ cluster: HarnessCluster) async throws -> Int {
+        try await cluster.sql.query(
+            "SELECT count(*) FROM drover.events WHERE type = 'session.status_idle' AND payload->'stop_reason'->>'type' = 'end_turn'")[0].decode(0)
+    }
+
+    @Test func twoHundredSessionsOnSixteenSandboxesAllEndWithoutAnErrorResult() async throws {
+        let cluster = try await HarnessCluster.start(script: Self.script, harnesses: 2, poolArgs: ["--capacity", "16", "--warm", "4"])
+        do {
+            try await Self.burst(cluster, 200)
+            try await Self.waitUntilAllIdle(cluster, timeout: 240)
+            #expect(try await Self.errors(cluster) == [:], "tool calls failed under the burst")
+            #expect(try await Self.endTurns(cluster) == 200)
+            let ran: Int = try await cluster.sql.query(
+                "SELECT count(*) FROM drover.events WHERE type = 'agent.tool_result' AND payload->>'content' LIKE 'ran toolu_%'")[0].decode(0)
+            #expect(ran == 200, "every call ran once")
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    @Test func provisionsWaitingAtAPoolThatDiesRunElsewhere() async throws {
+        let slow: JSONValue = ["turns": [HarnessEndToEndTests.tool("bash", ["command": "sleep 1.5; echo ran"]), HarnessEndToEndTests.say("done")]]
+        let cluster = try await HarnessCluster.start(script: slow, harnesses: 2, poolArgs: ["--capacity", "4", "--warm", "0"])
+        do {
+            let second = try await RunningPool.start(
+                ["--warm", "0", "--grace", "1", "--capacity", "4"], environment: ["DATABASE_URL": cluster.database.conninfo], token: cluster.pool.token)
+            defer { Task { await second.stop() } }
+            try await Self.burst(cluster, 40)
+            // Wait until provisions are in line at the first pool, then kill it.
+            let client = try await PoolClient.connect(cluster.pool.address, token: cluster.pool.token)
+            try await Polling.until("provisions waiting at the first pool", timeout: 30) {
+                (try await client.request("stats"))["waiting"]?.intValue ?? 0 > 0
+            }
+            client.close()
+            cluster.pool.daemon.signal(SIGKILL)
+            try await Self.waitUntilAllIdle(cluster, timeout: 120)
+            let errors = try await Self.errors(cluster)
+            // Only calls running in the killed pool's four sandboxes may fail; none waited out.
+            #expect(errors.values.reduce(0, +) <= 4 && errors["capacity"] == nil, "\(errors)")
+            #expect(try await Self.endTurns(cluster) == 40)
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+}
