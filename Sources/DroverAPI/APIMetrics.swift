@@ -15,24 +15,13 @@ public struct APIMetrics: Sendable {
     /// Methods that become labels; any other token a client sends is `other`.
     static let methods: Set = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
-    /// The routes `APIRouter` serves, as templates: the only route labels there are.
-    static let templates: Set<String> = [
-        "/v1/me", "/v1/fleet/leases", "/v1/fleet/harnesses", "/v1/fleet/pools", "/v1/fleet/queue", "/v1/fleet/queue_history",
-        "/v1/agents", "/v1/agents/{id}", "/v1/agents/{id}/archive", "/v1/agents/{id}/versions",
-        "/v1/environments", "/v1/environments/{id}", "/v1/environments/{id}/archive",
-        "/v1/sessions", "/v1/sessions/{id}", "/v1/sessions/{id}/archive", "/v1/sessions/{id}/resources", "/v1/sessions/{id}/resources/{id}",
-        "/v1/sessions/{id}/events", "/v1/sessions/{id}/events/stream",
-        "/v1/vaults", "/v1/vaults/{id}", "/v1/vaults/{id}/archive", "/v1/vaults/{id}/credentials", "/v1/vaults/{id}/credentials/{id}",
-        "/v1/vaults/{id}/credentials/{id}/archive",
-    ]
-
-    /// The labels of a request: its method if a standard one, its route template if one of
-    /// `templates` (a 404 for a missing session is still `/v1/sessions/{id}`), else `other`; an
+    /// The labels of a request: its method if a standard one, its route template if one the router
+    /// serves (`APIRouter.routes`; a 404 for a missing session is still `/v1/sessions/{id}`), else `other`; an
     /// unauthenticated request's route is `other` too. No client, with a key or without, can
     /// grow the label set.
     static func labels(method: String, path: String, authenticated: Bool) -> (method: String, route: String) {
         let template = route(path)
-        return (methods.contains(method) ? method : "other", authenticated && templates.contains(template) ? template : "other")
+        return (methods.contains(method) ? method : "other", authenticated && APIRouter.routes[template] != nil ? template : "other")
     }
 
     /// `/v1/sessions/sesn_…/events` → `/v1/sessions/{id}/events`; unknown paths are `other`.

@@ -103,6 +103,10 @@ public struct APIRouter: Sendable {
         case let limited as RateLimited:
             apiError = APIError(429, "rate_limit_error", "this organisation's \(limited.kind) limit per minute is reached")
             headers.append(("retry-after", String(limited.retryAfter)))
+        case let refused as MethodNotAllowed:
+            let allowed = refused.allowed.sorted().joined(separator: ", ")
+            apiError = APIError(405, "invalid_request_error", "\(refused.template) does not take \(refused.method); it takes \(allowed)")
+            headers.append(("allow", allowed))
         default:
             log.error("request failed", ("request_id", .string(requestID)), ("error", .string(String(reflecting: error))))
             apiError = APIError(500, "api_error", "internal error")
@@ -115,6 +119,29 @@ public struct APIRouter: Sendable {
         var kind: String
         var retryAfter: Int
     }
+
+    /// A served route asked with a method it does not take: 405 with `Allow`.
+    struct MethodNotAllowed: Error {
+        var method: String
+        var template: String
+        var allowed: Set<String>
+    }
+
+    /// Every route `route(_:principal:)` serves, as a template, with its methods: the one list the
+    /// 405 answers and the metrics labels (`APIMetrics`) come from.
+    static let routes: [String: Set<String>] = [
+        "/v1/me": ["GET"],
+        "/v1/fleet/leases": ["GET"], "/v1/fleet/harnesses": ["GET"], "/v1/fleet/pools": ["GET"], "/v1/fleet/queue": ["GET"],
+        "/v1/fleet/queue_history": ["GET"], "/v1/fleet/verify": ["GET"],
+        "/v1/agents": ["GET", "POST"], "/v1/agents/{id}": ["GET", "POST"], "/v1/agents/{id}/archive": ["POST"], "/v1/agents/{id}/versions": ["GET"],
+        "/v1/environments": ["GET", "POST"], "/v1/environments/{id}": ["GET", "POST", "DELETE"], "/v1/environments/{id}/archive": ["POST"],
+        "/v1/sessions": ["GET", "POST"], "/v1/sessions/{id}": ["GET", "POST", "DELETE"], "/v1/sessions/{id}/archive": ["POST"],
+        "/v1/sessions/{id}/resources": ["GET"], "/v1/sessions/{id}/resources/{id}": ["GET"],
+        "/v1/sessions/{id}/events": ["GET", "POST"], "/v1/sessions/{id}/events/stream": ["GET"],
+        "/v1/vaults": ["GET", "POST"], "/v1/vaults/{id}": ["GET", "POST", "DELETE"], "/v1/vaults/{id}/archive": ["POST"],
+        "/v1/vaults/{id}/credentials": ["GET", "POST"], "/v1/vaults/{id}/credentials/{id}": ["GET", "DELETE"],
+        "/v1/vaults/{id}/credentials/{id}/archive": ["POST"],
+    ]
 
     /// Creates count against the organisation's creates per minute, all else against requests.
     static func kind(_ request: HTTPServerRequest) -> String {
@@ -273,6 +300,10 @@ public struct APIRouter: Sendable {
         case ("sessions", 5, "GET") where path[3] == "events" && path[4] == "stream":
             return try await stream(request, target: target, org: org, session: path[2])
         default:
+            let template = APIMetrics.route(request.path)
+            if let allowed = Self.routes[template], !allowed.contains(method) {
+                throw MethodNotAllowed(method: method, template: template, allowed: allowed)
+            }
             throw APIError.notFound("no route \(method) \(request.path.prefix { $0 != "?" })")
         }
     }

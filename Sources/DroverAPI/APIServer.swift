@@ -83,20 +83,29 @@ public final class APIServer: Sendable {
         socket.setSendTimeout(10)
         var requestStarted: ContinuousClock.Instant?
         var idleSince = ContinuousClock.now
+        var continued = false
         while true {
             switch parser.next() {
             case .refused(let refusal):
                 write(socket, Self.errorResponse(APIError(refusal.status, "invalid_request_error", refusal.message), requestID: Self.requestID(), close: true))
+                socket.lingeringClose()
                 return
             case .request(let request):
                 requestStarted = parser.buffered > 0 ? .now : nil
-                let keepAlive = request.version == "HTTP/1.1" && request.headers["connection"]?.lowercased() != "close"
+                continued = false
+                let keepAlive = request.version == "HTTP/1.1" && !HTTPRequestParser.connection(request.headers["connection"], contains: "close")
                     && !state.withLock({ $0.draining })
                 guard answer(request, on: socket, keepAlive: keepAlive) && keepAlive else { return }
                 idleSince = .now
                 continue
             case .needMore:
-                break
+                // A client that asked to be told before it sends its body is told (its size was
+                // checked with the head: an oversized one has had its 413 already).
+                if !continued, let head = parser.awaitingBody, head.version == "HTTP/1.1",
+                    head.headers["expect"]?.lowercased() == "100-continue" {
+                    continued = true
+                    write(socket, Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+                }
             }
             let now = ContinuousClock.now
             if let started = requestStarted, now - started > .seconds(config.requestDeadline) {

@@ -64,6 +64,20 @@ public struct HTTPRequestParser: Sendable {
     /// Bytes buffered but not yet part of a returned request.
     public var buffered: Int { buffer.count - start }
 
+    /// The head of a request whose body is still arriving (a server answers its
+    /// `Expect: 100-continue` from it), or nil.
+    public var awaitingBody: Head? {
+        switch state {
+        case .fixedBody, .chunkSize, .chunkData, .trailers: head
+        case .head, .failed: nil
+        }
+    }
+
+    /// Whether a `Connection` header's token list holds `token` (`keep-alive, close` is a close).
+    public static func connection(_ value: String?, contains token: String) -> Bool {
+        (value ?? "").split(separator: ",").contains { $0.trimmingCharacters(in: [" ", "\t"]).lowercased() == token }
+    }
+
     /// Adds bytes; call `next()` until it answers `needMore`.
     public mutating func feed<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
         if start > 0 && (start >= 65_536 || start == buffer.count) {

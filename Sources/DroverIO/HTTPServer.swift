@@ -47,6 +47,7 @@ public final class HTTPServer: Sendable {
             case .success(let request): handler(request, socket)
             case .failure(let refusal):
                 Self.respond(socket, status: refusal.status, contentType: "text/plain; charset=utf-8", body: Array((refusal.message + "\n").utf8))
+                socket.lingeringClose()
             case .none: break
             }
         })

@@ -168,6 +168,25 @@ public final class Socket: Sendable {
         try send(bytes: bytes)
     }
 
+    /// After an answer that refuses a request the client may still be sending (413, 431, 400):
+    /// ends our side, then reads and drops what still arrives for up to `seconds` or `limit`
+    /// bytes, so that closing with unread data does not make the kernel reset the connection
+    /// (a reset can reach the client before the answer, which it then never sees).
+    public func lingeringClose(seconds: Double = 2, limit: Int = 1 << 20) {
+        Glibc.shutdown(fd, Int32(SHUT_WR))
+        setReadTimeout(0.25)
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var dropped = 0
+        let end = ContinuousClock.now + .seconds(seconds)
+        while dropped < limit && ContinuousClock.now < end {
+            switch receive(into: &buffer) {
+            case .bytes(let count): dropped += count
+            case .timedOut: continue
+            case .closed: return
+            }
+        }
+    }
+
     /// Ends both directions; a blocked reader wakes with end of stream.
     /// Ends the connection both ways (a reader wakes with end of stream). A no-op once closed:
     /// the descriptor's number may by then belong to another connection of this process, which a

@@ -183,4 +183,43 @@ import Testing
             #expect(await api.stop() == 0)
         }
     }
+
+    /// Issue #27 (7): unknown methods on a served route get 405 with `Allow`; `Expect:
+    /// 100-continue` is answered before the body; `Connection` is a token list; a refusal sent
+    /// while the client is still sending its body reaches it (a lingering close, not a reset).
+    @Test func methodsExpectationsConnectionTokensAndRefusalsMidBody() async throws {
+        try await TestDatabase.with { db in
+            let api = try await RunningAPI.start(database: db.conninfo)
+            let key = try await api.key(org: "http")
+            let client = try HTTPConnection.connect(api.address)
+            defer { client.close() }
+            let refused = try client.request("PUT", "/v1/sessions/sesn_x", headers: [("x-api-key", key)])
+            #expect(refused?.status == 405 && refused?.headers["allow"] == "DELETE, GET, POST", "\(String(describing: refused))")
+            #expect(try client.request("PATCH", "/v1/agents", headers: [("x-api-key", key)])?.headers["allow"] == "GET, POST")
+            #expect(try client.request("GET", "/v1/nothing", headers: [("x-api-key", key)])?.status == 404)
+
+            // Expect: 100-continue: the interim answer comes before the body is sent.
+            let body = #"{"name": "e", "config": {"type": "cloud"}}"#
+            try client.send("POST /v1/environments HTTP/1.1\r\nHost: x\r\nx-api-key: \(key)\r\ncontent-type: application/json\r\n"
+                + "content-length: \(body.utf8.count)\r\nexpect: 100-continue\r\n\r\n")
+            var buffer = [UInt8](repeating: 0, count: 256)
+            let count = try client.socket.read(into: &buffer)
+            #expect(String(decoding: buffer[0..<count], as: UTF8.self) == "HTTP/1.1 100 Continue\r\n\r\n")
+            try client.send(body)
+            #expect(try client.response()?.status == 200)
+
+            // "keep-alive, close" closes.
+            let closing = try HTTPConnection.connect(api.address)
+            defer { closing.close() }
+            #expect(try closing.request("GET", "/v1/agents", headers: [("x-api-key", key), ("connection", "keep-alive, close")])?.status == 200)
+            #expect(closing.closed(within: 5), "the connection stayed open")
+
+            // A body over the limit, already on its way: the 413 still arrives.
+            let big = try HTTPConnection.connect(api.address)
+            defer { big.close() }
+            try big.send("POST /v1/agents HTTP/1.1\r\nHost: x\r\nContent-Length: 9000000\r\n\r\n" + String(repeating: "x", count: 1 << 20))
+            #expect(try big.response()?.status == 413)
+            #expect(await api.stop() == 0)
+        }
+    }
 }
