@@ -19,6 +19,8 @@ public struct APIDaemon: Service {
         public var server = APIServer.Config()
         /// Bytes of events a stream may have waiting for a slow client before it is cut off.
         public var streamBuffer = 8 << 20
+        /// Seconds a stream's buffer may stay full while its client takes nothing, before it is cut off.
+        public var streamStall: Double = 5
         public var metricsListen: (host: String, port: UInt16)?
         /// Seals credentials' and repositories' secrets (`VaultKey`); nil: such requests are refused.
         public var vaultKey: String?
@@ -42,7 +44,7 @@ public struct APIDaemon: Service {
         let log = Log(component: "api")
         let pool = ConnectionPool(conninfo: config.databaseURL, maxConnections: config.databaseConnections, connectTimeout: 10)
         let store = TenantStore(pool: pool)
-        let hub = EventStreamHub(store: store, maxBytesPerStream: config.streamBuffer, log: log)
+        let hub = EventStreamHub(store: store, maxBytesPerStream: config.streamBuffer, stallLimit: .seconds(config.streamStall), log: log)
         let console = ConsoleFiles()
         if console.isEmpty { log.warning("no console files found: /console/ is not served (set DROVER_CONSOLE_DIR)") }
         let apiMetrics = APIMetrics()

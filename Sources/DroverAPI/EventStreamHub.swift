@@ -5,12 +5,15 @@ import Foundation
 import Synchronization
 
 /// Feeds every event stream of one API process from one poller: each tick, one query reads the
-/// last seq of every streamed session, and one read per session that moved fetches the new
-/// events for all its streams. Each stream remembers the last seq it was given, so catch-up
-/// (`Last-Event-ID`) and live delivery are the same path: nothing is skipped, nothing repeated.
+/// last seq of every streamed session, and one read (a page) per position that streams of a
+/// session that moved are at fetches what follows it for all of them. Each stream remembers the
+/// last seq it was given, so catch-up (`Last-Event-ID`) and live delivery are the same path:
+/// nothing is skipped, nothing repeated.
 ///
-/// A stream's buffer is bounded; a client that stops reading fills it and is cut off, and no
-/// other stream waits for it (delivery only appends to buffers).
+/// A stream's buffer is bounded. A full one takes nothing more and keeps its position, so a long
+/// backlog is caught up a page per tick as its reader takes it (it used to be read whole in one
+/// tick, overflow, and reconnect forever while every other stream waited); a client that takes
+/// nothing for `stallLimit` seconds with a full buffer is cut off, and no other stream waits for it.
 public final class EventStreamHub: Sendable {
     /// One open stream.
     public final class Subscriber: Sendable {
@@ -26,42 +29,57 @@ public final class EventStreamHub: Sendable {
             var lastSeq: Int64
             var queue: [Message] = []
             var bytes = 0
+            /// Since when the buffer has had no room for the next message.
+            var fullSince: ContinuousClock.Instant?
             var overflowed = false
             var closed = false
         }
         private let state: Mutex<State>
         private let ready = DispatchSemaphore(value: 0)
         let maxBytes: Int
+        let stallLimit: Duration
         /// Called once when the stream overflows: the server closes the connection at once, even
         /// while a write to the client is blocked.
         private let onOverflow = Mutex<(@Sendable () -> Void)?>(nil)
 
         public func whenOverflowing(_ action: @escaping @Sendable () -> Void) { onOverflow.withLock { $0 = action } }
 
-        init(session: String, after seq: Int64, maxBytes: Int) {
+        init(session: String, after seq: Int64, maxBytes: Int, stallLimit: Duration) {
             self.session = session
             self.maxBytes = maxBytes
+            self.stallLimit = stallLimit
             state = Mutex(State(lastSeq: seq))
         }
 
         var lastSeq: Int64 { state.withLock { $0.lastSeq } }
 
-        /// Appends what is newer than what this stream has; overflows (and stops taking) when the
-        /// client lets too much pile up.
-        func deliver(_ messages: [Message]) {
+        /// Appends what is newer than what this stream has, while its buffer has room (one message
+        /// larger than the buffer goes alone); overflows when the client has taken nothing for
+        /// `stallLimit` with a full buffer.
+        func deliver(_ messages: [Message], now: ContinuousClock.Instant = .now) {
             let (signal, overflowed) = state.withLock { state -> (Bool, Bool) in
                 guard !state.overflowed, !state.closed else { return (false, false) }
                 var added = false
+                var full = false
                 for message in messages where message.seq > state.lastSeq {
+                    let size = message.json.utf8.count
+                    if state.bytes + size > maxBytes && !state.queue.isEmpty {
+                        full = true
+                        break
+                    }
                     state.queue.append(message)
-                    state.bytes += message.json.utf8.count
+                    state.bytes += size
                     state.lastSeq = message.seq
                     added = true
                 }
-                if state.bytes > maxBytes {
-                    state.overflowed = true
-                    state.queue = []
-                    state.bytes = 0
+                if full {
+                    let since = state.fullSince ?? now
+                    state.fullSince = since
+                    if now - since >= stallLimit {
+                        state.overflowed = true
+                        state.queue = []
+                        state.bytes = 0
+                    }
                 }
                 return (added || state.overflowed, state.overflowed)
             }
@@ -83,6 +101,7 @@ public final class EventStreamHub: Sendable {
                 defer {
                     state.queue = []
                     state.bytes = 0
+                    state.fullSince = nil
                 }
                 return .messages(state.queue)
             }
@@ -94,6 +113,7 @@ public final class EventStreamHub: Sendable {
                 defer {
                     state.queue = []
                     state.bytes = 0
+                    state.fullSince = nil
                 }
                 return .messages(state.queue)
             }
@@ -108,18 +128,21 @@ public final class EventStreamHub: Sendable {
     let store: TenantStore
     let interval: Double
     let maxBytesPerStream: Int
+    /// How long a stream's buffer may stay full with the client taking nothing before it is cut off.
+    let stallLimit: Duration
     let log: Log
     private let subscribers = Mutex<[ObjectIdentifier: Subscriber]>([:])
 
-    public init(store: TenantStore, interval: Double = 0.02, maxBytesPerStream: Int = 8 << 20, log: Log) {
+    public init(store: TenantStore, interval: Double = 0.02, maxBytesPerStream: Int = 8 << 20, stallLimit: Duration = .seconds(5), log: Log) {
         self.store = store
         self.interval = interval
         self.maxBytesPerStream = maxBytesPerStream
+        self.stallLimit = stallLimit
         self.log = log
     }
 
     public func subscribe(session: String, after seq: Int64) -> Subscriber {
-        let subscriber = Subscriber(session: session, after: seq, maxBytes: maxBytesPerStream)
+        let subscriber = Subscriber(session: session, after: seq, maxBytes: maxBytesPerStream, stallLimit: stallLimit)
         subscribers.withLock { $0[ObjectIdentifier(subscriber)] = subscriber }
         return subscriber
     }
@@ -166,15 +189,13 @@ public final class EventStreamHub: Sendable {
         let bySession = Dictionary(grouping: all, by: \.session)
         let last = try await store.lastSeqs(Array(bySession.keys))
         for (session, streams) in bySession {
-            let from = streams.map(\.lastSeq).min() ?? 0
-            guard let newest = last[session], newest > from else { continue }
-            var after = from
-            while after < newest {
+            guard let newest = last[session] else { continue }
+            // One page per position per tick: live streams (all at the newest position, as a rule)
+            // share one read, and a stream far behind never holds them up.
+            for (after, group) in Dictionary(grouping: streams.filter { $0.lastSeq < newest }, by: \.lastSeq) {
                 let rows = try await store.eventsAfter(session: session, seq: after)
-                guard let tail = rows.last else { break }
                 let messages = rows.map { Subscriber.Message(seq: $0.seq, id: $0.id, type: $0.type, json: $0.json) }
-                for stream in streams { stream.deliver(messages) }
-                after = tail.seq
+                for stream in group { stream.deliver(messages) }
             }
         }
     }

@@ -227,16 +227,21 @@ extension TenantStore {
     }
 
     /// A page of a session's events in seq order (`order: desc` reverses it); the cursor is a seq.
+    ///
+    /// Each direction is its own range scan of the (session_id, seq) key (an `ORDER BY CASE` could
+    /// use no index: every page of a long log read and sorted it whole).
     public func events(org: String, session: String, limit: Int, page: String?, descending: Bool, types: [String]?) async throws -> APIPage {
-        _ = try await self.session(org: org, id: session)
+        let owned: [Int] = try await mappingErrors {
+            try await pool.query("SELECT 1 FROM drover.sessions WHERE id = $1 AND org_id = $2", [session, org]).map { try $0.decode(0) }
+        }
+        guard !owned.isEmpty else { throw DroverError(.notFound, "no session \(session)") }
         let from = try Self.decodeCursor(page).flatMap { Int64($0) }
+        let range = descending ? "e.seq < coalesce($3, 9223372036854775807) ORDER BY e.seq DESC" : "e.seq > coalesce($3, 0) ORDER BY e.seq"
         return try await pagedRows(
             """
             SELECT drover.api_event_json(e)::text, e.seq::text FROM drover.events e
-             WHERE e.session_id = $1 AND ($2::text[] IS NULL OR e.type = ANY ($2))
-               AND ($3::bigint IS NULL OR CASE WHEN $4 THEN e.seq < $3 ELSE e.seq > $3 END)
-             ORDER BY CASE WHEN $4 THEN -e.seq ELSE e.seq END LIMIT $5
-            """, [session, types, from, descending, limit + 1], limit: limit)
+             WHERE e.session_id = $1 AND ($2::text[] IS NULL OR e.type = ANY ($2)) AND \(range) LIMIT $4
+            """, [session, types, from, limit + 1], limit: limit)
     }
 
     /// Events after `seq`, in order, with their seq, API id and type (for streams).

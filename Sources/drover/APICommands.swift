@@ -9,7 +9,7 @@ struct APICommand: Command {
     static let summary = "serve the Managed Agents-compatible HTTP API"
     static let help = """
         usage: drover api [--listen HOST:PORT] [--db-connections N] [--grace SECONDS]
-                          [--request-deadline SECONDS] [--stream-buffer BYTES]
+                          [--request-deadline SECONDS] [--stream-buffer BYTES] [--stream-stall SECONDS]
                           [--max-resources KEY=N,…] [--max-connections N]
                           [--max-connections-per-client N]
 
@@ -29,7 +29,10 @@ struct APICommand: Command {
           --request-deadline S    seconds a request has, from its first byte, to arrive whole
                                   (default 10); slower clients get 408 and are cut off
           --stream-buffer BYTES   events a stream may hold for a client that reads too slowly
-                                  before it is cut off with an error event (default 8388608)
+                                  (default 8388608); a full buffer pauses the stream (a resume's
+                                  backlog is caught up as the client reads)
+          --stream-stall SECONDS  how long a full buffer may wait for its client to read before
+                                  the stream is cut off (default 5)
           --max-connections N     connections at once (default 1024); more get 503
           --max-connections-per-client N
                                   connections one client address may hold (default 256), so no
@@ -39,7 +42,7 @@ struct APICommand: Command {
                                   16384, 1024); more is refused with 400 (set pools' alike)
         \(DaemonOptions.help)
         """
-    static let options: Set<String> = Set(["listen", "db-connections", "grace", "request-deadline", "stream-buffer", "max-resources", "max-connections", "max-connections-per-client"]).union(DaemonOptions.names)
+    static let options: Set<String> = Set(["listen", "db-connections", "grace", "request-deadline", "stream-buffer", "stream-stall", "max-resources", "max-connections", "max-connections-per-client"]).union(DaemonOptions.names)
 
     static func run(_ arguments: Arguments) async throws {
         var config = APIDaemon.Config(databaseURL: try Environment.databaseURL())
@@ -69,6 +72,10 @@ struct APICommand: Command {
         if let share = try arguments.int("max-connections-per-client") {
             guard share > 0 else { throw UsageError("--max-connections-per-client must be positive") }
             config.server.maxConnectionsPerClient = share
+        }
+        if let stall = try arguments.double("stream-stall") {
+            guard stall > 0 else { throw UsageError("--stream-stall must be positive") }
+            config.streamStall = stall
         }
         if let ceilings = arguments.value("max-resources") { config.ceilings = try ResourceCeilings(parsing: ceilings) }
         config.vaultKey = try VaultKey.fromEnvironment()

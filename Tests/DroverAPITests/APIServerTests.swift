@@ -157,11 +157,12 @@ extension String {
         let finished = Mutex(false)
         let client: RawHTTP
 
-        init(_ address: String, key: String, session: String, read: Bool = true) throws {
+        /// `after`: an event id to resume after (`Last-Event-ID`).
+        init(_ address: String, key: String, session: String, read: Bool = true, after: String? = nil) throws {
             client = try RawHTTP.connect(address)
             // A small window (not a tiny one: TCP would then crawl through its persist timer).
             if !read { client.socket.setReceiveBuffer(65_536) }
-            try client.send("/v1/sessions/\(session)/events/stream".request("GET", key: key))
+            try client.send("/v1/sessions/\(session)/events/stream".request("GET", key: key, headers: after.map { ["Last-Event-ID: \($0)"] } ?? []))
             guard read else { return }
             let thread = Thread { [self] in
                 var pending = ""
@@ -257,7 +258,7 @@ extension String {
     }
 
     @Test func aClientThatStopsReadingIsCutOffWithoutDelayingOthers() async throws {
-        try await withAPI(["--stream-buffer", "262144"]) { api, key, _ in
+        try await withAPI(["--stream-buffer", "262144", "--stream-stall", "1"]) { api, key, _ in
             let (client, session) = try session(api, key: key)
             defer { client.close() }
             let reader = try StreamReader(api.address, key: key, session: session)
@@ -270,9 +271,38 @@ extension String {
             for index in 0..<80 { try send(client, key: key, session: session, text: "\(index) \(big)") }
             #expect(try await waitFor([reader], count: 80) == [80], "the reader got every event")
             #expect(ContinuousClock.now - started < .seconds(15))
+            // Its buffer full for the stall limit (1 s) while it took nothing: cut off.
+            try await Task.sleep(for: .seconds(2))
             #expect(stalled.client.closed(within: 10), "the reader that never read was cut off")
             #expect(api.daemon.log.contains("stream cut off"), "by its buffer overflowing, not a timeout")
             reader.client.socket.shutdown()
+        }
+    }
+
+    /// Issue #27 (3): a resume whose backlog is larger than the stream's buffer used to overflow
+    /// in the poller's first tick (it read the whole backlog at once), reconnect and overflow
+    /// again forever, holding up every other stream meanwhile. It is caught up as it reads.
+    @Test func aResumeWithABacklogLargerThanTheBufferCatchesUp() async throws {
+        try await withAPI(["--stream-buffer", "262144"]) { api, key, _ in
+            let (client, session) = try session(api, key: key)
+            defer { client.close() }
+            let big = String(repeating: "x", count: 40_000)
+            for index in 0..<80 { try send(client, key: key, session: session, text: "\(index) \(big)") }
+            try client.send("/v1/sessions/\(session)/events?limit=1".request("GET", key: key))
+            let listed = try #require(try client.response())
+            let first = try #require(try JSONValue.parse(listed.body)["data"]?[0]?["id"]?.stringValue)
+            // Another session's live stream, to show it is not held up meanwhile.
+            let (otherClient, other) = try self.session(api, key: key)
+            defer { otherClient.close() }
+            let live = try StreamReader(api.address, key: key, session: other)
+            let resumed = try StreamReader(api.address, key: key, session: session, after: first)
+            try await Task.sleep(for: .milliseconds(300))
+            try send(otherClient, key: key, session: other, text: "live")
+            #expect(try await waitFor([live], count: 1) == [1], "the live stream was held up")
+            #expect(try await waitFor([resumed], count: 79) == [79], "the backlog (3 MiB through a 256 KiB buffer) arrived whole, once")
+            #expect(!api.daemon.log.contains("stream cut off"), "the catching-up reader was cut off")
+            resumed.client.socket.shutdown()
+            live.client.socket.shutdown()
         }
     }
 }
