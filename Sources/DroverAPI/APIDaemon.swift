@@ -78,8 +78,11 @@ public struct APIDaemon: Service {
         log.info("draining", ("signal", .number(Double(signal))))
         draining.withLock { $0 = true }
         await server.drain(deadline: config.grace)
+        // The poller and the sampler use the database: they end before its connections close.
         poller.cancel()
         sampler.cancel()
+        await poller.value
+        await sampler.value
         doorbell.stop()
         ops?.stop()
         pool.close()

@@ -86,6 +86,11 @@ public final class SandboxRouter: Sendable {
             case .sandboxGone, .sandboxReclaimed, .noSuchSandbox, .unreachable, .shuttingDown:
                 let lost = placements.withLock { $0.removeValue(forKey: session) }
                 if failure.code == .unreachable, let lost { dropClient(lost.address) }
+                // Recorded as ended, so that the session's next call provisions a new sandbox
+                // instead of finding this one in the registry again: a dead pool looks live
+                // there until its heartbeat is overdue, and every call until then failed the same
+                // way. A pool that was only out of reach restores the row at its next heartbeat.
+                if let lost { try? await registry.sandboxEnded(id: lost.sandbox, reason: failure.code == .unreachable ? "lost" : "gone") }
                 log.warning("sandbox lost", ("session", .string(session.rawValue)), ("code", .string(failure.code.rawValue)))
                 let prefix = recovering ? "The outcome of this call is unknown" : "The sandbox is gone"
                 return ToolOutcome(

@@ -134,7 +134,15 @@ public struct PoolDaemon: Service {
             log.info("sandboxes get no network: provisions with networking or repositories are refused (network_unavailable)",
                      ("reason", .string(config.networking ? "the pool is not root with bubblewrap" : "started with --no-network")))
         }
-        let listener = try Listener(host: config.host, port: config.port)
+        // A port that cannot be bound must not leave the warm sandboxes and the pool's control
+        // groups behind (they were made above): everything is taken down before the error goes up.
+        let listener: Listener
+        do {
+            listener = try Listener(host: config.host, port: config.port)
+        } catch {
+            await pool.destroyAll()
+            throw error
+        }
         let address = config.advertise ?? "\(listener.host):\(listener.port)"
         metrics.registry.gauge("drover_sandboxes_live", "Sandboxes alive in this pool.") { Double(pool.load.sandboxes) }
         metrics.registry.gauge("drover_tool_calls_running", "Tool calls running now.") { Double(pool.runningCalls) }
@@ -142,10 +150,17 @@ public struct PoolDaemon: Service {
             Double(pool.admission.count)
         }
         let draining = Mutex(false)
-        let ops = try config.metricsListen.map { listen in
-            try OpsEndpoint(host: listen.host, port: listen.port, metrics: metrics.registry, ready: { !draining.withLock { $0 } }) {
-                ["pool": .string(poolID), "enforcement": pool.enforcement]
+        let ops: OpsEndpoint?
+        do {
+            ops = try config.metricsListen.map { listen in
+                try OpsEndpoint(host: listen.host, port: listen.port, metrics: metrics.registry, ready: { !draining.withLock { $0 } }) {
+                    ["pool": .string(poolID), "enforcement": pool.enforcement]
+                }
             }
+        } catch {
+            listener.close()
+            await pool.destroyAll()
+            throw error
         }
         if let ops { log.info("metrics listening", ("address", .string(ops.address))) }
         let server = PoolServer(

@@ -156,7 +156,8 @@ final class ChaosRun: @unchecked Sendable {
         log("\(sessions) sessions and \(hostileSessions) hostile ones queued; \(harnessCount) harnesses, 2 pools, drover api")
         let attacking = Atomic<Bool>(true)
         let attack = hostile.attack(
-            api: apiAddress, model: modelAddress, pools: { [pools, poolAddresses] in zip(pools, poolAddresses).filter { $0.0.isRunning }.map(\.1) },
+            api: apiAddress, model: modelAddress,
+            pools: { [pools, poolAddresses] in zip(pools, poolAddresses).map { pool, address in (address, { pool.isRunning }) } },
             running: { attacking.load(ordering: .relaxed) })
         // On an early return (a timeout) the attack ends with its round.
         defer { attacking.store(false, ordering: .relaxed) }

@@ -86,7 +86,13 @@ final class HostilePhase: Sendable {
     }
 
     /// Malformed lines at a pool, before any hello: each gets a coded error on a live connection.
-    func sendMalformedLines(to address: String) {
+    /// `alive`: whether the pool still runs (the chaos run SIGKILLs one; a failure against a pool it
+    /// just killed is no breach).
+    func sendMalformedLines(to address: String, alive: @Sendable () -> Bool) {
+        func breach(_ text: String) {
+            Thread.sleep(forTimeInterval: 0.3)
+            if alive() { self.breach(text) }
+        }
         guard let (host, port) = parseHostPort(address), let socket = try? Socket.connect(host: host, port: port) else {
             breach("pool \(address) could not be reached")
             return
@@ -130,15 +136,16 @@ final class HostilePhase: Sendable {
     }
 
     /// Rounds of all of it until `running` says stop.
-    func attack(api: String, model: String, pools: @escaping @Sendable () -> [String], running: @escaping @Sendable () -> Bool) -> Thread {
+    func attack(api: String, model: String, pools: @escaping @Sendable () -> [(address: String, alive: @Sendable () -> Bool)],
+                running: @escaping @Sendable () -> Bool) -> Thread {
         let thread = Thread { [self] in
             var round = 0
             while running() {
                 sendMalformed(to: api)
                 sendMalformed(to: model)
-                for pool in pools() { sendMalformedLines(to: pool) }
+                for pool in pools() where pool.alive() { sendMalformedLines(to: pool.address, alive: pool.alive) }
                 if round % 3 == 0 {
-                    flood([api, model] + pools()) {
+                    flood([api, model] + pools().map(\.address)) {
                         guard let client = try? HTTPConnection.connect(api, from: "127.0.0.3", timeout: 15) else { return "the API refused a connection" }
                         defer { client.close() }
                         guard let status = (try? client.request("GET", "/v1/agents"))??.status, status == 401 else { return "the API did not answer a probe" }
