@@ -202,9 +202,12 @@ public final class APIServer: Sendable {
         (try? socket.send(bytes: bytes)) != nil
     }
 
+    /// An error answer; overload (503, 529) says when to come back, as the SDKs read it.
     static func errorResponse(_ error: APIError, requestID: String, close: Bool) -> [UInt8] {
-        HTTPServer.response(
-            status: error.status, contentType: "application/json", body: Array(error.json(requestID: requestID).text.utf8),
-            headers: [("request-id", requestID), ("x-should-retry", error.shouldRetry ? "true" : "false")], close: close)
+        var headers = [("request-id", requestID), ("x-should-retry", error.shouldRetry ? "true" : "false")]
+        if error.status == 503 || error.status == 529 { headers.append(("retry-after", "1")) }
+        return HTTPServer.response(
+            status: error.status, contentType: "application/json", body: Array(error.json(requestID: requestID).text.utf8), headers: headers,
+            close: close)
     }
 }

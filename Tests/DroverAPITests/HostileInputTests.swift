@@ -88,7 +88,8 @@ import Testing
             }
             let ninth = try HTTPConnection.connect(api.address)
             let refused = try ninth.response()
-            #expect(refused?.status == 503 && refused?.body.contains("overloaded_error") == true, "\(String(describing: refused))")
+            #expect(refused?.status == 503 && refused?.body.contains("overloaded_error") == true && refused?.headers["retry-after"] == "1",
+                    "\(String(describing: refused))")
             ninth.close()
             let other = try HTTPConnection.connect(api.address, from: "127.0.0.2")
             #expect(try other.request("GET", "/v1/agents", headers: [("x-api-key", key)])?.status == 200, "another client is served")
