@@ -62,8 +62,10 @@ public struct APIDaemon: Service {
         let ops = try config.metricsListen.map { listen in
             try OpsEndpoint(host: listen.host, port: listen.port, metrics: metrics) { !draining.withLock { $0 } }
         }
-        // One listener connection per process wakes every stream's poll when a user event is sent.
-        let doorbell = try PostgresListener(conninfo: config.databaseURL, channels: [LeaseQueue.userEventChannel, LeaseQueue.runnableChannel])
+        // One listener connection per process wakes every stream's poll when a user event is sent
+        // or a harness's group commit appended events.
+        let doorbell = try PostgresListener(
+            conninfo: config.databaseURL, channels: [LeaseQueue.userEventChannel, LeaseQueue.runnableChannel, LeaseQueue.eventsChannel])
         let poller = Task { await hub.run(listener: doorbell) }
         // The fleet page's queue chart reads these samples (drover.queue_history).
         let sampler = Task {

@@ -48,9 +48,13 @@ public final class GroupCommitter: Sendable {
     }
 
     private let state = Mutex(State())
+    let notifyStreams: Bool
 
-    public init(pool: ConnectionPool, maxBatch: Int = 256, maxBatchBytes: Int = 4 << 20, maxInFlight: Int? = nil) {
+    /// `notifyStreams`: each commit that appended events notifies `drover api`'s streams (see
+    /// `WriteBatch.send`).
+    public init(pool: ConnectionPool, maxBatch: Int = 256, maxBatchBytes: Int = 4 << 20, maxInFlight: Int? = nil, notifyStreams: Bool = false) {
         self.pool = pool
+        self.notifyStreams = notifyStreams
         self.maxBatch = maxBatch
         self.maxBatchBytes = maxBatchBytes
         self.maxInFlight = maxInFlight ?? pool.maxConnections
@@ -122,7 +126,7 @@ public final class GroupCommitter: Sendable {
     private func flush(_ batch: [Pending]) async {
         var outcomes: [Result<LeaseWriteOutcome, any Error>]
         do {
-            outcomes = try await WriteBatch.send(batch.flatMap(\.writes), on: pool)
+            outcomes = try await WriteBatch.send(batch.flatMap(\.writes), on: pool, notifyStreams: notifyStreams)
         } catch let error as PostgresError where !error.isConnectionFailure {
             // The whole batch was rolled back (say, one payload was not JSON at all): send each
             // unit alone, in its own transaction, so that only the bad unit fails and a unit's
@@ -130,7 +134,7 @@ public final class GroupCommitter: Sendable {
             outcomes = []
             for unit in batch {
                 do {
-                    outcomes += try await WriteBatch.send(unit.writes, on: pool)
+                    outcomes += try await WriteBatch.send(unit.writes, on: pool, notifyStreams: notifyStreams)
                 } catch {
                     let failure = (error as? PostgresError).map(DroverError.init) ?? error
                     outcomes += unit.writes.map { _ in .failure(failure) }

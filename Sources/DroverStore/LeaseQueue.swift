@@ -8,6 +8,9 @@ public struct LeaseQueue: Sendable {
     public static let runnableChannel = "drover_runnable"
     /// Channel on which `send_event` announces user events for sessions already running.
     public static let userEventChannel = "drover_user_event"
+    /// Channel on which a harness's group commit announces that it appended events (once per
+    /// commit, whatever it held): `drover api` wakes its streams' poller on it.
+    public static let eventsChannel = "drover_events"
 
     public let pool: ConnectionPool
     public init(pool: ConnectionPool) { self.pool = pool }

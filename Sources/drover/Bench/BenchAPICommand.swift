@@ -21,6 +21,8 @@ struct BenchAPICommand: Command {
                                     streaming client, p50/p99, with 1 and with 200 streams open on
                                     the session (every stream's receipt is a sample); Postgres's
                                     notification wakes the API's poller
+          stream_latency_harness_*  the same for an event a harness's group commit appends with
+                                    --notify-streams (write_batch: one notification per commit)
           stream_latency_agent_*    the same for an event a lease holder appends (append_event),
                                     which the poller finds on its 20 ms round
 
@@ -41,7 +43,10 @@ struct BenchAPICommand: Command {
             on: try Environment.databaseURL(), prefix: "drover_bench", migrations: try Migration.load(from: directory))
         let sql = ConnectionPool(conninfo: database.conninfo, maxConnections: 2)
         let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        let api = try ChildDaemon(binary: binary, ["api", "--listen", "127.0.0.1:0", "--grace", "1", "--db-connections", "8"],
+        // The load generator is one client address with hundreds of streams (and the last run's
+        // still closing): the per-client share is lifted to the whole cap.
+        let api = try ChildDaemon(binary: binary, ["api", "--listen", "127.0.0.1:0", "--grace", "1", "--db-connections", "8",
+                                                   "--max-connections-per-client", "1024"],
                                   environment: ["DATABASE_URL": database.conninfo])
         var results: [BenchResult] = []
         do {
@@ -75,7 +80,7 @@ struct BenchAPICommand: Command {
             }
             results.append(BenchResult(name: "sessions_retrieve_per_s", value: retrieve, unit: "requests/s"))
             Progress.say(String(format: "sessions.retrieve: %.0f requests/s", retrieve))
-            for writer in [Writer.user, .agent] {
+            for writer in [Writer.user, .harness, .agent] {
                 for streams in [1, 200] {
                     let session = try post("/v1/sessions", #"{"agent":"\#(agent)","environment_id":"\#(env)"}"#)["id"]?.stringValue ?? ""
                     let latency = try await streamLatency(
@@ -132,10 +137,14 @@ struct BenchAPICommand: Command {
         return Double(counter.value.withLock { $0 }) / seconds
     }
 
-    /// Who writes the probe events: a user (`send_event`) or a lease holder (`append_event`).
+    /// Who writes the probe events: a user (`send_event`), a lease holder one by one
+    /// (`append_event`, which notifies no one: streams find it on the poller's round, as they do
+    /// a harness's events by default), or a harness's group commit with `--notify-streams`
+    /// (`write_batch`, one notification per commit).
     enum Writer: String {
         case user
         case agent
+        case harness
     }
 
     /// Commit → receipt, for every stream and event.
@@ -146,6 +155,7 @@ struct BenchAPICommand: Command {
             /// Per event text: the times streams received it.
             let times = Mutex<[String: [UInt64]]>([:])
             let opened = Mutex(0)
+            let refused = Mutex(0)
         }
         let receipts = Receipts()
         var sockets: [HTTPConnection] = []
@@ -161,9 +171,12 @@ struct BenchAPICommand: Command {
                     let now = DispatchTime.now().uptimeNanoseconds
                     pending += buffer[0..<count]
                     if !headSeen, let end = HTTPRequestParser.find([13, 10, 13, 10], in: pending[...]) {
+                        // A refused stream (503 past a connection cap) must not pass for an open one.
+                        let statusLine = String(decoding: pending.prefix { $0 != 13 }, as: UTF8.self)
                         pending.removeFirst(end + 4)
                         headSeen = true
                         receipts.opened.withLock { $0 += 1 }
+                        if !statusLine.contains(" 200 ") { receipts.refused.withLock { $0 += 1 } }
                     }
                     while let end = HTTPRequestParser.find([10, 10], in: pending[...]) {
                         let message = String(decoding: pending[..<end], as: UTF8.self)
@@ -181,9 +194,11 @@ struct BenchAPICommand: Command {
         }
         defer { sockets.forEach { $0.socket.shutdown() } }
         while receipts.opened.withLock({ $0 }) < streams { try await Task.sleep(for: .milliseconds(10)) }
+        let refused = receipts.refused.withLock { $0 }
+        guard refused == 0 else { throw DroverError(.invalidArgument, "\(refused) of \(streams) streams were refused") }
         try await Task.sleep(for: .milliseconds(200))
         var epoch: Int64 = 0
-        if writer == .agent {
+        if writer != .user {
             // A lease to write under: a message queues the session, the claim takes it.
             _ = try await sql.query("SELECT seq FROM drover.send_event($1, 'user.message', '{\"content\":[]}')", [session])
             // (The throughput runs left other sessions queued: claim them all, keep this one's lease.)
@@ -197,6 +212,11 @@ struct BenchAPICommand: Command {
             switch writer {
             case .user: _ = try await sql.query("SELECT seq FROM drover.send_event($1, 'user.message', $2)", [session, payload])
             case .agent: _ = try await sql.query("SELECT seq FROM drover.append_event($1, 'bench', $2, 'agent.message', $3)", [session, epoch, payload])
+            case .harness:
+                let lease = Lease(sessionID: SessionID(rawValue: session), owner: HarnessID(rawValue: "bench"), epoch: epoch, expiresAt: Date(), lastSeq: 0)
+                for outcome in try await WriteBatch.send([.append(lease, .agentMessage, payload: payload)], on: sql, notifyStreams: true) {
+                    _ = try outcome.get()
+                }
             }
             committed[label] = DispatchTime.now().uptimeNanoseconds
             try await Task.sleep(for: .milliseconds(5))
