@@ -67,7 +67,8 @@ final class AdmissionQueue: Sendable {
     /// Suspends until the ticket is woken or `timeout` passes.
     func park(_ ticket: UInt64, timeout: Duration) async {
         let timer = Task { [weak self] in
-            try? await Task.sleep(for: timeout)
+            // Cancelled (the park ended first): no wake, or the next park would return at once.
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
             self?.wake(ticket)
         }
         defer { timer.cancel() }

@@ -236,10 +236,16 @@ final class SandboxPool: Sendable {
         defer { if let ticket { admission.remove(ticket) } }
         let deadline = ContinuousClock.now + .seconds(wait)
         while true {
-            // First come, first served: while others wait, a newcomer queues behind them.
-            let mayTry = wait <= 0 || (ticket.map(admission.isFirst) ?? admission.isEmpty)
+            // First come, first served: while others wait, a newcomer queues behind them. A pool
+            // shutting down answers everyone in line at once.
+            let mayTry = wait <= 0 || (ticket.map(admission.isFirst) ?? admission.isEmpty) || state.withLock { $0.shuttingDown }
             if mayTry, try await tryReserve(canWait: wait > 0) { return }
-            if ticket == nil { ticket = admission.enqueue() }
+            if ticket == nil {
+                // In line before parking, then one more look: room that appeared between the
+                // try and the enqueue woke no one (the line was empty), and would be missed.
+                ticket = admission.enqueue()
+                continue
+            }
             let left = deadline - ContinuousClock.now
             guard left > .zero else {
                 throw Failure(.capacity, "no room for \(Int(wait.rounded())) s: all \(config.capacity) sandboxes of this pool were running calls")
