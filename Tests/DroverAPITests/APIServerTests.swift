@@ -238,6 +238,25 @@ extension String {
         }
     }
 
+    /// Issue #22's test at its size: 1,000 streams from one client (its share lifted to the cap),
+    /// each getting every event exactly once.
+    @Test func aThousandStreamsEachGetEveryEventOnce() async throws {
+        try await withAPI(["--max-connections-per-client", "1024"]) { api, key, db in
+            // 1,000 stream requests are more than the default 600 requests per minute.
+            let sql = db.pool(maxConnections: 1)
+            try await sql.query("UPDATE drover.organizations SET requests_per_minute = 100000")
+            sql.close()
+            let (client, session) = try session(api, key: key)
+            defer { client.close() }
+            let readers = try (0..<1000).map { _ in try StreamReader(api.address, key: key, session: session) }
+            try await Task.sleep(for: .seconds(1))
+            for index in 0..<10 { try send(client, key: key, session: session, text: "message \(index)") }
+            let counts = try await waitFor(readers, count: 10)
+            #expect(counts.allSatisfy { $0 == 10 }, "every stream got every event once: \(Dictionary(grouping: counts, by: { $0 }).mapValues(\.count))")
+            readers.forEach { $0.client.socket.shutdown() }
+        }
+    }
+
     @Test func sigtermEndsStreamsWithAFinalEventAndExitsWithinTheGrace() async throws {
         try await TestDatabase.with { db in
             let api = try await RunningAPI.start(database: db.conninfo)
