@@ -117,6 +117,23 @@ import Testing
         #expect(try HTTPConnection.connect(server.address).request("GET", "/")?.status == 200)
     }
 
+    /// The same against a real daemon: a pool's ops endpoint (256 connections at most) under 300
+    /// silent connections refuses the surplus with 503 and answers /metrics once they go.
+    @Test func aRealDaemonsOpsEndpointIsCapped() async throws {
+        let pool = try await RunningPool.start(["--metrics-listen", "127.0.0.1:0"])
+        let address = try #require(try await pool.daemon.waitForLog("metrics listening")["address"]?.stringValue)
+        var silent: [HTTPConnection] = []
+        for _ in 0..<300 { silent.append(try HTTPConnection.connect(address, timeout: 10)) }
+        // The last ones past the cap were answered at once; the first ones are still waiting.
+        let refused = try silent.suffix(20).compactMap { try $0.response()?.status }
+        #expect(refused.count == 20 && refused.allSatisfy { $0 == 503 }, "\(refused)")
+        silent.forEach { $0.close() }
+        try await Polling.until("a place is free", timeout: 10) {
+            (try? HTTPConnection.connect(address, timeout: 5).request("GET", "/metrics")?.status) == 200
+        }
+        #expect(await pool.stop() == 0)
+    }
+
     /// Operator ceilings on what a tenant asks of a sandbox: the API refuses the environment, the
     /// pool refuses the provision, each with a clear error.
     @Test func resourcesAboveTheCeilingsAreRefused() async throws {
