@@ -123,7 +123,15 @@ final class Workspace: Sendable {
 
     /// Opens a path beneath the workspace, mapping refusals to protocol errors.
     private func open(_ relative: String, _ flags: Int32, mode: mode_t = 0o644, shown: String) throws(Failure) -> Int32 {
-        let fd = drover_open_beneath(rootFD, relative.isEmpty ? "." : relative, flags, UInt32(mode))
+        var fd = drover_open_beneath(rootFD, relative.isEmpty ? "." : relative, flags, UInt32(mode))
+        // openat2 answers EAGAIN when a mount or rename anywhere on the host raced its resolution
+        // of `..` (the kernel asks for a retry); a busy pool mounts a workspace per sandbox all the
+        // time, and file tools failed with `internal` under load.
+        var attempts = 1
+        while fd < 0 && (errno == EAGAIN || errno == EINTR) && attempts < 64 {
+            attempts += 1
+            fd = drover_open_beneath(rootFD, relative.isEmpty ? "." : relative, flags, UInt32(mode))
+        }
         guard fd < 0 else { return fd }
         switch errno {
         case EXDEV, ELOOP: throw Failure(.pathOutsideSandbox, "\(shown) resolves outside the workspace")
