@@ -66,13 +66,20 @@ import Testing
                 ["--warm", "0", "--grace", "1", "--capacity", "4"], environment: ["DATABASE_URL": cluster.database.conninfo], token: cluster.pool.token)
             defer { Task { await second.stop() } }
             try await Self.burst(cluster, 40)
-            // Wait until provisions are in line at the first pool, then kill it.
-            let client = try await PoolClient.connect(cluster.pool.address, token: cluster.pool.token)
-            try await Polling.until("provisions waiting at the first pool", timeout: 30) {
-                (try await client.request("stats"))["waiting"]?.intValue ?? 0 > 0
+            // Wait until provisions are in line at a pool (the registry's order decides which),
+            // then kill that pool.
+            let pools = [cluster.pool, second]
+            let clients = try await pools.asyncMap { try await PoolClient.connect($0.address, token: $0.token) }
+            defer { clients.forEach { $0.close() } }
+            var victim: RunningPool?
+            try await Polling.until("provisions waiting at a pool", timeout: 30) {
+                for (pool, client) in zip(pools, clients) where (try? await client.request("stats"))?["waiting"]?.intValue ?? 0 > 0 {
+                    victim = pool
+                    return true
+                }
+                return false
             }
-            client.close()
-            cluster.pool.daemon.signal(SIGKILL)
+            try #require(victim).daemon.signal(SIGKILL)
             try await Self.waitUntilAllIdle(cluster, timeout: 120)
             let errors = try await Self.errors(cluster)
             // Only calls running in the killed pool's four sandboxes may fail; none waited out.
