@@ -41,32 +41,26 @@ public struct NetworkPolicy: Sendable, Equatable {
     /// the operator's `AddressRule`, checked on every resolved address: no tenant pattern, however
     /// exact, opens a loopback, private or metadata address.
     public func allows(host rawHost: String, port: Int) -> Bool {
-        let host = Self.normalized(rawHost)
         switch kind {
-        case .none:
-            return false
-        case .unrestricted:
-            return true
-        case .limited:
-            for pattern in allowedHosts {
-                let (patternHost, patternPort) = Self.split(pattern)
-                if let patternPort, patternPort != port { continue }
-                if patternHost == host { return true }
-                if patternHost.hasPrefix("*."), host.hasSuffix(String(patternHost.dropFirst(1))) { return true }
-            }
-            return false
+        case .none: false
+        case .unrestricted: true
+        case .limited: portsOfPatterns(matching: rawHost).contains { $0 == nil || $0 == port }
         }
     }
 
     /// Whether a `limited` pattern that matches `host` names `port` itself (CONNECT goes to 443
     /// only, unless a pattern names the port).
     public func namesPort(host rawHost: String, port: Int) -> Bool {
-        guard kind == .limited else { return false }
+        kind == .limited && portsOfPatterns(matching: rawHost).contains(port)
+    }
+
+    /// The ports (nil: any) of the patterns whose host matches `host`: exactly, or as `*.domain`.
+    private func portsOfPatterns(matching rawHost: String) -> [Int?] {
         let host = Self.normalized(rawHost)
-        return allowedHosts.contains { pattern in
+        return allowedHosts.compactMap { pattern in
             let (patternHost, patternPort) = Self.split(pattern)
-            guard patternPort == port else { return false }
-            return patternHost == host || (patternHost.hasPrefix("*.") && host.hasSuffix(String(patternHost.dropFirst(1))))
+            let matches = patternHost == host || (patternHost.hasPrefix("*.") && host.hasSuffix(String(patternHost.dropFirst(1))))
+            return matches ? .some(patternPort) : nil
         }
     }
 

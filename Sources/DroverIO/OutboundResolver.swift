@@ -45,28 +45,9 @@ public enum OutboundResolver {
         defer { freeaddrinfo(first) }
         var seen: [IPAddress] = []
         for entry in sequence(first: first, next: { $0.pointee.ai_next }) {
-            if let address = address(entry.pointee.ai_addr), !seen.contains(address) { seen.append(address) }
+            if let address = IPAddress(sockaddr: entry.pointee.ai_addr), !seen.contains(address) { seen.append(address) }
         }
         return seen
-    }
-
-    /// The IP address of a `sockaddr_in` or `sockaddr_in6`.
-    public static func address(_ raw: UnsafePointer<sockaddr>?) -> IPAddress? {
-        guard let raw else { return nil }
-        switch Int32(raw.pointee.sa_family) {
-        case AF_INET:
-            return raw.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
-                var inner = pointer.pointee.sin_addr
-                return IPAddress(bytes: withUnsafeBytes(of: &inner) { Array($0) })
-            }
-        case AF_INET6:
-            return raw.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
-                var inner = pointer.pointee.sin6_addr
-                return IPAddress(bytes: withUnsafeBytes(of: &inner) { Array($0) })
-            }
-        default:
-            return nil
-        }
     }
 
     /// The addresses of this host's interfaces (internal to the rule whatever their range: a
@@ -77,7 +58,7 @@ public enum OutboundResolver {
         defer { freeifaddrs(first) }
         var addresses: Set<IPAddress> = []
         for entry in sequence(first: first, next: { $0.pointee.ifa_next }) {
-            if let address = address(UnsafePointer(entry.pointee.ifa_addr)) { addresses.insert(address) }
+            if let address = IPAddress(sockaddr: entry.pointee.ifa_addr) { addresses.insert(address) }
         }
         return addresses
     }
@@ -87,5 +68,22 @@ public enum OutboundResolver {
     public static func operatorRule(allowed: String?) throws(DroverError) -> AddressRule {
         let text = allowed ?? ProcessInfo.processInfo.environment["DROVER_ALLOW_INTERNAL"] ?? ""
         return AddressRule(allowedInternal: try AddressRule.parseAllowed(text), ownAddresses: ownAddresses())
+    }
+}
+
+extension IPAddress {
+    /// The IP address of a `sockaddr_in` or `sockaddr_in6` (nil for another family).
+    public init?(sockaddr raw: UnsafePointer<sockaddr>?) {
+        guard let raw else { return nil }
+        switch Int32(raw.pointee.sa_family) {
+        case AF_INET:
+            var inner = raw.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+            self.init(bytes: withUnsafeBytes(of: &inner) { Array($0) })
+        case AF_INET6:
+            var inner = raw.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+            self.init(bytes: withUnsafeBytes(of: &inner) { Array($0) })
+        default:
+            return nil
+        }
     }
 }

@@ -79,7 +79,7 @@ public final class Socket: Sendable {
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let ok = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) } } == 0
         guard ok else { return "?" }
-        return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { OutboundResolver.address($0) } }?.description ?? "?"
+        return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { IPAddress(sockaddr: $0) } }?.description ?? "?"
     }
 
     /// Turns TCP keepalive on: a peer that vanished (a partition, a dead host) is noticed after

@@ -21,7 +21,7 @@ final class CurlPin: @unchecked Sendable {
         drover_curl_set_string(curl, CURLOPT_PROTOCOLS_STR, protocols)
         drover_curl_set_opensocket_callback(curl) { context, _, address in
             let pin = Unmanaged<CurlPin>.fromOpaque(context!).takeUnretainedValue()
-            guard let address, let target = withUnsafePointer(to: &address.pointee.addr, { OutboundResolver.address($0) }),
+            guard let address, let target = withUnsafePointer(to: &address.pointee.addr, { IPAddress(sockaddr: $0) }),
                 pin.addresses.contains(target)
             else { return CURL_SOCKET_BAD }
             return socket(address.pointee.family, address.pointee.socktype | Int32(SOCK_CLOEXEC.rawValue), address.pointee.protocol)

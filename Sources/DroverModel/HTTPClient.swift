@@ -99,8 +99,7 @@ private final class Transfer: @unchecked Sendable {
     let cancelled = Atomic<Bool>(false)
     /// Written only by the transfer thread's header callback.
     var headerLines: [String] = []
-    /// Written only by the transfer thread: body bytes so far, the cap, and the addresses curl may
-    /// connect to (nil: any).
+    /// Written only by the transfer thread: body bytes so far, the cap, and whether it was passed.
     var received = 0
     var maxBytes = Int.max
     var overflowed = false

@@ -145,7 +145,7 @@ extension TenantStore {
 
     /// A session's resources (never their tokens), in the order they were given.
     public func sessionResources(org: String, session: String) async throws -> APIPage {
-        _ = try await self.session(org: org, id: session)
+        _ = try await isArchived(org: org, session: session)
         let rows = try await jsonRows(
             "SELECT drover.api_session_resource_json(r)::text FROM drover.session_resources r WHERE r.session_id = $1 ORDER BY r.created_at, r.id",
             [session])
@@ -153,7 +153,7 @@ extension TenantStore {
     }
 
     public func sessionResource(org: String, session: String, id: String) async throws -> JSONValue {
-        _ = try await self.session(org: org, id: session)
+        _ = try await isArchived(org: org, session: session)
         return try await one(
             "SELECT drover.api_session_resource_json(r)::text FROM drover.session_resources r WHERE r.session_id = $1 AND r.id = $2",
             [session, id], missing: "no resource \(id) in session \(session)")
@@ -205,17 +205,26 @@ extension TenantStore {
         return ["id": .string(id), "type": "session_deleted"]
     }
 
+    /// Whether the organisation's session is archived; `not_found` when it has none of that id.
+    /// One row read: the routes that only need to know the session is theirs do not render it
+    /// (a render computes usage, and may write its kept sums).
+    func isArchived(org: String, session: String) async throws -> Bool {
+        let archived: [Bool] = try await mappingErrors {
+            try await pool.query("SELECT archived_at IS NOT NULL FROM drover.sessions WHERE id = $1 AND org_id = $2", [session, org]).map { try $0.decode(0) }
+        }
+        guard let isArchived = archived.first else { throw DroverError(.notFound, "no session \(session)") }
+        return isArchived
+    }
+
     // MARK: - Events
 
     /// Appends a batch of user events in one statement (all or none); returns them as stored.
     public func sendEvents(org: String, session: String, _ events: [JSONValue]) async throws -> JSONValue {
         guard !events.isEmpty else { throw DroverError(.invalidArgument, "events: at least one event is required") }
         let (types, payloads) = try Self.userEvents(events, field: "events")
-        let archived: [Bool] = try await mappingErrors {
-            try await pool.query("SELECT archived_at IS NOT NULL FROM drover.sessions WHERE id = $1 AND org_id = $2", [session, org]).map { try $0.decode(0) }
+        if try await isArchived(org: org, session: session) {
+            throw DroverError(.invalidArgument, "session \(session) is archived and accepts no events")
         }
-        guard let isArchived = archived.first else { throw DroverError(.notFound, "no session \(session)") }
-        if isArchived { throw DroverError(.invalidArgument, "session \(session) is archived and accepts no events") }
         let sent = try await jsonRows(
             """
             SELECT drover.api_event_json(e)::text
@@ -231,10 +240,7 @@ extension TenantStore {
     /// Each direction is its own range scan of the (session_id, seq) key (an `ORDER BY CASE` could
     /// use no index: every page of a long log read and sorted it whole).
     public func events(org: String, session: String, limit: Int, page: String?, descending: Bool, types: [String]?) async throws -> APIPage {
-        let owned: [Int] = try await mappingErrors {
-            try await pool.query("SELECT 1 FROM drover.sessions WHERE id = $1 AND org_id = $2", [session, org]).map { try $0.decode(0) }
-        }
-        guard !owned.isEmpty else { throw DroverError(.notFound, "no session \(session)") }
+        _ = try await isArchived(org: org, session: session)
         let from = try Self.decodeCursor(page).flatMap { Int64($0) }
         let range = descending ? "e.seq < coalesce($3, 9223372036854775807) ORDER BY e.seq DESC" : "e.seq > coalesce($3, 0) ORDER BY e.seq"
         return try await pagedRows(
