@@ -26,6 +26,8 @@ public struct APIDaemon: Service {
         public var vaultKey: String?
         /// The most an environment's `config.resources` may ask (`--max-resources`).
         public var ceilings = ResourceCeilings()
+        /// Seconds a self-hosted work item's lease lasts when its worker asks for none (`--work-ttl`).
+        public var workLeaseTTL = 30
         public init(databaseURL: String) { self.databaseURL = databaseURL }
     }
 
@@ -48,8 +50,9 @@ public struct APIDaemon: Service {
         let console = ConsoleFiles()
         if console.isEmpty { log.warning("no console files found: /console/ is not served (set DROVER_CONSOLE_DIR)") }
         let apiMetrics = APIMetrics()
+        let workBell = Doorbell()
         let router = APIRouter(store: store, hub: hub, log: log, console: console, metrics: apiMetrics, vaultKey: config.vaultKey,
-                               ceilings: config.ceilings)
+                               ceilings: config.ceilings, workLeaseTTL: config.workLeaseTTL, workBell: workBell)
         if config.vaultKey == nil { log.info("no vault key (DROVER_VAULT_KEY): credentials and repository tokens cannot be stored") }
         let listener = try Listener(host: config.host, port: config.port)
         let server = APIServer(config: config.server, listener: listener, hub: hub, log: log) { request, requestID in
@@ -67,6 +70,11 @@ public struct APIDaemon: Service {
         let doorbell = try PostgresListener(
             conninfo: config.databaseURL, channels: [LeaseQueue.userEventChannel, LeaseQueue.runnableChannel, LeaseQueue.eventsChannel])
         let poller = Task { await hub.run(listener: doorbell) }
+        // Self-hosted work: a queued item (or a lease put back) rings the long polls waiting on it.
+        let workListener = try PostgresListener(conninfo: config.databaseURL, channels: [WorkQueue.channel])
+        let workBells = Task {
+            for await _ in workListener.notifications { workBell.ring() }
+        }
         // The fleet page's queue chart reads these samples (drover.queue_history).
         let sampler = Task {
             while !Task.isCancelled {
@@ -86,6 +94,8 @@ public struct APIDaemon: Service {
         await poller.value
         await sampler.value
         doorbell.stop()
+        workListener.stop()
+        workBells.cancel()
         ops?.stop()
         pool.close()
         log.info("stopped")

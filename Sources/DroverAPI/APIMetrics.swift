@@ -6,10 +6,20 @@ public struct APIMetrics: Sendable {
     public let registry = MetricsRegistry()
     let requests: Counter
     let seconds: Histogram
+    /// Self-hosted work queues: polls (`claimed` or `empty`), items back in the queue
+    /// (`unacknowledged` after a poll, `lease_expired`), and heartbeats (`extended`, `stopping`,
+    /// `refused`: 412).
+    let workPolls: Counter
+    let workReclaims: Counter
+    let workHeartbeats: Counter
 
     public init() {
         requests = registry.counter("drover_api_requests_total", "Requests answered, by method, route template and status.")
         seconds = registry.histogram("drover_api_request_seconds", "Time to answer a request (streams: to their start), by route template.")
+        workPolls = registry.counter("drover_work_polls_total", "Work polls of self-hosted environments answered, by outcome (claimed, empty).")
+        workReclaims = registry.counter(
+            "drover_work_reclaims_total", "Work items put back in the queue, by kind (unacknowledged, lease_expired).")
+        workHeartbeats = registry.counter("drover_work_heartbeats_total", "Work item heartbeats, by outcome (extended, stopping, refused).")
     }
 
     /// Methods that become labels; any other token a client sends is `other`.
@@ -28,7 +38,7 @@ public struct APIMetrics: Sendable {
     static func route(_ path: String) -> String {
         let segments = path.prefix { $0 != "?" }.split(separator: "/").map(String.init)
         guard segments.first == "v1", (2...6).contains(segments.count) else { return "other" }
-        let named: Set = ["events", "stream", "archive", "versions", "credentials", "resources"]
+        let named: Set = ["events", "stream", "archive", "versions", "credentials", "resources", "work", "poll", "stats", "ack", "heartbeat", "stop"]
         return "/" + segments.enumerated().map { index, segment in
             index < 2 || named.contains(segment) || (segments[1] == "fleet" && index == 2) ? segment : "{id}"
         }.joined(separator: "/")

@@ -18,12 +18,18 @@ public struct APIRouter: Sendable {
     let vaultKey: String?
     /// The most an environment's `config.resources` may ask.
     let ceilings: ResourceCeilings
+    /// Self-hosted environments' work queues, and the bell their long polls wait on (rung by the
+    /// daemon's listener of `drover_work`).
+    let workQueue: WorkQueue
+    let workBell: Doorbell
 
     public init(
         store: TenantStore, hub: EventStreamHub, log: Log, console: ConsoleFiles = ConsoleFiles(), metrics: APIMetrics = APIMetrics(),
-        vaultKey: String? = nil, ceilings: ResourceCeilings = ResourceCeilings()
+        vaultKey: String? = nil, ceilings: ResourceCeilings = ResourceCeilings(), workLeaseTTL: Int = 30, workBell: Doorbell = Doorbell()
     ) {
         self.store = store
+        workQueue = WorkQueue(pool: store.pool, defaultTTL: workLeaseTTL)
+        self.workBell = workBell
         self.ceilings = ceilings
         self.vaultKey = vaultKey
         self.hub = hub
@@ -132,9 +138,12 @@ public struct APIRouter: Sendable {
     static let routes: [String: Set<String>] = [
         "/v1/me": ["GET"],
         "/v1/fleet/leases": ["GET"], "/v1/fleet/harnesses": ["GET"], "/v1/fleet/pools": ["GET"], "/v1/fleet/queue": ["GET"],
-        "/v1/fleet/queue_history": ["GET"], "/v1/fleet/verify": ["GET"],
+        "/v1/fleet/queue_history": ["GET"], "/v1/fleet/verify": ["GET"], "/v1/fleet/work": ["GET"],
         "/v1/agents": ["GET", "POST"], "/v1/agents/{id}": ["GET", "POST"], "/v1/agents/{id}/archive": ["POST"], "/v1/agents/{id}/versions": ["GET"],
         "/v1/environments": ["GET", "POST"], "/v1/environments/{id}": ["GET", "POST", "DELETE"], "/v1/environments/{id}/archive": ["POST"],
+        "/v1/environments/{id}/work": ["GET"], "/v1/environments/{id}/work/poll": ["GET"], "/v1/environments/{id}/work/stats": ["GET"],
+        "/v1/environments/{id}/work/{id}": ["GET", "POST"], "/v1/environments/{id}/work/{id}/ack": ["POST"],
+        "/v1/environments/{id}/work/{id}/heartbeat": ["POST"], "/v1/environments/{id}/work/{id}/stop": ["POST"],
         "/v1/sessions": ["GET", "POST"], "/v1/sessions/{id}": ["GET", "POST", "DELETE"], "/v1/sessions/{id}/archive": ["POST"],
         "/v1/sessions/{id}/resources": ["GET"], "/v1/sessions/{id}/resources/{id}": ["GET"],
         "/v1/sessions/{id}/events": ["GET", "POST"], "/v1/sessions/{id}/events/stream": ["GET"],
@@ -156,6 +165,10 @@ public struct APIRouter: Sendable {
             secret = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
         }
         guard let secret, !secret.isEmpty else { throw APIError(401, "authentication_error", "an API key is required: x-api-key or Authorization: Bearer") }
+        // Environment keys and sessions tokens: scoped to one environment or item, checked per
+        // request (revocation and an item's stop take effect at once), outside the organisation's
+        // per-minute allowance.
+        if WorkQueue.isWorkCredential(secret) { return try await admitWorker(secret) }
         let kind = Self.kind(request)
         switch try await admissions.admit(secret, kind: kind) {
         case .admitted(let principal): return principal
@@ -213,6 +226,8 @@ public struct APIRouter: Sendable {
         let target = Target(request.path)
         let path = target.segments
         guard path.first == "v1", path.count >= 2 else { throw APIError.notFound("no route \(request.method) \(request.path.prefix { $0 != "?" })") }
+        if let credential = principal.work { try await authorizeWorker(request, path: path, credential: credential, org: org) }
+        if let response = try await routeWork(request, target: target, principal: principal) { return response }
         let method = request.method
         switch (path[1], path.count, method) {
         // Beyond Managed Agents: what the key is (the console asks, to show the fleet pages or not).
@@ -222,6 +237,7 @@ public struct APIRouter: Sendable {
         // The fleet, across organisations: operator keys only.
         case ("fleet", 3, "GET"):
             guard principal.operator_ else { throw APIError.forbidden }
+            if path[2] == "work" { return Self.ok(try await workQueue.fleet()) }
             if path[2] == "verify" {
                 let report = try await Verifier(pool: store.pool).run()
                 return Self.ok([

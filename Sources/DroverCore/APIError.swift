@@ -5,11 +5,14 @@ public struct APIError: Error, Sendable, Equatable {
     public var status: Int
     public var type: String
     public var message: String
+    /// `error.details`, the SDK's machine-readable cause (`error_code` and what it needs).
+    public var details: JSONValue?
 
-    public init(_ status: Int, _ type: String, _ message: String) {
+    public init(_ status: Int, _ type: String, _ message: String, details: JSONValue? = nil) {
         self.status = status
         self.type = type
         self.message = message
+        self.details = details
     }
 
     public static func invalid(_ message: String) -> APIError { APIError(400, "invalid_request_error", message) }
@@ -35,6 +38,8 @@ public struct APIError: Error, Sendable, Equatable {
     public var shouldRetry: Bool { status >= 500 || status == 429 || status == 408 }
 
     public func json(requestID: String) -> JSONValue {
-        ["type": "error", "error": ["type": .string(type), "message": .string(message)], "request_id": .string(requestID)]
+        var error: [String: JSONValue] = ["type": .string(type), "message": .string(message)]
+        if let details { error["details"] = details }
+        return ["type": "error", "error": .object(error), "request_id": .string(requestID)]
     }
 }

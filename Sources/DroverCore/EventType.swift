@@ -12,6 +12,9 @@ public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomSt
     public static let userInterrupt = EventType("user.interrupt")
     public static let userToolConfirmation = EventType("user.tool_confirmation")
     public static let userCustomToolResult = EventType("user.custom_tool_result")
+    /// A self-hosted environment's worker answering an `agent.tool_use` (`tool_use_id`: that
+    /// event's id); the API stores the model's id of the call beside it (`drover_tool_use_id`).
+    public static let userToolResult = EventType("user.tool_result")
 
     public static let agentMessage = EventType("agent.message")
     public static let agentThinking = EventType("agent.thinking")
@@ -38,7 +41,7 @@ public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomSt
 
     /// Types a user (not a lease holder) may send.
     public static let userSide: Set<EventType> = [
-        .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult,
+        .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult, .userToolResult,
     ]
 
     /// A tool use of any kind (built-in, custom, MCP): each gets exactly one result.

@@ -28,6 +28,33 @@ public enum BuiltinTools {
                                  "output_mode": string("files_with_matches, content or count")], required: ["pattern"])),
     ]
 
+    /// The sandbox tools' names.
+    public static let names = Set(all.map(\.name))
+
+    /// The same tools as the SDK's `agent_toolset_20260401` runs them on a self-hosted worker
+    /// (`anthropic.lib.tools.agent_toolset`: `file_path`, `view_range`, `timeout_ms`), so the model
+    /// asks for what the worker takes.
+    static let workerSchemas: [String: JSONValue] = [
+        "bash": object(["command": string("the command"), "restart": boolean("restart the bash session instead"),
+                        "timeout_ms": integer("milliseconds, optional")], required: []),
+        "read": object(["file_path": string("file path"),
+                        "view_range": ["type": "array", "items": ["type": "integer"], "description": "[start_line, end_line], 1-based"]],
+                       required: ["file_path"]),
+        "write": object(["file_path": string("file path"), "content": string("the whole file")], required: ["file_path", "content"]),
+        "edit": object(["file_path": string("file path"), "old_string": string("text to replace"), "new_string": string("replacement"),
+                        "replace_all": boolean("replace every occurrence")], required: ["file_path", "old_string", "new_string"]),
+        "glob": object(["pattern": string("glob pattern"), "path": string("base folder, optional")], required: ["pattern"]),
+        "grep": object(["pattern": string("regex"), "path": string("folder or file, optional")], required: ["pattern"]),
+    ]
+
+    /// `tool` as a self-hosted worker takes it (a sandbox tool gets the SDK toolset's schema).
+    public static func selfHosted(_ tool: ToolDefinition) -> ToolDefinition {
+        guard let schema = workerSchemas[tool.name] else { return tool }
+        var tool = tool
+        tool.inputSchema = schema
+        return tool
+    }
+
     /// The agent's own tool list (a JSON array of definitions), or the built-ins when it is empty.
     public static func definitions(fromJSON json: String) -> [ToolDefinition] {
         guard let value = try? JSONValue.parse(json), case .array(let tools) = value, !tools.isEmpty else { return all }
@@ -83,4 +110,5 @@ public enum BuiltinTools {
     }
     private static func string(_ description: String) -> JSONValue { ["type": "string", "description": .string(description)] }
     private static func integer(_ description: String) -> JSONValue { ["type": "integer", "description": .string(description)] }
+    private static func boolean(_ description: String) -> JSONValue { ["type": "boolean", "description": .string(description)] }
 }

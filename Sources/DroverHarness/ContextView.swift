@@ -118,9 +118,10 @@ public struct ContextView: Sendable, Equatable {
                 toolUseIDs[entry.event.apiID] = id
                 append(.assistant, [.toolUse(id: id, name: payload["name"]?.stringValue ?? "", input: payload["input"] ?? [:])])
                 awaiting.append(id)
-            case .agentToolResult, .userCustomToolResult, .agentMCPToolResult:
+            case .agentToolResult, .userCustomToolResult, .agentMCPToolResult, .userToolResult:
                 // A client's result names the tool use's event (`custom_tool_use_id`, and
-                // `mcp_tool_use_id` for MCP); older logs and the harness name the tool use itself.
+                // `mcp_tool_use_id` for MCP, `tool_use_id` for a worker's); older logs and the
+                // harness name the tool use itself.
                 let named = payload["custom_tool_use_id"]?.stringValue ?? payload["mcp_tool_use_id"]?.stringValue
                     ?? payload["tool_use_id"]?.stringValue ?? ""
                 let id = toolUseIDs[named] ?? named

@@ -50,6 +50,8 @@ final class SessionRunner: Sendable {
     }
 
     private let state: Mutex<State>
+    /// Rung by every user event of this session: a self-hosted worker's result ends a wait.
+    private let userEvents = Doorbell()
     private let origin: ContinuousClock.Instant
 
     init(lease: Lease, claimSentAt: Double, origin: ContinuousClock.Instant, context: HarnessContext) {
@@ -106,6 +108,7 @@ final class SessionRunner: Sendable {
 
     /// A user event arrived for this session: if it is an interrupt, stop the current step.
     func userEventArrived() async {
+        userEvents.ring()
         let after = state.withLock { $0.sessionLog.lastSeq }
         guard let events = try? await context.store.events(lease.sessionID, after: after, limit: 100, types: [.userInterrupt]),
               !events.isEmpty else { return }
@@ -133,6 +136,11 @@ final class SessionRunner: Sendable {
         var agent = try await context.agents.agent(id: agentID!, version: agentVersion!, store: context.store)
         let environment = try await context.agents.environment(id: environmentID!, store: context.store)
         let environmentConfig = try? JSONValue.parse(environment.configJSON)
+        // A self-hosted environment's sandbox tools run on its workers, as the SDK's toolset
+        // defines them; nothing is provisioned here.
+        let worker = environment.selfHosted
+            ? WorkerRouting(tools: BuiltinTools.names, deadline: Double(environmentConfig?["tool_deadline_s"]?.intValue ?? 600)) : nil
+        if worker != nil { agent.tools = agent.tools.map(BuiltinTools.selfHosted) }
         // Repositories are read (and their tokens opened) only when a sandbox is made.
         let (store, session, key) = (context.store, lease.sessionID, context.options.vaultKey)
         let spec = SandboxSpec(resources: environmentConfig?["resources"], networking: environmentConfig?["networking"]) {
@@ -146,10 +154,10 @@ final class SessionRunner: Sendable {
         agent.tools += mcp.definitions
         let planner = TurnPlanner(
             epoch: lease.epoch, maxTurns: agent.maxTurns, tokenBudget: agent.tokenBudget, contextBudgetTokens: agent.contextBudgetTokens,
-            attempt: lease.attempt, maxAttempts: context.options.maxAttempts)
+            attempt: lease.attempt, maxAttempts: context.options.maxAttempts, worker: worker)
         if lease.attempt > 1 { log.warning("claimed again after its holder stopped", ("attempt", .number(Double(lease.attempt)))) }
         // The claim itself appended session.status_running under this lease.
-        if context.options.eagerSandbox {
+        if context.options.eagerSandbox && worker == nil {
             try await context.router.ensureSandbox(for: lease, spec: spec)
         }
         while true {
@@ -157,7 +165,9 @@ final class SessionRunner: Sendable {
             let sessionLog = try await refresh()
             switch planner.next(sessionLog) {
             case .runTools(let calls):
-                try await runTools(calls, spec: spec, webFetch: webFetch, mcp: mcp)
+                try await runTools(calls, spec: spec, webFetch: webFetch, mcp: mcp, worker: worker)
+            case .awaitWorker(let calls, let until):
+                try await awaitWorker(calls, until: until)
             case .callModel(let view, let compacted):
                 try await callModel(agent: agent, mcp: mcp, view: view, compacted: compacted, sessionLog: sessionLog)
             case .finish(let reason, let unanswered, let handledThrough):
@@ -264,7 +274,7 @@ final class SessionRunner: Sendable {
     }
 
     /// Runs tool calls in parallel and logs each result.
-    private func runTools(_ calls: [PendingToolUse], spec: SandboxSpec, webFetch: WebFetch, mcp: MCPToolbox) async throws {
+    private func runTools(_ calls: [PendingToolUse], spec: SandboxSpec, webFetch: WebFetch, mcp: MCPToolbox, worker: WorkerRouting?) async throws {
         let router = context.router
         let lease = self.lease
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -287,6 +297,17 @@ final class SessionRunner: Sendable {
                         try Task.checkCancellation()
                         try await self.write([(.agentMCPToolResult, ToolText.storable([
                             "mcp_tool_use_id": .string(call.eventID), "content": .array(content), "is_error": .bool(isError),
+                        ]).text)])
+                    }
+                    continue
+                }
+                if call.status == .workerDeadlinePassed {
+                    let seconds = Int(worker?.deadline ?? 0)
+                    metrics.toolCalls.inc(["tool": call.name, "outcome": "worker_deadline"])
+                    group.addTask {
+                        try await self.write([(.agentToolResult, JSONValue.object([
+                            "tool_use_id": .string(call.id), "is_error": true, "outcome": "worker_deadline",
+                            "content": .string("No worker of this self-hosted environment answered within \(seconds) s: the call did not run."),
                         ]).text)])
                     }
                     continue
@@ -323,6 +344,19 @@ final class SessionRunner: Sendable {
             }
             try await group.waitForAll()
         }
+    }
+
+    /// Waits for a self-hosted worker's results: until a user event of this session arrives (the
+    /// API notifies it), the first call's deadline, or a few seconds (a notification lost to a
+    /// listener's reconnect costs no more), then the planner reads the log again. The lease is
+    /// held and heartbeated meanwhile, as during any long tool call.
+    private func awaitWorker(_ calls: [PendingToolUse], until deadline: Date) async throws {
+        if state.withLock({ $0.sessionLog.entries.last?.type.isToolUse ?? false }) {
+            log.info("waiting for a worker", ("calls", .number(Double(calls.count))))
+        }
+        let seconds = min(max(deadline.timeIntervalSinceNow, 0), 5)
+        _ = await userEvents.wait(timeout: seconds + 0.001)
+        try Task.checkCancellation()
     }
 
     // MARK: - Ending

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverModel
+import Foundation
 
 /// A tool use the log holds without a result.
 public struct PendingToolUse: Sendable, Equatable {
@@ -23,6 +24,11 @@ public struct PendingToolUse: Sendable, Equatable {
         case awaitingConfirmation
         /// A `custom` tool: the client runs it and answers with `user.custom_tool_result`.
         case awaitingClient
+        /// A sandbox tool of a self-hosted environment: a worker runs it and answers with
+        /// `user.tool_result`; the session stays running meanwhile.
+        case awaitingWorker
+        /// ... and no worker answered within the environment's deadline: an error result says so.
+        case workerDeadlinePassed
     }
 
     public var isWaiting: Bool { status == .awaitingConfirmation || status == .awaitingClient }
@@ -77,10 +83,26 @@ public enum IdleReason: Sendable, Equatable {
     }
 }
 
+/// Which calls a self-hosted environment's workers run, and how long each may wait for one.
+public struct WorkerRouting: Sendable, Equatable {
+    /// The sandbox tools (`agent.tool_use` of these names go to the worker).
+    public var tools: Set<String>
+    /// Seconds from a call's `agent.tool_use` to its error result when no worker answered.
+    public var deadline: Double
+
+    public init(tools: Set<String>, deadline: Double) {
+        self.tools = tools
+        self.deadline = deadline
+    }
+}
+
 /// What a runner does next, decided from the log alone.
 public enum TurnStep: Sendable, Equatable {
     /// Run these logged tool uses (in parallel) and log each result.
     case runTools([PendingToolUse])
+    /// These calls wait for a self-hosted worker's `user.tool_result`: wait for a user event, or
+    /// until `until` (the first call's deadline), then plan again.
+    case awaitWorker([PendingToolUse], until: Date)
     /// Call the model with this view; `compacted` is the list of elided tool results to log as
     /// `agent.thread_context_compacted` first, when the view elides something new.
     case callModel(ContextView, compacted: [String]?)
@@ -111,8 +133,14 @@ public struct TurnPlanner: Sendable {
     /// Consecutive claims without a clean release (this one included), and the most allowed.
     public var attempt: Int
     public var maxAttempts: Int
+    /// Set for a self-hosted environment: its sandbox tools are the worker's to run.
+    public var worker: WorkerRouting?
 
-    public init(epoch: Int64, maxTurns: Int, tokenBudget: Int?, contextBudgetTokens: Int, attempt: Int = 1, maxAttempts: Int = 5) {
+    public init(
+        epoch: Int64, maxTurns: Int, tokenBudget: Int?, contextBudgetTokens: Int, attempt: Int = 1, maxAttempts: Int = 5,
+        worker: WorkerRouting? = nil
+    ) {
+        self.worker = worker
         self.epoch = epoch
         self.maxTurns = maxTurns
         self.tokenBudget = tokenBudget
@@ -121,13 +149,23 @@ public struct TurnPlanner: Sendable {
         self.maxAttempts = maxAttempts
     }
 
-    public func next(_ log: SessionLog) -> TurnStep {
-        let pending = Self.pendingToolUses(log, epoch: epoch)
+    /// `now`: the wall clock, against which a worker's deadline is read (the log's times are the
+    /// database's).
+    public func next(_ log: SessionLog, now: Date = Date()) -> TurnStep {
+        let pending = Self.pendingToolUses(log, epoch: epoch, worker: worker, now: now)
         func finish(_ reason: IdleReason) -> TurnStep { .finish(reason, unanswered: pending, handledThrough: log.lastSeq) }
         if attempt > maxAttempts { return finish(.retriesExhausted) }
         if Self.hasUnhandledInterrupt(log) { return finish(.interrupted) }
-        let runnable = pending.filter { !$0.isWaiting }
+        let runnable = pending.filter { !$0.isWaiting && $0.status != .awaitingWorker }
         if !runnable.isEmpty { return .runTools(runnable) }
+        let withWorker = pending.filter { $0.status == .awaitingWorker }
+        if let worker, !withWorker.isEmpty {
+            // A call's deadline counts from its agent.tool_use, whichever harness logged it.
+            let waiting = Set(withWorker.map(\.id))
+            let first = log.entries.filter { $0.type == .agentToolUse && waiting.contains($0.json["id"]?.stringValue ?? "") }
+                .map(\.event.createdAt).min() ?? now
+            return .awaitWorker(withWorker, until: first.addingTimeInterval(worker.deadline))
+        }
         // What waits for the client stays unanswered: the session idles until it answers.
         if !pending.isEmpty { return .finish(.requiresAction(pending.map(\.eventID)), unanswered: [], handledThrough: log.lastSeq) }
         if Self.turnIsOver(log) { return finish(Self.lastAnswerRefused(log) ? .refusal : .endTurn) }
@@ -139,7 +177,7 @@ public struct TurnPlanner: Sendable {
     }
 
     /// Tool uses (built-in and custom) with no result yet, in log order, with what each waits for.
-    static func pendingToolUses(_ log: SessionLog, epoch: Int64) -> [PendingToolUse] {
+    static func pendingToolUses(_ log: SessionLog, epoch: Int64, worker: WorkerRouting? = nil, now: Date = Date()) -> [PendingToolUse] {
         // Clients answer by event id (`sevt_…`); older logs and the harness by tool-use id.
         var toolUseIDs: [String: String] = [:]
         for entry in log.entries where entry.type.isToolUse {
@@ -155,6 +193,8 @@ public struct TurnPlanner: Sendable {
             switch entry.type {
             case .agentToolResult:
                 if let id = entry.json["tool_use_id"]?.stringValue { answered.insert(id) }
+            case .userToolResult:
+                if let id = entry.json["drover_tool_use_id"]?.stringValue ?? toolUseID(entry.json, "tool_use_id") { answered.insert(id) }
             case .userCustomToolResult:
                 if let id = toolUseID(entry.json, "custom_tool_use_id") { answered.insert(id) }
             case .agentMCPToolResult:
@@ -177,8 +217,12 @@ public struct TurnPlanner: Sendable {
             } else if entry.json["evaluated_permission"]?.stringValue == "ask" {
                 status = confirmations[id] ?? .awaitingConfirmation
             }
+            let name = entry.json["name"]?.stringValue ?? ""
+            if status == .run, entry.type == .agentToolUse, let worker, worker.tools.contains(name) {
+                status = now.timeIntervalSince(entry.event.createdAt) >= worker.deadline ? .workerDeadlinePassed : .awaitingWorker
+            }
             return PendingToolUse(
-                id: id, name: entry.json["name"]?.stringValue ?? "", input: entry.json["input"] ?? [:],
+                id: id, name: name, input: entry.json["input"] ?? [:],
                 recovering: entry.event.leaseEpoch != epoch, eventID: entry.event.apiID, status: status)
         }
     }

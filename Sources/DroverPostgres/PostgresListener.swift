@@ -1,4 +1,5 @@
 import CLibPQ
+import DroverCore
 import Foundation
 import Synchronization
 
@@ -34,14 +35,8 @@ public final class PostgresListener: Sendable {
     /// Statements run after every (re)connect, before the listener counts as connected.
     private let onConnect: [String]
 
-    private struct Doorbell {
-        var rung = false
-        var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
-        var nextID: UInt64 = 0
-    }
-
     private let stopped = Mutex(false)
-    private let doorbell = Mutex(Doorbell())
+    private let doorbell = Doorbell()
     private let connected = Mutex(false)
 
     /// Channel names must be plain identifiers; they are spliced into `LISTEN`, which takes no
@@ -71,41 +66,12 @@ public final class PostgresListener: Sendable {
     /// Waits until a notification (or a reconnect) arrives, `timeout` seconds pass, or the
     /// calling task is cancelled. Returns true when woken by a notification.
     public func wait(timeout: Double) async -> Bool {
-        let id = doorbell.withLock { bell -> UInt64? in
-            if bell.rung {
-                bell.rung = false
-                return nil
-            }
-            bell.nextID += 1
-            return bell.nextID
-        }
-        guard let id else { return true }
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                doorbell.withLock { $0.waiters[id] = continuation }
-                if Task.isCancelled { doorbell.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: false) }
-                Task {
-                    try? await Task.sleep(for: .seconds(timeout))
-                    let waiter = doorbell.withLock { $0.waiters.removeValue(forKey: id) }
-                    waiter?.resume(returning: false)
-                }
-            }
-        } onCancel: {
-            doorbell.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: false)
-        }
+        await doorbell.wait(timeout: timeout)
     }
 
     private func ring(_ notification: PostgresNotification) {
         continuation.yield(notification)
-        let waiters = doorbell.withLock { bell -> [CheckedContinuation<Bool, Never>] in
-            if bell.waiters.isEmpty {
-                bell.rung = true
-                return []
-            }
-            defer { bell.waiters = [:] }
-            return Array(bell.waiters.values)
-        }
-        waiters.forEach { $0.resume(returning: true) }
+        doorbell.ring()
     }
 
     private static func isPlainIdentifier(_ name: String) -> Bool {

@@ -19,6 +19,8 @@ public struct AgentConfig: Sendable, Equatable {
 public struct EnvironmentConfig: Sendable, Equatable {
     public var id: String
     public var configJSON: String
+    /// `config.type` `self_hosted`: the user's workers run its sandbox tools (`user.tool_result`).
+    public var selfHosted = false
 }
 
 extension SessionStore {
@@ -36,9 +38,9 @@ extension SessionStore {
 
     public func environment(id: String) async throws -> EnvironmentConfig {
         try await mappingErrors {
-            let rows = try await pool.query("SELECT config::text FROM drover.environments WHERE id = $1", [id])
+            let rows = try await pool.query("SELECT config::text, kind = 'self_hosted' FROM drover.environments WHERE id = $1", [id])
             guard let row = rows.first else { throw DroverError(.notFound, "no environment \(id)") }
-            return EnvironmentConfig(id: id, configJSON: try row.decode(0))
+            return EnvironmentConfig(id: id, configJSON: try row.decode(0), selfHosted: try row.decode(1))
         }
     }
 

@@ -92,12 +92,37 @@ extension TenantStore {
 
     public func createEnvironment(org: String, _ body: JSONValue) async throws -> JSONValue {
         guard let name = body["name"]?.stringValue, !name.isEmpty else { throw DroverError(.invalidArgument, "name: a non-empty string is required") }
+        let kind = try Self.environmentKind(body["config"])
         return try await one(
             """
-            INSERT INTO drover.environments AS e (id, name, config, org_id, description, metadata)
-            VALUES (drover.new_id('env'), $1, coalesce($2::jsonb, '{}') - 'type', $3, $4, coalesce($5::jsonb, '{}'))
+            INSERT INTO drover.environments AS e (id, name, config, org_id, description, metadata, kind)
+            VALUES (drover.new_id('env'), $1, coalesce($2::jsonb, '{}') - 'type', $3, $4, coalesce($5::jsonb, '{}'), $6)
             RETURNING drover.api_environment_json(e)::text
-            """, [name, Self.text(body["config"]), org, body["description"]?.stringValue, Self.text(body["metadata"])], missing: "")
+            """, [name, Self.text(body["config"]), org, body["description"]?.stringValue, Self.text(body["metadata"]), kind], missing: "")
+    }
+
+    /// `config.type`: `cloud` (the default: Drover's sandbox pools) or `self_hosted` (the user's
+    /// own workers run the tools; its config takes nothing else but Drover's `tool_deadline_s`,
+    /// the seconds a call waits for a worker's result).
+    static func environmentKind(_ config: JSONValue?) throws -> String {
+        guard let config, config != .null else { return "cloud" }
+        guard case .object(let fields) = config else { throw DroverError(.invalidArgument, "config: an object is required") }
+        switch fields["type"]?.stringValue ?? "cloud" {
+        case "cloud":
+            return "cloud"
+        case "self_hosted":
+            if let other = fields.keys.sorted().first(where: { $0 != "type" && $0 != "tool_deadline_s" }) {
+                throw DroverError(.invalidArgument, "config.\(other): a self_hosted environment's config takes only type (and tool_deadline_s)")
+            }
+            if let deadline = fields["tool_deadline_s"], deadline != .null {
+                guard let seconds = deadline.intValue, (1...86_400).contains(seconds) else {
+                    throw DroverError(.invalidArgument, "config.tool_deadline_s: whole seconds from 1 to 86400")
+                }
+            }
+            return "self_hosted"
+        default:
+            throw DroverError(.invalidArgument, "config.type: cloud or self_hosted")
+        }
     }
 
     public func environment(org: String, id: String) async throws -> JSONValue {
@@ -105,7 +130,14 @@ extension TenantStore {
     }
 
     public func updateEnvironment(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
-        try await one(
+        if case .object(var config)? = body["config"] {
+            // The type is fixed at creation; a patch without one is read as the stored type's.
+            let stored = try await environment(org: org, id: id)["config"]?["type"]?.stringValue ?? "cloud"
+            if config["type"] == nil { config["type"] = .string(stored) }
+            let kind = try Self.environmentKind(.object(config))
+            if kind != stored { throw DroverError(.invalidArgument, "config.type: environment \(id) is \(stored); create another for \(kind)") }
+        }
+        return try await one(
             """
             UPDATE drover.environments e
                SET name = coalesce($3, e.name), description = CASE WHEN $4 THEN $5 ELSE e.description END,

@@ -7,6 +7,15 @@ public struct APIPrincipal: Sendable, Equatable {
     public var keyID: String
     public var orgID: String
     public var operator_: Bool
+    /// An environment key's or a work item's sessions token's scope; nil for an API key.
+    public var work: WorkQueue.Credential?
+
+    public init(keyID: String, orgID: String, operator_: Bool, work: WorkQueue.Credential? = nil) {
+        self.keyID = keyID
+        self.orgID = orgID
+        self.operator_ = operator_
+        self.work = work
+    }
 }
 
 /// A page of a list: Managed Agents' `{data, next_page}`.

@@ -61,8 +61,10 @@ public struct Verifier: Sendable {
             WITH uses AS (
                 SELECT session_id, seq, payload->>'id' AS id FROM drover.events WHERE type = 'agent.tool_use'
             ), results AS (
-                SELECT session_id, payload->>'tool_use_id' AS id, count(*) AS n, min(seq) AS seq
-                  FROM drover.events WHERE type = 'agent.tool_result' GROUP BY 1, 2
+                -- A self-hosted worker's user.tool_result names the call's event; the API stores
+                -- the model's id beside it (drover_tool_use_id).
+                SELECT session_id, coalesce(payload->>'drover_tool_use_id', payload->>'tool_use_id') AS id, count(*) AS n, min(seq) AS seq
+                  FROM drover.events WHERE type IN ('agent.tool_result', 'user.tool_result') GROUP BY 1, 2
             )
             SELECT u.session_id, u.seq, format('tool use %s has %s results', u.id, coalesce(r.n, 0))
               FROM uses u LEFT JOIN results r ON r.session_id = u.session_id AND r.id = u.id

@@ -11,7 +11,7 @@ struct APICommand: Command {
         usage: drover api [--listen HOST:PORT] [--db-connections N] [--grace SECONDS]
                           [--request-deadline SECONDS] [--stream-buffer BYTES] [--stream-stall SECONDS]
                           [--max-resources KEY=N,…] [--max-connections N]
-                          [--max-connections-per-client N]
+                          [--max-connections-per-client N] [--work-ttl SECONDS]
 
         Serves /v1/agents, /v1/environments, /v1/sessions and /v1/sessions/{id}/events (send,
         list, stream) as Managed Agents does, so the official Anthropic SDKs work with base_url
@@ -40,9 +40,12 @@ struct APICommand: Command {
           --max-resources KEY=N,… ceilings on an environment's config.resources: timeout_s,
                                   cpu_s, memory_mb, disk_mb, processes (defaults 3600, 3600, 8192,
                                   16384, 1024); more is refused with 400 (set pools' alike)
+          --work-ttl SECONDS      a self-hosted work item's lease when its worker asks for none
+                                  (default 30; the SDK's worker heartbeats at half of it); a worker
+                                  silent for longer loses the item to the queue
         \(DaemonOptions.help)
         """
-    static let options: Set<String> = Set(["listen", "db-connections", "grace", "request-deadline", "stream-buffer", "stream-stall", "max-resources", "max-connections", "max-connections-per-client"]).union(DaemonOptions.names)
+    static let options: Set<String> = Set(["listen", "db-connections", "grace", "request-deadline", "stream-buffer", "stream-stall", "max-resources", "max-connections", "max-connections-per-client", "work-ttl"]).union(DaemonOptions.names)
 
     static func run(_ arguments: Arguments) async throws {
         var config = APIDaemon.Config(databaseURL: try Environment.databaseURL())
@@ -78,6 +81,10 @@ struct APICommand: Command {
             config.streamStall = stall
         }
         if let ceilings = arguments.value("max-resources") { config.ceilings = try ResourceCeilings(parsing: ceilings) }
+        if let ttl = try arguments.int("work-ttl") {
+            guard (2...600).contains(ttl) else { throw UsageError("--work-ttl must be 2 to 600") }
+            config.workLeaseTTL = ttl
+        }
         config.vaultKey = try VaultKey.fromEnvironment()
         exit(try await APIDaemon(config: config).run())
     }
