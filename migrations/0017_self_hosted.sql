@@ -425,3 +425,18 @@ CREATE OR REPLACE FUNCTION drover.api_agent_json(a drover.agents) RETURNS jsonb 
         'created_at', drover.api_time((SELECT min(created_at) FROM drover.agents f WHERE f.id = a.id)),
         'updated_at', drover.api_time(a.created_at), 'archived_at', drover.api_time(a.archived_at))
 $$;
+
+-- Events as the SDK's models define them: an agent.tool_result's content is a list of content
+-- blocks (the harness stores text, which reads back as one text block; rows already written read
+-- the same way). Everything else as 0010 renders it.
+CREATE OR REPLACE FUNCTION drover.api_event_json(e drover.events) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT e.payload || jsonb_build_object(
+        'id', 'sevt_' || replace(e.id::text, '-', ''), 'type', e.type, 'processed_at', drover.api_time(e.created_at),
+        'drover_lease_epoch', e.lease_epoch)
+        -- The model's tool-use id, which agent.tool_result's tool_use_id names (the event id replaced it).
+        || CASE WHEN e.type IN ('agent.tool_use', 'agent.custom_tool_use') THEN jsonb_build_object('drover_tool_use_id', e.payload -> 'id')
+                ELSE '{}'::jsonb END
+        || CASE WHEN e.type = 'agent.tool_result' AND jsonb_typeof(e.payload -> 'content') = 'string'
+                THEN jsonb_build_object('content', jsonb_build_array(jsonb_build_object('type', 'text', 'text', e.payload -> 'content')))
+                ELSE '{}'::jsonb END
+$$;

@@ -64,6 +64,7 @@ import Testing
             environment["DROVER_AGENT"] = agent
             environment["DROVER_ENV_A"] = environmentA
             environment["DROVER_ENV_B"] = environmentB
+            environment["DROVER_ENV_C"] = made["environment_c"]!.stringValue!
             environment["DROVER_ENV_KEY_B"] = keyB["key"]!.stringValue!
 
             // Three workers, each in a session of its own (setsid) so that a kill takes its tools' processes too.
@@ -113,6 +114,7 @@ import Testing
             #expect(report.breaches.isEmpty, "drover verify: \(report.breaches)")
 
             _ = try await Self.step(["refusals"], environment)
+            _ = try await Self.step(["deadline"], environment)
             _ = try await Self.drover(["environment-key", "revoke", keyB["id"]!.stringValue!], database: database)
             _ = try await Self.step(["revoked"], environment)
 

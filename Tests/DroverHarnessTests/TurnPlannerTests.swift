@@ -226,6 +226,55 @@ import Testing
         }
     }
 
+    static let selfHosted = TurnPlanner(
+        epoch: 1, maxTurns: 5, tokenBudget: nil, contextBudgetTokens: 1_000_000,
+        worker: WorkerRouting(tools: BuiltinTools.names, deadline: 60))
+
+    @Test func aSelfHostedCallWaitsForItsWorkerWithTheSessionRunning() {
+        var b = LogBuilder()
+        b.user("run it"); b.request(); b.answered(); b.use("toolu_w")
+        let logged = b.events.last!.createdAt
+        // Not run here, not an idle: the runner waits for the worker until the call's deadline.
+        guard case .awaitWorker(let calls, let until) = Self.selfHosted.next(b.log, now: logged) else {
+            Issue.record("\(Self.selfHosted.next(b.log, now: logged))")
+            return
+        }
+        #expect(calls.map(\.id) == ["toolu_w"] && calls[0].status == .awaitingWorker)
+        #expect(until == logged.addingTimeInterval(60))
+        // The worker's result names the call's event; it resumes the turn like any result.
+        var answered = b
+        answered.add(.userToolResult, ["tool_use_id": "sevt_e4", "drover_tool_use_id": "toolu_w", "is_error": false,
+                                       "content": [["type": "text", "text": "done on the laptop"]]])
+        guard case .callModel(let view, _) = Self.selfHosted.next(answered.log, now: logged) else { Issue.record("the result did not resume"); return }
+        #expect(view.messages.last?.content == [.toolResult(toolUseID: "toolu_w", content: "done on the laptop", isError: false)])
+        TurnPlannerTests.expectValid(view, "worker result")
+        // A result that names only the event (an older row) answers it too.
+        var byEvent = b
+        byEvent.add(.userToolResult, ["tool_use_id": "sevt_e4", "content": [["type": "text", "text": "x"]]])
+        guard case .callModel = Self.selfHosted.next(byEvent.log, now: logged) else { Issue.record("an event-id result was not read"); return }
+        // Past the deadline with no result: the call is planned as an error result.
+        guard case .runTools(let late) = Self.selfHosted.next(b.log, now: logged.addingTimeInterval(61)) else { Issue.record("no deadline"); return }
+        #expect(late.map(\.status) == [.workerDeadlinePassed])
+        // A pool-backed planner runs the same call in the sandbox.
+        guard case .runTools(let pooled) = Self.planner.next(b.log), pooled.first?.status == .run else { Issue.record("not run"); return }
+    }
+
+    @Test func aSelfHostedSessionStillRunsItsOtherToolsAndWaitsForConfirmationFirst() {
+        var b = LogBuilder()
+        b.user("go"); b.request(); b.answered()
+        b.add(.agentToolUse, ["id": "toolu_f", "name": "web_fetch", "input": ["url": "https://example.com"]])
+        b.add(.agentToolUse, ["id": "toolu_a", "name": "bash", "input": ["command": "rm x"], "evaluated_permission": "ask"])
+        let now = b.events.last!.createdAt
+        // web_fetch is the harness's; the asked bash waits for the user before the worker gets it.
+        guard case .runTools(let first) = Self.selfHosted.next(b.log, now: now) else { Issue.record("no run"); return }
+        #expect(first.map(\.id) == ["toolu_f"])
+        b.result("toolu_f")
+        #expect(Self.selfHosted.next(b.log, now: now) == .finish(.requiresAction(["sevt_e5"]), unanswered: [], handledThrough: 6))
+        b.add(.userToolConfirmation, ["tool_use_id": "sevt_e5", "result": "allow"])
+        guard case .awaitWorker(let calls, _) = Self.selfHosted.next(b.log, now: now) else { Issue.record("allowed call not sent to the worker"); return }
+        #expect(calls.map(\.id) == ["toolu_a"])
+    }
+
     @Test func anInterruptAnswersWhatWaits() {
         var b = LogBuilder()
         b.user("look it up"); b.request(); b.answered()

@@ -157,7 +157,7 @@ check("an always_ask call waits for confirmation", len(tool_use) == 1 and pendin
 allowed = stream_until_idle(asked.id, lambda: client.beta.sessions.events.send(asked.id, events=[{
     "type": "user.tool_confirmation", "tool_use_id": tool_use[0].id, "result": "allow"}]))
 results = [e for e in allowed if e.type == "agent.tool_result"]
-check("an allowed call runs", len(results) == 1 and results[0].content == "confirmed\n" and allowed[-1].stop_reason.type == "end_turn",
+check("an allowed call runs", len(results) == 1 and results[0].content[0].text == "confirmed\n" and allowed[-1].stop_reason.type == "end_turn",
       [(e.type, getattr(e, "content", None)) for e in allowed])
 
 archived = client.beta.sessions.archive(session.id)

@@ -8,6 +8,7 @@ Run by DroverAPITests.SelfHostedTests, one step per invocation:
   start TEXT             one session on environment A with the message TEXT; prints its id
   wait SESSION           waits for SESSION to end its turn; checks its results
   refusals               what keys and tokens may not do, on environment B (no workers)
+  deadline               calls on environment C (no workers, tool_deadline_s 1) end as errors
   revoked                environment B's key, revoked by then, gets 401
 
 Ids and keys come in DROVER_* variables. Every response and event is validated with the SDK's
@@ -73,7 +74,18 @@ def setup():
     environment_a = strict(BetaEnvironment, a.http_response.json())
     check("a self_hosted environment", environment_a.config.type == "self_hosted", environment_a)
     b = c.beta.environments.create(name="spare", config={"type": "self_hosted", "tool_deadline_s": 30})
-    print(json.dumps({"agent": agent.id, "environment_a": environment_a.id, "environment_b": b.id}), flush=True)
+    quick = c.beta.environments.create(name="unattended", config={"type": "self_hosted", "tool_deadline_s": 1})
+    try:
+        c.beta.environments.update(b.id, config={"type": "cloud"})
+        raise AssertionError("an environment changed its type")
+    except anthropic.BadRequestError as e:
+        check("an environment keeps its type: 400", e.status_code == 400, e)
+    try:
+        c.beta.environments.create(name="odd", config={"type": "self_hosted", "packages": {"pip": ["x"]}})
+        raise AssertionError("a self_hosted config took packages")
+    except anthropic.BadRequestError as e:
+        check("a self_hosted config takes nothing else: 400", e.status_code == 400, e)
+    print(json.dumps({"agent": agent.id, "environment_a": environment_a.id, "environment_b": b.id, "environment_c": quick.id}), flush=True)
 
 
 async def worker(environment, key, worker_id, workdir):
@@ -260,6 +272,11 @@ def refusals():
     except anthropic.ConflictError as e:
         check("stopping it again: 409", e.status_code == 409, e)
 
+    # An interrupt stops the session's item (s2's: handed out, never acknowledged).
+    c.beta.sessions.events.send(s2, events=[{"type": "user.interrupt"}])
+    gone = strict(BetaSelfHostedWork, c.beta.environments.work.with_raw_response.retrieve(second.id, environment_id=env_b).http_response.json())
+    check("an interrupt stops the session's item", gone.state == "stopped", gone)
+
     # A tool result for a call that is not pending is refused (400, which the SDK does not retry).
     try:
         c.beta.sessions.events.send(s2, events=[{"type": "user.tool_result", "tool_use_id": "sevt_" + "0" * 32,
@@ -267,6 +284,19 @@ def refusals():
         raise AssertionError("a result for no call was accepted")
     except anthropic.BadRequestError as e:
         check("a result for no call: 400", e.status_code == 400, e)
+    print("all checks passed", flush=True)
+
+
+def deadline():
+    """No worker on environment C (tool_deadline_s 1): each call ends as an error the model reads."""
+    c = client()
+    session = c.beta.sessions.create(agent=os.environ["DROVER_AGENT"], environment_id=os.environ["DROVER_ENV_C"]).id
+    c.beta.sessions.events.send(session, events=[{"type": "user.message", "content": [{"type": "text", "text": "do the work"}]}])
+    events = wait_idle(c, session, timeout=60)
+    results = [e for e in events if e.type == "agent.tool_result"]
+    check("unanswered calls end as error results at the deadline",
+          len(results) == 3 and all(r.is_error and "No worker" in r.content[0].text for r in results), results)
+    check("and the turn ends", events[-1].stop_reason.type == "end_turn", events[-1])
     print("all checks passed", flush=True)
 
 
@@ -293,6 +323,8 @@ if __name__ == "__main__":
         wait(args[0])
     elif step == "refusals":
         refusals()
+    elif step == "deadline":
+        deadline()
     elif step == "revoked":
         revoked()
     else:

@@ -228,7 +228,8 @@ function eventItem(event, actions) {
     case "agent.custom_tool_use":
       item.append(h("pre", {}, `${event.name}(${JSON.stringify(event.input, null, 2)})`));
       break;
-    case "agent.tool_result": {
+    case "agent.tool_result":
+    case "user.tool_result": {
       const output = text(event.content);
       if (event.is_error) item.classList.add("error");
       item.append(output.length > 600 ? h("details", {}, h("summary", {}, `output, ${output.length} characters`), h("pre", {}, output)) : h("pre", {}, output));

@@ -50,8 +50,9 @@ export function traceSVG(events) {
   const uses = new Map();
   for (const event of events) {
     if (event.type === "agent.tool_use" || event.type === "agent.custom_tool_use") uses.set(event.drover_tool_use_id || event.id, event);
-    if (event.type !== "agent.tool_result" && event.type !== "user.custom_tool_result") continue;
-    const use = uses.get(event.tool_use_id) || [...uses.values()].find((u) => u.id === event.custom_tool_use_id);
+    if (event.type !== "agent.tool_result" && event.type !== "user.custom_tool_result" && event.type !== "user.tool_result") continue;
+    // The harness's results name the model's id; a client's (and a self-hosted worker's) the use's event.
+    const use = uses.get(event.tool_use_id) || [...uses.values()].find((u) => u.id === (event.custom_tool_use_id || event.tool_use_id));
     if (!use) continue;
     const x0 = x(time(use)), x1 = Math.max(x(time(event)), x0 + 3);
     const color = event.is_error ? "#b3261e" : use.type === "agent.custom_tool_use" ? "#9a6700" : "#1e7a3c";
