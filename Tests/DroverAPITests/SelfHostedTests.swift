@@ -20,6 +20,12 @@ import Testing
                 ["content": [["type": "text", "text": "Done."]]],
             ],
             "variants": [[
+                "match": "in the cloud",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo from-the-pool"]]]],
+                    ["content": [["type": "text", "text": "Pooled."]]],
+                ],
+            ], [
                 "match": "count carefully",
                 "turns": [
                     ["content": [["type": "tool_use", "name": "bash", "input": ["command": .string("echo one >> \(counter)")]]]],
@@ -65,6 +71,7 @@ import Testing
             environment["DROVER_ENV_A"] = environmentA
             environment["DROVER_ENV_B"] = environmentB
             environment["DROVER_ENV_C"] = made["environment_c"]!.stringValue!
+            environment["DROVER_ENV_CLOUD"] = made["environment_cloud"]!.stringValue!
             environment["DROVER_ENV_KEY_B"] = keyB["key"]!.stringValue!
 
             // Three workers, each in a session of its own (setsid) so that a kill takes its tools' processes too.

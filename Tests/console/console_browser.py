@@ -97,6 +97,7 @@ with sync_playwright() as playwright:
         expect(page.locator("#queue-chart svg")).to_be_visible()
         expect(page.locator("#harnesses tbody tr").first).to_be_visible()
         expect(page.locator("#pools tbody tr").first).to_be_visible()
+        expect(page.locator("#work-queues")).to_be_visible()
         shot(page, "fleet")
 
         page.goto(URL + "#/sessions/" + os.environ["DROVER_TAKEOVER_SESSION"])

@@ -75,6 +75,7 @@ def setup():
     check("a self_hosted environment", environment_a.config.type == "self_hosted", environment_a)
     b = c.beta.environments.create(name="spare", config={"type": "self_hosted", "tool_deadline_s": 30})
     quick = c.beta.environments.create(name="unattended", config={"type": "self_hosted", "tool_deadline_s": 1})
+    cloud = c.beta.environments.create(name="pool", config={"type": "cloud"})
     try:
         c.beta.environments.update(b.id, config={"type": "cloud"})
         raise AssertionError("an environment changed its type")
@@ -85,7 +86,8 @@ def setup():
         raise AssertionError("a self_hosted config took packages")
     except anthropic.BadRequestError as e:
         check("a self_hosted config takes nothing else: 400", e.status_code == 400, e)
-    print(json.dumps({"agent": agent.id, "environment_a": environment_a.id, "environment_b": b.id, "environment_c": quick.id}), flush=True)
+    print(json.dumps({"agent": agent.id, "environment_a": environment_a.id, "environment_b": b.id, "environment_c": quick.id,
+                      "environment_cloud": cloud.id}), flush=True)
 
 
 async def worker(environment, key, worker_id, workdir):
@@ -131,8 +133,16 @@ def serve(count):
     c = client()
     sessions = [c.beta.sessions.create(agent=os.environ["DROVER_AGENT"], environment_id=os.environ["DROVER_ENV_A"]).id
                 for _ in range(count)]
+    # Alongside them, in the same fleet, a session of a pool-backed environment.
+    pooled = c.beta.sessions.create(agent=os.environ["DROVER_AGENT"], environment_id=os.environ["DROVER_ENV_CLOUD"]).id
+    c.beta.sessions.events.send(pooled, events=[{"type": "user.message", "content": [{"type": "text", "text": "in the cloud"}]}])
     for session in sessions:
         c.beta.sessions.events.send(session, events=[{"type": "user.message", "content": [{"type": "text", "text": "do the work"}]}])
+    events = wait_idle(c, pooled)
+    ran = [e for e in events if e.type == "agent.tool_result"]
+    check("a pool-backed session beside them runs its call in the sandbox",
+          events[-1].stop_reason.type == "end_turn" and len(ran) == 1 and "from-the-pool" in ran[0].content[0].text
+          and "user.tool_result" not in [e.type for e in events], [e.type for e in events])
     for session in sessions:
         uses, results = check_session(c, session, 3)
         by_name = {u.name: results[u.id] for u in uses}

@@ -339,6 +339,8 @@ async function fleetPage() {
   const leases = h("tbody");
   const harnesses = h("tbody");
   const pools = h("tbody");
+  const work = h("tbody");
+  const workQueues = h("tbody");
   const queue = h("div", { class: "chart panel", id: "queue-chart" });
   const verify = h("div", { class: "panel", id: "verify" }, "checking…");
   const history = [];
@@ -354,11 +356,21 @@ async function fleetPage() {
     h("h2", {}, "Sandbox pools"),
     h("div", { class: "table-wrap" }, h("table", { id: "pools" }, h("thead", {}, h("tr", {},
       ["Pool", "Address", "Status", "Sandboxes", "Running calls", "Heartbeat age"].map((name) => h("th", {}, name)))), pools)),
+    h("h2", {}, "Self-hosted work"),
+    h("div", { class: "table-wrap" }, h("table", { id: "work-queues" }, h("thead", {}, h("tr", {},
+      ["Environment", "Name", "Depth", "Pending", "Leased", "Stopping", "Workers polling"].map((name) => h("th", {}, name)))), workQueues)),
+    h("div", { class: "table-wrap" }, h("table", { id: "work" }, h("thead", {}, h("tr", {},
+      ["Work item", "Session", "State", "Worker", "Lease age", "Expires in", "Reclaims"].map((name) => h("th", {}, name)))), work)),
     h("h2", {}, "Invariants (drover verify)"), verify);
   const seconds = (value) => (value == null ? "" : `${Number(value).toFixed(1)} s`);
   async function refresh() {
-    const [l, hs, ps, q, past] = await Promise.all(
-      ["leases", "harnesses", "pools", "queue", "queue_history"].map((view) => api("GET", "/v1/fleet/" + view)));
+    const [l, hs, ps, q, past, w] = await Promise.all(
+      ["leases", "harnesses", "pools", "queue", "queue_history", "work"].map((view) => api("GET", "/v1/fleet/" + view)));
+    workQueues.replaceChildren(...w.queues.map((q) => h("tr", {}, h("td", {}, q.environment_id), h("td", {}, q.name), h("td", {}, q.depth),
+      h("td", {}, q.pending), h("td", {}, q.leased), h("td", {}, q.stopping), h("td", {}, q.workers_polling))));
+    work.replaceChildren(...w.data.map((item) => h("tr", { class: item.expires_in_s < 0 ? "expired" : "" }, h("td", {}, item.id),
+      h("td", {}, h("a", { href: "#/sessions/" + item.session_id }, item.session_id)), h("td", {}, item.pending ? "queued (pending)" : item.state),
+      h("td", {}, item.worker_id || ""), h("td", {}, seconds(item.lease_age_s)), h("td", {}, seconds(item.expires_in_s)), h("td", {}, item.reclaims))));
     leases.replaceChildren(...l.data.map((lease) => h("tr", { class: lease.expires_in_s < 0 ? "expired" : "" },
       h("td", {}, h("a", { href: "#/sessions/" + lease.session_id }, lease.session_id)), h("td", {}, lease.owner), h("td", {}, lease.epoch),
       h("td", {}, seconds(lease.held_for_s)), h("td", {}, seconds(lease.heartbeat_age_s)),
