@@ -46,7 +46,7 @@ demo: build
 	scripts/with-pg.sh scripts/demo.sh $(BIN)
 
 bench: release
-	scripts/with-pg.sh sh -c '$(RELEASE_BIN) bench queue && $(RELEASE_BIN) bench sandbox && $(RELEASE_BIN) bench harness && $(RELEASE_BIN) bench burst'
+	scripts/with-pg.sh sh -c '$(RELEASE_BIN) bench queue && $(RELEASE_BIN) bench sandbox && $(RELEASE_BIN) bench harness && $(RELEASE_BIN) bench burst && $(RELEASE_BIN) bench work'
 
 # Drover's no-op cycles against PgQueuer's no-op drain, side by side (installs PgQueuer from PyPI
 # into .drover/pyq).

@@ -164,8 +164,10 @@ LANGUAGE plpgsql AS $$
 BEGIN
     expired := drover.work_expire(p_env);
     IF p_worker IS NOT NULL THEN
+        -- At most one write a second per worker: stats count the last 30 s.
         INSERT INTO drover.work_pollers (environment_id, worker_id, polled_at) VALUES (p_env, p_worker, now())
-        ON CONFLICT (environment_id, worker_id) DO UPDATE SET polled_at = excluded.polled_at;
+        ON CONFLICT (environment_id, worker_id) DO UPDATE SET polled_at = excluded.polled_at
+        WHERE drover.work_pollers.polled_at < excluded.polled_at - interval '1 second';
     END IF;
     WITH next AS (
         SELECT i.id, i.polled_at FROM drover.work_items i

@@ -169,7 +169,7 @@ final class SessionRunner: Sendable {
             case .awaitWorker(let calls, let until):
                 try await awaitWorker(calls, until: until)
             case .callModel(let view, let compacted):
-                try await callModel(agent: agent, mcp: mcp, view: view, compacted: compacted, sessionLog: sessionLog)
+                try await callModel(agent: agent, mcp: mcp, view: view, compacted: compacted, sessionLog: sessionLog, worker: worker)
             case .finish(let reason, let unanswered, let handledThrough):
                 try await finish(reason, unanswered: unanswered, handledThrough: handledThrough, extra: [])
                 return
@@ -201,7 +201,11 @@ final class SessionRunner: Sendable {
 
     /// One model call: its start is logged while the request goes out, its answer (text, thinking,
     /// tool uses) is logged in one batch before any tool runs, so a successor knows what was asked.
-    private func callModel(agent: RunnableAgent, mcp: MCPToolbox, view: ContextView, compacted: [String]?, sessionLog: SessionLog) async throws {
+    /// `worker`: a self-hosted session's routing; its tool calls' commit wakes the API's streams at
+    /// once, since its worker learns of them there.
+    private func callModel(
+        agent: RunnableAgent, mcp: MCPToolbox, view: ContextView, compacted: [String]?, sessionLog: SessionLog, worker: WorkerRouting?
+    ) async throws {
         var before: [(EventType, String)] = []
         if let compacted {
             before.append((.agentThreadContextCompacted, JSONValue.object([
@@ -270,7 +274,7 @@ final class SessionRunner: Sendable {
                 continue
             }
         }
-        try await write(after)
+        try await write(after, notify: worker != nil && after.contains { $0.0 == .agentToolUse })
     }
 
     /// Runs tool calls in parallel and logs each result.
@@ -499,14 +503,14 @@ final class SessionRunner: Sendable {
     /// Nothing is sent once the lease's local deadline has passed; a `lease_lost` answer stops
     /// the work.
     @discardableResult
-    private func write(_ events: [(EventType, String)]) async throws -> [AppendedEvent] {
+    private func write(_ events: [(EventType, String)], notify: Bool = false) async throws -> [AppendedEvent] {
         guard !events.isEmpty else { return [] }
         guard state.withLock({ $0.machine.canWrite(at: now) }) else {
             stop(.leaseLost)
             throw DroverError(.leaseLost, "the lease's local deadline has passed")
         }
         do {
-            return try await context.committer.submitAll(events.map { .append(lease, $0.0, payload: $0.1) }).compactMap { outcome in
+            return try await context.committer.submitAll(events.map { .append(lease, $0.0, payload: $0.1) }, notify: notify).compactMap { outcome in
                 if case .appended(let event) = try outcome.get() { return event }
                 return nil
             }

@@ -39,6 +39,8 @@ public final class GroupCommitter: Sendable {
     /// Writes submitted together: never split across batches, kept in order.
     private struct Pending {
         var writes: [LeaseWrite]
+        /// The unit asks that its commit notify `drover api`'s streams (whatever `notifyStreams` says).
+        var notify = false
         var continuation: CheckedContinuation<[Result<LeaseWriteOutcome, any Error>], Never>
     }
 
@@ -68,11 +70,14 @@ public final class GroupCommitter: Sendable {
     /// Sends `writes` in one batch, in order (so in one transaction), each with its own outcome:
     /// e.g. a session's last event and its release, so the log never says idle while the lease is
     /// still held.
-    public func submitAll(_ writes: [LeaseWrite]) async -> [Result<LeaseWriteOutcome, any Error>] {
+    ///
+    /// `notify`: this commit notifies the API's streams even when `notifyStreams` is off: a
+    /// self-hosted session's tool call, which a worker waits for on its stream.
+    public func submitAll(_ writes: [LeaseWrite], notify: Bool = false) async -> [Result<LeaseWriteOutcome, any Error>] {
         guard !writes.isEmpty else { return [] }
         return await withCheckedContinuation { continuation in
             let startFlusher = state.withLock { state -> Bool in
-                state.pending.append(Pending(writes: writes, continuation: continuation))
+                state.pending.append(Pending(writes: writes, notify: notify, continuation: continuation))
                 guard state.inFlight < maxInFlight else { return false }
                 state.inFlight += 1
                 return true
@@ -126,7 +131,7 @@ public final class GroupCommitter: Sendable {
     private func flush(_ batch: [Pending]) async {
         var outcomes: [Result<LeaseWriteOutcome, any Error>]
         do {
-            outcomes = try await WriteBatch.send(batch.flatMap(\.writes), on: pool, notifyStreams: notifyStreams)
+            outcomes = try await WriteBatch.send(batch.flatMap(\.writes), on: pool, notifyStreams: notifyStreams || batch.contains(where: \.notify))
         } catch let error as PostgresError where !error.isConnectionFailure {
             // The whole batch was rolled back (say, one payload was not JSON at all): send each
             // unit alone, in its own transaction, so that only the bad unit fails and a unit's
@@ -134,7 +139,7 @@ public final class GroupCommitter: Sendable {
             outcomes = []
             for unit in batch {
                 do {
-                    outcomes += try await WriteBatch.send(unit.writes, on: pool, notifyStreams: notifyStreams)
+                    outcomes += try await WriteBatch.send(unit.writes, on: pool, notifyStreams: notifyStreams || unit.notify)
                 } catch {
                     let failure = (error as? PostgresError).map(DroverError.init) ?? error
                     outcomes += unit.writes.map { _ in .failure(failure) }
