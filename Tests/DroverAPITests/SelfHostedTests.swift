@@ -59,7 +59,7 @@ import Testing
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let counter = folder + "/counter"
-        try await APIRig.withClusterAndAPI(script: Self.script(counter: counter), harnesses: 2, apiArgs: ["--work-ttl", "3"]) { cluster, api in
+        try await APIRig.withClusterAndAPI(script: Self.script(counter: counter), harnesses: 2, apiArgs: ["--work-ttl", "3", "--metrics-listen", "127.0.0.1:0"]) { cluster, api in
             let database = cluster.database.conninfo
             var environment = ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": try await api.key(org: "team"),
                                "DROVER_KEY_OTHER": try await api.key(org: "others")]
@@ -132,6 +132,17 @@ import Testing
             let logs = api.daemon.log + cluster.harnessProcesses.map(\.log).joined()
             for secret in secrets { #expect(!logs.contains(secret), "a key was logged") }
             #expect(!logs.contains("sk-drover-work-"), "a sessions token was logged")
+            let inEvents: Int = try await cluster.sql.query(
+                "SELECT count(*)::int FROM drover.events WHERE payload::text LIKE '%sk-drover-%'")[0].decode(0)
+            #expect(inEvents == 0, "a key or token is in the log")
+            let metricsAddress = try #require(try await api.daemon.waitForLog("listening")["metrics"]?.stringValue)
+            let (_, text) = try await PrometheusText.get(metricsAddress, "/metrics")
+            #expect(!text.contains("sk-drover-"), "a key or token is in the metrics")
+            let metrics = try PrometheusText(text)
+            #expect((metrics.value("drover_work_polls_total", ["outcome": "claimed"]) ?? 0) >= 21, "polls that claimed are counted")
+            #expect((metrics.value("drover_work_heartbeats_total", ["outcome": "refused"]) ?? 0) >= 1, "the stale heartbeat is counted")
+            #expect((metrics.value("drover_work_reclaims_total", ["kind": "lease_expired"]) ?? 0) >= 1,
+                    "the dead worker's reclaim is counted")
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
         }
     }
