@@ -14,6 +14,8 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -37,6 +39,40 @@ const int drover_o_path = O_PATH;
 const int drover_rlimit_nproc = RLIMIT_NPROC;
 
 int drover_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
+int drover_accept_nonblock(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK); }
+
+/* ---- The event loop ------------------------------------------------------------------------ */
+
+const unsigned int drover_epollin = EPOLLIN, drover_epollout = EPOLLOUT, drover_epollerr = EPOLLERR,
+                   drover_epollhup = EPOLLHUP, drover_epollrdhup = EPOLLRDHUP;
+const int drover_epoll_ctl_add = EPOLL_CTL_ADD, drover_epoll_ctl_mod = EPOLL_CTL_MOD, drover_epoll_ctl_del = EPOLL_CTL_DEL;
+
+int drover_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int drover_epoll_ctl(int epfd, int op, int fd, unsigned int events) {
+    struct epoll_event event = { .events = events, .data = { .fd = fd } };
+    return epoll_ctl(epfd, op, fd, &event);
+}
+
+int drover_epoll_wait(int epfd, int *fds, unsigned int *events, int max, int timeout_ms) {
+    struct epoll_event ready[256];
+    if (max > 256) max = 256;
+    int count = epoll_wait(epfd, ready, max, timeout_ms);
+    for (int i = 0; i < count; i++) {
+        fds[i] = ready[i].data.fd;
+        events[i] = ready[i].events;
+    }
+    return count;
+}
+
+int drover_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int drover_set_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    return fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
 
 /* ---- A networked call's namespace ------------------------------------------------------------
 

@@ -55,7 +55,7 @@ public struct APIDaemon: Service {
                                ceilings: config.ceilings, workLeaseTTL: config.workLeaseTTL, workBell: workBell)
         if config.vaultKey == nil { log.info("no vault key (DROVER_VAULT_KEY): credentials and repository tokens cannot be stored") }
         let listener = try Listener(host: config.host, port: config.port)
-        let server = APIServer(config: config.server, listener: listener, hub: hub, log: log) { request, requestID in
+        let server = try APIServer(config: config.server, listener: listener, hub: hub, log: log) { request, requestID in
             await router.handle(request, requestID: requestID)
         }
         let metrics = apiMetrics.registry

@@ -1,3 +1,4 @@
+import CDroverSys
 import DroverCore
 import DroverIO
 import Foundation
@@ -11,9 +12,12 @@ public enum APIResponse: Sendable {
     case stream(EventStreamHub.Subscriber, headers: [(String, String)])
 }
 
-/// HTTP/1.1 for `drover api`: keep-alive, strict parsing (`HTTPRequestParser`), deadlines for slow
-/// clients, a cap on connections, and server-sent event streams. Each connection has a thread of
-/// its own (bounded by the cap); handlers run as tasks, the thread waits for their answer.
+/// HTTP/1.1 for `drover api` on one event loop (epoll): every connection and every stream is a
+/// non-blocking socket the loop owns, not a thread. Keep-alive, strict incremental parsing
+/// (`HTTPRequestParser`), a deadline for a request to arrive whole, an idle timeout, a cap on
+/// connections and a share of it per client address, `Expect: 100-continue`, lingering closes
+/// after refusals, and server-sent event streams with bounded buffers. Handlers run as tasks; their
+/// answers come back to the loop with `execute`.
 public final class APIServer: Sendable {
     public struct Config: Sendable {
         public var maxConnections = 1024
@@ -30,177 +34,102 @@ public final class APIServer: Sendable {
     }
 
     let config: Config
-    let acceptor: ConnectionAcceptor
+    let listener: Listener
     let log: Log
     let handler: @Sendable (HTTPServerRequest, String) async -> APIResponse
     let hub: EventStreamHub
-    private struct State {
-        var inFlight = 0
-        var draining = false
-    }
-    private let state = Mutex(State())
+    let loop: EventLoop
+    /// Loop-confined: the connections and the per-client counts.
+    private let table: ConnectionTable
+    private let counts = Mutex((connections: 0, inFlight: 0, draining: false))
 
     public init(config: Config, listener: Listener, hub: EventStreamHub, log: Log,
-                handler: @escaping @Sendable (HTTPServerRequest, String) async -> APIResponse) {
+                handler: @escaping @Sendable (HTTPServerRequest, String) async -> APIResponse) throws {
         self.config = config
-        acceptor = ConnectionAcceptor(
-            listener: listener, name: "drover.api", maxConnections: config.maxConnections, maxPerClient: config.maxConnectionsPerClient)
+        self.listener = listener
         self.hub = hub
         self.log = log
         self.handler = handler
+        loop = try EventLoop(name: "drover.api")
+        table = ConnectionTable()
     }
 
     public func start() {
-        acceptor.start(refuse: { socket in
-            _ = try? socket.send(bytes: Self.errorResponse(
-                APIError(503, "overloaded_error", "too many connections"), requestID: Self.requestID(), close: true))
-        }, serve: { [self] socket in serve(socket) })
+        loop.start()
+        loop.execute { [self] in
+            _ = drover_set_nonblocking(listener.fd)
+            loop.register(listener.fd, .readable) { [self] _ in acceptAll() }
+            loop.every(.milliseconds(250)) { [self] in checkDeadlines() }
+        }
     }
 
     /// Stops accepting; requests in flight finish; streams end at once with a final `error` event.
     public func drain(deadline: Double) async {
-        state.withLock { $0.draining = true }
-        acceptor.stopAccepting()
-        hub.wakeAll()
+        counts.withLock { $0.draining = true }
+        loop.execute { [self] in
+            loop.unregister(listener.fd)
+            listener.close()
+            for connection in table.connections.values { connection.drain() }
+        }
         let end = ContinuousClock.now + .seconds(deadline)
-        while state.withLock({ $0.inFlight }) > 0 && ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(20)) }
-        acceptor.shutdownAll()
+        while counts.withLock({ $0.inFlight }) > 0 && ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(20)) }
+        loop.execute { [self] in
+            for connection in Array(table.connections.values) { connection.close() }
+        }
+        loop.stop()
     }
 
-    public var connectionCount: Int { acceptor.count }
+    public var connectionCount: Int { counts.withLock { $0.connections } }
+
+    var draining: Bool { counts.withLock { $0.draining } }
 
     /// The kernel send buffer of a stream's socket.
     static let streamSocketBuffer = 256 * 1024
+    /// Bytes a connection may have waiting for the kernel before a stream stops taking events
+    /// (then its subscriber's buffer fills, and a client that stays stalled is cut off).
+    static let outboundLimit = 256 * 1024
 
     static func requestID() -> String { "req_" + String(UInt64.random(in: 0...UInt64.max), radix: 16) }
 
-    // MARK: - One connection
+    // MARK: - On the loop
 
-    private func serve(_ socket: Socket) {
-        var parser = HTTPRequestParser(limits: config.limits)
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        socket.setReadTimeout(1)
-        socket.setSendTimeout(10)
-        var requestStarted: ContinuousClock.Instant?
-        var idleSince = ContinuousClock.now
-        var continued = false
+    private func acceptAll() {
         while true {
-            switch parser.next() {
-            case .refused(let refusal):
-                write(socket, Self.errorResponse(APIError(refusal.status, "invalid_request_error", refusal.message), requestID: Self.requestID(), close: true))
-                socket.lingeringClose()
-                return
-            case .request(let request):
-                requestStarted = parser.buffered > 0 ? .now : nil
-                continued = false
-                let keepAlive = request.version == "HTTP/1.1" && !HTTPRequestParser.connection(request.headers["connection"], contains: "close")
-                    && !state.withLock({ $0.draining })
-                guard answer(request, on: socket, keepAlive: keepAlive) && keepAlive else { return }
-                idleSince = .now
+            let fd = drover_accept_nonblock(listener.fd)
+            if fd < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return  // EAGAIN (none left), or EMFILE: the next readiness tries again
+            }
+            let socket = Socket(fd: fd)
+            let client = socket.peerAddress
+            guard table.connections.count < config.maxConnections, table.perClient[client, default: 0] < config.maxConnectionsPerClient else {
+                _ = Self.errorResponse(APIError(503, "overloaded_error", "too many connections"), requestID: Self.requestID(), close: true)
+                    .withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                socket.close()
                 continue
-            case .needMore:
-                // A client that asked to be told before it sends its body is told (its size was
-                // checked with the head: an oversized one has had its 413 already).
-                if !continued, let head = parser.awaitingBody, head.version == "HTTP/1.1",
-                    head.headers["expect"]?.lowercased() == "100-continue" {
-                    continued = true
-                    write(socket, Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
-                }
             }
-            let now = ContinuousClock.now
-            if let started = requestStarted, now - started > .seconds(config.requestDeadline) {
-                write(socket, Self.errorResponse(APIError(408, "timeout_error", "the request did not arrive within \(Int(config.requestDeadline)) s"),
-                                                 requestID: Self.requestID(), close: true))
-                return
-            }
-            if requestStarted == nil && now - idleSince > .seconds(config.idleTimeout) { return }
-            if state.withLock({ $0.draining }) && requestStarted == nil { return }
-            let count: Int
-            switch socket.receive(into: &buffer) {
-            case .timedOut: continue
-            case .closed: return
-            case .bytes(let received): count = received
-            }
-            if requestStarted == nil { requestStarted = .now }
-            parser.feed(buffer[0..<count])
+            let connection = Connection(server: self, socket: socket, client: client)
+            table.connections[fd] = connection
+            table.perClient[client, default: 0] += 1
+            counts.withLock { $0.connections = table.connections.count }
+            loop.register(fd, [.readable, .peerClosed]) { events in connection.handle(events) }
         }
     }
 
-    /// Runs the handler and writes its answer; false when the connection must close.
-    private func answer(_ request: HTTPServerRequest, on socket: Socket, keepAlive: Bool) -> Bool {
-        let requestID = Self.requestID()
-        state.withLock { $0.inFlight += 1 }
-        defer { state.withLock { $0.inFlight -= 1 } }
-        let done = DispatchSemaphore(value: 0)
-        final class Box: Sendable { let response = Mutex<APIResponse?>(nil) }
-        let box = Box()
-        let handler = self.handler
-        Task {
-            let response = await handler(request, requestID)
-            box.response.withLock { $0 = response }
-            done.signal()
-        }
-        done.wait()
-        guard let response = box.response.withLock({ $0 }) else { return false }
-        switch response {
-        case .json(let status, let body, let headers):
-            var all = headers
-            all.append(("request-id", requestID))
-            return write(socket, HTTPServer.response(
-                status: status, contentType: "application/json", body: Array(body.text.utf8), headers: all, close: !keepAlive))
-        case .raw(let status, let contentType, let body, let headers):
-            var all = headers
-            all.append(("request-id", requestID))
-            return write(socket, HTTPServer.response(status: status, contentType: contentType, body: body, headers: all, close: !keepAlive))
-        case .stream(let subscriber, let headers):
-            defer { hub.unsubscribe(subscriber) }
-            var head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\nrequest-id: \(requestID)\r\n"
-            for (name, value) in headers { head += "\(name): \(value)\r\n" }
-            guard write(socket, Array((head + "\r\n").utf8)) else { return false }
-            // What a slow client can hold up in the kernel is bounded too, not only the buffer.
-            socket.setSendBuffer(Self.streamSocketBuffer)
-            subscriber.whenOverflowing { [log] in
-                log.info("stream cut off: the client read too slowly", ("session", .string(subscriber.session)))
-                socket.shutdown()
-            }
-            stream(subscriber, on: socket)
-            return false
-        }
+    fileprivate func forget(_ connection: Connection) {
+        table.connections[connection.socket.fd] = nil
+        table.perClient[connection.client, default: 1] -= 1
+        if table.perClient[connection.client] == 0 { table.perClient[connection.client] = nil }
+        counts.withLock { $0.connections = table.connections.count }
     }
 
-    /// Writes events as they come, pings when quiet; ends when the client goes, overflows, or
-    /// the server drains.
-    private func stream(_ subscriber: EventStreamHub.Subscriber, on socket: Socket) {
-        defer {
-            if state.withLock({ $0.draining }) {
-                // A final event: the client reconnects (to another replica) from where it was.
-                let error = APIError(529, "overloaded_error", "this server is shutting down; reconnect with Last-Event-ID")
-                _ = write(socket, Array("event: error\ndata: \(error.json(requestID: Self.requestID()).text)\n\n".utf8))
-            }
-        }
-        while !state.withLock({ $0.draining }) {
-            switch subscriber.next(timeout: config.pingInterval) {
-            case .overflowed:
-                // Already shut down (the client is not reading, so no error event can reach it).
-                return
-            case .idle:
-                // Woken by a drain: the final event follows (deferred), not a ping.
-                if state.withLock({ $0.draining }) { return }
-                guard write(socket, Array("event: ping\ndata: {\"type\": \"ping\"}\n\n".utf8)) else { return }
-            case .messages(let messages):
-                var text = ""
-                for message in messages {
-                    text += "event: \(message.type)\nid: \(message.id)\ndata: \(message.json)\n\n"
-                }
-                guard write(socket, Array(text.utf8)) else { return }
-            }
-        }
+    private func checkDeadlines() {
+        let now = ContinuousClock.now
+        for connection in Array(table.connections.values) { connection.tick(now) }
     }
 
-    @discardableResult
-    private func write(_ socket: Socket, _ bytes: [UInt8]) -> Bool {
-        (try? socket.send(bytes: bytes)) != nil
-    }
+    fileprivate func began() { counts.withLock { $0.inFlight += 1 } }
+    fileprivate func ended() { counts.withLock { $0.inFlight -= 1 } }
 
     /// An error answer; overload (503, 529) says when to come back, as the SDKs read it.
     static func errorResponse(_ error: APIError, requestID: String, close: Bool) -> [UInt8] {
@@ -209,5 +138,297 @@ public final class APIServer: Sendable {
         return HTTPServer.response(
             status: error.status, contentType: "application/json", body: Array(error.json(requestID: requestID).text.utf8), headers: headers,
             close: close)
+    }
+}
+
+/// The server's connections by descriptor, and how many each client address holds: loop-confined.
+private final class ConnectionTable: @unchecked Sendable {
+    var connections: [Int32: Connection] = [:]
+    var perClient: [String: Int] = [:]
+}
+
+/// One HTTP connection, confined to the server's loop: its parser, what waits to be written, and
+/// where it is in its life.
+private final class Connection: @unchecked Sendable {
+    enum Phase {
+        /// Reading a request (or idle between requests).
+        case reading
+        /// A handler is answering; nothing more is read until it has.
+        case handling
+        case streaming(EventStreamHub.Subscriber)
+        /// A refusal was written; what still arrives is read and dropped until `until`, so that
+        /// closing with unread data does not reset the connection before the client reads it.
+        case lingering(until: ContinuousClock.Instant, dropped: Int)
+        case closed
+    }
+
+    unowned let server: APIServer
+    let socket: Socket
+    let client: String
+    var parser: HTTPRequestParser
+    var phase = Phase.reading
+    var outbound: [UInt8] = []
+    var sent = 0
+    var closeAfterFlush = false
+    var lingerAfterFlush = false
+    var keepAlive = true
+    var continued = false
+    var requestStarted: ContinuousClock.Instant?
+    var idleSince = ContinuousClock.now
+    var lastWrite = ContinuousClock.now
+    var watchingWritable = false
+
+    init(server: APIServer, socket: Socket, client: String) {
+        self.server = server
+        self.socket = socket
+        self.client = client
+        parser = HTTPRequestParser(limits: server.config.limits)
+    }
+
+    var loop: EventLoop { server.loop }
+    var isClosed: Bool { if case .closed = phase { true } else { false } }
+
+    func handle(_ events: EventLoop.Events) {
+        if events.contains(.writable) { flush() }
+        if isClosed { return }
+        if events.contains(.readable) || events.contains(.peerClosed) || events.contains(.hangUp) || events.contains(.error) { readAll() }
+    }
+
+    private func readAll() {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while !isClosed {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(socket.fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+                close()
+                return
+            }
+            if count == 0 {
+                // The client went: whatever it was doing ends (a handler's answer is dropped).
+                close()
+                return
+            }
+            switch phase {
+            case .reading:
+                if requestStarted == nil { requestStarted = .now }
+                parser.feed(buffer[0..<count])
+                advance()
+            case .lingering(let until, let dropped):
+                phase = .lingering(until: until, dropped: dropped + count)
+                if dropped + count >= 1 << 20 { close() }
+            case .handling, .streaming, .closed:
+                // Reading stops while a handler answers; a stream's client has nothing to say.
+                continue
+            }
+        }
+    }
+
+    /// Parses what has arrived: answers a refusal, starts a handler, or waits for more.
+    private func advance() {
+        guard case .reading = phase else { return }
+        switch parser.next() {
+        case .refused(let refusal):
+            refuse(APIError(refusal.status, "invalid_request_error", refusal.message))
+        case .request(let request):
+            requestStarted = parser.buffered > 0 ? .now : nil
+            continued = false
+            keepAlive = request.version == "HTTP/1.1" && !HTTPRequestParser.connection(request.headers["connection"], contains: "close")
+                && !server.draining
+            dispatch(request)
+        case .needMore:
+            // A client that asked to be told before it sends its body is told (its size was
+            // checked with the head: an oversized one has had its 413 already).
+            if !continued, let head = parser.awaitingBody, head.version == "HTTP/1.1", head.headers["expect"]?.lowercased() == "100-continue" {
+                continued = true
+                write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+            }
+        }
+    }
+
+    private func dispatch(_ request: HTTPServerRequest) {
+        phase = .handling
+        loop.modify(socket.fd, [.peerClosed])
+        let requestID = APIServer.requestID()
+        let handler = server.handler
+        let loop = self.loop
+        server.began()
+        Task {
+            let response = await handler(request, requestID)
+            loop.execute { [self] in
+                server.ended()
+                respond(response, requestID: requestID)
+            }
+        }
+    }
+
+    private func respond(_ response: APIResponse, requestID: String) {
+        guard case .handling = phase else {
+            if case .stream(let subscriber, _) = response { server.hub.unsubscribe(subscriber) }
+            return
+        }
+        switch response {
+        case .json(let status, let body, let headers):
+            finish(HTTPServer.response(status: status, contentType: "application/json", body: Array(body.text.utf8),
+                                       headers: headers + [("request-id", requestID)], close: !keepAlive))
+        case .raw(let status, let contentType, let body, let headers):
+            finish(HTTPServer.response(status: status, contentType: contentType, body: body, headers: headers + [("request-id", requestID)],
+                                       close: !keepAlive))
+        case .stream(let subscriber, let headers):
+            var head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\nrequest-id: \(requestID)\r\n"
+            for (name, value) in headers { head += "\(name): \(value)\r\n" }
+            // What a slow client can hold up in the kernel is bounded too, not only the buffer.
+            socket.setSendBuffer(APIServer.streamSocketBuffer)
+            phase = .streaming(subscriber)
+            loop.modify(socket.fd, [.readable, .peerClosed])
+            write(Array((head + "\r\n").utf8))
+            let loop = self.loop
+            subscriber.whenReady { loop.execute { [self] in pump() } }
+            if server.draining { drain() } else { pump() }
+        }
+    }
+
+    /// A whole answer: then the next request (keep-alive, perhaps already buffered), or the end.
+    private func finish(_ bytes: [UInt8]) {
+        write(bytes)
+        guard !isClosed else { return }
+        if keepAlive && !server.draining {
+            phase = .reading
+            idleSince = .now
+            loop.modify(socket.fd, watchingWritable ? [.readable, .peerClosed, .writable] : [.readable, .peerClosed])
+            advance()
+        } else {
+            closeAfterFlush = true
+            if sent == outbound.count { close() }
+        }
+    }
+
+    private func refuse(_ error: APIError) {
+        write(APIServer.errorResponse(error, requestID: APIServer.requestID(), close: true))
+        lingerAfterFlush = true
+        if sent == outbound.count { linger() }
+    }
+
+    /// Takes what the stream's subscriber holds while the client keeps up.
+    private func pump() {
+        guard case .streaming(let subscriber) = phase else { return }
+        while outbound.count - sent < APIServer.outboundLimit {
+            switch subscriber.take() {
+            case .nothing:
+                return
+            case .overflowed:
+                server.log.info("stream cut off: the client read too slowly", ("session", .string(subscriber.session)))
+                close()
+                return
+            case .messages(let messages):
+                var text = ""
+                for message in messages { text += "event: \(message.type)\nid: \(message.id)\ndata: \(message.json)\n\n" }
+                write(Array(text.utf8))
+                if isClosed { return }
+            }
+        }
+    }
+
+    /// The server drains: a stream gets a final event (its client reconnects, to another replica,
+    /// from where it was), an idle connection closes, a request in flight finishes first.
+    func drain() {
+        switch phase {
+        case .streaming:
+            let error = APIError(529, "overloaded_error", "this server is shutting down; reconnect with Last-Event-ID")
+            write(Array("event: error\ndata: \(error.json(requestID: APIServer.requestID()).text)\n\n".utf8))
+            closeAfterFlush = true
+            if sent == outbound.count { close() }
+        case .reading:
+            if requestStarted == nil { close() }
+        case .handling:
+            keepAlive = false
+        case .lingering, .closed:
+            break
+        }
+    }
+
+    func tick(_ now: ContinuousClock.Instant) {
+        switch phase {
+        case .reading:
+            if let started = requestStarted, now - started > .seconds(server.config.requestDeadline) {
+                write(APIServer.errorResponse(APIError(408, "timeout_error", "the request did not arrive within \(Int(server.config.requestDeadline)) s"),
+                                              requestID: APIServer.requestID(), close: true))
+                closeAfterFlush = true
+                if sent == outbound.count { close() }
+            } else if requestStarted == nil && now - idleSince > .seconds(server.config.idleTimeout) {
+                close()
+            }
+        case .streaming:
+            if now - lastWrite > .seconds(server.config.pingInterval) && outbound.count == sent {
+                write(Array("event: ping\ndata: {\"type\": \"ping\"}\n\n".utf8))
+            }
+        case .lingering(let until, _):
+            if now > until { close() }
+        case .handling, .closed:
+            break
+        }
+    }
+
+    // MARK: - Writing
+
+    private func write(_ bytes: [UInt8]) {
+        guard !isClosed else { return }
+        outbound += bytes
+        flush()
+    }
+
+    private func flush() {
+        while sent < outbound.count {
+            let count = outbound[sent...].withUnsafeBytes { Glibc.send(socket.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    watch(writable: true)
+                    return
+                }
+                close()
+                return
+            }
+            sent += count
+            lastWrite = .now
+        }
+        outbound.removeAll(keepingCapacity: outbound.count < 1 << 20)
+        sent = 0
+        watch(writable: false)
+        if closeAfterFlush {
+            close()
+        } else if lingerAfterFlush {
+            linger()
+        } else if case .streaming = phase {
+            pump()
+        }
+    }
+
+    private func watch(writable: Bool) {
+        guard writable != watchingWritable, !isClosed else { return }
+        watchingWritable = writable
+        var events: EventLoop.Events = [.peerClosed]
+        switch phase {
+        case .reading, .streaming, .lingering: events.insert(.readable)
+        case .handling, .closed: break
+        }
+        if writable { events.insert(.writable) }
+        loop.modify(socket.fd, events)
+    }
+
+    private func linger() {
+        lingerAfterFlush = false
+        Glibc.shutdown(socket.fd, Int32(SHUT_WR))
+        phase = .lingering(until: .now + .seconds(2), dropped: 0)
+        loop.modify(socket.fd, [.readable, .peerClosed])
+    }
+
+    func close() {
+        guard !isClosed else { return }
+        if case .streaming(let subscriber) = phase { server.hub.unsubscribe(subscriber) }
+        phase = .closed
+        loop.unregister(socket.fd)
+        server.forget(self)
+        socket.close()
     }
 }

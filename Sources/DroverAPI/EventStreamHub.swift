@@ -35,14 +35,13 @@ public final class EventStreamHub: Sendable {
             var closed = false
         }
         private let state: Mutex<State>
-        private let ready = DispatchSemaphore(value: 0)
         let maxBytes: Int
         let stallLimit: Duration
-        /// Called once when the stream overflows: the server closes the connection at once, even
-        /// while a write to the client is blocked.
-        private let onOverflow = Mutex<(@Sendable () -> Void)?>(nil)
+        /// Called (on the poller's task) when messages arrive or the stream overflows: the server's
+        /// event loop then takes them (`take`), or cuts the connection.
+        private let onReady = Mutex<(@Sendable () -> Void)?>(nil)
 
-        public func whenOverflowing(_ action: @escaping @Sendable () -> Void) { onOverflow.withLock { $0 = action } }
+        public func whenReady(_ action: @escaping @Sendable () -> Void) { onReady.withLock { $0 = action } }
 
         init(session: String, after seq: Int64, maxBytes: Int, stallLimit: Duration) {
             self.session = session
@@ -57,8 +56,8 @@ public final class EventStreamHub: Sendable {
         /// larger than the buffer goes alone); overflows when the client has taken nothing for
         /// `stallLimit` with a full buffer.
         func deliver(_ messages: [Message], now: ContinuousClock.Instant = .now) {
-            let (signal, overflowed) = state.withLock { state -> (Bool, Bool) in
-                guard !state.overflowed, !state.closed else { return (false, false) }
+            let signal = state.withLock { state -> Bool in
+                guard !state.overflowed, !state.closed else { return false }
                 var added = false
                 var full = false
                 for message in messages where message.seq > state.lastSeq {
@@ -81,35 +80,22 @@ public final class EventStreamHub: Sendable {
                         state.bytes = 0
                     }
                 }
-                return (added || state.overflowed, state.overflowed)
+                return added || state.overflowed
             }
-            if overflowed { onOverflow.withLock { $0 }?() }
-            if signal { ready.signal() }
+            if signal { onReady.withLock { $0 }?() }
         }
 
-        public enum Next: Sendable {
+        public enum Taken: Sendable {
             case messages([Message])
-            case idle
+            case nothing
             case overflowed
         }
 
-        /// Waits up to `timeout` seconds for messages (blocking: call it on the connection's own thread).
-        public func next(timeout: Double) -> Next {
-            let taken = state.withLock { state -> Next? in
+        /// What has arrived since the last take (never blocks).
+        public func take() -> Taken {
+            state.withLock { state -> Taken in
                 if state.overflowed { return .overflowed }
-                guard !state.queue.isEmpty else { return nil }
-                defer {
-                    state.queue = []
-                    state.bytes = 0
-                    state.fullSince = nil
-                }
-                return .messages(state.queue)
-            }
-            if let taken { return taken }
-            _ = ready.wait(timeout: .now() + timeout)
-            return state.withLock { state -> Next in
-                if state.overflowed { return .overflowed }
-                guard !state.queue.isEmpty else { return .idle }
+                guard !state.queue.isEmpty else { return .nothing }
                 defer {
                     state.queue = []
                     state.bytes = 0
@@ -119,10 +105,10 @@ public final class EventStreamHub: Sendable {
             }
         }
 
-        func close() { state.withLock { $0.closed = true } }
-
-        /// Wakes a stream waiting for events (the server is draining).
-        func wake() { ready.signal() }
+        func close() {
+            state.withLock { $0.closed = true }
+            onReady.withLock { $0 = nil }
+        }
     }
 
     let store: TenantStore
@@ -153,9 +139,6 @@ public final class EventStreamHub: Sendable {
     }
 
     public var streamCount: Int { subscribers.withLock { $0.count } }
-
-    /// Wakes every stream, so that a draining server can end them now rather than at their next ping.
-    public func wakeAll() { subscribers.withLock { Array($0.values) }.forEach { $0.wake() } }
 
     /// Polls until cancelled: at once when `listener` rings (a user event was sent: Postgres
     /// notifies `drover_user_event` or `drover_runnable`), else every `interval` (events the

@@ -155,6 +155,8 @@ extension String {
     final class StreamReader: Sendable {
         let events = Mutex<[String]>([])
         let finished = Mutex(false)
+        /// The response head arrived: the stream is subscribed.
+        let opened = Mutex(false)
         let client: RawHTTP
 
         /// `after`: an event id to resume after (`Last-Event-ID`).
@@ -179,6 +181,7 @@ extension String {
                         }
                         bytes = Array(received[(end + 4)...])
                         head = nil
+                        opened.withLock { $0 = true }
                     }
                     pending += String(decoding: bytes, as: UTF8.self)
                     while let range = pending.range(of: "\n\n") {
@@ -237,7 +240,12 @@ extension String {
             let (client, session) = try session(api, key: key)
             defer { client.close() }
             let readers = try (0..<streams).map { _ in try StreamReader(api.address, key: key, session: session) }
-            try await Task.sleep(for: .seconds(1))
+            // Every stream subscribed (its head arrived) before the first event: a stream opened
+            // without a position starts from now.
+            let opened = ContinuousClock.now + .seconds(30)
+            while readers.contains(where: { !$0.opened.withLock { $0 } }) && ContinuousClock.now < opened {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             for index in 0..<10 { try send(client, key: key, session: session, text: "message \(index)") }
             let counts = try await waitFor(readers, count: 10)
             #expect(counts.allSatisfy { $0 == 10 }, "every stream got every event once: \(Dictionary(grouping: counts, by: { $0 }).mapValues(\.count))")

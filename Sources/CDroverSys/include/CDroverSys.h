@@ -13,6 +13,22 @@ int drover_pipe_cloexec(int fds[2]);
 /* accept4(fd, NULL, NULL, SOCK_CLOEXEC), likewise _GNU_SOURCE only. */
 int drover_accept_cloexec(int fd);
 
+/* accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK): for an event loop's listener. */
+int drover_accept_nonblock(int fd);
+
+/* The event loop's kernel calls, flattened so that Swift never handles the packed `epoll_event`:
+   each registration carries its descriptor as its data. `drover_epoll_wait` fills `fds[i]` and
+   `events[i]` for up to `max` ready descriptors and returns how many (or -1 with errno set). */
+int drover_epoll_create(void);
+int drover_epoll_ctl(int epfd, int op, int fd, unsigned int events);
+int drover_epoll_wait(int epfd, int *fds, unsigned int *events, int max, int timeout_ms);
+/* A non-blocking, close-on-exec eventfd: how other threads wake the loop. */
+int drover_eventfd(void);
+/* O_NONBLOCK on a descriptor (0 or -1 with errno set). */
+int drover_set_nonblocking(int fd);
+extern const unsigned int drover_epollin, drover_epollout, drover_epollerr, drover_epollhup, drover_epollrdhup;
+extern const int drover_epoll_ctl_add, drover_epoll_ctl_mod, drover_epoll_ctl_del;
+
 /* The calling thread's id (gettid), for moving one thread into a cgroup v1 `tasks` file. */
 int drover_gettid(void);
 

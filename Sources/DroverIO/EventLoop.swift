@@ -1,0 +1,134 @@
+import CDroverSys
+import DroverCore
+import Foundation
+import Synchronization
+
+/// One thread that owns a set of non-blocking descriptors (epoll), in the spirit of swift-nio's
+/// event loop: every registered descriptor's handler, every `execute`d closure and every tick run
+/// on that thread, one at a time, so the state they touch needs no lock. Other threads hand it
+/// work with `execute` (an eventfd wakes it). Thousands of connections cost a thread in all, not a
+/// thread each.
+///
+/// Loop-confined state (`handlers`, `ticks`, and whatever the handlers own) is only touched on
+/// the loop's thread; `@unchecked Sendable` rests on that rule, which `assertOnLoop` checks in
+/// debug builds.
+public final class EventLoop: @unchecked Sendable {
+    public struct Events: OptionSet, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        public static let readable = Events(rawValue: drover_epollin)
+        public static let writable = Events(rawValue: drover_epollout)
+        /// The peer closed its side (reported even when not reading).
+        public static let peerClosed = Events(rawValue: drover_epollrdhup)
+        public static let error = Events(rawValue: drover_epollerr)
+        public static let hangUp = Events(rawValue: drover_epollhup)
+    }
+
+    private let epoll: Int32
+    private let wakeFD: Int32
+    private let name: String
+    /// Loop-confined.
+    private var handlers: [Int32: (Events) -> Void] = [:]
+    private var ticks: [(interval: Duration, next: ContinuousClock.Instant, body: () -> Void)] = []
+    private let queue = Mutex<[@Sendable () -> Void]>([])
+    private let stopped = Atomic<Bool>(false)
+    private let threadID = Mutex<pthread_t?>(nil)
+    private let finished = DispatchSemaphore(value: 0)
+
+    public init(name: String) throws {
+        epoll = drover_epoll_create()
+        guard epoll >= 0 else { throw SystemError(errno: errno, call: "epoll_create1") }
+        wakeFD = drover_eventfd()
+        guard wakeFD >= 0 else { throw SystemError(errno: errno, call: "eventfd") }
+        self.name = name
+        _ = drover_epoll_ctl(epoll, drover_epoll_ctl_add, wakeFD, drover_epollin)
+    }
+
+    public func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Runs `work` on the loop's thread, soon; from any thread.
+    public func execute(_ work: @escaping @Sendable () -> Void) {
+        queue.withLock { $0.append(work) }
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeFD, &one, 8)
+    }
+
+    /// Whether the caller is on the loop's thread.
+    public var inLoop: Bool { threadID.withLock { $0.map { pthread_equal($0, pthread_self()) != 0 } ?? false } }
+
+    public func assertOnLoop() { assert(inLoop, "\(name): loop-confined state touched off the loop") }
+
+    /// Watches `fd` for `events` (loop thread only). Error and hang-up are always reported.
+    public func register(_ fd: Int32, _ events: Events, _ handler: @escaping (Events) -> Void) {
+        assertOnLoop()
+        handlers[fd] = handler
+        _ = drover_epoll_ctl(epoll, drover_epoll_ctl_add, fd, events.rawValue)
+    }
+
+    public func modify(_ fd: Int32, _ events: Events) {
+        assertOnLoop()
+        _ = drover_epoll_ctl(epoll, drover_epoll_ctl_mod, fd, events.rawValue)
+    }
+
+    /// Stops watching `fd` (before the caller closes it, so the number can never reach a stale handler).
+    public func unregister(_ fd: Int32) {
+        assertOnLoop()
+        handlers[fd] = nil
+        _ = drover_epoll_ctl(epoll, drover_epoll_ctl_del, fd, 0)
+    }
+
+    /// Runs `body` on the loop every `interval` (loop thread only): deadlines, pings.
+    public func every(_ interval: Duration, _ body: @escaping () -> Void) {
+        assertOnLoop()
+        ticks.append((interval, .now + interval, body))
+    }
+
+    /// Ends the loop after the work already queued; waits for its thread to finish.
+    public func stop() {
+        stopped.store(true, ordering: .sequentiallyConsistent)
+        execute {}
+        if !inLoop { finished.wait() }
+    }
+
+    private func run() {
+        threadID.withLock { $0 = pthread_self() }
+        defer {
+            Glibc.close(epoll)
+            Glibc.close(wakeFD)
+            finished.signal()
+        }
+        var fds = [Int32](repeating: 0, count: 256)
+        var events = [UInt32](repeating: 0, count: 256)
+        while !stopped.load(ordering: .sequentiallyConsistent) {
+            let now = ContinuousClock.now
+            let nextTick = ticks.map(\.next).min()
+            let timeout = nextTick.map { max(0, Int((($0 - now) / .milliseconds(1)).rounded(.up))) } ?? 1000
+            let count = drover_epoll_wait(epoll, &fds, &events, 256, Int32(min(timeout, 1000)))
+            if count < 0 && errno != EINTR { break }
+            for index in 0..<max(0, Int(count)) {
+                let fd = fds[index]
+                if fd == wakeFD {
+                    var value: UInt64 = 0
+                    _ = Glibc.read(wakeFD, &value, 8)
+                    continue
+                }
+                // A handler may have closed and unregistered another descriptor of this batch.
+                handlers[fd]?(Events(rawValue: events[index]))
+            }
+            let work = queue.withLock { queue -> [@Sendable () -> Void] in
+                defer { queue = [] }
+                return queue
+            }
+            work.forEach { $0() }
+            let after = ContinuousClock.now
+            for index in ticks.indices where ticks[index].next <= after {
+                ticks[index].next = after + ticks[index].interval
+                ticks[index].body()
+            }
+        }
+    }
+}
