@@ -42,6 +42,9 @@ public final class APIServer: Sendable {
     /// Loop-confined: the connections and the per-client counts.
     private let table: ConnectionTable
     private let counts = Mutex((connections: 0, inFlight: 0, draining: false))
+    /// Streams whose subscriber has something (by descriptor), gathered from the hub's poller and
+    /// pumped in one pass of the loop: a thousand streams of one event cost one wake-up.
+    private let readyStreams = Mutex<Set<Int32>>([])
 
     public init(config: Config, listener: Listener, hub: EventStreamHub, log: Log,
                 handler: @escaping @Sendable (HTTPServerRequest, String) async -> APIResponse) throws {
@@ -126,6 +129,24 @@ public final class APIServer: Sendable {
     private func checkDeadlines() {
         let now = ContinuousClock.now
         for connection in Array(table.connections.values) { connection.tick(now) }
+    }
+
+    /// A stream's subscriber has events (called on the hub's poller).
+    fileprivate func streamReady(_ fd: Int32) {
+        let first = readyStreams.withLock { ready -> Bool in
+            ready.insert(fd)
+            return ready.count == 1
+        }
+        if first { loop.execute { [self] in pumpReadyStreams() } }
+    }
+
+    private func pumpReadyStreams() {
+        let ready = readyStreams.withLock { ready -> Set<Int32> in
+            defer { ready = [] }
+            return ready
+        }
+        // A descriptor closed and reused meanwhile names a connection that is not streaming: its pump does nothing.
+        for fd in ready { table.connections[fd]?.pump() }
     }
 
     fileprivate func began() { counts.withLock { $0.inFlight += 1 } }
@@ -282,8 +303,8 @@ private final class Connection: @unchecked Sendable {
             phase = .streaming(subscriber)
             loop.modify(socket.fd, [.readable, .peerClosed])
             write(Array((head + "\r\n").utf8))
-            let loop = self.loop
-            subscriber.whenReady { loop.execute { [self] in pump() } }
+            let (server, fd) = (self.server, socket.fd)
+            subscriber.whenReady { server.streamReady(fd) }
             if server.draining { drain() } else { pump() }
         }
     }
@@ -310,7 +331,7 @@ private final class Connection: @unchecked Sendable {
     }
 
     /// Takes what the stream's subscriber holds while the client keeps up.
-    private func pump() {
+    func pump() {
         guard case .streaming(let subscriber) = phase else { return }
         while outbound.count - sent < APIServer.outboundLimit {
             switch subscriber.take() {
@@ -321,9 +342,8 @@ private final class Connection: @unchecked Sendable {
                 close()
                 return
             case .messages(let messages):
-                var text = ""
-                for message in messages { text += "event: \(message.type)\nid: \(message.id)\ndata: \(message.json)\n\n" }
-                write(Array(text.utf8))
+                for message in messages { outbound += message.sse }
+                flush()
                 if isClosed { return }
             }
         }

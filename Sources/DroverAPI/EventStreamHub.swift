@@ -22,6 +22,17 @@ public final class EventStreamHub: Sendable {
             public var id: String
             public var type: String
             public var json: String
+            /// The message as the stream sends it (`event`, `id`, `data`), made once per event
+            /// and shared by every stream that sends it.
+            public let sse: [UInt8]
+
+            public init(seq: Int64, id: String, type: String, json: String) {
+                self.seq = seq
+                self.id = id
+                self.type = type
+                self.json = json
+                sse = Array("event: \(type)\nid: \(id)\ndata: \(json)\n\n".utf8)
+            }
         }
 
         let session: String
@@ -39,9 +50,18 @@ public final class EventStreamHub: Sendable {
         let stallLimit: Duration
         /// Called (on the poller's task) when messages arrive or the stream overflows: the server's
         /// event loop then takes them (`take`), or cuts the connection.
-        private let onReady = Mutex<(@Sendable () -> Void)?>(nil)
+        ///
+        /// Held in a box: a closure kept in a `Mutex` and read back through `withLock`'s `inout`
+        /// is re-abstracted in place at every read, each read wrapping it in one more thunk (seen:
+        /// the poller's deliveries slowing without end under 1,000 streams).
+        private let onReady = Mutex<Callback?>(nil)
 
-        public func whenReady(_ action: @escaping @Sendable () -> Void) { onReady.withLock { $0 = action } }
+        final class Callback: Sendable {
+            let action: @Sendable () -> Void
+            init(_ action: @escaping @Sendable () -> Void) { self.action = action }
+        }
+
+        public func whenReady(_ action: @escaping @Sendable () -> Void) { onReady.withLock { $0 = Callback(action) } }
 
         init(session: String, after seq: Int64, maxBytes: Int, stallLimit: Duration) {
             self.session = session
@@ -61,7 +81,7 @@ public final class EventStreamHub: Sendable {
                 var added = false
                 var full = false
                 for message in messages where message.seq > state.lastSeq {
-                    let size = message.json.utf8.count
+                    let size = message.sse.count
                     if state.bytes + size > maxBytes && !state.queue.isEmpty {
                         full = true
                         break
@@ -82,7 +102,7 @@ public final class EventStreamHub: Sendable {
                 }
                 return added || state.overflowed
             }
-            if signal { onReady.withLock { $0 }?() }
+            if signal { onReady.withLock { $0 }?.action() }
         }
 
         public enum Taken: Sendable {

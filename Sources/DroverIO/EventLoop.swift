@@ -52,7 +52,13 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Runs `work` on the loop's thread, soon; from any thread.
     public func execute(_ work: @escaping @Sendable () -> Void) {
-        queue.withLock { $0.append(work) }
+        // Only the first closure of a batch wakes the loop: it takes the whole queue at once (a
+        // stream fan-out hands it a thousand closures for one event, and one write, not a thousand).
+        let wasEmpty = queue.withLock { queue -> Bool in
+            queue.append(work)
+            return queue.count == 1
+        }
+        guard wasEmpty else { return }
         var one: UInt64 = 1
         _ = Glibc.write(wakeFD, &one, 8)
     }

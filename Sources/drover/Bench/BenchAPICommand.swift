@@ -1,3 +1,4 @@
+import CDroverSys
 import DroverCore
 import DroverIO
 import DroverPostgres
@@ -18,9 +19,10 @@ struct BenchAPICommand: Command {
                                     keep-alive connections, each on its own session
           sessions_retrieve_per_s   GET /v1/sessions/{id}, likewise
           stream_latency_user_*     a user event committed (send_event returned) → received by a
-                                    streaming client, p50/p99, with 1 and with 200 streams open on
-                                    the session (every stream's receipt is a sample); Postgres's
-                                    notification wakes the API's poller
+                                    streaming client, p50/p99, with 1 and with 1,000 streams open
+                                    on the session (every stream's receipt is a sample; the
+                                    readers are one event loop); Postgres's notification wakes
+                                    the API's poller
           stream_latency_harness_*  the same for an event a harness's group commit appends with
                                     --notify-streams (write_batch: one notification per commit)
           stream_latency_agent_*    the same for an event a lease holder appends (append_event),
@@ -81,7 +83,7 @@ struct BenchAPICommand: Command {
             results.append(BenchResult(name: "sessions_retrieve_per_s", value: retrieve, unit: "requests/s"))
             Progress.say(String(format: "sessions.retrieve: %.0f requests/s", retrieve))
             for writer in [Writer.user, .harness, .agent] {
-                for streams in [1, 200] {
+                for streams in [1, 1000] {
                     let session = try post("/v1/sessions", #"{"agent":"\#(agent)","environment_id":"\#(env)"}"#)["id"]?.stringValue ?? ""
                     let latency = try await streamLatency(
                         address, key: key, session: session, streams: streams, samples: samples, writer: writer, sql: sql)
@@ -147,6 +149,8 @@ struct BenchAPICommand: Command {
         case harness
     }
 
+    static let probeMarker = Array("\"text\": \"probe-".utf8)
+
     /// Commit → receipt, for every stream and event.
     static func streamLatency(
         _ address: String, key: String, session: String, streams: Int, samples: Int, writer: Writer, sql: ConnectionPool
@@ -158,41 +162,67 @@ struct BenchAPICommand: Command {
             let refused = Mutex(0)
         }
         let receipts = Receipts()
+        // The readers are one event loop, as the server is: a thread per stream on the client
+        // would make the load generator's scheduling the measurement (1,000 threads on 2 cores).
+        let loop = try EventLoop(name: "bench.streams")
+        loop.start()
+        defer { loop.stop() }
         var sockets: [HTTPConnection] = []
         for _ in 0..<streams {
             let connection = try HTTPConnection.connect(address, timeout: 60)
             try connection.send("GET /v1/sessions/\(session)/events/stream HTTP/1.1\r\nhost: drover\r\nx-api-key: \(key)\r\n\r\n")
             sockets.append(connection)
-            Thread {
+            final class Reader: @unchecked Sendable {
                 var pending: [UInt8] = []
-                var buffer = [UInt8](repeating: 0, count: 65_536)
                 var headSeen = false
-                while let count = try? connection.socket.read(into: &buffer), count > 0 {
-                    let now = DispatchTime.now().uptimeNanoseconds
-                    pending += buffer[0..<count]
-                    if !headSeen, let end = HTTPRequestParser.find([13, 10, 13, 10], in: pending[...]) {
-                        // A refused stream (503 past a connection cap) must not pass for an open one.
-                        let statusLine = String(decoding: pending.prefix { $0 != 13 }, as: UTF8.self)
-                        pending.removeFirst(end + 4)
-                        headSeen = true
-                        receipts.opened.withLock { $0 += 1 }
-                        if !statusLine.contains(" 200 ") { receipts.refused.withLock { $0 += 1 } }
-                    }
-                    while let end = HTTPRequestParser.find([10, 10], in: pending[...]) {
-                        let message = String(decoding: pending[..<end], as: UTF8.self)
-                        pending.removeFirst(end + 2)
-                        if let range = message.range(of: "\"text\": \"probe-") {
-                            let label = String(message[range.upperBound...].prefix { $0 != "\"" })
-                            receipts.times.withLock { $0[label, default: []].append(now) }
+            }
+            let reader = Reader()
+            let fd = connection.socket.fd
+            loop.execute {
+                _ = drover_set_nonblocking(fd)
+                loop.register(fd, [.readable, .peerClosed]) { _ in
+                    var buffer = [UInt8](repeating: 0, count: 65_536)
+                    while true {
+                        let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+                        guard count > 0 else {
+                            if count == 0 || (errno != EAGAIN && errno != EINTR) { loop.unregister(fd) }
+                            return
                         }
+                        let now = DispatchTime.now().uptimeNanoseconds
+                        reader.pending += buffer[0..<count]
+                        if !reader.headSeen, let end = HTTPRequestParser.find([13, 10, 13, 10], in: reader.pending[...]) {
+                            // A refused stream (503 past a connection cap) must not pass for an open one.
+                            let statusLine = String(decoding: reader.pending.prefix { $0 != 13 }, as: UTF8.self)
+                            reader.pending.removeFirst(end + 4)
+                            reader.headSeen = true
+                            receipts.opened.withLock { $0 += 1 }
+                            if !statusLine.contains(" 200 ") { receipts.refused.withLock { $0 += 1 } }
+                        }
+                        guard reader.headSeen else { continue }
+                        var consumed = 0
+                        while let end = HTTPRequestParser.find([10, 10], in: reader.pending[consumed...]) {
+                            if let at = HTTPRequestParser.find(Self.probeMarker, in: reader.pending[consumed..<end]) {
+                                let label = String(decoding: reader.pending[(at + Self.probeMarker.count)..<end].prefix { $0 != 34 }, as: UTF8.self)
+                                receipts.times.withLock { $0[label, default: []].append(now) }
+                            }
+                            consumed = end + 2
+                        }
+                        reader.pending.removeFirst(consumed)
                     }
                 }
-                // The reader closes its own socket: closed from elsewhere, its descriptor could be
-                // reused by the next run's connection while this thread still reads it.
-                connection.close()
-            }.start()
+            }
         }
-        defer { sockets.forEach { $0.socket.shutdown() } }
+        // The loop stops watching them before they close (their numbers may be reused).
+        let opened = sockets
+        defer {
+            let done = DispatchSemaphore(value: 0)
+            loop.execute {
+                for socket in opened { loop.unregister(socket.socket.fd) }
+                done.signal()
+            }
+            done.wait()
+            opened.forEach { $0.close() }
+        }
         while receipts.opened.withLock({ $0 }) < streams { try await Task.sleep(for: .milliseconds(10)) }
         let refused = receipts.refused.withLock { $0 }
         guard refused == 0 else { throw DroverError(.invalidArgument, "\(refused) of \(streams) streams were refused") }
