@@ -12,7 +12,7 @@ struct BenchAPICommand: Command {
     static let name = "bench api"
     static let summary = "benchmark the HTTP API: requests/s and commit→stream latency"
     static let help = """
-        usage: drover bench api [--seconds S] [--clients N] [--samples N] [--json]
+        usage: drover bench api [--seconds S] [--clients N] [--samples N] [--api-binary PATH] [--json]
 
         In a scratch database on the DATABASE_URL server, with a `drover api` process:
           events_send_per_s         POST /v1/sessions/{id}/events (one user.message), --clients
@@ -31,9 +31,12 @@ struct BenchAPICommand: Command {
           --seconds S   seconds per throughput run (default 5)
           --clients N   concurrent connections for throughput (default 16)
           --samples N   events sent for each latency run (default 200)
+          --api-binary PATH
+                        the `drover` whose `api` is measured (default this one): another build
+                        measured by the same load generator, for a side-by-side comparison
           --json        one JSON object instead of a table
         """
-    static let options: Set<String> = ["seconds", "clients", "samples"]
+    static let options: Set<String> = ["seconds", "clients", "samples", "api-binary"]
     static let flags: Set<String> = ["json"]
 
     static func run(_ arguments: Arguments) async throws {
@@ -44,7 +47,7 @@ struct BenchAPICommand: Command {
         let database = try await ScratchDatabase.create(
             on: try Environment.databaseURL(), prefix: "drover_bench", migrations: try Migration.load(from: directory))
         let sql = ConnectionPool(conninfo: database.conninfo, maxConnections: 2)
-        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let binary = arguments.value("api-binary") ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         // The load generator is one client address with hundreds of streams (and the last run's
         // still closing): the per-client share is lifted to the whole cap.
         let api = try ChildDaemon(binary: binary, ["api", "--listen", "127.0.0.1:0", "--grace", "1", "--db-connections", "8",
@@ -107,7 +110,7 @@ struct BenchAPICommand: Command {
         try await database.drop()
         BenchReport.print("drover bench api", results, json: arguments.has("json"), extra: [
             ("benchmark", "api"), ("cores", String(ProcessInfo.processInfo.activeProcessorCount)), ("clients", String(clients)),
-            ("seconds", String(seconds)), ("samples", String(samples)),
+            ("seconds", String(seconds)), ("samples", String(samples)), ("api_binary", binary),
         ])
     }
 
