@@ -64,6 +64,9 @@ public enum PoolProtocol {
         /// sandbox a network of its own.
         public static let networkUnavailable = ErrorCode(rawValue: "network_unavailable")
         public static let shuttingDown = ErrorCode(rawValue: "shutting_down")
+        /// The connection that asked closed before the answer (a provision waiting in line for a
+        /// harness that died): it leaves the line, and nothing is kept for it.
+        public static let clientGone = ErrorCode(rawValue: "client_gone")
         /// Client side: the pool could not be reached or the connection dropped mid-request.
         public static let unreachable = ErrorCode(rawValue: "unreachable")
         public static let `internal` = ErrorCode(rawValue: "internal")

@@ -64,7 +64,8 @@ final class AdmissionQueue: Sendable {
         resumed?.resume()
     }
 
-    /// Suspends until the ticket is woken or `timeout` passes.
+    /// Suspends until the ticket is woken, `timeout` passes, or the waiting task is cancelled (its
+    /// client went away).
     func park(_ ticket: UInt64, timeout: Duration) async {
         let timer = Task { [weak self] in
             // Cancelled (the park ended first): no wake, or the next park would return at once.
@@ -72,13 +73,17 @@ final class AdmissionQueue: Sendable {
             self?.wake(ticket)
         }
         defer { timer.cancel() }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
-                if state.woken.remove(ticket) != nil { return true }
-                state.parked[ticket] = continuation
-                return false
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.woken.remove(ticket) != nil { return true }
+                    state.parked[ticket] = continuation
+                    return false
+                }
+                if now { continuation.resume() }
             }
-            if now { continuation.resume() }
+        } onCancel: {
+            wake(ticket)
         }
     }
 }

@@ -80,8 +80,13 @@ final class PoolServer: Sendable {
         // connection's start: a client that drips a byte now and then cannot extend it.
         socket.setReadTimeout(min(1, config.helloDeadline))
         log.debug("connection opened", ("fd", .number(Double(socket.fd))))
+        // Provisions still being handled when the client goes: cancelled (one waiting in line
+        // leaves it), and a sandbox made for no one is destroyed (`answer`).
+        let handling = Handling()
+        var nextRequest: UInt64 = 0
         defer {
             forgetUnauthenticated(socket)
+            for task in handling.tasks.withLock({ Array($0.values) }) { task.cancel() }
             log.debug("connection closed", ("fd", .number(Double(socket.fd))))
         }
         while true {
@@ -120,13 +125,20 @@ final class PoolServer: Sendable {
                                 .unauthorized, "send {\"op\":\"hello\",\"version\":\(PoolProtocol.version),\"token\":…} first")))
                         } else {
                             state.withLock { $0.inFlight += 1 }
-                            Task {
-                                let answer = await handle(request)
-                                reply(socket, render(request.id, answer))
-                                state.withLock {
-                                    $0.inFlight -= 1
-                                    $0.served += 1
+                            nextRequest += 1
+                            let key = nextRequest
+                            handling.tasks.withLock { tasks in
+                                let task = Task {
+                                    await answer(request, on: socket)
+                                    _ = handling.tasks.withLock { $0.removeValue(forKey: key) }
+                                    state.withLock {
+                                        $0.inFlight -= 1
+                                        $0.served += 1
+                                    }
                                 }
+                                // Only a provision is given up with its client: a call runs on, so
+                                // that the harness that resumes the session gets its one result.
+                                if request.op == "provision" { tasks[key] = task }
                             }
                         }
                     }
@@ -156,11 +168,30 @@ final class PoolServer: Sendable {
         state.withLock { $0.unauthenticated.removeAll { $0 === socket } }
     }
 
-    private func reply(_ socket: Socket, _ line: String) {
+    /// One connection's requests in flight, by arrival.
+    private final class Handling: Sendable {
+        let tasks = Mutex<[UInt64: Task<Void, Never>]>([:])
+    }
+
+    /// Handles one request and replies; a sandbox provisioned for a client that is gone by then is
+    /// destroyed, so a dead harness's provision holds no slot.
+    private func answer(_ request: PoolProtocol.Request, on socket: Socket) async {
+        let answer = await handle(request)
+        let delivered = reply(socket, render(request.id, answer))
+        if !delivered, request.op == "provision", case .success(let result) = answer, let sandbox = result["sandbox"]?.stringValue {
+            log.info("sandbox destroyed: its client went away before the answer", ("sandbox", .string(sandbox)))
+            try? await pool.destroy(sandbox)
+        }
+    }
+
+    @discardableResult
+    private func reply(_ socket: Socket, _ line: String) -> Bool {
         do {
             try socket.send(line: line)
+            return true
         } catch {
             log.debug("reply not delivered", ("error", .string("\(error)")))
+            return false
         }
     }
 

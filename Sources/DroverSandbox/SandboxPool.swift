@@ -251,6 +251,8 @@ final class SandboxPool: Sendable {
                 throw Failure(.capacity, "no room for \(Int(wait.rounded())) s: all \(config.capacity) sandboxes of this pool were running calls")
             }
             await admission.park(ticket!, timeout: left)
+            // Its client went away (a harness that died): out of the line, so no room is kept for no one.
+            if Task.isCancelled { throw Failure(.clientGone, "the connection that asked for this sandbox closed while it waited in line") }
         }
     }
 

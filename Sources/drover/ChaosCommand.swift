@@ -36,6 +36,11 @@ struct ChaosCommand: Command {
         agent's MCP servers answer endlessly or with a leaky error body and whose tool calls write
         into FIFOs. Every daemon must survive, every malformed input must get a coded answer, and
         the hostile sessions' logs must hold bounded errors only.
+
+        Then a burst beyond capacity: the pools make way for one of capacity 8, and half as many
+        sessions as --sessions (at least 40) are queued at once, each with a tool call, while a
+        harness holding leases is SIGKILLed. Calls must wait their turn (the pool reports them in
+        line), every burst session must end its turn, no call may fail, and `verify` must pass.
         Prints the seed; exits 1 on any failure. --seed replays a run.
         """
     static let options: Set<String> = ["seed", "sessions", "harnesses", "timeout"]
@@ -86,6 +91,8 @@ final class ChaosRun: @unchecked Sendable {
     let hostile: HostilePhase
     var hostileAgent = ""
     var hostileSessions = 0
+    var agent = ""
+    var environment = ""
     let harnessCount: Int
 
     init(database: ScratchDatabase, seed: UInt64, harnesses: Int) async throws {
@@ -107,7 +114,7 @@ final class ChaosRun: @unchecked Sendable {
         ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo {{tool_use_id}} >> effects.log; sleep 0.3"]]], "latency_ms": 300],
         ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo {{tool_use_id}} >> effects.log"]]], "latency_ms": 300],
         ["content": [["type": "text", "text": "done"]], "latency_ms": 100],
-    ], "variants": [HostilePhase.variant]]
+    ], "variants": [HostilePhase.variant, ChaosRun.burstVariant]]
 
     func log(_ text: String) { Output.line(String(format: "[%6.1fs] ", (ContinuousClock.now - started) / .seconds(1)) + text) }
     let started = ContinuousClock.now
@@ -141,8 +148,8 @@ final class ChaosRun: @unchecked Sendable {
                               environment: ["DATABASE_URL": database.conninfo])
         apiAddress = try await api.waitForLog("listening")["address"]?.stringValue ?? ""
         let store = SessionStore(pool: sql)
-        let agent = try await store.createAgent(name: "chaos", model: "scripted")
-        let environment = try await store.createEnvironment(name: "chaos")
+        agent = try await store.createAgent(name: "chaos", model: "scripted")
+        environment = try await store.createEnvironment(name: "chaos")
         try await sql.query(
             "SELECT count(drover.create_session($1, $2, '{\"content\":[{\"type\":\"text\",\"text\":\"go\"}]}', 0)) FROM generate_series(1, $3)",
             [agent, environment, sessions])
@@ -224,7 +231,8 @@ final class ChaosRun: @unchecked Sendable {
         attacking.store(false, ordering: .relaxed)
         while !attack.isFinished { try await Task.sleep(for: .milliseconds(50)) }
         log("all sessions idle; verifying")
-        return try await check() + checkHostile()
+        let failures = try await check() + checkHostile()
+        return try await failures + burst(sessions: max(40, sessions / 2), deadline: deadline)
     }
 
     /// `verify`, then every side-effect file against the log.

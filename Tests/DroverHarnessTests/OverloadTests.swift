@@ -91,4 +91,38 @@ import Testing
         }
         await cluster.stop()
     }
+
+    /// A provision waiting in line whose client goes away (a harness that died) leaves the line,
+    /// and no sandbox is made for it: the room goes to the living.
+    @Test func aProvisionWaitingForAClientThatWentAwayLeavesTheLine() async throws {
+        try await TestDatabase.with { db in
+            let pool = try await RunningPool.start(["--warm", "0", "--grace", "1", "--capacity", "1"], environment: ["DATABASE_URL": db.conninfo])
+            defer { Task { await pool.stop() } }
+            let busy = try await PoolClient.connect(pool.address, token: pool.token)
+            defer { busy.close() }
+            let observer = try await PoolClient.connect(pool.address, token: pool.token)
+            defer { observer.close() }
+            // The pool's one sandbox runs a call: the next provision waits in line.
+            let sandbox = try await busy.provision()
+            let running = Task { try await busy.execute(sandbox: sandbox, callID: "long", name: "bash", input: ["command": "sleep 4"]) }
+            try await Task.sleep(for: .milliseconds(300))
+            let leaving = try await PoolClient.connect(pool.address, token: pool.token)
+            let waiting = Task { try? await leaving.provision(wait: 60) }
+            try await Polling.until("a provision in line", timeout: 5) {
+                try await observer.request("stats")["waiting"]?.intValue == 1
+            }
+            leaving.close()
+            // At once, not when the running call ends and makes room.
+            try await Polling.until("the line empty once its client closed", timeout: 1.5) {
+                try await observer.request("stats")["waiting"]?.intValue == 0
+            }
+            _ = await waiting.value
+            _ = try await running.value
+            try await Task.sleep(for: .milliseconds(300))
+            let listed = try await observer.request("list")
+            guard case .array(let sandboxes)? = listed["sandboxes"] else { Issue.record("no list: \(listed)"); return }
+            // The busy sandbox is still there: it was not reclaimed to make one for no one.
+            #expect(sandboxes.map { $0["sandbox"]?.stringValue } == [sandbox], "no sandbox was made for the client that left: \(listed)")
+        }
+    }
 }
