@@ -287,7 +287,19 @@ final class SandboxPool: Sendable {
             case .refuse(let failure): throw failure
             case .evict(let sandbox, let lastUsed):
                 // Fails when a call started in it meanwhile; then look again.
-                if sandbox.markReclaimedIfIdle(since: lastUsed, .evicted) { await end(sandbox, .evicted) }
+                guard sandbox.markReclaimedIfIdle(since: lastUsed, .evicted) else { continue }
+                // Its slot is this provision's at once, in the step that takes it off the books;
+                // its workspace and group are removed in the background. Awaiting that here kept
+                // the whole line waiting on one removal at a time (a burst drained at one
+                // unmount per session).
+                let took = state.withLock { state -> Bool in
+                    guard Self.detach(sandbox, .evicted, from: &state) else { return false }
+                    state.reserved += 1
+                    return true
+                }
+                guard took else { continue }
+                Task { await dispose(sandbox, .evicted) }
+                return true
             }
         }
     }
@@ -390,15 +402,22 @@ final class SandboxPool: Sendable {
 
     /// Removes an ended sandbox (already marked ended): its processes, workspace and group.
     private func end(_ sandbox: Sandbox, _ reason: SandboxEnd) async {
-        let removed = state.withLock { state -> Bool in
-            guard state.sandboxes.removeValue(forKey: sandbox.id) != nil else { return false }
-            state.ended[sandbox.id] = reason
-            state.endedOrder.append(sandbox.id)
-            if state.endedOrder.count > Self.rememberedEnded { state.ended[state.endedOrder.removeFirst()] = nil }
-            if reason.isReclaim { state.reclaimed += 1 }
-            return true
-        }
-        guard removed else { return }
+        guard state.withLock({ Self.detach(sandbox, reason, from: &$0) }) else { return }
+        await dispose(sandbox, reason)
+    }
+
+    /// Takes an ended sandbox out of the pool's books; false when it was out already.
+    private static func detach(_ sandbox: Sandbox, _ reason: SandboxEnd, from state: inout State) -> Bool {
+        guard state.sandboxes.removeValue(forKey: sandbox.id) != nil else { return false }
+        state.ended[sandbox.id] = reason
+        state.endedOrder.append(sandbox.id)
+        if state.endedOrder.count > rememberedEnded { state.ended[state.endedOrder.removeFirst()] = nil }
+        if reason.isReclaim { state.reclaimed += 1 }
+        return true
+    }
+
+    /// Kills a detached sandbox's processes and removes its workspace and group.
+    private func dispose(_ sandbox: Sandbox, _ reason: SandboxEnd) async {
         processes.killAll(prefix: sandbox.id + "/")
         _ = try? await housekeeping.run { [self] in release(sandbox.workspace, sandbox.cgroup) }
         admission.wakeFirst()
