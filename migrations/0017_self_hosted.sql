@@ -188,9 +188,8 @@ BEGIN
 END;
 $$;
 
--- Acknowledges a handed-out item: queued → starting, out of the queue, its lease running
--- (p_ttl seconds until the first heartbeat). Acknowledging again is harmless.
-CREATE FUNCTION drover.work_ack(p_env text, p_work text, p_ttl integer) RETURNS jsonb LANGUAGE plpgsql AS $$
+-- The environment's item, locked for the change the caller makes (not_found otherwise).
+CREATE FUNCTION drover.work_locked(p_env text, p_work text) RETURNS drover.work_items LANGUAGE plpgsql AS $$
 DECLARE
     w drover.work_items;
 BEGIN
@@ -198,6 +197,17 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM drover.raise_coded('not_found', format('no work item %s', p_work));
     END IF;
+    RETURN w;
+END;
+$$;
+
+-- Acknowledges a handed-out item: queued → starting, out of the queue, its lease running
+-- (p_ttl seconds until the first heartbeat). Acknowledging again is harmless.
+CREATE FUNCTION drover.work_ack(p_env text, p_work text, p_ttl integer) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    w drover.work_items;
+BEGIN
+    w := drover.work_locked(p_env, p_work);
     IF w.state = 'queued' AND w.polled_at IS NOT NULL THEN
         UPDATE drover.work_items SET state = 'starting', acknowledged_at = now(), ttl_seconds = p_ttl,
                lease_expires_at = now() + p_ttl * interval '1 second'
@@ -221,17 +231,13 @@ LANGUAGE plpgsql AS $$
 DECLARE
     w drover.work_items;
 BEGIN
-    SELECT * INTO w FROM drover.work_items WHERE id = p_work AND environment_id = p_env FOR UPDATE;
-    IF NOT FOUND THEN
-        PERFORM drover.raise_coded('not_found', format('no work item %s', p_work));
-    END IF;
-    IF w.state IN ('starting', 'active') AND w.lease_expires_at < now() THEN
-        -- Ran out before this heartbeat: back to the queue, as work_expire would have done.
-        UPDATE drover.work_items
-           SET state = 'queued', queued_at = now(), polled_at = NULL, worker_id = NULL, acknowledged_at = NULL, started_at = NULL,
-               latest_heartbeat_at = NULL, lease_expires_at = NULL, token_sha256 = NULL, reclaims = reclaims + 1
-         WHERE id = p_work RETURNING * INTO w;
-        PERFORM pg_notify('drover_work', p_env);
+    w := drover.work_locked(p_env, p_work);
+    IF w.state IN ('starting', 'active', 'stopping') AND w.lease_expires_at < now() THEN
+        -- Ran out before this heartbeat: back to the queue (or stopped), as a poll would have done.
+        IF drover.work_expire(p_env) > 0 THEN
+            PERFORM pg_notify('drover_work', p_env);
+        END IF;
+        w := drover.work_locked(p_env, p_work);
     END IF;
     matched := true;
     IF w.state IN ('starting', 'active') THEN

@@ -18,18 +18,11 @@ struct LeasesCommand: Command {
     static let flags: Set<String> = ["watch", "json"]
 
     static func run(_ arguments: Arguments) async throws {
-        let interval = try arguments.double("interval") ?? 1
-        let pool = try Environment.pool(maxConnections: 1)
-        defer { pool.close() }
-        repeat {
+        try await Watching.run(arguments, title: "drover leases") { pool in
             let leases = try await LeaseView.all(in: pool)
-            if arguments.has("json") {
-                leases.forEach { Output.line(Render.json($0)) }
-            } else {
-                let header = arguments.has("watch") ? Terminal.clear + "drover leases, every \(interval) s (Ctrl-C to stop)\n" : ""
-                Output.line(header + (leases.isEmpty ? "no leases held" : Render.leaseTable(leases, colour: Terminal.isColour)))
-            }
-            if arguments.has("watch") { try await Task.sleep(for: .seconds(interval)) }
-        } while arguments.has("watch")
+            return arguments.has("json")
+                ? leases.map(Render.json).joined(separator: "\n")
+                : leases.isEmpty ? "no leases held" : Render.leaseTable(leases, colour: Terminal.isColour)
+        }
     }
 }

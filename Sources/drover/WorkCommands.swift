@@ -71,19 +71,10 @@ struct WorkCommand: Command {
     static let flags: Set<String> = ["watch", "json"]
 
     static func run(_ arguments: Arguments) async throws {
-        let interval = try arguments.double("interval") ?? 1
-        let pool = try Environment.pool(maxConnections: 1)
-        defer { pool.close() }
-        repeat {
+        try await Watching.run(arguments, title: "drover work") { pool in
             let fleet = try await WorkQueue(pool: pool).fleet()
-            if arguments.has("json") {
-                Output.line(fleet.text)
-            } else {
-                let header = arguments.has("watch") ? Terminal.clear + "drover work, every \(interval) s (Ctrl-C to stop)\n" : ""
-                Output.line(header + table(fleet))
-            }
-            if arguments.has("watch") { try await Task.sleep(for: .seconds(interval)) }
-        } while arguments.has("watch")
+            return arguments.has("json") ? fleet.text : table(fleet)
+        }
     }
 
     static func table(_ fleet: JSONValue) -> String {
