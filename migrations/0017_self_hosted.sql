@@ -13,10 +13,27 @@
 ALTER TABLE drover.environments ADD COLUMN kind text NOT NULL DEFAULT 'cloud';
 ALTER TABLE drover.environments ADD CONSTRAINT environments_kind_check CHECK (kind IN ('cloud', 'self_hosted'));
 
+-- An environment as the SDK's BetaEnvironment shows it. A cloud config carries `networking` and
+-- `packages` in full: Drover's default networking, none, reads as what it is, `limited` with no
+-- host and nothing else allowed (the SDK has no `none`); a `limited` one gets its missing flags;
+-- `packages` gets every manager's list. What else the config holds (`resources`) follows as stored.
+CREATE FUNCTION drover.api_cloud_config(c jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT c || jsonb_build_object(
+        'type', 'cloud',
+        'networking', CASE WHEN c -> 'networking' ->> 'type' = 'unrestricted' THEN c -> 'networking'
+                           ELSE jsonb_build_object('allowed_hosts', '[]'::jsonb, 'allow_mcp_servers', false, 'allow_package_managers', false)
+                                || CASE WHEN c -> 'networking' ->> 'type' = 'limited' THEN c -> 'networking' ELSE '{}'::jsonb END
+                                || jsonb_build_object('type', 'limited') END,
+        'packages', jsonb_build_object('type', 'packages', 'apt', '[]'::jsonb, 'cargo', '[]'::jsonb, 'gem', '[]'::jsonb,
+                                       'go', '[]'::jsonb, 'npm', '[]'::jsonb, 'pip', '[]'::jsonb)
+                    || CASE WHEN jsonb_typeof(c -> 'packages') = 'object' THEN c -> 'packages' ELSE '{}'::jsonb END)
+$$;
+
 CREATE OR REPLACE FUNCTION drover.api_environment_json(e drover.environments) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'type', 'environment', 'id', e.id, 'name', e.name, 'description', e.description,
-        'config', jsonb_build_object('type', e.kind) || e.config, 'metadata', e.metadata, 'scope', 'organization',
+        'config', CASE WHEN e.kind = 'cloud' THEN drover.api_cloud_config(e.config) ELSE jsonb_build_object('type', e.kind) || e.config END,
+        'metadata', e.metadata, 'scope', 'organization',
         'created_at', drover.api_time(e.created_at), 'updated_at', drover.api_time(e.updated_at),
         'archived_at', drover.api_time(e.archived_at))
 $$;
@@ -430,7 +447,9 @@ CREATE OR REPLACE FUNCTION drover.api_agent_json(a drover.agents) RETURNS jsonb 
         'system', nullif(a.system_prompt, ''), 'tools', drover.api_agent_tools(a.tools), 'skills', coalesce(a.config -> 'skills', '[]'),
         'mcp_servers', coalesce(a.config -> 'mcp_servers', '[]'), 'metadata', a.metadata, 'multiagent', NULL,
         'execution_identity', jsonb_build_object('type', 'service_account'),
-        'created_at', drover.api_time((SELECT min(created_at) FROM drover.agents f WHERE f.id = a.id)),
+        -- The agent's first version's time; at its creation the row being inserted is not yet
+        -- visible to the subquery, and is itself the first (LEAST skips the NULL).
+        'created_at', drover.api_time(LEAST(a.created_at, (SELECT min(created_at) FROM drover.agents f WHERE f.id = a.id))),
         'updated_at', drover.api_time(a.created_at), 'archived_at', drover.api_time(a.archived_at))
 $$;
 

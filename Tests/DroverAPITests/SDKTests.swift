@@ -49,4 +49,14 @@ import Testing
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
         }
     }
+
+    /// Issue #23's contract test, so far: every answer for agents, environments, sessions, events,
+    /// vaults and credentials validates with the SDK's own models in strict mode
+    /// (Tests/sdk/contract.py).
+    @Test func everyAnswerValidatesStrictlyWithTheSDKsModels() async throws {
+        try await APIRig.withClusterAndAPI(script: Self.script) { _, api in
+            let key = try await api.key(org: "contract")
+            try await APIRig.python("Tests/sdk/contract.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
+        }
+    }
 }

@@ -1,0 +1,118 @@
+"""The contract test (issue #23, first part): every endpoint `drover api` serves for agents,
+environments, sessions, events, resources, vaults and credentials, called through the pinned SDK,
+each response (and each listed event) validated with the SDK's own pydantic models in strict mode.
+Run by DroverAPITests.SDKTests with DROVER_API_URL and DROVER_KEY_A. Collects every mismatch and
+fails with the list; prints "all checks passed" when there is none.
+"""
+import json
+import os
+import sys
+
+import anthropic
+import pydantic
+from anthropic.types.beta import (
+    BetaEnvironment,
+    BetaEnvironmentDeleteResponse,
+    BetaManagedAgentsAgent,
+    BetaManagedAgentsSession,
+)
+from anthropic.types.beta.sessions import BetaManagedAgentsSendSessionEvents, BetaManagedAgentsSessionEvent
+from anthropic.types.beta.beta_managed_agents_deleted_session import BetaManagedAgentsDeletedSession
+from anthropic.types.beta.beta_managed_agents_vault import BetaManagedAgentsVault
+from anthropic.types.beta.beta_managed_agents_deleted_vault import BetaManagedAgentsDeletedVault
+from anthropic.types.beta.vaults import BetaManagedAgentsCredential, BetaManagedAgentsDeletedCredential
+
+client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY_A"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
+beta = client.beta
+failures = []
+
+
+def strict(name, model, value):
+    """Validates `value` (JSON) against `model` in strict mode, as JSON; records a mismatch."""
+    try:
+        pydantic.TypeAdapter(model).validate_json(json.dumps(value), strict=True)
+        print("ok", name, flush=True)
+    except pydantic.ValidationError as e:
+        failures.append(f"{name}: " + "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:6]))
+        print("MISMATCH", name, flush=True)
+
+
+def raw(call):
+    """The JSON body of an SDK call made with `with_raw_response`."""
+    return call.http_response.json()
+
+
+def page(name, model, body):
+    strict(name + " (page)", pydantic.create_model("Page", data=(list[model], ...), next_page=(str | None, ...)), body)
+
+
+agent = raw(beta.agents.with_raw_response.create(name="contract", model="claude-sonnet-4-5", tools=[{"type": "agent_toolset_20260401"}]))
+strict("agents.create", BetaManagedAgentsAgent, agent)
+strict("agents.retrieve", BetaManagedAgentsAgent, raw(beta.agents.with_raw_response.retrieve(agent["id"])))
+updated = raw(beta.agents.with_raw_response.update(agent["id"], version=agent["version"], description="updated"))
+strict("agents.update", BetaManagedAgentsAgent, updated)
+page("agents.list", BetaManagedAgentsAgent, raw(beta.agents.with_raw_response.list()))
+page("agents.versions.list", BetaManagedAgentsAgent, raw(beta.agents.versions.with_raw_response.list(agent["id"])))
+
+environment = raw(beta.environments.with_raw_response.create(name="contract", config={"type": "cloud"}))
+strict("environments.create", BetaEnvironment, environment)
+strict("environments.retrieve", BetaEnvironment, raw(beta.environments.with_raw_response.retrieve(environment["id"])))
+strict("environments.update", BetaEnvironment, raw(beta.environments.with_raw_response.update(environment["id"], description="d")))
+page("environments.list", BetaEnvironment, raw(beta.environments.with_raw_response.list()))
+
+session = raw(beta.sessions.with_raw_response.create(agent=agent["id"], environment_id=environment["id"], title="contract"))
+strict("sessions.create", BetaManagedAgentsSession, session)
+strict("sessions.retrieve", BetaManagedAgentsSession, raw(beta.sessions.with_raw_response.retrieve(session["id"])))
+strict("sessions.update", BetaManagedAgentsSession, raw(beta.sessions.with_raw_response.update(session["id"], title="renamed")))
+page("sessions.list", BetaManagedAgentsSession, raw(beta.sessions.with_raw_response.list()))
+
+sent = raw(beta.sessions.events.with_raw_response.send(
+    session["id"], events=[{"type": "user.message", "content": [{"type": "text", "text": "hello"}]}]))
+strict("events.send", BetaManagedAgentsSendSessionEvents, sent)
+page("events.list", BetaManagedAgentsSessionEvent, raw(beta.sessions.events.with_raw_response.list(session["id"])))
+
+# Tools of every kind, a limited network with packages, a vault with a credential.
+mixed = raw(beta.agents.with_raw_response.create(
+    name="mixed", model="claude-sonnet-4-5",
+    mcp_servers=[{"type": "url", "name": "docs", "url": "https://mcp.example.com/mcp"}],
+    tools=[{"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}},
+            "configs": [{"name": "bash", "enabled": False}]},
+           {"type": "mcp_toolset", "mcp_server_name": "docs"},
+           {"type": "custom", "name": "lookup", "description": "look it up", "input_schema": {"type": "object", "properties": {}}}]))
+strict("agents.create (every tool kind)", BetaManagedAgentsAgent, mixed)
+limited = raw(beta.environments.with_raw_response.create(
+    name="limited", config={"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["pypi.org"]},
+                            "packages": {"pip": ["requests"]}}))
+strict("environments.create (limited, packages)", BetaEnvironment, limited)
+vault = raw(beta.vaults.with_raw_response.create(display_name="contract"))
+strict("vaults.create", BetaManagedAgentsVault, vault)
+strict("vaults.retrieve", BetaManagedAgentsVault, raw(beta.vaults.with_raw_response.retrieve(vault["id"])))
+strict("vaults.update", BetaManagedAgentsVault, raw(beta.vaults.with_raw_response.update(vault["id"], display_name="renamed")))
+page("vaults.list", BetaManagedAgentsVault, raw(beta.vaults.with_raw_response.list()))
+credential = raw(beta.vaults.credentials.with_raw_response.create(
+    vault["id"], auth={"type": "static_bearer", "token": "secret-token", "mcp_server_url": "https://mcp.example.com/mcp"}))
+strict("vaults.credentials.create", BetaManagedAgentsCredential, credential)
+strict("vaults.credentials.retrieve", BetaManagedAgentsCredential,
+       raw(beta.vaults.credentials.with_raw_response.retrieve(credential["id"], vault_id=vault["id"])))
+page("vaults.credentials.list", BetaManagedAgentsCredential, raw(beta.vaults.credentials.with_raw_response.list(vault["id"])))
+strict("vaults.credentials.archive", BetaManagedAgentsCredential,
+       raw(beta.vaults.credentials.with_raw_response.archive(credential["id"], vault_id=vault["id"])))
+strict("vaults.credentials.delete", BetaManagedAgentsDeletedCredential,
+       raw(beta.vaults.credentials.with_raw_response.delete(credential["id"], vault_id=vault["id"])))
+strict("vaults.archive", BetaManagedAgentsVault, raw(beta.vaults.with_raw_response.archive(vault["id"])))
+strict("vaults.delete", BetaManagedAgentsDeletedVault, raw(beta.vaults.with_raw_response.delete(vault["id"])))
+
+# (A session a harness may be running cannot be deleted: a fresh one is.)
+fresh = beta.sessions.create(agent=agent["id"], environment_id=environment["id"]).id
+archived = raw(beta.sessions.with_raw_response.archive(session["id"]))
+strict("sessions.archive", BetaManagedAgentsSession, archived)
+strict("agents.archive", BetaManagedAgentsAgent, raw(beta.agents.with_raw_response.archive(agent["id"])))
+strict("sessions.delete", BetaManagedAgentsDeletedSession, raw(beta.sessions.with_raw_response.delete(fresh)))
+spare = raw(beta.environments.with_raw_response.create(name="spare"))
+strict("environments.delete", BetaEnvironmentDeleteResponse, raw(beta.environments.with_raw_response.delete(spare["id"])))
+strict("environments.archive", BetaEnvironment, raw(beta.environments.with_raw_response.archive(environment["id"])))
+
+if failures:
+    print("\n".join(["contract mismatches:"] + failures), flush=True)
+    sys.exit(1)
+print("all checks passed", flush=True)
