@@ -1,24 +1,28 @@
 import DroverCore
 import DroverModel
 
-/// The sandbox's built-in tools as the model sees them (Managed Agents' names), used when an
-/// agent does not list its own.
+/// The sandbox's built-in tools as the model sees them, used when an agent does not list its own:
+/// Managed Agents' names, with the inputs of the SDK's `agent_toolset_20260401` (`file_path`,
+/// `view_range`, `timeout_ms`), so a pool's sandbox and a self-hosted worker take the same calls.
+/// The pool also takes the older `path`, `offset`/`limit` and `timeout`, which earlier logs hold.
 public enum BuiltinTools {
     public static let all: [ToolDefinition] = [
         ToolDefinition(
             name: "bash", description: "Run a bash command in the sandbox's /workspace. Files persist between calls; processes do not.",
-            inputSchema: object(["command": string("the command"), "timeout": integer("milliseconds, optional")], required: ["command"])),
+            inputSchema: object(["command": string("the command"), "restart": boolean("restart the bash session instead"),
+                                 "timeout_ms": integer("milliseconds, optional")], required: [])),
         ToolDefinition(
             name: "read", description: "Read a file, numbered by line.",
-            inputSchema: object(["path": string("file path"), "offset": integer("first line, 1-based"), "limit": integer("number of lines")],
-                                required: ["path"])),
+            inputSchema: object(["file_path": string("file path"),
+                                 "view_range": ["type": "array", "items": ["type": "integer"], "description": "[first_line, last_line], 1-based"]],
+                                required: ["file_path"])),
         ToolDefinition(
             name: "write", description: "Create or replace a file.",
-            inputSchema: object(["path": string("file path"), "content": string("the whole file")], required: ["path", "content"])),
+            inputSchema: object(["file_path": string("file path"), "content": string("the whole file")], required: ["file_path", "content"])),
         ToolDefinition(
             name: "edit", description: "Replace old_string with new_string in a file; old_string must be unique unless replace_all.",
-            inputSchema: object(["path": string("file path"), "old_string": string("text to replace"), "new_string": string("replacement"),
-                                 "replace_all": ["type": "boolean"]], required: ["path", "old_string", "new_string"])),
+            inputSchema: object(["file_path": string("file path"), "old_string": string("text to replace"), "new_string": string("replacement"),
+                                 "replace_all": boolean("replace every occurrence")], required: ["file_path", "old_string", "new_string"])),
         ToolDefinition(
             name: "glob", description: "List files matching a glob pattern such as **/*.py, newest first.",
             inputSchema: object(["pattern": string("glob pattern"), "path": string("base folder, optional")], required: ["pattern"])),
@@ -30,30 +34,6 @@ public enum BuiltinTools {
 
     /// The sandbox tools' names.
     public static let names = Set(all.map(\.name))
-
-    /// The same tools as the SDK's `agent_toolset_20260401` runs them on a self-hosted worker
-    /// (`anthropic.lib.tools.agent_toolset`: `file_path`, `view_range`, `timeout_ms`), so the model
-    /// asks for what the worker takes.
-    static let workerSchemas: [String: JSONValue] = [
-        "bash": object(["command": string("the command"), "restart": boolean("restart the bash session instead"),
-                        "timeout_ms": integer("milliseconds, optional")], required: []),
-        "read": object(["file_path": string("file path"),
-                        "view_range": ["type": "array", "items": ["type": "integer"], "description": "[start_line, end_line], 1-based"]],
-                       required: ["file_path"]),
-        "write": object(["file_path": string("file path"), "content": string("the whole file")], required: ["file_path", "content"]),
-        "edit": object(["file_path": string("file path"), "old_string": string("text to replace"), "new_string": string("replacement"),
-                        "replace_all": boolean("replace every occurrence")], required: ["file_path", "old_string", "new_string"]),
-        "glob": object(["pattern": string("glob pattern"), "path": string("base folder, optional")], required: ["pattern"]),
-        "grep": object(["pattern": string("regex"), "path": string("folder or file, optional")], required: ["pattern"]),
-    ]
-
-    /// `tool` as a self-hosted worker takes it (a sandbox tool gets the SDK toolset's schema).
-    public static func selfHosted(_ tool: ToolDefinition) -> ToolDefinition {
-        guard let schema = workerSchemas[tool.name] else { return tool }
-        var tool = tool
-        tool.inputSchema = schema
-        return tool
-    }
 
     /// The agent's own tool list (a JSON array of definitions), or the built-ins when it is empty.
     public static func definitions(fromJSON json: String) -> [ToolDefinition] {

@@ -136,11 +136,9 @@ final class SessionRunner: Sendable {
         var agent = try await context.agents.agent(id: agentID!, version: agentVersion!, store: context.store)
         let environment = try await context.agents.environment(id: environmentID!, store: context.store)
         let environmentConfig = try? JSONValue.parse(environment.configJSON)
-        // A self-hosted environment's sandbox tools run on its workers, as the SDK's toolset
-        // defines them; nothing is provisioned here.
+        // A self-hosted environment's sandbox tools run on its workers; nothing is provisioned here.
         let worker = environment.selfHosted
             ? WorkerRouting(tools: BuiltinTools.names, deadline: Double(environmentConfig?["tool_deadline_s"]?.intValue ?? 600)) : nil
-        if worker != nil { agent.tools = agent.tools.map(BuiltinTools.selfHosted) }
         // Repositories are read (and their tokens opened) only when a sandbox is made.
         let (store, session, key) = (context.store, lease.sessionID, context.options.vaultKey)
         let spec = SandboxSpec(resources: environmentConfig?["resources"], networking: environmentConfig?["networking"]) {

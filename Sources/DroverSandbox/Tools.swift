@@ -46,16 +46,30 @@ struct Tools: Sendable {
         let keep = sandbox.resources.outputBytes
         switch name {
         case "bash":
+            // The SDK toolset's `restart` reboots a persistent shell; here each call has a fresh
+            // one (files persist, processes do not), so there is nothing to restart.
+            if fields["restart"]?.boolValue == true && fields["command"] == nil {
+                return Self.result("bash restarted: each call here runs in a fresh shell (files persist between calls, processes do not)")
+            }
             let command = try string("command")
-            // `timeout` is in milliseconds, as in Claude's bash tool; capped by the sandbox's limit.
-            let requested = try optionalInt("timeout").map { Double($0) / 1000 }
+            // `timeout_ms` (the SDK toolset's name) or `timeout`, in milliseconds; capped by the sandbox's limit.
+            let requested = try (optionalInt("timeout_ms") ?? optionalInt("timeout")).map { Double($0) / 1000 }
             let timeout = min(sandbox.resources.timeout, max(0.001, requested ?? sandbox.resources.timeout))
             return try await runProcess(["/bin/bash", "-c", command], sandbox: sandbox, timeout: timeout, callID: callID)
         // File tools touch the filesystem on the daemon's own bounded threads, never on Swift's
         // cooperative pool: whatever a sandbox's files are, no other client waits on them.
         case "read":
-            let (path, offset, limit) = (try string("path", alias: "file_path"), try optionalInt("offset"), try optionalInt("limit"))
-            let (text, truncated) = try await files.run { try workspace.read(path, offset: offset, limit: limit, maxBytes: keep) }
+            var (path, offset, limit) = (try string("path", alias: "file_path"), try optionalInt("offset"), try optionalInt("limit"))
+            // The SDK toolset's `view_range`: [first, last] lines, 1-based; a last of 0 or less reads to the end.
+            if let range = fields["view_range"], range != .null {
+                guard case .array(let bounds) = range, bounds.count == 2, let first = bounds[0].intValue, let last = bounds[1].intValue,
+                      first >= 1, last <= 0 || last >= first else {
+                    throw Failure(.badRequest, "view_range must be [first_line, last_line], 1-based (last 0 or less: to the end)")
+                }
+                (offset, limit) = (first, last > 0 ? last - first + 1 : nil)
+            }
+            let (file, first, count) = (path, offset, limit)
+            let (text, truncated) = try await files.run { try workspace.read(file, offset: first, limit: count, maxBytes: keep) }
             return Self.result(text, truncated: truncated)
         case "write":
             let (path, content, maxBytes) = (try string("path", alias: "file_path"), try string("content"), sandbox.resources.diskMB << 20)

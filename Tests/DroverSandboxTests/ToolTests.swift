@@ -62,6 +62,25 @@ import Testing
         }
     }
 
+    /// The SDK toolset's inputs (what the model is offered): `file_path`, `view_range`,
+    /// `timeout_ms`, `restart`.
+    @Test func theSDKToolsetsInputsAreTaken() async throws {
+        try await withSandbox { client, sandbox in
+            func call(_ id: String, _ name: String, _ input: JSONValue) async throws -> JSONValue {
+                try await client.execute(sandbox: sandbox, callID: id, name: name, input: input)
+            }
+            _ = try await call("w", "write", ["file_path": "n.txt", "content": "a\nb\nc\nd\n"])
+            #expect(try await call("r1", "read", ["file_path": "n.txt", "view_range": [2, 3]]).output == "     2\tb\n     3\tc\n")
+            #expect(try await call("r2", "read", ["file_path": "n.txt", "view_range": [3, 0]]).output == "     3\tc\n     4\td\n")
+            await expectFailure(.badRequest) { try await call("r3", "read", ["file_path": "n.txt", "view_range": [3, 1]]) }
+            await expectFailure(.badRequest) { try await call("r4", "read", ["file_path": "n.txt", "view_range": "1-2"]) }
+            let slow = try await call("b1", "bash", ["command": "sleep 5", "timeout_ms": 300])
+            #expect(slow.isError && slow["timed_out"]?.boolValue == true, "\(slow.text)")
+            let restarted = try await call("b2", "bash", ["restart": true])
+            #expect(!restarted.isError && restarted.output.contains("restarted"))
+        }
+    }
+
     @Test func globAndGrep() async throws {
         try await withSandbox { client, sandbox in
             func call(_ id: String, _ name: String, _ input: JSONValue) async throws -> JSONValue {
