@@ -54,9 +54,13 @@ import Testing
     /// vaults and credentials validates with the SDK's own models in strict mode
     /// (Tests/sdk/contract.py).
     @Test func everyAnswerValidatesStrictlyWithTheSDKsModels() async throws {
-        try await APIRig.withClusterAndAPI(script: Self.script) { _, api in
+        try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
             let key = try await api.key(org: "contract")
             try await APIRig.python("Tests/sdk/contract.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
+            // The streamed turn ran through the harness: a tool call and its result were validated too.
+            let events = try await cluster.sql.query(
+                "SELECT count(*)::int FROM drover.events WHERE type IN ('agent.tool_use', 'agent.tool_result')")[0].decode(0) as Int
+            #expect(events >= 2, "the contract's turn made no tool call")
         }
     }
 }

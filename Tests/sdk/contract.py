@@ -16,7 +16,12 @@ from anthropic.types.beta import (
     BetaManagedAgentsAgent,
     BetaManagedAgentsSession,
 )
-from anthropic.types.beta.sessions import BetaManagedAgentsSendSessionEvents, BetaManagedAgentsSessionEvent
+from anthropic.types.beta.sessions import (
+    BetaManagedAgentsSendSessionEvents,
+    BetaManagedAgentsSessionEvent,
+    BetaManagedAgentsStreamSessionEvents,
+    ResourceRetrieveResponse,
+)
 from anthropic.types.beta.beta_managed_agents_deleted_session import BetaManagedAgentsDeletedSession
 from anthropic.types.beta.beta_managed_agents_vault import BetaManagedAgentsVault
 from anthropic.types.beta.beta_managed_agents_deleted_vault import BetaManagedAgentsDeletedVault
@@ -66,10 +71,34 @@ strict("sessions.retrieve", BetaManagedAgentsSession, raw(beta.sessions.with_raw
 strict("sessions.update", BetaManagedAgentsSession, raw(beta.sessions.with_raw_response.update(session["id"], title="renamed")))
 page("sessions.list", BetaManagedAgentsSession, raw(beta.sessions.with_raw_response.list()))
 
-sent = raw(beta.sessions.events.with_raw_response.send(
-    session["id"], events=[{"type": "user.message", "content": [{"type": "text", "text": "hello"}]}]))
-strict("events.send", BetaManagedAgentsSendSessionEvents, sent)
+# The stream, read raw: every event the turn produces, each validated as the stream's model.
+streamed = []
+with beta.sessions.events.with_streaming_response.stream(session["id"]) as response:
+    sent = raw(beta.sessions.events.with_raw_response.send(
+        session["id"], events=[{"type": "user.message", "content": [{"type": "text", "text": "hello"}]}]))
+    strict("events.send", BetaManagedAgentsSendSessionEvents, sent)
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            event = json.loads(line[len("data: "):])
+            streamed.append(event)
+            if event.get("type") == "session.status_idle":
+                break
+for event in streamed:
+    strict(f"events.stream ({event['type']})", BetaManagedAgentsStreamSessionEvents, event)
+if not any(event["type"] == "agent.tool_result" for event in streamed):
+    failures.append(f"events.stream: the turn streamed no tool result: {[e['type'] for e in streamed]}")
 page("events.list", BetaManagedAgentsSessionEvent, raw(beta.sessions.events.with_raw_response.list(session["id"])))
+
+# A session's resources (a repository; its token is sealed and never answered).
+repo = raw(beta.sessions.with_raw_response.create(
+    agent=agent["id"], environment_id=environment["id"],
+    resources=[{"type": "github_repository", "url": "https://git.example.com/team/repo.git", "authorization_token": "ghp_secret",
+                "mount_path": "/workspace/repo"}]))
+strict("sessions.create (resources)", BetaManagedAgentsSession, repo)
+listed = raw(beta.sessions.resources.with_raw_response.list(repo["id"]))
+page("sessions.resources.list", ResourceRetrieveResponse, listed)
+strict("sessions.resources.retrieve", ResourceRetrieveResponse,
+       raw(beta.sessions.resources.with_raw_response.retrieve(listed["data"][0]["id"], session_id=repo["id"])))
 
 # Tools of every kind, a limited network with packages, a vault with a credential.
 mixed = raw(beta.agents.with_raw_response.create(
