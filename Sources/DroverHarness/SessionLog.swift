@@ -3,6 +3,11 @@ import DroverCore
 /// A session's log as a runner holds it: the events read so far, in seq order, each payload
 /// parsed once. The runner extends it with only the events after `lastSeq`, so a long session
 /// costs one read per step of what is new, not of everything.
+///
+/// What the planner asks of the log at every step is kept up to date as events are appended
+/// (the last entry of each type, the tool uses still without a result, token and model-call
+/// counts), so that deciding a step costs what is open, not the length of the log (issue #27,
+/// item 9; `drover bench planner`).
 public struct SessionLog: Sendable {
     public struct Entry: Sendable {
         public var event: Event
@@ -12,6 +17,25 @@ public struct SessionLog: Sendable {
     }
 
     public private(set) var entries: [Entry] = []
+    /// The index in `entries` of the last entry of each type.
+    private var lastIndex: [EventType: Int] = [:]
+    /// Tool uses (built-in, custom, MCP) without a result yet, by the model's id, in log order.
+    private(set) var openToolUses: [String] = []
+    /// Each tool use's entry index, by the model's id; and the model's id by the event's API id
+    /// (clients answer by event id, older logs and the harness by tool-use id).
+    private(set) var toolUseIndex: [String: Int] = [:]
+    private(set) var toolUseIDs: [String: String] = [:]
+    /// `user.tool_confirmation` verdicts by the model's id.
+    private(set) var confirmations: [String: Verdict] = [:]
+
+    enum Verdict: Equatable {
+        case allow
+        case deny(message: String)
+    }
+    /// Input and output tokens of every model call; model calls since the last idle; all of them.
+    private(set) var tokensSpent = 0
+    private(set) var modelCallsSinceIdle = 0
+    private(set) var modelCalls = 0
 
     public init(events: [Event] = []) { append(events) }
 
@@ -21,12 +45,58 @@ public struct SessionLog: Sendable {
     /// Adds events read after `lastSeq`; anything already held is skipped.
     public mutating func append(_ events: [Event]) {
         for event in events where event.seq > lastSeq {
-            entries.append(Entry(event: event, json: (try? JSONValue.parse(event.payload)) ?? [:]))
+            let entry = Entry(event: event, json: (try? JSONValue.parse(event.payload)) ?? [:])
+            entries.append(entry)
+            index(entry, at: entries.count - 1)
         }
     }
 
     /// The seq of the last event of `type`, or 0.
     public func lastSeq(of type: EventType) -> Int64 {
-        entries.last { $0.type == type }?.seq ?? 0
+        lastIndex[type].map { entries[$0].seq } ?? 0
+    }
+
+    /// The last entry of `type`.
+    public func last(_ type: EventType) -> Entry? { lastIndex[type].map { entries[$0] } }
+
+    /// The model's id of the tool use a result names (by event id or tool-use id).
+    func toolUseID(named: String) -> String { toolUseIDs[named] ?? named }
+
+    private mutating func index(_ entry: Entry, at position: Int) {
+        lastIndex[entry.type] = position
+        let json = entry.json
+        switch entry.type {
+        case .agentToolUse, .agentCustomToolUse, .agentMCPToolUse:
+            guard let id = json["id"]?.stringValue else { return }
+            toolUseIDs[entry.event.apiID] = id
+            toolUseIndex[id] = position
+            openToolUses.append(id)
+        case .agentToolResult:
+            if let id = json["tool_use_id"]?.stringValue { answer(id) }
+        case .userToolResult:
+            if let id = json["drover_tool_use_id"]?.stringValue ?? json["tool_use_id"]?.stringValue { answer(toolUseID(named: id)) }
+        case .userCustomToolResult:
+            if let id = json["custom_tool_use_id"]?.stringValue ?? json["tool_use_id"]?.stringValue { answer(toolUseID(named: id)) }
+        case .agentMCPToolResult:
+            if let id = json["mcp_tool_use_id"]?.stringValue ?? json["tool_use_id"]?.stringValue { answer(toolUseID(named: id)) }
+        case .userToolConfirmation:
+            guard let named = json["tool_use_id"]?.stringValue else { return }
+            confirmations[toolUseID(named: named)] = json["result"]?.stringValue == "allow"
+                ? .allow : .deny(message: json["deny_message"]?.stringValue ?? "The user denied this tool call.")
+        case .spanModelRequestEnd:
+            // Managed Agents' `model_usage`; logs written before #11 say `usage`.
+            let usage = json["model_usage"] ?? json["usage"]
+            tokensSpent += (usage?["input_tokens"]?.intValue ?? 0) + (usage?["output_tokens"]?.intValue ?? 0)
+            modelCallsSinceIdle += 1
+            modelCalls += 1
+        case .sessionStatusIdle:
+            modelCallsSinceIdle = 0
+        default:
+            return
+        }
+    }
+
+    private mutating func answer(_ id: String) {
+        openToolUses.removeAll { $0 == id }
     }
 }

@@ -213,7 +213,7 @@ final class SessionRunner: Sendable {
             ]).text))
         }
         // Turns count model calls over the whole log, across wakes and harnesses.
-        let turn = sessionLog.entries.filter { $0.type == .spanModelRequestEnd }.count + 1
+        let turn = sessionLog.modelCalls + 1
         before.append((.spanModelRequestStart, JSONValue.object(["model": .string(agent.model), "turn": .number(Double(turn))]).text))
         // The request goes out while its start is being logged: a model call has no side
         // effects, so logging it first would only add a commit to the time to first token.

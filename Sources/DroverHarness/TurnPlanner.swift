@@ -161,9 +161,7 @@ public struct TurnPlanner: Sendable {
         let withWorker = pending.filter { $0.status == .awaitingWorker }
         if let worker, !withWorker.isEmpty {
             // A call's deadline counts from its agent.tool_use, whichever harness logged it.
-            let waiting = Set(withWorker.map(\.id))
-            let first = log.entries.filter { $0.type == .agentToolUse && waiting.contains($0.json["id"]?.stringValue ?? "") }
-                .map(\.event.createdAt).min() ?? now
+            let first = withWorker.compactMap { call in log.toolUseIndex[call.id].map { log.entries[$0].event.createdAt } }.min() ?? now
             return .awaitWorker(withWorker, until: first.addingTimeInterval(worker.deadline))
         }
         // What waits for the client stays unanswered: the session idles until it answers.
@@ -177,45 +175,21 @@ public struct TurnPlanner: Sendable {
     }
 
     /// Tool uses (built-in and custom) with no result yet, in log order, with what each waits for.
+    /// The log keeps them as they are appended (`SessionLog.openToolUses`), so this costs what is
+    /// open, not the log's length.
     static func pendingToolUses(_ log: SessionLog, epoch: Int64, worker: WorkerRouting? = nil, now: Date = Date()) -> [PendingToolUse] {
-        // Clients answer by event id (`sevt_…`); older logs and the harness by tool-use id.
-        var toolUseIDs: [String: String] = [:]
-        for entry in log.entries where entry.type.isToolUse {
-            if let id = entry.json["id"]?.stringValue { toolUseIDs[entry.event.apiID] = id }
-        }
-        func toolUseID(_ payload: JSONValue, _ key: String) -> String? {
-            guard let named = payload[key]?.stringValue ?? payload["tool_use_id"]?.stringValue else { return nil }
-            return toolUseIDs[named] ?? named
-        }
-        var answered = Set<String>()
-        var confirmations: [String: PendingToolUse.Status] = [:]
-        for entry in log.entries {
-            switch entry.type {
-            case .agentToolResult:
-                if let id = entry.json["tool_use_id"]?.stringValue { answered.insert(id) }
-            case .userToolResult:
-                if let id = entry.json["drover_tool_use_id"]?.stringValue ?? toolUseID(entry.json, "tool_use_id") { answered.insert(id) }
-            case .userCustomToolResult:
-                if let id = toolUseID(entry.json, "custom_tool_use_id") { answered.insert(id) }
-            case .agentMCPToolResult:
-                if let id = toolUseID(entry.json, "mcp_tool_use_id") { answered.insert(id) }
-            case .userToolConfirmation:
-                guard let id = toolUseID(entry.json, "tool_use_id") else { continue }
-                confirmations[id] = entry.json["result"]?.stringValue == "allow"
-                    ? .run : .denied(entry.json["deny_message"]?.stringValue ?? "The user denied this tool call.")
-            default:
-                continue
-            }
-        }
-        return log.entries.compactMap { entry in
-            guard entry.type.isToolUse, let id = entry.json["id"]?.stringValue,
-                  !answered.contains(id)
-            else { return nil }
+        log.openToolUses.compactMap { id in
+            guard let position = log.toolUseIndex[id] else { return nil }
+            let entry = log.entries[position]
             var status = PendingToolUse.Status.run
             if entry.type == .agentCustomToolUse {
                 status = .awaitingClient
             } else if entry.json["evaluated_permission"]?.stringValue == "ask" {
-                status = confirmations[id] ?? .awaitingConfirmation
+                switch log.confirmations[id] {
+                case .allow?: status = .run
+                case .deny(let message)?: status = .denied(message)
+                case nil: status = .awaitingConfirmation
+                }
             }
             let name = entry.json["name"]?.stringValue ?? ""
             if status == .run, entry.type == .agentToolUse, let worker, worker.tools.contains(name) {
@@ -229,7 +203,7 @@ public struct TurnPlanner: Sendable {
 
     /// Whether the model's last answer was a refusal (its `stop_reason`).
     static func lastAnswerRefused(_ log: SessionLog) -> Bool {
-        log.entries.last { $0.type == .spanModelRequestEnd }?.json["stop_reason"]?.stringValue == "refusal"
+        log.last(.spanModelRequestEnd)?.json["stop_reason"]?.stringValue == "refusal"
     }
 
     /// An interrupt newer than both the last idle status and the last user message.
@@ -241,34 +215,23 @@ public struct TurnPlanner: Sendable {
     /// request either completed without asking for tools or its turn was already closed.
     static func turnIsOver(_ log: SessionLog) -> Bool {
         let request = log.lastSeq(of: .spanModelRequestStart)
-        let inputSince = log.entries.contains {
-            ($0.type == .userMessage || $0.type == .userCustomToolResult || $0.type == .userToolConfirmation) && $0.seq > request
-        }
-        if inputSince { return false }
+        let input = [EventType.userMessage, .userCustomToolResult, .userToolConfirmation].map(log.lastSeq(of:)).max() ?? 0
+        if input > request { return false }
         if request == 0 { return true }
         if log.lastSeq(of: .sessionStatusIdle) > request { return true }
         guard log.lastSeq(of: .spanModelRequestEnd) > request else { return false }
-        return !log.entries.contains { $0.type.isToolUse && $0.seq > request }
+        return ([EventType.agentToolUse, .agentCustomToolUse, .agentMCPToolUse].map(log.lastSeq(of:)).max() ?? 0) <= request
     }
 
     /// Model calls since the session last went idle: the turn limit counts across harnesses.
-    static func modelCallsThisRun(_ log: SessionLog) -> Int {
-        let idle = log.lastSeq(of: .sessionStatusIdle)
-        return log.entries.filter { $0.type == .spanModelRequestEnd && $0.seq > idle }.count
-    }
+    static func modelCallsThisRun(_ log: SessionLog) -> Int { log.modelCallsSinceIdle }
 
     /// Input and output tokens of every model call in the log.
-    static func tokensSpent(_ log: SessionLog) -> Int {
-        log.entries.filter { $0.type == .spanModelRequestEnd }.reduce(0) { total, entry in
-            // Managed Agents' `model_usage`; logs written before #11 say `usage`.
-            let usage = entry.json["model_usage"] ?? entry.json["usage"]
-            return total + (usage?["input_tokens"]?.intValue ?? 0) + (usage?["output_tokens"]?.intValue ?? 0)
-        }
-    }
+    static func tokensSpent(_ log: SessionLog) -> Int { log.tokensSpent }
 
     static func lastCompacted(_ log: SessionLog) -> [String] {
-        guard let entry = log.entries.last(where: { $0.type == .agentThreadContextCompacted || $0.type == .agentContextCompacted }),
-              case .array(let ids)? = entry.json["elided_tool_results"] else { return [] }
+        let entry = [log.last(.agentThreadContextCompacted), log.last(.agentContextCompacted)].compactMap { $0 }.max { $0.seq < $1.seq }
+        guard case .array(let ids)? = entry?.json["elided_tool_results"] else { return [] }
         return ids.compactMap(\.stringValue)
     }
 }
