@@ -36,10 +36,10 @@ public struct ContextView: Sendable, Equatable {
     }
 
     public init(log: SessionLog, budgetTokens: Int) {
-        var builder = Builder()
-        for entry in log.entries { builder.add(entry) }
+        // The log keeps the fold up to date as it grows; finishing works on a copy.
+        var builder = log.context
         var messages = builder.finish()
-        let before = Self.estimate(messages)
+        let before = builder.estimate
         var after = before
         var elided: [String] = []
         if before > budgetTokens {
@@ -79,6 +79,12 @@ public struct ContextView: Sendable, Equatable {
         var answerOpen = false
         /// User blocks that arrived during a model call: they go after its answer.
         var duringCall: [ContentBlock] = []
+        /// The bytes of every block in `messages` as JSON, summed as they are added (the size
+        /// estimate then costs nothing per view).
+        var bytes = 0
+
+        /// About four bytes per token, and a few tokens per message: a budget check, not a tokenizer.
+        var estimate: Int { bytes / 4 + 4 * messages.count }
 
         mutating func add(_ entry: SessionLog.Entry) {
             let payload = entry.json
@@ -170,6 +176,7 @@ public struct ContextView: Sendable, Equatable {
             guard !blocks.isEmpty else { return }
             // The first message is the user's; nothing the agent said before it can be sent.
             if messages.isEmpty && role == .assistant { return }
+            bytes += blocks.reduce(0) { $0 + $1.json.text.utf8.count }
             if let last = messages.last, last.role == role {
                 messages[messages.count - 1].content += blocks
             } else {
@@ -207,13 +214,6 @@ public struct ContextView: Sendable, Equatable {
                 if case .text(let text) = block { return !text.allSatisfy(\.isWhitespace) }
                 return true
             }
-        }
-    }
-
-    /// About four bytes per token: a budget check, not a tokenizer.
-    static func estimate(_ messages: [Message]) -> Int {
-        messages.reduce(0) { total, message in
-            total + message.content.reduce(0) { $0 + $1.json.text.utf8.count } / 4 + 4
         }
     }
 }

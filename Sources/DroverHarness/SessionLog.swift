@@ -36,6 +36,9 @@ public struct SessionLog: Sendable {
     private(set) var tokensSpent = 0
     private(set) var modelCallsSinceIdle = 0
     private(set) var modelCalls = 0
+    /// The context view's fold over every entry so far (`ContextView.Builder`): a view is made
+    /// from it without walking the log again.
+    private(set) var context = ContextView.Builder()
 
     public init(events: [Event] = []) { append(events) }
 
@@ -48,6 +51,7 @@ public struct SessionLog: Sendable {
             let entry = Entry(event: event, json: (try? JSONValue.parse(event.payload)) ?? [:])
             entries.append(entry)
             index(entry, at: entries.count - 1)
+            context.add(entry)
         }
     }
 
