@@ -1,13 +1,15 @@
 import DroverCore
 
-/// A session's log as a runner holds it: the events read so far, in seq order, each payload
-/// parsed once. The runner extends it with only the events after `lastSeq`, so a long session
-/// costs one read per step of what is new, not of everything.
+/// A session's log as a runner holds it: what the agent loop needs of the events read so far,
+/// each payload parsed once. The runner extends it with only the events after `lastSeq`, so a
+/// long session costs one read per step of what is new, not of everything.
 ///
 /// What the planner asks of the log at every step is kept up to date as events are appended
 /// (the last entry of each type, the tool uses still without a result, token and model-call
-/// counts), so that deciding a step costs what is open, not the length of the log (issue #27,
-/// item 9; `drover bench planner`).
+/// counts, the context view's fold), so that deciding a step costs what is open, not the length
+/// of the log (issue #27, item 9; `drover bench planner`). The entries themselves are not kept:
+/// only the open tool uses' and the last of each type, so a long session's memory is its context
+/// view, not every payload twice.
 public struct SessionLog: Sendable {
     public struct Entry: Sendable {
         public var event: Event
@@ -16,14 +18,16 @@ public struct SessionLog: Sendable {
         public var type: EventType { event.type }
     }
 
-    public private(set) var entries: [Entry] = []
-    /// The index in `entries` of the last entry of each type.
-    private var lastIndex: [EventType: Int] = [:]
-    /// Tool uses (built-in, custom, MCP) without a result yet, by the model's id, in log order.
+    /// The highest seq held (0 for an empty log).
+    public private(set) var lastSeq: Int64 = 0
+    /// The last entry of each type.
+    private var lastEntries: [EventType: Entry] = [:]
+    /// Tool uses (built-in, custom, MCP) without a result yet, by the model's id, in log order,
+    /// and their entries.
     private(set) var openToolUses: [String] = []
-    /// Each tool use's entry index, by the model's id; and the model's id by the event's API id
-    /// (clients answer by event id, older logs and the harness by tool-use id).
-    private(set) var toolUseIndex: [String: Int] = [:]
+    private(set) var openEntries: [String: Entry] = [:]
+    /// The model's id of each tool use by its event's API id (clients answer by event id, older
+    /// logs and the harness by tool-use id).
     private(set) var toolUseIDs: [String: String] = [:]
     /// `user.tool_confirmation` verdicts by the model's id.
     private(set) var confirmations: [String: Verdict] = [:]
@@ -42,38 +46,39 @@ public struct SessionLog: Sendable {
 
     public init(events: [Event] = []) { append(events) }
 
-    /// The highest seq held (0 for an empty log).
-    public var lastSeq: Int64 { entries.last?.seq ?? 0 }
-
     /// Adds events read after `lastSeq`; anything already held is skipped.
     public mutating func append(_ events: [Event]) {
         for event in events where event.seq > lastSeq {
             let entry = Entry(event: event, json: (try? JSONValue.parse(event.payload)) ?? [:])
-            entries.append(entry)
-            index(entry, at: entries.count - 1)
+            lastSeq = event.seq
+            index(entry)
             context.add(entry)
         }
     }
 
     /// The seq of the last event of `type`, or 0.
     public func lastSeq(of type: EventType) -> Int64 {
-        lastIndex[type].map { entries[$0].seq } ?? 0
+        lastEntries[type]?.seq ?? 0
     }
 
     /// The last entry of `type`.
-    public func last(_ type: EventType) -> Entry? { lastIndex[type].map { entries[$0] } }
+    public func last(_ type: EventType) -> Entry? { lastEntries[type] }
+
+    /// The last entry of any type.
+    public private(set) var last: Entry?
 
     /// The model's id of the tool use a result names (by event id or tool-use id).
     func toolUseID(named: String) -> String { toolUseIDs[named] ?? named }
 
-    private mutating func index(_ entry: Entry, at position: Int) {
-        lastIndex[entry.type] = position
+    private mutating func index(_ entry: Entry) {
+        lastEntries[entry.type] = entry
+        last = entry
         let json = entry.json
         switch entry.type {
         case .agentToolUse, .agentCustomToolUse, .agentMCPToolUse:
             guard let id = json["id"]?.stringValue else { return }
             toolUseIDs[entry.event.apiID] = id
-            toolUseIndex[id] = position
+            openEntries[id] = entry
             openToolUses.append(id)
         case .agentToolResult:
             if let id = json["tool_use_id"]?.stringValue { answer(id) }
@@ -102,5 +107,6 @@ public struct SessionLog: Sendable {
 
     private mutating func answer(_ id: String) {
         openToolUses.removeAll { $0 == id }
+        openEntries[id] = nil
     }
 }

@@ -353,7 +353,7 @@ final class SessionRunner: Sendable {
     /// listener's reconnect costs no more), then the planner reads the log again. The lease is
     /// held and heartbeated meanwhile, as during any long tool call.
     private func awaitWorker(_ calls: [PendingToolUse], until deadline: Date) async throws {
-        if state.withLock({ $0.sessionLog.entries.last?.type.isToolUse ?? false }) {
+        if state.withLock({ $0.sessionLog.last?.type.isToolUse ?? false }) {
             log.info("waiting for a worker", ("calls", .number(Double(calls.count))))
         }
         let seconds = min(max(deadline.timeIntervalSinceNow, 0), 5)

@@ -161,7 +161,7 @@ public struct TurnPlanner: Sendable {
         let withWorker = pending.filter { $0.status == .awaitingWorker }
         if let worker, !withWorker.isEmpty {
             // A call's deadline counts from its agent.tool_use, whichever harness logged it.
-            let first = withWorker.compactMap { call in log.toolUseIndex[call.id].map { log.entries[$0].event.createdAt } }.min() ?? now
+            let first = withWorker.compactMap { log.openEntries[$0.id]?.event.createdAt }.min() ?? now
             return .awaitWorker(withWorker, until: first.addingTimeInterval(worker.deadline))
         }
         // What waits for the client stays unanswered: the session idles until it answers.
@@ -179,8 +179,7 @@ public struct TurnPlanner: Sendable {
     /// open, not the log's length.
     static func pendingToolUses(_ log: SessionLog, epoch: Int64, worker: WorkerRouting? = nil, now: Date = Date()) -> [PendingToolUse] {
         log.openToolUses.compactMap { id in
-            guard let position = log.toolUseIndex[id] else { return nil }
-            let entry = log.entries[position]
+            guard let entry = log.openEntries[id] else { return nil }
             var status = PendingToolUse.Status.run
             if entry.type == .agentCustomToolUse {
                 status = .awaitingClient
