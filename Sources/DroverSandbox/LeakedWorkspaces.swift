@@ -39,7 +39,7 @@ enum LeakedWorkspaces {
         guard geteuid() == 0 else { return 0 }
         var swept = 0
         for mount in find(mountinfo: mountinfo(), base: base, size: size, slots: UidRange.slots) {
-            guard mount.slot == own.slot || UidRange.isFree(base: base, slot: mount.slot) else { continue }
+            guard mount.slot == own.slot || UidRange.isFree(base: base, slot: mount.slot, folder: own.folder) else { continue }
             guard umount2(mount.path, Int32(MNT_DETACH)) == 0 else { continue }
             try? FileManager.default.removeItem(atPath: mount.path)
             swept += 1

@@ -29,6 +29,8 @@ public struct PoolDaemon: Service {
         public var databaseURL: String?
         public var heartbeatInterval: Double = 2
         public var uidBase: UInt32 = 200_000
+        /// The folder of the uid ranges' lock files, shared by every pool of the host (`--uid-locks`).
+        public var uidLocks = UidRange.lockFolder
         /// Seconds a sandbox may sit idle before it is reclaimed (nil: never).
         public var idleTTL: Double? = 1800
         /// Threads waiting on running calls.
@@ -82,7 +84,7 @@ public struct PoolDaemon: Service {
         }
         let root = config.workspaceRoot ?? NSTemporaryDirectory() + "drover-pool-" + SandboxPool.randomHex()
         // Pools on one host take disjoint uid ranges, so their sandboxes never share a uid.
-        let uids = try UidRange(base: config.uidBase, size: SandboxPool.uidsPerPool)
+        let uids = try UidRange(base: config.uidBase, size: SandboxPool.uidsPerPool, folder: config.uidLocks)
         let swept = LeakedWorkspaces.sweep(own: uids, base: config.uidBase, size: SandboxPool.uidsPerPool)
         if swept > 0 { log.info("unmounted workspaces that dead pools left behind", ("count", .number(Double(swept)))) }
         let cgroups: SandboxCgroups?

@@ -11,8 +11,12 @@ final class UidRange: Sendable {
     let slot: Int
     private let fd: Int32
 
-    /// Where the lock files live: shared by every pool of the host.
-    static var lockFolder: String { ProcessInfo.processInfo.environment["DROVER_UID_LOCKS"] ?? "/tmp" }
+    /// Where the lock files live: a folder every pool of the host must share, whatever container
+    /// it runs in (`--uid-locks`; deployments mount the host's `/run/drover`). It used to be `/tmp`,
+    /// which each container has its own of: two pool containers on one host then both took the
+    /// first range and shared uids.
+    static let defaultLockFolder = "/run/drover"
+    static var lockFolder: String { ProcessInfo.processInfo.environment["DROVER_UID_LOCKS"] ?? defaultLockFolder }
 
     static let slots = 64
 
@@ -21,14 +25,22 @@ final class UidRange: Sendable {
     }
 
     /// Whether no live pool holds `slot` (its lock can be taken; it is released at once).
-    static func isFree(base: UInt32, slot: Int) -> Bool {
-        let fd = open(lockPath(base: base, slot: slot), O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+    static func isFree(base: UInt32, slot: Int, folder: String = UidRange.lockFolder) -> Bool {
+        let fd = open(lockPath(base: base, slot: slot, folder: folder), O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         return flock(fd, LOCK_EX | LOCK_NB) == 0
     }
 
+    let folder: String
+
     init(base: UInt32, size: UInt32, slots: Int = UidRange.slots, folder: String = UidRange.lockFolder) throws {
+        self.folder = folder
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        } catch {
+            throw IsolationError("cannot make the uid lock folder \(folder): \(error)")
+        }
         for slot in 0..<slots {
             let path = Self.lockPath(base: base, slot: slot, folder: folder)
             let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)

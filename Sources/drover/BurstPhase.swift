@@ -49,8 +49,7 @@ extension ChaosRun {
             let waiting = (try? await client.request("stats"))?["waiting"]?.intValue ?? 0
             peakWaiting = max(peakWaiting, waiting)
             if !killed && ContinuousClock.now >= killAt {
-                let owners = Set(try await sql.query("SELECT DISTINCT owner FROM drover.leases WHERE owner IS NOT NULL").map { try $0.decode(0) as String })
-                if let index = harnesses.indices.first(where: { i in owners.contains { $0.contains("_\(harnesses[i].pid)_") } }) {
+                if let index = try await leaseHolders().first {
                     harnesses[index].signal(SIGKILL)
                     _ = await harnesses[index].wait(timeout: 5)
                     log("burst: SIGKILL harness pid \(harnesses[index].pid); \(open) burst sessions open, \(waiting) provisions in line")

@@ -116,6 +116,14 @@ final class ChaosRun: @unchecked Sendable {
         ["content": [["type": "text", "text": "done"]], "latency_ms": 100],
     ], "variants": [HostilePhase.variant, ChaosRun.burstVariant]]
 
+    /// The indices of the harnesses that hold leases now, by their owner ids.
+    func leaseHolders() async throws -> [Int] {
+        let owners = Set((try? await sql.query("SELECT DISTINCT owner FROM drover.leases WHERE owner IS NOT NULL").map {
+            try $0.decode(0) as String
+        }) ?? [])
+        return harnesses.indices.filter { i in owners.contains { $0.contains("_\(harnesses[i].pid)_") } }
+    }
+
     func log(_ text: String) { Output.line(String(format: "[%6.1fs] ", (ContinuousClock.now - started) / .seconds(1)) + text) }
     let started = ContinuousClock.now
 
@@ -185,10 +193,7 @@ final class ChaosRun: @unchecked Sendable {
             let now = ContinuousClock.now
             if now >= nextKill {
                 // A harness that holds leases, when one does: killing an idle one tests little.
-                let owners = Set((try? await sql.query("SELECT DISTINCT owner FROM drover.leases WHERE owner IS NOT NULL").map {
-                    try $0.decode(0) as String
-                }) ?? [])
-                let holders = harnesses.indices.filter { i in owners.contains { $0.contains("_\(harnesses[i].pid)_") } }
+                let holders = try await leaseHolders()
                 let index = holders.isEmpty ? Int.random(in: 0..<harnesses.count, using: &random)
                                             : holders[Int.random(in: 0..<holders.count, using: &random)]
                 if stopped?.0 !== harnesses[index] {
@@ -200,7 +205,11 @@ final class ChaosRun: @unchecked Sendable {
                 nextKill = now + .seconds(Double.random(in: 1.5...3, using: &random))
             }
             if !didStop && now >= stopAt {
-                let victim = harnesses[Int.random(in: 0..<harnesses.count, using: &random)]
+                // One that holds leases, as for the kills: pausing one that holds none (just
+                // restarted, say) leaves the TTL path untested, and the run then fails its check.
+                let holders = try await leaseHolders()
+                let victim = harnesses[holders.isEmpty ? Int.random(in: 0..<harnesses.count, using: &random)
+                                                       : holders[Int.random(in: 0..<holders.count, using: &random)]]
                 victim.signal(SIGSTOP)
                 stopped = (victim, now)
                 didStop = true

@@ -9,7 +9,7 @@ struct SandboxPoolCommand: Command {
     static let help = """
         usage: drover sandbox-pool [--listen HOST:PORT] (--token-file FILE | $DROVER_POOL_TOKEN)
                                    [--warm K] [--capacity N] [--grace SECONDS] [--max-line BYTES]
-                                   [--workspace-root DIR] [--advertise HOST:PORT]
+                                   [--workspace-root DIR] [--advertise HOST:PORT] [--uid-locks DIR]
                                    [--hello-deadline SECONDS] [--max-connections N]
                                    [--max-unauthenticated N]
                                    [--idle-ttl SECONDS] [--call-threads N]
@@ -64,13 +64,17 @@ struct SandboxPoolCommand: Command {
                                   1024); more is refused with resources_above_ceiling
           --no-seccomp            run sandboxes without the seccomp filter (not recommended)
           --workspace-root DIR    where workspaces live (default a new folder in $TMPDIR)
+          --uid-locks DIR         the lock files by which the pools of one host take distinct uid
+                                  ranges: every pool of the host must see the same folder, whatever
+                                  container it runs in (default $DROVER_UID_LOCKS or /run/drover;
+                                  the deployment files mount the host's /run/drover)
           --advertise HOST:PORT   address recorded in the registry (default the listen address)
           --insecure-no-isolation run tools as plain processes: development only, logged loudly
         \(DaemonOptions.help)
 
         DATABASE_URL, when set, registers the pool and its sandboxes in Postgres (optional).
         """
-    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections", "max-unauthenticated", "idle-ttl", "call-threads", "egress-connections", "allow-internal", "max-resources"])
+    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections", "max-unauthenticated", "idle-ttl", "call-threads", "egress-connections", "allow-internal", "max-resources", "uid-locks"])
         .union(DaemonOptions.names)
     static let flags: Set<String> = ["insecure-no-isolation", "allow-unenforced-limits", "no-cgroups", "no-seccomp", "no-disk-quota", "no-network"]
 
@@ -130,6 +134,7 @@ struct SandboxPoolCommand: Command {
         config.cgroups = !arguments.has("no-cgroups")
         config.diskQuota = !arguments.has("no-disk-quota")
         config.workspaceRoot = arguments.value("workspace-root")
+        if let folder = arguments.value("uid-locks") { config.uidLocks = folder }
         config.advertise = arguments.value("advertise")
         config.isolation = arguments.has("insecure-no-isolation") ? .none : .bubblewrap
         config.databaseURL = ProcessInfo.processInfo.environment["DATABASE_URL"]

@@ -73,6 +73,7 @@ import Testing
         #expect(pool["environment"]?["DATABASE_URL"]?.stringValue?.contains("drover_pool:") == true, "the pool uses its registry-only role")
         #expect(pool["privileged"] == nil && pool["cap_add"] == nil)
         #expect(Self.strings(pool["security_opt"]).contains("seccomp=unconfined"))
+        #expect(Self.strings(pool["volumes"]).contains("/run/drover:/run/drover"), "the pool containers of a host share the uid locks")
         let modelCommand = Self.strings(services["scripted-model"]?["command"])
         #expect(modelCommand.contains("/usr/local/share/drover/demo/turns.json"))
         #expect(FileManager.default.fileExists(atPath: Self.root.appendingPathComponent("deploy/postgres-init.sh").path))
@@ -116,6 +117,9 @@ import Testing
                 if args.first == "sandbox-pool" {
                     #expect(!refs.contains("drover-anthropic") && !refs.contains("drover-database"), "no API key nor main database for pools")
                     #expect(container["securityContext"]?["privileged"] == nil)
+                    // The pools of a node share the uid ranges' lock files.
+                    #expect(container["volumeMounts"]?[0]?["mountPath"]?.stringValue == "/run/drover")
+                    #expect(document["spec"]?["template"]?["spec"]?["volumes"]?[0]?["hostPath"]?["path"]?.stringValue == "/run/drover")
                 }
                 byComponent[args.first ?? ""] = document
             }

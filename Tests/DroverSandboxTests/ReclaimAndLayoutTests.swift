@@ -96,3 +96,18 @@ import Testing
         #expect(gauge.counts.withLock { $0.peak } == 3, "at most three at once, and all three used")
     }
 }
+
+/// Pools on one host take distinct uid ranges through lock files in one shared folder (#27 item 7:
+/// it used to be /tmp, which each container has its own of).
+@Suite struct UidRangeTests {
+    @Test func rangesInOneFolderAreDistinctAndTheFolderIsMade() throws {
+        let folder = NSTemporaryDirectory() + "drover-uid-locks-\(UInt64.random(in: 0...UInt64.max))/nested"
+        defer { try? FileManager.default.removeItem(atPath: (folder as NSString).deletingLastPathComponent) }
+        let first = try UidRange(base: 300_000, size: 1000, slots: 4, folder: folder)
+        let second = try UidRange(base: 300_000, size: 1000, slots: 4, folder: folder)
+        #expect(first.slot != second.slot && first.first != second.first)
+        #expect(!UidRange.isFree(base: 300_000, slot: first.slot, folder: folder))
+        #expect(UidRange.isFree(base: 300_000, slot: 3, folder: folder))
+        #expect(UidRange.defaultLockFolder == "/run/drover", "not /tmp, which each container has its own of")
+    }
+}
