@@ -148,7 +148,7 @@ public struct APIRouter: Sendable {
         "/v1/sessions/{id}/resources": ["GET"], "/v1/sessions/{id}/resources/{id}": ["GET"],
         "/v1/sessions/{id}/events": ["GET", "POST"], "/v1/sessions/{id}/events/stream": ["GET"],
         "/v1/vaults": ["GET", "POST"], "/v1/vaults/{id}": ["GET", "POST", "DELETE"], "/v1/vaults/{id}/archive": ["POST"],
-        "/v1/vaults/{id}/credentials": ["GET", "POST"], "/v1/vaults/{id}/credentials/{id}": ["GET", "DELETE"],
+        "/v1/vaults/{id}/credentials": ["GET", "POST"], "/v1/vaults/{id}/credentials/{id}": ["GET", "POST", "DELETE"],
         "/v1/vaults/{id}/credentials/{id}/archive": ["POST"],
     ]
 
@@ -301,6 +301,8 @@ public struct APIRouter: Sendable {
                 org: org, vault: path[2], limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
         case ("vaults", 5, "GET") where path[3] == "credentials": return Self.ok(try await store.credential(org: org, vault: path[2], id: path[4]))
         case ("vaults", 5, "DELETE") where path[3] == "credentials": return Self.ok(try await store.deleteCredential(org: org, vault: path[2], id: path[4]))
+        case ("vaults", 5, "POST") where path[3] == "credentials":
+            return Self.ok(try await store.updateCredential(org: org, vault: path[2], id: path[4], try body(request), key: vaultKey))
         case ("vaults", 6, "POST") where path[3] == "credentials" && path[5] == "archive":
             return Self.ok(try await store.archiveCredential(org: org, vault: path[2], id: path[4]))
         // Events

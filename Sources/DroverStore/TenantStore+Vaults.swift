@@ -88,6 +88,38 @@ extension TenantStore {
             limit: limit, filter: "t.vault_id = $6", extra: [vault])
     }
 
+    /// Updates a credential: `display_name`, `metadata` (a key set to null is removed) and
+    /// `auth.token` (sealed in the statement that stores it). `auth.type` must stay the
+    /// credential's; its `mcp_server_url` cannot change.
+    public func updateCredential(org: String, vault: String, id: String, _ body: JSONValue, key: String?) async throws -> JSONValue {
+        _ = try await credential(org: org, vault: vault, id: id)
+        var token: String?
+        if let auth = body["auth"], auth != .null {
+            guard auth["type"]?.stringValue == "static_bearer" else {
+                throw DroverError(.invalidArgument, "auth.type: a credential's type cannot change (this one is static_bearer)")
+            }
+            if auth["mcp_server_url"] != nil { throw DroverError(.invalidArgument, "auth.mcp_server_url cannot change") }
+            if let given = auth["token"], given != .null {
+                guard let text = given.stringValue, !text.isEmpty else { throw DroverError(.invalidArgument, "auth.token: a non-empty string") }
+                token = text
+            }
+        }
+        let sealing = token == nil ? nil : try VaultKey.required(key)
+        return try await one(
+            """
+            UPDATE drover.vault_credentials c
+               SET display_name = CASE WHEN $4 THEN $5 ELSE c.display_name END,
+                   metadata = jsonb_strip_nulls(c.metadata || coalesce($6::jsonb, '{}')),
+                   secret = CASE WHEN $7::text IS NULL THEN c.secret ELSE drover.vault_seal($7, $8) END,
+                   key_id = CASE WHEN $7::text IS NULL THEN c.key_id ELSE drover.vault_key_id($8) END,
+                   updated_at = now()
+             WHERE c.id = $1 AND c.vault_id = $2 AND c.org_id = $3
+            RETURNING drover.api_credential_json(c)::text
+            """,
+            [id, vault, org, body["display_name"] != nil, body["display_name"]?.stringValue, Self.text(body["metadata"]), token, sealing],
+            missing: "no credential \(id) in vault \(vault)")
+    }
+
     public func archiveCredential(org: String, vault: String, id: String) async throws -> JSONValue {
         try await one(
             """

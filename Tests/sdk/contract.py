@@ -124,6 +124,12 @@ strict("vaults.credentials.create", BetaManagedAgentsCredential, credential)
 strict("vaults.credentials.retrieve", BetaManagedAgentsCredential,
        raw(beta.vaults.credentials.with_raw_response.retrieve(credential["id"], vault_id=vault["id"])))
 page("vaults.credentials.list", BetaManagedAgentsCredential, raw(beta.vaults.credentials.with_raw_response.list(vault["id"])))
+renamed = raw(beta.vaults.credentials.with_raw_response.update(
+    credential["id"], vault_id=vault["id"], display_name="rotated", metadata={"team": "a"},
+    auth={"type": "static_bearer", "token": "new-secret-token"}))
+strict("vaults.credentials.update", BetaManagedAgentsCredential, renamed)
+if renamed.get("display_name") != "rotated" or renamed.get("metadata") != {"team": "a"} or "new-secret-token" in json.dumps(renamed):
+    failures.append(f"vaults.credentials.update: not applied, or the token answered: {renamed}")
 strict("vaults.credentials.archive", BetaManagedAgentsCredential,
        raw(beta.vaults.credentials.with_raw_response.archive(credential["id"], vault_id=vault["id"])))
 strict("vaults.credentials.delete", BetaManagedAgentsDeletedCredential,
