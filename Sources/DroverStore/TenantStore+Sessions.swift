@@ -163,8 +163,15 @@ extension TenantStore {
         try await owned("drover.sessions", render: "drover.api_session_json", id: id, org: org, what: "session")
     }
 
+    /// Updates `title` and `metadata`. What the SDK also has for an update is refused, never
+    /// ignored: `vault_ids` as the hosted API refuses it (reserved), and `agent` and `budget`,
+    /// which this server does not change mid-session yet.
     public func updateSession(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
-        try await one(
+        if body["vault_ids"] != nil { throw DroverError(.invalidArgument, "vault_ids: not yet supported in an update (reserved for future use)") }
+        for field in ["agent", "budget"] where body[field] != nil {
+            throw DroverError(.invalidArgument, "\(field): this server does not change a session's \(field) after creation yet")
+        }
+        return try await one(
             """
             UPDATE drover.sessions s
                SET title = CASE WHEN $3 THEN $4 ELSE s.title END, metadata = jsonb_strip_nulls(s.metadata || coalesce($5::jsonb, '{}'))

@@ -69,6 +69,12 @@ session = raw(beta.sessions.with_raw_response.create(agent=agent["id"], environm
 strict("sessions.create", BetaManagedAgentsSession, session)
 strict("sessions.retrieve", BetaManagedAgentsSession, raw(beta.sessions.with_raw_response.retrieve(session["id"])))
 strict("sessions.update", BetaManagedAgentsSession, raw(beta.sessions.with_raw_response.update(session["id"], title="renamed")))
+for field, value in [("vault_ids", ["vlt_x"]), ("budget", {"max_list_cost": 1}), ("agent", {"tools": []})]:
+    try:
+        beta.sessions.update(session["id"], **{field: value})
+        failures.append(f"sessions.update: {field} was accepted, and this server cannot apply it")
+    except anthropic.BadRequestError:
+        print("ok sessions.update refuses", field, flush=True)
 page("sessions.list", BetaManagedAgentsSession, raw(beta.sessions.with_raw_response.list()))
 
 # The stream, read raw: every event the turn produces, each validated as the stream's model.
