@@ -79,7 +79,7 @@ public final class APIServer: Sendable {
         loop.execute { [self] in
             for connection in Array(table.connections.values) { connection.close() }
         }
-        loop.stop()
+        await loop.stop()
     }
 
     public var connectionCount: Int { counts.withLock { $0.connections } }

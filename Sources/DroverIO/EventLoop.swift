@@ -33,7 +33,8 @@ public final class EventLoop: @unchecked Sendable {
     private let queue = Mutex<[@Sendable () -> Void]>([])
     private let stopped = Atomic<Bool>(false)
     private let threadID = Mutex<pthread_t?>(nil)
-    private let finished = DispatchSemaphore(value: 0)
+    /// Whether the thread has ended, and who awaits it (`stop`).
+    private let finished = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     public init(name: String) throws {
         epoll = drover_epoll_create()
@@ -93,11 +94,18 @@ public final class EventLoop: @unchecked Sendable {
         ticks.append((interval, .now + interval, body))
     }
 
-    /// Ends the loop after the work already queued; waits for its thread to finish.
-    public func stop() {
+    /// Ends the loop after the work already queued (closures `execute`d before this call still
+    /// run), and returns once its thread has finished: suspended, never blocking the caller's thread.
+    public func stop() async {
         stopped.store(true, ordering: .sequentiallyConsistent)
         execute {}
-        if !inLoop { finished.wait() }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = finished.withLock { state -> Bool in
+                if !state.done { state.waiters.append(continuation) }
+                return state.done
+            }
+            if done { continuation.resume() }
+        }
     }
 
     private func run() {
@@ -105,7 +113,12 @@ public final class EventLoop: @unchecked Sendable {
         defer {
             Glibc.close(epoll)
             Glibc.close(wakeFD)
-            finished.signal()
+            let waiters = finished.withLock { state -> [CheckedContinuation<Void, Never>] in
+                state.done = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            waiters.forEach { $0.resume() }
         }
         var fds = [Int32](repeating: 0, count: 256)
         var events = [UInt32](repeating: 0, count: 256)

@@ -49,9 +49,7 @@ public struct TenantStore: Sendable {
     /// A new key for the organisation: the secret is returned once; only its SHA-256 is stored.
     public func createKey(org name: String, operator_: Bool) async throws -> (id: String, secret: String, org: String) {
         let org = try await organization(named: name)
-        var bytes = [UInt8](repeating: 0, count: 24)
-        for index in bytes.indices { bytes[index] = UInt8.random(in: 0...255) }
-        let secret = "sk-drover-" + bytes.map { String(format: "%02x", $0) }.joined()
+        let secret = Self.newSecret(prefix: "sk-drover-")
         let id: String = try await mappingErrors {
             try await pool.query(
                 """
@@ -60,6 +58,14 @@ public struct TenantStore: Sendable {
                 """, [org, secret, String(secret.suffix(4)), operator_])[0].decode(0)
         }
         return (id, secret, org)
+    }
+
+    /// A new secret: `prefix` and 24 random bytes in hex (API keys, environment keys, sessions
+    /// tokens; only their SHA-256 is stored).
+    static func newSecret(prefix: String) -> String {
+        var bytes = [UInt8](repeating: 0, count: 24)
+        for index in bytes.indices { bytes[index] = UInt8.random(in: 0...255) }
+        return prefix + bytes.map { String(format: "%02x", $0) }.joined()
     }
 
     /// What admitting requests decided.

@@ -12,6 +12,9 @@ public struct WorkQueue: Sendable {
     public var defaultTTL: Int
     public var ttlRange: ClosedRange<Int>
 
+    /// The JSON-row and paging helpers the tenant store's resources use.
+    private var store: TenantStore { TenantStore(pool: pool) }
+
     public init(pool: ConnectionPool, defaultTTL: Int = 30, ttlRange: ClosedRange<Int> = 2...600) {
         self.pool = pool
         self.defaultTTL = defaultTTL
@@ -37,18 +40,12 @@ public struct WorkQueue: Sendable {
         secret.hasPrefix(environmentKeyPrefix) || secret.hasPrefix(sessionsTokenPrefix)
     }
 
-    static func newSecret(prefix: String) -> String {
-        var bytes = [UInt8](repeating: 0, count: 24)
-        for index in bytes.indices { bytes[index] = UInt8.random(in: 0...255) }
-        return prefix + bytes.map { String(format: "%02x", $0) }.joined()
-    }
-
     // MARK: - Credentials
 
     /// A new key for a self-hosted environment of the organisation named `org` (any organisation
     /// when nil); the secret is returned once, only its SHA-256 is kept.
     public func createEnvironmentKey(environment: String, org: String?) async throws -> (id: String, secret: String) {
-        let secret = Self.newSecret(prefix: Self.environmentKeyPrefix)
+        let secret = TenantStore.newSecret(prefix: Self.environmentKeyPrefix)
         let rows = try await mappingErrors {
             try await pool.query(
                 """
@@ -116,7 +113,7 @@ public struct WorkQueue: Sendable {
     /// `{"sessions_token": …}`, a bearer for this item and its session only. `expired`: leases that
     /// had run out, put back in the queue by this poll.
     public func poll(environment: String, worker: String?, reclaimOlderThanMs: Int) async throws -> (claim: Claim?, expired: Int) {
-        let token = Self.newSecret(prefix: Self.sessionsTokenPrefix)
+        let token = TenantStore.newSecret(prefix: Self.sessionsTokenPrefix)
         let row = try await mappingErrors {
             try await pool.query(
                 """
@@ -139,7 +136,7 @@ public struct WorkQueue: Sendable {
     }
 
     public func ack(environment: String, work: String) async throws -> JSONValue {
-        try await json("SELECT drover.work_ack($1, $2, $3)::text", [environment, work, defaultTTL])
+        try await store.one("SELECT drover.work_ack($1, $2, $3)::text", [environment, work, defaultTTL], missing: "no work item \(work)")
     }
 
     /// A heartbeat's outcome: the lease as the SDK's heartbeat response shows it, and whether the
@@ -170,27 +167,22 @@ public struct WorkQueue: Sendable {
     // MARK: - Reading and metadata
 
     public func retrieve(environment: String, work: String) async throws -> JSONValue {
-        let rows = try await jsonRows(
-            "SELECT drover.api_work_json(i)::text FROM drover.work_items i WHERE i.id = $1 AND i.environment_id = $2", [work, environment])
-        guard let item = rows.first else { throw DroverError(.notFound, "no work item \(work)") }
-        return item
+        try await store.one(
+            "SELECT drover.api_work_json(i)::text FROM drover.work_items i WHERE i.id = $1 AND i.environment_id = $2", [work, environment],
+            missing: "no work item \(work)")
     }
 
     /// Items of the environment, newest first, in keyset pages.
     public func list(environment: String, limit: Int, page: String?) async throws -> APIPage {
         let after = try TenantStore.decodeCursor(page)?.split(separator: "|", maxSplits: 1).map(String.init)
-        let rows = try await mappingErrors {
-            try await pool.query(
-                """
-                SELECT drover.api_work_json(i)::text, to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || i.id
-                  FROM drover.work_items i
-                 WHERE i.environment_id = $1
-                   AND ($2::timestamp IS NULL OR (i.created_at AT TIME ZONE 'UTC', i.id) < ($2::timestamp, $3))
-                 ORDER BY i.created_at DESC, i.id DESC LIMIT $4
-                """, [environment, after?.first, after?.last, limit + 1]
-            ).map { (try JSONValue.parse(try $0.decode(0) as String), try $0.decode(1) as String) }
-        }
-        return TenantStore.page(rows, limit: limit)
+        return try await store.pagedRows(
+            """
+            SELECT drover.api_work_json(i)::text, to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || i.id
+              FROM drover.work_items i
+             WHERE i.environment_id = $1
+               AND ($2::timestamp IS NULL OR (i.created_at AT TIME ZONE 'UTC', i.id) < ($2::timestamp, $3))
+             ORDER BY i.created_at DESC, i.id DESC LIMIT $4
+            """, [environment, after?.first, after?.last, limit + 1], limit: limit)
     }
 
     /// Patches metadata: a string upserts its key, null removes it.
@@ -202,32 +194,26 @@ public struct WorkQueue: Sendable {
             default: throw DroverError(.invalidArgument, "metadata.\(key): a string, or null to remove it")
             }
         }
-        let rows = try await jsonRows(
+        return try await store.one(
             """
             UPDATE drover.work_items i
                SET metadata = (SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM jsonb_each(i.metadata || $3::jsonb) AS m(k, v)
                                 WHERE v <> 'null'::jsonb)
              WHERE i.id = $1 AND i.environment_id = $2
             RETURNING drover.api_work_json(i)::text
-            """, [work, environment, metadata.text])
-        guard let item = rows.first else { throw DroverError(.notFound, "no work item \(work)") }
-        return item
+            """, [work, environment, metadata.text], missing: "no work item \(work)")
     }
 
     /// The SDK's `work_queue_stats`: waiting items, handed-out ones, the oldest, and the workers
-    /// that polled in the last 30 seconds.
+    /// that polled in the last 30 seconds (the operators' `drover.work_queue_stats`, for one
+    /// environment).
     public func stats(environment: String) async throws -> JSONValue {
-        try await json(
+        try await store.one(
             """
-            SELECT jsonb_build_object(
-                'type', 'work_queue_stats',
-                'depth', count(*) FILTER (WHERE i.polled_at IS NULL),
-                'pending', count(*) FILTER (WHERE i.polled_at IS NOT NULL),
-                'oldest_queued_at', drover.api_time(min(i.queued_at)),
-                'workers_polling', (SELECT count(*) FROM drover.work_pollers p
-                                     WHERE p.environment_id = $1 AND p.polled_at > now() - interval '30 seconds'))::text
-              FROM drover.work_items i WHERE i.environment_id = $1 AND i.state = 'queued'
-            """, [environment])
+            SELECT jsonb_build_object('type', 'work_queue_stats', 'depth', v.depth, 'pending', v.pending,
+                                      'oldest_queued_at', drover.api_time(v.oldest_queued_at), 'workers_polling', v.workers_polling)::text
+              FROM drover.work_queue_stats v WHERE v.environment_id = $1
+            """, [environment], missing: "no environment \(environment)")
     }
 
     /// Whether the environment is the organisation's and self-hosted (`not_found` for another
@@ -244,19 +230,10 @@ public struct WorkQueue: Sendable {
 
     /// Operators: items by state with their lease's age, and queue depth per environment.
     public func fleet() async throws -> JSONValue {
-        let items = try await json("SELECT coalesce(jsonb_agg(to_jsonb(v) ORDER BY v.created_at), '[]')::text FROM drover.work_status v", [])
-        let queues = try await json("SELECT coalesce(jsonb_agg(to_jsonb(v) ORDER BY v.name), '[]')::text FROM drover.work_queue_stats v", [])
+        let items = try await store.one(
+            "SELECT coalesce(jsonb_agg(to_jsonb(v) ORDER BY v.created_at), '[]')::text FROM drover.work_status v", [], missing: "")
+        let queues = try await store.one(
+            "SELECT coalesce(jsonb_agg(to_jsonb(v) ORDER BY v.name), '[]')::text FROM drover.work_queue_stats v", [], missing: "")
         return ["data": items, "queues": queues]
-    }
-
-    // MARK: - Helpers
-
-    private func jsonRows(_ sql: String, _ parameters: [(any PostgresEncodable)?]) async throws -> [JSONValue] {
-        try await mappingErrors { try await pool.query(sql, parameters).map { try JSONValue.parse(try $0.decode(0) as String) } }
-    }
-
-    private func json(_ sql: String, _ parameters: [(any PostgresEncodable)?]) async throws -> JSONValue {
-        guard let first = try await jsonRows(sql, parameters).first else { throw DroverError(.database, "no row") }
-        return first
     }
 }

@@ -23,13 +23,20 @@ enum APIRig {
         await cluster.stop()
     }
 
-    /// Runs a Python program of Tests/ with the venv's interpreter (scripts/deps.sh installs it);
-    /// it must exit 0 and print "all checks passed".
-    static func python(_ script: String, _ arguments: [String] = [], environment: [String: String]) async throws {
-        let python = TestDatabase.packageRoot.appendingPathComponent(".drover/sdk/bin/python").path
-        #expect(FileManager.default.isExecutableFile(atPath: python), "make test installs the venv (scripts/deps.sh)")
+    /// The venv's interpreter (scripts/deps.sh installs it).
+    static let pythonPath = TestDatabase.packageRoot.appendingPathComponent(".drover/sdk/bin/python").path
+
+    /// Runs a Python program of Tests/ with the venv's interpreter; it must exit 0 and, unless
+    /// `checks` is false (a step that only makes or prints something), print "all checks passed".
+    /// Returns its standard output.
+    @discardableResult
+    static func python(_ script: String, _ arguments: [String] = [], environment: [String: String], checks: Bool = true) async throws -> String {
+        #expect(FileManager.default.isExecutableFile(atPath: pythonPath), "make test installs the venv (scripts/deps.sh)")
         let result = try await DroverProcess.run(
-            program: python, [TestDatabase.packageRoot.appendingPathComponent(script).path] + arguments, environment: environment)
-        #expect(result.status == 0 && result.stdout.contains("all checks passed"), "\(script) \(arguments):\n\(result.stdout)\n\(result.stderr)")
+            program: pythonPath, [TestDatabase.packageRoot.appendingPathComponent(script).path] + arguments, environment: environment)
+        let passed = result.status == 0 && (!checks || result.stdout.contains("all checks passed"))
+        #expect(passed, "\(script) \(arguments):\n\(result.stdout)\n\(result.stderr)")
+        guard passed else { throw DroverError(.invalidArgument, "\(script) \(arguments.first ?? "") failed") }
+        return result.stdout
     }
 }

@@ -37,15 +37,11 @@ import Testing
         ]
     }
 
-    static let program = TestDatabase.packageRoot.appendingPathComponent("Tests/sdk/self_hosted.py").path
-    static let python = TestDatabase.packageRoot.appendingPathComponent(".drover/sdk/bin/python").path
+    static let program = "Tests/sdk/self_hosted.py"
 
-    /// One step of the Python program; its standard output (it must exit 0).
+    /// One step of the Python program; its standard output.
     static func step(_ arguments: [String], _ environment: [String: String]) async throws -> String {
-        let result = try await DroverProcess.run(program: python, [program] + arguments, environment: environment)
-        #expect(result.status == 0, "self_hosted.py \(arguments):\n\(result.stdout)\n\(result.stderr)")
-        guard result.status == 0 else { throw DroverError(.invalidArgument, "self_hosted.py \(arguments[0]) failed") }
-        return result.stdout
+        try await APIRig.python(program, arguments, environment: environment, checks: false)
     }
 
     static func drover(_ arguments: [String], database: String) async throws -> String {
@@ -81,7 +77,8 @@ import Testing
                 try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true)
                 let worker = try ChildDaemon(
                     binary: "/usr/bin/setsid",
-                    [Self.python, Self.program, "worker", environmentA, keyA["key"]!.stringValue!, "w\(index)", workdir],
+                    [APIRig.pythonPath, TestDatabase.packageRoot.appendingPathComponent(Self.program).path, "worker", environmentA,
+                     keyA["key"]!.stringValue!, "w\(index)", workdir],
                     environment: environment)
                 _ = try await worker.waitForLog("worker started")
                 workers["w\(index)"] = worker

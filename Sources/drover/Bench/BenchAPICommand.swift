@@ -43,9 +43,7 @@ struct BenchAPICommand: Command {
         let seconds = try arguments.double("seconds") ?? 5
         let clients = try arguments.int("clients") ?? 16
         let samples = try arguments.int("samples") ?? 200
-        guard let directory = Migration.defaultDirectory() else { throw UsageError("no migrations folder found") }
-        let database = try await ScratchDatabase.create(
-            on: try Environment.databaseURL(), prefix: "drover_bench", migrations: try Migration.load(from: directory))
+        let database = try await BenchDatabase.create()
         let sql = ConnectionPool(conninfo: database.conninfo, maxConnections: 2)
         let binary = arguments.value("api-binary") ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         // The load generator is one client address with hundreds of streams (and the last run's
@@ -54,7 +52,12 @@ struct BenchAPICommand: Command {
                                                    "--max-connections-per-client", "1024"],
                                   environment: ["DATABASE_URL": database.conninfo])
         var results: [BenchResult] = []
-        do {
+        func stop() async {
+            api.signal(SIGTERM)
+            _ = await api.wait(timeout: 10)
+            sql.close()
+        }
+        try await BenchDatabase.run(database, stop: stop) {
             guard let address = try await api.waitForLog("listening")["address"]?.stringValue else { throw DroverError(.invalidArgument, "no address") }
             let tenants = TenantStore(pool: sql)
             let key = try await tenants.createKey(org: "bench", operator_: false).secret
@@ -97,17 +100,7 @@ struct BenchAPICommand: Command {
                                         latency.percentile(50), latency.percentile(99)))
                 }
             }
-        } catch {
-            api.signal(SIGTERM)
-            _ = await api.wait(timeout: 10)
-            sql.close()
-            try? await database.drop()
-            throw error
         }
-        api.signal(SIGTERM)
-        _ = await api.wait(timeout: 10)
-        sql.close()
-        try await database.drop()
         BenchReport.print("drover bench api", results, json: arguments.has("json"), extra: [
             ("benchmark", "api"), ("cores", String(ProcessInfo.processInfo.activeProcessorCount)), ("clients", String(clients)),
             ("seconds", String(seconds)), ("samples", String(samples)), ("api_binary", binary),
@@ -154,9 +147,47 @@ struct BenchAPICommand: Command {
 
     static let probeMarker = Array("\"text\": \"probe-".utf8)
 
-    /// Commit → receipt, for every stream and event.
+    /// The streams' connections, which their event loop stops watching before they close (their
+    /// numbers may be reused).
+    final class OpenStreams: Sendable {
+        let connections = Mutex<[HTTPConnection]>([])
+
+        /// Unregisters and closes every stream on the loop's own thread, then ends the loop.
+        func close(on loop: EventLoop) async {
+            let all = connections.withLock { $0 }
+            loop.execute {
+                for connection in all {
+                    loop.unregister(connection.socket.fd)
+                    connection.close()
+                }
+            }
+            await loop.stop()
+        }
+    }
+
+    /// Commit → receipt, for every stream and event. The readers are one event loop, as the server
+    /// is: a thread per stream on the client would make the load generator's scheduling the
+    /// measurement (1,000 threads on 2 cores).
     static func streamLatency(
         _ address: String, key: String, session: String, streams: Int, samples: Int, writer: Writer, sql: ConnectionPool
+    ) async throws -> Latencies {
+        let loop = try EventLoop(name: "bench.streams")
+        loop.start()
+        let open = OpenStreams()
+        do {
+            let latencies = try await streamLatency(
+                address, key: key, session: session, streams: streams, samples: samples, writer: writer, sql: sql, loop: loop, open: open)
+            await open.close(on: loop)
+            return latencies
+        } catch {
+            await open.close(on: loop)
+            throw error
+        }
+    }
+
+    private static func streamLatency(
+        _ address: String, key: String, session: String, streams: Int, samples: Int, writer: Writer, sql: ConnectionPool,
+        loop: EventLoop, open: OpenStreams
     ) async throws -> Latencies {
         final class Receipts: Sendable {
             /// Per event text: the times streams received it.
@@ -165,16 +196,10 @@ struct BenchAPICommand: Command {
             let refused = Mutex(0)
         }
         let receipts = Receipts()
-        // The readers are one event loop, as the server is: a thread per stream on the client
-        // would make the load generator's scheduling the measurement (1,000 threads on 2 cores).
-        let loop = try EventLoop(name: "bench.streams")
-        loop.start()
-        defer { loop.stop() }
-        var sockets: [HTTPConnection] = []
         for _ in 0..<streams {
             let connection = try HTTPConnection.connect(address, timeout: 60)
             try connection.send("GET /v1/sessions/\(session)/events/stream HTTP/1.1\r\nhost: drover\r\nx-api-key: \(key)\r\n\r\n")
-            sockets.append(connection)
+            open.connections.withLock { $0.append(connection) }
             final class Reader: @unchecked Sendable {
                 var pending: [UInt8] = []
                 var headSeen = false
@@ -214,17 +239,6 @@ struct BenchAPICommand: Command {
                     }
                 }
             }
-        }
-        // The loop stops watching them before they close (their numbers may be reused).
-        let opened = sockets
-        defer {
-            let done = DispatchSemaphore(value: 0)
-            loop.execute {
-                for socket in opened { loop.unregister(socket.socket.fd) }
-                done.signal()
-            }
-            done.wait()
-            opened.forEach { $0.close() }
         }
         while receipts.opened.withLock({ $0 }) < streams { try await Task.sleep(for: .milliseconds(10)) }
         let refused = receipts.refused.withLock { $0 }

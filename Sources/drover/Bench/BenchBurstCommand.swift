@@ -34,9 +34,7 @@ struct BenchBurstCommand: Command {
         guard sessions > 0, harnessCount > 0, poolCount > 0, capacity > 0, callSeconds >= 0 else {
             throw UsageError("every count must be positive")
         }
-        guard let directory = Migration.defaultDirectory() else { throw UsageError("no migrations folder found") }
-        let database = try await ScratchDatabase.create(
-            on: try Environment.databaseURL(), prefix: "drover_burst", migrations: try Migration.load(from: directory))
+        let database = try await BenchDatabase.create(prefix: "drover_burst")
         let sql = ConnectionPool(conninfo: database.conninfo, maxConnections: 2)
         let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let token = "burst-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
@@ -55,7 +53,7 @@ struct BenchBurstCommand: Command {
             sql.close()
         }
         var results: [BenchResult] = []
-        do {
+        try await BenchDatabase.run(database, stop: stop) {
             for _ in 0..<poolCount {
                 let pool = try ChildDaemon(
                     binary: binary, ["sandbox-pool", "--listen", "127.0.0.1:0", "--warm", "4", "--capacity", String(capacity), "--grace", "1"],
@@ -105,12 +103,6 @@ struct BenchBurstCommand: Command {
                 BenchResult(name: "session_errors", value: try await count("SELECT count(*) FROM drover.events WHERE type = 'session.error'"),
                             unit: "events"),
             ]
-            await stop()
-            try await database.drop()
-        } catch {
-            await stop()
-            try? await database.drop()
-            throw error
         }
         BenchReport.print("drover bench burst", results, json: arguments.has("json"), extra: [
             ("benchmark", "burst"), ("cores", String(ProcessInfo.processInfo.activeProcessorCount)), ("sessions", String(sessions)),

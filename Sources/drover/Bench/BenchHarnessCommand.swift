@@ -53,12 +53,10 @@ struct BenchHarnessCommand: Command {
         }
         let sessionCounts = try list("sessions", "100,1000")
         let harnessCounts = try list("harnesses", "1,2,4,8")
-        guard let directory = Migration.defaultDirectory() else { throw UsageError("no migrations folder found") }
-        let database = try await ScratchDatabase.create(
-            on: try Environment.databaseURL(), prefix: "drover_bench", migrations: try Migration.load(from: directory))
+        let database = try await BenchDatabase.create()
         let bench = try await HarnessBench(database: database, setup: arguments.value("setup") ?? defaultSetup)
         var results: [BenchResult] = []
-        do {
+        try await BenchDatabase.run(database, stop: bench.stop) {
             let latency = try await bench.eventToRequest(samples: samples)
             results += [BenchResult(name: "event_to_request_p50_ms", value: latency.percentile(50), unit: "ms"),
                         BenchResult(name: "event_to_request_p99_ms", value: latency.percentile(99), unit: "ms")]
@@ -83,12 +81,6 @@ struct BenchHarnessCommand: Command {
             results += [BenchResult(name: "sigkill_resume_p50_s", value: resume.percentile(50) / 1000, unit: "s (TTL 30 s)"),
                         BenchResult(name: "sigkill_resume_max_s", value: resume.percentile(100) / 1000, unit: "s (TTL 30 s)"),
                         BenchResult(name: "sigkill_resume_trials", value: Double(resume.samples.count), unit: "trials")]
-            await bench.stop()
-            try await database.drop()
-        } catch {
-            await bench.stop()
-            try? await database.drop()
-            throw error
         }
         BenchReport.print("drover bench harness", results, json: arguments.has("json"), extra: [
             ("benchmark", "harness"), ("cores", String(ProcessInfo.processInfo.activeProcessorCount)),

@@ -47,13 +47,11 @@ struct BenchQueueCommand: Command {
             guard let n = Int($0), n > 0 else { throw UsageError("--claimers takes a list like 1,2,4,8") }
             return n
         }
-        guard let directory = Migration.defaultDirectory() else { throw UsageError("no migrations folder found") }
-
-        let database = try await ScratchDatabase.create(
-            on: try Environment.databaseURL(), prefix: "drover_bench", migrations: try Migration.load(from: directory))
+        let database = try await BenchDatabase.create()
         Progress.say("scratch database \(database.name)")
-        do {
+        try await BenchDatabase.run(database, stop: {}) {
             let bench = try await QueueBench(database: database, batch: batch)
+            defer { bench.close() }
             var results: [BenchResult] = []
             for claimers in claimerCounts {
                 let rate = try await bench.claimRate(sessions: sessions, claimers: claimers)
@@ -83,17 +81,11 @@ struct BenchQueueCommand: Command {
             results.append(BenchResult(name: "get_events_100_p99_ms", value: slice.percentile(99), unit: "ms"))
             results.append(BenchResult(name: "get_events_tail_100_p50_ms", value: tail.percentile(50), unit: "ms"))
             results.append(BenchResult(name: "get_events_tail_100_p99_ms", value: tail.percentile(99), unit: "ms"))
-            bench.close()
-            try await database.drop()
-
             BenchReport.print("drover bench queue", results, json: arguments.has("json"), extra: [
                 ("benchmark", "queue"), ("cores", String(ProcessInfo.processInfo.activeProcessorCount)),
                 ("server_version", bench.serverVersion), ("sessions_per_run", String(sessions)),
                 ("batch", String(batch)), ("log_events", String(eventCount)),
             ])
-        } catch {
-            try? await database.drop()
-            throw error
         }
     }
 }

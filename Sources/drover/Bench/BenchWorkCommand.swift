@@ -52,9 +52,7 @@ struct BenchWorkCommand: Command {
         guard FileManager.default.isExecutableFile(atPath: python), FileManager.default.fileExists(atPath: program) else {
             throw UsageError("run from the repository's root after `make test` (needs .drover/sdk and Tests/sdk/self_hosted.py)")
         }
-        guard let directory = Migration.defaultDirectory() else { throw UsageError("no migrations folder found") }
-        let database = try await ScratchDatabase.create(
-            on: try Environment.databaseURL(), prefix: "drover_bench", migrations: try Migration.load(from: directory))
+        let database = try await BenchDatabase.create()
         let sql = ConnectionPool(conninfo: database.conninfo, maxConnections: 4)
         let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let token = "bench-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
@@ -67,7 +65,7 @@ struct BenchWorkCommand: Command {
         var workers: [ChildDaemon] = []
         let folder = NSTemporaryDirectory() + "drover-bench-work-\(UInt64.random(in: 0...UInt64.max))"
         var results: [BenchResult] = []
-        func stopAll() async {
+        func stop() async {
             for worker in workers { kill(-worker.pid, SIGKILL) }
             for daemon in daemons.reversed() { daemon.signal(SIGTERM) }
             for daemon in daemons { _ = await daemon.wait(timeout: 15) }
@@ -75,7 +73,7 @@ struct BenchWorkCommand: Command {
             sql.close()
             try? FileManager.default.removeItem(atPath: folder)
         }
-        do {
+        try await BenchDatabase.run(database, stop: stop) {
             let environment = ["DATABASE_URL": database.conninfo, "DROVER_POOL_TOKEN": token, "ANTHROPIC_API_KEY": ScriptedModelServer.placeholderKey]
             let api = try ChildDaemon(binary: binary, ["api", "--listen", "127.0.0.1:0", "--grace", "1", "--db-connections", "8",
                                                        "--max-connections-per-client", "1024"], environment: environment)
@@ -128,12 +126,6 @@ struct BenchWorkCommand: Command {
                 BenchResult(name: "pool_first_call_p50_ms", value: poolFirst.percentile(50), unit: "ms (provision included)"),
             ]
             Progress.say(String(format: "sandbox pool: tool_use → tool_result p50 %.1f ms, p99 %.1f ms", poolSteady.percentile(50), poolSteady.percentile(99)))
-            await stopAll()
-            try await database.drop()
-        } catch {
-            await stopAll()
-            try? await database.drop()
-            throw error
         }
         BenchReport.print("drover bench work", results, json: arguments.has("json"), extra: [
             ("benchmark", "work"), ("cores", String(ProcessInfo.processInfo.activeProcessorCount)), ("items", String(items)),
