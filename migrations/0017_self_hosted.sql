@@ -383,7 +383,7 @@ CREATE TRIGGER events_work AFTER INSERT ON drover.events FOR EACH ROW
 -- Operators: every live item and the recently stopped ones, with their lease's age.
 CREATE VIEW drover.work_status AS
 SELECT i.id, i.environment_id, i.session_id, i.state, i.worker_id,
-       CASE WHEN i.state = 'queued' AND i.polled_at IS NOT NULL THEN true ELSE false END AS pending,
+       (i.state = 'queued' AND i.polled_at IS NOT NULL) AS pending,
        extract(epoch FROM now() - coalesce(i.latest_heartbeat_at, i.acknowledged_at))::float8 AS lease_age_s,
        extract(epoch FROM i.lease_expires_at - now())::float8 AS expires_in_s,
        i.reclaims, i.created_at, i.queued_at
