@@ -1,5 +1,3 @@
-import Foundation
-
 /// A JSON value that is `Sendable`, for protocol messages and tool inputs.
 public enum JSONValue: Sendable, Equatable {
     case null
@@ -9,35 +7,18 @@ public enum JSONValue: Sendable, Equatable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    /// Parses JSON text. Numbers become `Double`; integers beyond 2^53 lose precision.
+    /// Parses JSON text (`JSONParser`: strict RFC 8259, any value at the top). Numbers become
+    /// `Double`; integers beyond 2^53 lose precision.
     public static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
-        let object = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
-        return try JSONValue(any: object)
+        if let value = try bytes.withContiguousStorageIfAvailable({ buffer throws(DroverError) in try JSONParser.parse(buffer) }) {
+            return value
+        }
+        return try Array(bytes).withUnsafeBufferPointer { buffer throws(DroverError) in try JSONParser.parse(buffer) }
     }
 
-    public static func parse(_ text: String) throws -> JSONValue { try parse(Array(text.utf8)) }
-
-    init(any: Any) throws {
-        switch any {
-        case is NSNull: self = .null
-        case let number as NSNumber:
-            // JSON booleans arrive as NSNumber too; theirs is the only `char` objCType.
-            if String(cString: number.objCType) == "c" {
-                self = .bool(number.boolValue)
-            } else if let decimal = number as? NSDecimalNumber {
-                // Foundation on Linux reads exponents and long integers as decimals, whose
-                // doubleValue drops digits (4.1111111111111196e+32 came back 4.11111111111112e+32,
-                // changing at every round trip; found by the json fuzz target). Their exact text
-                // parses to the nearest Double.
-                self = .number(Double(decimal.description) ?? decimal.doubleValue)
-            } else {
-                self = .number(number.doubleValue)
-            }
-        case let string as String: self = .string(string)
-        case let array as [Any]: self = .array(try array.map(JSONValue.init(any:)))
-        case let dictionary as [String: Any]: self = .object(try dictionary.mapValues(JSONValue.init(any:)))
-        default: throw DroverError(.invalidArgument, "unsupported JSON value")
-        }
+    public static func parse(_ text: String) throws -> JSONValue {
+        var text = text
+        return try text.withUTF8 { buffer throws(DroverError) in try JSONParser.parse(buffer) }
     }
 
     /// Compact JSON text; object keys are sorted so output is stable.
