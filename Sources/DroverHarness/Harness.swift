@@ -34,10 +34,10 @@ public struct HarnessOptions: Sendable {
     /// Which internal addresses `web_fetch` and MCP servers may reach (`--allow-internal`): none
     /// by default, whatever an environment names.
     public var addressRule = AddressRule(ownAddresses: OutboundResolver.ownAddresses())
-    /// Each group commit that appends events notifies `drover api`'s streams (`--notify-streams`):
-    /// harness-written events reach streams in under a millisecond instead of at the API's 20 ms
-    /// poll, at the cost of a fraction of a millisecond per model request (docs/benchmarks.md).
-    public var notifyStreams = false
+    /// Each group commit that appends events is followed by one notification to `drover api`'s
+    /// streams (off with `--no-notify-streams`): harness-written events reach streams in under a
+    /// millisecond instead of at the API's 20 ms poll (docs/benchmarks.md).
+    public var notifyStreams = true
     /// Where to serve /metrics, /healthz and /readyz (off when nil).
     public var metricsListen: (host: String, port: UInt16)?
     public init() {}

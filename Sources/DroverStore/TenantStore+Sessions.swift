@@ -59,25 +59,34 @@ extension TenantStore {
                  "checkout": repository.checkout?.json ?? .null, "token": repository.token.map(JSONValue.string) ?? .null]
             }).text, key,
         ]
-        let id: String = try await mappingErrors {
+        let (id, wakes): (String, [String]) = try await mappingErrors {
             try await pool.transaction { connection in
                 guard let id = try await connection.query(sql, parameters).first.map({ try $0.decode(0) as String }) else {
                     throw DroverError(.database, "the new session has no id")
                 }
-                if !initial.types.isEmpty { _ = try await connection.query(Self.sendSQL, [id, initial.types, initial.payloads]) }
-                return id
+                guard !initial.types.isEmpty else { return (id, []) }
+                let wakes = try await connection.query("SELECT sent.wake FROM (\(Self.sendSQL)) AS sent", [id, initial.types, initial.payloads])
+                    .map { $0[0] }
+                return (id, wakes.compactMap { $0 })
             }
         }
+        wake(session: id, wakes)
         return try await session(org: org, id: id)
     }
 
-    /// Appends user events (`$2` types, `$3` payloads) to session `$1`, in order, each as its row.
+    /// Appends user events (`$2` types, `$3` payloads) to session `$1`, in order, each as its row,
+    /// with whom each wakes (`wake`, a channel): the caller notifies after its commit (`wake`).
     static let sendSQL = """
-        SELECT r.seq
+        SELECT r.event, r.wake
           FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS x(type, payload, n)
-          CROSS JOIN LATERAL drover.send_event($1, x.type, x.payload) r
+          CROSS JOIN LATERAL drover.append_user_event($1, x.type, x.payload) r
          ORDER BY x.n
         """
+
+    /// Notifies the channels user events named, once each, after their commit.
+    func wake(session: String, _ channels: [String]) {
+        for channel in Set(channels) { notifier.notify(channel, session) }
+    }
 
     /// Events a user may send, as types and payloads, or why not (`field` names them in errors).
     static func userEvents(_ events: [JSONValue], field: String) throws -> (types: [String], payloads: [String]) {
@@ -232,14 +241,15 @@ extension TenantStore {
         if try await isArchived(org: org, session: session) {
             throw DroverError(.invalidArgument, "session \(session) is archived and accepts no events")
         }
-        let sent = try await jsonRows(
-            """
-            SELECT drover.api_event_json(e)::text
-              FROM (\(Self.sendSQL)) AS sent
-              JOIN drover.events e ON e.session_id = $1 AND e.seq = sent.seq
-             ORDER BY e.seq
-            """, [session, types, payloads])
-        return ["data": .array(sent)]
+        let rows = try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT drover.api_event_json(sent.event)::text, sent.wake FROM (\(Self.sendSQL)) AS sent
+                """, [session, types, payloads]
+            ).map { (event: try JSONValue.parse(try $0.decode(0) as String), wake: $0[1]) }
+        }
+        wake(session: session, rows.compactMap(\.wake))
+        return ["data": .array(rows.map(\.event))]
     }
 
     /// A page of a session's events in seq order (`order: desc` reverses it); the cursor is a seq.

@@ -30,7 +30,12 @@ public struct APIPage: Sendable {
 /// Resource JSON is rendered in SQL (`drover.api_*_json`, migration 0010).
 public struct TenantStore: Sendable {
     public let pool: ConnectionPool
-    public init(pool: ConnectionPool) { self.pool = pool }
+    /// Wakes harnesses after user events commit; one per store, so a daemon's requests share it.
+    let notifier: PostCommitNotifier
+    public init(pool: ConnectionPool) {
+        self.pool = pool
+        notifier = PostCommitNotifier(pool: pool)
+    }
 
     // MARK: - Organisations and keys
 

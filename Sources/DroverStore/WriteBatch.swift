@@ -5,20 +5,11 @@ import Foundation
 /// Sends fenced writes as one `drover.write_batch` call: one statement, one transaction, a
 /// result for each write in order. `GroupCommitter` and `SessionStore.appendAll` both go through it.
 public enum WriteBatch {
-    /// `notifyStreams`: a commit that appended events sends one notification on
-    /// `LeaseQueue.eventsChannel` (Postgres delivers a transaction's identical notifications
-    /// once), which wakes `drover api`'s streams at once instead of at their next 20 ms poll. Off
-    /// by default: every notification signals every listening backend, each harness's included,
-    /// and on the harness's own path that cost 0.3-0.45 ms of event-to-request latency at p50
-    /// (docs/benchmarks.md).
-    public static func send(_ writes: [LeaseWrite], on pool: ConnectionPool, notifyStreams: Bool = false) async throws
-        -> [Result<LeaseWriteOutcome, any Error>]
-    {
+    public static func send(_ writes: [LeaseWrite], on pool: ConnectionPool) async throws -> [Result<LeaseWriteOutcome, any Error>] {
         let (ops, payloads) = encode(writes)
-        let notify = notifyStreams ? ", CASE WHEN seq IS NOT NULL THEN pg_notify('\(LeaseQueue.eventsChannel)', '') END" : ""
         let rows = try await pool.query(
             """
-            SELECT ord, seq, id, created_at, expires_at, status, code, message\(notify)
+            SELECT ord, seq, id, created_at, expires_at, status, code, message
               FROM drover.write_batch($1::jsonb, $2::text[])
             """, [ops, payloads])
         return try decode(writes, Array(rows))

@@ -14,7 +14,7 @@ struct HarnessCommand: Command {
                               [--api-key-file FILE]
                               [--pool-token-file FILE] [--max-turns N] [--context-budget TOKENS]
                               [--db-connections N] [--max-attempts N] [--rescue-interval SECONDS]
-                              [--allow-internal RANGES] [--notify-streams] [--eager-sandbox]
+                              [--allow-internal RANGES] [--no-notify-streams] [--eager-sandbox]
 
         A stateless daemon. Claims runnable sessions from the Postgres queue (woken by NOTIFY,
         polling as a fallback), runs up to --max-sessions at once, heartbeats every lease at a
@@ -54,9 +54,10 @@ struct HarnessCommand: Command {
                                  web_fetch and agents' MCP servers may reach, as comma-separated
                                  ranges (127.0.0.2,10.1.0.0/16); default none, whatever an
                                  environment names (or DROVER_ALLOW_INTERNAL)
-          --notify-streams       each commit that appends events notifies drover api's streams, which
-                                 then deliver them at once instead of at their 20 ms poll (costs
-                                 about 0.4 ms of event-to-request latency: docs/benchmarks.md)
+          --no-notify-streams    do not notify drover api's streams after a commit that appends
+                                 events (by default one notification follows each such commit,
+                                 and streams deliver at once instead of at their 20 ms poll);
+                                 --notify-streams, the default, is still accepted
           --eager-sandbox        provision before the first model call (for benchmarks only)
         \(DaemonOptions.help)
 
@@ -66,7 +67,7 @@ struct HarnessCommand: Command {
         "max-sessions", "lease-ttl", "poll-interval", "grace", "provider", "model-url", "api-key-file", "pool-token-file", "max-turns",
         "context-budget", "db-connections", "max-attempts", "rescue-interval", "allow-internal",
     ]).union(DaemonOptions.names)
-    static let flags: Set<String> = ["eager-sandbox", "notify-streams"]
+    static let flags: Set<String> = ["eager-sandbox", "notify-streams", "no-notify-streams"]
 
     static func run(_ arguments: Arguments) async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -112,7 +113,7 @@ struct HarnessCommand: Command {
             options.rescueInterval = value
         }
         options.eagerSandbox = arguments.has("eager-sandbox")
-        options.notifyStreams = arguments.has("notify-streams")
+        options.notifyStreams = !arguments.has("no-notify-streams")
         options.addressRule = try OutboundResolver.operatorRule(allowed: arguments.value("allow-internal"))
         options.poolToken = try secret(file: arguments.value("pool-token-file"), variable: "DROVER_POOL_TOKEN") ?? ""
         options.vaultKey = try VaultKey.fromEnvironment()

@@ -83,6 +83,8 @@ with beta.sessions.events.with_streaming_response.stream(session["id"]) as respo
     sent = raw(beta.sessions.events.with_raw_response.send(
         session["id"], events=[{"type": "user.message", "content": [{"type": "text", "text": "hello"}]}]))
     strict("events.send", BetaManagedAgentsSendSessionEvents, sent)
+    if [event.get("type") for event in sent.get("data") or []] != ["user.message"]:
+        failures.append(f"events.send: data is not the event sent: {sent}")
     for line in response.iter_lines():
         if line.startswith("data: "):
             event = json.loads(line[len("data: "):])

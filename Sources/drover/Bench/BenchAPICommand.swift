@@ -23,10 +23,10 @@ struct BenchAPICommand: Command {
                                     on the session (every stream's receipt is a sample; the
                                     readers are one event loop); Postgres's notification wakes
                                     the API's poller
-          stream_latency_harness_*  the same for an event a harness's group commit appends with
-                                    --notify-streams (write_batch: one notification per commit)
+          stream_latency_harness_*  the same for an event a harness's group commit appends (one
+                                    notification after each commit, as harnesses do by default)
           stream_latency_agent_*    the same for an event a lease holder appends (append_event),
-                                    which the poller finds on its 20 ms round
+                                    which notifies no one: the poller finds it on its 20 ms round
 
           --seconds S   seconds per throughput run (default 5)
           --clients N   concurrent connections for throughput (default 16)
@@ -136,9 +136,9 @@ struct BenchAPICommand: Command {
     }
 
     /// Who writes the probe events: a user (`send_event`), a lease holder one by one
-    /// (`append_event`, which notifies no one: streams find it on the poller's round, as they do
-    /// a harness's events by default), or a harness's group commit with `--notify-streams`
-    /// (`write_batch`, one notification per commit).
+    /// (`append_event`, which notifies no one: streams find it on the poller's round, as they
+    /// found a harness's events before harnesses notified by default), or a harness's group
+    /// commit (one notification after each commit).
     enum Writer: String {
         case user
         case agent
@@ -253,6 +253,7 @@ struct BenchAPICommand: Command {
             try await Task.sleep(for: .milliseconds(100))
         }
         var committed: [String: UInt64] = [:]
+        let committer = GroupCommitter(pool: sql)
         for index in 0..<samples {
             let label = String(index)
             let payload = #"{"content":[{"type":"text","text":"probe-\#(label)"}]}"#
@@ -261,9 +262,7 @@ struct BenchAPICommand: Command {
             case .agent: _ = try await sql.query("SELECT seq FROM drover.append_event($1, 'bench', $2, 'agent.message', $3)", [session, epoch, payload])
             case .harness:
                 let lease = Lease(sessionID: SessionID(rawValue: session), owner: HarnessID(rawValue: "bench"), epoch: epoch, expiresAt: Date(), lastSeq: 0)
-                for outcome in try await WriteBatch.send([.append(lease, .agentMessage, payload: payload)], on: sql, notifyStreams: true) {
-                    _ = try outcome.get()
-                }
+                try await committer.append(lease, type: .agentMessage, payload: payload)
             }
             committed[label] = DispatchTime.now().uptimeNanoseconds
             try await Task.sleep(for: .milliseconds(5))
