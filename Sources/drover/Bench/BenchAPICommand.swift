@@ -48,7 +48,7 @@ struct BenchAPICommand: Command {
         let binary = arguments.value("api-binary") ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         // The load generator is one client address with hundreds of streams (and the last run's
         // still closing): the per-client share is lifted to the whole cap.
-        let api = try ChildDaemon(binary: binary, ["api", "--listen", "127.0.0.1:0", "--grace", "1", "--db-connections", "8",
+        let api = try ChildDaemon(binary: binary, ["api", "--listen", "127.0.0.1:0", "--grace", "1", "--db-connections", "16",
                                                    "--max-connections-per-client", "1024"],
                                   environment: ["DATABASE_URL": database.conninfo])
         var results: [BenchResult] = []
