@@ -119,3 +119,22 @@ BEGIN
     RETURN NEXT;
 END;
 $$;
+
+-- 3. Harness admission (issue #22): a harness claims no sessions while its sessions wait for
+--    sandboxes (every sandbox it can reach running a call), so the surplus waits in this queue,
+--    not in a harness's memory. Each harness records whether it is holding back, at once when
+--    it changes and with every heartbeat; `drover harnesses` and `drover top` show it.
+ALTER TABLE drover.harnesses ADD COLUMN claims_paused boolean NOT NULL DEFAULT false;
+
+CREATE FUNCTION drover.harness_heartbeat(p_id text, p_claims_paused boolean) RETURNS void LANGUAGE sql AS $$
+    UPDATE drover.harnesses SET last_heartbeat_at = now(), claims_paused = p_claims_paused WHERE id = p_id
+$$;
+
+CREATE OR REPLACE VIEW drover.harness_status AS
+SELECT h.id, h.host, h.pid, h.started_at, h.last_heartbeat_at,
+       extract(epoch FROM clock_timestamp() - h.last_heartbeat_at)::float8 AS heartbeat_age_s,
+       (SELECT count(*) FROM drover.sessions s WHERE s.status = 'running' AND s.lease_owner = h.id)::int AS sessions_held,
+       CASE WHEN h.stopped_at IS NULL AND h.gone_at IS NULL AND h.last_heartbeat_at > clock_timestamp() - interval '15 seconds'
+            THEN 'alive' ELSE 'gone' END AS state,
+       h.claims_paused AND h.stopped_at IS NULL AND h.gone_at IS NULL AS claims_paused
+  FROM drover.harnesses h;

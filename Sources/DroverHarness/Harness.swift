@@ -59,7 +59,12 @@ public final class Harness: Service {
         /// After losing its liveness connection, the harness claims nothing until then (seconds on
         /// `now`), so that healthy harnesses take its sessions first.
         var claimPausedUntil: Double = 0
+        /// Claims stop while this harness's sessions wait for sandboxes (`admitting`).
+        var admissionPaused = false
     }
+
+    /// A provision unanswered for longer than this is waiting for room (`SandboxRouter.sandboxWaits`).
+    static let admissionThreshold: Duration = .milliseconds(250)
     private let state = Mutex(State())
     private let clock = ContinuousClock()
     private let origin = ContinuousClock.now
@@ -101,6 +106,12 @@ public final class Harness: Service {
     /// Serves until `stop` fires, then drains (see `ServiceGroup`).
     public func run(until stop: ShutdownTrigger) async throws -> Int32 {
         let lockKey = try await register()
+        context.metrics.registry.gauge("drover_sandbox_waits", "Provisions this harness sent that wait for a sandbox (unanswered for longer than the admission threshold).") { [self] in
+            Double(context.router.sandboxWaits(olderThan: Self.admissionThreshold))
+        }
+        context.metrics.registry.gauge("drover_claims_paused", "1 while this harness claims no sessions because its sessions wait for sandboxes.") { [self] in
+            state.withLock { $0.admissionPaused } ? 1 : 0
+        }
         context.metrics.registry.gauge("drover_sessions_active", "Sessions this harness is running now.") { [self] in
             Double(activeSessions)
         }
@@ -179,7 +190,8 @@ public final class Harness: Service {
         var backoff = Backoff()
         while !Task.isCancelled {
             let free = options.maxSessions - state.withLock { $0.runners.count }
-            if free <= 0 {
+            let admitting = await admitting()
+            if free <= 0 || !admitting {
                 try? await Task.sleep(for: .milliseconds(5))
                 continue
             }
@@ -199,6 +211,29 @@ public final class Harness: Service {
                 try? await Task.sleep(for: .seconds(backoff.next()))
             }
         }
+    }
+
+    /// Whether this harness may claim: not while any of its sessions waits for a sandbox. Every
+    /// sandbox it can reach is running a call then, and a session claimed now would wait too,
+    /// held here where no other harness (one near a pool with room) can take it: the surplus
+    /// stays in Postgres's queue, first come first served, where `drover top` counts it. A change
+    /// is logged and recorded on the harness's row (`drover harnesses`, `drover top`).
+    private func admitting() async -> Bool {
+        let waits = context.router.sandboxWaits(olderThan: Self.admissionThreshold)
+        let paused = waits > 0
+        let changed = state.withLock { state -> Bool in
+            defer { state.admissionPaused = paused }
+            return state.admissionPaused != paused
+        }
+        if changed {
+            if paused {
+                log.info("claims paused: sessions wait for sandboxes", ("sandbox_waits", .number(Double(waits))))
+            } else {
+                log.info("claims resumed")
+            }
+            _ = try? await pool.query("SELECT drover.harness_heartbeat($1, $2)", [id.rawValue, paused])
+        }
+        return !paused
     }
 
     private func start(_ lease: Lease, claimSentAt: Double) {
@@ -298,7 +333,7 @@ public final class Harness: Service {
     private func registryLoop() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(5))
-            _ = try? await pool.query("SELECT drover.harness_heartbeat($1)", [id.rawValue])
+            _ = try? await pool.query("SELECT drover.harness_heartbeat($1, $2)", [id.rawValue, state.withLock { $0.admissionPaused }])
         }
     }
 }

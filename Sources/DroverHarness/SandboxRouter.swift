@@ -37,11 +37,21 @@ public final class SandboxRouter: Sendable {
     private let clients = Mutex<[String: PoolClient]>([:])
     private let placements = Mutex<[SessionID: Placement]>([:])
     private let flights = Mutex<[SessionID: Task<Placement?, any Error>]>([:])
+    /// When each provision now unanswered was sent, by a token of its own (`sandboxWaits`).
+    private let provisions = Mutex<(next: Int, sent: [Int: ContinuousClock.Instant])>((0, [:]))
 
     public init(registry: PoolRegistry, token: String, log: Log) {
         self.registry = registry
         self.token = token
         self.log = log
+    }
+
+    /// Provisions sent and unanswered for longer than `threshold`: a pool answers a provision
+    /// in milliseconds when it has room, so these are waiting in a full pool's line (or making a
+    /// slow sandbox). The harness claims no new sessions while there are any (`Harness`).
+    public func sandboxWaits(olderThan threshold: Duration) -> Int {
+        let cutoff = ContinuousClock.now - threshold
+        return provisions.withLock { $0.sent.values.count { $0 < cutoff } }
     }
 
     /// Provisions the session's sandbox now if it has none (for `--eager-sandbox`).
@@ -176,9 +186,16 @@ public final class SandboxRouter: Sendable {
             do {
                 let client = try await client(pool.address)
                 let left = max(0, (deadline - ContinuousClock.now) / .seconds(1))
+                let repositories = try await spec.repositories().map(\.provisionJSON)
+                let token = provisions.withLock { provisions -> Int in
+                    defer { provisions.next += 1 }
+                    provisions.sent[provisions.next] = .now
+                    return provisions.next
+                }
+                defer { provisions.withLock { _ = $0.sent.removeValue(forKey: token) } }
                 let sandbox = try await client.provision(
                     resources: spec.resources, session: session.rawValue, networking: spec.networking,
-                    repositories: try await spec.repositories().map(\.provisionJSON), wait: left)
+                    repositories: repositories, wait: left)
                 // Recorded, fenced by the lease, before any call runs in it, so that a successor can
                 // tell "never ran" from "unknown" and a stale harness never adopts a sandbox.
                 let recorded: String

@@ -12,18 +12,20 @@ public struct HarnessView: Sendable, Equatable {
     public var sessionsHeld: Int
     /// `alive` or `gone`.
     public var state: String
+    /// Claiming nothing while its sessions wait for sandboxes (issue #22's harness admission).
+    public var claimsPaused = false
 
     public static func all(in pool: ConnectionPool) async throws -> [HarnessView] {
         try await mappingErrors {
             try await pool.query(
                 """
-                SELECT id, host, pid, started_at, heartbeat_age_s, sessions_held, state
+                SELECT id, host, pid, started_at, heartbeat_age_s, sessions_held, state, claims_paused
                   FROM drover.harness_status ORDER BY state, started_at DESC
                 """
             ).map { row in
                 HarnessView(
                     id: try row.decode(0), host: try row.decode(1), pid: try row.decode(2), startedAt: try row.decode(3),
-                    heartbeatAge: try row.decode(4), sessionsHeld: try row.decode(5), state: try row.decode(6))
+                    heartbeatAge: try row.decode(4), sessionsHeld: try row.decode(5), state: try row.decode(6), claimsPaused: try row.decode(7))
             }
         }
     }
@@ -67,18 +69,22 @@ public struct QueueStats: Sendable, Equatable {
     public var oldestRunnableAge: Double
     public var eventsInserted: Int64
     public var leasesGranted: Int64
+    /// Live harnesses claiming nothing while their sessions wait for sandboxes: the queued
+    /// sessions wait for room in the fleet, not for a harness.
+    public var harnessesPaused = 0
 
     public static func sample(in pool: ConnectionPool) async throws -> QueueStats {
         try await mappingErrors {
             let row = try await pool.query(
                 """
                 SELECT queued, running, idle, terminated, expired_leases, oldest_runnable_age_s, events_inserted_total,
-                       leases_granted_total FROM drover.queue_stats
+                       leases_granted_total, (SELECT count(*) FROM drover.harness_status WHERE claims_paused)::int
+                  FROM drover.queue_stats
                 """)[0]
             return QueueStats(
                 queued: try row.decode(0), running: try row.decode(1), idle: try row.decode(2), terminated: try row.decode(3),
                 expiredLeases: try row.decode(4), oldestRunnableAge: try row.decode(5), eventsInserted: try row.decode(6),
-                leasesGranted: try row.decode(7))
+                leasesGranted: try row.decode(7), harnessesPaused: try row.decode(8))
         }
     }
 }

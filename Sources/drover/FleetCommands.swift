@@ -9,7 +9,9 @@ struct HarnessesCommand: Command {
         usage: drover harnesses [--json]
 
         The harness registry (the drover.harness_status view): a harness is alive while it
-        heartbeats (every 5 s) and has not stopped.
+        heartbeats (every 5 s) and has not stopped. CLAIMS is "paused" while a harness claims no
+        sessions because its sessions wait for sandboxes (every sandbox it can reach is running a
+        call): the surplus waits in the queue.
         """
     static let flags: Set<String> = ["json"]
 
@@ -22,16 +24,16 @@ struct HarnessesCommand: Command {
                 Output.line(JSONValue.object([
                     "id": .string(h.id), "host": .string(h.host), "pid": .number(Double(h.pid)),
                     "started_at": .string(Output.timestamp(h.startedAt)), "heartbeat_age_s": .number(h.heartbeatAge),
-                    "sessions_held": .number(Double(h.sessionsHeld)), "state": .string(h.state),
+                    "sessions_held": .number(Double(h.sessionsHeld)), "state": .string(h.state), "claims_paused": .bool(h.claimsPaused),
                 ]).text)
             }
             return
         }
         let colour = Terminal.isColour
         Output.line(Output.table(
-            ["HARNESS", "HOST", "PID", "SESSIONS", "HEARTBEAT AGE", "STATE"],
+            ["HARNESS", "HOST", "PID", "SESSIONS", "CLAIMS", "HEARTBEAT AGE", "STATE"],
             harnesses.map {
-                [$0.id, $0.host, String($0.pid), String($0.sessionsHeld), Output.seconds($0.heartbeatAge),
+                [$0.id, $0.host, String($0.pid), String($0.sessionsHeld), $0.claimsPaused ? "paused" : "open", Output.seconds($0.heartbeatAge),
                  $0.state == "alive" ? $0.state : Terminal.dim($0.state, colour)]
             }))
     }
@@ -81,9 +83,10 @@ struct TopCommand: Command {
         usage: drover top [--watch] [--interval SECONDS] [--json]
 
         Samples the drover.queue_stats view twice, --interval apart (default 1 s): queue depth by
-        status, expired leases, the oldest runnable session's wait, and claims/s and events/s over
-        the interval (from Postgres's statistics, which may lag by up to a second). --watch
-        repeats until Ctrl-C.
+        status, expired leases, the oldest runnable session's wait, the harnesses whose claims are
+        paused because their sessions wait for sandboxes (the queued sessions then wait for room
+        in the fleet), and claims/s and events/s over the interval (from Postgres's statistics,
+        which may lag by up to a second). --watch repeats until Ctrl-C.
         """
     static let options: Set<String> = ["interval"]
     static let flags: Set<String> = ["watch", "json"]
@@ -104,14 +107,15 @@ struct TopCommand: Command {
                     "queued": .number(Double(now.queued)), "running": .number(Double(now.running)), "idle": .number(Double(now.idle)),
                     "terminated": .number(Double(now.terminated)), "expired_leases": .number(Double(now.expiredLeases)),
                     "oldest_runnable_age_s": .number(now.oldestRunnableAge), "claims_per_s": .number(claims), "events_per_s": .number(events),
+                    "harnesses_paused": .number(Double(now.harnessesPaused)),
                 ]).text)
             } else {
                 let colour = Terminal.isColour
                 Output.line((arguments.has("watch") ? Terminal.clear : "") + Output.table(
-                    ["QUEUED", "RUNNING", "IDLE", "TERMINATED", "EXPIRED LEASES", "OLDEST RUNNABLE", "CLAIMS/S", "EVENTS/S"],
+                    ["QUEUED", "RUNNING", "IDLE", "TERMINATED", "EXPIRED LEASES", "OLDEST RUNNABLE", "PAUSED HARNESSES", "CLAIMS/S", "EVENTS/S"],
                     [[String(now.queued), String(now.running), String(now.idle), String(now.terminated),
                       now.expiredLeases > 0 ? Terminal.red(String(now.expiredLeases), colour) : "0",
-                      Output.seconds(now.oldestRunnableAge), String(format: "%.1f", claims), String(format: "%.1f", events)]]))
+                      Output.seconds(now.oldestRunnableAge), String(now.harnessesPaused), String(format: "%.1f", claims), String(format: "%.1f", events)]]))
             }
         } while arguments.has("watch")
     }

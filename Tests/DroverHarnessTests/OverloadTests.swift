@@ -44,8 +44,31 @@ import Testing
     @Test func twoHundredSessionsOnSixteenSandboxesAllEndWithoutAnErrorResult() async throws {
         let cluster = try await HarnessCluster.start(script: Self.script, harnesses: 2, poolArgs: ["--capacity", "16", "--warm", "4"])
         do {
+            // Harness admission: while their sessions wait for sandboxes, harnesses claim nothing
+            // more, and the surplus waits in the queue (what `drover top` and `drover harnesses` show).
+            let sql = cluster.sql
+            let watch = Task { () -> (paused: Bool, queuedWhilePaused: Int, held: Int) in
+                var seen = (paused: false, queuedWhilePaused: 0, held: 0)
+                while !Task.isCancelled {
+                    if let stats = try? await QueueStats.sample(in: sql) {
+                        if stats.harnessesPaused > 0 {
+                            seen.paused = true
+                            seen.queuedWhilePaused = max(seen.queuedWhilePaused, stats.queued)
+                        }
+                        seen.held = max(seen.held, stats.running)
+                    }
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+                return seen
+            }
             try await Self.burst(cluster, 200)
             try await Self.waitUntilAllIdle(cluster, timeout: 240)
+            watch.cancel()
+            let seen = await watch.value
+            #expect(seen.paused, "no harness paused its claims while its sessions waited for sandboxes")
+            #expect(seen.queuedWhilePaused > 0, "the surplus waited in the queue")
+            #expect(seen.held < 200, "the harnesses held every session of the burst at once: \(seen.held)")
+            #expect(try await HarnessView.all(in: sql).allSatisfy { !$0.claimsPaused }, "claims resume once nothing waits")
             #expect(try await Self.errors(cluster) == [:], "tool calls failed under the burst")
             #expect(try await Self.endTurns(cluster) == 200)
             let ran: Int = try await cluster.sql.query(
