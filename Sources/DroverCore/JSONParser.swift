@@ -66,66 +66,53 @@ struct JSONParser: ~Copyable {
         index += expected.count
     }
 
-    private mutating func enter() throws(DroverError) {
-        depth += 1
-        guard depth <= Self.maxDepth else { throw error("nested deeper than \(Self.maxDepth)") }
-        index += 1
-    }
-
     private mutating func object() throws(DroverError) -> JSONValue {
-        try enter()
         var members: [String: JSONValue] = [:]
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-            index += 1
-            depth -= 1
-            return .object(members)
-        }
-        while true {
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name") }
-            let key = try string()
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
-            index += 1
-            skipWhitespace()
-            members[key] = try value()
-            skipWhitespace()
-            guard index < bytes.count else { throw error("the object is not closed") }
-            switch bytes[index] {
-            case UInt8(ascii: ","):
-                index += 1
-                skipWhitespace()
-            case UInt8(ascii: "}"):
-                index += 1
-                depth -= 1
-                return .object(members)
-            default: throw error("expected ',' or '}'")
+        try items(closing: UInt8(ascii: "}"), "object") { parser throws(DroverError) in
+            guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "\"") else {
+                throw parser.error("expected a member name")
             }
+            let key = try parser.string()
+            parser.skipWhitespace()
+            guard parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: ":") else { throw parser.error("expected ':'") }
+            parser.index += 1
+            parser.skipWhitespace()
+            members[key] = try parser.value()
         }
+        return .object(members)
     }
 
     private mutating func array() throws(DroverError) -> JSONValue {
-        try enter()
         var elements: [JSONValue] = []
+        try items(closing: UInt8(ascii: "]"), "array") { parser throws(DroverError) in elements.append(try parser.value()) }
+        return .array(elements)
+    }
+
+    /// The items of an object or array from its opening byte: `item` reads each, commas between,
+    /// until `closing`.
+    private mutating func items(closing: UInt8, _ what: String, _ item: (inout JSONParser) throws(DroverError) -> Void) throws(DroverError) {
+        depth += 1
+        guard depth <= Self.maxDepth else { throw error("nested deeper than \(Self.maxDepth)") }
+        index += 1
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+        if index < bytes.count, bytes[index] == closing {
             index += 1
             depth -= 1
-            return .array(elements)
+            return
         }
         while true {
-            elements.append(try value())
+            try item(&self)
             skipWhitespace()
-            guard index < bytes.count else { throw error("the array is not closed") }
+            guard index < bytes.count else { throw error("the \(what) is not closed") }
             switch bytes[index] {
             case UInt8(ascii: ","):
                 index += 1
                 skipWhitespace()
-            case UInt8(ascii: "]"):
+            case closing:
                 index += 1
                 depth -= 1
-                return .array(elements)
-            default: throw error("expected ',' or ']'")
+                return
+            default: throw error("expected ',' or '\(Character(Unicode.Scalar(closing)))'")
             }
         }
     }
