@@ -46,7 +46,8 @@ public struct APIRouter: Sendable {
 
         init(_ raw: String) {
             let parts = raw.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-            segments = parts[0].split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
+            // Foundation's decoding is costly and most segments have nothing to decode.
+            segments = parts[0].split(separator: "/").map { $0.contains("%") ? String($0).removingPercentEncoding ?? String($0) : String($0) }
             query = [:]
             if parts.count == 2 {
                 for pair in parts[1].split(separator: "&") {

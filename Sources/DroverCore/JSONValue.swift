@@ -23,17 +23,39 @@ public enum JSONValue: Sendable, Equatable {
 
     /// Compact JSON text; object keys are sorted so output is stable.
     public var text: String {
+        var out = ""
+        write(to: &out)
+        return out
+    }
+
+    /// Appends the compact text to `out`: one buffer for the whole value, not a string per node.
+    public func write(to out: inout String) {
         switch self {
-        case .null: return "null"
-        case .bool(let value): return value ? "true" : "false"
+        case .null: out += "null"
+        case .bool(let value): out += value ? "true" : "false"
         case .number(let value):
-            if value.isFinite, value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
-            return value.isFinite ? String(value) : "null"
-        case .string(let value): return JSONText.quote(value)
-        case .array(let values): return "[" + values.map(\.text).joined(separator: ",") + "]"
+            if value.isFinite, value == value.rounded(), abs(value) < 1e15 {
+                out += String(Int64(value))
+            } else {
+                out += value.isFinite ? String(value) : "null"
+            }
+        case .string(let value): JSONText.append(value, to: &out)
+        case .array(let values):
+            out += "["
+            for (index, value) in values.enumerated() {
+                if index > 0 { out += "," }
+                value.write(to: &out)
+            }
+            out += "]"
         case .object(let members):
-            return "{" + members.sorted { $0.key < $1.key }.map { JSONText.quote($0.key) + ":" + $0.value.text }
-                .joined(separator: ",") + "}"
+            out += "{"
+            for (index, key) in members.keys.sorted().enumerated() {
+                if index > 0 { out += "," }
+                JSONText.append(key, to: &out)
+                out += ":"
+                members[key]!.write(to: &out)
+            }
+            out += "}"
         }
     }
 
