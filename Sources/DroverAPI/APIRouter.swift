@@ -88,6 +88,7 @@ public struct APIRouter: Sendable {
         }
         var status = 200
         if case .json(let code, _, _) = response { status = code }
+        if case .raw(let code, _, _, _) = response { status = code }
         let labels = APIMetrics.labels(method: request.method, path: request.path, authenticated: principal != nil)
         metrics.requests.inc(["method": labels.method, "route": labels.route, "status": String(status)])
         metrics.seconds.observe((ContinuousClock.now - started) / .seconds(1), ["route": labels.route])
@@ -151,12 +152,13 @@ public struct APIRouter: Sendable {
         "/v1/vaults": ["GET", "POST"], "/v1/vaults/{id}": ["GET", "POST", "DELETE"], "/v1/vaults/{id}/archive": ["POST"],
         "/v1/vaults/{id}/credentials": ["GET", "POST"], "/v1/vaults/{id}/credentials/{id}": ["GET", "POST", "DELETE"],
         "/v1/vaults/{id}/credentials/{id}/archive": ["POST"],
+        "/v1/files": ["GET", "POST"], "/v1/files/{id}": ["GET", "DELETE"], "/v1/files/{id}/content": ["GET"],
     ]
 
     /// Creates count against the organisation's creates per minute, all else against requests.
     static func kind(_ request: HTTPServerRequest) -> String {
         let segments = Target(request.path).segments
-        return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions", "vaults"].contains(segments[1]) ? "create" : "request"
+        return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions", "vaults", "files"].contains(segments[1]) ? "create" : "request"
     }
 
     /// Authenticates the key and spends one of the organisation's requests of this minute.
@@ -229,6 +231,7 @@ public struct APIRouter: Sendable {
         guard path.first == "v1", path.count >= 2 else { throw APIError.notFound("no route \(request.method) \(request.path.prefix { $0 != "?" })") }
         if let credential = principal.work { try await authorizeWorker(request, path: path, credential: credential, org: org) }
         if let response = try await routeWork(request, target: target, principal: principal) { return response }
+        if let response = try await routeFiles(request, target: target, org: org) { return response }
         let method = request.method
         switch (path[1], path.count, method) {
         // Beyond Managed Agents: what the key is (the console asks, to show the fleet pages or not).

@@ -51,7 +51,7 @@ import Testing
     }
 
     /// Issue #23's contract test, so far: every answer for agents, environments, sessions, events,
-    /// vaults and credentials validates with the SDK's own models in strict mode
+    /// vaults, credentials and files validates with the SDK's own models in strict mode
     /// (Tests/sdk/contract.py).
     @Test func everyAnswerValidatesStrictlyWithTheSDKsModels() async throws {
         try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in

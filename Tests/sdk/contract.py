@@ -1,5 +1,5 @@
 """The contract test (issue #23, first part): every endpoint `drover api` serves for agents,
-environments, sessions, events, resources, vaults and credentials, called through the pinned SDK,
+environments, sessions, events, resources, vaults, credentials and files, called through the pinned SDK,
 each response (and each listed event) validated with the SDK's own pydantic models in strict mode.
 Run by DroverAPITests.SDKTests with DROVER_API_URL and DROVER_KEY_A. Collects every mismatch and
 fails with the list; prints "all checks passed" when there is none.
@@ -11,7 +11,9 @@ import sys
 import anthropic
 import pydantic
 from anthropic.types.beta import (
+    BetaDeletedFile,
     BetaEnvironment,
+    BetaFileMetadata,
     BetaEnvironmentDeleteResponse,
     BetaManagedAgentsAgent,
     BetaManagedAgentsSession,
@@ -144,6 +146,46 @@ strict("vaults.credentials.delete", BetaManagedAgentsDeletedCredential,
        raw(beta.vaults.credentials.with_raw_response.delete(credential["id"], vault_id=vault["id"])))
 strict("vaults.archive", BetaManagedAgentsVault, raw(beta.vaults.with_raw_response.archive(vault["id"])))
 strict("vaults.delete", BetaManagedAgentsDeletedVault, raw(beta.vaults.with_raw_response.delete(vault["id"])))
+
+# Files: upload (multipart), list (pages, ids), metadata, download byte for byte, delete.
+content = bytes(range(256)) * 300 + "é中🐂\n".encode()
+uploaded = raw(beta.files.with_raw_response.upload(file=("dir/report one.bin", content, "application/x-drover")))
+strict("files.upload", BetaFileMetadata, uploaded)
+if (uploaded.get("filename"), uploaded.get("size_bytes"), uploaded.get("mime_type"), uploaded.get("downloadable")) != (
+        "report one.bin", len(content), "application/x-drover", True):
+    failures.append(f"files.upload: not what was sent: {uploaded}")
+expiring = raw(beta.files.with_raw_response.upload(file=("later.txt", b"soon", "text/plain"), expires_in_seconds=3600))
+strict("files.upload (expiring)", BetaFileMetadata, expiring)
+if not expiring.get("expires_at"):
+    failures.append(f"files.upload: expires_in_seconds gave no expires_at: {expiring}")
+strict("files.retrieve_metadata", BetaFileMetadata, raw(beta.files.with_raw_response.retrieve_metadata(uploaded["id"])))
+first = raw(beta.files.with_raw_response.list(limit=1))
+page("files.list", BetaFileMetadata, first)
+second = raw(beta.files.with_raw_response.list(limit=1, page=first["next_page"])) if first.get("next_page") else {"data": []}
+if [f["id"] for f in first["data"] + second["data"]] != [expiring["id"], uploaded["id"]]:
+    failures.append(f"files.list: the two pages are not the two files, newest first: {first} {second}")
+by_ids = raw(beta.files.with_raw_response.list(ids=[uploaded["id"], "file_00000000000000000000000000000000"]))
+page("files.list (ids)", BetaFileMetadata, by_ids)
+if [f["id"] for f in by_ids["data"]] != [uploaded["id"]]:
+    failures.append(f"files.list ids: {by_ids}")
+downloaded = beta.files.download(uploaded["id"]).read()
+if downloaded != content:
+    failures.append(f"files.download: {len(downloaded)} bytes back, not the {len(content)} uploaded")
+else:
+    print("ok files.download", flush=True)
+strict("files.delete", BetaDeletedFile, raw(beta.files.with_raw_response.delete(uploaded["id"])))
+try:
+    beta.files.retrieve_metadata(uploaded["id"])
+    failures.append("files.retrieve_metadata: a deleted file is still there")
+except anthropic.NotFoundError:
+    print("ok files.retrieve_metadata refuses a deleted file", flush=True)
+for bad, why in [(lambda: beta.files.upload(file=("x.txt", b"x", "text/plain"), expires_in_seconds=60), "expires_in_seconds below an hour"),
+                 (lambda: client.post("/v1/files?beta=true", cast_to=object, body={"file": "not multipart"}), "a JSON body")]:
+    try:
+        bad()
+        failures.append(f"files.upload: {why} was accepted")
+    except anthropic.BadRequestError:
+        print("ok files.upload refuses", why, flush=True)
 
 # (A session a harness may be running cannot be deleted: a fresh one is.)
 fresh = beta.sessions.create(agent=agent["id"], environment_id=environment["id"]).id

@@ -78,7 +78,11 @@ try:
 except anthropic.AuthenticationError as error:
     check("wrong key is 401", error.status_code == 401 and error.response.headers.get("request-id", "").startswith("req_"))
 
+secret_file = client.beta.files.upload(file=("secret.txt", b"for organisation A only", "text/plain"))
 for name, call in [
+    ("file", lambda: other.beta.files.retrieve_metadata(secret_file.id)),
+    ("file content", lambda: other.beta.files.download(secret_file.id).read()),
+    ("file delete", lambda: other.beta.files.delete(secret_file.id)),
     ("retrieve", lambda: other.beta.sessions.retrieve(session.id)),
     ("send", lambda: other.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "x"}]}])),
     ("list", lambda: list(other.beta.sessions.events.list(session.id))),
@@ -91,6 +95,8 @@ for name, call in [
     except anthropic.NotFoundError as error:
         check(f"another organisation's {name} is 404", error.status_code == 404 and error.body["error"]["type"] == "not_found_error")
 check("another organisation lists nothing", list(other.beta.sessions.list()) == [])
+check("another organisation lists no file, even by id", list(other.beta.files.list()) == [] and list(other.beta.files.list(ids=[secret_file.id])) == [])
+check("the file is still there for its owner", client.beta.files.download(secret_file.id).read() == b"for organisation A only")
 
 # Reconnecting with Last-Event-ID: every later event once, no gap, no duplicate.
 second = client.beta.sessions.create(agent={"type": "agent", "id": agent.id, "version": 1}, environment_id=environment.id)

@@ -1,0 +1,96 @@
+import DroverCore
+import DroverPostgres
+import Foundation
+
+/// Files (`client.beta.files`, migration 0019): the organisation's uploads, bytes in Postgres.
+extension TenantStore {
+    /// A file's bytes, as a download answers them.
+    public struct FileContent: Sendable {
+        public var filename: String
+        public var mimeType: String
+        public var bytes: [UInt8]
+    }
+
+    /// `expires_in_seconds`, when given, must be 3,600 to 7,776,000 (one hour to ninety days), as the SDK documents.
+    public func uploadFile(org: String, filename: String, mimeType: String, bytes: [UInt8], expiresInSeconds: Int?) async throws -> JSONValue {
+        if let expiresInSeconds, !(3_600...7_776_000).contains(expiresInSeconds) {
+            throw DroverError(.invalidArgument, "expires_in_seconds must be between 3600 and 7776000")
+        }
+        return try await one(
+            """
+            INSERT INTO drover.files AS f (id, org_id, filename, mime_type, size_bytes, content, expires_at)
+            VALUES (drover.new_id('file'), $1, $2, $3, $4, $5::bytea, now() + $6 * interval '1 second')
+            RETURNING drover.api_file_json(f)::text
+            """, [org, filename, mimeType, bytes.count, Self.byteaLiteral(bytes), expiresInSeconds], missing: "")
+    }
+
+    public func file(org: String, id: String) async throws -> JSONValue {
+        try await one("SELECT drover.api_file_json(f)::text FROM drover.files f WHERE f.id = $1 AND f.org_id = $2", [id, org], missing: "no file \(id)")
+    }
+
+    /// Newest first. `ids` (at most 100) answers those files in one page, leaving out what is
+    /// not there; `scopeID` keeps the files made in that session.
+    public func files(org: String, limit: Int, page: String?, ids: [String]?, scopeID: String?) async throws -> APIPage {
+        if let ids {
+            guard page == nil else { throw DroverError(.invalidArgument, "ids cannot be combined with page") }
+            let unique = Array(Set(ids))
+            guard unique.count <= 100 else { throw DroverError(.invalidArgument, "ids: at most 100") }
+            let rows = try await jsonRows(
+                """
+                SELECT drover.api_file_json(f)::text FROM drover.files f WHERE f.org_id = $1 AND f.id = ANY ($2::text[])
+                 ORDER BY f.created_at DESC, f.id DESC
+                """, [org, unique])
+            return APIPage(data: rows, nextPage: nil)
+        }
+        var cursor = page
+        if let text = cursor, text.hasPrefix("page_") { cursor = String(text.dropFirst(5)) }
+        let after = try Self.decodeCursor(cursor)?.split(separator: "|", maxSplits: 1).map(String.init)
+        let found = try await pagedRows(
+            """
+            SELECT drover.api_file_json(f)::text, to_char(f.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || f.id
+              FROM drover.files f
+             WHERE f.org_id = $1 AND ($2::text IS NULL OR f.scope_id = $2)
+               AND ($3::timestamp IS NULL OR (f.created_at AT TIME ZONE 'UTC', f.id) < ($3::timestamp, $4))
+             ORDER BY f.created_at DESC, f.id DESC LIMIT $5
+            """, [org, scopeID, after?.first, after?.last, limit + 1], limit: limit)
+        // The SDK documents file cursors as `page_…`.
+        return APIPage(data: found.data, nextPage: found.nextPage.map { "page_" + $0 })
+    }
+
+    /// The bytes of a file that is still downloadable.
+    public func fileContent(org: String, id: String) async throws -> FileContent {
+        let rows = try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT f.filename, f.mime_type, encode(f.content, 'base64'), f.expires_at IS NULL OR f.expires_at > now()
+                  FROM drover.files f WHERE f.id = $1 AND f.org_id = $2
+                """, [id, org])
+        }
+        guard let row = rows.first else { throw DroverError(.notFound, "no file \(id)") }
+        guard try row.decode(3) as Bool else { throw DroverError(.notFound, "file \(id) has expired: its content is gone") }
+        // Postgres breaks base64 into lines of 76 characters.
+        guard let data = Data(base64Encoded: try row.decode(2) as String, options: .ignoreUnknownCharacters) else {
+            throw DroverError(.database, "file \(id): its content did not decode")
+        }
+        return FileContent(filename: try row.decode(0), mimeType: try row.decode(1), bytes: Array(data))
+    }
+
+    public func deleteFile(org: String, id: String) async throws -> JSONValue {
+        try await one(
+            "DELETE FROM drover.files f WHERE f.id = $1 AND f.org_id = $2 RETURNING jsonb_build_object('type', 'file_deleted', 'id', f.id)::text",
+            [id, org], missing: "no file \(id)")
+    }
+
+    /// Bytes as a `bytea` literal in hex (`\x…`), for a text-format parameter.
+    static func byteaLiteral(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text = [UInt8](repeating: 0, count: 2 + bytes.count * 2)
+        text[0] = UInt8(ascii: "\\")
+        text[1] = UInt8(ascii: "x")
+        for (index, byte) in bytes.enumerated() {
+            text[2 + index * 2] = digits[Int(byte >> 4)]
+            text[3 + index * 2] = digits[Int(byte & 0x0F)]
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+}
