@@ -153,12 +153,16 @@ public struct APIRouter: Sendable {
         "/v1/vaults/{id}/credentials": ["GET", "POST"], "/v1/vaults/{id}/credentials/{id}": ["GET", "POST", "DELETE"],
         "/v1/vaults/{id}/credentials/{id}/archive": ["POST"],
         "/v1/files": ["GET", "POST"], "/v1/files/{id}": ["GET", "DELETE"], "/v1/files/{id}/content": ["GET"],
+        "/v1/memory_stores": ["GET", "POST"], "/v1/memory_stores/{id}": ["GET", "POST", "DELETE"], "/v1/memory_stores/{id}/archive": ["POST"],
+        "/v1/memory_stores/{id}/memories": ["GET", "POST"], "/v1/memory_stores/{id}/memories/{id}": ["GET", "POST", "DELETE"],
+        "/v1/memory_stores/{id}/memory_versions": ["GET"], "/v1/memory_stores/{id}/memory_versions/{id}": ["GET"],
+        "/v1/memory_stores/{id}/memory_versions/{id}/redact": ["POST"],
     ]
 
     /// Creates count against the organisation's creates per minute, all else against requests.
     static func kind(_ request: HTTPServerRequest) -> String {
         let segments = Target(request.path).segments
-        return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions", "vaults", "files"].contains(segments[1]) ? "create" : "request"
+        return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions", "vaults", "files", "memory_stores"].contains(segments[1]) ? "create" : "request"
     }
 
     /// Authenticates the key and spends one of the organisation's requests of this minute.
@@ -232,6 +236,7 @@ public struct APIRouter: Sendable {
         if let credential = principal.work { try await authorizeWorker(request, path: path, credential: credential, org: org) }
         if let response = try await routeWork(request, target: target, principal: principal) { return response }
         if let response = try await routeFiles(request, target: target, org: org) { return response }
+        if let response = try await routeMemory(request, target: target, principal: principal) { return response }
         let method = request.method
         switch (path[1], path.count, method) {
         // Beyond Managed Agents: what the key is (the console asks, to show the fleet pages or not).

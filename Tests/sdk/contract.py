@@ -1,5 +1,5 @@
 """The contract test (issue #23, first part): every endpoint `drover api` serves for agents,
-environments, sessions, events, resources, vaults, credentials and files, called through the pinned SDK,
+environments, sessions, events, resources, vaults, credentials, files and memory stores, called through the pinned SDK,
 each response (and each listed event) validated with the SDK's own pydantic models in strict mode.
 Run by DroverAPITests.SDKTests with DROVER_API_URL and DROVER_KEY_A. Collects every mismatch and
 fails with the list; prints "all checks passed" when there is none.
@@ -28,6 +28,14 @@ from anthropic.types.beta.beta_managed_agents_deleted_session import BetaManaged
 from anthropic.types.beta.beta_managed_agents_vault import BetaManagedAgentsVault
 from anthropic.types.beta.beta_managed_agents_deleted_vault import BetaManagedAgentsDeletedVault
 from anthropic.types.beta.vaults import BetaManagedAgentsCredential, BetaManagedAgentsDeletedCredential
+from anthropic.types.beta.beta_managed_agents_memory_store import BetaManagedAgentsMemoryStore
+from anthropic.types.beta.beta_managed_agents_deleted_memory_store import BetaManagedAgentsDeletedMemoryStore
+from anthropic.types.beta.memory_stores import (
+    BetaManagedAgentsDeletedMemory,
+    BetaManagedAgentsMemory,
+    BetaManagedAgentsMemoryListItem,
+    BetaManagedAgentsMemoryVersion,
+)
 
 client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY_A"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
 beta = client.beta
@@ -186,6 +194,117 @@ for bad, why in [(lambda: beta.files.upload(file=("x.txt", b"x", "text/plain"), 
         failures.append(f"files.upload: {why} was accepted")
     except anthropic.BadRequestError:
         print("ok files.upload refuses", why, flush=True)
+
+# Memory stores, memories and versions.
+import hashlib
+import threading
+
+stores = beta.memory_stores
+store = raw(stores.with_raw_response.create(name="Team notes", description="what we learned", metadata={"team": "a", "tmp": "x"}))
+strict("memory_stores.create", BetaManagedAgentsMemoryStore, store)
+strict("memory_stores.retrieve", BetaManagedAgentsMemoryStore, raw(stores.with_raw_response.retrieve(store["id"])))
+changed = raw(stores.with_raw_response.update(store["id"], name="Team notes 2", metadata={"tmp": None}))
+strict("memory_stores.update", BetaManagedAgentsMemoryStore, changed)
+if changed.get("metadata") != {"team": "a"} or changed.get("name") != "Team notes 2":
+    failures.append(f"memory_stores.update: not applied: {changed}")
+page("memory_stores.list", BetaManagedAgentsMemoryStore, raw(stores.with_raw_response.list()))
+memories = stores.memories
+note = raw(memories.with_raw_response.create(store["id"], path="/projects/a/notes.md", content="first"))
+strict("memories.create", BetaManagedAgentsMemory, note)
+if note.get("content") is not None or note.get("content_sha256") != hashlib.sha256(b"first").hexdigest():
+    failures.append(f"memories.create: basic view with content, or a wrong hash: {note}")
+for path, content in [("/projects/a/b/deep.md", "deep"), ("/projects/top.md", "top"), ("/other.md", "")]:
+    memories.create(store["id"], path=path, content=content)
+full = raw(memories.with_raw_response.retrieve(note["id"], memory_store_id=store["id"]))
+strict("memories.retrieve", BetaManagedAgentsMemory, full)
+if full.get("content") != "first":
+    failures.append(f"memories.retrieve: full view without content: {full}")
+listed = raw(memories.with_raw_response.list(store["id"], path_prefix="/projects/", depth=1))
+page("memories.list (depth 1)", BetaManagedAgentsMemoryListItem, listed)
+if [(item["type"], item["path"]) for item in listed["data"]] != [("memory_prefix", "/projects/a/"), ("memory", "/projects/top.md")]:
+    failures.append(f"memories.list depth 1: {listed['data']}")
+everything = [item.path for item in memories.list(store["id"], limit=1)]
+if everything != ["/other.md", "/projects/a/b/deep.md", "/projects/a/notes.md", "/projects/top.md"]:
+    failures.append(f"memories.list (pages of 1): {everything}")
+for bad_path in ["no-slash", "/a//b", "/a/../b", "/" + "/".join(["s"] * 21), "/e\u0301.md", "/tab\there"]:
+    try:
+        memories.create(store["id"], path=bad_path, content="x")
+        failures.append(f"memories.create accepted the path {bad_path!r}")
+    except anthropic.BadRequestError:
+        pass
+try:
+    memories.create(store["id"], path="/big.md", content="x" * 102401)
+    failures.append("memories.create accepted 102,401 bytes")
+except anthropic.BadRequestError:
+    print("ok memories.create refuses more than 100 kB", flush=True)
+updated_note = raw(memories.with_raw_response.update(
+    note["id"], memory_store_id=store["id"], content="second", path="/projects/a/renamed.md",
+    precondition={"type": "content_sha256", "content_sha256": note["content_sha256"]}))
+strict("memories.update", BetaManagedAgentsMemory, updated_note)
+try:
+    memories.update(note["id"], memory_store_id=store["id"], content="stale",
+                    precondition={"type": "content_sha256", "content_sha256": note["content_sha256"]})
+    failures.append("memories.update: a stale precondition was accepted")
+except anthropic.ConflictError:
+    print("ok memories.update refuses a stale precondition with 409", flush=True)
+versions = raw(stores.memory_versions.with_raw_response.list(store["id"], memory_id=note["id"], view="full"))
+page("memory_versions.list", BetaManagedAgentsMemoryVersion, versions)
+if [(v["operation"], v["content"], v["created_by"]["type"]) for v in versions["data"]] != [
+        ("modified", "second", "api_actor"), ("created", "first", "api_actor")]:
+    failures.append(f"memory_versions.list: {versions['data']}")
+first_version = versions["data"][1]
+strict("memory_versions.retrieve", BetaManagedAgentsMemoryVersion,
+       raw(stores.memory_versions.with_raw_response.retrieve(first_version["id"], memory_store_id=store["id"])))
+redacted = raw(stores.memory_versions.with_raw_response.redact(first_version["id"], memory_store_id=store["id"]))
+strict("memory_versions.redact", BetaManagedAgentsMemoryVersion, redacted)
+if redacted.get("content") is not None or redacted.get("path") is not None or not redacted.get("redacted_at"):
+    failures.append(f"memory_versions.redact: {redacted}")
+try:
+    stores.memory_versions.redact(updated_note["memory_version_id"], memory_store_id=store["id"])
+    failures.append("memory_versions.redact: the current version was redacted")
+except anthropic.ConflictError:
+    print("ok memory_versions.redact refuses the current version", flush=True)
+try:
+    memories.delete(note["id"], memory_store_id=store["id"], expected_content_sha256=note["content_sha256"])
+    failures.append("memories.delete: a stale expected_content_sha256 was accepted")
+except anthropic.ConflictError:
+    pass
+strict("memories.delete", BetaManagedAgentsDeletedMemory, raw(memories.with_raw_response.delete(
+    note["id"], memory_store_id=store["id"], expected_content_sha256=updated_note["content_sha256"])))
+ops = [v.operation for v in stores.memory_versions.list(store["id"], memory_id=note["id"])]
+if ops != ["deleted", "modified", "created"]:
+    failures.append(f"memory_versions after delete: {ops}")
+
+# Twenty writers append to one memory, each reading, then updating with its read's hash as the
+# precondition and trying again on 409: no update is lost.
+shared = memories.create(store["id"], path="/shared.md", content="")
+def writer(n):
+    while True:
+        current = memories.retrieve(shared.id, memory_store_id=store["id"])
+        try:
+            memories.update(shared.id, memory_store_id=store["id"], content=current.content + f"line {n}\n",
+                            precondition={"type": "content_sha256", "content_sha256": current.content_sha256})
+            return
+        except anthropic.ConflictError:
+            continue
+threads = [threading.Thread(target=writer, args=(n,)) for n in range(20)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+final = memories.retrieve(shared.id, memory_store_id=store["id"]).content
+if sorted(final.splitlines()) != sorted(f"line {n}" for n in range(20)):
+    failures.append(f"twenty writers: updates were lost: {final!r}")
+elif len(list(stores.memory_versions.list(store["id"], memory_id=shared.id, limit=100))) != 21:
+    failures.append("twenty writers: not one version per write")
+else:
+    print("ok twenty concurrent writers lose no update", flush=True)
+
+strict("memory_stores.archive", BetaManagedAgentsMemoryStore, raw(stores.with_raw_response.archive(store["id"])))
+try:
+    memories.create(store["id"], path="/after.md", content="x")
+    failures.append("memories.create: an archived store took a memory")
+except anthropic.ConflictError:
+    print("ok an archived store takes no memories", flush=True)
+strict("memory_stores.delete", BetaManagedAgentsDeletedMemoryStore, raw(stores.with_raw_response.delete(store["id"])))
 
 # (A session a harness may be running cannot be deleted: a fresh one is.)
 fresh = beta.sessions.create(agent=agent["id"], environment_id=environment["id"]).id

@@ -79,7 +79,14 @@ except anthropic.AuthenticationError as error:
     check("wrong key is 401", error.status_code == 401 and error.response.headers.get("request-id", "").startswith("req_"))
 
 secret_file = client.beta.files.upload(file=("secret.txt", b"for organisation A only", "text/plain"))
+secret_store = client.beta.memory_stores.create(name="private")
+secret_memory = client.beta.memory_stores.memories.create(secret_store.id, path="/secret.md", content="for organisation A only")
 for name, call in [
+    ("memory store", lambda: other.beta.memory_stores.retrieve(secret_store.id)),
+    ("memory", lambda: other.beta.memory_stores.memories.retrieve(secret_memory.id, memory_store_id=secret_store.id)),
+    ("memories", lambda: list(other.beta.memory_stores.memories.list(secret_store.id))),
+    ("memory write", lambda: other.beta.memory_stores.memories.update(secret_memory.id, memory_store_id=secret_store.id, content="x")),
+    ("memory versions", lambda: list(other.beta.memory_stores.memory_versions.list(secret_store.id))),
     ("file", lambda: other.beta.files.retrieve_metadata(secret_file.id)),
     ("file content", lambda: other.beta.files.download(secret_file.id).read()),
     ("file delete", lambda: other.beta.files.delete(secret_file.id)),
