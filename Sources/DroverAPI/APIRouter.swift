@@ -69,6 +69,19 @@ public struct APIRouter: Sendable {
         }
 
         func flag(_ key: String) -> Bool { first(key) == "true" }
+
+        /// An RFC 3339 time (what the SDK sends for `created_at[…]`), checked here so that a
+        /// malformed one is a 400, not a database error.
+        func time(_ key: String) throws -> String? {
+            guard let text = first(key) else { return nil }
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            let plain = ISO8601DateFormatter()
+            guard formatter.date(from: text) != nil || plain.date(from: text) != nil else {
+                throw APIError.invalid("\(key) must be an RFC 3339 time")
+            }
+            return text
+        }
     }
 
     public func handle(_ request: HTTPServerRequest, requestID: String) async -> APIResponse {
@@ -261,7 +274,9 @@ public struct APIRouter: Sendable {
         // Agents
         case ("agents", 2, "POST"): return Self.ok(try await store.createAgent(org: org, try body(request)))
         case ("agents", 2, "GET"):
-            return Self.ok(try await store.agents(org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
+            return Self.ok(try await store.agents(
+                org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"),
+                createdFrom: try target.time("created_at[gte]"), createdTo: try target.time("created_at[lte]")).json)
         case ("agents", 3, "GET"):
             let version = try target.first("version").map { text -> Int in
                 guard let value = Int(text) else { throw APIError.invalid("version must be a whole number") }
@@ -284,9 +299,28 @@ public struct APIRouter: Sendable {
         // Sessions
         case ("sessions", 2, "POST"): return Self.ok(try await store.createSession(org: org, try body(request), key: vaultKey))
         case ("sessions", 2, "GET"):
+            var filter = TenantStore.SessionFilter()
+            filter.agentID = target.first("agent_id")
+            filter.id = target.first("id")
+            // `status` (one) is Drover's older spelling of `statuses[]`.
+            filter.statuses = target.query["statuses"] ?? target.query["status"]
+            filter.agentVersion = try target.first("agent_version").map { text in
+                guard let version = Int(text) else { throw APIError.invalid("agent_version must be a whole number") }
+                return version
+            }
+            filter.createdAfter = try target.time("created_at[gt]")
+            filter.createdFrom = try target.time("created_at[gte]")
+            filter.createdBefore = try target.time("created_at[lt]")
+            filter.createdTo = try target.time("created_at[lte]")
+            filter.deploymentID = target.first("deployment_id")
+            filter.memoryStoreID = target.first("memory_store_id")
+            switch target.first("order") {
+            case nil, "desc": break
+            case "asc": filter.ascending = true
+            default: throw APIError.invalid("order must be asc or desc")
+            }
             return Self.ok(try await store.sessions(
-                org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"),
-                agentID: target.first("agent_id"), id: target.first("id"), status: target.first("status")).json)
+                org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"), filter: filter).json)
         case ("sessions", 3, "GET"): return Self.ok(try await store.session(org: org, id: path[2]))
         case ("sessions", 3, "POST"): return Self.ok(try await store.updateSession(org: org, id: path[2], try body(request)))
         case ("sessions", 3, "DELETE"): return Self.ok(try await store.deleteSession(org: org, id: path[2]))

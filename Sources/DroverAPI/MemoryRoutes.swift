@@ -34,7 +34,7 @@ extension APIRouter {
         case (2, "GET"):
             return Self.ok(try await store.memoryStores(
                 org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"),
-                createdFrom: target.first("created_at[gte]"), createdTo: target.first("created_at[lte]")).json)
+                createdFrom: try target.time("created_at[gte]"), createdTo: try target.time("created_at[lte]")).json)
         case (3, "GET"): return Self.ok(try await store.memoryStore(org: org, id: path[2]))
         case (3, "POST"): return Self.ok(try await store.updateMemoryStore(org: org, id: path[2], try body(request)))
         case (3, "DELETE"): return Self.ok(try await store.deleteMemoryStore(org: org, id: path[2]))
@@ -64,8 +64,8 @@ extension APIRouter {
             filter.operation = target.first("operation")
             filter.sessionID = target.first("session_id")
             filter.apiKeyID = target.first("api_key_id")
-            filter.createdFrom = target.first("created_at[gte]")
-            filter.createdTo = target.first("created_at[lte]")
+            filter.createdFrom = try target.time("created_at[gte]")
+            filter.createdTo = try target.time("created_at[lte]")
             return Self.ok(try await store.memoryVersions(
                 org: org, store: path[2], filter: filter, limit: try limit(full: full), page: target.first("page"), full: full).json)
         case (5, "GET") where path[3] == "memory_versions":

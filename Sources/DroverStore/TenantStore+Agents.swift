@@ -58,7 +58,8 @@ extension TenantStore {
         return try await one("SELECT drover.api_update_agent($1, $2, $3, $4::jsonb)::text", [org, id, version, body.text], missing: "no agent \(id)")
     }
 
-    public func agents(org: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
+    /// Newest first; `createdFrom`/`createdTo` (`created_at[gte]`/`[lte]`) bound the agent's creation.
+    public func agents(org: String, limit: Int, page: String?, includeArchived: Bool, createdFrom: String? = nil, createdTo: String? = nil) async throws -> APIPage {
         let after = try Self.decodeCursor(page)?.split(separator: "|", maxSplits: 1).map(String.init)
         return try await pagedRows(
             """
@@ -67,8 +68,9 @@ extension TenantStore {
               CROSS JOIN LATERAL (SELECT min(created_at) AS first FROM drover.agents v WHERE v.id = a.id) f
              WHERE ($2 OR a.archived_at IS NULL)
                AND ($3::timestamp IS NULL OR (f.first AT TIME ZONE 'UTC', a.id) < ($3::timestamp, $4))
+               AND ($6::timestamptz IS NULL OR f.first >= $6) AND ($7::timestamptz IS NULL OR f.first <= $7)
              ORDER BY f.first DESC, a.id DESC LIMIT $5
-            """, [org, includeArchived, after?.first, after?.last, limit + 1], limit: limit)
+            """, [org, includeArchived, after?.first, after?.last, limit + 1, createdFrom, createdTo], limit: limit)
     }
 
     public func agentVersions(org: String, id: String, limit: Int, page: String?) async throws -> APIPage {
@@ -151,7 +153,7 @@ extension TenantStore {
     }
 
     public func environments(org: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
-        try await newestFirst(
+        try await byCreation(
             "drover.environments", render: "drover.api_environment_json", org: org, includeArchived: includeArchived, page: page, limit: limit)
     }
 

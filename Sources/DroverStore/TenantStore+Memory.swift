@@ -39,7 +39,7 @@ extension TenantStore {
     }
 
     public func memoryStores(org: String, limit: Int, page: String?, includeArchived: Bool, createdFrom: String?, createdTo: String?) async throws -> APIPage {
-        try await newestFirst(
+        try await byCreation(
             "drover.memory_stores", render: "drover.api_memory_store_json", org: org, includeArchived: includeArchived, page: page, limit: limit,
             filter: "($6::timestamptz IS NULL OR t.created_at >= $6) AND ($7::timestamptz IS NULL OR t.created_at <= $7)",
             extra: [createdFrom, createdTo])

@@ -191,18 +191,44 @@ extension TenantStore {
 
     /// Beyond Managed Agents: `id` looks one session up without a 404 when it is not there;
     /// `status` filters as the API shows statuses (`running` includes queued sessions).
-    public func sessions(
-        org: String, limit: Int, page: String?, includeArchived: Bool, agentID: String?, id: String? = nil, status: String? = nil
-    ) async throws -> APIPage {
-        if let status, !["idle", "running", "terminated"].contains(status) {
-            throw DroverError(.invalidArgument, "status must be idle, running or terminated")
+    /// What `sessions.list` filters on, as the SDK names it. `statuses` as the API shows them
+    /// (`running` includes queued sessions; `rescheduling` matches none here: a session whose
+    /// harness died is queued again, and shows as running). `deploymentID` and `memoryStoreID`
+    /// match no session until sessions can have them.
+    public struct SessionFilter: Sendable {
+        public var agentID: String?
+        public var agentVersion: Int?
+        public var id: String?
+        public var statuses: [String]?
+        public var createdAfter: String?
+        public var createdFrom: String?
+        public var createdBefore: String?
+        public var createdTo: String?
+        public var deploymentID: String?
+        public var memoryStoreID: String?
+        public var ascending = false
+        public init() {}
+    }
+
+    /// Beyond Managed Agents: `id` looks one session up without a 404 when it is not there.
+    public func sessions(org: String, limit: Int, page: String?, includeArchived: Bool, filter: SessionFilter) async throws -> APIPage {
+        let known: Set<String> = ["rescheduling", "running", "idle", "terminated"]
+        if let statuses = filter.statuses, let unknown = statuses.first(where: { !known.contains($0) }) {
+            throw DroverError(.invalidArgument, "statuses: \(unknown) is not one of rescheduling, running, idle, terminated")
         }
-        return try await newestFirst(
+        let statuses = filter.statuses.map { wanted in wanted.contains("running") ? wanted + ["queued"] : wanted }
+        return try await byCreation(
             "drover.sessions", render: "drover.api_session_json", org: org, includeArchived: includeArchived, page: page, limit: limit,
             filter: """
-                ($6::text IS NULL OR t.agent_id = $6) AND ($7::text IS NULL OR t.id = $7)
-                AND ($8::text IS NULL OR t.status = $8 OR ($8 = 'running' AND t.status = 'queued'))
-                """, extra: [agentID, id, status])
+                ($6::text IS NULL OR t.agent_id = $6) AND ($7::text IS NULL OR t.id = $7) AND ($8::text[] IS NULL OR t.status = ANY ($8))
+                AND ($9::int IS NULL OR t.agent_version = $9)
+                AND ($10::timestamptz IS NULL OR t.created_at > $10) AND ($11::timestamptz IS NULL OR t.created_at >= $11)
+                AND ($12::timestamptz IS NULL OR t.created_at < $12) AND ($13::timestamptz IS NULL OR t.created_at <= $13)
+                AND $14::text IS NULL AND $15::text IS NULL
+                """,
+            extra: [filter.agentID, filter.id, statuses, filter.agentVersion, filter.createdAfter, filter.createdFrom, filter.createdBefore,
+                    filter.createdTo, filter.deploymentID, filter.memoryStoreID],
+            ascending: filter.ascending)
     }
 
     public func archiveSession(org: String, id: String) async throws -> JSONValue {

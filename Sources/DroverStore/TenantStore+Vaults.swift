@@ -22,7 +22,7 @@ extension TenantStore {
     }
 
     public func vaults(org: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
-        try await newestFirst("drover.vaults", render: "drover.api_vault_json", org: org, includeArchived: includeArchived, page: page, limit: limit)
+        try await byCreation("drover.vaults", render: "drover.api_vault_json", org: org, includeArchived: includeArchived, page: page, limit: limit)
     }
 
     public func updateVault(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
@@ -83,7 +83,7 @@ extension TenantStore {
 
     public func credentials(org: String, vault: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
         _ = try await self.vault(org: org, id: vault)
-        return try await newestFirst(
+        return try await byCreation(
             "drover.vault_credentials", render: "drover.api_credential_json", org: org, includeArchived: includeArchived, page: page,
             limit: limit, filter: "t.vault_id = $6", extra: [vault])
     }

@@ -207,20 +207,22 @@ public struct TenantStore: Sendable {
         try await one("SELECT \(render)(t)::text FROM \(table) t WHERE t.id = $1 AND t.org_id = $2", [id, org], missing: "no \(what) \(id)")
     }
 
-    /// A keyset page of an organisation's rows of `table` (environments, sessions), newest first,
-    /// rendered by the SQL function `render`; `filter` may use parameters from $6 on (`extra`).
-    func newestFirst(
+    /// A keyset page of an organisation's rows of `table` (environments, sessions, …) in creation
+    /// order, newest first unless `ascending`, rendered by the SQL function `render`; `filter` may
+    /// use parameters from $6 on (`extra`).
+    func byCreation(
         _ table: String, render: String, org: String, includeArchived: Bool, page: String?, limit: Int,
-        filter: String = "TRUE", extra: [(any PostgresEncodable)?] = []
+        filter: String = "TRUE", extra: [(any PostgresEncodable)?] = [], ascending: Bool = false
     ) async throws -> APIPage {
         let after = try Self.decodeCursor(page)?.split(separator: "|", maxSplits: 1).map(String.init)
+        let (beyond, order) = ascending ? (">", "ASC") : ("<", "DESC")
         return try await pagedRows(
             """
             SELECT \(render)(t)::text, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || t.id
               FROM \(table) t
              WHERE t.org_id = $1 AND ($2 OR t.archived_at IS NULL)
-               AND ($3::timestamp IS NULL OR (t.created_at AT TIME ZONE 'UTC', t.id) < ($3::timestamp, $4)) AND \(filter)
-             ORDER BY t.created_at DESC, t.id DESC LIMIT $5
+               AND ($3::timestamp IS NULL OR (t.created_at AT TIME ZONE 'UTC', t.id) \(beyond) ($3::timestamp, $4)) AND \(filter)
+             ORDER BY t.created_at \(order), t.id \(order) LIMIT $5
             """, [org, includeArchived, after?.first, after?.last, limit + 1] + extra, limit: limit)
     }
 

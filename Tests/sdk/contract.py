@@ -86,6 +86,29 @@ for field, value in [("vault_ids", ["vlt_x"]), ("budget", {"max_list_cost": 1}),
     except anthropic.BadRequestError:
         print("ok sessions.update refuses", field, flush=True)
 page("sessions.list", BetaManagedAgentsSession, raw(beta.sessions.with_raw_response.list()))
+# sessions.list's filters and order, served in SQL.
+second_session = beta.sessions.create(agent=agent["id"], environment_id=environment["id"])
+ascending = [s.id for s in beta.sessions.list(order="asc", limit=1)]
+descending = [s.id for s in beta.sessions.list(order="desc")]
+if ascending != list(reversed(descending)) or session["id"] not in ascending:
+    failures.append(f"sessions.list order: asc {ascending}, desc {descending}")
+page("sessions.list (filters)", BetaManagedAgentsSession, raw(beta.sessions.with_raw_response.list(
+    statuses=["idle", "running"], agent_version=session["agent"]["version"], created_at_gte="2020-01-01T00:00:00Z")))
+if [s.id for s in beta.sessions.list(created_at_gt=second_session.created_at)] != []:
+    failures.append("sessions.list created_at_gt: a session created at the bound was listed")
+if [s.id for s in beta.sessions.list(created_at_lte=second_session.created_at, order="asc")][-1:] != [second_session.id]:
+    failures.append("sessions.list created_at_lte: the session created at the bound was not listed last")
+if list(beta.sessions.list(statuses=["terminated"])) or list(beta.sessions.list(agent_version=999)) or list(beta.sessions.list(memory_store_id="memstore_x")):
+    failures.append("sessions.list: a filter that matches nothing listed sessions")
+for bad in [dict(statuses=["sleeping"]), dict(order="sideways"), dict(created_at_gte="yesterday")]:
+    try:
+        beta.sessions.list(**bad)
+        failures.append(f"sessions.list accepted {bad}")
+    except anthropic.BadRequestError:
+        pass
+page("agents.list (created_at)", BetaManagedAgentsAgent, raw(beta.agents.with_raw_response.list(created_at_gte="2020-01-01T00:00:00Z")))
+if list(beta.agents.list(created_at_lte="2020-01-01T00:00:00Z")):
+    failures.append("agents.list created_at_lte: agents made now were listed before 2020")
 
 # The stream, read raw: every event the turn produces, each validated as the stream's model.
 streamed = []
