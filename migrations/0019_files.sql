@@ -3,8 +3,8 @@
 -- Postgres compresses and stores out of line), so files need nothing beyond Postgres and every
 -- API replica serves every file. A file is at most the API's request body limit (8 MiB,
 -- multipart framing included). One uploaded with `expires_in_seconds` stops being downloadable
--- at its expiry (`downloadable: false`, the content answers 404); its metadata stays until it is
--- deleted.
+-- at its expiry (`downloadable: false`, the content answers 404), and the organisation's next
+-- upload drops its bytes; its metadata stays until it is deleted.
 CREATE TABLE drover.files (
     id          text        PRIMARY KEY,
     org_id      text        NOT NULL REFERENCES drover.organizations (id),

@@ -16,8 +16,14 @@ extension TenantStore {
         if let expiresInSeconds, !(3_600...7_776_000).contains(expiresInSeconds) {
             throw DroverError(.invalidArgument, "expires_in_seconds must be between 3600 and 7776000")
         }
+        // Each upload also drops the bytes of up to 100 of the organisation's expired files: their
+        // content is gone for good once they expire, and their storage goes with the next upload.
         return try await one(
             """
+            WITH purged AS (
+                UPDATE drover.files e SET content = ''::bytea
+                 WHERE e.id IN (SELECT x.id FROM drover.files x
+                                 WHERE x.org_id = $1 AND x.expires_at <= now() AND octet_length(x.content) > 0 LIMIT 100))
             INSERT INTO drover.files AS f (id, org_id, filename, mime_type, size_bytes, content, expires_at)
             VALUES (drover.new_id('file'), $1, $2, $3, $4, $5::bytea, now() + $6 * interval '1 second')
             RETURNING drover.api_file_json(f)::text
