@@ -160,7 +160,7 @@ public struct APIRouter: Sendable {
         "/v1/environments/{id}/work/{id}": ["GET", "POST"], "/v1/environments/{id}/work/{id}/ack": ["POST"],
         "/v1/environments/{id}/work/{id}/heartbeat": ["POST"], "/v1/environments/{id}/work/{id}/stop": ["POST"],
         "/v1/sessions": ["GET", "POST"], "/v1/sessions/{id}": ["GET", "POST", "DELETE"], "/v1/sessions/{id}/archive": ["POST"],
-        "/v1/sessions/{id}/resources": ["GET"], "/v1/sessions/{id}/resources/{id}": ["GET"],
+        "/v1/sessions/{id}/resources": ["GET", "POST"], "/v1/sessions/{id}/resources/{id}": ["GET", "POST", "DELETE"],
         "/v1/sessions/{id}/events": ["GET", "POST"], "/v1/sessions/{id}/events/stream": ["GET"],
         "/v1/vaults": ["GET", "POST"], "/v1/vaults/{id}": ["GET", "POST", "DELETE"], "/v1/vaults/{id}/archive": ["POST"],
         "/v1/vaults/{id}/credentials": ["GET", "POST"], "/v1/vaults/{id}/credentials/{id}": ["GET", "POST", "DELETE"],
@@ -325,10 +325,17 @@ public struct APIRouter: Sendable {
         case ("sessions", 3, "POST"): return Self.ok(try await store.updateSession(org: org, id: path[2], try body(request)))
         case ("sessions", 3, "DELETE"): return Self.ok(try await store.deleteSession(org: org, id: path[2]))
         case ("sessions", 4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveSession(org: org, id: path[2]))
-        // A session's resources (read-only here; set at creation)
+        // A session's resources: repositories set at creation, files also added and removed later
         case ("sessions", 4, "GET") where path[3] == "resources": return Self.ok(try await store.sessionResources(org: org, session: path[2]).json)
         case ("sessions", 5, "GET") where path[3] == "resources":
             return Self.ok(try await store.sessionResource(org: org, session: path[2], id: path[4]))
+        case ("sessions", 4, "POST") where path[3] == "resources":
+            return Self.ok(try await store.addSessionResource(org: org, session: path[2], try body(request)))
+        case ("sessions", 5, "DELETE") where path[3] == "resources":
+            return Self.ok(try await store.deleteSessionResource(org: org, session: path[2], id: path[4]))
+        case ("sessions", 5, "POST") where path[3] == "resources":
+            _ = try await store.sessionResource(org: org, session: path[2], id: path[4])
+            throw APIError.invalid("resources.update: rotating a repository's authorization_token is not supported by this server yet; remove the resource and create a session with the new token")
         // Vaults and credentials (secrets are write-only)
         case ("vaults", 2, "POST"): return Self.ok(try await store.createVault(org: org, try body(request)))
         case ("vaults", 2, "GET"):

@@ -91,6 +91,8 @@ public struct Isolation: Sendable {
                 "--proc", "/proc", "--dev", "/dev",
             ]
             argv += tmp
+            // The session's uploaded files (read-only) and its outputs folder.
+            argv += workspace.files.binds
             argv += [
                 "--bind", workspace.path, Self.workspaceMount, "--chdir", Self.workspaceMount,
                 // bwrap builds the root on a tmpfs; make it read-only so only /workspace and /tmp take writes.

@@ -152,6 +152,39 @@ public final class PoolClient: Sendable {
         try await request("cancel", ["sandbox": .string(sandbox), "call_id": .string(callID)])["cancelled"]?.boolValue ?? false
     }
 
+    /// The sandbox's mounted files (`files`: file_id, mount_path, size_bytes) and output files
+    /// (`outputs`: name, size_bytes).
+    public func sessionFiles(sandbox: String) async throws -> JSONValue {
+        try await request("session_files", ["sandbox": .string(sandbox)])
+    }
+
+    /// Mounts `bytes` read-only at `mountPath` in the sandbox, sent in chunks that fit a line.
+    public func putFile(sandbox: String, fileID: String, mountPath: String, bytes: [UInt8]) async throws {
+        let chunk = 4 << 20
+        var offset = 0
+        repeat {
+            let end = min(bytes.count, offset + chunk)
+            _ = try await request("put_file", [
+                "sandbox": .string(sandbox), "file_id": .string(fileID), "mount_path": .string(mountPath), "offset": .number(Double(offset)),
+                "data_base64": .string(Data(bytes[offset..<end]).base64EncodedString()), "last": .bool(end == bytes.count),
+            ])
+            offset = end
+        } while offset < bytes.count
+    }
+
+    public func removeFile(sandbox: String, fileID: String) async throws {
+        _ = try await request("remove_file", ["sandbox": .string(sandbox), "file_id": .string(fileID)])
+    }
+
+    /// An output file's bytes.
+    public func output(sandbox: String, name: String) async throws -> [UInt8] {
+        guard let data = try await request("get_output", ["sandbox": .string(sandbox), "name": .string(name)])["data_base64"]?.stringValue,
+              let bytes = Data(base64Encoded: data) else {
+            throw Failure(.internal, "get_output answered without data")
+        }
+        return Array(bytes)
+    }
+
     public func destroy(sandbox: String) async throws {
         _ = try await request("destroy", ["sandbox": .string(sandbox)])
     }

@@ -227,7 +227,7 @@ final class PoolServer: Sendable {
     static let maxWait: Double = 3600
 
     private func handle(_ request: PoolProtocol.Request) async -> Result<JSONValue, PoolProtocol.Failure> {
-        let knownOps: Set = ["ping", "provision", "execute", "cancel", "destroy", "list", "stats"]
+        let knownOps: Set = ["ping", "provision", "execute", "cancel", "destroy", "list", "stats", "session_files", "put_file", "remove_file", "get_output"]
         metrics.requests.inc(["op": knownOps.contains(request.op) ? request.op : "unknown"])
         do {
             switch request.op {
@@ -281,6 +281,26 @@ final class PoolServer: Sendable {
                 let killed = pool.cancel(sandbox: sandboxID, callID: callID)
                 log.info("call cancelled", ("sandbox", .string(sandboxID)), ("call_id", .string(callID)), ("running", .bool(killed)))
                 return .success(["cancelled": .bool(killed)])
+            // A session's files (SessionFiles): what is mounted and what the outputs folder holds,
+            // an upload's chunks, its removal, and an output's bytes.
+            case "session_files":
+                return .success(try pool.sandbox(try request.string("sandbox")).workspace.files.listing)
+            case "put_file":
+                let sandbox = try pool.sandbox(try request.string("sandbox"))
+                guard let offset = request.body["offset"]?.intValue, offset >= 0,
+                      let data = request.body["data_base64"]?.stringValue, let bytes = Data(base64Encoded: data) else {
+                    throw PoolProtocol.Failure(.badRequest, "put_file needs offset (0 or more) and data_base64")
+                }
+                try sandbox.workspace.files.put(
+                    fileID: try request.string("file_id"), mountPath: try request.string("mount_path"), offset: offset, bytes: Array(bytes),
+                    last: request.body["last"]?.boolValue ?? false)
+                return .success(["written": .number(Double(bytes.count))])
+            case "remove_file":
+                try pool.sandbox(try request.string("sandbox")).workspace.files.remove(fileID: try request.string("file_id"))
+                return .success(["removed": true])
+            case "get_output":
+                let bytes = try pool.sandbox(try request.string("sandbox")).workspace.files.output(try request.string("name"))
+                return .success(["data_base64": .string(Data(bytes).base64EncodedString())])
             case "destroy":
                 let id = try request.string("sandbox")
                 try await pool.destroy(id)

@@ -21,6 +21,8 @@ final class Workspace: Sendable {
     let owner: (uid: UInt32, gid: UInt32)?
     /// Bytes the sandbox may write in all, when `home` is a size-capped tmpfs.
     let quotaBytes: Int?
+    /// Uploaded files mounted in the sandbox and its outputs folder.
+    let files: SessionFiles
     private let rootFD: Int32
 
     typealias Failure = PoolProtocol.Failure
@@ -49,6 +51,7 @@ final class Workspace: Sendable {
                 if folder != home { try retryingEINTR("mkdir \(folder)") { mkdir(folder, 0o700) } }
                 if let owner { try retryingEINTR("chown") { chown(folder, owner.uid, owner.gid) } }
             }
+            files = try SessionFiles(home: home, owner: owner)
             rootFD = try retryingEINTR("open \(path)") { Glibc.open(path, drover_o_path | O_DIRECTORY | O_CLOEXEC) }
         } catch {
             if quotaBytes != nil { umount2(home, Int32(MNT_DETACH)) }

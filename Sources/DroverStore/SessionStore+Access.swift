@@ -24,7 +24,7 @@ extension SessionStore {
                 """
                 SELECT r.url, r.mount_path, r.checkout::text, r.secret IS NOT NULL,
                        CASE WHEN r.secret IS NULL OR $2::text IS NULL THEN NULL ELSE drover.vault_open(r.secret, r.key_id, $2) END
-                  FROM drover.session_resources r WHERE r.session_id = $1 ORDER BY r.created_at, r.id
+                  FROM drover.session_resources r WHERE r.session_id = $1 AND r.type = 'github_repository' ORDER BY r.created_at, r.id
                 """, [session.rawValue, key])
         }
         return try rows.map { row in

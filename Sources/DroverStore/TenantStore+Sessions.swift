@@ -28,6 +28,7 @@ extension TenantStore {
         if env["archived_at"] != nil && env["archived_at"] != .null { throw DroverError(.invalidArgument, "environment \(environment) is archived") }
         let vaultIDs = try await checkedVaults(org: org, body["vault_ids"])
         let repositories = try Self.repositories(body["resources"])
+        let files = try await checkedFiles(org: org, body["resources"])
         if repositories.contains(where: { $0.token != nil }) { _ = try VaultKey.required(key) }
         var initial: (types: [String], payloads: [String]) = ([], [])
         if let events = body["initial_events"], events != .null {
@@ -64,6 +65,7 @@ extension TenantStore {
                 guard let id = try await connection.query(sql, parameters).first.map({ try $0.decode(0) as String }) else {
                     throw DroverError(.database, "the new session has no id")
                 }
+                if !files.isEmpty { try await Self.insertFiles(files, session: id, on: connection) }
                 guard !initial.types.isEmpty else { return (id, []) }
                 let wakes = try await connection.query("SELECT sent.wake FROM (\(Self.sendSQL)) AS sent", [id, initial.types, initial.payloads])
                     .map { $0[0] }
@@ -131,14 +133,15 @@ extension TenantStore {
         return ids
     }
 
-    /// `resources`: `github_repository` entries (the only type this server mounts).
+    /// `resources`: the `github_repository` entries (files: `fileResources`).
     static func repositories(_ value: JSONValue?) throws -> [RepositoryResource] {
         guard let value, value != .null else { return [] }
         guard case .array(let items) = value else { throw DroverError(.invalidArgument, "resources must be an array") }
         var list: [RepositoryResource] = []
         for item in items {
+            if item["type"]?.stringValue == "file" { continue }  // `fileResources`
             guard item["type"]?.stringValue == "github_repository" else {
-                throw DroverError(.invalidArgument, "resources[].type: only github_repository is supported by this server")
+                throw DroverError(.invalidArgument, "resources[].type: github_repository and file are supported by this server")
             }
             do {
                 list.append(try RepositoryResource(json: item))
@@ -150,6 +153,78 @@ extension TenantStore {
             throw DroverError(.invalidArgument, "resources: two repositories would mount at the same name")
         }
         return list
+    }
+
+    /// A `file` resource: the file (of the organisation) and where its sandbox shows it.
+    public struct FileResource: Sendable, Equatable {
+        public var fileID: String
+        public var mountPath: String
+    }
+
+    /// The `file` entries of `resources`, each a file of the organisation, at an absolute path
+    /// under `/mnt/` (default `/mnt/session/uploads/<file_id>`; `/mnt/session/outputs` is the
+    /// turn's outputs), no two at one path.
+    func checkedFiles(org: String, _ value: JSONValue?) async throws -> [FileResource] {
+        guard case .array(let items)? = value else { return [] }
+        var list: [FileResource] = []
+        for item in items where item["type"]?.stringValue == "file" {
+            list.append(try Self.fileResource(item))
+        }
+        guard Set(list.map(\.mountPath)).count == list.count else { throw DroverError(.invalidArgument, "resources: two files at one mount_path") }
+        for file in list { _ = try await self.file(org: org, id: file.fileID) }
+        return list
+    }
+
+    static func fileResource(_ item: JSONValue) throws -> FileResource {
+        guard let fileID = item["file_id"]?.stringValue, fileID.hasPrefix("file_"), fileID.utf8.allSatisfy({ $0 == 95 || (48...57).contains($0) || (97...122).contains($0) }) else {
+            throw DroverError(.invalidArgument, "resources[].file_id: the id of an uploaded file (file_…) is required")
+        }
+        let mountPath = item["mount_path"]?.stringValue ?? "/mnt/session/uploads/\(fileID)"
+        let segments = mountPath.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        guard mountPath.hasPrefix("/mnt/"), mountPath.utf8.count <= 1_024, segments.count >= 2,
+              segments.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }),
+              !mountPath.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }),
+              mountPath != "/mnt/session/outputs", !mountPath.hasPrefix("/mnt/session/outputs/") else {
+            throw DroverError(.invalidArgument, "resources[].mount_path: an absolute path under /mnt/ (not /mnt/session/outputs), without empty, . or .. segments")
+        }
+        return FileResource(fileID: fileID, mountPath: mountPath)
+    }
+
+    static func insertFiles(_ files: [FileResource], session: String, on connection: PostgresConnection) async throws {
+        _ = try await connection.query(
+            """
+            INSERT INTO drover.session_resources (id, session_id, type, file_id, mount_path)
+            SELECT drover.new_id('sesrsc'), $1, 'file', x.file_id, x.mount_path
+              FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS x(file_id, mount_path, n) ORDER BY x.n
+            """, [session, files.map(\.fileID), files.map(\.mountPath)])
+    }
+
+    /// `sessions.resources.add`: a file, mounted from the session's next sandbox or wake on.
+    public func addSessionResource(org: String, session: String, _ body: JSONValue) async throws -> JSONValue {
+        if try await isArchived(org: org, session: session) { throw DroverError(.invalidArgument, "session \(session) is archived") }
+        guard body["type"]?.stringValue == "file" else { throw DroverError(.invalidArgument, "type: only file resources can be added to a session") }
+        let file = try Self.fileResource(body)
+        _ = try await self.file(org: org, id: file.fileID)
+        let added = try await jsonRows(
+            """
+            INSERT INTO drover.session_resources AS r (id, session_id, type, file_id, mount_path)
+            SELECT drover.new_id('sesrsc'), $1, 'file', $2, $3
+             WHERE NOT EXISTS (SELECT 1 FROM drover.session_resources o WHERE o.session_id = $1 AND o.mount_path = $3)
+            RETURNING drover.api_session_resource_json(r)::text
+            """, [session, file.fileID, file.mountPath])
+        guard let resource = added.first else {
+            throw DroverError(.conflict, "a resource of session \(session) is mounted at \(file.mountPath) already")
+        }
+        return resource
+    }
+
+    public func deleteSessionResource(org: String, session: String, id: String) async throws -> JSONValue {
+        _ = try await isArchived(org: org, session: session)
+        return try await one(
+            """
+            DELETE FROM drover.session_resources r WHERE r.session_id = $1 AND r.id = $2
+            RETURNING jsonb_build_object('type', 'session_resource_deleted', 'id', r.id)::text
+            """, [session, id], missing: "no resource \(id) in session \(session)")
     }
 
     /// A session's resources (never their tokens), in the order they were given.
