@@ -22,3 +22,6 @@ BEGIN
         'created_at', drover.api_time(r.created_at), 'updated_at', drover.api_time(r.updated_at));
 END;
 $$;
+
+-- A session's output files: one per name (a later turn's file of that name replaces it).
+CREATE UNIQUE INDEX files_scope_name ON drover.files (scope_id, filename) WHERE scope_id IS NOT NULL;

@@ -37,6 +37,9 @@ public final class SandboxRouter: Sendable {
     private let clients = Mutex<[String: PoolClient]>([:])
     private let placements = Mutex<[SessionID: Placement]>([:])
     private let flights = Mutex<[SessionID: Task<Placement?, any Error>]>([:])
+    /// The sandbox whose mounted files were brought in line with the session's resources in
+    /// this wake (`syncFiles`).
+    private let synced = Mutex<[SessionID: String]>([:])
     /// When each provision now unanswered was sent, by a token of its own (`sandboxWaits`).
     private let provisions = Mutex<(next: Int, sent: [Int: ContinuousClock.Instant])>((0, [:]))
 
@@ -70,6 +73,7 @@ public final class SandboxRouter: Sendable {
                     isError: true, details: ["outcome": "unknown"])
             }
             do {
+                try await syncFiles(placement, session: session, spec: spec)
                 return try await run(placement, callID: callID, name: name, input: input, resources: spec.resources)
             } catch let failure as PoolProtocol.Failure where failure.code == .sandboxReclaimed && !recovering {
                 // The pool took the sandbox back before this call ran in it: the call runs in a
@@ -81,6 +85,7 @@ public final class SandboxRouter: Sendable {
                 guard let fresh = try await self.placement(for: lease, spec: spec, recovering: false) else {
                     throw failure
                 }
+                try await syncFiles(fresh, session: session, spec: spec)
                 return try await run(fresh, callID: callID, name: name, input: input, resources: spec.resources)
             }
         } catch let failure as PoolProtocol.Failure {
@@ -244,6 +249,44 @@ public final class SandboxRouter: Sendable {
     /// Forgets a session's placement (when its lease ends): the registry remembers it.
     public func forget(_ session: SessionID) {
         placements.withLock { _ = $0.removeValue(forKey: session) }
+        synced.withLock { _ = $0.removeValue(forKey: session) }
+    }
+
+    /// Brings the sandbox's mounted files in line with the session's file resources, once per
+    /// wake and sandbox: what was added since is put (read from Postgres), what was removed is
+    /// taken out. A file deleted or expired since it was attached is left out and logged.
+    private func syncFiles(_ placement: Placement, session: SessionID, spec: SandboxSpec) async throws {
+        guard synced.withLock({ $0[session] }) != placement.sandbox else { return }
+        let wanted = try await spec.files()
+        let client = try await client(placement.address)
+        let mounted = try await client.sessionFiles(sandbox: placement.sandbox)["files"]
+        var present: [String: String] = [:]
+        if case .array(let items)? = mounted {
+            for item in items {
+                if let id = item["file_id"]?.stringValue, let path = item["mount_path"]?.stringValue { present[id] = path }
+            }
+        }
+        for (fileID, _) in present where !wanted.contains(where: { $0.fileID == fileID && $0.mountPath == present[fileID] }) {
+            try await client.removeFile(sandbox: placement.sandbox, fileID: fileID)
+        }
+        for file in wanted where present[file.fileID] != file.mountPath {
+            guard let bytes = try await spec.fileBytes(file.fileID) else {
+                log.warning("session file not mounted: deleted or expired", ("session", .string(session.rawValue)), ("file", .string(file.fileID)))
+                continue
+            }
+            try await client.putFile(sandbox: placement.sandbox, fileID: file.fileID, mountPath: file.mountPath, bytes: bytes)
+        }
+        synced.withLock { $0[session] = placement.sandbox }
+    }
+
+    /// The output files the session's sandbox holds now (name and size), if it has a sandbox in
+    /// this wake; and a reader of their bytes.
+    public func outputs(of session: SessionID) async throws -> (names: [String], read: @Sendable (String) async throws -> [UInt8])? {
+        guard let placement = placements.withLock({ $0[session] }) else { return nil }
+        let client = try await client(placement.address)
+        guard case .array(let items)? = try await client.sessionFiles(sandbox: placement.sandbox)["outputs"] else { return nil }
+        let names = items.compactMap { $0["name"]?.stringValue }
+        return (names, { name in try await client.output(sandbox: placement.sandbox, name: name) })
     }
 
     private func client(_ address: String) async throws -> PoolClient {
@@ -285,6 +328,10 @@ public struct SandboxSpec: Sendable {
     public static let defaultWait: Double = 300
     /// Read when the sandbox is provisioned (most turns never provision).
     public var repositories: @Sendable () async throws -> [RepositoryResource]
+    /// The session's file resources (file id, mount path), read at the first call of each wake.
+    public var files: @Sendable () async throws -> [(fileID: String, mountPath: String)] = { [] }
+    /// A file's bytes (nil: deleted or expired since it was attached).
+    public var fileBytes: @Sendable (String) async throws -> [UInt8]? = { _ in nil }
 
     public init(resources: JSONValue? = nil, networking: JSONValue? = nil, repositories: @escaping @Sendable () async throws -> [RepositoryResource] = { [] }) {
         self.resources = resources

@@ -141,9 +141,11 @@ final class SessionRunner: Sendable {
             ? WorkerRouting(tools: BuiltinTools.names, deadline: Double(environmentConfig?["tool_deadline_s"]?.intValue ?? 600)) : nil
         // Repositories are read (and their tokens opened) only when a sandbox is made.
         let (store, session, key) = (context.store, lease.sessionID, context.options.vaultKey)
-        let spec = SandboxSpec(resources: environmentConfig?["resources"], networking: environmentConfig?["networking"]) {
+        var spec = SandboxSpec(resources: environmentConfig?["resources"], networking: environmentConfig?["networking"]) {
             try await store.repositories(session, key: key)
         }
+        spec.files = { try await store.sessionFiles(session) }
+        spec.fileBytes = { try await store.sessionFileBytes($0, session: session) }
         // web_fetch is the harness's (the sandbox has no network), offered where the policy allows something.
         let policy = NetworkPolicy(environmentConfig: environmentConfig)
         let webFetch = WebFetch(policy: policy, rule: context.options.addressRule)
@@ -383,9 +385,28 @@ final class SessionRunner: Sendable {
             ]]).text))
         }
         closing.append((.sessionStatusIdle, JSONValue.object(["stop_reason": reason.stopReason]).text))
+        await collectOutputs()
         let status = try await release(to: .idle, handledThrough: handledThrough, appending: closing)
         context.metrics.released.inc(["stop_reason": reason.name])
         log.info("session idle", ("stop_reason", .string(reason.name)), ("released_to", .string(status.rawValue)))
+    }
+
+    /// Stores what the sandbox's `/mnt/session/outputs` holds as the session's output files
+    /// (`files.list(scope_id: session)`), before the lease is given up: only the holder of the
+    /// lease writes them. A file that cannot be read or stored is logged and skipped; the turn
+    /// ends either way.
+    private func collectOutputs() async {
+        do {
+            guard let outputs = try await context.router.outputs(of: lease.sessionID) else { return }
+            for name in outputs.names {
+                let bytes = try await outputs.read(name)
+                if try await context.store.storeOutput(lease, name: name, bytes: bytes) {
+                    log.info("output file stored", ("name", .string(name)), ("bytes", .number(Double(bytes.count))))
+                }
+            }
+        } catch {
+            log.warning("output files not collected", ("error", .string(String(reflecting: error))))
+        }
     }
 
     /// Releases the lease, after appending `events` in the same transaction.

@@ -30,6 +30,20 @@ import Testing
                 ],
             ],
             [
+                "match": "copy the input",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": [
+                        "command": "cp /mnt/data/input.bin /mnt/session/outputs/copy.bin && echo copied > /mnt/session/outputs/note.txt && ls -l /mnt/data",
+                    ]]]],
+                    ["content": [["type": "text", "text": "Copied."]]],
+                    // The conversation's second wake ("read the second").
+                    ["content": [["type": "tool_use", "name": "bash", "input": [
+                        "command": "cat /mnt/data/second.txt; test -e /mnt/data/input.bin && echo still-there || echo input-gone",
+                    ]]]],
+                    ["content": [["type": "text", "text": "Read."]]],
+                ],
+            ],
+            [
                 "match": "ask first",
                 "turns": [
                     ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo confirmed"]]]],
@@ -46,6 +60,17 @@ import Testing
             try await APIRig.python(
                 "Tests/sdk/managed_agents_sdk.py",
                 environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": keyA, "DROVER_KEY_B": keyB])
+            #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
+        }
+    }
+
+    /// Issue #23, item 3: an uploaded file is mounted read-only in the session's sandbox, what the
+    /// agent leaves in /mnt/session/outputs comes back as the session's files, byte for byte, and
+    /// resources added and removed mid-session take effect at the next wake (Tests/sdk/session_files.py).
+    @Test func uploadedFilesAreMountedAndOutputsDownloaded() async throws {
+        try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
+            let key = try await api.key(org: "files")
+            try await APIRig.python("Tests/sdk/session_files.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
         }
     }

@@ -1,0 +1,63 @@
+import DroverCore
+import DroverPostgres
+import Foundation
+
+/// A session's files as its harness sees them: what to mount in its sandbox, the bytes, and the
+/// turn's output files stored back (issue #23, item 3).
+extension SessionStore {
+    /// The session's `file` resources: file id and mount path, in the order they were added.
+    public func sessionFiles(_ session: SessionID) async throws -> [(fileID: String, mountPath: String)] {
+        try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT r.file_id, r.mount_path FROM drover.session_resources r
+                 WHERE r.session_id = $1 AND r.type = 'file' ORDER BY r.created_at, r.id
+                """, [session.rawValue]
+            ).map { (try $0.decode(0), try $0.decode(1)) }
+        }
+    }
+
+    /// A file's bytes, if it is a downloadable file of the session's organisation (nil: deleted or expired).
+    public func sessionFileBytes(_ fileID: String, session: SessionID) async throws -> [UInt8]? {
+        let rows = try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT encode(f.content, 'base64') FROM drover.files f JOIN drover.sessions s ON s.org_id = f.org_id
+                 WHERE f.id = $1 AND s.id = $2 AND (f.expires_at IS NULL OR f.expires_at > now())
+                """, [fileID, session.rawValue])
+        }
+        guard let text = rows.first?[0] else { return nil }
+        guard let data = Data(base64Encoded: text, options: .ignoreUnknownCharacters) else { throw DroverError(.database, "file \(fileID) did not decode") }
+        return Array(data)
+    }
+
+    /// Stores an output file of the session (a file scoped to it, by name: a later turn's file of
+    /// the same name replaces its content and keeps its id), only while `lease` is current, so a
+    /// harness that lost the session writes nothing. Returns whether it was written.
+    @discardableResult
+    public func storeOutput(_ lease: Lease, name: String, bytes: [UInt8]) async throws -> Bool {
+        try await mappingErrors {
+            try await pool.query(
+                """
+                INSERT INTO drover.files AS f (id, org_id, filename, mime_type, size_bytes, content, scope_id)
+                SELECT drover.new_id('file'), s.org_id, $4, $5, $6, decode($7, 'base64'), s.id
+                  FROM drover.sessions s WHERE s.id = $1 AND s.lease_owner = $2 AND s.lease_epoch = $3 AND s.status = 'running'
+                ON CONFLICT (scope_id, filename) WHERE scope_id IS NOT NULL
+                DO UPDATE SET content = excluded.content, size_bytes = excluded.size_bytes, mime_type = excluded.mime_type, created_at = now()
+                RETURNING f.id
+                """, [lease.sessionID.rawValue, lease.owner.rawValue, lease.epoch, name, Self.mimeType(name), bytes.count, Data(bytes).base64EncodedString()]
+            ).first != nil
+        }
+    }
+
+    /// A content type from the name's extension, for downloads; anything else is bytes.
+    static func mimeType(_ name: String) -> String {
+        let types = [
+            "txt": "text/plain", "md": "text/markdown", "csv": "text/csv", "json": "application/json", "html": "text/html",
+            "xml": "application/xml", "pdf": "application/pdf", "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
+            "gif": "image/gif", "svg": "image/svg+xml", "zip": "application/zip", "py": "text/x-python", "js": "text/javascript",
+        ]
+        let ext = name.split(separator: ".").last.map { $0.lowercased() } ?? ""
+        return name.contains(".") ? types[ext] ?? "application/octet-stream" : "application/octet-stream"
+    }
+}
