@@ -185,6 +185,26 @@ public final class PoolClient: Sendable {
         return Array(bytes)
     }
 
+    /// Mounts a memory store's files at `mountPath` (`reset`: replacing what its folder held).
+    public func putMemory(sandbox: String, storeID: String, mountPath: String, readOnly: Bool, files: [(path: String, bytes: [UInt8])], reset: Bool) async throws {
+        _ = try await request("put_memory", [
+            "sandbox": .string(sandbox), "memory_store_id": .string(storeID), "mount_path": .string(mountPath), "read_only": .bool(readOnly),
+            "reset": .bool(reset),
+            "files": .array(files.map { ["path": .string($0.path), "data_base64": .string(Data($0.bytes).base64EncodedString())] }),
+        ])
+    }
+
+    /// A mounted store's files as the sandbox left them: path and bytes (nil: too large to be a memory).
+    public func memoryFiles(sandbox: String, storeID: String) async throws -> [(path: String, bytes: [UInt8]?)] {
+        guard case .array(let items)? = try await request("get_memory", ["sandbox": .string(sandbox), "memory_store_id": .string(storeID)])["files"] else {
+            throw Failure(.internal, "get_memory answered without files")
+        }
+        return items.compactMap { item in
+            guard let path = item["path"]?.stringValue else { return nil }
+            return (path, item["data_base64"]?.stringValue.flatMap { Data(base64Encoded: $0) }.map(Array.init))
+        }
+    }
+
     public func destroy(sandbox: String) async throws {
         _ = try await request("destroy", ["sandbox": .string(sandbox)])
     }

@@ -227,7 +227,7 @@ final class PoolServer: Sendable {
     static let maxWait: Double = 3600
 
     private func handle(_ request: PoolProtocol.Request) async -> Result<JSONValue, PoolProtocol.Failure> {
-        let knownOps: Set = ["ping", "provision", "execute", "cancel", "destroy", "list", "stats", "session_files", "put_file", "remove_file", "get_output"]
+        let knownOps: Set = ["ping", "provision", "execute", "cancel", "destroy", "list", "stats", "session_files", "put_file", "remove_file", "get_output", "put_memory", "get_memory"]
         metrics.requests.inc(["op": knownOps.contains(request.op) ? request.op : "unknown"])
         do {
             switch request.op {
@@ -301,6 +301,21 @@ final class PoolServer: Sendable {
             case "get_output":
                 let bytes = try pool.sandbox(try request.string("sandbox")).workspace.files.output(try request.string("name"))
                 return .success(["data_base64": .string(Data(bytes).base64EncodedString())])
+            case "put_memory":
+                let sandbox = try pool.sandbox(try request.string("sandbox"))
+                guard case .array(let items)? = request.body["files"] else { throw PoolProtocol.Failure(.badRequest, "put_memory needs files (an array)") }
+                let files = try items.map { item -> (path: String, bytes: [UInt8]) in
+                    guard let path = item["path"]?.stringValue, let data = item["data_base64"]?.stringValue.flatMap({ Data(base64Encoded: $0) }) else {
+                        throw PoolProtocol.Failure(.badRequest, "each memory file needs path and data_base64")
+                    }
+                    return (path, Array(data))
+                }
+                try sandbox.workspace.files.putMemory(
+                    storeID: try request.string("memory_store_id"), mountPath: try request.string("mount_path"),
+                    readOnly: request.body["read_only"]?.boolValue ?? false, files: files, reset: request.body["reset"]?.boolValue ?? false)
+                return .success(["written": .number(Double(files.count))])
+            case "get_memory":
+                return .success(try pool.sandbox(try request.string("sandbox")).workspace.files.memoryFiles(storeID: try request.string("memory_store_id")))
             case "destroy":
                 let id = try request.string("sandbox")
                 try await pool.destroy(id)

@@ -21,14 +21,24 @@ final class SessionFiles: Sendable {
 
     let uploads: String
     let outputs: String
+    /// Memory stores' folders, one per store (`memory/<store id>`).
+    let memory: String
+    let owner: (uid: UInt32, gid: UInt32)?
     /// Mounted uploads: file id → mount path.
     private let mounted = Mutex<[String: String]>([:])
+    /// Mounted memory stores: store id → mount path and whether read-only.
+    private let stores = Mutex<[String: (mountPath: String, readOnly: Bool)]>([:])
+    /// Files a store's folder hands back at most (`memoryFiles`), and the bytes of one memory.
+    static let maxMemoryFiles = 10_000
+    static let maxMemoryBytes = 102_400
 
     init(home: String, owner: (uid: UInt32, gid: UInt32)?) throws {
         let session = home + "/session"
         uploads = session + "/uploads"
         outputs = session + "/outputs"
-        for folder in [session, uploads, outputs] {
+        memory = session + "/memory"
+        self.owner = owner
+        for folder in [session, uploads, outputs, memory] {
             try retryingEINTR("mkdir \(folder)") { mkdir(folder, folder == outputs ? 0o700 : 0o755) }
         }
         if let owner { try retryingEINTR("chown") { chown(outputs, owner.uid, owner.gid) } }
@@ -41,7 +51,108 @@ final class SessionFiles: Sendable {
         for (fileID, mountPath) in mounted.withLock({ $0 }).sorted(by: { $0.value < $1.value }) {
             argv += ["--ro-bind", uploads + "/" + fileID, mountPath]
         }
+        for (storeID, mount) in stores.withLock({ $0 }).sorted(by: { $0.value.mountPath < $1.value.mountPath }) {
+            argv += [mount.readOnly ? "--ro-bind" : "--bind", memory + "/" + storeID, mount.mountPath]
+        }
         return argv + ["--bind", outputs, Self.outputsMount]
+    }
+
+    /// Writes memories into a store's folder and mounts it at `mountPath` (read-only or not) for
+    /// every call from now on. `reset` empties the folder first (a store is sent whole, in as many
+    /// requests as its size needs, the first with `reset`). The files belong to the sandbox's
+    /// user, so a read-write store can be changed by what runs in it; a read-only one is bound
+    /// read-only, which no process in the sandbox can undo.
+    func putMemory(storeID: String, mountPath: String, readOnly: Bool, files: [(path: String, bytes: [UInt8])], reset: Bool) throws(Failure) {
+        guard storeID.hasPrefix("memstore_"), storeID.count <= 80,
+              storeID.utf8.allSatisfy({ $0 == 95 || (48...57).contains($0) || (97...122).contains($0) }) else {
+            throw Failure(.badRequest, "memory_store_id must be a memory store id (memstore_…)")
+        }
+        guard mountPath.hasPrefix("/mnt/memory/"), !mountPath.dropFirst("/mnt/memory/".count).contains("/"),
+              mountPath.count > "/mnt/memory/".count, !mountPath.hasSuffix("/."), !mountPath.hasSuffix("/..") else {
+            throw Failure(.badRequest, "mount_path must be /mnt/memory/<name>")
+        }
+        let folder = memory + "/" + storeID
+        if reset { try? FileManager.default.removeItem(atPath: folder) }
+        mkdir(folder, 0o755)
+        if let owner { chown(folder, owner.uid, owner.gid) }
+        // What runs in a read-write store may have made links in it: every step below is taken from
+        // the folder's own descriptor and never follows one (a link where a folder or file should be
+        // is refused), so no write of the pool's lands outside the store.
+        let root = Glibc.open(folder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard root >= 0 else { throw Failure(.internal, "cannot open memory folder: \(String(cString: strerror(errno)))") }
+        defer { close(root) }
+        for file in files {
+            let segments = file.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
+            guard file.path.hasPrefix("/"), !segments.isEmpty, segments.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }),
+                  !file.path.utf8.contains(0), file.bytes.count <= Self.maxMemoryBytes else {
+                throw Failure(.badRequest, "a memory path is /segments (no empty, . or ..) and its content at most \(Self.maxMemoryBytes) bytes")
+            }
+            var directory = dup(root)
+            defer { close(directory) }
+            for segment in segments.dropLast() {
+                if mkdirat(directory, segment, 0o755) == 0, let owner { fchownat(directory, segment, owner.uid, owner.gid, Int32(AT_SYMLINK_NOFOLLOW)) }
+                let next = openat(directory, segment, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard next >= 0 else { throw Failure(.pathOutsideSandbox, "memory \(file.path): \(segment) is not a folder") }
+                close(directory)
+                directory = next
+            }
+            let fd = openat(directory, segments.last!, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
+            guard fd >= 0 else { throw Failure(.internal, "cannot write memory \(file.path): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            guard file.bytes.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == file.bytes.count else {
+                throw Failure(.tooLarge, "cannot write memory \(file.path): the sandbox's disk quota (disk_mb) is full")
+            }
+            if let owner { fchown(fd, owner.uid, owner.gid) }
+        }
+        stores.withLock { $0[storeID] = (mountPath, readOnly) }
+    }
+
+    /// A mounted store's files as they are now: path (from the store's root) and bytes, regular
+    /// files only; one larger than a memory may be is listed with `too_large` and no content.
+    /// The walk goes from descriptor to descriptor and never follows a link, so nothing the
+    /// sandbox arranges makes the pool read a file outside the store.
+    func memoryFiles(storeID: String) throws(Failure) -> JSONValue {
+        guard stores.withLock({ $0[storeID] }) != nil else { throw Failure(.fileNotFound, "memory store \(storeID) is not mounted in this sandbox") }
+        var found: [JSONValue] = []
+        var tooMany = false
+        func walk(_ directory: Int32, _ relative: String, depth: Int) {
+            guard depth <= 20, let listing = fdopendir(dup(directory)) else { return }
+            defer { closedir(listing) }
+            var names: [String] = []
+            while let entry = readdir(listing) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name != "." && name != ".." { names.append(name) }
+            }
+            for name in names.sorted() {
+                guard found.count < Self.maxMemoryFiles else {
+                    tooMany = true
+                    return
+                }
+                let fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+                guard fd >= 0 else { continue }
+                defer { close(fd) }
+                var info = stat()
+                guard fstat(fd, &info) == 0 else { continue }
+                switch info.st_mode & S_IFMT {
+                case S_IFDIR: walk(fd, relative + "/" + name, depth: depth + 1)
+                case S_IFREG:
+                    guard Int(info.st_size) <= Self.maxMemoryBytes else {
+                        found.append(["path": .string(relative + "/" + name), "too_large": true])
+                        continue
+                    }
+                    var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+                    let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    guard count >= 0 else { continue }
+                    found.append(["path": .string(relative + "/" + name), "data_base64": .string(Data(bytes[..<count]).base64EncodedString())])
+                default: continue
+                }
+            }
+        }
+        let root = Glibc.open(memory + "/" + storeID, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard root >= 0 else { return ["files": [], "truncated": false] }
+        defer { close(root) }
+        walk(root, "", depth: 0)
+        return ["files": .array(found), "truncated": .bool(tooMany)]
     }
 
     /// The mounted uploads and the output files, with their sizes.

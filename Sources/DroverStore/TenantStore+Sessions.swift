@@ -29,6 +29,7 @@ extension TenantStore {
         let vaultIDs = try await checkedVaults(org: org, body["vault_ids"])
         let repositories = try Self.repositories(body["resources"])
         let files = try await checkedFiles(org: org, body["resources"])
+        let stores = try await checkedStores(org: org, body["resources"])
         if repositories.contains(where: { $0.token != nil }) { _ = try VaultKey.required(key) }
         var initial: (types: [String], payloads: [String]) = ([], [])
         if let events = body["initial_events"], events != .null {
@@ -66,6 +67,7 @@ extension TenantStore {
                     throw DroverError(.database, "the new session has no id")
                 }
                 if !files.isEmpty { try await Self.insertFiles(files, session: id, on: connection) }
+                if !stores.isEmpty { try await Self.insertStores(stores, session: id, on: connection) }
                 guard !initial.types.isEmpty else { return (id, []) }
                 let wakes = try await connection.query("SELECT sent.wake FROM (\(Self.sendSQL)) AS sent", [id, initial.types, initial.payloads])
                     .map { $0[0] }
@@ -139,9 +141,9 @@ extension TenantStore {
         guard case .array(let items) = value else { throw DroverError(.invalidArgument, "resources must be an array") }
         var list: [RepositoryResource] = []
         for item in items {
-            if item["type"]?.stringValue == "file" { continue }  // `fileResources`
+            if ["file", "memory_store"].contains(item["type"]?.stringValue) { continue }  // `checkedFiles`, `checkedStores`
             guard item["type"]?.stringValue == "github_repository" else {
-                throw DroverError(.invalidArgument, "resources[].type: github_repository and file are supported by this server")
+                throw DroverError(.invalidArgument, "resources[].type: github_repository, file and memory_store are supported by this server")
             }
             do {
                 list.append(try RepositoryResource(json: item))
@@ -197,6 +199,70 @@ extension TenantStore {
             SELECT drover.new_id('sesrsc'), $1, 'file', x.file_id, x.mount_path
               FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS x(file_id, mount_path, n) ORDER BY x.n
             """, [session, files.map(\.fileID), files.map(\.mountPath)])
+    }
+
+    /// A `memory_store` resource as attached: the store's name and description at that moment.
+    public struct StoreResource: Sendable, Equatable {
+        public var storeID: String
+        public var access: String
+        public var instructions: String?
+        public var name: String
+        public var description: String
+        public var mountPath: String
+    }
+
+    /// The `memory_store` entries of `resources`: live stores of the organisation, `access`
+    /// read_write (default) or read_only, `instructions` at most 4,096 characters, each mounted at
+    /// /mnt/memory/<slug of its name> (no two at one path).
+    func checkedStores(org: String, _ value: JSONValue?) async throws -> [StoreResource] {
+        guard case .array(let items)? = value else { return [] }
+        var list: [StoreResource] = []
+        for item in items where item["type"]?.stringValue == "memory_store" {
+            guard let storeID = item["memory_store_id"]?.stringValue else {
+                throw DroverError(.invalidArgument, "resources[].memory_store_id: the id of a memory store (memstore_…) is required")
+            }
+            let access = item["access"]?.stringValue ?? "read_write"
+            guard ["read_write", "read_only"].contains(access) else { throw DroverError(.invalidArgument, "resources[].access must be read_write or read_only") }
+            let instructions = item["instructions"]?.stringValue
+            guard (instructions?.count ?? 0) <= 4_096 else { throw DroverError(.invalidArgument, "resources[].instructions: at most 4,096 characters") }
+            let store = try await memoryStore(org: org, id: storeID)
+            guard store["archived_at"] == .null else { throw DroverError(.invalidArgument, "memory store \(storeID) is archived") }
+            let name = store["name"]?.stringValue ?? ""
+            list.append(StoreResource(
+                storeID: storeID, access: access, instructions: instructions, name: name, description: store["description"]?.stringValue ?? "",
+                mountPath: "/mnt/memory/" + Self.slug(name)))
+        }
+        guard Set(list.map(\.mountPath)).count == list.count else {
+            throw DroverError(.invalidArgument, "resources: two memory stores would mount at one path (their names make the same /mnt/memory/ folder)")
+        }
+        return list
+    }
+
+    /// A store's folder name: lower case, each run of characters other than ASCII letters and
+    /// digits one hyphen, as the SDK documents (and none at either end).
+    static func slug(_ name: String) -> String {
+        var out = ""
+        for scalar in name.lowercased().unicodeScalars {
+            if (scalar.value >= 0x61 && scalar.value <= 0x7A) || (scalar.value >= 0x30 && scalar.value <= 0x39) {
+                out.unicodeScalars.append(scalar)
+            } else if !out.hasSuffix("-") {
+                out += "-"
+            }
+        }
+        let trimmed = out.trimmingCharacters(in: CharacterSet(charactersIn: "-"))
+        return trimmed.isEmpty ? "store" : trimmed
+    }
+
+    static func insertStores(_ stores: [StoreResource], session: String, on connection: PostgresConnection) async throws {
+        _ = try await connection.query(
+            """
+            INSERT INTO drover.session_resources (id, session_id, type, memory_store_id, access, instructions, store_name, store_description, mount_path)
+            SELECT drover.new_id('sesrsc'), $1, 'memory_store', x.store, x.access, x.instructions, x.name, x.description, x.mount_path
+              FROM jsonb_to_recordset($2::jsonb) AS x(store text, access text, instructions text, name text, description text, mount_path text)
+            """, [session, JSONValue.array(stores.map { store in
+                ["store": .string(store.storeID), "access": .string(store.access), "instructions": store.instructions.map(JSONValue.string) ?? .null,
+                 "name": .string(store.name), "description": .string(store.description), "mount_path": .string(store.mountPath)]
+            }).text])
     }
 
     /// `sessions.resources.add`: a file, mounted from the session's next sandbox or wake on.
@@ -264,12 +330,10 @@ extension TenantStore {
             """, [id, org, body["title"] != nil, body["title"]?.stringValue, Self.text(body["metadata"])], missing: "no session \(id)")
     }
 
-    /// Beyond Managed Agents: `id` looks one session up without a 404 when it is not there;
-    /// `status` filters as the API shows statuses (`running` includes queued sessions).
     /// What `sessions.list` filters on, as the SDK names it. `statuses` as the API shows them
     /// (`running` includes queued sessions; `rescheduling` matches none here: a session whose
-    /// harness died is queued again, and shows as running). `deploymentID` and `memoryStoreID`
-    /// match no session until sessions can have them.
+    /// harness died is queued again, and shows as running). `deploymentID` matches no session
+    /// until sessions can have one.
     public struct SessionFilter: Sendable {
         public var agentID: String?
         public var agentVersion: Int?
@@ -299,7 +363,8 @@ extension TenantStore {
                 AND ($9::int IS NULL OR t.agent_version = $9)
                 AND ($10::timestamptz IS NULL OR t.created_at > $10) AND ($11::timestamptz IS NULL OR t.created_at >= $11)
                 AND ($12::timestamptz IS NULL OR t.created_at < $12) AND ($13::timestamptz IS NULL OR t.created_at <= $13)
-                AND $14::text IS NULL AND $15::text IS NULL
+                AND $14::text IS NULL
+                AND ($15::text IS NULL OR EXISTS (SELECT 1 FROM drover.session_resources r WHERE r.session_id = t.id AND r.memory_store_id = $15))
                 """,
             extra: [filter.agentID, filter.id, statuses, filter.agentVersion, filter.createdAfter, filter.createdFrom, filter.createdBefore,
                     filter.createdTo, filter.deploymentID, filter.memoryStoreID],

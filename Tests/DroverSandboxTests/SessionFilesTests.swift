@@ -47,4 +47,35 @@ import Testing
         #expect(gone["is_error"] == true, "a removed file is no longer mounted")
         #expect(await pool.stop() == 0)
     }
+
+    /// Issue #24, item 2: a memory store's folder mounted read-write or read-only, read back as
+    /// the sandbox left it, and nothing it arranges (links) leads the pool outside the store.
+    @Test func memoryStoresAreMountedAndReadBackWithoutFollowingLinks() async throws {
+        let pool = try await RunningPool.start()
+        let client = try await pool.client()
+        defer { client.close() }
+        let sandbox = try await client.provision()
+        try await client.putMemory(sandbox: sandbox, storeID: "memstore_rw", mountPath: "/mnt/memory/notes", readOnly: false,
+                                   files: [("/notes.md", Array("first\n".utf8)), ("/a/b.md", Array("deep".utf8))], reset: true)
+        try await client.putMemory(sandbox: sandbox, storeID: "memstore_ro", mountPath: "/mnt/memory/rules", readOnly: true,
+                                   files: [("/rule.md", Array("be kind".utf8))], reset: true)
+        let ran = try await client.execute(sandbox: sandbox, callID: "1", name: "bash", input: ["command": """
+            cat /mnt/memory/notes/a/b.md /mnt/memory/rules/rule.md && echo second >> /mnt/memory/notes/notes.md \
+              && mkdir -p /mnt/memory/notes/new && echo made > /mnt/memory/notes/new/x.md && rm /mnt/memory/notes/a/b.md \
+              && ln -s /etc/passwd /mnt/memory/notes/leak.md && ln -s /etc /mnt/memory/notes/etc; echo fine > /mnt/memory/rules/rule.md
+            """])
+        let output = ran["output"]?.stringValue ?? ""
+        #expect(output.contains("deep") && output.contains("be kind") && output.contains("Read-only file system"), "\(ran)")
+        let files = try await client.memoryFiles(sandbox: sandbox, storeID: "memstore_rw")
+        let byPath = Dictionary(uniqueKeysWithValues: files.map { ($0.path, $0.bytes.map { String(decoding: $0, as: UTF8.self) }) })
+        #expect(byPath == ["/notes.md": "first\nsecond\n", "/new/x.md": "made\n"], "links are not followed: \(byPath)")
+        #expect(try await client.memoryFiles(sandbox: sandbox, storeID: "memstore_ro").map(\.path) == ["/rule.md"])
+        // A write through a link the sandbox made lands nowhere outside the store.
+        await #expect(throws: PoolProtocol.Failure.self) {
+            try await client.putMemory(sandbox: sandbox, storeID: "memstore_rw", mountPath: "/mnt/memory/notes", readOnly: false,
+                                       files: [("/etc/drover-leak", [1])], reset: false)
+        }
+        #expect(!FileManager.default.fileExists(atPath: "/etc/drover-leak"))
+        #expect(await pool.stop() == 0)
+    }
 }
