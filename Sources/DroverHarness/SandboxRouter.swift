@@ -40,6 +40,8 @@ public final class SandboxRouter: Sendable {
     /// The sandbox whose mounted files were brought in line with the session's resources in
     /// this wake (`syncFiles`).
     private let synced = Mutex<[SessionID: String]>([:])
+    /// Per session, the read-write stores as mounted (or last written back): path → memory.
+    private let mountedMemory = Mutex<[SessionID: [String: [String: MemorySyncPlan.Mounted]]]>([:])
     /// When each provision now unanswered was sent, by a token of its own (`sandboxWaits`).
     private let provisions = Mutex<(next: Int, sent: [Int: ContinuousClock.Instant])>((0, [:]))
 
@@ -250,6 +252,7 @@ public final class SandboxRouter: Sendable {
     public func forget(_ session: SessionID) {
         placements.withLock { _ = $0.removeValue(forKey: session) }
         synced.withLock { _ = $0.removeValue(forKey: session) }
+        mountedMemory.withLock { _ = $0.removeValue(forKey: session) }
     }
 
     /// Brings the sandbox's mounted files in line with the session's file resources, once per
@@ -276,7 +279,50 @@ public final class SandboxRouter: Sendable {
             }
             try await client.putFile(sandbox: placement.sandbox, fileID: file.fileID, mountPath: file.mountPath, bytes: bytes)
         }
+        // Memory stores: each sent whole (its folder emptied first), in requests of a few MiB.
+        var mountedStores: [String: [String: MemorySyncPlan.Mounted]] = [:]
+        for store in spec.stores {
+            let memories = try await spec.memories(store.storeID)
+            var batch: [(path: String, bytes: [UInt8])] = []
+            var batchBytes = 0
+            var first = true
+            for memory in memories {
+                let bytes = Array(memory.content.utf8)
+                if !store.readOnly { mountedStores[store.storeID, default: [:]][memory.path] = MemorySyncPlan.Mounted(sha256: memory.sha256, bytes: bytes) }
+                batch.append((memory.path, bytes))
+                batchBytes += bytes.count + memory.path.utf8.count
+                if batchBytes > 4 << 20 {
+                    try await client.putMemory(sandbox: placement.sandbox, storeID: store.storeID, mountPath: store.mountPath, readOnly: store.readOnly,
+                                               files: batch, reset: first)
+                    (batch, batchBytes, first) = ([], 0, false)
+                }
+            }
+            if first || !batch.isEmpty {
+                try await client.putMemory(sandbox: placement.sandbox, storeID: store.storeID, mountPath: store.mountPath, readOnly: store.readOnly,
+                                           files: batch, reset: first)
+            }
+            if !store.readOnly && mountedStores[store.storeID] == nil { mountedStores[store.storeID] = [:] }
+        }
+        mountedMemory.withLock { $0[session] = mountedStores }
         synced.withLock { $0[session] = placement.sandbox }
+    }
+
+    /// For each read-write store mounted in the session's sandbox in this wake: what was mounted
+    /// (or last written back) and the folder as the sandbox left it.
+    func memoryState(of session: SessionID) async throws -> [(store: String, mounted: [String: MemorySyncPlan.Mounted], current: [(path: String, bytes: [UInt8]?)])] {
+        guard let placement = placements.withLock({ $0[session] }), synced.withLock({ $0[session] }) == placement.sandbox,
+              let stores = mountedMemory.withLock({ $0[session] }), !stores.isEmpty else { return [] }
+        let client = try await client(placement.address)
+        var state: [(store: String, mounted: [String: MemorySyncPlan.Mounted], current: [(path: String, bytes: [UInt8]?)])] = []
+        for (store, mounted) in stores.sorted(by: { $0.key < $1.key }) {
+            state.append((store, mounted, try await client.memoryFiles(sandbox: placement.sandbox, storeID: store)))
+        }
+        return state
+    }
+
+    /// Records a memory as now written back (nil: deleted), so the next turn compares with it.
+    func recordMemory(_ session: SessionID, store: String, path: String, _ memory: MemorySyncPlan.Mounted?) {
+        mountedMemory.withLock { $0[session]?[store]?[path] = memory }
     }
 
     /// The output files the session's sandbox holds now (name and size), if it has a sandbox in
@@ -332,6 +378,9 @@ public struct SandboxSpec: Sendable {
     public var files: @Sendable () async throws -> [(fileID: String, mountPath: String)] = { [] }
     /// A file's bytes (nil: deleted or expired since it was attached).
     public var fileBytes: @Sendable (String) async throws -> [UInt8]? = { _ in nil }
+    /// The session's memory stores (read at the start of the wake) and a reader of a store's memories.
+    public var stores: [SessionStore.AttachedStore] = []
+    public var memories: @Sendable (String) async throws -> [(path: String, content: String, sha256: String)] = { _ in [] }
 
     public init(resources: JSONValue? = nil, networking: JSONValue? = nil, repositories: @escaping @Sendable () async throws -> [RepositoryResource] = { [] }) {
         self.resources = resources

@@ -146,6 +146,12 @@ final class SessionRunner: Sendable {
         }
         spec.files = { try await store.sessionFiles(session) }
         spec.fileBytes = { try await store.sessionFileBytes($0, session: session) }
+        // Memory stores: mounted with the sandbox, described in the system prompt.
+        if worker == nil {
+            spec.stores = try await store.attachedStores(session)
+            spec.memories = { try await store.memories(ofStore: $0) }
+            agent.systemPrompt += Self.memorySection(spec.stores)
+        }
         // web_fetch is the harness's (the sandbox has no network), offered where the policy allows something.
         let policy = NetworkPolicy(environmentConfig: environmentConfig)
         let webFetch = WebFetch(policy: policy, rule: context.options.addressRule)
@@ -386,6 +392,7 @@ final class SessionRunner: Sendable {
         }
         closing.append((.sessionStatusIdle, JSONValue.object(["stop_reason": reason.stopReason]).text))
         await collectOutputs()
+        await collectMemories()
         let status = try await release(to: .idle, handledThrough: handledThrough, appending: closing)
         context.metrics.released.inc(["stop_reason": reason.name])
         log.info("session idle", ("stop_reason", .string(reason.name)), ("released_to", .string(status.rawValue)))
@@ -406,6 +413,54 @@ final class SessionRunner: Sendable {
             }
         } catch {
             log.warning("output files not collected", ("error", .string(String(reflecting: error))))
+        }
+    }
+
+    /// The memory section of the system prompt, from the attached stores (their names and
+    /// descriptions as attached, and each attachment's instructions).
+    static func memorySection(_ stores: [SessionStore.AttachedStore]) -> String {
+        guard !stores.isEmpty else { return "" }
+        var text = "\n\n# Memory\n\nThese memory stores are mounted as folders; what you write in a read-write one is kept for later sessions.\n"
+        for store in stores {
+            text += "\n- \(store.mountPath) (\(store.readOnly ? "read-only" : "read-write")): \(store.name)"
+            if !store.description.isEmpty { text += " — \(store.description)" }
+            if let instructions = store.instructions, !instructions.isEmpty { text += "\n  \(instructions)" }
+        }
+        return text
+    }
+
+    /// Writes back what the agent changed in its read-write memory stores (`MemorySyncPlan`) as
+    /// new versions whose actor is the session, before the lease is given up: under the lease
+    /// only (`drover.memory_sync`). A memory someone else changed meanwhile is left as they made
+    /// it (the change is logged and dropped); nothing here ends the turn.
+    private func collectMemories() async {
+        do {
+            for state in try await context.router.memoryState(of: lease.sessionID) {
+                let plan = MemorySyncPlan.plan(mounted: state.mounted, current: state.current)
+                for path in plan.skipped {
+                    log.warning("memory file not kept: not UTF-8 text or larger than 100 kB", ("store", .string(state.store)), ("path", .string(path)))
+                }
+                for change in plan.changes {
+                    let (path, content, expected, delete): (String, String?, String?, Bool) = switch change {
+                    case .create(let path, let content): (path, content, nil, false)
+                    case .update(let path, let content, let sha): (path, content, sha, false)
+                    case .delete(let path, let sha): (path, nil, sha, true)
+                    }
+                    do {
+                        guard try await context.store.syncMemory(lease, store: state.store, path: path, content: content, expectedSHA256: expected, delete: delete) else {
+                            return  // the lease is gone: nothing more is written
+                        }
+                        let now = try await context.store.memorySHA256(store: state.store, path: path)
+                        context.router.recordMemory(lease.sessionID, store: state.store, path: path,
+                                                    now.map { MemorySyncPlan.Mounted(sha256: $0, bytes: Array((content ?? "").utf8)) })
+                        log.info("memory written back", ("store", .string(state.store)), ("path", .string(path)), ("deleted", .bool(delete)))
+                    } catch let error as DroverError where error.code == .conflict || error.code == .invalidArgument {
+                        log.warning("memory change dropped", ("store", .string(state.store)), ("path", .string(path)), ("error", .string(error.message)))
+                    }
+                }
+            }
+        } catch {
+            log.warning("memory not written back", ("error", .string(String(reflecting: error))))
         }
     }
 

@@ -131,7 +131,7 @@ public final class ScriptedModelServer: Sendable {
             "turn": .number(Double(turnIndex)), "conversation": .string(conversation), "attempt": .number(Double(attempt)),
             "received_at": .number(receivedAt), "has_api_key": .bool(headers["x-api-key"] != nil || headers["authorization"] != nil),
             "stream": .bool(request["stream"]?.boolValue == true), "tools": .number(Double(request["tools"].map { if case .array(let t) = $0 { t.count } else { 0 } } ?? 0)),
-            "status": 200, "tool_results": .array(Self.lastToolResults(messages, wire: wire)),
+            "status": 200, "tool_results": .array(Self.lastToolResults(messages, wire: wire)), "system": request["system"] ?? .null,
         ]
         state.withLock {
             $0.requests.append(record)

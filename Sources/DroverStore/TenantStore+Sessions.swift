@@ -195,8 +195,8 @@ extension TenantStore {
     static func insertFiles(_ files: [FileResource], session: String, on connection: PostgresConnection) async throws {
         _ = try await connection.query(
             """
-            INSERT INTO drover.session_resources (id, session_id, type, file_id, mount_path)
-            SELECT drover.new_id('sesrsc'), $1, 'file', x.file_id, x.mount_path
+            INSERT INTO drover.session_resources (id, session_id, type, file_id, mount_path, created_at, updated_at)
+            SELECT drover.new_id('sesrsc'), $1, 'file', x.file_id, x.mount_path, clock_timestamp(), clock_timestamp()
               FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS x(file_id, mount_path, n) ORDER BY x.n
             """, [session, files.map(\.fileID), files.map(\.mountPath)])
     }
@@ -256,9 +256,13 @@ extension TenantStore {
     static func insertStores(_ stores: [StoreResource], session: String, on connection: PostgresConnection) async throws {
         _ = try await connection.query(
             """
-            INSERT INTO drover.session_resources (id, session_id, type, memory_store_id, access, instructions, store_name, store_description, mount_path)
-            SELECT drover.new_id('sesrsc'), $1, 'memory_store', x.store, x.access, x.instructions, x.name, x.description, x.mount_path
-              FROM jsonb_to_recordset($2::jsonb) AS x(store text, access text, instructions text, name text, description text, mount_path text)
+            INSERT INTO drover.session_resources
+                   (id, session_id, type, memory_store_id, access, instructions, store_name, store_description, mount_path, created_at, updated_at)
+            SELECT drover.new_id('sesrsc'), $1, 'memory_store', x.store, x.access, x.instructions, x.name, x.description, x.mount_path,
+                   clock_timestamp(), clock_timestamp()
+              FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e(item, n)
+             CROSS JOIN LATERAL jsonb_to_record(e.item) AS x(store text, access text, instructions text, name text, description text, mount_path text)
+             ORDER BY e.n
             """, [session, JSONValue.array(stores.map { store in
                 ["store": .string(store.storeID), "access": .string(store.access), "instructions": store.instructions.map(JSONValue.string) ?? .null,
                  "name": .string(store.name), "description": .string(store.description), "mount_path": .string(store.mountPath)]

@@ -44,6 +44,19 @@ import Testing
                 ],
             ],
             [
+                "match": "use the memory",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": [
+                        "command": """
+                            cat /mnt/memory/team-notes/todo.md && echo learned >> /mnt/memory/team-notes/todo.md \\
+                              && mkdir -p /mnt/memory/team-notes/people && echo likes-tea > /mnt/memory/team-notes/people/ana.md \\
+                              && rm /mnt/memory/team-notes/old.md && cat /mnt/memory/house-rules/rules.md; echo no > /mnt/memory/house-rules/rules.md
+                            """,
+                    ]]]],
+                    ["content": [["type": "text", "text": "Remembered."]]],
+                ],
+            ],
+            [
                 "match": "ask first",
                 "turns": [
                     ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo confirmed"]]]],
@@ -72,6 +85,25 @@ import Testing
             let key = try await api.key(org: "files")
             try await APIRig.python("Tests/sdk/session_files.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
+        }
+    }
+
+    /// Issue #24, item 2: memory stores attached to a session are mounted in its sandbox (a
+    /// read-only one cannot be written), described in the system prompt, and what the agent
+    /// changes becomes versions whose actor is the session (Tests/sdk/session_memory.py).
+    @Test func attachedMemoryStoresAreMountedAndWrittenBack() async throws {
+        try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
+            let key = try await api.key(org: "memory")
+            try await APIRig.python("Tests/sdk/session_memory.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
+            #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
+            // The memory section of the system prompt, from the attached stores.
+            let system = cluster.model.requests.compactMap { request -> String? in
+                if let text = request["system"]?.stringValue { return text }
+                guard case .array(let blocks)? = request["system"] else { return nil }
+                return blocks.compactMap { $0["text"]?.stringValue }.joined()
+            }.first { $0.contains("# Memory") } ?? ""
+            #expect(system.contains("/mnt/memory/team-notes (read-write): Team Notes! — what the team learned"), "\(system)")
+            #expect(system.contains("Keep the todo list current.") && system.contains("/mnt/memory/house-rules (read-only): house rules"))
         }
     }
 

@@ -1,0 +1,57 @@
+import DroverCore
+import DroverPostgres
+import Foundation
+
+/// A session's memory stores as its harness sees them (issue #24, item 2): what to mount, the
+/// memories to put there, and the agent's changes written back under the session's lease.
+extension SessionStore {
+    public struct AttachedStore: Sendable, Equatable {
+        public var storeID: String
+        public var mountPath: String
+        public var readOnly: Bool
+        public var name: String
+        public var description: String
+        public var instructions: String?
+    }
+
+    /// The session's memory stores, in the order they were attached.
+    public func attachedStores(_ session: SessionID) async throws -> [AttachedStore] {
+        try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT r.memory_store_id, r.mount_path, r.access = 'read_only', coalesce(r.store_name, ''), coalesce(r.store_description, ''), r.instructions
+                  FROM drover.session_resources r WHERE r.session_id = $1 AND r.type = 'memory_store' ORDER BY r.created_at, r.id
+                """, [session.rawValue]
+            ).map { row in
+                AttachedStore(storeID: try row.decode(0), mountPath: try row.decode(1), readOnly: try row.decode(2), name: try row.decode(3),
+                              description: try row.decode(4), instructions: row[5])
+            }
+        }
+    }
+
+    /// A store's memories: path, content and content hash.
+    public func memories(ofStore store: String) async throws -> [(path: String, content: String, sha256: String)] {
+        try await mappingErrors {
+            try await pool.query("SELECT path, content, content_sha256 FROM drover.memories WHERE store_id = $1 ORDER BY path", [store])
+                .map { (try $0.decode(0), try $0.decode(1), try $0.decode(2)) }
+        }
+    }
+
+    /// Writes one change the session's agent made in a mounted store (`drover.memory_sync`):
+    /// false when the lease is no longer held (nothing written); a memory changed meanwhile by
+    /// someone else throws `conflict`.
+    public func syncMemory(_ lease: Lease, store: String, path: String, content: String?, expectedSHA256: String?, delete: Bool) async throws -> Bool {
+        try await mappingErrors {
+            try await pool.query(
+                "SELECT drover.memory_sync($1, $2, $3, $4, $5, $6, $7, $8)",
+                [lease.sessionID.rawValue, lease.owner.rawValue, lease.epoch, store, path, content, expectedSHA256, delete])[0].decode(0)
+        }
+    }
+
+    /// The content hash a memory has now (after a write), or nil when there is none at `path`.
+    public func memorySHA256(store: String, path: String) async throws -> String? {
+        try await mappingErrors {
+            try await pool.query("SELECT content_sha256 FROM drover.memories WHERE store_id = $1 AND path = $2", [store, path]).first?[0]
+        }
+    }
+}

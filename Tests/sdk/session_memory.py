@@ -1,0 +1,68 @@
+"""Issue #24, item 2, through the pinned SDK: memory stores attached to a session
+(`{type: memory_store, memory_store_id, access, instructions}`) are mounted at
+/mnt/memory/<slug of the name>; the agent reads them, and what it writes in a read_write one
+becomes new versions whose actor is the session, while a read_only one cannot be written. Run by
+DroverAPITests.SDKTests with DROVER_API_URL and DROVER_KEY_A.
+"""
+import json
+import os
+import sys
+import time
+
+import anthropic
+import pydantic
+from anthropic.types.beta.sessions import BetaManagedAgentsMemoryStoreResource
+
+client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY_A"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
+beta = client.beta
+failures = []
+
+notes = beta.memory_stores.create(name="Team Notes!", description="what the team learned")
+beta.memory_stores.memories.create(notes.id, path="/todo.md", content="first\n")
+beta.memory_stores.memories.create(notes.id, path="/old.md", content="stale")
+rules = beta.memory_stores.create(name="house rules")
+beta.memory_stores.memories.create(rules.id, path="/rules.md", content="be kind\n")
+agent = beta.agents.create(name="memory", model="claude-sonnet-4-5", tools=[{"type": "agent_toolset_20260401"}])
+environment = beta.environments.create(name="memory")
+session = beta.sessions.create(agent=agent.id, environment_id=environment.id, resources=[
+    {"type": "memory_store", "memory_store_id": notes.id, "instructions": "Keep the todo list current."},
+    {"type": "memory_store", "memory_store_id": rules.id, "access": "read_only"},
+])
+resources = beta.sessions.resources.with_raw_response.list(session.id).http_response.json()["data"]
+for resource in resources:
+    try:
+        pydantic.TypeAdapter(BetaManagedAgentsMemoryStoreResource).validate_json(json.dumps(resource), strict=True)
+    except pydantic.ValidationError as e:
+        failures.append(f"resources.list (memory_store): {e.errors()[:3]}")
+if [(r["mount_path"], r["access"], r["name"]) for r in resources] != [
+        ("/mnt/memory/team-notes", "read_write", "Team Notes!"), ("/mnt/memory/house-rules", "read_only", "house rules")]:
+    failures.append(f"resources.list: {resources}")
+if [s.id for s in beta.sessions.list(memory_store_id=rules.id)] != [session.id]:
+    failures.append("sessions.list(memory_store_id=) does not find the session")
+
+beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "use the memory"}]}])
+deadline = time.time() + 60
+while beta.sessions.retrieve(session.id).status != "idle" and time.time() < deadline:
+    time.sleep(0.2)
+result = [e for e in beta.sessions.events.list(session.id) if e.type == "agent.tool_result"][-1]
+text = json.dumps(result.model_dump(mode="json"))
+if "first" not in text or "be kind" not in text or "Read-only file system" not in text:
+    failures.append(f"the stores were not mounted as they should be: {text}")
+
+memories = {m.path: m for m in beta.memory_stores.memories.list(notes.id, view="full")}
+if sorted(memories) != ["/people/ana.md", "/todo.md"]:
+    failures.append(f"the store after the turn: {sorted(memories)}")
+elif memories["/todo.md"].content != "first\nlearned\n" or memories["/people/ana.md"].content != "likes-tea\n":
+    failures.append(f"the memories' contents: {memories}")
+versions = list(beta.memory_stores.memory_versions.list(notes.id, session_id=session.id))
+if sorted(v.operation for v in versions) != ["created", "deleted", "modified"]:
+    failures.append(f"versions by the session: {[(v.operation, v.path) for v in versions]}")
+if any(v.created_by.type != "session_actor" or v.created_by.session_id != session.id for v in versions):
+    failures.append("a version written back is not the session's")
+if [m.content for m in beta.memory_stores.memories.list(rules.id, view="full")] != ["be kind\n"]:
+    failures.append("the read-only store changed")
+
+if failures:
+    print("\n".join(["session memory:"] + failures), flush=True)
+    sys.exit(1)
+print("all checks passed", flush=True)
