@@ -8,13 +8,15 @@ import Foundation
 /// and depth, retrieve, update with a precondition, delete) and `memory_versions` (list with
 /// filters, retrieve, redact). `view` (`basic` or `full`) says whether content comes back: full
 /// by default on retrieves, basic on lists, creates and updates, and a full list page holds at
-/// most 20 items. Changes made with an API key are recorded as that key's (`api_actor`).
+/// most 20 items. Changes made with an API key are recorded as that key's (`api_actor`); with a
+/// work item's sessions token, as its session's (`session_actor`).
 extension APIRouter {
     func routeMemory(_ request: HTTPServerRequest, target: Target, principal: APIPrincipal) async throws -> APIResponse? {
         let path = target.segments
         guard path.count >= 2, path[1] == "memory_stores" else { return nil }
         let org = principal.orgID
-        let actor = TenantStore.MemoryActor.apiKey(principal.keyID)
+        // A work item's sessions token writes as its session (the SDK's worker syncing a mount).
+        let actor: TenantStore.MemoryActor = if case .workItem(_, _, _, let session)? = principal.work { .session(session) } else { .apiKey(principal.keyID) }
         let method = request.method
         func view(retrieve: Bool) throws -> Bool {
             switch target.first("view") {

@@ -36,6 +36,17 @@ extension APIRouter {
     /// events and sending tool results.
     func authorizeWorker(_ request: HTTPServerRequest, path: [String], credential: WorkQueue.Credential, org: String) async throws {
         if path.count >= 4, path[1] == "environments", path[3] == "work" { return }
+        // A sessions token reads and writes the memories of exactly the stores its session has
+        // attached (writes only where attached read_write), as the SDK's worker syncs them.
+        if path.count >= 4, path[1] == "memory_stores", path[3] == "memories", case .workItem(_, _, _, let session) = credential {
+            guard let access = try await workQueue.storeAccess(store: path[2], session: session) else {
+                throw APIError.notFound("no memory store \(path[2])")
+            }
+            if request.method != "GET" && access != "read_write" {
+                throw APIError(403, "permission_error", "memory store \(path[2]) is attached read_only to session \(session)")
+            }
+            return
+        }
         let readable = request.method == "GET" && (path.count == 3 || (path.count == 4 && path[3] == "events")
                                                      || (path.count == 5 && path[3] == "events" && path[4] == "stream"))
         let sends = request.method == "POST" && path.count == 4 && path[3] == "events"

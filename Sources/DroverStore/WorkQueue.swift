@@ -236,4 +236,13 @@ public struct WorkQueue: Sendable {
             "SELECT coalesce(jsonb_agg(to_jsonb(v) ORDER BY v.name), '[]')::text FROM drover.work_queue_stats v", [], missing: "")
         return ["data": items, "queues": queues]
     }
+
+    /// How `store` is attached to `session` (`read_write`, `read_only`), or nil when it is not.
+    public func storeAccess(store: String, session: String) async throws -> String? {
+        try await mappingErrors {
+            try await pool.query(
+                "SELECT access FROM drover.session_resources WHERE session_id = $1 AND memory_store_id = $2 AND type = 'memory_store'",
+                [session, store]).first?[0]
+        }
+    }
 }

@@ -174,8 +174,15 @@ def refusals():
     worker = bearer(key_b)
     other_org = client(os.environ["DROVER_KEY_OTHER"])
 
-    # Two sessions of environment B: each gets a queued item.
-    s1 = c.beta.sessions.create(agent=os.environ["DROVER_AGENT"], environment_id=env_b).id
+    # Two sessions of environment B: each gets a queued item. The first has memory stores attached.
+    store_rw = c.beta.memory_stores.create(name="worker notes")
+    store_ro = c.beta.memory_stores.create(name="worker rules")
+    c.beta.memory_stores.memories.create(store_ro.id, path="/rule.md", content="be kind")
+    store_other = c.beta.memory_stores.create(name="not attached")
+    s1 = c.beta.sessions.create(agent=os.environ["DROVER_AGENT"], environment_id=env_b, resources=[
+        {"type": "memory_store", "memory_store_id": store_rw.id},
+        {"type": "memory_store", "memory_store_id": store_ro.id, "access": "read_only"},
+    ]).id
     s2 = c.beta.sessions.create(agent=os.environ["DROVER_AGENT"], environment_id=env_b).id
     stats = strict(BetaSelfHostedWorkQueueStats, c.beta.environments.work.with_raw_response.stats(env_b).http_response.json())
     check("stats: two queued", stats.depth == 2 and stats.pending == 0 and stats.oldest_queued_at is not None, stats)
@@ -218,8 +225,20 @@ def refusals():
     session = strict(BetaManagedAgentsSession, sessions_client.beta.sessions.with_raw_response.retrieve(s1).http_response.json())
     check("the token reads its session", session.id == s1, session)
     events_of(sessions_client, s1)
+    # The memories of its session's stores, as the SDK's worker syncs them: written as the session.
+    memories = sessions_client.beta.memory_stores.memories
+    made = memories.create(store_rw.id, path="/from-worker.md", content="synced")
+    memories.update(made.id, memory_store_id=store_rw.id, content="synced twice",
+                    precondition={"type": "content_sha256", "content_sha256": made.content_sha256})
+    versions = list(c.beta.memory_stores.memory_versions.list(store_rw.id))
+    check("the token writes its session's read_write store, as the session",
+          [v.created_by.type for v in versions] == ["session_actor", "session_actor"] and versions[0].created_by.session_id == s1, versions)
+    check("the token reads a read_only store", [m.path for m in memories.list(store_ro.id)] == ["/rule.md"], "")
     # ... and what it may not.
     for name, call in [
+        ("writing a read_only store", lambda: memories.create(store_ro.id, path="/x.md", content="x")),
+        ("a store its session has not attached", lambda: list(memories.list(store_other.id))),
+        ("a store's versions", lambda: list(sessions_client.beta.memory_stores.memory_versions.list(store_rw.id))),
         ("another session of the environment", lambda: sessions_client.beta.sessions.retrieve(s2)),
         ("another session's events", lambda: sessions_client.beta.sessions.events.list(s2)),
         ("another item", lambda: work.heartbeat(second.id, environment_id=env_b)),
