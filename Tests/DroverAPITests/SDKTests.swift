@@ -57,6 +57,15 @@ import Testing
                 ],
             ],
             [
+                "match": "recall the memory",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": [
+                        "command": "cat /mnt/memory/team-notes/todo.md /mnt/memory/team-notes/people/ana.md",
+                    ]]]],
+                    ["content": [["type": "text", "text": "Recalled."]]],
+                ],
+            ],
+            [
                 "match": "ask first",
                 "turns": [
                     ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo confirmed"]]]],

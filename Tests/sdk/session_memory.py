@@ -62,6 +62,16 @@ if any(v.created_by.type != "session_actor" or v.created_by.session_id != sessio
 if [m.content for m in beta.memory_stores.memories.list(rules.id, view="full")] != ["be kind\n"]:
     failures.append("the read-only store changed")
 
+# Session B, later: reads what session A wrote.
+later = beta.sessions.create(agent=agent.id, environment_id=environment.id, resources=[{"type": "memory_store", "memory_store_id": notes.id}])
+beta.sessions.events.send(later.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "recall the memory"}]}])
+deadline = time.time() + 60
+while beta.sessions.retrieve(later.id).status != "idle" and time.time() < deadline:
+    time.sleep(0.2)
+recalled = json.dumps([e for e in beta.sessions.events.list(later.id) if e.type == "agent.tool_result"][-1].model_dump(mode="json"))
+if "learned" not in recalled or "likes-tea" not in recalled:
+    failures.append(f"a later session did not read what the first wrote: {recalled}")
+
 if failures:
     print("\n".join(["session memory:"] + failures), flush=True)
     sys.exit(1)
