@@ -146,12 +146,12 @@ final class SessionRunner: Sendable {
         }
         spec.files = { try await store.sessionFiles(session) }
         spec.fileBytes = { try await store.sessionFileBytes($0, session: session) }
-        // Memory stores: mounted with the sandbox, described in the system prompt.
-        if worker == nil {
-            spec.stores = try await store.attachedStores(session)
-            spec.memories = { try await store.memories(ofStore: $0) }
-            agent.systemPrompt += Self.memorySection(spec.stores)
-        }
+        // Memory stores: mounted with the sandbox, described in the system prompt. Read beside the
+        // wake's first read of the log (a query of its own in line would add its round trip to
+        // every wake's first model request).
+        let attached = worker == nil ? Task { try await store.attachedStores(session) } : nil
+        var storesRead = attached == nil
+        spec.memories = { try await store.memories(ofStore: $0) }
         // web_fetch is the harness's (the sandbox has no network), offered where the policy allows something.
         let policy = NetworkPolicy(environmentConfig: environmentConfig)
         let webFetch = WebFetch(policy: policy, rule: context.options.addressRule)
@@ -169,6 +169,11 @@ final class SessionRunner: Sendable {
         while true {
             try checkDrain()
             let sessionLog = try await refresh()
+            if !storesRead, let attached {
+                spec.stores = try await attached.value
+                agent.systemPrompt += Self.memorySection(spec.stores)
+                storesRead = true
+            }
             switch planner.next(sessionLog) {
             case .runTools(let calls):
                 try await runTools(calls, spec: spec, webFetch: webFetch, mcp: mcp, worker: worker)
