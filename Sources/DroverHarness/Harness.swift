@@ -17,6 +17,8 @@ public struct HarnessOptions: Sendable {
     public var grace: Double = 10
     /// Provision the sandbox before the first model call (only to compare in the benchmark).
     public var eagerSandbox = false
+    /// Seconds between write-backs of a turn's memory changes while it runs (and at its end).
+    public var memorySyncInterval: Double = 30
     public var maxTurns = 50
     /// Claims in a row without a clean release after which a session is closed as
     /// `retries_exhausted` instead of being run again (a crash-loop guard).

@@ -151,6 +151,7 @@ final class SessionRunner: Sendable {
         // every wake's first model request).
         let attached = worker == nil ? Task { try await store.attachedStores(session) } : nil
         var storesRead = attached == nil
+        var lastMemorySync = ContinuousClock.now
         spec.memories = { try await store.memories(ofStore: $0) }
         // web_fetch is the harness's (the sandbox has no network), offered where the policy allows something.
         let policy = NetworkPolicy(environmentConfig: environmentConfig)
@@ -177,6 +178,11 @@ final class SessionRunner: Sendable {
             switch planner.next(sessionLog) {
             case .runTools(let calls):
                 try await runTools(calls, spec: spec, webFetch: webFetch, mcp: mcp, worker: worker)
+                // A long turn's memory changes are written back on the way, not only at its end.
+                if !spec.stores.isEmpty, ContinuousClock.now - lastMemorySync >= .seconds(context.options.memorySyncInterval) {
+                    await collectMemories()
+                    lastMemorySync = .now
+                }
             case .awaitWorker(let calls, let until):
                 try await awaitWorker(calls, until: until)
             case .callModel(let view, let compacted):

@@ -14,7 +14,8 @@ struct HarnessCommand: Command {
                               [--api-key-file FILE]
                               [--pool-token-file FILE] [--max-turns N] [--context-budget TOKENS]
                               [--db-connections N] [--max-attempts N] [--rescue-interval SECONDS]
-                              [--allow-internal RANGES] [--no-notify-streams] [--eager-sandbox]
+                              [--allow-internal RANGES] [--memory-sync-interval SECONDS]
+                              [--no-notify-streams] [--eager-sandbox]
 
         A stateless daemon. Claims runnable sessions from the Postgres queue (woken by NOTIFY,
         polling as a fallback), runs up to --max-sessions at once, heartbeats every lease at a
@@ -54,6 +55,10 @@ struct HarnessCommand: Command {
                                  web_fetch and agents' MCP servers may reach, as comma-separated
                                  ranges (127.0.0.2,10.1.0.0/16); default none, whatever an
                                  environment names (or DROVER_ALLOW_INTERNAL)
+          --memory-sync-interval S
+                                 during a long turn, write back what the agent changed in its
+                                 read-write memory stores at most this often, after a tool step
+                                 (default 30; and always at the end of the turn)
           --no-notify-streams    do not notify drover api's streams after a commit that appends
                                  events (by default one notification follows each such commit,
                                  and streams deliver at once instead of at their 20 ms poll);
@@ -65,7 +70,7 @@ struct HarnessCommand: Command {
         """
     static let options: Set<String> = Set([
         "max-sessions", "lease-ttl", "poll-interval", "grace", "provider", "model-url", "api-key-file", "pool-token-file", "max-turns",
-        "context-budget", "db-connections", "max-attempts", "rescue-interval", "allow-internal",
+        "context-budget", "db-connections", "max-attempts", "rescue-interval", "allow-internal", "memory-sync-interval",
     ]).union(DaemonOptions.names)
     static let flags: Set<String> = ["eager-sandbox", "notify-streams", "no-notify-streams"]
 
@@ -111,6 +116,10 @@ struct HarnessCommand: Command {
         if let value = try arguments.double("rescue-interval") {
             guard value >= 0.01 else { throw UsageError("--rescue-interval must be at least 0.01 seconds") }
             options.rescueInterval = value
+        }
+        if let value = try arguments.double("memory-sync-interval") {
+            guard value >= 1 else { throw UsageError("--memory-sync-interval must be at least 1 second") }
+            options.memorySyncInterval = value
         }
         options.eagerSandbox = arguments.has("eager-sandbox")
         options.notifyStreams = !arguments.has("no-notify-streams")
