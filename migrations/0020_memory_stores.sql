@@ -41,6 +41,9 @@ CREATE TABLE drover.memory_versions (
     content_size_bytes integer,
     created_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     created_by         jsonb       NOT NULL,
+    -- For a session's write (drover.memory_sync, migration 0022): the lease epoch it was made
+    -- under, which `drover verify` checks was still in force.
+    lease_epoch        bigint,
     redacted_at        timestamptz,
     redacted_by        jsonb
 );
@@ -86,7 +89,7 @@ $$;
 -- creates and updates (an archived one may still lose memories). Returns the memory as it is
 -- now (for a deletion, as it was).
 CREATE FUNCTION drover.memory_write(p_org text, p_store text, p_memory text, p_path text, p_content text,
-                                    p_expected_sha256 text, p_delete boolean, p_actor jsonb)
+                                    p_expected_sha256 text, p_delete boolean, p_actor jsonb, p_lease_epoch bigint DEFAULT NULL)
 RETURNS drover.memories LANGUAGE plpgsql AS $$
 DECLARE
     s drover.memory_stores;
@@ -110,8 +113,8 @@ BEGIN
         IF NOT FOUND THEN
             PERFORM drover.raise_coded('conflict', format('a memory already exists at %s', p_path));
         END IF;
-        INSERT INTO drover.memory_versions (id, store_id, memory_id, operation, path, content, content_sha256, content_size_bytes, created_by)
-        VALUES (v_version, p_store, m.id, 'created', m.path, m.content, v_sha, octet_length(m.content), p_actor);
+        INSERT INTO drover.memory_versions (id, store_id, memory_id, operation, path, content, content_sha256, content_size_bytes, created_by, lease_epoch)
+        VALUES (v_version, p_store, m.id, 'created', m.path, m.content, v_sha, octet_length(m.content), p_actor, p_lease_epoch);
         RETURN m;
     END IF;
     SELECT * INTO m FROM drover.memories WHERE id = p_memory AND store_id = p_store FOR UPDATE;
@@ -123,8 +126,8 @@ BEGIN
     END IF;
     IF p_delete THEN
         DELETE FROM drover.memories WHERE id = m.id;
-        INSERT INTO drover.memory_versions (id, store_id, memory_id, operation, created_by)
-        VALUES (v_version, p_store, m.id, 'deleted', p_actor);
+        INSERT INTO drover.memory_versions (id, store_id, memory_id, operation, created_by, lease_epoch)
+        VALUES (v_version, p_store, m.id, 'deleted', p_actor, p_lease_epoch);
         RETURN m;
     END IF;
     IF p_path IS NOT NULL AND p_path <> m.path
@@ -137,8 +140,8 @@ BEGIN
            version_id = v_version, updated_at = now()
      WHERE id = m.id
     RETURNING * INTO m;
-    INSERT INTO drover.memory_versions (id, store_id, memory_id, operation, path, content, content_sha256, content_size_bytes, created_by)
-    VALUES (v_version, p_store, m.id, 'modified', m.path, m.content, v_sha, octet_length(m.content), p_actor);
+    INSERT INTO drover.memory_versions (id, store_id, memory_id, operation, path, content, content_sha256, content_size_bytes, created_by, lease_epoch)
+    VALUES (v_version, p_store, m.id, 'modified', m.path, m.content, v_sha, octet_length(m.content), p_actor, p_lease_epoch);
     RETURN m;
 END;
 $$;

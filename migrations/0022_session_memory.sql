@@ -67,7 +67,7 @@ BEGIN
         PERFORM drover.raise_coded('conflict', format('a memory was created at %s meanwhile', p_path));
     END IF;
     PERFORM drover.memory_write(s.org_id, p_store, v_memory, CASE WHEN v_memory IS NULL THEN p_path END, p_content,
-                                p_expected_sha256, p_delete, jsonb_build_object('type', 'session_actor', 'session_id', p_session));
+                                p_expected_sha256, p_delete, jsonb_build_object('type', 'session_actor', 'session_id', p_session), p_epoch);
     RETURN true;
 END;
 $$;

@@ -57,6 +57,30 @@ public struct Verifier: Sendable {
                         AND NOT EXISTS (SELECT 1 FROM drover.lease_history h
                                          WHERE h.session_id = e.session_id AND h.epoch = e.lease_epoch)))
             """),
+        // Memory written back by a session (migration 0022): under an epoch still in force, as
+        // for events; and every memory's current version is one of its own, with its content.
+        ("memory_epoch_in_force", """
+            SELECT v.created_by->>'session_id', NULL::bigint,
+                   format('memory version %s of %s written under epoch %s at %s, after epoch %s was granted at %s',
+                          v.id, v.memory_id, v.lease_epoch, v.created_at, h.epoch, h.acquired_at)
+              FROM drover.memory_versions v
+              JOIN LATERAL (SELECT epoch, acquired_at FROM drover.lease_history h
+                             WHERE h.session_id = v.created_by->>'session_id' AND h.epoch > v.lease_epoch
+                             ORDER BY h.epoch LIMIT 1) h ON h.acquired_at < v.created_at
+             WHERE v.lease_epoch IS NOT NULL
+            UNION ALL
+            SELECT v.created_by->>'session_id', NULL::bigint, format('memory version %s written under epoch %s, which was never granted', v.id, v.lease_epoch)
+              FROM drover.memory_versions v
+             WHERE v.lease_epoch IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM drover.lease_history h WHERE h.session_id = v.created_by->>'session_id' AND h.epoch = v.lease_epoch)
+            """),
+        ("memory_current_version", """
+            SELECT NULL::text, NULL::bigint, format('memory %s names version %s, which is not a version of its content', m.id, m.version_id)
+              FROM drover.memories m
+             WHERE NOT EXISTS (SELECT 1 FROM drover.memory_versions v
+                                WHERE v.id = m.version_id AND v.memory_id = m.id AND v.operation IN ('created', 'modified')
+                                  AND v.content_sha256 = m.content_sha256)
+            """),
         ("tool_result_per_use", """
             WITH uses AS (
                 SELECT session_id, seq, payload->>'id' AS id FROM drover.events WHERE type = 'agent.tool_use'
@@ -113,7 +137,7 @@ public struct Verifier: Sendable {
             for (name, sql) in Self.checks {
                 let params: [(any PostgresEncodable)?] = name == "no_stale_running" ? [LeaseQueue.milliseconds(rescueWindow)] : []
                 for row in try await pool.query(sql, params) {
-                    breaches.append(Breach(check: name, session: try row.decode(0), seq: try row.decodeIfPresent(1), detail: try row.decode(2)))
+                    breaches.append(Breach(check: name, session: row[0] ?? "-", seq: try row.decodeIfPresent(1), detail: try row.decode(2)))
                 }
             }
             return VerifyReport(sessions: try counts.decode(0), events: try counts.decode(1), breaches: breaches)

@@ -83,4 +83,45 @@ import Testing
             #expect(try JSONValue.parse(json.stdout)["ok"]?.boolValue == false)
         }
     }
+
+    /// Memory written back by sessions (issue #24): a write under the lease in force passes; one
+    /// under an epoch another lease followed, and a memory whose version is not its own, are found.
+    @Test func memoryWritesOutsideTheirLeaseAreFound() async throws {
+        try await TestDatabase.with { db in
+            let pool = db.pool()
+            defer { pool.close() }
+            let f = try await Fixtures.make(pool)
+            let session = try await f.session()
+            let tenants = TenantStore(pool: pool)
+            let org: String = try await pool.query("SELECT org_id FROM drover.sessions WHERE id = $1", [session.rawValue])[0].decode(0)
+            let store = try #require(try await tenants.createMemoryStore(org: org, ["name": "notes"])["id"]?.stringValue)
+            try await pool.query(
+                """
+                INSERT INTO drover.session_resources (id, session_id, type, memory_store_id, access, mount_path)
+                VALUES ('sesrsc_v', $1, 'memory_store', $2, 'read_write', '/mnt/memory/notes')
+                """, [session.rawValue, store])
+            let first = try #require(try await f.queue.claim(max: 1, owner: HarnessID(rawValue: "one"), ttl: 30).first)
+            #expect(try await f.store.syncMemory(first, store: store, path: "/a.md", content: "x", expectedSHA256: nil, delete: false))
+            let verifier = Verifier(pool: pool)
+            #expect(try await verifier.run().breaches.isEmpty)
+
+            // The lease moves on; a write under the first epoch is then refused...
+            try await pool.query("UPDATE drover.sessions SET lease_expires_at = now() - interval '1 second' WHERE id = $1", [session.rawValue])
+            let second = try #require(try await f.queue.claim(max: 1, owner: HarnessID(rawValue: "two"), ttl: 30).first)
+            #expect(second.epoch > first.epoch)
+            #expect(try await f.store.syncMemory(first, store: store, path: "/b.md", content: "y", expectedSHA256: nil, delete: false) == false)
+            // ... and one planted past the fence, or a memory pointing at a version not its own, is found.
+            try await Task.sleep(for: .milliseconds(10))
+            try await pool.query(
+                """
+                INSERT INTO drover.memory_versions (id, store_id, memory_id, operation, path, content, content_sha256, content_size_bytes, created_by, lease_epoch)
+                VALUES ('memver_planted', $1, 'mem_planted', 'created', '/c.md', 'z', 'x', 1, jsonb_build_object('type', 'session_actor', 'session_id', $2::text), $3)
+                """, [store, session.rawValue, first.epoch])
+            try await pool.query("UPDATE drover.memories SET content_sha256 = 'changed' WHERE store_id = $1", [store])
+            let breaches = try await verifier.run().breaches
+            #expect(breaches.contains { $0.check == "memory_epoch_in_force" && $0.session == session.rawValue }, "\(breaches)")
+            #expect(breaches.contains { $0.check == "memory_current_version" })
+            #expect(breaches.count == 2, "\(breaches)")
+        }
+    }
 }
