@@ -2,15 +2,18 @@
 DroverAPITests.ConsoleTests in two phases:
 
   live   sign in; start a session from the console and watch it run to end_turn live; answer a
-         custom tool call from the page; another organisation's session id gives a not-found page
+         custom tool call from the page; another organisation's session id gives a not-found page;
+         a memory store's memories, and a memory's history as diffs
   fleet  the lease table shows a held and an expired lease, the invariants panel reports; a session
          taken over after its harness was SIGKILLed shows two lease epochs on its trace
 
 Environment: DROVER_CONSOLE_URL, DROVER_KEY (an operator key of the organisation), DROVER_OTHER_SESSION
 (a session of another organisation), DROVER_TAKEOVER_SESSION (fleet), DROVER_SCREENSHOTS (a folder).
 Every page must log no console error. Prints one line per check; a failure raises."""
+import json
 import os
 import sys
+import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
 
@@ -25,6 +28,14 @@ def check(name, condition, detail=""):
     if not condition:
         raise AssertionError(f"{name}: {detail}")
     print("ok", name, flush=True)
+
+
+def call(method, path, body=None):
+    """The API with the console's key, for what the test sets up."""
+    request = urllib.request.Request(URL.split("/console")[0] + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"x-api-key": KEY, "content-type": "application/json"})
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())
 
 
 def shot(page, name):
@@ -80,6 +91,19 @@ with sync_playwright() as playwright:
         expect(page.get_by_role("heading", name="Session not found")).to_be_visible()
         check("another organisation's session is not found", True)
         shot(page, "not-found")
+
+        # Memory: a store, its memories, and a memory's history as diffs.
+        memory_store = call("POST", "/v1/memory_stores", {"name": "console notes", "description": "for the console"})
+        memory = call("POST", f"/v1/memory_stores/{memory_store['id']}/memories", {"path": "/todo.md", "content": "one\ntwo\n"})
+        call("POST", f"/v1/memory_stores/{memory_store['id']}/memories/{memory['id']}", {"content": "one\nthree\n"})
+        page.get_by_role("link", name="Memory").click()
+        page.get_by_role("link", name=memory_store["id"]).click()
+        page.get_by_role("link", name="/todo.md").click()
+        expect(page.locator("#memory-content")).to_have_text("one\nthree\n")
+        expect(page.locator('#memory-versions li[data-operation="modified"] .removed')).to_have_text("- two\n")
+        expect(page.locator('#memory-versions li[data-operation="modified"] .added')).to_have_text("+ three\n")
+        check("a memory's history shows each change as a diff", True)
+        shot(page, "memory")
 
         # Phone width: the session page still reads.
         page.set_viewport_size({"width": 390, "height": 844})

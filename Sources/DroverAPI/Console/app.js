@@ -415,6 +415,100 @@ function queueChart(history) {
     ${line("queued", "#2f5fd0")}${line("running", "#1e7a3c")}</svg>`;
 }
 
+// ---- Memory ------------------------------------------------------------------------------------
+
+async function memoryStoresPage() {
+  const stores = await all("/v1/memory_stores?include_archived=true");
+  show(
+    h("h1", {}, "Memory"),
+    stores.length
+      ? h("div", { class: "table-wrap" }, h("table", { id: "memory-stores" },
+          h("thead", {}, h("tr", {}, h("th", {}, "Store"), h("th", {}, "Name"), h("th", {}, "Description"), h("th", {}, "Updated"))),
+          h("tbody", {}, stores.map((memoryStore) => h("tr", {},
+            h("td", {}, h("a", { href: "#/memory/" + memoryStore.id }, memoryStore.id)),
+            h("td", {}, memoryStore.name + (memoryStore.archived_at ? " (archived)" : "")), h("td", {}, memoryStore.description),
+            h("td", {}, age(memoryStore.updated_at) + " ago"))))))
+      : h("p", { class: "muted" }, "No memory stores yet (client.beta.memory_stores.create)."));
+}
+
+async function memoryStorePage(id) {
+  const memoryStore = await api("GET", "/v1/memory_stores/" + encodeURIComponent(id));
+  const memories = await (async () => {
+    const items = [];
+    let page = null;
+    do {
+      const result = await api("GET", `/v1/memory_stores/${encodeURIComponent(id)}/memories?limit=100` + (page ? "&page=" + encodeURIComponent(page) : ""));
+      items.push(...result.data);
+      page = result.next_page;
+    } while (page);
+    return items;
+  })();
+  const bytes = memories.reduce((sum, memory) => sum + (memory.content_size_bytes || 0), 0);
+  show(
+    h("h1", {}, memoryStore.name),
+    h("p", { class: "muted" }, `${memoryStore.id} · ${memories.length} memories · ${bytes} bytes` + (memoryStore.description ? " · " + memoryStore.description : "")),
+    h("div", { class: "table-wrap" }, h("table", { id: "memories" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Path"), h("th", {}, "Bytes"), h("th", {}, "Updated"))),
+      h("tbody", {}, memories.map((memory) => h("tr", {},
+        h("td", {}, h("a", { href: `#/memory/${memoryStore.id}/${memory.id}` }, memory.path)), h("td", {}, memory.content_size_bytes),
+        h("td", {}, age(memory.updated_at) + " ago")))))),
+    h("p", {}, h("a", { href: "#/memory" }, "All stores")));
+}
+
+/// Lines of `after` against `before`: each kept (" "), added ("+") or removed ("-"), by longest
+/// common subsequence (memories are at most 100 kB).
+function lineDiff(before, after) {
+  const a = before.split("\n");
+  const b = after.split("\n");
+  const lengths = Array.from({ length: a.length + 1 }, () => new Array(b.length + 1).fill(0));
+  for (let i = a.length - 1; i >= 0; i--) {
+    for (let j = b.length - 1; j >= 0; j--) {
+      lengths[i][j] = a[i] === b[j] ? lengths[i + 1][j + 1] + 1 : Math.max(lengths[i + 1][j], lengths[i][j + 1]);
+    }
+  }
+  const lines = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    if (i < a.length && j < b.length && a[i] === b[j]) { lines.push([" ", a[i]]); i++; j++; }
+    else if (j < b.length && (i === a.length || lengths[i][j + 1] >= lengths[i + 1][j])) { lines.push(["+", b[j]]); j++; }
+    else { lines.push(["-", a[i]]); i++; }
+  }
+  return lines;
+}
+
+function actor(createdBy) {
+  if (!createdBy) return "";
+  if (createdBy.type === "session_actor") return h("a", { href: "#/sessions/" + createdBy.session_id }, createdBy.session_id);
+  return createdBy.api_key_id || createdBy.user_id || createdBy.service_account_id || createdBy.type;
+}
+
+async function memoryPage(storeID, memoryID) {
+  const base = `/v1/memory_stores/${encodeURIComponent(storeID)}`;
+  const memory = await api("GET", `${base}/memories/${encodeURIComponent(memoryID)}`);
+  const versions = (await api("GET", `${base}/memory_versions?memory_id=${encodeURIComponent(memoryID)}&view=full&limit=20`)).data;
+  // Oldest first, each shown as its change from the one before.
+  const history = versions.slice().reverse();
+  show(
+    h("h1", {}, memory.path),
+    h("p", { class: "muted" }, `${memory.id} · ${memory.content_size_bytes} bytes · sha256 ${memory.content_sha256.slice(0, 12)}…`),
+    h("pre", { id: "memory-content" }, memory.content ?? ""),
+    h("h2", {}, "History"),
+    h("ol", { id: "memory-versions", class: "events" }, history.map((version, index) => {
+      const previous = history.slice(0, index).reverse().find((v) => v.content != null)?.content ?? "";
+      const body = version.redacted_at
+        ? h("div", { class: "muted" }, "redacted " + age(version.redacted_at) + " ago")
+        : version.operation === "deleted"
+          ? h("div", { class: "muted" }, "deleted")
+          : h("pre", { class: "diff" }, lineDiff(previous, version.content ?? "").map(([mark, line]) =>
+              h("span", { class: mark === "+" ? "added" : mark === "-" ? "removed" : "" }, mark + " " + line + "\n")));
+      return h("li", { "data-operation": version.operation },
+        h("div", { class: "type" }, h("span", {}, version.operation + " · " + (version.path ?? "")), h("time", { datetime: version.created_at }, age(version.created_at) + " ago")),
+        h("div", { class: "muted" }, "by ", actor(version.created_by)), body);
+    })),
+    h("p", {}, h("a", { href: "#/memory/" + storeID }, "The store")));
+}
+
 // ---- Routing -----------------------------------------------------------------------------------
 
 async function route() {
@@ -430,6 +524,9 @@ async function route() {
     const parts = (path || "/sessions").split("/").filter(Boolean);
     if (parts[0] === "sessions" && parts[1]) await sessionPage(decodeURIComponent(parts[1]));
     else if (parts[0] === "fleet") await fleetPage();
+    else if (parts[0] === "memory" && parts[2]) await memoryPage(decodeURIComponent(parts[1]), decodeURIComponent(parts[2]));
+    else if (parts[0] === "memory" && parts[1]) await memoryStorePage(decodeURIComponent(parts[1]));
+    else if (parts[0] === "memory") await memoryStoresPage();
     else await sessionsPage(query);
   } catch (error) {
     failure(error);
