@@ -72,19 +72,26 @@ public struct QueueStats: Sendable, Equatable {
     /// Live harnesses claiming nothing while their sessions wait for sandboxes: the queued
     /// sessions wait for room in the fleet, not for a harness.
     public var harnessesPaused = 0
+    /// Memory: stores, memories, and the bytes their tables (versions included) take on disk.
+    public var memoryStores = 0
+    public var memories = 0
+    public var memoryBytes: Int64 = 0
 
     public static func sample(in pool: ConnectionPool) async throws -> QueueStats {
         try await mappingErrors {
             let row = try await pool.query(
                 """
                 SELECT queued, running, idle, terminated, expired_leases, oldest_runnable_age_s, events_inserted_total,
-                       leases_granted_total, (SELECT count(*) FROM drover.harness_status WHERE claims_paused)::int
+                       leases_granted_total, (SELECT count(*) FROM drover.harness_status WHERE claims_paused)::int,
+                       (SELECT count(*) FROM drover.memory_stores)::int, (SELECT count(*) FROM drover.memories)::int,
+                       pg_total_relation_size('drover.memories') + pg_total_relation_size('drover.memory_versions')
                   FROM drover.queue_stats
                 """)[0]
             return QueueStats(
                 queued: try row.decode(0), running: try row.decode(1), idle: try row.decode(2), terminated: try row.decode(3),
                 expiredLeases: try row.decode(4), oldestRunnableAge: try row.decode(5), eventsInserted: try row.decode(6),
-                leasesGranted: try row.decode(7), harnessesPaused: try row.decode(8))
+                leasesGranted: try row.decode(7), harnessesPaused: try row.decode(8), memoryStores: try row.decode(9), memories: try row.decode(10),
+                memoryBytes: try row.decode(11))
         }
     }
 }

@@ -85,8 +85,9 @@ struct TopCommand: Command {
         Samples the drover.queue_stats view twice, --interval apart (default 1 s): queue depth by
         status, expired leases, the oldest runnable session's wait, the harnesses whose claims are
         paused because their sessions wait for sandboxes (the queued sessions then wait for room
-        in the fleet), and claims/s and events/s over the interval (from Postgres's statistics,
-        which may lag by up to a second). --watch repeats until Ctrl-C.
+        in the fleet), claims/s and events/s over the interval (from Postgres's statistics,
+        which may lag by up to a second), and memory: memories, stores and the bytes their
+        tables take. --watch repeats until Ctrl-C.
         """
     static let options: Set<String> = ["interval"]
     static let flags: Set<String> = ["watch", "json"]
@@ -108,14 +109,18 @@ struct TopCommand: Command {
                     "terminated": .number(Double(now.terminated)), "expired_leases": .number(Double(now.expiredLeases)),
                     "oldest_runnable_age_s": .number(now.oldestRunnableAge), "claims_per_s": .number(claims), "events_per_s": .number(events),
                     "harnesses_paused": .number(Double(now.harnessesPaused)),
+                    "memory_stores": .number(Double(now.memoryStores)), "memories": .number(Double(now.memories)),
+                    "memory_bytes": .number(Double(now.memoryBytes)),
                 ]).text)
             } else {
                 let colour = Terminal.isColour
                 Output.line((arguments.has("watch") ? Terminal.clear : "") + Output.table(
-                    ["QUEUED", "RUNNING", "IDLE", "TERMINATED", "EXPIRED LEASES", "OLDEST RUNNABLE", "PAUSED HARNESSES", "CLAIMS/S", "EVENTS/S"],
+                    ["QUEUED", "RUNNING", "IDLE", "TERMINATED", "EXPIRED LEASES", "OLDEST RUNNABLE", "PAUSED HARNESSES", "CLAIMS/S", "EVENTS/S",
+                     "MEMORIES"],
                     [[String(now.queued), String(now.running), String(now.idle), String(now.terminated),
                       now.expiredLeases > 0 ? Terminal.red(String(now.expiredLeases), colour) : "0",
-                      Output.seconds(now.oldestRunnableAge), String(now.harnessesPaused), String(format: "%.1f", claims), String(format: "%.1f", events)]]))
+                      Output.seconds(now.oldestRunnableAge), String(now.harnessesPaused), String(format: "%.1f", claims), String(format: "%.1f", events),
+                      "\(now.memories) in \(now.memoryStores) stores, \(now.memoryBytes >> 10) KiB"]]))
             }
         } while arguments.has("watch")
     }

@@ -84,4 +84,17 @@ import Testing
             #expect(screen.contains("HELD FOR") && screen.contains("hrn_alive"))
         }
     }
+
+    /// `drover top`'s memory figures: stores, memories and the bytes their tables take.
+    @Test func queueStatsCountMemory() async throws {
+        try await TestDatabase.with { db in
+            let pool = db.pool()
+            defer { pool.close() }
+            let tenants = TenantStore(pool: pool)
+            let store = try #require(try await tenants.createMemoryStore(org: "org_default", ["name": "n"])["id"]?.stringValue)
+            _ = try await tenants.createMemory(org: "org_default", store: store, ["path": "/a.md", "content": "hello"], actor: .apiKey("k"), full: false)
+            let stats = try await QueueStats.sample(in: pool)
+            #expect(stats.memoryStores == 1 && stats.memories == 1 && stats.memoryBytes > 0, "\(stats)")
+        }
+    }
 }
