@@ -6,10 +6,11 @@ fails with the list; prints "all checks passed" when there is none.
 """
 import json
 import os
-import sys
 
 import anthropic
 import pydantic
+
+from checks import failures, finish, strict
 from anthropic.types.beta import (
     BetaDeletedFile,
     BetaEnvironment,
@@ -39,19 +40,6 @@ from anthropic.types.beta.memory_stores import (
 
 client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY_A"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
 beta = client.beta
-failures = []
-
-
-def strict(name, model, value):
-    """Validates `value` (JSON) against `model` in strict mode, as JSON; records a mismatch."""
-    try:
-        pydantic.TypeAdapter(model).validate_json(json.dumps(value), strict=True)
-        print("ok", name, flush=True)
-    except pydantic.ValidationError as e:
-        failures.append(f"{name}: " + "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:6]))
-        print("MISMATCH", name, flush=True)
-
-
 def raw(call):
     """The JSON body of an SDK call made with `with_raw_response`."""
     return call.http_response.json()
@@ -339,7 +327,4 @@ spare = raw(beta.environments.with_raw_response.create(name="spare"))
 strict("environments.delete", BetaEnvironmentDeleteResponse, raw(beta.environments.with_raw_response.delete(spare["id"])))
 strict("environments.archive", BetaEnvironment, raw(beta.environments.with_raw_response.archive(environment["id"])))
 
-if failures:
-    print("\n".join(["contract mismatches:"] + failures), flush=True)
-    sys.exit(1)
-print("all checks passed", flush=True)
+finish("contract mismatches")

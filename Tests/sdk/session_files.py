@@ -6,35 +6,18 @@ DroverAPITests.SDKTests with DROVER_API_URL and DROVER_KEY_A.
 """
 import json
 import os
-import sys
-import time
 
 import anthropic
-import pydantic
+
+from checks import failures, finish, strict, wait_idle
 from anthropic.types.beta.sessions import BetaManagedAgentsFileResource, BetaManagedAgentsDeleteSessionResource
 
 client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY_A"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
 beta = client.beta
-failures = []
-
-
-def strict(name, model, value):
-    try:
-        pydantic.TypeAdapter(model).validate_json(json.dumps(value), strict=True)
-        print("ok", name, flush=True)
-    except pydantic.ValidationError as e:
-        failures.append(f"{name}: {e.errors()[:3]}")
-
-
 def turn(session_id, text):
     beta.sessions.events.send(session_id, events=[{"type": "user.message", "content": [{"type": "text", "text": text}]}])
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        time.sleep(0.2)
-        if beta.sessions.retrieve(session_id).status == "idle":
-            events = [e for e in beta.sessions.events.list(session_id)]
-            return [e for e in events if e.type == "agent.tool_result"][-1]
-    raise AssertionError("the turn did not end")
+    wait_idle(beta, session_id)
+    return [e for e in beta.sessions.events.list(session_id) if e.type == "agent.tool_result"][-1]
 
 
 content = bytes(range(256)) * 40 + b"\x00end"
@@ -89,7 +72,4 @@ for bad, why in [
     except (anthropic.BadRequestError, anthropic.NotFoundError, anthropic.ConflictError):
         print("ok resources.add refuses", why, flush=True)
 
-if failures:
-    print("\n".join(["session files:"] + failures), flush=True)
-    sys.exit(1)
-print("all checks passed", flush=True)
+finish("session files")

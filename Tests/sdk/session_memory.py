@@ -6,16 +6,14 @@ DroverAPITests.SDKTests with DROVER_API_URL and DROVER_KEY_A.
 """
 import json
 import os
-import sys
-import time
 
 import anthropic
-import pydantic
+
+from checks import failures, finish, strict, wait_idle
 from anthropic.types.beta.sessions import BetaManagedAgentsMemoryStoreResource
 
 client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY_A"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
 beta = client.beta
-failures = []
 
 notes = beta.memory_stores.create(name="Team Notes!", description="what the team learned")
 beta.memory_stores.memories.create(notes.id, path="/todo.md", content="first\n")
@@ -30,10 +28,7 @@ session = beta.sessions.create(agent=agent.id, environment_id=environment.id, re
 ])
 resources = beta.sessions.resources.with_raw_response.list(session.id).http_response.json()["data"]
 for resource in resources:
-    try:
-        pydantic.TypeAdapter(BetaManagedAgentsMemoryStoreResource).validate_json(json.dumps(resource), strict=True)
-    except pydantic.ValidationError as e:
-        failures.append(f"resources.list (memory_store): {e.errors()[:3]}")
+    strict("resources.list (memory_store)", BetaManagedAgentsMemoryStoreResource, resource)
 if [(r["mount_path"], r["access"], r["name"]) for r in resources] != [
         ("/mnt/memory/team-notes", "read_write", "Team Notes!"), ("/mnt/memory/house-rules", "read_only", "house rules")]:
     failures.append(f"resources.list: {resources}")
@@ -41,9 +36,7 @@ if [s.id for s in beta.sessions.list(memory_store_id=rules.id)] != [session.id]:
     failures.append("sessions.list(memory_store_id=) does not find the session")
 
 beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "use the memory"}]}])
-deadline = time.time() + 60
-while beta.sessions.retrieve(session.id).status != "idle" and time.time() < deadline:
-    time.sleep(0.2)
+wait_idle(beta, session.id)
 result = [e for e in beta.sessions.events.list(session.id) if e.type == "agent.tool_result"][-1]
 text = json.dumps(result.model_dump(mode="json"))
 if "first" not in text or "be kind" not in text or "Read-only file system" not in text:
@@ -65,14 +58,9 @@ if [m.content for m in beta.memory_stores.memories.list(rules.id, view="full")] 
 # Session B, later: reads what session A wrote.
 later = beta.sessions.create(agent=agent.id, environment_id=environment.id, resources=[{"type": "memory_store", "memory_store_id": notes.id}])
 beta.sessions.events.send(later.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "recall the memory"}]}])
-deadline = time.time() + 60
-while beta.sessions.retrieve(later.id).status != "idle" and time.time() < deadline:
-    time.sleep(0.2)
+wait_idle(beta, later.id)
 recalled = json.dumps([e for e in beta.sessions.events.list(later.id) if e.type == "agent.tool_result"][-1].model_dump(mode="json"))
 if "learned" not in recalled or "likes-tea" not in recalled:
     failures.append(f"a later session did not read what the first wrote: {recalled}")
 
-if failures:
-    print("\n".join(["session memory:"] + failures), flush=True)
-    sys.exit(1)
-print("all checks passed", flush=True)
+finish("session memory")
