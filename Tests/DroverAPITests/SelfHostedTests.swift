@@ -26,6 +26,14 @@ import Testing
                     ["content": [["type": "text", "text": "Pooled."]]],
                 ],
             ], [
+                "match": "use the worker memory",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": [
+                        "command": "cat /mnt/memory/worker-notes/todo.md && echo learned-on-a-worker >> /mnt/memory/worker-notes/todo.md",
+                    ]]]],
+                    ["content": [["type": "text", "text": "Noted."]]],
+                ],
+            ], [
                 "match": "count carefully",
                 "turns": [
                     ["content": [["type": "tool_use", "name": "bash", "input": ["command": .string("echo one >> \(counter)")]]]],
@@ -71,14 +79,20 @@ import Testing
             environment["DROVER_ENV_KEY_B"] = keyB["key"]!.stringValue!
 
             // Three workers, each in a session of its own (setsid) so that a kill takes its tools' processes too.
+            // As root, each has a mount namespace with its own /mnt: the SDK's worker writes memory
+            // stores at their mount paths (/mnt/memory/…), which must not touch the host's.
+            let isolated = geteuid() == 0
             var workers: [String: ChildDaemon] = [:]
             for index in 1...3 {
                 let workdir = folder + "/w\(index)"
                 try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true)
+                let command = [APIRig.pythonPath, TestDatabase.packageRoot.appendingPathComponent(Self.program).path, "worker", environmentA,
+                               keyA["key"]!.stringValue!, "w\(index)", workdir]
                 let worker = try ChildDaemon(
                     binary: "/usr/bin/setsid",
-                    [APIRig.pythonPath, TestDatabase.packageRoot.appendingPathComponent(Self.program).path, "worker", environmentA,
-                     keyA["key"]!.stringValue!, "w\(index)", workdir],
+                    isolated
+                        ? ["/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", "mount -t tmpfs tmpfs /mnt && exec \"$@\"", "sh"] + command
+                        : command,
                     environment: environment)
                 _ = try await worker.waitForLog("worker started")
                 workers["w\(index)"] = worker
@@ -86,6 +100,8 @@ import Testing
             defer { for worker in workers.values { kill(-worker.pid, SIGKILL) } }
 
             _ = try await Self.step(["serve", "20"], environment)
+            // The SDK's worker syncs a memory store of a self-hosted session with the item's token.
+            if isolated { _ = try await Self.step(["memory"], environment) }
 
             // A worker SIGKILLed in the middle of a call: its lease runs out, another worker takes
             // the item and runs the call the dead one never answered, and only that one.

@@ -155,6 +155,34 @@ def serve(count):
     print("all checks passed", flush=True)
 
 
+def memory():
+    """A self-hosted session with a memory store: the SDK's worker downloads it to the store's
+    mount path, the agent's call edits it there, and the worker's sync writes the change back as
+    the session (with the work item's sessions token)."""
+    c = client()
+    store = c.beta.memory_stores.create(name="worker notes")
+    c.beta.memory_stores.memories.create(store.id, path="/todo.md", content="first\n")
+    session = c.beta.sessions.create(agent=os.environ["DROVER_AGENT"], environment_id=os.environ["DROVER_ENV_A"],
+                                     resources=[{"type": "memory_store", "memory_store_id": store.id}]).id
+    c.beta.sessions.events.send(session, events=[{"type": "user.message", "content": [{"type": "text", "text": "use the worker memory"}]}])
+    events = wait_idle(c, session)
+    results = [e for e in events if e.type == "user.tool_result"]
+    check("the worker mounted the store at its mount path", results and "first" in json.dumps(results[-1].model_dump(mode="json")),
+          [e.model_dump(mode="json") for e in results])
+    deadline = time.time() + 60
+    content = None
+    while time.time() < deadline:
+        content = [m.content for m in c.beta.memory_stores.memories.list(store.id, view="full")]
+        if content == ["first\nlearned-on-a-worker\n"]:
+            break
+        time.sleep(0.5)
+    check("the worker's sync wrote the agent's change back", content == ["first\nlearned-on-a-worker\n"], content)
+    versions = list(c.beta.memory_stores.memory_versions.list(store.id, operation="modified"))
+    check("as the session", len(versions) == 1 and versions[0].created_by.type == "session_actor" and versions[0].created_by.session_id == session,
+          versions)
+    print("all checks passed", flush=True)
+
+
 def start(text):
     c = client()
     session = c.beta.sessions.create(agent=os.environ["DROVER_AGENT"], environment_id=os.environ["DROVER_ENV_A"]).id
@@ -346,6 +374,8 @@ if __name__ == "__main__":
         asyncio.run(worker(*args))
     elif step == "serve":
         serve(int(args[0]))
+    elif step == "memory":
+        memory()
     elif step == "start":
         start(args[0])
     elif step == "wait":
