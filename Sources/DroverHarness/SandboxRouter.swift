@@ -42,6 +42,8 @@ public final class SandboxRouter: Sendable {
     private let synced = Mutex<[SessionID: String]>([:])
     /// Per session, the read-write stores as mounted (or last written back): path → memory.
     private let mountedMemory = Mutex<[SessionID: [String: [String: MemorySyncPlan.Mounted]]]>([:])
+    /// Per session, the output files stored in this wake: name → size and modification time.
+    private let storedOutputs = Mutex<[SessionID: [String: String]]>([:])
     /// When each provision now unanswered was sent, by a token of its own (`sandboxWaits`).
     private let provisions = Mutex<(next: Int, sent: [Int: ContinuousClock.Instant])>((0, [:]))
 
@@ -253,6 +255,7 @@ public final class SandboxRouter: Sendable {
         placements.withLock { _ = $0.removeValue(forKey: session) }
         synced.withLock { _ = $0.removeValue(forKey: session) }
         mountedMemory.withLock { _ = $0.removeValue(forKey: session) }
+        storedOutputs.withLock { _ = $0.removeValue(forKey: session) }
     }
 
     /// Brings the sandbox's mounted files in line with the session's file resources, once per
@@ -325,14 +328,25 @@ public final class SandboxRouter: Sendable {
         mountedMemory.withLock { $0[session]?[store]?[path] = memory }
     }
 
-    /// The output files the session's sandbox holds now (name and size), if it has a sandbox in
-    /// this wake; and a reader of their bytes.
-    public func outputs(of session: SessionID) async throws -> (names: [String], read: @Sendable (String) async throws -> [UInt8])? {
+    /// The output files of the session's sandbox that are new or changed since this wake last
+    /// stored them (by size and modification time), if it has a sandbox in this wake; a reader of
+    /// their bytes; and a way to mark one stored.
+    func outputs(of session: SessionID) async throws
+        -> (names: [String], read: @Sendable (String) async throws -> [UInt8], stored: @Sendable (String) -> Void)?
+    {
         guard let placement = placements.withLock({ $0[session] }) else { return nil }
         let client = try await client(placement.address)
         guard case .array(let items)? = try await client.sessionFiles(sandbox: placement.sandbox)["outputs"] else { return nil }
-        let names = items.compactMap { $0["name"]?.stringValue }
-        return (names, { name in try await client.output(sandbox: placement.sandbox, name: name) })
+        let seen = storedOutputs.withLock { $0[session] ?? [:] }
+        var stamps: [String: String] = [:]
+        for item in items {
+            guard let name = item["name"]?.stringValue else { continue }
+            stamps[name] = "\(item["size_bytes"]?.text ?? "")@\(item["modified_ns"]?.text ?? "")"
+        }
+        let current = stamps
+        let changed = current.keys.sorted().filter { seen[$0] != current[$0] }
+        return (changed, { name in try await client.output(sandbox: placement.sandbox, name: name) },
+                { name in self.storedOutputs.withLock { $0[session, default: [:]][name] = current[name] } })
     }
 
     private func client(_ address: String) async throws -> PoolClient {

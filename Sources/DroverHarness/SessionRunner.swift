@@ -409,9 +409,9 @@ final class SessionRunner: Sendable {
         log.info("session idle", ("stop_reason", .string(reason.name)), ("released_to", .string(status.rawValue)))
     }
 
-    /// Stores what the sandbox's `/mnt/session/outputs` holds as the session's output files
-    /// (`files.list(scope_id: session)`), before the lease is given up: only the holder of the
-    /// lease writes them. A file that cannot be read or stored is logged and skipped; the turn
+    /// Stores what the sandbox's `/mnt/session/outputs` holds, new or changed since this wake last
+    /// stored it, as the session's output files (`files.list(scope_id: session)`), before the
+    /// lease is given up: only the holder of the lease writes them. A file that cannot be read or stored is logged and skipped; the turn
     /// ends either way.
     private func collectOutputs() async {
         do {
@@ -419,6 +419,7 @@ final class SessionRunner: Sendable {
             for name in outputs.names {
                 let bytes = try await outputs.read(name)
                 if try await context.store.storeOutput(lease, name: name, bytes: bytes) {
+                    outputs.stored(name)
                     log.info("output file stored", ("name", .string(name)), ("bytes", .number(Double(bytes.count))))
                 }
             }

@@ -162,8 +162,10 @@ final class SessionFiles: Sendable {
         }
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: outputs)) ?? []).sorted()
         let outputs = names.compactMap { name -> JSONValue? in
-            guard let size = Self.size(self.outputs + "/" + name) else { return nil }
-            return ["name": .string(name), "size_bytes": .number(Double(size))]
+            var info = stat()
+            guard lstat(self.outputs + "/" + name, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+            return ["name": .string(name), "size_bytes": .number(Double(info.st_size)),
+                    "modified_ns": .number(Double(info.st_mtim.tv_sec) * 1e9 + Double(info.st_mtim.tv_nsec))]
         }
         return ["files": .array(files), "outputs": .array(outputs)]
     }

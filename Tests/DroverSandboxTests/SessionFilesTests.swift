@@ -32,7 +32,8 @@ import Testing
         _ = try await bash("printf 'a\\0b' > /mnt/session/outputs/result.bin; ln -s /etc/passwd /mnt/session/outputs/link", "3")
         let listing = try await client.sessionFiles(sandbox: sandbox)
         #expect(listing["files"]?[0]?["file_id"] == "file_big" && listing["files"]?[0]?["size_bytes"]?.intValue == 5 << 20)
-        #expect(listing["outputs"] == [["name": "result.bin", "size_bytes": 3]], "a link is not an output")
+        #expect(listing["outputs"]?[0]?["name"] == "result.bin" && listing["outputs"]?[0]?["size_bytes"] == 3 && listing["outputs"]?[1] == nil,
+                "a link is not an output: \(listing)")
         #expect(try await client.output(sandbox: sandbox, name: "result.bin") == [97, 0, 98])
         for name in ["link", "../workspace", "missing"] {
             await #expect(throws: PoolProtocol.Failure.self) { try await client.output(sandbox: sandbox, name: name) }
