@@ -67,7 +67,18 @@ import Testing
             for session in sessions { try await cluster.waitForEvent(session) { $0.type == .spanModelRequestStart } }
             let cut = try #require(cluster.harnessProcesses.first)
             let before = try await Self.leases(cluster, sessions)
-            try await cluster.startHarness(["--lease-ttl", "30"])
+            let healthy = try await cluster.startHarness(["--lease-ttl", "30"])
+            // The healthy harness claims once its listener holds its liveness lock; under load that
+            // can take longer than the cut harness's pause before it claims again (CI saw the cut
+            // one take all five back), so the cut waits for it.
+            try await Polling.until("the new harness holds its liveness lock", timeout: 20) {
+                try await cluster.sql.query("""
+                    SELECT count(*)::int FROM pg_locks l JOIN drover.harnesses h
+                        ON ((l.classid::bigint << 32) | l.objid::bigint) = h.lock_key
+                     WHERE l.locktype = 'advisory' AND l.granted AND h.pid = $1
+                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    """, [Int(healthy.pid)])[0].decode(0) as Int == 1
+            }
             // Advisory locks belong to a database: the harness's key is unique within this one.
             let terminated: Int = try await cluster.sql.query("""
                 SELECT count(pg_terminate_backend(l.pid))::int FROM pg_locks l JOIN drover.harnesses h
