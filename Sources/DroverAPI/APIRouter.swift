@@ -334,8 +334,7 @@ public struct APIRouter: Sendable {
         case ("sessions", 5, "DELETE") where path[3] == "resources":
             return Self.ok(try await store.deleteSessionResource(org: org, session: path[2], id: path[4]))
         case ("sessions", 5, "POST") where path[3] == "resources":
-            _ = try await store.sessionResource(org: org, session: path[2], id: path[4])
-            throw APIError.invalid("resources.update: rotating a repository's authorization_token is not supported by this server yet; remove the resource and create a session with the new token")
+            return Self.ok(try await store.updateSessionResource(org: org, session: path[2], id: path[4], try body(request), key: vaultKey))
         // Vaults and credentials (secrets are write-only)
         case ("vaults", 2, "POST"): return Self.ok(try await store.createVault(org: org, try body(request)))
         case ("vaults", 2, "GET"):

@@ -288,6 +288,28 @@ extension TenantStore {
         return resource
     }
 
+    /// `sessions.resources.update`: a repository's new `authorization_token`, sealed with `key` as
+    /// at creation; the next clone or fetch of a sandbox made from then on uses it. Other
+    /// resources have nothing to update (400), as the SDK documents.
+    public func updateSessionResource(org: String, session: String, id: String, _ body: JSONValue, key: String?) async throws -> JSONValue {
+        _ = try await isArchived(org: org, session: session)
+        let resource = try await sessionResource(org: org, session: session, id: id)
+        guard resource["type"]?.stringValue == "github_repository" else {
+            throw DroverError(.invalidArgument, "only github_repository resources have an authorization_token to rotate")
+        }
+        guard let token = body["authorization_token"]?.stringValue, !token.isEmpty, token.utf8.count <= 4_096 else {
+            throw DroverError(.invalidArgument, "authorization_token: a non-empty string is required")
+        }
+        let sealWith = try VaultKey.required(key)
+        return try await one(
+            """
+            UPDATE drover.session_resources r
+               SET secret = drover.vault_seal($3, $4), key_id = drover.vault_key_id($4), updated_at = now()
+             WHERE r.session_id = $1 AND r.id = $2
+            RETURNING drover.api_session_resource_json(r)::text
+            """, [session, id, token, sealWith], missing: "no resource \(id) in session \(session)")
+    }
+
     public func deleteSessionResource(org: String, session: String, id: String) async throws -> JSONValue {
         _ = try await isArchived(org: org, session: session)
         return try await one(

@@ -37,4 +37,31 @@ import Testing
             }
         }
     }
+
+    /// `sessions.resources.update`: a repository's token rotated, sealed as at creation, is what
+    /// the harness opens for the next sandbox.
+    @Test func aRepositoryTokenRotatesSealed() async throws {
+        try await TestDatabase.with { db in
+            let pool = db.pool(maxConnections: 2)
+            defer { pool.close() }
+            let store = SessionStore(pool: pool)
+            let agent = try await store.createAgent(name: "a", model: "m", systemPrompt: "")
+            let environment = try await store.createEnvironment(name: "e", configJSON: "{}")
+            let tenants = TenantStore(pool: pool)
+            let key = TestDatabase.vaultKey
+            let session = try await tenants.createSession(org: "org_default", [
+                "agent": .string(agent), "environment_id": .string(environment),
+                "resources": [["type": "github_repository", "url": "https://git.example.com/team/repo.git", "authorization_token": "old-token"]],
+            ], key: key)
+            let id = try #require(session["id"]?.stringValue)
+            let resource = try #require(try await tenants.sessionResources(org: "org_default", session: id).data.first?["id"]?.stringValue)
+            let rotated = try await tenants.updateSessionResource(org: "org_default", session: id, id: resource, ["authorization_token": "new-token"], key: key)
+            #expect(!rotated.text.contains("token\":\"new") && rotated["type"] == "github_repository")
+            let opened = try await store.repositories(SessionID(rawValue: id), key: key)
+            #expect(opened.first?.token == "new-token")
+            await #expect(throws: DroverError.self, "without a vault key nothing is sealed") {
+                try await tenants.updateSessionResource(org: "org_default", session: id, id: resource, ["authorization_token": "x"], key: nil)
+            }
+        }
+    }
 }

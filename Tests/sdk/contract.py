@@ -24,6 +24,7 @@ from anthropic.types.beta.sessions import (
     BetaManagedAgentsSessionEvent,
     BetaManagedAgentsStreamSessionEvents,
     ResourceRetrieveResponse,
+    ResourceUpdateResponse,
 )
 from anthropic.types.beta.beta_managed_agents_deleted_session import BetaManagedAgentsDeletedSession
 from anthropic.types.beta.beta_managed_agents_vault import BetaManagedAgentsVault
@@ -128,6 +129,10 @@ listed = raw(beta.sessions.resources.with_raw_response.list(repo["id"]))
 page("sessions.resources.list", ResourceRetrieveResponse, listed)
 strict("sessions.resources.retrieve", ResourceRetrieveResponse,
        raw(beta.sessions.resources.with_raw_response.retrieve(listed["data"][0]["id"], session_id=repo["id"])))
+rotated = raw(beta.sessions.resources.with_raw_response.update(listed["data"][0]["id"], session_id=repo["id"], authorization_token="ghp_rotated"))
+strict("sessions.resources.update", ResourceUpdateResponse, rotated)
+if "ghp_" in json.dumps(rotated):
+    failures.append("sessions.resources.update answered the token")
 
 # Tools of every kind, a limited network with packages, a vault with a credential.
 mixed = raw(beta.agents.with_raw_response.create(

@@ -61,6 +61,11 @@ text = json.dumps(result.model_dump(mode="json"))
 if "second file" not in text or "input-gone" not in text:
     failures.append(f"the next wake did not mount the added file and drop the removed one: {text}")
 
+try:
+    beta.sessions.resources.update(added["id"], session_id=session.id, authorization_token="x")
+    failures.append("resources.update: a file resource took a token")
+except anthropic.BadRequestError:
+    print("ok resources.update refuses a file resource", flush=True)
 for bad, why in [
     (lambda: beta.sessions.resources.add(session.id, type="file", file_id="file_00000000000000000000000000000000"), "a missing file"),
     (lambda: beta.sessions.resources.add(session.id, type="file", file_id=second.id, mount_path="/etc/passwd"), "a mount path outside /mnt"),
