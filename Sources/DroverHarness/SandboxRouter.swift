@@ -191,45 +191,54 @@ public final class SandboxRouter: Sendable {
         // with provisions waiting sends them to the next.
         var lastFailure = PoolProtocol.Failure(.unreachable, "no sandbox pool is available in the registry")
         let deadline = ContinuousClock.now + .seconds(spec.wait)
-        for pool in try await registry.pools() where pool.status == "up" {
-            do {
-                let client = try await client(pool.address)
-                let left = max(0, (deadline - ContinuousClock.now) / .seconds(1))
-                let repositories = try await spec.repositories().map(\.provisionJSON)
-                let token = provisions.withLock { provisions -> Int in
-                    defer { provisions.next += 1 }
-                    provisions.sent[provisions.next] = .now
-                    return provisions.next
-                }
-                defer { provisions.withLock { _ = $0.sent.removeValue(forKey: token) } }
-                let sandbox = try await client.provision(
-                    resources: spec.resources, session: session.rawValue, networking: spec.networking,
-                    repositories: repositories, wait: left)
-                // Recorded, fenced by the lease, before any call runs in it, so that a successor can
-                // tell "never ran" from "unknown" and a stale harness never adopts a sandbox.
-                let recorded: String
+        // The registry is read again when every pool it listed failed: a pool that started while
+        // this provision waited in a line that then died is the one to go to (CI once saw 32
+        // provisions fail because the list was read a moment before a second pool registered).
+        var tried = Set<String>()
+        for _ in 0..<3 {
+            let candidates = try await registry.pools().filter { $0.status == "up" && !tried.contains($0.address) }
+            if candidates.isEmpty { break }
+            for pool in candidates {
+                tried.insert(pool.address)
                 do {
-                    recorded = try await registry.recordSessionSandbox(id: sandbox, pool: pool.id, lease: lease)
-                } catch {
-                    try? await client.destroy(sandbox: sandbox)
-                    throw error
+                    let client = try await client(pool.address)
+                    let left = max(0, (deadline - ContinuousClock.now) / .seconds(1))
+                    let repositories = try await spec.repositories().map(\.provisionJSON)
+                    let token = provisions.withLock { provisions -> Int in
+                        defer { provisions.next += 1 }
+                        provisions.sent[provisions.next] = .now
+                        return provisions.next
+                    }
+                    defer { provisions.withLock { _ = $0.sent.removeValue(forKey: token) } }
+                    let sandbox = try await client.provision(
+                        resources: spec.resources, session: session.rawValue, networking: spec.networking,
+                        repositories: repositories, wait: left)
+                    // Recorded, fenced by the lease, before any call runs in it, so that a successor can
+                    // tell "never ran" from "unknown" and a stale harness never adopts a sandbox.
+                    let recorded: String
+                    do {
+                        recorded = try await registry.recordSessionSandbox(id: sandbox, pool: pool.id, lease: lease)
+                    } catch {
+                        try? await client.destroy(sandbox: sandbox)
+                        throw error
+                    }
+                    if recorded != sandbox {
+                        // Another holder of this session recorded one first: use that one.
+                        try? await client.destroy(sandbox: sandbox)
+                        return try await find(for: lease, spec: spec, recovering: recovering)
+                    }
+                    let placement = Placement(address: pool.address, pool: pool.id, sandbox: sandbox)
+                    placements.withLock { $0[session] = placement }
+                    log.info(
+                        "sandbox provisioned", ("session", .string(session.rawValue)), ("sandbox", .string(sandbox)), ("pool", .string(pool.id)),
+                        ("replaces", replaces.map { .string($0.sandbox) } ?? .null))
+                    var first = placement
+                    first.replaces = replaces
+                    return first
+                } catch let failure as PoolProtocol.Failure where failure.code == .unreachable || failure.code == .capacity || failure.code == .shuttingDown {
+                    if failure.code == .unreachable { dropClient(pool.address) }
+                    lastFailure = failure
                 }
-                if recorded != sandbox {
-                    // Another holder of this session recorded one first: use that one.
-                    try? await client.destroy(sandbox: sandbox)
-                    return try await find(for: lease, spec: spec, recovering: recovering)
-                }
-                let placement = Placement(address: pool.address, pool: pool.id, sandbox: sandbox)
-                placements.withLock { $0[session] = placement }
-                log.info(
-                    "sandbox provisioned", ("session", .string(session.rawValue)), ("sandbox", .string(sandbox)), ("pool", .string(pool.id)),
-                    ("replaces", replaces.map { .string($0.sandbox) } ?? .null))
-                var first = placement
-                first.replaces = replaces
-                return first
-            } catch let failure as PoolProtocol.Failure where failure.code == .unreachable || failure.code == .capacity || failure.code == .shuttingDown {
-                if failure.code == .unreachable { dropClient(pool.address) }
-                lastFailure = failure
             }
         }
         throw lastFailure
