@@ -41,19 +41,23 @@ $$;
 -- One change a session's agent made in a mounted store, by path: create (no memory there and
 -- p_expected_sha256 NULL), update (p_content, the memory's hash must still be p_expected_sha256)
 -- or delete (p_delete). Written only while p_owner holds the session's lease at p_epoch and the
--- store is attached read_write; returns false (nothing written) when the lease is not held.
--- A memory changed meanwhile by someone else is `conflict`, as for any other writer.
+-- store is attached read_write. `written` is false (nothing written) when the lease is not held;
+-- `sha256` is the memory's content hash after the write (NULL for a deletion), which the harness
+-- keeps as its next precondition. A memory changed meanwhile by someone else is `conflict`, as
+-- for any other writer.
 CREATE FUNCTION drover.memory_sync(p_session text, p_owner text, p_epoch bigint, p_store text, p_path text, p_content text,
                                    p_expected_sha256 text, p_delete boolean)
-RETURNS boolean LANGUAGE plpgsql AS $$
+RETURNS TABLE (written boolean, sha256 text) LANGUAGE plpgsql AS $$
 DECLARE
     s drover.sessions;
+    v_written drover.memories;
     v_memory text;
 BEGIN
     SELECT * INTO s FROM drover.sessions WHERE id = p_session AND status = 'running' AND lease_owner = p_owner AND lease_epoch = p_epoch
        FOR SHARE;
     IF NOT FOUND THEN
-        RETURN false;
+        RETURN QUERY SELECT false, NULL::text;
+        RETURN;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM drover.session_resources r
                     WHERE r.session_id = p_session AND r.memory_store_id = p_store AND r.access = 'read_write') THEN
@@ -66,8 +70,8 @@ BEGIN
     IF v_memory IS NOT NULL AND p_expected_sha256 IS NULL AND NOT p_delete THEN
         PERFORM drover.raise_coded('conflict', format('a memory was created at %s meanwhile', p_path));
     END IF;
-    PERFORM drover.memory_write(s.org_id, p_store, v_memory, CASE WHEN v_memory IS NULL THEN p_path END, p_content,
-                                p_expected_sha256, p_delete, jsonb_build_object('type', 'session_actor', 'session_id', p_session), p_epoch);
-    RETURN true;
+    v_written := drover.memory_write(s.org_id, p_store, v_memory, CASE WHEN v_memory IS NULL THEN p_path END, p_content,
+                                     p_expected_sha256, p_delete, jsonb_build_object('type', 'session_actor', 'session_id', p_session), p_epoch);
+    RETURN QUERY SELECT true, CASE WHEN p_delete THEN NULL ELSE v_written.content_sha256 END;
 END;
 $$;

@@ -459,10 +459,11 @@ final class SessionRunner: Sendable {
                     case .delete(let path, let sha): (path, nil, sha, true)
                     }
                     do {
-                        guard try await context.store.syncMemory(lease, store: state.store, path: path, content: content, expectedSHA256: expected, delete: delete) else {
+                        guard case .written(let now) = try await context.store.syncMemory(
+                            lease, store: state.store, path: path, content: content, expectedSHA256: expected, delete: delete)
+                        else {
                             return  // the lease is gone: nothing more is written
                         }
-                        let now = try await context.store.memorySHA256(store: state.store, path: path)
                         context.router.recordMemory(lease.sessionID, store: state.store, path: path,
                                                     now.map { MemorySyncPlan.Mounted(sha256: $0, bytes: Array((content ?? "").utf8)) })
                         log.info("memory written back", ("store", .string(state.store)), ("path", .string(path)), ("deleted", .bool(delete)))

@@ -60,6 +60,45 @@ extension Array: PostgresEncodable where Element == String {
     }
 }
 
+/// `bytea`, exchanged in its hex text form (`\x0aff…`, Postgres's default output): the one
+/// place bytes cross to and from the database as text.
+extension Data: PostgresEncodable, PostgresDecodable {
+    public var postgresText: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text = [UInt8](repeating: 0, count: 2 + count * 2)
+        text[0] = UInt8(ascii: "\\")
+        text[1] = UInt8(ascii: "x")
+        for (index, byte) in enumerated() {
+            text[2 + index * 2] = digits[Int(byte >> 4)]
+            text[3 + index * 2] = digits[Int(byte & 0x0F)]
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    public init(postgresText: String) throws {
+        var text = postgresText
+        let bytes = text.withUTF8 { utf8 -> [UInt8]? in
+            guard utf8.count >= 2, utf8.count % 2 == 0, utf8[0] == UInt8(ascii: "\\"), utf8[1] == UInt8(ascii: "x") else { return nil }
+            func nibble(_ c: UInt8) -> UInt8? {
+                switch c {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+                default: nil
+                }
+            }
+            var out = [UInt8](repeating: 0, count: (utf8.count - 2) / 2)
+            for index in out.indices {
+                guard let high = nibble(utf8[2 + index * 2]), let low = nibble(utf8[3 + index * 2]) else { return nil }
+                out[index] = high << 4 | low
+            }
+            return out
+        }
+        guard let bytes else { throw decodingError(postgresText, Data.self) }
+        self = Data(bytes)
+    }
+}
+
 /// Timestamps are exchanged as ISO text in UTC; every connection sets `TimeZone = UTC` and
 /// `DateStyle = ISO` when it opens.
 extension Date: PostgresEncodable, PostgresDecodable {

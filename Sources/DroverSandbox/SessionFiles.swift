@@ -140,10 +140,8 @@ final class SessionFiles: Sendable {
                         found.append(["path": .string(relative + "/" + name), "too_large": true])
                         continue
                     }
-                    var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
-                    let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                    guard count >= 0 else { continue }
-                    found.append(["path": .string(relative + "/" + name), "data_base64": .string(Data(bytes[..<count]).base64EncodedString())])
+                    let bytes = Self.contents(fd, size: Int(info.st_size))
+                    found.append(["path": .string(relative + "/" + name), "data_base64": .string(Data(bytes).base64EncodedString())])
                 default: continue
                 }
             }
@@ -214,7 +212,12 @@ final class SessionFiles: Sendable {
         var info = stat()
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { throw Failure(.notARegularFile, "output \(name) is not a regular file") }
         guard Int(info.st_size) <= Self.maxOutputBytes else { throw Failure(.tooLarge, "output \(name) is larger than \(Self.maxOutputBytes) bytes") }
-        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+        return Self.contents(fd, size: Int(info.st_size))
+    }
+
+    /// Up to `size` bytes of an open regular file, however many reads it takes.
+    private static func contents(_ fd: Int32, size: Int) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: size)
         var done = 0
         while done < bytes.count {
             let count = bytes[done...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }

@@ -22,13 +22,11 @@ extension SessionStore {
         let rows = try await mappingErrors {
             try await pool.query(
                 """
-                SELECT encode(f.content, 'base64') FROM drover.files f JOIN drover.sessions s ON s.org_id = f.org_id
+                SELECT f.content FROM drover.files f JOIN drover.sessions s ON s.org_id = f.org_id
                  WHERE f.id = $1 AND s.id = $2 AND (f.expires_at IS NULL OR f.expires_at > now())
                 """, [fileID, session.rawValue])
         }
-        guard let text = rows.first?[0] else { return nil }
-        guard let data = Data(base64Encoded: text, options: .ignoreUnknownCharacters) else { throw DroverError(.database, "file \(fileID) did not decode") }
-        return Array(data)
+        return try rows.first.map { Array(try $0.decode(0) as Data) }
     }
 
     /// Stores an output file of the session (a file scoped to it, by name: a later turn's file of
@@ -40,12 +38,12 @@ extension SessionStore {
             try await pool.query(
                 """
                 INSERT INTO drover.files AS f (id, org_id, filename, mime_type, size_bytes, content, scope_id)
-                SELECT drover.new_id('file'), s.org_id, $4, $5, $6, decode($7, 'base64'), s.id
+                SELECT drover.new_id('file'), s.org_id, $4, $5, $6, $7, s.id
                   FROM drover.sessions s WHERE s.id = $1 AND s.lease_owner = $2 AND s.lease_epoch = $3 AND s.status = 'running'
                 ON CONFLICT (scope_id, filename) WHERE scope_id IS NOT NULL
                 DO UPDATE SET content = excluded.content, size_bytes = excluded.size_bytes, mime_type = excluded.mime_type, created_at = now()
                 RETURNING f.id
-                """, [lease.sessionID.rawValue, lease.owner.rawValue, lease.epoch, name, Self.mimeType(name), bytes.count, Data(bytes).base64EncodedString()]
+                """, [lease.sessionID.rawValue, lease.owner.rawValue, lease.epoch, name, Self.mimeType(name), bytes.count, Data(bytes)]
             ).first != nil
         }
     }

@@ -37,21 +37,21 @@ extension SessionStore {
         }
     }
 
-    /// Writes one change the session's agent made in a mounted store (`drover.memory_sync`):
-    /// false when the lease is no longer held (nothing written); a memory changed meanwhile by
-    /// someone else throws `conflict`.
-    public func syncMemory(_ lease: Lease, store: String, path: String, content: String?, expectedSHA256: String?, delete: Bool) async throws -> Bool {
-        try await mappingErrors {
-            try await pool.query(
-                "SELECT drover.memory_sync($1, $2, $3, $4, $5, $6, $7, $8)",
-                [lease.sessionID.rawValue, lease.owner.rawValue, lease.epoch, store, path, content, expectedSHA256, delete])[0].decode(0)
-        }
+    /// What a write-back came to: written (with the memory's content hash after it, nil for a
+    /// deletion, the next change's precondition), or nothing because the lease is gone.
+    public enum MemorySync: Sendable, Equatable {
+        case written(sha256: String?)
+        case leaseLost
     }
 
-    /// The content hash a memory has now (after a write), or nil when there is none at `path`.
-    public func memorySHA256(store: String, path: String) async throws -> String? {
+    /// Writes one change the session's agent made in a mounted store (`drover.memory_sync`); a
+    /// memory changed meanwhile by someone else throws `conflict`.
+    public func syncMemory(_ lease: Lease, store: String, path: String, content: String?, expectedSHA256: String?, delete: Bool) async throws -> MemorySync {
         try await mappingErrors {
-            try await pool.query("SELECT content_sha256 FROM drover.memories WHERE store_id = $1 AND path = $2", [store, path]).first?[0]
+            let row = try await pool.query(
+                "SELECT written, sha256 FROM drover.memory_sync($1, $2, $3, $4, $5, $6, $7, $8)",
+                [lease.sessionID.rawValue, lease.owner.rawValue, lease.epoch, store, path, content, expectedSHA256, delete])[0]
+            return try row.decode(0) as Bool ? .written(sha256: row[1]) : .leaseLost
         }
     }
 }

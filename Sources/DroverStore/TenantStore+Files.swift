@@ -27,7 +27,7 @@ extension TenantStore {
             INSERT INTO drover.files AS f (id, org_id, filename, mime_type, size_bytes, content, expires_at)
             VALUES (drover.new_id('file'), $1, $2, $3, $4, $5::bytea, now() + $6 * interval '1 second')
             RETURNING drover.api_file_json(f)::text
-            """, [org, filename, mimeType, bytes.count, Self.byteaLiteral(bytes), expiresInSeconds], missing: "")
+            """, [org, filename, mimeType, bytes.count, Data(bytes), expiresInSeconds], missing: "")
     }
 
     public func file(org: String, id: String) async throws -> JSONValue {
@@ -68,35 +68,18 @@ extension TenantStore {
         let rows = try await mappingErrors {
             try await pool.query(
                 """
-                SELECT f.filename, f.mime_type, encode(f.content, 'base64'), f.expires_at IS NULL OR f.expires_at > now()
+                SELECT f.filename, f.mime_type, f.content, f.expires_at IS NULL OR f.expires_at > now()
                   FROM drover.files f WHERE f.id = $1 AND f.org_id = $2
                 """, [id, org])
         }
         guard let row = rows.first else { throw DroverError(.notFound, "no file \(id)") }
         guard try row.decode(3) as Bool else { throw DroverError(.notFound, "file \(id) has expired: its content is gone") }
-        // Postgres breaks base64 into lines of 76 characters.
-        guard let data = Data(base64Encoded: try row.decode(2) as String, options: .ignoreUnknownCharacters) else {
-            throw DroverError(.database, "file \(id): its content did not decode")
-        }
-        return FileContent(filename: try row.decode(0), mimeType: try row.decode(1), bytes: Array(data))
+        return FileContent(filename: try row.decode(0), mimeType: try row.decode(1), bytes: Array(try row.decode(2) as Data))
     }
 
     public func deleteFile(org: String, id: String) async throws -> JSONValue {
         try await one(
             "DELETE FROM drover.files f WHERE f.id = $1 AND f.org_id = $2 RETURNING jsonb_build_object('type', 'file_deleted', 'id', f.id)::text",
             [id, org], missing: "no file \(id)")
-    }
-
-    /// Bytes as a `bytea` literal in hex (`\x…`), for a text-format parameter.
-    static func byteaLiteral(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var text = [UInt8](repeating: 0, count: 2 + bytes.count * 2)
-        text[0] = UInt8(ascii: "\\")
-        text[1] = UInt8(ascii: "x")
-        for (index, byte) in bytes.enumerated() {
-            text[2 + index * 2] = digits[Int(byte >> 4)]
-            text[3 + index * 2] = digits[Int(byte & 0x0F)]
-        }
-        return String(decoding: text, as: UTF8.self)
     }
 }

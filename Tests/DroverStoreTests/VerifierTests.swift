@@ -101,7 +101,7 @@ import Testing
                 VALUES ('sesrsc_v', $1, 'memory_store', $2, 'read_write', '/mnt/memory/notes')
                 """, [session.rawValue, store])
             let first = try #require(try await f.queue.claim(max: 1, owner: HarnessID(rawValue: "one"), ttl: 30).first)
-            #expect(try await f.store.syncMemory(first, store: store, path: "/a.md", content: "x", expectedSHA256: nil, delete: false))
+            #expect(try await f.store.syncMemory(first, store: store, path: "/a.md", content: "x", expectedSHA256: nil, delete: false) != .leaseLost)
             let verifier = Verifier(pool: pool)
             #expect(try await verifier.run().breaches.isEmpty)
 
@@ -109,7 +109,7 @@ import Testing
             try await pool.query("UPDATE drover.sessions SET lease_expires_at = now() - interval '1 second' WHERE id = $1", [session.rawValue])
             let second = try #require(try await f.queue.claim(max: 1, owner: HarnessID(rawValue: "two"), ttl: 30).first)
             #expect(second.epoch > first.epoch)
-            #expect(try await f.store.syncMemory(first, store: store, path: "/b.md", content: "y", expectedSHA256: nil, delete: false) == false)
+            #expect(try await f.store.syncMemory(first, store: store, path: "/b.md", content: "y", expectedSHA256: nil, delete: false) == .leaseLost)
             // ... and one planted past the fence, or a memory pointing at a version not its own, is found.
             try await Task.sleep(for: .milliseconds(10))
             try await pool.query(
