@@ -120,7 +120,10 @@ public struct APIRouter: Sendable {
         var headers: [(String, String)] = []
         switch error {
         case let error as APIError: apiError = error
-        case let error as DroverError: apiError = APIError(error)
+        case let error as DroverError:
+            apiError = APIError(error)
+            // A 500 tells the client nothing of its cause; the operator's log does.
+            if apiError.status == 500 { log.error("request failed", ("request_id", .string(requestID)), ("error", .string(String(reflecting: error)))) }
         case let limited as RateLimited:
             apiError = APIError(429, "rate_limit_error", "this organisation's \(limited.kind) limit per minute is reached")
             headers.append(("retry-after", String(limited.retryAfter)))
@@ -250,6 +253,7 @@ public struct APIRouter: Sendable {
         if let response = try await routeWork(request, target: target, principal: principal) { return response }
         if let response = try await routeFiles(request, target: target, org: org) { return response }
         if let response = try await routeMemory(request, target: target, principal: principal) { return response }
+        if let response = try await routeDreams(request, target: target, principal: principal) { return response }
         let method = request.method
         switch (path[1], path.count, method) {
         // Beyond Managed Agents: what the key is (the console asks, to show the fleet pages or not).

@@ -122,7 +122,10 @@ final class SessionRunner: Sendable {
         do {
             try await loop()
         } catch {
-            await conclude(after: error)
+            // An interrupt or a hand-off cancelled the step; the closing must not inherit that:
+            // it reads the sandbox's outputs and memory files and writes them back before the
+            // release (a cancelled task's pool requests fail at once).
+            await Task { await self.conclude(after: error) }.value
         }
         context.router.forget(lease.sessionID)
     }

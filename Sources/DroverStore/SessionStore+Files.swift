@@ -5,25 +5,42 @@ import Foundation
 /// A session's files as its harness sees them: what to mount in its sandbox, the bytes, and the
 /// turn's output files stored back (issue #23, item 3).
 extension SessionStore {
-    /// The session's `file` resources: file id and mount path, in the order they were added.
+    /// The session's `file` resources: file id and mount path, in the order they were added. A
+    /// dream's session (migration 0023) also gets the transcripts of the sessions it reads, as
+    /// files `file_transcript_<session id>` at `/mnt/session/transcripts/<session id>.md`.
     public func sessionFiles(_ session: SessionID) async throws -> [(fileID: String, mountPath: String)] {
         try await mappingErrors {
             try await pool.query(
                 """
-                SELECT r.file_id, r.mount_path FROM drover.session_resources r
-                 WHERE r.session_id = $1 AND r.type = 'file' ORDER BY r.created_at, r.id
+                SELECT file_id, mount_path FROM (
+                    SELECT r.file_id, r.mount_path, 0 AS kind, r.created_at, r.id FROM drover.session_resources r
+                     WHERE r.session_id = $1 AND r.type = 'file'
+                    UNION ALL
+                    SELECT \(Self.transcriptPrefix) || t.id, '/mnt/session/transcripts/' || t.id || '.md', 1, NULL, t.id
+                      FROM drover.sessions s JOIN drover.dreams d ON d.id = s.dream_id, unnest(d.session_ids) AS t(id)
+                     WHERE s.id = $1
+                ) f ORDER BY kind, created_at, id
                 """, [session.rawValue]
             ).map { (try $0.decode(0), try $0.decode(1)) }
         }
     }
 
-    /// A file's bytes, if it is a downloadable file of the session's organisation (nil: deleted or expired).
+    /// The file id a dream's transcript of a session goes by in its sandbox (an SQL literal).
+    static let transcriptPrefix = "'file_transcript_'"
+
+    /// A file's bytes, if it is a downloadable file of the session's organisation (nil: deleted or
+    /// expired); for a dream's transcript, the transcript as it reads now (nil: the session is gone).
     public func sessionFileBytes(_ fileID: String, session: SessionID) async throws -> [UInt8]? {
         let rows = try await mappingErrors {
             try await pool.query(
                 """
                 SELECT f.content FROM drover.files f JOIN drover.sessions s ON s.org_id = f.org_id
                  WHERE f.id = $1 AND s.id = $2 AND (f.expires_at IS NULL OR f.expires_at > now())
+                UNION ALL
+                SELECT convert_to(drover.session_transcript(t.id), 'UTF8')
+                  FROM drover.sessions s JOIN drover.dreams d ON d.id = s.dream_id
+                  JOIN drover.sessions t ON t.org_id = s.org_id AND \(Self.transcriptPrefix) || t.id = $1 AND t.id = ANY(d.session_ids)
+                 WHERE s.id = $2
                 """, [fileID, session.rawValue])
         }
         return try rows.first.map { Array(try $0.decode(0) as Data) }

@@ -64,7 +64,7 @@ extension TenantStore {
         return try await pagedRows(
             """
             SELECT drover.api_agent_json(a)::text, to_char(f.first AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || a.id
-              FROM (SELECT DISTINCT ON (id) * FROM drover.agents WHERE org_id = $1 ORDER BY id, version DESC) a
+              FROM (SELECT DISTINCT ON (id) * FROM drover.agents WHERE org_id = $1 AND NOT internal ORDER BY id, version DESC) a
               CROSS JOIN LATERAL (SELECT min(created_at) AS first FROM drover.agents v WHERE v.id = a.id) f
              WHERE ($2 OR a.archived_at IS NULL)
                AND ($3::timestamp IS NULL OR (f.first AT TIME ZONE 'UTC', a.id) < ($3::timestamp, $4))
@@ -154,7 +154,8 @@ extension TenantStore {
 
     public func environments(org: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
         try await byCreation(
-            "drover.environments", render: "drover.api_environment_json", org: org, includeArchived: includeArchived, page: page, limit: limit)
+            "drover.environments", render: "drover.api_environment_json", org: org, includeArchived: includeArchived, page: page, limit: limit,
+            filter: "NOT t.internal")
     }
 
     public func archiveEnvironment(org: String, id: String) async throws -> JSONValue {

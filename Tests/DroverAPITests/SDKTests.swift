@@ -57,12 +57,40 @@ import Testing
                 ],
             ],
             [
+                "match": "remember then wait",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo half-done > /mnt/memory/team-notes/wip.md; sleep 30"]]]],
+                    ["content": [["type": "text", "text": "Waited."]]],
+                ],
+            ],
+            [
                 "match": "recall the memory",
                 "turns": [
                     ["content": [["type": "tool_use", "name": "bash", "input": [
                         "command": "cat /mnt/memory/team-notes/todo.md /mnt/memory/team-notes/people/ana.md",
                     ]]]],
                     ["content": [["type": "text", "text": "Recalled."]]],
+                ],
+            ],
+            // Dreams (Tests/sdk/dreams.py): the create_new dream writes the colours its
+            // transcripts tell into the copy; the update_existing one writes, then is canceled.
+            [
+                "match": "/mnt/memory/notes-dream.",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": [
+                        "command": """
+                            grep -ho 'colour is [a-z]*' /mnt/session/transcripts/*.md | sort -u > /mnt/memory/notes-dream/lessons.md \
+                              && cat /mnt/memory/notes-dream/lessons.md
+                            """,
+                    ]]]],
+                    ["content": [["type": "text", "text": "Reorganised."]]],
+                ],
+            ],
+            [
+                "match": "/mnt/memory/notes.",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo half > /mnt/memory/notes/half.md; sleep 30"]]]],
+                    ["content": [["type": "text", "text": "Stopped."]]],
                 ],
             ],
             [
@@ -113,6 +141,24 @@ import Testing
             }.first { $0.contains("# Memory") } ?? ""
             #expect(system.contains("/mnt/memory/team-notes (read-write): Team Notes! — what the team learned"), "\(system)")
             #expect(system.contains("Keep the todo list current.") && system.contains("/mnt/memory/house-rules (read-only): house rules"))
+        }
+    }
+
+    /// Issue #24, item 3: dreams through the SDK: a create_new dream's session reads the
+    /// sessions' transcripts and writes the copy of the store; update_existing is one at a time
+    /// per store; cancel, archive, list and the documented refusals (Tests/sdk/dreams.py).
+    @Test func dreamsReorganiseAMemoryStoreFromSessions() async throws {
+        try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
+            let key = try await api.key(org: "dreams")
+            try await APIRig.python("Tests/sdk/dreams.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
+            #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
+            // The dream's agent was told what to do, with the dream's instructions.
+            let system = cluster.model.requests.compactMap { request -> String? in
+                if let text = request["system"]?.stringValue { return text }
+                guard case .array(let blocks)? = request["system"] else { return nil }
+                return blocks.compactMap { $0["text"]?.stringValue }.joined()
+            }.first { $0.contains("You are dreaming") } ?? ""
+            #expect(system.contains("Keep one file of colours.") && system.contains("/mnt/memory/notes-dream (read-write)"), "\(system)")
         }
     }
 

@@ -6,6 +6,7 @@ DroverAPITests.SDKTests with DROVER_API_URL and DROVER_KEY_A.
 """
 import json
 import os
+import time
 
 import anthropic
 
@@ -62,5 +63,18 @@ wait_idle(beta, later.id)
 recalled = json.dumps([e for e in beta.sessions.events.list(later.id) if e.type == "agent.tool_result"][-1].model_dump(mode="json"))
 if "learned" not in recalled or "likes-tea" not in recalled:
     failures.append(f"a later session did not read what the first wrote: {recalled}")
+
+# An interrupted turn keeps what it wrote: the write-back that ends it runs after the interrupt.
+busy = beta.sessions.create(agent=agent.id, environment_id=environment.id, resources=[{"type": "memory_store", "memory_store_id": notes.id}])
+beta.sessions.events.send(busy.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "remember then wait"}]}])
+deadline = time.time() + 30
+while not any(e.type == "agent.tool_use" for e in beta.sessions.events.list(busy.id)) and time.time() < deadline:
+    time.sleep(0.1)
+time.sleep(1)
+beta.sessions.events.send(busy.id, events=[{"type": "user.interrupt"}])
+wait_idle(beta, busy.id)
+kept = [m for m in beta.memory_stores.memories.list(notes.id, view="full") if m.path == "/wip.md"]
+if [m.content for m in kept] != ["half-done\n"]:
+    failures.append(f"an interrupted turn's memory change was lost: {kept}")
 
 finish("session memory")
