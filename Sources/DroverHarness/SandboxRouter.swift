@@ -40,8 +40,6 @@ public final class SandboxRouter: Sendable {
     /// The sandbox whose mounted files were brought in line with the session's resources in
     /// this wake (`syncFiles`).
     private let synced = Mutex<[SessionID: String]>([:])
-    /// Per session, the read-write stores as mounted (or last written back): path → memory.
-    private let mountedMemory = Mutex<[SessionID: [String: [String: MemorySyncPlan.Mounted]]]>([:])
     /// Per session, the output files stored in this wake: name → size and modification time.
     private let storedOutputs = Mutex<[SessionID: [String: String]]>([:])
     /// When each provision now unanswered was sent, by a token of its own (`sandboxWaits`).
@@ -263,7 +261,6 @@ public final class SandboxRouter: Sendable {
     public func forget(_ session: SessionID) {
         placements.withLock { _ = $0.removeValue(forKey: session) }
         synced.withLock { _ = $0.removeValue(forKey: session) }
-        mountedMemory.withLock { _ = $0.removeValue(forKey: session) }
         storedOutputs.withLock { _ = $0.removeValue(forKey: session) }
     }
 
@@ -291,18 +288,18 @@ public final class SandboxRouter: Sendable {
             }
             try await client.putFile(sandbox: placement.sandbox, fileID: file.fileID, mountPath: file.mountPath, bytes: bytes)
         }
-        // Memory stores: each sent whole (its folder emptied first), in requests of a few MiB.
-        var mountedStores: [String: [String: MemorySyncPlan.Mounted]] = [:]
+        // Memory stores: each sent whole (its folder emptied first), in requests of a few MiB. What
+        // the agent changed in a store this sandbox already holds (a holder that died before
+        // writing it back) is written back first, so the fresh copy carries it.
+        if spec.stores.contains(where: { !$0.readOnly }) { await spec.writeBack() }
         for store in spec.stores {
             let memories = try await spec.memories(store.storeID)
-            var batch: [(path: String, bytes: [UInt8])] = []
+            var batch: [(path: String, bytes: [UInt8], sha256: String?)] = []
             var batchBytes = 0
             var first = true
             for memory in memories {
-                let bytes = Array(memory.content.utf8)
-                if !store.readOnly { mountedStores[store.storeID, default: [:]][memory.path] = MemorySyncPlan.Mounted(sha256: memory.sha256, bytes: bytes) }
-                batch.append((memory.path, bytes))
-                batchBytes += bytes.count + memory.path.utf8.count
+                batch.append((memory.path, Array(memory.content.utf8), memory.sha256))
+                batchBytes += memory.content.utf8.count + memory.path.utf8.count
                 if batchBytes > 4 << 20 {
                     try await client.putMemory(sandbox: placement.sandbox, storeID: store.storeID, mountPath: store.mountPath, readOnly: store.readOnly,
                                                files: batch, reset: first)
@@ -313,28 +310,38 @@ public final class SandboxRouter: Sendable {
                 try await client.putMemory(sandbox: placement.sandbox, storeID: store.storeID, mountPath: store.mountPath, readOnly: store.readOnly,
                                            files: batch, reset: first)
             }
-            if !store.readOnly && mountedStores[store.storeID] == nil { mountedStores[store.storeID] = [:] }
         }
-        mountedMemory.withLock { $0[session] = mountedStores }
         synced.withLock { $0[session] = placement.sandbox }
     }
 
-    /// For each read-write store mounted in the session's sandbox in this wake: what was mounted
-    /// (or last written back) and the folder as the sandbox left it.
-    func memoryState(of session: SessionID) async throws -> [(store: String, mounted: [String: MemorySyncPlan.Mounted], current: [(path: String, bytes: [UInt8]?)])] {
-        guard let placement = placements.withLock({ $0[session] }), synced.withLock({ $0[session] }) == placement.sandbox,
-              let stores = mountedMemory.withLock({ $0[session] }), !stores.isEmpty else { return [] }
+    /// For each of `stores` (read-write) mounted in the session's sandbox: what the agent changed
+    /// since it was mounted or last written back, as the pool tells it. The sandbox is the one
+    /// this wake uses, else the one the registry records for the session (a wake that ends a turn
+    /// its dead holder began has made no call); a store the sandbox does not hold is left out.
+    func memoryChanges(of session: SessionID, stores: [String]) async throws -> [(store: String, changes: PoolClient.MemoryChanges)] {
+        guard !stores.isEmpty, let placement = try await existingPlacement(session) else { return [] }
         let client = try await client(placement.address)
-        var state: [(store: String, mounted: [String: MemorySyncPlan.Mounted], current: [(path: String, bytes: [UInt8]?)])] = []
-        for (store, mounted) in stores.sorted(by: { $0.key < $1.key }) {
-            state.append((store, mounted, try await client.memoryFiles(sandbox: placement.sandbox, storeID: store)))
+        var state: [(store: String, changes: PoolClient.MemoryChanges)] = []
+        for store in stores.sorted() {
+            do {
+                state.append((store, try await client.memoryChanges(sandbox: placement.sandbox, storeID: store)))
+            } catch let failure as PoolProtocol.Failure where failure.code == .fileNotFound || failure.code == .noSuchSandbox {
+                continue
+            }
         }
         return state
     }
 
-    /// Records a memory as now written back (nil: deleted), so the next turn compares with it.
-    func recordMemory(_ session: SessionID, store: String, path: String, _ memory: MemorySyncPlan.Mounted?) {
-        mountedMemory.withLock { $0[session]?[store]?[path] = memory }
+    /// The session's sandbox, without provisioning one: this wake's, else the registry's.
+    private func existingPlacement(_ session: SessionID) async throws -> Placement? {
+        if let known = placements.withLock({ $0[session] }) { return known }
+        return try await registry.sandbox(forSession: session.rawValue).map { Placement(address: $0.address, pool: $0.pool, sandbox: $0.sandbox) }
+    }
+
+    /// Tells the session's pool a memory was written back (nil bytes: deleted): the new base.
+    func memorySynced(_ session: SessionID, store: String, path: String, bytes: [UInt8]?, sha256: String?) async throws {
+        guard let placement = try await existingPlacement(session) else { return }
+        try await client(placement.address).memorySynced(sandbox: placement.sandbox, storeID: store, path: path, bytes: bytes, sha256: sha256)
     }
 
     /// The output files of the session's sandbox that are new or changed since this wake last
@@ -404,6 +411,9 @@ public struct SandboxSpec: Sendable {
     /// The session's memory stores (read at the start of the wake) and a reader of a store's memories.
     public var stores: [SessionStore.AttachedStore] = []
     public var memories: @Sendable (String) async throws -> [(path: String, content: String, sha256: String)] = { _ in [] }
+    /// Writes back what the agent changed in the read-write stores, under the session's lease;
+    /// run before a sandbox that may hold such changes gets fresh copies of the stores.
+    public var writeBack: @Sendable () async -> Void = {}
 
     public init(resources: JSONValue? = nil, networking: JSONValue? = nil, repositories: @escaping @Sendable () async throws -> [RepositoryResource] = { [] }) {
         self.resources = resources

@@ -47,6 +47,8 @@ final class SessionRunner: Sendable {
         var stopReason: StopReason?
         var drainRequested = false
         var work: Task<Void, Never>?
+        /// The memory stores attached to the session, as read at the start of this wake.
+        var stores: [SessionStore.AttachedStore] = []
     }
 
     private let state: Mutex<State>
@@ -156,6 +158,7 @@ final class SessionRunner: Sendable {
         var storesRead = attached == nil
         var lastMemorySync = ContinuousClock.now
         spec.memories = { try await store.memories(ofStore: $0) }
+        spec.writeBack = { [weak self] in await self?.collectMemories() }
         // web_fetch is the harness's (the sandbox has no network), offered where the policy allows something.
         let policy = NetworkPolicy(environmentConfig: environmentConfig)
         let webFetch = WebFetch(policy: policy, rule: context.options.addressRule)
@@ -175,6 +178,7 @@ final class SessionRunner: Sendable {
             let sessionLog = try await refresh()
             if !storesRead, let attached {
                 spec.stores = try await attached.value
+                state.withLock { [stores = spec.stores] in $0.stores = stores }
                 agent.systemPrompt += Self.memorySection(spec.stores)
                 storesRead = true
             }
@@ -444,16 +448,19 @@ final class SessionRunner: Sendable {
         return text
     }
 
-    /// Writes back what the agent changed in its read-write memory stores (`MemorySyncPlan`) as
-    /// new versions whose actor is the session, before the lease is given up: under the lease
-    /// only (`drover.memory_sync`). A memory someone else changed meanwhile is left as they made
-    /// it (the change is logged and dropped); nothing here ends the turn.
+    /// Writes back what the agent changed in its read-write memory stores (as the sandbox's pool
+    /// tells it, `MemorySyncPlan`) as new versions whose actor is the session, under the lease
+    /// only (`drover.memory_sync`); each one written becomes the pool's new base, so a harness
+    /// that takes the session over after this one died writes back exactly what is left. A
+    /// memory someone else changed meanwhile is left as they made it (the change is logged and
+    /// dropped); nothing here ends the turn.
     private func collectMemories() async {
         do {
-            for state in try await context.router.memoryState(of: lease.sessionID) {
-                let plan = MemorySyncPlan.plan(mounted: state.mounted, current: state.current)
+            let writable = state.withLock { $0.stores }.filter { !$0.readOnly }.map(\.storeID)
+            for (store, told) in try await context.router.memoryChanges(of: lease.sessionID, stores: writable) {
+                let plan = MemorySyncPlan.plan(changed: told.changed, removed: told.removed)
                 for path in plan.skipped {
-                    log.warning("memory file not kept: not UTF-8 text or larger than 100 kB", ("store", .string(state.store)), ("path", .string(path)))
+                    log.warning("memory file not kept: not UTF-8 text or larger than 100 kB", ("store", .string(store)), ("path", .string(path)))
                 }
                 for change in plan.changes {
                     let (path, content, expected, delete): (String, String?, String?, Bool) = switch change {
@@ -463,15 +470,14 @@ final class SessionRunner: Sendable {
                     }
                     do {
                         guard case .written(let now) = try await context.store.syncMemory(
-                            lease, store: state.store, path: path, content: content, expectedSHA256: expected, delete: delete)
+                            lease, store: store, path: path, content: content, expectedSHA256: expected, delete: delete)
                         else {
                             return  // the lease is gone: nothing more is written
                         }
-                        context.router.recordMemory(lease.sessionID, store: state.store, path: path,
-                                                    now.map { MemorySyncPlan.Mounted(sha256: $0, bytes: Array((content ?? "").utf8)) })
-                        log.info("memory written back", ("store", .string(state.store)), ("path", .string(path)), ("deleted", .bool(delete)))
+                        try await context.router.memorySynced(lease.sessionID, store: store, path: path, bytes: content.map { Array($0.utf8) }, sha256: now)
+                        log.info("memory written back", ("store", .string(store)), ("path", .string(path)), ("deleted", .bool(delete)))
                     } catch let error as DroverError where error.code == .conflict || error.code == .invalidArgument {
-                        log.warning("memory change dropped", ("store", .string(state.store)), ("path", .string(path)), ("error", .string(error.message)))
+                        log.warning("memory change dropped", ("store", .string(store)), ("path", .string(path)), ("error", .string(error.message)))
                     }
                 }
             }

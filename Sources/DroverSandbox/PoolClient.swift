@@ -185,24 +185,51 @@ public final class PoolClient: Sendable {
         return Array(bytes)
     }
 
-    /// Mounts a memory store's files at `mountPath` (`reset`: replacing what its folder held).
-    public func putMemory(sandbox: String, storeID: String, mountPath: String, readOnly: Bool, files: [(path: String, bytes: [UInt8])], reset: Bool) async throws {
+    /// Mounts a memory store's files at `mountPath` (`reset`: replacing what its folder held),
+    /// each with its content hash in the store (kept by the pool for `memoryChanges`).
+    public func putMemory(
+        sandbox: String, storeID: String, mountPath: String, readOnly: Bool, files: [(path: String, bytes: [UInt8], sha256: String?)], reset: Bool
+    ) async throws {
         _ = try await request("put_memory", [
             "sandbox": .string(sandbox), "memory_store_id": .string(storeID), "mount_path": .string(mountPath), "read_only": .bool(readOnly),
             "reset": .bool(reset),
-            "files": .array(files.map { ["path": .string($0.path), "data_base64": .string(Data($0.bytes).base64EncodedString())] }),
+            "files": .array(files.map { file in
+                ["path": .string(file.path), "data_base64": .string(Data(file.bytes).base64EncodedString()), "sha256": file.sha256.map(JSONValue.string) ?? .null]
+            }),
         ])
     }
 
-    /// A mounted store's files as the sandbox left them: path and bytes (nil: too large to be a memory).
-    public func memoryFiles(sandbox: String, storeID: String) async throws -> [(path: String, bytes: [UInt8]?)] {
-        guard case .array(let items)? = try await request("get_memory", ["sandbox": .string(sandbox), "memory_store_id": .string(storeID)])["files"] else {
-            throw Failure(.internal, "get_memory answered without files")
+    /// What changed in a read-write store's folder since it was mounted or last written back.
+    public struct MemoryChanges: Sendable {
+        /// New or changed files: bytes (nil: too large to be a memory) and the hash they were mounted with.
+        public var changed: [(path: String, bytes: [UInt8]?, baseSHA256: String?)]
+        /// Mounted memories whose file is gone, with the hash they were mounted with.
+        public var removed: [(path: String, baseSHA256: String?)]
+    }
+
+    public func memoryChanges(sandbox: String, storeID: String) async throws -> MemoryChanges {
+        let reply = try await request("get_memory", ["sandbox": .string(sandbox), "memory_store_id": .string(storeID)])
+        guard case .array(let changes)? = reply["changes"], case .array(let removed)? = reply["removed"] else {
+            throw Failure(.internal, "get_memory answered without changes and removed")
         }
-        return items.compactMap { item in
-            guard let path = item["path"]?.stringValue else { return nil }
-            return (path, item["data_base64"]?.stringValue.flatMap { Data(base64Encoded: $0) }.map(Array.init))
+        return MemoryChanges(
+            changed: changes.compactMap { item in
+                guard let path = item["path"]?.stringValue else { return nil }
+                return (path, item["data_base64"]?.stringValue.flatMap { Data(base64Encoded: $0) }.map(Array.init), item["base_sha256"]?.stringValue)
+            },
+            removed: removed.compactMap { item in item["path"]?.stringValue.map { ($0, item["base_sha256"]?.stringValue) } })
+    }
+
+    /// Tells the pool a memory was written back (`bytes` nil: deleted) with its new content hash.
+    public func memorySynced(sandbox: String, storeID: String, path: String, bytes: [UInt8]?, sha256: String?) async throws {
+        var body: [String: JSONValue] = ["sandbox": .string(sandbox), "memory_store_id": .string(storeID), "path": .string(path)]
+        if let bytes {
+            body["data_base64"] = .string(Data(bytes).base64EncodedString())
+            body["sha256"] = sha256.map(JSONValue.string) ?? .null
+        } else {
+            body["deleted"] = true
         }
+        _ = try await request("memory_synced", body)
     }
 
     public func destroy(sandbox: String) async throws {

@@ -227,7 +227,7 @@ final class PoolServer: Sendable {
     static let maxWait: Double = 3600
 
     private func handle(_ request: PoolProtocol.Request) async -> Result<JSONValue, PoolProtocol.Failure> {
-        let knownOps: Set = ["ping", "provision", "execute", "cancel", "destroy", "list", "stats", "session_files", "put_file", "remove_file", "get_output", "put_memory", "get_memory"]
+        let knownOps: Set = ["ping", "provision", "execute", "cancel", "destroy", "list", "stats", "session_files", "put_file", "remove_file", "get_output", "put_memory", "get_memory", "memory_synced"]
         metrics.requests.inc(["op": knownOps.contains(request.op) ? request.op : "unknown"])
         do {
             switch request.op {
@@ -304,18 +304,29 @@ final class PoolServer: Sendable {
             case "put_memory":
                 let sandbox = try pool.sandbox(try request.string("sandbox"))
                 guard case .array(let items)? = request.body["files"] else { throw PoolProtocol.Failure(.badRequest, "put_memory needs files (an array)") }
-                let files = try items.map { item -> (path: String, bytes: [UInt8]) in
+                let files = try items.map { item -> (path: String, bytes: [UInt8], sha256: String?) in
                     guard let path = item["path"]?.stringValue, let data = item["data_base64"]?.stringValue.flatMap({ Data(base64Encoded: $0) }) else {
                         throw PoolProtocol.Failure(.badRequest, "each memory file needs path and data_base64")
                     }
-                    return (path, Array(data))
+                    return (path, Array(data), item["sha256"]?.stringValue)
                 }
                 try sandbox.workspace.files.putMemory(
                     storeID: try request.string("memory_store_id"), mountPath: try request.string("mount_path"),
                     readOnly: request.body["read_only"]?.boolValue ?? false, files: files, reset: request.body["reset"]?.boolValue ?? false)
                 return .success(["written": .number(Double(files.count))])
             case "get_memory":
-                return .success(try pool.sandbox(try request.string("sandbox")).workspace.files.memoryFiles(storeID: try request.string("memory_store_id")))
+                return .success(try pool.sandbox(try request.string("sandbox")).workspace.files.memoryChanges(storeID: try request.string("memory_store_id")))
+            case "memory_synced":
+                let files = try pool.sandbox(try request.string("sandbox")).workspace.files
+                var base: SessionFiles.MemoryBase?
+                if request.body["deleted"]?.boolValue != true {
+                    guard let data = request.body["data_base64"]?.stringValue.flatMap({ Data(base64Encoded: $0) }) else {
+                        throw PoolProtocol.Failure(.badRequest, "memory_synced needs data_base64 (or deleted: true)")
+                    }
+                    base = SessionFiles.MemoryBase(sha256: request.body["sha256"]?.stringValue, bytes: Array(data))
+                }
+                try files.memorySynced(storeID: try request.string("memory_store_id"), path: try request.string("path"), base)
+                return .success(["recorded": true])
             case "destroy":
                 let id = try request.string("sandbox")
                 try await pool.destroy(id)

@@ -28,6 +28,16 @@ final class SessionFiles: Sendable {
     private let mounted = Mutex<[String: String]>([:])
     /// Mounted memory stores: store id → mount path and whether read-only.
     private let stores = Mutex<[String: (mountPath: String, readOnly: Bool)]>([:])
+    /// Per read-write store, each memory as it was mounted or last written back: path → its
+    /// content hash in the store (the write-back's precondition) and bytes. Kept here, with the
+    /// sandbox, rather than in the harness, so that a harness taking over a session whose holder
+    /// died writes back what the agent changed since (`memoryChanges`).
+    private let bases = Mutex<[String: [String: MemoryBase]]>([:])
+
+    struct MemoryBase: Sendable {
+        var sha256: String?
+        var bytes: [UInt8]
+    }
     /// Files a store's folder hands back at most (`memoryFiles`), and the bytes of one memory.
     static let maxMemoryFiles = 10_000
     static let maxMemoryBytes = 102_400
@@ -62,7 +72,7 @@ final class SessionFiles: Sendable {
     /// requests as its size needs, the first with `reset`). The files belong to the sandbox's
     /// user, so a read-write store can be changed by what runs in it; a read-only one is bound
     /// read-only, which no process in the sandbox can undo.
-    func putMemory(storeID: String, mountPath: String, readOnly: Bool, files: [(path: String, bytes: [UInt8])], reset: Bool) throws(Failure) {
+    func putMemory(storeID: String, mountPath: String, readOnly: Bool, files: [(path: String, bytes: [UInt8], sha256: String?)], reset: Bool) throws(Failure) {
         guard storeID.hasPrefix("memstore_"), storeID.count <= 80,
               storeID.utf8.allSatisfy({ $0 == 95 || (48...57).contains($0) || (97...122).contains($0) }) else {
             throw Failure(.badRequest, "memory_store_id must be a memory store id (memstore_…)")
@@ -105,15 +115,48 @@ final class SessionFiles: Sendable {
             if let owner { fchown(fd, owner.uid, owner.gid) }
         }
         stores.withLock { $0[storeID] = (mountPath, readOnly) }
+        bases.withLock { bases in
+            if reset || readOnly { bases[storeID] = nil }
+            guard !readOnly else { return }
+            for file in files { bases[storeID, default: [:]][file.path] = MemoryBase(sha256: file.sha256, bytes: file.bytes) }
+        }
+    }
+
+    /// Records a memory as written back (nil: deleted), so the next `memoryChanges` compares with it.
+    func memorySynced(storeID: String, path: String, _ base: MemoryBase?) throws(Failure) {
+        guard stores.withLock({ $0[storeID] })?.readOnly == false else { throw Failure(.fileNotFound, "memory store \(storeID) is not mounted read-write in this sandbox") }
+        bases.withLock { $0[storeID, default: [:]][path] = base }
+    }
+
+    /// What changed in a read-write store's folder since it was mounted or last written back:
+    /// files new or with other bytes (with the content hash they were mounted with, if any), and
+    /// mounted memories whose file is gone.
+    func memoryChanges(storeID: String) throws(Failure) -> JSONValue {
+        guard stores.withLock({ $0[storeID] })?.readOnly == false else { throw Failure(.fileNotFound, "memory store \(storeID) is not mounted read-write in this sandbox") }
+        let (current, truncated) = memoryFiles(storeID: storeID)
+        let base = bases.withLock { $0[storeID] ?? [:] }
+        var changes: [JSONValue] = []
+        for file in current {
+            let before = base[file.path]
+            if let bytes = file.bytes, before?.bytes == bytes { continue }
+            var change: [String: JSONValue] = ["path": .string(file.path), "base_sha256": before.flatMap(\.sha256).map(JSONValue.string) ?? .null]
+            if let bytes = file.bytes { change["data_base64"] = .string(Data(bytes).base64EncodedString()) } else { change["too_large"] = true }
+            changes.append(.object(change))
+        }
+        let present = Set(current.map(\.path))
+        // A folder cut short by the file limit says nothing of the files beyond it.
+        let removed: [JSONValue] = truncated ? [] : base.keys.sorted().filter { !present.contains($0) }.map { path in
+            ["path": .string(path), "base_sha256": base[path]?.sha256.map(JSONValue.string) ?? .null]
+        }
+        return ["changes": .array(changes), "removed": .array(removed), "truncated": .bool(truncated)]
     }
 
     /// A mounted store's files as they are now: path (from the store's root) and bytes, regular
     /// files only; one larger than a memory may be is listed with `too_large` and no content.
     /// The walk goes from descriptor to descriptor and never follows a link, so nothing the
     /// sandbox arranges makes the pool read a file outside the store.
-    func memoryFiles(storeID: String) throws(Failure) -> JSONValue {
-        guard stores.withLock({ $0[storeID] }) != nil else { throw Failure(.fileNotFound, "memory store \(storeID) is not mounted in this sandbox") }
-        var found: [JSONValue] = []
+    private func memoryFiles(storeID: String) -> (files: [(path: String, bytes: [UInt8]?)], truncated: Bool) {
+        var found: [(path: String, bytes: [UInt8]?)] = []
         var tooMany = false
         func walk(_ directory: Int32, _ relative: String, depth: Int) {
             guard depth <= 20, let listing = fdopendir(dup(directory)) else { return }
@@ -137,20 +180,19 @@ final class SessionFiles: Sendable {
                 case S_IFDIR: walk(fd, relative + "/" + name, depth: depth + 1)
                 case S_IFREG:
                     guard Int(info.st_size) <= Self.maxMemoryBytes else {
-                        found.append(["path": .string(relative + "/" + name), "too_large": true])
+                        found.append((relative + "/" + name, nil))
                         continue
                     }
-                    let bytes = Self.contents(fd, size: Int(info.st_size))
-                    found.append(["path": .string(relative + "/" + name), "data_base64": .string(Data(bytes).base64EncodedString())])
+                    found.append((relative + "/" + name, Self.contents(fd, size: Int(info.st_size))))
                 default: continue
                 }
             }
         }
         let root = Glibc.open(memory + "/" + storeID, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard root >= 0 else { return ["files": [], "truncated": false] }
+        guard root >= 0 else { return ([], false) }
         defer { close(root) }
         walk(root, "", depth: 0)
-        return ["files": .array(found), "truncated": .bool(tooMany)]
+        return (found, tooMany)
     }
 
     /// The mounted uploads and the output files, with their sizes.

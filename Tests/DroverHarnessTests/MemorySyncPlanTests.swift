@@ -5,15 +5,12 @@ import Testing
 /// What a turn's changes in a mounted memory store become, without I/O.
 @Suite struct MemorySyncPlanTests {
     @Test func newChangedAndRemovedFilesBecomeCreatesUpdatesAndDeletes() {
-        let mounted: [String: MemorySyncPlan.Mounted] = [
-            "/kept.md": .init(sha256: "k", bytes: Array("same".utf8)),
-            "/changed.md": .init(sha256: "c", bytes: Array("before".utf8)),
-            "/removed.md": .init(sha256: "r", bytes: Array("gone".utf8)),
-        ]
-        let plan = MemorySyncPlan.plan(mounted: mounted, current: [
-            ("/kept.md", Array("same".utf8)), ("/changed.md", Array("after".utf8)), ("/new/note.md", Array("hello".utf8)),
-            ("/binary.bin", [0xFF, 0xFE]), ("/huge.md", nil),
-        ])
+        let plan = MemorySyncPlan.plan(
+            changed: [
+                ("/new/note.md", Array("hello".utf8), nil), ("/changed.md", Array("after".utf8), "c"),
+                ("/binary.bin", [0xFF, 0xFE], nil), ("/huge.md", nil, "h"),
+            ],
+            removed: [("/removed.md", "r")])
         #expect(plan.changes == [
             .update(path: "/changed.md", content: "after", expectedSHA256: "c"),
             .create(path: "/new/note.md", content: "hello"),
@@ -23,8 +20,8 @@ import Testing
     }
 
     @Test func anUntouchedStoreWritesNothing() {
-        let mounted: [String: MemorySyncPlan.Mounted] = ["/a.md": .init(sha256: "a", bytes: Array("x".utf8))]
-        #expect(MemorySyncPlan.plan(mounted: mounted, current: [("/a.md", Array("x".utf8))]) == MemorySyncPlan.Plan())
-        #expect(MemorySyncPlan.plan(mounted: [:], current: []) == MemorySyncPlan.Plan())
+        #expect(MemorySyncPlan.plan(changed: [], removed: []) == MemorySyncPlan.Plan())
+        // A file the pool knows no stored hash for was never a memory: its removal deletes nothing.
+        #expect(MemorySyncPlan.plan(changed: [], removed: [("/scratch.md", nil)]) == MemorySyncPlan.Plan())
     }
 }

@@ -49,17 +49,20 @@ import Testing
         #expect(await pool.stop() == 0)
     }
 
-    /// Issue #24, item 2: a memory store's folder mounted read-write or read-only, read back as
-    /// the sandbox left it, and nothing it arranges (links) leads the pool outside the store.
-    @Test func memoryStoresAreMountedAndReadBackWithoutFollowingLinks() async throws {
+    /// Issue #24, item 2: a memory store's folder mounted read-write or read-only; the pool keeps
+    /// what it mounted (with each memory's hash) and tells what changed since, so whichever
+    /// harness holds the session writes back the same changes; nothing the sandbox arranges
+    /// (links) leads the pool outside the store.
+    @Test func memoryStoresAreMountedAndTheirChangesToldWithoutFollowingLinks() async throws {
         let pool = try await RunningPool.start()
         let client = try await pool.client()
         defer { client.close() }
         let sandbox = try await client.provision()
         try await client.putMemory(sandbox: sandbox, storeID: "memstore_rw", mountPath: "/mnt/memory/notes", readOnly: false,
-                                   files: [("/notes.md", Array("first\n".utf8)), ("/a/b.md", Array("deep".utf8))], reset: true)
+                                   files: [("/notes.md", Array("first\n".utf8), "n1"), ("/a/b.md", Array("deep".utf8), "b1"),
+                                           ("/same.md", Array("same".utf8), "s1")], reset: true)
         try await client.putMemory(sandbox: sandbox, storeID: "memstore_ro", mountPath: "/mnt/memory/rules", readOnly: true,
-                                   files: [("/rule.md", Array("be kind".utf8))], reset: true)
+                                   files: [("/rule.md", Array("be kind".utf8), "r1")], reset: true)
         let ran = try await client.execute(sandbox: sandbox, callID: "1", name: "bash", input: ["command": """
             cat /mnt/memory/notes/a/b.md /mnt/memory/rules/rule.md && echo second >> /mnt/memory/notes/notes.md \
               && mkdir -p /mnt/memory/notes/new && echo made > /mnt/memory/notes/new/x.md && rm /mnt/memory/notes/a/b.md \
@@ -67,14 +70,23 @@ import Testing
             """])
         let output = ran["output"]?.stringValue ?? ""
         #expect(output.contains("deep") && output.contains("be kind") && output.contains("Read-only file system"), "\(ran)")
-        let files = try await client.memoryFiles(sandbox: sandbox, storeID: "memstore_rw")
-        let byPath = Dictionary(uniqueKeysWithValues: files.map { ($0.path, $0.bytes.map { String(decoding: $0, as: UTF8.self) }) })
-        #expect(byPath == ["/notes.md": "first\nsecond\n", "/new/x.md": "made\n"], "links are not followed: \(byPath)")
-        #expect(try await client.memoryFiles(sandbox: sandbox, storeID: "memstore_ro").map(\.path) == ["/rule.md"])
+        func changes() async throws -> [String] {
+            let told = try await client.memoryChanges(sandbox: sandbox, storeID: "memstore_rw")
+            return told.changed.map { "\($0.path)=\($0.bytes.map { String(decoding: $0, as: UTF8.self) } ?? "?")@\($0.baseSHA256 ?? "new")" }
+                + told.removed.map { "-\($0.path)@\($0.baseSHA256 ?? "")" }
+        }
+        // Unchanged files are not sent; links are not followed.
+        #expect(try await changes() == ["/new/x.md=made\n@new", "/notes.md=first\nsecond\n@n1", "-/a/b.md@b1"])
+        // Once written back, a change is the new base: a second look (by any harness) finds only what is left.
+        try await client.memorySynced(sandbox: sandbox, storeID: "memstore_rw", path: "/notes.md", bytes: Array("first\nsecond\n".utf8), sha256: "n2")
+        try await client.memorySynced(sandbox: sandbox, storeID: "memstore_rw", path: "/a/b.md", bytes: nil, sha256: nil)
+        #expect(try await changes() == ["/new/x.md=made\n@new"])
+        // A read-only store has no changes to tell.
+        await #expect(throws: PoolProtocol.Failure.self) { try await client.memoryChanges(sandbox: sandbox, storeID: "memstore_ro") }
         // A write through a link the sandbox made lands nowhere outside the store.
         await #expect(throws: PoolProtocol.Failure.self) {
             try await client.putMemory(sandbox: sandbox, storeID: "memstore_rw", mountPath: "/mnt/memory/notes", readOnly: false,
-                                       files: [("/etc/drover-leak", [1])], reset: false)
+                                       files: [("/etc/drover-leak", [1], nil)], reset: false)
         }
         #expect(!FileManager.default.fileExists(atPath: "/etc/drover-leak"))
         #expect(await pool.stop() == 0)
