@@ -82,8 +82,14 @@ final class SessionFiles: Sendable {
             throw Failure(.badRequest, "mount_path must be /mnt/memory/<name>")
         }
         let folder = memory + "/" + storeID
-        if reset { try? FileManager.default.removeItem(atPath: folder) }
         mkdir(folder, 0o755)
+        // Emptied, not replaced: a call still running (one a dead harness sent, that its successor
+        // waits for) has the folder itself bound, and must go on writing where the pool reads.
+        if reset {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] {
+                try? FileManager.default.removeItem(atPath: folder + "/" + name)
+            }
+        }
         if let owner { chown(folder, owner.uid, owner.gid) }
         // What runs in a read-write store may have made links in it: every step below is taken from
         // the folder's own descriptor and never follows one (a link where a folder or file should be
