@@ -131,7 +131,24 @@ import Testing
     @Test func attachedMemoryStoresAreMountedAndWrittenBack() async throws {
         try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
             let key = try await api.key(org: "memory")
-            try await APIRig.python("Tests/sdk/session_memory.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
+            let environment = ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key]
+            let first = try await APIRig.python("Tests/sdk/session_memory.py", ["first"], environment: environment)
+            let state = try #require(first.split(separator: "\n").first { $0.hasPrefix("STATE ") }?.dropFirst("STATE ".count))
+            // Session B runs later, on another harness: the first one is stopped, a new one started,
+            // and another session's turns pass in between.
+            let before = try #require(cluster.harnessProcesses.first)
+            before.signal(SIGTERM)
+            #expect(await before.wait(timeout: 20) == 0)
+            _ = try await cluster.startHarness()
+            let between = try await cluster.session("busy work in between")
+            _ = try await cluster.waitForIdle(between)
+            try await APIRig.python("Tests/sdk/session_memory.py", ["later", String(state)], environment: environment)
+            let owners: Int = try await cluster.sql.query(
+                """
+                SELECT count(DISTINCT h.owner)::int FROM drover.lease_history h JOIN drover.session_resources r ON r.session_id = h.session_id
+                 WHERE r.type = 'memory_store' AND r.access = 'read_write'
+                """)[0].decode(0)
+            #expect(owners == 2, "sessions A and B ran on different harnesses")
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
             // The memory section of the system prompt, from the attached stores.
             let system = cluster.model.requests.compactMap { request -> String? in

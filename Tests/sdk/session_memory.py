@@ -6,6 +6,7 @@ DroverAPITests.SDKTests with DROVER_API_URL and DROVER_KEY_A.
 """
 import json
 import os
+import sys
 import time
 
 import anthropic
@@ -15,6 +16,21 @@ from anthropic.types.beta.sessions import BetaManagedAgentsMemoryStoreResource
 
 client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY_A"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
 beta = client.beta
+
+if sys.argv[1:2] == ["later"]:
+    state = json.loads(sys.argv[2])
+    notes = beta.memory_stores.retrieve(state["store"])
+    agent = beta.agents.retrieve(state["agent"])
+    environment = beta.environments.retrieve(state["environment"])
+    # Session B, later: reads what session A wrote.
+    later = beta.sessions.create(agent=agent.id, environment_id=environment.id, resources=[{"type": "memory_store", "memory_store_id": notes.id}])
+    beta.sessions.events.send(later.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "recall the memory"}]}])
+    wait_idle(beta, later.id)
+    recalled = json.dumps([e for e in beta.sessions.events.list(later.id) if e.type == "agent.tool_result"][-1].model_dump(mode="json"))
+    if "learned" not in recalled or "likes-tea" not in recalled:
+        failures.append(f"a later session did not read what the first wrote: {recalled}")
+    finish("session memory, later")
+    sys.exit(0)
 
 notes = beta.memory_stores.create(name="Team Notes!", description="what the team learned")
 beta.memory_stores.memories.create(notes.id, path="/todo.md", content="first\n")
@@ -56,14 +72,6 @@ if any(v.created_by.type != "session_actor" or v.created_by.session_id != sessio
 if [m.content for m in beta.memory_stores.memories.list(rules.id, view="full")] != ["be kind\n"]:
     failures.append("the read-only store changed")
 
-# Session B, later: reads what session A wrote.
-later = beta.sessions.create(agent=agent.id, environment_id=environment.id, resources=[{"type": "memory_store", "memory_store_id": notes.id}])
-beta.sessions.events.send(later.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "recall the memory"}]}])
-wait_idle(beta, later.id)
-recalled = json.dumps([e for e in beta.sessions.events.list(later.id) if e.type == "agent.tool_result"][-1].model_dump(mode="json"))
-if "learned" not in recalled or "likes-tea" not in recalled:
-    failures.append(f"a later session did not read what the first wrote: {recalled}")
-
 # An interrupted turn keeps what it wrote: the write-back that ends it runs after the interrupt.
 busy = beta.sessions.create(agent=agent.id, environment_id=environment.id, resources=[{"type": "memory_store", "memory_store_id": notes.id}])
 beta.sessions.events.send(busy.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "remember then wait"}]}])
@@ -77,4 +85,5 @@ kept = [m for m in beta.memory_stores.memories.list(notes.id, view="full") if m.
 if [m.content for m in kept] != ["half-done\n"]:
     failures.append(f"an interrupted turn's memory change was lost: {kept}")
 
+print("STATE " + json.dumps({"store": notes.id, "agent": agent.id, "environment": environment.id}), flush=True)
 finish("session memory")
