@@ -1,11 +1,12 @@
 """The contract test (issue #23, first part): every endpoint `drover api` serves for agents,
-environments, sessions, events, resources, vaults, credentials, files and memory stores, called through the pinned SDK,
+environments, sessions, events, resources, vaults, credentials, files, memory stores and dreams, called through the pinned SDK,
 each response (and each listed event) validated with the SDK's own pydantic models in strict mode.
 Run by DroverAPITests.SDKTests with DROVER_API_URL and DROVER_KEY_A. Collects every mismatch and
 fails with the list; prints "all checks passed" when there is none.
 """
 import json
 import os
+import time
 
 import anthropic
 import pydantic
@@ -13,6 +14,7 @@ import pydantic
 from checks import failures, finish, strict
 from anthropic.types.beta import (
     BetaDeletedFile,
+    BetaDream,
     BetaEnvironment,
     BetaFileMetadata,
     BetaEnvironmentDeleteResponse,
@@ -313,6 +315,27 @@ elif len(list(stores.memory_versions.list(store["id"], memory_id=shared.id, limi
     failures.append("twenty writers: not one version per write")
 else:
     print("ok twenty concurrent writers lose no update", flush=True)
+
+# Dreams: created, retrieved, listed, run to completion (the dream's session is a session like
+# any), archived; a completed one cannot be canceled.
+dream = raw(beta.dreams.with_raw_response.create(
+    inputs=[{"type": "memory_store", "memory_store_id": store["id"]}, {"type": "sessions", "session_ids": [session["id"]]}],
+    model="claude-sonnet-4-5"))
+strict("dreams.create", BetaDream, dream)
+deadline = time.time() + 60
+while dream["status"] in ("pending", "running") and time.time() < deadline:
+    time.sleep(0.2)
+    dream = raw(beta.dreams.with_raw_response.retrieve(dream["id"]))
+strict("dreams.retrieve", BetaDream, dream)
+if dream["status"] != "completed":
+    failures.append(f"dreams: the dream did not complete: {dream}")
+page("dreams.list", BetaDream, raw(beta.dreams.with_raw_response.list(statuses=["completed"])))
+try:
+    beta.dreams.cancel(dream["id"])
+    failures.append("dreams.cancel: a completed dream was canceled")
+except anthropic.BadRequestError:
+    print("ok dreams.cancel refuses a completed dream", flush=True)
+strict("dreams.archive", BetaDream, raw(beta.dreams.with_raw_response.archive(dream["id"])))
 
 strict("memory_stores.archive", BetaManagedAgentsMemoryStore, raw(stores.with_raw_response.archive(store["id"])))
 try:
