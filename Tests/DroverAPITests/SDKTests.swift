@@ -151,14 +151,19 @@ import Testing
             #expect(owners == 2, "sessions A and B ran on different harnesses")
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
             // The memory section of the system prompt, from the attached stores.
-            let system = cluster.model.requests.compactMap { request -> String? in
-                if let text = request["system"]?.stringValue { return text }
-                guard case .array(let blocks)? = request["system"] else { return nil }
-                return blocks.compactMap { $0["text"]?.stringValue }.joined()
-            }.first { $0.contains("# Memory") } ?? ""
+            let system = Self.systemPrompt(cluster, containing: "# Memory")
             #expect(system.contains("/mnt/memory/team-notes (read-write): Team Notes! — what the team learned"), "\(system)")
             #expect(system.contains("Keep the todo list current.") && system.contains("/mnt/memory/house-rules (read-only): house rules"))
         }
+    }
+
+    /// The first system prompt the scripted model was sent that contains `text` (a string or text blocks).
+    static func systemPrompt(_ cluster: HarnessCluster, containing text: String) -> String {
+        cluster.model.requests.compactMap { request -> String? in
+            if let text = request["system"]?.stringValue { return text }
+            guard case .array(let blocks)? = request["system"] else { return nil }
+            return blocks.compactMap { $0["text"]?.stringValue }.joined()
+        }.first { $0.contains(text) } ?? ""
     }
 
     /// Issue #24, item 3: dreams through the SDK: a create_new dream's session reads the
@@ -170,11 +175,7 @@ import Testing
             try await APIRig.python("Tests/sdk/dreams.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
             // The dream's agent was told what to do, with the dream's instructions.
-            let system = cluster.model.requests.compactMap { request -> String? in
-                if let text = request["system"]?.stringValue { return text }
-                guard case .array(let blocks)? = request["system"] else { return nil }
-                return blocks.compactMap { $0["text"]?.stringValue }.joined()
-            }.first { $0.contains("You are dreaming") } ?? ""
+            let system = Self.systemPrompt(cluster, containing: "You are dreaming")
             #expect(system.contains("Keep one file of colours.") && system.contains("/mnt/memory/notes-dream (read-write)"), "\(system)")
         }
     }

@@ -9,6 +9,18 @@ import Testing
 /// harness stopped or killed in the middle of a write-back loses nothing acknowledged and writes
 /// nothing once its lease has moved, and its successor writes back the rest.
 @Suite(.serialized) struct MemoryMountTests {
+    /// A memory store named notes, and a session it is attached to (read-write), sent "go".
+    static func sessionWithNotes(_ cluster: HarnessCluster) async throws -> (store: String, session: String) {
+        let tenants = TenantStore(pool: cluster.sql)
+        let store = try #require(try await tenants.createMemoryStore(org: "org_default", ["name": "notes"])["id"]?.stringValue)
+        let created = try await tenants.createSession(org: "org_default", [
+            "agent": .string(cluster.agent), "environment_id": .string(cluster.environment),
+            "resources": [["type": "memory_store", "memory_store_id": .string(store)]],
+            "initial_events": [["type": "user.message", "content": [["type": "text", "text": "go"]]]],
+        ])
+        return (store, try #require(created["id"]?.stringValue))
+    }
+
     @Test func aLongTurnsMemoryChangesAreWrittenBackOnTheWay() async throws {
         let script: JSONValue = ["turns": [
             HarnessEndToEndTests.tool("bash", ["command": "echo one > /mnt/memory/notes/a.md; sleep 1.5"]),
@@ -17,14 +29,7 @@ import Testing
         ]]
         let cluster = try await HarnessCluster.start(script: script, harnessArgs: ["--memory-sync-interval", "1"])
         do {
-            let tenants = TenantStore(pool: cluster.sql)
-            let store = try #require(try await tenants.createMemoryStore(org: "org_default", ["name": "notes"])["id"]?.stringValue)
-            let created = try await tenants.createSession(org: "org_default", [
-                "agent": .string(cluster.agent), "environment_id": .string(cluster.environment),
-                "resources": [["type": "memory_store", "memory_store_id": .string(store)]],
-                "initial_events": [["type": "user.message", "content": [["type": "text", "text": "go"]]]],
-            ])
-            let session = try #require(created["id"]?.stringValue)
+            let (store, session) = try await Self.sessionWithNotes(cluster)
             // Written back after the first step, while the second still runs.
             try await Polling.until("the memory is written back mid-turn", timeout: 30) {
                 try await cluster.sql.query("SELECT count(*) FROM drover.memories WHERE store_id = $1 AND path = '/a.md'", [store])[0].decode(0) as Int == 1
@@ -58,14 +63,7 @@ import Testing
         ]]
         let cluster = try await HarnessCluster.start(script: script)
         do {
-            let tenants = TenantStore(pool: cluster.sql)
-            let store = try #require(try await tenants.createMemoryStore(org: "org_default", ["name": "notes"])["id"]?.stringValue)
-            let created = try await tenants.createSession(org: "org_default", [
-                "agent": .string(cluster.agent), "environment_id": .string(cluster.environment),
-                "resources": [["type": "memory_store", "memory_store_id": .string(store)]],
-                "initial_events": [["type": "user.message", "content": [["type": "text", "text": "go"]]]],
-            ])
-            let session = try #require(created["id"]?.stringValue)
+            let (store, session) = try await Self.sessionWithNotes(cluster)
             func versions() async throws -> Int {
                 try await cluster.sql.query("SELECT count(*)::int FROM drover.memory_versions WHERE store_id = $1", [store])[0].decode(0)
             }
