@@ -35,10 +35,14 @@ public struct APIMetrics: Sendable {
     }
 
     /// `/v1/sessions/sesn_…/events` → `/v1/sessions/{id}/events`; unknown paths are `other`.
+    /// The fixed segments of every route template (beyond `/v1/<resource>`): any other segment is an id.
+    static let named: Set<String> = Set((Array(APIRouter.routes.keys) + Array(APIRouter.notServed.keys)).flatMap { template in
+        template.split(separator: "/").dropFirst(2).map(String.init).filter { $0 != "{id}" }
+    })
+
     static func route(_ path: String) -> String {
         let segments = path.prefix { $0 != "?" }.split(separator: "/").map(String.init)
         guard segments.first == "v1", (2...6).contains(segments.count) else { return "other" }
-        let named: Set = ["events", "stream", "archive", "versions", "credentials", "resources", "work", "poll", "stats", "ack", "heartbeat", "stop"]
         return "/" + segments.enumerated().map { index, segment in
             index < 2 || named.contains(segment) || (segments[1] == "fleet" && index == 2) ? segment : "{id}"
         }.joined(separator: "/")

@@ -173,12 +173,28 @@ public struct APIRouter: Sendable {
         "/v1/memory_stores/{id}/memories": ["GET", "POST"], "/v1/memory_stores/{id}/memories/{id}": ["GET", "POST", "DELETE"],
         "/v1/memory_stores/{id}/memory_versions": ["GET"], "/v1/memory_stores/{id}/memory_versions/{id}": ["GET"],
         "/v1/memory_stores/{id}/memory_versions/{id}/redact": ["POST"],
+        "/v1/dreams": ["GET", "POST"], "/v1/dreams/{id}": ["GET"], "/v1/dreams/{id}/archive": ["POST"], "/v1/dreams/{id}/cancel": ["POST"],
+    ]
+
+    /// Routes the SDK has for the resources Drover serves that Drover does not serve yet, and
+    /// what they are: answered 404 `not_found_error` saying so (docs/api.md, "Every SDK method"),
+    /// never a bare "no route".
+    static let notServed: [String: String] = [
+        "/v1/skills": "skills", "/v1/skills/{id}": "skills", "/v1/skills/{id}/versions": "skill versions",
+        "/v1/skills/{id}/versions/{id}": "skill versions", "/v1/skills/{id}/versions/{id}/content": "skill versions",
+        "/v1/sessions/{id}/threads": "session threads", "/v1/sessions/{id}/threads/{id}": "session threads",
+        "/v1/sessions/{id}/threads/{id}/archive": "session threads", "/v1/sessions/{id}/threads/{id}/events": "session threads",
+        "/v1/sessions/{id}/threads/{id}/stream": "session threads",
+        "/v1/vaults/{id}/credentials/{id}/mcp_oauth_validate": "MCP OAuth credential validation",
+        "/v1/deployments": "deployments", "/v1/deployments/{id}": "deployments", "/v1/deployments/{id}/archive": "deployments",
+        "/v1/deployments/{id}/pause": "deployments", "/v1/deployments/{id}/unpause": "deployments", "/v1/deployments/{id}/run": "deployments",
+        "/v1/deployment_runs": "deployment runs", "/v1/deployment_runs/{id}": "deployment runs",
     ]
 
     /// Creates count against the organisation's creates per minute, all else against requests.
     static func kind(_ request: HTTPServerRequest) -> String {
         let segments = Target(request.path).segments
-        return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions", "vaults", "files", "memory_stores"].contains(segments[1]) ? "create" : "request"
+        return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions", "vaults", "files", "memory_stores", "dreams"].contains(segments[1]) ? "create" : "request"
     }
 
     /// Authenticates the key and spends one of the organisation's requests of this minute.
@@ -374,6 +390,9 @@ public struct APIRouter: Sendable {
             let template = APIMetrics.route(request.path)
             if let allowed = Self.routes[template], !allowed.contains(method) {
                 throw MethodNotAllowed(method: method, template: template, allowed: allowed)
+            }
+            if let what = Self.notServed[template] {
+                throw APIError.notFound("Drover does not serve \(what) yet (docs/api.md, Every SDK method)")
             }
             throw APIError.notFound("no route \(method) \(request.path.prefix { $0 != "?" })")
         }

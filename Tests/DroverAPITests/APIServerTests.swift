@@ -84,6 +84,14 @@ extension String {
         #expect(APIMetrics.route("/v1/sessions/sesn_1/events/stream?beta=true") == "/v1/sessions/{id}/events/stream")
         #expect(APIMetrics.route("/v1/agents/agent_1/versions") == "/v1/agents/{id}/versions")
         #expect(APIMetrics.route("/v1/fleet/leases") == "/v1/fleet/leases" && APIMetrics.route("/wp-admin") == "other")
+        // Every served template is its own label (memory routes were once read as ids).
+        #expect(APIMetrics.route("/v1/memory_stores/memstore_1/memories/mem_1") == "/v1/memory_stores/{id}/memories/{id}")
+        #expect(APIMetrics.route("/v1/files/file_1/content") == "/v1/files/{id}/content")
+        #expect(APIMetrics.route("/v1/dreams/drm_1/cancel") == "/v1/dreams/{id}/cancel")
+        for template in APIRouter.routes.keys {
+            let path = template.replacingOccurrences(of: "{id}", with: "x_1")
+            #expect(APIMetrics.route(path) == template, "\(path)")
+        }
         try await withAPI(["--metrics-listen", "127.0.0.1:0"]) { api, key, _ in
             let client = try RawHTTP.connect(api.address)
             defer { client.close() }

@@ -180,6 +180,15 @@ import Testing
         }
     }
 
+    /// Issue #23: docs/api.md lists every SDK method of the resources Drover serves with its
+    /// status, and one not served is refused saying so (Tests/sdk/methods.py).
+    @Test func everySDKMethodIsListedAndOneNotServedSaysSo() async throws {
+        try await APIRig.withClusterAndAPI(script: Self.script) { _, api in
+            let key = try await api.key(org: "methods")
+            try await APIRig.python("Tests/sdk/methods.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
+        }
+    }
+
     /// Issue #23's contract test, so far: every answer for agents, environments, sessions, events,
     /// vaults, credentials and files validates with the SDK's own models in strict mode
     /// (Tests/sdk/contract.py).
