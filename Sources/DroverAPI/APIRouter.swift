@@ -174,14 +174,14 @@ public struct APIRouter: Sendable {
         "/v1/memory_stores/{id}/memory_versions": ["GET"], "/v1/memory_stores/{id}/memory_versions/{id}": ["GET"],
         "/v1/memory_stores/{id}/memory_versions/{id}/redact": ["POST"],
         "/v1/dreams": ["GET", "POST"], "/v1/dreams/{id}": ["GET"], "/v1/dreams/{id}/archive": ["POST"], "/v1/dreams/{id}/cancel": ["POST"],
+        "/v1/skills": ["GET", "POST"], "/v1/skills/{id}": ["GET", "DELETE"], "/v1/skills/{id}/versions": ["GET", "POST"],
+        "/v1/skills/{id}/versions/{id}": ["GET", "DELETE"], "/v1/skills/{id}/versions/{id}/content": ["GET"],
     ]
 
     /// Routes the SDK has for the resources Drover serves that Drover does not serve yet, and
     /// what they are: answered 404 `not_found_error` saying so (docs/api.md, "Every SDK method"),
     /// never a bare "no route".
     static let notServed: [String: String] = [
-        "/v1/skills": "skills", "/v1/skills/{id}": "skills", "/v1/skills/{id}/versions": "skill versions",
-        "/v1/skills/{id}/versions/{id}": "skill versions", "/v1/skills/{id}/versions/{id}/content": "skill versions",
         "/v1/sessions/{id}/threads": "session threads", "/v1/sessions/{id}/threads/{id}": "session threads",
         "/v1/sessions/{id}/threads/{id}/archive": "session threads", "/v1/sessions/{id}/threads/{id}/events": "session threads",
         "/v1/sessions/{id}/threads/{id}/stream": "session threads",
@@ -194,7 +194,7 @@ public struct APIRouter: Sendable {
     /// Creates count against the organisation's creates per minute, all else against requests.
     static func kind(_ request: HTTPServerRequest) -> String {
         let segments = Target(request.path).segments
-        return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions", "vaults", "files", "memory_stores", "dreams"].contains(segments[1]) ? "create" : "request"
+        return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions", "vaults", "files", "memory_stores", "dreams", "skills"].contains(segments[1]) ? "create" : "request"
     }
 
     /// Authenticates the key and spends one of the organisation's requests of this minute.
@@ -270,6 +270,7 @@ public struct APIRouter: Sendable {
         if let response = try await routeFiles(request, target: target, org: org) { return response }
         if let response = try await routeMemory(request, target: target, principal: principal) { return response }
         if let response = try await routeDreams(request, target: target, principal: principal) { return response }
+        if let response = try await routeSkills(request, target: target, org: org) { return response }
         let method = request.method
         switch (path[1], path.count, method) {
         // Beyond Managed Agents: what the key is (the console asks, to show the fleet pages or not).

@@ -41,8 +41,19 @@ final class AgentCache: Sendable {
             contextBudgetTokens: extra["context_budget_tokens"]?.intValue ?? defaults.contextBudgetTokens,
             tokenBudget: extra["token_budget"]?.intValue)
         agent.mcpServers = MCPServerSpec.parse(configJSON: config.configJSON, toolsJSON: config.toolsJSON)
+        if case .array(let named)? = extra["skills"], !named.isEmpty {
+            agent.systemPrompt += Self.skillsSection(try await store.skills(agent: id, version: version))
+        }
         agents.withLock { $0[key] = agent }
         return agent
+    }
+
+    /// The skills section of the system prompt: where each skill's folder is and what it is for.
+    static func skillsSection(_ skills: [(name: String, description: String)]) -> String {
+        guard !skills.isEmpty else { return "" }
+        var text = "\n\n# Skills\n\nEach skill is a folder of instructions, scripts and resources, mounted read-only. Read its SKILL.md before you use it.\n"
+        for skill in skills { text += "\n- /mnt/skills/\(skill.name)/SKILL.md: \(skill.description)" }
+        return text
     }
 
     func environment(id: String, store: SessionStore) async throws -> EnvironmentConfig {

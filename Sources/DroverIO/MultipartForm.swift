@@ -21,6 +21,8 @@ public struct MultipartForm: Sendable, Equatable {
         init(_ description: String) { self.description = description }
     }
 
+    /// Parts a body may hold unless the caller says otherwise (a file upload has one or two; a
+    /// skill's upload, one per file of the skill).
     public static let maxParts = 16
     public static let maxPartHeaderBytes = 8 * 1024
 
@@ -29,7 +31,7 @@ public struct MultipartForm: Sendable, Equatable {
     /// The first part named `name`.
     public func part(_ name: String) -> Part? { parts.first { $0.name == name } }
 
-    public init(body: [UInt8], contentType: String) throws(Malformed) {
+    public init(body: [UInt8], contentType: String, maxParts: Int = MultipartForm.maxParts) throws(Malformed) {
         let boundary = try Self.boundary(contentType)
         let delimiter = Array("--\(boundary)".utf8)
         let separator = Array("\r\n--\(boundary)".utf8)
@@ -45,7 +47,7 @@ public struct MultipartForm: Sendable, Equatable {
             }
             guard body[at...].starts(with: [13, 10]) else { throw Malformed("a boundary is not followed by a line break") }
             at += 2
-            guard parts.count < Self.maxParts else { throw Malformed("more than \(Self.maxParts) parts") }
+            guard parts.count < maxParts else { throw Malformed("more than \(maxParts) parts") }
             guard let headEnd = HTTPRequestParser.find([13, 10, 13, 10], in: body[at..<min(body.count, at + Self.maxPartHeaderBytes + 4)]) else {
                 throw Malformed("a part's headers do not end within \(Self.maxPartHeaderBytes) bytes")
             }

@@ -36,6 +36,21 @@ extension SessionStore {
         }
     }
 
+    /// The skills an agent version names, as its sessions' sandboxes mount them: name and
+    /// description of each resolved version (a skill deleted since is left out).
+    public func skills(agent id: String, version: Int) async throws -> [(name: String, description: String)] {
+        try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT v.name, v.description FROM drover.agents a
+                 CROSS JOIN LATERAL jsonb_array_elements(coalesce(a.config -> 'skills', '[]')) WITH ORDINALITY AS k(skill, n)
+                  JOIN drover.skill_versions v ON v.skill_id = k.skill ->> 'skill_id' AND v.id = k.skill ->> 'version'
+                 WHERE a.id = $1 AND a.version = $2 ORDER BY k.n
+                """, [id, version]
+            ).map { (try $0.decode(0), try $0.decode(1)) }
+        }
+    }
+
     public func environment(id: String) async throws -> EnvironmentConfig {
         try await mappingErrors {
             let rows = try await pool.query("SELECT config::text, kind = 'self_hosted' FROM drover.environments WHERE id = $1", [id])

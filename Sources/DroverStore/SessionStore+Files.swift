@@ -7,7 +7,9 @@ import Foundation
 extension SessionStore {
     /// The session's `file` resources: file id and mount path, in the order they were added. A
     /// dream's session (migration 0023) also gets the transcripts of the sessions it reads, as
-    /// files `file_transcript_<session id>` at `/mnt/session/transcripts/<session id>.md`.
+    /// files `file_transcript_<session id>` at `/mnt/session/transcripts/<session id>.md`; and
+    /// every session the files of its agent's skills, read-only at `/mnt/skills/<name>/…`
+    /// (migration 0024).
     public func sessionFiles(_ session: SessionID) async throws -> [(fileID: String, mountPath: String)] {
         try await mappingErrors {
             try await pool.query(
@@ -19,6 +21,14 @@ extension SessionStore {
                     SELECT \(Self.transcriptPrefix) || t.id, '/mnt/session/transcripts/' || t.id || '.md', 1, NULL, t.id
                       FROM drover.sessions s JOIN drover.dreams d ON d.id = s.dream_id, unnest(d.session_ids) AS t(id)
                      WHERE s.id = $1
+                    UNION ALL
+                    SELECT f.id, '/mnt/skills/' || v.name || f.path, 2, NULL, v.name || f.path
+                      FROM drover.sessions s JOIN drover.agents a ON a.id = s.agent_id AND a.version = s.agent_version
+                     CROSS JOIN LATERAL jsonb_array_elements(coalesce(a.config -> 'skills', '[]')) AS k(skill)
+                      JOIN drover.skills sk ON sk.id = k.skill ->> 'skill_id' AND sk.org_id = s.org_id
+                      JOIN drover.skill_versions v ON v.skill_id = sk.id AND v.id = k.skill ->> 'version'
+                      JOIN drover.skill_files f ON f.skill_id = v.skill_id AND f.version_id = v.id
+                     WHERE s.id = $1
                 ) f ORDER BY kind, created_at, id
                 """, [session.rawValue]
             ).map { (try $0.decode(0), try $0.decode(1)) }
@@ -29,7 +39,8 @@ extension SessionStore {
     static let transcriptPrefix = "'file_transcript_'"
 
     /// A file's bytes, if it is a downloadable file of the session's organisation (nil: deleted or
-    /// expired); for a dream's transcript, the transcript as it reads now (nil: the session is gone).
+    /// expired); for a dream's transcript, the transcript as it reads now (nil: the session is
+    /// gone); for a skill's file, its bytes.
     public func sessionFileBytes(_ fileID: String, session: SessionID) async throws -> [UInt8]? {
         let rows = try await mappingErrors {
             try await pool.query(
@@ -41,6 +52,10 @@ extension SessionStore {
                   FROM drover.sessions s JOIN drover.dreams d ON d.id = s.dream_id
                   JOIN drover.sessions t ON t.org_id = s.org_id AND \(Self.transcriptPrefix) || t.id = $1 AND t.id = ANY(d.session_ids)
                  WHERE s.id = $2
+                UNION ALL
+                SELECT f.content FROM drover.skill_files f JOIN drover.skills sk ON sk.id = f.skill_id
+                  JOIN drover.sessions s ON s.org_id = sk.org_id
+                 WHERE f.id = $1 AND s.id = $2
                 """, [fileID, session.rawValue])
         }
         return try rows.first.map { Array(try $0.decode(0) as Data) }

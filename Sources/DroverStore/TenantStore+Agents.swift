@@ -13,11 +13,13 @@ extension TenantStore {
             """
             INSERT INTO drover.agents AS a (id, version, name, model, system_prompt, tools, config, org_id, description, metadata)
             VALUES (drover.new_id('agent'), 1, $1, $2, coalesce($3, ''), $4::jsonb,
-                    jsonb_build_object('model_config', $5::jsonb, 'mcp_servers', coalesce($9::jsonb, '[]')), $6, $7, coalesce($8::jsonb, '{}'))
+                    jsonb_build_object('model_config', $5::jsonb, 'mcp_servers', coalesce($9::jsonb, '[]'), 'skills', coalesce($10::jsonb, '[]')),
+                    $6, $7, coalesce($8::jsonb, '{}'))
             RETURNING drover.api_agent_json(a)::text
             """,
             [name, model.id, body["system"]?.stringValue, (body["tools"] ?? Self.defaultTools).text, model.config.text, org,
-             body["description"]?.stringValue, Self.text(body["metadata"]), try Self.mcpServers(body["mcp_servers"]).map(\.text)], missing: "")
+             body["description"]?.stringValue, Self.text(body["metadata"]), try Self.mcpServers(body["mcp_servers"]).map(\.text),
+             try await resolvedSkills(org: org, body["skills"]).map(\.text)], missing: "")
     }
 
     /// `mcp_servers`: `[{type: "url", name, url}]`, names unique (tools' `mcp_toolset` entries name them).
@@ -55,7 +57,14 @@ extension TenantStore {
     public func updateAgent(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
         guard let version = body["version"]?.intValue else { throw DroverError(.invalidArgument, "version: the agent's current version is required") }
         if body["model"] != nil { _ = try Self.model(body["model"]) }
-        return try await one("SELECT drover.api_update_agent($1, $2, $3, $4::jsonb)::text", [org, id, version, body.text], missing: "no agent \(id)")
+        // Skills are resolved to versions and MCP servers checked here; the SQL stores them as given.
+        var patch = body
+        if case .object(var fields) = body {
+            if let skills = fields["skills"] { fields["skills"] = try await resolvedSkills(org: org, skills) ?? .null }
+            if let servers = fields["mcp_servers"] { fields["mcp_servers"] = try Self.mcpServers(servers) ?? .null }
+            patch = .object(fields)
+        }
+        return try await one("SELECT drover.api_update_agent($1, $2, $3, $4::jsonb)::text", [org, id, version, patch.text], missing: "no agent \(id)")
     }
 
     /// Newest first; `createdFrom`/`createdTo` (`created_at[gte]`/`[lte]`) bound the agent's creation.

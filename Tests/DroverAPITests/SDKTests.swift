@@ -57,6 +57,15 @@ import Testing
                 ],
             ],
             [
+                "match": "use the skill",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": [
+                        "command": "cat /mnt/skills/greeter/SKILL.md && sh /mnt/skills/greeter/scripts/hello.sh Ada; echo x > /mnt/skills/greeter/SKILL.md",
+                    ]]]],
+                    ["content": [["type": "text", "text": "Greeted."]]],
+                ],
+            ],
+            [
                 "match": "remember then wait",
                 "turns": [
                     ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo half-done > /mnt/memory/team-notes/wip.md; sleep 30"]]]],
@@ -177,6 +186,19 @@ import Testing
             // The dream's agent was told what to do, with the dream's instructions.
             let system = Self.systemPrompt(cluster, containing: "You are dreaming")
             #expect(system.contains("Keep one file of colours.") && system.contains("/mnt/memory/notes-dream (read-write)"), "\(system)")
+        }
+    }
+
+    /// Issue #23, item 4: a skill uploaded through the SDK, versioned, downloaded as a zip, named
+    /// by an agent (resolved to a version) and used by a scripted turn at /mnt/skills/<name>/,
+    /// read-only, with its description in the system prompt (Tests/sdk/skills.py).
+    @Test func aSkillUploadedThroughTheSDKIsUsedByATurn() async throws {
+        try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
+            let key = try await api.key(org: "skills")
+            try await APIRig.python("Tests/sdk/skills.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
+            #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
+            let system = Self.systemPrompt(cluster, containing: "# Skills")
+            #expect(system.contains("/mnt/skills/greeter/SKILL.md: Greets people by name, politely."), "\(system)")
         }
     }
 
