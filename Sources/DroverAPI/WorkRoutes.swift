@@ -47,6 +47,12 @@ extension APIRouter {
             }
             return
         }
+        // A sessions token reads the versions of the skills its session's agent names, as the
+        // SDK's worker downloads them into its workdir.
+        if path.count >= 5, path[1] == "skills", path[3] == "versions", request.method == "GET", case .workItem(_, _, _, let session) = credential {
+            guard try await workQueue.skillNamed(path[2], session: session) else { throw APIError.notFound("no skill \(path[2])") }
+            return
+        }
         let readable = request.method == "GET" && (path.count == 3 || (path.count == 4 && path[3] == "events")
                                                      || (path.count == 5 && path[3] == "events" && path[4] == "stream"))
         let sends = request.method == "POST" && path.count == 4 && path[3] == "events"

@@ -238,6 +238,17 @@ public struct WorkQueue: Sendable {
     }
 
     /// How `store` is attached to `session` (`read_write`, `read_only`), or nil when it is not.
+    /// Whether the session's agent version names the skill (its worker downloads it).
+    public func skillNamed(_ skill: String, session: String) async throws -> Bool {
+        try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT 1 FROM drover.sessions s JOIN drover.agents a ON a.id = s.agent_id AND a.version = s.agent_version
+                 WHERE s.id = $1 AND coalesce(a.config -> 'skills', '[]') @> jsonb_build_array(jsonb_build_object('skill_id', $2::text))
+                """, [session, skill]).first != nil
+        }
+    }
+
     public func storeAccess(store: String, session: String) async throws -> String? {
         try await mappingErrors {
             try await pool.query(

@@ -34,6 +34,12 @@ import Testing
                     ["content": [["type": "text", "text": "Noted."]]],
                 ],
             ], [
+                "match": "use the worker skill",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": ["command": "cat skills/greeter/SKILL.md && sh skills/greeter/hello.sh"]]]],
+                    ["content": [["type": "text", "text": "Greeted."]]],
+                ],
+            ], [
                 "match": "count carefully",
                 "turns": [
                     ["content": [["type": "tool_use", "name": "bash", "input": ["command": .string("echo one >> \(counter)")]]]],
@@ -102,6 +108,8 @@ import Testing
             _ = try await Self.step(["serve", "20"], environment)
             // The SDK's worker syncs a memory store of a self-hosted session with the item's token.
             if isolated { _ = try await Self.step(["memory"], environment) }
+            // And the skills of its agent, into the worker's workdir.
+            _ = try await Self.step(["skills"], environment)
 
             // A worker SIGKILLed in the middle of a call: its lease runs out, another worker takes
             // the item and runs the call the dead one never answered, and only that one.

@@ -183,6 +183,23 @@ def memory():
     print("all checks passed", flush=True)
 
 
+def skills():
+    """A self-hosted session whose agent has a skill: the SDK's worker downloads it (with the work
+    item's sessions token) into {workdir}/skills/<name>/ before the call runs."""
+    c = client()
+    skill = c.beta.skills.create(files=[
+        ("greeter/SKILL.md", b"---\nname: greeter\ndescription: Greets on a worker.\n---\n"),
+        ("greeter/hello.sh", b"echo hello from the worker skill\n")])
+    agent = c.beta.agents.create(name="skilled", model="claude-sonnet-4-5", tools=[{"type": "agent_toolset_20260401"}],
+                                 skills=[{"type": "custom", "skill_id": skill.id}])
+    session = c.beta.sessions.create(agent=agent.id, environment_id=os.environ["DROVER_ENV_A"]).id
+    c.beta.sessions.events.send(session, events=[{"type": "user.message", "content": [{"type": "text", "text": "use the worker skill"}]}])
+    events = wait_idle(c, session)
+    results = json.dumps([e.model_dump(mode="json") for e in events if e.type == "user.tool_result"])
+    check("the worker downloaded the skill into its workdir", "Greets on a worker." in results and "hello from the worker skill" in results, results)
+    print("all checks passed", flush=True)
+
+
 def start(text):
     c = client()
     session = c.beta.sessions.create(agent=os.environ["DROVER_AGENT"], environment_id=os.environ["DROVER_ENV_A"]).id
@@ -376,6 +393,8 @@ if __name__ == "__main__":
         serve(int(args[0]))
     elif step == "memory":
         memory()
+    elif step == "skills":
+        skills()
     elif step == "start":
         start(args[0])
     elif step == "wait":
