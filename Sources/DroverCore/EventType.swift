@@ -15,6 +15,9 @@ public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomSt
     /// A self-hosted environment's worker answering an `agent.tool_use` (`tool_use_id`: that
     /// event's id); the API stores the model's id of the call beside it (`drover_tool_use_id`).
     public static let userToolResult = EventType("user.tool_result")
+    /// Privileged text a client sends with a user message or tool result, for that turn and every
+    /// later one: the harness appends it to the system prompt.
+    public static let systemMessage = EventType("system.message")
 
     public static let agentMessage = EventType("agent.message")
     public static let agentThinking = EventType("agent.thinking")
@@ -41,7 +44,7 @@ public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomSt
 
     /// Types a user (not a lease holder) may send.
     public static let userSide: Set<EventType> = [
-        .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult, .userToolResult,
+        .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult, .userToolResult, .systemMessage,
     ]
 
     /// A tool use of any kind (built-in, custom, MCP): each gets exactly one result.

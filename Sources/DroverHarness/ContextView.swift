@@ -18,13 +18,15 @@ import DroverModel
 /// says where the full output is in the log, until the view fits.
 public struct ContextView: Sendable, Equatable {
     public var messages: [Message]
+    /// The text of every `system.message` so far, in order: appended to the system prompt.
+    public var system: [String]
     /// Tool-use ids whose results the view shortened.
     public var elided: [String]
     /// Estimated tokens before and after shortening.
     public var estimatedTokens: (before: Int, after: Int)
 
     public static func == (a: ContextView, b: ContextView) -> Bool {
-        a.messages == b.messages && a.elided == b.elided && a.estimatedTokens == b.estimatedTokens
+        a.messages == b.messages && a.system == b.system && a.elided == b.elided && a.estimatedTokens == b.estimatedTokens
     }
 
     /// Tool outputs shorter than this are never elided: the marker would save nothing.
@@ -57,6 +59,7 @@ public struct ContextView: Sendable, Equatable {
             }
         }
         self.messages = messages
+        self.system = builder.system
         self.elided = elided
         self.estimatedTokens = (before, after)
     }
@@ -79,6 +82,8 @@ public struct ContextView: Sendable, Equatable {
         var answerOpen = false
         /// User blocks that arrived during a model call: they go after its answer.
         var duringCall: [ContentBlock] = []
+        /// `system.message` texts, in log order.
+        var system: [String] = []
         /// The bytes of every block in `messages` as JSON, summed as they are added (the size
         /// estimate then costs nothing per view).
         var bytes = 0
@@ -94,7 +99,7 @@ public struct ContextView: Sendable, Equatable {
                 requestInFlight = false
                 answerOpen = true
             }
-            if answerOpen && !answerBlock && entry.type != .userMessage {
+            if answerOpen && !answerBlock && entry.type != .userMessage && entry.type != .systemMessage {
                 answerOpen = false
                 releaseDuringCall()
             }
@@ -109,6 +114,9 @@ public struct ContextView: Sendable, Equatable {
             case .userMessage:
                 let blocks = Self.blocks(payload["content"])
                 if requestInFlight || answerOpen { duringCall += blocks } else { addUser(blocks) }
+            case .systemMessage:
+                let text = Self.text(payload["content"])
+                if !text.isEmpty { system.append(text) }
             case .agentMessage:
                 closeToolTurn()
                 append(.assistant, Self.blocks(payload["content"]))
@@ -192,7 +200,6 @@ public struct ContextView: Sendable, Equatable {
             return messages
         }
 
-        /// Content as blocks, without the empty text the API refuses.
         /// A result's content as text: a string, or the text of `[{type: text, text}]` blocks (what
         /// clients send in `user.custom_tool_result`).
         static func text(_ content: JSONValue?) -> String {
@@ -203,6 +210,7 @@ public struct ContextView: Sendable, Equatable {
             }
         }
 
+        /// Content as blocks, without the empty text the API refuses.
         static func blocks(_ content: JSONValue?) -> [ContentBlock] {
             let blocks: [ContentBlock]
             switch content {

@@ -246,7 +246,7 @@ final class SessionRunner: Sendable {
         let started = ContinuousClock.now
         let firstToken = Mutex<Duration?>(nil)
         let request = ModelRequest(
-            model: agent.model, system: agent.systemPrompt, messages: view.messages, tools: agent.tools,
+            model: agent.model, system: ([agent.systemPrompt] + view.system).joined(separator: "\n\n"), messages: view.messages, tools: agent.tools,
             maxTokens: agent.maxTokens, userID: lease.sessionID.rawValue)
         let provider = context.provider
         let call = Task {

@@ -103,11 +103,27 @@ extension TenantStore {
             guard userEventTypes.contains(type) else {
                 throw DroverError(.invalidArgument, "\(field)[\(index)].type: \(type) cannot be sent; send one of \(userEventTypes.sorted().joined(separator: ", "))")
             }
+            if type == EventType.systemMessage.rawValue { try Self.checkSystemMessage(fields, at: index, of: events, field: field) }
             fields["type"] = nil
             types.append(type)
             payloads.append(JSONValue.object(fields).text)
         }
         return (types, payloads)
+    }
+
+    /// `system.message`, as the SDK documents it: text blocks only, at most one per request, the
+    /// request's last event, right after the `user.message`, `user.tool_result` or
+    /// `user.custom_tool_result` it accompanies.
+    static func checkSystemMessage(_ fields: [String: JSONValue], at index: Int, of events: [JSONValue], field: String) throws {
+        guard index == events.count - 1, index > 0,
+              ["user.message", "user.tool_result", "user.custom_tool_result"].contains(events[index - 1]["type"]?.stringValue ?? "") else {
+            throw DroverError(.invalidArgument,
+                              "\(field)[\(index)]: a system.message must be the last event, right after the user.message, user.tool_result or user.custom_tool_result it accompanies")
+        }
+        guard case .array(let blocks)? = fields["content"], !blocks.isEmpty,
+              blocks.allSatisfy({ $0["type"]?.stringValue == "text" && $0["text"]?.stringValue != nil }) else {
+            throw DroverError(.invalidArgument, "\(field)[\(index)].content: a non-empty array of text blocks ({type: text, text}) is required")
+        }
     }
 
     /// `vault_ids`: each a vault of the organisation, not archived, named once.

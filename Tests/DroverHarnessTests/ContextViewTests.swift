@@ -37,6 +37,19 @@ import Testing
         #expect(view.messages[2].content[2] == .text("and?"))
     }
 
+    /// `system.message`s are not turns of the conversation: their text goes to the system prompt,
+    /// in order, from the turn they came with on (issue #23, item 5).
+    @Test func systemMessagesJoinTheSystemPromptNotTheMessages() {
+        let log = Self.log + [
+            Self.event(12, .systemMessage, ["content": [["type": "text", "text": "Answer in French."]]]),
+            Self.event(13, .userMessage, ["content": [["type": "text", "text": "more"]]]),
+            Self.event(14, .systemMessage, ["content": [["type": "text", "text": "Be brief."], ["type": "text", "text": "Really."]]]),
+        ]
+        let view = ContextView(events: log, budgetTokens: 1_000_000)
+        #expect(view.system == ["Answer in French.", "Be brief.\nReally."])
+        #expect(view.messages == ContextView(events: Self.log + [log[12]], budgetTokens: 1_000_000).messages, "the system messages change no message")
+    }
+
     @Test func overTheBudgetTheOldestLongToolOutputIsElidedWithAPointerToTheLog() {
         let view = ContextView(events: Self.log, budgetTokens: 300)
         #expect(view.elided == ["t1"])

@@ -105,9 +105,10 @@ if list(beta.agents.list(created_at_lte="2020-01-01T00:00:00Z")):
 streamed = []
 with beta.sessions.events.with_streaming_response.stream(session["id"]) as response:
     sent = raw(beta.sessions.events.with_raw_response.send(
-        session["id"], events=[{"type": "user.message", "content": [{"type": "text", "text": "hello"}]}]))
+        session["id"], events=[{"type": "user.message", "content": [{"type": "text", "text": "hello"}]},
+                               {"type": "system.message", "content": [{"type": "text", "text": "Answer briefly."}]}]))
     strict("events.send", BetaManagedAgentsSendSessionEvents, sent)
-    if [event.get("type") for event in sent.get("data") or []] != ["user.message"]:
+    if [event.get("type") for event in sent.get("data") or []] != ["user.message", "system.message"]:
         failures.append(f"events.send: data is not the event sent: {sent}")
     for line in response.iter_lines():
         if line.startswith("data: "):
@@ -120,6 +121,18 @@ for event in streamed:
 if not any(event["type"] == "agent.tool_result" for event in streamed):
     failures.append(f"events.stream: the turn streamed no tool result: {[e['type'] for e in streamed]}")
 page("events.list", BetaManagedAgentsSessionEvent, raw(beta.sessions.events.with_raw_response.list(session["id"])))
+
+# system.message: the last event, right after what it accompanies, text only, one per request.
+for bad in ([{"type": "system.message", "content": [{"type": "text", "text": "x"}]}],
+            [{"type": "user.message", "content": [{"type": "text", "text": "x"}]},
+             {"type": "system.message", "content": [{"type": "text", "text": "x"}]},
+             {"type": "system.message", "content": [{"type": "text", "text": "y"}]}],
+            [{"type": "user.message", "content": [{"type": "text", "text": "x"}]}, {"type": "system.message", "content": []}]):
+    try:
+        beta.sessions.events.send(session["id"], events=bad)
+        failures.append(f"events.send accepted {[e['type'] for e in bad]}")
+    except anthropic.BadRequestError:
+        pass
 
 # A session's resources (a repository; its token is sealed and never answered).
 repo = raw(beta.sessions.with_raw_response.create(
