@@ -36,6 +36,9 @@ public struct HarnessOptions: Sendable {
     /// Which internal addresses `web_fetch` and MCP servers may reach (`--allow-internal`): none
     /// by default, whatever an environment names.
     public var addressRule = AddressRule(ownAddresses: OutboundResolver.ownAddresses())
+    /// The search backend `web_search` asks (`--search-url`, a SearXNG-style JSON endpoint); nil:
+    /// web_search is not offered.
+    public var searchURL: String?
     /// Each group commit that appends events is followed by one notification to `drover api`'s
     /// streams (off with `--no-notify-streams`): harness-written events reach streams in under a
     /// millisecond instead of at the API's 20 ms poll (docs/benchmarks.md).

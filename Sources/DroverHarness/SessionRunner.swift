@@ -159,10 +159,15 @@ final class SessionRunner: Sendable {
         var lastMemorySync = ContinuousClock.now
         spec.memories = { try await store.memories(ofStore: $0) }
         spec.writeBack = { [weak self] in await self?.collectMemories() }
-        // web_fetch is the harness's (the sandbox has no network), offered where the policy allows something.
+        // web_fetch and web_search are the harness's (the sandbox has no network), offered where the
+        // policy allows something (web_search where the operator named a search backend).
         let policy = NetworkPolicy(environmentConfig: environmentConfig)
-        let webFetch = WebFetch(policy: policy, rule: context.options.addressRule)
-        if webFetch.policy.kind != .none, !agent.tools.contains(where: { $0.name == WebFetch.name }) { agent.tools.append(WebFetch.definition) }
+        var harnessTools: [any HarnessTool] = []
+        if policy.kind != .none {
+            harnessTools.append(WebFetch(policy: policy, rule: context.options.addressRule))
+            if let backend = context.options.searchURL { harnessTools.append(WebSearch(backend: backend, rule: context.options.addressRule)) }
+        }
+        for tool in harnessTools where !agent.tools.contains(where: { $0.name == tool.name }) { agent.tools.append(tool.definition) }
         let mcp = try await connectMCP(agent, policy: policy)
         agent.tools += mcp.definitions
         let planner = TurnPlanner(
@@ -184,7 +189,7 @@ final class SessionRunner: Sendable {
             }
             switch planner.next(sessionLog) {
             case .runTools(let calls):
-                try await runTools(calls, spec: spec, webFetch: webFetch, mcp: mcp, worker: worker)
+                try await runTools(calls, spec: spec, harnessTools: harnessTools, mcp: mcp, worker: worker)
                 // A long turn's memory changes are written back on the way, not only at its end.
                 if !spec.stores.isEmpty, ContinuousClock.now - lastMemorySync >= .seconds(context.options.memorySyncInterval) {
                     await collectMemories()
@@ -302,15 +307,15 @@ final class SessionRunner: Sendable {
     }
 
     /// Runs tool calls in parallel and logs each result.
-    private func runTools(_ calls: [PendingToolUse], spec: SandboxSpec, webFetch: WebFetch, mcp: MCPToolbox, worker: WorkerRouting?) async throws {
+    private func runTools(_ calls: [PendingToolUse], spec: SandboxSpec, harnessTools: [any HarnessTool], mcp: MCPToolbox, worker: WorkerRouting?) async throws {
         let router = context.router
         let lease = self.lease
         try await withThrowingTaskGroup(of: Void.self) { group in
             for call in calls {
                 let metrics = context.metrics
-                if call.name == WebFetch.name && webFetch.policy.kind != .none && call.status == .run {
+                if let tool = harnessTools.first(where: { $0.name == call.name }), call.status == .run {
                     group.addTask {
-                        let (content, isError) = await webFetch.run(call.input)
+                        let (content, isError) = await tool.run(call.input)
                         try Task.checkCancellation()
                         try await self.write([(.agentToolResult, ToolText.storable([
                             "tool_use_id": .string(call.id), "content": .string(content), "is_error": .bool(isError),

@@ -8,12 +8,14 @@ import Synchronization
 /// is connected: resolved once, checked, and curl pinned to it). Offered to the model only when the
 /// policy allows something. Answers the page's readable text (HTML reduced), at most `maxBytes`
 /// read and `timeout` seconds spent in all; redirects are followed (at most 5), each checked again.
-public struct WebFetch: Sendable {
+public struct WebFetch: HarnessTool {
     public static let name = "web_fetch"
     public static let definition = ToolDefinition(
         name: name, description: "Fetch a web page and return its readable text.",
         inputSchema: ["type": "object", "properties": ["url": ["type": "string", "description": "http(s) URL"]], "required": ["url"]])
 
+    public var name: String { Self.name }
+    public var definition: ToolDefinition { Self.definition }
     public var policy: NetworkPolicy
     public var rule: AddressRule
     public var maxBytes = 1 << 20

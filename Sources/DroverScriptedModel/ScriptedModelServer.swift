@@ -132,6 +132,11 @@ public final class ScriptedModelServer: Sendable {
             "received_at": .number(receivedAt), "has_api_key": .bool(headers["x-api-key"] != nil || headers["authorization"] != nil),
             "stream": .bool(request["stream"]?.boolValue == true), "tools": .number(Double(request["tools"].map { if case .array(let t) = $0 { t.count } else { 0 } } ?? 0)),
             "status": 200, "tool_results": .array(Self.lastToolResults(messages, wire: wire)), "system": request["system"] ?? .null,
+            // The tools offered, by name (Messages: `name`; chat completions: `function.name`).
+            "tool_names": .array(request["tools"].map { tools -> [JSONValue] in
+                guard case .array(let list) = tools else { return [] }
+                return list.compactMap { ($0["name"]?.stringValue ?? $0["function"]?["name"]?.stringValue).map(JSONValue.string) }
+            } ?? []),
         ]
         state.withLock {
             $0.requests.append(record)

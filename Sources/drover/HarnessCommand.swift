@@ -15,7 +15,7 @@ struct HarnessCommand: Command {
                               [--pool-token-file FILE] [--max-turns N] [--context-budget TOKENS]
                               [--db-connections N] [--max-attempts N] [--rescue-interval SECONDS]
                               [--allow-internal RANGES] [--memory-sync-interval SECONDS]
-                              [--no-notify-streams] [--eager-sandbox]
+                              [--search-url URL] [--no-notify-streams] [--eager-sandbox]
 
         A stateless daemon. Claims runnable sessions from the Postgres queue (woken by NOTIFY,
         polling as a fallback), runs up to --max-sessions at once, heartbeats every lease at a
@@ -55,6 +55,11 @@ struct HarnessCommand: Command {
                                  web_fetch and agents' MCP servers may reach, as comma-separated
                                  ranges (127.0.0.2,10.1.0.0/16); default none, whatever an
                                  environment names (or DROVER_ALLOW_INTERNAL)
+          --search-url URL       the search backend of the built-in web_search tool: a
+                                 SearXNG-style endpoint answering GET URL?q=…&format=json with
+                                 {"results": [{"title", "url", "content"}]} (or DROVER_SEARCH_URL);
+                                 without one, web_search is not offered. Its address obeys
+                                 --allow-internal like web_fetch's
           --memory-sync-interval S
                                  during a long turn, write back what the agent changed in its
                                  read-write memory stores at most this often, after a tool step
@@ -70,7 +75,7 @@ struct HarnessCommand: Command {
         """
     static let options: Set<String> = Set([
         "max-sessions", "lease-ttl", "poll-interval", "grace", "provider", "model-url", "api-key-file", "pool-token-file", "max-turns",
-        "context-budget", "db-connections", "max-attempts", "rescue-interval", "allow-internal", "memory-sync-interval",
+        "context-budget", "db-connections", "max-attempts", "rescue-interval", "allow-internal", "memory-sync-interval", "search-url",
     ]).union(DaemonOptions.names)
     static let flags: Set<String> = ["eager-sandbox", "notify-streams", "no-notify-streams"]
 
@@ -124,6 +129,10 @@ struct HarnessCommand: Command {
         options.eagerSandbox = arguments.has("eager-sandbox")
         options.notifyStreams = !arguments.has("no-notify-streams")
         options.addressRule = try OutboundResolver.operatorRule(allowed: arguments.value("allow-internal"))
+        if let url = arguments.value("search-url") ?? environment["DROVER_SEARCH_URL"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            guard url.hasPrefix("http://") || url.hasPrefix("https://") else { throw UsageError("--search-url must be an http(s) URL") }
+            options.searchURL = url
+        }
         options.poolToken = try secret(file: arguments.value("pool-token-file"), variable: "DROVER_POOL_TOKEN") ?? ""
         options.vaultKey = try VaultKey.fromEnvironment()
         let provider: any ModelProvider = openAI
