@@ -37,6 +37,9 @@ public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomSt
 
     public static let sessionStatusRunning = EventType("session.status_running")
     public static let sessionStatusIdle = EventType("session.status_idle")
+    /// Written by the claim that resumes a session whose holder stopped without giving it back
+    /// (migration 0026), right before that claim's `session.status_running`.
+    public static let sessionStatusRescheduled = EventType("session.status_rescheduled")
     public static let sessionError = EventType("session.error")
 
     public static let spanModelRequestStart = EventType("span.model_request_start")

@@ -49,6 +49,9 @@ import Testing
                 let (reason, events) = try await cluster.waitForIdle(session, timeout: 30)
                 #expect(reason == "end_turn")
                 E2E.expectConsistent(events)
+                // The takeover says so in the log, right before the new holder's running.
+                let statuses = events.map(\.type).filter { $0.rawValue.hasPrefix("session.status_") }
+                #expect(statuses == [.sessionStatusRunning, .sessionStatusRescheduled, .sessionStatusRunning, .sessionStatusIdle], "\(statuses)")
             }
             let causes: Int = try await cluster.sql.query("SELECT count(*)::int FROM drover.lease_history WHERE cause = 'owner_gone'")[0].decode(0)
             #expect(causes == 50)
