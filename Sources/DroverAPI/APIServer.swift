@@ -345,6 +345,13 @@ private final class Connection: @unchecked Sendable {
                 for message in messages { outbound += message.sse }
                 flush()
                 if isClosed { return }
+            case .ended(let messages):
+                // The session was deleted: its last event, then the end of the stream.
+                for message in messages { outbound += message.sse }
+                closeAfterFlush = true
+                flush()
+                if !isClosed && sent == outbound.count { close() }
+                return
             }
         }
     }

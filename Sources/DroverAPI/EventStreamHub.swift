@@ -44,6 +44,8 @@ public final class EventStreamHub: Sendable {
             var fullSince: ContinuousClock.Instant?
             var overflowed = false
             var closed = false
+            /// The session is gone: what is queued is the stream's last (`session.deleted`).
+            var ended = false
         }
         private let state: Mutex<State>
         let maxBytes: Int
@@ -105,16 +107,34 @@ public final class EventStreamHub: Sendable {
             if signal { onReady.withLock { $0 }?.action() }
         }
 
+        /// Ends the stream with `message` (the session was deleted): queued whatever the buffer
+        /// holds, and nothing more is delivered.
+        func end(with message: Message) {
+            let signal = state.withLock { state -> Bool in
+                guard !state.overflowed, !state.closed, !state.ended else { return false }
+                state.queue.append(message)
+                state.ended = true
+                return true
+            }
+            if signal { onReady.withLock { $0 }?.action() }
+        }
+
         public enum Taken: Sendable {
             case messages([Message])
             case nothing
             case overflowed
+            /// The stream's last messages: send them, then close.
+            case ended([Message])
         }
 
         /// What has arrived since the last take (never blocks).
         public func take() -> Taken {
             state.withLock { state -> Taken in
                 if state.overflowed { return .overflowed }
+                if state.ended {
+                    defer { state.queue = [] }
+                    return .ended(state.queue)
+                }
                 guard !state.queue.isEmpty else { return .nothing }
                 defer {
                     state.queue = []
@@ -192,7 +212,14 @@ public final class EventStreamHub: Sendable {
         let bySession = Dictionary(grouping: all, by: \.session)
         let last = try await store.lastSeqs(Array(bySession.keys))
         for (session, streams) in bySession {
-            guard let newest = last[session] else { continue }
+            guard let newest = last[session] else {
+                // Deleted (a stream opens only on a session that exists): say so, and end.
+                let id = "sevt_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+                let json: JSONValue = ["type": "session.deleted", "id": .string(id), "processed_at": .string(Self.now())]
+                let message = Subscriber.Message(seq: .max, id: id, type: "session.deleted", json: json.text)
+                for stream in streams { stream.end(with: message) }
+                continue
+            }
             // One page per position per tick: live streams (all at the newest position, as a rule)
             // share one read, and a stream far behind never holds them up.
             for (after, group) in Dictionary(grouping: streams.filter { $0.lastSeq < newest }, by: \.lastSeq) {
@@ -201,5 +228,12 @@ public final class EventStreamHub: Sendable {
                 for stream in group { stream.deliver(messages) }
             }
         }
+    }
+
+    /// Now, as the API writes times (RFC 3339, UTC, milliseconds).
+    static func now() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date())
     }
 }

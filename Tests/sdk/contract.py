@@ -363,7 +363,22 @@ fresh = beta.sessions.create(agent=agent["id"], environment_id=environment["id"]
 archived = raw(beta.sessions.with_raw_response.archive(session["id"]))
 strict("sessions.archive", BetaManagedAgentsSession, archived)
 strict("agents.archive", BetaManagedAgentsAgent, raw(beta.agents.with_raw_response.archive(agent["id"])))
+# A stream open on a session that is deleted gets session.deleted, then ends.
+ended = []
+def watch():
+    with beta.sessions.events.with_streaming_response.stream(fresh) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                ended.append(json.loads(line[len("data: "):]))
+watcher = threading.Thread(target=watch)
+watcher.start()
+time.sleep(0.5)
 strict("sessions.delete", BetaManagedAgentsDeletedSession, raw(beta.sessions.with_raw_response.delete(fresh)))
+watcher.join(timeout=10)
+if watcher.is_alive() or [e.get("type") for e in ended] != ["session.deleted"]:
+    failures.append(f"a stream of a deleted session did not end with session.deleted: {ended}, open: {watcher.is_alive()}")
+else:
+    strict("events.stream (session.deleted)", BetaManagedAgentsStreamSessionEvents, ended[0])
 spare = raw(beta.environments.with_raw_response.create(name="spare"))
 strict("environments.delete", BetaEnvironmentDeleteResponse, raw(beta.environments.with_raw_response.delete(spare["id"])))
 strict("environments.archive", BetaEnvironment, raw(beta.environments.with_raw_response.archive(environment["id"])))
