@@ -41,9 +41,10 @@ import Testing
             #expect(after.lastSeq == before.lastSeq)
             #expect(after.leaseOwner == b && after.leaseEpoch == leaseB.epoch && after.status == .running)
             #expect(after.leaseExpiresAt == before.leaseExpiresAt)
-            #expect(try await f.eventCount(session) == 4, "the message, each claim's session.status_running, A's append")
+            #expect(try await f.eventCount(session) == 5,
+                    "the message, each claim's session.status_running, A's append, and B's session.status_rescheduled (A never gave it back)")
             // B writes fine.
-            #expect(try await f.store.append(leaseB, type: .agentMessage, payload: "{}").seq == 5)
+            #expect(try await f.store.append(leaseB, type: .agentMessage, payload: "{}").seq == 6)
         }
     }
 

@@ -18,6 +18,17 @@ def strict(name, model, value):
         print("MISMATCH", name, flush=True)
 
 
+def refused(name, status, call):
+    """Calls `call`, which must fail with HTTP `status`; records it if it does not."""
+    import anthropic
+    try:
+        call()
+        failures.append(f"{name}: accepted")
+    except anthropic.APIStatusError as e:
+        if e.status_code != status:
+            failures.append(f"{name}: {e.status_code} instead of {status}: {e.message}")
+
+
 def wait_idle(beta, session_id, timeout=60):
     """Waits for the session's turn to end."""
     deadline = time.time() + timeout

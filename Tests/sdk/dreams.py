@@ -11,7 +11,7 @@ import time
 
 import anthropic
 
-from checks import failures, finish, strict, wait_idle
+from checks import failures, finish, refused, strict, wait_idle
 from anthropic.types.beta import BetaDream
 
 client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY_A"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
@@ -24,15 +24,6 @@ def raw(call, *args, **kwargs):
     value = response.http_response.json()
     strict(f"dreams.{call}", BetaDream, value)
     return value
-
-
-def refused(name, status, call):
-    try:
-        call()
-        failures.append(f"{name}: accepted")
-    except anthropic.APIStatusError as e:
-        if e.status_code != status:
-            failures.append(f"{name}: {e.status_code} instead of {status}: {e.message}")
 
 
 def wait_final(dream_id, timeout=60):

@@ -11,7 +11,7 @@ import zipfile
 
 import anthropic
 
-from checks import failures, finish, strict, wait_idle
+from checks import failures, finish, refused, strict, wait_idle
 from anthropic.types.beta import BetaDeletedSkill, BetaManagedAgentsAgent, BetaSkill
 from anthropic.types.beta.skills import BetaDeletedSkillVersion, BetaSkillVersion
 
@@ -24,15 +24,6 @@ HELLO = b'#!/bin/sh\necho "Hello, $1, from the greeter skill"\n'
 
 def raw(call):
     return call.http_response.json()
-
-
-def refused(name, status, call):
-    try:
-        call()
-        failures.append(f"{name}: accepted")
-    except anthropic.APIStatusError as e:
-        if e.status_code != status:
-            failures.append(f"{name}: {e.status_code} instead of {status}: {e.message}")
 
 
 skill = raw(beta.skills.with_raw_response.create(
