@@ -211,7 +211,8 @@ final class SessionRunner: Sendable {
     /// `mcp_authentication_failed_error`) and its tools are not offered this wake; the turn goes on.
     private func connectMCP(_ agent: RunnableAgent, policy: NetworkPolicy) async throws -> MCPToolbox {
         guard !agent.mcpServers.isEmpty else { return .empty }
-        let access = try await context.store.credentials(lease.sessionID, key: context.options.vaultKey)
+        let access = try await refreshingExpired(
+            try await context.store.credentials(lease.sessionID, key: context.options.vaultKey), for: agent.mcpServers)
         let toolbox = await MCPToolbox.connect(agent.mcpServers, access: access, taken: Set(agent.tools.map(\.name)),
                                              policy: policy, rule: context.options.addressRule, log: log)
         if !toolbox.failures.isEmpty {
@@ -226,6 +227,40 @@ final class SessionRunner: Sendable {
             }
         }
         return toolbox
+    }
+
+    /// The credentials, with each mcp_oauth token an agent's server uses refreshed first if it has
+    /// expired or is about to (`OAuthRefresher`), and the new one stored, sealed, for every later
+    /// wake: compare-and-set on the credential's version, so when two harnesses refresh at once
+    /// the one that lost reads the winner's. A refresh that fails is logged and the old token is
+    /// tried (its server's failure then becomes the session's `session.error`).
+    private func refreshingExpired(_ access: VaultCredentials, for servers: [MCPServerSpec]) async throws -> VaultCredentials {
+        let due = Set(servers.compactMap { access.credential(for: $0.url) }.filter { OAuthRefresher.needsRefresh($0) }.map(\.id))
+        guard !due.isEmpty else { return access }
+        var access = access
+        let refresher = OAuthRefresher(rule: context.options.addressRule)
+        var reread = false
+        for index in access.credentials.indices where due.contains(access.credentials[index].id) {
+            let credential = access.credentials[index]
+            guard let refresh = credential.refresh else { continue }
+            do {
+                let fresh = try await refresher.refresh(refresh)
+                guard let key = context.options.vaultKey else { throw SessionStore.noKey }
+                if try await context.store.storeRefreshedToken(
+                    credential: credential.id, version: credential.version, accessToken: fresh.accessToken, expiresAt: fresh.expiresAt,
+                    refreshToken: fresh.refreshToken, key: key) {
+                    access.credentials[index].token = fresh.accessToken
+                    access.credentials[index].expiresAt = fresh.expiresAt
+                    log.info("MCP OAuth token refreshed", ("credential", .string(credential.id)))
+                } else {
+                    reread = true
+                }
+            } catch {
+                log.warning("MCP OAuth token not refreshed", ("credential", .string(credential.id)), ("error", .string(String(describing: error))))
+            }
+        }
+        // Another harness refreshed first: its token is the one stored.
+        return reread ? try await context.store.credentials(lease.sessionID, key: context.options.vaultKey) : access
     }
 
     /// One model call: its start is logged while the request goes out, its answer (text, thinking,

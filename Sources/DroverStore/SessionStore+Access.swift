@@ -1,19 +1,47 @@
 import DroverCore
 import DroverPostgres
+import Foundation
 
 /// The MCP credentials of a session's vaults, opened: read by the harness when it connects the
 /// agent's MCP servers, never logged, never in an event. (Its repositories, with their tokens,
 /// are `SessionStore.repositories`, read when a sandbox is made.)
 public struct VaultCredentials: Sendable {
-    /// The static bearer credentials of the session's vaults, in `vault_ids` order: the first
-    /// whose `mcp_server_url` matches a server is the one used.
-    public var credentials: [(mcpServerURL: String, token: String)]
+    /// One credential of the session's vaults.
+    public struct Credential: Sendable {
+        public var id: String
+        public var mcpServerURL: String
+        public var token: String
+        /// An mcp_oauth credential's: when its access token expires (nil: unknown) and how to
+        /// refresh it (nil: it cannot be).
+        public var expiresAt: Date?
+        public var refresh: OAuthRefresh?
+        /// The stored token's version, for the compare-and-set of a refresh.
+        public var version: Int
+    }
+
+    /// How an mcp_oauth credential's access token is refreshed (RFC 6749, section 6).
+    public struct OAuthRefresh: Sendable {
+        public var tokenEndpoint: String
+        public var clientID: String
+        /// `none`, `client_secret_basic` or `client_secret_post`.
+        public var method: String
+        public var clientSecret: String?
+        public var refreshToken: String
+        public var scope: String?
+        public var resource: String?
+    }
+
+    /// The credentials of the session's vaults, in `vault_ids` order: the first whose
+    /// `mcp_server_url` matches a server is the one used.
+    public var credentials: [Credential]
 
     /// The credential for an MCP server's URL (exact match, ignoring a trailing slash).
-    public func token(for url: String) -> String? {
+    public func credential(for url: String) -> Credential? {
         func bare(_ text: String) -> String { text.hasSuffix("/") ? String(text.dropLast()) : text }
-        return credentials.first { bare($0.mcpServerURL) == bare(url) }?.token
+        return credentials.first { bare($0.mcpServerURL) == bare(url) }
     }
+
+    public func token(for url: String) -> String? { credential(for: url)?.token }
 }
 
 extension SessionStore {
@@ -48,7 +76,8 @@ extension SessionStore {
         let rows = try await mappingErrors {
             try await pool.query(
                 """
-                SELECT c.mcp_server_url, CASE WHEN $2::text IS NULL THEN NULL ELSE drover.vault_open(c.secret, c.key_id, $2) END
+                SELECT c.id, c.mcp_server_url, CASE WHEN $2::text IS NULL THEN NULL ELSE drover.vault_open(c.secret, c.key_id, $2) END,
+                       c.auth_type, c.expires_at, c.refresh::text, c.token_version
                   FROM drover.sessions s
                  CROSS JOIN LATERAL unnest(s.vault_ids) WITH ORDINALITY AS v(id, n)
                   JOIN drover.vaults vault ON vault.id = v.id AND vault.org_id = s.org_id AND vault.archived_at IS NULL
@@ -56,14 +85,49 @@ extension SessionStore {
                  WHERE s.id = $1 ORDER BY v.n, c.created_at, c.id
                 """, [session.rawValue, key])
         }
-        let credentials = try rows.map { row -> (mcpServerURL: String, token: String) in
-            guard let token = try row.decodeIfPresent(1, as: String.self) else { throw Self.noKey }
-            return (try row.decode(0), token)
+        let credentials = try rows.map { row -> VaultCredentials.Credential in
+            guard let opened = try row.decodeIfPresent(2, as: String.self) else { throw Self.noKey }
+            var credential = VaultCredentials.Credential(
+                id: try row.decode(0), mcpServerURL: try row.decode(1), token: opened, expiresAt: try row.decodeIfPresent(4, as: Date.self),
+                refresh: nil, version: try row.decode(6))
+            if try row.decode(3) as String == "mcp_oauth" {
+                let secrets = try JSONValue.parse(opened)
+                credential.token = secrets["access_token"]?.stringValue ?? ""
+                if let config = try row.decodeIfPresent(5, as: String.self).map({ try JSONValue.parse($0) }),
+                   let endpoint = config["token_endpoint"]?.stringValue, let client = config["client_id"]?.stringValue,
+                   let refreshToken = secrets["refresh_token"]?.stringValue {
+                    credential.refresh = VaultCredentials.OAuthRefresh(
+                        tokenEndpoint: endpoint, clientID: client, method: config["token_endpoint_auth"]?["type"]?.stringValue ?? "none",
+                        clientSecret: secrets["client_secret"]?.stringValue, refreshToken: refreshToken,
+                        scope: config["scope"]?.stringValue, resource: config["resource"]?.stringValue)
+                }
+            }
+            return credential
         }
         return VaultCredentials(credentials: credentials)
     }
 
-    static var noKey: DroverError {
+    /// Stores a refreshed mcp_oauth access token (and a rotated refresh token), sealed with `key`,
+    /// if the credential is still at `version`: two harnesses refreshing at once keep one result.
+    /// Returns whether it was stored (false: another refresh won; read the credential again).
+    public func storeRefreshedToken(
+        credential id: String, version: Int, accessToken: String, expiresAt: Date?, refreshToken: String, key: String
+    ) async throws -> Bool {
+        try await mappingErrors {
+            try await pool.query(
+                """
+                UPDATE drover.vault_credentials c
+                   SET secret = drover.vault_seal(
+                           (drover.vault_open(c.secret, c.key_id, $6)::jsonb || jsonb_build_object('access_token', $3::text, 'refresh_token', $5::text))::text, $6),
+                       key_id = drover.vault_key_id($6), expires_at = $4, token_version = c.token_version + 1, updated_at = now()
+                 WHERE c.id = $1 AND c.token_version = $2 AND c.auth_type = 'mcp_oauth'
+                RETURNING c.id
+                """, [id, version, accessToken, expiresAt, refreshToken, key]
+            ).first != nil
+        }
+    }
+
+    public static var noKey: DroverError {
         DroverError(.vaultKeyMissing, "the session has sealed secrets and this harness has no vault key (DROVER_VAULT_KEY or DROVER_VAULT_KEY_FILE)")
     }
 }

@@ -52,27 +52,38 @@ extension TenantStore {
         return ["id": .string(id), "type": "vault_deleted"]
     }
 
-    /// A credential; `auth` is `{type: static_bearer, token, mcp_server_url}`. The token is sealed
-    /// in the statement that stores it and is never read back by the API.
+    /// A credential: `auth` is `{type: static_bearer, token, mcp_server_url}` or `{type:
+    /// mcp_oauth, mcp_server_url, access_token, expires_at, refresh}` (`MCPOAuthCredential`). Its
+    /// secrets are sealed in the statement that stores them and never read back by the API.
     public func createCredential(org: String, vault: String, _ body: JSONValue, key: String?) async throws -> JSONValue {
         let owner = try await self.vault(org: org, id: vault)
         if owner["archived_at"] != nil && owner["archived_at"] != .null { throw DroverError(.invalidArgument, "vault \(vault) is archived") }
-        let auth = body["auth"]
-        guard auth?["type"]?.stringValue == "static_bearer" else {
-            throw DroverError(.invalidArgument, "auth.type: only static_bearer is supported by this server")
-        }
-        guard let token = auth?["token"]?.stringValue, !token.isEmpty else { throw DroverError(.invalidArgument, "auth.token: a non-empty string is required") }
-        guard let url = auth?["mcp_server_url"]?.stringValue, url.hasPrefix("http://") || url.hasPrefix("https://") else {
-            throw DroverError(.invalidArgument, "auth.mcp_server_url: an http(s) URL is required")
+        let auth = body["auth"] ?? .null
+        let (type, url, secret, expiresAt, refresh): (String, String, String, Date?, JSONValue?)
+        switch auth["type"]?.stringValue {
+        case "static_bearer":
+            guard let token = auth["token"]?.stringValue, !token.isEmpty else { throw DroverError(.invalidArgument, "auth.token: a non-empty string is required") }
+            guard let given = auth["mcp_server_url"]?.stringValue, given.hasPrefix("http://") || given.hasPrefix("https://") else {
+                throw DroverError(.invalidArgument, "auth.mcp_server_url: an http(s) URL is required")
+            }
+            (type, url, secret, expiresAt, refresh) = ("static_bearer", given, token, nil, nil)
+        case "mcp_oauth":
+            let oauth = try MCPOAuthCredential(creating: auth)
+            (type, url, secret, expiresAt, refresh) = ("mcp_oauth", oauth.mcpServerURL, oauth.secrets.text, oauth.expiresAt, oauth.refresh)
+        default:
+            throw DroverError(.invalidArgument, "auth.type: static_bearer or mcp_oauth (environment_variable credentials are not supported by this server)")
         }
         let key = try VaultKey.required(key)
         return try await one(
             """
-            INSERT INTO drover.vault_credentials AS c (id, vault_id, org_id, display_name, metadata, auth_type, mcp_server_url, secret, key_id)
-            VALUES (drover.new_id('vcrd'), $1, $2, $3, coalesce($4::jsonb, '{}'), 'static_bearer', $5,
-                    drover.vault_seal($6, $7), drover.vault_key_id($7))
+            INSERT INTO drover.vault_credentials AS c
+                   (id, vault_id, org_id, display_name, metadata, auth_type, mcp_server_url, secret, key_id, expires_at, refresh)
+            VALUES (drover.new_id('vcrd'), $1, $2, $3, coalesce($4::jsonb, '{}'), $8, $5,
+                    drover.vault_seal($6, $7), drover.vault_key_id($7), $9, $10::jsonb)
             RETURNING drover.api_credential_json(c)::text
-            """, [vault, org, body["display_name"]?.stringValue, Self.text(body["metadata"]), url, token, key], missing: "")
+            """,
+            [vault, org, body["display_name"]?.stringValue, Self.text(body["metadata"]), url, secret, key, type, expiresAt, refresh.map(\.text)],
+            missing: "")
     }
 
     public func credential(org: String, vault: String, id: String) async throws -> JSONValue {
@@ -88,23 +99,32 @@ extension TenantStore {
             limit: limit, filter: "t.vault_id = $6", extra: [vault])
     }
 
-    /// Updates a credential: `display_name`, `metadata` (a key set to null is removed) and
-    /// `auth.token` (sealed in the statement that stores it). `auth.type` must stay the
-    /// credential's; its `mcp_server_url` cannot change.
+    /// Updates a credential: `display_name`, `metadata` (a key set to null is removed) and `auth`:
+    /// a bearer's `token`, or an `mcp_oauth`'s access token, expiry and refresh settings (secrets
+    /// sealed in the statement that stores them). `auth.type` must stay the credential's; its
+    /// `mcp_server_url` cannot change.
     public func updateCredential(org: String, vault: String, id: String, _ body: JSONValue, key: String?) async throws -> JSONValue {
-        _ = try await credential(org: org, vault: vault, id: id)
-        var token: String?
+        let current = try await credential(org: org, vault: vault, id: id)
+        let type = current["auth"]?["type"]?.stringValue ?? "static_bearer"
+        var secret: String?
+        var expiresAt: Date?
+        var refresh: JSONValue?
+        var oauthChanged = false
         if let auth = body["auth"], auth != .null {
-            guard auth["type"]?.stringValue == "static_bearer" else {
-                throw DroverError(.invalidArgument, "auth.type: a credential's type cannot change (this one is static_bearer)")
+            guard auth["type"]?.stringValue == type else {
+                throw DroverError(.invalidArgument, "auth.type: a credential's type cannot change (this one is \(type))")
             }
             if auth["mcp_server_url"] != nil { throw DroverError(.invalidArgument, "auth.mcp_server_url cannot change") }
-            if let given = auth["token"], given != .null {
+            if type == "mcp_oauth" {
+                let stored = try await sealedCredential(id: id, key: try VaultKey.required(key))
+                let updated = try MCPOAuthCredential.updating(auth, secrets: stored.secrets, refresh: stored.refresh, expiresAt: stored.expiresAt)
+                (secret, refresh, expiresAt, oauthChanged) = (updated.secrets.text, updated.refresh, updated.expiresAt, true)
+            } else if let given = auth["token"], given != .null {
                 guard let text = given.stringValue, !text.isEmpty else { throw DroverError(.invalidArgument, "auth.token: a non-empty string") }
-                token = text
+                secret = text
             }
         }
-        let sealing = token == nil ? nil : try VaultKey.required(key)
+        let sealing = secret == nil ? nil : try VaultKey.required(key)
         return try await one(
             """
             UPDATE drover.vault_credentials c
@@ -112,12 +132,27 @@ extension TenantStore {
                    metadata = jsonb_strip_nulls(c.metadata || coalesce($6::jsonb, '{}')),
                    secret = CASE WHEN $7::text IS NULL THEN c.secret ELSE drover.vault_seal($7, $8) END,
                    key_id = CASE WHEN $7::text IS NULL THEN c.key_id ELSE drover.vault_key_id($8) END,
+                   expires_at = CASE WHEN $9 THEN $10 ELSE c.expires_at END,
+                   refresh = CASE WHEN $9 THEN $11::jsonb ELSE c.refresh END,
+                   token_version = c.token_version + CASE WHEN $7::text IS NULL THEN 0 ELSE 1 END,
                    updated_at = now()
              WHERE c.id = $1 AND c.vault_id = $2 AND c.org_id = $3
             RETURNING drover.api_credential_json(c)::text
             """,
-            [id, vault, org, body["display_name"] != nil, body["display_name"]?.stringValue, Self.text(body["metadata"]), token, sealing],
+            [id, vault, org, body["display_name"] != nil, body["display_name"]?.stringValue, Self.text(body["metadata"]), secret, sealing,
+             oauthChanged, expiresAt, refresh.map(\.text)],
             missing: "no credential \(id) in vault \(vault)")
+    }
+
+    /// An mcp_oauth credential's stored parts, its secrets opened with `key`.
+    func sealedCredential(id: String, key: String) async throws -> (secrets: JSONValue, refresh: JSONValue?, expiresAt: Date?) {
+        try await mappingErrors {
+            guard let row = try await pool.query(
+                "SELECT drover.vault_open(secret, key_id, $2), refresh::text, expires_at FROM drover.vault_credentials WHERE id = $1", [id, key]
+            ).first else { throw DroverError(.notFound, "no credential \(id)") }
+            return (try JSONValue.parse(try row.decode(0) as String), try row.decodeIfPresent(1, as: String.self).map { try JSONValue.parse($0) },
+                    try row.decodeIfPresent(2, as: Date.self))
+        }
     }
 
     public func archiveCredential(org: String, vault: String, id: String) async throws -> JSONValue {

@@ -4,6 +4,7 @@ import DroverPostgres
 import DroverStore
 import DroverTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 /// What reaches beyond the sandbox, through the official SDK against real processes: vaults, an
@@ -47,9 +48,18 @@ import Testing
         guard geteuid() == 0 else { return }
         let mcp = try MCPTestServer()
         let git = try GitServer()
+        // An OAuth token endpoint (RFC 6749, 6): it hands out the MCP server's token for a refresh.
+        let refreshes = Mutex<[HTTPServerRequest]>([])
+        let tokens = try HTTPServer(host: "127.0.0.2", port: 0)
+        tokens.start { request, socket in
+            refreshes.withLock { $0.append(request) }
+            let answer: JSONValue = ["access_token": .string(mcp.token), "token_type": "Bearer", "expires_in": 3600, "refresh_token": "refresh-2"]
+            HTTPServer.respond(socket, status: 200, contentType: "application/json", body: Array(answer.text.utf8))
+        }
         defer {
             mcp.stop()
             git.stop()
+            tokens.stop()
         }
         // The MCP and git servers listen on 127.0.0.2, which the harness and the pool open as an
         // operator would; the environment names them in its allowed_hosts.
@@ -60,8 +70,13 @@ import Testing
             let key = try await api.key(org: "team-reach")
             try await APIRig.python("Tests/sdk/reach_sdk.py", environment: [
                 "DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key, "MCP_URL": mcp.url, "MCP_TOKEN": mcp.token,
-                "GIT_URL": git.url, "GIT_TOKEN": git.token,
+                "GIT_URL": git.url, "GIT_TOKEN": git.token, "TOKEN_URL": "http://\(tokens.address)/oauth/token",
             ])
+            // The harness refreshed the expiring mcp_oauth token once, as the credential says.
+            let asked = refreshes.withLock { $0 }
+            #expect(asked.count == 1 && asked.first?.method == "POST" && asked.first?.path == "/oauth/token")
+            #expect(asked.first?.headers["authorization"] == "Basic " + Data("drover+test:s3cret".utf8).base64EncodedString())
+            #expect(asked.first.map { String(decoding: $0.body, as: UTF8.self) } == "grant_type=refresh_token&refresh_token=refresh-1&scope=tools")
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
             #expect(try git.log().first == "agent change", "the push arrived")
             // The session's own search of its sandbox found the token nowhere (files, env, /proc).
@@ -76,7 +91,7 @@ import Testing
             let sql = cluster.sql
             let credentials = try await sql.query(
                 "SELECT position(convert_to($1, 'UTF8') IN secret), length(secret) FROM drover.vault_credentials", [mcp.token])
-            #expect(credentials.count == 2)
+            #expect(credentials.count == 3)
             for row in credentials {
                 let (found, length) = (try row.decode(0) as Int32, try row.decode(1) as Int32)
                 #expect(found == 0 && length > Int32(mcp.token.utf8.count))

@@ -2,12 +2,16 @@
 and credentials, an agent with an MCP server (its tool called with the vault's credential, and
 the authentication error with a wrong one), and a session with a github_repository resource
 pushed to from bash. Run by DroverAPITests.ReachTests with DROVER_API_URL, DROVER_KEY, MCP_URL,
-MCP_TOKEN, GIT_URL and GIT_TOKEN."""
+MCP_TOKEN, GIT_URL, GIT_TOKEN and TOKEN_URL (an OAuth token endpoint that hands out MCP_TOKEN)."""
+import json
 import os
 import time
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import anthropic
+import pydantic
+from anthropic.types.beta.vaults import BetaManagedAgentsCredential
 
 client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
 beta = client.beta
@@ -98,6 +102,33 @@ errors = [e for e in events if e.type == "session.error"]
 check("wrong credential is an authentication error", len(errors) == 1 and errors[0].error.type == "mcp_authentication_failed_error"
       and errors[0].error.mcp_server_name == "tools", errors)
 check("the turn went on without the server", not any(e.type == "agent.mcp_tool_use" for e in events))
+
+# An mcp_oauth credential whose access token is about to expire: the harness refreshes it at the
+# token endpoint (client_secret_basic) before it connects the server, and stores the new one.
+oauth_vault = beta.vaults.create(display_name="oauth tools")
+soon = datetime.now(timezone.utc) + timedelta(seconds=30)
+oauth = beta.vaults.credentials.with_raw_response.create(oauth_vault.id, display_name="oauth", auth={
+    "type": "mcp_oauth", "mcp_server_url": MCP_URL, "access_token": "expiring-access-token", "expires_at": soon.isoformat(),
+    "refresh": {"refresh_token": "refresh-1", "client_id": "drover test", "token_endpoint": os.environ["TOKEN_URL"],
+                "token_endpoint_auth": {"type": "client_secret_basic", "client_secret": "s3cret"}, "scope": "tools"}}).http_response.json()
+pydantic.TypeAdapter(BetaManagedAgentsCredential).validate_json(json.dumps(oauth), strict=True)
+check("an mcp_oauth credential answers no secret", all(secret not in json.dumps(oauth) for secret in ("expiring-access-token", "refresh-1", "s3cret"))
+      and oauth["auth"]["refresh"]["token_endpoint_auth"] == {"type": "client_secret_basic"}, oauth)
+try:
+    beta.vaults.credentials.create(oauth_vault.id, auth={"type": "mcp_oauth", "mcp_server_url": MCP_URL, "access_token": "x",
+                                                         "expires_at": "2020-01-01T00:00:00Z"})
+    raise AssertionError("an mcp_oauth credential that expired took")
+except anthropic.BadRequestError:
+    print("ok an expired mcp_oauth token is refused", flush=True)
+refreshed = beta.sessions.create(agent=agent.id, environment_id=environment.id, vault_ids=[oauth_vault.id])
+events = run_turn(refreshed.id, "use the mcp tool")
+results = [e for e in events if e.type == "agent.mcp_tool_result"]
+check("the refreshed token reached the MCP server", len(results) == 1 and results[0].content[0].text == "5",
+      [(e.type, getattr(e, "error", None)) for e in events])
+after = beta.vaults.credentials.retrieve(oauth["id"], vault_id=oauth_vault.id)
+check("the new expiry is stored", after.auth.expires_at > soon + timedelta(minutes=30), after.auth)
+updated = beta.vaults.credentials.update(oauth["id"], vault_id=oauth_vault.id, auth={"type": "mcp_oauth", "refresh": {"scope": ""}})
+check("update clears the scope", updated.auth.refresh.scope is None, updated.auth)
 
 fenced = beta.sessions.create(agent=agent.id, environment_id=closed.id, vault_ids=[vault.id])
 events = run_turn(fenced.id, "try the stale credential")
