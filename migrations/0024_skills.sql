@@ -41,17 +41,21 @@ CREATE TABLE drover.skill_files (
     UNIQUE (skill_id, version_id, path)
 );
 
-CREATE FUNCTION drover.api_skill_json(s drover.skills) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
+CREATE FUNCTION drover.api_skill_json(s drover.skills) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT jsonb_build_object(
         'type', 'skill', 'id', s.id, 'display_name', s.display_name, 'latest_version_id', s.latest_version_id,
         'source', jsonb_build_object('type', 'custom'),
-        'created_at', drover.api_time(s.created_at), 'updated_at', drover.api_time(s.updated_at))
+        'created_at', drover.api_time(s.created_at), 'updated_at', drover.api_time(s.updated_at)));
+END;
 $$;
 
-CREATE FUNCTION drover.api_skill_version_json(v drover.skill_versions) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
+CREATE FUNCTION drover.api_skill_version_json(v drover.skill_versions) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT jsonb_build_object(
         'type', 'skill_version', 'id', v.id, 'skill_id', v.skill_id, 'name', v.name, 'description', v.description,
-        'created_at', drover.api_time(v.created_at))
+        'created_at', drover.api_time(v.created_at)));
+END;
 $$;
 
 -- Adds a version to a skill (p_skill NULL: a new skill of p_org named p_name) with its files

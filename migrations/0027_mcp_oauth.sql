@@ -13,8 +13,9 @@ ALTER TABLE drover.vault_credentials
     ADD COLUMN refresh       jsonb,
     ADD COLUMN token_version integer NOT NULL DEFAULT 0;
 
-CREATE OR REPLACE FUNCTION drover.api_credential_json(c drover.vault_credentials) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
+CREATE OR REPLACE FUNCTION drover.api_credential_json(c drover.vault_credentials) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT jsonb_build_object(
         'type', 'vault_credential', 'id', c.id, 'vault_id', c.vault_id, 'display_name', c.display_name,
         'metadata', c.metadata,
         'auth', CASE c.auth_type
@@ -22,5 +23,6 @@ CREATE OR REPLACE FUNCTION drover.api_credential_json(c drover.vault_credentials
                                                          'expires_at', drover.api_time(c.expires_at), 'refresh', c.refresh)
                 ELSE jsonb_build_object('type', c.auth_type, 'mcp_server_url', c.mcp_server_url) END,
         'created_at', drover.api_time(c.created_at), 'updated_at', drover.api_time(c.updated_at),
-        'archived_at', drover.api_time(c.archived_at))
+        'archived_at', drover.api_time(c.archived_at)));
+END;
 $$;

@@ -17,6 +17,14 @@ public struct Session: Sendable, Equatable {
     public var leaseAcquiredAt: Date?
     public var leaseExpiresAt: Date?
     public var lastHeartbeatAt: Date?
+    /// The agent version the session runs when `sessions.update(agent=…)` changed its tools or MCP
+    /// servers (an internal copy); nil: the one it was created with.
+    public var runAgent: (id: String, version: Int)? {
+        get { runAgentID.flatMap { id in runAgentVersion.map { (id, $0) } } }
+        set { (runAgentID, runAgentVersion) = (newValue?.id, newValue?.version) }
+    }
+    private var runAgentID: String?
+    private var runAgentVersion: Int?
 
     public init(
         id: SessionID, agentID: String, agentVersion: Int, environmentID: String, status: SessionStatus,

@@ -136,7 +136,8 @@ final class SessionRunner: Sendable {
         var (agentID, agentVersion, environmentID) = (lease.agentID, lease.agentVersion, lease.environmentID)
         if agentID == nil || agentVersion == nil || environmentID == nil {
             let session = try await context.store.session(lease.sessionID)
-            (agentID, agentVersion, environmentID) = (session.agentID, session.agentVersion, session.environmentID)
+            (agentID, agentVersion, environmentID) = (session.runAgent?.id ?? session.agentID, session.runAgent?.version ?? session.agentVersion,
+                                                      session.environmentID)
         }
         var agent = try await context.agents.agent(id: agentID!, version: agentVersion!, store: context.store)
         let environment = try await context.agents.environment(id: environmentID!, store: context.store)

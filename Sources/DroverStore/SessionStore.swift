@@ -88,20 +88,24 @@ public struct SessionStore: Sendable {
 
     static let sessionColumns = """
         id, agent_id, agent_version, environment_id, status, priority, created_at, queued_at, updated_at,
-        last_seq, lease_owner, lease_epoch, lease_acquired_at, lease_expires_at, last_heartbeat_at
+        last_seq, lease_owner, lease_epoch, lease_acquired_at, lease_expires_at, last_heartbeat_at, run_agent_id, run_agent_version
         """
 
     static func decodeSession(_ row: PostgresRow) throws -> Session {
         guard let status = SessionStatus(rawValue: try row.decode(4)) else {
             throw DroverError(.database, "unknown session status \(row[4] ?? "NULL")")
         }
-        return Session(
+        var session = Session(
             id: SessionID(try row.decode(0)), agentID: try row.decode(1), agentVersion: try row.decode(2),
             environmentID: try row.decode(3), status: status, priority: try row.decode(5),
             createdAt: try row.decode(6), queuedAt: try row.decode(7), updatedAt: try row.decode(8),
             lastSeq: try row.decode(9), leaseOwner: try row.decodeIfPresent(10, as: String.self).map(HarnessID.init),
             leaseEpoch: try row.decode(11), leaseAcquiredAt: try row.decodeIfPresent(12),
             leaseExpiresAt: try row.decodeIfPresent(13), lastHeartbeatAt: try row.decodeIfPresent(14))
+        if let id = try row.decodeIfPresent(15, as: String.self), let version = try row.decodeIfPresent(16, as: Int.self) {
+            session.runAgent = (id, version)
+        }
+        return session
     }
 
     static func decodeEvent(_ row: PostgresRow) throws -> Event {

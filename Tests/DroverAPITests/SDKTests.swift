@@ -222,6 +222,11 @@ import Testing
             let events = try await cluster.sql.query(
                 "SELECT count(*)::int FROM drover.events WHERE type IN ('agent.tool_use', 'agent.tool_result')")[0].decode(0) as Int
             #expect(events >= 2, "the contract's turn made no tool call")
+            // The tool that sessions.update(agent=) added was offered in the session's next turn.
+            #expect(cluster.model.requests.contains { request in
+                guard case .array(let names)? = request["tool_names"] else { return false }
+                return names.contains("lookup_two")
+            }, "the updated tools never reached the model")
             // The system.message sent with the turn's message reached the model's system prompt.
             #expect(Self.systemPrompt(cluster, containing: "Answer briefly.").hasSuffix("\n\nAnswer briefly."))
         }

@@ -70,7 +70,7 @@ session = raw(beta.sessions.with_raw_response.create(agent=agent["id"], environm
 strict("sessions.create", BetaManagedAgentsSession, session)
 strict("sessions.retrieve", BetaManagedAgentsSession, raw(beta.sessions.with_raw_response.retrieve(session["id"])))
 strict("sessions.update", BetaManagedAgentsSession, raw(beta.sessions.with_raw_response.update(session["id"], title="renamed")))
-for field, value in [("vault_ids", ["vlt_x"]), ("budget", {"max_list_cost": 1}), ("agent", {"tools": []})]:
+for field, value in [("vault_ids", ["vlt_x"]), ("budget", {"max_list_cost": 1})]:
     try:
         beta.sessions.update(session["id"], **{field: value})
         failures.append(f"sessions.update: {field} was accepted, and this server cannot apply it")
@@ -121,6 +121,31 @@ for event in streamed:
 if not any(event["type"] == "agent.tool_result" for event in streamed):
     failures.append(f"events.stream: the turn streamed no tool result: {[e['type'] for e in streamed]}")
 page("events.list", BetaManagedAgentsSessionEvent, raw(beta.sessions.events.with_raw_response.list(session["id"])))
+
+# sessions.update(agent=…): the idle session's tools change from its next turn on; it still shows
+# the agent version it was created with, and the agent itself is unchanged.
+lookup = {"type": "custom", "name": "lookup_two", "description": "Looks things up.", "input_schema": {"type": "object", "properties": {}}}
+changed = raw(beta.sessions.with_raw_response.update(session["id"], agent={"tools": [{"type": "agent_toolset_20260401"}, lookup]}))
+strict("sessions.update (agent)", BetaManagedAgentsSession, changed)
+if (changed["agent"]["id"], changed["agent"]["version"]) != (session["agent"]["id"], session["agent"]["version"]) \
+        or "lookup_two" not in [t.get("name") for t in changed["agent"]["tools"]]:
+    failures.append(f"sessions.update(agent=): {changed['agent']}")
+if any("lookup_two" in json.dumps(a.model_dump(mode="json")) for a in beta.agents.list()):
+    failures.append("sessions.update(agent=) changed the agent or listed its copy")
+if [s.id for s in beta.sessions.list(agent_id=session["agent"]["id"], agent_version=session["agent"]["version"])].count(session["id"]) != 1:
+    failures.append("a session whose agent was updated is no longer listed by its agent version")
+for bad in [{"model": "other"}, {"tools": "bash"}, {"mcp_servers": [{"type": "url", "name": "x", "url": "ftp://x"}]}]:
+    try:
+        beta.sessions.update(session["id"], agent=bad)
+        failures.append(f"sessions.update accepted agent={bad}")
+    except anthropic.BadRequestError:
+        pass
+beta.sessions.events.send(session["id"], events=[{"type": "user.message", "content": [{"type": "text", "text": "again"}]}])
+deadline = time.time() + 60
+while time.time() < deadline and len([e for e in beta.sessions.events.list(session["id"]) if e.type == "session.status_idle"]) < 2:
+    time.sleep(0.2)
+if len([e for e in beta.sessions.events.list(session["id"]) if e.type == "session.status_idle"]) < 2:
+    failures.append(f"the turn after sessions.update(agent=) did not end: {[e.type for e in beta.sessions.events.list(session['id'])]}")
 
 # system.message: the last event, right after what it accompanies, text only, one per request.
 for bad in ([{"type": "system.message", "content": [{"type": "text", "text": "x"}]}],
