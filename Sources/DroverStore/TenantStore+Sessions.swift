@@ -358,17 +358,38 @@ extension TenantStore {
     /// Updates `title` and `metadata`. What the SDK also has for an update is refused, never
     /// ignored: `vault_ids` as the hosted API refuses it (reserved), and `agent` and `budget`,
     /// which this server does not change mid-session yet.
+    /// `sessions.update`: title, metadata (a key set to null is removed) and agent
+    /// (`updateSessionAgent`), with a `session.updated` event saying what changed, in one
+    /// transaction.
     public func updateSession(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
         if body["vault_ids"] != nil { throw DroverError(.invalidArgument, "vault_ids: not yet supported in an update (reserved for future use)") }
         if body["budget"] != nil { throw DroverError(.invalidArgument, "budget: this server does not change a session's budget after creation yet") }
-        if let agent = body["agent"], agent != .null { try await updateSessionAgent(org: org, id: id, agent) }
-        return try await one(
-            """
-            UPDATE drover.sessions s
-               SET title = CASE WHEN $3 THEN $4 ELSE s.title END, metadata = jsonb_strip_nulls(s.metadata || coalesce($5::jsonb, '{}'))
-             WHERE s.id = $1 AND s.org_id = $2
-            RETURNING drover.api_session_json(s)::text
-            """, [id, org, body["title"] != nil, body["title"]?.stringValue, Self.text(body["metadata"])], missing: "no session \(id)")
+        let agent = body["agent"].flatMap { $0 == .null ? nil : $0 }
+        let rendered: JSONValue = try await mappingErrors {
+            try await pool.transaction { connection in
+                if let agent { try await Self.updateSessionAgent(org: org, id: id, agent, on: connection) }
+                guard let row = try await connection.query(
+                    """
+                    UPDATE drover.sessions s
+                       SET title = CASE WHEN $3 THEN $4 ELSE s.title END, metadata = jsonb_strip_nulls(s.metadata || coalesce($5::jsonb, '{}'))
+                     WHERE s.id = $1 AND s.org_id = $2
+                    RETURNING drover.api_session_json(s)::text
+                    """, [id, org, body["title"] != nil, body["title"]?.stringValue, Self.text(body["metadata"])]).first else {
+                    throw DroverError(.notFound, "no session \(id)")
+                }
+                let rendered = try JSONValue.parse(try row.decode(0) as String)
+                var changed: [String: JSONValue] = [:]
+                if body["title"] != nil { changed["title"] = rendered["title"] ?? .null }
+                if body["metadata"] != nil, case .object(let bag)? = rendered["metadata"], !bag.isEmpty { changed["metadata"] = .object(bag) }
+                if agent != nil { changed["agent"] = rendered["agent"] ?? .null }
+                if !changed.isEmpty {
+                    _ = try await connection.query(
+                        "SELECT drover.append_session_event($1, 'session.updated', $2::jsonb)", [id, JSONValue.object(changed).text])
+                }
+                return rendered
+            }
+        }
+        return rendered
     }
 
     /// What `sessions.list` filters on, as the SDK names it. `statuses` as the API shows them
@@ -417,7 +438,7 @@ extension TenantStore {
     /// the agent version it was created with; it runs an internal copy of it with the new lists
     /// (`run_agent_*`, migration 0026). Refused while the session runs (its turn uses the lists
     /// it started with).
-    func updateSessionAgent(org: String, id: String, _ agent: JSONValue) async throws {
+    static func updateSessionAgent(org: String, id: String, _ agent: JSONValue, on connection: PostgresConnection) async throws {
         guard case .object(let fields) = agent else { throw DroverError(.invalidArgument, "agent: an object with tools and/or mcp_servers is required") }
         if let other = fields.keys.sorted().first(where: { $0 != "tools" && $0 != "mcp_servers" }) {
             throw DroverError(.invalidArgument, "agent.\(other): only tools and mcp_servers can change mid-session")
@@ -426,34 +447,30 @@ extension TenantStore {
             guard case .array = tools else { throw DroverError(.invalidArgument, "agent.tools must be an array") }
         }
         let servers = try fields["mcp_servers"].flatMap { try Self.mcpServers($0) ?? .array([]) }
-        try await mappingErrors {
-            try await pool.transaction { connection in
-                guard let row = try await connection.query(
-                    "SELECT status FROM drover.sessions WHERE id = $1 AND org_id = $2 FOR UPDATE", [id, org]).first else {
-                    throw DroverError(.notFound, "no session \(id)")
-                }
-                let status: String = try row.decode(0)
-                guard status == "idle" else {
-                    throw DroverError(.conflict, "session \(id) is \(status == "terminated" ? "terminated" : "running"): its agent can change only while it is idle")
-                }
-                _ = try await connection.query(
-                    """
-                    WITH source AS (
-                        SELECT a.* FROM drover.sessions s JOIN drover.agents a
-                            ON a.id = coalesce(s.run_agent_id, s.agent_id) AND a.version = coalesce(s.run_agent_version, s.agent_version)
-                         WHERE s.id = $1
-                    ), copy AS (
-                        INSERT INTO drover.agents (id, version, name, model, system_prompt, tools, config, org_id, description, metadata, internal)
-                        SELECT drover.new_id('agent'), 1, name, model, system_prompt, coalesce($2::jsonb, tools),
-                               config || CASE WHEN $3::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('mcp_servers', $3::jsonb) END,
-                               org_id, description, metadata, true
-                          FROM source
-                        RETURNING id
-                    )
-                    UPDATE drover.sessions s SET run_agent_id = copy.id, run_agent_version = 1, updated_at = now() FROM copy WHERE s.id = $1
-                    """, [id, fields["tools"].flatMap { $0 == .null ? nil : $0.text }, servers?.text])
-            }
+        guard let row = try await connection.query(
+            "SELECT status FROM drover.sessions WHERE id = $1 AND org_id = $2 FOR UPDATE", [id, org]).first else {
+            throw DroverError(.notFound, "no session \(id)")
         }
+        let status: String = try row.decode(0)
+        guard status == "idle" else {
+            throw DroverError(.conflict, "session \(id) is \(status == "terminated" ? "terminated" : "running"): its agent can change only while it is idle")
+        }
+        _ = try await connection.query(
+            """
+            WITH source AS (
+                SELECT a.* FROM drover.sessions s JOIN drover.agents a
+                    ON a.id = coalesce(s.run_agent_id, s.agent_id) AND a.version = coalesce(s.run_agent_version, s.agent_version)
+                 WHERE s.id = $1
+            ), copy AS (
+                INSERT INTO drover.agents (id, version, name, model, system_prompt, tools, config, org_id, description, metadata, internal)
+                SELECT drover.new_id('agent'), 1, name, model, system_prompt, coalesce($2::jsonb, tools),
+                       config || CASE WHEN $3::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('mcp_servers', $3::jsonb) END,
+                       org_id, description, metadata, true
+                  FROM source
+                RETURNING id
+            )
+            UPDATE drover.sessions s SET run_agent_id = copy.id, run_agent_version = 1, updated_at = now() FROM copy WHERE s.id = $1
+            """, [id, fields["tools"].flatMap { $0 == .null ? nil : $0.text }, servers?.text])
     }
 
     public func archiveSession(org: String, id: String) async throws -> JSONValue {

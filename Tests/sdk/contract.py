@@ -130,6 +130,12 @@ strict("sessions.update (agent)", BetaManagedAgentsSession, changed)
 if (changed["agent"]["id"], changed["agent"]["version"]) != (session["agent"]["id"], session["agent"]["version"]) \
         or "lookup_two" not in [t.get("name") for t in changed["agent"]["tools"]]:
     failures.append(f"sessions.update(agent=): {changed['agent']}")
+updates = [e for e in raw(beta.sessions.events.with_raw_response.list(session["id"]))["data"] if e["type"] == "session.updated"]
+for event in updates:
+    strict("events.list (session.updated)", BetaManagedAgentsSessionEvent, event)
+if [sorted(k for k in e if k in ("title", "metadata", "agent")) for e in updates] != [["title"], ["agent"]] \
+        or updates[0]["title"] != "renamed" or "lookup_two" not in [t.get("name") for t in updates[1]["agent"]["tools"]]:
+    failures.append(f"session.updated events: {updates}")
 if any("lookup_two" in json.dumps(a.model_dump(mode="json")) for a in beta.agents.list()):
     failures.append("sessions.update(agent=) changed the agent or listed its copy")
 if [s.id for s in beta.sessions.list(agent_id=session["agent"]["id"], agent_version=session["agent"]["version"])].count(session["id"]) != 1:
