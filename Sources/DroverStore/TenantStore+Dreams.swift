@@ -110,7 +110,7 @@ extension TenantStore {
         let input = try await memoryStore(org: org, id: request.storeID)
         guard input["archived_at"] == .null else { throw DroverError(.invalidArgument, "memory store \(request.storeID) is archived") }
         let inputName = input["name"]?.stringValue ?? "store"
-        let id: String = try await mappingErrors {
+        let created: (dream: String, session: String, wakes: [String]) = try await mappingErrors {
             try await pool.transaction { connection in
                 // The store's row lock serialises creates on one store (the update_existing check).
                 _ = try await connection.query("SELECT 1 FROM drover.memory_stores WHERE id = $1 FOR UPDATE", [request.storeID])
@@ -177,9 +177,10 @@ extension TenantStore {
                     [StoreResource(storeID: output.id, access: "read_write", instructions: nil, name: output.name, description: output.description,
                                    mountPath: mountPath)], session: session, on: connection)
                 let message = "Dream: review the \(request.sessionIDs.count) session transcript\(request.sessionIDs.count == 1 ? "" : "s") in /mnt/session/transcripts/ and reorganise the memory store at \(mountPath)."
-                _ = try await connection.query(
+                let wakes = try await connection.query(
                     "SELECT sent.wake FROM (\(Self.sendSQL)) AS sent",
-                    [session, ["user.message"], [JSONValue.object(["content": [["type": "text", "text": .string(message)]]]).text]])
+                    [session, ["user.message"], [JSONValue.object(["content": [["type": "text", "text": .string(message)]]]).text]]
+                ).compactMap { $0[0] }
                 let behavior: JSONValue = request.updateExisting
                     ? ["type": "update_existing", "memory_store_id": .string(request.storeID)] : ["type": "create_new"]
                 _ = try await connection.query(
@@ -188,10 +189,12 @@ extension TenantStore {
                     VALUES ($1, $2, $3, $4::text[], $5, $6::jsonb, $7::jsonb, $8, $9)
                     """,
                     [dream, org, request.storeID, request.sessionIDs, request.instructions, request.model.text, behavior.text, output.id, session])
-                return dream
+                return (dream, session, wakes)
             }
         }
-        return try await dream(org: org, id: id)
+        // Harnesses are woken after the commit, as for any user event.
+        wake(session: created.session, created.wakes)
+        return try await dream(org: org, id: created.dream)
     }
 
     public func dream(org: String, id: String) async throws -> JSONValue {
