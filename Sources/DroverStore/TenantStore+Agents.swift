@@ -8,6 +8,7 @@ extension TenantStore {
 
     public func createAgent(org: String, _ body: JSONValue) async throws -> JSONValue {
         guard let name = body["name"]?.stringValue, !name.isEmpty else { throw DroverError(.invalidArgument, "name: a non-empty string is required") }
+        try Self.checkUnsupported(body)
         let model = try Self.model(body["model"])
         return try await one(
             """
@@ -20,6 +21,18 @@ extension TenantStore {
             [name, model.id, body["system"]?.stringValue, (body["tools"] ?? Self.defaultTools).text, model.config.text, org,
              body["description"]?.stringValue, Self.text(body["metadata"]), try Self.mcpServers(body["mcp_servers"]).map(\.text),
              try await resolvedSkills(org: org, body["skills"]).map(\.text)], missing: "")
+    }
+
+    /// What an agent may name that Drover does not do, refused rather than stored and ignored:
+    /// `execution_identity` other than the service account every agent runs as (`aws_role`), and
+    /// `multiagent` (issue #25). Null, or `{type: service_account}`, is what every agent has.
+    static func checkUnsupported(_ body: JSONValue) throws {
+        if let identity = body["execution_identity"], identity != .null, identity["type"]?.stringValue != "service_account" {
+            throw DroverError(.invalidArgument, "execution_identity: Drover runs every agent as its service account ({type: service_account}); \(identity["type"]?.stringValue ?? "this identity") is not supported")
+        }
+        if let multiagent = body["multiagent"], multiagent != .null {
+            throw DroverError(.invalidArgument, "multiagent: not supported by this server yet")
+        }
     }
 
     /// `mcp_servers`: `[{type: "url", name, url}]`, names unique (tools' `mcp_toolset` entries name them).
@@ -57,6 +70,7 @@ extension TenantStore {
     public func updateAgent(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
         guard let version = body["version"]?.intValue else { throw DroverError(.invalidArgument, "version: the agent's current version is required") }
         if body["model"] != nil { _ = try Self.model(body["model"]) }
+        try Self.checkUnsupported(body)
         // Skills are resolved to versions and MCP servers checked here; the SQL stores them as given.
         var patch = body
         if case .object(var fields) = body {

@@ -58,6 +58,16 @@ strict("agents.retrieve", BetaManagedAgentsAgent, raw(beta.agents.with_raw_respo
 updated = raw(beta.agents.with_raw_response.update(agent["id"], version=agent["version"], description="updated"))
 strict("agents.update", BetaManagedAgentsAgent, updated)
 page("agents.list", BetaManagedAgentsAgent, raw(beta.agents.with_raw_response.list()))
+# What Drover does not do is refused, not stored and ignored; the service account is every agent's.
+strict("agents.update (execution_identity)", BetaManagedAgentsAgent, raw(beta.agents.with_raw_response.update(
+    agent["id"], version=updated["version"], execution_identity={"type": "service_account"})))
+for bad in [dict(execution_identity={"type": "aws_role", "role_arn": "arn:aws:iam::1:role/x"}),
+            dict(multiagent={"type": "multiagent_20261001"})]:
+    try:
+        beta.agents.create(name="refused", model="claude-sonnet-4-5", **bad)
+        failures.append(f"agents.create accepted {bad}")
+    except anthropic.BadRequestError:
+        pass
 page("agents.versions.list", BetaManagedAgentsAgent, raw(beta.agents.versions.with_raw_response.list(agent["id"])))
 
 environment = raw(beta.environments.with_raw_response.create(name="contract", config={"type": "cloud"}))
