@@ -49,14 +49,14 @@ import Testing
         await cluster.stop()
     }
 
-    /// The turn leaves 300 new memory files; the holder is SIGKILLed (taken over at once through
+    /// The turn leaves 500 new memory files; the holder is SIGKILLed (taken over at once through
     /// its liveness lock) or SIGSTOPped (its lease expires after the TTL, and it is woken after
     /// the successor finished) once the first write-backs are in. Every file ends up in the store
     /// exactly once, the stopped holder's writes after the takeover are refused, and
     /// `drover verify` finds every version written under a lease then in force.
     @Test(arguments: [SIGKILL, SIGSTOP])
     func aHolderStoppedMidSyncLosesNothingAndWritesNothingMore(signal: Int32) async throws {
-        let files = 300
+        let files = 500
         let script: JSONValue = ["turns": [
             HarnessEndToEndTests.tool("bash", ["command": .string("for i in $(seq 1 \(files)); do echo \"note $i\" > /mnt/memory/notes/n$i.md; done")]),
             HarnessEndToEndTests.say("done"),

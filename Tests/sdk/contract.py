@@ -406,14 +406,17 @@ strict("sessions.archive", BetaManagedAgentsSession, archived)
 strict("agents.archive", BetaManagedAgentsAgent, raw(beta.agents.with_raw_response.archive(agent["id"])))
 # A stream open on a session that is deleted gets session.deleted, then ends.
 ended = []
+subscribed = threading.Event()
 def watch():
     with beta.sessions.events.with_streaming_response.stream(fresh) as response:
+        subscribed.set()  # the headers arrived: the server subscribed this stream before sending them
         for line in response.iter_lines():
             if line.startswith("data: "):
                 ended.append(json.loads(line[len("data: "):]))
 watcher = threading.Thread(target=watch)
 watcher.start()
-time.sleep(0.5)
+if not subscribed.wait(timeout=30):
+    failures.append("the stream of the session to delete never opened")
 strict("sessions.delete", BetaManagedAgentsDeletedSession, raw(beta.sessions.with_raw_response.delete(fresh)))
 watcher.join(timeout=10)
 if watcher.is_alive() or [e.get("type") for e in ended] != ["session.deleted"]:
