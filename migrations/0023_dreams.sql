@@ -139,39 +139,3 @@ BEGIN
     RETURN v_out;
 END;
 $$;
-
--- As 0022's, and a canceled dream's session writes nothing more back (what it wrote before the
--- cancel stays, as versions).
-CREATE OR REPLACE FUNCTION drover.memory_sync(p_session text, p_owner text, p_epoch bigint, p_store text, p_path text, p_content text,
-                                   p_expected_sha256 text, p_delete boolean)
-RETURNS TABLE (written boolean, sha256 text) LANGUAGE plpgsql AS $$
-DECLARE
-    s drover.sessions;
-    v_written drover.memories;
-    v_memory text;
-BEGIN
-    SELECT * INTO s FROM drover.sessions WHERE id = p_session AND status = 'running' AND lease_owner = p_owner AND lease_epoch = p_epoch
-       FOR SHARE;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT false, NULL::text;
-        RETURN;
-    END IF;
-    IF s.dream_id IS NOT NULL AND EXISTS (SELECT 1 FROM drover.dreams d WHERE d.id = s.dream_id AND d.status = 'canceled') THEN
-        PERFORM drover.raise_coded('conflict', format('dream %s was canceled: it writes nothing more', s.dream_id));
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM drover.session_resources r
-                    WHERE r.session_id = p_session AND r.memory_store_id = p_store AND r.access = 'read_write') THEN
-        PERFORM drover.raise_coded('invalid_argument', format('memory store %s is not attached read_write to session %s', p_store, p_session));
-    END IF;
-    SELECT m.id INTO v_memory FROM drover.memories m WHERE m.store_id = p_store AND m.path = p_path;
-    IF v_memory IS NULL AND (p_delete OR p_expected_sha256 IS NOT NULL) THEN
-        PERFORM drover.raise_coded('conflict', format('no memory at %s any more', p_path));
-    END IF;
-    IF v_memory IS NOT NULL AND p_expected_sha256 IS NULL AND NOT p_delete THEN
-        PERFORM drover.raise_coded('conflict', format('a memory was created at %s meanwhile', p_path));
-    END IF;
-    v_written := drover.memory_write(s.org_id, p_store, v_memory, CASE WHEN v_memory IS NULL THEN p_path END, p_content,
-                                     p_expected_sha256, p_delete, jsonb_build_object('type', 'session_actor', 'session_id', p_session), p_epoch);
-    RETURN QUERY SELECT true, CASE WHEN p_delete THEN NULL ELSE v_written.content_sha256 END;
-END;
-$$;

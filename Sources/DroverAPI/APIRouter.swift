@@ -74,10 +74,7 @@ public struct APIRouter: Sendable {
         /// malformed one is a 400, not a database error.
         func time(_ key: String) throws -> String? {
             guard let text = first(key) else { return nil }
-            let formatter = ISO8601DateFormatter()
-            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            let plain = ISO8601DateFormatter()
-            guard formatter.date(from: text) != nil || plain.date(from: text) != nil else {
+            guard RFC3339.date(text) != nil else {
                 throw APIError.invalid("\(key) must be an RFC 3339 time")
             }
             return text

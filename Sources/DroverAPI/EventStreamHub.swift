@@ -215,7 +215,7 @@ public final class EventStreamHub: Sendable {
             guard let newest = last[session] else {
                 // Deleted (a stream opens only on a session that exists): say so, and end.
                 let id = "sevt_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-                let json: JSONValue = ["type": "session.deleted", "id": .string(id), "processed_at": .string(Self.now())]
+                let json: JSONValue = ["type": "session.deleted", "id": .string(id), "processed_at": .string(RFC3339.string(Date()))]
                 let message = Subscriber.Message(seq: .max, id: id, type: "session.deleted", json: json.text)
                 for stream in streams { stream.end(with: message) }
                 continue
@@ -228,12 +228,5 @@ public final class EventStreamHub: Sendable {
                 for stream in group { stream.deliver(messages) }
             }
         }
-    }
-
-    /// Now, as the API writes times (RFC 3339, UTC, milliseconds).
-    static func now() -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date())
     }
 }

@@ -293,25 +293,29 @@ public final class SandboxRouter: Sendable {
         // writing it back) is written back first, so the fresh copy carries it.
         if spec.stores.contains(where: { !$0.readOnly }) { await spec.writeBack() }
         for store in spec.stores {
-            let memories = try await spec.memories(store.storeID)
-            var batch: [(path: String, bytes: [UInt8], sha256: String?)] = []
-            var batchBytes = 0
-            var first = true
-            for memory in memories {
-                batch.append((memory.path, Array(memory.content.utf8), memory.sha256))
-                batchBytes += memory.content.utf8.count + memory.path.utf8.count
-                if batchBytes > 4 << 20 {
-                    try await client.putMemory(sandbox: placement.sandbox, storeID: store.storeID, mountPath: store.mountPath, readOnly: store.readOnly,
-                                               files: batch, reset: first)
-                    (batch, batchBytes, first) = ([], 0, false)
-                }
-            }
-            if first || !batch.isEmpty {
+            let files = try await spec.memories(store.storeID).map { (path: $0.path, bytes: Array($0.content.utf8), sha256: Optional($0.sha256)) }
+            for (index, batch) in Self.batches(files, maxBytes: 4 << 20, size: { $0.bytes.count + $0.path.utf8.count }).enumerated() {
                 try await client.putMemory(sandbox: placement.sandbox, storeID: store.storeID, mountPath: store.mountPath, readOnly: store.readOnly,
-                                           files: batch, reset: first)
+                                           files: batch, reset: index == 0)
             }
         }
         synced.withLock { $0[session] = placement.sandbox }
+    }
+
+    /// `files` in consecutive batches of about `maxBytes` each; always at least one (an empty
+    /// store is still mounted, and its first batch empties the folder).
+    static func batches<File>(_ files: [File], maxBytes: Int, size: (File) -> Int) -> [[File]] {
+        var batches: [[File]] = [[]]
+        var bytes = 0
+        for file in files {
+            if bytes > maxBytes {
+                batches.append([])
+                bytes = 0
+            }
+            batches[batches.count - 1].append(file)
+            bytes += size(file)
+        }
+        return batches
     }
 
     /// For each of `stores` (read-write) mounted in the session's sandbox: what the agent changed

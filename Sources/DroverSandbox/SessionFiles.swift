@@ -13,7 +13,6 @@ import Synchronization
 /// `session/outputs` (the sandbox's own). Uploads arrive in chunks (`put`), written to a part
 /// file and renamed into place when the last chunk is in, so a call never sees half a file.
 final class SessionFiles: Sendable {
-    static let outputsMount = "/mnt/session/outputs"
     /// The largest output file handed back in one reply (base64 in a reply line).
     static let maxOutputBytes = 32 << 20
 
@@ -64,7 +63,7 @@ final class SessionFiles: Sendable {
         for (storeID, mount) in stores.withLock({ $0 }).sorted(by: { $0.value.mountPath < $1.value.mountPath }) {
             argv += [mount.readOnly ? "--ro-bind" : "--bind", memory + "/" + storeID, mount.mountPath]
         }
-        return argv + ["--bind", outputs, Self.outputsMount]
+        return argv + ["--bind", outputs, SessionFilePath.outputs]
     }
 
     /// Writes memories into a store's folder and mounts it at `mountPath` (read-only or not) for
@@ -115,7 +114,7 @@ final class SessionFiles: Sendable {
             let fd = openat(directory, segments.last!, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
             guard fd >= 0 else { throw Failure(.internal, "cannot write memory \(file.path): \(String(cString: strerror(errno)))") }
             defer { close(fd) }
-            guard file.bytes.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == file.bytes.count else {
+            guard FileWriting.writeAll(fd, file.bytes) == nil else {
                 throw Failure(.tooLarge, "cannot write memory \(file.path): the sandbox's disk quota (disk_mb) is full")
             }
             if let owner { fchown(fd, owner.uid, owner.gid) }
@@ -225,15 +224,9 @@ final class SessionFiles: Sendable {
         let fd = Glibc.open(part, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (offset == 0 ? O_TRUNC : 0), 0o644)
         guard fd >= 0 else { throw Failure(.internal, "cannot write \(fileID): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        var written = 0
-        while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset + written)) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else {
-                let reason = errno == ENOSPC ? "the sandbox's disk quota (disk_mb) is full" : String(cString: strerror(errno))
-                throw Failure(.tooLarge, "cannot write \(fileID): \(reason)")
-            }
-            written += count
+        if let failed = FileWriting.writeAll(fd, bytes, at: offset) {
+            let reason = failed == ENOSPC ? "the sandbox's disk quota (disk_mb) is full" : String(cString: strerror(failed))
+            throw Failure(.tooLarge, "cannot write \(fileID): \(reason)")
         }
         guard last else { return }
         fchmod(fd, 0o444)
@@ -283,19 +276,12 @@ final class SessionFiles: Sendable {
     }
 
     static func checkID(_ fileID: String) throws(Failure) {
-        guard fileID.hasPrefix("file_"), fileID.count <= 64,
-              fileID.utf8.allSatisfy({ $0 == 95 || (48...57).contains($0) || (97...122).contains($0) }) else {
-            throw Failure(.badRequest, "file_id must be a file id (file_…)")
-        }
+        guard SessionFilePath.isFileID(fileID) else { throw Failure(.badRequest, "file_id must be a file id (file_…)") }
     }
 
-    /// Under `/mnt/`, not the outputs folder, without empty, `.` or `..` segments.
     static func checkMountPath(_ path: String) throws(Failure) {
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        guard path.hasPrefix("/mnt/"), path.utf8.count <= 1_024, segments.count >= 2,
-              segments.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }), !path.utf8.contains(where: { $0 < 0x20 }),
-              path != outputsMount, !path.hasPrefix(outputsMount + "/") else {
-            throw Failure(.badRequest, "mount_path must be an absolute path under /mnt/ (not \(outputsMount))")
+        guard SessionFilePath.isMountPath(path) else {
+            throw Failure(.badRequest, "mount_path must be an absolute path under /mnt/ (not \(SessionFilePath.outputs))")
         }
     }
 }

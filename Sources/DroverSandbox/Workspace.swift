@@ -317,13 +317,7 @@ final class Workspace: Sendable {
         // Truncated only once known to be a regular file (O_TRUNC would act on whatever it opened).
         guard ftruncate(fd, 0) == 0 else { throw Failure(.internal, "truncate \(shown): \(String(cString: strerror(errno)))") }
         if let owner { fchown(fd, owner.uid, owner.gid) }
-        var written = 0
-        while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { throw Failure(.internal, "write \(shown): \(String(cString: strerror(errno)))") }
-            written += count
-        }
+        if let failed = FileWriting.writeAll(fd, bytes) { throw Failure(.internal, "write \(shown): \(String(cString: strerror(failed)))") }
     }
 
     private func makeParents(of relative: String, shown: String) throws(Failure) {

@@ -55,9 +55,7 @@ public struct MCPOAuthCredential: Sendable, Equatable {
     /// `expires_at`: absent or null for unknown, else an RFC 3339 time after `now`.
     static func expiry(_ value: JSONValue?, now: Date) throws(DroverError) -> Date? {
         guard let value, value != .null else { return nil }
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        guard let text = value.stringValue, let date = formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text) else {
+        guard let date = value.stringValue.flatMap(RFC3339.date) else {
             throw DroverError(.invalidArgument, "auth.expires_at: an RFC 3339 time is required")
         }
         guard date > now else { throw DroverError(.invalidArgument, "auth.expires_at must be in the future") }

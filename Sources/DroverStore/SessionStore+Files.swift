@@ -23,7 +23,8 @@ extension SessionStore {
                      WHERE s.id = $1
                     UNION ALL
                     SELECT f.id, '/mnt/skills/' || v.name || f.path, 2, NULL, v.name || f.path
-                      FROM drover.sessions s JOIN drover.agents a ON a.id = s.agent_id AND a.version = s.agent_version
+                      FROM drover.sessions s JOIN drover.agents a
+                        ON a.id = coalesce(s.run_agent_id, s.agent_id) AND a.version = coalesce(s.run_agent_version, s.agent_version)
                      CROSS JOIN LATERAL jsonb_array_elements(coalesce(a.config -> 'skills', '[]')) AS k(skill)
                       JOIN drover.skills sk ON sk.id = k.skill ->> 'skill_id' AND sk.org_id = s.org_id
                       JOIN drover.skill_versions v ON v.skill_id = sk.id AND v.id = k.skill ->> 'version'

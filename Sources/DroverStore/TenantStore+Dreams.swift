@@ -211,10 +211,10 @@ extension TenantStore {
             extra: [statuses, createdAfter, createdBefore])
     }
 
-    /// Stops a pending or running dream: `canceled` at once, and its session interrupted (the
-    /// harness running it stops at its next step and writes nothing more back). Canceling a
-    /// canceled dream returns it; a completed or failed one is a 400. A dream canceled before it
-    /// started leaves no output store behind.
+    /// Stops a pending or running dream: `canceled` at once, its store attached read-only to its
+    /// session from then on (nothing more is written back to it), and the session interrupted.
+    /// Canceling a canceled dream returns it; a completed or failed one is a 400. A dream canceled
+    /// before it started leaves no output store behind.
     public func cancelDream(org: String, id: String) async throws -> JSONValue {
         let (status, session, wakes): (String, String?, [String]) = try await mappingErrors {
             try await pool.transaction { connection in
@@ -230,6 +230,13 @@ extension TenantStore {
                     DELETE FROM drover.memory_stores m USING d
                      WHERE $2 AND m.id = d.output_store_id AND d.output_behavior ->> 'type' = 'create_new'
                     """, [id, try row.decode(2) as Bool])
+                // Nothing more is written back: the store is the session's read-only from now on
+                // (drover.memory_sync writes only stores attached read_write).
+                _ = try await connection.query(
+                    """
+                    UPDATE drover.session_resources r SET access = 'read_only', updated_at = now()
+                      FROM drover.dreams d WHERE d.id = $1 AND r.session_id = d.session_id AND r.type = 'memory_store'
+                    """, [id])
                 let session = try row.decodeIfPresent(1, as: String.self)
                 guard let session else { return ("canceled", nil, []) }
                 let wakes = try await connection.query(

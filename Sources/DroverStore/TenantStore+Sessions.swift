@@ -194,15 +194,11 @@ extension TenantStore {
     }
 
     static func fileResource(_ item: JSONValue) throws -> FileResource {
-        guard let fileID = item["file_id"]?.stringValue, fileID.hasPrefix("file_"), fileID.utf8.allSatisfy({ $0 == 95 || (48...57).contains($0) || (97...122).contains($0) }) else {
+        guard let fileID = item["file_id"]?.stringValue, SessionFilePath.isFileID(fileID) else {
             throw DroverError(.invalidArgument, "resources[].file_id: the id of an uploaded file (file_…) is required")
         }
         let mountPath = item["mount_path"]?.stringValue ?? "/mnt/session/uploads/\(fileID)"
-        let segments = mountPath.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        guard mountPath.hasPrefix("/mnt/"), mountPath.utf8.count <= 1_024, segments.count >= 2,
-              segments.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }),
-              !mountPath.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }),
-              mountPath != "/mnt/session/outputs", !mountPath.hasPrefix("/mnt/session/outputs/") else {
+        guard SessionFilePath.isMountPath(mountPath) else {
             throw DroverError(.invalidArgument, "resources[].mount_path: an absolute path under /mnt/ (not /mnt/session/outputs), without empty, . or .. segments")
         }
         return FileResource(fileID: fileID, mountPath: mountPath)
@@ -355,12 +351,10 @@ extension TenantStore {
         try await owned("drover.sessions", render: "drover.api_session_json", id: id, org: org, what: "session")
     }
 
-    /// Updates `title` and `metadata`. What the SDK also has for an update is refused, never
-    /// ignored: `vault_ids` as the hosted API refuses it (reserved), and `agent` and `budget`,
-    /// which this server does not change mid-session yet.
     /// `sessions.update`: title, metadata (a key set to null is removed) and agent
     /// (`updateSessionAgent`), with a `session.updated` event saying what changed, in one
-    /// transaction.
+    /// transaction. What the SDK also has is refused, never ignored: `vault_ids` as the hosted API
+    /// refuses it (reserved), and `budget`, which this server does not change yet.
     public func updateSession(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
         if body["vault_ids"] != nil { throw DroverError(.invalidArgument, "vault_ids: not yet supported in an update (reserved for future use)") }
         if body["budget"] != nil { throw DroverError(.invalidArgument, "budget: this server does not change a session's budget after creation yet") }
