@@ -38,7 +38,7 @@ let package = Package(
         // demo, benches), as strict as the real APIs it imitates.
         .target(name: "DroverScriptedModel", dependencies: ["DroverIO", "DroverCore"]),
         // `drover api`: the Managed Agents-compatible HTTP API (tenancy, resources, event streams).
-        .target(name: "DroverAPI", dependencies: ["DroverStore", "DroverPostgres", "DroverIO", "DroverCore"], resources: [.copy("Console")]),
+        .target(name: "DroverAPI", dependencies: ["DroverStore", "DroverPostgres", "DroverModel", "DroverIO", "DroverCore"], resources: [.copy("Console")]),
         // The agent loop and the harness daemon.
         .target(name: "DroverHarness", dependencies: ["DroverModel", "DroverSandbox", "DroverStore", "DroverIO", "DroverCore"]),
         .executableTarget(

@@ -29,9 +29,9 @@ fi
 # uses the system's Chromium, it downloads none).
 root=$(cd "$(dirname "$0")/.." && pwd)
 sdk=$root/.drover/sdk
-if [[ ! -x $sdk/bin/python ]] || ! "$sdk/bin/python" -c 'import anthropic, playwright, mcp, uvicorn' >/dev/null 2>&1; then
+if [[ ! -x $sdk/bin/python ]] || ! "$sdk/bin/python" -c 'import anthropic, standardwebhooks, playwright, mcp, uvicorn' >/dev/null 2>&1; then
     echo "deps: installing anthropic==2.12.0, playwright==1.65.2 and mcp==2.3.0 into .drover/sdk"
     rm -rf "$sdk"
     python3 -m venv "$sdk"
-    "$sdk/bin/pip" install -q "anthropic==2.12.0" "playwright==1.65.2" "mcp==2.3.0"
+    "$sdk/bin/pip" install -q "anthropic[webhooks]==2.12.0" "playwright==1.65.2" "mcp==2.3.0"
 fi

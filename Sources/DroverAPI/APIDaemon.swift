@@ -28,6 +28,12 @@ public struct APIDaemon: Service {
         public var ceilings = ResourceCeilings()
         /// Seconds a self-hosted work item's lease lasts when its worker asks for none (`--work-ttl`).
         public var workLeaseTTL = 30
+        /// Deployments' schedules (`--schedule-*`); nil: this process fires none (`--no-scheduler`).
+        public var scheduler: DeploymentScheduler.Config? = DeploymentScheduler.Config()
+        /// Webhook deliveries (`--webhook-*`).
+        public var webhooks = WebhookDeliverer.Config()
+        /// The wall clock schedules are read against (`DROVER_CLOCK`, for tests).
+        public var clock = WallClock.system
         public init(databaseURL: String) { self.databaseURL = databaseURL }
     }
 
@@ -52,7 +58,7 @@ public struct APIDaemon: Service {
         let apiMetrics = APIMetrics()
         let workBell = Doorbell()
         let router = APIRouter(store: store, hub: hub, log: log, console: console, metrics: apiMetrics, vaultKey: config.vaultKey,
-                               ceilings: config.ceilings, workLeaseTTL: config.workLeaseTTL, workBell: workBell)
+                               ceilings: config.ceilings, workLeaseTTL: config.workLeaseTTL, workBell: workBell, clock: config.clock)
         if config.vaultKey == nil { log.info("no vault key (DROVER_VAULT_KEY): credentials and repository tokens cannot be stored") }
         let listener = try Listener(host: config.host, port: config.port)
         let server = try APIServer(config: config.server, listener: listener, hub: hub, log: log) { request, requestID in
@@ -82,17 +88,24 @@ public struct APIDaemon: Service {
                 try? await Task.sleep(for: .seconds(15))
             }
         }
+        // Deployments' schedules (one process fires, by lease) and webhook deliveries (every process).
+        let scheduler = config.scheduler.map { settings in
+            Task {
+                var settings = settings
+                settings.clock = config.clock
+                await DeploymentScheduler(store: store, config: settings, vaultKey: config.vaultKey, log: log).run()
+            }
+        }
+        let deliverer = Task { await WebhookDeliverer(store: store, config: config.webhooks, vaultKey: config.vaultKey, log: log).run() }
         server.start()
         log.info("listening", ("address", .string("\(listener.host):\(listener.port)")), ("metrics", ops.map { .string($0.address) } ?? .null))
         let signal = await stop.wait()
         log.info("draining", ("signal", .number(Double(signal))))
         draining.withLock { $0 = true }
         await server.drain(deadline: config.grace)
-        // The poller and the sampler use the database: they end before its connections close.
-        poller.cancel()
-        sampler.cancel()
-        await poller.value
-        await sampler.value
+        // The poller, the sampler, the scheduler and the deliverer use the database: they end before its connections close.
+        for task in [poller, sampler, deliverer] + (scheduler.map { [$0] } ?? []) { task.cancel() }
+        for task in [poller, sampler, deliverer] + (scheduler.map { [$0] } ?? []) { await task.value }
         doorbell.stop()
         workListener.stop()
         workBells.cancel()

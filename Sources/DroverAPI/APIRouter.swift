@@ -22,11 +22,15 @@ public struct APIRouter: Sendable {
     /// daemon's listener of `drover_work`).
     let workQueue: WorkQueue
     let workBell: Doorbell
+    /// The wall clock deployments' schedules are read against (`DROVER_CLOCK` in tests).
+    let clock: WallClock
 
     public init(
         store: TenantStore, hub: EventStreamHub, log: Log, console: ConsoleFiles = ConsoleFiles(), metrics: APIMetrics = APIMetrics(),
-        vaultKey: String? = nil, ceilings: ResourceCeilings = ResourceCeilings(), workLeaseTTL: Int = 30, workBell: Doorbell = Doorbell()
+        vaultKey: String? = nil, ceilings: ResourceCeilings = ResourceCeilings(), workLeaseTTL: Int = 30, workBell: Doorbell = Doorbell(),
+        clock: WallClock = .system
     ) {
+        self.clock = clock
         self.store = store
         workQueue = WorkQueue(pool: store.pool, defaultTTL: workLeaseTTL)
         self.workBell = workBell
@@ -173,6 +177,11 @@ public struct APIRouter: Sendable {
         "/v1/dreams": ["GET", "POST"], "/v1/dreams/{id}": ["GET"], "/v1/dreams/{id}/archive": ["POST"], "/v1/dreams/{id}/cancel": ["POST"],
         "/v1/skills": ["GET", "POST"], "/v1/skills/{id}": ["GET", "DELETE"], "/v1/skills/{id}/versions": ["GET", "POST"],
         "/v1/skills/{id}/versions/{id}": ["GET", "DELETE"], "/v1/skills/{id}/versions/{id}/content": ["GET"],
+        "/v1/deployments": ["GET", "POST"], "/v1/deployments/{id}": ["GET", "POST"], "/v1/deployments/{id}/archive": ["POST"],
+        "/v1/deployments/{id}/pause": ["POST"], "/v1/deployments/{id}/unpause": ["POST"], "/v1/deployments/{id}/run": ["POST"],
+        "/v1/deployment_runs": ["GET"], "/v1/deployment_runs/{id}": ["GET"],
+        "/v1/webhooks": ["GET", "POST"], "/v1/webhooks/{id}": ["GET", "POST", "DELETE"], "/v1/webhooks/{id}/deliveries": ["GET"],
+        "/v1/webhooks/{id}/regenerate_signing_secret": ["POST"],
     ]
 
     /// Routes the SDK has for the resources Drover serves that Drover does not serve yet, and
@@ -183,15 +192,12 @@ public struct APIRouter: Sendable {
         "/v1/sessions/{id}/threads/{id}/archive": "session threads", "/v1/sessions/{id}/threads/{id}/events": "session threads",
         "/v1/sessions/{id}/threads/{id}/stream": "session threads",
         "/v1/vaults/{id}/credentials/{id}/mcp_oauth_validate": "MCP OAuth credential validation",
-        "/v1/deployments": "deployments", "/v1/deployments/{id}": "deployments", "/v1/deployments/{id}/archive": "deployments",
-        "/v1/deployments/{id}/pause": "deployments", "/v1/deployments/{id}/unpause": "deployments", "/v1/deployments/{id}/run": "deployments",
-        "/v1/deployment_runs": "deployment runs", "/v1/deployment_runs/{id}": "deployment runs",
     ]
 
     /// Creates count against the organisation's creates per minute, all else against requests.
     static func kind(_ request: HTTPServerRequest) -> String {
         let segments = Target(request.path).segments
-        return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions", "vaults", "files", "memory_stores", "dreams", "skills"].contains(segments[1]) ? "create" : "request"
+        return request.method == "POST" && segments.count == 2 && ["agents", "environments", "sessions", "vaults", "files", "memory_stores", "dreams", "skills", "deployments", "webhooks"].contains(segments[1]) ? "create" : "request"
     }
 
     /// Authenticates the key and spends one of the organisation's requests of this minute.
@@ -268,6 +274,8 @@ public struct APIRouter: Sendable {
         if let response = try await routeMemory(request, target: target, principal: principal) { return response }
         if let response = try await routeDreams(request, target: target, principal: principal) { return response }
         if let response = try await routeSkills(request, target: target, org: org) { return response }
+        if let response = try await routeDeployments(request, target: target, org: org) { return response }
+        if let response = try await routeWebhooks(request, target: target, org: org) { return response }
         let method = request.method
         switch (path[1], path.count, method) {
         // Beyond Managed Agents: what the key is (the console asks, to show the fleet pages or not).

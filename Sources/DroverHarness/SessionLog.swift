@@ -38,6 +38,10 @@ public struct SessionLog: Sendable {
     }
     /// Input and output tokens of every model call; model calls since the last idle; all of them.
     private(set) var tokensSpent = 0
+    /// Tokens of every model call by kind, which a budget prices (`SpendLimit`).
+    private(set) var inputTokens = 0
+    private(set) var outputTokens = 0
+    private(set) var cacheReadTokens = 0
     private(set) var modelCallsSinceIdle = 0
     private(set) var modelCalls = 0
     /// The context view's fold over every entry so far (`ContextView.Builder`): a view is made
@@ -96,6 +100,9 @@ public struct SessionLog: Sendable {
             // Managed Agents' `model_usage`; logs written before #11 say `usage`.
             let usage = json["model_usage"] ?? json["usage"]
             tokensSpent += (usage?["input_tokens"]?.intValue ?? 0) + (usage?["output_tokens"]?.intValue ?? 0)
+            inputTokens += usage?["input_tokens"]?.intValue ?? 0
+            outputTokens += usage?["output_tokens"]?.intValue ?? 0
+            cacheReadTokens += usage?["cache_read_input_tokens"]?.intValue ?? 0
             modelCallsSinceIdle += 1
             modelCalls += 1
         case .sessionStatusIdle:

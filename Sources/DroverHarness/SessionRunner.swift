@@ -156,6 +156,9 @@ final class SessionRunner: Sendable {
         // wake's first read of the log (a query of its own in line would add its round trip to
         // every wake's first model request).
         let attached = worker == nil ? Task { try await store.attachedStores(session) } : nil
+        // The session's budget, likewise beside the first read (most sessions have none).
+        let budget = Task { try await store.budget(session) }
+        var budgetRead = false
         var storesRead = attached == nil
         var lastMemorySync = ContinuousClock.now
         spec.memories = { try await store.memories(ofStore: $0) }
@@ -171,7 +174,7 @@ final class SessionRunner: Sendable {
         for tool in harnessTools where !agent.tools.contains(where: { $0.name == tool.name }) { agent.tools.append(tool.definition) }
         let mcp = try await connectMCP(agent, policy: policy)
         agent.tools += mcp.definitions
-        let planner = TurnPlanner(
+        var planner = TurnPlanner(
             epoch: lease.epoch, maxTurns: agent.maxTurns, tokenBudget: agent.tokenBudget, contextBudgetTokens: agent.contextBudgetTokens,
             attempt: lease.attempt, maxAttempts: context.options.maxAttempts, worker: worker)
         if lease.attempt > 1 { log.warning("claimed again after its holder stopped", ("attempt", .number(Double(lease.attempt)))) }
@@ -187,6 +190,10 @@ final class SessionRunner: Sendable {
                 state.withLock { [stores = spec.stores] in $0.stores = stores }
                 agent.systemPrompt += Self.memorySection(spec.stores)
                 storesRead = true
+            }
+            if !budgetRead {
+                planner.spendLimit = try await budget.value.map { SpendLimit(maxCents: $0.maxCents, price: $0.price) }
+                budgetRead = true
             }
             switch planner.next(sessionLog) {
             case .runTools(let calls):

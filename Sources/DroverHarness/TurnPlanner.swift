@@ -123,12 +123,15 @@ public enum TurnStep: Sendable, Equatable {
 /// 3. tool uses without results are run;
 /// 4. a turn the log already ended (the model answered without tool uses and no user input came
 ///    after the request) is finished without calling the model again;
-/// 5. the turn limit and the token budget end the turn;
+/// 5. the turn limit, the token budget and the session's spend limit end the turn;
 /// 6. otherwise the model is called with the context view.
 public struct TurnPlanner: Sendable {
     public var epoch: Int64
     public var maxTurns: Int
     public var tokenBudget: Int?
+    /// The session's budget in money (`sessions.create(budget=…)`), priced from the operator's
+    /// table; nil when the session has none.
+    public var spendLimit: SpendLimit?
     public var contextBudgetTokens: Int
     /// Consecutive claims without a clean release (this one included), and the most allowed.
     public var attempt: Int
@@ -169,6 +172,7 @@ public struct TurnPlanner: Sendable {
         if Self.turnIsOver(log) { return finish(Self.lastAnswerRefused(log) ? .refusal : .endTurn) }
         if Self.modelCallsThisRun(log) >= maxTurns { return finish(.maxTurns) }
         if let tokenBudget, Self.tokensSpent(log) >= tokenBudget { return finish(.budgetReached) }
+        if let spendLimit, spendLimit.isReached(by: log) { return finish(.budgetReached) }
         let view = ContextView(log: log, budgetTokens: contextBudgetTokens)
         let compacted = !view.elided.isEmpty && view.elided != Self.lastCompacted(log) ? view.elided : nil
         return .callModel(view, compacted: compacted)

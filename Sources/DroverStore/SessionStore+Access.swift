@@ -131,3 +131,36 @@ extension SessionStore {
         DroverError(.vaultKeyMissing, "the session has sealed secrets and this harness has no vault key (DROVER_VAULT_KEY or DROVER_VAULT_KEY_FILE)")
     }
 }
+
+extension SessionStore {
+    /// A model's list prices, US dollars per million tokens.
+    public struct ModelPrice: Sendable, Equatable {
+        public var input: Double
+        public var output: Double
+        public var cacheRead: Double
+        public init(input: Double, output: Double, cacheRead: Double) {
+            self.input = input
+            self.output = output
+            self.cacheRead = cacheRead
+        }
+    }
+
+    /// The session's budget (its cap in cents) and its model's price (nil: the model has none);
+    /// nil when the session has no budget.
+    public func budget(_ session: SessionID) async throws -> (maxCents: Int64, price: ModelPrice?)? {
+        try await mappingErrors {
+            guard let row = try await pool.query(
+                """
+                SELECT (s.budget #>> '{max_list_cost,amount}')::bigint, p.input_per_mtok::float8, p.output_per_mtok::float8, p.cache_read_per_mtok::float8
+                  FROM drover.sessions s
+                  JOIN drover.agents a ON a.id = coalesce(s.run_agent_id, s.agent_id) AND a.version = coalesce(s.run_agent_version, s.agent_version)
+                  LEFT JOIN drover.model_prices p ON p.model = a.model
+                 WHERE s.id = $1 AND s.budget IS NOT NULL
+                """, [session.rawValue]).first else { return nil }
+            let price = try row.decodeIfPresent(1, as: Double.self).map {
+                ModelPrice(input: $0, output: try row.decode(2), cacheRead: try row.decode(3))
+            }
+            return (try row.decode(0), price)
+        }
+    }
+}

@@ -11,6 +11,32 @@ extension TenantStore {
     /// an environment of the same organisation, with its `vault_ids` (vaults of the organisation)
     /// and `resources` (`github_repository`, whose token is sealed with `key`).
     public func createSession(org: String, _ body: JSONValue, key: String? = nil) async throws -> JSONValue {
+        let prepared = try await prepareSession(org: org, body, key: key)
+        let (id, wakes) = try await mappingErrors {
+            try await pool.transaction { connection in try await Self.insertSession(prepared, org: org, key: key, on: connection) }
+        }
+        wake(session: id, wakes)
+        return try await session(org: org, id: id)
+    }
+
+    /// A create request, checked against what it names, before anything is written.
+    struct PreparedSession {
+        var agentID: String
+        var agentVersion: Int?
+        var model: String?
+        var environment: String
+        var title: String?
+        var metadata: String?
+        var vaultIDs: [String]
+        var repositories: [RepositoryResource]
+        var files: [FileResource]
+        var stores: [StoreResource]
+        var initial: (types: [String], payloads: [String]) = ([], [])
+        var budget: JSONValue?
+        var deploymentID: String?
+    }
+
+    func prepareSession(org: String, _ body: JSONValue, key: String?) async throws -> PreparedSession {
         let agentID: String
         var version: Int?
         if let id = body["agent"]?.stringValue {
@@ -26,23 +52,29 @@ extension TenantStore {
         if agent["archived_at"] != nil && agent["archived_at"] != .null { throw DroverError(.invalidArgument, "agent \(agentID) is archived") }
         let env = try await self.environment(org: org, id: environment)
         if env["archived_at"] != nil && env["archived_at"] != .null { throw DroverError(.invalidArgument, "environment \(environment) is archived") }
-        let vaultIDs = try await checkedVaults(org: org, body["vault_ids"])
-        let repositories = try Self.repositories(body["resources"])
-        let files = try await checkedFiles(org: org, body["resources"])
-        let stores = try await checkedStores(org: org, body["resources"])
-        if repositories.contains(where: { $0.token != nil }) { _ = try VaultKey.required(key) }
-        var initial: (types: [String], payloads: [String]) = ([], [])
+        var prepared = PreparedSession(
+            agentID: agentID, agentVersion: agent["version"]?.intValue, model: agent["model"]?["id"]?.stringValue, environment: environment,
+            title: body["title"]?.stringValue, metadata: Self.text(body["metadata"]), vaultIDs: try await checkedVaults(org: org, body["vault_ids"]),
+            repositories: try Self.repositories(body["resources"]), files: try await checkedFiles(org: org, body["resources"]),
+            stores: try await checkedStores(org: org, body["resources"]))
+        if prepared.repositories.contains(where: { $0.token != nil }) { _ = try VaultKey.required(key) }
         if let events = body["initial_events"], events != .null {
             guard case .array(let list) = events else { throw DroverError(.invalidArgument, "initial_events must be an array") }
             // Checked before anything is written: a refused event leaves no session behind.
-            if !list.isEmpty { initial = try Self.userEvents(list, field: "initial_events") }
+            if !list.isEmpty { prepared.initial = try Self.userEvents(list, field: "initial_events") }
         }
-        // The session and its resources in one statement (a session is never seen without them),
-        // and its initial events in the same transaction.
+        if let budget = body["budget"], budget != .null { prepared.budget = try await checkedBudget(budget, model: prepared.model) }
+        return prepared
+    }
+
+    /// Writes a prepared session on `connection` (the caller's transaction): the session and its
+    /// resources in one statement (a session is never seen without them), then its initial
+    /// events. Answers its id and whom to wake after the commit.
+    static func insertSession(_ prepared: PreparedSession, org: String, key: String?, on connection: PostgresConnection) async throws -> (String, [String]) {
         let sql = """
             WITH s AS (
-                INSERT INTO drover.sessions (id, agent_id, agent_version, environment_id, org_id, title, metadata, vault_ids)
-                VALUES (drover.new_id('sesn'), $1, $2, $3, $4, $5, coalesce($6::jsonb, '{}'), $7::text[])
+                INSERT INTO drover.sessions (id, agent_id, agent_version, environment_id, org_id, title, metadata, vault_ids, deployment_id, budget)
+                VALUES (drover.new_id('sesn'), $1, $2, $3, $4, $5, coalesce($6::jsonb, '{}'), $7::text[], $10, $11::jsonb)
                 RETURNING *
             ), r AS (
                 INSERT INTO drover.session_resources (id, session_id, type, url, mount_path, checkout, secret, key_id)
@@ -55,27 +87,40 @@ extension TenantStore {
             SELECT s.id FROM s, (SELECT count(*) FROM r) AS made
             """
         let parameters: [(any PostgresEncodable)?] = [
-            agentID, agent["version"]?.intValue, environment, org, body["title"]?.stringValue, Self.text(body["metadata"]), vaultIDs,
-            JSONValue.array(repositories.map { repository in
+            prepared.agentID, prepared.agentVersion, prepared.environment, org, prepared.title, prepared.metadata, prepared.vaultIDs,
+            JSONValue.array(prepared.repositories.map { repository in
                 ["url": .string(repository.url), "mount_path": .string(repository.mountPath),
                  "checkout": repository.checkout?.json ?? .null, "token": repository.token.map(JSONValue.string) ?? .null]
-            }).text, key,
+            }).text, key, prepared.deploymentID, prepared.budget?.text,
         ]
-        let (id, wakes): (String, [String]) = try await mappingErrors {
-            try await pool.transaction { connection in
-                guard let id = try await connection.query(sql, parameters).first.map({ try $0.decode(0) as String }) else {
-                    throw DroverError(.database, "the new session has no id")
-                }
-                if !files.isEmpty { try await Self.insertFiles(files, session: id, on: connection) }
-                if !stores.isEmpty { try await Self.insertStores(stores, session: id, on: connection) }
-                guard !initial.types.isEmpty else { return (id, []) }
-                let wakes = try await connection.query("SELECT sent.wake FROM (\(Self.sendSQL)) AS sent", [id, initial.types, initial.payloads])
-                    .map { $0[0] }
-                return (id, wakes.compactMap { $0 })
-            }
+        guard let id = try await connection.query(sql, parameters).first.map({ try $0.decode(0) as String }) else {
+            throw DroverError(.database, "the new session has no id")
         }
-        wake(session: id, wakes)
-        return try await session(org: org, id: id)
+        if !prepared.files.isEmpty { try await insertFiles(prepared.files, session: id, on: connection) }
+        if !prepared.stores.isEmpty { try await insertStores(prepared.stores, session: id, on: connection) }
+        guard !prepared.initial.types.isEmpty else { return (id, []) }
+        let wakes = try await connection.query("SELECT sent.wake FROM (\(sendSQL)) AS sent", [id, prepared.initial.types, prepared.initial.payloads])
+            .map { $0[0] }
+        return (id, wakes.compactMap { $0 })
+    }
+
+    /// A budget as the SDK types it (`{type: limit, max_list_cost: {amount, currency: USD}}`, the
+    /// amount in cents as a decimal string), for a model the operator has priced
+    /// (`drover.model_prices`): a budget cannot measure a model without a price.
+    func checkedBudget(_ value: JSONValue, model: String?) async throws -> JSONValue {
+        guard case .object(let fields) = value, fields["type"]?.stringValue == "limit", case .object(let cost)? = fields["max_list_cost"],
+              let amount = cost["amount"]?.stringValue, !amount.isEmpty, amount.count <= 15, amount.allSatisfy(\.isASCII),
+              amount.allSatisfy(\.isNumber), amount == "0" || !amount.hasPrefix("0") else {
+            throw DroverError(.invalidArgument, "budget: {type: limit, max_list_cost: {amount, currency}} with the amount in cents as a whole decimal string (\"2500\" is $25.00) is required")
+        }
+        guard cost["currency"]?.stringValue == "USD" else { throw DroverError(.invalidArgument, "budget.max_list_cost.currency: USD is the only currency") }
+        let priced = try await mappingErrors {
+            try await pool.query("SELECT 1 FROM drover.model_prices WHERE model = $1", [model]).count == 1
+        }
+        guard priced else {
+            throw DroverError(.invalidArgument, "budget: model_not_budgetable: the model \(model ?? "") has no list price on this server (drover prices set)")
+        }
+        return ["type": "limit", "max_list_cost": ["amount": .string(amount), "currency": "USD"]]
     }
 
     /// Appends user events (`$2` types, `$3` payloads) to session `$1`, in order, each as its row,
@@ -388,8 +433,7 @@ extension TenantStore {
 
     /// What `sessions.list` filters on, as the SDK names it. `statuses` as the API shows them
     /// (`running` includes queued sessions; `rescheduling` matches none here: a session whose
-    /// harness died is queued again, and shows as running). `deploymentID` matches no session
-    /// until sessions can have one.
+    /// harness died is queued again, and shows as running).
     public struct SessionFilter: Sendable {
         public var agentID: String?
         public var agentVersion: Int?
@@ -419,7 +463,7 @@ extension TenantStore {
                 AND ($9::int IS NULL OR t.agent_version = $9)
                 AND ($10::timestamptz IS NULL OR t.created_at > $10) AND ($11::timestamptz IS NULL OR t.created_at >= $11)
                 AND ($12::timestamptz IS NULL OR t.created_at < $12) AND ($13::timestamptz IS NULL OR t.created_at <= $13)
-                AND $14::text IS NULL
+                AND ($14::text IS NULL OR t.deployment_id = $14)
                 AND ($15::text IS NULL OR EXISTS (SELECT 1 FROM drover.session_resources r WHERE r.session_id = t.id AND r.memory_store_id = $15))
                 """,
             extra: [filter.agentID, filter.id, statuses, filter.agentVersion, filter.createdAfter, filter.createdFrom, filter.createdBefore,

@@ -8,11 +8,11 @@ public struct RunningAPI: Sendable {
     public let address: String
     public let database: String
 
-    public static func start(database: String, _ extra: [String] = []) async throws -> RunningAPI {
+    public static func start(database: String, _ extra: [String] = [], environment: [String: String] = [:]) async throws -> RunningAPI {
         let daemon = try ChildDaemon(
             // Few connections: tests run side by side against one stock server (max_connections 100).
             binary: TestDatabase.droverBinary.path, ["api", "--listen", "127.0.0.1:0", "--grace", "2", "--db-connections", "3"] + extra,
-            environment: ["DATABASE_URL": database, "DROVER_VAULT_KEY": TestDatabase.vaultKey])
+            environment: ["DATABASE_URL": database, "DROVER_VAULT_KEY": TestDatabase.vaultKey].merging(environment) { $1 })
         let listening = try await daemon.waitForLog("listening")
         guard let address = listening["address"]?.stringValue else { throw DroverError(.invalidArgument, "no address in \(listening.text)") }
         return RunningAPI(daemon: daemon, address: address, database: database)

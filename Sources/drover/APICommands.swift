@@ -5,6 +5,7 @@ import DroverStore
 import Foundation
 
 struct APICommand: Command {
+    static let flags: Set<String> = ["no-scheduler"]
     static let name = "api"
     static let summary = "serve the Managed Agents-compatible HTTP API"
     static let help = """
@@ -12,6 +13,10 @@ struct APICommand: Command {
                           [--request-deadline SECONDS] [--stream-buffer BYTES] [--stream-stall SECONDS]
                           [--max-resources KEY=N,…] [--max-connections N]
                           [--max-connections-per-client N] [--work-ttl SECONDS]
+                          [--no-scheduler] [--schedule-interval S] [--schedule-lease-ttl S]
+                          [--schedule-catch-up S] [--allow-internal RANGES]
+                          [--webhook-retry-base S] [--webhook-retry-cap S] [--webhook-give-up S]
+                          [--webhook-timeout S]
 
         Serves /v1/agents, /v1/environments, /v1/sessions and /v1/sessions/{id}/events (send,
         list, stream) as Managed Agents does, so the official Anthropic SDKs work with base_url
@@ -43,9 +48,28 @@ struct APICommand: Command {
           --work-ttl SECONDS      a self-hosted work item's lease when its worker asks for none
                                   (default 30; the SDK's worker heartbeats at half of it); a worker
                                   silent for longer loses the item to the queue
+          --no-scheduler          fire no deployment schedules from this process (by default
+                                  every replica takes part: one at a time holds the lease)
+          --schedule-interval S   seconds between the scheduler's passes (default 1)
+          --schedule-lease-ttl S  seconds the scheduler's lease lasts unrenewed (default 10): how
+                                  soon another replica fires after the holder dies
+          --schedule-catch-up S   missed scheduled times younger than this are still fired
+                                  (default 3600); older ones are skipped and logged
+          --allow-internal RANGES loopback, private, link-local or this host's addresses webhook
+                                  URLs may reach, as comma-separated ranges (127.0.0.1/32);
+                                  default none (or DROVER_ALLOW_INTERNAL)
+          --webhook-retry-base S  first retry of a failed delivery after S seconds, doubling
+                                  (default 5)
+          --webhook-retry-cap S   the longest wait between retries (default 3600)
+          --webhook-give-up S     seconds from an event to giving up its delivery and disabling
+                                  the endpoint (default 90000: 25 hours)
+          --webhook-timeout S     seconds a delivery may take (default 10)
+
+        DROVER_CLOCK=base=UNIX,rate=N[,anchor=UNIX] runs the schedules' clock from `base`, N
+        times as fast (tests drive a day of cron in minutes with it); never set it in production.
         \(DaemonOptions.help)
         """
-    static let options: Set<String> = Set(["listen", "db-connections", "grace", "request-deadline", "stream-buffer", "stream-stall", "max-resources", "max-connections", "max-connections-per-client", "work-ttl"]).union(DaemonOptions.names)
+    static let options: Set<String> = Set(["listen", "db-connections", "grace", "request-deadline", "stream-buffer", "stream-stall", "max-resources", "max-connections", "max-connections-per-client", "work-ttl", "schedule-interval", "schedule-lease-ttl", "schedule-catch-up", "allow-internal", "webhook-retry-base", "webhook-retry-cap", "webhook-give-up", "webhook-timeout"]).union(DaemonOptions.names)
 
     static func run(_ arguments: Arguments) async throws {
         var config = APIDaemon.Config(databaseURL: try Environment.databaseURL())
@@ -85,6 +109,31 @@ struct APICommand: Command {
             guard (2...600).contains(ttl) else { throw UsageError("--work-ttl must be 2 to 600") }
             config.workLeaseTTL = ttl
         }
+        if arguments.has("no-scheduler") { config.scheduler = nil }
+        if var scheduler = config.scheduler {
+            if let interval = try arguments.double("schedule-interval") {
+                guard interval > 0 else { throw UsageError("--schedule-interval must be positive") }
+                scheduler.interval = interval
+            }
+            if let ttl = try arguments.double("schedule-lease-ttl") {
+                guard ttl > 0 else { throw UsageError("--schedule-lease-ttl must be positive") }
+                scheduler.ttl = ttl
+            }
+            if let window = try arguments.double("schedule-catch-up") {
+                guard window >= 0 else { throw UsageError("--schedule-catch-up must not be negative") }
+                scheduler.catchUp = window
+            }
+            config.scheduler = scheduler
+        }
+        config.webhooks.addressRule = try OutboundResolver.operatorRule(allowed: arguments.value("allow-internal"))
+        if let base = try arguments.double("webhook-retry-base") { config.webhooks.retry.base = max(0.01, base) }
+        if let cap = try arguments.double("webhook-retry-cap") { config.webhooks.retry.cap = max(0.01, cap) }
+        if let giveUp = try arguments.double("webhook-give-up") { config.webhooks.retry.giveUpAfter = giveUp }
+        if let timeout = try arguments.double("webhook-timeout") {
+            guard timeout > 0 else { throw UsageError("--webhook-timeout must be positive") }
+            config.webhooks.timeout = timeout
+        }
+        config.clock = try WallClock.fromEnvironment()
         config.vaultKey = try VaultKey.fromEnvironment()
         exit(try await APIDaemon(config: config).run())
     }

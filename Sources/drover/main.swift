@@ -8,7 +8,7 @@ let commands: [any Command.Type] = [
     SessionSendCommand.self, SessionShowCommand.self, SessionsCommand.self, EventsCommand.self,
     LeasesCommand.self, HarnessesCommand.self, BenchAPICommand.self, PoolsCommand.self, TopCommand.self, VerifyCommand.self, ChaosCommand.self, HarnessCommand.self, SandboxPoolCommand.self, ScriptedModelCommand.self,
     EnvironmentKeyCreateCommand.self, EnvironmentKeyRevokeCommand.self, WorkCommand.self,
-    VaultNewKeyCommand.self, VaultCreateCommand.self, VaultAddCredentialCommand.self, VaultRotateKeyCommand.self, DemoCommand.self, BenchQueueCommand.self, BenchDrainCommand.self, BenchSandboxCommand.self, BenchHarnessCommand.self, BenchBurstCommand.self, BenchWorkCommand.self, BenchPlannerCommand.self,
+    VaultNewKeyCommand.self, VaultCreateCommand.self, VaultAddCredentialCommand.self, VaultRotateKeyCommand.self, WebhookCreateCommand.self, WebhookListCommand.self, PricesSetCommand.self, DemoCommand.self, BenchQueueCommand.self, BenchDrainCommand.self, BenchSandboxCommand.self, BenchHarnessCommand.self, BenchBurstCommand.self, BenchWorkCommand.self, BenchPlannerCommand.self,
 ]
 
 /// Commands and their summaries in two columns, as wide as the longest name needs.

@@ -1,0 +1,40 @@
+import DroverCore
+import DroverTestSupport
+import Foundation
+import Testing
+
+/// Issue #26's acceptance: deployments on a schedule and webhooks, through the pinned SDK,
+/// against three `drover api` replicas sharing one clock that runs 60 times as fast
+/// (Tests/sdk/deployments.py, which SIGKILLs whichever replica holds the scheduler lease).
+@Suite(.serialized) struct DeploymentTests {
+    @Test func schedulesFireOncePerTimeAcrossReplicasAndWebhooksDeliverEverything() async throws {
+        let script: JSONValue = [
+            "turns": [["content": [["type": "text", "text": "Done."]]]],
+            // The capped session's turn wants a second model call, which its budget refuses.
+            "variants": [[
+                "match": "spend",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo spent"]]]],
+                    ["content": [["type": "text", "text": "Never sent."]]],
+                ],
+            ]],
+        ]
+        // The cluster's own replica fires no schedules (its clock is the real one).
+        try await APIRig.withClusterAndAPI(script: script, apiArgs: ["--no-scheduler", "--allow-internal", "127.0.0.1/32"]) { cluster, _ in
+            // The replicas' schedule clock: 2026-03-29 00:55 London (a daylight-saving morning), 60× real time.
+            let clock = ["DROVER_CLOCK": "base=1774745700,rate=60,anchor=\(Int(Date().timeIntervalSince1970))"]
+            let flags = ["--schedule-interval", "0.1", "--schedule-lease-ttl", "1", "--allow-internal", "127.0.0.1/32",
+                         "--webhook-retry-base", "0.2", "--webhook-retry-cap", "1", "--webhook-timeout", "2"]
+            var replicas: [RunningAPI] = []
+            for _ in 0..<3 { replicas.append(try await RunningAPI.start(database: cluster.database.conninfo, flags, environment: clock)) }
+            let key = try await replicas[0].key(org: "cron")
+            defer { for replica in replicas { replica.daemon.signal(SIGKILL) } }
+            try await APIRig.python("Tests/sdk/deployments.py", environment: [
+                "DROVER_API_URLS": replicas.map { "http://\($0.address)" }.joined(separator: ","),
+                "DROVER_API_PIDS": replicas.map { String($0.daemon.pid) }.joined(separator: ","),
+                "DROVER_KEY_A": key, "DATABASE_URL": cluster.database.conninfo,
+            ])
+            #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
+        }
+    }
+}
