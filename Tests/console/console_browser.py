@@ -105,6 +105,16 @@ with sync_playwright() as playwright:
         check("a memory's history shows each change as a diff", True)
         shot(page, "memory")
 
+        # Webhooks: an endpoint and its delivery log (an unreachable URL: the attempts show their errors).
+        hook = call("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/", "name": "console hook", "enabled_events": ["memory_store.created"]})
+        call("POST", "/v1/memory_stores", {"name": "for the hook"})
+        page.get_by_role("link", name="Webhooks").click()
+        page.get_by_role("link", name="console hook").click()
+        expect(page.locator("#deliveries tbody tr")).to_have_count(1)
+        expect(page.locator("#deliveries tbody tr").first).to_contain_text("memory_store.created")
+        check("an endpoint's delivery log lists its events", True)
+        shot(page, "webhooks")
+
         # Phone width: the session page still reads.
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(URL + "#/sessions")

@@ -44,7 +44,6 @@ print(f"ok {len(sdk)} SDK methods, {sum(1 for s in listed.values() if s == 'serv
 refusals = {
     "session threads": lambda: client.beta.sessions.threads.list("sesn_x"),
     "MCP OAuth credential validation": lambda: client.beta.vaults.credentials.mcp_oauth_validate("vcrd_x", vault_id="vlt_x"),
-    "deployments": lambda: client.beta.deployments.list(),
 }
 for what, call in refusals.items():
     try:

@@ -509,6 +509,38 @@ async function memoryPage(storeID, memoryID) {
     h("p", {}, h("a", { href: "#/memory/" + storeID }, "The store")));
 }
 
+// ---- Webhooks ----------------------------------------------------------------------------------
+
+async function webhooksPage() {
+  const endpoints = (await api("GET", "/v1/webhooks?limit=100")).data;
+  show(h("section", {},
+    h("h1", {}, "Webhooks"),
+    endpoints.length
+      ? h("div", { class: "table-wrap" }, h("table", { id: "webhooks" },
+          h("thead", {}, h("tr", {}, ["Endpoint", "URL", "State", "Events"].map((t) => h("th", {}, t)))),
+          h("tbody", {}, endpoints.map((endpoint) => h("tr", {},
+            h("td", {}, h("a", { href: "#/webhooks/" + endpoint.id }, endpoint.name || endpoint.id)), h("td", {}, endpoint.url),
+            h("td", {}, endpoint.state + (endpoint.disabled_reason ? ": " + endpoint.disabled_reason : "")),
+            h("td", {}, endpoint.enabled_events.join(", ")))))))
+      : h("p", { class: "muted" }, "No webhook endpoints yet (POST /v1/webhooks or drover webhook create).")));
+}
+
+async function webhookPage(id) {
+  const endpoint = await api("GET", "/v1/webhooks/" + encodeURIComponent(id));
+  const deliveries = (await api("GET", `/v1/webhooks/${encodeURIComponent(id)}/deliveries?limit=200`)).data;
+  show(h("section", {},
+    h("h1", {}, endpoint.name || endpoint.id),
+    h("p", { class: "muted" }, `${endpoint.id} · ${endpoint.url} · ${endpoint.state}` + (endpoint.disabled_reason ? " · " + endpoint.disabled_reason : "")),
+    h("div", { class: "table-wrap" }, h("table", { id: "deliveries" },
+      h("thead", {}, h("tr", {}, ["Event", "Type", "Object", "Status", "Attempts", "Last answer", "When"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, deliveries.map((delivery) => h("tr", { "data-status": delivery.status },
+        h("td", {}, delivery.event_id), h("td", {}, delivery.event_type), h("td", {}, delivery.object_id), h("td", {}, delivery.status),
+        h("td", {}, String(delivery.attempts)),
+        h("td", {}, delivery.last_error || (delivery.last_status ? "HTTP " + delivery.last_status : "")),
+        h("td", {}, age(delivery.created_at) + " ago")))))),
+    h("p", {}, h("a", { href: "#/webhooks" }, "All endpoints"))));
+}
+
 // ---- Routing -----------------------------------------------------------------------------------
 
 async function route() {
@@ -527,6 +559,8 @@ async function route() {
     else if (parts[0] === "memory" && parts[2]) await memoryPage(decodeURIComponent(parts[1]), decodeURIComponent(parts[2]));
     else if (parts[0] === "memory" && parts[1]) await memoryStorePage(decodeURIComponent(parts[1]));
     else if (parts[0] === "memory") await memoryStoresPage();
+    else if (parts[0] === "webhooks" && parts[1]) await webhookPage(decodeURIComponent(parts[1]));
+    else if (parts[0] === "webhooks") await webhooksPage();
     else await sessionsPage(query);
   } catch (error) {
     failure(error);
