@@ -31,7 +31,9 @@ public struct WebhookDeliverer: Sendable {
         while !Task.isCancelled {
             var sent = false
             do {
-                if let delivery = try await store.nextWebhookDelivery(holder: holder, ttl: config.timeout + 20, key: vaultKey) {
+                // The lease outlasts one attempt by little: a process that dies holding it holds
+                // up its endpoint only that long.
+                if let delivery = try await store.nextWebhookDelivery(holder: holder, ttl: config.timeout + 2, key: vaultKey) {
                     sent = true
                     try await deliver(delivery)
                 }

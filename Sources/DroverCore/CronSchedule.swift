@@ -113,17 +113,27 @@ public struct CronSchedule: Sendable, Equatable {
 
     /// What a scheduler that finds `due` (the first firing not yet made) at `now` does: the times
     /// to fire, oldest first (missed ones within `catchUp` seconds of `now`, at most `limit`), how
-    /// many older ones it skips, and the next time after those it fires.
+    /// many it skips (older ones, and any past the limit), and the next time after `now`. Skipped
+    /// times are counted one by one up to 1,000, then jumped over (a scheduler down for months
+    /// does not walk every minute it missed).
     public func plan(due: Date, now: Date, catchUp: TimeInterval, limit: Int = 60) -> (fire: [Date], skipped: Int, next: Date?) {
         var fire: [Date] = []
         var skipped = 0
+        let windowStart = now.addingTimeInterval(-catchUp)
         var time: Date? = due
-        while let current = time, current <= now {
-            if now.timeIntervalSince(current) <= catchUp && fire.count < limit { fire.append(current) } else { skipped += 1 }
-            if skipped > 100_000 { return (fire, skipped, next(after: now)) }
+        while let current = time, current < windowStart {
+            skipped += 1
+            time = next(after: skipped < 1_000 ? current : max(current, windowStart.addingTimeInterval(-1)))
+        }
+        while let current = time, current <= now, fire.count < limit {
+            fire.append(current)
             time = next(after: current)
         }
-        return (fire, skipped, time)
+        while let current = time, current <= now, skipped < 1_000 {
+            skipped += 1
+            time = next(after: current)
+        }
+        return (fire, skipped, next(after: now))
     }
 
     /// Whether the schedule fires on local `day`.

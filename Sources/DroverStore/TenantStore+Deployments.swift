@@ -287,18 +287,22 @@ extension TenantStore {
     /// `run`: a manual run now, whatever the schedule and pause say; its run record (with the
     /// session, or why none was made).
     public func runDeployment(org: String, id: String, key: String?) async throws -> JSONValue {
-        let (run, session, wakes) = try await mappingErrors {
-            try await pool.transaction { connection -> (String, String?, [String]) in
-                guard let row = try await connection.query(
-                    "SELECT archived_at IS NOT NULL FROM drover.deployments WHERE id = $1 AND org_id = $2 FOR UPDATE", [id, org]
-                ).first else { throw DroverError(.notFound, "no deployment \(id)") }
-                guard !(try row.decode(0) as Bool) else { throw DroverError(.invalidArgument, "deployment \(id) is archived") }
-                let fired = try await fire(deployment: id, org: org, scheduledAt: nil, key: key, on: connection)
-                return (fired.run, fired.session, fired.wakes)
+        let prepared = try await prepareFire(deployment: id, org: org, key: key)
+        let fired = try await mappingErrors {
+            try await pool.transaction { connection in
+                let current = try await connection.query(
+                    "SELECT archived_at IS NOT NULL, version FROM drover.deployments WHERE id = $1 AND org_id = $2 FOR UPDATE", [id, org]
+                ).first
+                guard let current else { throw DroverError(.notFound, "no deployment \(id)") }
+                guard !(try current.decode(0) as Bool) else { throw DroverError(.invalidArgument, "deployment \(id) is archived") }
+                guard try current.decode(1) as Int == prepared.version else {
+                    throw DroverError(.conflict, "deployment \(id) changed while its run was prepared; run it again")
+                }
+                return try await Self.recordFire(prepared, deployment: id, org: org, scheduledAt: nil, key: key, on: connection)
             }
         }
-        if let session { wake(session: session, wakes) }
-        return try await deploymentRun(org: org, id: run)
+        if let session = fired.session { wake(session: session, fired.wakes) }
+        return try await deploymentRun(org: org, id: fired.run)
     }
 
     public func deploymentRun(org: String, id: String) async throws -> JSONValue {
@@ -336,79 +340,96 @@ extension TenantStore {
              filter.createdFrom, filter.createdBefore, filter.createdTo], limit: limit)
     }
 
-    /// One fire of deployment `id` (its row locked by the caller's transaction): a session made
-    /// from it and its run, or a run with the error that stopped the session (typed as the SDK's
-    /// run errors). `scheduledAt` nil for a manual run.
-    func fire(deployment id: String, org: String, scheduledAt: Date?, key: String?, on connection: PostgresConnection) async throws
-        -> (run: String, session: String?, error: JSONValue?, wakes: [String]) {
-        let row = try await connection.query(
-            """
-            SELECT d.agent_id, d.agent_version, d.environment_id, d.initial_events::text, d.resources::text, to_jsonb(d.vault_ids)::text, d.budget::text, d.name,
-                   CASE WHEN d.secrets IS NULL THEN NULL ELSE drover.vault_open(d.secrets, d.key_id, $2) END,
-                   a.archived_at IS NOT NULL, e.id IS NULL, e.archived_at IS NOT NULL,
-                   (SELECT min(v) FROM unnest(d.vault_ids) v WHERE NOT EXISTS (SELECT 1 FROM drover.vaults x WHERE x.id = v AND x.org_id = d.org_id)),
-                   (SELECT min(v) FROM unnest(d.vault_ids) v JOIN drover.vaults x ON x.id = v WHERE x.archived_at IS NOT NULL)
-              FROM drover.deployments d
-              JOIN drover.agents a ON a.id = d.agent_id AND a.version = d.agent_version
-              LEFT JOIN drover.environments e ON e.id = d.environment_id AND e.org_id = d.org_id
-             WHERE d.id = $1
-            """, [id, key])[0]
-        let agentID: String = try row.decode(0)
-        let agentVersion: Int = try row.decode(1)
-        let environmentID: String = try row.decode(2)
+    /// What a fire of a deployment makes, read and checked before its transaction: the session
+    /// (prepared as `sessions.create` prepares one) or the error that stops it, typed as the SDK's
+    /// run errors. Its reads use the pool, so no transaction waits on a second connection.
+    struct PreparedFire {
+        var version: Int
+        var agentID: String
+        var agentVersion: Int
+        var session: PreparedSession?
         var error: JSONValue?
-        if try row.decode(9) as Bool {
-            error = ["type": "agent_archived_error", "message": .string("agent \(agentID) is archived")]
-        } else if try row.decode(10) as Bool {
-            error = ["type": "environment_not_found_error", "message": .string("no environment \(environmentID)")]
-        } else if try row.decode(11) as Bool {
-            error = ["type": "environment_archived_error", "message": .string("environment \(environmentID) is archived")]
-        } else if let vault = row[12] {
-            error = ["type": "vault_not_found_error", "message": .string("no vault \(vault)")]
-        } else if let vault = row[13] {
-            error = ["type": "vault_archived_error", "message": .string("vault \(vault) is archived")]
+    }
+
+    func prepareFire(deployment id: String, org: String, key: String?) async throws -> PreparedFire {
+        let row = try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT d.version, d.agent_id, d.agent_version, d.environment_id, d.initial_events::text, d.resources::text,
+                       to_jsonb(d.vault_ids)::text, d.budget::text, d.name,
+                       CASE WHEN d.secrets IS NULL THEN NULL ELSE drover.vault_open(d.secrets, d.key_id, $3) END,
+                       CASE WHEN a.archived_at IS NOT NULL THEN 'agent_archived_error|agent ' || d.agent_id || ' is archived'
+                            WHEN e.id IS NULL THEN 'environment_not_found_error|no environment ' || d.environment_id
+                            WHEN e.archived_at IS NOT NULL THEN 'environment_archived_error|environment ' || d.environment_id || ' is archived'
+                            ELSE (SELECT CASE WHEN x.id IS NULL THEN 'vault_not_found_error|no vault ' || v
+                                              ELSE 'vault_archived_error|vault ' || v || ' is archived' END
+                                    FROM unnest(d.vault_ids) v LEFT JOIN drover.vaults x ON x.id = v AND x.org_id = d.org_id
+                                   WHERE x.id IS NULL OR x.archived_at IS NOT NULL LIMIT 1)
+                       END,
+                       (SELECT CASE r ->> 'type'
+                                   WHEN 'file' THEN 'file_not_found_error|no file ' || (r ->> 'file_id')
+                                   ELSE CASE WHEN m.id IS NULL THEN 'session_resource_not_found_error|no memory store ' || (r ->> 'memory_store_id')
+                                             ELSE 'memory_store_archived_error|memory store ' || m.id || ' is archived' END END
+                          FROM jsonb_array_elements(d.resources) r
+                          LEFT JOIN drover.files f ON f.id = r ->> 'file_id' AND f.org_id = d.org_id
+                          LEFT JOIN drover.memory_stores m ON m.id = r ->> 'memory_store_id' AND m.org_id = d.org_id
+                         WHERE (r ->> 'type' = 'file' AND f.id IS NULL)
+                            OR (r ->> 'type' = 'memory_store' AND (m.id IS NULL OR m.archived_at IS NOT NULL))
+                         LIMIT 1)
+                  FROM drover.deployments d
+                  JOIN drover.agents a ON a.id = d.agent_id AND a.version = d.agent_version
+                  LEFT JOIN drover.environments e ON e.id = d.environment_id AND e.org_id = d.org_id
+                 WHERE d.id = $1 AND d.org_id = $2
+                """, [id, org, key]).first
         }
+        guard let row else { throw DroverError(.notFound, "no deployment \(id)") }
+        var fire = PreparedFire(version: try row.decode(0), agentID: try row.decode(1), agentVersion: try row.decode(2))
+        if let problem = row[10] ?? row[11] {
+            let parts = problem.split(separator: "|", maxSplits: 1).map(String.init)
+            fire.error = ["type": .string(parts[0]), "message": .string(parts.count > 1 ? parts[1] : parts[0])]
+            return fire
+        }
+        guard case .array(var resources) = try JSONValue.parse(try row.decode(5) as String),
+              case .array(let vaults) = try JSONValue.parse(try row.decode(6) as String) else {
+            throw DroverError(.database, "deployment \(id) is malformed")
+        }
+        if let sealed = row[9], case .array(let items) = try JSONValue.parse(sealed) {
+            for item in items {
+                guard let index = item["index"]?.intValue, resources.indices.contains(index), case .object(var object) = resources[index] else { continue }
+                object["authorization_token"] = item["token"]
+                resources[index] = .object(object)
+            }
+        }
+        let body: JSONValue = [
+            "agent": ["type": "agent", "id": .string(fire.agentID), "version": .number(Double(fire.agentVersion))],
+            "environment_id": .string(try row.decode(3)), "title": .string(try row.decode(8) as String), "resources": .array(resources),
+            "vault_ids": .array(vaults), "initial_events": try JSONValue.parse(try row.decode(4) as String),
+        ]
+        do {
+            var session = try await prepareSession(org: org, body, key: key)
+            session.deploymentID = id
+            session.budget = try row[7].map { try JSONValue.parse($0) }
+            fire.session = session
+        } catch let failure as DroverError {
+            fire.error = ["type": "session_creation_rejected_error", "message": .string(failure.message)]
+        }
+        return fire
+    }
+
+    /// Writes a prepared fire on `connection` (the caller's transaction, which holds the
+    /// deployment's row lock): the session, then its run. `scheduledAt` nil for a manual run.
+    static func recordFire(_ fire: PreparedFire, deployment id: String, org: String, scheduledAt: Date?, key: String?,
+                           on connection: PostgresConnection) async throws -> (run: String, session: String?, error: JSONValue?, wakes: [String]) {
         var session: String?
         var wakes: [String] = []
-        if error == nil {
-            guard case .array(var resources) = try JSONValue.parse(try row.decode(4) as String),
-                  case .array(let vaults) = try JSONValue.parse(try row.decode(5) as String) else {
-                throw DroverError(.database, "deployment \(id) is malformed")
-            }
-            if let sealed = row[8], case .array(let items) = try JSONValue.parse(sealed) {
-                for item in items {
-                    guard let index = item["index"]?.intValue, resources.indices.contains(index), case .object(var object) = resources[index] else { continue }
-                    object["authorization_token"] = item["token"]
-                    resources[index] = .object(object)
-                }
-            }
-            let body: JSONValue = [
-                "agent": ["type": "agent", "id": .string(agentID), "version": .number(Double(agentVersion))],
-                "environment_id": .string(environmentID), "title": .string(try row.decode(7) as String), "resources": .array(resources),
-                "vault_ids": .array(vaults), "initial_events": try JSONValue.parse(try row.decode(3) as String),
-            ]
-            do {
-                var prepared = try await prepareSession(org: org, body, key: key)
-                prepared.deploymentID = id
-                prepared.budget = try row[6].map { try JSONValue.parse($0) }
-                (session, wakes) = try await Self.insertSession(prepared, org: org, key: key, on: connection)
-            } catch let failure as DroverError {
-                let type = switch failure.message {
-                case let text where text.hasPrefix("no file"): "file_not_found_error"
-                case let text where text.hasPrefix("memory store") && text.hasSuffix("archived"): "memory_store_archived_error"
-                case let text where text.hasPrefix("no memory store"): "session_resource_not_found_error"
-                default: "session_creation_rejected_error"
-                }
-                error = ["type": .string(type), "message": .string(failure.message)]
-            }
-        }
+        if let prepared = fire.session { (session, wakes) = try await insertSession(prepared, org: org, key: key, on: connection) }
         let run = try await connection.query(
             """
             INSERT INTO drover.deployment_runs (id, org_id, deployment_id, agent_id, agent_version, trigger_type, scheduled_at, session_id, error)
             VALUES (drover.new_id('drun'), $1, $2, $3, $4, CASE WHEN $5::timestamptz IS NULL THEN 'manual' ELSE 'schedule' END, $5, $6, $7::jsonb)
             RETURNING id
-            """, [org, id, agentID, agentVersion, scheduledAt, session, error?.text])[0].decode(0) as String
-        return (run, session, error, wakes)
+            """, [org, id, fire.agentID, fire.agentVersion, scheduledAt, session, fire.error?.text])[0].decode(0) as String
+        return (run, session, fire.error, wakes)
     }
 
     /// What one scheduler pass did.
@@ -436,10 +457,15 @@ extension TenantStore {
         var pass = SchedulerPass()
         let due = try await mappingErrors {
             try await pool.query(
-                "SELECT id FROM drover.deployments WHERE next_fire_at <= $1 AND archived_at IS NULL ORDER BY next_fire_at LIMIT $2",
-                [now, batch]).map { try $0.decode(0) as String }
+                """
+                SELECT id, org_id, paused_reason IS NOT NULL FROM drover.deployments
+                 WHERE next_fire_at <= $1 AND archived_at IS NULL ORDER BY next_fire_at LIMIT $2
+                """, [now, batch]).map { (try $0.decode(0) as String, try $0.decode(1) as String, try $0.decode(2) as Bool) }
         }
-        for id in due {
+        for (id, org, wasPaused) in due {
+            // What a fire makes is read before the transaction; a deployment changed in between
+            // is left to the next pass.
+            let prepared = wasPaused ? nil : try await prepareFire(deployment: id, org: org, key: key)
             var woken: [(String, [String])] = []
             let held = try await mappingErrors {
                 try await pool.transaction { connection -> Bool in
@@ -448,22 +474,21 @@ extension TenantStore {
                     }
                     guard let row = try await connection.query(
                         """
-                        SELECT org_id, schedule ->> 'expression', schedule ->> 'timezone', next_fire_at, paused_reason IS NOT NULL
+                        SELECT schedule ->> 'expression', schedule ->> 'timezone', next_fire_at, paused_reason IS NOT NULL, version
                           FROM drover.deployments WHERE id = $1 AND next_fire_at <= $2 AND archived_at IS NULL FOR UPDATE SKIP LOCKED
                         """, [id, now]).first else { return true }
-                    let org: String = try row.decode(0)
-                    let cron = try CronSchedule(expression: try row.decode(1), timeZone: try row.decode(2))
-                    let dueAt: Date = try row.decode(3)
-                    var paused: Bool = try row.decode(4)
-                    let plan = cron.plan(due: dueAt, now: now, catchUp: catchUp)
+                    if let prepared, try row.decode(4) as Int != prepared.version { return true }
+                    let cron = try CronSchedule(expression: try row.decode(0), timeZone: try row.decode(1))
+                    let plan = cron.plan(due: try row.decode(2), now: now, catchUp: catchUp)
                     pass.skipped += plan.skipped
+                    var fire = try row.decode(3) as Bool ? nil : prepared
                     var fired = false
                     for time in plan.fire {
-                        if paused { pass.skipped += 1; continue }
+                        guard let current = fire else { pass.skipped += 1; continue }
                         let already = try await connection.query(
                             "SELECT 1 FROM drover.deployment_runs WHERE deployment_id = $1 AND scheduled_at = $2", [id, time])
                         if !already.isEmpty { continue }
-                        let result = try await fire(deployment: id, org: org, scheduledAt: time, key: key, on: connection)
+                        let result = try await Self.recordFire(current, deployment: id, org: org, scheduledAt: time, key: key, on: connection)
                         fired = true
                         pass.runs.append((id, result.run, result.session, result.error?["type"]?.stringValue))
                         if let session = result.session { woken.append((session, result.wakes)) }
@@ -472,16 +497,15 @@ extension TenantStore {
                                 "UPDATE drover.deployments SET paused_reason = jsonb_build_object('type', 'error', 'error', jsonb_build_object('type', $2::text)), updated_at = now() WHERE id = $1",
                                 [id, error["type"]?.stringValue])
                             pass.paused.append(id)
-                            paused = true
+                            fire = nil
                         }
                     }
-                    let next = plan.next
                     _ = try await connection.query(
                         """
                         UPDATE drover.deployments
                            SET next_fire_at = $2, upcoming_at = $3::timestamptz[], last_run_at = CASE WHEN $4 THEN now() ELSE last_run_at END
                          WHERE id = $1
-                        """, [id, next, cron.upcoming(after: now, count: 5).map(\.postgresText), fired])
+                        """, [id, plan.next, cron.upcoming(after: now, count: 5).map(\.postgresText), fired])
                     return true
                 }
             }

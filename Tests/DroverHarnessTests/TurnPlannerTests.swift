@@ -1,4 +1,5 @@
 import DroverCore
+import DroverStore
 import DroverModel
 import DroverScriptedModel
 import Foundation
@@ -104,6 +105,22 @@ import Testing
         // A message after the interrupt supersedes it.
         b.result("t1"); b.user("actually, do this")
         #expect(Self.roles(Self.planner.next(b.log)) == [.user, .assistant, .user])
+    }
+
+    @Test func aSpendLimitEndsTheTurnAtItsCostAndWithoutAPrice() {
+        var b = LogBuilder()
+        b.user("go")
+        // 2 × 600 input tokens at $10 per million: 1.2 cents, rounded up to 2.
+        for turn in 1...2 { b.request(turn); b.answered(tokens: 600); b.use("t\(turn)"); b.result("t\(turn)") }
+        var limited = Self.planner
+        let price = SessionStore.ModelPrice(input: 10, output: 50, cacheRead: 1)
+        limited.spendLimit = SpendLimit(maxCents: 3, price: price)
+        #expect(Self.roles(limited.next(b.log)) != nil)
+        limited.spendLimit = SpendLimit(maxCents: 2, price: price)
+        #expect(limited.next(b.log) == .finish(.budgetReached, unanswered: [], handledThrough: b.log.lastSeq))
+        // A model without a price cannot be measured: the budget counts as reached.
+        limited.spendLimit = SpendLimit(maxCents: 1_000_000, price: nil)
+        #expect(limited.next(b.log) == .finish(.budgetReached, unanswered: [], handledThrough: b.log.lastSeq))
     }
 
     @Test func limitsEndTheTurn() {

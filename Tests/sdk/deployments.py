@@ -125,6 +125,9 @@ while len(sql(f"SELECT id FROM drover.deployment_runs WHERE deployment_id = '{de
     time.sleep(0.2)
 holder = sql("SELECT holder FROM drover.scheduler_leases WHERE name = 'deployments'")
 victim = int(holder.split("-")[-2])
+# Events written from here on are delivered by processes that do not die: each arrives once.
+# (One in flight at the kill may arrive again, with its id: delivery is at least once.)
+seq_at_kill = int(sql("SELECT coalesce(max(seq), 0) FROM drover.webhook_events"))
 os.kill(victim, signal.SIGKILL)
 print("killed the scheduler lease holder", victim, flush=True)
 survivors = [c for c, pid in zip(clients, os.environ["DROVER_API_PIDS"].split(",")) if int(pid) != victim]
@@ -174,13 +177,20 @@ for run in manual:
         failures.append(f"deployments.run: {run}")
 for run in manual:
     wait_idle(survivors[0].beta, run["session_id"])
-time.sleep(2)
+# Down until a delivery has failed against it (so the return is a retry, not a first try).
+deadline = time.time() + 30
+while not sql(f"SELECT 1 FROM drover.webhook_deliveries WHERE endpoint_id = '{hook['id']}' AND status = 'pending' AND attempts > 0 LIMIT 1"):
+    if time.time() > deadline:
+        raise AssertionError("no delivery was attempted while the receiver was down")
+    time.sleep(0.1)
 receiver.up()
 updated = raw(survivors[1], "deployments", "update", deployment, name="hourly", metadata={"team": None, "owner": "ana"},
               schedule={"type": "cron", "expression": "0 * * * *", "timezone": "America/New_York"})
 strict("deployments.update", BetaManagedAgentsDeployment, updated)
 if updated["name"] != "hourly" or updated["metadata"] != {"owner": "ana"} or updated["schedule"]["timezone"] != "America/New_York":
     failures.append(f"deployments.update: {updated}")
+# An endpoint at a private address the operator did not open: its deliveries are refused, as egress is.
+private = survivors[1].post("/v1/webhooks", cast_to=object, body={"url": "http://10.255.255.1:9/", "enabled_events": ["deployment.archived"]})
 archived = raw(survivors[1], "deployments", "archive", deployment)
 strict("deployments.archive", BetaManagedAgentsDeployment, archived)
 if archived["archived_at"] is None or archived["schedule"]["upcoming_runs_at"] != []:
@@ -215,7 +225,7 @@ if not cost or int(cost["amount"]) < 1 or after["budget"]["max_list_cost"]["amou
     failures.append(f"usage.list_cost / budget: {after.get('usage')} {after.get('budget')}")
 
 # ---- Every event of the endpoint arrives, verified, in order per object, none twice.
-expected = sql(f"SELECT string_agg(e.id || ' ' || e.object_id || ' ' || e.type, ',' ORDER BY e.seq) FROM drover.webhook_events e "
+expected = sql(f"SELECT string_agg(e.id || ' ' || e.object_id || ' ' || e.type || ' ' || e.seq, ',' ORDER BY e.seq) FROM drover.webhook_events e "
                f"JOIN drover.webhook_deliveries d ON d.event_seq = e.seq WHERE d.endpoint_id = '{hook['id']}'").split(",")
 deadline = time.time() + 30
 while True:
@@ -230,8 +240,12 @@ if missing:
 with lock:
     deliveries = list(received)
 ids = [json.loads(body)["id"] for _, body in deliveries]
-if len(ids) != len(set(ids)):
-    failures.append(f"an event arrived twice: {[i for i in ids if ids.count(i) > 1][:3]}")
+seqs = {line.split()[0]: int(line.split()[3]) for line in expected}
+twice = {i for i in ids if ids.count(i) > 1}
+if any(seqs.get(i, 0) > seq_at_kill for i in twice):
+    failures.append(f"an event written after the kill arrived twice: {sorted(twice)[:3]}")
+if any(len({body for _, body in deliveries if json.loads(body)["id"] == i}) != 1 for i in twice):
+    failures.append("an event sent again was not the same event")
 order = {line.split()[0]: n for n, line in enumerate(expected)}
 by_object = {}
 for _, body in deliveries:
@@ -264,5 +278,13 @@ log = survivors[0].get(f"/v1/webhooks/{hook['id']}/deliveries?limit=1000", cast_
 retried = [d for d in log["data"] if d["attempts"] > 1]
 if not retried or any(d["status"] != "delivered" for d in log["data"]):
     failures.append(f"delivery log: {len(retried)} retried; statuses {sorted({d['status'] for d in log['data']})}")
+deadline = time.time() + 10
+while True:
+    attempts = survivors[0].get(f"/v1/webhooks/{private['id']}/deliveries", cast_to=object)["data"]
+    if (attempts and attempts[-1]["attempts"] > 0) or time.time() > deadline:
+        break
+    time.sleep(0.2)
+if not attempts or attempts[-1]["status"] != "pending" or "refused" not in (attempts[-1]["last_error"] or ""):
+    failures.append(f"a private address was not refused: {attempts}")
 print("webhook deliveries", len(deliveries), "of", len(expected), "events;", len(retried), "retried", flush=True)
 finish("deployments and webhooks through the SDK")
