@@ -177,10 +177,10 @@ extension TenantStore {
                        AND (w.lease_until IS NULL OR w.lease_until < clock_timestamp() OR w.lease_owner = $1)
                     RETURNING w.id, w.url, due.seq
                 )
-                SELECT l.id, l.url, l.seq, d.attempts, e.created_at, s.msg_id, s.body, s.signature, extract(epoch FROM clock_timestamp())::bigint
+                SELECT l.id, l.url, l.seq, d.attempts, e.created_at, s.msg_id, s.body, s.signature, extract(epoch FROM now())::bigint
                   FROM leased l JOIN drover.webhook_deliveries d ON d.endpoint_id = l.id AND d.event_seq = l.seq
                   JOIN drover.webhook_events e ON e.seq = l.seq
-                 CROSS JOIN LATERAL drover.webhook_signed(l.id, l.seq, extract(epoch FROM clock_timestamp())::bigint, $3) s
+                 CROSS JOIN LATERAL drover.webhook_signed(l.id, l.seq, extract(epoch FROM now())::bigint, $3) s
                 """, [holder, ttl, key]).first else { return nil }
             return WebhookDelivery(
                 endpointID: try row.decode(0), url: try row.decode(1), seq: try row.decode(2), attempts: try row.decode(3),
