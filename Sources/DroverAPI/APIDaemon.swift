@@ -89,14 +89,15 @@ public struct APIDaemon: Service {
             }
         }
         // Deployments' schedules (one process fires, by lease) and webhook deliveries (every process).
+        let holder = HarnessID.fresh(prefix: "api").rawValue
         let scheduler = config.scheduler.map { settings in
             Task {
                 var settings = settings
                 settings.clock = config.clock
-                await DeploymentScheduler(store: store, config: settings, vaultKey: config.vaultKey, log: log).run()
+                await DeploymentScheduler(store: store, config: settings, vaultKey: config.vaultKey, log: log, holder: holder).run()
             }
         }
-        let deliverer = Task { await WebhookDeliverer(store: store, config: config.webhooks, vaultKey: config.vaultKey, log: log).run() }
+        let deliverer = Task { await WebhookDeliverer(store: store, config: config.webhooks, vaultKey: config.vaultKey, log: log, holder: holder).run() }
         server.start()
         log.info("listening", ("address", .string("\(listener.host):\(listener.port)")), ("metrics", ops.map { .string($0.address) } ?? .null))
         let signal = await stop.wait()

@@ -12,7 +12,6 @@ extension APIRouter {
         switch (path[1], path.count, request.method) {
         case ("deployments", 2, "POST"): return Self.ok(try await store.createDeployment(org: org, try body(request), key: vaultKey, now: now))
         case ("deployments", 2, "GET"):
-            guard try target.limit() <= 100 else { throw APIError.invalid("limit must be between 1 and 100") }
             return Self.ok(try await store.deployments(
                 org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"),
                 agentID: target.first("agent_id"), status: target.first("status"), createdFrom: try target.time("created_at[gte]"),

@@ -24,7 +24,8 @@ public struct DeploymentScheduler: Sendable {
     let config: Config
     let vaultKey: String?
     let log: Log
-    let holder = "api-\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    /// This process, as lease holders are named (`api_<host>_<pid>_<random>`).
+    let holder: String
 
     func run() async {
         var held: Int64?
@@ -45,6 +46,10 @@ public struct DeploymentScheduler: Sendable {
                     }
                     for id in pass.paused { log.warning("deployment paused by a failed run", ("deployment", .string(id))) }
                     if pass.skipped > 0 { log.warning("scheduled times skipped", ("count", .number(Double(pass.skipped)))) }
+                    if !pass.leaseHeld {
+                        log.info("scheduler lease lost during a pass", ("holder", .string(holder)), ("epoch", .number(Double(epoch))))
+                        held = nil
+                    }
                 }
             } catch {
                 log.warning("scheduler pass failed", ("error", .string(String(reflecting: error))))

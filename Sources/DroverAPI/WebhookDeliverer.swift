@@ -25,7 +25,8 @@ public struct WebhookDeliverer: Sendable {
     let vaultKey: String?
     let log: Log
     let client = HTTPClient()
-    let holder = "api-\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    /// This process, as lease holders are named (`api_<host>_<pid>_<random>`).
+    let holder: String
 
     func run() async {
         while !Task.isCancelled {

@@ -44,7 +44,4 @@ public struct WallClock: Sendable {
         guard let base else { return Date(timeIntervalSince1970: real) }
         return Date(timeIntervalSince1970: base + (real - anchor) * rate)
     }
-
-    /// Real seconds until the clock reads `seconds` later than now.
-    public func realSeconds(_ seconds: Double) -> Double { seconds / rate }
 }

@@ -152,14 +152,11 @@ final class SessionRunner: Sendable {
         }
         spec.files = { try await store.sessionFiles(session) }
         spec.fileBytes = { try await store.sessionFileBytes($0, session: session) }
-        // Memory stores: mounted with the sandbox, described in the system prompt. Read beside the
-        // wake's first read of the log (a query of its own in line would add its round trip to
-        // every wake's first model request).
-        let attached = worker == nil ? Task { try await store.attachedStores(session) } : nil
-        // The session's budget, likewise beside the first read (most sessions have none).
-        let budget = Task { try await store.budget(session) }
-        var budgetRead = false
-        var storesRead = attached == nil
+        // Memory stores (mounted with the sandbox, described in the system prompt) and the budget,
+        // read beside the wake's first read of the log: a query of its own in line would add its
+        // round trip to every wake's first model request.
+        let settings = Task { try await store.wakeSettings(session) }
+        var settingsRead = false
         var lastMemorySync = ContinuousClock.now
         spec.memories = { try await store.memories(ofStore: $0) }
         spec.writeBack = { [weak self] in await self?.collectMemories() }
@@ -185,15 +182,16 @@ final class SessionRunner: Sendable {
         while true {
             try checkDrain()
             let sessionLog = try await refresh()
-            if !storesRead, let attached {
-                spec.stores = try await attached.value
-                state.withLock { [stores = spec.stores] in $0.stores = stores }
-                agent.systemPrompt += Self.memorySection(spec.stores)
-                storesRead = true
-            }
-            if !budgetRead {
-                planner.spendLimit = try await budget.value.map { SpendLimit(maxCents: $0.maxCents, price: $0.price) }
-                budgetRead = true
+            if !settingsRead {
+                let read = try await settings.value
+                // A self-hosted worker's sandbox is its own: no stores are mounted there.
+                if worker == nil {
+                    spec.stores = read.stores
+                    state.withLock { [stores = spec.stores] in $0.stores = stores }
+                    agent.systemPrompt += Self.memorySection(spec.stores)
+                }
+                planner.spendLimit = read.budget.map { SpendLimit(maxCents: $0.maxCents, price: $0.price) }
+                settingsRead = true
             }
             switch planner.next(sessionLog) {
             case .runTools(let calls):

@@ -145,22 +145,42 @@ extension SessionStore {
         }
     }
 
-    /// The session's budget (its cap in cents) and its model's price (nil: the model has none);
-    /// nil when the session has no budget.
-    public func budget(_ session: SessionID) async throws -> (maxCents: Int64, price: ModelPrice?)? {
+    /// What a wake reads beside its first read of the log, in one round trip: the memory stores
+    /// attached (in the order they were), and the budget (its cap in cents and its model's price,
+    /// nil when the model has none) when the session has one.
+    public struct WakeSettings: Sendable {
+        public var stores: [AttachedStore]
+        public var budget: (maxCents: Int64, price: ModelPrice?)?
+    }
+
+    public func wakeSettings(_ session: SessionID) async throws -> WakeSettings {
         try await mappingErrors {
             guard let row = try await pool.query(
                 """
-                SELECT (s.budget #>> '{max_list_cost,amount}')::bigint, p.input_per_mtok::float8, p.output_per_mtok::float8, p.cache_read_per_mtok::float8
+                SELECT (s.budget #>> '{max_list_cost,amount}')::bigint, p.input_per_mtok::float8, p.output_per_mtok::float8,
+                       p.cache_read_per_mtok::float8,
+                       (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                   'id', r.memory_store_id, 'mount', r.mount_path, 'read_only', r.access = 'read_only',
+                                   'name', coalesce(r.store_name, ''), 'description', coalesce(r.store_description, ''),
+                                   'instructions', r.instructions) ORDER BY r.created_at, r.id), '[]')::text
+                          FROM drover.session_resources r WHERE r.session_id = s.id AND r.type = 'memory_store')
                   FROM drover.sessions s
                   JOIN drover.agents a ON a.id = coalesce(s.run_agent_id, s.agent_id) AND a.version = coalesce(s.run_agent_version, s.agent_version)
-                  LEFT JOIN drover.model_prices p ON p.model = a.model
-                 WHERE s.id = $1 AND s.budget IS NOT NULL
-                """, [session.rawValue]).first else { return nil }
-            let price = try row.decodeIfPresent(1, as: Double.self).map {
-                ModelPrice(input: $0, output: try row.decode(2), cacheRead: try row.decode(3))
+                  LEFT JOIN drover.model_prices p ON s.budget IS NOT NULL AND p.model = a.model
+                 WHERE s.id = $1
+                """, [session.rawValue]).first else { throw DroverError(.notFound, "no session \(session)") }
+            guard case .array(let items) = try JSONValue.parse(try row.decode(4) as String) else { throw DroverError(.database, "malformed stores") }
+            let stores = items.map { item in
+                AttachedStore(storeID: item["id"]?.stringValue ?? "", mountPath: item["mount"]?.stringValue ?? "",
+                              readOnly: item["read_only"] == .bool(true), name: item["name"]?.stringValue ?? "",
+                              description: item["description"]?.stringValue ?? "", instructions: item["instructions"]?.stringValue)
             }
-            return (try row.decode(0), price)
+            let budget = try row.decodeIfPresent(0, as: Int64.self).map { cents in
+                (maxCents: cents, price: try row.decodeIfPresent(1, as: Double.self).map {
+                    ModelPrice(input: $0, output: try row.decode(2), cacheRead: try row.decode(3))
+                })
+            }
+            return WakeSettings(stores: stores, budget: budget)
         }
     }
 }

@@ -14,21 +14,6 @@ extension SessionStore {
         public var instructions: String?
     }
 
-    /// The session's memory stores, in the order they were attached.
-    public func attachedStores(_ session: SessionID) async throws -> [AttachedStore] {
-        try await mappingErrors {
-            try await pool.query(
-                """
-                SELECT r.memory_store_id, r.mount_path, r.access = 'read_only', coalesce(r.store_name, ''), coalesce(r.store_description, ''), r.instructions
-                  FROM drover.session_resources r WHERE r.session_id = $1 AND r.type = 'memory_store' ORDER BY r.created_at, r.id
-                """, [session.rawValue]
-            ).map { row in
-                AttachedStore(storeID: try row.decode(0), mountPath: try row.decode(1), readOnly: try row.decode(2), name: try row.decode(3),
-                              description: try row.decode(4), instructions: row[5])
-            }
-        }
-    }
-
     /// A store's memories: path, content and content hash.
     public func memories(ofStore store: String) async throws -> [(path: String, content: String, sha256: String)] {
         try await mappingErrors {

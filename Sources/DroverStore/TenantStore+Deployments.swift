@@ -324,20 +324,16 @@ extension TenantStore {
         if let trigger = filter.triggerType, !["schedule", "manual"].contains(trigger) {
             throw DroverError(.invalidArgument, "trigger_type must be schedule or manual")
         }
-        let after = try Self.decodeCursor(page)?.split(separator: "|", maxSplits: 1).map(String.init)
-        return try await pagedRows(
-            """
-            SELECT drover.api_deployment_run_json(t)::text, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || t.id
-              FROM drover.deployment_runs t
-             WHERE t.org_id = $1 AND ($2::timestamp IS NULL OR (t.created_at AT TIME ZONE 'UTC', t.id) < ($2::timestamp, $3))
-               AND ($5::text IS NULL OR t.deployment_id = $5) AND ($6::boolean IS NULL OR (t.error IS NOT NULL) = $6)
-               AND ($7::text IS NULL OR t.trigger_type = $7)
-               AND ($8::timestamptz IS NULL OR t.created_at > $8) AND ($9::timestamptz IS NULL OR t.created_at >= $9)
-               AND ($10::timestamptz IS NULL OR t.created_at < $10) AND ($11::timestamptz IS NULL OR t.created_at <= $11)
-             ORDER BY t.created_at DESC, t.id DESC LIMIT $4
-            """,
-            [org, after?.first, after?.last, limit + 1, filter.deploymentID, filter.hasError, filter.triggerType, filter.createdAfter,
-             filter.createdFrom, filter.createdBefore, filter.createdTo], limit: limit)
+        return try await byCreation(
+            "drover.deployment_runs", render: "drover.api_deployment_run_json", org: org, includeArchived: true, page: page, limit: limit,
+            filter: """
+                ($6::text IS NULL OR t.deployment_id = $6) AND ($7::boolean IS NULL OR (t.error IS NOT NULL) = $7)
+                AND ($8::text IS NULL OR t.trigger_type = $8)
+                AND ($9::timestamptz IS NULL OR t.created_at > $9) AND ($10::timestamptz IS NULL OR t.created_at >= $10)
+                AND ($11::timestamptz IS NULL OR t.created_at < $11) AND ($12::timestamptz IS NULL OR t.created_at <= $12)
+                """,
+            extra: [filter.deploymentID, filter.hasError, filter.triggerType, filter.createdAfter, filter.createdFrom, filter.createdBefore,
+                    filter.createdTo])
     }
 
     /// What a fire of a deployment makes, read and checked before its transaction: the session
@@ -516,5 +512,19 @@ extension TenantStore {
             }
         }
         return pass
+    }
+
+    /// A model's list prices (`drover prices set`), US dollars per million tokens: what budgets
+    /// are measured against.
+    public func setPrice(model: String, input: Double, output: Double, cacheRead: Double, cacheWrite: Double) async throws {
+        _ = try await mappingErrors {
+            try await pool.query(
+                """
+                INSERT INTO drover.model_prices (model, input_per_mtok, output_per_mtok, cache_read_per_mtok, cache_write_per_mtok)
+                VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (model) DO UPDATE SET input_per_mtok = $2, output_per_mtok = $3, cache_read_per_mtok = $4,
+                                                  cache_write_per_mtok = $5, updated_at = now()
+                """, [model, input, output, cacheRead, cacheWrite])
+        }
     }
 }

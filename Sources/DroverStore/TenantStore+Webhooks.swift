@@ -84,14 +84,8 @@ extension TenantStore {
 
     public func webhooks(org: String, limit: Int, page: String?) async throws -> APIPage {
         guard limit <= 100 else { throw DroverError(.invalidArgument, "limit must be between 1 and 100") }
-        let after = try Self.decodeCursor(page)?.split(separator: "|", maxSplits: 1).map(String.init)
-        return try await pagedRows(
-            """
-            SELECT drover.api_webhook_endpoint_json(t)::text, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || t.id
-              FROM drover.webhook_endpoints t
-             WHERE t.org_id = $1 AND ($2::timestamp IS NULL OR (t.created_at AT TIME ZONE 'UTC', t.id) < ($2::timestamp, $3))
-             ORDER BY t.created_at DESC, t.id DESC LIMIT $4
-            """, [org, after?.first, after?.last, limit + 1], limit: limit)
+        return try await byCreation(
+            "drover.webhook_endpoints", render: "drover.api_webhook_endpoint_json", org: org, includeArchived: true, page: page, limit: limit)
     }
 
     /// Each field given replaces; `state: enabled` resumes deliveries (what is pending is sent)
@@ -164,13 +158,15 @@ extension TenantStore {
             guard let row = try await pool.query(
                 """
                 WITH heads AS (
-                    SELECT w.id, (SELECT d.event_seq FROM drover.webhook_deliveries d
-                                   WHERE d.endpoint_id = w.id AND d.status = 'pending' ORDER BY d.event_seq LIMIT 1) AS seq
-                      FROM drover.webhook_endpoints w
-                     WHERE w.state = 'enabled' AND (w.lease_until IS NULL OR w.lease_until < clock_timestamp() OR w.lease_owner = $1)
+                    -- Each endpoint's oldest pending delivery, from the pending index (nothing
+                    -- pending: nothing read).
+                    SELECT DISTINCT ON (d.endpoint_id) d.endpoint_id AS id, d.event_seq AS seq, d.next_attempt_at
+                      FROM drover.webhook_deliveries d WHERE d.status = 'pending' ORDER BY d.endpoint_id, d.event_seq
                 ), due AS (
-                    SELECT h.id, h.seq FROM heads h JOIN drover.webhook_deliveries d ON d.endpoint_id = h.id AND d.event_seq = h.seq
-                     WHERE d.next_attempt_at <= clock_timestamp() ORDER BY d.next_attempt_at LIMIT 1
+                    SELECT h.id, h.seq FROM heads h JOIN drover.webhook_endpoints w ON w.id = h.id
+                     WHERE w.state = 'enabled' AND (w.lease_until IS NULL OR w.lease_until < clock_timestamp() OR w.lease_owner = $1)
+                       AND h.next_attempt_at <= clock_timestamp()
+                     ORDER BY h.next_attempt_at LIMIT 1
                 ), leased AS (
                     UPDATE drover.webhook_endpoints w SET lease_owner = $1, lease_until = clock_timestamp() + make_interval(secs => $2)
                       FROM due WHERE w.id = due.id

@@ -209,7 +209,8 @@ public struct TenantStore: Sendable {
 
     /// A keyset page of an organisation's rows of `table` (environments, sessions, …) in creation
     /// order, newest first unless `ascending`, rendered by the SQL function `render`; `filter` may
-    /// use parameters from $6 on (`extra`).
+    /// use parameters from $6 on (`extra`). A table without `archived_at` (runs, webhook
+    /// endpoints) is read with `includeArchived` true.
     func byCreation(
         _ table: String, render: String, org: String, includeArchived: Bool, page: String?, limit: Int,
         filter: String = "TRUE", extra: [(any PostgresEncodable)?] = [], ascending: Bool = false
@@ -220,7 +221,7 @@ public struct TenantStore: Sendable {
             """
             SELECT \(render)(t)::text, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || t.id
               FROM \(table) t
-             WHERE t.org_id = $1 AND ($2 OR t.archived_at IS NULL)
+             WHERE t.org_id = $1 AND ($2 OR \(includeArchived ? "TRUE" : "t.archived_at IS NULL"))
                AND ($3::timestamp IS NULL OR (t.created_at AT TIME ZONE 'UTC', t.id) \(beyond) ($3::timestamp, $4)) AND \(filter)
              ORDER BY t.created_at \(order), t.id \(order) LIMIT $5
             """, [org, includeArchived, after?.first, after?.last, limit + 1] + extra, limit: limit)

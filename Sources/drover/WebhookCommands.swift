@@ -51,34 +51,3 @@ struct WebhookListCommand: Command {
         }
     }
 }
-
-struct PricesSetCommand: Command {
-    static let name = "prices set"
-    static let summary = "set a model's list prices (US dollars per million tokens), which budgets are measured against"
-    static let help = """
-        usage: drover prices set --model MODEL --input USD --output USD [--cache-read USD] [--cache-write USD]
-
-        Writes drover.model_prices (shared by every process). A session or deployment budget is
-        accepted only for a model with a price; its usage.list_cost and the harness's budget
-        check come from these prices.
-        """
-    static let options: Set<String> = ["model", "input", "output", "cache-read", "cache-write"]
-
-    static func run(_ arguments: Arguments) async throws {
-        guard let model = arguments.value("model"), let input = try arguments.double("input"), let output = try arguments.double("output") else {
-            throw UsageError("--model MODEL, --input USD and --output USD are required")
-        }
-        let prices = [input, output, try arguments.double("cache-read") ?? 0, try arguments.double("cache-write") ?? 0]
-        guard prices.allSatisfy({ $0 >= 0 && $0 < 1_000_000 }) else { throw UsageError("prices must be 0 or more") }
-        let pool = try Environment.pool(maxConnections: 1)
-        defer { pool.close() }
-        _ = try await pool.query(
-            """
-            INSERT INTO drover.model_prices (model, input_per_mtok, output_per_mtok, cache_read_per_mtok, cache_write_per_mtok)
-            VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (model) DO UPDATE SET input_per_mtok = $2, output_per_mtok = $3, cache_read_per_mtok = $4,
-                                              cache_write_per_mtok = $5, updated_at = now()
-            """, [model, prices[0], prices[1], prices[2], prices[3]])
-        Output.line("\(model): input $\(prices[0]), output $\(prices[1]), cache read $\(prices[2]), cache write $\(prices[3]) per million tokens")
-    }
-}

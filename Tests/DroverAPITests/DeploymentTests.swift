@@ -28,6 +28,10 @@ import Testing
             var replicas: [RunningAPI] = []
             for _ in 0..<3 { replicas.append(try await RunningAPI.start(database: cluster.database.conninfo, flags, environment: clock)) }
             let key = try await replicas[0].key(org: "cron")
+            // The operator's price for the agents' model, which the script's budget is measured against.
+            let priced = try await DroverProcess.run(["prices", "set", "--model", "claude-sonnet-4-5", "--input", "100", "--output", "500"],
+                                                     database: cluster.database.conninfo)
+            #expect(priced.status == 0, "\(priced.stderr)")
             defer { for replica in replicas { replica.daemon.signal(SIGKILL) } }
             try await APIRig.python("Tests/sdk/deployments.py", environment: [
                 "DROVER_API_URLS": replicas.map { "http://\($0.address)" }.joined(separator: ","),
@@ -36,5 +40,26 @@ import Testing
             ])
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
         }
+    }
+
+    /// `drover webhook create` prints the endpoint with its signing secret once; `drover webhook
+    /// list` shows it without.
+    @Test func webhookCommandsRegisterAndList() async throws {
+        let database = try await TestDatabase.create()
+        let environment = ["DATABASE_URL": database.conninfo, "DROVER_VAULT_KEY": TestDatabase.vaultKey]
+        _ = try await DroverProcess.run(["api-key", "create", "--org", "hooks", "--json"], database: database.conninfo)
+        let created = try await DroverProcess.run(
+            program: TestDatabase.droverBinary.path,
+            ["webhook", "create", "--org", "hooks", "--url", "https://hooks.example.com/drover", "--events", "session.status_idled,deployment_run.failed"],
+            environment: environment)
+        let endpoint = try JSONValue.parse(created.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(created.status == 0 && endpoint["signing_secret"]?.stringValue?.hasPrefix("whsec_") == true, "\(created.stdout)\(created.stderr)")
+        let listed = try await DroverProcess.run(program: TestDatabase.droverBinary.path, ["webhook", "list", "--org", "hooks"], environment: environment)
+        #expect(listed.status == 0 && listed.stdout.contains(endpoint["id"]?.stringValue ?? "?") && !listed.stdout.contains("whsec_"), "\(listed.stdout)")
+        let refused = try await DroverProcess.run(
+            program: TestDatabase.droverBinary.path, ["webhook", "create", "--org", "hooks", "--url", "https://x.example", "--events", "session.exploded"],
+            environment: environment)
+        #expect(refused.status != 0 && refused.stderr.contains("session.exploded"), "\(refused.stderr)")
+        try await database.drop()
     }
 }

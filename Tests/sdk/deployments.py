@@ -124,7 +124,7 @@ while len(sql(f"SELECT id FROM drover.deployment_runs WHERE deployment_id = '{de
         raise AssertionError("no five scheduled runs within 30 s")
     time.sleep(0.2)
 holder = sql("SELECT holder FROM drover.scheduler_leases WHERE name = 'deployments'")
-victim = int(holder.split("-")[-2])
+victim = int(holder.split("_")[-2])
 # Events written from here on are delivered by processes that do not die: each arrives once.
 # (One in flight at the kill may arrive again, with its id: delivery is at least once.)
 seq_at_kill = int(sql("SELECT coalesce(max(seq), 0) FROM drover.webhook_events"))
@@ -203,8 +203,7 @@ if deployment in [d["id"] for d in survivors[0].beta.deployments.list().data]:
     failures.append("an archived deployment is listed without include_archived")
 
 # ---- A session budget: 1 cent at $100 per million input tokens stops after the first call.
-sql("INSERT INTO drover.model_prices (model, input_per_mtok, output_per_mtok) VALUES ('claude-sonnet-4-5', 100, 500) "
-    "ON CONFLICT (model) DO UPDATE SET input_per_mtok = 100, output_per_mtok = 500")
+# (The model's price, $100 per million input tokens, was set by `drover prices set`.)
 unpriced = survivors[0].beta.agents.create(name="unpriced", model="claude-unpriced-1")
 refused("a budget for a model without a price", 400, lambda: survivors[0].beta.sessions.create(
     agent=unpriced.id, environment_id=env.id, budget={"type": "limit", "max_list_cost": {"amount": "100", "currency": "USD"}}))
