@@ -62,4 +62,23 @@ import Testing
         #expect(refused.status != 0 && refused.stderr.contains("session.exploded"), "\(refused.stderr)")
         try await database.drop()
     }
+
+    /// A failing endpoint is given up and disabled with its reason; enabled again, it gets the
+    /// next events (Tests/sdk/webhook_disable.py, with a give-up of 2 s).
+    @Test func aFailingEndpointIsDisabledAndResumesWhenEnabled() async throws {
+        let database = try await TestDatabase.create()
+        let api = try await RunningAPI.start(
+            database: database.conninfo,
+            ["--allow-internal", "127.0.0.1/32", "--webhook-retry-base", "0.2", "--webhook-retry-cap", "0.5", "--webhook-give-up", "2"])
+        let key = try await api.key(org: "failing")
+        var failure: (any Error)?
+        do {
+            try await APIRig.python("Tests/sdk/webhook_disable.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
+        } catch {
+            failure = error
+        }
+        #expect(await api.stop() == 0)
+        try await database.drop()
+        if let failure { throw failure }
+    }
 }
