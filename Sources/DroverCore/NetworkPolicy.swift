@@ -21,7 +21,8 @@ public struct NetworkPolicy: Sendable, Equatable {
     }
 
     /// Reads an environment's config (`networking` absent is `none`); a malformed one is `none`.
-    public init(environmentConfig config: JSONValue?) {
+    /// `packageHosts`: what `allow_package_managers` opens (a pool adds its mirrors).
+    public init(environmentConfig config: JSONValue?, packageHosts: [String] = packageManagerHosts) {
         let networking = config?["networking"]
         switch networking?["type"]?.stringValue {
         case "unrestricted":
@@ -29,7 +30,7 @@ public struct NetworkPolicy: Sendable, Equatable {
         case "limited":
             var hosts: [String] = []
             if case .array(let list)? = networking?["allowed_hosts"] { hosts = list.compactMap(\.stringValue) }
-            if networking?["allow_package_managers"]?.boolValue == true { hosts += Self.packageManagerHosts }
+            if networking?["allow_package_managers"]?.boolValue == true { hosts += packageHosts }
             self.init(kind: .limited, allowedHosts: hosts.map { $0.lowercased() })
         default:
             self.init(kind: .none)

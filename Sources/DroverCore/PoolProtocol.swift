@@ -60,6 +60,9 @@ public enum PoolProtocol {
         /// A repository could not be cloned at provision (unreachable, refused, no such branch);
         /// no sandbox was made.
         public static let repositoryFailed = ErrorCode(rawValue: "repository_failed")
+        /// The environment's `packages` could not be installed (the message has the package
+        /// manager's own words); no sandbox was made.
+        public static let packagesFailed = ErrorCode(rawValue: "packages_failed")
         /// `networking` other than none, or repositories, were asked of a pool that cannot give a
         /// sandbox a network of its own.
         public static let networkUnavailable = ErrorCode(rawValue: "network_unavailable")

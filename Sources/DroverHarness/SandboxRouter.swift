@@ -113,6 +113,9 @@ public final class SandboxRouter: Sendable {
                 return ToolOutcome(
                     content: "\(prefix) (\(failure.code): \(failure.message)). The next tool call gets a new sandbox; files written before are lost.",
                     isError: true, details: ["error": .string(failure.code.rawValue), "outcome": recovering ? "unknown" : "not_run"])
+            case .packagesFailed:
+                // Not the call's failure but the environment's: the session reports it and stops.
+                throw PackagesFailed(message: failure.message)
             default:
                 return ToolOutcome(content: "\(failure.code): \(failure.message)", isError: true, details: ["error": .string(failure.code.rawValue)])
             }
@@ -210,7 +213,7 @@ public final class SandboxRouter: Sendable {
                     defer { provisions.withLock { _ = $0.sent.removeValue(forKey: token) } }
                     let sandbox = try await client.provision(
                         resources: spec.resources, session: session.rawValue, networking: spec.networking,
-                        repositories: repositories, wait: left)
+                        repositories: repositories, packages: spec.packages, wait: left)
                     // Recorded, fenced by the lease, before any call runs in it, so that a successor can
                     // tell "never ran" from "unknown" and a stale harness never adopts a sandbox.
                     let recorded: String
@@ -396,9 +399,17 @@ public final class SandboxRouter: Sendable {
 /// What a session's sandbox is made with: the environment's `resources` (limits) and
 /// `networking`, and the session's repositories (with their tokens, which only the pool's proxy
 /// uses).
+/// The environment's packages could not be installed: reported as the session's `session.error`
+/// (`unknown_error`, with the package manager's words), ending the turn.
+public struct PackagesFailed: Error, Sendable {
+    public var message: String
+}
+
 public struct SandboxSpec: Sendable {
     public var resources: JSONValue?
     public var networking: JSONValue?
+    /// The environment's `packages`, installed by the pool into a layer the sandbox mounts.
+    public var packages = PackageSet()
     /// Seconds a provision may wait for room when every sandbox is running a call: the
     /// environment's `resources.wait_s`, else 300. Past it the call fails with `capacity`.
     public var wait: Double {

@@ -150,6 +150,7 @@ final class SessionRunner: Sendable {
         var spec = SandboxSpec(resources: environmentConfig?["resources"], networking: environmentConfig?["networking"]) {
             try await store.repositories(session, key: key)
         }
+        spec.packages = (try? PackageSet(json: environmentConfig?["packages"])) ?? PackageSet()
         spec.files = { try await store.sessionFiles(session) }
         spec.fileBytes = { try await store.sessionFileBytes($0, session: session) }
         // Memory stores (mounted with the sandbox, described in the system prompt) and the budget,
@@ -635,6 +636,7 @@ final class SessionRunner: Sendable {
         switch error {
         case let error as ModelError: return ("model_" + error.code.rawValue, error.message)
         case let error as DroverError: return (error.code.rawValue, error.message)
+        case let error as PackagesFailed: return ("unknown_error", error.message)
         default: return ("internal", String(describing: error))
         }
     }

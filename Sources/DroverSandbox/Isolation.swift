@@ -62,8 +62,11 @@ public struct Isolation: Sendable {
 
     /// With `networked`, the call gets a network namespace of its own whose only listener is the
     /// pool's egress proxy (`EgressProxy`), and the proxy variables point at it.
+    ///
+    /// With a package `layer`, the layer is mounted at `PackageInstaller.mount` and the calls'
+    /// PATH and search paths lead into it.
     func launch(_ command: [String], workspace: Workspace, uid: UInt32, resources: SandboxResources, cgroup: SandboxCgroup?,
-                networked: Bool = false) -> Launch {
+                networked: Bool = false, layer: PackageLayer? = nil) -> Launch {
         var limits: [(Int32, UInt64)] = [
             (Int32(RLIMIT_CPU.rawValue), UInt64(resources.cpuSeconds)),
             (Int32(RLIMIT_FSIZE.rawValue), UInt64(resources.diskMB) << 20),
@@ -93,11 +96,18 @@ public struct Isolation: Sendable {
             argv += tmp
             // The session's uploaded files (read-only) and its outputs folder.
             argv += workspace.files.binds
+            if let layer { argv += layer.binds }
+            // The public CA roots, for TLS through the proxy's tunnels.
+            if networked { argv += ["/etc/ssl", "/etc/ca-certificates"].flatMap { ["--ro-bind-try", $0, $0] } }
             argv += [
                 "--bind", workspace.path, Self.workspaceMount, "--chdir", Self.workspaceMount,
                 // bwrap builds the root on a tmpfs; make it read-only so only /workspace and /tmp take writes.
                 "--remount-ro", "/",
-                "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+                "--clearenv",
+            ]
+            let variables = layer.map { PackageInstaller.environment($0.packages) } ?? [("PATH", "/usr/local/bin:/usr/bin:/bin")]
+            for (name, value) in variables { argv += ["--setenv", name, value] }
+            argv += [
                 "--setenv", "HOME", Self.workspaceMount, "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
                 "--disable-userns",
             ]

@@ -120,16 +120,18 @@ public final class PoolClient: Sendable {
     /// `wait`: seconds the provision may wait in line when every sandbox of the pool is running a
     /// call (0: `capacity` at once).
     public func provision(
-        resources: JSONValue? = nil, session: String? = nil, networking: JSONValue? = nil, repositories: [JSONValue] = [], wait: Double = 0
+        resources: JSONValue? = nil, session: String? = nil, networking: JSONValue? = nil, repositories: [JSONValue] = [],
+        packages: PackageSet = PackageSet(), wait: Double = 0
     ) async throws -> String {
         var fields: [String: JSONValue] = [:]
+        if !packages.isEmpty { fields["packages"] = packages.json }
         if let resources { fields["resources"] = resources }
         if let session { fields["session"] = .string(session) }
         if let networking { fields["networking"] = networking }
         if !repositories.isEmpty { fields["repositories"] = .array(repositories) }
         if wait > 0 { fields["wait_s"] = .number(wait) }
         // A setup script runs under the sandbox's timeout, after the wait for room.
-        guard let id = try await request("provision", fields, deadline: wait + Self.callTimeout(resources) + Self.margin)["sandbox"]?.stringValue else {
+        guard let id = try await request("provision", fields, deadline: wait + Self.callTimeout(resources) + (packages.isEmpty ? 0 : Self.installTimeout) + Self.margin)["sandbox"]?.stringValue else {
             throw Failure(.internal, "provision answered without a sandbox id")
         }
         return id
@@ -140,6 +142,10 @@ public final class PoolClient: Sendable {
         try await request("execute", ["sandbox": .string(sandbox), "call_id": .string(callID), "name": .string(name), "input": input],
                           deadline: Self.callTimeout(resources) + Self.margin)
     }
+
+    /// The longest a provision waits for the environment's packages to install (the pool's
+    /// `--package-timeout` default, and a wait for another provision's install of them).
+    static let installTimeout: Double = 2 * 900
 
     /// A call's wall-clock limit: the sandbox's `timeout_s`, else the pool's default.
     static func callTimeout(_ resources: JSONValue?) -> Double {

@@ -53,6 +53,12 @@ public struct PoolDaemon: Service {
         public var ceilings = ResourceCeilings()
         /// Proxied connections one call may have open at once; more are closed at once.
         public var egressConnections = 64
+        /// Where environments' packages come from (`--pip-index-url`, `--npm-registry`, `--apt-source`).
+        public var packages = PackageInstaller()
+        /// Where package layers are kept (`--package-cache`; default a folder in the workspace
+        /// root, gone with the pool); seconds one install may take.
+        public var packageCache: String?
+        public var packageTimeout: Double = 900
         /// Where to serve /metrics, /healthz and /readyz (off when nil).
         public var metricsListen: (host: String, port: UInt16)?
 
@@ -103,11 +109,12 @@ public struct PoolDaemon: Service {
         let metrics = PoolMetrics()
         let networking = isolation.networking && config.networking
         let egress = networking ? EgressProxy(maxConnectionsPerCall: config.egressConnections, rule: config.addressRule, log: log, metrics: metrics) : nil
+        let layers = try PackageLayers(root: config.packageCache ?? root + "/packages", installer: config.packages, timeout: config.packageTimeout, log: log)
         let pool = try SandboxPool(
             config: .init(
                 root: root, capacity: config.capacity, warm: config.warm, uidBase: uids.first, idleTTL: config.idleTTL,
                 waitThreads: config.callThreads, allowUnenforcedLimits: config.allowUnenforcedLimits, diskQuota: config.diskQuota),
-            isolation: isolation, cgroups: cgroups, log: log, egress: egress
+            isolation: isolation, cgroups: cgroups, log: log, egress: egress, layers: layers
         ) { event in
             switch event {
             case .provisioned: metrics.provisioned.inc()

@@ -239,12 +239,20 @@ final class PoolServer: Sendable {
                 }
                 let resources = try SandboxResources(json: request.body["resources"])
                 let session = try request.optionalString("session")
-                let network = try SandboxNetwork.parse(networking: request.body["networking"], repositories: request.body["repositories"])
+                let network = try SandboxNetwork.parse(
+                    networking: request.body["networking"], repositories: request.body["repositories"],
+                    packageHosts: pool.layers?.installer.hosts ?? NetworkPolicy.packageManagerHosts)
+                let packages: PackageSet
+                do {
+                    packages = try PackageSet(json: request.body["packages"])
+                } catch {
+                    throw PoolProtocol.Failure(.badRequest, error.message)
+                }
                 let wait = request.body["wait_s"]?.doubleValue ?? 0
                 guard wait >= 0, wait <= Self.maxWait else {
                     throw PoolProtocol.Failure(.badRequest, "wait_s must be between 0 and \(Int(Self.maxWait))")
                 }
-                let sandbox = try await pool.provision(resources, session: session, network: network, wait: wait)
+                let sandbox = try await pool.provision(resources, session: session, network: network, packages: packages, wait: wait)
                 log.info("sandbox provisioned", ("sandbox", .string(sandbox.id)), ("session", session.map(JSONValue.string) ?? .null))
                 return .success(["sandbox": .string(sandbox.id), "resources": resources.json])
             case "execute":

@@ -20,6 +20,8 @@ final class Sandbox: Sendable {
     let cgroup: SandboxCgroup?
     /// Its way out through the egress proxy; nil: no network at all.
     let network: SandboxNetwork?
+    /// The environment's packages, mounted for every call; nil: none.
+    let layer: PackageLayer?
     /// Whether the registry and metrics know of it (not the pool's own start-up check).
     let announced: Bool
     let createdAt = Date()
@@ -42,8 +44,10 @@ final class Sandbox: Sendable {
 
     private let calls = Mutex(Calls())
 
-    init(id: String, session: String?, resources: SandboxResources, workspace: Workspace, uid: UInt32, cgroup: SandboxCgroup?, network: SandboxNetwork? = nil, announced: Bool) {
+    init(id: String, session: String?, resources: SandboxResources, workspace: Workspace, uid: UInt32, cgroup: SandboxCgroup?, network: SandboxNetwork? = nil, layer: PackageLayer? = nil,
+         announced: Bool) {
         self.id = id
+        self.layer = layer
         self.network = network
         self.cgroup = cgroup
         self.announced = announced

@@ -15,14 +15,16 @@ struct SandboxNetwork: Sendable {
 
     /// Reads the provision request's `networking` (Managed Agents' `config.networking`) and
     /// `repositories` (`[{url, authorization_token?, mount_path?, checkout?}]`); nil when neither
-    /// lets anything out.
-    static func parse(networking: JSONValue?, repositories: JSONValue?) throws(PoolProtocol.Failure) -> SandboxNetwork? {
+    /// lets anything out. `packageHosts`: the registries `allow_package_managers` opens (the
+    /// public ones and the pool's mirrors).
+    static func parse(networking: JSONValue?, repositories: JSONValue?, packageHosts: [String] = NetworkPolicy.packageManagerHosts)
+        throws(PoolProtocol.Failure) -> SandboxNetwork? {
         if let networking, networking != .null {
             guard case .object = networking, let type = networking["type"]?.stringValue, ["none", "limited", "unrestricted"].contains(type) else {
                 throw PoolProtocol.Failure(.badRequest, "networking must be {\"type\": \"none\" | \"limited\" | \"unrestricted\", …}")
             }
         }
-        let policy = NetworkPolicy(environmentConfig: networking.map { ["networking": $0] })
+        let policy = NetworkPolicy(environmentConfig: networking.map { ["networking": $0] }, packageHosts: packageHosts)
         var list: [RepositoryResource] = []
         if let repositories, repositories != .null {
             guard case .array(let items) = repositories else { throw PoolProtocol.Failure(.badRequest, "repositories must be an array") }

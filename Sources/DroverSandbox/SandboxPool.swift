@@ -56,6 +56,9 @@ final class SandboxPool: Sendable {
     /// Whether each sandbox's folder is a size-capped tmpfs (`disk_mb` over `/workspace` and `/tmp`).
     let diskQuota: Bool
     let events: @Sendable (Event) -> Void
+    /// Environments' packages, installed once per package set (nil: provisions with packages are
+    /// refused).
+    let layers: PackageLayers?
     /// Provisions waiting for room when every sandbox is running a call.
     let admission = AdmissionQueue()
     /// Creating and removing workspaces, and cgroups: filesystem work on the pool's own threads.
@@ -82,10 +85,11 @@ final class SandboxPool: Sendable {
     static let rememberedEnded = 4096
 
     init(
-        config: Config, isolation: Isolation, cgroups: SandboxCgroups?, log: Log, egress: EgressProxy? = nil,
+        config: Config, isolation: Isolation, cgroups: SandboxCgroups?, log: Log, egress: EgressProxy? = nil, layers: PackageLayers? = nil,
         events: @escaping @Sendable (Event) -> Void = { _ in }
     ) throws {
         self.config = config
+        self.layers = layers
         self.isolation = isolation
         self.cgroups = cgroups
         self.log = log
@@ -123,8 +127,49 @@ final class SandboxPool: Sendable {
     ///
     /// `wait`: seconds it may wait, in line, for room when every sandbox is running a call (0:
     /// refused with `capacity` at once).
-    func provision(_ resources: SandboxResources, session: String?, network: SandboxNetwork? = nil, announced: Bool = true,
-                   wait: Double = 0) async throws(Failure) -> Sandbox {
+    ///
+    /// `packages`: the environment's, from their layer (`PackageLayers`), installed first if this
+    /// is the first sandbox to need them.
+    func provision(_ resources: SandboxResources, session: String?, network: SandboxNetwork? = nil, packages: PackageSet = PackageSet(),
+                   announced: Bool = true, wait: Double = 0) async throws(Failure) -> Sandbox {
+        let layer = packages.isEmpty ? nil : try await packageLayer(packages, network: network, wait: wait)
+        return try await make(resources, session: session, network: network, layer: layer, announced: announced, wait: wait)
+    }
+
+    /// The layer of `packages`, installed when the pool has none yet: in a sandbox of its own,
+    /// whose way out reaches the package registries only (or anything, under `unrestricted`),
+    /// with the layer's folder writable in it. The sandbox is gone when the install is.
+    private func packageLayer(_ packages: PackageSet, network: SandboxNetwork?, wait: Double) async throws(Failure) -> PackageLayer {
+        guard let layers else { throw Failure(.packagesFailed, "this pool installs no packages") }
+        let policy = network?.policy.kind == .unrestricted ? NetworkPolicy(kind: .unrestricted) : NetworkPolicy(kind: .limited, allowedHosts: layers.installer.hosts)
+        var resources = SandboxResources()
+        resources.timeout = layers.timeout
+        resources.cpuSeconds = Int(layers.timeout)
+        resources.diskMB = 4096
+        return try await layers.layer(for: packages) { [self, resources] folder, script in
+            let sandbox: Sandbox
+            do {
+                sandbox = try await make(
+                    resources, session: nil, network: SandboxNetwork(policy: policy, repositories: []),
+                    layer: PackageLayer(path: folder, packages: packages, writable: true), announced: false, wait: wait)
+            } catch let error as Failure {
+                return Failure(error.code == .networkUnavailable ? .packagesFailed : error.code, "the environment's packages need a sandbox to install in: \(error.message)")
+            } catch {
+                return Failure(.internal, "\(error)")
+            }
+            // The install runs as the build sandbox's own user.
+            chown(folder, sandbox.uid, sandbox.uid)
+            let outcome = await tools.run("bash", input: ["command": .string(script)], in: sandbox)
+            sandbox.markEnded(.destroyed)
+            await end(sandbox, .destroyed)
+            if case .success(let result) = outcome, result["is_error"]?.boolValue == false { return nil }
+            let detail = ((try? outcome.get())?["output"]?.stringValue ?? "\(outcome)").trimmingCharacters(in: .whitespacesAndNewlines)
+            return Failure(.packagesFailed, "installing the environment's packages failed: \(String(detail.suffix(1500)))")
+        }
+    }
+
+    private func make(_ resources: SandboxResources, session: String?, network: SandboxNetwork?, layer: PackageLayer?, announced: Bool,
+                      wait: Double) async throws(Failure) -> Sandbox {
         if network != nil && (tools.egress == nil || !isolation.networking) {
             throw Failure(
                 .networkUnavailable,
@@ -179,7 +224,7 @@ final class SandboxPool: Sendable {
         let (id, workspace, cgroup) = (prepared.id, prepared.workspace, prepared.cgroup)
         let sandbox = Sandbox(
             id: id, session: session, resources: resources, workspace: workspace, uid: workspace.owner?.uid ?? getuid(), cgroup: cgroup,
-            network: network, announced: announced)
+            network: network, layer: layer, announced: announced)
         for repository in network?.repositories ?? [] {
             try await runProvisionScript(sandbox,  Self.cloneScript(repository)) { detail in
                 Failure(.repositoryFailed, "cloning \(repository.url) into \(repository.mountPath) failed: \(detail)")
@@ -444,6 +489,7 @@ final class SandboxPool: Sendable {
                 "provisioned_total": .number(Double(state.provisioned)), "warm_hits": .number(Double(state.warmHits)),
                 "reclaimed_total": .number(Double(state.reclaimed)), "waiting": .number(Double(admission.count)),
                 "isolation": .string(isolation.mode == .bubblewrap ? "bubblewrap" : "none"), "enforcement": enforcement,
+                "package_layers": layers?.stats ?? .null,
             ]
         }
     }

@@ -117,7 +117,8 @@ struct Tools: Sendable {
     private func runProcess(_ command: [String], sandbox: Sandbox, timeout: Double, callID: String) async throws -> JSONValue {
         let network = egress != nil ? sandbox.network : nil
         let launch = isolation.launch(
-            command, workspace: sandbox.workspace, uid: sandbox.uid, resources: sandbox.resources, cgroup: sandbox.cgroup, networked: network != nil)
+            command, workspace: sandbox.workspace, uid: sandbox.uid, resources: sandbox.resources, cgroup: sandbox.cgroup, networked: network != nil,
+            layer: sandbox.layer)
         let limits = ProcessRunner.Limits(timeout: timeout, keep: sandbox.resources.outputBytes, drainLimit: max(8 << 20, sandbox.resources.outputBytes * 4))
         let key = ProcessTable.key(sandbox: sandbox.id, call: callID)
         let (track, cgroup) = (self.track, sandbox.cgroup)

@@ -134,6 +134,7 @@ extension TenantStore {
         guard case .object(let fields) = config else { throw DroverError(.invalidArgument, "config: an object is required") }
         switch fields["type"]?.stringValue ?? "cloud" {
         case "cloud":
+            try checkPackages(fields)
             return "cloud"
         case "self_hosted":
             if let other = fields.keys.sorted().first(where: { $0 != "type" && $0 != "tool_deadline_s" }) {
@@ -147,6 +148,21 @@ extension TenantStore {
             return "self_hosted"
         default:
             throw DroverError(.invalidArgument, "config.type: cloud or self_hosted")
+        }
+    }
+
+    /// `packages` as `PackageSet` reads them; under `limited` networking they need
+    /// `allow_package_managers: true`, as the SDK documents (the install reaches the registries).
+    static func checkPackages(_ config: [String: JSONValue]) throws {
+        let packages: PackageSet
+        do {
+            packages = try PackageSet(json: config["packages"])
+        } catch {
+            throw DroverError(.invalidArgument, "config.\(error.message)")
+        }
+        let networking = config["networking"]
+        if !packages.isEmpty, networking?["type"]?.stringValue == "limited", networking?["allow_package_managers"]?.boolValue != true {
+            throw DroverError(.invalidArgument, "config.networking.allow_package_managers must be true when packages are specified under limited networking")
         }
     }
 

@@ -16,7 +16,9 @@ struct SandboxPoolCommand: Command {
                                    [--allow-unenforced-limits] [--no-cgroups] [--no-seccomp]
                                    [--no-disk-quota] [--no-network] [--egress-connections N]
                                    [--allow-internal RANGES] [--max-resources KEY=N,…]
-                                   [--insecure-no-isolation]
+                                   [--package-cache DIR] [--package-timeout SECONDS]
+                                   [--pip-index-url URL] [--npm-registry URL]
+                                   [--apt-source LINE] [--insecure-no-isolation]
 
         Owns sandboxes (bubblewrap: no credentials, no view of the host, a seccomp filter; per
         sandbox a control group for memory and processes and, as root, a disk quota; no network
@@ -62,6 +64,18 @@ struct SandboxPoolCommand: Command {
           --max-resources KEY=N,… ceilings on what a provision may ask: timeout_s, cpu_s,
                                   memory_mb, disk_mb, processes (defaults 3600, 3600, 8192, 16384,
                                   1024); more is refused with resources_above_ceiling
+          --package-cache DIR     where environments' packages are kept, one layer per package set,
+                                  installed once and mounted read-only into every sandbox of the
+                                  environment (default a folder in the workspace root, removed at
+                                  exit; name one to keep layers across restarts)
+          --package-timeout S     seconds one environment's install may take (default 900)
+          --pip-index-url URL     pip's index (default https://pypi.org/simple); a plain-http
+                                  mirror is trusted as named
+          --npm-registry URL      npm's registry (default https://registry.npmjs.org)
+          --apt-source LINE       one sources.list line for apt (default the host's /etc/apt
+                                  sources), e.g. "deb [trusted=yes] http://mirror/debian ./"
+                                  The mirrors' hosts are what the install reaches, and what
+                                  allow_package_managers opens to sandboxes
           --no-seccomp            run sandboxes without the seccomp filter (not recommended)
           --workspace-root DIR    where workspaces live (default a new folder in $TMPDIR)
           --uid-locks DIR         the lock files by which the pools of one host take distinct uid
@@ -74,7 +88,7 @@ struct SandboxPoolCommand: Command {
 
         DATABASE_URL, when set, registers the pool and its sandboxes in Postgres (optional).
         """
-    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections", "max-unauthenticated", "idle-ttl", "call-threads", "egress-connections", "allow-internal", "max-resources", "uid-locks"])
+    static let options: Set<String> = Set(["listen", "token-file", "warm", "capacity", "grace", "max-line", "workspace-root", "advertise", "hello-deadline", "max-connections", "max-unauthenticated", "idle-ttl", "call-threads", "egress-connections", "allow-internal", "max-resources", "uid-locks", "package-cache", "package-timeout", "pip-index-url", "npm-registry", "apt-source"])
         .union(DaemonOptions.names)
     static let flags: Set<String> = ["insecure-no-isolation", "allow-unenforced-limits", "no-cgroups", "no-seccomp", "no-disk-quota", "no-network"]
 
@@ -128,6 +142,20 @@ struct SandboxPoolCommand: Command {
         }
         config.addressRule = try OutboundResolver.operatorRule(allowed: arguments.value("allow-internal"))
         if let ceilings = arguments.value("max-resources") { config.ceilings = try ResourceCeilings(parsing: ceilings) }
+        config.packageCache = arguments.value("package-cache")
+        if let seconds = try arguments.double("package-timeout") {
+            guard seconds > 0 else { throw UsageError("--package-timeout must be positive") }
+            config.packageTimeout = seconds
+        }
+        for (option, keyPath) in [("pip-index-url", \PackageInstaller.pipIndexURL), ("npm-registry", \PackageInstaller.npmRegistry)] {
+            guard let url = arguments.value(option) else { continue }
+            guard url.hasPrefix("http://") || url.hasPrefix("https://") else { throw UsageError("--\(option) takes an http:// or https:// URL") }
+            config.packages[keyPath: keyPath] = url
+        }
+        if let line = arguments.value("apt-source") {
+            guard line.hasPrefix("deb "), !line.contains("\n") else { throw UsageError("--apt-source takes one sources.list line (deb [options] URL suite [components])") }
+            config.packages.aptSource = line
+        }
         config.networking = !arguments.has("no-network")
         config.allowUnenforcedLimits = arguments.has("allow-unenforced-limits")
         config.seccomp = !arguments.has("no-seccomp")

@@ -103,6 +103,18 @@ import Testing
                 ],
             ],
             [
+                "match": "use the packages",
+                "turns": [
+                    ["content": [["type": "tool_use", "name": "bash", "input": [
+                        "command": """
+                            python3 -c 'import drover_demo; print(drover_demo.GREETING)' && drover-hello \
+                              && node -e 'console.log(require("drover-left-pad")("x", 3))'
+                            """,
+                    ]]]],
+                    ["content": [["type": "text", "text": "Used them."]]],
+                ],
+            ],
+            [
                 "match": "ask first",
                 "turns": [
                     ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo confirmed"]]]],
@@ -120,6 +132,30 @@ import Testing
                 "Tests/sdk/managed_agents_sdk.py",
                 environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": keyA, "DROVER_KEY_B": keyB])
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
+        }
+    }
+
+    /// Issue #23, item 2: an environment's pip, apt and npm packages, from a registry stand-in on
+    /// loopback that the pool names as its mirrors, are installed once into a layer every session
+    /// of the environment mounts; a missing one is a readable session.error (Tests/sdk/packages.py).
+    @Test func environmentPackagesAreInstalledOnceAndAMissingOneIsReported() async throws {
+        guard geteuid() == 0 else { return }
+        let index = try AnnouncingProcess(APIRig.pythonPath, [TestDatabase.packageRoot.appendingPathComponent("Tests/sdk/package_index.py").path, "127.0.0.2"])
+        defer { index.stop() }
+        let address = try #require(index.firstLine.split(separator: " ").last.map(String.init), "the registry stand-in did not start")
+        let mirrors = [
+            "--allow-internal", "127.0.0.2", "--pip-index-url", "http://\(address)/simple", "--npm-registry", "http://\(address)/npm",
+            "--apt-source", "deb [trusted=yes] http://\(address)/apt ./",
+        ]
+        try await APIRig.withClusterAndAPI(script: Self.script, poolArgs: mirrors) { cluster, api in
+            let key = try await api.key(org: "packages")
+            let output = try await APIRig.python("Tests/sdk/packages.py", environment: [
+                "DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key, "INDEX_URL": "http://\(address)",
+            ])
+            for line in output.split(separator: "\n") where line.hasPrefix("measured") { print("packages:", line) }
+            #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
+            // One install per package set, logged by the pool with its layer; later provisions reused it.
+            #expect(cluster.pool.daemon.log.components(separatedBy: "\"packages installed\"").count == 3, "\(cluster.pool.daemon.log)")
         }
     }
 

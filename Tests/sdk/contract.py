@@ -200,7 +200,7 @@ mixed = raw(beta.agents.with_raw_response.create(
            {"type": "custom", "name": "lookup", "description": "look it up", "input_schema": {"type": "object", "properties": {}}}]))
 strict("agents.create (every tool kind)", BetaManagedAgentsAgent, mixed)
 limited = raw(beta.environments.with_raw_response.create(
-    name="limited", config={"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["pypi.org"]},
+    name="limited", config={"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["pypi.org"], "allow_package_managers": True},
                             "packages": {"pip": ["requests"]}}))
 strict("environments.create (limited, packages)", BetaEnvironment, limited)
 vault = raw(beta.vaults.with_raw_response.create(display_name="contract"))
