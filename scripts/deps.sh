@@ -16,6 +16,10 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 /usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# Environment packages: sandboxes install npm packages with the system's npm, and the
+# registry stand-in builds its .deb with dpkg-deb.
+[ -x /usr/bin/npm ] || need+=(npm)
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 if ((${#need[@]})); then
     echo "deps: installing ${need[*]}"
     sudo=""

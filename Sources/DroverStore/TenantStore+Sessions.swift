@@ -398,22 +398,26 @@ extension TenantStore {
 
     /// `sessions.update`: title, metadata (a key set to null is removed) and agent
     /// (`updateSessionAgent`), with a `session.updated` event saying what changed, in one
-    /// transaction. What the SDK also has is refused, never ignored: `vault_ids` as the hosted API
-    /// refuses it (reserved), and `budget`, which this server does not change yet.
+    /// transaction. `budget` (`budgetUpdate`) replaces or removes the session's budget from its
+    /// next wake on. `vault_ids` is refused, never ignored, as the hosted API refuses it (reserved).
     public func updateSession(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
         if body["vault_ids"] != nil { throw DroverError(.invalidArgument, "vault_ids: not yet supported in an update (reserved for future use)") }
-        if body["budget"] != nil { throw DroverError(.invalidArgument, "budget: this server does not change a session's budget after creation yet") }
         let agent = body["agent"].flatMap { $0 == .null ? nil : $0 }
+        var budget: JSONValue?
+        if let asked = body["budget"] { budget = try await budgetUpdate(org: org, id: id, asked) }
         let rendered: JSONValue = try await mappingErrors {
             try await pool.transaction { connection in
                 if let agent { try await Self.updateSessionAgent(org: org, id: id, agent, on: connection) }
                 guard let row = try await connection.query(
                     """
                     UPDATE drover.sessions s
-                       SET title = CASE WHEN $3 THEN $4 ELSE s.title END, metadata = jsonb_strip_nulls(s.metadata || coalesce($5::jsonb, '{}'))
+                       SET title = CASE WHEN $3 THEN $4 ELSE s.title END, metadata = jsonb_strip_nulls(s.metadata || coalesce($5::jsonb, '{}')),
+                           budget = CASE WHEN $6 THEN $7::jsonb ELSE s.budget END,
+                           budget_removed = s.budget_removed OR ($6 AND $7::jsonb IS NULL)
                      WHERE s.id = $1 AND s.org_id = $2
                     RETURNING drover.api_session_json(s)::text
-                    """, [id, org, body["title"] != nil, body["title"]?.stringValue, Self.text(body["metadata"])]).first else {
+                    """, [id, org, body["title"] != nil, body["title"]?.stringValue, Self.text(body["metadata"]), budget != nil,
+                          budget.flatMap { $0 == .null ? nil : $0.text }]).first else {
                     throw DroverError(.notFound, "no session \(id)")
                 }
                 let rendered = try JSONValue.parse(try row.decode(0) as String)
@@ -421,6 +425,7 @@ extension TenantStore {
                 if body["title"] != nil { changed["title"] = rendered["title"] ?? .null }
                 if body["metadata"] != nil, case .object(let bag)? = rendered["metadata"], !bag.isEmpty { changed["metadata"] = .object(bag) }
                 if agent != nil { changed["agent"] = rendered["agent"] ?? .null }
+                if budget != nil { changed["budget"] = rendered["budget"] ?? .null }
                 if !changed.isEmpty {
                     _ = try await connection.query(
                         "SELECT drover.append_session_event($1, 'session.updated', $2::jsonb)", [id, JSONValue.object(changed).text])
@@ -429,6 +434,33 @@ extension TenantStore {
             }
         }
         return rendered
+    }
+
+    /// The budget an update sets (`.null`: removed), checked as the SDK documents: a session
+    /// created without a budget, or whose budget was removed, takes none (`budget_create_only`);
+    /// a terminated session takes no change; the new ceiling must lie above what the session has
+    /// already spent (`budget_not_raised`); its model must have a price (`model_not_budgetable`).
+    func budgetUpdate(org: String, id: String, _ value: JSONValue) async throws -> JSONValue {
+        let current = try await session(org: org, id: id)
+        if current["status"]?.stringValue == "terminated" {
+            throw DroverError(.conflict, "budget: session \(id) is terminated; its budget no longer changes")
+        }
+        let removed: Bool = try await mappingErrors {
+            try await pool.query("SELECT budget_removed FROM drover.sessions WHERE id = $1", [id])[0].decode(0)
+        }
+        if current["budget"] == nil || current["budget"] == .null {
+            throw DroverError(.invalidArgument, removed
+                ? "budget: budget_create_only: the budget of session \(id) was removed, and a removed budget cannot be re-added"
+                : "budget: budget_create_only: session \(id) was created without a budget, and one cannot be added after creation")
+        }
+        guard value != .null else { return .null }
+        let model = current["agent"]?["model"]?["id"]?.stringValue ?? current["agent"]?["model"]?.stringValue
+        let checked = try await checkedBudget(value, model: model)
+        let spent = current["usage"]?["list_cost"]?["amount"]?.stringValue.flatMap { Int($0) } ?? 0
+        if let amount = checked["max_list_cost"]?["amount"]?.stringValue.flatMap({ Int($0) }), amount <= spent {
+            throw DroverError(.invalidArgument, "budget: budget_not_raised: max_list_cost \(amount) is at or below the \(spent) cents session \(id) has already spent")
+        }
+        return checked
     }
 
     /// What `sessions.list` filters on, as the SDK names it. `statuses` as the API shows them

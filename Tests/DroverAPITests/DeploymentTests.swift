@@ -10,12 +10,13 @@ import Testing
     @Test func schedulesFireOncePerTimeAcrossReplicasAndWebhooksDeliverEverything() async throws {
         let script: JSONValue = [
             "turns": [["content": [["type": "text", "text": "Done."]]]],
-            // The capped session's turn wants a second model call, which its budget refuses.
+            // The capped session's turn wants a second model call, which its budget refuses until
+            // sessions.update raises it.
             "variants": [[
                 "match": "spend",
                 "turns": [
                     ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo spent"]]]],
-                    ["content": [["type": "text", "text": "Never sent."]]],
+                    ["content": [["type": "text", "text": "Sent once the budget was raised."]]],
                 ],
             ]],
         ]

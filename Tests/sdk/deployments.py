@@ -25,6 +25,7 @@ import anthropic
 
 from checks import failures, finish, refused, strict, wait_idle
 from anthropic.types.beta import BetaManagedAgentsDeployment, BetaManagedAgentsDeploymentRun, BetaManagedAgentsSession
+from anthropic.types.beta.sessions import BetaManagedAgentsSessionEvent
 from anthropic.types.beta.beta_webhook_event import BetaWebhookEvent
 
 urls = os.environ["DROVER_API_URLS"].split(",")
@@ -222,6 +223,50 @@ strict("sessions.retrieve (budget)", BetaManagedAgentsSession, after)
 cost = (after.get("usage") or {}).get("list_cost")
 if not cost or int(cost["amount"]) < 1 or after["budget"]["max_list_cost"]["amount"] != "1":
     failures.append(f"usage.list_cost / budget: {after.get('usage')} {after.get('budget')}")
+
+# ---- sessions.update(budget=…), as the SDK documents it: raised above the spend (the turn then
+# goes on), never lowered to it, removed with null, never re-added, never added to a session
+# created without one; each change a session.updated event carrying the new budget.
+beta = survivors[0].beta
+spent = int(cost["amount"]) if cost else 0
+
+
+def limit(cents):
+    return {"type": "limit", "max_list_cost": {"amount": str(cents), "currency": "USD"}}
+
+
+def refused_because(name, reason, call):
+    try:
+        call()
+        failures.append(f"{name}: accepted")
+    except anthropic.BadRequestError as e:
+        if reason not in str(e.message):
+            failures.append(f"{name}: {e.message}")
+
+
+refused_because("a budget lowered to the spend", "budget_not_raised", lambda: beta.sessions.update(capped.id, budget=limit(spent)))
+raised = raw(survivors[0], "sessions", "update", capped.id, budget=limit(spent + 500))
+strict("sessions.update (budget raised)", BetaManagedAgentsSession, raised)
+if raised["budget"] != limit(spent + 500):
+    failures.append(f"the raised budget: {raised['budget']}")
+beta.sessions.events.send(capped.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "go on"}]}])
+wait_idle(beta, capped.id)
+idle = [e for e in beta.sessions.events.list(capped.id, limit=100).data if e.type == "session.status_idle"][-1]
+if idle.stop_reason.type != "end_turn":
+    failures.append(f"after the raise the turn stopped with {idle.stop_reason.type}")
+removed = raw(survivors[0], "sessions", "update", capped.id, budget=None)
+strict("sessions.update (budget removed)", BetaManagedAgentsSession, removed)
+refused_because("a removed budget re-added", "budget_create_only", lambda: beta.sessions.update(capped.id, budget=limit(10_000)))
+unbudgeted = beta.sessions.create(agent=agent.id, environment_id=env.id)
+refused_because("a budget added after creation", "budget_create_only", lambda: beta.sessions.update(unbudgeted.id, budget=limit(100)))
+updates = [e for e in beta.sessions.events.with_raw_response.list(capped.id, limit=100).http_response.json()["data"]
+           if e["type"] == "session.updated"]
+for event in updates:
+    strict("events.list (session.updated budget)", BetaManagedAgentsSessionEvent, event)
+if [e.get("budget", "absent") for e in updates] != [limit(spent + 500), None] or removed["budget"] is not None:
+    failures.append(f"the budget's session.updated events: {updates}")
+else:
+    print("ok sessions.update raises and removes a budget, each a session.updated event", flush=True)
 
 # ---- Every event of the endpoint arrives, verified, in order per object, none twice.
 expected = sql(f"SELECT string_agg(e.id || ' ' || e.object_id || ' ' || e.type || ' ' || e.seq, ',' ORDER BY e.seq) FROM drover.webhook_events e "
