@@ -41,6 +41,8 @@ public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomSt
     /// (migration 0026), right before that claim's `session.status_running`.
     public static let sessionStatusRescheduled = EventType("session.status_rescheduled")
     public static let sessionError = EventType("session.error")
+    /// A budgeted session's cumulative usage and list cost, written as its turn ends.
+    public static let sessionUsage = EventType("session.usage")
 
     public static let spanModelRequestStart = EventType("span.model_request_start")
     public static let spanModelRequestEnd = EventType("span.model_request_end")

@@ -207,7 +207,9 @@ final class SessionRunner: Sendable {
             case .callModel(let view, let compacted):
                 try await callModel(agent: agent, mcp: mcp, view: view, compacted: compacted, sessionLog: sessionLog, worker: worker)
             case .finish(let reason, let unanswered, let handledThrough):
-                try await finish(reason, unanswered: unanswered, handledThrough: handledThrough, extra: [])
+                // A budgeted session's turn ends with its usage and spend so far (`session.usage`).
+                let usage = planner.spendLimit.map { [(EventType.sessionUsage, $0.usageEvent(sessionLog).text)] } ?? []
+                try await finish(reason, unanswered: unanswered, handledThrough: handledThrough, extra: usage)
                 return
             }
         }

@@ -1,3 +1,4 @@
+import DroverCore
 import DroverStore
 
 /// A session's budget in money: its list cost, priced from the operator's table
@@ -20,6 +21,17 @@ public struct SpendLimit: Sendable, Equatable {
         let dollars = (Double(log.inputTokens) * price.input + Double(log.outputTokens) * price.output
             + Double(log.cacheReadTokens) * price.cacheRead) / 1_000_000
         return Int64((dollars * 100).rounded(.up))
+    }
+
+    /// The `session.usage` snapshot (BetaManagedAgentsSessionUsageEvent) of the log: cumulative
+    /// tokens, the list cost where the model has a price, and the budget.
+    func usageEvent(_ log: SessionLog) -> JSONValue {
+        var usage: [String: JSONValue] = [
+            "input_tokens": .number(Double(log.inputTokens)), "output_tokens": .number(Double(log.outputTokens)),
+            "cache_read_input_tokens": .number(Double(log.cacheReadTokens)),
+        ]
+        if let cents = cents(log) { usage["list_cost"] = ["amount": .string(String(cents)), "currency": "USD"] }
+        return ["usage": .object(usage), "budget": ["type": "limit", "max_list_cost": ["amount": .string(String(maxCents)), "currency": "USD"]]]
     }
 
     func isReached(by log: SessionLog) -> Bool {

@@ -226,7 +226,8 @@ if not cost or int(cost["amount"]) < 1 or after["budget"]["max_list_cost"]["amou
 
 # ---- sessions.update(budget=…), as the SDK documents it: raised above the spend (the turn then
 # goes on), never lowered to it, removed with null, never re-added, never added to a session
-# created without one; each change a session.updated event carrying the new budget.
+# created without one; each change a session.updated event carrying the new budget. Each turn of
+# a budgeted session ends with a session.usage snapshot of its tokens, spend and budget.
 beta = survivors[0].beta
 spent = int(cost["amount"]) if cost else 0
 
@@ -263,6 +264,13 @@ updates = [e for e in beta.sessions.events.with_raw_response.list(capped.id, lim
            if e["type"] == "session.updated"]
 for event in updates:
     strict("events.list (session.updated budget)", BetaManagedAgentsSessionEvent, event)
+usages = [e for e in beta.sessions.events.with_raw_response.list(capped.id, limit=100).http_response.json()["data"]
+          if e["type"] == "session.usage"]
+for event in usages:
+    strict("events.list (session.usage)", BetaManagedAgentsSessionEvent, event)
+if [e["budget"] for e in usages] != [limit(1), limit(spent + 500)] or int(usages[0]["usage"]["list_cost"]["amount"]) != spent \
+        or usages[1]["usage"]["input_tokens"] <= usages[0]["usage"]["input_tokens"]:
+    failures.append(f"each budgeted turn ends with a session.usage snapshot: {usages}")
 if [e.get("budget", "absent") for e in updates] != [limit(spent + 500), None] or removed["budget"] is not None:
     failures.append(f"the budget's session.updated events: {updates}")
 else:

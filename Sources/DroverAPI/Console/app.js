@@ -245,6 +245,12 @@ function eventItem(event, actions) {
     case "user.custom_tool_result":
       item.append(h("pre", {}, text(event.content)));
       break;
+    case "session.usage": {
+      const cost = event.usage?.list_cost ? ` · list cost ${(Number(event.usage.list_cost.amount) / 100).toFixed(2)} USD` : "";
+      const cap = event.budget ? ` of ${(Number(event.budget.max_list_cost.amount) / 100).toFixed(2)}` : "";
+      item.append(h("div", { class: "muted" }, `${event.usage?.input_tokens ?? 0} in · ${event.usage?.output_tokens ?? 0} out${cost}${cap}`));
+      break;
+    }
     default:
       break;
   }
