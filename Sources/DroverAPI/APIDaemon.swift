@@ -76,6 +76,20 @@ public struct APIDaemon: Service {
         let doorbell = try PostgresListener(
             conninfo: config.databaseURL, channels: [LeaseQueue.userEventChannel, LeaseQueue.runnableChannel, LeaseQueue.eventsChannel])
         let poller = Task { await hub.run(listener: doorbell) }
+        // Previews of model calls (`event_deltas`), on a connection of their own so that they
+        // never wake the poller; the harnesses are reminded of the watched sessions meanwhile.
+        let previewListener = try PostgresListener(conninfo: config.databaseURL, channels: [LeaseQueue.previewsChannel])
+        let previews = Task {
+            for await note in previewListener.notifications where !note.payload.isEmpty { hub.preview(note.payload) }
+        }
+        let previewWatch = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(20))
+                do { try await store.watchPreviews(sessions: Array(hub.previewedSessions)) } catch {
+                    log.debug("preview watch not sent", ("error", .string("\(error)")))
+                }
+            }
+        }
         // Self-hosted work: a queued item (or a lease put back) rings the long polls waiting on it.
         let workListener = try PostgresListener(conninfo: config.databaseURL, channels: [WorkQueue.channel])
         let workBells = Task {
@@ -104,11 +118,13 @@ public struct APIDaemon: Service {
         log.info("draining", ("signal", .number(Double(signal))))
         draining.withLock { $0 = true }
         await server.drain(deadline: config.grace)
-        // The poller, the sampler, the scheduler and the deliverer use the database: they end before its connections close.
-        for task in [poller, sampler, deliverer] + (scheduler.map { [$0] } ?? []) { task.cancel() }
-        for task in [poller, sampler, deliverer] + (scheduler.map { [$0] } ?? []) { await task.value }
+        // The poller, the sampler, the preview watch, the scheduler and the deliverer use the database: they end before its connections close.
+        for task in [poller, sampler, deliverer, previewWatch] + (scheduler.map { [$0] } ?? []) { task.cancel() }
+        for task in [poller, sampler, deliverer, previewWatch] + (scheduler.map { [$0] } ?? []) { await task.value }
         doorbell.stop()
         workListener.stop()
+        previewListener.stop()
+        previews.cancel()
         workBells.cancel()
         ops?.stop()
         pool.close()

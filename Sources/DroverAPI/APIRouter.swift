@@ -406,7 +406,14 @@ public struct APIRouter: Sendable {
 
     /// Server-sent events. Without a position, events from now on (as Managed Agents does); with
     /// `Last-Event-ID` or `?after=` an event id, every event after that one first, then live ones.
+    /// `event_deltas` (`agent.message`, `agent.thinking`; repeated, `[]` or comma-separated) adds
+    /// previews of those events while the model writes them; the harnesses hear at once that the
+    /// session is watched.
     func stream(_ request: HTTPServerRequest, target: Target, org: String, session: String) async throws -> APIResponse {
+        let previews = Set((target.query["event_deltas"] ?? []).flatMap { $0.split(separator: ",").map(String.init) })
+        if let unknown = previews.subtracting(Self.previewable).sorted().first {
+            throw APIError.invalid("event_deltas: \(unknown) is not one of agent.message, agent.thinking")
+        }
         _ = try await store.session(org: org, id: session)  // another organisation's id: 404 before streaming
         let seq: Int64
         if let id = request.headers["last-event-id"] ?? target.first("after"), !id.isEmpty {
@@ -414,6 +421,10 @@ public struct APIRouter: Sendable {
         } else {
             seq = try await store.lastSeqs([session])[session] ?? 0
         }
-        return .stream(hub.subscribe(session: session, after: seq), headers: [])
+        if !previews.isEmpty { try await store.watchPreviews(sessions: [session]) }
+        return .stream(hub.subscribe(session: session, after: seq, previews: previews), headers: [])
     }
+
+    /// The event types `event_deltas` may name (the SDK's `BetaManagedAgentsDeltaType`).
+    static let previewable: Set<String> = ["agent.message", "agent.thinking"]
 }

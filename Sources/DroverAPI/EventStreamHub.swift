@@ -33,11 +33,28 @@ public final class EventStreamHub: Sendable {
                 self.json = json
                 sse = Array("event: \(type)\nid: \(id)\ndata: \(json)\n\n".utf8)
             }
+
+            /// A preview (`event_start`, `event_delta`): no position of its own, so no SSE `id`
+            /// (a reconnect resumes from the last event, never from a preview). `id` here is the
+            /// previewed event's.
+            init(preview type: String, of id: String, json: String) {
+                seq = -1
+                self.id = id
+                self.type = type
+                self.json = json
+                sse = Array("event: \(type)\ndata: \(json)\n\n".utf8)
+            }
         }
 
         let session: String
+        /// The event types this stream previews (`event_deltas`): `agent.message`, `agent.thinking`.
+        let previews: Set<String>
         private struct State {
             var lastSeq: Int64
+            /// Previewed events this stream has been sent a start for, and those it has been sent
+            /// whole (a preview arriving after its event is dropped); the latest few of each.
+            var previewed: [String] = []
+            var concluded: [String] = []
             var queue: [Message] = []
             var bytes = 0
             /// Since when the buffer has had no room for the next message.
@@ -65,8 +82,9 @@ public final class EventStreamHub: Sendable {
 
         public func whenReady(_ action: @escaping @Sendable () -> Void) { onReady.withLock { $0 = Callback(action) } }
 
-        init(session: String, after seq: Int64, maxBytes: Int, stallLimit: Duration) {
+        init(session: String, after seq: Int64, maxBytes: Int, stallLimit: Duration, previews: Set<String> = []) {
             self.session = session
+            self.previews = previews
             self.maxBytes = maxBytes
             self.stallLimit = stallLimit
             state = Mutex(State(lastSeq: seq))
@@ -92,6 +110,7 @@ public final class EventStreamHub: Sendable {
                     state.bytes += size
                     state.lastSeq = message.seq
                     added = true
+                    if previews.contains(message.type) { Self.remember(message.id, in: &state.concluded) }
                 }
                 if full {
                     let since = state.fullSince ?? now
@@ -105,6 +124,40 @@ public final class EventStreamHub: Sendable {
                 return added || state.overflowed
             }
             if signal { onReady.withLock { $0 }?.action() }
+        }
+
+        /// Queues previews this stream asked for, best effort: only while its buffer has room,
+        /// never one for an event it has already been sent whole, and deltas only of events
+        /// whose start it was sent.
+        func preview(_ messages: [Message]) {
+            let signal = state.withLock { state -> Bool in
+                guard !state.overflowed, !state.closed, !state.ended else { return false }
+                var added = false
+                for message in messages where !state.concluded.contains(message.id) {
+                    if message.type == "event_start" {
+                        guard previews.contains(Self.previewedType(message)) else { continue }
+                        Self.remember(message.id, in: &state.previewed)
+                    } else if !state.previewed.contains(message.id) {
+                        continue
+                    }
+                    guard state.bytes + message.sse.count <= maxBytes else { break }
+                    state.queue.append(message)
+                    state.bytes += message.sse.count
+                    added = true
+                }
+                return added
+            }
+            if signal { onReady.withLock { $0 }?.action() }
+        }
+
+        /// The type of the event an `event_start` previews (`"event": {"type", "id"}`).
+        private static func previewedType(_ message: Message) -> String {
+            (try? JSONValue.parse(message.json))?["event"]?["type"]?.stringValue ?? ""
+        }
+
+        private static func remember(_ id: String, in list: inout [String]) {
+            list.append(id)
+            if list.count > 64 { list.removeFirst(list.count - 64) }
         }
 
         /// Ends the stream with `message` (the session was deleted): queued whatever the buffer
@@ -167,8 +220,8 @@ public final class EventStreamHub: Sendable {
         self.log = log
     }
 
-    public func subscribe(session: String, after seq: Int64) -> Subscriber {
-        let subscriber = Subscriber(session: session, after: seq, maxBytes: maxBytesPerStream, stallLimit: stallLimit)
+    public func subscribe(session: String, after seq: Int64, previews: Set<String> = []) -> Subscriber {
+        let subscriber = Subscriber(session: session, after: seq, maxBytes: maxBytesPerStream, stallLimit: stallLimit, previews: previews)
         subscribers.withLock { $0[ObjectIdentifier(subscriber)] = subscriber }
         return subscriber
     }
@@ -179,6 +232,26 @@ public final class EventStreamHub: Sendable {
     }
 
     public var streamCount: Int { subscribers.withLock { $0.count } }
+
+    /// The sessions streamed with previews now (the harnesses are told so every refresh).
+    public var previewedSessions: Set<String> {
+        subscribers.withLock { Set($0.values.filter { !$0.previews.isEmpty }.map(\.session)) }
+    }
+
+    /// Hands a harness's previews (`{"session", "items": [event_start | event_delta, …]}`, as
+    /// notified on `LeaseQueue.previewsChannel`) to the session's streams that asked for them.
+    public func preview(_ payload: String) {
+        guard let note = try? JSONValue.parse(payload), let session = note["session"]?.stringValue, case .array(let items)? = note["items"] else {
+            return
+        }
+        let streams = subscribers.withLock { $0.values.filter { $0.session == session && !$0.previews.isEmpty } }
+        guard !streams.isEmpty else { return }
+        let messages = items.compactMap { item -> Subscriber.Message? in
+            guard let type = item["type"]?.stringValue, let id = item["event"]?["id"]?.stringValue ?? item["event_id"]?.stringValue else { return nil }
+            return Subscriber.Message(preview: type, of: id, json: item.text)
+        }
+        for stream in streams { stream.preview(messages) }
+    }
 
     /// Polls until cancelled: at once when `listener` rings (a user event was sent: Postgres
     /// notifies `drover_user_event` or `drover_runnable`), else every `interval` (events the

@@ -89,7 +89,7 @@ public final class Harness: Service {
             store: SessionStore(pool: pool), queue: LeaseQueue(pool: pool), provider: provider,
             router: SandboxRouter(registry: PoolRegistry(pool: pool), token: options.poolToken, log: log),
             agents: AgentCache(defaults: options), options: options, log: log, metrics: HarnessMetrics(),
-            committer: GroupCommitter(pool: pool, notifyStreams: options.notifyStreams))
+            committer: GroupCommitter(pool: pool, notifyStreams: options.notifyStreams), previews: PreviewPublisher(pool: pool))
     }
 
     private var activeSessions: Int { state.withLock { $0.runners.count } }
@@ -124,12 +124,12 @@ public final class Harness: Service {
             try OpsEndpoint(host: listen.host, port: listen.port, metrics: context.metrics.registry) { [self] in isReady }
         }
         if let ops { log.info("metrics listening", ("address", .string(ops.address))) }
-        // One listener connection for both channels: runnable sessions wake the claimer, user
-        // events reach the runner of their session.
+        // One listener connection for every channel: runnable sessions wake the claimer, user
+        // events reach the runner of their session, watched sessions get previews.
         // It also holds this process's liveness lock: when the process or the connection dies,
         // Postgres frees the lock and other harnesses take the leases over at once (rescue).
         let listener = try PostgresListener(
-            conninfo: pool.conninfo, channels: [LeaseQueue.runnableChannel, LeaseQueue.userEventChannel],
+            conninfo: pool.conninfo, channels: [LeaseQueue.runnableChannel, LeaseQueue.userEventChannel, LeaseQueue.previewWatchChannel],
             onConnect: ["SET application_name = 'drover harness'", "SELECT pg_advisory_lock(\(lockKey))"])
         let claimer = Claimer(queue: context.queue, owner: id, ttl: options.leaseTTL, pollInterval: options.pollInterval,
                               sharedListener: listener, owns: false)
@@ -145,6 +145,8 @@ public final class Harness: Service {
             for await notification in listener.notifications {
                 if notification.isDisconnect {
                     await livenessLost()
+                } else if notification.channel == LeaseQueue.previewWatchChannel {
+                    context.previews.watch(notification.payload)
                 } else if notification.channel == LeaseQueue.userEventChannel {
                     let runner = state.withLock { $0.runners[SessionID(notification.payload)] }
                     if let runner { Task { await runner.userEventArrived() } }

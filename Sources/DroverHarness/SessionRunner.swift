@@ -16,6 +16,8 @@ struct HarnessContext: Sendable {
     var metrics: HarnessMetrics
     /// Every session's writes share commits through it (one transaction for all that are ready).
     var committer: GroupCommitter
+    /// Previews of model calls for the sessions an API stream watches (`event_deltas`).
+    var previews: PreviewPublisher
 }
 
 /// Runs one session under one lease: `wake(sessionId)`.
@@ -298,11 +300,12 @@ final class SessionRunner: Sendable {
             model: agent.model, system: ([agent.systemPrompt] + view.system).joined(separator: "\n\n"), messages: view.messages, tools: agent.tools,
             maxTokens: agent.maxTokens, userID: lease.sessionID.rawValue)
         let provider = context.provider
-        let call = Task {
-            try await provider.complete(request) {
-                firstToken.withLock { if $0 == nil { $0 = ContinuousClock.now - started } }
-            }
-        }
+        let preview = context.previews.preview(session: lease.sessionID.rawValue)
+        var onDelta: (@Sendable (ModelDelta) -> Void)?
+        if let preview { onDelta = { delta in preview.observe(delta) } }
+        let observer = ModelStreamObserver(
+            onFirstToken: { firstToken.withLock { if $0 == nil { $0 = ContinuousClock.now - started } } }, onDelta: onDelta)
+        let call = Task { try await provider.complete(request, observer: observer) }
         let response: ModelResponse
         let startID: String
         do {
@@ -314,6 +317,8 @@ final class SessionRunner: Sendable {
             if let error = error as? ModelError { context.metrics.modelRequests.inc(["outcome": error.code.rawValue]) }
             throw error
         }
+        // What the previews have not sent yet goes before the events that conclude them.
+        await preview?.finish()
         context.metrics.modelRequests.inc(["outcome": "ok"])
         context.metrics.tokens.inc(["kind": "input"], by: Double(response.usage.inputTokens))
         context.metrics.tokens.inc(["kind": "output"], by: Double(response.usage.outputTokens))
@@ -324,14 +329,18 @@ final class SessionRunner: Sendable {
             "ttft_ms": firstToken.withLock { $0 }.map { .number(($0 / .milliseconds(1)).rounded()) } ?? .null,
             "duration_ms": .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded()),
         ]).text)]
+        // A previewed block's event carries the id its previews named (by its place in `after`).
+        var ids: [Int: UUID] = [:]
         // What the model wrote is stored as written, but a NUL cannot be stored in jsonb: shown as ␀.
-        for block in response.content {
+        for (index, block) in response.content.enumerated() {
             switch block {
             case .thinking(let text, let signature):
                 var payload: [String: JSONValue] = ["thinking": .string(text)]
                 if let signature { payload["signature"] = .string(signature) }
+                ids[after.count] = preview?.id(forBlock: index)
                 after.append((.agentThinking, ToolText.storable(.object(payload)).text))
             case .text(let text):
+                ids[after.count] = preview?.id(forBlock: index)
                 after.append((.agentMessage, ToolText.storable(["content": [["type": "text", "text": .string(text)]]]).text))
             case .toolUse(let id, let name, let input):
                 // A custom tool is the client's to run; an always_ask one waits for confirmation.
@@ -347,7 +356,7 @@ final class SessionRunner: Sendable {
                 continue
             }
         }
-        try await write(after, notify: worker != nil && after.contains { $0.0 == .agentToolUse })
+        try await write(after, ids: ids, notify: worker != nil && after.contains { $0.0 == .agentToolUse })
     }
 
     /// Runs tool calls in parallel and logs each result.
@@ -649,14 +658,15 @@ final class SessionRunner: Sendable {
     /// Nothing is sent once the lease's local deadline has passed; a `lease_lost` answer stops
     /// the work.
     @discardableResult
-    private func write(_ events: [(EventType, String)], notify: Bool = false) async throws -> [AppendedEvent] {
+    /// `ids`: the ids chosen for some of the events (by their place in `events`).
+    private func write(_ events: [(EventType, String)], ids: [Int: UUID] = [:], notify: Bool = false) async throws -> [AppendedEvent] {
         guard !events.isEmpty else { return [] }
         guard state.withLock({ $0.machine.canWrite(at: now) }) else {
             stop(.leaseLost)
             throw DroverError(.leaseLost, "the lease's local deadline has passed")
         }
         do {
-            return try await context.committer.submitAll(events.map { .append(lease, $0.0, payload: $0.1) }, notify: notify).compactMap { outcome in
+            return try await context.committer.submitAll(events.enumerated().map { .append(lease, $1.0, payload: $1.1, id: ids[$0]) }, notify: notify).compactMap { outcome in
                 if case .appended(let event) = try outcome.get() { return event }
                 return nil
             }

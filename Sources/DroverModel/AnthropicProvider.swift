@@ -16,14 +16,14 @@ public struct AnthropicProvider: ModelProvider {
         self.apiKey = apiKey
     }
 
-    public func complete(_ request: ModelRequest, onFirstToken: @escaping @Sendable () -> Void) async throws -> ModelResponse {
+    public func complete(_ request: ModelRequest, observer: ModelStreamObserver) async throws -> ModelResponse {
         try await transport.send(
             HTTPRequest(
                 url: transport.baseURL + "/v1/messages",
                 headers: [("content-type", "application/json"), ("accept", "text/event-stream"),
                           ("anthropic-version", "2023-06-01"), ("x-api-key", apiKey)],
                 body: Array(Self.body(request).text.utf8)),
-            as: StreamState.self, onFirstToken: onFirstToken)
+            as: StreamState.self, observer: observer)
     }
 
     public static func body(_ request: ModelRequest) -> JSONValue {
@@ -59,20 +59,25 @@ private final class StreamState: ResponseStream {
     }
 
     private let state = Mutex(State())
-    private let onFirstToken: @Sendable () -> Void
+    private let observer: ModelStreamObserver
 
-    required init(onFirstToken: @escaping @Sendable () -> Void) { self.onFirstToken = onFirstToken }
+    required init(observer: ModelStreamObserver) { self.observer = observer }
 
     var raw: [UInt8] { state.withLock { $0.raw } }
 
     func feed(_ bytes: [UInt8]) {
-        let first = state.withLock { state -> Bool in
+        let watching = observer.onDelta != nil
+        let (first, deltas) = state.withLock { state -> (Bool, [ModelDelta]) in
             if state.raw.count < 65_536 { state.raw += bytes.prefix(65_536 - state.raw.count) }
             let before = state.sawContent
-            for event in state.parser.feed(bytes) where state.failure == nil { Self.apply(event, to: &state) }
-            return !before && state.sawContent
+            var deltas: [ModelDelta]? = watching ? [] : nil
+            for event in state.parser.feed(bytes) where state.failure == nil {
+                Self.apply(event, to: &state, deltas: &deltas)
+            }
+            return (!before && state.sawContent, deltas ?? [])
         }
-        if first { onFirstToken() }
+        if first { observer.onFirstToken() }
+        if let onDelta = observer.onDelta { deltas.forEach(onDelta) }
     }
 
     func finish() throws -> ModelResponse {
@@ -93,7 +98,7 @@ private final class StreamState: ResponseStream {
         }
     }
 
-    private static func apply(_ event: ServerSentEvent, to state: inout State) {
+    private static func apply(_ event: ServerSentEvent, to state: inout State, deltas: inout [ModelDelta]?) {
         guard let data = try? JSONValue.parse(event.data), case .object = data else {
             state.failure = ModelError(.malformedStream, "an event's data is not a JSON object: \(event.data.prefix(200))")
             return
@@ -108,11 +113,17 @@ private final class StreamState: ResponseStream {
         case "content_block_start":
             guard let index = data["index"]?.intValue, let block = data["content_block"] else { return malformed(&state, data) }
             switch block["type"]?.stringValue {
-            case "text": state.blocks[index] = .text(block["text"]?.stringValue ?? "")
-            case "thinking": state.blocks[index] = .thinking(block["thinking"]?.stringValue ?? "", nil)
+            case "thinking":
+                state.blocks[index] = .thinking(block["thinking"]?.stringValue ?? "", nil)
+                deltas?.append(.blockStarted(index: index, kind: .thinking))
             case "tool_use":
                 state.blocks[index] = .toolUse(id: block["id"]?.stringValue ?? "", name: block["name"]?.stringValue ?? "", json: "")
-            default: state.blocks[index] = .text("")
+                deltas?.append(.blockStarted(index: index, kind: .toolUse))
+            default:
+                let text = block["type"]?.stringValue == "text" ? block["text"]?.stringValue ?? "" : ""
+                state.blocks[index] = .text(text)
+                deltas?.append(.blockStarted(index: index, kind: .text))
+                if !text.isEmpty { deltas?.append(.text(index: index, text)) }
             }
         case "content_block_delta":
             guard let index = data["index"]?.intValue, let delta = data["delta"], let block = state.blocks[index] else {
@@ -120,7 +131,10 @@ private final class StreamState: ResponseStream {
             }
             state.sawContent = true
             switch (block, delta["type"]?.stringValue) {
-            case (.text(let text), "text_delta"): state.blocks[index] = .text(text + (delta["text"]?.stringValue ?? ""))
+            case (.text(let text), "text_delta"):
+                let fragment = delta["text"]?.stringValue ?? ""
+                state.blocks[index] = .text(text + fragment)
+                if !fragment.isEmpty { deltas?.append(.text(index: index, fragment)) }
             case (.thinking(let text, let signature), "thinking_delta"):
                 state.blocks[index] = .thinking(text + (delta["thinking"]?.stringValue ?? ""), signature)
             case (.thinking(let text, _), "signature_delta"): state.blocks[index] = .thinking(text, delta["signature"]?.stringValue)

@@ -142,8 +142,37 @@ public struct ModelError: Error, Sendable, CustomStringConvertible {
     public var description: String { "\(code.rawValue): \(message)" }
 }
 
+/// Content of a response as it streams, for previews (`event_deltas`): a block's start, with its
+/// position in the response's `content` and its kind, then its text in fragments. Best effort: a
+/// call that is retried starts its blocks again.
+public enum ModelDelta: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable { case text, thinking, toolUse }
+    case blockStarted(index: Int, kind: Kind)
+    case text(index: Int, String)
+}
+
+/// What a caller hears of a response while it streams.
+public struct ModelStreamObserver: Sendable {
+    /// Runs once, when the first content arrives.
+    public var onFirstToken: @Sendable () -> Void
+    /// Runs for every block start and text fragment, on the transfer thread (nil: nobody asks).
+    public var onDelta: (@Sendable (ModelDelta) -> Void)?
+
+    public init(onFirstToken: @escaping @Sendable () -> Void = {}, onDelta: (@Sendable (ModelDelta) -> Void)? = nil) {
+        self.onFirstToken = onFirstToken
+        self.onDelta = onDelta
+    }
+}
+
 /// A model behind an HTTP API. Other providers fit by implementing this.
 public protocol ModelProvider: Sendable {
-    /// Calls the model, streaming; `onFirstToken` runs when the first content arrives.
-    func complete(_ request: ModelRequest, onFirstToken: @escaping @Sendable () -> Void) async throws -> ModelResponse
+    /// Calls the model, streaming, telling `observer` what arrives.
+    func complete(_ request: ModelRequest, observer: ModelStreamObserver) async throws -> ModelResponse
+}
+
+extension ModelProvider {
+    /// Calls the model; `onFirstToken` runs when the first content arrives.
+    public func complete(_ request: ModelRequest, onFirstToken: @escaping @Sendable () -> Void) async throws -> ModelResponse {
+        try await complete(request, observer: ModelStreamObserver(onFirstToken: onFirstToken))
+    }
 }

@@ -14,12 +14,12 @@ public struct OpenAIProvider: ModelProvider {
         self.apiKey = apiKey
     }
 
-    public func complete(_ request: ModelRequest, onFirstToken: @escaping @Sendable () -> Void) async throws -> ModelResponse {
+    public func complete(_ request: ModelRequest, observer: ModelStreamObserver) async throws -> ModelResponse {
         var headers = [("content-type", "application/json"), ("accept", "text/event-stream")]
         if !apiKey.isEmpty { headers.append(("authorization", "Bearer \(apiKey)")) }
         return try await transport.send(
             HTTPRequest(url: transport.baseURL + "/v1/chat/completions", headers: headers, body: Array(Self.body(request).text.utf8)),
-            as: ChunkState.self, onFirstToken: onFirstToken)
+            as: ChunkState.self, observer: observer)
     }
 
     /// Content blocks become chat messages: tool results are `tool` messages, tool uses are
@@ -82,20 +82,28 @@ private final class ChunkState: ResponseStream {
     }
 
     private let state = Mutex(State())
-    private let onFirstToken: @Sendable () -> Void
+    private let observer: ModelStreamObserver
 
-    required init(onFirstToken: @escaping @Sendable () -> Void) { self.onFirstToken = onFirstToken }
+    required init(observer: ModelStreamObserver) { self.observer = observer }
 
     var raw: [UInt8] { state.withLock { $0.raw } }
 
     func feed(_ bytes: [UInt8]) {
-        let first = state.withLock { state -> Bool in
+        let (first, deltas) = state.withLock { state -> (Bool, [ModelDelta]) in
             if state.raw.count < 65_536 { state.raw += bytes.prefix(65_536 - state.raw.count) }
             let before = state.sawContent
+            let textBefore = state.text.utf8.count
             for event in state.parser.feed(bytes) where state.failure == nil && !state.done { Self.apply(event, to: &state) }
-            return !before && state.sawContent
+            // The text is the response's first block (index 0); tool calls follow it.
+            var deltas: [ModelDelta] = []
+            if state.text.utf8.count > textBefore {
+                if textBefore == 0 { deltas.append(.blockStarted(index: 0, kind: .text)) }
+                deltas.append(.text(index: 0, String(decoding: state.text.utf8.dropFirst(textBefore), as: UTF8.self)))
+            }
+            return (!before && state.sawContent, deltas)
         }
-        if first { onFirstToken() }
+        if first { observer.onFirstToken() }
+        if let onDelta = observer.onDelta { deltas.forEach(onDelta) }
     }
 
     private static func apply(_ event: ServerSentEvent, to state: inout State) {

@@ -3,7 +3,7 @@ import Foundation
 
 /// Folds one streamed response (of either wire format) into a `ModelResponse`.
 protocol ResponseStream: Sendable {
-    init(onFirstToken: @escaping @Sendable () -> Void)
+    init(observer: ModelStreamObserver)
     /// Body bytes as they arrive, on the transfer thread.
     func feed(_ bytes: [UInt8])
     /// The first bytes of the body, for error messages.
@@ -27,11 +27,11 @@ struct RetryingStream {
         self.maxBackoff = maxBackoff
     }
 
-    func send<Stream: ResponseStream>(_ request: HTTPRequest, as: Stream.Type, onFirstToken: @escaping @Sendable () -> Void) async throws -> ModelResponse {
+    func send<Stream: ResponseStream>(_ request: HTTPRequest, as: Stream.Type, observer: ModelStreamObserver) async throws -> ModelResponse {
         var attempt = 0
         while true {
             try Task.checkCancellation()
-            let stream = Stream(onFirstToken: onFirstToken)
+            let stream = Stream(observer: observer)
             let head: HTTPResponseHead
             do {
                 head = try await http.perform(request) { stream.feed($0) }

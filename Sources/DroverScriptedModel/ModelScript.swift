@@ -41,6 +41,8 @@ public struct ModelScript: Sendable {
         public var thinking: String?
         /// OpenAI format only: send tool calls without an id, as some compatible servers do.
         public var omitIDs: Bool
+        /// A pause between a text block's fragments (`chunk_delay_ms`), as a model writing slowly.
+        public var chunkDelayMs = 0
     }
 
     public var turns: [Turn]
@@ -83,10 +85,12 @@ public struct ModelScript: Sendable {
         }
         let stop = json["stop_reason"]?.stringValue
             ?? (content.contains { $0["type"]?.stringValue == "tool_use" } ? "tool_use" : "end_turn")
-        return Turn(
+        var turn = Turn(
             content: content, stopReason: stop, latencyMs: json["latency_ms"]?.intValue ?? 0, failures: failures,
             malformed: json["malformed"]?.boolValue ?? false, thinking: json["thinking"]?.stringValue,
             omitIDs: json["omit_ids"]?.boolValue ?? false)
+        turn.chunkDelayMs = min(max(json["chunk_delay_ms"]?.intValue ?? 0, 0), 10_000)
+        return turn
     }
 
     /// The turn at `index` for a conversation that opened with `firstMessage`.

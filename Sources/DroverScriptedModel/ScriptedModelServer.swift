@@ -227,7 +227,9 @@ public final class ScriptedModelServer: Sendable {
             default:
                 let text = block["text"]?.stringValue ?? ""
                 _ = send("content_block_start", ["type": "content_block_start", "index": at, "content_block": ["type": "text", "text": ""]])
-                for chunk in Self.chunks(text, count: 3) {
+                for (n, chunk) in Self.chunks(text, count: 3).enumerated() {
+                    // This server's connection thread is its own: a pause holds up nobody else.
+                    if n > 0 && turn.chunkDelayMs > 0 { usleep(useconds_t(turn.chunkDelayMs * 1000)) }
                     _ = send("content_block_delta", ["type": "content_block_delta", "index": at, "delta": ["type": "text_delta", "text": .string(chunk)]])
                 }
                 outputTokens += text.count / 4 + 1

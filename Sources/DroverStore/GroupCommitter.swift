@@ -5,13 +5,14 @@ import Synchronization
 
 /// A fenced write under a lease.
 public enum LeaseWrite: Sendable {
-    case append(Lease, EventType, payload: String)
+    /// `id`: the event's id (a UUID), when the writer chose it (a previewed agent.message).
+    case append(Lease, EventType, payload: String, id: UUID? = nil)
     case heartbeat(Lease, ttl: Double)
     case release(Lease, to: SessionStatus, handledThrough: Int64?)
 
     var lease: Lease {
         switch self {
-        case .append(let lease, _, _), .heartbeat(let lease, _), .release(let lease, _, _): lease
+        case .append(let lease, _, _, _), .heartbeat(let lease, _), .release(let lease, _, _): lease
         }
     }
 }
@@ -119,7 +120,7 @@ public final class GroupCommitter: Sendable {
                 var writes = 0
                 var count = 0
                 for unit in state.pending {
-                    for case .append(_, _, let payload) in unit.writes { bytes += payload.utf8.count }
+                    for case .append(_, _, let payload, _) in unit.writes { bytes += payload.utf8.count }
                     writes += unit.writes.count
                     if count > 0 && (writes > maxBatch || bytes > maxBatchBytes) { break }
                     count += 1

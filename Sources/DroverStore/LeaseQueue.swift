@@ -11,6 +11,11 @@ public struct LeaseQueue: Sendable {
     /// Channel on which a harness's group commit announces that it appended events (once per
     /// commit, whatever it held): `drover api` wakes its streams' poller on it.
     public static let eventsChannel = "drover_events"
+    /// Channel on which a harness sends previews of a model call's output (`event_start`,
+    /// `event_delta`) to the API's streams that asked for them; never stored.
+    public static let previewsChannel = "drover_event_deltas"
+    /// Channel on which `drover api` names a session that a stream with previews watches.
+    public static let previewWatchChannel = "drover_delta_watch"
 
     public let pool: ConnectionPool
     public init(pool: ConnectionPool) { self.pool = pool }

@@ -644,6 +644,15 @@ extension TenantStore {
         return seq
     }
 
+    /// Tells every harness that streams want previews of these sessions' model calls (one
+    /// notification each on `LeaseQueue.previewWatchChannel`, in one statement).
+    public func watchPreviews(sessions: [String]) async throws {
+        guard !sessions.isEmpty else { return }
+        _ = try await mappingErrors {
+            try await pool.query("SELECT pg_notify($1, s) FROM unnest($2::text[]) s", [LeaseQueue.previewWatchChannel, sessions])
+        }
+    }
+
     /// Last seq of each session (streams poll this, one query for all of a process's streams).
     public func lastSeqs(_ sessions: [String]) async throws -> [String: Int64] {
         guard !sessions.isEmpty else { return [:] }

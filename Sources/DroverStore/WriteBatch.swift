@@ -27,9 +27,10 @@ public enum WriteBatch {
                 ("epoch", String(lease.epoch)),
             ]
             switch write {
-            case .append(_, let type, let payload):
+            case .append(_, let type, let payload, let id):
                 payloads.append(payload)
                 members += [("op", #""append""#), ("type", JSONText.quote(type.rawValue)), ("payload", String(payloads.count))]
+                if let id { members.append(("id", JSONText.quote(id.uuidString.lowercased()))) }
             case .heartbeat(_, let ttl):
                 members += [("op", #""heartbeat""#), ("ttl_ms", String(LeaseQueue.milliseconds(ttl)))]
             case .release(_, let status, let handledThrough):

@@ -115,6 +115,13 @@ import Testing
                 ],
             ],
             [
+                "match": "write slowly",
+                "turns": [
+                    ["thinking": "Slowly, then.", "chunk_delay_ms": 150,
+                     "content": [["type": "text", "text": "Every word of this arrives in three parts, a little apart."]]],
+                ],
+            ],
+            [
                 "match": "ask first",
                 "turns": [
                     ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo confirmed"]]]],
@@ -156,6 +163,17 @@ import Testing
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
             // One install per package set, logged by the pool with its layer; later provisions reused it.
             #expect(cluster.pool.daemon.log.components(separatedBy: "\"packages installed\"").count == 3, "\(cluster.pool.daemon.log)")
+        }
+    }
+
+    /// Issue #23: a stream with `event_deltas` gets previews of the agent's message while the
+    /// model writes it, and a stream without gets none (Tests/sdk/event_deltas.py).
+    @Test func aStreamWithEventDeltasSeesTheMessageBeingWritten() async throws {
+        try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
+            let key = try await api.key(org: "previews")
+            let output = try await APIRig.python("Tests/sdk/event_deltas.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
+            for line in output.split(separator: "\n") where line.contains("deltas preview") { print("event_deltas:", line) }
+            #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
         }
     }
 

@@ -38,8 +38,16 @@ import Testing
         ]]])
         defer { server.stop() }
         let firstToken = Mutex(false)
-        let response = try await provider.complete(request()) { firstToken.withLock { $0 = true } }
+        let deltas = Mutex<[ModelDelta]>([])
+        let response = try await provider.complete(request(), observer: ModelStreamObserver(
+            onFirstToken: { firstToken.withLock { $0 = true } }, onDelta: { delta in deltas.withLock { $0.append(delta) } }))
         #expect(firstToken.withLock { $0 })
+        // Each block's start, in order, then the text block's fragments, which add up to it.
+        let heard = deltas.withLock { $0 }
+        #expect(heard.filter { if case .blockStarted = $0 { true } else { false } }
+            == [.blockStarted(index: 0, kind: .thinking), .blockStarted(index: 1, kind: .text), .blockStarted(index: 2, kind: .toolUse)])
+        let fragments = heard.compactMap { if case .text(1, let text) = $0 { text } else { nil } }
+        #expect(fragments.count == 3 && fragments.joined() == "Running a command for you now.")
         #expect(response.stopReason == "tool_use")
         #expect(response.usage.inputTokens > 0 && response.usage.outputTokens > 0)
         guard response.content.count == 3 else { Issue.record("\(response.content)"); return }
