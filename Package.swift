@@ -3,7 +3,8 @@ import PackageDescription
 
 // Dependency arrows point one way:
 // CLibPQ → DroverPostgres → DroverStore → DroverSandbox, DroverAPI → drover (executable);
-// CCurl → DroverModel → DroverSandbox (TLS to repositories), drover; CDroverSys → DroverIO → DroverSandbox,
+// CCurl → DroverModel → DroverSandbox (TLS to repositories), DroverMCP → DroverHarness, DroverAPI, drover;
+// CDroverSys → DroverIO → DroverSandbox,
 // DroverModel, DroverScriptedModel;
 // DroverCore (plain value types) is used by all.
 let package = Package(
@@ -38,9 +39,12 @@ let package = Package(
         // demo, benches), as strict as the real APIs it imitates.
         .target(name: "DroverScriptedModel", dependencies: ["DroverIO", "DroverCore"]),
         // `drover api`: the Managed Agents-compatible HTTP API (tenancy, resources, event streams).
-        .target(name: "DroverAPI", dependencies: ["DroverStore", "DroverPostgres", "DroverModel", "DroverIO", "DroverCore"], resources: [.copy("Console")]),
+        .target(name: "DroverAPI", dependencies: ["DroverMCP", "DroverStore", "DroverPostgres", "DroverModel", "DroverIO", "DroverCore"], resources: [.copy("Console")]),
+        // Tenants' MCP servers and their OAuth token endpoints, over HTTP: the harness connects
+        // agents' servers, `drover api` validates vaults' credentials against them.
+        .target(name: "DroverMCP", dependencies: ["DroverModel", "DroverStore", "DroverCore"]),
         // The agent loop and the harness daemon.
-        .target(name: "DroverHarness", dependencies: ["DroverModel", "DroverSandbox", "DroverStore", "DroverIO", "DroverCore"]),
+        .target(name: "DroverHarness", dependencies: ["DroverMCP", "DroverModel", "DroverSandbox", "DroverStore", "DroverIO", "DroverCore"]),
         .executableTarget(
             name: "drover",
             dependencies: [

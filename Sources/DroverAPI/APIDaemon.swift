@@ -58,7 +58,8 @@ public struct APIDaemon: Service {
         let apiMetrics = APIMetrics()
         let workBell = Doorbell()
         let router = APIRouter(store: store, hub: hub, log: log, console: console, metrics: apiMetrics, vaultKey: config.vaultKey,
-                               ceilings: config.ceilings, workLeaseTTL: config.workLeaseTTL, workBell: workBell, clock: config.clock)
+                               ceilings: config.ceilings, workLeaseTTL: config.workLeaseTTL, workBell: workBell, clock: config.clock,
+                               outbound: config.webhooks.addressRule)
         if config.vaultKey == nil { log.info("no vault key (DROVER_VAULT_KEY): credentials and repository tokens cannot be stored") }
         let listener = try Listener(host: config.host, port: config.port)
         let server = try APIServer(config: config.server, listener: listener, hub: hub, log: log) { request, requestID in

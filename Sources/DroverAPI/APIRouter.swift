@@ -1,4 +1,5 @@
 import DroverCore
+import DroverMCP
 import DroverIO
 import DroverStore
 import Foundation
@@ -24,13 +25,17 @@ public struct APIRouter: Sendable {
     let workBell: Doorbell
     /// The wall clock deployments' schedules are read against (`DROVER_CLOCK` in tests).
     let clock: WallClock
+    /// The operator's rule for the addresses the API reaches for a tenant (`--allow-internal`):
+    /// webhook endpoints, and MCP servers and token endpoints `mcp_oauth_validate` probes.
+    let outbound: AddressRule
 
     public init(
         store: TenantStore, hub: EventStreamHub, log: Log, console: ConsoleFiles = ConsoleFiles(), metrics: APIMetrics = APIMetrics(),
         vaultKey: String? = nil, ceilings: ResourceCeilings = ResourceCeilings(), workLeaseTTL: Int = 30, workBell: Doorbell = Doorbell(),
-        clock: WallClock = .system
+        clock: WallClock = .system, outbound: AddressRule = AddressRule()
     ) {
         self.clock = clock
+        self.outbound = outbound
         self.store = store
         workQueue = WorkQueue(pool: store.pool, defaultTTL: workLeaseTTL)
         self.workBell = workBell
@@ -168,7 +173,7 @@ public struct APIRouter: Sendable {
         "/v1/sessions/{id}/events": ["GET", "POST"], "/v1/sessions/{id}/events/stream": ["GET"],
         "/v1/vaults": ["GET", "POST"], "/v1/vaults/{id}": ["GET", "POST", "DELETE"], "/v1/vaults/{id}/archive": ["POST"],
         "/v1/vaults/{id}/credentials": ["GET", "POST"], "/v1/vaults/{id}/credentials/{id}": ["GET", "POST", "DELETE"],
-        "/v1/vaults/{id}/credentials/{id}/archive": ["POST"],
+        "/v1/vaults/{id}/credentials/{id}/archive": ["POST"], "/v1/vaults/{id}/credentials/{id}/mcp_oauth_validate": ["POST"],
         "/v1/files": ["GET", "POST"], "/v1/files/{id}": ["GET", "DELETE"], "/v1/files/{id}/content": ["GET"],
         "/v1/memory_stores": ["GET", "POST"], "/v1/memory_stores/{id}": ["GET", "POST", "DELETE"], "/v1/memory_stores/{id}/archive": ["POST"],
         "/v1/memory_stores/{id}/memories": ["GET", "POST"], "/v1/memory_stores/{id}/memories/{id}": ["GET", "POST", "DELETE"],
@@ -191,7 +196,6 @@ public struct APIRouter: Sendable {
         "/v1/sessions/{id}/threads": "session threads", "/v1/sessions/{id}/threads/{id}": "session threads",
         "/v1/sessions/{id}/threads/{id}/archive": "session threads", "/v1/sessions/{id}/threads/{id}/events": "session threads",
         "/v1/sessions/{id}/threads/{id}/stream": "session threads",
-        "/v1/vaults/{id}/credentials/{id}/mcp_oauth_validate": "MCP OAuth credential validation",
     ]
 
     /// Creates count against the organisation's creates per minute, all else against requests.
@@ -380,6 +384,8 @@ public struct APIRouter: Sendable {
             return Self.ok(try await store.updateCredential(org: org, vault: path[2], id: path[4], try body(request), key: vaultKey))
         case ("vaults", 6, "POST") where path[3] == "credentials" && path[5] == "archive":
             return Self.ok(try await store.archiveCredential(org: org, vault: path[2], id: path[4]))
+        case ("vaults", 6, "POST") where path[3] == "credentials" && path[5] == "mcp_oauth_validate":
+            return Self.ok(try await validateCredential(org: org, vault: path[2], id: path[4]))
         // Events
         case ("sessions", 4, "POST") where path[3] == "events":
             guard case .array(let events)? = try body(request)["events"] else { throw APIError.invalid("events: an array is required") }
@@ -423,6 +429,25 @@ public struct APIRouter: Sendable {
         }
         if !previews.isEmpty { try await store.watchPreviews(sessions: [session]) }
         return .stream(hub.subscribe(session: session, after: seq, previews: previews), headers: [])
+    }
+
+    /// `mcp_oauth_validate`: probes an mcp_oauth credential against its MCP server, refreshing it
+    /// once if the server refuses its token (`CredentialProbe`); a token the refresh gave is
+    /// stored, as a harness's refresh would be.
+    func validateCredential(org: String, vault: String, id: String) async throws -> JSONValue {
+        let (credential, type) = try await store.openedCredential(org: org, vault: vault, id: id, key: vaultKey)
+        guard type == "mcp_oauth" else { throw APIError.invalid("credential \(id) is \(type): only mcp_oauth credentials are validated") }
+        let outcome = await CredentialProbe(rule: outbound).validate(credential)
+        if let fresh = outcome.refreshed, let key = vaultKey {
+            _ = try await SessionStore(pool: store.pool).storeRefreshedToken(
+                credential: credential.id, version: credential.version, accessToken: fresh.accessToken, expiresAt: fresh.expiresAt,
+                refreshToken: fresh.refreshToken, key: key)
+        }
+        return [
+            "type": "vault_credential_validation", "credential_id": .string(credential.id), "vault_id": .string(vault),
+            "status": .string(outcome.status), "has_refresh_token": .bool(credential.refresh != nil), "mcp_probe": outcome.mcpProbe,
+            "refresh": outcome.refresh, "validated_at": .string(RFC3339.string(Date())),
+        ]
     }
 
     /// The event types `event_deltas` may name (the SDK's `BetaManagedAgentsDeltaType`).

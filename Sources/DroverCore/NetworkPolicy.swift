@@ -9,6 +9,8 @@ public struct NetworkPolicy: Sendable, Equatable {
     public var kind: Kind
     /// `host`, `host:port` or `*.domain` patterns (limited).
     public var allowedHosts: [String]
+    /// `limited`'s `allow_mcp_servers`: the agent's MCP servers may be reached beyond `allowedHosts`.
+    public var allowsMCPServers = false
 
     /// Debian's, PyPI's and npm's registries, which `allow_package_managers` adds.
     public static let packageManagerHosts = [
@@ -32,6 +34,7 @@ public struct NetworkPolicy: Sendable, Equatable {
             if case .array(let list)? = networking?["allowed_hosts"] { hosts = list.compactMap(\.stringValue) }
             if networking?["allow_package_managers"]?.boolValue == true { hosts += packageHosts }
             self.init(kind: .limited, allowedHosts: hosts.map { $0.lowercased() })
+            allowsMCPServers = networking?["allow_mcp_servers"]?.boolValue == true
         default:
             self.init(kind: .none)
         }

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverMCP
 import DroverModel
 import DroverStore
 

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverMCP
 import DroverModel
 import DroverStore
 import Foundation
@@ -224,8 +225,11 @@ final class SessionRunner: Sendable {
         guard !agent.mcpServers.isEmpty else { return .empty }
         let access = try await refreshingExpired(
             try await context.store.credentials(lease.sessionID, key: context.options.vaultKey), for: agent.mcpServers)
+        // `allow_mcp_servers` opens the agent's own servers by name (only they are connected);
+        // their addresses still answer to the operator's rule.
+        let servers = policy.allowsMCPServers ? NetworkPolicy(kind: .unrestricted) : policy
         let toolbox = await MCPToolbox.connect(agent.mcpServers, access: access, taken: Set(agent.tools.map(\.name)),
-                                             policy: policy, rule: context.options.addressRule, log: log)
+                                             policy: servers, rule: context.options.addressRule, log: log)
         if !toolbox.failures.isEmpty {
             try await write(toolbox.failures.map { server, failure in
                 (.sessionError, JSONValue.object(["error": [

@@ -19,6 +19,12 @@ public struct VaultCredentials: Sendable {
         public var version: Int
     }
 
+    /// The columns `Credential.init(opened:)` reads, of `drover.vault_credentials c`, the key as `$2`.
+    static let columns = """
+        c.id, c.mcp_server_url, CASE WHEN $2::text IS NULL THEN NULL ELSE drover.vault_open(c.secret, c.key_id, $2) END,
+               c.auth_type, c.expires_at, c.refresh::text, c.token_version
+        """
+
     /// How an mcp_oauth credential's access token is refreshed (RFC 6749, section 6).
     public struct OAuthRefresh: Sendable {
         public var tokenEndpoint: String
@@ -42,6 +48,28 @@ public struct VaultCredentials: Sendable {
     }
 
     public func token(for url: String) -> String? { credential(for: url)?.token }
+}
+
+extension VaultCredentials.Credential {
+    /// A credential read with `columns`, its secret opened: a static bearer's token, or an
+    /// mcp_oauth's access token and how to refresh it.
+    init(opened row: PostgresRow) throws {
+        guard let opened = try row.decodeIfPresent(2, as: String.self) else { throw SessionStore.noKey }
+        self.init(id: try row.decode(0), mcpServerURL: try row.decode(1), token: opened, expiresAt: try row.decodeIfPresent(4, as: Date.self),
+                  refresh: nil, version: try row.decode(6))
+        if try row.decode(3) as String == "mcp_oauth" {
+            let secrets = try JSONValue.parse(opened)
+            token = secrets["access_token"]?.stringValue ?? ""
+            if let config = try row.decodeIfPresent(5, as: String.self).map({ try JSONValue.parse($0) }),
+               let endpoint = config["token_endpoint"]?.stringValue, let client = config["client_id"]?.stringValue,
+               let refreshToken = secrets["refresh_token"]?.stringValue {
+                refresh = VaultCredentials.OAuthRefresh(
+                    tokenEndpoint: endpoint, clientID: client, method: config["token_endpoint_auth"]?["type"]?.stringValue ?? "none",
+                    clientSecret: secrets["client_secret"]?.stringValue, refreshToken: refreshToken,
+                    scope: config["scope"]?.stringValue, resource: config["resource"]?.stringValue)
+            }
+        }
+    }
 }
 
 extension SessionStore {
@@ -76,8 +104,7 @@ extension SessionStore {
         let rows = try await mappingErrors {
             try await pool.query(
                 """
-                SELECT c.id, c.mcp_server_url, CASE WHEN $2::text IS NULL THEN NULL ELSE drover.vault_open(c.secret, c.key_id, $2) END,
-                       c.auth_type, c.expires_at, c.refresh::text, c.token_version
+                SELECT \(VaultCredentials.columns)
                   FROM drover.sessions s
                  CROSS JOIN LATERAL unnest(s.vault_ids) WITH ORDINALITY AS v(id, n)
                   JOIN drover.vaults vault ON vault.id = v.id AND vault.org_id = s.org_id AND vault.archived_at IS NULL
@@ -85,25 +112,7 @@ extension SessionStore {
                  WHERE s.id = $1 ORDER BY v.n, c.created_at, c.id
                 """, [session.rawValue, key])
         }
-        let credentials = try rows.map { row -> VaultCredentials.Credential in
-            guard let opened = try row.decodeIfPresent(2, as: String.self) else { throw Self.noKey }
-            var credential = VaultCredentials.Credential(
-                id: try row.decode(0), mcpServerURL: try row.decode(1), token: opened, expiresAt: try row.decodeIfPresent(4, as: Date.self),
-                refresh: nil, version: try row.decode(6))
-            if try row.decode(3) as String == "mcp_oauth" {
-                let secrets = try JSONValue.parse(opened)
-                credential.token = secrets["access_token"]?.stringValue ?? ""
-                if let config = try row.decodeIfPresent(5, as: String.self).map({ try JSONValue.parse($0) }),
-                   let endpoint = config["token_endpoint"]?.stringValue, let client = config["client_id"]?.stringValue,
-                   let refreshToken = secrets["refresh_token"]?.stringValue {
-                    credential.refresh = VaultCredentials.OAuthRefresh(
-                        tokenEndpoint: endpoint, clientID: client, method: config["token_endpoint_auth"]?["type"]?.stringValue ?? "none",
-                        clientSecret: secrets["client_secret"]?.stringValue, refreshToken: refreshToken,
-                        scope: config["scope"]?.stringValue, resource: config["resource"]?.stringValue)
-                }
-            }
-            return credential
-        }
+        let credentials = try rows.map { row in try VaultCredentials.Credential(opened: row) }
         return VaultCredentials(credentials: credentials)
     }
 

@@ -92,6 +92,20 @@ extension TenantStore {
             [id, vault, org], missing: "no credential \(id) in vault \(vault)")
     }
 
+    /// One credential with its secrets opened (for `mcp_oauth_validate`), or `notFound`.
+    public func openedCredential(org: String, vault: String, id: String, key: String?) async throws -> (credential: VaultCredentials.Credential, type: String) {
+        let rows = try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT \(VaultCredentials.columns)
+                  FROM drover.vault_credentials c JOIN drover.vaults v ON v.id = c.vault_id
+                 WHERE c.id = $1 AND c.vault_id = $3 AND v.org_id = $4 AND c.archived_at IS NULL
+                """, [id, key, vault, org])
+        }
+        guard let row = rows.first else { throw DroverError(.notFound, "no credential \(id) in vault \(vault)") }
+        return (try VaultCredentials.Credential(opened: row), try row.decode(3))
+    }
+
     public func credentials(org: String, vault: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
         _ = try await self.vault(org: org, id: vault)
         return try await byCreation(

@@ -56,8 +56,9 @@ struct APICommand: Command {
           --schedule-catch-up S   missed scheduled times younger than this are still fired
                                   (default 3600); older ones are skipped and logged
           --allow-internal RANGES loopback, private, link-local or this host's addresses webhook
-                                  URLs may reach, as comma-separated ranges (127.0.0.1/32);
-                                  default none (or DROVER_ALLOW_INTERNAL)
+                                  URLs and mcp_oauth_validate's probes (MCP servers, token
+                                  endpoints) may reach, as comma-separated ranges
+                                  (127.0.0.1/32); default none (or DROVER_ALLOW_INTERNAL)
           --webhook-retry-base S  first retry of a failed delivery after S seconds, doubling
                                   (default 5)
           --webhook-retry-cap S   the longest wait between retries (default 3600)

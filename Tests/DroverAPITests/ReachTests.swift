@@ -8,7 +8,8 @@ import Synchronization
 import Testing
 
 /// What reaches beyond the sandbox, through the official SDK against real processes: vaults, an
-/// MCP server from the `mcp` package (bearer-checked) called with the vault's credential, and a
+/// MCP server from the `mcp` package (bearer-checked) called with the vault's credential (and
+/// probed by `mcp_oauth_validate`), and a
 /// repository pushed to from bash (Tests/sdk/reach_sdk.py). Then what must not leak: the raw
 /// tables hold sealed bytes, and no token is in any event, log line or /metrics.
 @Suite(.serialized) struct ReachTests {
@@ -65,16 +66,18 @@ import Testing
         // operator would; the environment names them in its allowed_hosts.
         let opened = ["--allow-internal", "127.0.0.2"]
         try await APIRig.withClusterAndAPI(
-            script: Self.script(searchingFor: git.token), apiArgs: ["--metrics-listen", "127.0.0.1:0"], harnessArgs: opened, poolArgs: opened
+            script: Self.script(searchingFor: git.token), apiArgs: ["--metrics-listen", "127.0.0.1:0"] + opened, harnessArgs: opened, poolArgs: opened
         ) { cluster, api in
             let key = try await api.key(org: "team-reach")
             try await APIRig.python("Tests/sdk/reach_sdk.py", environment: [
                 "DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key, "MCP_URL": mcp.url, "MCP_TOKEN": mcp.token,
                 "GIT_URL": git.url, "GIT_TOKEN": git.token, "TOKEN_URL": "http://\(tokens.address)/oauth/token",
             ])
-            // The harness refreshed the expiring mcp_oauth token once, as the credential says.
+            // The harness refreshed the expiring mcp_oauth token once, as the credential says; then
+            // mcp_oauth_validate refreshed the stale one once (and the stored result the second time).
             let asked = refreshes.withLock { $0 }
-            #expect(asked.count == 1 && asked.first?.method == "POST" && asked.first?.path == "/oauth/token")
+            #expect(asked.count == 2 && asked.first?.method == "POST" && asked.first?.path == "/oauth/token")
+            #expect(asked.last.map { String(decoding: $0.body, as: UTF8.self) } == "grant_type=refresh_token&refresh_token=refresh-9")
             #expect(asked.first?.headers["authorization"] == "Basic " + Data("drover+test:s3cret".utf8).base64EncodedString())
             #expect(asked.first.map { String(decoding: $0.body, as: UTF8.self) } == "grant_type=refresh_token&refresh_token=refresh-1&scope=tools")
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
@@ -91,7 +94,7 @@ import Testing
             let sql = cluster.sql
             let credentials = try await sql.query(
                 "SELECT position(convert_to($1, 'UTF8') IN secret), length(secret) FROM drover.vault_credentials", [mcp.token])
-            #expect(credentials.count == 3)
+            #expect(credentials.count == 7)  // three of the sessions', four of mcp_oauth_validate's probes
             for row in credentials {
                 let (found, length) = (try row.decode(0) as Int32, try row.decode(1) as Int32)
                 #expect(found == 0 && length > Int32(mcp.token.utf8.count))

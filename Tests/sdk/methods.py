@@ -43,7 +43,6 @@ print(f"ok {len(sdk)} SDK methods, {sum(1 for s in listed.values() if s == 'serv
 # A method that is not served says so.
 refusals = {
     "session threads": lambda: client.beta.sessions.threads.list("sesn_x"),
-    "MCP OAuth credential validation": lambda: client.beta.vaults.credentials.mcp_oauth_validate("vcrd_x", vault_id="vlt_x"),
 }
 for what, call in refusals.items():
     try:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import anthropic
 import pydantic
-from anthropic.types.beta.vaults import BetaManagedAgentsCredential
+from anthropic.types.beta.vaults import BetaManagedAgentsCredential, BetaManagedAgentsCredentialValidation
 
 client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
 beta = client.beta
@@ -129,6 +129,53 @@ after = beta.vaults.credentials.retrieve(oauth["id"], vault_id=oauth_vault.id)
 check("the new expiry is stored", after.auth.expires_at > soon + timedelta(minutes=30), after.auth)
 updated = beta.vaults.credentials.update(oauth["id"], vault_id=oauth_vault.id, auth={"type": "mcp_oauth", "refresh": {"scope": ""}})
 check("update clears the scope", updated.auth.refresh.scope is None, updated.auth)
+
+# mcp_oauth_validate: a live probe of the credential against its MCP server, refreshing once on a
+# 401; every answer validated strictly, and no secret quoted back.
+def validate(credential_id, vault_id):
+    answer = beta.vaults.credentials.with_raw_response.mcp_oauth_validate(credential_id, vault_id=vault_id).http_response.json()
+    pydantic.TypeAdapter(BetaManagedAgentsCredentialValidation).validate_json(json.dumps(answer), strict=True)
+    return answer
+
+
+probes = beta.vaults.create(display_name="probes")
+def oauth_credential(token, url=MCP_URL, refresh=None):
+    auth = {"type": "mcp_oauth", "mcp_server_url": url, "access_token": token}
+    if refresh:
+        auth["refresh"] = refresh
+    return beta.vaults.credentials.create(probes.id, auth=auth).id
+
+
+good = validate(oauth_credential(MCP_TOKEN), probes.id)
+check("a good token validates", good["status"] == "valid" and good["mcp_probe"] is None and good["refresh"] is None
+      and not good["has_refresh_token"], good)
+wrong = validate(oauth_credential("wrong-access-token"), probes.id)
+check("a refused token without a refresh is invalid", wrong["status"] == "invalid" and wrong["refresh"] == {"status": "no_refresh_token", "http_response": None}
+      and wrong["mcp_probe"]["method"] == "initialize" and wrong["mcp_probe"]["http_response"]["status_code"] == 401
+      and "wrong-access-token" not in json.dumps(wrong), wrong)
+stale = oauth_credential("stale-access-token", refresh={
+    "refresh_token": "refresh-9", "client_id": "drover test", "token_endpoint": os.environ["TOKEN_URL"],
+    "token_endpoint_auth": {"type": "client_secret_basic", "client_secret": "s3cret"}})
+refreshed = validate(stale, probes.id)
+check("a refused token is refreshed, and the new one validates", refreshed["status"] == "valid" and refreshed["refresh"]["status"] == "succeeded"
+      and refreshed["has_refresh_token"] and MCP_TOKEN not in json.dumps(refreshed), refreshed)
+check("the refreshed token is stored", validate(stale, probes.id)["refresh"] is None)
+nowhere = validate(oauth_credential("x", url="http://127.0.0.2:1/mcp"), probes.id)
+check("a server out of reach is unknown", nowhere["status"] == "unknown" and nowhere["mcp_probe"]["http_response"] is None, nowhere)
+try:
+    beta.vaults.credentials.mcp_oauth_validate(credential.id, vault_id=vault.id)
+    raise AssertionError("a static_bearer credential was validated")
+except anthropic.BadRequestError:
+    print("ok only mcp_oauth credentials are validated", flush=True)
+
+# `allow_mcp_servers` opens the agent's MCP servers beyond allowed_hosts (which name neither here).
+mcp_only = beta.environments.create(name="mcp only", config={"type": "cloud", "networking": {
+    "type": "limited", "allowed_hosts": [], "allow_mcp_servers": True}})
+opened_session = beta.sessions.create(agent=agent.id, environment_id=mcp_only.id, vault_ids=[vault.id])
+events = run_turn(opened_session.id, "use the mcp tool")
+results = [e for e in events if e.type == "agent.mcp_tool_result"]
+check("allow_mcp_servers reaches the agent's MCP server", len(results) == 1 and results[0].content[0].text == "5",
+      [(e.type, getattr(e, "error", None)) for e in events])
 
 fenced = beta.sessions.create(agent=agent.id, environment_id=closed.id, vault_ids=[vault.id])
 events = run_turn(fenced.id, "try the stale credential")

@@ -9,24 +9,29 @@ import Foundation
 /// The harness does it before connecting an MCP server whose token has expired or expires within
 /// `margin`; the endpoint's address obeys the operator's `AddressRule` like every call the
 /// harness makes for a tenant.
-struct OAuthRefresher: Sendable {
-    var rule: AddressRule
-    var timeout: Double = 15
+public struct OAuthRefresher: Sendable {
+    public var rule: AddressRule
+    public var timeout: Double = 15
     /// A token this close to its expiry is refreshed first: a connection made with it could
     /// outlive it.
     static let margin: TimeInterval = 60
     let client = HTTPClient()
 
-    static func needsRefresh(_ credential: VaultCredentials.Credential, now: Date = Date()) -> Bool {
+    public static func needsRefresh(_ credential: VaultCredentials.Credential, now: Date = Date()) -> Bool {
         guard credential.refresh != nil, let expiresAt = credential.expiresAt else { return false }
         return expiresAt.timeIntervalSince(now) < margin
     }
 
-    struct Refreshed: Sendable, Equatable {
-        var accessToken: String
-        var expiresAt: Date?
+    public struct Refreshed: Sendable, Equatable {
+        public var accessToken: String
+        public var expiresAt: Date?
         /// The refresh token to keep: the endpoint's new one if it rotated it, else the same.
-        var refreshToken: String
+        public var refreshToken: String
+    }
+
+    public init(rule: AddressRule, timeout: Double = 15) {
+        self.rule = rule
+        self.timeout = timeout
     }
 
     /// The token request (method, headers, form body): pure, so its encoding is tested alone.
@@ -63,7 +68,21 @@ struct OAuthRefresher: Sendable {
         return out
     }
 
-    func refresh(_ refresh: VaultCredentials.OAuthRefresh, now: Date = Date()) async throws(DroverError) -> Refreshed {
+    /// Why a refresh did not give a token: the endpoint was out of reach, or it answered
+    /// something else (kept, for `mcp_oauth_validate`: status, content type, the body's first 4 kB).
+    public enum Failure: Error, Sendable, CustomStringConvertible {
+        case unreachable(String)
+        case refused(status: Int, contentType: String, body: [UInt8], reason: String?)
+
+        public var description: String {
+            switch self {
+            case .unreachable(let why): "the token endpoint could not be reached: \(why)"
+            case .refused(let status, _, _, let reason): "the token endpoint refused the refresh: HTTP \(status)" + (reason.map { " (\($0))" } ?? "")
+            }
+        }
+    }
+
+    public func refresh(_ refresh: VaultCredentials.OAuthRefresh, now: Date = Date()) async throws(Failure) -> Refreshed {
         let (headers, body) = Self.request(refresh)
         var request = HTTPRequest(url: refresh.tokenEndpoint, method: "POST", headers: headers, body: Array(body.utf8),
                                   connectTimeout: 5, idleTimeout: timeout)
@@ -75,14 +94,14 @@ struct OAuthRefresher: Sendable {
         do {
             (head, bytes) = try await client.fetch(request)
         } catch let error as HTTPError {
-            throw DroverError(.invalidArgument, "the token endpoint could not be reached: \(error.refusal?.message ?? error.message)")
+            throw .unreachable(error.refusal?.message ?? error.message)
         } catch {
-            throw DroverError(.invalidArgument, "the token endpoint could not be reached")
+            throw .unreachable("\(error)")
         }
         let json = try? JSONValue.parse(bytes)
         guard (200..<300).contains(head.status), let token = json?["access_token"]?.stringValue, !token.isEmpty else {
-            let reason = json?["error"]?.stringValue.map { " (\($0))" } ?? ""
-            throw DroverError(.invalidArgument, "the token endpoint refused the refresh: HTTP \(head.status)\(reason)")
+            throw .refused(status: head.status, contentType: head.headers["content-type"] ?? "", body: Array(bytes.prefix(4097)),
+                           reason: json?["error"]?.stringValue)
         }
         let expiresAt = json?["expires_in"]?.doubleValue.map { now.addingTimeInterval($0) }
         return Refreshed(accessToken: token, expiresAt: expiresAt, refreshToken: json?["refresh_token"]?.stringValue ?? refresh.refreshToken)

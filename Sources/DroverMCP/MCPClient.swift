@@ -12,9 +12,9 @@ import Synchronization
 /// environment's networking policy and its address the operator's `AddressRule`; a response is
 /// read to at most `maxResponseBytes` within `timeout` seconds in all, and what reaches a
 /// `session.error` is a bounded message of ours, never the server's body.
-final class MCPClient: Sendable {
-    let name: String
-    let url: String
+public final class MCPClient: Sendable {
+    public let name: String
+    public let url: String
     private let token: String?
     private let policy: NetworkPolicy
     private let rule: AddressRule
@@ -27,23 +27,34 @@ final class MCPClient: Sendable {
     static let maxQuoted = 300
 
     /// A tool the server offers.
-    struct Tool: Sendable {
-        var name: String
-        var description: String
-        var inputSchema: JSONValue
+    public struct Tool: Sendable {
+        public var name: String
+        public var description: String
+        public var inputSchema: JSONValue
     }
 
     /// Why a server could not be used, as Managed Agents' `session.error` types name it.
-    struct Failure: Error, Sendable {
-        enum Kind: String, Sendable {
+    public struct Failure: Error, Sendable {
+        public enum Kind: String, Sendable {
             case authentication = "mcp_authentication_failed_error"
             case connection = "mcp_connection_failed_error"
         }
-        var kind: Kind
-        var message: String
+        public var kind: Kind
+        public var message: String
+        /// The MCP method that failed, and the server's HTTP answer when it sent one (for
+        /// `mcp_oauth_validate`'s probe; the body as the server sent it, cut after 4 kB).
+        public var method: String?
+        public var response: (status: Int, contentType: String, body: [UInt8])?
+
+        public init(kind: Kind, message: String, method: String? = nil, response: (status: Int, contentType: String, body: [UInt8])? = nil) {
+            self.kind = kind
+            self.message = message
+            self.method = method
+            self.response = response
+        }
     }
 
-    init(name: String, url: String, token: String?, policy: NetworkPolicy, rule: AddressRule) {
+    public init(name: String, url: String, token: String?, policy: NetworkPolicy, rule: AddressRule) {
         self.name = name
         self.url = url
         self.token = token
@@ -52,13 +63,13 @@ final class MCPClient: Sendable {
     }
 
     /// `initialize`, then `notifications/initialized`, then `tools/list` (every page).
-    func connect() async throws(Failure) -> [Tool] {
+    public func connect() async throws(Failure) -> [Tool] {
         let initialized = try await call("initialize", [
             "protocolVersion": .string(Self.protocolVersion), "capabilities": [:],
             "clientInfo": ["name": "drover", "version": "1"],
         ])
         guard initialized["protocolVersion"]?.stringValue != nil else {
-            throw Failure(kind: .connection, message: "\(url) answered initialize without a protocolVersion")
+            throw Failure(kind: .connection, message: "\(url) answered initialize without a protocolVersion", method: "initialize")
         }
         try await notify("notifications/initialized")
         var tools: [Tool] = []
@@ -78,7 +89,7 @@ final class MCPClient: Sendable {
     }
 
     /// `tools/call`: the result's text blocks and whether the tool reported an error.
-    func callTool(_ tool: String, arguments: JSONValue) async throws(Failure) -> (content: [JSONValue], isError: Bool) {
+    public func callTool(_ tool: String, arguments: JSONValue) async throws(Failure) -> (content: [JSONValue], isError: Bool) {
         let result = try await call("tools/call", ["name": .string(tool), "arguments": arguments])
         var content: [JSONValue] = []
         if case .array(let blocks)? = result["content"] {
@@ -103,10 +114,11 @@ final class MCPClient: Sendable {
 
     private func post(_ message: JSONValue) async throws(Failure) -> (HTTPResponseHead, [UInt8]) {
         let origin = Self.origin(url)
+        let method = message["method"]?.stringValue
         guard let components = URLComponents(string: url), let host = components.host,
             policy.allows(host: host, port: components.port ?? (components.scheme?.lowercased() == "https" ? 443 : 80))
         else {
-            throw Failure(kind: .connection, message: "the MCP server \(name) at \(origin) is refused by the environment's network policy (\(policy.kind.rawValue))")
+            throw Failure(kind: .connection, message: "the MCP server \(name) at \(origin) is refused by the environment's network policy (\(policy.kind.rawValue))", method: method)
         }
         var request = HTTPRequest(url: url, method: "POST", headers: headers(), body: Array(message.text.utf8), connectTimeout: 5, idleTimeout: Self.timeout)
         request.addressRule = rule
@@ -116,19 +128,20 @@ final class MCPClient: Sendable {
         do {
             answer = try await http.fetch(request)
         } catch let error as HTTPError {
-            throw Failure(kind: .connection, message: "cannot reach the MCP server \(name) at \(origin): \(String(error.message.prefix(Self.maxQuoted)))")
+            throw Failure(kind: .connection, message: "cannot reach the MCP server \(name) at \(origin): \(String(error.message.prefix(Self.maxQuoted)))", method: method)
         } catch {
-            throw Failure(kind: .connection, message: "cannot reach the MCP server \(name) at \(origin)")
+            throw Failure(kind: .connection, message: "cannot reach the MCP server \(name) at \(origin)", method: method)
         }
         if answer.0.truncated {
-            throw Failure(kind: .connection, message: "the MCP server \(name) sent more than \(Self.maxResponseBytes) bytes")
+            throw Failure(kind: .connection, message: "the MCP server \(name) sent more than \(Self.maxResponseBytes) bytes", method: method)
         }
+        let response = Self.captured(answer)
         switch answer.0.status {
         case 200..<300: return answer
         case 401, 403:
-            throw Failure(kind: .authentication, message: "the MCP server \(name) refused the credential (HTTP \(answer.0.status))")
+            throw Failure(kind: .authentication, message: "the MCP server \(name) refused the credential (HTTP \(answer.0.status))", method: method, response: response)
         default:
-            throw Failure(kind: .connection, message: "the MCP server \(name) answered HTTP \(answer.0.status)")
+            throw Failure(kind: .connection, message: "the MCP server \(name) answered HTTP \(answer.0.status)", method: method, response: response)
         }
     }
 
@@ -150,13 +163,18 @@ final class MCPClient: Sendable {
             messages = (try? JSONValue.parse(body)).map { [$0] } ?? []
         }
         guard let reply = messages.first(where: { $0["id"]?.intValue == id }) else {
-            throw Failure(kind: .connection, message: "the MCP server \(name) sent no answer to \(method)")
+            throw Failure(kind: .connection, message: "the MCP server \(name) sent no answer to \(method)", method: method, response: Self.captured((head, body)))
         }
         if let error = reply["error"], error != .null {
             let said = String((error["message"]?.stringValue ?? "an error").prefix(Self.maxQuoted))
-            throw Failure(kind: .connection, message: "the MCP server \(name) refused \(method): \(said)")
+            throw Failure(kind: .connection, message: "the MCP server \(name) refused \(method): \(said)", method: method, response: Self.captured((head, body)))
         }
         return reply["result"] ?? [:]
+    }
+
+    /// An answer as a failure keeps it: status, content type, and the body's first 4 kB (and a byte, to tell it was cut).
+    static func captured(_ answer: (HTTPResponseHead, [UInt8])) -> (status: Int, contentType: String, body: [UInt8]) {
+        (answer.0.status, answer.0.headers["content-type"] ?? "", Array(answer.1.prefix(4097)))
     }
 
     /// Scheme, host and port of a server's URL: a path or query may hold a key.
