@@ -10,28 +10,51 @@ extension TenantStore {
         guard let name = body["name"]?.stringValue, !name.isEmpty else { throw DroverError(.invalidArgument, "name: a non-empty string is required") }
         try Self.checkUnsupported(body)
         let model = try Self.model(body["model"])
+        // The id is drawn first when the configuration may name the agent itself.
+        var id: String?
+        var multiagent: JSONValue?
+        if let asked = body["multiagent"], asked != .null {
+            let drawn: String = try await mappingErrors { try await pool.query("SELECT drover.new_id('agent')")[0].decode(0) }
+            id = drawn
+            multiagent = try await resolvedMultiagent(org: org, asked, stored: nil, me: (drawn, 1))
+        }
         return try await one(
             """
             INSERT INTO drover.agents AS a (id, version, name, model, system_prompt, tools, config, org_id, description, metadata)
-            VALUES (drover.new_id('agent'), 1, $1, $2, coalesce($3, ''), $4::jsonb,
-                    jsonb_build_object('model_config', $5::jsonb, 'mcp_servers', coalesce($9::jsonb, '[]'), 'skills', coalesce($10::jsonb, '[]')),
+            VALUES (coalesce($11, drover.new_id('agent')), 1, $1, $2, coalesce($3, ''), $4::jsonb,
+                    jsonb_build_object('model_config', $5::jsonb, 'mcp_servers', coalesce($9::jsonb, '[]'), 'skills', coalesce($10::jsonb, '[]'))
+                    || CASE WHEN $12::jsonb IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('multiagent', $12::jsonb) END,
                     $6, $7, coalesce($8::jsonb, '{}'))
             RETURNING drover.api_agent_json(a)::text
             """,
             [name, model.id, body["system"]?.stringValue, (body["tools"] ?? Self.defaultTools).text, model.config.text, org,
              body["description"]?.stringValue, Self.text(body["metadata"]), try Self.mcpServers(body["mcp_servers"]).map(\.text),
-             try await resolvedSkills(org: org, body["skills"]).map(\.text)], missing: "")
+             try await resolvedSkills(org: org, body["skills"]).map(\.text), id, multiagent?.text], missing: "")
+    }
+
+    /// `multiagent` checked and resolved (`MultiagentConfig`) against the agents it names.
+    func resolvedMultiagent(org: String, _ value: JSONValue, stored: JSONValue?, me: (id: String, version: Int)) async throws -> JSONValue? {
+        let ids = MultiagentConfig.referencedIDs(value)
+        var agents: MultiagentConfig.Agents = [:]
+        if !ids.isEmpty {
+            let rows = try await mappingErrors {
+                try await pool.query(
+                    "SELECT id, version, archived_at IS NOT NULL, config ? 'multiagent' FROM drover.agents WHERE org_id = $1 AND id = ANY ($2) AND NOT internal",
+                    [org, ids])
+            }
+            for row in rows {
+                agents[try row.decode(0), default: [:]][try row.decode(1)] = MultiagentConfig.Version(archived: try row.decode(2), hasMultiagent: try row.decode(3))
+            }
+        }
+        return try MultiagentConfig.resolve(value, stored: stored, me: me, agents: agents)
     }
 
     /// What an agent may name that Drover does not do, refused rather than stored and ignored:
-    /// `execution_identity` other than the service account every agent runs as (`aws_role`), and
-    /// `multiagent` (issue #25). Null, or `{type: service_account}`, is what every agent has.
+    /// `execution_identity` other than the service account every agent runs as (`aws_role`).
+    /// Null, or `{type: service_account}`, is what every agent has.
     static func checkUnsupported(_ body: JSONValue) throws {
         if let identity = body["execution_identity"], identity != .null, identity["type"]?.stringValue != "service_account" {
             throw DroverError(.invalidArgument, "execution_identity: Drover runs every agent as its service account ({type: service_account}); \(identity["type"]?.stringValue ?? "this identity") is not supported")
-        }
-        if let multiagent = body["multiagent"], multiagent != .null {
-            throw DroverError(.invalidArgument, "multiagent: not supported by this server yet")
         }
     }
 
@@ -76,6 +99,11 @@ extension TenantStore {
         if case .object(var fields) = body {
             if let skills = fields["skills"] { fields["skills"] = try await resolvedSkills(org: org, skills) ?? .null }
             if let servers = fields["mcp_servers"] { fields["mcp_servers"] = try Self.mcpServers(servers) ?? .null }
+            if let asked = fields["multiagent"] {
+                // Merged into the current version's (a stale `version` is refused by the update).
+                let current = try await agent(org: org, id: id)
+                fields["multiagent"] = try await resolvedMultiagent(org: org, asked, stored: current["multiagent"], me: (id, version + 1)) ?? .null
+            }
             patch = .object(fields)
         }
         return try await one("SELECT drover.api_update_agent($1, $2, $3, $4::jsonb)::text", [org, id, version, patch.text], missing: "no agent \(id)")

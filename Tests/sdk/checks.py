@@ -38,6 +38,17 @@ def wait_idle(beta, session_id, timeout=60):
         time.sleep(0.2)
 
 
+def read_stream(response, into, until="session.status_idle"):
+    """Appends each event of a raw SSE stream (`with_streaming_response.stream`) to `into`, as
+    JSON, until one of type `until`."""
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            event = json.loads(line[len("data: "):])
+            into.append(event)
+            if event.get("type") == until:
+                return
+
+
 def finish(title):
     """Exits 1 with the mismatches, or prints the line the Swift side waits for."""
     import sys

@@ -11,7 +11,7 @@ import time
 import anthropic
 import pydantic
 
-from checks import failures, finish, strict
+from checks import failures, finish, read_stream, refused, strict
 from anthropic.types.beta import (
     BetaDeletedFile,
     BetaDream,
@@ -62,12 +62,36 @@ page("agents.list", BetaManagedAgentsAgent, raw(beta.agents.with_raw_response.li
 strict("agents.update (execution_identity)", BetaManagedAgentsAgent, raw(beta.agents.with_raw_response.update(
     agent["id"], version=updated["version"], execution_identity={"type": "service_account"})))
 for bad in [dict(execution_identity={"type": "aws_role", "role_arn": "arn:aws:iam::1:role/x"}),
-            dict(multiagent={"type": "multiagent_20261001"})]:
+            dict(multiagent={"type": "coordinator", "agents": ["agent_nobody"]}),
+            dict(multiagent={"type": "multiagent_20261001", "advisor": {"type": "enabled"}})]:
     try:
         beta.agents.create(name="refused", model="claude-sonnet-4-5", **bad)
         failures.append(f"agents.create accepted {bad}")
     except anthropic.BadRequestError:
         pass
+
+# multiagent: stored, resolved and returned as the SDK defines it (its behaviour is issue #25).
+coordinator = raw(beta.agents.with_raw_response.create(name="coordinator", model="claude-sonnet-4-5", multiagent={
+    "type": "coordinator", "agents": [agent["id"], {"type": "self"}, {"type": "advisor", "model": "claude-opus-4-1"}]}))
+strict("agents.create (multiagent coordinator)", BetaManagedAgentsAgent, coordinator)
+if coordinator["multiagent"] != {"type": "coordinator", "agents": [
+        {"type": "agent", "id": agent["id"], "version": 2}, {"type": "agent", "id": coordinator["id"], "version": 1},
+        {"type": "advisor", "model": "claude-opus-4-1"}]}:
+    failures.append(f"the coordinator's roster, resolved: {coordinator['multiagent']}")
+threads = raw(beta.agents.with_raw_response.create(name="threads", model="claude-sonnet-4-5", multiagent={"type": "multiagent_20261001"}))
+strict("agents.create (multiagent_20261001)", BetaManagedAgentsAgent, threads)
+merged = raw(beta.agents.with_raw_response.update(threads["id"], version=1, multiagent={
+    "type": "multiagent_20261001", "advisor": {"type": "enabled", "model": "claude-opus-4-1"},
+    "workflows": {"type": "enabled", "inline_agents": {"type": "disabled"}, "predefined_agents": [{"type": "agent", "id": agent["id"], "version": 1}]}}))
+strict("agents.update (multiagent merged)", BetaManagedAgentsAgent, merged)
+if merged["multiagent"]["subagents"] != threads["multiagent"]["subagents"] or merged["multiagent"]["advisor"] != {"type": "enabled", "model": "claude-opus-4-1"} \
+        or merged["multiagent"]["workflows"]["predefined_agents"] != [{"type": "agent", "id": agent["id"], "version": 1}]:
+    failures.append(f"agents.update did not merge multiagent: {threads['multiagent']} then {merged['multiagent']}")
+refused("a roster naming an agent with its own multiagent", 400, lambda: beta.agents.create(
+    name="deep", model="claude-sonnet-4-5", multiagent={"type": "coordinator", "agents": [threads["id"]]}))
+cleared = raw(beta.agents.with_raw_response.update(threads["id"], version=merged["version"], multiagent=None))
+if cleared["multiagent"] is not None:
+    failures.append(f"multiagent: null did not remove it: {cleared['multiagent']}")
 page("agents.versions.list", BetaManagedAgentsAgent, raw(beta.agents.versions.with_raw_response.list(agent["id"])))
 
 environment = raw(beta.environments.with_raw_response.create(name="contract", config={"type": "cloud"}))
@@ -120,12 +144,7 @@ with beta.sessions.events.with_streaming_response.stream(session["id"]) as respo
     strict("events.send", BetaManagedAgentsSendSessionEvents, sent)
     if [event.get("type") for event in sent.get("data") or []] != ["user.message", "system.message"]:
         failures.append(f"events.send: data is not the event sent: {sent}")
-    for line in response.iter_lines():
-        if line.startswith("data: "):
-            event = json.loads(line[len("data: "):])
-            streamed.append(event)
-            if event.get("type") == "session.status_idle":
-                break
+    read_stream(response, streamed)
 for event in streamed:
     strict(f"events.stream ({event['type']})", BetaManagedAgentsStreamSessionEvents, event)
 if not any(event["type"] == "agent.tool_result" for event in streamed):

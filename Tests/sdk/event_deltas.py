@@ -5,14 +5,13 @@ the message; a stream that did not ask gets none; the history holds no preview; 
 that cannot be previewed is refused. Run by DroverAPITests.SDKTests with DROVER_API_URL and
 DROVER_KEY_A.
 """
-import json
 import os
 import threading
 
 import anthropic
 from anthropic.types.beta.sessions import BetaManagedAgentsStreamSessionEvents
 
-from checks import failures, finish, refused, strict
+from checks import failures, finish, read_stream, refused, strict
 
 client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY_A"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
 beta = client.beta
@@ -22,25 +21,14 @@ environment = beta.environments.create(name="previews")
 session = beta.sessions.create(agent=agent.id, environment_id=environment.id)
 
 
-def read(response, into, opened):
-    opened.set()
-    for line in response.iter_lines():
-        if line.startswith("data: "):
-            event = json.loads(line[len("data: "):])
-            into.append(event)
-            if event.get("type") == "session.status_idle":
-                return
-
-
 plain = []
-plain_opened = threading.Event()
 with beta.sessions.events.with_streaming_response.stream(session.id) as plain_response:
-    watcher = threading.Thread(target=read, args=(plain_response, plain, plain_opened))
+    watcher = threading.Thread(target=read_stream, args=(plain_response, plain))
     watcher.start()
     streamed = []
     with beta.sessions.events.with_streaming_response.stream(session.id, event_deltas=["agent.message", "agent.thinking"]) as response:
         beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "write slowly"}]}])
-        read(response, streamed, threading.Event())
+        read_stream(response, streamed)
     watcher.join(timeout=60)
 
 for event in streamed:
