@@ -18,6 +18,9 @@ public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomSt
     /// Privileged text a client sends with a user message or tool result, for that turn and every
     /// later one: the harness appends it to the system prompt.
     public static let systemMessage = EventType("system.message")
+    /// An outcome to work toward (`description`, a text `rubric`, `max_iterations`, and the
+    /// `outcome_id` the API gave it): the agent works, a grader evaluates, the agent revises.
+    public static let userDefineOutcome = EventType("user.define_outcome")
 
     public static let agentMessage = EventType("agent.message")
     public static let agentThinking = EventType("agent.thinking")
@@ -46,10 +49,15 @@ public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomSt
 
     public static let spanModelRequestStart = EventType("span.model_request_start")
     public static let spanModelRequestEnd = EventType("span.model_request_end")
+    /// An outcome's evaluation: its start, heartbeats while the grader works, and its end with
+    /// the verdict (`result`, `explanation`, `usage`).
+    public static let spanOutcomeEvaluationStart = EventType("span.outcome_evaluation_start")
+    public static let spanOutcomeEvaluationOngoing = EventType("span.outcome_evaluation_ongoing")
+    public static let spanOutcomeEvaluationEnd = EventType("span.outcome_evaluation_end")
 
     /// Types a user (not a lease holder) may send.
     public static let userSide: Set<EventType> = [
-        .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult, .userToolResult, .systemMessage,
+        .userMessage, .userInterrupt, .userToolConfirmation, .userCustomToolResult, .userToolResult, .systemMessage, .userDefineOutcome,
     ]
 
     /// A tool use of any kind (built-in, custom, MCP): each gets exactly one result.

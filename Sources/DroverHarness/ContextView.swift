@@ -99,7 +99,7 @@ public struct ContextView: Sendable, Equatable {
                 requestInFlight = false
                 answerOpen = true
             }
-            if answerOpen && !answerBlock && entry.type != .userMessage && entry.type != .systemMessage {
+            if answerOpen && !answerBlock && entry.type != .userMessage && entry.type != .systemMessage && entry.type != .userDefineOutcome {
                 answerOpen = false
                 releaseDuringCall()
             }
@@ -114,6 +114,12 @@ public struct ContextView: Sendable, Equatable {
             case .userMessage:
                 let blocks = Self.blocks(payload["content"])
                 if requestInFlight || answerOpen { duringCall += blocks } else { addUser(blocks) }
+            case .userDefineOutcome:
+                // The task as the agent sees it; the rubric is the grader's.
+                let blocks: [ContentBlock] = [.text(OutcomeGrader.assignment(payload))]
+                if requestInFlight || answerOpen { duringCall += blocks } else { addUser(blocks) }
+            case .spanOutcomeEvaluationEnd:
+                if let feedback = OutcomeGrader.feedback(payload) { addUser([.text(feedback)]) }
             case .systemMessage:
                 let text = Self.text(payload["content"])
                 if !text.isEmpty { system.append(text) }

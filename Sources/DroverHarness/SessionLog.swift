@@ -47,6 +47,8 @@ public struct SessionLog: Sendable {
     /// The context view's fold over every entry so far (`ContextView.Builder`): a view is made
     /// from it without walking the log again.
     private(set) var context = ContextView.Builder()
+    /// The outcome being worked toward, if one was defined (`OutcomeProgress`).
+    public private(set) var outcome: OutcomeProgress?
 
     public init(events: [Event] = []) { append(events) }
 
@@ -107,9 +109,17 @@ public struct SessionLog: Sendable {
             modelCalls += 1
         case .sessionStatusIdle:
             modelCallsSinceIdle = 0
+        case .spanOutcomeEvaluationEnd:
+            // A grader's calls are model calls too: a budget counts them.
+            let usage = json["usage"]
+            tokensSpent += (usage?["input_tokens"]?.intValue ?? 0) + (usage?["output_tokens"]?.intValue ?? 0)
+            inputTokens += usage?["input_tokens"]?.intValue ?? 0
+            outputTokens += usage?["output_tokens"]?.intValue ?? 0
+            cacheReadTokens += usage?["cache_read_input_tokens"]?.intValue ?? 0
         default:
-            return
+            break
         }
+        OutcomeProgress.apply(entry, to: &outcome)
     }
 
     private mutating func answer(_ id: String) {

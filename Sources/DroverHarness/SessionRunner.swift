@@ -209,6 +209,8 @@ final class SessionRunner: Sendable {
                 try await awaitWorker(calls, until: until)
             case .callModel(let view, let compacted):
                 try await callModel(agent: agent, mcp: mcp, view: view, compacted: compacted, sessionLog: sessionLog, worker: worker)
+            case .evaluateOutcome(let evaluation):
+                try await evaluate(evaluation, agent: agent)
             case .finish(let reason, let unanswered, let handledThrough):
                 // A budgeted session's turn ends with its usage and spend so far (`session.usage`).
                 let usage = planner.spendLimit.map { [(EventType.sessionUsage, $0.usageEvent(sessionLog).text)] } ?? []
@@ -363,6 +365,42 @@ final class SessionRunner: Sendable {
         try await write(after, ids: ids, notify: worker != nil && after.contains { $0.0 == .agentToolUse })
     }
 
+    /// Grades the agent's attempt at the outcome: `span.outcome_evaluation_start` (unless a
+    /// harness that died logged it already), heartbeats while the grader works, then the end
+    /// with the verdict and the grader's usage. The grader is a model request of its own
+    /// (`OutcomeGrader`), with the agent's model.
+    private func evaluate(_ evaluation: OutcomeEvaluation, agent: RunnableAgent) async throws {
+        let marks: [String: JSONValue] = ["outcome_id": .string(evaluation.outcomeID), "iteration": .number(Double(evaluation.iteration))]
+        var startID = evaluation.startID
+        if startID == nil {
+            startID = try await write([(.spanOutcomeEvaluationStart, JSONValue.object(marks).text)]).last.map { Event.apiID(uuid: $0.id) }
+        }
+        log.info("evaluating the outcome", ("outcome", .string(evaluation.outcomeID)), ("iteration", .number(Double(evaluation.iteration))))
+        let heartbeat = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(Self.evaluationHeartbeat))
+                try await self.write([(.spanOutcomeEvaluationOngoing, JSONValue.object(marks).text)])
+            }
+        }
+        defer { heartbeat.cancel() }
+        let request = OutcomeGrader.request(evaluation, model: agent.model, maxTokens: agent.maxTokens, session: lease.sessionID.rawValue)
+        let provider = context.provider
+        let call = Task { try await provider.complete(request, onFirstToken: {}) }
+        let response = try await withTaskCancellationHandler { try await call.value } onCancel: { call.cancel() }
+        context.metrics.modelRequests.inc(["outcome": "ok"])
+        let verdict = OutcomeGrader.verdict(response, iteration: evaluation.iteration, maxIterations: evaluation.maxIterations)
+        var end = marks
+        end["result"] = .string(verdict.result)
+        end["explanation"] = .string(verdict.explanation)
+        end["usage"] = response.usage.json
+        end["outcome_evaluation_start_id"] = .string(startID ?? "")
+        try await write([(.spanOutcomeEvaluationEnd, ToolText.storable(.object(end)).text)])
+        log.info("outcome evaluated", ("outcome", .string(evaluation.outcomeID)), ("result", .string(verdict.result)))
+    }
+
+    /// Seconds between `span.outcome_evaluation_ongoing` heartbeats while a grader works.
+    static let evaluationHeartbeat: Double = 10
+
     /// Runs tool calls in parallel and logs each result.
     private func runTools(_ calls: [PendingToolUse], spec: SandboxSpec, harnessTools: [any HarnessTool], mcp: MCPToolbox, worker: WorkerRouting?) async throws {
         let router = context.router
@@ -457,6 +495,13 @@ final class SessionRunner: Sendable {
     /// if a user event arrived after `handledThrough`, the last seq the decision to end was made on.
     private func finish(_ reason: IdleReason, unanswered: [PendingToolUse], handledThrough: Int64, extra: [(EventType, String)]) async throws {
         var closing = extra
+        // An interrupt while a grader works ends that evaluation `interrupted`, and the outcome with it.
+        if reason == .interrupted, let outcome = state.withLock({ $0.sessionLog.outcome }), let open = outcome.open {
+            closing.insert((.spanOutcomeEvaluationEnd, JSONValue.object([
+                "outcome_id": .string(outcome.outcomeID), "iteration": .number(Double(open.iteration)), "result": "interrupted",
+                "explanation": "The user interrupted the evaluation.", "usage": ModelUsage().json, "outcome_evaluation_start_id": .string(open.startID),
+            ]).text), at: 0)
+        }
         let why = reason == .interrupted ? "Interrupted by the user before a result arrived." : "The turn ended (\(reason.name)) before a result arrived."
         for call in unanswered {
             closing.append((.agentToolResult, JSONValue.object([

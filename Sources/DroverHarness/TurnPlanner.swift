@@ -106,6 +106,9 @@ public enum TurnStep: Sendable, Equatable {
     /// Call the model with this view; `compacted` is the list of elided tool results to log as
     /// `agent.thread_context_compacted` first, when the view elides something new.
     case callModel(ContextView, compacted: [String]?)
+    /// The agent's attempt at the session's outcome ended: grade it (`OutcomeGrader`) and log
+    /// the verdict; a revision or the final acknowledgement follows as the log then says.
+    case evaluateOutcome(OutcomeEvaluation)
     /// End the turn: answer `unanswered` tool uses with an error result, append
     /// `session.status_idle` and release. `handledThrough` is the last seq this decision read;
     /// a user event after it makes the release re-queue the session.
@@ -122,7 +125,8 @@ public enum TurnStep: Sendable, Equatable {
 /// 2. an interrupt newer than the last idle and the last user message ends the turn;
 /// 3. tool uses without results are run;
 /// 4. a turn the log already ended (the model answered without tool uses and no user input came
-///    after the request) is finished without calling the model again;
+///    after the request) is finished without calling the model again, unless an outcome is under
+///    way: its evaluation comes first (`OutcomeProgress`);
 /// 5. the turn limit, the token budget and the session's spend limit end the turn;
 /// 6. otherwise the model is called with the context view.
 public struct TurnPlanner: Sendable {
@@ -169,7 +173,11 @@ public struct TurnPlanner: Sendable {
         }
         // What waits for the client stays unanswered: the session idles until it answers.
         if !pending.isEmpty { return .finish(.requiresAction(pending.map(\.eventID)), unanswered: [], handledThrough: log.lastSeq) }
-        if Self.turnIsOver(log) { return finish(Self.lastAnswerRefused(log) ? .refusal : .endTurn) }
+        if Self.turnIsOver(log) {
+            // An outcome under way is graded before the turn may end (its verdict decides).
+            if !Self.lastAnswerRefused(log), let evaluation = log.outcome?.nextEvaluation { return .evaluateOutcome(evaluation) }
+            return finish(Self.lastAnswerRefused(log) ? .refusal : .endTurn)
+        }
         if Self.modelCallsThisRun(log) >= maxTurns { return finish(.maxTurns) }
         if let tokenBudget, Self.tokensSpent(log) >= tokenBudget { return finish(.budgetReached) }
         if let spendLimit, spendLimit.isReached(by: log) { return finish(.budgetReached) }
@@ -211,14 +219,16 @@ public struct TurnPlanner: Sendable {
 
     /// An interrupt newer than both the last idle status and the last user message.
     static func hasUnhandledInterrupt(_ log: SessionLog) -> Bool {
-        log.lastSeq(of: .userInterrupt) > max(log.lastSeq(of: .sessionStatusIdle), log.lastSeq(of: .userMessage))
+        log.lastSeq(of: .userInterrupt) > max(log.lastSeq(of: .sessionStatusIdle), log.lastSeq(of: .userMessage), log.lastSeq(of: .userDefineOutcome))
     }
 
     /// Whether nothing is left to answer: no user input since the last model request, and that
     /// request either completed without asking for tools or its turn was already closed.
     static func turnIsOver(_ log: SessionLog) -> Bool {
         let request = log.lastSeq(of: .spanModelRequestStart)
-        let input = [EventType.userMessage, .userCustomToolResult, .userToolConfirmation].map(log.lastSeq(of:)).max() ?? 0
+        // A grader's verdict the agent must answer (a revision, the final acknowledgement) is input too.
+        let input = max([EventType.userMessage, .userCustomToolResult, .userToolConfirmation, .userDefineOutcome].map(log.lastSeq(of:)).max() ?? 0,
+                        log.outcome?.feedbackSeq ?? 0)
         if input > request { return false }
         if request == 0 { return true }
         if log.lastSeq(of: .sessionStatusIdle) > request { return true }

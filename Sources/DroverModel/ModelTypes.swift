@@ -111,6 +111,13 @@ public struct ModelResponse: Sendable, Equatable {
     /// `end_turn`, `tool_use`, `max_tokens`, `stop_sequence`, …
     public var stopReason: String
     public var usage: ModelUsage
+
+    public init(id: String, content: [ContentBlock], stopReason: String, usage: ModelUsage) {
+        self.id = id
+        self.content = content
+        self.stopReason = stopReason
+        self.usage = usage
+    }
 }
 
 /// A failed model call, with a stable code.

@@ -61,7 +61,10 @@ extension TenantStore {
         if let events = body["initial_events"], events != .null {
             guard case .array(let list) = events else { throw DroverError(.invalidArgument, "initial_events must be an array") }
             // Checked before anything is written: a refused event leaves no session behind.
-            if !list.isEmpty { prepared.initial = try Self.userEvents(list, field: "initial_events") }
+            if !list.isEmpty {
+                let (types, payloads) = try Self.userEvents(list, field: "initial_events")
+                prepared.initial = (types, try await textRubrics(org: org, types: types, payloads: payloads))
+            }
         }
         if let budget = body["budget"], budget != .null { prepared.budget = try await checkedBudget(budget, model: prepared.model) }
         return prepared
@@ -149,6 +152,7 @@ extension TenantStore {
                 throw DroverError(.invalidArgument, "\(field)[\(index)].type: \(type) cannot be sent; send one of \(userEventTypes.sorted().joined(separator: ", "))")
             }
             if type == EventType.systemMessage.rawValue { try Self.checkSystemMessage(fields, at: index, of: events, field: field) }
+            if type == EventType.userDefineOutcome.rawValue { fields = try Self.checkedOutcome(fields, field: "\(field)[\(index)]") }
             fields["type"] = nil
             types.append(type)
             payloads.append(JSONValue.object(fields).text)
@@ -169,6 +173,53 @@ extension TenantStore {
               blocks.allSatisfy({ $0["type"]?.stringValue == "text" && $0["text"]?.stringValue != nil }) else {
             throw DroverError(.invalidArgument, "\(field)[\(index)].content: a non-empty array of text blocks ({type: text, text}) is required")
         }
+    }
+
+    /// `user.define_outcome`, as the SDK documents it: a `description`, a `rubric` (`{type: text,
+    /// content}` up to 262,144 characters, or `{type: file, file_id}`, read as text when sent:
+    /// `textRubrics`), `max_iterations` 1 to 20 (default 3); the outcome gets its `outc_` id here.
+    static func checkedOutcome(_ fields: [String: JSONValue], field: String) throws -> [String: JSONValue] {
+        if let unknown = fields.keys.sorted().first(where: { !["description", "rubric", "max_iterations", "type"].contains($0) }) {
+            throw DroverError(.invalidArgument, "\(field).\(unknown): not a field of user.define_outcome")
+        }
+        guard let description = fields["description"]?.stringValue, !description.isEmpty, description.count <= 262_144 else {
+            throw DroverError(.invalidArgument, "\(field).description: a non-empty string is required")
+        }
+        var checked: [String: JSONValue] = ["description": .string(description), "outcome_id": .string("outc_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased())]
+        switch (fields["rubric"]?["type"]?.stringValue, fields["rubric"]?["content"]?.stringValue, fields["rubric"]?["file_id"]?.stringValue) {
+        case ("text", let content?, _) where !content.isEmpty && content.count <= 262_144:
+            checked["rubric"] = ["type": "text", "content": .string(content)]
+        case ("file", _, let fileID?) where !fileID.isEmpty:
+            checked["rubric"] = ["type": "file", "file_id": .string(fileID)]
+        default:
+            throw DroverError(.invalidArgument, "\(field).rubric: {type: text, content} (at most 262,144 characters) or {type: file, file_id} is required")
+        }
+        switch fields["max_iterations"] {
+        case nil, .null?: checked["max_iterations"] = .number(Double(3))
+        case let value?:
+            guard let cycles = value.intValue, (1...20).contains(cycles) else { throw DroverError(.invalidArgument, "\(field).max_iterations: 1 to 20") }
+            checked["max_iterations"] = .number(Double(cycles))
+        }
+        return checked
+    }
+
+    /// The events' file rubrics read as text rubrics (a file of the organisation, UTF-8, at most
+    /// 262,144 characters), as the SDK says file rubrics are resolved.
+    func textRubrics(org: String, types: [String], payloads: [String]) async throws -> [String] {
+        var resolved = payloads
+        for (index, type) in types.enumerated() where type == EventType.userDefineOutcome.rawValue {
+            var payload = try JSONValue.parse(payloads[index])
+            guard payload["rubric"]?["type"]?.stringValue == "file", let fileID = payload["rubric"]?["file_id"]?.stringValue,
+                  case .object(var fields) = payload else { continue }
+            let file = try await fileContent(org: org, id: fileID)
+            guard let text = String(validating: file.bytes, as: UTF8.self), !text.isEmpty, text.count <= 262_144 else {
+                throw DroverError(.invalidArgument, "rubric: file \(fileID) is not UTF-8 text of at most 262,144 characters")
+            }
+            fields["rubric"] = ["type": "text", "content": .string(text)]
+            payload = .object(fields)
+            resolved[index] = payload.text
+        }
+        return resolved
     }
 
     /// `vault_ids`: each a vault of the organisation, not archived, named once.
@@ -578,7 +629,8 @@ extension TenantStore {
     /// (no row comes back when they fail, and only then is asked which it was).
     public func sendEvents(org: String, session: String, _ events: [JSONValue]) async throws -> JSONValue {
         guard !events.isEmpty else { throw DroverError(.invalidArgument, "events: at least one event is required") }
-        let (types, payloads) = try Self.userEvents(events, field: "events")
+        let (types, checked) = try Self.userEvents(events, field: "events")
+        let payloads = try await textRubrics(org: org, types: types, payloads: checked)
         let rows = try await mappingErrors {
             try await pool.query(
                 """
