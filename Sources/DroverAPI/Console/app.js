@@ -245,6 +245,18 @@ function eventItem(event, actions) {
     case "user.custom_tool_result":
       item.append(h("pre", {}, text(event.content)));
       break;
+    case "user.define_outcome":
+      item.append(h("div", { class: "message" }, `Outcome ${event.outcome_id}: ${event.description}`),
+        h("div", { class: "muted" }, `rubric: ${event.rubric?.content ?? event.rubric?.file_id ?? ""} · at most ${event.max_iterations} evaluations`));
+      break;
+    case "span.outcome_evaluation_start":
+      item.append(h("div", { class: "muted" }, `evaluation ${event.iteration + 1} started`));
+      break;
+    case "span.outcome_evaluation_end":
+      if (!["satisfied", "needs_revision"].includes(event.result)) item.classList.add("error");
+      item.append(h("div", { class: "message verdict" }, `verdict (evaluation ${event.iteration + 1}): ${event.result}`),
+        h("div", { class: "muted" }, event.explanation ?? ""));
+      break;
     case "session.usage": {
       const cost = event.usage?.list_cost ? ` · list cost ${(Number(event.usage.list_cost.amount) / 100).toFixed(2)} USD` : "";
       const cap = event.budget ? ` of ${(Number(event.budget.max_list_cost.amount) / 100).toFixed(2)}` : "";

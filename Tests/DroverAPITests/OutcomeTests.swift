@@ -1,0 +1,70 @@
+import DroverCore
+import DroverStore
+import DroverTestSupport
+import Foundation
+import Testing
+
+/// Issue #25, outcomes: the scripted model plays the agent and the grader. Grader requests end
+/// with their rubric and iteration, so its variants (listed first) match them; the agent's
+/// match the task (Tests/sdk/outcomes.py).
+@Suite(.serialized) struct OutcomeTests {
+    static func verdict(_ result: String, _ explanation: String) -> JSONValue {
+        ["content": [["type": "tool_use", "name": "record_verdict", "input": ["result": .string(result), "explanation": .string(explanation)]]]]
+    }
+
+    static let script: JSONValue = [
+        "turns": [["content": [["type": "text", "text": "Done."]]]],
+        "variants": [
+            ["match": "RUBRIC-PASS-ON-THIRD\nIteration: 0", "turns": [verdict("needs_revision", "It does not say DONE.")]],
+            ["match": "RUBRIC-PASS-ON-THIRD\nIteration: 1", "turns": [verdict("needs_revision", "Still no DONE.")]],
+            ["match": "RUBRIC-PASS-ON-THIRD\nIteration: 2", "turns": [verdict("satisfied", "It says DONE.")]],
+            ["match": "RUBRIC-NEVER\nIteration:", "turns": [verdict("needs_revision", "Not yet.")]],
+            ["match": "RUBRIC-SLOW\nIteration:", "turns": [["latency_ms": 20_000, "content": verdict("satisfied", "Late.")["content"]!]]],
+            ["match": "RUBRIC-KILLED\nIteration:", "turns": [["latency_ms": 2_000, "content": verdict("satisfied", "Graded after all.")["content"]!]]],
+            ["match": "revise twice", "turns": [
+                ["content": [["type": "text", "text": "Draft one."]]], ["content": [["type": "text", "text": "Draft two."]]],
+                ["content": [["type": "text", "text": "Draft three: DONE."]]],
+            ]],
+            ["match": "never good enough", "turns": [
+                ["content": [["type": "text", "text": "Verse one."]]], ["content": [["type": "text", "text": "Verse two."]]],
+                ["content": [["type": "text", "text": "Understood: no more revisions."]]],
+            ]],
+            ["match": "slow grader", "turns": [["content": [["type": "text", "text": "A summary."]]]]],
+            ["match": "grader dies", "turns": [["content": [["type": "text", "text": "The work."]]]]],
+        ],
+    ]
+
+    @Test func outcomesAreGradedRevisedAndSettled() async throws {
+        try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
+            let key = try await api.key(org: "outcomes")
+            try await APIRig.python("Tests/sdk/outcomes.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key])
+            #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
+            let verify = try await DroverProcess.run(["verify"], database: cluster.database.conninfo)
+            #expect(verify.status == 0, "drover verify: \(verify.stdout) \(verify.stderr)")
+        }
+    }
+
+    /// The harness grading an outcome is SIGKILLed mid-evaluation: the other harness takes the
+    /// session over and grades the same iteration under the start already logged; nothing is
+    /// logged twice and `drover verify` holds.
+    @Test func aHarnessKilledWhileGradingIsResumedByAnother() async throws {
+        try await APIRig.withClusterAndAPI(script: Self.script, harnesses: 2) { cluster, api in
+            let key = try await api.key(org: "outcome-kill")
+            let printed = try await APIRig.python(
+                "Tests/sdk/outcome_define.py", ["Write it (the grader dies)", "RUBRIC-KILLED"],
+                environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key], checks: false)
+            let session = SessionID(printed.trimmingCharacters(in: .whitespacesAndNewlines))
+            try await cluster.waitForEvent(session) { $0.type == .spanOutcomeEvaluationStart }
+            let victim = try #require(try await cluster.holder(of: session))
+            victim.signal(SIGKILL)
+            let (stop, events) = try await cluster.waitForIdle(session, timeout: 60)
+            let starts = events.filter { $0.type == .spanOutcomeEvaluationStart }
+            let ends = events.filter { $0.type == .spanOutcomeEvaluationEnd }.map { try? JSONValue.parse($0.payload) }
+            #expect(stop == "end_turn" && starts.count == 1 && ends.count == 1, "\(events.map(\.type))")
+            #expect(ends.first??["result"] == "satisfied" && ends.first??["outcome_evaluation_start_id"]?.stringValue == starts.first?.apiID)
+            #expect(events.filter { $0.type == .agentMessage }.count == 1, "the agent's work is not done again")
+            let verify = try await DroverProcess.run(["verify"], database: cluster.database.conninfo)
+            #expect(verify.status == 0, "drover verify: \(verify.stdout) \(verify.stderr)")
+        }
+    }
+}
