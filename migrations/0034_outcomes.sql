@@ -72,3 +72,13 @@ BEGIN
       FROM drover.api_session_usage(s.id, s.last_seq) u);
 END;
 $$;
+
+-- The webhook of an evaluation's end (`session.outcome_evaluation_ended`, the session's id).
+CREATE FUNCTION drover.webhook_outcome_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM drover.webhook_emit((SELECT org_id FROM drover.sessions WHERE id = NEW.session_id), 'session.outcome_evaluation_ended', NEW.session_id);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER events_outcome_webhooks AFTER INSERT ON drover.events
+    FOR EACH ROW WHEN (NEW.type = 'span.outcome_evaluation_end') EXECUTE FUNCTION drover.webhook_outcome_ended();

@@ -10,6 +10,7 @@ extension TenantStore {
     public static let webhookEventTypes: Set<String> = [
         "session.created", "session.archived", "session.deleted", "session.updated", "session.status_run_started",
         "session.status_idled", "session.status_rescheduled", "session.requires_action", "session.budget_reached",
+        "session.outcome_evaluation_ended",
         "agent.created", "agent.updated", "agent.archived",
         "environment.created", "environment.updated", "environment.archived", "environment.deleted",
         "vault.created", "vault.archived", "vault.deleted", "memory_store.created", "memory_store.archived", "memory_store.deleted",

@@ -35,7 +35,7 @@ import Testing
     ]
 
     @Test func outcomesAreGradedRevisedAndSettled() async throws {
-        try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
+        try await APIRig.withClusterAndAPI(script: Self.script, apiArgs: ["--allow-internal", "127.0.0.1/32"]) { cluster, api in
             let key = try await api.key(org: "outcomes")
             try await APIRig.python("Tests/sdk/outcomes.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key])
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")

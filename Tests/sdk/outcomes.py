@@ -42,6 +42,10 @@ def session_view(session_id):
     return answer["outcome_evaluations"]
 
 
+# Each evaluation's end is a session.outcome_evaluation_ended webhook (the endpoint is a closed
+# loopback port: what is counted is what was queued for it).
+hook = client.post("/v1/webhooks", cast_to=object, body={"url": "http://127.0.0.1:9/hook", "enabled_events": ["session.outcome_evaluation_ended"]})
+
 refused("an outcome without a rubric", 400, lambda: beta.sessions.events.send(
     beta.sessions.create(agent=agent.id, environment_id=environment.id).id,
     events=[{"type": "user.define_outcome", "description": "x"}]))
@@ -110,5 +114,10 @@ events = events_of(from_file.id)
 defined = [e for e in events if e["type"] == "user.define_outcome"][0]
 if defined["rubric"] != {"type": "text", "content": "RUBRIC-PASS-ON-THIRD"} or verdicts(events)[-1] != (2, "satisfied"):
     failures.append(f"a file rubric: {defined['rubric']} {verdicts(events)}")
+
+log = client.get(f"/v1/webhooks/{hook['id']}/deliveries?limit=100", cast_to=object)["data"]
+ended = [d for d in log if d["event_type"] == "session.outcome_evaluation_ended"]
+if len(ended) != 9:
+    failures.append(f"session.outcome_evaluation_ended deliveries: {len(ended)} for 9 evaluations: {log[:2]}")
 
 finish("outcomes")
