@@ -18,6 +18,12 @@ import Testing
                 ["content": [["type": "text", "text": "Done."]]],
             ],
         ])
+        // An outcome graded twice: needs_revision, then satisfied (grader variants first).
+        variants.insert(["match": "RUBRIC-CONSOLE\nIteration: 0", "turns": [OutcomeTests.verdict("needs_revision", "Say more.")]], at: 0)
+        variants.insert(["match": "RUBRIC-CONSOLE\nIteration: 1", "turns": [OutcomeTests.verdict("satisfied", "Enough.")]], at: 1)
+        variants.append(["match": "console outcome", "turns": [
+            ["content": [["type": "text", "text": "Draft A."]]], ["content": [["type": "text", "text": "Draft B, longer."]]],
+        ]])
         script["variants"] = .array(variants)
         return .object(script)
     }()

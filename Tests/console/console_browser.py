@@ -86,6 +86,23 @@ with sync_playwright() as playwright:
         check("a custom tool call was answered from the page", True)
         shot(page, "custom-tool")
 
+        # An outcome: its evaluations and their verdicts in the session's events.
+        console_agent = [a for a in call("GET", "/v1/agents")["data"] if a["name"] == "console"][0]
+        environment = call("GET", "/v1/environments")["data"][0]
+        graded = call("POST", "/v1/sessions", {"agent": console_agent["id"], "environment_id": environment["id"], "title": "graded"})
+        call("POST", f"/v1/sessions/{graded['id']}/events", {"events": [
+            {"type": "user.define_outcome", "description": "console outcome", "rubric": {"type": "text", "content": "RUBRIC-CONSOLE"}}]})
+        page.goto(URL + "#/sessions/" + graded["id"])
+        verdicts = page.locator('#events [data-type="span.outcome_evaluation_end"]')
+        expect(verdicts).to_have_count(2)
+        expect(verdicts.first).to_contain_text("needs_revision")
+        expect(verdicts.last).to_contain_text("satisfied")
+        expect(page.locator('#events [data-type="user.define_outcome"]')).to_contain_text("console outcome")
+        expect(page.locator('#trace rect.evaluation[data-verdict="needs_revision"]')).to_have_count(1)
+        expect(page.locator('#trace rect.evaluation[data-verdict="satisfied"]')).to_have_count(1)
+        check("an outcome's evaluations show their verdicts", True)
+        shot(page, "outcome")
+
         # Another organisation's session id: the same page as a missing one.
         page.goto(URL + "#/sessions/" + os.environ["DROVER_OTHER_SESSION"])
         expect(page.get_by_role("heading", name="Session not found")).to_be_visible()

@@ -1,11 +1,12 @@
 // A session's trace as SVG, from its events alone: lease epochs as shaded bands (a takeover after a
-// crash is a new band), each model request and each tool call as a bar on its row.
+// crash is a new band), each model request, tool call and outcome evaluation as a bar on its row
+// (an evaluation's colour is its verdict).
 
 const escape = (value) => String(value).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 
 export function traceSVG(events) {
   const width = 640, left = 70, right = 10, rowHeight = 26, top = 22;
-  const rows = ["epochs", "model", "tools"];
+  const rows = ["epochs", "model", "tools", "grading"];
   const height = top + rows.length * rowHeight + 24;
   if (events.length === 0) return `<p class="muted">No events yet.</p>`;
   const time = (event) => Date.parse(event.processed_at);
@@ -58,6 +59,21 @@ export function traceSVG(events) {
     const color = event.is_error ? "#b3261e" : use.type === "agent.custom_tool_use" ? "#9a6700" : "#1e7a3c";
     const label = `${use.name}: ${time(event) - time(use)} ms${event.is_error ? " (error)" : ""}`;
     parts.push(`<rect class="tool" x="${x0.toFixed(1)}" y="${y("tools")}" width="${(x1 - x0).toFixed(1)}" height="16" rx="2" fill="${color}"><title>${escape(label)}</title></rect>`);
+  }
+
+  // Outcome evaluations: each start to its end, coloured by the verdict (still open: grey).
+  const evaluations = new Map(events.filter((e) => e.type === "span.outcome_evaluation_start").map((e) => [e.id, { start: e }]));
+  for (const event of events) {
+    if (event.type === "span.outcome_evaluation_end" && evaluations.has(event.outcome_evaluation_start_id)) {
+      evaluations.get(event.outcome_evaluation_start_id).end = event;
+    }
+  }
+  const verdictColors = { satisfied: "#1e7a3c", needs_revision: "#9a6700", max_iterations_reached: "#b3261e", failed: "#b3261e", interrupted: "#5d6470" };
+  for (const { start, end } of evaluations.values()) {
+    const x0 = x(time(start)), x1 = Math.max(x(end ? time(end) : t1), x0 + 3);
+    const verdict = end ? end.result : "evaluating";
+    const label = `evaluation ${start.iteration + 1}: ${verdict}${end?.explanation ? " — " + end.explanation : ""}`;
+    parts.push(`<rect class="evaluation" data-verdict="${escape(verdict)}" x="${x0.toFixed(1)}" y="${y("grading")}" width="${(x1 - x0).toFixed(1)}" height="16" rx="2" fill="${verdictColors[verdict] ?? "#8a8f98"}"><title>${escape(label)}</title></rect>`);
   }
 
   const labels = rows.map((row) => `<text x="4" y="${y(row) + 12}" font-size="12" fill="#5d6470">${row}</text>`).join("");
