@@ -175,7 +175,12 @@ public struct TurnPlanner: Sendable {
         if !pending.isEmpty { return .finish(.requiresAction(pending.map(\.eventID)), unanswered: [], handledThrough: log.lastSeq) }
         if Self.turnIsOver(log) {
             // An outcome under way is graded before the turn may end (its verdict decides).
-            if !Self.lastAnswerRefused(log), let evaluation = log.outcome?.nextEvaluation { return .evaluateOutcome(evaluation) }
+            if !Self.lastAnswerRefused(log), let evaluation = log.outcome?.nextEvaluation {
+                // A grader's call is a model call: the budgets hold for it too.
+                if let tokenBudget, Self.tokensSpent(log) >= tokenBudget { return finish(.budgetReached) }
+                if let spendLimit, spendLimit.isReached(by: log) { return finish(.budgetReached) }
+                return .evaluateOutcome(evaluation)
+            }
             return finish(Self.lastAnswerRefused(log) ? .refusal : .endTurn)
         }
         if Self.modelCallsThisRun(log) >= maxTurns { return finish(.maxTurns) }

@@ -59,8 +59,11 @@ import Testing
         b.request(); b.answered(); b.say("Draft two: DONE.")
         guard case .evaluateOutcome(let next) = Self.planner.next(b.log) else { Issue.record("not graded"); return }
         #expect(next.iteration == 1 && next.deliverable == "Draft two: DONE." && next.startID == nil)
-        // The grader's tokens count against the session's token budget.
+        // The grader's tokens count against the session's token budget, which holds for graders too.
         #expect(b.log.tokensSpent == 2 * 10 + 7 + 3)
+        var capped = Self.planner
+        capped.tokenBudget = 30
+        #expect(capped.next(b.log) == .finish(.budgetReached, unanswered: [], handledThrough: b.log.lastSeq))
     }
 
     /// Terminal verdicts: satisfied and failed end the turn; max_iterations_reached gets one
