@@ -1,4 +1,5 @@
 import DroverCore
+import DroverIO
 import Foundation
 import Synchronization
 
@@ -33,6 +34,9 @@ final class PackageLayers: Sendable {
     /// Seconds one install may take.
     let timeout: Double
     private let log: Log
+    /// Making, moving and removing layer folders (a failed install's can be large): blocking
+    /// work, off Swift's cooperative threads.
+    private let files = BlockingPool(name: "drover.pool.layers", threads: 1)
     private let builds = Mutex<[String: [CheckedContinuation<Result<String, Failure>, Never>]]>([:])
     private let counts = Mutex((built: 0, reused: 0))
 
@@ -100,20 +104,27 @@ final class PackageLayers: Sendable {
         let started = ContinuousClock.now
         log.info("installing packages", ("layer", .string(key)), ("packages", packages.json))
         do {
-            try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: false)
-            chmod(partial, 0o755)
+            try await files.run {
+                try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: false)
+                chmod(partial, 0o755)
+            }
         } catch {
             return .failure(Failure(.internal, "cannot make the package layer's folder: \(error)"))
         }
         if let failure = await install(partial, installer.script(packages)) {
-            try? FileManager.default.removeItem(atPath: partial)
+            _ = try? await files.run { try FileManager.default.removeItem(atPath: partial) }
             log.warning("packages not installed", ("layer", .string(key)), ("error", .string(failure.message)))
             return .failure(failure)
         }
-        guard rename(partial, folder) == 0 else {
-            try? FileManager.default.removeItem(atPath: partial)
-            return .failure(Failure(.internal, "cannot move the package layer into place: errno \(errno)"))
-        }
+        let moved = (try? await files.run { () -> Int32 in
+            guard rename(partial, folder) == 0 else {
+                let code = errno
+                try? FileManager.default.removeItem(atPath: partial)
+                return code
+            }
+            return 0
+        }) ?? EIO
+        guard moved == 0 else { return .failure(Failure(.internal, "cannot move the package layer into place: errno \(moved)")) }
         counts.withLock { $0.built += 1 }
         log.info("packages installed", ("layer", .string(key)), ("seconds", .number((ContinuousClock.now - started) / .seconds(1))))
         return .success(folder)
