@@ -171,6 +171,8 @@ public struct APIRouter: Sendable {
         "/v1/sessions": ["GET", "POST"], "/v1/sessions/{id}": ["GET", "POST", "DELETE"], "/v1/sessions/{id}/archive": ["POST"],
         "/v1/sessions/{id}/resources": ["GET", "POST"], "/v1/sessions/{id}/resources/{id}": ["GET", "POST", "DELETE"],
         "/v1/sessions/{id}/events": ["GET", "POST"], "/v1/sessions/{id}/events/stream": ["GET"],
+        "/v1/sessions/{id}/threads": ["GET"], "/v1/sessions/{id}/threads/{id}": ["GET"], "/v1/sessions/{id}/threads/{id}/archive": ["POST"],
+        "/v1/sessions/{id}/threads/{id}/events": ["GET"], "/v1/sessions/{id}/threads/{id}/stream": ["GET"],
         "/v1/vaults": ["GET", "POST"], "/v1/vaults/{id}": ["GET", "POST", "DELETE"], "/v1/vaults/{id}/archive": ["POST"],
         "/v1/vaults/{id}/credentials": ["GET", "POST"], "/v1/vaults/{id}/credentials/{id}": ["GET", "POST", "DELETE"],
         "/v1/vaults/{id}/credentials/{id}/archive": ["POST"], "/v1/vaults/{id}/credentials/{id}/mcp_oauth_validate": ["POST"],
@@ -192,11 +194,7 @@ public struct APIRouter: Sendable {
     /// Routes the SDK has for the resources Drover serves that Drover does not serve yet, and
     /// what they are: answered 404 `not_found_error` saying so (docs/api.md, "Every SDK method"),
     /// never a bare "no route".
-    static let notServed: [String: String] = [
-        "/v1/sessions/{id}/threads": "session threads", "/v1/sessions/{id}/threads/{id}": "session threads",
-        "/v1/sessions/{id}/threads/{id}/archive": "session threads", "/v1/sessions/{id}/threads/{id}/events": "session threads",
-        "/v1/sessions/{id}/threads/{id}/stream": "session threads",
-    ]
+    static let notServed: [String: String] = [:]
 
     /// Creates count against the organisation's creates per minute, all else against requests.
     static func kind(_ request: HTTPServerRequest) -> String {
@@ -281,6 +279,8 @@ public struct APIRouter: Sendable {
         if let response = try await routeDeployments(request, target: target, org: org) { return response }
         if let response = try await routeWebhooks(request, target: target, org: org) { return response }
         let method = request.method
+        // A thread is a session row of its own, but not a session to the API: only under its session.
+        if path[1] == "sessions", path.count >= 3, path[2].hasPrefix(SessionStore.threadPrefix) { throw APIError.notFound("no session \(path[2])") }
         switch (path[1], path.count, method) {
         // Beyond Managed Agents: what the key is (the console asks, to show the fleet pages or not).
         case ("me", 2, "GET"):
@@ -398,6 +398,19 @@ public struct APIRouter: Sendable {
                 types: target.query["types"]).json)
         case ("sessions", 5, "GET") where path[3] == "events" && path[4] == "stream":
             return try await stream(request, target: target, org: org, session: path[2])
+        // Session threads: listed, read, archived and streamed under their session.
+        case ("sessions", 4, "GET") where path[3] == "threads":
+            return Self.ok(try await store.threads(org: org, session: path[2], limit: try target.limit(), page: target.first("page")).json)
+        case ("sessions", 5, "GET") where path[3] == "threads": return Self.ok(try await store.thread(org: org, session: path[2], id: path[4]))
+        case ("sessions", 6, "POST") where path[3] == "threads" && path[5] == "archive":
+            return Self.ok(try await store.archiveThread(org: org, session: path[2], id: path[4]))
+        case ("sessions", 6, "GET") where path[3] == "threads" && path[5] == "events":
+            _ = try await store.thread(org: org, session: path[2], id: path[4])
+            return Self.ok(try await store.events(
+                org: org, session: path[4], limit: try target.limit(), page: target.first("page"), descending: false, types: nil).json)
+        case ("sessions", 6, "GET") where path[3] == "threads" && path[5] == "stream":
+            _ = try await store.thread(org: org, session: path[2], id: path[4])
+            return try await stream(request, target: target, org: org, session: path[4])
         default:
             let template = APIMetrics.route(request.path)
             if let allowed = Self.routes[template], !allowed.contains(method) {

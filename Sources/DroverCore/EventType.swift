@@ -47,6 +47,13 @@ public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomSt
     /// A budgeted session's cumulative usage and list cost, written as its turn ends.
     public static let sessionUsage = EventType("session.usage")
 
+    /// Session threads (`multiagent`): a thread started by the coordinator, the message it was
+    /// sent, its reply and its idle status (the last two written when the thread goes idle).
+    public static let sessionThreadCreated = EventType("session.thread_created")
+    public static let sessionThreadStatusIdle = EventType("session.thread_status_idle")
+    public static let agentThreadMessageSent = EventType("agent.thread_message_sent")
+    public static let agentThreadMessageReceived = EventType("agent.thread_message_received")
+
     public static let spanModelRequestStart = EventType("span.model_request_start")
     public static let spanModelRequestEnd = EventType("span.model_request_end")
     /// An outcome's evaluation: its start, heartbeats while the grader works, and its end with

@@ -19,6 +19,8 @@ struct RunnableAgent: Sendable {
     var contextBudgetTokens: Int
     /// Input plus output tokens the session may spend over its whole log; nil for no limit.
     var tokenBudget: Int?
+    /// The agents it may start session threads of (`multiagent`), by name; empty: none.
+    var threadRoster: [(name: String, id: String, version: Int)] = []
 }
 
 /// Caches agent versions (immutable) and environments (read once per process).
@@ -43,6 +45,9 @@ final class AgentCache: Sendable {
         agent.mcpServers = MCPServerSpec.parse(configJSON: config.configJSON, toolsJSON: config.toolsJSON)
         if case .array(let named)? = extra["skills"], !named.isEmpty {
             agent.systemPrompt += Self.skillsSection(try await store.skills(agent: id, version: version))
+        }
+        if extra["multiagent"] != nil && extra["multiagent"] != .null {
+            agent.threadRoster = try await store.threadRoster(agent: id, version: version)
         }
         agents.withLock { $0[key] = agent }
         return agent

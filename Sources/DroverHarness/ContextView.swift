@@ -99,7 +99,7 @@ public struct ContextView: Sendable, Equatable {
                 requestInFlight = false
                 answerOpen = true
             }
-            if answerOpen && !answerBlock && entry.type != .userMessage && entry.type != .systemMessage && entry.type != .userDefineOutcome {
+            if answerOpen && !answerBlock && ![EventType.userMessage, .systemMessage, .userDefineOutcome, .agentThreadMessageReceived].contains(entry.type) {
                 answerOpen = false
                 releaseDuringCall()
             }
@@ -117,6 +117,9 @@ public struct ContextView: Sendable, Equatable {
             case .userDefineOutcome:
                 // The task as the agent sees it; the rubric is the grader's.
                 let blocks: [ContentBlock] = [.text(OutcomeGrader.assignment(payload))]
+                if requestInFlight || answerOpen { duringCall += blocks } else { addUser(blocks) }
+            case .agentThreadMessageReceived:
+                let blocks: [ContentBlock] = [.text(SessionThreads.reply(payload))]
                 if requestInFlight || answerOpen { duringCall += blocks } else { addUser(blocks) }
             case .spanOutcomeEvaluationEnd:
                 if let feedback = OutcomeGrader.feedback(payload) { addUser([.text(feedback)]) }

@@ -49,6 +49,8 @@ public struct SessionLog: Sendable {
     private(set) var context = ContextView.Builder()
     /// The outcome being worked toward, if one was defined (`OutcomeProgress`).
     public private(set) var outcome: OutcomeProgress?
+    /// Session threads started (`session.thread_created`) whose reply has not come yet.
+    public private(set) var runningThreads: [String] = []
 
     public init(events: [Event] = []) { append(events) }
 
@@ -109,6 +111,10 @@ public struct SessionLog: Sendable {
             modelCalls += 1
         case .sessionStatusIdle:
             modelCallsSinceIdle = 0
+        case .sessionThreadCreated:
+            if let thread = json["session_thread_id"]?.stringValue, !runningThreads.contains(thread) { runningThreads.append(thread) }
+        case .agentThreadMessageReceived:
+            runningThreads.removeAll { $0 == json["from_session_thread_id"]?.stringValue }
         case .spanOutcomeEvaluationEnd:
             // A grader's calls are model calls too: a budget counts them.
             let usage = json["usage"]

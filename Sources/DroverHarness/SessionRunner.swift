@@ -173,6 +173,7 @@ final class SessionRunner: Sendable {
             if let backend = context.options.searchURL { harnessTools.append(WebSearch(backend: backend, rule: context.options.addressRule)) }
         }
         for tool in harnessTools where !agent.tools.contains(where: { $0.name == tool.name }) { agent.tools.append(tool.definition) }
+        if let threads = SessionThreads.tool(roster: agent.threadRoster, session: session) { agent.tools.append(threads) }
         let mcp = try await connectMCP(agent, policy: policy)
         agent.tools += mcp.definitions
         var planner = TurnPlanner(
@@ -199,7 +200,7 @@ final class SessionRunner: Sendable {
             }
             switch planner.next(sessionLog) {
             case .runTools(let calls):
-                try await runTools(calls, spec: spec, harnessTools: harnessTools, mcp: mcp, worker: worker)
+                try await runTools(calls, spec: spec, harnessTools: harnessTools, mcp: mcp, worker: worker, agent: agent)
                 // A long turn's memory changes are written back on the way, not only at its end.
                 if !spec.stores.isEmpty, ContinuousClock.now - lastMemorySync >= .seconds(context.options.memorySyncInterval) {
                     await collectMemories()
@@ -211,6 +212,13 @@ final class SessionRunner: Sendable {
                 try await callModel(agent: agent, mcp: mcp, view: view, compacted: compacted, sessionLog: sessionLog, worker: worker)
             case .evaluateOutcome(let evaluation):
                 try await evaluate(evaluation, agent: agent)
+            case .awaitThreads(let threads):
+                // The lease is held and heartbeated meanwhile; a thread's reply rings the bell.
+                if state.withLock({ $0.sessionLog.last?.type }) != .agentThreadMessageReceived {
+                    log.info("waiting for threads", ("threads", .array(threads.map(JSONValue.string))))
+                }
+                _ = await userEvents.wait(timeout: 5)
+                try Task.checkCancellation()
             case .finish(let reason, let unanswered, let handledThrough):
                 // A budgeted session's turn ends with its usage and spend so far (`session.usage`).
                 let usage = planner.spendLimit.map { [(EventType.sessionUsage, $0.usageEvent(sessionLog).text)] } ?? []
@@ -398,11 +406,30 @@ final class SessionRunner: Sendable {
         log.info("outcome evaluated", ("outcome", .string(evaluation.outcomeID)), ("result", .string(verdict.result)))
     }
 
+    /// Starts the session thread a `create_thread` call asks for (`drover.spawn_thread`, by the
+    /// id the call gives it: a resumed call starts nothing twice) and logs it with the call's result.
+    private func startThread(_ call: PendingToolUse, roster: [(name: String, id: String, version: Int)]) async throws {
+        let name = call.input["agent"]?.stringValue ?? ""
+        guard let agent = roster.first(where: { $0.name == name }), let message = call.input["message"]?.stringValue, !message.isEmpty else {
+            try await write([(.agentToolResult, JSONValue.object([
+                "tool_use_id": .string(call.id), "is_error": true,
+                "content": .string("create_thread needs agent (one of \(roster.map(\.name).joined(separator: ", "))) and a non-empty message"),
+            ]).text)])
+            return
+        }
+        let thread = SessionThreads.threadID(session: lease.sessionID, callID: call.id)
+        let made = try await context.store.spawnThread(parent: lease.sessionID, thread: thread, agent: agent, message: message)
+        log.info("thread started", ("thread", .string(thread)), ("agent", .string(agent.name)), ("new", .bool(made)))
+        try Task.checkCancellation()
+        try await write(SessionThreads.started(thread: thread, agent: agent.name, message: message, callID: call.id))
+    }
+
     /// Seconds between `span.outcome_evaluation_ongoing` heartbeats while a grader works.
     static let evaluationHeartbeat: Double = 10
 
     /// Runs tool calls in parallel and logs each result.
-    private func runTools(_ calls: [PendingToolUse], spec: SandboxSpec, harnessTools: [any HarnessTool], mcp: MCPToolbox, worker: WorkerRouting?) async throws {
+    private func runTools(_ calls: [PendingToolUse], spec: SandboxSpec, harnessTools: [any HarnessTool], mcp: MCPToolbox, worker: WorkerRouting?,
+                          agent: RunnableAgent) async throws {
         let router = context.router
         let lease = self.lease
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -416,6 +443,10 @@ final class SessionRunner: Sendable {
                             "tool_use_id": .string(call.id), "content": .string(content), "is_error": .bool(isError),
                         ]).text)])
                     }
+                    continue
+                }
+                if call.name == SessionThreads.toolName, call.status == .run, !agent.threadRoster.isEmpty {
+                    group.addTask { try await self.startThread(call, roster: agent.threadRoster) }
                     continue
                 }
                 if mcp.server(of: call.name) != nil && call.status == .run {

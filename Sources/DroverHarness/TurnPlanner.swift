@@ -106,6 +106,9 @@ public enum TurnStep: Sendable, Equatable {
     /// Call the model with this view; `compacted` is the list of elided tool results to log as
     /// `agent.thread_context_compacted` first, when the view elides something new.
     case callModel(ContextView, compacted: [String]?)
+    /// The coordinator's turn is over but these threads have not replied: wait for a reply (a
+    /// user event of the session rings), then plan again.
+    case awaitThreads([String])
     /// The agent's attempt at the session's outcome ended: grade it (`OutcomeGrader`) and log
     /// the verdict; a revision or the final acknowledgement follows as the log then says.
     case evaluateOutcome(OutcomeEvaluation)
@@ -174,6 +177,8 @@ public struct TurnPlanner: Sendable {
         // What waits for the client stays unanswered: the session idles until it answers.
         if !pending.isEmpty { return .finish(.requiresAction(pending.map(\.eventID)), unanswered: [], handledThrough: log.lastSeq) }
         if Self.turnIsOver(log) {
+            // Threads still working reply before the turn may end: their replies are input.
+            if !log.runningThreads.isEmpty { return .awaitThreads(log.runningThreads) }
             // An outcome under way is graded before the turn may end (its verdict decides).
             if !Self.lastAnswerRefused(log), let evaluation = log.outcome?.nextEvaluation {
                 // A grader's call is a model call: the budgets hold for it too.
@@ -232,7 +237,8 @@ public struct TurnPlanner: Sendable {
     static func turnIsOver(_ log: SessionLog) -> Bool {
         let request = log.lastSeq(of: .spanModelRequestStart)
         // A grader's verdict the agent must answer (a revision, the final acknowledgement) is input too.
-        let input = max([EventType.userMessage, .userCustomToolResult, .userToolConfirmation, .userDefineOutcome].map(log.lastSeq(of:)).max() ?? 0,
+        let input = max([EventType.userMessage, .userCustomToolResult, .userToolConfirmation, .userDefineOutcome, .agentThreadMessageReceived]
+                            .map(log.lastSeq(of:)).max() ?? 0,
                         log.outcome?.feedbackSeq ?? 0)
         if input > request { return false }
         if request == 0 { return true }

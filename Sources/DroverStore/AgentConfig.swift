@@ -51,6 +51,32 @@ extension SessionStore {
         }
     }
 
+    /// The agents an agent version may start threads of (its `multiagent` coordinator roster, or
+    /// its `subagents.predefined_agents`), with their names; empty without one. Advisors are not
+    /// threads.
+    public func threadRoster(agent id: String, version: Int) async throws -> [(name: String, id: String, version: Int)] {
+        try await mappingErrors {
+            try await pool.query(
+                """
+                SELECT r.name, r.id, r.version FROM drover.agents a
+                 CROSS JOIN LATERAL jsonb_array_elements(coalesce(a.config #> '{multiagent,agents}', a.config #> '{multiagent,subagents,predefined_agents}', '[]'))
+                       WITH ORDINALITY AS m(entry, n)
+                  JOIN drover.agents r ON r.id = m.entry ->> 'id' AND r.version = (m.entry ->> 'version')::int
+                 WHERE a.id = $1 AND a.version = $2 AND m.entry ->> 'type' = 'agent' ORDER BY m.n
+                """, [id, version]
+            ).map { (try $0.decode(0), try $0.decode(1), try $0.decode(2)) }
+        }
+    }
+
+    /// Starts a thread of `parent` (`drover.spawn_thread`); true when it was made now (false: it
+    /// was already, by an earlier attempt of the same call).
+    public func spawnThread(parent: SessionID, thread: String, agent: (name: String, id: String, version: Int), message: String) async throws -> Bool {
+        try await mappingErrors {
+            try await pool.query("SELECT drover.spawn_thread($1, $2, $3, $4, $5, $6)",
+                                 [parent.rawValue, thread, agent.id, agent.version, agent.name, message])[0].decode(0)
+        }
+    }
+
     public func environment(id: String) async throws -> EnvironmentConfig {
         try await mappingErrors {
             let rows = try await pool.query("SELECT config::text, kind = 'self_hosted' FROM drover.environments WHERE id = $1", [id])

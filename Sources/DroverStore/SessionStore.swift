@@ -12,6 +12,8 @@ public struct AppendedEvent: Sendable, Equatable {
 /// The session log: agents, environments, sessions and their append-only events. Every method is
 /// one call of the SQL function of the same name, so SQL users get the same semantics.
 public struct SessionStore: Sendable {
+    /// Session threads' ids begin so (their rows are sessions of their own, under a parent).
+    public static let threadPrefix = "sthr_"
     public let pool: ConnectionPool
     public init(pool: ConnectionPool) { self.pool = pool }
 

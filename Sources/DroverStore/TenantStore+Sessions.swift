@@ -514,6 +514,28 @@ extension TenantStore {
         return checked
     }
 
+    /// A session's threads (`drover.api_thread_json`), oldest first.
+    public func threads(org: String, session: String, limit: Int, page: String?) async throws -> APIPage {
+        _ = try await isArchived(org: org, session: session)
+        return try await byCreation(
+            "drover.sessions", render: "drover.api_thread_json", org: org, includeArchived: true, page: page, limit: limit,
+            filter: "t.parent_session_id = $6", extra: [session], ascending: true)
+    }
+
+    public func thread(org: String, session: String, id: String) async throws -> JSONValue {
+        try await one(
+            "SELECT drover.api_thread_json(t)::text FROM drover.sessions t WHERE t.id = $1 AND t.parent_session_id = $2 AND t.org_id = $3",
+            [id, session, org], missing: "no thread \(id) in session \(session)")
+    }
+
+    public func archiveThread(org: String, session: String, id: String) async throws -> JSONValue {
+        try await one(
+            """
+            UPDATE drover.sessions t SET archived_at = coalesce(t.archived_at, now())
+             WHERE t.id = $1 AND t.parent_session_id = $2 AND t.org_id = $3 RETURNING drover.api_thread_json(t)::text
+            """, [id, session, org], missing: "no thread \(id) in session \(session)")
+    }
+
     /// What `sessions.list` filters on, as the SDK names it. `statuses` as the API shows them
     /// (`running` includes queued sessions; `rescheduling` matches none here: a session whose
     /// harness died is queued again, and shows as running).
@@ -542,7 +564,7 @@ extension TenantStore {
         return try await byCreation(
             "drover.sessions", render: "drover.api_session_json", org: org, includeArchived: includeArchived, page: page, limit: limit,
             filter: """
-                ($6::text IS NULL OR t.agent_id = $6) AND ($7::text IS NULL OR t.id = $7) AND ($8::text[] IS NULL OR t.status = ANY ($8))
+                t.parent_session_id IS NULL AND ($6::text IS NULL OR t.agent_id = $6) AND ($7::text IS NULL OR t.id = $7) AND ($8::text[] IS NULL OR t.status = ANY ($8))
                 AND ($9::int IS NULL OR t.agent_version = $9)
                 AND ($10::timestamptz IS NULL OR t.created_at > $10) AND ($11::timestamptz IS NULL OR t.created_at >= $11)
                 AND ($12::timestamptz IS NULL OR t.created_at < $12) AND ($13::timestamptz IS NULL OR t.created_at <= $13)

@@ -31,6 +31,29 @@ import Testing
             ]],
             ["match": "slow grader", "turns": [["content": [["type": "text", "text": "A summary."]]]]],
             ["match": "grader dies", "turns": [["content": [["type": "text", "text": "The work."]]]]],
+            // Session threads: a coordinator starts workers, which each run a tool and report.
+            ["match": "coordinate the work", "turns": [
+                ["content": [["type": "tool_use", "name": "create_thread", "input": ["agent": "worker", "message": "task A for the worker"]],
+                             ["type": "tool_use", "name": "create_thread", "input": ["agent": "worker", "message": "task B for the worker"]]]],
+                ["content": [["type": "text", "text": "Waiting for the threads."]]],
+                ["content": [["type": "text", "text": "One reply in."]]],
+                ["content": [["type": "text", "text": "Both threads reported."]]],
+            ]],
+            ["match": "coordinate slowly", "turns": [
+                ["content": [["type": "tool_use", "name": "create_thread", "input": ["agent": "worker", "message": "slow task for the worker"]]]],
+                ["content": [["type": "text", "text": "Waiting."]]],
+                ["content": [["type": "text", "text": "The slow thread reported."]]],
+            ]],
+            ["match": "task A for the worker", "turns": [
+                ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo A-done"]]]], ["content": [["type": "text", "text": "A is done."]]],
+            ]],
+            ["match": "task B for the worker", "turns": [
+                ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo B-done"]]]], ["content": [["type": "text", "text": "B is done."]]],
+            ]],
+            ["match": "slow task for the worker", "turns": [
+                ["content": [["type": "tool_use", "name": "bash", "input": ["command": "sleep 2; echo once >> /tmp/ran; cat /tmp/ran | wc -l"]]]],
+                ["content": [["type": "text", "text": "Slow is done."]]],
+            ]],
         ],
     ]
 
@@ -39,6 +62,42 @@ import Testing
             let key = try await api.key(org: "outcomes")
             try await APIRig.python("Tests/sdk/outcomes.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key])
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
+            let verify = try await DroverProcess.run(["verify"], database: cluster.database.conninfo)
+            #expect(verify.status == 0, "drover verify: \(verify.stdout) \(verify.stderr)")
+        }
+    }
+
+    /// Issue #25, session threads: a coordinator starts two threads that each run a tool and
+    /// report back, read through the SDK's threads resource (Tests/sdk/threads.py).
+    @Test func aCoordinatorsThreadsRunAndReportBack() async throws {
+        try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
+            let key = try await api.key(org: "threads")
+            try await APIRig.python("Tests/sdk/threads.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key])
+            #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
+            let verify = try await DroverProcess.run(["verify"], database: cluster.database.conninfo)
+            #expect(verify.status == 0, "drover verify: \(verify.stdout) \(verify.stderr)")
+        }
+    }
+
+    /// The harness running a thread's tool call is SIGKILLed: the other harness resumes the
+    /// thread (the call is not run twice), the thread reports, the coordinator finishes.
+    @Test func aHarnessKilledMidThreadLosesNothing() async throws {
+        try await APIRig.withClusterAndAPI(script: Self.script, harnesses: 2) { cluster, api in
+            let key = try await api.key(org: "thread-kill")
+            let printed = try await APIRig.python(
+                "Tests/sdk/thread_start.py", [], environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key], checks: false)
+            let session = SessionID(printed.trimmingCharacters(in: .whitespacesAndNewlines))
+            let created = try await cluster.waitForEvent(session) { $0.type == .sessionThreadCreated }
+            let thread = SessionID(try #require(try JSONValue.parse(created.payload)["session_thread_id"]?.stringValue))
+            try await cluster.waitForEvent(thread) { $0.type == .agentToolUse }
+            let victim = try #require(try await cluster.holder(of: thread))
+            victim.signal(SIGKILL)
+            let (stop, events) = try await cluster.waitForIdle(session, timeout: 60)
+            #expect(stop == "end_turn" && events.filter { $0.type == .agentThreadMessageReceived }.count == 1, "\(events.map(\.type))")
+            let threadEvents = try await cluster.events(thread)
+            let results = threadEvents.filter { $0.type == .agentToolResult }
+            #expect(results.count == 1 && (results.first?.payload.contains("1\\n") ?? false), "the call ran once: \(results.map(\.payload))")
+            #expect(threadEvents.contains { $0.type == .sessionStatusRescheduled }, "the thread was resumed by the other harness")
             let verify = try await DroverProcess.run(["verify"], database: cluster.database.conninfo)
             #expect(verify.status == 0, "drover verify: \(verify.stdout) \(verify.stderr)")
         }

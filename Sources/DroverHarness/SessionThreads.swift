@@ -1,0 +1,56 @@
+import DroverCore
+import DroverModel
+import DroverStore
+
+/// A coordinator's session threads, as its harness offers and starts them: the `create_thread`
+/// tool over the agent's roster, a thread's id (derived from the call that asked, so that a
+/// resumed call starts nothing twice), the events that record it, and how a thread's reply reads
+/// to the coordinator. Pure; `SessionRunner` starts the thread (`drover.spawn_thread`) and writes.
+enum SessionThreads {
+    static let toolName = "create_thread"
+
+    /// The tool, naming the roster's agents; nil without a roster, and in a thread itself (one
+    /// level only).
+    static func tool(roster: [(name: String, id: String, version: Int)], session: SessionID) -> ToolDefinition? {
+        guard !roster.isEmpty, !session.rawValue.hasPrefix(SessionStore.threadPrefix) else { return nil }
+        return ToolDefinition(
+            name: toolName,
+            description: "Start a session thread: another agent works on `message` in its own context, sharing this session's environment. "
+                + "It runs on its own; its reply arrives as a message from the thread when it finishes.",
+            inputSchema: [
+                "type": "object",
+                "properties": [
+                    "agent": ["type": "string", "enum": .array(roster.map { .string($0.name) }), "description": "Which agent runs the thread."],
+                    "message": ["type": "string", "description": "The thread's task."],
+                ],
+                "required": ["agent", "message"],
+            ])
+    }
+
+    /// The thread's id: the session's and the call's, hashed (`sthr_` and 32 hex digits).
+    static func threadID(session: SessionID, callID: String) -> String {
+        SessionStore.threadPrefix + String(SHA256.hex(Array("\(session.rawValue)/\(callID)".utf8)).prefix(32))
+    }
+
+    /// What the coordinator's log records of a started thread, with the call's result.
+    static func started(thread: String, agent: String, message: String, callID: String) -> [(EventType, String)] {
+        [
+            (.sessionThreadCreated, JSONValue.object(["session_thread_id": .string(thread), "agent_name": .string(agent)]).text),
+            (.agentThreadMessageSent, JSONValue.object([
+                "to_session_thread_id": .string(thread), "to_agent_name": .string(agent), "content": [["type": "text", "text": .string(message)]],
+            ]).text),
+            (.agentToolResult, JSONValue.object([
+                "tool_use_id": .string(callID), "is_error": false,
+                "content": .string("Started thread \(thread), running \(agent). Its reply arrives as a message from the thread when it finishes."),
+            ]).text),
+        ]
+    }
+
+    /// What the coordinator reads of a thread's reply (`agent.thread_message_received`).
+    static func reply(_ payload: JSONValue) -> String {
+        let thread = payload["from_session_thread_id"]?.stringValue ?? "?"
+        let agent = payload["from_agent_name"]?.stringValue.map { " (\($0))" } ?? ""
+        let text = ContextView.Builder.text(payload["content"])
+        return "Reply from thread \(thread)\(agent):\n\(text.isEmpty ? "(no message)" : text)"
+    }
+}

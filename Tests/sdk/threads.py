@@ -1,0 +1,72 @@
+"""Issue #25, session threads, through the pinned SDK against the scripted model: a coordinator
+(an agent whose multiagent roster names a worker) starts two threads, each of which runs a tool in
+its own session and reports back; the thread events are listed and streamed under the session;
+threads.list/retrieve/archive answer as the SDK's models say. Run by DroverAPITests.OutcomeTests
+with DROVER_API_URL and DROVER_KEY.
+"""
+import os
+
+import anthropic
+import pydantic
+from anthropic.types.beta.sessions import BetaManagedAgentsSessionEvent, BetaManagedAgentsSessionThread, BetaManagedAgentsStreamSessionThreadEvents
+
+from checks import failures, finish, read_stream, strict, wait_idle
+
+client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
+beta = client.beta
+worker = beta.agents.create(name="worker", model="claude-sonnet-4-5")
+coordinator = beta.agents.create(name="coordinator", model="claude-sonnet-4-5", multiagent={"type": "coordinator", "agents": [worker.id]})
+environment = beta.environments.create(name="threads")
+session = beta.sessions.create(agent=coordinator.id, environment_id=environment.id)
+beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "coordinate the work"}]}])
+wait_idle(beta, session.id, timeout=90)
+
+events = beta.sessions.events.with_raw_response.list(session.id, limit=100).http_response.json()["data"]
+for event in events:
+    strict(f"events.list ({event['type']})", BetaManagedAgentsSessionEvent, event)
+created = [e for e in events if e["type"] == "session.thread_created"]
+sent = [e for e in events if e["type"] == "agent.thread_message_sent"]
+received = [e for e in events if e["type"] == "agent.thread_message_received"]
+replies = sorted(e["content"][0]["text"] for e in received if e["content"])
+if len(created) != 2 or len(sent) != 2 or replies != ["A is done.", "B is done."]:
+    failures.append(f"two threads started and heard from: {[e['type'] for e in events]} {replies}")
+idle = [e for e in events if e["type"] == "session.status_idle"]
+if not idle or idle[-1]["stop_reason"]["type"] != "end_turn" or len(idle) != 1:
+    failures.append(f"the coordinator's turn: {idle}")
+
+threads = beta.sessions.threads.with_raw_response.list(session.id).http_response.json()
+strict("threads.list", pydantic.create_model("Page", data=(list[BetaManagedAgentsSessionThread], ...), next_page=(str | None, ...)), threads)
+ids = sorted(t["id"] for t in threads["data"])
+if ids != sorted(e["session_thread_id"] for e in created) or any(t["status"] != "idle" or t["agent"]["id"] != worker.id for t in threads["data"]):
+    failures.append(f"threads.list: {threads['data']}")
+for thread_id in ids:
+    one = beta.sessions.threads.with_raw_response.retrieve(thread_id, session_id=session.id).http_response.json()
+    strict("threads.retrieve", BetaManagedAgentsSessionThread, one)
+    thread_events = beta.sessions.threads.events.with_raw_response.list(thread_id, session_id=session.id).http_response.json()["data"]
+    for event in thread_events:
+        strict(f"threads.events.list ({event['type']})", BetaManagedAgentsSessionEvent, event)
+    results = [e for e in thread_events if e["type"] == "agent.tool_result"]
+    if len(results) != 1 or "-done" not in str(results[0]["content"]):
+        failures.append(f"thread {thread_id} ran its tool once: {[e['type'] for e in thread_events]}")
+    # The thread's stream from its first event on (Last-Event-ID), read raw and validated.
+    streamed = []
+    with beta.sessions.threads.events.with_streaming_response.stream(
+            thread_id, session_id=session.id, extra_headers={"Last-Event-ID": thread_events[0]["id"]}) as response:
+        read_stream(response, streamed)
+    for event in streamed:
+        strict(f"threads.events.stream ({event['type']})", BetaManagedAgentsStreamSessionThreadEvents, event)
+    if [e["id"] for e in streamed] != [e["id"] for e in thread_events[1:]]:
+        failures.append(f"the thread's stream after its first event: {[e['type'] for e in streamed]}")
+archived = beta.sessions.threads.with_raw_response.archive(ids[0], session_id=session.id).http_response.json()
+strict("threads.archive", BetaManagedAgentsSessionThread, archived)
+if not archived["archived_at"]:
+    failures.append(f"threads.archive: {archived}")
+try:
+    beta.sessions.retrieve(ids[0])
+    failures.append("a thread answered as a session")
+except anthropic.NotFoundError:
+    pass
+if any(s.id.startswith("sthr_") for s in beta.sessions.list()):
+    failures.append("sessions.list lists threads")
+
+finish("session threads")

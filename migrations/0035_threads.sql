@@ -1,0 +1,78 @@
+-- Session threads (issue #25, item 2): a coordinator's thread is a session of its own, whose id is
+-- its thread id (`sthr_…`) and whose `parent_session_id` is the coordinator's session: it is
+-- queued, claimed, leased, fenced and resumed like any session, so a harness killed mid-thread
+-- loses nothing. Threads are not sessions to the API: they are listed and streamed under their
+-- session (`/v1/sessions/{id}/threads`).
+ALTER TABLE drover.sessions ADD COLUMN parent_session_id text, ADD COLUMN thread_agent_name text;
+CREATE INDEX sessions_threads_idx ON drover.sessions (parent_session_id, created_at, id) WHERE parent_session_id IS NOT NULL;
+
+-- Starts a thread of session `p_parent` running agent `p_agent` at `p_version` with `p_message`
+-- as its first user message, in the parent's environment, organisation and vaults. Idempotent by
+-- the thread's id (the coordinator's harness derives it from the call that asked): a harness that
+-- died after starting it and is resumed starts nothing twice. True when it was made now.
+CREATE FUNCTION drover.spawn_thread(p_parent text, p_thread text, p_agent text, p_version integer, p_name text, p_message text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO drover.sessions (id, agent_id, agent_version, environment_id, org_id, metadata, vault_ids, parent_session_id, thread_agent_name)
+    SELECT p_thread, p_agent, p_version, s.environment_id, s.org_id, '{}', s.vault_ids, s.id, p_name
+      FROM drover.sessions s WHERE s.id = p_parent
+    ON CONFLICT (id) DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM drover.append_user_event(p_thread, 'user.message',
+        jsonb_build_object('content', jsonb_build_array(jsonb_build_object('type', 'text', 'text', p_message)))::text);
+    PERFORM pg_notify('drover_runnable', p_thread);
+    RETURN true;
+END;
+$$;
+
+-- A thread that goes idle reports to its session, in the transaction of its release: its last
+-- message as `agent.thread_message_received` and `session.thread_status_idle`, appended to the
+-- parent's log as input (the parent's runner wakes; an idle parent is queued).
+CREATE FUNCTION drover.thread_reported() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_content jsonb;
+    v_stop jsonb;
+    v_seq bigint;
+    v_status text;
+BEGIN
+    SELECT e.payload -> 'content' INTO v_content FROM drover.events e
+     WHERE e.session_id = NEW.id AND e.type = 'agent.message' ORDER BY e.seq DESC LIMIT 1;
+    SELECT e.payload -> 'stop_reason' INTO v_stop FROM drover.events e
+     WHERE e.session_id = NEW.id AND e.type = 'session.status_idle' ORDER BY e.seq DESC LIMIT 1;
+    UPDATE drover.sessions p
+       SET last_seq = p.last_seq + 2, last_user_seq = p.last_seq + 2, updated_at = now(),
+           status = CASE WHEN p.status = 'idle' THEN 'queued' ELSE p.status END,
+           queued_at = CASE WHEN p.status = 'idle' THEN now() ELSE p.queued_at END
+     WHERE p.id = NEW.parent_session_id AND p.status <> 'terminated'
+    RETURNING p.last_seq, p.status INTO v_seq, v_status;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO drover.events (session_id, seq, type, payload, lease_epoch) VALUES
+        (NEW.parent_session_id, v_seq - 1, 'session.thread_status_idle',
+         jsonb_build_object('session_thread_id', NEW.id, 'agent_name', NEW.thread_agent_name,
+                            'stop_reason', coalesce(v_stop - 'drover_reason', '{"type": "end_turn"}'::jsonb)), NULL),
+        (NEW.parent_session_id, v_seq, 'agent.thread_message_received',
+         jsonb_build_object('from_session_thread_id', NEW.id, 'from_agent_name', NEW.thread_agent_name,
+                            'content', coalesce(v_content, '[]'::jsonb)), NULL);
+    PERFORM pg_notify(CASE v_status WHEN 'queued' THEN 'drover_runnable' ELSE 'drover_user_event' END, NEW.parent_session_id);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER thread_reported AFTER UPDATE OF status ON drover.sessions
+    FOR EACH ROW WHEN (NEW.parent_session_id IS NOT NULL AND NEW.status = 'idle' AND OLD.status IS DISTINCT FROM 'idle')
+    EXECUTE FUNCTION drover.thread_reported();
+
+-- A thread as the SDK's BetaManagedAgentsSessionThread.
+CREATE FUNCTION drover.api_thread_json(s drover.sessions) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT jsonb_build_object(
+        'type', 'session_thread', 'id', s.id, 'session_id', s.parent_session_id, 'parent_thread_id', NULL, 'workflow_run_id', NULL,
+        'agent', (drover.api_agent_json(a) - 'created_at' - 'updated_at' - 'archived_at' - 'metadata' - 'multiagent'),
+        'status', CASE s.status WHEN 'queued' THEN 'running' ELSE s.status END,
+        'created_at', drover.api_time(s.created_at), 'updated_at', drover.api_time(s.updated_at), 'archived_at', drover.api_time(s.archived_at))
+      FROM drover.agents a WHERE a.id = s.agent_id AND a.version = s.agent_version);
+END;
+$$;
