@@ -13,6 +13,13 @@ CREATE INDEX sessions_threads_idx ON drover.sessions (parent_session_id, created
 CREATE FUNCTION drover.spawn_thread(p_parent text, p_thread text, p_agent text, p_version integer, p_name text, p_message text)
 RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
+    IF EXISTS (SELECT 1 FROM drover.sessions WHERE id = p_thread) THEN
+        RETURN false;
+    END IF;
+    -- At most 25 threads per session (they are sessions: each holds a lease and a sandbox).
+    IF (SELECT count(*) FROM drover.sessions WHERE parent_session_id = p_parent) >= 25 THEN
+        PERFORM drover.raise_coded('invalid_argument', format('thread_limit: session %s has started its 25 threads', p_parent));
+    END IF;
     INSERT INTO drover.sessions (id, agent_id, agent_version, environment_id, org_id, metadata, vault_ids, parent_session_id, thread_agent_name)
     SELECT p_thread, p_agent, p_version, s.environment_id, s.org_id, '{}', s.vault_ids, s.id, p_name
       FROM drover.sessions s WHERE s.id = p_parent
@@ -65,14 +72,55 @@ CREATE TRIGGER thread_reported AFTER UPDATE OF status ON drover.sessions
     FOR EACH ROW WHEN (NEW.parent_session_id IS NOT NULL AND NEW.status = 'idle' AND OLD.status IS DISTINCT FROM 'idle')
     EXECUTE FUNCTION drover.thread_reported();
 
--- A thread as the SDK's BetaManagedAgentsSessionThread.
-CREATE FUNCTION drover.api_thread_json(s drover.sessions) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+-- A thread that is claimed says so on its session's log (`session.thread_status_running`), in
+-- the claim's transaction.
+CREATE FUNCTION drover.thread_running() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_seq bigint;
+BEGIN
+    UPDATE drover.sessions p SET last_seq = p.last_seq + 1, updated_at = now()
+     WHERE p.id = NEW.parent_session_id AND p.status <> 'terminated'
+    RETURNING p.last_seq INTO v_seq;
+    IF FOUND THEN
+        INSERT INTO drover.events (session_id, seq, type, payload, lease_epoch)
+        VALUES (NEW.parent_session_id, v_seq, 'session.thread_status_running',
+                jsonb_build_object('session_thread_id', NEW.id, 'agent_name', NEW.thread_agent_name), NULL);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER thread_running AFTER UPDATE OF status ON drover.sessions
+    FOR EACH ROW WHEN (NEW.parent_session_id IS NOT NULL AND NEW.status = 'running' AND OLD.status IS DISTINCT FROM 'running')
+    EXECUTE FUNCTION drover.thread_running();
+
+-- A thread as the SDK's BetaManagedAgentsSessionThread, with its usage and stats (volatile, as
+-- api_session_usage moves its mark).
+CREATE FUNCTION drover.api_thread_json(s drover.sessions) RETURNS jsonb LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     RETURN (SELECT jsonb_build_object(
         'type', 'session_thread', 'id', s.id, 'session_id', s.parent_session_id, 'parent_thread_id', NULL, 'workflow_run_id', NULL,
         'agent', (drover.api_agent_json(a) - 'created_at' - 'updated_at' - 'archived_at' - 'metadata' - 'multiagent'),
         'status', CASE s.status WHEN 'queued' THEN 'running' ELSE s.status END,
+        'stats', jsonb_build_object('duration_seconds', extract(epoch FROM now() - s.created_at), 'active_seconds', u.active_seconds,
+                                    'startup_seconds', 0),
+        'usage', jsonb_strip_nulls(jsonb_build_object(
+                     'active_seconds', u.active_seconds, 'input_tokens', u.input_tokens, 'output_tokens', u.output_tokens,
+                     'cache_read_input_tokens', u.cache_read_input_tokens)),
         'created_at', drover.api_time(s.created_at), 'updated_at', drover.api_time(s.updated_at), 'archived_at', drover.api_time(s.archived_at))
-      FROM drover.agents a WHERE a.id = s.agent_id AND a.version = s.agent_version);
+      FROM drover.agents a, drover.api_session_usage(s.id, s.last_seq) u WHERE a.id = s.agent_id AND a.version = s.agent_version);
 END;
+$$;
+
+-- Events of a thread name it (`session_thread_id`), as the SDK's events do. As 0017's otherwise.
+CREATE OR REPLACE FUNCTION drover.api_event_json(e drover.events) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT e.payload || jsonb_build_object(
+        'id', 'sevt_' || replace(e.id::text, '-', ''), 'type', e.type, 'processed_at', drover.api_time(e.created_at),
+        'drover_lease_epoch', e.lease_epoch)
+        -- The model's tool-use id, which agent.tool_result's tool_use_id names (the event id replaced it).
+        || CASE WHEN e.type IN ('agent.tool_use', 'agent.custom_tool_use') THEN jsonb_build_object('drover_tool_use_id', e.payload -> 'id')
+                ELSE '{}'::jsonb END
+        || CASE WHEN e.type = 'agent.tool_result' AND jsonb_typeof(e.payload -> 'content') = 'string'
+                THEN jsonb_build_object('content', jsonb_build_array(jsonb_build_object('type', 'text', 'text', e.payload -> 'content')))
+                ELSE '{}'::jsonb END
+        || CASE WHEN e.session_id LIKE 'sthr\_%' THEN jsonb_build_object('session_thread_id', e.session_id) ELSE '{}'::jsonb END
 $$;

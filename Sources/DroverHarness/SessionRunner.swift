@@ -418,7 +418,14 @@ final class SessionRunner: Sendable {
             return
         }
         let thread = SessionThreads.threadID(session: lease.sessionID, callID: call.id)
-        let made = try await context.store.spawnThread(parent: lease.sessionID, thread: thread, agent: agent, message: message)
+        let made: Bool
+        do {
+            made = try await context.store.spawnThread(parent: lease.sessionID, thread: thread, agent: agent, message: message)
+        } catch let error as DroverError where error.code == .invalidArgument {
+            // The session's thread limit: the model reads why.
+            try await write([(.agentToolResult, JSONValue.object(["tool_use_id": .string(call.id), "is_error": true, "content": .string(error.message)]).text)])
+            return
+        }
         log.info("thread started", ("thread", .string(thread)), ("agent", .string(agent.name)), ("new", .bool(made)))
         try Task.checkCancellation()
         try await write(SessionThreads.started(thread: thread, agent: agent.name, message: message, callID: call.id))

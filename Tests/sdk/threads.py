@@ -30,6 +30,11 @@ received = [e for e in events if e["type"] == "agent.thread_message_received"]
 replies = sorted(e["content"][0]["text"] for e in received if e["content"])
 if len(created) != 2 or len(sent) != 2 or replies != ["A is done.", "B is done."]:
     failures.append(f"two threads started and heard from: {[e['type'] for e in events]} {replies}")
+running = [e for e in events if e["type"] == "session.thread_status_running"]
+idled = [e for e in events if e["type"] == "session.thread_status_idle"]
+if sorted(e["session_thread_id"] for e in running) != sorted(e["session_thread_id"] for e in created) or len(idled) != 2 \
+        or any(e["agent_name"] != "worker" for e in running + idled):
+    failures.append(f"each thread's status on the session's log: {running} {idled}")
 idle = [e for e in events if e["type"] == "session.status_idle"]
 if not idle or idle[-1]["stop_reason"]["type"] != "end_turn" or len(idle) != 1:
     failures.append(f"the coordinator's turn: {idle}")
@@ -45,6 +50,10 @@ for thread_id in ids:
     thread_events = beta.sessions.threads.events.with_raw_response.list(thread_id, session_id=session.id).http_response.json()["data"]
     for event in thread_events:
         strict(f"threads.events.list ({event['type']})", BetaManagedAgentsSessionEvent, event)
+    if any(e.get("session_thread_id") != thread_id for e in thread_events):
+        failures.append(f"thread {thread_id}'s events do not name it")
+    if not one["usage"].get("input_tokens") or one["stats"]["duration_seconds"] <= 0:
+        failures.append(f"thread {thread_id}'s usage and stats: {one['usage']} {one['stats']}")
     results = [e for e in thread_events if e["type"] == "agent.tool_result"]
     if len(results) != 1 or "-done" not in str(results[0]["content"]):
         failures.append(f"thread {thread_id} ran its tool once: {[e['type'] for e in thread_events]}")
