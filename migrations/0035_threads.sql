@@ -6,13 +6,27 @@
 ALTER TABLE drover.sessions ADD COLUMN parent_session_id text, ADD COLUMN thread_agent_name text;
 CREATE INDEX sessions_threads_idx ON drover.sessions (parent_session_id, created_at, id) WHERE parent_session_id IS NOT NULL;
 
--- Starts a thread of session `p_parent` running agent `p_agent` at `p_version` with `p_message`
--- as its first user message, in the parent's environment, organisation and vaults. Idempotent by
--- the thread's id (the coordinator's harness derives it from the call that asked): a harness that
--- died after starting it and is resumed starts nothing twice. True when it was made now.
-CREATE FUNCTION drover.spawn_thread(p_parent text, p_thread text, p_agent text, p_version integer, p_name text, p_message text)
+-- Starts a thread of session `p_parent`, whose lease `p_owner` holds at `p_epoch` (a harness
+-- that lost it starts nothing: lease_lost), running agent `p_agent` at `p_version` with
+-- `p_message` as its first user message, in the parent's environment, organisation and vaults;
+-- and appends `session.thread_created` and `agent.thread_message_sent` to the parent's log under
+-- that epoch, in the same transaction, so no harness can claim the thread before its session
+-- says it exists. Idempotent by the thread's id (the coordinator's harness derives it from the
+-- call that asked): a harness resumed after it started the thread starts nothing twice. True
+-- when it was made now.
+CREATE FUNCTION drover.spawn_thread(p_parent text, p_owner text, p_epoch bigint, p_thread text, p_agent text, p_version integer,
+                                    p_name text, p_message text)
 RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_seq bigint;
 BEGIN
+    PERFORM 1 FROM drover.sessions s
+     WHERE s.id = p_parent AND s.status = 'running' AND s.lease_owner = p_owner AND s.lease_epoch = p_epoch
+       AND s.lease_expires_at > clock_timestamp()
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM drover.raise_coded('lease_lost', format('%s does not hold session %s at epoch %s', p_owner, p_parent, p_epoch));
+    END IF;
     IF EXISTS (SELECT 1 FROM drover.sessions WHERE id = p_thread) THEN
         RETURN false;
     END IF;
@@ -22,11 +36,13 @@ BEGIN
     END IF;
     INSERT INTO drover.sessions (id, agent_id, agent_version, environment_id, org_id, metadata, vault_ids, parent_session_id, thread_agent_name)
     SELECT p_thread, p_agent, p_version, s.environment_id, s.org_id, '{}', s.vault_ids, s.id, p_name
-      FROM drover.sessions s WHERE s.id = p_parent
-    ON CONFLICT (id) DO NOTHING;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
+      FROM drover.sessions s WHERE s.id = p_parent;
+    UPDATE drover.sessions p SET last_seq = p.last_seq + 2, updated_at = now() WHERE p.id = p_parent RETURNING p.last_seq INTO v_seq;
+    INSERT INTO drover.events (session_id, seq, type, payload, lease_epoch) VALUES
+        (p_parent, v_seq - 1, 'session.thread_created', jsonb_build_object('session_thread_id', p_thread, 'agent_name', p_name), p_epoch),
+        (p_parent, v_seq, 'agent.thread_message_sent',
+         jsonb_build_object('to_session_thread_id', p_thread, 'to_agent_name', p_name,
+                            'content', jsonb_build_array(jsonb_build_object('type', 'text', 'text', p_message))), p_epoch);
     PERFORM drover.append_user_event(p_thread, 'user.message',
         jsonb_build_object('content', jsonb_build_array(jsonb_build_object('type', 'text', 'text', p_message)))::text);
     PERFORM pg_notify('drover_runnable', p_thread);

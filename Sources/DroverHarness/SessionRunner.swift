@@ -406,8 +406,9 @@ final class SessionRunner: Sendable {
         log.info("outcome evaluated", ("outcome", .string(evaluation.outcomeID)), ("result", .string(verdict.result)))
     }
 
-    /// Starts the session thread a `create_thread` call asks for (`drover.spawn_thread`, by the
-    /// id the call gives it: a resumed call starts nothing twice) and logs it with the call's result.
+    /// Starts the session thread a `create_thread` call asks for (`drover.spawn_thread`, fenced by
+    /// the lease, by the id the call gives it: a resumed call starts nothing twice; it logs
+    /// `session.thread_created` and `agent.thread_message_sent` with the thread), then the result.
     private func startThread(_ call: PendingToolUse, roster: [(name: String, id: String, version: Int)]) async throws {
         let name = call.input["agent"]?.stringValue ?? ""
         guard let agent = roster.first(where: { $0.name == name }), let message = call.input["message"]?.stringValue, !message.isEmpty else {
@@ -420,7 +421,7 @@ final class SessionRunner: Sendable {
         let thread = SessionThreads.threadID(session: lease.sessionID, callID: call.id)
         let made: Bool
         do {
-            made = try await context.store.spawnThread(parent: lease.sessionID, thread: thread, agent: agent, message: message)
+            made = try await context.store.spawnThread(lease, thread: thread, agent: agent, message: message)
         } catch let error as DroverError where error.code == .invalidArgument {
             // The session's thread limit: the model reads why.
             try await write([(.agentToolResult, JSONValue.object(["tool_use_id": .string(call.id), "is_error": true, "content": .string(error.message)]).text)])
@@ -428,7 +429,7 @@ final class SessionRunner: Sendable {
         }
         log.info("thread started", ("thread", .string(thread)), ("agent", .string(agent.name)), ("new", .bool(made)))
         try Task.checkCancellation()
-        try await write(SessionThreads.started(thread: thread, agent: agent.name, message: message, callID: call.id))
+        try await write([SessionThreads.started(thread: thread, agent: agent.name, callID: call.id)])
     }
 
     /// Seconds between `span.outcome_evaluation_ongoing` heartbeats while a grader works.

@@ -4,8 +4,8 @@ import DroverStore
 
 /// A coordinator's session threads, as its harness offers and starts them: the `create_thread`
 /// tool over the agent's roster, a thread's id (derived from the call that asked, so that a
-/// resumed call starts nothing twice), the events that record it, and how a thread's reply reads
-/// to the coordinator. Pure; `SessionRunner` starts the thread (`drover.spawn_thread`) and writes.
+/// resumed call starts nothing twice), the call's result, and how a thread's reply reads to the
+/// coordinator. Pure; `SessionRunner` starts the thread (`drover.spawn_thread`) and writes.
 enum SessionThreads {
     static let toolName = "create_thread"
 
@@ -32,18 +32,12 @@ enum SessionThreads {
         SessionStore.threadPrefix + String(SHA256.hex(Array("\(session.rawValue)/\(callID)".utf8)).prefix(32))
     }
 
-    /// What the coordinator's log records of a started thread, with the call's result.
-    static func started(thread: String, agent: String, message: String, callID: String) -> [(EventType, String)] {
-        [
-            (.sessionThreadCreated, JSONValue.object(["session_thread_id": .string(thread), "agent_name": .string(agent)]).text),
-            (.agentThreadMessageSent, JSONValue.object([
-                "to_session_thread_id": .string(thread), "to_agent_name": .string(agent), "content": [["type": "text", "text": .string(message)]],
-            ]).text),
-            (.agentToolResult, JSONValue.object([
-                "tool_use_id": .string(callID), "is_error": false,
-                "content": .string("Started thread \(thread), running \(agent). Its reply arrives as a message from the thread when it finishes."),
-            ]).text),
-        ]
+    /// The call's result (the thread's start is logged by `drover.spawn_thread` itself).
+    static func started(thread: String, agent: String, callID: String) -> (EventType, String) {
+        (.agentToolResult, JSONValue.object([
+            "tool_use_id": .string(callID), "is_error": false,
+            "content": .string("Started thread \(thread), running \(agent). Its reply arrives as a message from the thread when it finishes."),
+        ]).text)
     }
 
     /// What the coordinator reads of a thread's reply (`agent.thread_message_received`).

@@ -68,12 +68,12 @@ extension SessionStore {
         }
     }
 
-    /// Starts a thread of `parent` (`drover.spawn_thread`); true when it was made now (false: it
-    /// was already, by an earlier attempt of the same call).
-    public func spawnThread(parent: SessionID, thread: String, agent: (name: String, id: String, version: Int), message: String) async throws -> Bool {
+    /// Starts a thread of the session `lease` holds (`drover.spawn_thread`, fenced by the lease);
+    /// true when it was made now (false: it was already, by an earlier attempt of the same call).
+    public func spawnThread(_ lease: Lease, thread: String, agent: (name: String, id: String, version: Int), message: String) async throws -> Bool {
         try await mappingErrors {
-            try await pool.query("SELECT drover.spawn_thread($1, $2, $3, $4, $5, $6)",
-                                 [parent.rawValue, thread, agent.id, agent.version, agent.name, message])[0].decode(0)
+            try await pool.query("SELECT drover.spawn_thread($1, $2, $3, $4, $5, $6, $7, $8)",
+                                 [lease.sessionID.rawValue, lease.owner.rawValue, lease.epoch, thread, agent.id, agent.version, agent.name, message])[0].decode(0)
         }
     }
 

@@ -24,6 +24,10 @@ import Testing
         variants.append(["match": "console outcome", "turns": [
             ["content": [["type": "text", "text": "Draft A."]]], ["content": [["type": "text", "text": "Draft B, longer."]]],
         ]])
+        // A coordinator and its workers (session threads), as OutcomeTests plays them.
+        if case .array(let played)? = OutcomeTests.script["variants"] {
+            variants += played.filter { ($0["match"]?.stringValue ?? "").hasSuffix("the worker") || $0["match"] == "coordinate the work" }
+        }
         script["variants"] = .array(variants)
         return .object(script)
     }()

@@ -103,6 +103,20 @@ with sync_playwright() as playwright:
         check("an outcome's evaluations show their verdicts", True)
         shot(page, "outcome")
 
+        # Session threads: a coordinator's two workers are lanes of the trace.
+        worker = call("POST", "/v1/agents", {"name": "worker", "model": "claude-sonnet-4-5"})
+        boss = call("POST", "/v1/agents", {"name": "coordinator", "model": "claude-sonnet-4-5",
+                                           "multiagent": {"type": "coordinator", "agents": [worker["id"]]}})
+        coordinated = call("POST", "/v1/sessions", {"agent": boss["id"], "environment_id": environment["id"], "title": "coordinated",
+                                                    "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "coordinate the work"}]}]})
+        page.goto(URL + "#/sessions/" + coordinated["id"])
+        expect(page.locator('#events [data-type="session.status_idle"]')).to_contain_text("end_turn")
+        expect(page.locator('#events [data-type="agent.thread_message_received"]')).to_have_count(2)
+        expect(page.locator("#trace rect.thread-tool")).to_have_count(2)
+        expect(page.locator("#trace text", has_text="↳ worker")).to_have_count(2)
+        check("a coordinator's threads are lanes of its trace", True)
+        shot(page, "threads")
+
         # Another organisation's session id: the same page as a missing one.
         page.goto(URL + "#/sessions/" + os.environ["DROVER_OTHER_SESSION"])
         expect(page.get_by_role("heading", name="Session not found")).to_be_visible()

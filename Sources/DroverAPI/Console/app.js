@@ -245,6 +245,15 @@ function eventItem(event, actions) {
     case "user.custom_tool_result":
       item.append(h("pre", {}, text(event.content)));
       break;
+    case "session.thread_created":
+      item.append(h("div", { class: "muted" }, `thread ${event.session_thread_id} started: ${event.agent_name}`));
+      break;
+    case "agent.thread_message_sent":
+      item.append(h("div", { class: "message" }, `to ${event.to_agent_name ?? event.to_session_thread_id}: ${text(event.content)}`));
+      break;
+    case "agent.thread_message_received":
+      item.append(h("div", { class: "message" }, `from ${event.from_agent_name ?? event.from_session_thread_id}: ${text(event.content)}`));
+      break;
     case "user.define_outcome":
       item.append(h("div", { class: "message" }, `Outcome ${event.outcome_id}: ${event.description}`),
         h("div", { class: "muted" }, `rubric: ${event.rubric?.content ?? event.rubric?.file_id ?? ""} · at most ${event.max_iterations} evaluations`));
@@ -283,9 +292,24 @@ async function sessionPage(id) {
   const status = h("span", { class: "badge", id: "stream-state" }, "connecting");
   const pending = h("div", { id: "pending" });
   const message = h("textarea", { name: "message", "aria-label": "Message" });
+  // Threads are lanes of the trace: their events are read when the session's log names one new.
+  let lanes = [];
+  let lanesFor = 0;
+  const loadLanes = async () => {
+    const created = events.filter((event) => event.type === "session.thread_created" || event.type === "session.thread_status_idle").length;
+    if (created === lanesFor) return;
+    lanesFor = created;
+    const threads = (await api("GET", "/v1/sessions/" + id + "/threads")).data;
+    lanes = await Promise.all(threads.map(async (thread) => ({
+      id: thread.id, name: thread.agent?.name ?? thread.id,
+      events: await all("/v1/sessions/" + id + "/threads/" + thread.id + "/events"),
+    })));
+    trace.innerHTML = traceSVG(events, lanes);
+  };
   const redraw = () => {
-    trace.innerHTML = traceSVG(events);
+    trace.innerHTML = traceSVG(events, lanes);
     renderPending();
+    loadLanes().catch(() => {});
   };
   function renderPending() {
     pending.replaceChildren();

@@ -1,17 +1,19 @@
 // A session's trace as SVG, from its events alone: lease epochs as shaded bands (a takeover after a
 // crash is a new band), each model request, tool call and outcome evaluation as a bar on its row
-// (an evaluation's colour is its verdict).
+// (an evaluation's colour is its verdict), and each session thread as a lane of its own with its
+// model requests and tool calls.
 
 const escape = (value) => String(value).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 
-export function traceSVG(events) {
+export function traceSVG(events, threads = []) {
   const width = 640, left = 70, right = 10, rowHeight = 26, top = 22;
-  const rows = ["epochs", "model", "tools", "grading"];
+  const rows = ["epochs", "model", "tools", "grading", ...threads.map((thread) => thread.id)];
   const height = top + rows.length * rowHeight + 24;
   if (events.length === 0) return `<p class="muted">No events yet.</p>`;
   const time = (event) => Date.parse(event.processed_at);
-  const t0 = time(events[0]);
-  const t1 = Math.max(t0 + 1, time(events[events.length - 1]));
+  const everything = [events, ...threads.map((thread) => thread.events)].flat();
+  const t0 = Math.min(...everything.map(time));
+  const t1 = Math.max(t0 + 1, ...everything.map(time));
   const x = (t) => left + ((t - t0) / (t1 - t0)) * (width - left - right);
   const y = (row) => top + rows.indexOf(row) * rowHeight;
   const parts = [];
@@ -76,7 +78,22 @@ export function traceSVG(events) {
     parts.push(`<rect class="evaluation" data-verdict="${escape(verdict)}" x="${x0.toFixed(1)}" y="${y("grading")}" width="${(x1 - x0).toFixed(1)}" height="16" rx="2" fill="${verdictColors[verdict] ?? "#8a8f98"}"><title>${escape(label)}</title></rect>`);
   }
 
-  const labels = rows.map((row) => `<text x="4" y="${y(row) + 12}" font-size="12" fill="#5d6470">${row}</text>`).join("");
+  // Threads: one lane each, its model requests (blue) and tool calls (green) from its own log.
+  for (const thread of threads) {
+    const open = new Map();
+    for (const event of thread.events) {
+      if (event.type === "span.model_request_start") open.set("model", event);
+      if (event.type === "agent.tool_use") open.set(event.drover_tool_use_id || event.id, event);
+      const start = event.type === "span.model_request_end" ? open.get("model") : event.type === "agent.tool_result" ? open.get(event.tool_use_id) : null;
+      if (!start) continue;
+      const x0 = x(time(start)), x1 = Math.max(x(time(event)), x0 + 3);
+      const kind = event.type === "span.model_request_end" ? "model" : "tool";
+      parts.push(`<rect class="thread-${kind}" data-thread="${escape(thread.id)}" x="${x0.toFixed(1)}" y="${y(thread.id)}" width="${(x1 - x0).toFixed(1)}" height="16" rx="2" fill="${kind === "model" ? "#2f5fd0" : "#1e7a3c"}"><title>${escape(`${thread.name}: ${kind === "model" ? "model request" : start.name}`)}</title></rect>`);
+    }
+  }
+
+  const named = new Map(threads.map((thread) => [thread.id, "↳ " + thread.name]));
+  const labels = rows.map((row) => `<text x="4" y="${y(row) + 12}" font-size="12" fill="#5d6470">${escape(named.get(row) ?? row)}</text>`).join("");
   const seconds = ((t1 - t0) / 1000).toFixed(1);
   return `<svg viewBox="0 0 ${width} ${height}" role="img" aria-label="Trace: ${epochs.size} lease epoch(s) over ${seconds} s">` +
     labels + parts.join("") +
