@@ -140,3 +140,40 @@ CREATE OR REPLACE FUNCTION drover.api_event_json(e drover.events) RETURNS jsonb 
                 ELSE '{}'::jsonb END
         || CASE WHEN e.session_id LIKE 'sthr\_%' THEN jsonb_build_object('session_thread_id', e.session_id) ELSE '{}'::jsonb END
 $$;
+
+-- Sends a running or idle thread of the session `p_owner` holds at `p_epoch` another message:
+-- a user.message on the thread (which wakes it; its next reply comes back as before) and
+-- `agent.thread_message_sent` on the session's log, in one transaction. Idempotent by the call
+-- that asked (`p_call`, kept on the thread's message). True when it was sent now.
+CREATE FUNCTION drover.message_thread(p_parent text, p_owner text, p_epoch bigint, p_thread text, p_call text, p_message text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_name text;
+    v_seq bigint;
+BEGIN
+    PERFORM 1 FROM drover.sessions s
+     WHERE s.id = p_parent AND s.status = 'running' AND s.lease_owner = p_owner AND s.lease_epoch = p_epoch
+       AND s.lease_expires_at > clock_timestamp()
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM drover.raise_coded('lease_lost', format('%s does not hold session %s at epoch %s', p_owner, p_parent, p_epoch));
+    END IF;
+    SELECT t.thread_agent_name INTO v_name FROM drover.sessions t WHERE t.id = p_thread AND t.parent_session_id = p_parent;
+    IF NOT FOUND THEN
+        PERFORM drover.raise_coded('invalid_argument', format('no thread %s in session %s', p_thread, p_parent));
+    END IF;
+    IF EXISTS (SELECT 1 FROM drover.events e WHERE e.session_id = p_thread AND e.type = 'user.message' AND e.payload ->> 'drover_call_id' = p_call) THEN
+        RETURN false;
+    END IF;
+    PERFORM drover.append_user_event(p_thread, 'user.message',
+        jsonb_build_object('content', jsonb_build_array(jsonb_build_object('type', 'text', 'text', p_message)), 'drover_call_id', p_call)::text);
+    UPDATE drover.sessions p SET last_seq = p.last_seq + 1, updated_at = now() WHERE p.id = p_parent RETURNING p.last_seq INTO v_seq;
+    INSERT INTO drover.events (session_id, seq, type, payload, lease_epoch)
+    VALUES (p_parent, v_seq, 'agent.thread_message_sent',
+            jsonb_build_object('to_session_thread_id', p_thread, 'to_agent_name', v_name,
+                               'content', jsonb_build_array(jsonb_build_object('type', 'text', 'text', p_message))), p_epoch);
+    PERFORM pg_notify('drover_runnable', p_thread);
+    PERFORM pg_notify('drover_user_event', p_thread);
+    RETURN true;
+END;
+$$;

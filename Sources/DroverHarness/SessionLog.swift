@@ -49,8 +49,10 @@ public struct SessionLog: Sendable {
     private(set) var context = ContextView.Builder()
     /// The outcome being worked toward, if one was defined (`OutcomeProgress`).
     public private(set) var outcome: OutcomeProgress?
-    /// Session threads started (`session.thread_created`) whose reply has not come yet.
+    /// Session threads sent a message (at their start, or later) whose reply has not come yet.
     public private(set) var runningThreads: [String] = []
+    /// Every thread started, in order, with its agent's name.
+    public private(set) var threads: [(id: String, agent: String)] = []
 
     public init(events: [Event] = []) { append(events) }
 
@@ -112,7 +114,12 @@ public struct SessionLog: Sendable {
         case .sessionStatusIdle:
             modelCallsSinceIdle = 0
         case .sessionThreadCreated:
-            if let thread = json["session_thread_id"]?.stringValue, !runningThreads.contains(thread) { runningThreads.append(thread) }
+            if let thread = json["session_thread_id"]?.stringValue {
+                threads.append((thread, json["agent_name"]?.stringValue ?? ""))
+                if !runningThreads.contains(thread) { runningThreads.append(thread) }
+            }
+        case .agentThreadMessageSent:
+            if let thread = json["to_session_thread_id"]?.stringValue, !runningThreads.contains(thread) { runningThreads.append(thread) }
         case .agentThreadMessageReceived:
             runningThreads.removeAll { $0 == json["from_session_thread_id"]?.stringValue }
         case .spanOutcomeEvaluationEnd:

@@ -173,7 +173,9 @@ final class SessionRunner: Sendable {
             if let backend = context.options.searchURL { harnessTools.append(WebSearch(backend: backend, rule: context.options.addressRule)) }
         }
         for tool in harnessTools where !agent.tools.contains(where: { $0.name == tool.name }) { agent.tools.append(tool.definition) }
-        if let threads = SessionThreads.tool(roster: agent.threadRoster, session: session) { agent.tools.append(threads) }
+        if let threads = SessionThreads.tool(roster: agent.threadRoster, session: session) {
+            agent.tools += [threads, SessionThreads.messageTool(roster: agent.threadRoster)]
+        }
         let mcp = try await connectMCP(agent, policy: policy)
         agent.tools += mcp.definitions
         var planner = TurnPlanner(
@@ -432,6 +434,28 @@ final class SessionRunner: Sendable {
         try await write([SessionThreads.started(thread: thread, agent: agent.name, callID: call.id)])
     }
 
+    /// Sends a thread another message (`drover.message_thread`, fenced, once per call), then the result.
+    private func messageThread(_ call: PendingToolUse) async throws {
+        let threads = state.withLock { $0.sessionLog.threads }
+        let message = call.input["message"]?.stringValue ?? ""
+        func refuse(_ why: String) async throws {
+            try await write([(.agentToolResult, JSONValue.object(["tool_use_id": .string(call.id), "is_error": true, "content": .string(why)]).text)])
+        }
+        guard let thread = SessionThreads.addressee(call.input, threads: threads), !message.isEmpty else {
+            return try await refuse("message_thread needs a message and a thread: thread_id, or agent with a thread started")
+        }
+        do {
+            _ = try await context.store.messageThread(lease, thread: thread, call: call.id, message: message)
+        } catch let error as DroverError where error.code == .invalidArgument {
+            return try await refuse(error.message)
+        }
+        try Task.checkCancellation()
+        try await write([(.agentToolResult, JSONValue.object([
+            "tool_use_id": .string(call.id), "is_error": false,
+            "content": .string("Sent to thread \(thread). Its reply arrives as a message from the thread."),
+        ]).text)])
+    }
+
     /// Seconds between `span.outcome_evaluation_ongoing` heartbeats while a grader works.
     static let evaluationHeartbeat: Double = 10
 
@@ -455,6 +479,10 @@ final class SessionRunner: Sendable {
                 }
                 if call.name == SessionThreads.toolName, call.status == .run, !agent.threadRoster.isEmpty {
                     group.addTask { try await self.startThread(call, roster: agent.threadRoster) }
+                    continue
+                }
+                if call.name == SessionThreads.messageToolName, call.status == .run, !agent.threadRoster.isEmpty {
+                    group.addTask { try await self.messageThread(call) }
                     continue
                 }
                 if mcp.server(of: call.name) != nil && call.status == .run {

@@ -8,6 +8,7 @@ import DroverStore
 /// coordinator. Pure; `SessionRunner` starts the thread (`drover.spawn_thread`) and writes.
 enum SessionThreads {
     static let toolName = "create_thread"
+    static let messageToolName = "message_thread"
 
     /// The tool, naming the roster's agents; nil without a roster, and in a thread itself (one
     /// level only).
@@ -25,6 +26,30 @@ enum SessionThreads {
                 ],
                 "required": ["agent", "message"],
             ])
+    }
+
+    /// The tool that sends a thread of this session another message (offered with `tool`).
+    static func messageTool(roster: [(name: String, id: String, version: Int)]) -> ToolDefinition {
+        ToolDefinition(
+            name: messageToolName,
+            description: "Send a session thread another message (it works on it; its reply arrives as a message from the thread). "
+                + "Name the thread by thread_id, or by agent for that agent's latest thread.",
+            inputSchema: [
+                "type": "object",
+                "properties": [
+                    "thread_id": ["type": "string", "description": "The thread (sthr_…)."],
+                    "agent": ["type": "string", "enum": .array(roster.map { .string($0.name) }), "description": "Or: that agent's latest thread."],
+                    "message": ["type": "string"],
+                ],
+                "required": ["message"],
+            ])
+    }
+
+    /// The thread a `message_thread` call names: its `thread_id`, else its agent's latest thread.
+    static func addressee(_ input: JSONValue, threads: [(id: String, agent: String)]) -> String? {
+        if let id = input["thread_id"]?.stringValue, !id.isEmpty { return id }
+        guard let agent = input["agent"]?.stringValue else { return nil }
+        return threads.last { $0.agent == agent }?.id
     }
 
     /// The thread's id: the session's and the call's, hashed (`sthr_` and 32 hex digits).

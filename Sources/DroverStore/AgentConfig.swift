@@ -77,6 +77,15 @@ extension SessionStore {
         }
     }
 
+    /// Sends a thread of the session `lease` holds another message (`drover.message_thread`,
+    /// fenced, idempotent by `call`); true when it was sent now.
+    public func messageThread(_ lease: Lease, thread: String, call: String, message: String) async throws -> Bool {
+        try await mappingErrors {
+            try await pool.query("SELECT drover.message_thread($1, $2, $3, $4, $5, $6)",
+                                 [lease.sessionID.rawValue, lease.owner.rawValue, lease.epoch, thread, call, message])[0].decode(0)
+        }
+    }
+
     public func environment(id: String) async throws -> EnvironmentConfig {
         try await mappingErrors {
             let rows = try await pool.query("SELECT config::text, kind = 'self_hosted' FROM drover.environments WHERE id = $1", [id])

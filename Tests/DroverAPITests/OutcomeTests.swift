@@ -44,6 +44,17 @@ import Testing
                 ["content": [["type": "text", "text": "Waiting."]]],
                 ["content": [["type": "text", "text": "The slow thread reported."]]],
             ]],
+            ["match": "coordinate twice", "turns": [
+                ["content": [["type": "tool_use", "name": "create_thread", "input": ["agent": "worker", "message": "count task for the worker"]]]],
+                ["content": [["type": "text", "text": "Waiting."]]],
+                ["content": [["type": "tool_use", "name": "message_thread", "input": ["agent": "worker", "message": "again please"]]]],
+                ["content": [["type": "text", "text": "Waiting again."]]],
+                ["content": [["type": "text", "text": "Twice done."]]],
+            ]],
+            ["match": "count task for the worker", "turns": [
+                ["latency_ms": 1_000, "content": [["type": "text", "text": "First answer."]]],
+                ["latency_ms": 1_000, "content": [["type": "text", "text": "Second answer."]]],
+            ]],
             ["match": "task A for the worker", "turns": [
                 ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo A-done"]]]], ["content": [["type": "text", "text": "A is done."]]],
             ]],

@@ -78,4 +78,20 @@ except anthropic.NotFoundError:
 if any(s.id.startswith("sthr_") for s in beta.sessions.list()):
     failures.append("sessions.list lists threads")
 
+# message_thread: the coordinator sends its thread a second message; the thread answers again.
+twice = beta.sessions.create(agent=coordinator.id, environment_id=environment.id)
+beta.sessions.events.send(twice.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "coordinate twice"}]}])
+wait_idle(beta, twice.id, timeout=90)
+events = beta.sessions.events.with_raw_response.list(twice.id, limit=100).http_response.json()["data"]
+for event in events:
+    strict(f"events.list ({event['type']})", BetaManagedAgentsSessionEvent, event)
+received = [e["content"][0]["text"] for e in events if e["type"] == "agent.thread_message_received"]
+sent = [e for e in events if e["type"] == "agent.thread_message_sent"]
+created = [e for e in events if e["type"] == "session.thread_created"]
+if received != ["First answer.", "Second answer."] or len(sent) != 2 or len(created) != 1 \
+        or len({e["to_session_thread_id"] for e in sent}) != 1:
+    failures.append(f"message_thread: {received} {[e['type'] for e in events]}")
+else:
+    print("ok a thread messaged again answers again", flush=True)
+
 finish("session threads")
