@@ -21,6 +21,8 @@ struct RunnableAgent: Sendable {
     var tokenBudget: Int?
     /// The agents it may start session threads of (`multiagent`), by name; empty: none.
     var threadRoster: [(name: String, id: String, version: Int)] = []
+    /// The model the agent may consult mid-turn (`multiagent`'s advisor); nil: none.
+    var advisorModel: String?
 }
 
 /// Caches agent versions (immutable) and environments (read once per process).
@@ -46,8 +48,9 @@ final class AgentCache: Sendable {
         if case .array(let named)? = extra["skills"], !named.isEmpty {
             agent.systemPrompt += Self.skillsSection(try await store.skills(agent: id, version: version))
         }
-        if extra["multiagent"] != nil && extra["multiagent"] != .null {
+        if let multiagent = extra["multiagent"], multiagent != .null {
             agent.threadRoster = try await store.threadRoster(agent: id, version: version)
+            agent.advisorModel = Advisor.model(multiagent)
         }
         agents.withLock { $0[key] = agent }
         return agent

@@ -92,6 +92,8 @@ public struct SessionLog: Sendable {
             openToolUses.append(id)
         case .agentToolResult:
             if let id = json["tool_use_id"]?.stringValue { answer(id) }
+            // An advisor's answer (`consult_advisor`): its tokens count against the budgets.
+            if let usage = json["drover_advisor"]?["model_usage"] { count(usage) }
         case .userToolResult:
             if let id = json["drover_tool_use_id"]?.stringValue ?? json["tool_use_id"]?.stringValue { answer(toolUseID(named: id)) }
         case .userCustomToolResult:
@@ -104,11 +106,7 @@ public struct SessionLog: Sendable {
                 ? .allow : .deny(message: json["deny_message"]?.stringValue ?? "The user denied this tool call.")
         case .spanModelRequestEnd:
             // Managed Agents' `model_usage`; logs written before #11 say `usage`.
-            let usage = json["model_usage"] ?? json["usage"]
-            tokensSpent += (usage?["input_tokens"]?.intValue ?? 0) + (usage?["output_tokens"]?.intValue ?? 0)
-            inputTokens += usage?["input_tokens"]?.intValue ?? 0
-            outputTokens += usage?["output_tokens"]?.intValue ?? 0
-            cacheReadTokens += usage?["cache_read_input_tokens"]?.intValue ?? 0
+            count(json["model_usage"] ?? json["usage"])
             modelCallsSinceIdle += 1
             modelCalls += 1
         case .sessionStatusIdle:
@@ -124,15 +122,19 @@ public struct SessionLog: Sendable {
             runningThreads.removeAll { $0 == json["from_session_thread_id"]?.stringValue }
         case .spanOutcomeEvaluationEnd:
             // A grader's calls are model calls too: a budget counts them.
-            let usage = json["usage"]
-            tokensSpent += (usage?["input_tokens"]?.intValue ?? 0) + (usage?["output_tokens"]?.intValue ?? 0)
-            inputTokens += usage?["input_tokens"]?.intValue ?? 0
-            outputTokens += usage?["output_tokens"]?.intValue ?? 0
-            cacheReadTokens += usage?["cache_read_input_tokens"]?.intValue ?? 0
+            count(json["usage"])
         default:
             break
         }
         OutcomeProgress.apply(entry, to: &outcome)
+    }
+
+    /// Adds a model call's usage to the token counts a budget reads.
+    private mutating func count(_ usage: JSONValue?) {
+        tokensSpent += (usage?["input_tokens"]?.intValue ?? 0) + (usage?["output_tokens"]?.intValue ?? 0)
+        inputTokens += usage?["input_tokens"]?.intValue ?? 0
+        outputTokens += usage?["output_tokens"]?.intValue ?? 0
+        cacheReadTokens += usage?["cache_read_input_tokens"]?.intValue ?? 0
     }
 
     private mutating func answer(_ id: String) {

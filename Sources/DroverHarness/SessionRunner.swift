@@ -173,6 +173,7 @@ final class SessionRunner: Sendable {
             if let backend = context.options.searchURL { harnessTools.append(WebSearch(backend: backend, rule: context.options.addressRule)) }
         }
         for tool in harnessTools where !agent.tools.contains(where: { $0.name == tool.name }) { agent.tools.append(tool.definition) }
+        if let advisor = Advisor.tool(model: agent.advisorModel, session: session) { agent.tools.append(advisor) }
         if let threads = SessionThreads.tool(roster: agent.threadRoster, session: session) {
             agent.tools += [threads, SessionThreads.messageTool(roster: agent.threadRoster)]
         }
@@ -434,6 +435,23 @@ final class SessionRunner: Sendable {
         try await write([SessionThreads.started(thread: thread, agent: agent.name, callID: call.id)])
     }
 
+    /// Asks the advisor (`Advisor`); the answer is the call's result, which logs the advisor's
+    /// model, usage and time (`drover_advisor`; model spans would read as the agent's own turns).
+    private func consultAdvisor(_ call: PendingToolUse, model: String, maxTokens: Int) async throws {
+        let question = call.input["question"]?.stringValue ?? ""
+        let started = ContinuousClock.now
+        let provider = context.provider
+        let request = Advisor.request(question: question, model: model, maxTokens: maxTokens, session: lease.sessionID.rawValue)
+        let asked = Task { try await provider.complete(request, onFirstToken: {}) }
+        let response = try await withTaskCancellationHandler { try await asked.value } onCancel: { asked.cancel() }
+        context.metrics.modelRequests.inc(["outcome": "ok"])
+        try await write([(.agentToolResult, ToolText.storable([
+            "tool_use_id": .string(call.id), "is_error": false, "content": .string(Advisor.answer(response)),
+            "drover_advisor": ["model": .string(model), "model_usage": response.usage.json,
+                               "duration_ms": .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded())],
+        ]).text)])
+    }
+
     /// Sends a thread another message (`drover.message_thread`, fenced, once per call), then the result.
     private func messageThread(_ call: PendingToolUse) async throws {
         let threads = state.withLock { $0.sessionLog.threads }
@@ -479,6 +497,10 @@ final class SessionRunner: Sendable {
                 }
                 if call.name == SessionThreads.toolName, call.status == .run, !agent.threadRoster.isEmpty {
                     group.addTask { try await self.startThread(call, roster: agent.threadRoster) }
+                    continue
+                }
+                if call.name == Advisor.toolName, call.status == .run, let model = agent.advisorModel {
+                    group.addTask { try await self.consultAdvisor(call, model: model, maxTokens: agent.maxTokens) }
                     continue
                 }
                 if call.name == SessionThreads.messageToolName, call.status == .run, !agent.threadRoster.isEmpty {

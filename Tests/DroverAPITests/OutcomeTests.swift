@@ -51,6 +51,11 @@ import Testing
                 ["content": [["type": "text", "text": "Waiting again."]]],
                 ["content": [["type": "text", "text": "Twice done."]]],
             ]],
+            ["match": "ask the advisor", "turns": [
+                ["content": [["type": "tool_use", "name": "consult_advisor", "input": ["question": "ADVISOR-Q: should I use a queue?"]]]],
+                ["content": [["type": "text", "text": "Following the advice."]]],
+            ]],
+            ["match": "ADVISOR-Q", "turns": [["content": [["type": "text", "text": "Yes: use Postgres."]]]]],
             ["match": "count task for the worker", "turns": [
                 ["latency_ms": 1_000, "content": [["type": "text", "text": "First answer."]]],
                 ["latency_ms": 1_000, "content": [["type": "text", "text": "Second answer."]]],

@@ -94,4 +94,21 @@ if received != ["First answer.", "Second answer."] or len(sent) != 2 or len(crea
 else:
     print("ok a thread messaged again answers again", flush=True)
 
+# The advisor: consulted mid-turn through consult_advisor; its answer is the call's result.
+advised_agent = beta.agents.create(name="advised", model="claude-sonnet-4-5", multiagent={
+    "type": "multiagent_20261001", "advisor": {"type": "enabled", "model": "claude-opus-4-1"}, "subagents": {"type": "disabled"}})
+advised = beta.sessions.create(agent=advised_agent.id, environment_id=environment.id)
+beta.sessions.events.send(advised.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "ask the advisor"}]}])
+wait_idle(beta, advised.id, timeout=60)
+events = beta.sessions.events.with_raw_response.list(advised.id, limit=100).http_response.json()["data"]
+for event in events:
+    strict(f"events.list ({event['type']})", BetaManagedAgentsSessionEvent, event)
+answers = [e for e in events if e["type"] == "agent.tool_result"]
+messages = [e["content"][0]["text"] for e in events if e["type"] == "agent.message"]
+if len(answers) != 1 or answers[0]["content"][0]["text"] != "Yes: use Postgres." or answers[0]["drover_advisor"]["model"] != "claude-opus-4-1" \
+        or messages != ["Following the advice."]:
+    failures.append(f"the advisor: {answers} {messages}")
+else:
+    print("ok the advisor was consulted mid-turn", flush=True)
+
 finish("session threads")
