@@ -14,8 +14,11 @@ CREATE INDEX sessions_threads_idx ON drover.sessions (parent_session_id, created
 -- says it exists. Idempotent by the thread's id (the coordinator's harness derives it from the
 -- call that asked): a harness resumed after it started the thread starts nothing twice. True
 -- when it was made now.
+--
+-- `p_inline` (`{name, system}`): an inline agent, defined by the coordinator and not saved: made
+-- here as an internal agent with the coordinator's model and the built-in toolset.
 CREATE FUNCTION drover.spawn_thread(p_parent text, p_owner text, p_epoch bigint, p_thread text, p_agent text, p_version integer,
-                                    p_name text, p_message text)
+                                    p_name text, p_message text, p_inline jsonb DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     v_seq bigint;
@@ -33,6 +36,15 @@ BEGIN
     -- At most 25 threads per session (they are sessions: each holds a lease and a sandbox).
     IF (SELECT count(*) FROM drover.sessions WHERE parent_session_id = p_parent) >= 25 THEN
         PERFORM drover.raise_coded('invalid_argument', format('thread_limit: session %s has started its 25 threads', p_parent));
+    END IF;
+    IF p_inline IS NOT NULL THEN
+        INSERT INTO drover.agents AS n (id, version, name, model, system_prompt, tools, config, org_id, description, internal)
+        SELECT drover.new_id('agent'), 1, p_name, a.model, coalesce(p_inline ->> 'system', ''), '[{"type": "agent_toolset_20260401"}]',
+               jsonb_build_object('model_config', a.config -> 'model_config', 'mcp_servers', '[]'::jsonb), s.org_id,
+               format('inline agent of thread %s', p_thread), true
+          FROM drover.sessions s JOIN drover.agents a ON a.id = s.agent_id AND a.version = s.agent_version
+         WHERE s.id = p_parent
+        RETURNING n.id, n.version INTO p_agent, p_version;
     END IF;
     INSERT INTO drover.sessions (id, agent_id, agent_version, environment_id, org_id, metadata, vault_ids, parent_session_id, thread_agent_name)
     SELECT p_thread, p_agent, p_version, s.environment_id, s.org_id, '{}', s.vault_ids, s.id, p_name
@@ -115,7 +127,11 @@ CREATE FUNCTION drover.api_thread_json(s drover.sessions) RETURNS jsonb LANGUAGE
 BEGIN
     RETURN (SELECT jsonb_build_object(
         'type', 'session_thread', 'id', s.id, 'session_id', s.parent_session_id, 'parent_thread_id', NULL, 'workflow_run_id', NULL,
-        'agent', (drover.api_agent_json(a) - 'created_at' - 'updated_at' - 'archived_at' - 'metadata' - 'multiagent'),
+        -- An inline agent (not saved) has no id or version.
+        'agent', CASE WHEN a.internal
+                      THEN (drover.api_agent_json(a) - 'id' - 'version' - 'created_at' - 'updated_at' - 'archived_at' - 'metadata' - 'multiagent')
+                           || jsonb_build_object('type', 'inline')
+                      ELSE (drover.api_agent_json(a) - 'created_at' - 'updated_at' - 'archived_at' - 'metadata' - 'multiagent') END,
         'status', CASE s.status WHEN 'queued' THEN 'running' ELSE s.status END,
         'stats', jsonb_build_object('duration_seconds', extract(epoch FROM now() - s.created_at), 'active_seconds', u.active_seconds,
                                     'startup_seconds', 0),

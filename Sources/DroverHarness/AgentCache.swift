@@ -21,6 +21,9 @@ struct RunnableAgent: Sendable {
     var tokenBudget: Int?
     /// The agents it may start session threads of (`multiagent`), by name; empty: none.
     var threadRoster: [(name: String, id: String, version: Int)] = []
+    /// Whether it may start threads of inline agents (`multiagent_20261001`'s subagents with
+    /// `inline_agents` enabled).
+    var inlineThreads = false
     /// The model the agent may consult mid-turn (`multiagent`'s advisor); nil: none.
     var advisorModel: String?
 }
@@ -51,6 +54,8 @@ final class AgentCache: Sendable {
         if let multiagent = extra["multiagent"], multiagent != .null {
             agent.threadRoster = try await store.threadRoster(agent: id, version: version)
             agent.advisorModel = Advisor.model(multiagent)
+            agent.inlineThreads = multiagent["subagents"]?["type"]?.stringValue == "enabled"
+                && multiagent["subagents"]?["inline_agents"]?["type"]?.stringValue == "enabled"
         }
         agents.withLock { $0[key] = agent }
         return agent

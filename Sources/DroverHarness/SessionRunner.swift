@@ -174,7 +174,7 @@ final class SessionRunner: Sendable {
         }
         for tool in harnessTools where !agent.tools.contains(where: { $0.name == tool.name }) { agent.tools.append(tool.definition) }
         if let advisor = Advisor.tool(model: agent.advisorModel, session: session) { agent.tools.append(advisor) }
-        if let threads = SessionThreads.tool(roster: agent.threadRoster, session: session) {
+        if let threads = SessionThreads.tool(roster: agent.threadRoster, inline: agent.inlineThreads, session: session) {
             agent.tools += [threads, SessionThreads.messageTool(roster: agent.threadRoster)]
         }
         let mcp = try await connectMCP(agent, policy: policy)
@@ -412,19 +412,28 @@ final class SessionRunner: Sendable {
     /// Starts the session thread a `create_thread` call asks for (`drover.spawn_thread`, fenced by
     /// the lease, by the id the call gives it: a resumed call starts nothing twice; it logs
     /// `session.thread_created` and `agent.thread_message_sent` with the thread), then the result.
-    private func startThread(_ call: PendingToolUse, roster: [(name: String, id: String, version: Int)]) async throws {
+    private func startThread(_ call: PendingToolUse, roster: [(name: String, id: String, version: Int)], inline: Bool) async throws {
         let name = call.input["agent"]?.stringValue ?? ""
-        guard let agent = roster.first(where: { $0.name == name }), let message = call.input["message"]?.stringValue, !message.isEmpty else {
+        let defined = inline ? call.input["inline"] : nil
+        let agent: (name: String, id: String, version: Int)?
+        if let defined, let inlineName = defined["name"]?.stringValue, !inlineName.isEmpty, defined["system"]?.stringValue != nil {
+            agent = (inlineName, "", 0)
+        } else {
+            agent = roster.first { $0.name == name }
+        }
+        guard let agent, let message = call.input["message"]?.stringValue, !message.isEmpty else {
+            let choices = roster.map(\.name).joined(separator: ", ") + (inline ? " or inline {name, system}" : "")
             try await write([(.agentToolResult, JSONValue.object([
                 "tool_use_id": .string(call.id), "is_error": true,
-                "content": .string("create_thread needs agent (one of \(roster.map(\.name).joined(separator: ", "))) and a non-empty message"),
+                "content": .string("create_thread needs an agent (\(choices)) and a non-empty message"),
             ]).text)])
             return
         }
         let thread = SessionThreads.threadID(session: lease.sessionID, callID: call.id)
         let made: Bool
         do {
-            made = try await context.store.spawnThread(lease, thread: thread, agent: agent, message: message)
+            made = try await context.store.spawnThread(
+                lease, thread: thread, agent: agent, message: message, inlineSystem: agent.id.isEmpty ? defined?["system"]?.stringValue : nil)
         } catch let error as DroverError where error.code == .invalidArgument {
             // The session's thread limit: the model reads why.
             try await write([(.agentToolResult, JSONValue.object(["tool_use_id": .string(call.id), "is_error": true, "content": .string(error.message)]).text)])
@@ -495,15 +504,15 @@ final class SessionRunner: Sendable {
                     }
                     continue
                 }
-                if call.name == SessionThreads.toolName, call.status == .run, !agent.threadRoster.isEmpty {
-                    group.addTask { try await self.startThread(call, roster: agent.threadRoster) }
+                if call.name == SessionThreads.toolName, call.status == .run, !agent.threadRoster.isEmpty || agent.inlineThreads {
+                    group.addTask { try await self.startThread(call, roster: agent.threadRoster, inline: agent.inlineThreads) }
                     continue
                 }
                 if call.name == Advisor.toolName, call.status == .run, let model = agent.advisorModel {
                     group.addTask { try await self.consultAdvisor(call, model: model, maxTokens: agent.maxTokens) }
                     continue
                 }
-                if call.name == SessionThreads.messageToolName, call.status == .run, !agent.threadRoster.isEmpty {
+                if call.name == SessionThreads.messageToolName, call.status == .run, !agent.threadRoster.isEmpty || agent.inlineThreads {
                     group.addTask { try await self.messageThread(call) }
                     continue
                 }

@@ -10,22 +10,26 @@ enum SessionThreads {
     static let toolName = "create_thread"
     static let messageToolName = "message_thread"
 
-    /// The tool, naming the roster's agents; nil without a roster, and in a thread itself (one
-    /// level only).
-    static func tool(roster: [(name: String, id: String, version: Int)], session: SessionID) -> ToolDefinition? {
-        guard !roster.isEmpty, !session.rawValue.hasPrefix(SessionStore.threadPrefix) else { return nil }
+    /// The tool, naming the roster's agents and, where inline agents are enabled, taking one
+    /// defined on the spot; nil when neither, and in a thread itself (one level only).
+    static func tool(roster: [(name: String, id: String, version: Int)], inline: Bool, session: SessionID) -> ToolDefinition? {
+        guard !roster.isEmpty || inline, !session.rawValue.hasPrefix(SessionStore.threadPrefix) else { return nil }
+        var properties: [String: JSONValue] = ["message": ["type": "string", "description": "The thread's task."]]
+        if !roster.isEmpty {
+            properties["agent"] = ["type": "string", "enum": .array(roster.map { .string($0.name) }), "description": "Which agent runs the thread."]
+        }
+        if inline {
+            properties["inline"] = [
+                "type": "object", "description": "Or: an agent defined here (not saved), with your model and the built-in tools.",
+                "properties": ["name": ["type": "string"], "system": ["type": "string", "description": "Its system prompt."]],
+                "required": ["name", "system"],
+            ]
+        }
         return ToolDefinition(
             name: toolName,
             description: "Start a session thread: another agent works on `message` in its own context, sharing this session's environment. "
                 + "It runs on its own; its reply arrives as a message from the thread when it finishes.",
-            inputSchema: [
-                "type": "object",
-                "properties": [
-                    "agent": ["type": "string", "enum": .array(roster.map { .string($0.name) }), "description": "Which agent runs the thread."],
-                    "message": ["type": "string", "description": "The thread's task."],
-                ],
-                "required": ["agent", "message"],
-            ])
+            inputSchema: ["type": "object", "properties": .object(properties), "required": ["message"]])
     }
 
     /// The tool that sends a thread of this session another message (offered with `tool`).

@@ -70,10 +70,15 @@ extension SessionStore {
 
     /// Starts a thread of the session `lease` holds (`drover.spawn_thread`, fenced by the lease);
     /// true when it was made now (false: it was already, by an earlier attempt of the same call).
-    public func spawnThread(_ lease: Lease, thread: String, agent: (name: String, id: String, version: Int), message: String) async throws -> Bool {
-        try await mappingErrors {
-            try await pool.query("SELECT drover.spawn_thread($1, $2, $3, $4, $5, $6, $7, $8)",
-                                 [lease.sessionID.rawValue, lease.owner.rawValue, lease.epoch, thread, agent.id, agent.version, agent.name, message])[0].decode(0)
+    /// `inlineSystem`: the thread runs an inline agent (`agent.name`, this system prompt, the
+    /// coordinator's model), made for it and not saved; `agent.id` is then unused.
+    public func spawnThread(_ lease: Lease, thread: String, agent: (name: String, id: String, version: Int), message: String,
+                            inlineSystem: String? = nil) async throws -> Bool {
+        let inline: JSONValue? = inlineSystem.map { ["name": .string(agent.name), "system": .string($0)] }
+        return try await mappingErrors {
+            try await pool.query("SELECT drover.spawn_thread($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
+                                 [lease.sessionID.rawValue, lease.owner.rawValue, lease.epoch, thread, inline == nil ? agent.id : nil,
+                                  inline == nil ? agent.version : nil, agent.name, message, inline?.text])[0].decode(0)
         }
     }
 

@@ -51,6 +51,13 @@ import Testing
                 ["content": [["type": "text", "text": "Waiting again."]]],
                 ["content": [["type": "text", "text": "Twice done."]]],
             ]],
+            ["match": "plan with a helper", "turns": [
+                ["content": [["type": "tool_use", "name": "create_thread",
+                              "input": ["inline": ["name": "helper", "system": "You help."], "message": "inline task for the helper"]]]],
+                ["content": [["type": "text", "text": "Waiting."]]],
+                ["content": [["type": "text", "text": "The helper answered."]]],
+            ]],
+            ["match": "inline task for the helper", "turns": [["latency_ms": 500, "content": [["type": "text", "text": "Helped."]]]]],
             ["match": "ask the advisor", "turns": [
                 ["content": [["type": "tool_use", "name": "consult_advisor", "input": ["question": "ADVISOR-Q: should I use a queue?"]]]],
                 ["content": [["type": "text", "text": "Following the advice."]]],

@@ -94,6 +94,22 @@ if received != ["First answer.", "Second answer."] or len(sent) != 2 or len(crea
 else:
     print("ok a thread messaged again answers again", flush=True)
 
+# An inline agent: defined by the coordinator when it starts the thread, not saved.
+planner = beta.agents.create(name="planner", model="claude-sonnet-4-5", multiagent={"type": "multiagent_20261001"})
+planned = beta.sessions.create(agent=planner.id, environment_id=environment.id)
+beta.sessions.events.send(planned.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "plan with a helper"}]}])
+wait_idle(beta, planned.id, timeout=60)
+events = beta.sessions.events.with_raw_response.list(planned.id, limit=100).http_response.json()["data"]
+received = [e["content"][0]["text"] for e in events if e["type"] == "agent.thread_message_received"]
+listed = beta.sessions.threads.with_raw_response.list(planned.id).http_response.json()["data"]
+for thread in listed:
+    strict("threads.list (inline agent)", BetaManagedAgentsSessionThread, thread)
+if received != ["Helped."] or [(t["agent"]["type"], t["agent"]["name"]) for t in listed] != [("inline", "helper")] \
+        or "id" in listed[0]["agent"] or any(a.name == "helper" for a in beta.agents.list()):
+    failures.append(f"an inline agent's thread: {received} {listed}")
+else:
+    print("ok an inline agent ran a thread, unsaved", flush=True)
+
 # The advisor: consulted mid-turn through consult_advisor; its answer is the call's result.
 advised_agent = beta.agents.create(name="advised", model="claude-sonnet-4-5", multiagent={
     "type": "multiagent_20261001", "advisor": {"type": "enabled", "model": "claude-opus-4-1"}, "subagents": {"type": "disabled"}})
