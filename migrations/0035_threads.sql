@@ -6,6 +6,20 @@
 ALTER TABLE drover.sessions ADD COLUMN parent_session_id text, ADD COLUMN thread_agent_name text;
 CREATE INDEX sessions_threads_idx ON drover.sessions (parent_session_id, created_at, id) WHERE parent_session_id IS NOT NULL;
 
+-- Locks session `p_session` for its lease holder `p_owner` at `p_epoch`, or raises lease_lost:
+-- what a coordinator does to its threads is fenced like its own writes.
+CREATE FUNCTION drover.lock_held_session(p_session text, p_owner text, p_epoch bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM drover.sessions s
+     WHERE s.id = p_session AND s.status = 'running' AND s.lease_owner = p_owner AND s.lease_epoch = p_epoch
+       AND s.lease_expires_at > clock_timestamp()
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM drover.raise_coded('lease_lost', format('%s does not hold session %s at epoch %s', p_owner, p_session, p_epoch));
+    END IF;
+END;
+$$;
+
 -- Starts a thread of session `p_parent`, whose lease `p_owner` holds at `p_epoch` (a harness
 -- that lost it starts nothing: lease_lost), running agent `p_agent` at `p_version` with
 -- `p_message` as its first user message, in the parent's environment, organisation and vaults;
@@ -23,13 +37,7 @@ RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     v_seq bigint;
 BEGIN
-    PERFORM 1 FROM drover.sessions s
-     WHERE s.id = p_parent AND s.status = 'running' AND s.lease_owner = p_owner AND s.lease_epoch = p_epoch
-       AND s.lease_expires_at > clock_timestamp()
-       FOR UPDATE;
-    IF NOT FOUND THEN
-        PERFORM drover.raise_coded('lease_lost', format('%s does not hold session %s at epoch %s', p_owner, p_parent, p_epoch));
-    END IF;
+    PERFORM drover.lock_held_session(p_parent, p_owner, p_epoch);
     IF EXISTS (SELECT 1 FROM drover.sessions WHERE id = p_thread) THEN
         RETURN false;
     END IF;
@@ -167,13 +175,7 @@ DECLARE
     v_name text;
     v_seq bigint;
 BEGIN
-    PERFORM 1 FROM drover.sessions s
-     WHERE s.id = p_parent AND s.status = 'running' AND s.lease_owner = p_owner AND s.lease_epoch = p_epoch
-       AND s.lease_expires_at > clock_timestamp()
-       FOR UPDATE;
-    IF NOT FOUND THEN
-        PERFORM drover.raise_coded('lease_lost', format('%s does not hold session %s at epoch %s', p_owner, p_parent, p_epoch));
-    END IF;
+    PERFORM drover.lock_held_session(p_parent, p_owner, p_epoch);
     SELECT t.thread_agent_name INTO v_name FROM drover.sessions t WHERE t.id = p_thread AND t.parent_session_id = p_parent;
     IF NOT FOUND THEN
         PERFORM drover.raise_coded('invalid_argument', format('no thread %s in session %s', p_thread, p_parent));

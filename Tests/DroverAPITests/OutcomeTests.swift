@@ -81,9 +81,15 @@ import Testing
     ]
 
     @Test func outcomesAreGradedRevisedAndSettled() async throws {
-        try await APIRig.withClusterAndAPI(script: Self.script, apiArgs: ["--allow-internal", "127.0.0.1/32"]) { cluster, api in
-            let key = try await api.key(org: "outcomes")
-            try await APIRig.python("Tests/sdk/outcomes.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key])
+        try await Self.runScript("Tests/sdk/outcomes.py", org: "outcomes", apiArgs: ["--allow-internal", "127.0.0.1/32"])
+    }
+
+    /// Runs one of the SDK scripts against a cluster playing `script`; the model refused nothing
+    /// and `drover verify` holds after it.
+    static func runScript(_ path: String, org: String, apiArgs: [String] = []) async throws {
+        try await APIRig.withClusterAndAPI(script: Self.script, apiArgs: apiArgs) { cluster, api in
+            let key = try await api.key(org: org)
+            try await APIRig.python(path, environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key])
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
             let verify = try await DroverProcess.run(["verify"], database: cluster.database.conninfo)
             #expect(verify.status == 0, "drover verify: \(verify.stdout) \(verify.stderr)")
@@ -93,13 +99,7 @@ import Testing
     /// Issue #25, session threads: a coordinator starts two threads that each run a tool and
     /// report back, read through the SDK's threads resource (Tests/sdk/threads.py).
     @Test func aCoordinatorsThreadsRunAndReportBack() async throws {
-        try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
-            let key = try await api.key(org: "threads")
-            try await APIRig.python("Tests/sdk/threads.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key])
-            #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
-            let verify = try await DroverProcess.run(["verify"], database: cluster.database.conninfo)
-            #expect(verify.status == 0, "drover verify: \(verify.stdout) \(verify.stderr)")
-        }
+        try await Self.runScript("Tests/sdk/threads.py", org: "threads")
     }
 
     /// The harness running a thread's tool call is SIGKILLed: the other harness resumes the

@@ -128,8 +128,11 @@ holder = sql("SELECT holder FROM drover.scheduler_leases WHERE name = 'deploymen
 victim = int(holder.split("_")[-2])
 # Events written from here on are delivered by processes that do not die: each arrives once.
 # (One in flight at the kill may arrive again, with its id: delivery is at least once.)
-seq_at_kill = int(sql("SELECT coalesce(max(seq), 0) FROM drover.webhook_events"))
 os.kill(victim, signal.SIGKILL)
+# Read after the kill has landed: the victim could have been delivering any event written before
+# it died, even one written between a read before the kill and the kill itself.
+time.sleep(0.2)
+seq_at_kill = int(sql("SELECT coalesce(max(seq), 0) FROM drover.webhook_events"))
 print("killed the scheduler lease holder", victim, flush=True)
 survivors = [c for c, pid in zip(clients, os.environ["DROVER_API_PIDS"].split(",")) if int(pid) != victim]
 time.sleep(8)

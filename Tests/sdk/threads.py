@@ -14,16 +14,21 @@ from checks import failures, finish, read_stream, strict, wait_idle
 
 client = anthropic.Anthropic(api_key=os.environ["DROVER_KEY"], base_url=os.environ["DROVER_API_URL"], max_retries=0)
 beta = client.beta
+def run(agent_id, text):
+    """A session of `agent_id` runs a turn on `text`; its id and events (each validated strictly)."""
+    session = beta.sessions.create(agent=agent_id, environment_id=environment.id)
+    beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": text}]}])
+    wait_idle(beta, session.id, timeout=90)
+    events = beta.sessions.events.with_raw_response.list(session.id, limit=100).http_response.json()["data"]
+    for event in events:
+        strict(f"events.list ({event['type']})", BetaManagedAgentsSessionEvent, event)
+    return session, events
+
+
 worker = beta.agents.create(name="worker", model="claude-sonnet-4-5")
 coordinator = beta.agents.create(name="coordinator", model="claude-sonnet-4-5", multiagent={"type": "coordinator", "agents": [worker.id]})
 environment = beta.environments.create(name="threads")
-session = beta.sessions.create(agent=coordinator.id, environment_id=environment.id)
-beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "coordinate the work"}]}])
-wait_idle(beta, session.id, timeout=90)
-
-events = beta.sessions.events.with_raw_response.list(session.id, limit=100).http_response.json()["data"]
-for event in events:
-    strict(f"events.list ({event['type']})", BetaManagedAgentsSessionEvent, event)
+session, events = run(coordinator.id, "coordinate the work")
 created = [e for e in events if e["type"] == "session.thread_created"]
 sent = [e for e in events if e["type"] == "agent.thread_message_sent"]
 received = [e for e in events if e["type"] == "agent.thread_message_received"]
@@ -79,12 +84,7 @@ if any(s.id.startswith("sthr_") for s in beta.sessions.list()):
     failures.append("sessions.list lists threads")
 
 # message_thread: the coordinator sends its thread a second message; the thread answers again.
-twice = beta.sessions.create(agent=coordinator.id, environment_id=environment.id)
-beta.sessions.events.send(twice.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "coordinate twice"}]}])
-wait_idle(beta, twice.id, timeout=90)
-events = beta.sessions.events.with_raw_response.list(twice.id, limit=100).http_response.json()["data"]
-for event in events:
-    strict(f"events.list ({event['type']})", BetaManagedAgentsSessionEvent, event)
+twice, events = run(coordinator.id, "coordinate twice")
 received = [e["content"][0]["text"] for e in events if e["type"] == "agent.thread_message_received"]
 sent = [e for e in events if e["type"] == "agent.thread_message_sent"]
 created = [e for e in events if e["type"] == "session.thread_created"]
@@ -96,10 +96,7 @@ else:
 
 # An inline agent: defined by the coordinator when it starts the thread, not saved.
 planner = beta.agents.create(name="planner", model="claude-sonnet-4-5", multiagent={"type": "multiagent_20261001"})
-planned = beta.sessions.create(agent=planner.id, environment_id=environment.id)
-beta.sessions.events.send(planned.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "plan with a helper"}]}])
-wait_idle(beta, planned.id, timeout=60)
-events = beta.sessions.events.with_raw_response.list(planned.id, limit=100).http_response.json()["data"]
+planned, events = run(planner.id, "plan with a helper")
 received = [e["content"][0]["text"] for e in events if e["type"] == "agent.thread_message_received"]
 listed = beta.sessions.threads.with_raw_response.list(planned.id).http_response.json()["data"]
 for thread in listed:
@@ -113,12 +110,7 @@ else:
 # The advisor: consulted mid-turn through consult_advisor; its answer is the call's result.
 advised_agent = beta.agents.create(name="advised", model="claude-sonnet-4-5", multiagent={
     "type": "multiagent_20261001", "advisor": {"type": "enabled", "model": "claude-opus-4-1"}, "subagents": {"type": "disabled"}})
-advised = beta.sessions.create(agent=advised_agent.id, environment_id=environment.id)
-beta.sessions.events.send(advised.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "ask the advisor"}]}])
-wait_idle(beta, advised.id, timeout=60)
-events = beta.sessions.events.with_raw_response.list(advised.id, limit=100).http_response.json()["data"]
-for event in events:
-    strict(f"events.list ({event['type']})", BetaManagedAgentsSessionEvent, event)
+advised, events = run(advised_agent.id, "ask the advisor")
 answers = [e for e in events if e["type"] == "agent.tool_result"]
 messages = [e["content"][0]["text"] for e in events if e["type"] == "agent.message"]
 if len(answers) != 1 or answers[0]["content"][0]["text"] != "Yes: use Postgres." or answers[0]["drover_advisor"]["model"] != "claude-opus-4-1" \
