@@ -74,15 +74,20 @@ public struct APIDaemon: Service {
         }
         // One listener connection per process wakes every stream's poll when a user event is sent
         // or a harness's group commit appended events.
+        // Previews of model calls (`event_deltas`) come on the same connection and are handed to
+        // their streams there, on the listener's thread, without waking the poller: a harness
+        // sends a message's last preview before it commits the message, so the preview reaches a
+        // stream before the poll that reads the message.
         let doorbell = try PostgresListener(
-            conninfo: config.databaseURL, channels: [LeaseQueue.userEventChannel, LeaseQueue.runnableChannel, LeaseQueue.eventsChannel])
-        let poller = Task { await hub.run(listener: doorbell) }
-        // Previews of model calls (`event_deltas`), on a connection of their own so that they
-        // never wake the poller; the harnesses are reminded of the watched sessions meanwhile.
-        let previewListener = try PostgresListener(conninfo: config.databaseURL, channels: [LeaseQueue.previewsChannel])
-        let previews = Task {
-            for await note in previewListener.notifications where !note.payload.isEmpty { hub.preview(note.payload) }
+            conninfo: config.databaseURL,
+            channels: [LeaseQueue.userEventChannel, LeaseQueue.runnableChannel, LeaseQueue.eventsChannel, LeaseQueue.previewsChannel]
+        ) { note in
+            guard note.channel == LeaseQueue.previewsChannel else { return false }
+            hub.preview(note.payload)
+            return true
         }
+        let poller = Task { await hub.run(listener: doorbell) }
+        // The harnesses are reminded of the sessions streamed with previews.
         let previewWatch = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(20))
@@ -124,8 +129,6 @@ public struct APIDaemon: Service {
         for task in [poller, sampler, deliverer, previewWatch] + (scheduler.map { [$0] } ?? []) { await task.value }
         doorbell.stop()
         workListener.stop()
-        previewListener.stop()
-        previews.cancel()
         workBells.cancel()
         ops?.stop()
         pool.close()

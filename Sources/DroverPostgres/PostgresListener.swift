@@ -34,6 +34,10 @@ public final class PostgresListener: Sendable {
     private let channels: [String]
     /// Statements run after every (re)connect, before the listener counts as connected.
     private let onConnect: [String]
+    /// Sees each notification first, on the listener's thread; one it takes (true) neither rings
+    /// nor reaches `notifications`. Notifications of one connection arrive in commit order, so
+    /// what it takes is handled before anything committed after it wakes a waiter.
+    private let intercept: (@Sendable (PostgresNotification) -> Bool)?
 
     private let stopped = Mutex(false)
     private let doorbell = Doorbell()
@@ -42,13 +46,14 @@ public final class PostgresListener: Sendable {
     /// Channel names must be plain identifiers; they are spliced into `LISTEN`, which takes no
     /// parameters. `onConnect` statements (no parameters) run after every (re)connect: a harness
     /// takes its liveness lock there, so that the lock lives exactly as long as this connection.
-    public init(conninfo: String, channels: [String], onConnect: [String] = []) throws {
+    public init(conninfo: String, channels: [String], onConnect: [String] = [], intercept: (@Sendable (PostgresNotification) -> Bool)? = nil) throws {
         for channel in channels where !Self.isPlainIdentifier(channel) {
             throw PostgresError(.server, message: "channel name must match [a-z_][a-z0-9_]*")
         }
         self.conninfo = conninfo
         self.channels = channels
         self.onConnect = onConnect
+        self.intercept = intercept
         (notifications, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1024))
         let thread = Thread { [self] in self.run() }
         thread.name = "drover.listen"
@@ -70,6 +75,7 @@ public final class PostgresListener: Sendable {
     }
 
     private func ring(_ notification: PostgresNotification) {
+        if let intercept, intercept(notification) { return }
         continuation.yield(notification)
         doorbell.ring()
     }

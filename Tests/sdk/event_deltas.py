@@ -46,10 +46,13 @@ else:
     text = "".join(e["delta"]["content"]["text"] for _, e in deltas)
     if starts.get(message["id"], (None, None))[1] != "agent.message" or starts[message["id"]][0] > at:
         failures.append(f"no event_start before the agent.message it previews: {types}")
-    elif len(deltas) < 2 or any(i > at for i, _ in deltas) or text != message["content"][0]["text"]:
-        failures.append(f"the deltas ({len(deltas)}, {text!r}) do not add up to the message before it: {message['content']}")
+    # Best effort, as the SDK says: the fragments before the message are a prefix of it (all of it,
+    # as a rule; a last one that lost its race with the message is dropped, never sent after it).
+    elif len(deltas) < 2 or any(i > at for i, _ in deltas) or not message["content"][0]["text"].startswith(text):
+        failures.append(f"the deltas ({len(deltas)}, {text!r}) are not a prefix of the message, before it: {message['content']}")
     else:
-        print(f"ok {len(deltas)} deltas preview the agent.message {message['id']} before it arrives", flush=True)
+        whole = "the whole message" if text == message["content"][0]["text"] else "a prefix"
+        print(f"ok {len(deltas)} deltas preview the agent.message {message['id']} before it arrives ({whole})", flush=True)
     if starts.get(thought["id"], (None, None))[1] != "agent.thinking" or starts[thought["id"]][0] > streamed.index(thought) \
             or any(e["type"] == "event_delta" and e["event_id"] == thought["id"] for e in streamed):
         failures.append(f"agent.thinking is previewed start-only, before it: {types}")
