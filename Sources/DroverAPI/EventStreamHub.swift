@@ -34,13 +34,17 @@ public final class EventStreamHub: Sendable {
                 sse = Array("event: \(type)\nid: \(id)\ndata: \(json)\n\n".utf8)
             }
 
+            /// An `event_start`'s previewed type (`agent.message`, `agent.thinking`); empty otherwise.
+            public var previewed = ""
+
             /// A preview (`event_start`, `event_delta`): no position of its own, so no SSE `id`
             /// (a reconnect resumes from the last event, never from a preview). `id` here is the
             /// previewed event's.
-            init(preview type: String, of id: String, json: String) {
+            init(preview type: String, of id: String, previewed: String, json: String) {
                 seq = -1
                 self.id = id
                 self.type = type
+                self.previewed = previewed
                 self.json = json
                 sse = Array("event: \(type)\ndata: \(json)\n\n".utf8)
             }
@@ -135,7 +139,7 @@ public final class EventStreamHub: Sendable {
                 var added = false
                 for message in messages where !state.concluded.contains(message.id) {
                     if message.type == "event_start" {
-                        guard previews.contains(Self.previewedType(message)) else { continue }
+                        guard previews.contains(message.previewed) else { continue }
                         Self.remember(message.id, in: &state.previewed)
                     } else if !state.previewed.contains(message.id) {
                         continue
@@ -148,11 +152,6 @@ public final class EventStreamHub: Sendable {
                 return added
             }
             if signal { onReady.withLock { $0 }?.action() }
-        }
-
-        /// The type of the event an `event_start` previews (`"event": {"type", "id"}`).
-        private static func previewedType(_ message: Message) -> String {
-            (try? JSONValue.parse(message.json))?["event"]?["type"]?.stringValue ?? ""
         }
 
         private static func remember(_ id: String, in list: inout [String]) {
@@ -248,7 +247,7 @@ public final class EventStreamHub: Sendable {
         guard !streams.isEmpty else { return }
         let messages = items.compactMap { item -> Subscriber.Message? in
             guard let type = item["type"]?.stringValue, let id = item["event"]?["id"]?.stringValue ?? item["event_id"]?.stringValue else { return nil }
-            return Subscriber.Message(preview: type, of: id, json: item.text)
+            return Subscriber.Message(preview: type, of: id, previewed: item["event"]?["type"]?.stringValue ?? "", json: item.text)
         }
         for stream in streams { stream.preview(messages) }
     }

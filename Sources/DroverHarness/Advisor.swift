@@ -1,5 +1,6 @@
 import DroverCore
 import DroverModel
+import DroverStore
 
 /// `multiagent`'s advisor: a model the session's primary thread may consult mid-turn, through the
 /// `consult_advisor` tool. The harness asks it (a model request of its own) and the answer is the
@@ -19,7 +20,7 @@ enum Advisor {
     }
 
     static func tool(model: String?, session: SessionID) -> ToolDefinition? {
-        guard let model, !session.rawValue.hasPrefix("sthr_") else { return nil }
+        guard let model, !session.rawValue.hasPrefix(SessionStore.threadPrefix) else { return nil }
         return ToolDefinition(
             name: toolName,
             description: "Ask the advisor (\(model)) a question mid-task: a second opinion on a plan, a decision or a hard step. "

@@ -112,15 +112,12 @@ public struct ContextView: Sendable, Equatable {
                 requestInFlight = false
                 answerOpen = true
             case .userMessage:
-                let blocks = Self.blocks(payload["content"])
-                if requestInFlight || answerOpen { duringCall += blocks } else { addUser(blocks) }
+                addInput(Self.blocks(payload["content"]))
             case .userDefineOutcome:
                 // The task as the agent sees it; the rubric is the grader's.
-                let blocks: [ContentBlock] = [.text(OutcomeGrader.assignment(payload))]
-                if requestInFlight || answerOpen { duringCall += blocks } else { addUser(blocks) }
+                addInput([.text(OutcomeGrader.assignment(payload))])
             case .agentThreadMessageReceived:
-                let blocks: [ContentBlock] = [.text(SessionThreads.reply(payload))]
-                if requestInFlight || answerOpen { duringCall += blocks } else { addUser(blocks) }
+                addInput([.text(SessionThreads.reply(payload))])
             case .spanOutcomeEvaluationEnd:
                 if let feedback = OutcomeGrader.feedback(payload) { addUser([.text(feedback)]) }
             case .systemMessage:
@@ -156,6 +153,12 @@ public struct ContextView: Sendable, Equatable {
             default:
                 return
             }
+        }
+
+        /// Input (a user message, an outcome, a thread's reply): after the answer of a call under
+        /// way, else now.
+        mutating func addInput(_ blocks: [ContentBlock]) {
+            if requestInFlight || answerOpen { duringCall += blocks } else { addUser(blocks) }
         }
 
         mutating func addUser(_ blocks: [ContentBlock]) {

@@ -13,6 +13,8 @@ public struct OutcomeProgress: Sendable, Equatable {
     /// The agent's messages since the attempt began (the definition, or the last verdict that
     /// asked for a revision), the latest `maxDeliverableBytes` of them.
     public var deliverable: [String] = []
+    /// The deliverable's UTF-8 bytes.
+    var deliverableBytes = 0
     /// An evaluation started and not ended: its iteration and its start event's id.
     public var open: Open?
     /// The last verdict.
@@ -69,8 +71,10 @@ public struct OutcomeProgress: Sendable, Equatable {
             let text = ContextView.Builder.text(json["content"])
             guard !text.isEmpty else { return }
             current.deliverable.append(text)
-            var bytes = current.deliverable.reduce(0) { $0 + $1.utf8.count }
-            while bytes > maxDeliverableBytes, current.deliverable.count > 1 { bytes -= current.deliverable.removeFirst().utf8.count }
+            current.deliverableBytes += text.utf8.count
+            while current.deliverableBytes > maxDeliverableBytes, current.deliverable.count > 1 {
+                current.deliverableBytes -= current.deliverable.removeFirst().utf8.count
+            }
             progress = current
         case .spanOutcomeEvaluationStart:
             guard var current = progress, json["outcome_id"]?.stringValue == current.outcomeID else { return }
@@ -81,7 +85,10 @@ public struct OutcomeProgress: Sendable, Equatable {
             let result = json["result"]?.stringValue ?? "failed"
             current.open = nil
             current.verdict = Verdict(result: result, iteration: json["iteration"]?.intValue ?? 0, seq: entry.seq)
-            if result == "needs_revision" { current.deliverable = [] }
+            if result == "needs_revision" {
+                current.deliverable = []
+                current.deliverableBytes = 0
+            }
             progress = current
         default:
             return

@@ -394,11 +394,7 @@ final class SessionRunner: Sendable {
             }
         }
         defer { heartbeat.cancel() }
-        let request = OutcomeGrader.request(evaluation, model: agent.model, maxTokens: agent.maxTokens, session: lease.sessionID.rawValue)
-        let provider = context.provider
-        let call = Task { try await provider.complete(request, onFirstToken: {}) }
-        let response = try await withTaskCancellationHandler { try await call.value } onCancel: { call.cancel() }
-        context.metrics.modelRequests.inc(["outcome": "ok"])
+        let response = try await ask(OutcomeGrader.request(evaluation, model: agent.model, maxTokens: agent.maxTokens, session: lease.sessionID.rawValue))
         let verdict = OutcomeGrader.verdict(response, iteration: evaluation.iteration, maxIterations: evaluation.maxIterations)
         var end = marks
         end["result"] = .string(verdict.result)
@@ -423,11 +419,7 @@ final class SessionRunner: Sendable {
         }
         guard let agent, let message = call.input["message"]?.stringValue, !message.isEmpty else {
             let choices = roster.map(\.name).joined(separator: ", ") + (inline ? " or inline {name, system}" : "")
-            try await write([(.agentToolResult, JSONValue.object([
-                "tool_use_id": .string(call.id), "is_error": true,
-                "content": .string("create_thread needs an agent (\(choices)) and a non-empty message"),
-            ]).text)])
-            return
+            return try await refuse(call, "create_thread needs an agent (\(choices)) and a non-empty message")
         }
         let thread = SessionThreads.threadID(session: lease.sessionID, callID: call.id)
         let made: Bool
@@ -436,8 +428,7 @@ final class SessionRunner: Sendable {
                 lease, thread: thread, agent: agent, message: message, inlineSystem: agent.id.isEmpty ? defined?["system"]?.stringValue : nil)
         } catch let error as DroverError where error.code == .invalidArgument {
             // The session's thread limit: the model reads why.
-            try await write([(.agentToolResult, JSONValue.object(["tool_use_id": .string(call.id), "is_error": true, "content": .string(error.message)]).text)])
-            return
+            return try await refuse(call, error.message)
         }
         log.info("thread started", ("thread", .string(thread)), ("agent", .string(agent.name)), ("new", .bool(made)))
         try Task.checkCancellation()
@@ -449,11 +440,7 @@ final class SessionRunner: Sendable {
     private func consultAdvisor(_ call: PendingToolUse, model: String, maxTokens: Int) async throws {
         let question = call.input["question"]?.stringValue ?? ""
         let started = ContinuousClock.now
-        let provider = context.provider
-        let request = Advisor.request(question: question, model: model, maxTokens: maxTokens, session: lease.sessionID.rawValue)
-        let asked = Task { try await provider.complete(request, onFirstToken: {}) }
-        let response = try await withTaskCancellationHandler { try await asked.value } onCancel: { asked.cancel() }
-        context.metrics.modelRequests.inc(["outcome": "ok"])
+        let response = try await ask(Advisor.request(question: question, model: model, maxTokens: maxTokens, session: lease.sessionID.rawValue))
         try await write([(.agentToolResult, ToolText.storable([
             "tool_use_id": .string(call.id), "is_error": false, "content": .string(Advisor.answer(response)),
             "drover_advisor": ["model": .string(model), "model_usage": response.usage.json,
@@ -465,22 +452,34 @@ final class SessionRunner: Sendable {
     private func messageThread(_ call: PendingToolUse) async throws {
         let threads = state.withLock { $0.sessionLog.threads }
         let message = call.input["message"]?.stringValue ?? ""
-        func refuse(_ why: String) async throws {
-            try await write([(.agentToolResult, JSONValue.object(["tool_use_id": .string(call.id), "is_error": true, "content": .string(why)]).text)])
-        }
         guard let thread = SessionThreads.addressee(call.input, threads: threads), !message.isEmpty else {
-            return try await refuse("message_thread needs a message and a thread: thread_id, or agent with a thread started")
+            return try await refuse(call, "message_thread needs a message and a thread: thread_id, or agent with a thread started")
         }
         do {
             _ = try await context.store.messageThread(lease, thread: thread, call: call.id, message: message)
         } catch let error as DroverError where error.code == .invalidArgument {
-            return try await refuse(error.message)
+            return try await refuse(call, error.message)
         }
         try Task.checkCancellation()
         try await write([(.agentToolResult, JSONValue.object([
             "tool_use_id": .string(call.id), "is_error": false,
             "content": .string("Sent to thread \(thread). Its reply arrives as a message from the thread."),
         ]).text)])
+    }
+
+    /// A model request the harness makes for the agent (a grader, the advisor), cancelled with
+    /// the step.
+    private func ask(_ request: ModelRequest) async throws -> ModelResponse {
+        let provider = context.provider
+        let call = Task { try await provider.complete(request, onFirstToken: {}) }
+        let response = try await withTaskCancellationHandler { try await call.value } onCancel: { call.cancel() }
+        context.metrics.modelRequests.inc(["outcome": "ok"])
+        return response
+    }
+
+    /// Answers a harness-run call with an error result the model reads.
+    private func refuse(_ call: PendingToolUse, _ why: String) async throws {
+        try await write([(.agentToolResult, JSONValue.object(["tool_use_id": .string(call.id), "is_error": true, "content": .string(why)]).text)])
     }
 
     /// Seconds between `span.outcome_evaluation_ongoing` heartbeats while a grader works.

@@ -182,18 +182,21 @@ public struct TurnPlanner: Sendable {
             // An outcome under way is graded before the turn may end (its verdict decides).
             if !Self.lastAnswerRefused(log), let evaluation = log.outcome?.nextEvaluation {
                 // A grader's call is a model call: the budgets hold for it too.
-                if let tokenBudget, Self.tokensSpent(log) >= tokenBudget { return finish(.budgetReached) }
-                if let spendLimit, spendLimit.isReached(by: log) { return finish(.budgetReached) }
-                return .evaluateOutcome(evaluation)
+                return budgetReached(log) ? finish(.budgetReached) : .evaluateOutcome(evaluation)
             }
             return finish(Self.lastAnswerRefused(log) ? .refusal : .endTurn)
         }
         if Self.modelCallsThisRun(log) >= maxTurns { return finish(.maxTurns) }
-        if let tokenBudget, Self.tokensSpent(log) >= tokenBudget { return finish(.budgetReached) }
-        if let spendLimit, spendLimit.isReached(by: log) { return finish(.budgetReached) }
+        if budgetReached(log) { return finish(.budgetReached) }
         let view = ContextView(log: log, budgetTokens: contextBudgetTokens)
         let compacted = !view.elided.isEmpty && view.elided != Self.lastCompacted(log) ? view.elided : nil
         return .callModel(view, compacted: compacted)
+    }
+
+    /// Whether the log's model calls have spent the token budget or the session's money budget.
+    func budgetReached(_ log: SessionLog) -> Bool {
+        if let tokenBudget, Self.tokensSpent(log) >= tokenBudget { return true }
+        return spendLimit?.isReached(by: log) ?? false
     }
 
     /// Tool uses (built-in and custom) with no result yet, in log order, with what each waits for.

@@ -31,6 +31,8 @@ final class PackageLayers: Sendable {
 
     let root: String
     let installer: PackageInstaller
+    /// The registries' hosts (`PackageInstaller.hosts`), read at every networked provision.
+    let hosts: [String]
     /// Seconds one install may take.
     let timeout: Double
     private let log: Log
@@ -43,6 +45,7 @@ final class PackageLayers: Sendable {
     init(root: String, installer: PackageInstaller, timeout: Double, log: Log) throws {
         self.root = root
         self.installer = installer
+        hosts = installer.hosts
         self.timeout = timeout
         self.log = log
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)

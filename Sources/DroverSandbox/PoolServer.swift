@@ -241,7 +241,7 @@ final class PoolServer: Sendable {
                 let session = try request.optionalString("session")
                 let network = try SandboxNetwork.parse(
                     networking: request.body["networking"], repositories: request.body["repositories"],
-                    packageHosts: pool.layers?.installer.hosts ?? NetworkPolicy.packageManagerHosts)
+                    packageHosts: pool.layers?.hosts ?? NetworkPolicy.packageManagerHosts)
                 let packages: PackageSet
                 do {
                     packages = try PackageSet(json: request.body["packages"])

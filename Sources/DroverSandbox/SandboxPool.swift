@@ -141,7 +141,7 @@ final class SandboxPool: Sendable {
     /// with the layer's folder writable in it. The sandbox is gone when the install is.
     private func packageLayer(_ packages: PackageSet, network: SandboxNetwork?, wait: Double) async throws(Failure) -> PackageLayer {
         guard let layers else { throw Failure(.packagesFailed, "this pool installs no packages") }
-        let policy = network?.policy.kind == .unrestricted ? NetworkPolicy(kind: .unrestricted) : NetworkPolicy(kind: .limited, allowedHosts: layers.installer.hosts)
+        let policy = network?.policy.kind == .unrestricted ? NetworkPolicy(kind: .unrestricted) : NetworkPolicy(kind: .limited, allowedHosts: layers.hosts)
         var resources = SandboxResources()
         resources.timeout = layers.timeout
         resources.cpuSeconds = Int(layers.timeout)

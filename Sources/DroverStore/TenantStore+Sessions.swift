@@ -492,12 +492,15 @@ extension TenantStore {
     /// a terminated session takes no change; the new ceiling must lie above what the session has
     /// already spent (`budget_not_raised`); its model must have a price (`model_not_budgetable`).
     func budgetUpdate(org: String, id: String, _ value: JSONValue) async throws -> JSONValue {
-        let current = try await session(org: org, id: id)
+        // The session as rendered (its agent's model, its spend) and whether a budget was removed, in one read.
+        let rows = try await mappingErrors {
+            try await pool.query("SELECT drover.api_session_json(s)::text, s.budget_removed FROM drover.sessions s WHERE s.id = $1 AND s.org_id = $2", [id, org])
+        }
+        guard let row = rows.first else { throw DroverError(.notFound, "no session \(id)") }
+        let current = try JSONValue.parse(try row.decode(0) as String)
+        let removed: Bool = try row.decode(1)
         if current["status"]?.stringValue == "terminated" {
             throw DroverError(.conflict, "budget: session \(id) is terminated; its budget no longer changes")
-        }
-        let removed: Bool = try await mappingErrors {
-            try await pool.query("SELECT budget_removed FROM drover.sessions WHERE id = $1", [id])[0].decode(0)
         }
         if current["budget"] == nil || current["budget"] == .null {
             throw DroverError(.invalidArgument, removed
