@@ -15,6 +15,9 @@ public struct ToolOutcome: Sendable, Equatable {
 /// Routes tool calls to sandboxes. A session gets a sandbox only when its first tool call needs
 /// one (lazy), on the least loaded live pool in the registry; later calls, and later harnesses,
 /// find it again through the registry. Pool failures become tool results the model can read.
+///
+/// A session's threads share its sandbox: everything here is keyed by the spec's `home` (the
+/// session whose sandbox it is), while the lease that fences a provision is the caller's own.
 public final class SandboxRouter: Sendable {
     public let registry: PoolRegistry
     let token: String
@@ -42,6 +45,9 @@ public final class SandboxRouter: Sendable {
     private let synced = Mutex<[SessionID: String]>([:])
     /// Per session, the output files stored in this wake: name → size and modification time.
     private let storedOutputs = Mutex<[SessionID: [String: String]]>([:])
+    /// How many runners of this harness use each home's placement (a session's and its threads'):
+    /// it is forgotten when the last one ends.
+    private let users = Mutex<[SessionID: Int]>([:])
     /// When each provision now unanswered was sent, by a token of its own (`sandboxWaits`).
     private let provisions = Mutex<(next: Int, sent: [Int: ContinuousClock.Instant])>((0, [:]))
 
@@ -67,7 +73,7 @@ public final class SandboxRouter: Sendable {
     /// Runs one tool call. `recovering`: the call was logged by a harness that died; it is re-sent
     /// with the same call id, and if its sandbox is gone the outcome is reported as unknown.
     public func execute(lease: Lease, callID: String, name: String, input: JSONValue, spec: SandboxSpec, recovering: Bool) async throws -> ToolOutcome {
-        let session = lease.sessionID
+        let session = spec.home ?? lease.sessionID
         do {
             guard let placement = try await placement(for: lease, spec: spec, recovering: recovering) else {
                 return ToolOutcome(
@@ -163,7 +169,7 @@ public final class SandboxRouter: Sendable {
     /// Single flight: parallel tool calls of one session wait for one look-up or provision, so a
     /// response with two tool calls never splits the session's files over two sandboxes.
     private func placement(for lease: Lease, spec: SandboxSpec, recovering: Bool) async throws -> Placement? {
-        let session = lease.sessionID
+        let session = spec.home ?? lease.sessionID
         if let known = placements.withLock({ $0[session] }) { return known }
         let (flight, leader) = flights.withLock { flights -> (Task<Placement?, any Error>, Bool) in
             if let existing = flights[session] { return (existing, false) }
@@ -176,7 +182,7 @@ public final class SandboxRouter: Sendable {
     }
 
     private func find(for lease: Lease, spec: SandboxSpec, recovering: Bool) async throws -> Placement? {
-        let session = lease.sessionID
+        let session = spec.home ?? lease.sessionID
         if let found = try await registry.sandbox(forSession: session.rawValue) {
             let placement = Placement(address: found.address, pool: found.pool, sandbox: found.sandbox)
             placements.withLock { $0[session] = placement }
@@ -215,7 +221,8 @@ public final class SandboxRouter: Sendable {
                         resources: spec.resources, session: session.rawValue, networking: spec.networking,
                         repositories: repositories, packages: spec.packages, wait: left)
                     // Recorded, fenced by the lease, before any call runs in it, so that a successor can
-                    // tell "never ran" from "unknown" and a stale harness never adopts a sandbox.
+                    // tell "never ran" from "unknown" and a stale harness never adopts a sandbox. A
+                    // thread's lease records it under its session (`drover.record_session_sandbox`).
                     let recorded: String
                     do {
                         recorded = try await registry.recordSessionSandbox(id: sandbox, pool: pool.id, lease: lease)
@@ -260,11 +267,24 @@ public final class SandboxRouter: Sendable {
         }
     }
 
-    /// Forgets a session's placement (when its lease ends): the registry remembers it.
-    public func forget(_ session: SessionID) {
-        placements.withLock { _ = $0.removeValue(forKey: session) }
-        synced.withLock { _ = $0.removeValue(forKey: session) }
-        storedOutputs.withLock { _ = $0.removeValue(forKey: session) }
+    /// A runner of `home`'s sandbox (the session's, or a thread's) began: its placement is kept
+    /// until the last such runner of this harness ends (`forget`).
+    public func use(_ home: SessionID) {
+        users.withLock { $0[home, default: 0] += 1 }
+    }
+
+    /// A runner of `home`'s sandbox ended; with the last one, the placement is forgotten (the
+    /// registry remembers it).
+    public func forget(_ home: SessionID) {
+        let last = users.withLock { users -> Bool in
+            let left = (users[home] ?? 1) - 1
+            users[home] = left > 0 ? left : nil
+            return left <= 0
+        }
+        guard last else { return }
+        placements.withLock { _ = $0.removeValue(forKey: home) }
+        synced.withLock { _ = $0.removeValue(forKey: home) }
+        storedOutputs.withLock { _ = $0.removeValue(forKey: home) }
     }
 
     /// Brings the sandbox's mounted files in line with the session's file resources, once per
@@ -352,12 +372,13 @@ public final class SandboxRouter: Sendable {
     }
 
     /// The output files of the session's sandbox that are new or changed since this wake last
-    /// stored them (by size and modification time), if it has a sandbox in this wake; a reader of
-    /// their bytes; and a way to mark one stored.
-    func outputs(of session: SessionID) async throws
+    /// stored them (by size and modification time), if it has a sandbox in this wake (or, with
+    /// `lookUp`, in the registry: its threads may have used it elsewhere); a reader of their
+    /// bytes; and a way to mark one stored.
+    func outputs(of session: SessionID, lookUp: Bool = false) async throws
         -> (names: [String], read: @Sendable (String) async throws -> [UInt8], stored: @Sendable (String) -> Void)?
     {
-        guard let placement = placements.withLock({ $0[session] }) else { return nil }
+        guard let placement = lookUp ? try await existingPlacement(session) : placements.withLock({ $0[session] }) else { return nil }
         let client = try await client(placement.address)
         guard case .array(let items)? = try await client.sessionFiles(sandbox: placement.sandbox)["outputs"] else { return nil }
         let seen = storedOutputs.withLock { $0[session] ?? [:] }
@@ -417,6 +438,9 @@ public struct SandboxSpec: Sendable {
         return min(asked, 3600)
     }
     public static let defaultWait: Double = 300
+    /// The session whose sandbox this is, when not the lease's own: a thread's parent (threads
+    /// share their session's sandbox, files, repositories and memory stores).
+    public var home: SessionID?
     /// Read when the sandbox is provisioned (most turns never provision).
     public var repositories: @Sendable () async throws -> [RepositoryResource]
     /// The session's file resources (file id, mount path), read at the first call of each wake.

@@ -52,6 +52,9 @@ final class SessionRunner: Sendable {
         var work: Task<Void, Never>?
         /// The memory stores attached to the session, as read at the start of this wake.
         var stores: [SessionStore.AttachedStore] = []
+        /// The session whose sandbox and resources this one uses (a thread's parent, else
+        /// itself), once the wake has read it.
+        var home: SessionID?
     }
 
     private let state: Mutex<State>
@@ -132,7 +135,7 @@ final class SessionRunner: Sendable {
             // release (a cancelled task's pool requests fail at once).
             await Task { await self.conclude(after: error) }.value
         }
-        context.router.forget(lease.sessionID)
+        if let home = state.withLock({ $0.home }) { context.router.forget(home) }
     }
 
     private func loop() async throws {
@@ -148,14 +151,20 @@ final class SessionRunner: Sendable {
         // A self-hosted environment's sandbox tools run on its workers; nothing is provisioned here.
         let worker = environment.selfHosted
             ? WorkerRouting(tools: BuiltinTools.names, deadline: Double(environmentConfig?["tool_deadline_s"]?.intValue ?? 600)) : nil
-        // Repositories are read (and their tokens opened) only when a sandbox is made.
+        // A thread works in its session's sandbox, with its session's files, repositories and
+        // memory stores.
         let (store, session, key) = (context.store, lease.sessionID, context.options.vaultKey)
+        let home = try await store.home(of: session)
+        context.router.use(home)
+        state.withLock { $0.home = home }
+        // Repositories are read (and their tokens opened) only when a sandbox is made.
         var spec = SandboxSpec(resources: environmentConfig?["resources"], networking: environmentConfig?["networking"]) {
-            try await store.repositories(session, key: key)
+            try await store.repositories(home, key: key)
         }
+        if home != session { spec.home = home }
         spec.packages = (try? PackageSet(json: environmentConfig?["packages"])) ?? PackageSet()
-        spec.files = { try await store.sessionFiles(session) }
-        spec.fileBytes = { try await store.sessionFileBytes($0, session: session) }
+        spec.files = { try await store.sessionFiles(home) }
+        spec.fileBytes = { try await store.sessionFileBytes($0, session: home) }
         // Memory stores (mounted with the sandbox, described in the system prompt) and the budget,
         // read beside the wake's first read of the log: a query of its own in line would add its
         // round trip to every wake's first model request.
@@ -555,7 +564,7 @@ final class SessionRunner: Sendable {
                         try await router.execute(
                             lease: lease, callID: call.id, name: call.name, input: call.input, spec: spec, recovering: call.recovering)
                     } onCancel: {
-                        router.cancel(session: lease.sessionID, callID: call.id)
+                        router.cancel(session: spec.home ?? lease.sessionID, callID: call.id)
                     }
                     metrics.toolCalls.inc(["tool": call.name, "outcome": outcome.isError ? "is_error" : "ok"])
                     metrics.toolSeconds.observe((ContinuousClock.now - started) / .seconds(1), ["tool": call.name])
@@ -625,8 +634,11 @@ final class SessionRunner: Sendable {
     /// lease is given up: only the holder of the lease writes them. A file that cannot be read or stored is logged and skipped; the turn
     /// ends either way.
     private func collectOutputs() async {
+        // A thread's outputs are in its session's sandbox: the session's holder stores them.
+        guard let home = state.withLock({ $0.home }), home == lease.sessionID else { return }
         do {
-            guard let outputs = try await context.router.outputs(of: lease.sessionID) else { return }
+            let threads = state.withLock { !$0.sessionLog.threads.isEmpty }
+            guard let outputs = try await context.router.outputs(of: home, lookUp: threads) else { return }
             for name in outputs.names {
                 let bytes = try await outputs.read(name)
                 if try await context.store.storeOutput(lease, name: name, bytes: bytes) {
@@ -660,8 +672,9 @@ final class SessionRunner: Sendable {
     /// dropped); nothing here ends the turn.
     private func collectMemories() async {
         do {
-            let writable = state.withLock { $0.stores }.filter { !$0.readOnly }.map(\.storeID)
-            for (store, told) in try await context.router.memoryChanges(of: lease.sessionID, stores: writable) {
+            let (stores, home) = state.withLock { ($0.stores, $0.home ?? lease.sessionID) }
+            let writable = stores.filter { !$0.readOnly }.map(\.storeID)
+            for (store, told) in try await context.router.memoryChanges(of: home, stores: writable) {
                 let plan = MemorySyncPlan.plan(changed: told.changed, removed: told.removed)
                 for path in plan.skipped {
                     log.warning("memory file not kept: not UTF-8 text or larger than 100 kB", ("store", .string(store)), ("path", .string(path)))
@@ -678,7 +691,7 @@ final class SessionRunner: Sendable {
                         else {
                             return  // the lease is gone: nothing more is written
                         }
-                        try await context.router.memorySynced(lease.sessionID, store: store, path: path, bytes: content.map { Array($0.utf8) }, sha256: now)
+                        try await context.router.memorySynced(home, store: store, path: path, bytes: content.map { Array($0.utf8) }, sha256: now)
                         log.info("memory written back", ("store", .string(store)), ("path", .string(path)), ("deleted", .bool(delete)))
                     } catch let error as DroverError where error.code == .conflict || error.code == .invalidArgument {
                         log.warning("memory change dropped", ("store", .string(store)), ("path", .string(path)), ("error", .string(error.message)))

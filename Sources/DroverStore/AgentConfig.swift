@@ -52,15 +52,16 @@ extension SessionStore {
     }
 
     /// The agents an agent version may start threads of (its `multiagent` coordinator roster, or
-    /// its `subagents.predefined_agents`), with their names; empty without one. Advisors are not
-    /// threads.
-    public func threadRoster(agent id: String, version: Int) async throws -> [(name: String, id: String, version: Int)] {
-        try await mappingErrors {
+    /// its `subagents.predefined_agents`; with `workflows`, the `workflows.predefined_agents` a
+    /// run's plan may use), with their names; empty without one. Advisors are not threads.
+    public func threadRoster(agent id: String, version: Int, workflows: Bool = false) async throws -> [(name: String, id: String, version: Int)] {
+        let list = workflows ? "a.config #> '{multiagent,workflows,predefined_agents}'"
+            : "a.config #> '{multiagent,agents}', a.config #> '{multiagent,subagents,predefined_agents}'"
+        return try await mappingErrors {
             try await pool.query(
                 """
                 SELECT r.name, r.id, r.version FROM drover.agents a
-                 CROSS JOIN LATERAL jsonb_array_elements(coalesce(a.config #> '{multiagent,agents}', a.config #> '{multiagent,subagents,predefined_agents}', '[]'))
-                       WITH ORDINALITY AS m(entry, n)
+                 CROSS JOIN LATERAL jsonb_array_elements(coalesce(\(list), '[]')) WITH ORDINALITY AS m(entry, n)
                   JOIN drover.agents r ON r.id = m.entry ->> 'id' AND r.version = (m.entry ->> 'version')::int
                  WHERE a.id = $1 AND a.version = $2 AND m.entry ->> 'type' = 'agent' ORDER BY m.n
                 """, [id, version]
@@ -71,14 +72,35 @@ extension SessionStore {
     /// Starts a thread of the session `lease` holds (`drover.spawn_thread`, fenced by the lease);
     /// true when it was made now (false: it was already, by an earlier attempt of the same call).
     /// `inlineSystem`: the thread runs an inline agent (`agent.name`, this system prompt, the
-    /// coordinator's model), made for it and not saved; `agent.id` is then unused.
+    /// coordinator's model), made for it and not saved; `agent.id` is then unused. `workflowRun`:
+    /// the run that starts it.
     public func spawnThread(_ lease: Lease, thread: String, agent: (name: String, id: String, version: Int), message: String,
-                            inlineSystem: String? = nil) async throws -> Bool {
+                            inlineSystem: String? = nil, workflowRun: String? = nil) async throws -> Bool {
         let inline: JSONValue? = inlineSystem.map { ["name": .string(agent.name), "system": .string($0)] }
         return try await mappingErrors {
-            try await pool.query("SELECT drover.spawn_thread($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
+            try await pool.query("SELECT drover.spawn_thread($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)",
                                  [lease.sessionID.rawValue, lease.owner.rawValue, lease.epoch, thread, inline == nil ? agent.id : nil,
-                                  inline == nil ? agent.version : nil, agent.name, message, inline?.text])[0].decode(0)
+                                  inline == nil ? agent.version : nil, agent.name, message, inline?.text, workflowRun])[0].decode(0)
+        }
+    }
+
+    /// Interrupts those of `threads` (of the session `lease` holds) still working
+    /// (`drover.interrupt_threads`, fenced); how many were.
+    public func interruptThreads(_ lease: Lease, threads: [String]) async throws -> Int {
+        guard !threads.isEmpty else { return 0 }
+        return try await mappingErrors {
+            try await pool.query("SELECT drover.interrupt_threads($1, $2, $3, $4::text[])",
+                                 [lease.sessionID.rawValue, lease.owner.rawValue, lease.epoch, threads])[0].decode(0)
+        }
+    }
+
+    /// The session whose sandbox and resources `session` uses: its parent for a thread, else itself.
+    public func home(of session: SessionID) async throws -> SessionID {
+        guard session.rawValue.hasPrefix(Self.threadPrefix) else { return session }
+        return try await mappingErrors {
+            guard let row = try await pool.query("SELECT coalesce(parent_session_id, id) FROM drover.sessions WHERE id = $1", [session.rawValue]).first
+            else { throw DroverError(.notFound, "no session \(session)") }
+            return SessionID(try row.decode(0) as String)
         }
     }
 

@@ -155,7 +155,8 @@ extension SessionStore {
     }
 
     /// What a wake reads beside its first read of the log, in one round trip: the memory stores
-    /// attached (in the order they were), and the budget (its cap in cents and its model's price,
+    /// attached (in the order they were; a thread's are its session's, whose sandbox it shares),
+    /// and the budget (its cap in cents and its model's price,
     /// nil when the model has none) when the session has one.
     public struct WakeSettings: Sendable {
         public var stores: [AttachedStore]
@@ -172,7 +173,8 @@ extension SessionStore {
                                    'id', r.memory_store_id, 'mount', r.mount_path, 'read_only', r.access = 'read_only',
                                    'name', coalesce(r.store_name, ''), 'description', coalesce(r.store_description, ''),
                                    'instructions', r.instructions) ORDER BY r.created_at, r.id), '[]')::text
-                          FROM drover.session_resources r WHERE r.session_id = s.id AND r.type = 'memory_store')
+                          FROM drover.session_resources r
+                         WHERE r.session_id = coalesce(s.parent_session_id, s.id) AND r.type = 'memory_store')
                   FROM drover.sessions s
                   JOIN drover.agents a ON a.id = coalesce(s.run_agent_id, s.agent_id) AND a.version = coalesce(s.run_agent_version, s.agent_version)
                   LEFT JOIN drover.model_prices p ON s.budget IS NOT NULL AND p.model = a.model

@@ -31,8 +31,10 @@ import Testing
             ]],
             ["match": "slow grader", "turns": [["content": [["type": "text", "text": "A summary."]]]]],
             ["match": "grader dies", "turns": [["content": [["type": "text", "text": "The work."]]]]],
-            // Session threads: a coordinator starts workers, which each run a tool and report.
+            // Session threads: a coordinator starts workers, which each run a tool in the
+            // session's sandbox (they read the coordinator's note) and report.
             ["match": "coordinate the work", "turns": [
+                ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo coordinator-note > note.txt"]]]],
                 ["content": [["type": "tool_use", "name": "create_thread", "input": ["agent": "worker", "message": "task A for the worker"]],
                              ["type": "tool_use", "name": "create_thread", "input": ["agent": "worker", "message": "task B for the worker"]]]],
                 ["content": [["type": "text", "text": "Waiting for the threads."]]],
@@ -68,10 +70,10 @@ import Testing
                 ["latency_ms": 1_000, "content": [["type": "text", "text": "Second answer."]]],
             ]],
             ["match": "task A for the worker", "turns": [
-                ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo A-done"]]]], ["content": [["type": "text", "text": "A is done."]]],
+                ["content": [["type": "tool_use", "name": "bash", "input": ["command": "cat note.txt; echo A-done | tee /mnt/session/outputs/a.txt"]]]], ["content": [["type": "text", "text": "A is done."]]],
             ]],
             ["match": "task B for the worker", "turns": [
-                ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo B-done"]]]], ["content": [["type": "text", "text": "B is done."]]],
+                ["content": [["type": "tool_use", "name": "bash", "input": ["command": "cat note.txt; echo B-done"]]]], ["content": [["type": "text", "text": "B is done."]]],
             ]],
             ["match": "slow task for the worker", "turns": [
                 ["content": [["type": "tool_use", "name": "bash", "input": ["command": "sleep 2; echo once >> /tmp/ran; cat /tmp/ran | wc -l"]]]],

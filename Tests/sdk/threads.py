@@ -1,6 +1,7 @@
 """Issue #25, session threads, through the pinned SDK against the scripted model: a coordinator
 (an agent whose multiagent roster names a worker) starts two threads, each of which runs a tool in
-its own session and reports back; the thread events are listed and streamed under the session;
+the session's sandbox (reading what the coordinator wrote there; an output a thread writes is the
+session's) and reports back; the thread events are listed and streamed under the session;
 threads.list/retrieve/archive answer as the SDK's models say. Run by DroverAPITests.OutcomeTests
 with DROVER_API_URL and DROVER_KEY.
 """
@@ -40,6 +41,9 @@ idled = [e for e in events if e["type"] == "session.thread_status_idle"]
 if sorted(e["session_thread_id"] for e in running) != sorted(e["session_thread_id"] for e in created) or len(idled) != 2 \
         or any(e["agent_name"] != "worker" for e in running + idled):
     failures.append(f"each thread's status on the session's log: {running} {idled}")
+coordinator_sandbox = {e["sandbox"] for e in events if e["type"] == "agent.tool_result" and "sandbox" in e}
+if len(coordinator_sandbox) != 1:
+    failures.append(f"the coordinator's call ran in a sandbox: {coordinator_sandbox}")
 idle = [e for e in events if e["type"] == "session.status_idle"]
 if not idle or idle[-1]["stop_reason"]["type"] != "end_turn" or len(idle) != 1:
     failures.append(f"the coordinator's turn: {idle}")
@@ -62,6 +66,8 @@ for thread_id in ids:
     results = [e for e in thread_events if e["type"] == "agent.tool_result"]
     if len(results) != 1 or "-done" not in str(results[0]["content"]):
         failures.append(f"thread {thread_id} ran its tool once: {[e['type'] for e in thread_events]}")
+    elif "coordinator-note" not in str(results[0]["content"]) or {results[0].get("sandbox")} != coordinator_sandbox:
+        failures.append(f"thread {thread_id} shares the session's sandbox: {results[0]} {coordinator_sandbox}")
     # The thread's stream from its first event on (Last-Event-ID), read raw and validated.
     streamed = []
     with beta.sessions.threads.events.with_streaming_response.stream(
@@ -71,6 +77,11 @@ for thread_id in ids:
         strict(f"threads.events.stream ({event['type']})", BetaManagedAgentsStreamSessionThreadEvents, event)
     if [e["id"] for e in streamed] != [e["id"] for e in thread_events[1:]]:
         failures.append(f"the thread's stream after its first event: {[e['type'] for e in streamed]}")
+outputs = sorted(f.filename for f in beta.files.list(scope_id=session.id))
+if outputs != ["a.txt"]:
+    failures.append(f"a thread's output is the session's: {outputs}")
+else:
+    print("ok the threads worked in the session's sandbox", flush=True)
 archived = beta.sessions.threads.with_raw_response.archive(ids[0], session_id=session.id).http_response.json()
 strict("threads.archive", BetaManagedAgentsSessionThread, archived)
 if not archived["archived_at"]:
