@@ -54,6 +54,15 @@ public struct EventType: RawRepresentable, Hashable, Sendable, Codable, CustomSt
     public static let agentThreadMessageSent = EventType("agent.thread_message_sent")
     public static let agentThreadMessageReceived = EventType("agent.thread_message_received")
 
+    /// Workflow runs (`multiagent.workflows`): background work the agent starts, whose plan runs
+    /// phase by phase, each phase's threads at once (the harness writes them; `WorkflowProgress`).
+    public static let workflowRunCreated = EventType("workflow_run.created")
+    public static let workflowRunStatusRunning = EventType("workflow_run.status_running")
+    public static let workflowRunPhaseStarted = EventType("workflow_run.phase_started")
+    public static let workflowRunPhaseEnded = EventType("workflow_run.phase_ended")
+    public static let workflowRunError = EventType("workflow_run.error")
+    public static let workflowRunStatusEnded = EventType("workflow_run.status_ended")
+
     public static let spanModelRequestStart = EventType("span.model_request_start")
     public static let spanModelRequestEnd = EventType("span.model_request_end")
     /// An outcome's evaluation: its start, heartbeats while the grader works, and its end with

@@ -26,6 +26,9 @@ struct RunnableAgent: Sendable {
     var inlineThreads = false
     /// The model the agent may consult mid-turn (`multiagent`'s advisor); nil: none.
     var advisorModel: String?
+    /// What its workflow runs' plans may use (`multiagent_20261001`'s `workflows`): the
+    /// predefined agents by name, and whether inline agents; nil: workflows disabled.
+    var workflows: (roster: [(name: String, id: String, version: Int)], inline: Bool)?
 }
 
 /// Caches agent versions (immutable) and environments (read once per process).
@@ -56,6 +59,10 @@ final class AgentCache: Sendable {
             agent.advisorModel = Advisor.model(multiagent)
             agent.inlineThreads = multiagent["subagents"]?["type"]?.stringValue == "enabled"
                 && multiagent["subagents"]?["inline_agents"]?["type"]?.stringValue == "enabled"
+            if multiagent["workflows"]?["type"]?.stringValue == "enabled" {
+                agent.workflows = (try await store.threadRoster(agent: id, version: version, workflows: true),
+                                   multiagent["workflows"]?["inline_agents"]?["type"]?.stringValue == "enabled")
+            }
         }
         agents.withLock { $0[key] = agent }
         return agent

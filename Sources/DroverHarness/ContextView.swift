@@ -91,7 +91,9 @@ public struct ContextView: Sendable, Equatable {
         /// About four bytes per token, and a few tokens per message: a budget check, not a tokenizer.
         var estimate: Int { bytes / 4 + 4 * messages.count }
 
-        mutating func add(_ entry: SessionLog.Entry) {
+        /// `workflows`: the session's runs as of this entry (a run's threads reply to the run; the
+        /// agent reads the run's end).
+        mutating func add(_ entry: SessionLog.Entry, workflows: WorkflowProgress = WorkflowProgress()) {
             let payload = entry.json
             let answerBlock = entry.type == .agentMessage || entry.type == .agentThinking || entry.type.isToolUse
             if answerBlock && requestInFlight {
@@ -99,7 +101,8 @@ public struct ContextView: Sendable, Equatable {
                 requestInFlight = false
                 answerOpen = true
             }
-            if answerOpen && !answerBlock && ![EventType.userMessage, .systemMessage, .userDefineOutcome, .agentThreadMessageReceived].contains(entry.type) {
+            if answerOpen && !answerBlock
+                && ![EventType.userMessage, .systemMessage, .userDefineOutcome, .agentThreadMessageReceived, .workflowRunStatusEnded].contains(entry.type) {
                 answerOpen = false
                 releaseDuringCall()
             }
@@ -117,7 +120,10 @@ public struct ContextView: Sendable, Equatable {
                 // The task as the agent sees it; the rubric is the grader's.
                 addInput([.text(OutcomeGrader.assignment(payload))])
             case .agentThreadMessageReceived:
+                guard !workflows.isWorkflowThread(payload["from_session_thread_id"]?.stringValue ?? "") else { return }
                 addInput([.text(SessionThreads.reply(payload))])
+            case .workflowRunStatusEnded:
+                addInput([.text(workflows.summary(payload["workflow_run_id"]?.stringValue ?? ""))])
             case .spanOutcomeEvaluationEnd:
                 if let feedback = OutcomeGrader.feedback(payload) { addUser([.text(feedback)]) }
             case .systemMessage:

@@ -53,6 +53,11 @@ public struct SessionLog: Sendable {
     public private(set) var runningThreads: [String] = []
     /// Every thread started, in order, with its agent's name.
     public private(set) var threads: [(id: String, agent: String)] = []
+    /// The session's workflow runs (`WorkflowProgress`).
+    public private(set) var workflows = WorkflowProgress()
+    /// The seq of the last reply of a thread the agent started itself (0: none): input to it. A
+    /// workflow run's threads reply to the run, whose end is the agent's input.
+    public private(set) var lastThreadReplySeq: Int64 = 0
 
     public init(events: [Event] = []) { append(events) }
 
@@ -62,7 +67,7 @@ public struct SessionLog: Sendable {
             let entry = Entry(event: event, json: (try? JSONValue.parse(event.payload)) ?? [:])
             lastSeq = event.seq
             index(entry)
-            context.add(entry)
+            context.add(entry, workflows: workflows)
         }
     }
 
@@ -120,6 +125,7 @@ public struct SessionLog: Sendable {
             if let thread = json["to_session_thread_id"]?.stringValue, !runningThreads.contains(thread) { runningThreads.append(thread) }
         case .agentThreadMessageReceived:
             runningThreads.removeAll { $0 == json["from_session_thread_id"]?.stringValue }
+            if !workflows.isWorkflowThread(json["from_session_thread_id"]?.stringValue ?? "") { lastThreadReplySeq = entry.seq }
         case .spanOutcomeEvaluationEnd:
             // A grader's calls are model calls too: a budget counts them.
             count(json["usage"])
@@ -127,6 +133,7 @@ public struct SessionLog: Sendable {
             break
         }
         OutcomeProgress.apply(entry, to: &outcome)
+        workflows.apply(entry)
     }
 
     /// Adds a model call's usage to the token counts a budget reads.

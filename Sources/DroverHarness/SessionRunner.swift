@@ -186,6 +186,9 @@ final class SessionRunner: Sendable {
         if let threads = SessionThreads.tool(roster: agent.threadRoster, inline: agent.inlineThreads, session: session) {
             agent.tools += [threads, SessionThreads.messageTool(roster: agent.threadRoster)]
         }
+        if let workflows = agent.workflows, let tools = WorkflowPlan.tools(roster: workflows.roster, inline: workflows.inline, session: session) {
+            agent.tools += tools
+        }
         let mcp = try await connectMCP(agent, policy: policy)
         agent.tools += mcp.definitions
         var planner = TurnPlanner(
@@ -222,6 +225,8 @@ final class SessionRunner: Sendable {
                 try await awaitWorker(calls, until: until)
             case .callModel(let view, let compacted):
                 try await callModel(agent: agent, mcp: mcp, view: view, compacted: compacted, sessionLog: sessionLog, worker: worker)
+            case .advanceWorkflow(let step):
+                try await advanceWorkflow(step)
             case .evaluateOutcome(let evaluation):
                 try await evaluate(evaluation, agent: agent)
             case .awaitThreads(let threads):
@@ -444,6 +449,82 @@ final class SessionRunner: Sendable {
         try await write([SessionThreads.started(thread: thread, agent: agent.name, callID: call.id)])
     }
 
+    /// Starts the workflow run a `start_workflow_run` call asks for: its plan checked
+    /// (`WorkflowPlan`) and logged with the call's result in one write (`workflow_run.created`);
+    /// the planner takes its steps from there. A refused plan, or a session with its runs open
+    /// already, gets `workflow_run.error` (no run) and an error result.
+    private func startWorkflowRun(_ call: PendingToolUse, roster: [(name: String, id: String, version: Int)], inline: Bool) async throws {
+        let workflows = state.withLock { $0.sessionLog.workflows }
+        func refused(_ type: String, _ message: String) async throws {
+            try await write([
+                (.workflowRunError, JSONValue.object(["workflow_run_id": .null, "error": ["type": .string(type), "message": .string(message)]]).text),
+                (.agentToolResult, JSONValue.object(["tool_use_id": .string(call.id), "is_error": true, "content": .string("\(type): \(message)")]).text),
+            ])
+        }
+        guard workflows.openRuns.count < WorkflowPlan.maxOpenRuns else {
+            return try await refused("max_workflow_runs_error", "This session has \(WorkflowPlan.maxOpenRuns) workflow runs open: wait for one to end, or stop one.")
+        }
+        let plan: WorkflowPlan
+        do {
+            plan = try WorkflowPlan.parse(call.input, runID: WorkflowPlan.runID(session: lease.sessionID, callID: call.id), roster: roster,
+                                          inline: inline, ordinal: workflows.order.count + 1)
+        } catch {
+            return try await refused("program_error", "The plan was refused: \(error.message)")
+        }
+        try Task.checkCancellation()
+        try await write([
+            (.workflowRunCreated, plan.createdPayload.text),
+            (.agentToolResult, JSONValue.object(["tool_use_id": .string(call.id), "is_error": false, "content": .string(
+                "Started workflow run \(plan.runID) (\(plan.name)), \(plan.phases.count) phase(s). You receive its threads' replies when it ends.")]).text),
+        ])
+        log.info("workflow run created", ("workflow_run", .string(plan.runID)), ("phases", .number(Double(plan.phases.count))))
+    }
+
+    /// Stops a workflow run (`stop_workflow_run`): its working threads are interrupted, then its
+    /// end (`stopped`) and the call's result are logged in one write.
+    private func stopWorkflowRun(_ call: PendingToolUse) async throws {
+        let runID = call.input["workflow_run_id"]?.stringValue ?? ""
+        let workflows = state.withLock { $0.sessionLog.workflows }
+        guard case .end(_, let working, let events)? = workflows.ending(runID, result: "stopped", error: nil) else {
+            return try await refuse(call, workflows.runs[runID] == nil ? "No workflow run \(runID) in this session." : "Workflow run \(runID) has ended already.")
+        }
+        _ = try await context.store.interruptThreads(lease, threads: working)
+        try Task.checkCancellation()
+        try await write(events.map { ($0.type, $0.payload.text) } + [(.agentToolResult, JSONValue.object([
+            "tool_use_id": .string(call.id), "is_error": false, "content": .string("Stopped workflow run \(runID)."),
+        ]).text)])
+        log.info("workflow run stopped", ("workflow_run", .string(runID)), ("interrupted", .number(Double(working.count))))
+    }
+
+    /// Takes a workflow run's next step (`WorkflowProgress.next`). A thread the session cannot
+    /// start (its thread limit) ends the run with the error (`thread_limit_error`).
+    private func advanceWorkflow(_ step: WorkflowStep) async throws {
+        switch step {
+        case .write(let events):
+            try await write(events.map { ($0.type, $0.payload.text) })
+        case .spawn(let run, let threads):
+            for start in threads {
+                do {
+                    _ = try await context.store.spawnThread(
+                        lease, thread: start.thread, agent: (start.agent, start.agentID, start.agentVersion), message: start.message,
+                        inlineSystem: start.inlineSystem, workflowRun: run)
+                } catch let error as DroverError where error.code == .invalidArgument {
+                    let type = error.message.hasPrefix("thread_limit") ? "thread_limit_error" : "unknown_error"
+                    log.warning("workflow thread not started", ("workflow_run", .string(run)), ("error", .string(error.message)))
+                    // The threads started so far are in the log: the ending interrupts them.
+                    let ending = try await refresh().workflows.ending(run, result: "error", error: ["type": .string(type), "message": .string(error.message)])
+                    if let ending { try await advanceWorkflow(ending) }
+                    return
+                }
+            }
+            log.info("workflow threads started", ("workflow_run", .string(run)), ("threads", .number(Double(threads.count))))
+        case .end(let run, let working, let events):
+            _ = try await context.store.interruptThreads(lease, threads: working)
+            try await write(events.map { ($0.type, $0.payload.text) })
+            log.info("workflow run ended", ("workflow_run", .string(run)), ("result", events.last?.payload["result"]?["type"] ?? .null))
+        }
+    }
+
     /// Asks the advisor (`Advisor`); the answer is the call's result, which logs the advisor's
     /// model, usage and time (`drover_advisor`; model spans would read as the agent's own turns).
     private func consultAdvisor(_ call: PendingToolUse, model: String, maxTokens: Int) async throws {
@@ -514,6 +595,17 @@ final class SessionRunner: Sendable {
                 }
                 if call.name == SessionThreads.toolName, call.status == .run, !agent.threadRoster.isEmpty || agent.inlineThreads {
                     group.addTask { try await self.startThread(call, roster: agent.threadRoster, inline: agent.inlineThreads) }
+                    continue
+                }
+                if call.name == WorkflowPlan.startToolName || call.name == WorkflowPlan.stopToolName, call.status == .run,
+                   let workflows = agent.workflows {
+                    group.addTask {
+                        if call.name == WorkflowPlan.startToolName {
+                            try await self.startWorkflowRun(call, roster: workflows.roster, inline: workflows.inline)
+                        } else {
+                            try await self.stopWorkflowRun(call)
+                        }
+                    }
                     continue
                 }
                 if call.name == Advisor.toolName, call.status == .run, let model = agent.advisorModel {

@@ -106,9 +106,11 @@ public enum TurnStep: Sendable, Equatable {
     /// Call the model with this view; `compacted` is the list of elided tool results to log as
     /// `agent.thread_context_compacted` first, when the view elides something new.
     case callModel(ContextView, compacted: [String]?)
-    /// The coordinator's turn is over but these threads have not replied: wait for a reply (a
-    /// user event of the session rings), then plan again.
+    /// The coordinator's turn is over but these threads have not replied, or its workflow runs
+    /// have not ended: wait for a reply (a user event of the session rings), then plan again.
     case awaitThreads([String])
+    /// A workflow run needs its next step (`WorkflowProgress`): take it, then plan again.
+    case advanceWorkflow(WorkflowStep)
     /// The agent's attempt at the session's outcome ended: grade it (`OutcomeGrader`) and log
     /// the verdict; a revision or the final acknowledgement follows as the log then says.
     case evaluateOutcome(OutcomeEvaluation)
@@ -126,7 +128,7 @@ public enum TurnStep: Sendable, Equatable {
 /// 1. a session claimed `maxAttempts` times in a row without a clean release ends as
 ///    `retries_exhausted` (whatever processing it kills its harnesses with is not repeated);
 /// 2. an interrupt newer than the last idle and the last user message ends the turn;
-/// 3. tool uses without results are run;
+/// 3. tool uses without results are run; then the next step of a workflow run is taken;
 /// 4. a turn the log already ended (the model answered without tool uses and no user input came
 ///    after the request) is finished without calling the model again, unless an outcome is under
 ///    way: its evaluation comes first (`OutcomeProgress`);
@@ -168,6 +170,7 @@ public struct TurnPlanner: Sendable {
         if Self.hasUnhandledInterrupt(log) { return finish(.interrupted) }
         let runnable = pending.filter { !$0.isWaiting && $0.status != .awaitingWorker }
         if !runnable.isEmpty { return .runTools(runnable) }
+        if let step = log.workflows.next(now: now) { return .advanceWorkflow(step) }
         let withWorker = pending.filter { $0.status == .awaitingWorker }
         if let worker, !withWorker.isEmpty {
             // A call's deadline counts from its agent.tool_use, whichever harness logged it.
@@ -177,8 +180,9 @@ public struct TurnPlanner: Sendable {
         // What waits for the client stays unanswered: the session idles until it answers.
         if !pending.isEmpty { return .finish(.requiresAction(pending.map(\.eventID)), unanswered: [], handledThrough: log.lastSeq) }
         if Self.turnIsOver(log) {
-            // Threads still working reply before the turn may end: their replies are input.
-            if !log.runningThreads.isEmpty { return .awaitThreads(log.runningThreads) }
+            // Threads still working reply before the turn may end: their replies are input; so do
+            // workflow runs (their ends are).
+            if !log.runningThreads.isEmpty || !log.workflows.openRuns.isEmpty { return .awaitThreads(log.runningThreads + log.workflows.openRuns) }
             // An outcome under way is graded before the turn may end (its verdict decides).
             if !Self.lastAnswerRefused(log), let evaluation = log.outcome?.nextEvaluation {
                 // A grader's call is a model call: the budgets hold for it too.
@@ -240,9 +244,9 @@ public struct TurnPlanner: Sendable {
     static func turnIsOver(_ log: SessionLog) -> Bool {
         let request = log.lastSeq(of: .spanModelRequestStart)
         // A grader's verdict the agent must answer (a revision, the final acknowledgement) is input too.
-        let input = max([EventType.userMessage, .userCustomToolResult, .userToolConfirmation, .userDefineOutcome, .agentThreadMessageReceived]
-                            .map(log.lastSeq(of:)).max() ?? 0,
-                        log.outcome?.feedbackSeq ?? 0)
+        // So are a thread's reply and a workflow run's end.
+        let input = max([EventType.userMessage, .userCustomToolResult, .userToolConfirmation, .userDefineOutcome].map(log.lastSeq(of:)).max() ?? 0,
+                        log.outcome?.feedbackSeq ?? 0, log.lastThreadReplySeq, log.workflows.lastEndSeq)
         if input > request { return false }
         if request == 0 { return true }
         if log.lastSeq(of: .sessionStatusIdle) > request { return true }
