@@ -163,3 +163,149 @@ BEGIN
       FROM drover.agents a, drover.api_session_usage(s.id, s.last_seq) u WHERE a.id = s.agent_id AND a.version = s.agent_version);
 END;
 $$;
+
+-- What a harness may append: its own event types (agent., session., span.) and a workflow
+-- run's (workflow_run.), which the coordinator's harness writes.
+CREATE FUNCTION drover.is_harness_event_type(p_type text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(p_type ~ '^(agent|session|span|workflow_run)\.[a-z][a-z_]*$', false)
+$$;
+
+-- As 0032's, with the types from drover.is_harness_event_type.
+CREATE OR REPLACE FUNCTION drover.write_batch(p_ops jsonb, p_payloads text[] DEFAULT '{}')
+RETURNS TABLE (ord integer, seq bigint, id uuid, created_at timestamptz, expires_at timestamptz, status text,
+               code text, message text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_max integer := drover.max_payload_bytes();
+    v_rows drover.write_result[];
+    v_queued text[];
+    v_session text;
+BEGIN
+    IF p_ops IS NULL OR jsonb_typeof(p_ops) <> 'array' THEN
+        PERFORM drover.raise_coded('invalid_argument', 'write_batch takes a JSON array of ops');
+    END IF;
+    WITH ops AS (
+        SELECT e.ordinality::integer AS ord, e.value->>'op' AS op, e.value->>'session' AS session,
+               e.value->>'owner' AS owner, (e.value->>'epoch')::bigint AS epoch, e.value->>'type' AS type,
+               p_payloads[(e.value->>'payload')::integer] AS payload, (e.value->>'ttl_ms')::integer AS ttl_ms,
+               coalesce(e.value->>'status', 'idle') AS target, (e.value->>'handled_through')::bigint AS handled,
+               CASE WHEN e.value->>'id' ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN (e.value->>'id')::uuid END AS event_id
+          FROM jsonb_array_elements(p_ops) WITH ORDINALITY e
+    ), checked AS (
+        SELECT o.*, CASE
+                WHEN o.op IS NULL OR o.op NOT IN ('append', 'heartbeat', 'release') THEN 'invalid_argument'
+                WHEN o.op = 'append' AND NOT drover.is_harness_event_type(o.type) THEN 'unknown_event_type'
+                WHEN o.op = 'append' AND o.payload IS NULL THEN 'invalid_payload'
+                WHEN o.op = 'append' AND octet_length(o.payload) > v_max THEN 'payload_too_large'
+                WHEN o.op = 'append' AND left(ltrim(o.payload, E' \t\r\n'), 1) <> '{' THEN 'invalid_payload'
+                WHEN o.op = 'heartbeat' AND coalesce(o.ttl_ms, 0) < 100 THEN 'invalid_argument'
+                WHEN o.op = 'release' AND o.target NOT IN ('idle', 'terminated', 'queued') THEN 'invalid_argument'
+            END AS bad
+          FROM ops o
+    ), valid AS (
+        SELECT c.*, CASE WHEN c.op = 'append'
+                         THEN row_number() OVER (PARTITION BY c.session, c.owner, c.epoch, c.op = 'append' ORDER BY c.ord) END AS k
+          FROM checked c WHERE c.bad IS NULL
+    ), leases AS (
+        SELECT v.session, v.owner, v.epoch,
+               count(*) FILTER (WHERE v.op = 'append')::integer AS n,
+               (array_agg(v.ttl_ms ORDER BY v.ord DESC) FILTER (WHERE v.op = 'heartbeat'))[1] AS ttl_ms,
+               (array_agg(v.target ORDER BY v.ord) FILTER (WHERE v.op = 'release'))[1] AS target,
+               (array_agg(v.handled ORDER BY v.ord) FILTER (WHERE v.op = 'release'))[1] AS handled,
+               bool_or(v.op = 'release') AS releases
+          FROM valid v GROUP BY v.session, v.owner, v.epoch
+    ), locked AS (
+        SELECT s.id, l.owner, l.epoch FROM drover.sessions s JOIN leases l ON l.session = s.id
+         WHERE s.status = 'running' AND s.lease_owner = l.owner AND s.lease_epoch = l.epoch
+           AND s.lease_expires_at > clock_timestamp()
+         ORDER BY s.id
+           FOR UPDATE OF s
+    ), updated AS (
+        UPDATE drover.sessions s
+           SET last_seq = s.last_seq + l.n,
+               updated_at = now(),
+               last_heartbeat_at = CASE WHEN l.ttl_ms IS NOT NULL THEN clock_timestamp() ELSE s.last_heartbeat_at END,
+               status = CASE WHEN NOT l.releases THEN s.status
+                             WHEN l.target = 'idle' AND s.last_user_seq > coalesce(l.handled, s.last_seq + l.n) THEN 'queued'
+                             ELSE l.target END,
+               queued_at = CASE WHEN l.releases AND l.target = 'idle' AND s.last_user_seq > coalesce(l.handled, s.last_seq + l.n)
+                                THEN now() ELSE s.queued_at END,
+               lease_owner = CASE WHEN l.releases THEN NULL ELSE s.lease_owner END,
+               lease_expires_at = CASE WHEN l.releases THEN NULL
+                                       WHEN l.ttl_ms IS NOT NULL THEN clock_timestamp() + l.ttl_ms * interval '1 millisecond'
+                                       ELSE s.lease_expires_at END,
+               claim_attempts = CASE WHEN l.releases THEN 0 ELSE s.claim_attempts END
+          FROM leases l, locked k
+         WHERE k.id = s.id AND l.session = s.id AND l.owner = k.owner AND l.epoch = k.epoch
+        RETURNING s.id, l.owner, l.epoch, s.last_seq - l.n AS base, s.status AS new_status, s.lease_expires_at AS new_expiry,
+                  l.releases
+    ), appended AS (
+        INSERT INTO drover.events AS e (id, session_id, seq, type, payload, lease_epoch)
+        SELECT coalesce(v.event_id, gen_random_uuid()), v.session, u.base + v.k, v.type, v.payload::jsonb, v.epoch
+          FROM valid v JOIN updated u ON u.id = v.session AND u.owner = v.owner AND u.epoch = v.epoch
+         WHERE v.op = 'append'
+        RETURNING e.session_id, e.seq, e.id, e.created_at
+    ), results AS (
+        SELECT c.ord,
+               a.seq, a.id, a.created_at,
+               -- A heartbeat batched with its lease's release succeeded before it: the expiry it set.
+               CASE WHEN c.op = 'heartbeat' AND u.id IS NOT NULL
+                    THEN coalesce(u.new_expiry, clock_timestamp() + c.ttl_ms * interval '1 millisecond') END AS expires_at,
+               CASE WHEN c.op = 'release' AND u.id IS NOT NULL THEN u.new_status END AS status,
+               c.bad AS bad, u.id IS NULL AS refused, c.session, c.owner, c.epoch, c.op
+          FROM checked c
+          LEFT JOIN updated u ON c.bad IS NULL AND u.id = c.session AND u.owner = c.owner AND u.epoch = c.epoch
+          LEFT JOIN valid v ON v.ord = c.ord
+          LEFT JOIN appended a ON c.op = 'append' AND u.id IS NOT NULL AND a.session_id = c.session AND a.seq = u.base + v.k
+    )
+    -- Why a lease's ops were refused is looked up only for refused rows (a CASE, not a join: a
+    -- lateral call would run for every row).
+    SELECT array_agg(ROW(r.ord, r.seq, r.id, r.created_at, r.expires_at, r.status,
+                         CASE WHEN r.bad IS NOT NULL THEN r.bad
+                              WHEN r.refused THEN (drover.write_refusal(r.session, r.owner, r.epoch)).code END,
+                         CASE WHEN r.bad IS NOT NULL THEN format('%s refused: %s', coalesce(r.op, 'op'), r.bad)
+                              WHEN r.refused THEN (drover.write_refusal(r.session, r.owner, r.epoch)).message END
+                        )::drover.write_result ORDER BY r.ord),
+           (SELECT array_agg(u.id) FROM updated u WHERE u.releases AND u.new_status = 'queued')
+      INTO v_rows, v_queued
+      FROM results r;
+    FOREACH v_session IN ARRAY coalesce(v_queued, '{}') LOOP
+        PERFORM pg_notify('drover_runnable', v_session);
+    END LOOP;
+    RETURN QUERY SELECT * FROM unnest(v_rows);
+END;
+$$;
+
+-- A `session.error` whose type the SDK does not define (Drover's own: `retries_exhausted`, a
+-- store code, `model_…` from the provider) is shown as the SDK's nearest type, the one logged
+-- kept as `drover_error_type`: the log is unchanged and old rows read as the SDK's models say.
+-- As 0035's otherwise.
+CREATE OR REPLACE FUNCTION drover.api_event_json(e drover.events) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT e.payload || jsonb_build_object(
+        'id', 'sevt_' || replace(e.id::text, '-', ''), 'type', e.type, 'processed_at', drover.api_time(e.created_at),
+        'drover_lease_epoch', e.lease_epoch)
+        -- The model's tool-use id, which agent.tool_result's tool_use_id names (the event id replaced it).
+        || CASE WHEN e.type IN ('agent.tool_use', 'agent.custom_tool_use') THEN jsonb_build_object('drover_tool_use_id', e.payload -> 'id')
+                ELSE '{}'::jsonb END
+        || CASE WHEN e.type = 'agent.tool_result' AND jsonb_typeof(e.payload -> 'content') = 'string'
+                THEN jsonb_build_object('content', jsonb_build_array(jsonb_build_object('type', 'text', 'text', e.payload -> 'content')))
+                ELSE '{}'::jsonb END
+        || CASE WHEN e.session_id LIKE 'sthr\_%' THEN jsonb_build_object('session_thread_id', e.session_id) ELSE '{}'::jsonb END
+        || CASE WHEN e.type = 'session.error' AND jsonb_typeof(e.payload -> 'error') = 'object'
+                     AND NOT coalesce(e.payload #>> '{error,type}', '') = ANY (ARRAY[
+                         'unknown_error', 'model_overloaded_error', 'model_rate_limited_error', 'model_request_failed_error',
+                         'mcp_connection_failed_error', 'mcp_authentication_failed_error', 'billing_error',
+                         'credential_host_unreachable_error', 'tool_use_limit_reached_error', 'compaction_limit_reached_error',
+                         'repository_authentication_error', 'repository_forbidden_error', 'repository_not_found_error',
+                         'repository_checkout_error', 'repository_clone_error'])
+                THEN jsonb_build_object('error', (e.payload -> 'error') || jsonb_build_object(
+                    'type', CASE e.payload #>> '{error,type}'
+                                WHEN 'model_overloaded' THEN 'model_overloaded_error'
+                                WHEN 'model_rate_limited' THEN 'model_rate_limited_error'
+                                ELSE CASE WHEN e.payload #>> '{error,type}' LIKE 'model\_%' THEN 'model_request_failed_error' ELSE 'unknown_error' END
+                            END,
+                    'drover_error_type', e.payload #>> '{error,type}',
+                    'message', coalesce(e.payload #>> '{error,message}', ''),
+                    'retry_status', coalesce(e.payload #> '{error,retry_status}', '{"type": "terminal"}'::jsonb)))
+                ELSE '{}'::jsonb END
+$$;

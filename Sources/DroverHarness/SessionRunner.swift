@@ -483,8 +483,8 @@ final class SessionRunner: Sendable {
     /// Stops a workflow run (`stop_workflow_run`): its working threads are interrupted, then its
     /// end (`stopped`) and the call's result are logged in one write.
     private func stopWorkflowRun(_ call: PendingToolUse) async throws {
-        let runID = call.input["workflow_run_id"]?.stringValue ?? ""
         let workflows = state.withLock { $0.sessionLog.workflows }
+        let runID = workflows.run(named: call.input) ?? ""
         guard case .end(_, let working, let events)? = workflows.ending(runID, result: "stopped", error: nil) else {
             return try await refuse(call, workflows.runs[runID] == nil ? "No workflow run \(runID) in this session." : "Workflow run \(runID) has ended already.")
         }

@@ -85,8 +85,9 @@ struct WorkflowPlan: Sendable, Equatable {
                     "required": ["phases"],
                 ]),
             ToolDefinition(
-                name: stopToolName, description: "Stop a workflow run of this session: its working threads are interrupted.",
-                inputSchema: ["type": "object", "properties": ["workflow_run_id": ["type": "string"]], "required": ["workflow_run_id"]]),
+                name: stopToolName, description: "Stop a workflow run of this session: its working threads are interrupted. "
+                    + "Name it by workflow_run_id, or by name for the latest run of that name.",
+                inputSchema: ["type": "object", "properties": ["workflow_run_id": ["type": "string"], "name": ["type": "string"]]]),
         ]
     }
 

@@ -64,6 +64,13 @@ public struct WorkflowProgress: Sendable {
     /// Runs not yet ended, in order.
     public var openRuns: [String] { order.filter { runs[$0]?.ended == false } }
 
+    /// The run a stop names: its `workflow_run_id`, else the latest run of its `name`.
+    public func run(named input: JSONValue) -> String? {
+        if let id = input["workflow_run_id"]?.stringValue, !id.isEmpty { return id }
+        guard let name = input["name"]?.stringValue else { return nil }
+        return order.last { runs[$0]?.plan.name == name }
+    }
+
     /// Whether a thread was started by a workflow run (its reply is the run's, not the agent's).
     public func isWorkflowThread(_ thread: String) -> Bool { threadRuns[thread] != nil }
 

@@ -69,6 +69,41 @@ import Testing
                 ["latency_ms": 1_000, "content": [["type": "text", "text": "First answer."]]],
                 ["latency_ms": 1_000, "content": [["type": "text", "text": "Second answer."]]],
             ]],
+            // Workflow runs: a two-phase plan (a roster agent and an inline one, then a writer
+            // given their replies); a refused plan; a run stopped while its thread works.
+            ["match": "run the survey workflow", "turns": [
+                ["content": [["type": "tool_use", "name": "start_workflow_run", "input": [
+                    "name": "survey", "description": "Gather, then write.",
+                    "phases": [
+                        ["name": "gather", "threads": [["agent": "researcher", "message": "wf gather A"],
+                                                       ["inline": ["name": "helper", "system": "You gather."], "message": "wf gather B"]]],
+                        ["name": "write", "description": "One report.", "threads": [["agent": "researcher", "message": "wf write from:\n{{previous}}"]]],
+                    ],
+                ]]]],
+                ["content": [["type": "text", "text": "The run is under way."]]],
+                ["content": [["type": "text", "text": "The survey is complete."]]],
+            ]],
+            ["match": "run a bad workflow", "turns": [
+                ["content": [["type": "tool_use", "name": "start_workflow_run", "input": [
+                    "name": "bad", "phases": [["name": "only", "threads": [["agent": "nobody", "message": "x"]]]]]]]],
+                ["content": [["type": "text", "text": "The plan was refused."]]],
+            ]],
+            ["match": "run a long workflow", "turns": [
+                ["content": [["type": "tool_use", "name": "start_workflow_run", "input": [
+                    "name": "long", "phases": [["name": "wait", "threads": [["agent": "researcher", "message": "wf slow task"]]]]]]]],
+                ["content": [["type": "tool_use", "name": "stop_workflow_run", "input": ["name": "long"]]]],
+                ["content": [["type": "text", "text": "Stopped it."]]],
+            ]],
+            ["match": "wf gather A", "turns": [
+                ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo gathered-A | tee gathered.txt"]]]],
+                ["content": [["type": "text", "text": "A gathered."]]],
+            ]],
+            ["match": "wf gather B", "turns": [["latency_ms": 300, "content": [["type": "text", "text": "B gathered."]]]]],
+            ["match": "wf write from", "turns": [
+                ["content": [["type": "tool_use", "name": "bash", "input": ["command": "cat gathered.txt"]]]],
+                ["content": [["type": "text", "text": "Report written."]]],
+            ]],
+            ["match": "wf slow task", "turns": [["latency_ms": 30_000, "content": [["type": "text", "text": "Too late."]]]]],
             ["match": "task A for the worker", "turns": [
                 ["content": [["type": "tool_use", "name": "bash", "input": ["command": "cat note.txt; echo A-done | tee /mnt/session/outputs/a.txt"]]]], ["content": [["type": "text", "text": "A is done."]]],
             ]],
@@ -102,6 +137,12 @@ import Testing
     /// report back, read through the SDK's threads resource (Tests/sdk/threads.py).
     @Test func aCoordinatorsThreadsRunAndReportBack() async throws {
         try await Self.runScript("Tests/sdk/threads.py", org: "threads")
+    }
+
+    /// Issue #25, workflow runs: a two-phase run of a roster agent and an inline one, a refused
+    /// plan, a stopped run (Tests/sdk/workflows.py).
+    @Test func aWorkflowRunGoesPhaseByPhase() async throws {
+        try await Self.runScript("Tests/sdk/workflows.py", org: "workflows")
     }
 
     /// The harness running a thread's tool call is SIGKILLed: the other harness resumes the
