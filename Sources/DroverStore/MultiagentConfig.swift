@@ -6,8 +6,7 @@ import DroverCore
 /// an update, is merged into the stored one level by level (the SDK's
 /// `BetaManagedAgentsMultiagent20261001Params` rules). Pure: the caller reads the agents the
 /// configuration names (`referencedIDs`) and passes what it found.
-///
-/// Stored and returned only: the harness does not run session threads yet (issue #25).
+
 public enum MultiagentConfig {
     /// What the store knows of a referenced agent: each version's archived state and whether it
     /// has a multiagent configuration of its own.

@@ -94,6 +94,19 @@ import Testing
                 ["content": [["type": "tool_use", "name": "stop_workflow_run", "input": ["name": "long"]]]],
                 ["content": [["type": "text", "text": "Stopped it."]]],
             ]],
+            ["match": "run the slow survey", "turns": [
+                ["content": [["type": "tool_use", "name": "start_workflow_run", "input": [
+                    "name": "slow survey",
+                    "phases": [["name": "gather", "threads": [["agent": "researcher", "message": "wf slow gather"]]],
+                               ["name": "write", "threads": [["agent": "researcher", "message": "wf write from:\n{{previous}}"]]]],
+                ]]]],
+                ["content": [["type": "text", "text": "The run is under way."]]],
+                ["content": [["type": "text", "text": "The slow survey is complete."]]],
+            ]],
+            ["match": "wf slow gather", "turns": [
+                ["content": [["type": "tool_use", "name": "bash", "input": ["command": "sleep 2; echo gathered-A | tee gathered.txt"]]]],
+                ["content": [["type": "text", "text": "Slowly gathered."]]],
+            ]],
             ["match": "wf gather A", "turns": [
                 ["content": [["type": "tool_use", "name": "bash", "input": ["command": "echo gathered-A | tee gathered.txt"]]]],
                 ["content": [["type": "text", "text": "A gathered."]]],
@@ -164,6 +177,33 @@ import Testing
             let results = threadEvents.filter { $0.type == .agentToolResult }
             #expect(results.count == 1 && (results.first?.payload.contains("1\\n") ?? false), "the call ran once: \(results.map(\.payload))")
             #expect(threadEvents.contains { $0.type == .sessionStatusRescheduled }, "the thread was resumed by the other harness")
+            let verify = try await DroverProcess.run(["verify"], database: cluster.database.conninfo)
+            #expect(verify.status == 0, "drover verify: \(verify.stdout) \(verify.stderr)")
+        }
+    }
+
+    /// The harness holding a coordinator whose workflow run waits for its first phase is
+    /// SIGKILLed: the other harness takes the session over and the run goes on from the log,
+    /// every step once (one start and one end of each phase, each thread started once, one end of
+    /// the run), and `drover verify` holds.
+    @Test func aHarnessKilledMidRunLeavesTheRunToTheNext() async throws {
+        try await APIRig.withClusterAndAPI(script: Self.script, harnesses: 2) { cluster, api in
+            let key = try await api.key(org: "workflow-kill")
+            let printed = try await APIRig.python(
+                "Tests/sdk/thread_start.py", ["workflow"], environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key], checks: false)
+            let session = SessionID(printed.trimmingCharacters(in: .whitespacesAndNewlines))
+            try await cluster.waitForEvent(session) { $0.type == .sessionThreadCreated }
+            let victim = try #require(try await cluster.holder(of: session))
+            victim.signal(SIGKILL)
+            let (stop, events) = try await cluster.waitForIdle(session, timeout: 60)
+            func count(_ type: EventType) -> Int { events.filter { $0.type == type }.count }
+            #expect(stop == "end_turn" && count(.workflowRunCreated) == 1 && count(.workflowRunStatusRunning) == 1, "\(events.map(\.type))")
+            #expect(count(.workflowRunPhaseStarted) == 2 && count(.workflowRunPhaseEnded) == 2 && count(.sessionThreadCreated) == 2, "\(events.map(\.type))")
+            let ended = events.filter { $0.type == .workflowRunStatusEnded }.map { try? JSONValue.parse($0.payload) }
+            #expect(ended.count == 1 && ended.first??["result"] == ["type": "completed"], "\(ended)")
+            #expect(events.contains { $0.type == .sessionStatusRescheduled }, "the session was resumed by the other harness")
+            let messages = events.filter { $0.type == .agentMessage }.compactMap { try? JSONValue.parse($0.payload)["content"]?[0]?["text"]?.stringValue }
+            #expect(messages.last == "The slow survey is complete.", "\(messages)")
             let verify = try await DroverProcess.run(["verify"], database: cluster.database.conninfo)
             #expect(verify.status == 0, "drover verify: \(verify.stdout) \(verify.stderr)")
         }
