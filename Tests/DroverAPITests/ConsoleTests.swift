@@ -24,9 +24,12 @@ import Testing
         variants.append(["match": "console outcome", "turns": [
             ["content": [["type": "text", "text": "Draft A."]]], ["content": [["type": "text", "text": "Draft B, longer."]]],
         ]])
-        // A coordinator and its workers (session threads), as OutcomeTests plays them.
+        // A coordinator and its workers (session threads), and a workflow run, as OutcomeTests plays them.
         if case .array(let played)? = OutcomeTests.script["variants"] {
-            variants += played.filter { ($0["match"]?.stringValue ?? "").hasSuffix("the worker") || $0["match"] == "coordinate the work" }
+            variants += played.filter { variant in
+                let match = variant["match"]?.stringValue ?? ""
+                return match.hasSuffix("the worker") || match.hasPrefix("wf ") || ["coordinate the work", "run the survey workflow"].contains(match)
+            }
         }
         script["variants"] = .array(variants)
         return .object(script)

@@ -117,6 +117,20 @@ with sync_playwright() as playwright:
         check("a coordinator's threads are lanes of its trace", True)
         shot(page, "threads")
 
+        # A workflow run: its phases and its end.
+        researcher = call("POST", "/v1/agents", {"name": "researcher", "model": "claude-sonnet-4-5"})
+        lead = call("POST", "/v1/agents", {"name": "lead", "model": "claude-sonnet-4-5", "multiagent": {
+            "type": "multiagent_20261001", "workflows": {"type": "enabled", "predefined_agents": [{"type": "agent", "id": researcher["id"]}]}}})
+        surveyed = call("POST", "/v1/sessions", {"agent": lead["id"], "environment_id": environment["id"], "title": "surveyed",
+                                                 "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "run the survey workflow"}]}]})
+        page.goto(URL + "#/sessions/" + surveyed["id"])
+        expect(page.locator('#events [data-type="session.status_idle"]')).to_contain_text("end_turn")
+        expect(page.locator('#events [data-type="workflow_run.created"]')).to_contain_text("Workflow run survey: gather → write")
+        expect(page.locator('#events [data-type="workflow_run.phase_started"]').first).to_contain_text("phase gather started")
+        expect(page.locator('#events [data-type="workflow_run.status_ended"]')).to_contain_text("run completed")
+        check("a workflow run shows its phases and its end", True)
+        shot(page, "workflow")
+
         # Another organisation's session id: the same page as a missing one.
         page.goto(URL + "#/sessions/" + os.environ["DROVER_OTHER_SESSION"])
         expect(page.get_by_role("heading", name="Session not found")).to_be_visible()

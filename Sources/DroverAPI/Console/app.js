@@ -215,6 +215,9 @@ async function sessionsPage(query) {
       : h("p", { class: "muted" }, "Create an agent and an environment first (drover agent create, or the API)."));
 }
 
+// Workflow phases' names by id, from the runs' `workflow_run.created` events (rendered first).
+const workflowPhases = new Map();
+
 function eventItem(event, actions) {
   const when = new Date(event.processed_at).toLocaleTimeString();
   const head = h("div", { class: "type" }, h("span", {}, event.type), h("time", { datetime: event.processed_at }, when));
@@ -253,6 +256,23 @@ function eventItem(event, actions) {
       break;
     case "agent.thread_message_received":
       item.append(h("div", { class: "message" }, `from ${event.from_agent_name ?? event.from_session_thread_id}: ${text(event.content)}`));
+      break;
+    case "workflow_run.created":
+      for (const phase of event.phases ?? []) workflowPhases.set(phase.id, phase.name);
+      item.append(h("div", { class: "message" }, `Workflow run ${event.name}: ${(event.phases ?? []).map((phase) => phase.name).join(" → ")}`),
+        h("div", { class: "muted" }, event.workflow_run_id));
+      break;
+    case "workflow_run.phase_started":
+    case "workflow_run.phase_ended":
+      item.append(h("div", { class: "muted" }, `phase ${workflowPhases.get(event.workflow_run_phase_id) ?? event.workflow_run_phase_id} ${event.type.endsWith("started") ? "started" : "ended"}`));
+      break;
+    case "workflow_run.error":
+      item.classList.add("error");
+      item.append(h("div", { class: "message", role: "alert" }, `${event.error?.type}: ${event.error?.message}`));
+      break;
+    case "workflow_run.status_ended":
+      if (event.result?.type === "error") item.classList.add("error");
+      item.append(h("div", { class: "message" }, `run ${event.result?.type}` + (event.result?.error ? `: ${event.result.error.message}` : "")));
       break;
     case "user.define_outcome":
       item.append(h("div", { class: "message" }, `Outcome ${event.outcome_id}: ${event.description}`),
