@@ -14,7 +14,18 @@ enum SessionThreads {
     /// defined on the spot; nil when neither, and in a thread itself (one level only).
     static func tool(roster: [(name: String, id: String, version: Int)], inline: Bool, session: SessionID) -> ToolDefinition? {
         guard !roster.isEmpty || inline, !session.rawValue.hasPrefix(SessionStore.threadPrefix) else { return nil }
-        var properties: [String: JSONValue] = ["message": ["type": "string", "description": "The thread's task."]]
+        let properties = agentChoice(roster: roster, inline: inline).merging(["message": ["type": "string", "description": "The thread's task."]]) { $1 }
+        return ToolDefinition(
+            name: toolName,
+            description: "Start a session thread: another agent works on `message` in its own context, sharing this session's environment. "
+                + "It runs on its own; its reply arrives as a message from the thread when it finishes.",
+            inputSchema: ["type": "object", "properties": .object(properties), "required": ["message"]])
+    }
+
+    /// The schema's properties that name a thread's agent: `agent`, one of the roster's, and
+    /// where inline agents are enabled `inline`, one defined on the spot.
+    static func agentChoice(roster: [(name: String, id: String, version: Int)], inline: Bool) -> [String: JSONValue] {
+        var properties: [String: JSONValue] = [:]
         if !roster.isEmpty {
             properties["agent"] = ["type": "string", "enum": .array(roster.map { .string($0.name) }), "description": "Which agent runs the thread."]
         }
@@ -25,11 +36,7 @@ enum SessionThreads {
                 "required": ["name", "system"],
             ]
         }
-        return ToolDefinition(
-            name: toolName,
-            description: "Start a session thread: another agent works on `message` in its own context, sharing this session's environment. "
-                + "It runs on its own; its reply arrives as a message from the thread when it finishes.",
-            inputSchema: ["type": "object", "properties": .object(properties), "required": ["message"]])
+        return properties
     }
 
     /// The tool that sends a thread of this session another message (offered with `tool`).

@@ -51,16 +51,8 @@ struct WorkflowPlan: Sendable, Equatable {
     /// The tools, where the agent's `workflows` are enabled (nil in a thread: one level only).
     static func tools(roster: [(name: String, id: String, version: Int)], inline: Bool, session: SessionID) -> [ToolDefinition]? {
         guard !roster.isEmpty || inline, !session.rawValue.hasPrefix(SessionStore.threadPrefix) else { return nil }
-        var thread: [String: JSONValue] = ["message": ["type": "string", "description": "The thread's task; {{previous}} is replaced by the previous phase's replies."]]
-        if !roster.isEmpty {
-            thread["agent"] = ["type": "string", "enum": .array(roster.map { .string($0.name) }), "description": "Which agent runs the thread."]
-        }
-        if inline {
-            thread["inline"] = [
-                "type": "object", "description": "Or: an agent defined here (not saved), with your model and the built-in tools.",
-                "properties": ["name": ["type": "string"], "system": ["type": "string"]], "required": ["name", "system"],
-            ]
-        }
+        let thread = SessionThreads.agentChoice(roster: roster, inline: inline).merging(
+            ["message": ["type": "string", "description": "The thread's task; {{previous}} is replaced by the previous phase's replies."]]) { $1 }
         let phase: JSONValue = [
             "type": "object",
             "properties": [

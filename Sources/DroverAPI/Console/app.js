@@ -239,6 +239,7 @@ function eventItem(event, actions) {
       break;
     }
     case "session.error":
+    case "workflow_run.error":
       item.classList.add("error");
       item.append(h("div", { class: "message", role: "alert" }, `${event.error?.type}: ${event.error?.message}`));
       break;
@@ -265,10 +266,6 @@ function eventItem(event, actions) {
     case "workflow_run.phase_started":
     case "workflow_run.phase_ended":
       item.append(h("div", { class: "muted" }, `phase ${workflowPhases.get(event.workflow_run_phase_id) ?? event.workflow_run_phase_id} ${event.type.endsWith("started") ? "started" : "ended"}`));
-      break;
-    case "workflow_run.error":
-      item.classList.add("error");
-      item.append(h("div", { class: "message", role: "alert" }, `${event.error?.type}: ${event.error?.message}`));
       break;
     case "workflow_run.status_ended":
       if (event.result?.type === "error") item.classList.add("error");
