@@ -12,6 +12,12 @@ import Testing
         ["content": [["type": "tool_use", "name": "record_verdict", "input": ["result": .string(result), "explanation": .string(explanation)]]]]
     }
 
+    /// A turn that starts a workflow run named `name` of one slow thread.
+    static func startSlowRun(_ name: String) -> JSONValue {
+        ["content": [["type": "tool_use", "name": "start_workflow_run", "input": [
+            "name": .string(name), "phases": [["name": "wait", "threads": [["agent": "researcher", "message": "wf slow task"]]]]]]]]
+    }
+
     static let script: JSONValue = [
         "turns": [["content": [["type": "text", "text": "Done."]]]],
         "variants": [
@@ -93,6 +99,13 @@ import Testing
                     "name": "long", "phases": [["name": "wait", "threads": [["agent": "researcher", "message": "wf slow task"]]]]]]]],
                 ["content": [["type": "tool_use", "name": "stop_workflow_run", "input": ["name": "long"]]]],
                 ["content": [["type": "text", "text": "Stopped it."]]],
+            ]],
+            ["match": "run too many workflows", "turns": [
+                startSlowRun("r1"), startSlowRun("r2"), startSlowRun("r3"), startSlowRun("r4"),
+                ["content": [["type": "tool_use", "name": "stop_workflow_run", "input": ["name": "r1"]],
+                             ["type": "tool_use", "name": "stop_workflow_run", "input": ["name": "r2"]],
+                             ["type": "tool_use", "name": "stop_workflow_run", "input": ["name": "r3"]]]],
+                ["content": [["type": "text", "text": "Stopped them."]]],
             ]],
             ["match": "run the slow survey", "turns": [
                 ["content": [["type": "tool_use", "name": "start_workflow_run", "input": [

@@ -2,8 +2,8 @@
 `multiagent.workflows` names a researcher starts a run of two phases (the researcher and an
 inline helper at once, then the researcher again, given their replies); the run's events, its
 threads (each naming the run) and the coordinator's reading of its end, all validated strictly.
-Then a plan the server refuses (`program_error`, no run) and a run stopped while its thread
-works (the thread is interrupted). Run by DroverAPITests.OutcomeTests.
+Then a plan the server refuses (`program_error`, no run), a run stopped while its thread works
+(the thread is interrupted), and a fourth run while three are open (`max_workflow_runs_error`). Run by DroverAPITests.OutcomeTests.
 """
 import os
 import time
@@ -118,5 +118,15 @@ if len(ended) != 1 or ended[0]["result"] != {"type": "stopped"} or len(listed) !
     failures.append(f"a stopped run: {ended} {[(t['id'], t['status']) for t in listed]} {interrupts}")
 else:
     print("ok a stopped run interrupted its thread", flush=True)
+
+# Three runs open: a fourth is refused (max_workflow_runs_error, no run); the three are stopped.
+many, events = run(lead.id, "run too many workflows", timeout=25)
+errors = of(events, "workflow_run.error")
+ended = of(events, "workflow_run.status_ended")
+if len(of(events, "workflow_run.created")) != 3 or [e["error"]["type"] for e in errors] != ["max_workflow_runs_error"] \
+        or errors[0]["workflow_run_id"] is not None or sorted(e["result"]["type"] for e in ended) != ["stopped"] * 3:
+    failures.append(f"a fourth open run: {errors} {ended}")
+else:
+    print("ok a fourth open run is refused", flush=True)
 
 finish("workflow runs")
