@@ -3,9 +3,10 @@ import PackageDescription
 
 // Dependency arrows point one way:
 // CLibPQ → DroverPostgres → DroverStore → DroverSandbox, DroverAPI → drover (executable);
-// CCurl → DroverModel → DroverSandbox (TLS to repositories), DroverMCP → DroverHarness, DroverAPI, drover;
-// CDroverSys → DroverIO → DroverSandbox,
-// DroverModel, DroverScriptedModel;
+// CDroverSys, CCurl → DroverIO → DroverSandboxClient, DroverSandbox, DroverModel, DroverScriptedModel;
+// DroverModel → DroverMCP → DroverHarness, DroverAPI, drover;
+// DroverSandboxClient (what a harness needs of a pool) → DroverHarness; the pool daemon
+// (DroverSandbox: isolation, egress) is linked only by the executable that runs it.
 // DroverCore (plain value types) is used by all.
 let package = Package(
     name: "Drover",
@@ -30,9 +31,12 @@ let package = Package(
         .target(name: "DroverCore"),
         .target(name: "DroverPostgres", dependencies: ["CLibPQ", "DroverCore"]),
         .target(name: "DroverStore", dependencies: ["DroverPostgres", "DroverCore"]),
-        // Sockets, blocking work on own threads, child daemons: shared by the pool and the model server.
-        .target(name: "DroverIO", dependencies: ["CDroverSys", "DroverCore"]),
-        .target(name: "DroverSandbox", dependencies: ["CDroverSys", "DroverIO", "DroverModel", "DroverCore", "DroverStore"]),
+        // Sockets, TLS (libcurl's), blocking work on own threads, child daemons: shared by every daemon.
+        .target(name: "DroverIO", dependencies: ["CDroverSys", "CCurl", "DroverCore"]),
+        // The pool's line protocol as a harness speaks it (no isolation, no egress linked).
+        .target(name: "DroverSandboxClient", dependencies: ["DroverIO", "DroverCore"]),
+        // The sandbox pool daemon: bubblewrap, seccomp, cgroups, the egress proxy.
+        .target(name: "DroverSandbox", dependencies: ["CDroverSys", "DroverIO", "DroverCore", "DroverStore"]),
         // Model providers over HTTP (libcurl).
         .target(name: "DroverModel", dependencies: ["CCurl", "DroverIO", "DroverCore"]),
         // A test rig, apart from production code: the scripted model server (tests, the offline
@@ -44,11 +48,11 @@ let package = Package(
         // agents' servers, `drover api` validates vaults' credentials against them.
         .target(name: "DroverMCP", dependencies: ["DroverModel", "DroverStore", "DroverCore"]),
         // The agent loop and the harness daemon.
-        .target(name: "DroverHarness", dependencies: ["DroverMCP", "DroverModel", "DroverSandbox", "DroverStore", "DroverIO", "DroverCore"]),
+        .target(name: "DroverHarness", dependencies: ["DroverMCP", "DroverModel", "DroverSandboxClient", "DroverStore", "DroverIO", "DroverCore"]),
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverAPI", "DroverHarness", "DroverModel", "DroverScriptedModel", "DroverSandbox", "DroverIO", "DroverStore",
+                "DroverAPI", "DroverHarness", "DroverModel", "DroverScriptedModel", "DroverSandbox", "DroverSandboxClient", "DroverIO", "DroverStore",
                 "DroverPostgres", "DroverCore",
             ]),
         // A test rig, apart from production code: fuzz targets for every parser of untrusted bytes
@@ -58,17 +62,17 @@ let package = Package(
         // Helpers for tests: a fresh, migrated database per test on the server in DATABASE_URL.
         .target(
             name: "DroverTestSupport",
-            dependencies: ["DroverModel", "DroverScriptedModel", "DroverIO", "DroverSandbox", "DroverStore", "DroverPostgres", "DroverCore"]),
+            dependencies: ["DroverModel", "DroverScriptedModel", "DroverIO", "DroverSandbox", "DroverSandboxClient", "DroverStore", "DroverPostgres", "DroverCore"]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore"]),
-        .testTarget(name: "DroverSandboxTests", dependencies: ["DroverSandbox", "DroverCore", "DroverTestSupport"]),
+        .testTarget(name: "DroverSandboxTests", dependencies: ["DroverSandbox", "DroverSandboxClient", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverModelTests", dependencies: ["DroverModel", "DroverScriptedModel", "DroverIO", "DroverCore", "DroverTestSupport"]),
         .testTarget(
             name: "DroverHarnessTests",
-            dependencies: ["DroverHarness", "DroverModel", "DroverScriptedModel", "DroverStore", "DroverCore", "DroverTestSupport"]),
+            dependencies: ["DroverHarness", "DroverModel", "DroverScriptedModel", "DroverSandboxClient", "DroverStore", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres", "DroverTestSupport"]),
         .testTarget(
             name: "DroverAPITests",
-            dependencies: ["DroverAPI", "DroverSandbox", "DroverScriptedModel", "DroverStore", "DroverIO", "DroverCore", "DroverTestSupport"]),
+            dependencies: ["DroverAPI", "DroverSandbox", "DroverSandboxClient", "DroverScriptedModel", "DroverStore", "DroverIO", "DroverCore", "DroverTestSupport"]),
         .testTarget(
             name: "DroverStoreTests",
             dependencies: ["DroverStore", "DroverPostgres", "DroverCore", "DroverTestSupport"]),

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverIO
 import DroverModel
 import DroverStore
 import Foundation

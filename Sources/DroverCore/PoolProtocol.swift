@@ -3,6 +3,8 @@
 /// on one connection can be in flight at once.
 public enum PoolProtocol {
     public static let version = 1
+    /// A tool call's wall-clock limit when its sandbox's resources name none (`timeout_s`).
+    public static let defaultCallTimeout: Double = 120
     /// Default cap on one request line (8 MiB).
     public static let defaultMaxLineLength = 8 << 20
     /// Cap on one reply line (64 MiB): a client reads no longer line; a pool that would send one

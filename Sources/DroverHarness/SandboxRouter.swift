@@ -1,5 +1,5 @@
 import DroverCore
-import DroverSandbox
+import DroverSandboxClient
 import DroverStore
 import Foundation
 import Synchronization

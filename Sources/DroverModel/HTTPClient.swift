@@ -49,31 +49,11 @@ public struct HTTPResponseHead: Sendable {
     }
 }
 
-/// A transport failure: the request never produced a response (or it was cut off).
-public struct HTTPError: Error, Sendable, CustomStringConvertible {
-    public var message: String
-    public var cancelled: Bool
-    /// The address rule refused every address of the host (`egress_denied`, `unresolvable`).
-    public var refusal: OutboundRefusal?
-    public var description: String { message }
-
-    public init(message: String, cancelled: Bool, refusal: OutboundRefusal? = nil) {
-        self.message = message
-        self.cancelled = cancelled
-        self.refusal = refusal
-    }
-}
-
 /// HTTP over libcurl. Each transfer is a blocking `curl_easy_perform` on a thread of its own
 /// (never on Swift's cooperative pool); body bytes are handed to `onData` as they arrive, which
 /// is what streaming (SSE) needs. Cancelling the calling task aborts the transfer promptly.
 public struct HTTPClient: Sendable {
-    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
-
-    public init() { Self.initializeCurl() }
-
-    /// curl's process-wide set-up, once, before any handle (TLSConnection's too).
-    static func initializeCurl() { _ = globalInit }
+    public init() { CurlGlobal.initialize() }
 
     /// Performs `request`, streaming the body to `onData`; returns the response head.
     public func perform(_ request: HTTPRequest, onData: @escaping @Sendable ([UInt8]) -> Void) async throws -> HTTPResponseHead {

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverIO
 import Foundation
 
 /// Folds one streamed response (of either wire format) into a `ModelResponse`.

@@ -1,7 +1,6 @@
 import CDroverSys
 import DroverCore
 import DroverIO
-import DroverModel
 import Foundation
 import Synchronization
 

@@ -3,7 +3,7 @@ import DroverCore
 /// What one sandbox may use. Every field has a default, so `provision` may omit any of them.
 public struct SandboxResources: Sendable, Equatable {
     /// Wall-clock limit of one tool call, in seconds (a call may ask for less).
-    public var timeout: Double = 120
+    public var timeout: Double = PoolProtocol.defaultCallTimeout
     /// CPU seconds per process (RLIMIT_CPU).
     public var cpuSeconds: Int = 120
     /// Memory of the whole sandbox in MiB (its control group; files under a disk quota count,

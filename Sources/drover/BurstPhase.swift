@@ -1,6 +1,7 @@
 import DroverCore
 import DroverIO
 import DroverSandbox
+import DroverSandboxClient
 import DroverStore
 import Foundation
 

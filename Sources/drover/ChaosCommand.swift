@@ -4,6 +4,7 @@ import DroverModel
 import DroverScriptedModel
 import DroverPostgres
 import DroverSandbox
+import DroverSandboxClient
 import DroverStore
 import Foundation
 import Synchronization

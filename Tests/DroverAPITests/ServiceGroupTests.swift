@@ -1,5 +1,6 @@
 import DroverAPI
 import DroverCore
+import DroverSandboxClient
 import DroverIO
 import DroverSandbox
 import DroverTestSupport

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverSandboxClient
 import DroverSandbox
 import DroverStore
 import DroverTestSupport

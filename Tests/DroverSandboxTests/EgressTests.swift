@@ -1,4 +1,5 @@
 import DroverCore
+import DroverSandboxClient
 import DroverIO
 import DroverSandbox
 import DroverTestSupport

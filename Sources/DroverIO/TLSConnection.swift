@@ -20,7 +20,7 @@ public final class TLSConnection: @unchecked Sendable {
     /// Connects to one of `addresses` (the ones the address rule passed for `host`) and completes
     /// the handshake, checking the certificate for `host`. `caFile`: extra trusted roots (a private CA).
     public init(host: String, port: Int, addresses: [IPAddress], caFile: String?, timeout: Double) throws {
-        HTTPClient.initializeCurl()
+        CurlGlobal.initialize()
         guard let handle = curl_easy_init() else { throw HTTPError(message: "curl_easy_init failed", cancelled: false) }
         let authority = host.contains(":") ? "[\(host)]" : host
         drover_curl_set_string(handle, CURLOPT_URL, "https://\(authority):\(port)/")

@@ -149,7 +149,7 @@ public final class PoolClient: Sendable {
 
     /// A call's wall-clock limit: the sandbox's `timeout_s`, else the pool's default.
     static func callTimeout(_ resources: JSONValue?) -> Double {
-        resources?["timeout_s"]?.doubleValue ?? SandboxResources().timeout
+        resources?["timeout_s"]?.doubleValue ?? PoolProtocol.defaultCallTimeout
     }
 
     /// Kills a running call's processes; true when one was running.

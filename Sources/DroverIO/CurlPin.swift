@@ -1,17 +1,16 @@
 import CCurl
 import DroverCore
-import DroverIO
 
 /// Pins a curl handle to addresses the `AddressRule` passed: a resolve entry so that curl asks no
 /// resolver of its own, and a socket callback that refuses any other address (should curl read the
 /// URL's host differently than we did). Also: no proxy from the environment, http(s) only. The
 /// handle's owner keeps this object alive for the transfer (it is the callback's context).
 /// Unchecked: the resolve list is written once, here, and freed in deinit.
-final class CurlPin: @unchecked Sendable {
-    let addresses: Set<IPAddress>
+public final class CurlPin: @unchecked Sendable {
+    public let addresses: Set<IPAddress>
     private let resolve: UnsafeMutablePointer<curl_slist>?
 
-    init(_ curl: UnsafeMutableRawPointer, host: String, port: Int, addresses: [IPAddress], protocols: String) {
+    public init(_ curl: UnsafeMutableRawPointer, host: String, port: Int, addresses: [IPAddress], protocols: String) {
         self.addresses = Set(addresses)
         let name = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
         let list = addresses.map { $0.isV4 ? "\($0)" : "[\($0)]" }.joined(separator: ",")
