@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "drover", targets: ["drover"]),
+        .executable(name: "drover-dev", targets: ["drover-dev"]),
         .library(name: "DroverStore", targets: ["DroverStore"]),
     ],
     targets: [
@@ -49,11 +50,21 @@ let package = Package(
         .target(name: "DroverMCP", dependencies: ["DroverModel", "DroverStore", "DroverCore"]),
         // The agent loop and the harness daemon.
         .target(name: "DroverHarness", dependencies: ["DroverMCP", "DroverModel", "DroverSandboxClient", "DroverStore", "DroverIO", "DroverCore"]),
+        // Subcommands, their arguments and their output, shared by both executables.
+        .target(name: "DroverCLI", dependencies: ["DroverStore", "DroverPostgres", "DroverIO", "DroverCore"]),
+        // The production binary: the daemons (api, harness, sandbox-pool) and the operator's commands.
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverAPI", "DroverHarness", "DroverModel", "DroverScriptedModel", "DroverSandbox", "DroverSandboxClient", "DroverIO", "DroverStore",
-                "DroverPostgres", "DroverCore",
+                "DroverCLI", "DroverAPI", "DroverHarness", "DroverModel", "DroverSandbox", "DroverIO", "DroverStore", "DroverPostgres", "DroverCore",
+            ]),
+        // The test rigs, apart from production code: benchmarks, chaos, the offline demo and the
+        // scripted model server; they start the `drover` beside them, and `drover` runs this for them.
+        .executableTarget(
+            name: "drover-dev",
+            dependencies: [
+                "DroverCLI", "DroverScriptedModel", "DroverHarness", "DroverSandbox", "DroverSandboxClient", "DroverModel", "DroverIO", "DroverStore",
+                "DroverPostgres", "DroverCore", "CDroverSys",
             ]),
         // A test rig, apart from production code: fuzz targets for every parser of untrusted bytes
         // (libFuzzer when built by scripts/fuzz.sh, a corpus replayer otherwise).

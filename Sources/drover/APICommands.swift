@@ -1,3 +1,4 @@
+import DroverCLI
 import DroverAPI
 import DroverCore
 import DroverIO

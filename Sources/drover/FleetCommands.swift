@@ -1,3 +1,4 @@
+import DroverCLI
 import DroverCore
 import DroverStore
 import Foundation

@@ -1,3 +1,4 @@
+import DroverCLI
 import DroverStore
 import Foundation
 

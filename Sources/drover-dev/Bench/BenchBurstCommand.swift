@@ -1,3 +1,4 @@
+import DroverCLI
 import DroverCore
 import DroverIO
 import DroverPostgres
@@ -36,7 +37,7 @@ struct BenchBurstCommand: Command {
         }
         let database = try await BenchDatabase.create(prefix: "drover_burst")
         let sql = ConnectionPool(conninfo: database.conninfo, maxConnections: 2)
-        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let binary = DroverBinary.path
         let token = "burst-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let model = try ScriptedModelServer(
             script: try ModelScript.load(["turns": [

@@ -1,3 +1,4 @@
+import DroverCLI
 import CDroverSys
 import DroverCore
 import DroverIO
@@ -46,7 +47,7 @@ struct BenchAPICommand: Command {
         let samples = try arguments.int("samples") ?? 200
         let database = try await BenchDatabase.create()
         let sql = ConnectionPool(conninfo: database.conninfo, maxConnections: 2)
-        let binary = arguments.value("api-binary") ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let binary = arguments.value("api-binary") ?? DroverBinary.path
         // The load generator is one client address with hundreds of streams (and the last run's
         // still closing): the per-client share is lifted to the whole cap.
         let api = try ChildDaemon(binary: binary, ["api", "--listen", "127.0.0.1:0", "--grace", "1", "--db-connections", "16",

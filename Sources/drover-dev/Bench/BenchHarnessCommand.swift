@@ -1,3 +1,4 @@
+import DroverCLI
 import DroverCore
 import DroverIO
 import DroverModel
@@ -99,7 +100,7 @@ final class HarnessBench: @unchecked Sendable {
     let model: ScriptedModelServer
     let pool: ChildDaemon
     let token = "bench-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
-    let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+    let binary = DroverBinary.path
     var harnesses: [ChildDaemon] = []
 
     init(database: ScratchDatabase, setup: String) async throws {

@@ -1,3 +1,4 @@
+import DroverCLI
 import DroverCore
 import DroverIO
 import DroverModel
@@ -78,7 +79,7 @@ struct ChaosCommand: Command {
 final class ChaosRun: @unchecked Sendable {
     let database: ScratchDatabase
     let sql: ConnectionPool
-    let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+    let binary = DroverBinary.path
     let token = "chaos-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
     let root = NSTemporaryDirectory() + "drover-chaos-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
     var random: SeededRandom

@@ -2,12 +2,12 @@ import DroverCore
 
 /// A command line split into positionals, `--name value` options and `--flag` switches. Only
 /// names a command declares are accepted, so a typo is an error rather than silently ignored.
-struct Arguments {
-    var positionals: [String] = []
+public struct Arguments {
+    public var positionals: [String] = []
     private var values: [String: String] = [:]
     private var flags: Set<String> = []
 
-    init(_ words: [String], options: Set<String>, flags allowedFlags: Set<String>) throws {
+    public init(_ words: [String], options: Set<String>, flags allowedFlags: Set<String>) throws {
         var index = 0
         while index < words.count {
             let word = words[index]
@@ -38,29 +38,29 @@ struct Arguments {
         }
     }
 
-    func has(_ flag: String) -> Bool { flags.contains(flag) }
-    func value(_ name: String) -> String? { values[name] }
+    public func has(_ flag: String) -> Bool { flags.contains(flag) }
+    public func value(_ name: String) -> String? { values[name] }
 
-    func int(_ name: String) throws -> Int? {
+    public func int(_ name: String) throws -> Int? {
         guard let text = values[name] else { return nil }
         guard let value = Int(text) else { throw UsageError("--\(name) takes a whole number, not \(text)") }
         return value
     }
 
-    func double(_ name: String) throws -> Double? {
+    public func double(_ name: String) throws -> Double? {
         guard let text = values[name] else { return nil }
         guard let value = Double(text), value > 0 else { throw UsageError("--\(name) takes a positive number, not \(text)") }
         return value
     }
 
-    func positional(_ index: Int, _ what: String) throws -> String {
+    public func positional(_ index: Int, _ what: String) throws -> String {
         guard index < positionals.count else { throw UsageError("missing \(what)") }
         return positionals[index]
     }
 }
 
 /// A mistake in the command line; exits with status 2 and the command's usage.
-struct UsageError: Error {
-    var message: String
-    init(_ message: String) { self.message = message }
+public struct UsageError: Error {
+    public var message: String
+    public init(_ message: String) { self.message = message }
 }

@@ -1,3 +1,4 @@
+import DroverCLI
 import DroverCore
 import DroverIO
 import DroverSandbox
@@ -40,7 +41,7 @@ struct BenchSandboxCommand: Command {
         let samples = try arguments.int("samples") ?? 200
         let concurrency = try arguments.int("concurrency") ?? 16
         let token = "bench-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
-        let self_ = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let self_ = DroverBinary.path
         let isolation = arguments.has("insecure-no-isolation") ? ["--insecure-no-isolation"] : []
         var results: [BenchResult] = []
 

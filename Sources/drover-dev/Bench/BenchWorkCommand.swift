@@ -1,3 +1,4 @@
+import DroverCLI
 import DroverCore
 import DroverIO
 import DroverPostgres
@@ -54,7 +55,7 @@ struct BenchWorkCommand: Command {
         }
         let database = try await BenchDatabase.create()
         let sql = ConnectionPool(conninfo: database.conninfo, maxConnections: 4)
-        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let binary = DroverBinary.path
         let token = "bench-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let bash: JSONValue = ["content": [["type": "tool_use", "name": "bash", "input": ["command": "true"]]]]
         let model = try ScriptedModelServer(

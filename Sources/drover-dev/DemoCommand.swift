@@ -1,3 +1,4 @@
+import DroverCLI
 import DroverCore
 import DroverIO
 import DroverPostgres
@@ -30,7 +31,7 @@ struct DemoCommand: Command {
         let apiKey = ProcessInfo.processInfo.environment["ANTHROPIC_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         let killTurn = try arguments.int("kill-at-turn") ?? (apiKey == nil ? 4 : 2)
         guard let migrations = Migration.defaultDirectory() else { throw UsageError("no migrations folder found") }
-        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let binary = DroverBinary.path
         let logs = FileManager.default.currentDirectoryPath + "/.drover/demo"
         try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
         let token = "demo-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)

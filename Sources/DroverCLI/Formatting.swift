@@ -3,8 +3,8 @@ import DroverStore
 import Foundation
 
 /// JSON renderings shared by commands; payloads pass through as stored.
-enum Render {
-    static func json(_ event: Event) -> String {
+public enum Render {
+    public static func json(_ event: Event) -> String {
         JSONText.object([
             ("seq", String(event.seq)),
             ("type", JSONText.quote(event.type.rawValue)),
@@ -15,7 +15,7 @@ enum Render {
         ])
     }
 
-    static func json(_ session: Session) -> String {
+    public static func json(_ session: Session) -> String {
         JSONText.object([
             ("id", JSONText.quote(session.id.rawValue)),
             ("status", JSONText.quote(session.status.rawValue)),
@@ -33,7 +33,7 @@ enum Render {
         ])
     }
 
-    static func json(_ lease: LeaseView) -> String {
+    public static func json(_ lease: LeaseView) -> String {
         JSONText.object([
             ("session", JSONText.quote(lease.sessionID.rawValue)),
             ("status", JSONText.quote(lease.status)),
@@ -47,7 +47,7 @@ enum Render {
         ])
     }
 
-    static func leaseTable(_ leases: [LeaseView], colour: Bool = false) -> String {
+    public static func leaseTable(_ leases: [LeaseView], colour: Bool = false) -> String {
         Output.table(
             ["SESSION", "STATUS", "OWNER", "EPOCH", "HELD FOR", "HEARTBEAT AGE", "EXPIRES IN"],
             leases.map {
@@ -56,11 +56,11 @@ enum Render {
             })
     }
 
-    static func number(_ value: Double?) -> String {
+    public static func number(_ value: Double?) -> String {
         value.map { String(format: "%.3f", $0) } ?? "null"
     }
 
-    static func eventLine(_ event: Event) -> String {
+    public static func eventLine(_ event: Event) -> String {
         let epoch = event.leaseEpoch.map { "epoch \($0)" } ?? "user"
         return String(format: "%6lld  ", event.seq) + "\(event.type.rawValue.padding(toLength: 26, withPad: " ", startingAt: 0)) \(epoch.padding(toLength: 9, withPad: " ", startingAt: 0))  \(event.payload)"
     }
