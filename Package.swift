@@ -63,8 +63,8 @@ let package = Package(
         .executableTarget(
             name: "drover-dev",
             dependencies: [
-                "DroverCLI", "DroverScriptedModel", "DroverHarness", "DroverSandbox", "DroverSandboxClient", "DroverModel", "DroverIO", "DroverStore",
-                "DroverPostgres", "DroverCore", "CDroverSys",
+                "DroverCLI", "DroverScriptedModel", "DroverTestSupport", "DroverHarness", "DroverSandbox", "DroverSandboxClient", "DroverModel", "DroverIO",
+                "DroverStore", "DroverPostgres", "DroverCore", "CDroverSys",
             ]),
         // A test rig, apart from production code: fuzz targets for every parser of untrusted bytes
         // (libFuzzer when built by scripts/fuzz.sh, a corpus replayer otherwise).

@@ -1,8 +1,6 @@
-import CDroverSys
 import DroverCore
 import DroverIO
 import Foundation
-import Synchronization
 
 /// What a handler answers: a whole response, or an event stream the connection then serves.
 public enum APIResponse: Sendable {
@@ -12,450 +10,60 @@ public enum APIResponse: Sendable {
     case stream(EventStreamHub.Subscriber, headers: [(String, String)])
 }
 
-/// HTTP/1.1 for `drover api` on one event loop (epoll): every connection and every stream is a
-/// non-blocking socket the loop owns, not a thread. Keep-alive, strict incremental parsing
-/// (`HTTPRequestParser`), a deadline for a request to arrive whole, an idle timeout, a cap on
-/// connections and a share of it per client address, `Expect: 100-continue`, lingering closes
-/// after refusals, and server-sent event streams with bounded buffers. Handlers run as tasks; their
-/// answers come back to the loop with `execute`.
+/// `drover api`'s HTTP: the project's one `HTTPServer` (an event loop owning every connection and
+/// stream), with the API's answers, its event streams (an `EventStreamHub` subscriber is the
+/// stream's source) and its goodbye to streams when it drains (an `error` event saying to
+/// reconnect with `Last-Event-ID`).
 public final class APIServer: Sendable {
-    public struct Config: Sendable {
-        public var maxConnections = 1024
-        /// Connections one client address may hold, so that one client cannot take every place.
-        public var maxConnectionsPerClient = 256
-        /// Seconds a request has, from its first byte, to arrive whole (slow clients are cut off).
-        public var requestDeadline: Double = 10
-        /// Seconds an idle keep-alive connection stays open.
-        public var idleTimeout: Double = 60
-        /// Seconds between `ping` events on a quiet stream.
-        public var pingInterval: Double = 15
-        public var limits = HTTPRequestParser.Limits()
-        public init() {}
-    }
+    public typealias Config = HTTPServer.Config
 
-    let config: Config
-    let listener: Listener
-    let log: Log
-    let handler: @Sendable (HTTPServerRequest, String) async -> APIResponse
-    let hub: EventStreamHub
-    let loop: EventLoop
-    /// Loop-confined: the connections and the per-client counts.
-    private let table: ConnectionTable
-    private let counts = Mutex((connections: 0, inFlight: 0, draining: false))
-    /// Streams whose subscriber has something (by descriptor), gathered from the hub's poller and
-    /// pumped in one pass of the loop: a thousand streams of one event cost one wake-up.
-    private let readyStreams = Mutex<Set<Int32>>([])
+    let server: HTTPServer
 
     public init(config: Config, listener: Listener, hub: EventStreamHub, log: Log,
                 handler: @escaping @Sendable (HTTPServerRequest, String) async -> APIResponse) throws {
-        self.config = config
-        self.listener = listener
-        self.hub = hub
-        self.log = log
-        self.handler = handler
-        loop = try EventLoop(name: "drover.api")
-        table = ConnectionTable()
-    }
-
-    public func start() {
-        loop.start()
-        loop.execute { [self] in
-            _ = drover_set_nonblocking(listener.fd)
-            loop.register(listener.fd, .readable) { [self] _ in acceptAll() }
-            loop.every(.milliseconds(250)) { [self] in checkDeadlines() }
+        var config = config
+        config.streamGoodbye = {
+            let error = APIError(529, "overloaded_error", "this server is shutting down; reconnect with Last-Event-ID")
+            return Array("event: error\ndata: \(error.json(requestID: HTTPServer.requestID()).text)\n\n".utf8)
+        }
+        server = try HTTPServer(config: config, listener: listener, name: "drover.api", log: log) { request, requestID in
+            switch await handler(request, requestID) {
+            case .json(let status, let body, let headers): .json(status, body, headers: headers)
+            case .raw(let status, let contentType, let body, let headers): .whole(status: status, contentType: contentType, body: body, headers: headers)
+            case .stream(let subscriber, let headers): .stream(contentType: "text/event-stream", headers: headers, source: SubscriberStream(subscriber, hub: hub))
+            }
         }
     }
+
+    public func start() { server.start() }
 
     /// Stops accepting; requests in flight finish; streams end at once with a final `error` event.
-    public func drain(deadline: Double) async {
-        counts.withLock { $0.draining = true }
-        loop.execute { [self] in
-            loop.unregister(listener.fd)
-            listener.close()
-            for connection in table.connections.values { connection.drain() }
-        }
-        let end = ContinuousClock.now + .seconds(deadline)
-        while counts.withLock({ $0.inFlight }) > 0 && ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(20)) }
-        loop.execute { [self] in
-            for connection in Array(table.connections.values) { connection.close() }
-        }
-        await loop.stop()
-    }
+    public func drain(deadline: Double) async { await server.drain(deadline: deadline) }
 
-    public var connectionCount: Int { counts.withLock { $0.connections } }
-
-    var draining: Bool { counts.withLock { $0.draining } }
-
-    /// The kernel send buffer of a stream's socket.
-    static let streamSocketBuffer = 256 * 1024
-    /// Bytes a connection may have waiting for the kernel before a stream stops taking events
-    /// (then its subscriber's buffer fills, and a client that stays stalled is cut off).
-    static let outboundLimit = 256 * 1024
-
-    static func requestID() -> String { "req_" + String(UInt64.random(in: 0...UInt64.max), radix: 16) }
-
-    // MARK: - On the loop
-
-    private func acceptAll() {
-        while true {
-            let fd = drover_accept_nonblock(listener.fd)
-            if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                return  // EAGAIN (none left), or EMFILE: the next readiness tries again
-            }
-            let socket = Socket(fd: fd)
-            let client = socket.peerAddress
-            guard table.connections.count < config.maxConnections, table.perClient[client, default: 0] < config.maxConnectionsPerClient else {
-                _ = Self.errorResponse(APIError(503, "overloaded_error", "too many connections"), requestID: Self.requestID(), close: true)
-                    .withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                socket.close()
-                continue
-            }
-            let connection = Connection(server: self, socket: socket, client: client)
-            table.connections[fd] = connection
-            table.perClient[client, default: 0] += 1
-            counts.withLock { $0.connections = table.connections.count }
-            loop.register(fd, [.readable, .peerClosed]) { events in connection.handle(events) }
-        }
-    }
-
-    fileprivate func forget(_ connection: Connection) {
-        table.connections[connection.socket.fd] = nil
-        table.perClient[connection.client, default: 1] -= 1
-        if table.perClient[connection.client] == 0 { table.perClient[connection.client] = nil }
-        counts.withLock { $0.connections = table.connections.count }
-    }
-
-    private func checkDeadlines() {
-        let now = ContinuousClock.now
-        for connection in Array(table.connections.values) { connection.tick(now) }
-    }
-
-    /// A stream's subscriber has events (called on the hub's poller).
-    fileprivate func streamReady(_ fd: Int32) {
-        let first = readyStreams.withLock { ready -> Bool in
-            ready.insert(fd)
-            return ready.count == 1
-        }
-        if first { loop.execute { [self] in pumpReadyStreams() } }
-    }
-
-    private func pumpReadyStreams() {
-        let ready = readyStreams.withLock { ready -> Set<Int32> in
-            defer { ready = [] }
-            return ready
-        }
-        // A descriptor closed and reused meanwhile names a connection that is not streaming: its pump does nothing.
-        for fd in ready { table.connections[fd]?.pump() }
-    }
-
-    fileprivate func began() { counts.withLock { $0.inFlight += 1 } }
-    fileprivate func ended() { counts.withLock { $0.inFlight -= 1 } }
-
-    /// An error answer; overload (503, 529) says when to come back, as the SDKs read it.
-    static func errorResponse(_ error: APIError, requestID: String, close: Bool) -> [UInt8] {
-        var headers = [("request-id", requestID), ("x-should-retry", error.shouldRetry ? "true" : "false")]
-        if error.status == 503 || error.status == 529 { headers.append(("retry-after", "1")) }
-        return HTTPServer.response(
-            status: error.status, contentType: "application/json", body: Array(error.json(requestID: requestID).text.utf8), headers: headers,
-            close: close)
-    }
+    public var connectionCount: Int { server.connectionCount }
 }
 
-/// The server's connections by descriptor, and how many each client address holds: loop-confined.
-private final class ConnectionTable: @unchecked Sendable {
-    var connections: [Int32: Connection] = [:]
-    var perClient: [String: Int] = [:]
-}
+/// An event stream's subscriber as the body of its response: its messages' SSE bytes.
+private final class SubscriberStream: HTTPStreamSource {
+    let subscriber: EventStreamHub.Subscriber
+    let hub: EventStreamHub
 
-/// One HTTP connection, confined to the server's loop: its parser, what waits to be written, and
-/// where it is in its life.
-private final class Connection: @unchecked Sendable {
-    enum Phase {
-        /// Reading a request (or idle between requests).
-        case reading
-        /// A handler is answering; nothing more is read until it has.
-        case handling
-        case streaming(EventStreamHub.Subscriber)
-        /// A refusal was written; what still arrives is read and dropped until `until`, so that
-        /// closing with unread data does not reset the connection before the client reads it.
-        case lingering(until: ContinuousClock.Instant, dropped: Int)
-        case closed
+    init(_ subscriber: EventStreamHub.Subscriber, hub: EventStreamHub) {
+        self.subscriber = subscriber
+        self.hub = hub
     }
 
-    unowned let server: APIServer
-    let socket: Socket
-    let client: String
-    var parser: HTTPRequestParser
-    var phase = Phase.reading
-    var outbound: [UInt8] = []
-    var sent = 0
-    var closeAfterFlush = false
-    var lingerAfterFlush = false
-    var keepAlive = true
-    var continued = false
-    var requestStarted: ContinuousClock.Instant?
-    var idleSince = ContinuousClock.now
-    var lastWrite = ContinuousClock.now
-    var watchingWritable = false
+    func whenReady(_ wake: @escaping @Sendable () -> Void) { subscriber.whenReady(wake) }
 
-    init(server: APIServer, socket: Socket, client: String) {
-        self.server = server
-        self.socket = socket
-        self.client = client
-        parser = HTTPRequestParser(limits: server.config.limits)
-    }
-
-    var loop: EventLoop { server.loop }
-    var isClosed: Bool { if case .closed = phase { true } else { false } }
-
-    func handle(_ events: EventLoop.Events) {
-        if events.contains(.writable) { flush() }
-        if isClosed { return }
-        if events.contains(.readable) || events.contains(.peerClosed) || events.contains(.hangUp) || events.contains(.error) { readAll() }
-    }
-
-    private func readAll() {
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while !isClosed {
-            let count = buffer.withUnsafeMutableBytes { Glibc.read(socket.fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { return }
-                close()
-                return
-            }
-            if count == 0 {
-                // The client went: whatever it was doing ends (a handler's answer is dropped).
-                close()
-                return
-            }
-            switch phase {
-            case .reading:
-                if requestStarted == nil { requestStarted = .now }
-                parser.feed(buffer[0..<count])
-                advance()
-            case .lingering(let until, let dropped):
-                phase = .lingering(until: until, dropped: dropped + count)
-                if dropped + count >= 1 << 20 { close() }
-            case .handling, .streaming, .closed:
-                // Reading stops while a handler answers; a stream's client has nothing to say.
-                continue
-            }
+    func take() -> HTTPStreamTake {
+        switch subscriber.take() {
+        case .nothing: .nothing
+        case .overflowed: .overflowed(why: "session \(subscriber.session)")
+        case .messages(let messages): .bytes(messages.flatMap(\.sse))
+        // The session was deleted: its last event, then the end of the stream.
+        case .ended(let messages): .ended(messages.flatMap(\.sse))
         }
     }
 
-    /// Parses what has arrived: answers a refusal, starts a handler, or waits for more.
-    private func advance() {
-        guard case .reading = phase else { return }
-        switch parser.next() {
-        case .refused(let refusal):
-            refuse(APIError(refusal.status, "invalid_request_error", refusal.message))
-        case .request(let request):
-            requestStarted = parser.buffered > 0 ? .now : nil
-            continued = false
-            keepAlive = request.version == "HTTP/1.1" && !HTTPRequestParser.connection(request.headers["connection"], contains: "close")
-                && !server.draining
-            dispatch(request)
-        case .needMore:
-            // A client that asked to be told before it sends its body is told (its size was
-            // checked with the head: an oversized one has had its 413 already).
-            if !continued, let head = parser.awaitingBody, head.version == "HTTP/1.1", head.headers["expect"]?.lowercased() == "100-continue" {
-                continued = true
-                write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
-            }
-        }
-    }
-
-    private func dispatch(_ request: HTTPServerRequest) {
-        phase = .handling
-        loop.modify(socket.fd, [.peerClosed])
-        let requestID = APIServer.requestID()
-        let handler = server.handler
-        let loop = self.loop
-        server.began()
-        Task {
-            let response = await handler(request, requestID)
-            loop.execute { [self] in
-                server.ended()
-                respond(response, requestID: requestID)
-            }
-        }
-    }
-
-    private func respond(_ response: APIResponse, requestID: String) {
-        guard case .handling = phase else {
-            if case .stream(let subscriber, _) = response { server.hub.unsubscribe(subscriber) }
-            return
-        }
-        switch response {
-        case .json(let status, let body, let headers):
-            finish(HTTPServer.response(status: status, contentType: "application/json", body: Array(body.text.utf8),
-                                       headers: headers + [("request-id", requestID)], close: !keepAlive))
-        case .raw(let status, let contentType, let body, let headers):
-            finish(HTTPServer.response(status: status, contentType: contentType, body: body, headers: headers + [("request-id", requestID)],
-                                       close: !keepAlive))
-        case .stream(let subscriber, let headers):
-            var head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\nrequest-id: \(requestID)\r\n"
-            for (name, value) in headers { head += "\(name): \(value)\r\n" }
-            // What a slow client can hold up in the kernel is bounded too, not only the buffer.
-            socket.setSendBuffer(APIServer.streamSocketBuffer)
-            phase = .streaming(subscriber)
-            loop.modify(socket.fd, [.readable, .peerClosed])
-            write(Array((head + "\r\n").utf8))
-            let (server, fd) = (self.server, socket.fd)
-            subscriber.whenReady { server.streamReady(fd) }
-            if server.draining { drain() } else { pump() }
-        }
-    }
-
-    /// A whole answer: then the next request (keep-alive, perhaps already buffered), or the end.
-    private func finish(_ bytes: [UInt8]) {
-        write(bytes)
-        guard !isClosed else { return }
-        if keepAlive && !server.draining {
-            phase = .reading
-            idleSince = .now
-            loop.modify(socket.fd, watchingWritable ? [.readable, .peerClosed, .writable] : [.readable, .peerClosed])
-            advance()
-        } else {
-            closeAfterFlush = true
-            if sent == outbound.count { close() }
-        }
-    }
-
-    private func refuse(_ error: APIError) {
-        write(APIServer.errorResponse(error, requestID: APIServer.requestID(), close: true))
-        lingerAfterFlush = true
-        if sent == outbound.count { linger() }
-    }
-
-    /// Takes what the stream's subscriber holds while the client keeps up.
-    func pump() {
-        guard case .streaming(let subscriber) = phase else { return }
-        while outbound.count - sent < APIServer.outboundLimit {
-            switch subscriber.take() {
-            case .nothing:
-                return
-            case .overflowed:
-                server.log.info("stream cut off: the client read too slowly", ("session", .string(subscriber.session)))
-                close()
-                return
-            case .messages(let messages):
-                for message in messages { outbound += message.sse }
-                flush()
-                if isClosed { return }
-            case .ended(let messages):
-                // The session was deleted: its last event, then the end of the stream.
-                for message in messages { outbound += message.sse }
-                closeAfterFlush = true
-                flush()
-                if !isClosed && sent == outbound.count { close() }
-                return
-            }
-        }
-    }
-
-    /// The server drains: a stream gets a final event (its client reconnects, to another replica,
-    /// from where it was), an idle connection closes, a request in flight finishes first.
-    func drain() {
-        switch phase {
-        case .streaming:
-            let error = APIError(529, "overloaded_error", "this server is shutting down; reconnect with Last-Event-ID")
-            write(Array("event: error\ndata: \(error.json(requestID: APIServer.requestID()).text)\n\n".utf8))
-            closeAfterFlush = true
-            if sent == outbound.count { close() }
-        case .reading:
-            if requestStarted == nil { close() }
-        case .handling:
-            keepAlive = false
-        case .lingering, .closed:
-            break
-        }
-    }
-
-    func tick(_ now: ContinuousClock.Instant) {
-        switch phase {
-        case .reading:
-            if let started = requestStarted, now - started > .seconds(server.config.requestDeadline) {
-                write(APIServer.errorResponse(APIError(408, "timeout_error", "the request did not arrive within \(Int(server.config.requestDeadline)) s"),
-                                              requestID: APIServer.requestID(), close: true))
-                closeAfterFlush = true
-                if sent == outbound.count { close() }
-            } else if requestStarted == nil && now - idleSince > .seconds(server.config.idleTimeout) {
-                close()
-            }
-        case .streaming:
-            if now - lastWrite > .seconds(server.config.pingInterval) && outbound.count == sent {
-                write(Array("event: ping\ndata: {\"type\": \"ping\"}\n\n".utf8))
-            }
-        case .lingering(let until, _):
-            if now > until { close() }
-        case .handling, .closed:
-            break
-        }
-    }
-
-    // MARK: - Writing
-
-    private func write(_ bytes: [UInt8]) {
-        guard !isClosed else { return }
-        outbound += bytes
-        flush()
-    }
-
-    private func flush() {
-        while sent < outbound.count {
-            let count = outbound[sent...].withUnsafeBytes { Glibc.send(socket.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK {
-                    watch(writable: true)
-                    return
-                }
-                close()
-                return
-            }
-            sent += count
-            lastWrite = .now
-        }
-        outbound.removeAll(keepingCapacity: outbound.count < 1 << 20)
-        sent = 0
-        watch(writable: false)
-        if closeAfterFlush {
-            close()
-        } else if lingerAfterFlush {
-            linger()
-        } else if case .streaming = phase {
-            pump()
-        }
-    }
-
-    private func watch(writable: Bool) {
-        guard writable != watchingWritable, !isClosed else { return }
-        watchingWritable = writable
-        var events: EventLoop.Events = [.peerClosed]
-        switch phase {
-        case .reading, .streaming, .lingering: events.insert(.readable)
-        case .handling, .closed: break
-        }
-        if writable { events.insert(.writable) }
-        loop.modify(socket.fd, events)
-    }
-
-    private func linger() {
-        lingerAfterFlush = false
-        Glibc.shutdown(socket.fd, Int32(SHUT_WR))
-        phase = .lingering(until: .now + .seconds(2), dropped: 0)
-        loop.modify(socket.fd, [.readable, .peerClosed])
-    }
-
-    func close() {
-        guard !isClosed else { return }
-        if case .streaming(let subscriber) = phase { server.hub.unsubscribe(subscriber) }
-        phase = .closed
-        loop.unregister(socket.fd)
-        server.forget(self)
-        socket.close()
-    }
+    func cancel() { hub.unsubscribe(subscriber) }
 }

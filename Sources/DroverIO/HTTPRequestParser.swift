@@ -29,6 +29,11 @@ public struct HTTPRequestParser: Sendable {
     public struct Refusal: Error, Sendable, Equatable {
         public var status: Int
         public var message: String
+
+        public init(status: Int, message: String) {
+            self.status = status
+            self.message = message
+        }
     }
 
     public enum Step: Sendable, Equatable {

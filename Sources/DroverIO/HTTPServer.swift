@@ -1,135 +1,509 @@
+import CDroverSys
+import DroverCore
 import Foundation
+import Synchronization
 
-/// A request read by `HTTPServer` or `HTTPRequestParser`.
-public struct HTTPServerRequest: Sendable, Equatable {
-    public var method: String
-    /// The request target as sent (path and query).
-    public var path: String
-    /// Header names lower-cased; repeated headers joined with ", ".
-    public var headers: [String: String]
-    public var body: [UInt8]
-    public var version = "HTTP/1.1"
+/// What a handler answers: a whole response, or a streamed one the connection then serves.
+public enum HTTPAnswer: Sendable {
+    case whole(status: Int, contentType: String, body: [UInt8], headers: [(String, String)])
+    /// A 200 whose close-delimited body comes from `source` (server-sent events).
+    case stream(contentType: String, headers: [(String, String)], source: any HTTPStreamSource)
 
-    public init(method: String, path: String, headers: [String: String], body: [UInt8], version: String = "HTTP/1.1") {
-        self.method = method
-        self.path = path
-        self.headers = headers
-        self.body = body
-        self.version = version
+    public static func json(_ status: Int, _ body: JSONValue, headers: [(String, String)] = []) -> HTTPAnswer {
+        .whole(status: status, contentType: "application/json", body: Array(body.text.utf8), headers: headers)
+    }
+
+    public static func text(_ status: Int, _ text: String, contentType: String = "text/plain; charset=utf-8") -> HTTPAnswer {
+        .whole(status: status, contentType: contentType, body: Array(text.utf8), headers: [])
     }
 }
 
-/// A small HTTP/1.1 server for Drover's own endpoints (metrics, health, the scripted model): one
-/// request per connection (`connection: close`), at most `maxConnections` at once (more get 503),
-/// each request whole within `requestDeadline` seconds (slower ones get 408), a refusal answered
-/// with its status. The handler, given to `start`, gets the socket so that it can stream (SSE)
-/// as well as answer with `respond`.
+/// The project's one HTTP/1.1 server, on one event loop (epoll): every connection and every
+/// stream is a non-blocking socket the loop owns, not a thread. It serves `drover api`, every
+/// daemon's operations endpoint and the scripted model. Keep-alive, strict incremental parsing
+/// (`HTTPRequestParser`), a deadline for a request to arrive whole, an idle timeout, a cap on
+/// connections and a share of it per client address, `Expect: 100-continue`, lingering closes
+/// after refusals, and streamed bodies with bounded buffers. Handlers run as tasks; their answers
+/// come back to the loop with `execute`.
 public final class HTTPServer: Sendable {
-    public let listener: Listener
-    let acceptor: ConnectionAcceptor
-    let requestDeadline: Double
+    public struct Config: Sendable {
+        public var maxConnections = 1024
+        /// Connections one client address may hold, so that one client cannot take every place.
+        public var maxConnectionsPerClient = 256
+        /// Seconds a request has, from its first byte, to arrive whole (slow clients are cut off).
+        public var requestDeadline: Double = 10
+        /// Seconds an idle keep-alive connection stays open.
+        public var idleTimeout: Double = 60
+        /// Seconds of quiet after which a stream is sent `streamPing`.
+        public var pingInterval: Double = 15
+        /// What a quiet stream is sent (an SSE `ping` event by default); nil: nothing.
+        public var streamPing: [UInt8]? = Array("event: ping\ndata: {\"type\": \"ping\"}\n\n".utf8)
+        /// What a stream is sent when the server drains, before it closes; nil: nothing.
+        public var streamGoodbye: (@Sendable () -> [UInt8])?
+        public var limits = HTTPRequestParser.Limits()
+        public init() {}
+    }
 
-    /// Binds now (so the port is known); serves from `start`.
-    public init(host: String, port: UInt16, maxConnections: Int = 256, requestDeadline: Double = 10) throws {
-        listener = try Listener(host: host, port: port)
-        acceptor = ConnectionAcceptor(listener: listener, name: "drover.http", maxConnections: maxConnections)
-        self.requestDeadline = requestDeadline
+    let config: Config
+    public let listener: Listener
+    let log: Log
+    let handler: Handler
+    let loop: EventLoop
+    let name: String
+
+    /// Where requests are answered: as tasks (the API's handlers, which await the database), or
+    /// each on a thread of its own (an operations endpoint, which must answer while the daemon's
+    /// tasks are busy; the scripted model, whose pauses are sleeps).
+    enum Handler: Sendable {
+        case tasks(@Sendable (HTTPServerRequest, String) async -> HTTPAnswer)
+        case threads(@Sendable (HTTPServerRequest, String) -> HTTPAnswer)
+    }
+    /// Loop-confined: the connections and the per-client counts.
+    private let table: ConnectionTable
+    private let counts = Mutex((connections: 0, inFlight: 0, draining: false))
+    /// Streams whose source has something (by descriptor), gathered from whatever feeds them and
+    /// pumped in one pass of the loop: a thousand streams of one event cost one wake-up.
+    private let readyStreams = Mutex<Set<Int32>>([])
+
+    /// `handler` gets each request and its id (`request-id`, on every answer), as a task.
+    public convenience init(config: Config = Config(), listener: Listener, name: String, log: Log,
+                handler: @escaping @Sendable (HTTPServerRequest, String) async -> HTTPAnswer) throws {
+        try self.init(config: config, listener: listener, name: name, log: log, handler: .tasks(handler))
+    }
+
+    /// Binds `host:port` now (so the port is known); serves from `start`.
+    public convenience init(host: String, port: UInt16, config: Config = Config(), name: String, log: Log,
+                            handler: @escaping @Sendable (HTTPServerRequest, String) async -> HTTPAnswer) throws {
+        try self.init(config: config, listener: try Listener(host: host, port: port), name: name, log: log, handler: .tasks(handler))
+    }
+
+    /// As above, with each request answered on a thread of its own, which may block (sleep).
+    public convenience init(host: String, port: UInt16, config: Config = Config(), name: String, log: Log,
+                            blockingHandler: @escaping @Sendable (HTTPServerRequest, String) -> HTTPAnswer) throws {
+        try self.init(config: config, listener: try Listener(host: host, port: port), name: name, log: log, handler: .threads(blockingHandler))
+    }
+
+    init(config: Config, listener: Listener, name: String, log: Log, handler: Handler) throws {
+        self.config = config
+        self.listener = listener
+        self.log = log
+        self.handler = handler
+        self.name = name
+        loop = try EventLoop(name: name)
+        table = ConnectionTable()
     }
 
     public var address: String { "\(listener.host):\(listener.port)" }
 
-    /// Accepts connections and hands each request to `handler`, on the connection's thread.
-    public func start(_ handler: @escaping @Sendable (HTTPServerRequest, Socket) -> Void) {
-        acceptor.start(refuse: { socket in
-            Self.respond(socket, status: 503, contentType: "text/plain; charset=utf-8", body: Array("too many connections\n".utf8))
-        }, serve: { [requestDeadline] socket in
-            switch Self.readRequest(socket, deadline: requestDeadline) {
-            case .success(let request): handler(request, socket)
-            case .failure(let refusal):
-                Self.respond(socket, status: refusal.status, contentType: "text/plain; charset=utf-8", body: Array((refusal.message + "\n").utf8))
-                socket.lingeringClose()
-            case .none: break
-            }
-        })
-    }
-
-    public func stop() {
-        acceptor.stopAccepting()
-        acceptor.shutdownAll()
-    }
-
-    /// Connections being served.
-    public var connectionCount: Int { acceptor.count }
-
-    /// Writes a whole response; the connection closes after it.
-    public static func respond(_ socket: Socket, status: Int, contentType: String, body: [UInt8], headers: [(String, String)] = []) {
-        try? socket.send(bytes: response(status: status, contentType: contentType, body: body, headers: headers, close: true))
-    }
-
-    /// A whole response's bytes (shared with `drover api`, which keeps connections alive).
-    public static func response(status: Int, contentType: String, body: [UInt8], headers: [(String, String)], close: Bool) -> [UInt8] {
-        var head = "HTTP/1.1 \(status) \(reason(status))\r\ncontent-type: \(contentType)\r\ncontent-length: \(body.count)\r\n"
-        if close { head += "connection: close\r\n" }
-        for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        return Array((head + "\r\n").utf8) + body
-    }
-
-    /// Starts a streamed response; the caller then writes the body and the connection closes.
-    public static func startStream(_ socket: Socket, contentType: String) -> Bool {
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: \(contentType)\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n"
-        return (try? socket.send(bytes: Array(head.utf8))) != nil
-    }
-
-    public static func reason(_ status: Int) -> String {
-        switch status {
-        case 200: "OK"
-        case 308: "Permanent Redirect"
-        case 400: "Bad Request"
-        case 401: "Unauthorized"
-        case 403: "Forbidden"
-        case 404: "Not Found"
-        case 405: "Method Not Allowed"
-        case 408: "Request Timeout"
-        case 409: "Conflict"
-        case 413: "Content Too Large"
-        case 414: "URI Too Long"
-        case 429: "Too Many Requests"
-        case 431: "Request Header Fields Too Large"
-        case 501: "Not Implemented"
-        case 503: "Service Unavailable"
-        case 505: "HTTP Version Not Supported"
-        case 529: "Overloaded"
-        default: status < 500 ? "Client Error" : "Server Error"
+    public func start() {
+        loop.start()
+        loop.execute { [self] in
+            _ = drover_set_nonblocking(listener.fd)
+            loop.register(listener.fd, .readable) { [self] _ in acceptAll() }
+            loop.every(.milliseconds(250)) { [self] in checkDeadlines() }
         }
     }
 
-    /// Reads one request with `HTTPRequestParser` (bodies up to 64 MiB: model requests carry whole
-    /// conversations) within `deadline` seconds; the refusal to answer, or nil when the connection
-    /// ended first.
-    static func readRequest(_ socket: Socket, deadline: Double) -> Result<HTTPServerRequest, HTTPRequestParser.Refusal>? {
-        var limits = HTTPRequestParser.Limits()
-        limits.body = 64 << 20
-        var parser = HTTPRequestParser(limits: limits)
-        var buffer = [UInt8](repeating: 0, count: 65_536)
+    /// Stops accepting; requests in flight finish; streams end at once with a final `error` event.
+    public func drain(deadline: Double) async {
+        counts.withLock { $0.draining = true }
+        loop.execute { [self] in
+            loop.unregister(listener.fd)
+            listener.close()
+            for connection in table.connections.values { connection.drain() }
+        }
         let end = ContinuousClock.now + .seconds(deadline)
-        socket.setReadTimeout(min(1, deadline))
-        socket.setSendTimeout(30)
+        while counts.withLock({ $0.inFlight }) > 0 && ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(20)) }
+        loop.execute { [self] in
+            for connection in Array(table.connections.values) { connection.close() }
+        }
+        await loop.stop()
+    }
+
+    /// Stops at once, without waiting: the listener and every connection close on the loop,
+    /// which then ends (for a test rig, or a daemon's last step).
+    public func stop() {
+        counts.withLock { $0.draining = true }
+        loop.execute { [self] in
+            loop.unregister(listener.fd)
+            listener.close()
+            for connection in Array(table.connections.values) { connection.close() }
+        }
+        let eventLoop = loop
+        Task { await eventLoop.stop() }
+    }
+
+    public var connectionCount: Int { counts.withLock { $0.connections } }
+
+    var draining: Bool { counts.withLock { $0.draining } }
+
+    /// The kernel send buffer of a stream's socket.
+    static let streamSocketBuffer = 256 * 1024
+    /// Bytes a connection may have waiting for the kernel before a stream stops taking events
+    /// (then its subscriber's buffer fills, and a client that stays stalled is cut off).
+    static let outboundLimit = 256 * 1024
+
+    public static func requestID() -> String { "req_" + String(UInt64.random(in: 0...UInt64.max), radix: 16) }
+
+    // MARK: - On the loop
+
+    private func acceptAll() {
         while true {
-            switch parser.next() {
-            case .request(let request):
-                socket.setReadTimeout(nil)
-                return .success(request)
-            case .refused(let refusal): return .failure(refusal)
-            case .needMore: break
+            let fd = drover_accept_nonblock(listener.fd)
+            if fd < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return  // EAGAIN (none left), or EMFILE: the next readiness tries again
             }
-            guard ContinuousClock.now < end else {
-                return .failure(HTTPRequestParser.Refusal(status: 408, message: "the request did not arrive within \(Int(deadline)) s"))
+            let socket = Socket(fd: fd)
+            let client = socket.peerAddress
+            guard table.connections.count < config.maxConnections, table.perClient[client, default: 0] < config.maxConnectionsPerClient else {
+                _ = HTTPResponse.error(APIError(503, "overloaded_error", "too many connections"), requestID: Self.requestID(), close: true)
+                    .withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                socket.close()
+                continue
             }
-            switch socket.receive(into: &buffer) {
-            case .bytes(let count): parser.feed(buffer[0..<count])
-            case .timedOut: continue
-            case .closed: return nil
+            let connection = Connection(server: self, socket: socket, client: client)
+            table.connections[fd] = connection
+            table.perClient[client, default: 0] += 1
+            counts.withLock { $0.connections = table.connections.count }
+            loop.register(fd, [.readable, .peerClosed]) { events in connection.handle(events) }
+        }
+    }
+
+    fileprivate func forget(_ connection: Connection) {
+        table.connections[connection.socket.fd] = nil
+        table.perClient[connection.client, default: 1] -= 1
+        if table.perClient[connection.client] == 0 { table.perClient[connection.client] = nil }
+        counts.withLock { $0.connections = table.connections.count }
+    }
+
+    private func checkDeadlines() {
+        let now = ContinuousClock.now
+        for connection in Array(table.connections.values) { connection.tick(now) }
+    }
+
+    /// A stream's source has something (called from whatever feeds it).
+    fileprivate func streamReady(_ fd: Int32) {
+        let first = readyStreams.withLock { ready -> Bool in
+            ready.insert(fd)
+            return ready.count == 1
+        }
+        if first { loop.execute { [self] in pumpReadyStreams() } }
+    }
+
+    private func pumpReadyStreams() {
+        let ready = readyStreams.withLock { ready -> Set<Int32> in
+            defer { ready = [] }
+            return ready
+        }
+        // A descriptor closed and reused meanwhile names a connection that is not streaming: its pump does nothing.
+        for fd in ready { table.connections[fd]?.pump() }
+    }
+
+    fileprivate func began() { counts.withLock { $0.inFlight += 1 } }
+    fileprivate func ended() { counts.withLock { $0.inFlight -= 1 } }
+}
+
+/// The server's connections by descriptor, and how many each client address holds: loop-confined.
+private final class ConnectionTable: @unchecked Sendable {
+    var connections: [Int32: Connection] = [:]
+    var perClient: [String: Int] = [:]
+}
+
+/// One HTTP connection, confined to the server's loop: its parser, what waits to be written, and
+/// where it is in its life.
+private final class Connection: @unchecked Sendable {
+    enum Phase {
+        /// Reading a request (or idle between requests).
+        case reading
+        /// A handler is answering; nothing more is read until it has.
+        case handling
+        case streaming(any HTTPStreamSource)
+        /// A refusal was written; what still arrives is read and dropped until `until`, so that
+        /// closing with unread data does not reset the connection before the client reads it.
+        case lingering(until: ContinuousClock.Instant, dropped: Int)
+        case closed
+    }
+
+    unowned let server: HTTPServer
+    let socket: Socket
+    let client: String
+    var parser: HTTPRequestParser
+    var phase = Phase.reading
+    var outbound: [UInt8] = []
+    var sent = 0
+    var closeAfterFlush = false
+    var lingerAfterFlush = false
+    var keepAlive = true
+    var continued = false
+    var requestStarted: ContinuousClock.Instant?
+    var idleSince = ContinuousClock.now
+    var lastWrite = ContinuousClock.now
+    var watchingWritable = false
+
+    init(server: HTTPServer, socket: Socket, client: String) {
+        self.server = server
+        self.socket = socket
+        self.client = client
+        parser = HTTPRequestParser(limits: server.config.limits)
+    }
+
+    var loop: EventLoop { server.loop }
+    var isClosed: Bool { if case .closed = phase { true } else { false } }
+
+    func handle(_ events: EventLoop.Events) {
+        if events.contains(.writable) { flush() }
+        if isClosed { return }
+        if events.contains(.readable) || events.contains(.peerClosed) || events.contains(.hangUp) || events.contains(.error) { readAll() }
+    }
+
+    private func readAll() {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while !isClosed {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(socket.fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+                close()
+                return
+            }
+            if count == 0 {
+                // The client went: whatever it was doing ends (a handler's answer is dropped).
+                close()
+                return
+            }
+            switch phase {
+            case .reading:
+                if requestStarted == nil { requestStarted = .now }
+                parser.feed(buffer[0..<count])
+                advance()
+            case .lingering(let until, let dropped):
+                phase = .lingering(until: until, dropped: dropped + count)
+                if dropped + count >= 1 << 20 { close() }
+            case .handling, .streaming, .closed:
+                // Reading stops while a handler answers; a stream's client has nothing to say.
+                continue
             }
         }
+    }
+
+    /// Parses what has arrived: answers a refusal, starts a handler, or waits for more.
+    private func advance() {
+        guard case .reading = phase else { return }
+        switch parser.next() {
+        case .refused(let refusal):
+            refuse(APIError(refusal.status, "invalid_request_error", refusal.message))
+        case .request(let request):
+            requestStarted = parser.buffered > 0 ? .now : nil
+            continued = false
+            keepAlive = request.version == "HTTP/1.1" && !HTTPRequestParser.connection(request.headers["connection"], contains: "close")
+                && !server.draining
+            dispatch(request)
+        case .needMore:
+            // A client that asked to be told before it sends its body is told (its size was
+            // checked with the head: an oversized one has had its 413 already).
+            if !continued, let head = parser.awaitingBody, head.version == "HTTP/1.1", head.headers["expect"]?.lowercased() == "100-continue" {
+                continued = true
+                write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+            }
+        }
+    }
+
+    private func dispatch(_ request: HTTPServerRequest) {
+        phase = .handling
+        loop.modify(socket.fd, [.peerClosed])
+        let requestID = HTTPServer.requestID()
+        let loop = self.loop
+        server.began()
+        switch server.handler {
+        case .tasks(let handler):
+            Task {
+                let response = await handler(request, requestID)
+                loop.execute { [self] in
+                    server.ended()
+                    respond(response, requestID: requestID)
+                }
+            }
+        case .threads(let handler):
+            let thread = Thread {
+                let response = handler(request, requestID)
+                loop.execute { [self] in
+                    server.ended()
+                    respond(response, requestID: requestID)
+                }
+            }
+            thread.name = server.name + ".request"
+            thread.start()
+        }
+    }
+
+    private func respond(_ answer: HTTPAnswer, requestID: String) {
+        guard case .handling = phase else {
+            if case .stream(_, _, let source) = answer { source.cancel() }
+            return
+        }
+        switch answer {
+        case .whole(let status, let contentType, let body, let headers):
+            finish(HTTPResponse.bytes(status: status, contentType: contentType, body: body, headers: headers + [("request-id", requestID)],
+                                      close: !keepAlive))
+        case .stream(let contentType, let headers, let source):
+            // What a slow client can hold up in the kernel is bounded too, not only the buffer.
+            socket.setSendBuffer(HTTPServer.streamSocketBuffer)
+            phase = .streaming(source)
+            loop.modify(socket.fd, [.readable, .peerClosed])
+            write(HTTPResponse.streamHead(contentType: contentType, headers: [("request-id", requestID)] + headers))
+            let (server, fd) = (self.server, socket.fd)
+            source.whenReady { server.streamReady(fd) }
+            if server.draining { drain() } else { pump() }
+        }
+    }
+
+    /// A whole answer: then the next request (keep-alive, perhaps already buffered), or the end.
+    private func finish(_ bytes: [UInt8]) {
+        write(bytes)
+        guard !isClosed else { return }
+        if keepAlive && !server.draining {
+            phase = .reading
+            idleSince = .now
+            loop.modify(socket.fd, watchingWritable ? [.readable, .peerClosed, .writable] : [.readable, .peerClosed])
+            advance()
+        } else {
+            closeAfterFlush = true
+            if sent == outbound.count { close() }
+        }
+    }
+
+    private func refuse(_ error: APIError) {
+        write(HTTPResponse.error(error, requestID: HTTPServer.requestID(), close: true))
+        lingerAfterFlush = true
+        if sent == outbound.count { linger() }
+    }
+
+    /// Takes what the stream's source holds while the client keeps up.
+    func pump() {
+        guard case .streaming(let source) = phase else { return }
+        while outbound.count - sent < HTTPServer.outboundLimit {
+            switch source.take() {
+            case .nothing:
+                return
+            case .overflowed(let why):
+                server.log.info("stream cut off: the client read too slowly", ("stream", .string(why)))
+                close()
+                return
+            case .bytes(let bytes):
+                outbound += bytes
+                flush()
+                if isClosed { return }
+            case .ended(let bytes):
+                // The source's last bytes, then the end of the stream.
+                outbound += bytes
+                closeAfterFlush = true
+                flush()
+                if !isClosed && sent == outbound.count { close() }
+                return
+            }
+        }
+    }
+
+    /// The server drains: a stream gets its goodbye (an API client reconnects, to another
+    /// replica, from where it was), an idle connection closes, a request in flight finishes first.
+    func drain() {
+        switch phase {
+        case .streaming:
+            if let goodbye = server.config.streamGoodbye { write(goodbye()) }
+            closeAfterFlush = true
+            if sent == outbound.count { close() }
+        case .reading:
+            if requestStarted == nil { close() }
+        case .handling:
+            keepAlive = false
+        case .lingering, .closed:
+            break
+        }
+    }
+
+    func tick(_ now: ContinuousClock.Instant) {
+        switch phase {
+        case .reading:
+            if let started = requestStarted, now - started > .seconds(server.config.requestDeadline) {
+                write(HTTPResponse.error(APIError(408, "timeout_error", "the request did not arrive within \(Int(server.config.requestDeadline)) s"),
+                                         requestID: HTTPServer.requestID(), close: true))
+                closeAfterFlush = true
+                if sent == outbound.count { close() }
+            } else if requestStarted == nil && now - idleSince > .seconds(server.config.idleTimeout) {
+                close()
+            }
+        case .streaming:
+            if let ping = server.config.streamPing, now - lastWrite > .seconds(server.config.pingInterval) && outbound.count == sent {
+                write(ping)
+            }
+        case .lingering(let until, _):
+            if now > until { close() }
+        case .handling, .closed:
+            break
+        }
+    }
+
+    // MARK: - Writing
+
+    private func write(_ bytes: [UInt8]) {
+        guard !isClosed else { return }
+        outbound += bytes
+        flush()
+    }
+
+    private func flush() {
+        while sent < outbound.count {
+            let count = outbound[sent...].withUnsafeBytes { Glibc.send(socket.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    watch(writable: true)
+                    return
+                }
+                close()
+                return
+            }
+            sent += count
+            lastWrite = .now
+        }
+        outbound.removeAll(keepingCapacity: outbound.count < 1 << 20)
+        sent = 0
+        watch(writable: false)
+        if closeAfterFlush {
+            close()
+        } else if lingerAfterFlush {
+            linger()
+        } else if case .streaming = phase {
+            pump()
+        }
+    }
+
+    private func watch(writable: Bool) {
+        guard writable != watchingWritable, !isClosed else { return }
+        watchingWritable = writable
+        var events: EventLoop.Events = [.peerClosed]
+        switch phase {
+        case .reading, .streaming, .lingering: events.insert(.readable)
+        case .handling, .closed: break
+        }
+        if writable { events.insert(.writable) }
+        loop.modify(socket.fd, events)
+    }
+
+    private func linger() {
+        lingerAfterFlush = false
+        Glibc.shutdown(socket.fd, Int32(SHUT_WR))
+        phase = .lingering(until: .now + .seconds(2), dropped: 0)
+        loop.modify(socket.fd, [.readable, .peerClosed])
+    }
+
+    func close() {
+        guard !isClosed else { return }
+        if case .streaming(let source) = phase { source.cancel() }
+        phase = .closed
+        loop.unregister(socket.fd)
+        server.forget(self)
+        socket.close()
     }
 }

@@ -31,12 +31,29 @@ public final class ScriptedModelServer: Sendable {
     public init(script: ModelScript, host: String, port: UInt16, log: Log) throws {
         self.script = script
         self.log = log
-        server = try HTTPServer(host: host, port: port)
+        var config = HTTPServer.Config()
+        // Model requests carry whole conversations; every client is on loopback.
+        config.limits.body = 64 << 20
+        config.maxConnectionsPerClient = config.maxConnections
+        // Each request on a thread of its own, as a real server's pauses would not hold up another
+        // request (and the process's tasks, a test's, cannot hold up the answers).
+        let handler = Handler()
+        server = try HTTPServer(host: host, port: port, config: config, name: "drover.scripted-model", log: log, blockingHandler: { request, _ in
+            handler.serve.withLock { $0 }?(request) ?? .text(503, "stopped\n")
+        })
+        self.handler = handler
     }
 
-    /// Serves until `stop`. The handler holds the server weakly, so a stopped one is freed.
+    /// What answers requests, set by `start`; it holds the server weakly, so a stopped one is freed.
+    private final class Handler: Sendable {
+        let serve = Mutex<(@Sendable (HTTPServerRequest) -> HTTPAnswer)?>(nil)
+    }
+    private let handler: Handler
+
+    /// Serves until `stop`.
     public func start() {
-        server.start { [weak self] request, socket in self?.serve(request, socket) }
+        handler.serve.withLock { $0 = { [weak self] request in self?.serve(request) ?? .text(503, "stopped\n") } }
+        server.start()
     }
 
     public func stop() { server.stop() }
@@ -49,24 +66,32 @@ public final class ScriptedModelServer: Sendable {
 
     // MARK: - HTTP
 
-    private func serve(_ request: HTTPServerRequest, _ socket: Socket) {
+    private func serve(_ request: HTTPServerRequest) -> HTTPAnswer {
         switch (request.method, request.path) {
         case ("POST", "/v1/messages"):
-            answerMessages(socket, headers: request.headers, body: request.body, wire: .anthropic)
+            answerMessages(headers: request.headers, body: request.body, wire: .anthropic)
         case ("POST", "/v1/chat/completions"):
-            answerMessages(socket, headers: request.headers, body: request.body, wire: .openAI)
+            answerMessages(headers: request.headers, body: request.body, wire: .openAI)
         case ("GET", "/_scripted/requests"):
-            let requests = state.withLock { $0.requests }
-            respond(socket, status: 200, json: ["requests": .array(requests)])
+            .json(200, ["requests": .array(state.withLock { $0.requests })])
         case ("GET", "/healthz"):
-            respond(socket, status: 200, json: ["ok": true])
+            .json(200, ["ok": true])
         default:
-            respond(socket, status: 404, json: errorBody("not_found_error", "no route \(request.method) \(request.path)"))
+            .json(404, errorBody("not_found_error", "no route \(request.method) \(request.path)"))
         }
     }
 
-    private func respond(_ socket: Socket, status: Int, json: JSONValue, extra: [(String, String)] = []) {
-        HTTPServer.respond(socket, status: status, contentType: "application/json", body: Array(json.text.utf8), headers: extra)
+    /// A streamed answer whose events `produce` writes, on a thread of its own (its pauses are
+    /// sleeps).
+    private func stream(_ produce: @escaping @Sendable (HTTPByteStream) -> Void) -> HTTPAnswer {
+        let body = HTTPByteStream()
+        let thread = Thread {
+            produce(body)
+            body.finish()
+        }
+        thread.name = "drover.scripted-model.stream"
+        thread.start()
+        return .stream(contentType: "text/event-stream", headers: [], source: body)
     }
 
     private func errorBody(_ type: String, _ message: String) -> JSONValue {
@@ -77,17 +102,17 @@ public final class ScriptedModelServer: Sendable {
         return ["type": "error", "error": ["type": .string(type), "message": .string(message)], "request_id": .string("req_scripted_\(id)")]
     }
 
-    /// Refuses the request as the real API would, if it would; true when refused.
-    private func refuse(_ socket: Socket, headers: [String: String], body: [UInt8], wire: Wire) -> Bool {
+    /// The refusal the real API would answer the request with, if it would refuse it.
+    private func refusal(headers: [String: String], body: [UInt8], wire: Wire) -> HTTPAnswer? {
         let refusal: RequestRefusal
         let json: JSONValue
         switch wire {
         case .anthropic:
-            guard let found = MessagesRequestRules.check(headers: headers, body: body) else { return false }
+            guard let found = MessagesRequestRules.check(headers: headers, body: body) else { return nil }
             refusal = found
             json = errorBody(found.type, found.message)
         case .openAI:
-            guard let (found, param) = ChatRequestRules.check(headers: headers, body: body) else { return false }
+            guard let (found, param) = ChatRequestRules.check(headers: headers, body: body) else { return nil }
             refusal = found
             json = ["error": ["message": .string(found.message), "type": .string(found.type), "param": param.map(JSONValue.string) ?? .null, "code": .null]]
         }
@@ -96,8 +121,7 @@ public final class ScriptedModelServer: Sendable {
             $0.requests.append(["status": .number(Double(refusal.status)), "error": .string(refusal.message)])
         }
         log.warning("refused", ("status", .number(Double(refusal.status))), ("error", .string(refusal.message)))
-        respond(socket, status: refusal.status, json: json)
-        return true
+        return .json(refusal.status, json)
     }
 
     // MARK: - Messages
@@ -108,10 +132,12 @@ public final class ScriptedModelServer: Sendable {
         case openAI
     }
 
-    private func answerMessages(_ socket: Socket, headers: [String: String], body: [UInt8], wire: Wire) {
+    private func answerMessages(headers: [String: String], body: [UInt8], wire: Wire) -> HTTPAnswer {
         let receivedAt = Date().timeIntervalSince1970
-        if refuse(socket, headers: headers, body: body, wire: wire) { return }
-        guard let request = try? JSONValue.parse(body), case .array(let messages)? = request["messages"] else { return }
+        if let refused = refusal(headers: headers, body: body, wire: wire) { return refused }
+        guard let request = try? JSONValue.parse(body), case .array(let messages)? = request["messages"] else {
+            return .json(400, errorBody("invalid_request_error", "messages: an array is required"))
+        }
         let turnIndex = messages.filter { $0["role"]?.stringValue == "assistant" }.count
         let conversation = (wire == .anthropic ? request["metadata"]?["user_id"] : request["user"])?.stringValue ?? "anonymous"
         let firstUser = messages.first { $0["role"]?.stringValue == "user" }
@@ -148,10 +174,8 @@ public final class ScriptedModelServer: Sendable {
         if attempt < turn.failures.count, let type = turn.failures[attempt].streamError {
             // HTTP 200, a stream that starts, then an `error` event: how the real API reports
             // overload once a response has begun.
-            guard HTTPServer.startStream(socket, contentType: "text/event-stream") else { return }
             let error: JSONValue = ["type": "error", "error": ["type": .string(type), "message": .string("scripted stream error \(attempt + 1)")]]
-            try? socket.send(bytes: Array("event: message_start\ndata: \(JSONValue.object(["type": "message_start", "message": ["id": "msg_failing", "type": "message", "role": "assistant", "content": [], "model": "scripted", "stop_reason": nil, "usage": ["input_tokens": 1, "output_tokens": 0]]]).text)\n\nevent: error\ndata: \(error.text)\n\n".utf8))
-            return
+            return stream { $0.write(Array("event: message_start\ndata: \(JSONValue.object(["type": "message_start", "message": ["id": "msg_failing", "type": "message", "role": "assistant", "content": [], "model": "scripted", "stop_reason": nil, "usage": ["input_tokens": 1, "output_tokens": 0]]]).text)\n\nevent: error\ndata: \(error.text)\n\n".utf8)) }
         }
         if attempt < turn.failures.count {
             let failure = turn.failures[attempt]
@@ -159,9 +183,7 @@ public final class ScriptedModelServer: Sendable {
             let error = wire == .anthropic
                 ? errorBody(type, "scripted failure \(attempt + 1)")
                 : ["error": ["type": .string(type), "message": .string("scripted failure \(attempt + 1)")]]
-            respond(socket, status: failure.status, json: error,
-                    extra: failure.retryAfter.map { [("retry-after", String(Int($0.rounded(.up))))] } ?? [])
-            return
+            return .json(failure.status, error, headers: failure.retryAfter.map { [("retry-after", String(Int($0.rounded(.up))))] } ?? [])
         }
         let blocks = turn.content.enumerated().map { index, block -> JSONValue in
             guard block["type"]?.stringValue == "tool_use", case .object(var members) = block else { return block }
@@ -174,31 +196,31 @@ public final class ScriptedModelServer: Sendable {
         }
         let messageID = "msg_scripted_\(turnIndex)_\(Self.shortHash(conversation))"
         if wire == .openAI {
-            answerChat(socket, turn: turn, blocks: blocks, id: messageID, stream: request["stream"]?.boolValue == true)
-            return
+            return answerChat(turn: turn, blocks: blocks, id: messageID, stream: request["stream"]?.boolValue == true)
         }
         guard request["stream"]?.boolValue == true else {
-            respond(socket, status: 200, json: [
+            return .json(200, [
                 "id": .string(messageID), "type": "message", "role": "assistant", "model": request["model"] ?? "scripted",
                 "content": .array(blocks), "stop_reason": .string(turn.stopReason),
                 "usage": ["input_tokens": .number(Double(body.count / 4)), "output_tokens": .number(Double(turn.content.count * 10))],
             ])
-            return
         }
-        stream(socket, turn: turn, blocks: blocks, messageID: messageID, model: request["model"] ?? "scripted", inputTokens: body.count / 4)
+        let (model, inputTokens) = (request["model"] ?? "scripted", body.count / 4)
+        return stream { body in Self.messagesStream(body, turn: turn, blocks: blocks, messageID: messageID, model: model, inputTokens: inputTokens) }
     }
 
-    private func stream(_ socket: Socket, turn: ModelScript.Turn, blocks: [JSONValue], messageID: String, model: JSONValue, inputTokens: Int) {
+    /// A Messages response's events, as the real API streams them.
+    private static func messagesStream(_ body: HTTPByteStream, turn: ModelScript.Turn, blocks: [JSONValue], messageID: String, model: JSONValue,
+                                       inputTokens: Int) {
         func send(_ type: String, _ data: JSONValue) -> Bool {
-            (try? socket.send(bytes: Array("event: \(type)\ndata: \(data.text)\n\n".utf8))) != nil
+            body.write(Array("event: \(type)\ndata: \(data.text)\n\n".utf8))
         }
-        guard HTTPServer.startStream(socket, contentType: "text/event-stream") else { return }
         _ = send("message_start", ["type": "message_start", "message": [
             "id": .string(messageID), "type": "message", "role": "assistant", "model": model, "content": [],
             "stop_reason": nil, "usage": ["input_tokens": .number(Double(inputTokens)), "output_tokens": 0],
         ]])
         if turn.malformed {
-            try? socket.send(bytes: Array("event: content_block_start\ndata: {this is not json\n\n".utf8))
+            body.write(Array("event: content_block_start\ndata: {this is not json\n\n".utf8))
             return
         }
         _ = send("ping", ["type": "ping"])
@@ -228,7 +250,6 @@ public final class ScriptedModelServer: Sendable {
                 let text = block["text"]?.stringValue ?? ""
                 _ = send("content_block_start", ["type": "content_block_start", "index": at, "content_block": ["type": "text", "text": ""]])
                 for (n, chunk) in Self.chunks(text, count: 3).enumerated() {
-                    // This server's connection thread is its own: a pause holds up nobody else.
                     if n > 0 && turn.chunkDelayMs > 0 { usleep(useconds_t(turn.chunkDelayMs * 1000)) }
                     _ = send("content_block_delta", ["type": "content_block_delta", "index": at, "delta": ["type": "text_delta", "text": .string(chunk)]])
                 }
@@ -244,29 +265,28 @@ public final class ScriptedModelServer: Sendable {
 
     /// The same turn as an OpenAI chat completion: JSON, or `chat.completion.chunk` events ending
     /// in `data: [DONE]`.
-    private func answerChat(_ socket: Socket, turn: ModelScript.Turn, blocks: [JSONValue], id: String, stream: Bool) {
+    private func answerChat(turn: ModelScript.Turn, blocks: [JSONValue], id: String, stream streamed: Bool) -> HTTPAnswer {
         let text = blocks.filter { $0["type"]?.stringValue != "tool_use" }.compactMap { $0["text"]?.stringValue }.joined()
         let calls = blocks.filter { $0["type"]?.stringValue == "tool_use" }
         let finish = calls.isEmpty ? "stop" : "tool_calls"
-        guard stream else {
+        guard streamed else {
             var message: [String: JSONValue] = ["role": "assistant", "content": text.isEmpty ? .null : .string(text)]
             if !calls.isEmpty {
                 message["tool_calls"] = .array(calls.map {
                     ["id": $0["id"] ?? "", "type": "function", "function": ["name": $0["name"] ?? "", "arguments": .string(($0["input"] ?? [:]).text)]]
                 })
             }
-            respond(socket, status: 200, json: ["id": .string(id), "object": "chat.completion",
-                                                "choices": [["index": 0, "message": .object(message), "finish_reason": .string(finish)]]])
-            return
+            return .json(200, ["id": .string(id), "object": "chat.completion",
+                               "choices": [["index": 0, "message": .object(message), "finish_reason": .string(finish)]]])
         }
-        guard HTTPServer.startStream(socket, contentType: "text/event-stream") else { return }
+        return stream { body in
         func send(_ delta: JSONValue, finish: String? = nil) {
             let chunk: JSONValue = ["id": .string(id), "object": "chat.completion.chunk",
                                     "choices": [["index": 0, "delta": delta, "finish_reason": finish.map(JSONValue.string) ?? .null]]]
-            try? socket.send(bytes: Array("data: \(chunk.text)\n\n".utf8))
+            body.write(Array("data: \(chunk.text)\n\n".utf8))
         }
         if turn.malformed {
-            try? socket.send(bytes: Array("data: {this is not json\n\n".utf8))
+            body.write(Array("data: {this is not json\n\n".utf8))
             return
         }
         send(["role": "assistant", "content": ""])
@@ -284,7 +304,8 @@ public final class ScriptedModelServer: Sendable {
         send([:], finish: finish)
         let usage: JSONValue = ["id": .string(id), "object": "chat.completion.chunk", "choices": [],
                                 "usage": ["prompt_tokens": 10, "completion_tokens": .number(Double(text.count / 4 + calls.count * 10))]]
-        try? socket.send(bytes: Array("data: \(usage.text)\n\ndata: [DONE]\n\n".utf8))
+        body.write(Array("data: \(usage.text)\n\ndata: [DONE]\n\n".utf8))
+        }
     }
 
     /// The tool results the request's last message carries, as text (what the model would read).

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverIO
+import DroverTestSupport
 import Foundation
 import Synchronization
 
@@ -11,15 +12,15 @@ import Synchronization
 /// whose log holds more than a bounded error.
 final class HostilePhase: Sendable {
     /// The tenant's MCP servers, on 127.0.0.2 (which the run's harnesses open as an operator would).
-    let server: HTTPServer
+    let server: SocketHTTPServer
     static let leak = "LEAKED-SERVER-BODY"
     private let state = Mutex<(answered: Int, floods: Int, breaches: [String])>((0, 0, []))
 
     init() throws {
-        server = try HTTPServer(host: "127.0.0.2", port: 0)
+        server = try SocketHTTPServer(host: "127.0.0.2", port: 0)
         server.start { request, socket in
             guard request.path == "/endless" else {
-                HTTPServer.respond(socket, status: 500, contentType: "text/plain", body: Array("\(Self.leak) stack trace".utf8))
+                SocketHTTPServer.respond(socket, status: 500, contentType: "text/plain", body: Array("\(Self.leak) stack trace".utf8))
                 return
             }
             _ = try? socket.send(bytes: Array("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n[".utf8))

@@ -101,8 +101,8 @@ import Testing
     /// The ops endpoint (and the scripted model, the same server) is capped: a flood of silent
     /// connections gets 503 past the cap, and the daemon still answers /metrics once they go.
     @Test func theOpsEndpointIsCapped() async throws {
-        let server = try HTTPServer(host: "127.0.0.1", port: 0, maxConnections: 16, requestDeadline: 2)
-        server.start { _, socket in HTTPServer.respond(socket, status: 200, contentType: "text/plain", body: Array("ok".utf8)) }
+        let server = try SocketHTTPServer(host: "127.0.0.1", port: 0, maxConnections: 16, requestDeadline: 2)
+        server.start { _, socket in SocketHTTPServer.respond(socket, status: 200, contentType: "text/plain", body: Array("ok".utf8)) }
         defer { server.stop() }
         var silent: [HTTPConnection] = []
         for _ in 0..<16 { silent.append(try HTTPConnection.connect(server.address)) }

@@ -51,11 +51,11 @@ import Testing
         let git = try GitServer()
         // An OAuth token endpoint (RFC 6749, 6): it hands out the MCP server's token for a refresh.
         let refreshes = Mutex<[HTTPServerRequest]>([])
-        let tokens = try HTTPServer(host: "127.0.0.2", port: 0)
+        let tokens = try SocketHTTPServer(host: "127.0.0.2", port: 0)
         tokens.start { request, socket in
             refreshes.withLock { $0.append(request) }
             let answer: JSONValue = ["access_token": .string(mcp.token), "token_type": "Bearer", "expires_in": 3600, "refresh_token": "refresh-2"]
-            HTTPServer.respond(socket, status: 200, contentType: "application/json", body: Array(answer.text.utf8))
+            SocketHTTPServer.respond(socket, status: 200, contentType: "application/json", body: Array(answer.text.utf8))
         }
         defer {
             mcp.stop()

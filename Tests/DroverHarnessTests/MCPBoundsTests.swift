@@ -11,7 +11,7 @@ import Testing
 /// memory, and the next harness to take the session over the same way.
 @Suite struct MCPBoundsTests {
     @Test func endlessLeakyAndClosedServersCostTheSessionAnErrorAndNothingMore() async throws {
-        let server = try HTTPServer(host: "127.0.0.2", port: 0)
+        let server = try SocketHTTPServer(host: "127.0.0.2", port: 0)
         server.start { request, socket in
             if request.path == "/endless" {
                 _ = try? socket.send(bytes: Array("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n[".utf8))
@@ -19,11 +19,11 @@ import Testing
                 while (try? socket.send(bytes: chunk)) != nil {}
                 return
             }
-            HTTPServer.respond(socket, status: 500, contentType: "text/plain", body: Array("LEAKED-BODY internal stack trace".utf8))
+            SocketHTTPServer.respond(socket, status: 500, contentType: "text/plain", body: Array("LEAKED-BODY internal stack trace".utf8))
         }
         defer { server.stop() }
-        let closed = try HTTPServer(host: "127.0.0.3", port: 0)
-        closed.start { _, socket in HTTPServer.respond(socket, status: 200, contentType: "application/json", body: Array("{}".utf8)) }
+        let closed = try SocketHTTPServer(host: "127.0.0.3", port: 0)
+        closed.start { _, socket in SocketHTTPServer.respond(socket, status: 200, contentType: "application/json", body: Array("{}".utf8)) }
         defer { closed.stop() }
         let servers: [(String, String)] = [
             ("endless", "http://\(server.address)/endless"), ("leaky", "http://\(server.address)/leaky"),

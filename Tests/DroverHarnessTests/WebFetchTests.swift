@@ -37,13 +37,13 @@ import Testing
     static let opened = ["--allow-internal", "127.0.0.2"]
 
     @Test func aLimitedEnvironmentFetchesAnAllowedPageAndIsRefusedAnother() async throws {
-        let page = try HTTPServer(host: "127.0.0.2", port: 0)
+        let page = try SocketHTTPServer(host: "127.0.0.2", port: 0)
         page.start { _, socket in
-            HTTPServer.respond(socket, status: 200, contentType: "text/html", body: Array("<html><body><h1>Hello from loopback</h1><script>x()</script></body></html>".utf8))
+            SocketHTTPServer.respond(socket, status: 200, contentType: "text/html", body: Array("<html><body><h1>Hello from loopback</h1><script>x()</script></body></html>".utf8))
         }
         defer { page.stop() }
-        let other = try HTTPServer(host: "127.0.0.2", port: 0)
-        other.start { _, socket in HTTPServer.respond(socket, status: 200, contentType: "text/plain", body: Array("secret".utf8)) }
+        let other = try SocketHTTPServer(host: "127.0.0.2", port: 0)
+        other.start { _, socket in SocketHTTPServer.respond(socket, status: 200, contentType: "text/plain", body: Array("secret".utf8)) }
         defer { other.stop() }
         let allowed = "http://\(page.address)/docs"
         let script: JSONValue = ["turns": [
@@ -71,11 +71,11 @@ import Testing
     /// loopback and metadata services under any spelling, and a redirect led inward. The address
     /// connected is checked now; a server that never stops sending is cut at the cap.
     @Test func noSpellingOrRedirectReachesAnAddressTheOperatorDidNotOpen() async throws {
-        let closed = try HTTPServer(host: "127.0.0.3", port: 0)
-        closed.start { _, socket in HTTPServer.respond(socket, status: 200, contentType: "text/plain", body: Array("harness-host secret".utf8)) }
+        let closed = try SocketHTTPServer(host: "127.0.0.3", port: 0)
+        closed.start { _, socket in SocketHTTPServer.respond(socket, status: 200, contentType: "text/plain", body: Array("harness-host secret".utf8)) }
         defer { closed.stop() }
         let port = closed.address.split(separator: ":").last!
-        let bouncer = try HTTPServer(host: "127.0.0.2", port: 0)
+        let bouncer = try SocketHTTPServer(host: "127.0.0.2", port: 0)
         bouncer.start { request, socket in
             if request.path == "/endless" {
                 // Headers, then body bytes for as long as the client reads.
@@ -84,7 +84,7 @@ import Testing
                 while (try? socket.send(bytes: chunk)) != nil {}
                 return
             }
-            HTTPServer.respond(socket, status: 302, contentType: "text/plain", body: [], headers: [("location", "http://127.0.0.3:\(port)/")])
+            SocketHTTPServer.respond(socket, status: 302, contentType: "text/plain", body: [], headers: [("location", "http://127.0.0.3:\(port)/")])
         }
         defer { bouncer.stop() }
         let targets = [

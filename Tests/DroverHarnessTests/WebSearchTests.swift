@@ -13,14 +13,14 @@ import Testing
 @Suite struct WebSearchTests {
     @Test func aSearchGoesToTheBackendAndItsResultsToTheModel() async throws {
         let asked = Mutex<[String]>([])
-        let backend = try HTTPServer(host: "127.0.0.2", port: 0)
+        let backend = try SocketHTTPServer(host: "127.0.0.2", port: 0)
         backend.start { request, socket in
             asked.withLock { $0.append(request.path) }
             let body: JSONValue = ["query": "drover leases", "results": [
                 ["title": "Fenced leases", "url": "https://drover.example/leases", "content": "A harness whose lease was lost can never write again."],
                 ["title": "The queue", "url": "https://drover.example/queue", "content": "FOR UPDATE SKIP LOCKED"],
             ]]
-            HTTPServer.respond(socket, status: 200, contentType: "application/json", body: Array(body.text.utf8))
+            SocketHTTPServer.respond(socket, status: 200, contentType: "application/json", body: Array(body.text.utf8))
         }
         defer { backend.stop() }
         let script: JSONValue = ["turns": [

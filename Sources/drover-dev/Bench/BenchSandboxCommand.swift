@@ -128,8 +128,10 @@ struct BenchSandboxCommand: Command {
 
         // Networking's cost (root with bubblewrap only: that is where sandboxes get a network).
         if geteuid() == 0 && isolation.isEmpty {
-            let page = try HTTPServer(host: "127.0.0.2", port: 0)
-            page.start { _, socket in HTTPServer.respond(socket, status: 200, contentType: "text/plain", body: Array("ok\n".utf8)) }
+            let page = try HTTPServer(host: "127.0.0.2", port: 0, name: "bench.page", log: Log(component: "bench", minimum: .error)) { _, _ in
+                .text(200, "ok\n", contentType: "text/plain")
+            }
+            page.start()
             defer { page.stop() }
             let networked = try await client.provision(networking: ["type": "limited", "allowed_hosts": [.string(page.address)]])
             var plain = Latencies()
