@@ -2,6 +2,7 @@ import DroverCLI
 import CDroverSys
 import DroverCore
 import DroverIO
+import DroverTestSupport
 import DroverPostgres
 import DroverStore
 import Foundation

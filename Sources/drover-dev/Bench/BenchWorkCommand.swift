@@ -1,6 +1,7 @@
 import DroverCLI
 import DroverCore
 import DroverIO
+import DroverTestSupport
 import DroverPostgres
 import DroverScriptedModel
 import DroverStore

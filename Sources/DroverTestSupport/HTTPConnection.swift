@@ -1,3 +1,4 @@
+import DroverIO
 import Foundation
 
 /// A bare HTTP/1.1 client connection over a real socket: one request at a time, keep-alive, no
