@@ -33,9 +33,10 @@ public struct WebhookDeliverer: Sendable {
         while !Task.isCancelled {
             var sent = false
             do {
-                // The lease outlasts one attempt by little: a process that dies holding it holds
-                // up its endpoint only that long.
-                if let delivery = try await store.nextWebhookDelivery(holder: holder, ttl: config.timeout + 2, key: vaultKey) {
+                // The lease outlasts one attempt with room for a stalled process to record it (an
+                // attempt that outlives its lease may be sent again by another replica); a
+                // process that dies holding it holds up its endpoint only that long.
+                if let delivery = try await store.nextWebhookDelivery(holder: holder, ttl: 2 * config.timeout + 5, key: vaultKey) {
                     sent = true
                     try await deliver(delivery)
                 }

@@ -174,8 +174,14 @@ extension TenantStore {
                        AND (w.lease_until IS NULL OR w.lease_until < clock_timestamp() OR w.lease_owner = $1)
                     RETURNING w.id, w.url, due.seq
                 )
+                -- The delivery is locked and read again: the statement's snapshot may predate the
+                -- commit of the attempt that delivered it and released the lease just taken (the
+                -- lock reads its newest version, which is then no longer pending, and nothing is
+                -- sent twice).
                 SELECT l.id, l.url, l.seq, d.attempts, e.created_at, s.msg_id, s.body, s.signature, extract(epoch FROM now())::bigint
-                  FROM leased l JOIN drover.webhook_deliveries d ON d.endpoint_id = l.id AND d.event_seq = l.seq
+                  FROM leased l
+                 CROSS JOIN LATERAL (SELECT x.attempts FROM drover.webhook_deliveries x
+                                      WHERE x.endpoint_id = l.id AND x.event_seq = l.seq AND x.status = 'pending' FOR UPDATE) d
                   JOIN drover.webhook_events e ON e.seq = l.seq
                  CROSS JOIN LATERAL drover.webhook_signed(l.id, l.seq, extract(epoch FROM now())::bigint, $3) s
                 """, [holder, ttl, key]).first else { return nil }
