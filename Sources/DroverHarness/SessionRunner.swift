@@ -182,18 +182,26 @@ final class SessionRunner: Sendable {
             if let backend = context.options.searchURL { harnessTools.append(WebSearch(backend: backend, rule: context.options.addressRule)) }
         }
         for tool in harnessTools where !agent.tools.contains(where: { $0.name == tool.name }) { agent.tools.append(tool.definition) }
-        if let advisor = Advisor.tool(model: agent.advisorModel, session: session) { agent.tools.append(advisor) }
+        var catalog = ToolCatalog(harness: Set(harnessTools.map(\.name)))
+        if let advisor = Advisor.tool(model: agent.advisorModel, session: session) {
+            agent.tools.append(advisor)
+            catalog.advisor = true
+        }
         if let threads = SessionThreads.tool(roster: agent.threadRoster, inline: agent.inlineThreads, session: session) {
             agent.tools += [threads, SessionThreads.messageTool(roster: agent.threadRoster)]
+            catalog.threads = true
         }
         if let workflows = agent.workflows, let tools = WorkflowPlan.tools(roster: workflows.roster, inline: workflows.inline, session: session) {
             agent.tools += tools
+            catalog.workflows = true
         }
         let mcp = try await connectMCP(agent, policy: policy)
         agent.tools += mcp.definitions
+        catalog.mcp = Set(mcp.definitions.map(\.name))
         var planner = TurnPlanner(
             epoch: lease.epoch, maxTurns: agent.maxTurns, tokenBudget: agent.tokenBudget, contextBudgetTokens: agent.contextBudgetTokens,
             attempt: lease.attempt, maxAttempts: context.options.maxAttempts, worker: worker)
+        planner.tools = catalog
         if lease.attempt > 1 { log.warning("claimed again after its holder stopped", ("attempt", .number(Double(lease.attempt)))) }
         // The claim itself appended session.status_running under this lease.
         if context.options.eagerSandbox && worker == nil {
@@ -575,61 +583,15 @@ final class SessionRunner: Sendable {
     /// Seconds between `span.outcome_evaluation_ongoing` heartbeats while a grader works.
     static let evaluationHeartbeat: Double = 10
 
-    /// Runs tool calls in parallel and logs each result.
+    /// Runs tool calls in parallel and logs each result, each by the route the planner chose.
     private func runTools(_ calls: [PendingToolUse], spec: SandboxSpec, harnessTools: [any HarnessTool], mcp: MCPToolbox, worker: WorkerRouting?,
                           agent: RunnableAgent) async throws {
-        let router = context.router
-        let lease = self.lease
         try await withThrowingTaskGroup(of: Void.self) { group in
             for call in calls {
-                let metrics = context.metrics
-                if let tool = harnessTools.first(where: { $0.name == call.name }), call.status == .run {
-                    group.addTask {
-                        let (content, isError) = await tool.run(call.input)
-                        try Task.checkCancellation()
-                        try await self.write([(.agentToolResult, ToolText.storable([
-                            "tool_use_id": .string(call.id), "content": .string(content), "is_error": .bool(isError),
-                        ]).text)])
-                    }
-                    continue
-                }
-                if call.name == SessionThreads.toolName, call.status == .run, !agent.threadRoster.isEmpty || agent.inlineThreads {
-                    group.addTask { try await self.startThread(call, roster: agent.threadRoster, inline: agent.inlineThreads) }
-                    continue
-                }
-                if call.name == WorkflowPlan.startToolName || call.name == WorkflowPlan.stopToolName, call.status == .run,
-                   let workflows = agent.workflows {
-                    group.addTask {
-                        if call.name == WorkflowPlan.startToolName {
-                            try await self.startWorkflowRun(call, roster: workflows.roster, inline: workflows.inline)
-                        } else {
-                            try await self.stopWorkflowRun(call)
-                        }
-                    }
-                    continue
-                }
-                if call.name == Advisor.toolName, call.status == .run, let model = agent.advisorModel {
-                    group.addTask { try await self.consultAdvisor(call, model: model, maxTokens: agent.maxTokens) }
-                    continue
-                }
-                if call.name == SessionThreads.messageToolName, call.status == .run, !agent.threadRoster.isEmpty || agent.inlineThreads {
-                    group.addTask { try await self.messageThread(call) }
-                    continue
-                }
-                if mcp.server(of: call.name) != nil && call.status == .run {
-                    group.addTask {
-                        let (content, isError) = await mcp.call(call.name, input: call.input)
-                        metrics.toolCalls.inc(["tool": "mcp", "outcome": isError ? "is_error" : "ok"])
-                        try Task.checkCancellation()
-                        try await self.write([(.agentMCPToolResult, ToolText.storable([
-                            "mcp_tool_use_id": .string(call.eventID), "content": .array(content), "is_error": .bool(isError),
-                        ]).text)])
-                    }
-                    continue
-                }
-                if call.status == .workerDeadlinePassed {
+                switch call.status {
+                case .workerDeadlinePassed:
                     let seconds = Int(worker?.deadline ?? 0)
-                    metrics.toolCalls.inc(["tool": call.name, "outcome": "worker_deadline"])
+                    context.metrics.toolCalls.inc(["tool": call.name, "outcome": "worker_deadline"])
                     group.addTask {
                         try await self.write([(.agentToolResult, JSONValue.object([
                             "tool_use_id": .string(call.id), "is_error": true, "outcome": "worker_deadline",
@@ -637,39 +599,81 @@ final class SessionRunner: Sendable {
                         ]).text)])
                     }
                     continue
-                }
-                if case .denied(let message) = call.status {
+                case .denied(let message):
                     // Denied by the user: its result says so; nothing runs.
                     let text = "The user denied this tool call: \(message)"
-                    let result: (EventType, JSONValue) = mcp.server(of: call.name) != nil
+                    let result: (EventType, JSONValue) = call.route == .mcp
                         ? (.agentMCPToolResult, ["mcp_tool_use_id": .string(call.eventID), "content": [["type": "text", "text": .string(text)]],
                                                  "is_error": true, "outcome": "denied"])
                         : (.agentToolResult, ["tool_use_id": .string(call.id), "content": .string(text), "is_error": true, "outcome": "denied"])
                     group.addTask { try await self.write([(result.0, result.1.text)]) }
                     continue
+                default:
+                    break
                 }
-                group.addTask {
-                    let started = ContinuousClock.now
-                    // Cancelled (interrupt, hand-off, lost lease): the call's process is killed too,
-                    // not left running in the sandbox until its timeout.
-                    let outcome = try await withTaskCancellationHandler {
-                        try await router.execute(
-                            lease: lease, callID: call.id, name: call.name, input: call.input, spec: spec, recovering: call.recovering)
-                    } onCancel: {
-                        router.cancel(session: spec.home ?? lease.sessionID, callID: call.id)
-                    }
-                    metrics.toolCalls.inc(["tool": call.name, "outcome": outcome.isError ? "is_error" : "ok"])
-                    metrics.toolSeconds.observe((ContinuousClock.now - started) / .seconds(1), ["tool": call.name])
-                    try Task.checkCancellation()
-                    var payload: [String: JSONValue] = [
-                        "tool_use_id": .string(call.id), "content": .string(outcome.content), "is_error": .bool(outcome.isError),
-                    ]
-                    for (key, value) in outcome.details { payload[key] = value }
-                    try await self.write([(.agentToolResult, JSONValue.object(payload).text)])
+                switch call.route {
+                case .harness:
+                    guard let tool = harnessTools.first(where: { $0.name == call.name }) else { continue }
+                    group.addTask { try await self.runHarnessTool(call, tool) }
+                case .mcp:
+                    group.addTask { try await self.runMCPTool(call, mcp) }
+                case .startThread:
+                    group.addTask { try await self.startThread(call, roster: agent.threadRoster, inline: agent.inlineThreads) }
+                case .messageThread:
+                    group.addTask { try await self.messageThread(call) }
+                case .startWorkflow:
+                    guard let workflows = agent.workflows else { continue }
+                    group.addTask { try await self.startWorkflowRun(call, roster: workflows.roster, inline: workflows.inline) }
+                case .stopWorkflow:
+                    group.addTask { try await self.stopWorkflowRun(call) }
+                case .advisor:
+                    guard let model = agent.advisorModel else { continue }
+                    group.addTask { try await self.consultAdvisor(call, model: model, maxTokens: agent.maxTokens) }
+                case .sandbox:
+                    group.addTask { try await self.runInSandbox(call, spec: spec) }
                 }
             }
             try await group.waitForAll()
         }
+    }
+
+    /// A tool the harness runs itself (`web_fetch`, `web_search`).
+    private func runHarnessTool(_ call: PendingToolUse, _ tool: any HarnessTool) async throws {
+        let (content, isError) = await tool.run(call.input)
+        try Task.checkCancellation()
+        try await write([(.agentToolResult, ToolText.storable([
+            "tool_use_id": .string(call.id), "content": .string(content), "is_error": .bool(isError),
+        ]).text)])
+    }
+
+    /// A tool of one of the agent's MCP servers.
+    private func runMCPTool(_ call: PendingToolUse, _ mcp: MCPToolbox) async throws {
+        let (content, isError) = await mcp.call(call.name, input: call.input)
+        context.metrics.toolCalls.inc(["tool": "mcp", "outcome": isError ? "is_error" : "ok"])
+        try Task.checkCancellation()
+        try await write([(.agentMCPToolResult, ToolText.storable([
+            "mcp_tool_use_id": .string(call.eventID), "content": .array(content), "is_error": .bool(isError),
+        ]).text)])
+    }
+
+    /// A built-in tool in the session's sandbox. Cancelled (interrupt, hand-off, lost lease): the
+    /// call's process is killed too, not left running in the sandbox until its timeout.
+    private func runInSandbox(_ call: PendingToolUse, spec: SandboxSpec) async throws {
+        let (router, lease, metrics) = (context.router, lease, context.metrics)
+        let started = ContinuousClock.now
+        let outcome = try await withTaskCancellationHandler {
+            try await router.execute(lease: lease, callID: call.id, name: call.name, input: call.input, spec: spec, recovering: call.recovering)
+        } onCancel: {
+            router.cancel(session: spec.home ?? lease.sessionID, callID: call.id)
+        }
+        metrics.toolCalls.inc(["tool": call.name, "outcome": outcome.isError ? "is_error" : "ok"])
+        metrics.toolSeconds.observe((ContinuousClock.now - started) / .seconds(1), ["tool": call.name])
+        try Task.checkCancellation()
+        var payload: [String: JSONValue] = [
+            "tool_use_id": .string(call.id), "content": .string(outcome.content), "is_error": .bool(outcome.isError),
+        ]
+        for (key, value) in outcome.details { payload[key] = value }
+        try await write([(.agentToolResult, JSONValue.object(payload).text)])
     }
 
     /// Waits for a self-hosted worker's results: until a user event of this session arrives (the

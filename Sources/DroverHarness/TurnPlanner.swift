@@ -14,6 +14,8 @@ public struct PendingToolUse: Sendable, Equatable {
     /// The id of its event as the API shows it (`sevt_…`), which clients answer to.
     public var eventID: String = ""
     public var status: Status = .run
+    /// Who runs it (the wake's `ToolCatalog`).
+    public var route: ToolRoute = .sandbox
 
     public enum Status: Sendable, Equatable {
         /// Run it in the sandbox.
@@ -147,6 +149,8 @@ public struct TurnPlanner: Sendable {
     public var maxAttempts: Int
     /// Set for a self-hosted environment: its sandbox tools are the worker's to run.
     public var worker: WorkerRouting?
+    /// The tools this wake offers, by who runs them: each call's route.
+    public var tools = ToolCatalog()
 
     public init(
         epoch: Int64, maxTurns: Int, tokenBudget: Int?, contextBudgetTokens: Int, attempt: Int = 1, maxAttempts: Int = 5,
@@ -164,7 +168,7 @@ public struct TurnPlanner: Sendable {
     /// `now`: the wall clock, against which a worker's deadline is read (the log's times are the
     /// database's).
     public func next(_ log: SessionLog, now: Date = Date()) -> TurnStep {
-        let pending = Self.pendingToolUses(log, epoch: epoch, worker: worker, now: now)
+        let pending = Self.pendingToolUses(log, epoch: epoch, worker: worker, tools: tools, now: now)
         func finish(_ reason: IdleReason) -> TurnStep { .finish(reason, unanswered: pending, handledThrough: log.lastSeq) }
         if attempt > maxAttempts { return finish(.retriesExhausted) }
         if Self.hasUnhandledInterrupt(log) { return finish(.interrupted) }
@@ -206,7 +210,8 @@ public struct TurnPlanner: Sendable {
     /// Tool uses (built-in and custom) with no result yet, in log order, with what each waits for.
     /// The log keeps them as they are appended (`SessionLog.openToolUses`), so this costs what is
     /// open, not the log's length.
-    static func pendingToolUses(_ log: SessionLog, epoch: Int64, worker: WorkerRouting? = nil, now: Date = Date()) -> [PendingToolUse] {
+    static func pendingToolUses(_ log: SessionLog, epoch: Int64, worker: WorkerRouting? = nil, tools: ToolCatalog = ToolCatalog(),
+                                now: Date = Date()) -> [PendingToolUse] {
         log.openToolUses.compactMap { id in
             guard let entry = log.openEntries[id] else { return nil }
             var status = PendingToolUse.Status.run
@@ -225,7 +230,8 @@ public struct TurnPlanner: Sendable {
             }
             return PendingToolUse(
                 id: id, name: name, input: entry.json["input"] ?? [:],
-                recovering: entry.event.leaseEpoch != epoch, eventID: entry.event.apiID, status: status)
+                recovering: entry.event.leaseEpoch != epoch, eventID: entry.event.apiID, status: status,
+                route: tools.route(name))
         }
     }
 

@@ -47,10 +47,18 @@ import Testing
         #expect(failing.lines.withLock { $0.contains("stop a") }, "and stops the others")
     }
 
+    /// A free port below the kernel's ephemeral range (32768 and up): no other test's daemon,
+    /// which binds port 0, can be given it between this probe and the bind that follows (one was,
+    /// once, and the test then talked to another test's pool).
     static func freePort() throws -> UInt16 {
-        let probe = try Listener(host: "127.0.0.1", port: 0)
-        defer { probe.shutdown() }
-        return probe.port
+        for _ in 0..<100 {
+            let port = UInt16.random(in: 20_000..<30_000)
+            if let probe = try? Listener(host: "127.0.0.1", port: port) {
+                probe.shutdown()
+                return port
+            }
+        }
+        throw DroverError(.invalidArgument, "no free port between 20000 and 30000")
     }
 
     /// The API and a sandbox pool in this test's own process, started and stopped as one group.
