@@ -3,7 +3,8 @@ import PackageDescription
 
 // Dependency arrows point one way:
 // CLibPQ → DroverPostgres → DroverStore → DroverSandbox, DroverAPI → drover (executable);
-// CDroverSys, CCurl → DroverIO → DroverSandboxClient, DroverSandbox, DroverModel, DroverScriptedModel;
+// CDroverSys → DroverIO → DroverSandboxClient, DroverSandbox, DroverModel, DroverScriptedModel;
+// CCurl → DroverTLS (with DroverIO) → DroverSandbox (TLS upstreams), DroverModel;
 // DroverModel → DroverMCP → DroverHarness, DroverAPI, drover;
 // DroverSandboxClient (what a harness needs of a pool) → DroverHarness; the pool daemon
 // (DroverSandbox: isolation, egress) is linked only by the executable that runs it.
@@ -32,14 +33,17 @@ let package = Package(
         .target(name: "DroverCore"),
         .target(name: "DroverPostgres", dependencies: ["CLibPQ", "DroverCore"]),
         .target(name: "DroverStore", dependencies: ["DroverPostgres", "DroverCore"]),
-        // Sockets, TLS (libcurl's), blocking work on own threads, child daemons: shared by every daemon.
-        .target(name: "DroverIO", dependencies: ["CDroverSys", "CCurl", "DroverCore"]),
+        // Sockets, the event loop and the one HTTP server, blocking work on own threads, child
+        // daemons: shared by every daemon.
+        .target(name: "DroverIO", dependencies: ["CDroverSys", "DroverCore"]),
+        // libcurl: TLS to a host (the egress proxy's upstreams) and pinning a handle to checked addresses.
+        .target(name: "DroverTLS", dependencies: ["CCurl", "DroverIO", "DroverCore"]),
         // The pool's line protocol as a harness speaks it (no isolation, no egress linked).
         .target(name: "DroverSandboxClient", dependencies: ["DroverIO", "DroverCore"]),
         // The sandbox pool daemon: bubblewrap, seccomp, cgroups, the egress proxy.
-        .target(name: "DroverSandbox", dependencies: ["CDroverSys", "DroverIO", "DroverCore", "DroverStore"]),
+        .target(name: "DroverSandbox", dependencies: ["CDroverSys", "DroverIO", "DroverTLS", "DroverCore", "DroverStore"]),
         // Model providers over HTTP (libcurl).
-        .target(name: "DroverModel", dependencies: ["CCurl", "DroverIO", "DroverCore"]),
+        .target(name: "DroverModel", dependencies: ["CCurl", "DroverTLS", "DroverIO", "DroverCore"]),
         // A test rig, apart from production code: the scripted model server (tests, the offline
         // demo, benches), as strict as the real APIs it imitates.
         .target(name: "DroverScriptedModel", dependencies: ["DroverIO", "DroverCore"]),

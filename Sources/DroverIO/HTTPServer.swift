@@ -51,11 +51,12 @@ public final class HTTPServer: Sendable {
     let loop: EventLoop
     let name: String
 
-    /// Where requests are answered: as tasks (the API's handlers, which await the database), or
-    /// each on a thread of its own (an operations endpoint, which must answer while the daemon's
-    /// tasks are busy; the scripted model, whose pauses are sleeps).
+    /// Where requests are answered: as tasks (the API's handlers, which await the database), on
+    /// the loop itself (an operations endpoint: quick, and answering while the daemon's tasks are
+    /// busy), or each on a thread of its own (the scripted model, a test rig whose pauses are sleeps).
     enum Handler: Sendable {
         case tasks(@Sendable (HTTPServerRequest, String) async -> HTTPAnswer)
+        case onLoop(@Sendable (HTTPServerRequest, String) -> HTTPAnswer)
         case threads(@Sendable (HTTPServerRequest, String) -> HTTPAnswer)
     }
     /// Loop-confined: the connections and the per-client counts.
@@ -75,6 +76,12 @@ public final class HTTPServer: Sendable {
     public convenience init(host: String, port: UInt16, config: Config = Config(), name: String, log: Log,
                             handler: @escaping @Sendable (HTTPServerRequest, String) async -> HTTPAnswer) throws {
         try self.init(config: config, listener: try Listener(host: host, port: port), name: name, log: log, handler: .tasks(handler))
+    }
+
+    /// As above, with each request answered on the loop: `quickHandler` must not block.
+    public convenience init(host: String, port: UInt16, config: Config = Config(), name: String, log: Log,
+                            quickHandler: @escaping @Sendable (HTTPServerRequest, String) -> HTTPAnswer) throws {
+        try self.init(config: config, listener: try Listener(host: host, port: port), name: name, log: log, handler: .onLoop(quickHandler))
     }
 
     /// As above, with each request answered on a thread of its own, which may block (sleep).
@@ -324,6 +331,10 @@ private final class Connection: @unchecked Sendable {
                     respond(response, requestID: requestID)
                 }
             }
+        case .onLoop(let handler):
+            let response = handler(request, requestID)
+            server.ended()
+            respond(response, requestID: requestID)
         case .threads(let handler):
             let thread = Thread {
                 let response = handler(request, requestID)

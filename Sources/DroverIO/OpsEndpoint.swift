@@ -13,8 +13,8 @@ public final class OpsEndpoint: Sendable {
         host: String, port: UInt16, metrics: MetricsRegistry, ready: @escaping @Sendable () -> Bool,
         details: (@Sendable () -> [String: JSONValue])? = nil
     ) throws {
-        // Each request on a thread of its own: /healthz answers while the daemon's tasks are busy.
-        server = try HTTPServer(host: host, port: port, name: "drover.ops", log: Log(component: "ops", minimum: .warning), blockingHandler: { request, _ in
+        // Answered on the loop (each answer is quick): /healthz answers while the daemon's tasks are busy.
+        server = try HTTPServer(host: host, port: port, name: "drover.ops", log: Log(component: "ops", minimum: .warning), quickHandler: { request, _ in
             switch (request.method, request.path) {
             case ("GET", "/metrics"):
                 return .text(200, metrics.render(), contentType: "text/plain; version=0.0.4")

@@ -1,6 +1,7 @@
 import CCurl
 import DroverCore
 import DroverIO
+import DroverTLS
 import Foundation
 import Synchronization
 

@@ -1,6 +1,7 @@
 import CDroverSys
 import DroverCore
 import DroverIO
+import DroverTLS
 import Foundation
 import Synchronization
 

@@ -15,14 +15,14 @@ import Testing
 
     /// Serves `files` (path → bytes) on `host`, port chosen by the kernel.
     static func serve(_ host: String, _ files: [String: [UInt8]]) throws -> HTTPServer {
-        let server = try HTTPServer(host: host, port: 0, name: "test.files", log: Log(component: "test", minimum: .error)) { request, _ in
+        let server = try HTTPServer(host: host, port: 0, name: "test.files", log: Log(component: "test", minimum: .error), quickHandler: { request, _ in
             if request.path == "/host" {
                 return .text(200, request.headers["host"] ?? "none", contentType: "text/plain")
             } else if let body = files[request.path] {
                 return .whole(status: 200, contentType: request.path.hasSuffix(".whl") ? "application/octet-stream" : "text/html", body: body, headers: [])
             }
             return .text(404, "no \(request.path)\n", contentType: "text/plain")
-        }
+        })
         server.start()
         return server
     }

@@ -128,9 +128,9 @@ struct BenchSandboxCommand: Command {
 
         // Networking's cost (root with bubblewrap only: that is where sandboxes get a network).
         if geteuid() == 0 && isolation.isEmpty {
-            let page = try HTTPServer(host: "127.0.0.2", port: 0, name: "bench.page", log: Log(component: "bench", minimum: .error)) { _, _ in
+            let page = try HTTPServer(host: "127.0.0.2", port: 0, name: "bench.page", log: Log(component: "bench", minimum: .error), quickHandler: { _, _ in
                 .text(200, "ok\n", contentType: "text/plain")
-            }
+            })
             page.start()
             defer { page.stop() }
             let networked = try await client.provision(networking: ["type": "limited", "allowed_hosts": [.string(page.address)]])

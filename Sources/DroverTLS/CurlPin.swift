@@ -1,5 +1,6 @@
 import CCurl
 import DroverCore
+import DroverIO
 
 /// Pins a curl handle to addresses the `AddressRule` passed: a resolve entry so that curl asks no
 /// resolver of its own, and a socket callback that refuses any other address (should curl read the

@@ -1,5 +1,6 @@
 import CCurl
 import DroverCore
+import DroverIO
 import Foundation
 
 /// A TLS connection made by libcurl (`CURLOPT_CONNECT_ONLY`): the handshake and certificate checks
