@@ -3,11 +3,12 @@ import PackageDescription
 
 // Dependency arrows point one way:
 // CLibPQ → DroverPostgres → DroverStore → DroverSandbox, DroverAPI → drover (executable);
-// CDroverSys → DroverIO → DroverSandboxClient, DroverSandbox, DroverModel, DroverScriptedModel;
+// CDroverSys → DroverIO (with PoolClient, what a harness needs of a pool) → DroverHarness, DroverSandbox,
+// DroverModel, DroverScriptedModel;
 // CCurl → DroverTLS (with DroverIO) → DroverSandbox (TLS upstreams), DroverModel;
 // DroverModel → DroverMCP → DroverHarness, DroverAPI, drover;
-// DroverSandboxClient (what a harness needs of a pool) → DroverHarness; the pool daemon
-// (DroverSandbox: isolation, egress) is linked only by the executable that runs it.
+// the pool daemon (DroverSandbox: isolation, egress) is linked only by the executables that run it,
+// never by the harness.
 // DroverCore (plain value types) is used by all.
 let package = Package(
     name: "Drover",
@@ -38,8 +39,6 @@ let package = Package(
         .target(name: "DroverIO", dependencies: ["CDroverSys", "DroverCore"]),
         // libcurl: TLS to a host (the egress proxy's upstreams) and pinning a handle to checked addresses.
         .target(name: "DroverTLS", dependencies: ["CCurl", "DroverIO", "DroverCore"]),
-        // The pool's line protocol as a harness speaks it (no isolation, no egress linked).
-        .target(name: "DroverSandboxClient", dependencies: ["DroverIO", "DroverCore"]),
         // The sandbox pool daemon: bubblewrap, seccomp, cgroups, the egress proxy.
         .target(name: "DroverSandbox", dependencies: ["CDroverSys", "DroverIO", "DroverTLS", "DroverCore", "DroverStore"]),
         // Model providers over HTTP (libcurl).
@@ -53,7 +52,7 @@ let package = Package(
         // agents' servers, `drover api` validates vaults' credentials against them.
         .target(name: "DroverMCP", dependencies: ["DroverModel", "DroverStore", "DroverCore"]),
         // The agent loop and the harness daemon.
-        .target(name: "DroverHarness", dependencies: ["DroverMCP", "DroverModel", "DroverSandboxClient", "DroverStore", "DroverIO", "DroverCore"]),
+        .target(name: "DroverHarness", dependencies: ["DroverMCP", "DroverModel", "DroverStore", "DroverIO", "DroverCore"]),
         // Subcommands, their arguments and their output, shared by both executables.
         .target(name: "DroverCLI", dependencies: ["DroverStore", "DroverPostgres", "DroverIO", "DroverCore"]),
         // The production binary: the daemons (api, harness, sandbox-pool) and the operator's commands.
@@ -67,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "drover-dev",
             dependencies: [
-                "DroverCLI", "DroverScriptedModel", "DroverTestSupport", "DroverHarness", "DroverSandbox", "DroverSandboxClient", "DroverModel", "DroverIO",
+                "DroverCLI", "DroverScriptedModel", "DroverTestSupport", "DroverHarness", "DroverSandbox", "DroverModel", "DroverIO",
                 "DroverStore", "DroverPostgres", "DroverCore", "CDroverSys",
             ]),
         // A test rig, apart from production code: fuzz targets for every parser of untrusted bytes
@@ -77,17 +76,17 @@ let package = Package(
         // Helpers for tests: a fresh, migrated database per test on the server in DATABASE_URL.
         .target(
             name: "DroverTestSupport",
-            dependencies: ["DroverModel", "DroverScriptedModel", "DroverIO", "DroverSandbox", "DroverSandboxClient", "DroverStore", "DroverPostgres", "DroverCore"]),
+            dependencies: ["DroverModel", "DroverScriptedModel", "DroverIO", "DroverSandbox", "DroverStore", "DroverPostgres", "DroverCore"]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore"]),
-        .testTarget(name: "DroverSandboxTests", dependencies: ["DroverSandbox", "DroverSandboxClient", "DroverCore", "DroverTestSupport"]),
+        .testTarget(name: "DroverSandboxTests", dependencies: ["DroverSandbox", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverModelTests", dependencies: ["DroverModel", "DroverScriptedModel", "DroverIO", "DroverCore", "DroverTestSupport"]),
         .testTarget(
             name: "DroverHarnessTests",
-            dependencies: ["DroverHarness", "DroverModel", "DroverScriptedModel", "DroverSandboxClient", "DroverStore", "DroverCore", "DroverTestSupport"]),
+            dependencies: ["DroverHarness", "DroverModel", "DroverScriptedModel", "DroverStore", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres", "DroverTestSupport"]),
         .testTarget(
             name: "DroverAPITests",
-            dependencies: ["DroverAPI", "DroverSandbox", "DroverSandboxClient", "DroverScriptedModel", "DroverStore", "DroverIO", "DroverCore", "DroverTestSupport"]),
+            dependencies: ["DroverAPI", "DroverSandbox", "DroverScriptedModel", "DroverStore", "DroverIO", "DroverCore", "DroverTestSupport"]),
         .testTarget(
             name: "DroverStoreTests",
             dependencies: ["DroverStore", "DroverPostgres", "DroverCore", "DroverTestSupport"]),

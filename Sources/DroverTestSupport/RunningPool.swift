@@ -1,7 +1,6 @@
 import DroverCore
 import DroverIO
 import DroverSandbox
-import DroverSandboxClient
 import Foundation
 
 /// A `drover sandbox-pool` daemon started for a test, with its own token and workspace root.

@@ -1,7 +1,6 @@
 import DroverCore
 import DroverIO
 import DroverSandbox
-import DroverSandboxClient
 import DroverStore
 import Foundation
 

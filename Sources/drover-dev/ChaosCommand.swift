@@ -5,7 +5,6 @@ import DroverModel
 import DroverScriptedModel
 import DroverPostgres
 import DroverSandbox
-import DroverSandboxClient
 import DroverStore
 import Foundation
 import Synchronization

@@ -1,6 +1,5 @@
 import DroverAPI
 import DroverCore
-import DroverSandboxClient
 import DroverIO
 import DroverSandbox
 import DroverTestSupport

@@ -1,5 +1,5 @@
 import DroverCore
-import DroverSandboxClient
+import DroverIO
 import DroverSandbox
 import DroverStore
 import DroverTestSupport

@@ -1,5 +1,4 @@
 import DroverCore
-import DroverSandboxClient
 import DroverIO
 import DroverSandbox
 import DroverTestSupport

@@ -2,7 +2,6 @@ import DroverCLI
 import DroverCore
 import DroverIO
 import DroverSandbox
-import DroverSandboxClient
 import Foundation
 
 /// `drover bench sandbox`: provision and execute latency against a real pool daemon, started as a

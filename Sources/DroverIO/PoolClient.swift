@@ -1,5 +1,4 @@
 import DroverCore
-import DroverIO
 import Foundation
 import Synchronization
 
