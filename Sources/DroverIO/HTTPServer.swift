@@ -61,7 +61,7 @@ public final class HTTPServer: Sendable {
     }
     /// Loop-confined: the connections and the per-client counts.
     private let table: ConnectionTable
-    private let counts = Mutex((connections: 0, inFlight: 0, draining: false))
+    private let counts = Mutex((connections: 0, inFlight: 0, draining: false, started: false))
     /// Streams whose source has something (by descriptor), gathered from whatever feeds them and
     /// pumped in one pass of the loop: a thousand streams of one event cost one wake-up.
     private let readyStreams = Mutex<Set<Int32>>([])
@@ -103,6 +103,7 @@ public final class HTTPServer: Sendable {
     public var address: String { "\(listener.host):\(listener.port)" }
 
     public func start() {
+        counts.withLock { $0.started = true }
         loop.start()
         loop.execute { [self] in
             _ = drover_set_nonblocking(listener.fd)
@@ -127,15 +128,27 @@ public final class HTTPServer: Sendable {
         await loop.stop()
     }
 
-    /// Stops at once, without waiting: the listener and every connection close on the loop,
-    /// which then ends (for a test rig, or a daemon's last step).
+    /// Stops at once: the listener and every connection are closed on the loop before this
+    /// returns (so the port can be bound again at once), and the loop then ends.
     public func stop() {
-        counts.withLock { $0.draining = true }
-        loop.execute { [self] in
+        let wasStarted = counts.withLock { state -> Bool in
+            defer { state.draining = true }
+            return state.started && !state.draining
+        }
+        guard wasStarted else {
+            if !counts.withLock({ $0.started }) { listener.close() }
+            return
+        }
+        let closed = DispatchSemaphore(value: 0)
+        let close: @Sendable () -> Void = { [self] in
             loop.unregister(listener.fd)
             listener.close()
             for connection in Array(table.connections.values) { connection.close() }
+            closed.signal()
         }
+        if loop.inLoop { close() } else { loop.execute(close) }
+        // Never the loop's own thread waiting on itself: it closed them just now.
+        if !loop.inLoop { closed.wait() }
         let eventLoop = loop
         Task { await eventLoop.stop() }
     }
