@@ -267,10 +267,7 @@ final class SessionRunner: Sendable {
                                              policy: servers, rule: context.options.addressRule, log: log)
         if !toolbox.failures.isEmpty {
             try await write(toolbox.failures.map { server, failure in
-                (.sessionError, JSONValue.object(["error": [
-                    "type": .string(failure.kind.rawValue), "mcp_server_name": .string(server), "message": .string(failure.message),
-                    "retry_status": ["type": "terminal"],
-                ]]).text)
+                HarnessEvent.sessionError(type: failure.kind.rawValue, message: failure.message, details: ["mcp_server_name": .string(server)])
             })
             for (server, failure) in toolbox.failures {
                 log.warning("MCP server unavailable", ("mcp_server", .string(server)), ("error", .string(failure.kind.rawValue)))
@@ -403,27 +400,23 @@ final class SessionRunner: Sendable {
     /// with the verdict and the grader's usage. The grader is a model request of its own
     /// (`OutcomeGrader`), with the agent's model.
     private func evaluate(_ evaluation: OutcomeEvaluation, agent: RunnableAgent) async throws {
-        let marks: [String: JSONValue] = ["outcome_id": .string(evaluation.outcomeID), "iteration": .number(Double(evaluation.iteration))]
+        let (outcome, iteration) = (evaluation.outcomeID, evaluation.iteration)
         var startID = evaluation.startID
         if startID == nil {
-            startID = try await write([(.spanOutcomeEvaluationStart, JSONValue.object(marks).text)]).last.map { Event.apiID(uuid: $0.id) }
+            startID = try await write([HarnessEvent.outcomeEvaluation(outcomeID: outcome, iteration: iteration)]).last.map { Event.apiID(uuid: $0.id) }
         }
         log.info("evaluating the outcome", ("outcome", .string(evaluation.outcomeID)), ("iteration", .number(Double(evaluation.iteration))))
         let heartbeat = Task {
             while !Task.isCancelled {
                 try await Task.sleep(for: .seconds(Self.evaluationHeartbeat))
-                try await self.write([(.spanOutcomeEvaluationOngoing, JSONValue.object(marks).text)])
+                try await self.write([HarnessEvent.outcomeEvaluation(outcomeID: outcome, iteration: iteration, ongoing: true)])
             }
         }
         defer { heartbeat.cancel() }
         let response = try await ask(OutcomeGrader.request(evaluation, model: agent.model, maxTokens: agent.maxTokens, session: lease.sessionID.rawValue))
         let verdict = OutcomeGrader.verdict(response, iteration: evaluation.iteration, maxIterations: evaluation.maxIterations)
-        var end = marks
-        end["result"] = .string(verdict.result)
-        end["explanation"] = .string(verdict.explanation)
-        end["usage"] = response.usage.json
-        end["outcome_evaluation_start_id"] = .string(startID ?? "")
-        try await write([(.spanOutcomeEvaluationEnd, ToolText.storable(.object(end)).text)])
+        try await write([HarnessEvent.outcomeEvaluation(outcomeID: outcome, iteration: iteration, end: .init(
+            result: verdict.result, explanation: verdict.explanation, usage: response.usage.json, startID: startID ?? ""))])
         log.info("outcome evaluated", ("outcome", .string(evaluation.outcomeID)), ("result", .string(verdict.result)))
     }
 
@@ -464,10 +457,8 @@ final class SessionRunner: Sendable {
     private func startWorkflowRun(_ call: PendingToolUse, roster: [(name: String, id: String, version: Int)], inline: Bool) async throws {
         let workflows = state.withLock { $0.sessionLog.workflows }
         func refused(_ type: String, _ message: String) async throws {
-            try await write([
-                (.workflowRunError, JSONValue.object(["workflow_run_id": .null, "error": ["type": .string(type), "message": .string(message)]]).text),
-                (.agentToolResult, JSONValue.object(["tool_use_id": .string(call.id), "is_error": true, "content": .string("\(type): \(message)")]).text),
-            ])
+            try await write([HarnessEvent.workflowRefused(type: type, message: message),
+                             .toolResult(callID: call.id, content: "\(type): \(message)", isError: true)])
         }
         guard workflows.openRuns.count < WorkflowPlan.maxOpenRuns else {
             return try await refused("max_workflow_runs_error", "This session has \(WorkflowPlan.maxOpenRuns) workflow runs open: wait for one to end, or stop one.")
@@ -481,9 +472,9 @@ final class SessionRunner: Sendable {
         }
         try Task.checkCancellation()
         try await write([
-            (.workflowRunCreated, plan.createdPayload.text),
-            (.agentToolResult, JSONValue.object(["tool_use_id": .string(call.id), "is_error": false, "content": .string(
-                "Started workflow run \(plan.runID) (\(plan.name)), \(plan.phases.count) phase(s). You receive its threads' replies when it ends.")]).text),
+            HarnessEvent.workflow(.init(type: .workflowRunCreated, payload: plan.createdPayload)),
+            .toolResult(callID: call.id, content: "Started workflow run \(plan.runID) (\(plan.name)), \(plan.phases.count) phase(s). "
+                + "You receive its threads' replies when it ends.", isError: false),
         ])
         log.info("workflow run created", ("workflow_run", .string(plan.runID)), ("phases", .number(Double(plan.phases.count))))
     }
@@ -498,9 +489,7 @@ final class SessionRunner: Sendable {
         }
         _ = try await context.store.interruptThreads(lease, threads: working)
         try Task.checkCancellation()
-        try await write(events.map { ($0.type, $0.payload.text) } + [(.agentToolResult, JSONValue.object([
-            "tool_use_id": .string(call.id), "is_error": false, "content": .string("Stopped workflow run \(runID)."),
-        ]).text)])
+        try await write(events.map(HarnessEvent.workflow) + [.toolResult(callID: call.id, content: "Stopped workflow run \(runID).", isError: false)])
         log.info("workflow run stopped", ("workflow_run", .string(runID)), ("interrupted", .number(Double(working.count))))
     }
 
@@ -509,7 +498,7 @@ final class SessionRunner: Sendable {
     private func advanceWorkflow(_ step: WorkflowStep) async throws {
         switch step {
         case .write(let events):
-            try await write(events.map { ($0.type, $0.payload.text) })
+            try await write(events.map(HarnessEvent.workflow))
         case .spawn(let run, let threads):
             for start in threads {
                 do {
@@ -528,7 +517,7 @@ final class SessionRunner: Sendable {
             log.info("workflow threads started", ("workflow_run", .string(run)), ("threads", .number(Double(threads.count))))
         case .end(let run, let working, let events):
             _ = try await context.store.interruptThreads(lease, threads: working)
-            try await write(events.map { ($0.type, $0.payload.text) })
+            try await write(events.map(HarnessEvent.workflow))
             log.info("workflow run ended", ("workflow_run", .string(run)), ("result", events.last?.payload["result"]?["type"] ?? .null))
         }
     }
@@ -539,11 +528,10 @@ final class SessionRunner: Sendable {
         let question = call.input["question"]?.stringValue ?? ""
         let started = ContinuousClock.now
         let response = try await ask(Advisor.request(question: question, model: model, maxTokens: maxTokens, session: lease.sessionID.rawValue))
-        try await write([(.agentToolResult, ToolText.storable([
-            "tool_use_id": .string(call.id), "is_error": false, "content": .string(Advisor.answer(response)),
+        try await write([HarnessEvent.toolResult(callID: call.id, content: Advisor.answer(response), isError: false, details: [
             "drover_advisor": ["model": .string(model), "model_usage": response.usage.json,
                                "duration_ms": .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded())],
-        ]).text)])
+        ])])
     }
 
     /// Sends a thread another message (`drover.message_thread`, fenced, once per call), then the result.
@@ -559,10 +547,8 @@ final class SessionRunner: Sendable {
             return try await refuse(call, error.message)
         }
         try Task.checkCancellation()
-        try await write([(.agentToolResult, JSONValue.object([
-            "tool_use_id": .string(call.id), "is_error": false,
-            "content": .string("Sent to thread \(thread). Its reply arrives as a message from the thread."),
-        ]).text)])
+        try await write([HarnessEvent.toolResult(callID: call.id, content: "Sent to thread \(thread). Its reply arrives as a message from the thread.",
+                                                 isError: false)])
     }
 
     /// A model request the harness makes for the agent (a grader, the advisor), cancelled with
@@ -577,7 +563,7 @@ final class SessionRunner: Sendable {
 
     /// Answers a harness-run call with an error result the model reads.
     private func refuse(_ call: PendingToolUse, _ why: String) async throws {
-        try await write([(.agentToolResult, JSONValue.object(["tool_use_id": .string(call.id), "is_error": true, "content": .string(why)]).text)])
+        try await write([HarnessEvent.toolResult(callID: call.id, content: why, isError: true)])
     }
 
     /// Seconds between `span.outcome_evaluation_ongoing` heartbeats while a grader works.
@@ -593,20 +579,18 @@ final class SessionRunner: Sendable {
                     let seconds = Int(worker?.deadline ?? 0)
                     context.metrics.toolCalls.inc(["tool": call.name, "outcome": "worker_deadline"])
                     group.addTask {
-                        try await self.write([(.agentToolResult, JSONValue.object([
-                            "tool_use_id": .string(call.id), "is_error": true, "outcome": "worker_deadline",
-                            "content": .string("No worker of this self-hosted environment answered within \(seconds) s: the call did not run."),
-                        ]).text)])
+                        try await self.write([HarnessEvent.toolResult(
+                            callID: call.id, content: "No worker of this self-hosted environment answered within \(seconds) s: the call did not run.",
+                            isError: true, details: ["outcome": "worker_deadline"])])
                     }
                     continue
                 case .denied(let message):
                     // Denied by the user: its result says so; nothing runs.
                     let text = "The user denied this tool call: \(message)"
-                    let result: (EventType, JSONValue) = call.route == .mcp
-                        ? (.agentMCPToolResult, ["mcp_tool_use_id": .string(call.eventID), "content": [["type": "text", "text": .string(text)]],
-                                                 "is_error": true, "outcome": "denied"])
-                        : (.agentToolResult, ["tool_use_id": .string(call.id), "content": .string(text), "is_error": true, "outcome": "denied"])
-                    group.addTask { try await self.write([(result.0, result.1.text)]) }
+                    let result: HarnessEvent = call.route == .mcp
+                        ? .mcpToolResult(eventID: call.eventID, content: [["type": "text", "text": .string(text)]], isError: true, details: ["outcome": "denied"])
+                        : .toolResult(callID: call.id, content: text, isError: true, details: ["outcome": "denied"])
+                    group.addTask { try await self.write([result]) }
                     continue
                 default:
                     break
@@ -641,9 +625,7 @@ final class SessionRunner: Sendable {
     private func runHarnessTool(_ call: PendingToolUse, _ tool: any HarnessTool) async throws {
         let (content, isError) = await tool.run(call.input)
         try Task.checkCancellation()
-        try await write([(.agentToolResult, ToolText.storable([
-            "tool_use_id": .string(call.id), "content": .string(content), "is_error": .bool(isError),
-        ]).text)])
+        try await write([HarnessEvent.toolResult(callID: call.id, content: content, isError: isError)])
     }
 
     /// A tool of one of the agent's MCP servers.
@@ -651,9 +633,7 @@ final class SessionRunner: Sendable {
         let (content, isError) = await mcp.call(call.name, input: call.input)
         context.metrics.toolCalls.inc(["tool": "mcp", "outcome": isError ? "is_error" : "ok"])
         try Task.checkCancellation()
-        try await write([(.agentMCPToolResult, ToolText.storable([
-            "mcp_tool_use_id": .string(call.eventID), "content": .array(content), "is_error": .bool(isError),
-        ]).text)])
+        try await write([HarnessEvent.mcpToolResult(eventID: call.eventID, content: content, isError: isError)])
     }
 
     /// A built-in tool in the session's sandbox. Cancelled (interrupt, hand-off, lost lease): the
@@ -669,11 +649,7 @@ final class SessionRunner: Sendable {
         metrics.toolCalls.inc(["tool": call.name, "outcome": outcome.isError ? "is_error" : "ok"])
         metrics.toolSeconds.observe((ContinuousClock.now - started) / .seconds(1), ["tool": call.name])
         try Task.checkCancellation()
-        var payload: [String: JSONValue] = [
-            "tool_use_id": .string(call.id), "content": .string(outcome.content), "is_error": .bool(outcome.isError),
-        ]
-        for (key, value) in outcome.details { payload[key] = value }
-        try await write([(.agentToolResult, JSONValue.object(payload).text)])
+        try await write([HarnessEvent.toolResult(callID: call.id, content: outcome.content, isError: outcome.isError, details: outcome.details)])
     }
 
     /// Waits for a self-hosted worker's results: until a user event of this session arrives (the
@@ -699,25 +675,21 @@ final class SessionRunner: Sendable {
         var closing = extra
         // An interrupt while a grader works ends that evaluation `interrupted`, and the outcome with it.
         if reason == .interrupted, let outcome = state.withLock({ $0.sessionLog.outcome }), let open = outcome.open {
-            closing.insert((.spanOutcomeEvaluationEnd, JSONValue.object([
-                "outcome_id": .string(outcome.outcomeID), "iteration": .number(Double(open.iteration)), "result": "interrupted",
-                "explanation": "The user interrupted the evaluation.", "usage": ModelUsage().json, "outcome_evaluation_start_id": .string(open.startID),
-            ]).text), at: 0)
+            closing.insert(HarnessEvent.outcomeEvaluation(outcomeID: outcome.outcomeID, iteration: open.iteration, end: .init(
+                result: "interrupted", explanation: "The user interrupted the evaluation.", usage: ModelUsage().json, startID: open.startID)).logged, at: 0)
         }
         let why = reason == .interrupted ? "Interrupted by the user before a result arrived." : "The turn ended (\(reason.name)) before a result arrived."
         for call in unanswered {
-            closing.append((.agentToolResult, JSONValue.object([
-                "tool_use_id": .string(call.id), "content": .string(why), "is_error": true,
-                "outcome": .string(reason == .interrupted ? "interrupted" : "unknown"),
-            ]).text))
+            closing.append(HarnessEvent.toolResult(callID: call.id, content: why, isError: true,
+                                                   details: ["outcome": .string(reason == .interrupted ? "interrupted" : "unknown")]).logged)
         }
         if reason == .retriesExhausted {
-            closing.append((.sessionError, JSONValue.object(["error": [
-                "type": "retries_exhausted", "retry_status": ["type": "exhausted"],
-                "message": .string("The session was claimed \(lease.attempt) times in a row without its turn ending: each harness that held it stopped. It was closed rather than tried again."),
-            ]]).text))
+            closing.append(HarnessEvent.sessionError(
+                type: "retries_exhausted",
+                message: "The session was claimed \(lease.attempt) times in a row without its turn ending: each harness that held it stopped. It was closed rather than tried again.",
+                retry: "exhausted").logged)
         }
-        closing.append((.sessionStatusIdle, JSONValue.object(["stop_reason": reason.stopReason]).text))
+        closing.append(HarnessEvent.statusIdle(reason).logged)
         await collectOutputs()
         await collectMemories()
         let status = try await release(to: .idle, handledThrough: handledThrough, appending: closing)
@@ -862,9 +834,7 @@ final class SessionRunner: Sendable {
                 }
                 let (code, message) = Self.describe(error)
                 log.error("session failed", ("code", .string(code)), ("error", .string(message)))
-                try await finishAfterStop(.error, extra: [(.sessionError, JSONValue.object([
-                    "error": ["type": .string(code), "message": .string(message), "retry_status": ["type": "terminal"]],
-                ]).text)])
+                try await finishAfterStop(.error, extra: [HarnessEvent.sessionError(type: code, message: message).logged])
             }
         } catch {
             log.error("could not close the session", ("error", .string(String(reflecting: error))))
@@ -912,6 +882,12 @@ final class SessionRunner: Sendable {
     /// Appends in order, in one transaction, sharing the commit with other sessions' writes.
     /// Nothing is sent once the lease's local deadline has passed; a `lease_lost` answer stops
     /// the work.
+    /// Appends typed events (`HarnessEvent`), as `write` does.
+    @discardableResult
+    private func write(_ events: [HarnessEvent]) async throws -> [AppendedEvent] {
+        try await write(events.map(\.logged))
+    }
+
     @discardableResult
     /// `ids`: the ids chosen for some of the events (by their place in `events`).
     private func write(_ events: [(EventType, String)], ids: [Int: UUID] = [:], notify: Bool = false) async throws -> [AppendedEvent] {

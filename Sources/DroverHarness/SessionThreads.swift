@@ -69,11 +69,9 @@ enum SessionThreads {
     }
 
     /// The call's result (the thread's start is logged by `drover.spawn_thread` itself).
-    static func started(thread: String, agent: String, callID: String) -> (EventType, String) {
-        (.agentToolResult, JSONValue.object([
-            "tool_use_id": .string(callID), "is_error": false,
-            "content": .string("Started thread \(thread), running \(agent). Its reply arrives as a message from the thread when it finishes."),
-        ]).text)
+    static func started(thread: String, agent: String, callID: String) -> HarnessEvent {
+        .toolResult(callID: callID, content: "Started thread \(thread), running \(agent). Its reply arrives as a message from the thread when it finishes.",
+                    isError: false)
     }
 
     /// What the coordinator reads of a thread's reply (`agent.thread_message_received`).
