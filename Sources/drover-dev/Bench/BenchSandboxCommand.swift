@@ -46,7 +46,9 @@ struct BenchSandboxCommand: Command {
 
         func startPool(warm: Int, _ extra: [String] = []) async throws -> (ChildDaemon, String) {
             let daemon = try ChildDaemon(
-                binary: self_, ["sandbox-pool", "--listen", "127.0.0.1:0", "--warm", String(warm), "--capacity", "512"] + isolation + extra,
+                // The networking phase's page is on 127.0.0.2, which a pool opens only when told.
+                binary: self_, ["sandbox-pool", "--listen", "127.0.0.1:0", "--warm", String(warm), "--capacity", "512", "--allow-internal", "127.0.0.2/32"]
+                    + isolation + extra,
                 environment: ["DROVER_POOL_TOKEN": token, "DATABASE_URL": ""])
             let listening = try await daemon.waitForLog("listening")
             guard let address = listening["address"]?.stringValue else { throw DroverError(.invalidArgument, "the pool logged no address") }
