@@ -44,13 +44,15 @@ final class PoolServer: Sendable {
     /// order they were accepted.
     private let table = PoolConnections()
 
-    init(config: Config, pool: SandboxPool, listener: Listener, log: Log, metrics: PoolMetrics) throws {
+    init(config: Config, pool: SandboxPool, listener: Listener, log: Log, metrics: PoolMetrics) {
         self.metrics = metrics
         self.config = config
         self.pool = pool
         self.listener = listener
         self.log = log
-        loop = try EventLoop(name: "drover.pool")
+        // Made before the daemon has a loop of its own to fail with: an epoll set cannot fail to
+        // be made but for lack of descriptors, which the daemon could not serve without either.
+        loop = try! EventLoop(name: "drover.pool")
     }
 
     func start() {
