@@ -32,6 +32,11 @@ public final class EventLoop: @unchecked Sendable {
     private var ticks: [(interval: Duration, next: ContinuousClock.Instant, body: () -> Void)] = []
     private let queue = Mutex<[@Sendable () -> Void]>([])
     private let stopped = Atomic<Bool>(false)
+    /// Whether the wake descriptor is open. `execute` writes to it only under this lock, and the
+    /// loop closes it under the same lock when it ends: a late `execute` (a task answering after
+    /// its server stopped) must never write to a number since given to another file (a pipe
+    /// whose reader is gone, whose SIGPIPE would end the process without a word).
+    private let wakeOpen = Mutex(true)
     private let threadID = Mutex<pthread_t?>(nil)
     /// Whether the thread has ended, and who awaits it (`stop`).
     private let finished = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
@@ -60,8 +65,11 @@ public final class EventLoop: @unchecked Sendable {
             return queue.count == 1
         }
         guard wasEmpty else { return }
-        var one: UInt64 = 1
-        _ = Glibc.write(wakeFD, &one, 8)
+        wakeOpen.withLock { open in
+            guard open else { return }
+            var one: UInt64 = 1
+            _ = Glibc.write(wakeFD, &one, 8)
+        }
     }
 
     /// Whether the caller is on the loop's thread.
@@ -112,7 +120,10 @@ public final class EventLoop: @unchecked Sendable {
         threadID.withLock { $0 = pthread_self() }
         defer {
             Glibc.close(epoll)
-            Glibc.close(wakeFD)
+            wakeOpen.withLock { open in
+                open = false
+                Glibc.close(wakeFD)
+            }
             let waiters = finished.withLock { state -> [CheckedContinuation<Void, Never>] in
                 state.done = true
                 defer { state.waiters = [] }
