@@ -104,12 +104,14 @@ public struct Verifier: Sendable {
               FROM results r
              WHERE NOT EXISTS (SELECT 1 FROM uses u WHERE u.session_id = r.session_id AND u.id = r.id)
             """),
+        // A message the user interrupted before any model request (a stopped workflow run's
+        // thread, or a message and an interrupt sent together) was answered by the interrupt.
         ("user_event_seen", """
             SELECT e.session_id, e.seq, 'this user.message never reached a model request'
               FROM drover.events e JOIN drover.sessions s ON s.id = e.session_id
              WHERE e.type = 'user.message' AND s.status = 'idle'
                AND NOT EXISTS (SELECT 1 FROM drover.events m WHERE m.session_id = e.session_id
-                                  AND m.type = 'span.model_request_start' AND m.seq > e.seq)
+                                  AND m.type IN ('span.model_request_start', 'user.interrupt') AND m.seq > e.seq)
             """),
         ("no_stale_running", """
             SELECT id, NULL::bigint, format('running under epoch %s of %s, whose lease expired %s ago',

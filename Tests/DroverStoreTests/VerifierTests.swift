@@ -56,6 +56,10 @@ import Testing
             let (confused, confusedLease) = try await cleanSession(f)
             try await plant(pool, confused, type: "session.status_running", epoch: confusedLease.epoch)
             try await plant(pool, confused, type: "user.message", payload: #"{"content":[]}"#, epoch: nil)
+            // A message the user interrupted before any model request: no breach.
+            let (interrupted, _) = try await cleanSession(f)
+            try await plant(pool, interrupted, type: "user.message", payload: #"{"content":[]}"#, epoch: nil)
+            try await plant(pool, interrupted, type: "user.interrupt", epoch: nil)
             // Stuck running long after the lease expired.
             let (stuck, _) = try await cleanSession(f)
             try await pool.query(
@@ -73,12 +77,12 @@ import Testing
             #expect(found("final_status", confused))
             #expect(found("user_event_seen", confused))
             #expect(found("no_stale_running", stuck))
-            #expect(breaches.allSatisfy { [stale, unanswered, gappy, confused, stuck].map(\.rawValue).contains($0.session) })
+            #expect(breaches.allSatisfy { [stale, unanswered, gappy, confused, stuck].map(\.rawValue).contains($0.session) }, "\(breaches)")
 
             let cli = try await DroverProcess.run(["verify"], database: db.conninfo)
             #expect(cli.status == 1)
             #expect(cli.stdout.contains("breach epoch_in_force session \(stale)"))
-            #expect(cli.stdout.contains("verify: 6 sessions"))
+            #expect(cli.stdout.contains("verify: 7 sessions"))
             let json = try await DroverProcess.run(["verify", "--json"], database: db.conninfo)
             #expect(try JSONValue.parse(json.stdout)["ok"]?.boolValue == false)
         }
