@@ -1,14 +1,15 @@
+import CDroverSys
 import DroverCore
 import DroverIO
 import Foundation
 import Synchronization
 
-/// Serves the sandbox pool protocol over TCP.
-///
-/// Each connection has a reader thread that frames lines (with a cap) and answers `hello` in
-/// order; after it, every request runs as its own task and replies when done, so one slow
-/// `execute` never holds up another request on the same connection. A bad line gets a coded
-/// error and the connection keeps serving.
+/// Serves the sandbox pool protocol over TCP, on one event loop (epoll): every connection is a
+/// non-blocking socket the loop owns, not a thread. Lines are framed with a cap; `hello` is
+/// answered in order on the loop; after it, every request runs as its own task and its reply
+/// comes back to the loop, so one slow `execute` never holds up another request, and a client
+/// that stops reading a large reply holds up nothing but its own connection. A bad line gets a
+/// coded error and the connection keeps serving.
 final class PoolServer: Sendable {
     struct Config: Sendable {
         var poolID: String
@@ -26,173 +27,185 @@ final class PoolServer: Sendable {
     let config: Config
     let pool: SandboxPool
     let listener: Listener
-    let acceptor: ConnectionAcceptor
     let log: Log
     let metrics: PoolMetrics
+    let loop: EventLoop
 
     private struct State {
         var inFlight = 0
         var served = 0
         var protocolErrors: [String: Int] = [:]
-        /// Connections still without a successful `hello`, in the order they were accepted.
-        var unauthenticated: [Socket] = []
+        var connections = 0
+        var accepting = false
     }
 
     private let state = Mutex(State())
+    /// Loop-confined: the connections, and those still without a successful `hello`, in the
+    /// order they were accepted.
+    private let table = PoolConnections()
 
     init(config: Config, pool: SandboxPool, listener: Listener, log: Log, metrics: PoolMetrics) {
-        acceptor = ConnectionAcceptor(listener: listener, name: "drover.pool", maxConnections: config.maxConnections)
         self.metrics = metrics
         self.config = config
         self.pool = pool
         self.listener = listener
         self.log = log
+        // Made before the daemon has a loop of its own to fail with: an epoll set cannot fail to
+        // be made but for lack of descriptors, which the daemon could not serve without either.
+        loop = try! EventLoop(name: "drover.pool")
     }
 
     func start() {
-        acceptor.start(refuse: { [self] socket in
-            reply(socket, PoolProtocol.failure(id: .null, PoolProtocol.Failure(
-                .tooManyConnections, "this pool serves at most \(config.maxConnections) connections")))
-        }, admitted: { [self] socket in admitUnauthenticated(socket) }, serve: { [self] socket in serve(socket) })
+        state.withLock { $0.accepting = true }
+        loop.start()
+        loop.execute { [self] in
+            _ = drover_set_nonblocking(listener.fd)
+            loop.register(listener.fd, .readable) { [self] _ in acceptAll() }
+            loop.every(.milliseconds(250)) { [self] in checkDeadlines() }
+        }
     }
 
-    /// Stops accepting new connections.
-    func stopAccepting() { acceptor.stopAccepting() }
+    /// Stops accepting new connections (returns once the listener is closed).
+    func stopAccepting() {
+        guard state.withLock({ state -> Bool in defer { state.accepting = false }; return state.accepting }) else { return }
+        onLoopAndWait { [self] in
+            loop.unregister(listener.fd)
+            listener.close()
+        }
+    }
 
     /// Requests being handled right now.
     var inFlight: Int { state.withLock { $0.inFlight } }
 
-    var connectionCount: Int { acceptor.count }
+    var connectionCount: Int { state.withLock { $0.connections } }
 
-    /// Closes every connection (readers wake with end of stream).
+    /// Closes every connection, then ends the loop.
     func closeConnections() {
-        acceptor.shutdownAll()
+        onLoopAndWait { [self] in
+            for connection in Array(table.connections.values) { connection.close() }
+        }
+        let eventLoop = loop
+        Task { await eventLoop.stop() }
     }
 
-    // MARK: - One connection
-
-    private func serve(_ socket: Socket) {
-        var framer = LineFramer(maxLineLength: config.maxLineLength)
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        var authenticated = false
-        let opened = ContinuousClock.now
-        // Until `hello`, reads wake every second to enforce the deadline, which counts from the
-        // connection's start: a client that drips a byte now and then cannot extend it.
-        socket.setReadTimeout(min(1, config.helloDeadline))
-        log.debug("connection opened", ("fd", .number(Double(socket.fd))))
-        // Provisions still being handled when the client goes: cancelled (one waiting in line
-        // leaves it), and a sandbox made for no one is destroyed (`answer`).
-        let handling = Handling()
-        var nextRequest: UInt64 = 0
-        defer {
-            forgetUnauthenticated(socket)
-            for task in handling.tasks.withLock({ Array($0.values) }) { task.cancel() }
-            log.debug("connection closed", ("fd", .number(Double(socket.fd))))
+    /// Runs `work` on the loop and returns once it has run.
+    private func onLoopAndWait(_ work: @escaping @Sendable () -> Void) {
+        if loop.inLoop { return work() }
+        let done = DispatchSemaphore(value: 0)
+        loop.execute {
+            work()
+            done.signal()
         }
+        done.wait()
+    }
+
+    // MARK: - On the loop
+
+    private func acceptAll() {
         while true {
-            if !authenticated && ContinuousClock.now - opened > .seconds(config.helloDeadline) {
-                reply(socket, PoolProtocol.failure(id: .null, PoolProtocol.Failure(
-                    .unauthorized, "no successful hello within \(config.helloDeadline) s: closing")))
-                return
+            let fd = drover_accept_nonblock(listener.fd)
+            if fd < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return  // EAGAIN (none left), or EMFILE: the next readiness tries again
             }
-            let count: Int
-            switch socket.receive(into: &buffer) {
-            case .timedOut: continue
-            case .closed: return
-            case .bytes(let received): count = received
+            let socket = Socket(fd: fd)
+            let connection = PoolConnection(server: self, socket: socket)
+            guard table.connections.count < config.maxConnections else {
+                connection.send(PoolProtocol.failure(id: .null, PoolProtocol.Failure(
+                    .tooManyConnections, "this pool serves at most \(config.maxConnections) connections")))
+                socket.close()
+                continue
             }
-            for frame in framer.feed(buffer[0..<count]) {
-                switch frame {
-                case .tooLong:
-                    reply(socket, PoolProtocol.failure(id: .null, PoolProtocol.Failure(
-                        .lineTooLong, "a line may be at most \(config.maxLineLength) bytes; the rest of it was discarded")))
-                case .line(let bytes):
-                    if bytes.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) { continue }
-                    switch PoolProtocol.Request.parse(bytes) {
-                    case .failure(let rejected):
-                        reply(socket, PoolProtocol.failure(id: rejected.id, rejected.failure))
-                    case .success(let request):
-                        if request.op == "hello" {
-                            let answer = hello(request)
-                            if case .success = answer, !authenticated {
-                                authenticated = true
-                                forgetUnauthenticated(socket)
-                                socket.setReadTimeout(nil)
-                            }
-                            reply(socket, render(request.id, answer))
-                        } else if !authenticated {
-                            reply(socket, PoolProtocol.failure(id: request.id, PoolProtocol.Failure(
-                                .unauthorized, "send {\"op\":\"hello\",\"version\":\(PoolProtocol.version),\"token\":…} first")))
-                        } else {
-                            state.withLock { $0.inFlight += 1 }
-                            nextRequest += 1
-                            let key = nextRequest
-                            handling.tasks.withLock { tasks in
-                                let task = Task {
-                                    await answer(request, on: socket)
-                                    _ = handling.tasks.withLock { $0.removeValue(forKey: key) }
-                                    state.withLock {
-                                        $0.inFlight -= 1
-                                        $0.served += 1
-                                    }
-                                }
-                                // Only a provision is given up with its client: a call runs on, so
-                                // that the harness that resumes the session gets its one result.
-                                if request.op == "provision" { tasks[key] = task }
-                            }
+            table.connections[fd] = connection
+            table.unauthenticated.append(connection)
+            state.withLock { $0.connections = table.connections.count }
+            loop.register(fd, [.readable, .peerClosed]) { events in connection.handle(events) }
+            // The unauthenticated budget: when it is full, the oldest such connection is told why
+            // and closed, so a flood of silent connections never keeps a harness out.
+            if table.unauthenticated.count > config.maxUnauthenticated {
+                let evicted = table.unauthenticated.removeFirst()
+                metrics.protocolErrors.inc(["code": "unauthenticated_evicted"])
+                evicted.send(PoolProtocol.failure(id: .null, PoolProtocol.Failure(
+                    .unauthorized, "closed: \(config.maxUnauthenticated) newer connections are waiting to authenticate")))
+                evicted.closeAfterFlush()
+            }
+        }
+    }
+
+    fileprivate func forget(_ connection: PoolConnection) {
+        table.connections[connection.socket.fd] = nil
+        table.unauthenticated.removeAll { $0 === connection }
+        state.withLock { $0.connections = table.connections.count }
+    }
+
+    fileprivate func authenticated(_ connection: PoolConnection) {
+        table.unauthenticated.removeAll { $0 === connection }
+    }
+
+    /// A connection that has not authenticated within the hello deadline (counted from its
+    /// start: a client that drips a byte now and then cannot extend it) is told so and closed.
+    private func checkDeadlines() {
+        let cutoff = ContinuousClock.now - .seconds(config.helloDeadline)
+        for connection in table.unauthenticated where connection.opened < cutoff {
+            connection.send(PoolProtocol.failure(id: .null, PoolProtocol.Failure(
+                .unauthorized, "no successful hello within \(config.helloDeadline) s: closing")))
+            connection.closeAfterFlush()
+        }
+        table.unauthenticated.removeAll { $0.opened < cutoff }
+    }
+
+    /// One framed line of a connection, on the loop.
+    fileprivate func received(_ bytes: [UInt8], on connection: PoolConnection) {
+        if bytes.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) { return }
+        switch PoolProtocol.Request.parse(bytes) {
+        case .failure(let rejected):
+            connection.send(PoolProtocol.failure(id: rejected.id, rejected.failure))
+        case .success(let request):
+            if request.op == "hello" {
+                let answer = hello(request)
+                if case .success = answer, !connection.authenticated {
+                    connection.authenticated = true
+                    authenticated(connection)
+                }
+                connection.send(render(request.id, answer))
+            } else if !connection.authenticated {
+                connection.send(PoolProtocol.failure(id: request.id, PoolProtocol.Failure(
+                    .unauthorized, "send {\"op\":\"hello\",\"version\":\(PoolProtocol.version),\"token\":…} first")))
+            } else {
+                state.withLock { $0.inFlight += 1 }
+                let key = connection.nextRequest()
+                let task = Task { [self, loop] in
+                    let answer = await handle(request)
+                    let line = render(request.id, answer)
+                    loop.execute { [self] in
+                        state.withLock {
+                            $0.inFlight -= 1
+                            $0.served += 1
                         }
+                        connection.tasks[key] = nil
+                        if connection.isClosed {
+                            // A sandbox provisioned for a client that is gone by then is
+                            // destroyed, so a dead harness's provision holds no slot.
+                            if request.op == "provision", case .success(let result) = answer, let sandbox = result["sandbox"]?.stringValue {
+                                log.info("sandbox destroyed: its client went away before the answer", ("sandbox", .string(sandbox)))
+                                Task { try? await pool.destroy(sandbox) }
+                            }
+                            return
+                        }
+                        connection.send(line)
                     }
                 }
+                // Only a provision is given up with its client: a call runs on, so that the
+                // harness that resumes the session gets its one result.
+                if request.op == "provision" { connection.tasks[key] = task }
             }
         }
     }
 
-    /// Counts a new connection against the unauthenticated budget, on the accept thread (so that
-    /// "oldest" is the order of arrival, not of thread scheduling); when the budget is full, the
-    /// oldest unauthenticated connection is told why and closed (its reader wakes at end of stream).
-    private func admitUnauthenticated(_ socket: Socket) {
-        let evicted = state.withLock { state -> Socket? in
-            state.unauthenticated.append(socket)
-            guard state.unauthenticated.count > config.maxUnauthenticated else { return nil }
-            return state.unauthenticated.removeFirst()
-        }
-        if let evicted {
-            metrics.protocolErrors.inc(["code": "unauthenticated_evicted"])
-            reply(evicted, PoolProtocol.failure(id: .null, PoolProtocol.Failure(
-                .unauthorized, "closed: \(config.maxUnauthenticated) newer connections are waiting to authenticate")))
-            evicted.shutdown()
-        }
-    }
-
-    private func forgetUnauthenticated(_ socket: Socket) {
-        state.withLock { $0.unauthenticated.removeAll { $0 === socket } }
-    }
-
-    /// One connection's requests in flight, by arrival.
-    private final class Handling: Sendable {
-        let tasks = Mutex<[UInt64: Task<Void, Never>]>([:])
-    }
-
-    /// Handles one request and replies; a sandbox provisioned for a client that is gone by then is
-    /// destroyed, so a dead harness's provision holds no slot.
-    private func answer(_ request: PoolProtocol.Request, on socket: Socket) async {
-        let answer = await handle(request)
-        let delivered = reply(socket, render(request.id, answer))
-        if !delivered, request.op == "provision", case .success(let result) = answer, let sandbox = result["sandbox"]?.stringValue {
-            log.info("sandbox destroyed: its client went away before the answer", ("sandbox", .string(sandbox)))
-            try? await pool.destroy(sandbox)
-        }
-    }
-
-    @discardableResult
-    private func reply(_ socket: Socket, _ line: String) -> Bool {
-        do {
-            try socket.send(line: line)
-            return true
-        } catch {
-            log.debug("reply not delivered", ("error", .string("\(error)")))
-            return false
-        }
+    /// A line too long for the framer.
+    fileprivate func tooLong(on connection: PoolConnection) {
+        connection.send(PoolProtocol.failure(id: .null, PoolProtocol.Failure(
+            .lineTooLong, "a line may be at most \(config.maxLineLength) bytes; the rest of it was discarded")))
     }
 
     private func render(_ id: JSONValue, _ answer: Result<JSONValue, PoolProtocol.Failure>) -> String {
@@ -343,7 +356,7 @@ final class PoolServer: Sendable {
                 return .success(["sandboxes": .array(pool.all.map(\.json))])
             case "stats":
                 var stats = pool.stats
-                let connections = acceptor.count
+                let connections = connectionCount
                 let (served, errors) = state.withLock { ($0.served, $0.protocolErrors) }
                 if case .object(var members) = stats {
                     members["pool"] = .string(config.poolID)
@@ -369,5 +382,123 @@ final class PoolServer: Sendable {
         var difference = UInt8(x.count == y.count ? 0 : 1)
         for i in 0..<max(x.count, y.count) { difference |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0) }
         return difference == 0
+    }
+}
+
+/// The pool server's connections by descriptor, and those not yet authenticated: loop-confined.
+private final class PoolConnections: @unchecked Sendable {
+    var connections: [Int32: PoolConnection] = [:]
+    var unauthenticated: [PoolConnection] = []
+}
+
+/// One pool connection, confined to the server's loop: its line framer, what waits to be written,
+/// and its provisions in flight (cancelled if it goes: one waiting in line leaves it).
+private final class PoolConnection: @unchecked Sendable {
+    unowned let server: PoolServer
+    let socket: Socket
+    let opened = ContinuousClock.now
+    var framer: LineFramer
+    var authenticated = false
+    var outbound: [UInt8] = []
+    var sent = 0
+    var watchingWritable = false
+    var closing = false
+    private(set) var isClosed = false
+    var tasks: [UInt64: Task<Void, Never>] = [:]
+    private var requests: UInt64 = 0
+
+    init(server: PoolServer, socket: Socket) {
+        self.server = server
+        self.socket = socket
+        framer = LineFramer(maxLineLength: server.config.maxLineLength)
+    }
+
+    var loop: EventLoop { server.loop }
+
+    func nextRequest() -> UInt64 {
+        requests += 1
+        return requests
+    }
+
+    func handle(_ events: EventLoop.Events) {
+        if events.contains(.writable) { flush() }
+        if isClosed { return }
+        if events.contains(.readable) || events.contains(.peerClosed) || events.contains(.hangUp) || events.contains(.error) { readAll() }
+    }
+
+    private func readAll() {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while !isClosed {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(socket.fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+                close()
+                return
+            }
+            if count == 0 {
+                close()
+                return
+            }
+            // Once told to go (evicted, past its deadline), nothing more it says is answered.
+            if closing { continue }
+            for frame in framer.feed(buffer[0..<count]) {
+                switch frame {
+                case .tooLong: server.tooLong(on: self)
+                case .line(let bytes): server.received(bytes, on: self)
+                }
+                if isClosed || closing { break }
+            }
+        }
+    }
+
+    /// Queues `line` and a newline, and writes what the socket takes now.
+    func send(_ line: String) {
+        guard !isClosed else { return }
+        outbound += Array(line.utf8)
+        outbound.append(UInt8(ascii: "\n"))
+        flush()
+    }
+
+    /// Closes once what is queued has been written.
+    func closeAfterFlush() {
+        closing = true
+        if sent == outbound.count { close() }
+    }
+
+    private func flush() {
+        while sent < outbound.count {
+            let count = outbound[sent...].withUnsafeBytes { Glibc.send(socket.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    watch(writable: true)
+                    return
+                }
+                close()
+                return
+            }
+            sent += count
+        }
+        outbound.removeAll(keepingCapacity: outbound.count < 1 << 20)
+        sent = 0
+        watch(writable: false)
+        if closing { close() }
+    }
+
+    private func watch(writable: Bool) {
+        guard writable != watchingWritable, !isClosed else { return }
+        watchingWritable = writable
+        loop.modify(socket.fd, writable ? [.readable, .peerClosed, .writable] : [.readable, .peerClosed])
+    }
+
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        for task in tasks.values { task.cancel() }
+        tasks = [:]
+        loop.unregister(socket.fd)
+        server.forget(self)
+        socket.close()
     }
 }
