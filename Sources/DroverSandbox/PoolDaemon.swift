@@ -160,23 +160,24 @@ public struct PoolDaemon: Service {
         }
         let draining = Mutex(false)
         let ops: OpsEndpoint?
+        let server: PoolServer
         do {
             ops = try config.metricsListen.map { listen in
                 try OpsEndpoint(host: listen.host, port: listen.port, metrics: metrics.registry, ready: { !draining.withLock { $0 } }) {
                     ["pool": .string(poolID), "enforcement": pool.enforcement]
                 }
             }
+            server = try PoolServer(
+                config: .init(poolID: poolID, token: config.token, maxLineLength: config.maxLineLength,
+                              helloDeadline: config.helloDeadline, maxConnections: config.maxConnections,
+                              maxUnauthenticated: config.maxUnauthenticated, ceilings: config.ceilings),
+                pool: pool, listener: listener, log: log, metrics: metrics)
         } catch {
             listener.close()
             await pool.destroyAll()
             throw error
         }
         if let ops { log.info("metrics listening", ("address", .string(ops.address))) }
-        let server = PoolServer(
-            config: .init(poolID: poolID, token: config.token, maxLineLength: config.maxLineLength,
-                          helloDeadline: config.helloDeadline, maxConnections: config.maxConnections,
-                          maxUnauthenticated: config.maxUnauthenticated, ceilings: config.ceilings),
-            pool: pool, listener: listener, log: log, metrics: metrics)
         server.start()
         pool.refillWarm()
         if let registry {

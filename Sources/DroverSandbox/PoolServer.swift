@@ -44,15 +44,13 @@ final class PoolServer: Sendable {
     /// order they were accepted.
     private let table = PoolConnections()
 
-    init(config: Config, pool: SandboxPool, listener: Listener, log: Log, metrics: PoolMetrics) {
+    init(config: Config, pool: SandboxPool, listener: Listener, log: Log, metrics: PoolMetrics) throws {
         self.metrics = metrics
         self.config = config
         self.pool = pool
         self.listener = listener
         self.log = log
-        // Made before the daemon has a loop of its own to fail with: an epoll set cannot fail to
-        // be made but for lack of descriptors, which the daemon could not serve without either.
-        loop = try! EventLoop(name: "drover.pool")
+        loop = try EventLoop(name: "drover.pool")
     }
 
     func start() {
