@@ -4,8 +4,8 @@ import Synchronization
 /// Accepts connections on a thread of its own and serves each on a thread of its own, up to a
 /// cap, and up to a share of it per client address: a connection past either gets `refuse` (a
 /// coded answer, not a silent close) and is closed, so the cap bounds threads and memory and no
-/// one client takes every place. The pool's, the egress proxy's (each connection is a relay of
-/// blocking copies) and the test rigs' raw-socket server.
+/// one client takes every place. The egress proxy's (each connection is a relay of blocking
+/// copies) and the test rigs' raw-socket server.
 public final class ConnectionAcceptor: Sendable {
     let listener: Listener
     let name: String
