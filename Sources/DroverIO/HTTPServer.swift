@@ -250,8 +250,7 @@ private final class Connection: @unchecked Sendable {
     let client: String
     var parser: HTTPRequestParser
     var phase = Phase.reading
-    var outbound: [UInt8] = []
-    var sent = 0
+    var outbound = OutboundBuffer()
     var closeAfterFlush = false
     var lingerAfterFlush = false
     var keepAlive = true
@@ -280,10 +279,8 @@ private final class Connection: @unchecked Sendable {
     private func readAll() {
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while !isClosed {
-            let count = buffer.withUnsafeMutableBytes { Glibc.read(socket.fd, $0.baseAddress, $0.count) }
+            guard let count = socket.readAvailable(into: &buffer) else { return }
             if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { return }
                 close()
                 return
             }
@@ -393,20 +390,20 @@ private final class Connection: @unchecked Sendable {
             advance()
         } else {
             closeAfterFlush = true
-            if sent == outbound.count { close() }
+            if outbound.isEmpty { close() }
         }
     }
 
     private func refuse(_ error: APIError) {
         write(HTTPResponse.error(error, requestID: HTTPServer.requestID(), close: true))
         lingerAfterFlush = true
-        if sent == outbound.count { linger() }
+        if outbound.isEmpty { linger() }
     }
 
     /// Takes what the stream's source holds while the client keeps up.
     func pump() {
         guard case .streaming(let source) = phase else { return }
-        while outbound.count - sent < HTTPServer.outboundLimit {
+        while outbound.pending < HTTPServer.outboundLimit {
             switch source.take() {
             case .nothing:
                 return
@@ -415,15 +412,15 @@ private final class Connection: @unchecked Sendable {
                 close()
                 return
             case .bytes(let bytes):
-                outbound += bytes
+                outbound.append(bytes)
                 flush()
                 if isClosed { return }
             case .ended(let bytes):
                 // The source's last bytes, then the end of the stream.
-                outbound += bytes
+                outbound.append(bytes)
                 closeAfterFlush = true
                 flush()
-                if !isClosed && sent == outbound.count { close() }
+                if !isClosed && outbound.isEmpty { close() }
                 return
             }
         }
@@ -436,7 +433,7 @@ private final class Connection: @unchecked Sendable {
         case .streaming:
             if let goodbye = server.config.streamGoodbye { write(goodbye()) }
             closeAfterFlush = true
-            if sent == outbound.count { close() }
+            if outbound.isEmpty { close() }
         case .reading:
             if requestStarted == nil { close() }
         case .handling:
@@ -453,12 +450,12 @@ private final class Connection: @unchecked Sendable {
                 write(HTTPResponse.error(APIError(408, "timeout_error", "the request did not arrive within \(Int(server.config.requestDeadline)) s"),
                                          requestID: HTTPServer.requestID(), close: true))
                 closeAfterFlush = true
-                if sent == outbound.count { close() }
+                if outbound.isEmpty { close() }
             } else if requestStarted == nil && now - idleSince > .seconds(server.config.idleTimeout) {
                 close()
             }
         case .streaming:
-            if let ping = server.config.streamPing, now - lastWrite > .seconds(server.config.pingInterval) && outbound.count == sent {
+            if let ping = server.config.streamPing, now - lastWrite > .seconds(server.config.pingInterval) && outbound.isEmpty {
                 write(ping)
             }
         case .lingering(let until, _):
@@ -472,27 +469,21 @@ private final class Connection: @unchecked Sendable {
 
     private func write(_ bytes: [UInt8]) {
         guard !isClosed else { return }
-        outbound += bytes
+        outbound.append(bytes)
         flush()
     }
 
     private func flush() {
-        while sent < outbound.count {
-            let count = outbound[sent...].withUnsafeBytes { Glibc.send(socket.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK {
-                    watch(writable: true)
-                    return
-                }
-                close()
-                return
-            }
-            sent += count
-            lastWrite = .now
+        switch outbound.flush(to: socket.fd, wrote: { lastWrite = .now }) {
+        case .wouldBlock:
+            watch(writable: true)
+            return
+        case .failed:
+            close()
+            return
+        case .done:
+            break
         }
-        outbound.removeAll(keepingCapacity: outbound.count < 1 << 20)
-        sent = 0
         watch(writable: false)
         if closeAfterFlush {
             close()

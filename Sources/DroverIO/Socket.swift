@@ -210,6 +210,20 @@ public final class Socket: Sendable {
     }
 }
 
+extension Socket {
+    /// Reads what a non-blocking socket has now into `buffer`: the byte count, 0 at end of
+    /// stream, -1 when the connection failed; nil when there is nothing more now (an event
+    /// loop's connections, `HTTPServer` and the pool's server).
+    public func readAvailable(into buffer: inout [UInt8]) -> Int? {
+        while true {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count >= 0 { return count }
+            if errno == EINTR { continue }
+            return errno == EAGAIN || errno == EWOULDBLOCK ? nil : -1
+        }
+    }
+}
+
 /// A listening TCP socket.
 public final class Listener: Sendable {
     public let fd: Int32

@@ -397,8 +397,7 @@ private final class PoolConnection: @unchecked Sendable {
     let opened = ContinuousClock.now
     var framer: LineFramer
     var authenticated = false
-    var outbound: [UInt8] = []
-    var sent = 0
+    var outbound = OutboundBuffer()
     var watchingWritable = false
     var closing = false
     private(set) var isClosed = false
@@ -427,10 +426,8 @@ private final class PoolConnection: @unchecked Sendable {
     private func readAll() {
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while !isClosed {
-            let count = buffer.withUnsafeMutableBytes { Glibc.read(socket.fd, $0.baseAddress, $0.count) }
+            guard let count = socket.readAvailable(into: &buffer) else { return }
             if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { return }
                 close()
                 return
             }
@@ -453,33 +450,27 @@ private final class PoolConnection: @unchecked Sendable {
     /// Queues `line` and a newline, and writes what the socket takes now.
     func send(_ line: String) {
         guard !isClosed else { return }
-        outbound += Array(line.utf8)
-        outbound.append(UInt8(ascii: "\n"))
+        outbound.append(Array(line.utf8) + [UInt8(ascii: "\n")])
         flush()
     }
 
     /// Closes once what is queued has been written.
     func closeAfterFlush() {
         closing = true
-        if sent == outbound.count { close() }
+        if outbound.isEmpty { close() }
     }
 
     private func flush() {
-        while sent < outbound.count {
-            let count = outbound[sent...].withUnsafeBytes { Glibc.send(socket.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK {
-                    watch(writable: true)
-                    return
-                }
-                close()
-                return
-            }
-            sent += count
+        switch outbound.flush(to: socket.fd) {
+        case .wouldBlock:
+            watch(writable: true)
+            return
+        case .failed:
+            close()
+            return
+        case .done:
+            break
         }
-        outbound.removeAll(keepingCapacity: outbound.count < 1 << 20)
-        sent = 0
         watch(writable: false)
         if closing { close() }
     }
