@@ -22,6 +22,9 @@ public final class EventLoop: @unchecked Sendable {
         public static let peerClosed = Events(rawValue: drover_epollrdhup)
         public static let error = Events(rawValue: drover_epollerr)
         public static let hangUp = Events(rawValue: drover_epollhup)
+
+        /// Whether a read has something to find: bytes, the end of the stream, or an error.
+        public var wantsRead: Bool { !isDisjoint(with: [.readable, .peerClosed, .hangUp, .error]) }
     }
 
     private let epoll: Int32

@@ -273,35 +273,26 @@ private final class Connection: @unchecked Sendable {
     func handle(_ events: EventLoop.Events) {
         if events.contains(.writable) { flush() }
         if isClosed { return }
-        if events.contains(.readable) || events.contains(.peerClosed) || events.contains(.hangUp) || events.contains(.error) { readAll() }
+        if events.wantsRead { readAll() }
     }
 
     private func readAll() {
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while !isClosed {
-            guard let count = socket.readAvailable(into: &buffer) else { return }
-            if count < 0 {
-                close()
-                return
-            }
-            if count == 0 {
-                // The client went: whatever it was doing ends (a handler's answer is dropped).
-                close()
-                return
-            }
+        let open = socket.readAvailable(while: { !isClosed }) { chunk in
             switch phase {
             case .reading:
                 if requestStarted == nil { requestStarted = .now }
-                parser.feed(buffer[0..<count])
+                parser.feed(chunk)
                 advance()
             case .lingering(let until, let dropped):
-                phase = .lingering(until: until, dropped: dropped + count)
-                if dropped + count >= 1 << 20 { close() }
+                phase = .lingering(until: until, dropped: dropped + chunk.count)
+                if dropped + chunk.count >= 1 << 20 { close() }
             case .handling, .streaming, .closed:
                 // Reading stops while a handler answers; a stream's client has nothing to say.
-                continue
+                break
             }
         }
+        // The client went: whatever it was doing ends (a handler's answer is dropped).
+        if !open { close() }
     }
 
     /// Parses what has arrived: answers a refusal, starts a handler, or waits for more.

@@ -211,16 +211,23 @@ public final class Socket: Sendable {
 }
 
 extension Socket {
-    /// Reads what a non-blocking socket has now into `buffer`: the byte count, 0 at end of
-    /// stream, -1 when the connection failed; nil when there is nothing more now (an event
-    /// loop's connections, `HTTPServer` and the pool's server).
-    public func readAvailable(into buffer: inout [UInt8]) -> Int? {
-        while true {
+    /// Reads what a non-blocking socket has now, handing each chunk to `received` while `more()`
+    /// holds (an event loop's connections: `HTTPServer`, the pool's server). False when the
+    /// connection ended (end of stream, or it failed): the caller closes it; true when the socket
+    /// is dry for now, or `more()` stopped the reading.
+    public func readAvailable(while more: () -> Bool, _ received: (ArraySlice<UInt8>) -> Void) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while more() {
             let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count >= 0 { return count }
-            if errno == EINTR { continue }
-            return errno == EAGAIN || errno == EWOULDBLOCK ? nil : -1
+            if count > 0 {
+                received(buffer[0..<count])
+            } else if count == 0 {
+                return false
+            } else if errno != EINTR {
+                return errno == EAGAIN || errno == EWOULDBLOCK
+            }
         }
+        return true
     }
 }
 

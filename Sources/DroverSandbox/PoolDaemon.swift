@@ -195,7 +195,7 @@ public struct PoolDaemon: Service {
         let signal = await stop.wait()
         log.info("draining", ("signal", .number(Double(signal))), ("running_calls", .number(Double(pool.runningCalls))))
         draining.withLock { $0 = true }
-        server.stopAccepting()
+        await server.stopAccepting()
         pool.beginShutdown()
         let deadline = ContinuousClock.now + .seconds(config.grace)
         while server.inFlight > 0 && ContinuousClock.now < deadline {
@@ -205,7 +205,7 @@ public struct PoolDaemon: Service {
         await pool.destroyAll()
         // Give killed calls a moment to send their replies before the connections close.
         if abandoned > 0 { try? await Task.sleep(for: .milliseconds(100)) }
-        server.closeConnections()
+        await server.closeConnections()
         heartbeat.cancel()
         reaper.cancel()
         if let registry {

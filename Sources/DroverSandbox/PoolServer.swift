@@ -64,9 +64,9 @@ final class PoolServer: Sendable {
     }
 
     /// Stops accepting new connections (returns once the listener is closed).
-    func stopAccepting() {
+    func stopAccepting() async {
         guard state.withLock({ state -> Bool in defer { state.accepting = false }; return state.accepting }) else { return }
-        onLoopAndWait { [self] in
+        await onLoop { [self] in
             loop.unregister(listener.fd)
             listener.close()
         }
@@ -78,23 +78,21 @@ final class PoolServer: Sendable {
     var connectionCount: Int { state.withLock { $0.connections } }
 
     /// Closes every connection, then ends the loop.
-    func closeConnections() {
-        onLoopAndWait { [self] in
+    func closeConnections() async {
+        await onLoop { [self] in
             for connection in Array(table.connections.values) { connection.close() }
         }
-        let eventLoop = loop
-        Task { await eventLoop.stop() }
+        await loop.stop()
     }
 
-    /// Runs `work` on the loop and returns once it has run.
-    private func onLoopAndWait(_ work: @escaping @Sendable () -> Void) {
-        if loop.inLoop { return work() }
-        let done = DispatchSemaphore(value: 0)
-        loop.execute {
-            work()
-            done.signal()
+    /// Runs `work` on the loop and resumes once it has run (suspended, never blocking a thread).
+    private func onLoop(_ work: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            loop.execute {
+                work()
+                done.resume()
+            }
         }
-        done.wait()
     }
 
     // MARK: - On the loop
@@ -420,24 +418,14 @@ private final class PoolConnection: @unchecked Sendable {
     func handle(_ events: EventLoop.Events) {
         if events.contains(.writable) { flush() }
         if isClosed { return }
-        if events.contains(.readable) || events.contains(.peerClosed) || events.contains(.hangUp) || events.contains(.error) { readAll() }
+        if events.wantsRead { readAll() }
     }
 
     private func readAll() {
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while !isClosed {
-            guard let count = socket.readAvailable(into: &buffer) else { return }
-            if count < 0 {
-                close()
-                return
-            }
-            if count == 0 {
-                close()
-                return
-            }
+        let open = socket.readAvailable(while: { !isClosed }) { chunk in
             // Once told to go (evicted, past its deadline), nothing more it says is answered.
-            if closing { continue }
-            for frame in framer.feed(buffer[0..<count]) {
+            guard !closing else { return }
+            for frame in framer.feed(chunk) {
                 switch frame {
                 case .tooLong: server.tooLong(on: self)
                 case .line(let bytes): server.received(bytes, on: self)
@@ -445,6 +433,7 @@ private final class PoolConnection: @unchecked Sendable {
                 if isClosed || closing { break }
             }
         }
+        if !open { close() }
     }
 
     /// Queues `line` and a newline, and writes what the socket takes now.
