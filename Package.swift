@@ -32,7 +32,7 @@ let package = Package(
         // Linux calls Swift cannot make directly (variadic `syscall`): openat2 for the sandbox.
         .target(name: "CDroverSys"),
         .target(name: "DroverCore"),
-        .target(name: "DroverPostgres", dependencies: ["CLibPQ", "DroverCore"]),
+        .target(name: "DroverPostgres", dependencies: ["CLibPQ", "DroverIO", "DroverCore"]),
         .target(name: "DroverStore", dependencies: ["DroverPostgres", "DroverCore"]),
         // Sockets, the event loop and the one HTTP server, blocking work on own threads, child
         // daemons: shared by every daemon.

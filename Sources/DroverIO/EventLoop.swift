@@ -33,6 +33,8 @@ public final class EventLoop: @unchecked Sendable {
     /// Loop-confined.
     private var handlers: [Int32: (Events) -> Void] = [:]
     private var ticks: [(interval: Duration, next: ContinuousClock.Instant, body: () -> Void)] = []
+    /// One-shot timers (`schedule`), loop-confined.
+    private var timers: [(at: ContinuousClock.Instant, body: () -> Void)] = []
     private let queue = Mutex<[@Sendable () -> Void]>([])
     private let stopped = Atomic<Bool>(false)
     /// Whether the wake descriptor is open. `execute` writes to it only under this lock, and the
@@ -105,6 +107,13 @@ public final class EventLoop: @unchecked Sendable {
         ticks.append((interval, .now + interval, body))
     }
 
+    /// Runs `body` on the loop once, after `delay` (loop thread only): a connect's deadline, a
+    /// reconnect's backoff.
+    public func schedule(after delay: Duration, _ body: @escaping () -> Void) {
+        assertOnLoop()
+        timers.append((.now + delay, body))
+    }
+
     /// Ends the loop after the work already queued (closures `execute`d before this call still
     /// run), and returns once its thread has finished: suspended, never blocking the caller's thread.
     public func stop() async {
@@ -138,7 +147,7 @@ public final class EventLoop: @unchecked Sendable {
         var events = [UInt32](repeating: 0, count: 256)
         while !stopped.load(ordering: .sequentiallyConsistent) {
             let now = ContinuousClock.now
-            let nextTick = ticks.map(\.next).min()
+            let nextTick = (ticks.map(\.next) + timers.map(\.at)).min()
             let timeout = nextTick.map { max(0, Int((($0 - now) / .milliseconds(1)).rounded(.up))) } ?? 1000
             let count = drover_epoll_wait(epoll, &fds, &events, 256, Int32(min(timeout, 1000)))
             if count < 0 && errno != EINTR { break }
@@ -161,6 +170,11 @@ public final class EventLoop: @unchecked Sendable {
             for index in ticks.indices where ticks[index].next <= after {
                 ticks[index].next = after + ticks[index].interval
                 ticks[index].body()
+            }
+            if timers.contains(where: { $0.at <= after }) {
+                let due = timers.filter { $0.at <= after }
+                timers.removeAll { $0.at <= after }
+                due.forEach { $0.body() }
             }
         }
     }

@@ -5,9 +5,10 @@ import Synchronization
 ///
 /// At most `maxConnections` are open; callers beyond that wait in FIFO order. A connection that
 /// broke is closed instead of returned, and the next acquire opens a new one, retrying with
-/// backoff for up to `connectTimeout` seconds, so a server restart is ridden out. A request that
-/// was in flight when the connection broke fails with `connection_lost`; nothing is retried
-/// behind the caller's back, since its outcome is unknown.
+/// backoff for up to `connectTimeout` seconds, so a server restart is ridden out. An idle
+/// connection the server ended is replaced before use. A request that was in flight when the
+/// connection broke fails with `connection_lost`; nothing is retried behind the caller's back,
+/// since its outcome is unknown.
 public final class ConnectionPool: Sendable {
     public let conninfo: String
     public let maxConnections: Int
@@ -87,6 +88,9 @@ public final class ConnectionPool: Sendable {
         }
         switch grant {
         case .connection(let connection):
+            // An idle connection the server ended (a restart, a terminated backend) was noticed
+            // by the loop while it sat here; it is replaced, not handed out to fail.
+            if connection.isBroken { return try await replace(connection) }
             return connection
         case .openNew:
             do {

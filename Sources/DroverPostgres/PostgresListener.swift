@@ -22,8 +22,8 @@ public struct PostgresNotification: Sendable, Equatable {
     }
 }
 
-/// Listens on channels with a dedicated connection and a dedicated thread that waits in `poll()`
-/// on the connection's socket, never on Swift's cooperative pool. Reconnects with backoff.
+/// Listens on channels with a dedicated connection on the Postgres event loop (`PostgresLoop`),
+/// never a thread of its own. Reconnects with backoff.
 ///
 /// Consumers either iterate `notifications` or call `wait(timeout:)`, a doorbell that returns when
 /// anything arrived since the previous call or when the timeout passes.
@@ -34,12 +34,16 @@ public final class PostgresListener: Sendable {
     private let channels: [String]
     /// Statements run after every (re)connect, before the listener counts as connected.
     private let onConnect: [String]
-    /// Sees each notification first, on the listener's thread; one it takes (true) neither rings
-    /// nor reaches `notifications`. Notifications of one connection arrive in commit order, so
-    /// what it takes is handled before anything committed after it wakes a waiter.
+    /// Sees each notification first, on the loop; one it takes (true) neither rings nor reaches
+    /// `notifications`. Notifications of one connection arrive in commit order, so what it takes
+    /// is handled before anything committed after it wakes a waiter.
     private let intercept: (@Sendable (PostgresNotification) -> Bool)?
 
-    private let stopped = Mutex(false)
+    private struct State {
+        var stopped = false
+        var connection: PostgresConnection?
+    }
+    private let state = Mutex(State())
     private let doorbell = Doorbell()
     private let connected = Mutex(false)
 
@@ -55,17 +59,18 @@ public final class PostgresListener: Sendable {
         self.onConnect = onConnect
         self.intercept = intercept
         (notifications, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1024))
-        let thread = Thread { [self] in self.run() }
-        thread.name = "drover.listen"
-        thread.start()
+        Task { [self] in await run() }
     }
 
     /// Whether the listener holds a live connection with its LISTENs in place.
     public var isConnected: Bool { connected.withLock { $0 } }
 
-    /// Stops the thread and finishes the stream.
+    /// Closes the connection and finishes the stream.
     public func stop() {
-        stopped.withLock { $0 = true }
+        state.withLock { state in
+            state.stopped = true
+            return state.connection
+        }?.close()
     }
 
     /// Waits until a notification (or a reconnect) arrives, `timeout` seconds pass, or the
@@ -85,70 +90,43 @@ public final class PostgresListener: Sendable {
         return name.unicodeScalars.allSatisfy { $0 == "_" || ("a"..."z").contains($0) || ("0"..."9").contains($0) }
     }
 
-    // MARK: - The listener thread
-
-    private func run() {
+    /// Connects, listens, waits for the connection to end, and again, until stopped.
+    private func run() async {
         var backoff = Backoff()
-        var conn: OpaquePointer?
-        defer {
-            if let conn { PQfinish(conn) }
-            connected.withLock { $0 = false }
-            continuation.finish()
-        }
-        while !stopped.withLock({ $0 }) {
-            guard let live = conn else {
-                conn = openAndListen()
-                if conn == nil {
-                    Thread.sleep(forTimeInterval: backoff.next())
-                } else {
-                    backoff.reset()
-                    connected.withLock { $0 = true }
-                    ring(PostgresNotification(channel: "", payload: "", isReconnect: true))
-                }
+        defer { continuation.finish() }
+        while !state.withLock({ $0.stopped }) {
+            guard let connection = await openAndListen() else {
+                try? await Task.sleep(for: .seconds(backoff.next()))
                 continue
             }
-            var pollfd = pollfd(fd: PQsocket(live), events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pollfd, 1, 200)
-            if ready < 0 && errno != EINTR { dropConnection(&conn); continue }
-            if ready > 0 {
-                if PQconsumeInput(live) == 0 { dropConnection(&conn); continue }
-                while let notify = PQnotifies(live) {
-                    let channel = String(cString: notify.pointee.relname)
-                    let payload = String(cString: notify.pointee.extra)
-                    PQfreemem(notify)
-                    ring(PostgresNotification(channel: channel, payload: payload))
-                }
-            }
-            if PQstatus(live) != CONNECTION_OK { dropConnection(&conn) }
+            backoff.reset()
+            connected.withLock { $0 = true }
+            ring(PostgresNotification(channel: "", payload: "", isReconnect: true))
+            await connection.waitUntilClosed()
+            connected.withLock { $0 = false }
+            if state.withLock({ $0.stopped }) { break }
+            ring(PostgresNotification(channel: "", payload: "", isDisconnect: true))
         }
     }
 
-    private func dropConnection(_ conn: inout OpaquePointer?) {
-        if let live = conn { PQfinish(live) }
-        conn = nil
-        connected.withLock { $0 = false }
-        ring(PostgresNotification(channel: "", payload: "", isDisconnect: true))
-    }
-
-    private func openAndListen() -> OpaquePointer? {
-        guard let conn = PQconnectdb(conninfo) else { return nil }
-        guard PQstatus(conn) == CONNECTION_OK else {
-            PQfinish(conn)
+    private func openAndListen() async -> PostgresConnection? {
+        guard let connection = try? await PostgresConnection.connect(conninfo) else { return nil }
+        let kept = state.withLock { state -> Bool in
+            guard !state.stopped else { return false }
+            state.connection = connection
+            return true
+        }
+        guard kept else {
+            connection.close()
             return nil
         }
-        PQsetNoticeProcessor(conn, { _, _ in }, nil)
-        for statement in channels.map({ "LISTEN \($0)" }) + onConnect {
-            guard let result = PQexec(conn, statement) else {
-                PQfinish(conn)
-                return nil
-            }
-            let ok = PQresultStatus(result) == PGRES_COMMAND_OK || PQresultStatus(result) == PGRES_TUPLES_OK
-            PQclear(result)
-            if !ok {
-                PQfinish(conn)
-                return nil
-            }
+        await connection.listen { [self] in ring($0) }
+        do {
+            for statement in channels.map({ "LISTEN \($0)" }) + onConnect { try await connection.execute(script: statement) }
+        } catch {
+            connection.close()
+            return nil
         }
-        return conn
+        return connection
     }
 }

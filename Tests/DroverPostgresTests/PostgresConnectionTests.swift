@@ -107,17 +107,57 @@ import Testing
         try await TestDatabase.with(migrated: false) { db in
             let pool = db.pool(maxConnections: 1)
             defer { pool.close() }
-            let victim = try await pool.withConnection { $0.backendPID }
             let admin = try await PostgresConnection.connect(db.conninfo)
             defer { admin.close() }
+            // In flight: the statement's outcome is unknown, so it fails with connection_lost.
+            let victim = try await pool.withConnection { $0.backendPID }
+            let slow = Task { try await pool.query("SELECT pg_sleep(30)") }
+            try await Polling.until { try await admin.query("SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'", [victim])[0].decode(0, as: Int.self) == 1 }
             try await admin.query("SELECT pg_terminate_backend($1)", [victim])
-            let error = await #expect(throws: PostgresError.self) { try await pool.query("SELECT 1") }
+            let error = await #expect(throws: PostgresError.self) { _ = try await slow.value }
             #expect(error?.code == .connectionLost)
             // The broken connection was discarded; the next request gets a new backend.
-            let next = try await pool.withConnection { $0.backendPID }
+            let idle = try await pool.withConnection { $0 }
+            let next = idle.backendPID
             #expect(next != victim)
+            // Idle: the loop notices the server ended it, and the pool replaces it before use.
+            try await admin.query("SELECT pg_terminate_backend($1)", [next])
+            try await Polling.until { idle.isBroken }
             #expect(try await pool.query("SELECT 7")[0].decode(0, as: Int.self) == 7)
+            #expect(try await pool.withConnection { $0.backendPID } != next)
         }
+    }
+
+    @Test func statementsSentTogetherOnOneConnectionRunInOrder() async throws {
+        try await TestDatabase.with(migrated: false) { db in
+            let conn = try await PostgresConnection.connect(db.conninfo)
+            defer { conn.close() }
+            try await conn.execute(script: "CREATE TABLE t (n int)")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for n in 0..<50 { group.addTask { try await conn.query("INSERT INTO t VALUES ($1)", [n]) } }
+                try await group.waitForAll()
+            }
+            #expect(try await conn.query("SELECT count(DISTINCT n) FROM t")[0].decode(0, as: Int.self) == 50)
+            // A failing statement answers its own caller only.
+            let bad = Task { try await conn.query("SELECT 1/$1::int", [0]) }
+            let good = Task { try await conn.query("SELECT $1::int + 1", [1]) }
+            await #expect(throws: PostgresError.self) { _ = try await bad.value }
+            #expect(try await good.value[0].decode(0, as: Int.self) == 2)
+        }
+    }
+
+    @Test func aConnectToAnAddressThatNeverAnswersTimesOut() async throws {
+        // A loopback listener that never accepts: the kernel completes the handshake and libpq
+        // waits for an answer that never comes. The connect must end at connect_timeout, since
+        // libpq's non-blocking connect keeps no deadline of its own.
+        let silent = try Listener(host: "127.0.0.1", port: 0)
+        defer { silent.close() }
+        let started = ContinuousClock.now
+        let error = await #expect(throws: PostgresError.self) {
+            _ = try await PostgresConnection.connect("postgresql://nobody@127.0.0.1:\(silent.port)/none?connect_timeout=1&sslmode=disable")
+        }
+        #expect(error?.code == .connectionFailed)
+        #expect(ContinuousClock.now - started < .seconds(10))
     }
 }
 
