@@ -19,14 +19,16 @@ public final class APIServer: Sendable {
 
     let server: HTTPServer
 
-    public init(config: Config, listener: Listener, hub: EventStreamHub, log: Log,
+    /// `loop`: shared with the daemon's Postgres connections (`PostgresLoop`), so a request and
+    /// its statements run on one thread; nil: a loop of the server's own.
+    public init(config: Config, listener: Listener, hub: EventStreamHub, log: Log, loop: EventLoop? = nil,
                 handler: @escaping @Sendable (HTTPServerRequest, String) async -> APIResponse) throws {
         var config = config
         config.streamGoodbye = {
             let error = APIError(529, "overloaded_error", "this server is shutting down; reconnect with Last-Event-ID")
             return Array("event: error\ndata: \(error.json(requestID: HTTPServer.requestID()).text)\n\n".utf8)
         }
-        server = try HTTPServer(config: config, listener: listener, name: "drover.api", log: log) { request, requestID in
+        server = try HTTPServer(config: config, listener: listener, name: "drover.api", log: log, loop: loop) { request, requestID in
             switch await handler(request, requestID) {
             case .json(let status, let body, let headers): .json(status, body, headers: headers)
             case .raw(let status, let contentType, let body, let headers): .whole(status: status, contentType: contentType, body: body, headers: headers)

@@ -179,3 +179,15 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 }
+
+/// A task that prefers the loop as its executor (`Task(executorPreference: loop)`) runs on the
+/// loop's thread, and so does everything it awaits that has no executor of its own: a request
+/// handler whose database connections live on the same loop reads the request, sends its
+/// statements, takes their results and writes its answer without one hand-off between threads.
+/// Such work must not block: it shares the thread with every socket of the loop.
+extension EventLoop: TaskExecutor {
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        execute { [self] in job.runSynchronously(on: asUnownedTaskExecutor()) }
+    }
+}

@@ -49,6 +49,8 @@ public final class HTTPServer: Sendable {
     let log: Log
     let handler: Handler
     let loop: EventLoop
+    /// Whether the server started its loop and ends it (false: the caller's, shared).
+    let ownsLoop: Bool
     let name: String
 
     /// Where requests are answered: as tasks (the API's handlers, which await the database), on
@@ -66,10 +68,13 @@ public final class HTTPServer: Sendable {
     /// pumped in one pass of the loop: a thousand streams of one event cost one wake-up.
     private let readyStreams = Mutex<Set<Int32>>([])
 
-    /// `handler` gets each request and its id (`request-id`, on every answer), as a task.
-    public convenience init(config: Config = Config(), listener: Listener, name: String, log: Log,
+    /// `handler` gets each request and its id (`request-id`, on every answer), as a task that
+    /// prefers the server's loop as its executor. `loop`: a loop the caller started and owns,
+    /// shared with what the handlers await (the daemon's Postgres connections); nil: a loop of
+    /// the server's own.
+    public convenience init(config: Config = Config(), listener: Listener, name: String, log: Log, loop: EventLoop? = nil,
                 handler: @escaping @Sendable (HTTPServerRequest, String) async -> HTTPAnswer) throws {
-        try self.init(config: config, listener: listener, name: name, log: log, handler: .tasks(handler))
+        try self.init(config: config, listener: listener, name: name, log: log, loop: loop, handler: .tasks(handler))
     }
 
     /// Binds `host:port` now (so the port is known); serves from `start`.
@@ -90,13 +95,14 @@ public final class HTTPServer: Sendable {
         try self.init(config: config, listener: try Listener(host: host, port: port), name: name, log: log, handler: .threads(blockingHandler))
     }
 
-    init(config: Config, listener: Listener, name: String, log: Log, handler: Handler) throws {
+    init(config: Config, listener: Listener, name: String, log: Log, loop: EventLoop? = nil, handler: Handler) throws {
         self.config = config
         self.listener = listener
         self.log = log
         self.handler = handler
         self.name = name
-        loop = try EventLoop(name: name)
+        ownsLoop = loop == nil
+        self.loop = try loop ?? EventLoop(name: name)
         table = ConnectionTable()
     }
 
@@ -104,7 +110,7 @@ public final class HTTPServer: Sendable {
 
     public func start() {
         counts.withLock { $0.started = true }
-        loop.start()
+        if ownsLoop { loop.start() }
         loop.execute { [self] in
             _ = drover_set_nonblocking(listener.fd)
             loop.register(listener.fd, .readable) { [self] _ in acceptAll() }
@@ -125,7 +131,7 @@ public final class HTTPServer: Sendable {
         loop.execute { [self] in
             for connection in Array(table.connections.values) { connection.close() }
         }
-        await loop.stop()
+        if ownsLoop { await loop.stop() }
     }
 
     /// Stops at once: the listener and every connection are closed on the loop before this
@@ -150,7 +156,7 @@ public final class HTTPServer: Sendable {
         // Never the loop's own thread waiting on itself: it closed them just now.
         if !loop.inLoop { closed.wait() }
         let eventLoop = loop
-        Task { await eventLoop.stop() }
+        if ownsLoop { Task { await eventLoop.stop() } }
     }
 
     public var connectionCount: Int { counts.withLock { $0.connections } }
@@ -325,12 +331,15 @@ private final class Connection: @unchecked Sendable {
         server.began()
         switch server.handler {
         case .tasks(let handler):
-            Task {
+            // On the loop (its executor): the handler's awaits that have no executor of their
+            // own, its database statements among them when they share the loop, cost no hand-off.
+            Task(executorPreference: loop) {
                 let response = await handler(request, requestID)
-                loop.execute { [self] in
+                let answer: @Sendable () -> Void = { [self] in
                     server.ended()
                     respond(response, requestID: requestID)
                 }
+                if loop.inLoop { answer() } else { loop.execute(answer) }
             }
         case .onLoop(let handler):
             let response = handler(request, requestID)
