@@ -14,9 +14,12 @@ import Synchronization
 /// the request head is read, `EgressPlanner` decides by name, the name is resolved once and every
 /// address checked against the operator's `AddressRule` (no tenant setting opens loopback, private
 /// or metadata addresses), the connection goes to exactly a checked address, and the bytes are
-/// relayed. Every connection is logged (sandbox, session, host,
-/// bytes, decision) and counted; refusals are answered with a short text and an `X-Drover-Error`
-/// code. One thread per connection, at most `maxConnectionsPerCall` per call.
+/// relayed (`EgressRelay`). Every connection is logged (sandbox, session, host, bytes, decision)
+/// and counted; refusals are answered with a short text and an `X-Drover-Error` code.
+///
+/// Every listener and connection belongs to the proxy's one event loop; only the look-up, the
+/// connect and a TLS handshake, which block, run on its bounded pool of threads. A call has at
+/// most `maxConnectionsPerCall` connections.
 final class EgressProxy: Sendable {
     private let maxConnectionsPerCall: Int
     private let rule: AddressRule
@@ -24,143 +27,193 @@ final class EgressProxy: Sendable {
     private let metrics: PoolMetrics
     /// Extra trusted roots for repositories' HTTPS remotes (`DROVER_EGRESS_CA_FILE`: a private CA).
     private let caFile: String?
+    let loop: EventLoop
+    private let connects: BlockingPool
     static let maxHead = 32 * 1024
+    static let headTimeout: Duration = .seconds(30)
     static let connectTimeout: Double = 10
 
-    init(maxConnectionsPerCall: Int, rule: AddressRule, log: Log, metrics: PoolMetrics) {
+    init(maxConnectionsPerCall: Int, rule: AddressRule, log: Log, metrics: PoolMetrics) throws {
         self.maxConnectionsPerCall = maxConnectionsPerCall
         self.rule = rule
         self.log = log
         self.metrics = metrics
         caFile = ProcessInfo.processInfo.environment["DROVER_EGRESS_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        loop = try EventLoop(name: "drover.pool.egress")
+        connects = BlockingPool(name: "drover.pool.egress.connect", threads: 8)
+        loop.start()
     }
 
-    /// One call's proxy: accepting until `close`, when the call has ended; its relays end then too.
-    final class Gate: Sendable {
-        private let acceptor: ConnectionAcceptor
-        private let closed = Atomic<Bool>(false)
+    /// Ends the loop (the pool is stopping; every call's gate is closed by then).
+    func stop() async { await loop.stop() }
 
-        fileprivate init(_ acceptor: ConnectionAcceptor) { self.acceptor = acceptor }
+    /// One call's proxy: accepting until `close`, when the call has ended; its connections end
+    /// then too. Its state is the loop's.
+    final class Gate: @unchecked Sendable {
+        fileprivate let listener: Int32
+        fileprivate var closed = false
+        /// Connections reading their head, connecting, or relaying, by id.
+        fileprivate var open: [Int: Connection] = [:]
+        fileprivate var nextID = 0
+        private let proxy: EgressProxy
 
-        var isClosed: Bool { closed.load(ordering: .acquiring) }
+        fileprivate init(listener: Int32, proxy: EgressProxy) {
+            self.listener = listener
+            self.proxy = proxy
+        }
 
+        /// Stops accepting and ends every connection, on the loop; the listener's descriptor is
+        /// closed there after the loop stops watching it, so no accept can ever reach a number
+        /// since given to another call's listener.
         func close() {
-            closed.store(true, ordering: .releasing)
-            acceptor.stopAccepting()
-            acceptor.shutdownAll()
+            proxy.loop.execute { [self] in
+                guard !closed else { return }
+                closed = true
+                proxy.loop.unregister(listener)
+                Glibc.close(listener)
+                for connection in open.values { connection.end() }
+                open = [:]
+            }
+        }
+    }
+
+    /// A connection from the sandbox, from its head to its end. Loop-confined.
+    fileprivate final class Connection: @unchecked Sendable {
+        let id: Int
+        let client: Socket
+        var head: [UInt8] = []
+        let accepted = ContinuousClock.now
+        /// Set once the head has come; nil while reading it.
+        var relay: EgressRelay?
+        var reading = true
+
+        init(id: Int, client: Socket) {
+            self.id = id
+            self.client = client
+        }
+
+        /// Ends whatever stage it is in; a connect in progress finds the gate closed and closes
+        /// what it opened.
+        func end() {
+            if let relay { return relay.stop() }
+            if reading { client.close() }
+            reading = false
         }
     }
 
     /// Serves a call's listener (`ProcessRunner.Started.proxyListener`) for `sandbox`.
     func open(_ listener: Int32, for sandbox: Sandbox, network: SandboxNetwork) -> Gate {
-        let acceptor = ConnectionAcceptor(
-            listener: Listener(adopting: listener, host: "127.0.0.1", port: UInt16(SandboxNetwork.proxyPort)),
-            name: "drover.pool.egress", maxConnections: maxConnectionsPerCall)
-        let gate = Gate(acceptor)
-        acceptor.start(refuse: { [self] socket in
-            let refusal = EgressPlanner.Refusal(status: 503, code: "too_many_connections", message: "this call has \(maxConnectionsPerCall) connections open")
-            try? socket.send(bytes: Array(EgressPlanner.refusal(refusal).utf8))
-        }, serve: { [self] socket in serve(socket, sandbox: sandbox, network: network, gate: gate) })
+        let gate = Gate(listener: listener, proxy: self)
+        loop.execute { [self] in
+            guard !gate.closed else { return }
+            _ = drover_set_nonblocking(listener)
+            loop.register(listener, .readable) { [self] _ in acceptAll(gate, sandbox: sandbox, network: network) }
+            loop.schedule(after: Self.headTimeout) { [self] in expireHeads(gate, sandbox: sandbox) }
+        }
         return gate
     }
 
-    private func serve(_ client: Socket, sandbox: Sandbox, network: SandboxNetwork, gate: Gate) {
-        client.setReadTimeout(30)
-        var buffered: [UInt8] = []
-        let started = ContinuousClock.now
-        guard let headEnd = readHead(client, &buffered), case .success(let head) = HTTPRequestParser.head(buffered[..<headEnd]) else {
-            refuse(client, EgressPlanner.Refusal(status: 400, code: "bad_proxy_request", message: "the request head is malformed or larger than \(Self.maxHead) bytes"),
+    private func acceptAll(_ gate: Gate, sandbox: Sandbox, network: SandboxNetwork) {
+        while !gate.closed {
+            let fd = drover_accept_nonblock(gate.listener)
+            guard fd >= 0 else { return }
+            let socket = Socket(fd: fd)
+            guard gate.open.count < maxConnectionsPerCall else {
+                refuse(socket, EgressPlanner.Refusal(status: 503, code: "too_many_connections", message: "this call has \(maxConnectionsPerCall) connections open"),
+                       sandbox: sandbox, target: "?")
+                continue
+            }
+            gate.nextID += 1
+            let connection = Connection(id: gate.nextID, client: socket)
+            gate.open[connection.id] = connection
+            loop.register(fd, .readable) { [self] _ in readHead(connection, gate: gate, sandbox: sandbox, network: network) }
+        }
+    }
+
+    /// Heads still unread after `headTimeout` are refused; checked again as later ones come due.
+    private func expireHeads(_ gate: Gate, sandbox: Sandbox) {
+        guard !gate.closed else { return }
+        let now = ContinuousClock.now
+        for connection in gate.open.values where connection.reading && now - connection.accepted >= Self.headTimeout {
+            loop.unregister(connection.client.fd)
+            gate.open[connection.id] = nil
+            refuse(connection.client, EgressPlanner.Refusal(status: 408, code: "bad_proxy_request", message: "no request head within 30 s"),
+                   sandbox: sandbox, target: "?")
+            connection.reading = false
+        }
+        let next = gate.open.values.filter(\.reading).map { Self.headTimeout - (now - $0.accepted) }.min() ?? Self.headTimeout
+        loop.schedule(after: max(next, .milliseconds(10))) { [self] in expireHeads(gate, sandbox: sandbox) }
+    }
+
+    private func readHead(_ connection: Connection, gate: Gate, sandbox: Sandbox, network: SandboxNetwork) {
+        let ended = !connection.client.readAvailable(while: { connection.head.count <= Self.maxHead }) { connection.head += $0 }
+        let end = HTTPRequestParser.find([13, 10, 13, 10], in: connection.head[...])
+        guard end != nil || (!ended && connection.head.count <= Self.maxHead) else {
+            loop.unregister(connection.client.fd)
+            gate.open[connection.id] = nil
+            connection.reading = false
+            refuse(connection.client, EgressPlanner.Refusal(status: 400, code: "bad_proxy_request", message: "the request head is malformed or larger than \(Self.maxHead) bytes"),
                    sandbox: sandbox, target: "?")
             return
         }
-        client.setReadTimeout(nil)
-        let body = Array(buffered[(headEnd + 4)...])
+        guard let end else { return }
+        loop.unregister(connection.client.fd)
+        connection.reading = false
+        guard case .success(let head) = HTTPRequestParser.head(connection.head[..<end]) else {
+            gate.open[connection.id] = nil
+            refuse(connection.client, EgressPlanner.Refusal(status: 400, code: "bad_proxy_request", message: "the request head is malformed or larger than \(Self.maxHead) bytes"),
+                   sandbox: sandbox, target: "?")
+            return
+        }
+        let body = Array(connection.head[(end + 4)...])
         let plan = EgressPlanner.plan(head, network: network)
         let (host, port): (String, Int)
         switch plan {
         case .refuse(let refusal):
-            refuse(client, refusal, sandbox: sandbox, target: head.target)
+            gate.open[connection.id] = nil
+            refuse(connection.client, refusal, sandbox: sandbox, target: head.target)
             return
         case .tunnel(let h, let p), .forward(let h, let p, _): (host, port) = (h, p)
         case .repository(let h, let p, _, _): (host, port) = (h, p)
         }
-        let upstream: Upstream
-        do {
-            let addresses = try OutboundResolver.resolve(host: host, port: port, rule: rule)
-            switch plan {
-            case .repository(_, _, true, _):
-                // The credential goes inside the encrypted stream: the proxy speaks TLS to the remote.
-                upstream = .tls(try TLSConnection(host: host, port: port, addresses: addresses, caFile: caFile, timeout: Self.connectTimeout))
-            default:
-                upstream = .plain(try Self.connect(addresses, port: port))
+        let client = connection.client
+        Task { [self] in
+            let upstream: Result<Upstream, EgressPlanner.Refusal>
+            do {
+                upstream = .success(try await connects.run { [self] in try connectUpstream(plan, host: host, port: port) })
+            } catch let refusal as OutboundRefusal {
+                upstream = .failure(EgressPlanner.Refusal(status: refusal.code == "egress_denied" ? 403 : 502, code: refusal.code, message: refusal.message))
+            } catch {
+                upstream = .failure(EgressPlanner.Refusal(status: 502, code: "upstream_unreachable", message: "\(host):\(port) cannot be reached: \(error)"))
             }
-        } catch let refusal as OutboundRefusal {
-            let status = refusal.code == "egress_denied" ? 403 : 502
-            refuse(client, EgressPlanner.Refusal(status: status, code: refusal.code, message: refusal.message), sandbox: sandbox, target: "\(host):\(port)")
-            return
-        } catch {
-            refuse(client, EgressPlanner.Refusal(status: 502, code: "upstream_unreachable", message: "\(host):\(port) cannot be reached: \(error)"),
-                   sandbox: sandbox, target: "\(host):\(port)")
-            return
-        }
-        defer { upstream.close() }
-        do {
-            switch plan {
-            case .tunnel:
-                try client.send(bytes: Array("HTTP/1.1 200 Connection established\r\n\r\n".utf8))
-                if !body.isEmpty { try upstream.send(body) }
-            case .forward(_, _, let rewritten), .repository(_, _, _, let rewritten):
-                try upstream.send(Array(rewritten.utf8) + body)
-            case .refuse: return
+            loop.execute { [self] in
+                guard gate.open[connection.id] != nil, !gate.closed else {
+                    if case .success(let opened) = upstream { opened.close() }
+                    client.close()
+                    return
+                }
+                switch upstream {
+                case .failure(let refusal):
+                    gate.open[connection.id] = nil
+                    refuse(client, refusal, sandbox: sandbox, target: "\(host):\(port)")
+                case .success(let opened):
+                    relay(connection, to: opened, plan: plan, body: body, gate: gate, sandbox: sandbox, host: host, port: port)
+                }
             }
-        } catch {
-            return
-        }
-        let (up, down) = Self.relay(client.fd, upstream, until: { gate.isClosed })
-        let kind = switch plan { case .repository: "repository"; case .tunnel: "connect"; default: "http" }
-        metrics.egressConnections.inc(["decision": "allowed", "kind": kind])
-        metrics.egressBytes.inc(["direction": "out"], by: Double(up + body.count))
-        metrics.egressBytes.inc(["direction": "in"], by: Double(down))
-        log.info(
-            "egress", ("sandbox", .string(sandbox.id)), ("session", sandbox.session.map(JSONValue.string) ?? .null),
-            ("host", .string(host)), ("port", .number(Double(port))), ("kind", .string(kind)), ("decision", "allowed"),
-            ("bytes_out", .number(Double(up + body.count))), ("bytes_in", .number(Double(down))),
-            ("ms", .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded())))
-    }
-
-    private func refuse(_ client: Socket, _ refusal: EgressPlanner.Refusal, sandbox: Sandbox, target: String) {
-        try? client.send(bytes: Array(EgressPlanner.refusal(refusal).utf8))
-        metrics.egressConnections.inc(["decision": "refused", "kind": refusal.code])
-        log.info(
-            "egress", ("sandbox", .string(sandbox.id)), ("session", sandbox.session.map(JSONValue.string) ?? .null),
-            ("target", .string(target)), ("decision", "refused"), ("code", .string(refusal.code)), ("message", .string(refusal.message)))
-    }
-
-    // MARK: - Reading
-
-    /// Where the blank line ending the head starts (reading until it has come).
-    private func readHead(_ socket: Socket, _ buffered: inout [UInt8]) -> Int? {
-        while true {
-            if let end = HTTPRequestParser.find([13, 10, 13, 10], in: buffered[...]) { return end }
-            guard buffered.count < Self.maxHead, readMore(socket, &buffered) else { return nil }
         }
     }
 
-    private func readMore(_ socket: Socket, _ buffered: inout [UInt8]) -> Bool {
-        var chunk = [UInt8](repeating: 0, count: 8192)
-        guard let count = try? socket.read(into: &chunk), count > 0 else { return false }
-        buffered += chunk[..<count]
-        return true
-    }
-
-    // MARK: - Connecting
-
-    /// Connects to the first of `addresses` (all checked by the rule) that answers.
-    private static func connect(_ addresses: [IPAddress], port: Int) throws -> Socket {
+    /// Resolves, checks and connects (on the pool's threads: each step may block).
+    private func connectUpstream(_ plan: EgressPlanner.Plan, host: String, port: Int) throws -> Upstream {
+        let addresses = try OutboundResolver.resolve(host: host, port: port, rule: rule)
+        if case .repository(_, _, true, _) = plan {
+            // The credential goes inside the encrypted stream: the proxy speaks TLS to the remote.
+            return .tls(try TLSConnection(host: host, port: port, addresses: addresses, caFile: caFile, timeout: Self.connectTimeout))
+        }
         var lastError: Error = SystemError(errno: EHOSTUNREACH, call: "connect")
         for address in addresses {
             do {
-                return try Socket.connect(to: address, port: port, timeout: connectTimeout)
+                return .plain(try Socket.connect(to: address, port: port, timeout: Self.connectTimeout))
             } catch {
                 lastError = error
             }
@@ -168,69 +221,39 @@ final class EgressProxy: Sendable {
         throw lastError
     }
 
-    // MARK: - Relaying
+    private func relay(_ connection: Connection, to upstream: Upstream, plan: EgressPlanner.Plan, body: [UInt8], gate: Gate,
+                       sandbox: Sandbox, host: String, port: Int) {
+        let (toClient, toUpstream): ([UInt8], [UInt8])
+        switch plan {
+        case .tunnel: (toClient, toUpstream) = (Array("HTTP/1.1 200 Connection established\r\n\r\n".utf8), body)
+        case .forward(_, _, let rewritten), .repository(_, _, _, let rewritten): (toClient, toUpstream) = ([], Array(rewritten.utf8) + body)
+        case .refuse: return
+        }
+        let kind = switch plan { case .repository: "repository"; case .tunnel: "connect"; default: "http" }
+        let relay = EgressRelay(loop: loop, client: connection.client, upstream: upstream, toClient: toClient, toUpstream: toUpstream) { [self] relay in
+            gate.open[connection.id] = nil
+            metrics.egressConnections.inc(["decision": "allowed", "kind": kind])
+            metrics.egressBytes.inc(["direction": "out"], by: Double(relay.moved.up))
+            metrics.egressBytes.inc(["direction": "in"], by: Double(relay.moved.down))
+            log.info(
+                "egress", ("sandbox", .string(sandbox.id)), ("session", sandbox.session.map(JSONValue.string) ?? .null),
+                ("host", .string(host)), ("port", .number(Double(port))), ("kind", .string(kind)), ("decision", "allowed"),
+                ("bytes_out", .number(Double(relay.moved.up))), ("bytes_in", .number(Double(relay.moved.down))),
+                ("ms", .number(((ContinuousClock.now - connection.accepted) / .milliseconds(1)).rounded())))
+        }
+        connection.relay = relay
+        relay.start()
+    }
 
-    /// Copies bytes both ways until both sides have ended, either fails, or `stopped` says so (the
-    /// call ended: checked at every wake, and at least every second); returns the bytes sent client → upstream and back. The
-    /// client is a plain socket; the upstream may be TLS, whose reads drain what the TLS layer
-    /// holds before polling again. Both sockets are non-blocking, so a peer that stops reading
-    /// holds up its own direction only, and a descriptor with nothing wanted of it is left out of
-    /// `poll` (a fully closed one would report POLLHUP at once, forever: a spinning core).
-    static func relay(_ client: Int32, _ upstream: Upstream, until stopped: () -> Bool) -> (up: Int, down: Int) {
-        for fd in [client, upstream.fd] { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-        var buffers = [[UInt8]](repeating: [UInt8](repeating: 0, count: 65536), count: 2)
-        // Side 0 is the client, side 1 the upstream; pending[i] bytes read from side i.
-        var pending = [0, 0], offset = [0, 0], ended = [false, false], moved = [0, 0]
-        var upstreamMayHoldMore = false
-        func read(_ side: Int) -> TLSConnection.Read {
-            side == 1 ? upstream.read(into: &buffers[1]) : Upstream.plainRead(client, into: &buffers[0])
-        }
-        func write(_ side: Int, from: Int) -> Int? {
-            side == 1 ? upstream.write(buffers[from], offset: offset[from], end: pending[from])
-                : Upstream.plainWrite(client, buffers[from], offset: offset[from], end: pending[from])
-        }
-        while !(ended[0] && ended[1] && pending[0] == 0 && pending[1] == 0) {
-            var entries = (0..<2).map { side -> pollfd in
-                var events: Int32 = 0
-                if !ended[side] && pending[side] == 0 { events |= Int32(POLLIN) }
-                if pending[1 - side] > offset[1 - side] { events |= Int32(POLLOUT) }
-                return pollfd(fd: events == 0 ? -1 : (side == 0 ? client : upstream.fd), events: Int16(events), revents: 0)
-            }
-            let ready = poll(&entries, 2, upstreamMayHoldMore ? 0 : 1000)
-            if ready < 0 {
-                if errno == EINTR { continue }
-                break
-            }
-            if stopped() { break }
-            if upstreamMayHoldMore && !ended[1] && pending[1] == 0 { entries[1].revents |= Int16(POLLIN) }
-            upstreamMayHoldMore = false
-            for side in 0..<2 {
-                let revents = Int32(entries[side].revents)
-                let from = 1 - side
-                if revents & Int32(POLLOUT | POLLERR | POLLHUP) != 0, pending[from] > offset[from] {
-                    guard let written = write(side, from: from) else { return (moved[0], moved[1]) }
-                    offset[from] += written
-                    moved[from] += written
-                    if offset[from] == pending[from] {
-                        (offset[from], pending[from]) = (0, 0)
-                        if ended[from] { side == 1 ? upstream.shutdownWrite() : Upstream.plainShutdownWrite(client) }
-                    }
-                }
-                if revents & Int32(POLLIN | POLLHUP | POLLERR) != 0, !ended[side], pending[side] == 0 {
-                    switch read(side) {
-                    case .bytes(let count):
-                        pending[side] = count
-                        if side == 1, upstream.isTLS { upstreamMayHoldMore = true }
-                    case .wouldBlock:
-                        continue
-                    case .closed:
-                        ended[side] = true
-                        side == 1 ? Upstream.plainShutdownWrite(client) : upstream.shutdownWrite()
-                    }
-                }
-            }
-        }
-        return (moved[0], moved[1])
+    /// Answers a refusal (short: it fits the socket's buffer) and closes the connection.
+    private func refuse(_ client: Socket, _ refusal: EgressPlanner.Refusal, sandbox: Sandbox, target: String) {
+        let text = Array(EgressPlanner.refusal(refusal).utf8)
+        _ = text.withUnsafeBytes { Glibc.send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        client.close()
+        metrics.egressConnections.inc(["decision": "refused", "kind": refusal.code])
+        log.info(
+            "egress", ("sandbox", .string(sandbox.id)), ("session", sandbox.session.map(JSONValue.string) ?? .null),
+            ("target", .string(target)), ("decision", "refused"), ("code", .string(refusal.code)), ("message", .string(refusal.message)))
     }
 }
 

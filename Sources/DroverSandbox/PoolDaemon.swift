@@ -108,7 +108,7 @@ public struct PoolDaemon: Service {
         let registry = try await connectRegistry(log: log)
         let metrics = PoolMetrics()
         let networking = isolation.networking && config.networking
-        let egress = networking ? EgressProxy(maxConnectionsPerCall: config.egressConnections, rule: config.addressRule, log: log, metrics: metrics) : nil
+        let egress = networking ? try EgressProxy(maxConnectionsPerCall: config.egressConnections, rule: config.addressRule, log: log, metrics: metrics) : nil
         let layers = try PackageLayers(root: config.packageCache ?? root + "/packages", installer: config.packages, timeout: config.packageTimeout, log: log)
         let pool = try SandboxPool(
             config: .init(
@@ -212,6 +212,7 @@ public struct PoolDaemon: Service {
             try? await registry.stopped(id: poolID)
             registry.pool.close()
         }
+        await egress?.stop()
         ops?.stop()
         log.info("stopped", ("killed_calls", .number(Double(abandoned))))
         withExtendedLifetime(uids) {}

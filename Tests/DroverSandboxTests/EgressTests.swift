@@ -75,6 +75,32 @@ import Testing
         #expect(await pool.stop() == 0)
     }
 
+    /// Issue #27, defect 1: a call's listener was accepted on by a thread that could outlive it,
+    /// so a later call's listener, given the same descriptor number, was served under the earlier
+    /// sandbox's policy. Now every listener and connection belongs to the proxy's loop, which
+    /// stops watching a call's listener before closing it. Two sandboxes with opposite policies,
+    /// calls back to back and side by side: each call only ever gets its own sandbox's policy.
+    @Test func eachCallIsServedUnderItsOwnSandboxsPolicyOnly() async throws {
+        guard geteuid() == 0 else { return }
+        let first = try Self.serve("127.0.0.2", ["/hello": Array("first\n".utf8)])
+        let second = try Self.serve("127.0.0.2", ["/hello": Array("second\n".utf8)])
+        defer { first.stop(); second.stop() }
+        let pool = try await RunningPool.start(Self.opened)
+        let client = try await pool.client()
+        defer { client.close() }
+        let a = try await client.provision(networking: Self.limited([first.address]))
+        let b = try await client.provision(networking: Self.limited([second.address]))
+        let probe = "curl -s -o /dev/null -w '%{http_code} ' http://\(first.address)/hello; curl -s -o /dev/null -w '%{http_code}' http://\(second.address)/hello"
+        for _ in 0..<12 {
+            async let fromA = bash(client, a, probe)
+            async let fromB = bash(client, b, probe)
+            let (seenA, seenB) = try await (fromA, fromB)
+            #expect(seenA.output == "200 403", "sandbox A: \(seenA.output)")
+            #expect(seenB.output == "403 200", "sandbox B: \(seenB.output)")
+        }
+        #expect(await pool.stop() == 0)
+    }
+
     @Test func aNoneEnvironmentHasNoProxyAtAll() async throws {
         guard geteuid() == 0 else { return }
         let server = try Self.serve("127.0.0.2", ["/hello": Array("unreachable\n".utf8)])

@@ -1,12 +1,13 @@
+import DroverIO
 import Foundation
 import Synchronization
 
 /// Accepts connections on a thread of its own and serves each on a thread of its own, up to a
 /// cap, and up to a share of it per client address: a connection past either gets `refuse` (a
 /// coded answer, not a silent close) and is closed, so the cap bounds threads and memory and no
-/// one client takes every place. The egress proxy's (each connection is a relay of blocking
-/// copies) and the test rigs' raw-socket server.
-public final class ConnectionAcceptor: Sendable {
+/// one client takes every place. A test rig's (`SocketHTTPServer`, for peers that write raw or
+/// endless bytes): production daemons serve every socket on an `EventLoop`.
+final class ConnectionAcceptor: Sendable {
     let listener: Listener
     let name: String
     let maxConnections: Int
@@ -18,7 +19,7 @@ public final class ConnectionAcceptor: Sendable {
     private let open = Mutex(Open())
 
     /// `maxPerClient`: connections one peer address may hold (nil: the whole cap).
-    public init(listener: Listener, name: String, maxConnections: Int, maxPerClient: Int? = nil) {
+    init(listener: Listener, name: String, maxConnections: Int, maxPerClient: Int? = nil) {
         self.listener = listener
         self.name = name
         self.maxConnections = maxConnections
@@ -27,7 +28,7 @@ public final class ConnectionAcceptor: Sendable {
 
     /// Starts accepting. `admitted` runs on the accept thread, in the order connections arrived;
     /// `serve` runs on the connection's thread; the socket is closed after it.
-    public func start(refuse: @escaping @Sendable (Socket) -> Void, admitted: @escaping @Sendable (Socket) -> Void = { _ in },
+    func start(refuse: @escaping @Sendable (Socket) -> Void, admitted: @escaping @Sendable (Socket) -> Void = { _ in },
                       serve: @escaping @Sendable (Socket) -> Void) {
         let thread = Thread { [self] in
             while let socket = listener.accept() {
@@ -64,10 +65,10 @@ public final class ConnectionAcceptor: Sendable {
     }
 
     /// Stops accepting new connections.
-    public func stopAccepting() { listener.shutdown() }
+    func stopAccepting() { listener.shutdown() }
 
-    public var count: Int { open.withLock { $0.sockets.count } }
+    var count: Int { open.withLock { $0.sockets.count } }
 
     /// Ends every open connection (their readers wake with end of stream).
-    public func shutdownAll() { open.withLock { $0.sockets.values.map(\.socket) }.forEach { $0.shutdown() } }
+    func shutdownAll() { open.withLock { $0.sockets.values.map(\.socket) }.forEach { $0.shutdown() } }
 }
