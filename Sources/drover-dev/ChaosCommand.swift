@@ -6,6 +6,7 @@ import DroverScriptedModel
 import DroverPostgres
 import DroverSandbox
 import DroverStore
+import DroverTestSupport
 import Foundation
 import Synchronization
 

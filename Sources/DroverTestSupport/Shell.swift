@@ -1,18 +1,15 @@
+import DroverIO
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Runs a shell command to completion with `posix_spawn` and `waitpid` on a dispatch thread
-/// (Foundation's `Process.waitUntilExit` can miss a child's exit when called from Swift's
-/// cooperative pool).
+/// A test rig's: runs a shell command to completion with `posix_spawn` and `waitpid` on a thread
+/// of its own (Foundation's `Process.waitUntilExit` can miss a child's exit when called from
+/// Swift's cooperative pool).
 public enum Shell {
     public static func run(_ command: String) async throws -> Int32 {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try runBlocking(command) })
-            }
-        }
+        try await onOwnThread("drover.shell") { try runBlocking(command) }
     }
 
     static func runBlocking(_ command: String) throws -> Int32 {
