@@ -648,28 +648,16 @@ extension TenantStore {
 
     // MARK: - Events
 
-    /// Appends a batch of user events in one statement (all or none); returns them as stored.
+    /// Appends a request's user events (all or none); returns them as stored.
     ///
-    /// One round trip: the session's owner and archive are checked in the statement that appends
-    /// (no row comes back when they fail, and only then is asked which it was).
+    /// Group-committed with the other requests in flight (`UserEventBatcher`): one statement and
+    /// one commit for many. The session's owner and archive are checked in the statement that
+    /// appends (no row comes back when they fail, and only then is asked which it was).
     public func sendEvents(org: String, session: String, _ events: [JSONValue]) async throws -> JSONValue {
         guard !events.isEmpty else { throw DroverError(.invalidArgument, "events: at least one event is required") }
         let (types, checked) = try Self.userEvents(events, field: "events")
         let payloads = try await textRubrics(org: org, types: types, payloads: checked)
-        let rows = try await mappingErrors {
-            try await pool.query(
-                """
-                SELECT drover.api_event_json(sent.event)::text, sent.wake
-                  FROM drover.sessions s
-                 CROSS JOIN LATERAL (
-                       SELECT r.event, r.wake, x.n
-                         FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS x(type, payload, n)
-                        CROSS JOIN LATERAL drover.append_user_event(s.id, x.type, x.payload) r) AS sent
-                 WHERE s.id = $1 AND s.org_id = $4 AND s.archived_at IS NULL
-                 ORDER BY sent.n
-                """, [session, types, payloads, org]
-            ).map { (event: try JSONValue.parse(try $0.decode(0) as String), wake: $0[1]) }
-        }
+        let rows = try await sends.send(.init(org: org, session: session, types: types, payloads: payloads))
         if rows.isEmpty {
             guard try await isArchived(org: org, session: session) else { throw DroverError(.database, "no event was appended") }
             throw DroverError(.invalidArgument, "session \(session) is archived and accepts no events")

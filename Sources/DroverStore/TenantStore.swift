@@ -32,9 +32,12 @@ public struct TenantStore: Sendable {
     public let pool: ConnectionPool
     /// Wakes harnesses after user events commit; one per store, so a daemon's requests share it.
     let notifier: PostCommitNotifier
+    /// `events.send`, group-committed across the store's requests.
+    let sends: UserEventBatcher
     public init(pool: ConnectionPool) {
         self.pool = pool
         notifier = PostCommitNotifier(pool: pool)
+        sends = UserEventBatcher(pool: pool)
     }
 
     // MARK: - Organisations and keys
