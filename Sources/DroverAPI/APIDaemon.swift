@@ -62,7 +62,7 @@ public struct APIDaemon: Service {
                                outbound: config.webhooks.addressRule)
         if config.vaultKey == nil { log.info("no vault key (DROVER_VAULT_KEY): credentials and repository tokens cannot be stored") }
         let listener = try Listener(host: config.host, port: config.port)
-        let server = try APIServer(config: config.server, listener: listener, hub: hub, log: log, loop: PostgresLoop.shared()) { request, requestID in
+        let server = try APIServer(config: config.server, listener: listener, hub: hub, log: log, loop: EventLoop.shared()) { request, requestID in
             await router.handle(request, requestID: requestID)
         }
         let metrics = apiMetrics.registry

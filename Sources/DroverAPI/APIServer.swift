@@ -19,7 +19,7 @@ public final class APIServer: Sendable {
 
     let server: HTTPServer
 
-    /// `loop`: shared with the daemon's Postgres connections (`PostgresLoop`), so a request and
+    /// `loop`: shared with the daemon's Postgres connections (`EventLoop.shared()`), so a request and
     /// its statements run on one thread; nil: a loop of the server's own.
     public init(config: Config, listener: Listener, hub: EventStreamHub, log: Log, loop: EventLoop? = nil,
                 handler: @escaping @Sendable (HTTPServerRequest, String) async -> APIResponse) throws {

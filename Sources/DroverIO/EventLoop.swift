@@ -55,6 +55,19 @@ public final class EventLoop: @unchecked Sendable {
         _ = drover_epoll_ctl(epoll, drover_epoll_ctl_add, wakeFD, drover_epollin)
     }
 
+    /// The process's shared loop, started on first use and never stopped: what a daemon's
+    /// Postgres connections, its pool connections and `drover api`'s requests live on.
+    public static func shared() throws -> EventLoop {
+        try sharedLoop.withLock { loop in
+            if let loop { return loop }
+            let started = try EventLoop(name: "drover.io")
+            started.start()
+            loop = started
+            return started
+        }
+    }
+    private static let sharedLoop = Mutex<EventLoop?>(nil)
+
     public func start() {
         let thread = Thread { [self] in run() }
         thread.name = name

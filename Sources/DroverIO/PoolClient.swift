@@ -3,15 +3,20 @@ import Foundation
 import Synchronization
 
 /// A connection to a sandbox pool. Requests may be issued concurrently; each waits for the reply
-/// carrying its own id, read by a dedicated thread.
+/// carrying its own id.
+///
+/// The socket belongs to an event loop (the process's shared one unless given another): requests
+/// are queued and written as the socket takes them, replies read as they come, so a pool that
+/// stops reading holds up no caller's thread, and a connection costs no thread.
 ///
 /// No request waits forever: each has a deadline (an `execute` or `provision` its sandbox's
 /// timeout plus a margin), after which it fails with `timeout` (its outcome unknown), and the
 /// socket has TCP keepalive, so a stopped or partitioned pool cannot hold a session.
-public final class PoolClient: Sendable {
+public final class PoolClient: @unchecked Sendable {
     typealias Failure = PoolProtocol.Failure
 
     private let socket: Socket
+    private let loop: EventLoop
     private struct State {
         var nextID = 0
         var waiting: [String: CheckedContinuation<JSONValue, any Error>] = [:]
@@ -21,30 +26,35 @@ public final class PoolClient: Sendable {
     /// Replies that answer no pending request (e.g. `bad_json`, whose id could not be read).
     public let unmatched: AsyncStream<JSONValue>
     private let unmatchedContinuation: AsyncStream<JSONValue>.Continuation
+    // Loop-confined.
+    private var outbound = OutboundBuffer()
+    private var framer = LineFramer(maxLineLength: PoolProtocol.maxReplyLength)
+    private var ended = false
 
     /// Seconds beyond a call's own timeout that its reply may take; and the deadline of requests
     /// that run no tool (hello, destroy, ping, …).
     public static let margin: Double = 10
+    /// Seconds a connect may take.
+    static let connectTimeout: Duration = .seconds(10)
 
-    private init(socket: Socket) {
+    private init(socket: Socket, loop: EventLoop) {
         self.socket = socket
+        self.loop = loop
         socket.enableKeepalive()
         (unmatched, unmatchedContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1024))
-        let thread = Thread { [self] in readLoop() }
-        thread.name = "drover.pool.client"
-        thread.start()
     }
 
     /// Connects to `address` (`host:port`) and, with a token, says hello.
-    public static func connect(_ address: String, token: String?) async throws -> PoolClient {
+    public static func connect(_ address: String, token: String?, on loop: EventLoop? = nil) async throws -> PoolClient {
         guard let (host, port) = parseHostPort(address) else { throw Failure(.badRequest, "address must be HOST:PORT") }
-        let socket: Socket
+        let client: PoolClient
         do {
-            socket = try await onOwnThread("drover.pool.connect") { try Socket.connect(host: host, port: port) }
+            let loop = try loop ?? EventLoop.shared()
+            client = PoolClient(socket: try await Socket.connect(host: host, port: port, on: loop, timeout: connectTimeout), loop: loop)
         } catch {
             throw Failure(.unreachable, "cannot reach the pool at \(address): \(error)")
         }
-        let client = PoolClient(socket: socket)
+        client.loop.execute { client.attach() }
         if let token {
             do {
                 _ = try await client.request("hello", ["version": .number(Double(PoolProtocol.version)), "token": .string(token)])
@@ -84,13 +94,7 @@ public final class PoolClient: Sendable {
                     state.withLock { $0.waiting.removeValue(forKey: key) }?.resume(throwing: CancellationError())
                     return
                 }
-                do {
-                    try socket.send(line: JSONValue.object(body).text)
-                } catch {
-                    let waiter = state.withLock { $0.waiting.removeValue(forKey: key) }
-                    waiter?.resume(throwing: Failure(.unreachable, "cannot send to the pool: \(error)"))
-                    return
-                }
+                send(Array(JSONValue.object(body).text.utf8) + [UInt8(ascii: "\n")])
                 let seconds = deadline ?? Self.margin
                 Task { [self] in
                     try? await Task.sleep(for: .seconds(seconds))
@@ -108,9 +112,9 @@ public final class PoolClient: Sendable {
         return reply["result"] ?? .null
     }
 
-    /// Sends raw bytes as they are (tests use it to send malformed lines).
-    public func sendRaw(_ bytes: [UInt8]) throws {
-        try socket.send(bytes: bytes + [UInt8(ascii: "\n")])
+    /// Sends raw bytes as they are, and a newline (tests use it to send malformed lines).
+    public func sendRaw(_ bytes: [UInt8]) {
+        send(bytes + [UInt8(ascii: "\n")])
     }
 
     /// Provisions a sandbox and returns its id. `networking` is the environment's
@@ -241,33 +245,67 @@ public final class PoolClient: Sendable {
         _ = try await request("destroy", ["sandbox": .string(sandbox)])
     }
 
+    /// Ends the connection: requests waiting fail with `unreachable`.
     public func close() {
-        socket.shutdown()
+        loop.execute { [self] in end() }
     }
 
-    private func readLoop() {
-        var framer = LineFramer(maxLineLength: PoolProtocol.maxReplyLength)
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        defer {
-            let waiters = state.withLock { state -> [CheckedContinuation<JSONValue, any Error>] in
-                state.closed = true
-                defer { state.waiting = [:] }
-                return Array(state.waiting.values)
-            }
-            waiters.forEach { $0.resume(throwing: Failure(.unreachable, "the pool closed the connection")) }
-            unmatchedContinuation.finish()
-            socket.close()
+    // MARK: - On the loop
+
+    private func attach() {
+        guard !ended else { return }
+        loop.register(socket.fd, .readable) { [self] events in
+            if events.contains(.writable) { flush() }
+            if events.wantsRead, !ended { read() }
         }
-        while let count = try? socket.read(into: &buffer), count > 0 {
-            for case .line(let bytes) in framer.feed(buffer[0..<count]) {
-                guard let reply = try? JSONValue.parse(bytes) else { continue }
-                let waiter = state.withLock { $0.waiting.removeValue(forKey: (reply["id"] ?? .null).text) }
-                if let waiter {
-                    waiter.resume(returning: reply)
-                } else {
-                    unmatchedContinuation.yield(reply)
-                }
+    }
+
+    private func send(_ line: [UInt8]) {
+        loop.execute { [self] in
+            guard !ended else { return }
+            outbound.append(line)
+            flush()
+        }
+    }
+
+    private func flush() {
+        switch outbound.flush(to: socket.fd) {
+        case .done: loop.modify(socket.fd, .readable)
+        case .wouldBlock: loop.modify(socket.fd, [.readable, .writable])
+        case .failed: end()
+        }
+    }
+
+    private func read() {
+        var replies: [JSONValue] = []
+        let open = socket.readAvailable(while: { true }) { bytes in
+            for case .line(let line) in framer.feed(bytes) {
+                if let reply = try? JSONValue.parse(line) { replies.append(reply) }
             }
         }
+        for reply in replies {
+            let waiter = state.withLock { $0.waiting.removeValue(forKey: (reply["id"] ?? .null).text) }
+            if let waiter {
+                waiter.resume(returning: reply)
+            } else {
+                unmatchedContinuation.yield(reply)
+            }
+        }
+        if !open { end() }
+    }
+
+    /// The connection ended (closed by either side, or failed): every waiting request fails.
+    private func end() {
+        guard !ended else { return }
+        ended = true
+        loop.unregister(socket.fd)
+        socket.close()
+        let waiters = state.withLock { state -> [CheckedContinuation<JSONValue, any Error>] in
+            state.closed = true
+            defer { state.waiting = [:] }
+            return Array(state.waiting.values)
+        }
+        waiters.forEach { $0.resume(throwing: Failure(.unreachable, "the pool closed the connection")) }
+        unmatchedContinuation.finish()
     }
 }

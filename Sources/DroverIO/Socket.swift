@@ -347,3 +347,44 @@ public func parseHostPort(_ text: String) -> (host: String, port: UInt16)? {
     guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else { return nil }
     return (String(text[..<colon]), port)
 }
+
+extension Socket {
+    /// Connects to `host:port` without blocking a thread: the connect goes on in the kernel while
+    /// `loop` waits for the socket to become writable, for at most `timeout`. The socket is left
+    /// non-blocking, for the loop that serves it.
+    public static func connect(host: String, port: UInt16, on loop: EventLoop, timeout: Duration) async throws -> Socket {
+        var address = try SocketAddress.ipv4(host: host, port: port)
+        let fd = try retryingEINTR("socket") { socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        _ = drover_set_nonblocking(fd)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if result == 0 { return Socket(fd: fd) }
+        guard errno == EINPROGRESS else {
+            let error = SystemError(errno: errno, call: "connect \(host):\(port)")
+            Glibc.close(fd)
+            throw error
+        }
+        // Loop-confined: whether the attempt has been answered (by readiness or the deadline).
+        final class Attempt: @unchecked Sendable { var settled = false }
+        let attempt = Attempt()
+        return try await withCheckedThrowingContinuation { continuation in
+            loop.execute {
+                func settle(_ outcome: Result<Socket, any Error>) {
+                    guard !attempt.settled else { return }
+                    attempt.settled = true
+                    loop.unregister(fd)
+                    if case .failure = outcome { Glibc.close(fd) }
+                    continuation.resume(with: outcome)
+                }
+                loop.register(fd, .writable) { _ in
+                    var failure: Int32 = 0
+                    var length = socklen_t(MemoryLayout<Int32>.size)
+                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length)
+                    settle(failure == 0 ? .success(Socket(fd: fd)) : .failure(SystemError(errno: failure, call: "connect \(host):\(port)")))
+                }
+                loop.schedule(after: timeout) { settle(.failure(SystemError(errno: ETIMEDOUT, call: "connect \(host):\(port)"))) }
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@ import Synchronization
 /// Nothing waits on the network: a statement is sent (`PQsendQueryPrepared`, flushed as the socket
 /// takes it) and its results are read when epoll says the socket is readable, all on the loop's
 /// thread, and the caller's task resumes with them. Every connection of a process shares one loop
-/// (`PostgresLoop`), so a pool of fifty connections costs one thread, not fifty; the socket stays
+/// (`EventLoop.shared()`), so a pool of fifty connections costs one thread, not fifty; the socket stays
 /// registered while idle, so a connection the server ended is noticed at once, and a listener's
 /// notifications arrive the same way.
 ///
@@ -69,7 +69,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// UTC and ISO dates so that timestamps decode the same everywhere. A host name is resolved
     /// by libpq on the loop; `hostaddr` avoids the lookup.
     public static func connect(_ conninfo: String, on loop: EventLoop? = nil) async throws -> PostgresConnection {
-        let loop = try loop ?? PostgresLoop.shared()
+        let loop = try loop ?? EventLoop.shared()
         let connection: PostgresConnection = try await withCheckedThrowingContinuation { continuation in
             loop.execute { Connecting.start(conninfo, loop: loop, continuation) }
         }
@@ -404,21 +404,6 @@ public final class PostgresConnection: @unchecked Sendable {
                 option += 1
             }
             return 30
-        }
-    }
-}
-
-/// The event loop every Postgres connection of the process lives on, started on first use.
-public enum PostgresLoop {
-    private static let loop = Mutex<EventLoop?>(nil)
-
-    public static func shared() throws -> EventLoop {
-        try loop.withLock { loop in
-            if let loop { return loop }
-            let started = try EventLoop(name: "drover.postgres")
-            started.start()
-            loop = started
-            return started
         }
     }
 }

@@ -22,7 +22,7 @@ public struct PostgresNotification: Sendable, Equatable {
     }
 }
 
-/// Listens on channels with a dedicated connection on the Postgres event loop (`PostgresLoop`),
+/// Listens on channels with a dedicated connection on the process's shared event loop (`EventLoop.shared()`),
 /// never a thread of its own. Reconnects with backoff.
 ///
 /// Consumers either iterate `notifications` or call `wait(timeout:)`, a doorbell that returns when

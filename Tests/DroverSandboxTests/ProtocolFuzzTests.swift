@@ -19,7 +19,7 @@ import Testing
         var codes: [String: Int] = [:]
         for index in 0..<Self.lines {
             let line = Self.line(&random, index: index)
-            try client.sendRaw(line)
+            client.sendRaw(line)
             guard let reply = await iterator.next() else {
                 Issue.record("the connection closed after line \(index) (seed \(seed))")
                 break

@@ -8,7 +8,7 @@ import Testing
 @Suite(.serialized) struct ProtocolTests {
     /// Sends a raw line and waits for the reply that carries no known id.
     func rawReply(_ client: PoolClient, _ line: [UInt8]) async throws -> JSONValue {
-        try client.sendRaw(line)
+        client.sendRaw(line)
         var iterator = client.unmatched.makeAsyncIterator()
         guard let reply = await iterator.next() else { throw PoolProtocol.Failure(.unreachable, "connection closed") }
         return reply
