@@ -35,4 +35,36 @@ static inline CURLcode drover_curl_get_response_code(CURL *curl, long *code) {
 static inline CURLcode drover_curl_get_socket(CURL *curl, curl_socket_t *socket) {
     return curl_easy_getinfo(curl, CURLINFO_ACTIVESOCKET, socket);
 }
+
+/* The multi interface on an event loop (`CurlLoop`): libcurl says which sockets to watch and
+   when to call it back; the loop tells it what became ready. */
+typedef int (*drover_curl_socket_callback)(CURL *easy, curl_socket_t socket, int what, void *context, void *socketp);
+static inline CURLMcode drover_curl_multi_set_socket_callback(CURLM *multi, drover_curl_socket_callback callback, void *context) {
+    CURLMcode code = curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, callback);
+    return code != CURLM_OK ? code : curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, context);
+}
+typedef int (*drover_curl_timer_callback)(CURLM *multi, long timeout_ms, void *context);
+static inline CURLMcode drover_curl_multi_set_timer_callback(CURLM *multi, drover_curl_timer_callback callback, void *context) {
+    CURLMcode code = curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, callback);
+    return code != CURLM_OK ? code : curl_multi_setopt(multi, CURLMOPT_TIMERDATA, context);
+}
+/* The next finished transfer, if any: its handle and result (curl_multi_info_read's CURLMsg is a
+   union Swift cannot read). */
+static inline int drover_curl_multi_next_done(CURLM *multi, CURL **easy, CURLcode *result) {
+    int left = 0;
+    CURLMsg *message;
+    while ((message = curl_multi_info_read(multi, &left)) != NULL) {
+        if (message->msg == CURLMSG_DONE) {
+            *easy = message->easy_handle;
+            *result = message->data.result;
+            return 1;
+        }
+    }
+    return 0;
+}
+static const int drover_curl_poll_in = CURL_POLL_IN, drover_curl_poll_out = CURL_POLL_OUT,
+                 drover_curl_poll_inout = CURL_POLL_INOUT, drover_curl_poll_remove = CURL_POLL_REMOVE;
+static const int drover_curl_cselect_in = CURL_CSELECT_IN, drover_curl_cselect_out = CURL_CSELECT_OUT,
+                 drover_curl_cselect_err = CURL_CSELECT_ERR;
+static const curl_socket_t drover_curl_socket_timeout = CURL_SOCKET_TIMEOUT;
 #endif

@@ -50,19 +50,38 @@ public struct HTTPResponseHead: Sendable {
     }
 }
 
-/// HTTP over libcurl. Each transfer is a blocking `curl_easy_perform` on a thread of its own
-/// (never on Swift's cooperative pool); body bytes are handed to `onData` as they arrive, which
-/// is what streaming (SSE) needs. Cancelling the calling task aborts the transfer promptly.
+/// HTTP over libcurl, every transfer on the process's event loop (`CurlLoop`, libcurl's multi
+/// interface): body bytes are handed to `onData` as they arrive, on the loop, which is what
+/// streaming (SSE) needs, and no transfer holds a thread. Cancelling the calling task ends the
+/// transfer at once. A tenant's server is resolved and checked (`AddressRule`) first, on a small
+/// pool of the daemon's threads, since the look-up blocks.
 public struct HTTPClient: Sendable {
     public init() { CurlGlobal.initialize() }
 
+    /// Name look-ups under an address rule: the only blocking step of a transfer.
+    private static let lookups = BlockingPool(name: "drover.http.resolve", threads: 8)
+
     /// Performs `request`, streaming the body to `onData`; returns the response head.
     public func perform(_ request: HTTPRequest, onData: @escaping @Sendable ([UInt8]) -> Void) async throws -> HTTPResponseHead {
+        let curl = try CurlLoop.shared()
         let transfer = Transfer(onData: onData)
+        if request.addressRule != nil {
+            try await Self.lookups.run { try transfer.prepare(request) }
+        } else {
+            try transfer.prepare(request)
+        }
         return try await withTaskCancellationHandler {
-            try await onOwnThread("drover.http") { try transfer.run(request) }
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponseHead, any Error>) in
+                curl.loop.execute {
+                    guard let easy = transfer.easy, !transfer.cancelled.load(ordering: .relaxed) else {
+                        return continuation.resume(throwing: HTTPError(message: "cancelled", cancelled: true))
+                    }
+                    curl.add(easy) { code in continuation.resume(with: Result { try transfer.finish(code, request) }) }
+                }
+            }
         } onCancel: {
             transfer.cancel()
+            curl.loop.execute { if let easy = transfer.easy { curl.cancel(easy) } }
         }
     }
 
@@ -74,33 +93,39 @@ public struct HTTPClient: Sendable {
     }
 }
 
-/// One transfer's state, reached from libcurl's C callbacks through an unmanaged pointer.
+/// One transfer's state, reached from libcurl's C callbacks through an unmanaged pointer. Set up
+/// by `prepare`, then touched only on the loop (curl's callbacks, `finish`).
 private final class Transfer: @unchecked Sendable {
     let onData: @Sendable ([UInt8]) -> Void
     let cancelled = Atomic<Bool>(false)
-    /// Written only by the transfer thread's header callback.
+    private(set) var easy: UnsafeMutableRawPointer?
+    private var headers: UnsafeMutablePointer<curl_slist>?
+    /// Kept alive until the transfer ends: curl's socket callback reads it.
+    private var pinned: CurlPin?
     var headerLines: [String] = []
-    /// Written only by the transfer thread: body bytes so far, the cap, and whether it was passed.
+    /// Body bytes so far, the cap, and whether it was passed.
     var received = 0
     var maxBytes = Int.max
     var overflowed = false
 
     init(onData: @escaping @Sendable ([UInt8]) -> Void) { self.onData = onData }
 
+    deinit {
+        if let easy { curl_easy_cleanup(easy) }
+        curl_slist_free_all(headers)
+    }
+
     func cancel() { cancelled.store(true, ordering: .relaxed) }
 
-    func run(_ request: HTTPRequest) throws -> HTTPResponseHead {
+    /// Makes the easy handle, with the rule's look-up and pin when there is a rule (which blocks).
+    func prepare(_ request: HTTPRequest) throws {
         guard let curl = curl_easy_init() else { throw HTTPError(message: "curl_easy_init failed", cancelled: false) }
-        defer { curl_easy_cleanup(curl) }
-        // Kept alive until the transfer ends: curl's socket callback reads it.
-        let pinned = try request.addressRule.map { try pin(curl, request.url, $0) }
-        defer { withExtendedLifetime(pinned) {} }
+        easy = curl
+        pinned = try request.addressRule.map { try pin(curl, request.url, $0) }
         if let cap = request.maxResponseBytes { maxBytes = cap }
         if let total = request.totalTimeout { drover_curl_set_long(curl, CURLOPT_TIMEOUT_MS, max(1, Int(total * 1000))) }
-        var headers: UnsafeMutablePointer<curl_slist>?
         for (name, value) in request.headers { headers = curl_slist_append(headers, "\(name): \(value)") }
         headers = curl_slist_append(headers, "Expect:")
-        defer { curl_slist_free_all(headers) }
         let context = Unmanaged.passUnretained(self).toOpaque()
 
         drover_curl_set_string(curl, CURLOPT_URL, request.url)
@@ -148,14 +173,17 @@ private final class Transfer: @unchecked Sendable {
             Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue().cancelled.load(ordering: .relaxed) ? 1 : 0
         }
         drover_curl_set_pointer(curl, CURLOPT_XFERINFODATA, context)
+    }
 
-        let code = curl_easy_perform(curl)
+    /// The transfer ended with `code` (on the loop): its head, or why it failed. The handle is
+    /// freed with the transfer.
+    func finish(_ code: CURLcode, _ request: HTTPRequest) throws -> HTTPResponseHead {
         if cancelled.load(ordering: .relaxed) { throw HTTPError(message: "cancelled", cancelled: true) }
         guard code == CURLE_OK || overflowed else {
             throw HTTPError(message: "\(Self.origin(of: request.url)): \(String(cString: curl_easy_strerror(code)))", cancelled: false)
         }
         var status = 0
-        drover_curl_get_response_code(curl, &status)
+        if let easy { drover_curl_get_response_code(easy, &status) }
         return HTTPResponseHead(status: status, headers: Self.parseHeaders(headerLines), truncated: overflowed)
     }
 

@@ -659,8 +659,14 @@ extension TenantStore {
         let payloads = try await textRubrics(org: org, types: types, payloads: checked)
         let rows = try await sends.send(.init(org: org, session: session, types: types, payloads: payloads))
         if rows.isEmpty {
-            guard try await isArchived(org: org, session: session) else { throw DroverError(.database, "no event was appended") }
-            throw DroverError(.invalidArgument, "session \(session) is archived and accepts no events")
+            let state: [(archived: Bool, terminated: Bool)] = try await mappingErrors {
+                try await pool.query("SELECT archived_at IS NOT NULL, status = 'terminated' FROM drover.sessions WHERE id = $1 AND org_id = $2", [session, org])
+                    .map { (try $0.decode(0), try $0.decode(1)) }
+            }
+            guard let state = state.first else { throw DroverError(.notFound, "no session \(session)") }
+            if state.archived { throw DroverError(.invalidArgument, "session \(session) is archived and accepts no events") }
+            if state.terminated { throw DroverError(.sessionTerminated, "session \(session) accepts no more events") }
+            throw DroverError(.database, "no event was appended")
         }
         wake(session: session, rows.compactMap(\.wake))
         return ["data": .array(rows.map(\.event))]

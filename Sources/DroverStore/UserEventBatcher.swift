@@ -7,11 +7,12 @@ import Synchronization
 /// with the next one, in one statement and one commit, so a busy API replica pays one round trip
 /// and one WAL flush for many sends (an idle one sends each at once, at a single request's latency).
 ///
-/// Each request keeps its own answer. A request whose session is not the organisation's, or is
-/// archived, appends nothing and gets no rows (its caller then asks which it was). A request the
-/// log refuses (a terminated session, a payload Postgres cannot take) fails the whole statement;
-/// the batch is then sent again one request at a time, each in its own statement, so only that
-/// request fails, with the same error it would have had alone.
+/// Each request keeps its own answer. A request whose session is not the organisation's, is
+/// archived or terminated appends nothing and gets no rows (its caller then asks which it was),
+/// so a client sending to a finished session does not break up the others' batches. A request
+/// the log refuses otherwise (a payload Postgres cannot take, a session terminated meanwhile)
+/// fails the whole statement; the batch is then sent again one request at a time, each in its
+/// own statement, so only that request fails, with the same error it would have had alone.
 final class UserEventBatcher: Sendable {
     /// One `events.send`: its events in order.
     struct Request: Sendable {
@@ -108,7 +109,7 @@ final class UserEventBatcher: Sendable {
                    SELECT a.event, a.wake
                      FROM drover.sessions s
                     CROSS JOIN LATERAL drover.append_user_event(s.id, x.type, x.payload) a
-                    WHERE s.id = x.session AND s.org_id = x.org AND s.archived_at IS NULL) AS sent
+                    WHERE s.id = x.session AND s.org_id = x.org AND s.archived_at IS NULL AND s.status <> 'terminated') AS sent
              ORDER BY x.n
             """, [index, sessions, orgs, types, payloads])
         var appended = [Appended](repeating: [], count: requests.count)
