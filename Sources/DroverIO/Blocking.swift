@@ -1,15 +1,5 @@
 import Foundation
 
-/// Runs blocking work (a child process, `accept`, `read`) on a thread of its own and resumes the
-/// caller when it is done, so Swift's cooperative threads never block.
-public func onOwnThread<T: Sendable>(_ name: String, _ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread { continuation.resume(with: Result { try work() }) }
-        thread.name = name
-        thread.start()
-    }
-}
-
 /// A POSIX call failed; `errno` and the call's name.
 public struct SystemError: Error, CustomStringConvertible {
     public var errno: Int32
