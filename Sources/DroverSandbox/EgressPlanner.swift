@@ -156,8 +156,7 @@ enum EgressPlanner {
     /// The answer to a refused request: a short text the agent can read.
     static func refusal(_ refusal: Refusal) -> String {
         let body = "drover egress proxy: \(refusal.message)\n"
-        let reason = [403: "Forbidden", 404: "Not Found", 502: "Bad Gateway", 503: "Service Unavailable"][refusal.status] ?? "Bad Request"
-        return "HTTP/1.1 \(refusal.status) \(reason)\r\nContent-Type: text/plain; charset=utf-8\r\nX-Drover-Error: \(refusal.code)\r\n"
+        return "HTTP/1.1 \(refusal.status) \(HTTPResponse.reason(refusal.status))\r\nContent-Type: text/plain; charset=utf-8\r\nX-Drover-Error: \(refusal.code)\r\n"
             + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
     }
 }
