@@ -2,10 +2,10 @@
 import PackageDescription
 
 // Dependency arrows point one way:
-// CLibPQ → DroverPostgres → DroverStore → DroverSandbox, DroverAPI → drover (executable);
-// CDroverSys → DroverIO (with PoolClient, what a harness needs of a pool) → DroverHarness, DroverSandbox,
-// DroverModel, DroverScriptedModel;
-// CCurl → DroverTLS (with DroverIO) → DroverSandbox (TLS upstreams), DroverModel;
+// CDroverSys → DroverIO (the event loop, with PoolClient, what a harness needs of a pool) → DroverPostgres,
+// DroverHarness, DroverSandbox, DroverModel, DroverScriptedModel;
+// CLibPQ, DroverIO → DroverPostgres (libpq on the loop) → DroverStore → DroverSandbox, DroverAPI → drover (executable);
+// CCurl → DroverTLS (with DroverIO: libcurl on the loop, TLS to a host) → DroverSandbox (TLS upstreams), DroverModel;
 // DroverModel → DroverMCP → DroverHarness, DroverAPI, drover;
 // the pool daemon (DroverSandbox: isolation, egress) is linked only by the executables that run it,
 // never by the harness.
@@ -37,7 +37,8 @@ let package = Package(
         // Sockets, the event loop and the one HTTP server, blocking work on own threads, child
         // daemons: shared by every daemon.
         .target(name: "DroverIO", dependencies: ["CDroverSys", "DroverCore"]),
-        // libcurl: TLS to a host (the egress proxy's upstreams) and pinning a handle to checked addresses.
+        // libcurl: its transfers on the event loop (CurlLoop), TLS to a host (the egress proxy's
+        // upstreams) and pinning a handle to checked addresses.
         .target(name: "DroverTLS", dependencies: ["CCurl", "DroverIO", "DroverCore"]),
         // The sandbox pool daemon: bubblewrap, seccomp, cgroups, the egress proxy.
         .target(name: "DroverSandbox", dependencies: ["CDroverSys", "DroverIO", "DroverTLS", "DroverCore", "DroverStore"]),
