@@ -41,7 +41,7 @@ import Testing
         }
         ticker.cancel()
         #expect(outcomes == Array(repeating: "timeout", count: 8), "\(outcomes)")
-        #expect(ContinuousClock.now - started < .seconds(20))
+        #expect(ContinuousClock.now - started < .seconds(60), "with the old client they never ended")
         // About fifty ticks in the second the requests waited; a blocked cooperative pool gives none
         // (and the requests never time out: their deadlines are tasks too).
         #expect(ticks.withLock { $0 } >= 10, "\(ticks.withLock { $0 }) ticks")
