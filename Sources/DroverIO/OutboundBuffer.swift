@@ -6,6 +6,8 @@ import Foundation
 public struct OutboundBuffer: Sendable {
     private var bytes: [UInt8] = []
     private var sent = 0
+    /// Whether the loop has been asked for writable events (`flush(to:on:watching:)`).
+    private var watchingWritable = false
 
     public init() {}
 
@@ -39,5 +41,17 @@ public struct OutboundBuffer: Sendable {
         bytes.removeAll(keepingCapacity: bytes.count < 1 << 20)
         sent = 0
         return .done
+    }
+
+    /// `flush(to:)`, keeping the loop's interest in step: writable events exactly while bytes
+    /// wait, on top of `watching` (what the connection always watches). For connections whose
+    /// other interest never changes (the pool's server and its client); `HTTPServer`'s changes
+    /// with the request's phase and is kept there.
+    public mutating func flush(to fd: Int32, on loop: EventLoop, watching: EventLoop.Events) -> Flush {
+        let result = flush(to: fd)
+        guard result != .failed, (result == .wouldBlock) != watchingWritable else { return result }
+        watchingWritable.toggle()
+        loop.modify(fd, watchingWritable ? watching.union(.writable) : watching)
+        return result
     }
 }

@@ -269,11 +269,7 @@ public final class PoolClient: @unchecked Sendable {
     }
 
     private func flush() {
-        switch outbound.flush(to: socket.fd) {
-        case .done: loop.modify(socket.fd, .readable)
-        case .wouldBlock: loop.modify(socket.fd, [.readable, .writable])
-        case .failed: end()
-        }
+        if outbound.flush(to: socket.fd, on: loop, watching: .readable) == .failed { end() }
     }
 
     private func read() {

@@ -71,7 +71,7 @@ final class EgressProxy: Sendable {
                 closed = true
                 proxy.loop.unregister(listener)
                 Glibc.close(listener)
-                for connection in open.values { connection.end() }
+                for connection in open.values { connection.end(on: proxy.loop) }
                 open = [:]
             }
         }
@@ -94,9 +94,12 @@ final class EgressProxy: Sendable {
 
         /// Ends whatever stage it is in; a connect in progress finds the gate closed and closes
         /// what it opened.
-        func end() {
+        func end(on loop: EventLoop) {
             if let relay { return relay.stop() }
-            if reading { client.close() }
+            if reading {
+                loop.unregister(client.fd)
+                client.close()
+            }
             reading = false
         }
     }
@@ -135,11 +138,8 @@ final class EgressProxy: Sendable {
         guard !gate.closed else { return }
         let now = ContinuousClock.now
         for connection in gate.open.values where connection.reading && now - connection.accepted >= Self.headTimeout {
-            loop.unregister(connection.client.fd)
-            gate.open[connection.id] = nil
-            refuse(connection.client, EgressPlanner.Refusal(status: 408, code: "bad_proxy_request", message: "no request head within 30 s"),
-                   sandbox: sandbox, target: "?")
-            connection.reading = false
+            refuseHead(connection, EgressPlanner.Refusal(status: 408, code: "bad_proxy_request", message: "no request head within 30 s"),
+                       gate: gate, sandbox: sandbox)
         }
         let next = gate.open.values.filter(\.reading).map { Self.headTimeout - (now - $0.accepted) }.min() ?? Self.headTimeout
         loop.schedule(after: max(next, .milliseconds(10))) { [self] in expireHeads(gate, sandbox: sandbox) }
@@ -149,30 +149,21 @@ final class EgressProxy: Sendable {
         let ended = !connection.client.readAvailable(while: { connection.head.count <= Self.maxHead }) { connection.head += $0 }
         let end = HTTPRequestParser.find([13, 10, 13, 10], in: connection.head[...])
         guard end != nil || (!ended && connection.head.count <= Self.maxHead) else {
-            loop.unregister(connection.client.fd)
-            gate.open[connection.id] = nil
-            connection.reading = false
-            refuse(connection.client, EgressPlanner.Refusal(status: 400, code: "bad_proxy_request", message: "the request head is malformed or larger than \(Self.maxHead) bytes"),
-                   sandbox: sandbox, target: "?")
-            return
+            return refuseHead(connection, Self.badHead, gate: gate, sandbox: sandbox)
         }
         guard let end else { return }
+        guard case .success(let head) = HTTPRequestParser.head(connection.head[..<end]) else {
+            return refuseHead(connection, Self.badHead, gate: gate, sandbox: sandbox)
+        }
         loop.unregister(connection.client.fd)
         connection.reading = false
-        guard case .success(let head) = HTTPRequestParser.head(connection.head[..<end]) else {
-            gate.open[connection.id] = nil
-            refuse(connection.client, EgressPlanner.Refusal(status: 400, code: "bad_proxy_request", message: "the request head is malformed or larger than \(Self.maxHead) bytes"),
-                   sandbox: sandbox, target: "?")
-            return
-        }
         let body = Array(connection.head[(end + 4)...])
         let plan = EgressPlanner.plan(head, network: network)
         let (host, port): (String, Int)
         switch plan {
         case .refuse(let refusal):
             gate.open[connection.id] = nil
-            refuse(connection.client, refusal, sandbox: sandbox, target: head.target)
-            return
+            return refuse(connection.client, refusal, sandbox: sandbox, target: head.target)
         case .tunnel(let h, let p), .forward(let h, let p, _): (host, port) = (h, p)
         case .repository(let h, let p, _, _): (host, port) = (h, p)
         }
@@ -201,6 +192,16 @@ final class EgressProxy: Sendable {
                 }
             }
         }
+    }
+
+    static let badHead = EgressPlanner.Refusal(status: 400, code: "bad_proxy_request", message: "the request head is malformed or larger than \(maxHead) bytes")
+
+    /// A connection still reading its head is refused: off the loop, out of the gate, answered.
+    private func refuseHead(_ connection: Connection, _ refusal: EgressPlanner.Refusal, gate: Gate, sandbox: Sandbox) {
+        loop.unregister(connection.client.fd)
+        connection.reading = false
+        gate.open[connection.id] = nil
+        refuse(connection.client, refusal, sandbox: sandbox, target: "?")
     }
 
     /// Resolves, checks and connects (on the pool's threads: each step may block).

@@ -396,7 +396,6 @@ private final class PoolConnection: @unchecked Sendable {
     var framer: LineFramer
     var authenticated = false
     var outbound = OutboundBuffer()
-    var watchingWritable = false
     var closing = false
     private(set) var isClosed = false
     var tasks: [UInt64: Task<Void, Never>] = [:]
@@ -450,24 +449,11 @@ private final class PoolConnection: @unchecked Sendable {
     }
 
     private func flush() {
-        switch outbound.flush(to: socket.fd) {
-        case .wouldBlock:
-            watch(writable: true)
-            return
-        case .failed:
-            close()
-            return
-        case .done:
-            break
+        switch outbound.flush(to: socket.fd, on: loop, watching: [.readable, .peerClosed]) {
+        case .wouldBlock: return
+        case .failed: close()
+        case .done: if closing { close() }
         }
-        watch(writable: false)
-        if closing { close() }
-    }
-
-    private func watch(writable: Bool) {
-        guard writable != watchingWritable, !isClosed else { return }
-        watchingWritable = writable
-        loop.modify(socket.fd, writable ? [.readable, .peerClosed, .writable] : [.readable, .peerClosed])
     }
 
     func close() {
