@@ -34,6 +34,8 @@ int drover_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int drover_gettid(void) { return (int)syscall(SYS_gettid); }
 
+int drover_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
 const int drover_o_path = O_PATH;
 
 const int drover_rlimit_nproc = RLIMIT_NPROC;

@@ -70,7 +70,9 @@ public final class ChildDaemon: @unchecked Sendable {
         throw DroverError(.invalidArgument, "no \(message) log line within \(timeout) s:\n\(log)")
     }
 
+    /// Signals the process unless it has been reaped (its pid may since be another process's).
     public func signal(_ number: Int32) {
+        guard reaped == nil else { return }
         kill(pid, number)
     }
 

@@ -109,12 +109,19 @@ enum ProcessRunner {
     }
 
     /// Collects a started process's output until it ends or the deadline kills its tree; then
-    /// unregisters it with `track` and closes the pipe.
+    /// unregisters it with `track`, reaps it and closes the pipe.
+    ///
+    /// The leader is reaped last, after every signal this runner or `track`'s table may send: a
+    /// pid is free for reuse the moment it is reaped, and while any member of its group lives, or
+    /// the leader is an unreaped zombie, neither the pid nor the group id can name another process
+    /// (issue #27, defect 8). The exit is learnt from a pidfd, which turns readable at the exit
+    /// without reaping.
     static func collect(_ started: Started, limits: Limits, track: Track = { _ in }) -> ProcessOutcome {
         let (pid, readFD) = (started.pid, started.readFD)
+        let exitFD = drover_pidfd_open(pid)
         defer {
             close(readFD)
-            track(nil)
+            if exitFD >= 0 { close(exitFD) }
         }
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(limits.timeout * 1e9)
         var output: [UInt8] = []
@@ -123,17 +130,16 @@ enum ProcessRunner {
         var timedOut = false
         var outputLimitHit = false
         var killed = false
-        var exitStatus: Int32?
+        var outputOpen = true
+        // Without a pidfd (a kernel before 5.3) the exit is seen as the pipe's end, as it was.
+        var exited = false
         var buffer = [UInt8](repeating: 0, count: 65_536)
 
         func killTree() {
             guard !killed else { return }
             killed = true
-            // The group's number stays reserved while any member lives (the kernel keeps a pid
-            // in use as a group id); the leader's own pid is free for reuse once it is reaped,
-            // so it is signalled only before (issue #27: a reaped pid may be another process's).
             kill(-pid, SIGKILL)
-            if exitStatus == nil { kill(pid, SIGKILL) }
+            kill(pid, SIGKILL)
         }
 
         while true {
@@ -142,12 +148,25 @@ enum ProcessRunner {
                 timedOut = true
                 killTree()
             }
-            var poller = pollfd(fd: readFD, events: Int16(POLLIN), revents: 0)
+            // An ended leader and a closed pipe leave nothing to wait for; an ended leader past the
+            // deadline by a quarter second, only a stray that left the group and still holds the pipe.
+            if exited && (!outputOpen || now >= deadline + 250_000_000) { break }
+            if !outputOpen && exitFD < 0 { break }
+            var pollers = [
+                pollfd(fd: outputOpen ? readFD : -1, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: exited ? -1 : exitFD, events: Int16(POLLIN), revents: 0),
+            ]
             let sliceMillis = killed ? 50 : Int32(min(50, max(1, (deadline - min(now, deadline)) / 1_000_000)))
-            let ready = poll(&poller, 1, sliceMillis)
-            if ready > 0 {
+            let ready = poll(&pollers, 2, sliceMillis)
+            if pollers[1].revents != 0 {
+                exited = true
+                // Whatever of the tree outlives its leader is killed now, while the group's id is
+                // still held by the unreaped leader.
+                kill(-pid, SIGKILL)
+            }
+            if pollers[0].revents != 0 {
                 let count = buffer.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
-                if count == 0 { break }
+                if count == 0 { outputOpen = false }
                 if count > 0 {
                     drained += count
                     let room = max(0, limits.keep - output.count)
@@ -158,25 +177,16 @@ enum ProcessRunner {
                         killTree()
                     }
                 }
-            }
-            // The main process may exit while a stray descendant still holds the pipe: reap it,
-            // then give the rest of the tree no more than the remaining output already buffered.
-            if exitStatus == nil {
-                var status: Int32 = 0
-                if waitpid(pid, &status, WNOHANG) == pid {
-                    exitStatus = status
-                    kill(-pid, SIGKILL)
-                }
-            } else if ready == 0 {
+            } else if ready == 0 && exited {
+                // The leader ended and a stray that holds the pipe has been quiet for a slice.
                 break
             }
         }
-        if exitStatus == nil {
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            exitStatus = status
-        }
-        let status = exitStatus ?? 0
+        // Out of the table (so shutdown cannot signal it) before the pid is freed by the reap.
+        track(nil)
+        var exitStatus: Int32 = 0
+        while waitpid(pid, &exitStatus, 0) < 0 && errno == EINTR {}
+        let status = exitStatus
         let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         return ProcessOutcome(
             output: output, exitCode: exitCode, truncated: truncated, timedOut: timedOut, outputLimitHit: outputLimitHit)

@@ -19,11 +19,15 @@ final class ProcessTable: Sendable {
     /// returns how many it killed.
     @discardableResult
     func killAll(prefix: String?) -> Int {
-        let victims = pids.withLock { table in table.filter { prefix == nil || $0.key.hasPrefix(prefix!) }.map(\.value) }
-        for pid in victims {
-            kill(-pid, SIGKILL)
-            kill(pid, SIGKILL)
+        // Signalled under the lock: a runner takes its entry out (under the lock) before it reaps
+        // the pid, so every pid signalled here is still the call's, never a reused number.
+        pids.withLock { table in
+            let victims = table.filter { prefix == nil || $0.key.hasPrefix(prefix!) }.map(\.value)
+            for pid in victims {
+                kill(-pid, SIGKILL)
+                kill(pid, SIGKILL)
+            }
+            return victims.count
         }
-        return victims.count
     }
 }

@@ -32,6 +32,11 @@ extern const int drover_epoll_ctl_add, drover_epoll_ctl_mod, drover_epoll_ctl_de
 /* The calling thread's id (gettid), for moving one thread into a cgroup v1 `tasks` file. */
 int drover_gettid(void);
 
+/* pidfd_open(pid, 0), close-on-exec: a descriptor that turns readable when the process exits,
+   while it is still a zombie, so a runner can learn of the exit without reaping (and so freeing)
+   the pid. Returns -1 with errno set on failure. */
+int drover_pidfd_open(int pid);
+
 /* O_PATH, likewise hidden without _GNU_SOURCE. */
 extern const int drover_o_path;
 
