@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -146,6 +147,23 @@ int drover_receive_fd(int channel) {
     return fd;
 }
 
+/* Enters the narrowed mount namespace `drover_spawn_options` describes (raw syscalls only: this
+   runs after vfork). */
+static int drover_narrow_mounts(const struct drover_spawn_options *o) {
+    if (unshare(CLONE_NEWNS) != 0) return -1;
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) return -1;
+    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, o->narrow_home, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0) return -1;
+    int moved = -1;
+    if (umount2(o->narrow_parent, MNT_DETACH) == 0) {
+        moved = (int)syscall(SYS_move_mount, tree, "", AT_FDCWD, o->narrow_parent, MOVE_MOUNT_F_EMPTY_PATH);
+    }
+    int saved = errno;
+    close(tree);
+    errno = saved;
+    return moved;
+}
+
 /* The child side of drover_spawn. Runs on the parent's stack after vfork: only raw syscalls and
    async-signal-safe calls, never glibc's setuid family (which would signal the parent's threads). */
 static void drover_spawn_child(const char *path, char *const argv[], char *const envp[],
@@ -161,6 +179,7 @@ static void drover_spawn_child(const char *path, char *const argv[], char *const
     for (int i = 0; i < 2; i++) {
         if (o->cgroup_fds[i] >= 0 && write(o->cgroup_fds[i], "0", 1) != 1) goto fail;
     }
+    if (o->narrow_parent != NULL && o->narrow_home != NULL && drover_narrow_mounts(o) != 0) goto fail;
     if (o->network_channel >= 0 && drover_network_start(o) != 0) goto fail;
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(o->output_fd, 1) < 0 || dup2(o->output_fd, 2) < 0) goto fail;

@@ -76,8 +76,15 @@ public struct Isolation: Sendable {
         if cgroup == nil { limits.append((Int32(RLIMIT_AS.rawValue), UInt64(resources.memoryMB) << 20)) }
         switch mode {
         case .bubblewrap:
+            // A workspace that is a mount of its own is all the launcher keeps of the pool's
+            // workspaces, and it appears at their parent's path (`Workspace.mountParent`).
+            let narrow = workspace.parent.map { (parent: $0, home: workspace.home) }
+            func seen(_ path: String) -> String {
+                guard let narrow, path == narrow.home || path.hasPrefix(narrow.home + "/") else { return path }
+                return narrow.parent + path.dropFirst(narrow.home.count)
+            }
             // /tmp: the sandbox's own folder inside its quota, else a tmpfs capped at disk_mb.
-            let tmp = workspace.tmp.map { ["--bind", $0, "/tmp"] } ?? ["--size", String(resources.diskMB << 20), "--tmpfs", "/tmp"]
+            let tmp = workspace.tmp.map { ["--bind", seen($0), "/tmp"] } ?? ["--size", String(resources.diskMB << 20), "--tmpfs", "/tmp"]
             var argv = [
                 bwrap, "--unshare-all", "--unshare-user",
             ]
@@ -95,12 +102,12 @@ public struct Isolation: Sendable {
             ]
             argv += tmp
             // The session's uploaded files (read-only) and its outputs folder.
-            argv += workspace.files.binds
+            argv += workspace.files.binds.map(seen)
             if let layer { argv += layer.binds }
             // The public CA roots, for TLS through the proxy's tunnels.
             if networked { argv += ["/etc/ssl", "/etc/ca-certificates"].flatMap { ["--ro-bind-try", $0, $0] } }
             argv += [
-                "--bind", workspace.path, Self.workspaceMount, "--chdir", Self.workspaceMount,
+                "--bind", seen(workspace.path), Self.workspaceMount, "--chdir", Self.workspaceMount,
                 // bwrap builds the root on a tmpfs; make it read-only so only /workspace and /tmp take writes.
                 "--remount-ro", "/",
                 "--clearenv",
@@ -120,7 +127,8 @@ public struct Isolation: Sendable {
             if seccomp != nil { argv += ["--seccomp", "3"] }
             argv += ["--"] + command
             // As root, drop to the sandbox's own uid (root is exempt from RLIMIT_NPROC).
-            return Launch(argv: argv, ids: isRoot ? (uid, uid) : nil, limits: limits, seccomp: seccomp, cgroup: cgroup, networked: networked)
+            return Launch(
+                argv: argv, ids: isRoot ? (uid, uid) : nil, limits: limits, seccomp: seccomp, cgroup: cgroup, networked: networked, narrow: narrow)
         case .none:
             let argv = ["/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(workspace.path)", "LANG=C.UTF-8"] + command
             return Launch(argv: argv, ids: nil, limits: limits, seccomp: nil, cgroup: cgroup)
@@ -148,6 +156,9 @@ struct Launch: Sendable {
     /// A network namespace of its own, made by the launcher before bubblewrap starts; its
     /// listening socket comes back to the pool (`ProcessRunner.Started.proxyListener`).
     var networked = false
+    /// The launcher's mount namespace keeps only this workspace of the pool's (at `parent`'s
+    /// path): `drover_spawn_options.narrow_parent`.
+    var narrow: (parent: String, home: String)? = nil
 }
 
 /// The daemon cannot isolate sandboxes as asked.

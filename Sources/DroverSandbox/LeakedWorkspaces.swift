@@ -14,22 +14,37 @@ enum LeakedWorkspaces {
     }
 
     /// The workspace mounts in `/proc/self/mountinfo` text: tmpfs mounted on a `ws_…` folder,
-    /// owned by a uid in one of the ranges `base + slot * size`. Pure.
+    /// owned by a uid in one of the ranges `base + slot * size`, and the tmpfs they sit under
+    /// (`Workspace.mountParent`), whose source names its range's first uid. Workspaces come
+    /// before the mount they sit under. Pure.
     static func find(mountinfo: String, base: UInt32, size: UInt32, slots: Int) -> [Mount] {
-        mountinfo.split(separator: "\n").compactMap { line -> Mount? in
+        let found = mountinfo.split(separator: "\n").compactMap { line -> Mount? in
             let halves = line.components(separatedBy: " - ")
             guard halves.count == 2 else { return nil }
             let fields = halves[0].split(separator: " ")
             let tail = halves[1].split(separator: " ")
             guard fields.count >= 5, tail.count >= 3, tail[0] == "tmpfs" else { return nil }
             let path = String(fields[4]).replacingOccurrences(of: "\\040", with: " ")
-            guard path.split(separator: "/").last?.hasPrefix("ws_") == true,
-                  let uidOption = tail[2].split(separator: ",").first(where: { $0.hasPrefix("uid=") }),
-                  let uid = UInt32(uidOption.dropFirst(4)), uid >= base else { return nil }
+            let uid: UInt32?
+            if tail[1].hasPrefix(parentSourcePrefix) {
+                uid = UInt32(tail[1].dropFirst(parentSourcePrefix.count))
+            } else if path.split(separator: "/").last?.hasPrefix("ws_") == true {
+                uid = tail[2].split(separator: ",").first(where: { $0.hasPrefix("uid=") }).flatMap { UInt32($0.dropFirst(4)) }
+            } else {
+                uid = nil
+            }
+            guard let uid, uid >= base else { return nil }
             let slot = Int((uid - base) / size)
             return slot < slots ? Mount(path: path, slot: slot) : nil
         }
+        // Deeper first (a workspace before the mount it sits under), else in the table's order.
+        return found.enumerated().sorted { ($0.element.path.count, $1.offset) > ($1.element.path.count, $0.offset) }.map(\.element)
     }
+
+    static let parentSourcePrefix = "drover-workspaces-"
+
+    /// The source of the tmpfs a pool's workspaces sit under: it names the pool's first uid.
+    static func parentSource(uidBase: UInt32) -> String { parentSourcePrefix + String(uidBase) }
 
     static func mountinfo() -> String { KernelFile.read("/proc/self/mountinfo") ?? "" }
 

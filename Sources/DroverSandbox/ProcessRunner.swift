@@ -90,6 +90,13 @@ enum ProcessRunner {
                 }
             }
         }
+        let narrow = launch.narrow.map { (strdup($0.parent), strdup($0.home)) }
+        defer {
+            free(narrow?.0)
+            free(narrow?.1)
+        }
+        options.narrow_parent = UnsafePointer(narrow?.0)
+        options.narrow_home = UnsafePointer(narrow?.1)
         let cArgs = launch.argv.map { strdup($0) } + [nil]
         let cEnv = environment.map { strdup($0) } + [nil]
         defer {

@@ -55,6 +55,8 @@ final class SandboxPool: Sendable {
     let cgroups: SandboxCgroups?
     /// Whether each sandbox's folder is a size-capped tmpfs (`disk_mb` over `/workspace` and `/tmp`).
     let diskQuota: Bool
+    /// With quotas, the mount the workspaces sit under (`Workspace.mountParent`).
+    let workspaces: String?
     let events: @Sendable (Event) -> Void
     /// Environments' packages, installed once per package set (nil: provisions with packages are
     /// refused).
@@ -98,6 +100,7 @@ final class SandboxPool: Sendable {
         // Sandboxes run as other uids and must reach their own workspace, but may not list others.
         chmod(config.root, 0o711)
         diskQuota = config.diskQuota && isolation.mode == .bubblewrap && Workspace.quotasWork(under: config.root)
+        workspaces = diskQuota ? Workspace.mountParent(config.root + "/workspaces", uidBase: config.uidBase) : nil
         tools = Tools(
             isolation: isolation, track: { [processes] key, pid in processes.set(key, pid) },
             files: BlockingPool(name: "drover.pool.files", threads: 16),
@@ -401,7 +404,8 @@ final class SandboxPool: Sendable {
         let owner: (uid: UInt32, gid: UInt32)? =
             isolation.mode == .bubblewrap && geteuid() == 0
             ? (config.uidBase + index % Self.uidsPerPool, config.uidBase + index % Self.uidsPerPool) : nil
-        return try Workspace(home: config.root + "/ws_" + Self.randomHex(), owner: owner, quotaBytes: diskQuota ? quotaMB << 20 : nil)
+        return try Workspace(
+            home: (workspaces ?? config.root) + "/ws_" + Self.randomHex(), parent: workspaces, owner: owner, quotaBytes: diskQuota ? quotaMB << 20 : nil)
     }
 
     /// uids a pool cycles through; pools on one host take disjoint ranges (`PoolDaemon`).
@@ -536,6 +540,7 @@ final class SandboxPool: Sendable {
         }
         warm.forEach { release($0.workspace, $0.cgroup) }
         cgroups?.removeAll()
+        if let workspaces { umount2(workspaces, Int32(MNT_DETACH)) }
         try? FileManager.default.removeItem(atPath: config.root)
     }
 

@@ -23,13 +23,16 @@ final class Workspace: Sendable {
     let quotaBytes: Int?
     /// Uploaded files mounted in the sandbox and its outputs folder.
     let files: SessionFiles
+    /// The mount the pool's workspaces sit under (`mountParent`), when `home` is a mount of its
+    /// own under it: a call's launcher then sees `home` alone, at this path (`Isolation.launch`).
+    let parent: String?
     private let rootFD: Int32
 
     typealias Failure = PoolProtocol.Failure
 
     /// Creates the folders (mode 0700, owned by `owner` when given). With `quotaBytes`, `home` is
     /// a tmpfs of that size holding both the workspace and `/tmp`, so `disk_mb` bounds their total.
-    init(home: String, owner: (uid: UInt32, gid: UInt32)?, quotaBytes: Int?) throws {
+    init(home: String, parent: String? = nil, owner: (uid: UInt32, gid: UInt32)?, quotaBytes: Int?) throws {
         try retryingEINTR("mkdir \(home)") { mkdir(home, 0o700) }
         if let quotaBytes {
             do {
@@ -46,6 +49,7 @@ final class Workspace: Sendable {
         self.tmp = tmp
         self.owner = owner
         self.quotaBytes = quotaBytes
+        self.parent = quotaBytes == nil ? nil : parent
         do {
             for folder in [home, path] + (tmp.map { [$0] } ?? []) {
                 if folder != home { try retryingEINTR("mkdir \(folder)") { mkdir(folder, 0o700) } }
@@ -83,6 +87,22 @@ final class Workspace: Sendable {
         } else {
             try? FileManager.default.removeItem(atPath: home)
         }
+    }
+
+    /// Mounts the small tmpfs the pool's workspaces sit under when each is a tmpfs of its own, and
+    /// returns its path (nil if it cannot be mounted: the workspaces then sit in the pool's root).
+    /// A call's launcher detaches it, and every workspace with it, in a mount namespace of its
+    /// own, and keeps only its sandbox's (`drover_spawn_options.narrow_parent`): bubblewrap reads
+    /// the whole mount table at each of its mounts, so without this every call would pay for
+    /// every live sandbox. Its source names the pool's uid range, so that a starting pool can
+    /// take back one a dead pool left (`LeakedWorkspaces`).
+    static func mountParent(_ path: String, uidBase: UInt32) -> String? {
+        guard mkdir(path, 0o711) == 0 || errno == EEXIST else { return nil }
+        guard mount(LeakedWorkspaces.parentSource(uidBase: uidBase), path, "tmpfs", UInt(MS_NOSUID | MS_NODEV), "size=16m,mode=0711") == 0 else {
+            rmdir(path)
+            return nil
+        }
+        return path
     }
 
     /// Whether this host lets the pool give sandboxes a disk quota (a tmpfs per sandbox needs

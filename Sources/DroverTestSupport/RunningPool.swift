@@ -11,6 +11,11 @@ public struct RunningPool: Sendable {
     public let workspaceRoot: String
     public let tokenFile: String
 
+    /// What every sandboxed call's command line and every workspace mount of this pool names, and
+    /// the daemon's own command line does not: a path under the root starting with `w` (a
+    /// workspace `ws_…`, or the `workspaces` mount they sit under with quotas).
+    public var workspacePrefix: String { workspaceRoot + "/w" }
+
     /// Starts a pool on a free loopback port. `environment` is added to the daemon's environment
     /// (tests plant secrets there to prove sandboxes cannot see them).
     /// `token`: another pool's, for a second pool the same harnesses use.

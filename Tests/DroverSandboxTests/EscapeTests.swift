@@ -145,6 +145,33 @@ import Testing
         }
     }
 
+    /// With quotas every workspace is a mount, and bubblewrap reads the whole mount table at each
+    /// of its mounts: a call's launcher keeps only its own workspace of the pool's, so that a
+    /// call costs the same beside 1 live sandbox or 500, and never sees another's. Read from the
+    /// call's bubblewrap process (which stays in the launcher's namespace) while it runs.
+    @Test func aCallsMountNamespaceHoldsNoOtherWorkspace() async throws {
+        guard geteuid() == 0 else { return }
+        try await withPool { pool, client, sandbox in
+            let others = [try await client.provision(), try await client.provision()]
+            for other in others { _ = try await bash(client, other, "echo other > mine.txt") }
+            let running = Task { try await bash(client, sandbox, "sleep 1; cat /workspace/mine.txt 2>&1; echo done") }
+            var launcher: String?
+            let deadline = ContinuousClock.now + .seconds(10)
+            while launcher == nil && ContinuousClock.now < deadline {
+                launcher = Self.processes(mentioning: pool.workspacePrefix).first { $0.contains("sleep 1") }
+                    .flatMap { $0.split(separator: ":").first.map(String.init) }
+                    .flatMap { KernelFile.read("/proc/\($0)/mountinfo") }
+                if launcher == nil { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            let host = (KernelFile.read("/proc/self/mountinfo") ?? "").split(separator: "\n").filter { $0.contains(pool.workspaceRoot + "/") }
+            #expect(host.count >= 4, "the parent and three workspaces are mounted on the host: \(host)")
+            let seen = launcher?.split(separator: "\n").filter { $0.contains(pool.workspaceRoot + "/") } ?? []
+            #expect(seen.count == 1, "the call's own workspace alone: \(seen)")
+            #expect(seen.first.map { !$0.contains("/ws_") } == true, "at the parent's path")
+            #expect(try await running.value.output.hasSuffix("No such file or directory\ndone\n"))
+        }
+    }
+
     @Test func aLongCommandIsKilledAtTheTimeoutWithAClearResult() async throws {
         try await withPool { pool, client, sandbox in
             let started = ContinuousClock.now
@@ -156,7 +183,7 @@ import Testing
             // Nothing of it is left running.
             try await Task.sleep(for: .milliseconds(200))
             #expect(try await client.request("stats")["running_calls"]?.intValue == 0)
-            #expect(Self.processes(mentioning: pool.workspaceRoot + "/ws_").isEmpty)
+            #expect(Self.processes(mentioning: pool.workspacePrefix).isEmpty)
         }
     }
 

@@ -16,9 +16,15 @@ import Testing
             61 27 0:67 / /tmp/other rw - tmpfs tmpfs rw,size=1024k,uid=200001
             62 27 0:68 / /tmp/my\\040dir/ws_1 rw - tmpfs tmpfs rw,uid=150000
             63 27 0:69 / /srv/x/ws_2 rw - ext4 /dev/sda1 rw
+            64 27 0:70 / /tmp/drover-pool-cd/workspaces rw,nosuid,nodev - tmpfs drover-workspaces-260000 rw,size=16384k,mode=711
+            65 64 0:71 / /tmp/drover-pool-cd/workspaces/ws_9 rw,nosuid,nodev - tmpfs tmpfs rw,size=1024k,mode=700,uid=260005,gid=260005
+            66 27 0:72 / /tmp/drover-pool-ef/workspaces rw - tmpfs drover-workspaces-9 rw
             """
         let found = LeakedWorkspaces.find(mountinfo: text, base: 200_000, size: 60_000, slots: 64)
+        // Workspaces first, then the mount they sit under.
         #expect(found == [
+            LeakedWorkspaces.Mount(path: "/tmp/drover-pool-cd/workspaces/ws_9", slot: 1),
+            LeakedWorkspaces.Mount(path: "/tmp/drover-pool-cd/workspaces", slot: 1),
             LeakedWorkspaces.Mount(path: "/tmp/drover-pool-ab/ws_4bd8", slot: 1),
             LeakedWorkspaces.Mount(path: "/tmp/drover-pool-ab/ws_beef", slot: 0),
         ])
@@ -32,7 +38,7 @@ import Testing
         _ = try await client.execute(sandbox: sandbox, callID: "1", name: "bash", input: ["command": "echo x > kept.txt"])
         client.close()
         func mounted() -> Int {
-            return LeakedWorkspaces.mountinfo().split(separator: "\n").filter { $0.contains(killed.workspaceRoot + "/ws_") }.count
+            return LeakedWorkspaces.mountinfo().split(separator: "\n").filter { $0.contains(killed.workspacePrefix) }.count
         }
         #expect(mounted() >= 1, "a quota'd workspace is a tmpfs mount")
         killed.daemon.signal(SIGKILL)

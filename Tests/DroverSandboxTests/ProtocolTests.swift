@@ -118,7 +118,7 @@ import Testing
         let quick = Task { try await client.execute(sandbox: sandbox, callID: "quick", name: "bash", input: ["command": "sleep 0.3; echo finished"]) }
         let slow = Task { try await client.execute(sandbox: sandbox, callID: "slow", name: "bash", input: ["command": "sleep 1000"]) }
         try await Task.sleep(for: .milliseconds(100))
-        #expect(!EscapeTests.processes(mentioning: pool.workspaceRoot + "/ws_").isEmpty)
+        #expect(!EscapeTests.processes(mentioning: pool.workspacePrefix).isEmpty)
         let started = ContinuousClock.now
         pool.daemon.signal(SIGTERM)
         let status = await pool.daemon.wait(timeout: 10)
@@ -127,7 +127,7 @@ import Testing
         // The call that fit in the grace finished normally; the other was killed, not left running.
         #expect(try await quick.value.output == "finished\n")
         _ = try? await slow.value
-        #expect(EscapeTests.processes(mentioning: pool.workspaceRoot + "/ws_").isEmpty)
+        #expect(EscapeTests.processes(mentioning: pool.workspacePrefix).isEmpty)
         #expect(!FileManager.default.fileExists(atPath: pool.workspaceRoot))
         #expect(pool.daemon.log.contains("\"msg\":\"stopped\""))
         client.close()

@@ -68,6 +68,15 @@ struct drover_spawn_options {
        (--share-net). The pool receives it with drover_receive_fd and proxies what arrives. */
     int network_channel;
     int network_port;
+    /* When both are set (as root only): the child enters a mount namespace of its own (a slave
+       of the pool's, so nothing it does there reaches the host) without the pool's other
+       workspaces. `narrow_parent` is the mount every workspace sits under, `narrow_home` this
+       sandbox's workspace; the child takes a copy of the workspace's mount, detaches the parent
+       with all the workspaces under it, and attaches the copy at `narrow_parent`'s path. So
+       bubblewrap, which reads the mount table at each of its mounts, sees the host's few mounts
+       and this workspace, not one mount per live sandbox. */
+    const char *narrow_parent;
+    const char *narrow_home;
 };
 
 /* Starts `path` like posix_spawn, doing in the child what posix_spawn cannot: rlimits, a uid/gid

@@ -19,6 +19,9 @@ struct BenchSandboxCommand: Command {
           provision_setup    cold provision with a setup script (`true`): a sandbox process runs
           execute_bash_true  execute bash `true` round trip
           execute_read       execute read of a small file round trip
+          execute_bash_true_beside_256, live_sandboxes_cost_bash_ms
+                             bash `true` with 256 idle sandboxes in the pool, and what that adds
+                             to it alone (each workspace is a mount; a call must not pay for them)
           executes_per_s     bash `true` calls per second, --concurrency at once over 4 connections
           layer_cost_*       what each layer adds to warm provision and bash `true` (p50): pools
                              without seccomp, without control groups, without the disk quota and
@@ -126,6 +129,29 @@ struct BenchSandboxCommand: Command {
         add("execute_bash_true", bash)
         add("execute_read", read)
         Progress.say("bash true p50 \(String(format: "%.3f", bash.percentile(50))) ms, read p50 \(String(format: "%.3f", read.percentile(50))) ms")
+
+        // The same call beside 256 idle sandboxes (each, with quotas, a mount of its own), between
+        // two runs of it alone (the one above and one after): what a call pays for every other
+        // live sandbox of its pool.
+        Progress.say("provisioning 256 idle sandboxes")
+        var idle: [String] = []
+        for _ in 0..<256 { idle.append(try await client.provision()) }
+        var beside = Latencies()
+        for index in 0..<samples {
+            _ = try await beside.measure {
+                try await client.execute(sandbox: sandbox, callID: "m\(index)", name: "bash", input: ["command": "true"])
+            }
+        }
+        for id in idle { try await client.destroy(sandbox: id) }
+        var alone = bash
+        for index in 0..<samples {
+            _ = try await alone.measure {
+                try await client.execute(sandbox: sandbox, callID: "a\(index)", name: "bash", input: ["command": "true"])
+            }
+        }
+        add("execute_bash_true_beside_256", beside)
+        results.append(BenchResult(name: "live_sandboxes_cost_bash_ms", value: beside.percentile(50) - alone.percentile(50), unit: "ms (256 idle)"))
+        Progress.say(String(format: "bash true beside 256 idle sandboxes p50 %.3f ms (alone, before and after: %.3f)", beside.percentile(50), alone.percentile(50)))
 
         // Networking's cost (root with bubblewrap only: that is where sandboxes get a network).
         if geteuid() == 0 && isolation.isEmpty {
