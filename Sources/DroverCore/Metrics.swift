@@ -94,11 +94,23 @@ public final class MetricsRegistry: Sendable {
     }
 
     private static func render(_ labels: [String: String]) -> String {
-        labels.sorted { $0.key < $1.key }.map { key, value in
-            let escaped = value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-                .replacingOccurrences(of: "\n", with: "\\n")
-            return "\(key)=\"\(escaped)\""
-        }.joined(separator: ",")
+        labels.sorted { $0.key < $1.key }.map { key, value in "\(key)=\"\(escaped(value))\"" }.joined(separator: ",")
+    }
+
+    /// A label value as the exposition format writes it; called at every `inc` and `observe`, so
+    /// a value with nothing to escape (nearly all) is returned as it is.
+    private static func escaped(_ value: String) -> String {
+        guard value.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\n") }) else { return value }
+        var out = ""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 
     private static func number(_ value: Double) -> String {

@@ -50,13 +50,24 @@ extension Bool: PostgresEncodable, PostgresDecodable {
 }
 
 /// Arrays travel as Postgres array literals; every element is quoted so that no element can
-/// break out of the literal.
+/// break out of the literal. Built in one pass over the bytes: the harness sends its events'
+/// payloads this way, and Foundation's `replacingOccurrences` was a tenth of its CPU.
 extension Array: PostgresEncodable where Element == String {
     public var postgresText: String {
-        let quoted = map { element in
-            "\"" + element.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        let (quote, backslash) = (UInt8(ascii: "\""), UInt8(ascii: "\\"))
+        var bytes: [UInt8] = [UInt8(ascii: "{")]
+        bytes.reserveCapacity(reduce(2) { $0 + $1.utf8.count + 3 })
+        for (index, element) in enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            bytes.append(quote)
+            for byte in element.utf8 {
+                if byte == quote || byte == backslash { bytes.append(backslash) }
+                bytes.append(byte)
+            }
+            bytes.append(quote)
         }
-        return "{" + quoted.joined(separator: ",") + "}"
+        bytes.append(UInt8(ascii: "}"))
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

@@ -12,13 +12,13 @@ import Testing
             let hostile = "'); DROP TABLE x; -- \" \\ ü"
             let row = try await conn.query(
                 "SELECT $1::text, $2::int8, $3::bool, $4::float8, $5::text IS NULL, $6::text[]",
-                [hostile, Int64.max, true, 2.5, nil, ["a\"b", "c\\d", "e,f", "{g}"]])[0]
+                [hostile, Int64.max, true, 2.5, nil, ["a\"b", "c\\d", "e,f", "{g}", "", "ü"]])[0]
             #expect(try row.decode(0, as: String.self) == hostile)
             #expect(try row.decode(1, as: Int64.self) == Int64.max)
             #expect(try row.decode(2, as: Bool.self))
             #expect(try row.decode(3, as: Double.self) == 2.5)
             #expect(try row.decode(4, as: Bool.self))
-            #expect(row[5] == #"{"a\"b","c\\d","e,f","{g}"}"#)
+            #expect(row[5] == #"{"a\"b","c\\d","e,f","{g}","",ü}"#)
         }
     }
 

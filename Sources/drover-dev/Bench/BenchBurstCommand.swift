@@ -90,10 +90,30 @@ struct BenchBurstCommand: Command {
                 try await Task.sleep(for: .milliseconds(50))
             }
             let drained = (ContinuousClock.now - started).seconds
+            // Where a session's time went (p50 over the burst), by its events' commit times: in
+            // the queue until a harness claimed it, the first model call, its tool call (waiting for
+            // a sandbox, the provision and the call), and the rest of its turn.
+            let phases = try await sql.query("""
+                WITH t AS (
+                    SELECT min(created_at) FILTER (WHERE type = 'user.message') AS sent,
+                           min(created_at) FILTER (WHERE type = 'span.model_request_start') AS claimed,
+                           min(created_at) FILTER (WHERE type = 'agent.tool_use') AS asked,
+                           min(created_at) FILTER (WHERE type = 'agent.tool_result') AS answered,
+                           max(created_at) FILTER (WHERE type = 'session.status_idle') AS ended
+                      FROM drover.events GROUP BY session_id)
+                SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM claimed - sent))::float8,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM asked - claimed))::float8,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM answered - asked))::float8,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ended - answered))::float8
+                  FROM t
+                """)[0]
+            let phaseNames = ["queued", "first_model_call", "tool_call", "rest_of_turn"]
+            let phaseValues: [Double] = try (0..<4).map { try phases.decode($0) }
             let ideal = Double(sessions) / Double(poolCount * capacity) * callSeconds
             func count(_ sqlText: String) async throws -> Double { Double(try await sql.query(sqlText)[0].decode(0) as Int) }
             results = [
                 BenchResult(name: "drain_s", value: drained, unit: "s"),
+            ] + zip(phaseNames, phaseValues).map { BenchResult(name: "\($0)_p50_s", value: $1, unit: "s (a session's)") } + [
                 BenchResult(name: "ideal_s", value: ideal, unit: "s (calls ÷ sandboxes × call time)"),
                 BenchResult(name: "drain_over_ideal", value: ideal > 0 ? drained / ideal : 0, unit: "x (target ≤ 1.5)"),
                 BenchResult(name: "end_turn", value: try await count(
