@@ -48,8 +48,9 @@ public final class SandboxRouter: Sendable {
     /// How many runners of this harness use each home's placement (a session's and its threads'):
     /// it is forgotten when the last one ends.
     private let users = Mutex<[SessionID: Int]>([:])
-    /// When each provision now unanswered was sent, by a token of its own (`sandboxWaits`).
-    private let provisions = Mutex<(next: Int, sent: [Int: ContinuousClock.Instant])>((0, [:]))
+    /// When and to which pool each provision now unanswered was sent, by a token of its own
+    /// (`sandboxWaits`, `PoolChoice`).
+    private let provisions = Mutex<(next: Int, sent: [Int: (at: ContinuousClock.Instant, pool: String)])>((0, [:]))
 
     public init(registry: PoolRegistry, token: String, log: Log) {
         self.registry = registry
@@ -62,7 +63,7 @@ public final class SandboxRouter: Sendable {
     /// slow sandbox). The harness claims no new sessions while there are any (`Harness`).
     public func sandboxWaits(olderThan threshold: Duration) -> Int {
         let cutoff = ContinuousClock.now - threshold
-        return provisions.withLock { $0.sent.values.count { $0 < cutoff } }
+        return provisions.withLock { $0.sent.values.count { $0.at < cutoff } }
     }
 
     /// Provisions the session's sandbox now if it has none (for `--eager-sandbox`).
@@ -191,7 +192,7 @@ public final class SandboxRouter: Sendable {
         if recovering, try await registry.hasSandboxRecord(forSession: session.rawValue) { return nil }
         // A fresh sandbox for a session that had one: the first call in it tells the model.
         let replaces = try await registry.reclaimedSandbox(forSession: session.rawValue).map { Replaced(sandbox: $0.sandbox, reason: $0.reason) }
-        // Least loaded first; a pool that cannot be reached (dead, but not yet marked gone) or is
+        // Least loaded first (`PoolChoice`); a pool that cannot be reached (dead, but not yet marked gone) or is
         // shutting down is skipped. A full pool still provisions (it reclaims its least recently
         // used idle sandbox), and one whose every sandbox is running a call puts the provision in
         // line; the wait is one deadline across pools (`SandboxSpec.wait`), so a pool that dies
@@ -203,7 +204,12 @@ public final class SandboxRouter: Sendable {
         // provisions fail because the list was read a moment before a second pool registered).
         var tried = Set<String>()
         for _ in 0..<3 {
-            let candidates = try await registry.pools().filter { $0.status == "up" && !tried.contains($0.address) }
+            let outstanding = provisions.withLock { provisions in
+                provisions.sent.values.reduce(into: [String: Int]()) { $0[$1.pool, default: 0] += 1 }
+            }
+            var random = SystemRandomNumberGenerator()
+            let candidates = PoolChoice.order(
+                try await registry.pools().filter { $0.status == "up" && !tried.contains($0.address) }, outstanding: outstanding, using: &random)
             if candidates.isEmpty { break }
             for pool in candidates {
                 tried.insert(pool.address)
@@ -213,7 +219,7 @@ public final class SandboxRouter: Sendable {
                     let repositories = try await spec.repositories().map(\.provisionJSON)
                     let token = provisions.withLock { provisions -> Int in
                         defer { provisions.next += 1 }
-                        provisions.sent[provisions.next] = .now
+                        provisions.sent[provisions.next] = (.now, pool.address)
                         return provisions.next
                     }
                     defer { provisions.withLock { _ = $0.sent.removeValue(forKey: token) } }
