@@ -25,6 +25,14 @@ public struct Isolation: Sendable {
     /// nil with `.none`, or when started with `--no-seccomp`.
     let seccomp: [UInt8]?
 
+    /// A pool's copy of the few `/etc` entries sandboxes see (`sharingEtc`), bound as one mount
+    /// instead of one each: bubblewrap reads the whole mount table at each of its mounts.
+    private(set) var etc: String?
+
+    /// What of the host's `/etc` a sandbox sees: the dynamic linker's cache, the time zone and the
+    /// `alternatives` links that name programs in `/usr`. Networked calls also see the CA roots.
+    static let etcEntries = ["alternatives", "ld.so.cache", "localtime"]
+
     /// Where the workspace appears inside the sandbox.
     public static let workspaceMount = "/workspace"
 
@@ -95,11 +103,9 @@ public struct Isolation: Sendable {
                 "--ro-bind", "/usr", "/usr",
                 "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
                 "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-                "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
-                "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
-                "--ro-bind-try", "/etc/localtime", "/etc/localtime",
-                "--proc", "/proc", "--dev", "/dev",
             ]
+            argv += etc.map { ["--ro-bind", $0, "/etc"] } ?? Self.etcEntries.flatMap { ["--ro-bind-try", "/etc/" + $0, "/etc/" + $0] }
+            argv += ["--proc", "/proc", "--dev", "/dev"]
             argv += tmp
             // The session's uploaded files (read-only) and its outputs folder.
             argv += workspace.files.binds.map(seen)
@@ -133,6 +139,29 @@ public struct Isolation: Sendable {
             let argv = ["/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(workspace.path)", "LANG=C.UTF-8"] + command
             return Launch(argv: argv, ids: nil, limits: limits, seccomp: nil, cgroup: cgroup)
         }
+    }
+
+    /// The same isolation with `/etc` from a copy made in `folder` (one mount per call instead of
+    /// three). The copy is taken when the pool starts: a pool restart picks up the host's
+    /// changes. Unchanged if the copy cannot be made.
+    func sharingEtc(in folder: String) -> Isolation {
+        guard mode == .bubblewrap else { return self }
+        let files = FileManager.default
+        do {
+            try files.createDirectory(atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
+            for entry in Self.etcEntries where (try? files.attributesOfItem(atPath: "/etc/" + entry)) != nil {
+                // Symbolic links stay links (into /usr, which every sandbox sees).
+                try files.copyItem(atPath: "/etc/" + entry, toPath: folder + "/" + entry)
+            }
+            // Where a networked call's CA roots are bound.
+            for mountpoint in ["ssl", "ca-certificates"] { try files.createDirectory(atPath: folder + "/" + mountpoint, withIntermediateDirectories: false) }
+        } catch {
+            try? files.removeItem(atPath: folder)
+            return self
+        }
+        var shared = self
+        shared.etc = folder
+        return shared
     }
 
     /// The environment bubblewrap starts with (it clears it again for the sandbox).

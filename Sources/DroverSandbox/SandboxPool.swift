@@ -92,17 +92,17 @@ final class SandboxPool: Sendable {
     ) throws {
         self.config = config
         self.layers = layers
-        self.isolation = isolation
         self.cgroups = cgroups
         self.log = log
         self.events = events
         try FileManager.default.createDirectory(atPath: config.root, withIntermediateDirectories: true)
         // Sandboxes run as other uids and must reach their own workspace, but may not list others.
         chmod(config.root, 0o711)
+        self.isolation = isolation.sharingEtc(in: config.root + "/etc")
         diskQuota = config.diskQuota && isolation.mode == .bubblewrap && Workspace.quotasWork(under: config.root)
         workspaces = diskQuota ? Workspace.mountParent(config.root + "/workspaces", uidBase: config.uidBase) : nil
         tools = Tools(
-            isolation: isolation, track: { [processes] key, pid in processes.set(key, pid) },
+            isolation: self.isolation, track: { [processes] key, pid in processes.set(key, pid) },
             files: BlockingPool(name: "drover.pool.files", threads: 16),
             waits: BlockingPool(name: "drover.pool.calls", threads: config.waitThreads), egress: egress)
     }
