@@ -33,6 +33,11 @@ public struct Isolation: Sendable {
     /// `alternatives` links that name programs in `/usr`. Networked calls also see the CA roots.
     static let etcEntries = ["alternatives", "ld.so.cache", "localtime"]
 
+    /// Where more of the host's `/etc` is bound for some calls (a networked call's CA roots, a
+    /// package build's apt sources and dpkg's configuration, `PackageLayers`): empty folders in
+    /// the copy, since bubblewrap cannot make a mountpoint in a read-only `/etc`.
+    static let etcMountpoints = ["ssl", "ca-certificates", "apt", "dpkg"]
+
     /// Where the workspace appears inside the sandbox.
     public static let workspaceMount = "/workspace"
 
@@ -153,8 +158,7 @@ public struct Isolation: Sendable {
                 // Symbolic links stay links (into /usr, which every sandbox sees).
                 try files.copyItem(atPath: "/etc/" + entry, toPath: folder + "/" + entry)
             }
-            // Where a networked call's CA roots are bound.
-            for mountpoint in ["ssl", "ca-certificates"] { try files.createDirectory(atPath: folder + "/" + mountpoint, withIntermediateDirectories: false) }
+            for mountpoint in Self.etcMountpoints { try files.createDirectory(atPath: folder + "/" + mountpoint, withIntermediateDirectories: false) }
         } catch {
             try? files.removeItem(atPath: folder)
             return self

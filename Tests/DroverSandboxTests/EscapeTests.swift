@@ -50,9 +50,10 @@ import Testing
                 #expect(!attempt.output.contains(pool.token), "\(path)")
             }
             // Of the host's /etc, the linker's cache, the time zone and the alternatives links only
-            // (and the empty folders a networked call's CA roots are bound on).
-            let etc = try await bash(client, sandbox, "ls -A /etc")
-            #expect(Set(etc.output.split(separator: "\n")).subtracting(["ssl", "ca-certificates"]) == ["alternatives", "ld.so.cache", "localtime"], "\(etc.output)")
+            // (and the empty folders other calls bind more of it on).
+            let etc = try await bash(client, sandbox, "ls -A /etc; ls -A /etc/apt /etc/ssl")
+            #expect(Set(etc.output.split(separator: "\n")).subtracting(["ssl", "ca-certificates", "apt", "dpkg", "/etc/apt:", "/etc/ssl:", ""])
+                    == ["alternatives", "ld.so.cache", "localtime"], "\(etc.output)")
             // Everything writable or host-specific the sandbox can see (not /usr, the read-only system,
             // nor /proc, where grep would find its own command line).
             let places = "/etc /tmp /workspace /dev /root /home /var /run /opt /srv /mnt"

@@ -15,6 +15,15 @@ struct PackageInstallerTests {
     }
 
     /// The same packages from the same mirrors share a layer; any difference is another layer.
+    /// Sandboxes see `/etc` as one read-only mount, where bubblewrap cannot make a mountpoint:
+    /// every part of the host's `/etc` a build binds must have its folder in the pool's copy.
+    @Test func whatABuildBindsOfEtcHasAMountpointInTheSandboxesEtc() throws {
+        let build = PackageLayer(path: "/layers/x", packages: try PackageSet(json: ["apt": ["jq"]]), writable: true)
+        let etc = build.binds.filter { $0.hasPrefix("/etc/") }
+        #expect(!etc.isEmpty)
+        for path in etc { #expect(Isolation.etcMountpoints.contains(String(path.dropFirst(5).split(separator: "/")[0])), "\(path)") }
+    }
+
     @Test func aLayerIsNamedByItsPackagesAndTheirSources() throws {
         let installer = PackageInstaller()
         let one = try PackageSet(json: ["pip": ["a", "b"]])
