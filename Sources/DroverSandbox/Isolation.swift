@@ -127,8 +127,11 @@ public struct Isolation: Sendable {
             for (name, value) in variables { argv += ["--setenv", name, value] }
             argv += [
                 "--setenv", "HOME", Self.workspaceMount, "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
-                "--disable-userns",
             ]
+            // No nested user namespaces: the seccomp filter refuses every unshare and every clone
+            // with a namespace flag, so bubblewrap's own guard, which costs each call a user
+            // namespace more, is needed only without it.
+            if seccomp == nil { argv.append("--disable-userns") }
             if networked {
                 let proxy = "http://127.0.0.1:\(SandboxNetwork.proxyPort)"
                 for name in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] { argv += ["--setenv", name, proxy] }

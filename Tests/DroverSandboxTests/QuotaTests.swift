@@ -158,6 +158,10 @@ import Testing
         let filtered = Self.errnos(try await bash(client, sandbox, compileAndRun).output)
         #expect(filtered.count == 20, "\(filtered)")
         for (name, code) in filtered { #expect(code == Int(EPERM), "\(name) gave errno \(code)") }
+        // No user namespace of the sandbox's own: refused by the filter here, by bubblewrap's
+        // --disable-userns without it (below).
+        let userns = "unshare -U true 2>/dev/null && echo made || echo refused"
+        #expect(try await bash(client, sandbox, userns).output == "refused\n")
 
         let tools = try await bash(client, sandbox, """
             set -e
@@ -178,6 +182,7 @@ import Testing
         for name in ["ptrace", "personality", "keyctl", "io_uring_setup", "process_vm_readv"] {
             #expect(unfiltered[name] != nil && unfiltered[name] != Int(EPERM), "\(name) without the filter: \(unfiltered[name] ?? -1)")
         }
+        #expect(try await bash(second, try await second.provision(), userns).output == "refused\n")
         second.close()
         #expect(await open.stop() == 0)
     }
