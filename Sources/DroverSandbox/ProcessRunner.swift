@@ -155,9 +155,11 @@ enum ProcessRunner {
                 timedOut = true
                 killTree()
             }
-            // An ended leader and a closed pipe leave nothing to wait for; an ended leader past the
-            // deadline by a quarter second, only a stray that left the group and still holds the pipe.
-            if exited && (!outputOpen || now >= deadline + 250_000_000) { break }
+            // An ended leader and a closed pipe leave nothing to wait for; an ended (or, without a
+            // pidfd, killed) leader past the deadline by a quarter second, only a stray that left
+            // the group and still holds the pipe.
+            if exited && !outputOpen { break }
+            if (exited || (killed && exitFD < 0)) && now >= deadline + 250_000_000 { break }
             if !outputOpen && exitFD < 0 { break }
             var pollers = [
                 pollfd(fd: outputOpen ? readFD : -1, events: Int16(POLLIN), revents: 0),
