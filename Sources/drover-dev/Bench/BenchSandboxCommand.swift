@@ -31,6 +31,9 @@ struct BenchSandboxCommand: Command {
                              its listener handed to the egress proxy) beside the plain one, interleaved
           egress_fetch       curl of a small page on 127.0.0.2 through the proxy (a whole bash
                              call: curl's start, the proxy's policy check, the relay)
+          hello_beside_300_silent
+                             a harness's connect, hello and ping while 300 connections that never
+                             say hello are open (default flags; a fresh flood each sample)
 
           --samples N       samples per latency (default 200)
           --concurrency N   calls in flight for the throughput run (default 16)
@@ -223,6 +226,22 @@ struct BenchSandboxCommand: Command {
         add("provision_cold", cold)
         add("provision_setup", setup)
         coldClient.close()
+
+        // A harness's connect and hello (then a ping) while 300 connections that never say hello
+        // hold the pool's door (default flags): a fresh flood for each sample.
+        guard let (host, port) = parseHostPort(coldAddress) else { throw DroverError(.invalidArgument, "the pool's address: \(coldAddress)") }
+        var hello = Latencies()
+        for _ in 0..<min(samples, 20) {
+            let silent = try (0..<300).map { _ in try Socket.connect(host: host, port: port) }
+            _ = try await hello.measure {
+                let harness = try await PoolClient.connect(coldAddress, token: token)
+                defer { harness.close() }
+                return try await harness.request("ping")
+            }
+            silent.forEach { $0.close() }
+        }
+        add("hello_beside_300_silent", hello)
+        Progress.say(String(format: "hello beside 300 silent connections p50 %.3f ms, p95 %.3f ms", hello.percentile(50), hello.percentile(95)))
         await stop(coldDaemon)
 
         BenchReport.print("drover bench sandbox", results, json: arguments.has("json"), extra: [
