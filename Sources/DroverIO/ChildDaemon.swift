@@ -5,7 +5,9 @@ import Glibc
 #endif
 
 /// A daemon run as a child process (by tests, benchmarks and the demo). Its standard output and
-/// error (JSON log lines) go to a file that can be read; it is killed if dropped while running.
+/// error (JSON log lines) go to a file that can be read; it is killed if dropped while running,
+/// and its log file is removed then (a test suite's runs had left thousands in the temporary
+/// folder).
 /// `@unchecked Sendable`: the only mutable state, the reaped status, is set by `waitpid`, which
 /// succeeds once.
 public final class ChildDaemon: @unchecked Sendable {
@@ -50,6 +52,7 @@ public final class ChildDaemon: @unchecked Sendable {
             var status: Int32 = 0
             waitpid(pid, &status, 0)
         }
+        unlink(logPath)
     }
 
     /// The log so far.
