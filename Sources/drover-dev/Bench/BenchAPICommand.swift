@@ -21,6 +21,9 @@ struct BenchAPICommand: Command {
                                     keep-alive connections on one event loop, each on its own
                                     session
           sessions_retrieve_per_s   GET /v1/sessions/{id}, likewise
+          retrieve_10_events_p50_ms, retrieve_100000_events_p50_ms, retrieve_ratio_100000_to_10
+                                    GET /v1/sessions/{id} on a session of 10 events and one of
+                                    100,000 (a third of them model calls), interleaved
           stream_latency_user_*     a user event committed (send_event returned) → received by a
                                     streaming client, p50/p99, with 1 and with 1,000 streams open
                                     on the session (every stream's receipt is a sample; the
@@ -96,6 +99,37 @@ struct BenchAPICommand: Command {
             }
             results.append(BenchResult(name: "sessions_retrieve_per_s", value: retrieve, unit: "requests/s"))
             Progress.say(String(format: "sessions.retrieve: %.0f requests/s", retrieve))
+
+            // A retrieve's time by the length of the session's log: 10 events against 100,000 (a
+            // third of them model calls, whose usage the render sums), after one render of each
+            // (the first catches the kept sums up), interleaved.
+            var sessionsByLength: [String] = []
+            for length in [10, 100_000] {
+                let session = try post("/v1/sessions", #"{"agent":"\#(agent)","environment_id":"\#(env)"}"#)["id"]?.stringValue ?? ""
+                Progress.say("writing \(length) events into a session")
+                try await sql.query(Self.fillLogSQL, [session, length])
+                // The render counts the log's usage: the long log is really read.
+                let first = try setup.request("GET", "/v1/sessions/\(session)", headers: headers).map { try JSONValue.parse($0.body) }
+                guard first?["usage"]?["input_tokens"]?.intValue == length / 3 * 10 else {
+                    throw DroverError(.invalidArgument, "the render's usage does not count the log: \(first?.text ?? "no answer")")
+                }
+                sessionsByLength.append(session)
+            }
+            var shortLog = Latencies()
+            var longLog = Latencies()
+            func retrieveOnce(_ session: String) throws {
+                let answer = try setup.request("GET", "/v1/sessions/\(session)", headers: headers)
+                guard answer?.status == 200 else { throw DroverError(.invalidArgument, "retrieve failed: \(answer?.status ?? 0)") }
+            }
+            for _ in 0..<samples {
+                try await shortLog.measure { try retrieveOnce(sessionsByLength[0]) }
+                try await longLog.measure { try retrieveOnce(sessionsByLength[1]) }
+            }
+            let (short, long) = (shortLog.percentile(50), longLog.percentile(50))
+            results.append(BenchResult(name: "retrieve_10_events_p50_ms", value: short, unit: "ms"))
+            results.append(BenchResult(name: "retrieve_100000_events_p50_ms", value: long, unit: "ms"))
+            results.append(BenchResult(name: "retrieve_ratio_100000_to_10", value: long / short, unit: "x (flat: about 1)"))
+            Progress.say(String(format: "retrieve p50: %.3f ms at 10 events, %.3f ms at 100,000", short, long))
             for writer in [Writer.user, .harness, .agent] {
                 for streams in [1, 1000] {
                     let session = try post("/v1/sessions", #"{"agent":"\#(agent)","environment_id":"\#(env)"}"#)["id"]?.stringValue ?? ""
@@ -114,6 +148,21 @@ struct BenchAPICommand: Command {
             ("seconds", String(seconds)), ("samples", String(samples)), ("api_binary", binary),
         ])
     }
+
+    /// Appends `$2` events to session `$1` as a log that long would hold them: a third model
+    /// calls with their usage, the rest the agent's messages.
+    static let fillLogSQL = """
+        WITH appended AS (
+            INSERT INTO drover.events (session_id, seq, type, payload)
+            SELECT $1, s.last_seq + g,
+                   CASE WHEN g % 3 = 0 THEN 'span.model_request_end' ELSE 'agent.message' END,
+                   CASE WHEN g % 3 = 0
+                        THEN '{"model_usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}}'
+                        ELSE '{"content": [{"type": "text", "text": "x"}]}' END::jsonb
+              FROM drover.sessions s, generate_series(1, $2::int) g WHERE s.id = $1
+            RETURNING 1)
+        UPDATE drover.sessions SET last_seq = last_seq + (SELECT count(*) FROM appended) WHERE id = $1
+        """
 
     /// Requests per second over `clients` keep-alive connections, each sending its next request
     /// (`request(index)`: the bytes) when the answer to the last one is whole. The connections are
