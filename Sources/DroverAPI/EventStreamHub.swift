@@ -74,17 +74,12 @@ public final class EventStreamHub: Sendable {
         /// Called (on the poller's task) when messages arrive or the stream overflows: the server's
         /// event loop then takes them (`take`), or cuts the connection.
         ///
-        /// Held in a box: a closure kept in a `Mutex` and read back through `withLock`'s `inout`
+        /// Held in a box (`Boxed`): a closure kept in a `Mutex` and read back through `withLock`'s `inout`
         /// is re-abstracted in place at every read, each read wrapping it in one more thunk (seen:
         /// the poller's deliveries slowing without end under 1,000 streams).
-        private let onReady = Mutex<Callback?>(nil)
+        private let onReady = Mutex<Boxed<@Sendable () -> Void>?>(nil)
 
-        final class Callback: Sendable {
-            let action: @Sendable () -> Void
-            init(_ action: @escaping @Sendable () -> Void) { self.action = action }
-        }
-
-        public func whenReady(_ action: @escaping @Sendable () -> Void) { onReady.withLock { $0 = Callback(action) } }
+        public func whenReady(_ action: @escaping @Sendable () -> Void) { onReady.withLock { $0 = Boxed(action) } }
 
         init(session: String, after seq: Int64, maxBytes: Int, stallLimit: Duration, previews: Set<String> = []) {
             self.session = session
@@ -127,7 +122,7 @@ public final class EventStreamHub: Sendable {
                 }
                 return added || state.overflowed
             }
-            if signal { onReady.withLock { $0 }?.action() }
+            if signal { onReady.withLock { $0 }?.value() }
         }
 
         /// Queues previews this stream asked for, best effort: only while its buffer has room,
@@ -151,7 +146,7 @@ public final class EventStreamHub: Sendable {
                 }
                 return added
             }
-            if signal { onReady.withLock { $0 }?.action() }
+            if signal { onReady.withLock { $0 }?.value() }
         }
 
         private static func remember(_ id: String, in list: inout [String]) {
@@ -168,7 +163,7 @@ public final class EventStreamHub: Sendable {
                 state.ended = true
                 return true
             }
-            if signal { onReady.withLock { $0 }?.action() }
+            if signal { onReady.withLock { $0 }?.value() }
         }
 
         public enum Taken: Sendable {

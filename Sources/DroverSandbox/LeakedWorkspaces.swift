@@ -26,9 +26,9 @@ enum LeakedWorkspaces {
             guard fields.count >= 5, tail.count >= 3, tail[0] == "tmpfs" else { return nil }
             let path = String(fields[4]).replacingOccurrences(of: "\\040", with: " ")
             let uid: UInt32?
-            if tail[1].hasPrefix(parentSourcePrefix) {
-                uid = UInt32(tail[1].dropFirst(parentSourcePrefix.count))
-            } else if path.split(separator: "/").last?.hasPrefix("ws_") == true {
+            if tail[1].hasPrefix(Workspace.parentSourcePrefix) {
+                uid = UInt32(tail[1].dropFirst(Workspace.parentSourcePrefix.count))
+            } else if path.split(separator: "/").last?.hasPrefix(Workspace.folderPrefix) == true {
                 uid = tail[2].split(separator: ",").first(where: { $0.hasPrefix("uid=") }).flatMap { UInt32($0.dropFirst(4)) }
             } else {
                 uid = nil
@@ -37,14 +37,12 @@ enum LeakedWorkspaces {
             let slot = Int((uid - base) / size)
             return slot < slots ? Mount(path: path, slot: slot) : nil
         }
-        // Deeper first (a workspace before the mount it sits under), else in the table's order.
-        return found.enumerated().sorted { ($0.element.path.count, $1.offset) > ($1.element.path.count, $0.offset) }.map(\.element)
+        // Longer paths first (a workspace before the mount it sits under), else in the table's order.
+        return found.enumerated().sorted { first, second in
+            first.element.path.count != second.element.path.count
+                ? first.element.path.count > second.element.path.count : first.offset < second.offset
+        }.map(\.element)
     }
-
-    static let parentSourcePrefix = "drover-workspaces-"
-
-    /// The source of the tmpfs a pool's workspaces sit under: it names the pool's first uid.
-    static func parentSource(uidBase: UInt32) -> String { parentSourcePrefix + String(uidBase) }
 
     static func mountinfo() -> String { KernelFile.read("/proc/self/mountinfo") ?? "" }
 

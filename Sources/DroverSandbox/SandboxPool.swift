@@ -405,7 +405,7 @@ final class SandboxPool: Sendable {
             isolation.mode == .bubblewrap && geteuid() == 0
             ? (config.uidBase + index % Self.uidsPerPool, config.uidBase + index % Self.uidsPerPool) : nil
         return try Workspace(
-            home: (workspaces ?? config.root) + "/ws_" + Self.randomHex(), parent: workspaces, owner: owner, quotaBytes: diskQuota ? quotaMB << 20 : nil)
+            home: (workspaces ?? config.root) + "/" + Workspace.folderPrefix + Self.randomHex(), parent: workspaces, owner: owner, quotaBytes: diskQuota ? quotaMB << 20 : nil)
     }
 
     /// uids a pool cycles through; pools on one host take disjoint ranges (`PoolDaemon`).

@@ -89,6 +89,12 @@ final class Workspace: Sendable {
         }
     }
 
+    /// How a workspace's folder is named (`ws_…`), and the source of the tmpfs the pool's
+    /// workspaces sit under, followed by the pool's first uid: what a starting pool finds a dead
+    /// one's mounts by (`LeakedWorkspaces`).
+    static let folderPrefix = "ws_"
+    static let parentSourcePrefix = "drover-workspaces-"
+
     /// Mounts the small tmpfs the pool's workspaces sit under when each is a tmpfs of its own, and
     /// returns its path (nil if it cannot be mounted: the workspaces then sit in the pool's root).
     /// A call's launcher detaches it, and every workspace with it, in a mount namespace of its
@@ -98,7 +104,7 @@ final class Workspace: Sendable {
     /// take back one a dead pool left (`LeakedWorkspaces`).
     static func mountParent(_ path: String, uidBase: UInt32) -> String? {
         guard mkdir(path, 0o711) == 0 || errno == EEXIST else { return nil }
-        guard mount(LeakedWorkspaces.parentSource(uidBase: uidBase), path, "tmpfs", UInt(MS_NOSUID | MS_NODEV), "size=16m,mode=0711") == 0 else {
+        guard mount(parentSourcePrefix + String(uidBase), path, "tmpfs", UInt(MS_NOSUID | MS_NODEV), "size=16m,mode=0711") == 0 else {
             rmdir(path)
             return nil
         }

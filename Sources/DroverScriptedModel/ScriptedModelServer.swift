@@ -39,27 +39,22 @@ public final class ScriptedModelServer: Sendable {
         // request (and the process's tasks, a test's, cannot hold up the answers).
         let handler = Handler()
         server = try HTTPServer(host: host, port: port, config: config, name: "drover.scripted-model", log: log, blockingHandler: { request, _ in
-            handler.serve.withLock { $0 }?.answer(request) ?? .text(503, "stopped\n")
+            handler.serve.withLock { $0 }?.value(request) ?? .text(503, "stopped\n")
         })
         self.handler = handler
     }
 
     /// What answers requests, set by `start`; it holds the server weakly, so a stopped one is freed.
-    /// The function sits in a class: a function stored as a `Mutex`'s value itself is wrapped in
-    /// two more reabstraction thunks at every `withLock` (the inout write-back), and after a
-    /// burst's requests every answer walked thousands of them.
+    /// `Boxed`: after a burst's requests, a bare function there had every answer walk thousands
+    /// of reabstraction thunks.
     private final class Handler: Sendable {
-        final class Serve: Sendable {
-            let answer: @Sendable (HTTPServerRequest) -> HTTPAnswer
-            init(_ answer: @escaping @Sendable (HTTPServerRequest) -> HTTPAnswer) { self.answer = answer }
-        }
-        let serve = Mutex<Serve?>(nil)
+        let serve = Mutex<Boxed<@Sendable (HTTPServerRequest) -> HTTPAnswer>?>(nil)
     }
     private let handler: Handler
 
     /// Serves until `stop`.
     public func start() {
-        handler.serve.withLock { $0 = Handler.Serve { [weak self] request in self?.serve(request) ?? .text(503, "stopped\n") } }
+        handler.serve.withLock { $0 = Boxed { [weak self] request in self?.serve(request) ?? .text(503, "stopped\n") } }
         server.start()
     }
 
