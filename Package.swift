@@ -5,6 +5,7 @@ import PackageDescription
 // CDroverSys → DroverIO (the event loop, with PoolClient, what a harness needs of a pool) → DroverPostgres,
 // DroverHarness, DroverSandbox, DroverModel, DroverScriptedModel;
 // CLibPQ, DroverIO → DroverPostgres (libpq on the loop) → DroverStore → DroverSandbox, DroverAPI → drover (executable);
+// DroverResources (the API's resources, typed) → DroverStore;
 // CCurl → DroverTLS (with DroverIO: libcurl on the loop, TLS to a host) → DroverSandbox (TLS upstreams), DroverModel;
 // DroverModel → DroverMCP → DroverHarness, DroverAPI, drover;
 // the pool daemon (DroverSandbox: isolation, egress) is linked only by the executables that run it,
@@ -33,7 +34,10 @@ let package = Package(
         .target(name: "CDroverSys"),
         .target(name: "DroverCore"),
         .target(name: "DroverPostgres", dependencies: ["CLibPQ", "DroverIO", "DroverCore"]),
-        .target(name: "DroverStore", dependencies: ["DroverPostgres", "DroverCore"]),
+        .target(name: "DroverStore", dependencies: ["DroverResources", "DroverPostgres", "DroverCore"]),
+        // The Managed Agents API's resources as Swift values mirroring the SDK's models: what the
+        // store reads and the API writes.
+        .target(name: "DroverResources", dependencies: ["DroverCore"]),
         // Sockets, the event loop and the one HTTP server, blocking work on own threads, child
         // daemons: shared by every daemon.
         .target(name: "DroverIO", dependencies: ["CDroverSys", "DroverCore"]),
@@ -48,7 +52,7 @@ let package = Package(
         // demo, benches), as strict as the real APIs it imitates.
         .target(name: "DroverScriptedModel", dependencies: ["DroverIO", "DroverCore"]),
         // `drover api`: the Managed Agents-compatible HTTP API (tenancy, resources, event streams).
-        .target(name: "DroverAPI", dependencies: ["DroverMCP", "DroverStore", "DroverPostgres", "DroverModel", "DroverIO", "DroverCore"], resources: [.copy("Console")]),
+        .target(name: "DroverAPI", dependencies: ["DroverMCP", "DroverStore", "DroverResources", "DroverPostgres", "DroverModel", "DroverIO", "DroverCore"], resources: [.copy("Console")]),
         // Tenants' MCP servers and their OAuth token endpoints, over HTTP: the harness connects
         // agents' servers, `drover api` validates vaults' credentials against them.
         .target(name: "DroverMCP", dependencies: ["DroverModel", "DroverStore", "DroverCore"]),
@@ -60,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverCLI", "DroverAPI", "DroverHarness", "DroverModel", "DroverSandbox", "DroverIO", "DroverStore", "DroverPostgres", "DroverCore",
+                "DroverCLI", "DroverAPI", "DroverHarness", "DroverModel", "DroverSandbox", "DroverIO", "DroverStore", "DroverResources", "DroverPostgres", "DroverCore",
             ]),
         // The test rigs, apart from production code: benchmarks, chaos, the offline demo and the
         // scripted model server; they start the `drover` beside them, and `drover` runs this for them.
@@ -83,14 +87,16 @@ let package = Package(
         .testTarget(name: "DroverModelTests", dependencies: ["DroverModel", "DroverScriptedModel", "DroverIO", "DroverCore", "DroverTestSupport"]),
         .testTarget(
             name: "DroverHarnessTests",
-            dependencies: ["DroverHarness", "DroverModel", "DroverScriptedModel", "DroverStore", "DroverCore", "DroverTestSupport"]),
+            dependencies: ["DroverHarness", "DroverModel", "DroverScriptedModel", "DroverStore", "DroverResources", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres", "DroverTestSupport"]),
         .testTarget(
             name: "DroverAPITests",
-            dependencies: ["DroverAPI", "DroverSandbox", "DroverScriptedModel", "DroverStore", "DroverIO", "DroverCore", "DroverTestSupport"]),
+            dependencies: [
+                "DroverAPI", "DroverSandbox", "DroverScriptedModel", "DroverStore", "DroverResources", "DroverIO", "DroverCore", "DroverTestSupport",
+            ]),
         .testTarget(
             name: "DroverStoreTests",
-            dependencies: ["DroverStore", "DroverPostgres", "DroverCore", "DroverTestSupport"]),
+            dependencies: ["DroverStore", "DroverResources", "DroverPostgres", "DroverCore", "DroverTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

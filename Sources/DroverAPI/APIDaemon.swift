@@ -1,6 +1,7 @@
 import DroverCore
 import DroverIO
 import DroverPostgres
+import DroverResources
 import DroverStore
 import Foundation
 import Synchronization

@@ -1,6 +1,7 @@
 import DroverCore
 import DroverMCP
 import DroverIO
+import DroverResources
 import DroverStore
 import Foundation
 
@@ -249,6 +250,8 @@ public struct APIRouter: Sendable {
     }
 
     static func ok(_ body: JSONValue) -> APIResponse { .json(status: 200, body: body, headers: []) }
+    static func ok(_ resource: some APIResource) throws -> APIResponse { ok(try resource.json) }
+    static func ok(_ page: APIPage<some APIResource>) throws -> APIResponse { ok(try page.json) }
 
     func body(_ request: HTTPServerRequest) throws -> JSONValue {
         guard !request.body.isEmpty else { return .object([:]) }
@@ -289,7 +292,7 @@ public struct APIRouter: Sendable {
         // The fleet, across organisations: operator keys only.
         case ("fleet", 3, "GET"):
             guard principal.operator_ else { throw APIError.forbidden }
-            if path[2] == "work" { return Self.ok(try await workQueue.fleet()) }
+            if path[2] == "work" { return try Self.ok(await workQueue.fleet()) }
             if path[2] == "verify" {
                 let report = try await Verifier(pool: store.pool).run()
                 return Self.ok([
@@ -300,11 +303,11 @@ public struct APIRouter: Sendable {
                     }),
                 ])
             }
-            return Self.ok(try await store.fleet(path[2]))
+            return try Self.ok(await store.fleet(path[2]))
         // Agents
-        case ("agents", 2, "POST"): return Self.ok(try await store.createAgent(org: org, try body(request)))
+        case ("agents", 2, "POST"): return try Self.ok(await store.createAgent(org: org, try body(request)))
         case ("agents", 2, "GET"):
-            return Self.ok(try await store.agents(
+            return try Self.ok(await store.agents(
                 org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"),
                 createdFrom: try target.time("created_at[gte]"), createdTo: try target.time("created_at[lte]")).json)
         case ("agents", 3, "GET"):
@@ -312,22 +315,22 @@ public struct APIRouter: Sendable {
                 guard let value = Int(text) else { throw APIError.invalid("version must be a whole number") }
                 return value
             }
-            return Self.ok(try await store.agent(org: org, id: path[2], version: version))
-        case ("agents", 3, "POST"): return Self.ok(try await store.updateAgent(org: org, id: path[2], try body(request)))
-        case ("agents", 4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveAgent(org: org, id: path[2]))
+            return try Self.ok(await store.agent(org: org, id: path[2], version: version))
+        case ("agents", 3, "POST"): return try Self.ok(await store.updateAgent(org: org, id: path[2], try body(request)))
+        case ("agents", 4, "POST") where path[3] == "archive": return try Self.ok(await store.archiveAgent(org: org, id: path[2]))
         case ("agents", 4, "GET") where path[3] == "versions":
-            return Self.ok(try await store.agentVersions(org: org, id: path[2], limit: try target.limit(), page: target.first("page")).json)
+            return try Self.ok(await store.agentVersions(org: org, id: path[2], limit: try target.limit(), page: target.first("page")).json)
         // Environments
-        case ("environments", 2, "POST"): return Self.ok(try await store.createEnvironment(org: org, try environmentBody(request)))
+        case ("environments", 2, "POST"): return try Self.ok(await store.createEnvironment(org: org, try environmentBody(request)))
         case ("environments", 2, "GET"):
-            return Self.ok(try await store.environments(
+            return try Self.ok(await store.environments(
                 org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
-        case ("environments", 3, "GET"): return Self.ok(try await store.environment(org: org, id: path[2]))
-        case ("environments", 3, "POST"): return Self.ok(try await store.updateEnvironment(org: org, id: path[2], try environmentBody(request)))
-        case ("environments", 3, "DELETE"): return Self.ok(try await store.deleteEnvironment(org: org, id: path[2]))
-        case ("environments", 4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveEnvironment(org: org, id: path[2]))
+        case ("environments", 3, "GET"): return try Self.ok(await store.environment(org: org, id: path[2]))
+        case ("environments", 3, "POST"): return try Self.ok(await store.updateEnvironment(org: org, id: path[2], try environmentBody(request)))
+        case ("environments", 3, "DELETE"): return try Self.ok(await store.deleteEnvironment(org: org, id: path[2]))
+        case ("environments", 4, "POST") where path[3] == "archive": return try Self.ok(await store.archiveEnvironment(org: org, id: path[2]))
         // Sessions
-        case ("sessions", 2, "POST"): return Self.ok(try await store.createSession(org: org, try body(request), key: vaultKey))
+        case ("sessions", 2, "POST"): return try Self.ok(await store.createSession(org: org, try body(request), key: vaultKey))
         case ("sessions", 2, "GET"):
             var filter = TenantStore.SessionFilter()
             filter.agentID = target.first("agent_id")
@@ -349,64 +352,64 @@ public struct APIRouter: Sendable {
             case "asc": filter.ascending = true
             default: throw APIError.invalid("order must be asc or desc")
             }
-            return Self.ok(try await store.sessions(
+            return try Self.ok(await store.sessions(
                 org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"), filter: filter).json)
-        case ("sessions", 3, "GET"): return Self.ok(try await store.session(org: org, id: path[2]))
-        case ("sessions", 3, "POST"): return Self.ok(try await store.updateSession(org: org, id: path[2], try body(request)))
-        case ("sessions", 3, "DELETE"): return Self.ok(try await store.deleteSession(org: org, id: path[2]))
-        case ("sessions", 4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveSession(org: org, id: path[2]))
+        case ("sessions", 3, "GET"): return try Self.ok(await store.session(org: org, id: path[2]))
+        case ("sessions", 3, "POST"): return try Self.ok(await store.updateSession(org: org, id: path[2], try body(request)))
+        case ("sessions", 3, "DELETE"): return try Self.ok(await store.deleteSession(org: org, id: path[2]))
+        case ("sessions", 4, "POST") where path[3] == "archive": return try Self.ok(await store.archiveSession(org: org, id: path[2]))
         // A session's resources: repositories set at creation, files also added and removed later
-        case ("sessions", 4, "GET") where path[3] == "resources": return Self.ok(try await store.sessionResources(org: org, session: path[2]).json)
+        case ("sessions", 4, "GET") where path[3] == "resources": return try Self.ok(await store.sessionResources(org: org, session: path[2]).json)
         case ("sessions", 5, "GET") where path[3] == "resources":
-            return Self.ok(try await store.sessionResource(org: org, session: path[2], id: path[4]))
+            return try Self.ok(await store.sessionResource(org: org, session: path[2], id: path[4]))
         case ("sessions", 4, "POST") where path[3] == "resources":
-            return Self.ok(try await store.addSessionResource(org: org, session: path[2], try body(request)))
+            return try Self.ok(await store.addSessionResource(org: org, session: path[2], try body(request)))
         case ("sessions", 5, "DELETE") where path[3] == "resources":
-            return Self.ok(try await store.deleteSessionResource(org: org, session: path[2], id: path[4]))
+            return try Self.ok(await store.deleteSessionResource(org: org, session: path[2], id: path[4]))
         case ("sessions", 5, "POST") where path[3] == "resources":
-            return Self.ok(try await store.updateSessionResource(org: org, session: path[2], id: path[4], try body(request), key: vaultKey))
+            return try Self.ok(await store.updateSessionResource(org: org, session: path[2], id: path[4], try body(request), key: vaultKey))
         // Vaults and credentials (secrets are write-only)
-        case ("vaults", 2, "POST"): return Self.ok(try await store.createVault(org: org, try body(request)))
+        case ("vaults", 2, "POST"): return try Self.ok(await store.createVault(org: org, try body(request)))
         case ("vaults", 2, "GET"):
-            return Self.ok(try await store.vaults(org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
-        case ("vaults", 3, "GET"): return Self.ok(try await store.vault(org: org, id: path[2]))
-        case ("vaults", 3, "POST"): return Self.ok(try await store.updateVault(org: org, id: path[2], try body(request)))
-        case ("vaults", 3, "DELETE"): return Self.ok(try await store.deleteVault(org: org, id: path[2]))
-        case ("vaults", 4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveVault(org: org, id: path[2]))
+            return try Self.ok(await store.vaults(org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
+        case ("vaults", 3, "GET"): return try Self.ok(await store.vault(org: org, id: path[2]))
+        case ("vaults", 3, "POST"): return try Self.ok(await store.updateVault(org: org, id: path[2], try body(request)))
+        case ("vaults", 3, "DELETE"): return try Self.ok(await store.deleteVault(org: org, id: path[2]))
+        case ("vaults", 4, "POST") where path[3] == "archive": return try Self.ok(await store.archiveVault(org: org, id: path[2]))
         case ("vaults", 4, "POST") where path[3] == "credentials":
-            return Self.ok(try await store.createCredential(org: org, vault: path[2], try body(request), key: vaultKey))
+            return try Self.ok(await store.createCredential(org: org, vault: path[2], try body(request), key: vaultKey))
         case ("vaults", 4, "GET") where path[3] == "credentials":
-            return Self.ok(try await store.credentials(
+            return try Self.ok(await store.credentials(
                 org: org, vault: path[2], limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
-        case ("vaults", 5, "GET") where path[3] == "credentials": return Self.ok(try await store.credential(org: org, vault: path[2], id: path[4]))
-        case ("vaults", 5, "DELETE") where path[3] == "credentials": return Self.ok(try await store.deleteCredential(org: org, vault: path[2], id: path[4]))
+        case ("vaults", 5, "GET") where path[3] == "credentials": return try Self.ok(await store.credential(org: org, vault: path[2], id: path[4]))
+        case ("vaults", 5, "DELETE") where path[3] == "credentials": return try Self.ok(await store.deleteCredential(org: org, vault: path[2], id: path[4]))
         case ("vaults", 5, "POST") where path[3] == "credentials":
-            return Self.ok(try await store.updateCredential(org: org, vault: path[2], id: path[4], try body(request), key: vaultKey))
+            return try Self.ok(await store.updateCredential(org: org, vault: path[2], id: path[4], try body(request), key: vaultKey))
         case ("vaults", 6, "POST") where path[3] == "credentials" && path[5] == "archive":
-            return Self.ok(try await store.archiveCredential(org: org, vault: path[2], id: path[4]))
+            return try Self.ok(await store.archiveCredential(org: org, vault: path[2], id: path[4]))
         case ("vaults", 6, "POST") where path[3] == "credentials" && path[5] == "mcp_oauth_validate":
-            return Self.ok(try await validateCredential(org: org, vault: path[2], id: path[4]))
+            return try Self.ok(await validateCredential(org: org, vault: path[2], id: path[4]))
         // Events
         case ("sessions", 4, "POST") where path[3] == "events":
             guard case .array(let events)? = try body(request)["events"] else { throw APIError.invalid("events: an array is required") }
-            return Self.ok(try await store.sendEvents(org: org, session: path[2], events))
+            return try Self.ok(await store.sendEvents(org: org, session: path[2], events))
         case ("sessions", 4, "GET") where path[3] == "events":
             let order = target.first("order") ?? "asc"
             guard order == "asc" || order == "desc" else { throw APIError.invalid("order must be asc or desc") }
-            return Self.ok(try await store.events(
+            return try Self.ok(await store.events(
                 org: org, session: path[2], limit: try target.limit(), page: target.first("page"), descending: order == "desc",
                 types: target.query["types"]).json)
         case ("sessions", 5, "GET") where path[3] == "events" && path[4] == "stream":
             return try await stream(request, target: target, org: org, session: path[2])
         // Session threads: listed, read, archived and streamed under their session.
         case ("sessions", 4, "GET") where path[3] == "threads":
-            return Self.ok(try await store.threads(org: org, session: path[2], limit: try target.limit(), page: target.first("page")).json)
-        case ("sessions", 5, "GET") where path[3] == "threads": return Self.ok(try await store.thread(org: org, session: path[2], id: path[4]))
+            return try Self.ok(await store.threads(org: org, session: path[2], limit: try target.limit(), page: target.first("page")).json)
+        case ("sessions", 5, "GET") where path[3] == "threads": return try Self.ok(await store.thread(org: org, session: path[2], id: path[4]))
         case ("sessions", 6, "POST") where path[3] == "threads" && path[5] == "archive":
-            return Self.ok(try await store.archiveThread(org: org, session: path[2], id: path[4]))
+            return try Self.ok(await store.archiveThread(org: org, session: path[2], id: path[4]))
         case ("sessions", 6, "GET") where path[3] == "threads" && path[5] == "events":
             _ = try await store.thread(org: org, session: path[2], id: path[4])
-            return Self.ok(try await store.events(
+            return try Self.ok(await store.events(
                 org: org, session: path[4], limit: try target.limit(), page: target.first("page"), descending: false, types: nil).json)
         case ("sessions", 6, "GET") where path[3] == "threads" && path[5] == "stream":
             _ = try await store.thread(org: org, session: path[2], id: path[4])

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverIO
+import DroverResources
 import DroverStore
 
 /// Dreams, as the SDK's `client.beta.dreams` calls them: create, retrieve, list (newest first,
@@ -17,7 +18,7 @@ extension APIRouter {
         }
         let org = principal.orgID
         switch (path.count, request.method) {
-        case (2, "POST"): return Self.ok(try await store.createDream(org: org, try body(request), actor: .apiKey(principal.keyID)))
+        case (2, "POST"): return try Self.ok(await store.createDream(org: org, try body(request), actor: .apiKey(principal.keyID)))
         case (2, "GET"):
             let limit = try target.limit()
             guard limit <= 100 else { throw APIError.invalid("limit must be between 1 and 100") }
@@ -26,12 +27,12 @@ extension APIRouter {
             if let unknown = statuses?.first(where: { !known.contains($0) }) {
                 throw APIError.invalid("statuses: \(unknown) is not a dream status (pending, running, completed, failed, canceled)")
             }
-            return Self.ok(try await store.dreams(
+            return try Self.ok(await store.dreams(
                 org: org, limit: limit, page: target.first("page"), includeArchived: target.flag("include_archived"), statuses: statuses,
                 createdAfter: try target.time("created_at[gt]"), createdBefore: try target.time("created_at[lt]")).json)
-        case (3, "GET"): return Self.ok(try await store.dream(org: org, id: path[2]))
-        case (4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveDream(org: org, id: path[2]))
-        case (4, "POST") where path[3] == "cancel": return Self.ok(try await store.cancelDream(org: org, id: path[2]))
+        case (3, "GET"): return try Self.ok(await store.dream(org: org, id: path[2]))
+        case (4, "POST") where path[3] == "archive": return try Self.ok(await store.archiveDream(org: org, id: path[2]))
+        case (4, "POST") where path[3] == "cancel": return try Self.ok(await store.cancelDream(org: org, id: path[2]))
         default: return nil
         }
     }

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverPostgres
+import DroverResources
 import DroverStore
 import Foundation
 import Synchronization

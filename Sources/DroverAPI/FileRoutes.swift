@@ -1,5 +1,6 @@
 import DroverCore
 import DroverIO
+import DroverResources
 import DroverStore
 import Foundation
 
@@ -12,14 +13,14 @@ extension APIRouter {
         let path = target.segments
         guard path.count >= 2, path[1] == "files" else { return nil }
         switch (path.count, request.method) {
-        case (2, "POST"): return Self.ok(try await upload(request, org: org))
+        case (2, "POST"): return try Self.ok(await upload(request, org: org))
         case (2, "GET"):
             let ids = target.query["ids"]
             if ids != nil && target.first("limit") != nil { throw APIError.invalid("ids cannot be combined with limit") }
-            return Self.ok(try await store.files(
+            return try Self.ok(await store.files(
                 org: org, limit: try target.limit(), page: target.first("page"), ids: ids, scopeID: target.first("scope_id")).json)
-        case (3, "GET"): return Self.ok(try await store.file(org: org, id: path[2]))
-        case (3, "DELETE"): return Self.ok(try await store.deleteFile(org: org, id: path[2]))
+        case (3, "GET"): return try Self.ok(await store.file(org: org, id: path[2]))
+        case (3, "DELETE"): return try Self.ok(await store.deleteFile(org: org, id: path[2]))
         case (4, "GET") where path[3] == "content":
             let file = try await store.fileContent(org: org, id: path[2])
             return .raw(status: 200, contentType: file.mimeType, body: file.bytes, headers: [
@@ -29,7 +30,7 @@ extension APIRouter {
         }
     }
 
-    private func upload(_ request: HTTPServerRequest, org: String) async throws -> JSONValue {
+    private func upload(_ request: HTTPServerRequest, org: String) async throws -> API.File {
         let form: MultipartForm
         do {
             form = try MultipartForm(body: request.body, contentType: request.headers["content-type"] ?? "")

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverIO
+import DroverResources
 import DroverStore
 import Foundation
 
@@ -32,32 +33,32 @@ extension APIRouter {
             return limit
         }
         switch (path.count, method) {
-        case (2, "POST"): return Self.ok(try await store.createMemoryStore(org: org, try body(request)))
+        case (2, "POST"): return try Self.ok(await store.createMemoryStore(org: org, try body(request)))
         case (2, "GET"):
-            return Self.ok(try await store.memoryStores(
+            return try Self.ok(await store.memoryStores(
                 org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"),
                 createdFrom: try target.time("created_at[gte]"), createdTo: try target.time("created_at[lte]")).json)
-        case (3, "GET"): return Self.ok(try await store.memoryStore(org: org, id: path[2]))
-        case (3, "POST"): return Self.ok(try await store.updateMemoryStore(org: org, id: path[2], try body(request)))
-        case (3, "DELETE"): return Self.ok(try await store.deleteMemoryStore(org: org, id: path[2]))
-        case (4, "POST") where path[3] == "archive": return Self.ok(try await store.archiveMemoryStore(org: org, id: path[2]))
+        case (3, "GET"): return try Self.ok(await store.memoryStore(org: org, id: path[2]))
+        case (3, "POST"): return try Self.ok(await store.updateMemoryStore(org: org, id: path[2], try body(request)))
+        case (3, "DELETE"): return try Self.ok(await store.deleteMemoryStore(org: org, id: path[2]))
+        case (4, "POST") where path[3] == "archive": return try Self.ok(await store.archiveMemoryStore(org: org, id: path[2]))
         case (4, "POST") where path[3] == "memories":
-            return Self.ok(try await store.createMemory(org: org, store: path[2], try body(request), actor: actor, full: try view(retrieve: false)))
+            return try Self.ok(await store.createMemory(org: org, store: path[2], try body(request), actor: actor, full: try view(retrieve: false)))
         case (4, "GET") where path[3] == "memories":
             let full = try view(retrieve: false)
             let depth = try target.first("depth").map { text -> Int in
                 guard let value = Int(text), value >= 0 else { throw APIError.invalid("depth must be a whole number, 0 or more") }
                 return value
             } ?? 0
-            return Self.ok(try await store.memories(
+            return try Self.ok(await store.memories(
                 org: org, store: path[2], prefix: target.first("path_prefix"), depth: depth, limit: try limit(full: full), page: target.first("page"),
                 full: full).json)
         case (5, "GET") where path[3] == "memories":
-            return Self.ok(try await store.memory(org: org, store: path[2], id: path[4], full: try view(retrieve: true)))
+            return try Self.ok(await store.memory(org: org, store: path[2], id: path[4], full: try view(retrieve: true)))
         case (5, "POST") where path[3] == "memories":
-            return Self.ok(try await store.updateMemory(org: org, store: path[2], id: path[4], try body(request), actor: actor, full: try view(retrieve: false)))
+            return try Self.ok(await store.updateMemory(org: org, store: path[2], id: path[4], try body(request), actor: actor, full: try view(retrieve: false)))
         case (5, "DELETE") where path[3] == "memories":
-            return Self.ok(try await store.deleteMemory(
+            return try Self.ok(await store.deleteMemory(
                 org: org, store: path[2], id: path[4], expectedSHA256: target.first("expected_content_sha256"), actor: actor))
         case (4, "GET") where path[3] == "memory_versions":
             let full = try view(retrieve: false)
@@ -68,12 +69,12 @@ extension APIRouter {
             filter.apiKeyID = target.first("api_key_id")
             filter.createdFrom = try target.time("created_at[gte]")
             filter.createdTo = try target.time("created_at[lte]")
-            return Self.ok(try await store.memoryVersions(
+            return try Self.ok(await store.memoryVersions(
                 org: org, store: path[2], filter: filter, limit: try limit(full: full), page: target.first("page"), full: full).json)
         case (5, "GET") where path[3] == "memory_versions":
-            return Self.ok(try await store.memoryVersion(org: org, store: path[2], id: path[4], full: try view(retrieve: true)))
+            return try Self.ok(await store.memoryVersion(org: org, store: path[2], id: path[4], full: try view(retrieve: true)))
         case (6, "POST") where path[3] == "memory_versions" && path[5] == "redact":
-            return Self.ok(try await store.redactMemoryVersion(org: org, store: path[2], id: path[4], actor: actor))
+            return try Self.ok(await store.redactMemoryVersion(org: org, store: path[2], id: path[4], actor: actor))
         default: return nil
         }
     }

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverIO
+import DroverResources
 import DroverStore
 
 /// Skills, as the SDK's `client.beta.skills` calls them: `create` (multipart/form-data: one
@@ -14,17 +15,17 @@ extension APIRouter {
         case (2, "POST"):
             let form = try skillForm(request)
             let displayName = form.part("display_name").map { String(decoding: $0.body, as: UTF8.self) }
-            return Self.ok(try await store.createSkill(org: org, displayName: displayName, files: try skillFiles(form)))
+            return try Self.ok(await store.createSkill(org: org, displayName: displayName, files: try skillFiles(form)))
         case (2, "GET"):
-            return Self.ok(try await store.skills(org: org, limit: try target.limit(), page: target.first("page"), source: target.first("source")).json)
-        case (3, "GET"): return Self.ok(try await store.skill(org: org, id: path[2]))
-        case (3, "DELETE"): return Self.ok(try await store.deleteSkill(org: org, id: path[2]))
+            return try Self.ok(await store.skills(org: org, limit: try target.limit(), page: target.first("page"), source: target.first("source")).json)
+        case (3, "GET"): return try Self.ok(await store.skill(org: org, id: path[2]))
+        case (3, "DELETE"): return try Self.ok(await store.deleteSkill(org: org, id: path[2]))
         case (4, "POST") where path[3] == "versions":
-            return Self.ok(try await store.createSkillVersion(org: org, skill: path[2], files: try skillFiles(try skillForm(request))))
+            return try Self.ok(await store.createSkillVersion(org: org, skill: path[2], files: try skillFiles(try skillForm(request))))
         case (4, "GET") where path[3] == "versions":
-            return Self.ok(try await store.skillVersions(org: org, skill: path[2], limit: try target.limit(), page: target.first("page")).json)
-        case (5, "GET") where path[3] == "versions": return Self.ok(try await store.skillVersion(org: org, skill: path[2], version: path[4]))
-        case (5, "DELETE") where path[3] == "versions": return Self.ok(try await store.deleteSkillVersion(org: org, skill: path[2], version: path[4]))
+            return try Self.ok(await store.skillVersions(org: org, skill: path[2], limit: try target.limit(), page: target.first("page")).json)
+        case (5, "GET") where path[3] == "versions": return try Self.ok(await store.skillVersion(org: org, skill: path[2], version: path[4]))
+        case (5, "DELETE") where path[3] == "versions": return try Self.ok(await store.deleteSkillVersion(org: org, skill: path[2], version: path[4]))
         case (6, "GET") where path[3] == "versions" && path[5] == "content":
             let archive = try await store.skillArchive(org: org, skill: path[2], version: path[4])
             return .raw(status: 200, contentType: "application/zip", body: archive.bytes, headers: [

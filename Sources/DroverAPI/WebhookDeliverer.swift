@@ -1,6 +1,7 @@
 import DroverCore
 import DroverIO
 import DroverModel
+import DroverResources
 import DroverStore
 import Foundation
 

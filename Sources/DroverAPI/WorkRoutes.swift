@@ -1,5 +1,6 @@
 import DroverCore
 import DroverIO
+import DroverResources
 import DroverStore
 import Foundation
 
@@ -101,23 +102,23 @@ extension APIRouter {
         try await authorize(action, environment: environment, work: work, principal: principal)
         switch action {
         case .poll:
-            return Self.ok(try await poll(request, target: target, environment: environment))
+            return try Self.ok(await poll(request, target: target, environment: environment))
         case .list:
-            return Self.ok(try await workQueue.list(environment: environment, limit: try target.limit(), page: target.first("page")).json)
+            return try Self.ok(await workQueue.list(environment: environment, limit: try target.limit(), page: target.first("page")).json)
         case .stats:
-            return Self.ok(try await workQueue.stats(environment: environment))
+            return try Self.ok(await workQueue.stats(environment: environment))
         case .retrieve:
-            return Self.ok(try await workQueue.retrieve(environment: environment, work: work!))
+            return try Self.ok(await workQueue.retrieve(environment: environment, work: work!))
         case .update:
             guard let metadata = try body(request)["metadata"] else { throw APIError.invalid("metadata: an object is required") }
-            return Self.ok(try await workQueue.update(environment: environment, work: work!, metadata: metadata))
+            return try Self.ok(await workQueue.update(environment: environment, work: work!, metadata: metadata))
         case .ack:
-            return Self.ok(try await workQueue.ack(environment: environment, work: work!))
+            return try Self.ok(await workQueue.ack(environment: environment, work: work!))
         case .heartbeat:
-            return Self.ok(try await heartbeat(target: target, environment: environment, work: work!))
+            return try Self.ok(await heartbeat(target: target, environment: environment, work: work!))
         case .stop:
             let force = try body(request)["force"]?.boolValue ?? false
-            return Self.ok(try await workQueue.stop(environment: environment, work: work!, force: force))
+            return try Self.ok(await workQueue.stop(environment: environment, work: work!, force: force))
         }
     }
 

@@ -38,6 +38,9 @@ public struct DroverError: Error, Sendable, Equatable, CustomStringConvertible, 
         public static let vaultKeyMissing = Code(rawValue: "vault_key_missing")
         /// A migration file or the migrations table is inconsistent.
         public static let migration = Code(rawValue: "migration_failed")
+        /// A resource's SQL render does not fit its Swift type (`DroverResources`): a server bug,
+        /// answered 500 rather than sent in a shape the SDK's models would refuse.
+        public static let renderMismatch = Code(rawValue: "render_mismatch")
     }
 
     public var code: Code

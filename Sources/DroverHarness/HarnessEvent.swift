@@ -2,9 +2,20 @@ import DroverCore
 
 /// An event the harness writes, typed: each kind's payload is built here, once, with the field
 /// names the SDK's models have, instead of a dictionary literal at each place that writes one.
-/// (The model's own answers, `span.model_request_*` and `agent.message`/`tool_use`, are logged as
-/// the provider's response reads, by `SessionRunner.callModel`.)
 enum HarnessEvent: Sendable {
+    /// `agent.thread_context_compacted`: the tool results the context view left out, and its size.
+    case contextCompacted(elided: [String], tokensBefore: Int, tokensAfter: Int)
+    /// `span.model_request_start`: the session's `turn`th model call.
+    case modelRequestStart(model: String, turn: Int)
+    /// `span.model_request_end`, naming its start.
+    case modelRequestEnd(ModelRequestEnd)
+    /// `agent.thinking`, as the model wrote it.
+    case thinking(text: String, signature: String?)
+    /// `agent.message`: one text block.
+    case message(text: String)
+    /// `agent.tool_use`, `agent.custom_tool_use` (the client runs it) or `agent.mcp_tool_use` (an
+    /// MCP server's, named); `ask`: it waits for the user's confirmation.
+    case toolUse(ToolUse)
     /// `agent.tool_result`: a call's answer. `details`: what the log keeps beside it (the sandbox,
     /// an exit code, `outcome`, the advisor's usage, …).
     case toolResult(callID: String, content: String, isError: Bool, details: [String: JSONValue] = [:])
@@ -21,6 +32,24 @@ enum HarnessEvent: Sendable {
     /// `workflow_run.error` that kept a run from being created (`workflow_run_id` null).
     case workflowRefused(type: String, message: String)
 
+    struct ModelRequestEnd: Sendable {
+        var stopReason: String
+        var messageID: String
+        var usage: JSONValue
+        var startID: String
+        var timeToFirstTokenMilliseconds: Double?
+        var durationMilliseconds: Double
+    }
+
+    struct ToolUse: Sendable {
+        enum Kind: Sendable { case sandbox, custom, mcp(server: String) }
+        var kind: Kind
+        var id: String
+        var name: String
+        var input: JSONValue
+        var ask: Bool
+    }
+
     struct OutcomeEnd: Sendable {
         var result: String
         var explanation: String
@@ -30,6 +59,17 @@ enum HarnessEvent: Sendable {
 
     var type: EventType {
         switch self {
+        case .contextCompacted: .agentThreadContextCompacted
+        case .modelRequestStart: .spanModelRequestStart
+        case .modelRequestEnd: .spanModelRequestEnd
+        case .thinking: .agentThinking
+        case .message: .agentMessage
+        case .toolUse(let use):
+            switch use.kind {
+            case .sandbox: .agentToolUse
+            case .custom: .agentCustomToolUse
+            case .mcp: .agentMCPToolUse
+            }
         case .toolResult: .agentToolResult
         case .mcpToolResult: .agentMCPToolResult
         case .sessionError: .sessionError
@@ -43,6 +83,23 @@ enum HarnessEvent: Sendable {
 
     var payload: JSONValue {
         switch self {
+        case .contextCompacted(let elided, let before, let after):
+            ["elided_tool_results": .array(elided.map(JSONValue.string)), "estimated_tokens_before": .number(Double(before)),
+             "estimated_tokens_after": .number(Double(after))]
+        case .modelRequestStart(let model, let turn):
+            ["model": .string(model), "turn": .number(Double(turn))]
+        case .modelRequestEnd(let end):
+            ["stop_reason": .string(end.stopReason), "message_id": .string(end.messageID), "model_usage": end.usage,
+             "model_request_start_id": .string(end.startID), "ttft_ms": end.timeToFirstTokenMilliseconds.map(JSONValue.number) ?? .null,
+             "duration_ms": .number(end.durationMilliseconds)]
+        case .thinking(let text, let signature):
+            .object(["thinking": .string(text)].merging(signature.map { ["signature": .string($0)] } ?? [:]) { $1 })
+        case .message(let text):
+            ["content": [["type": "text", "text": .string(text)]]]
+        case .toolUse(let use):
+            .object(["id": .string(use.id), "name": .string(use.name), "input": use.input]
+                .merging(use.ask ? ["evaluated_permission": "ask"] : [:]) { $1 }
+                .merging({ if case .mcp(let server) = use.kind { ["mcp_server_name": JSONValue.string(server)] } else { [:] } }()) { $1 })
         case .toolResult(let callID, let content, let isError, let details):
             .object(details.merging(["tool_use_id": .string(callID), "content": .string(content), "is_error": .bool(isError)]) { $1 })
         case .mcpToolResult(let eventID, let content, let isError, let details):

@@ -317,17 +317,13 @@ final class SessionRunner: Sendable {
     private func callModel(
         agent: RunnableAgent, mcp: MCPToolbox, view: ContextView, compacted: [String]?, sessionLog: SessionLog, worker: WorkerRouting?
     ) async throws {
-        var before: [(EventType, String)] = []
+        var before: [HarnessEvent] = []
         if let compacted {
-            before.append((.agentThreadContextCompacted, JSONValue.object([
-                "elided_tool_results": .array(compacted.map(JSONValue.string)),
-                "estimated_tokens_before": .number(Double(view.estimatedTokens.before)),
-                "estimated_tokens_after": .number(Double(view.estimatedTokens.after)),
-            ]).text))
+            before.append(.contextCompacted(elided: compacted, tokensBefore: view.estimatedTokens.before, tokensAfter: view.estimatedTokens.after))
         }
         // Turns count model calls over the whole log, across wakes and harnesses.
         let turn = sessionLog.modelCalls + 1
-        before.append((.spanModelRequestStart, JSONValue.object(["model": .string(agent.model), "turn": .number(Double(turn))]).text))
+        before.append(.modelRequestStart(model: agent.model, turn: turn))
         // The request goes out while its start is being logged: a model call has no side
         // effects, so logging it first would only add a commit to the time to first token.
         let started = ContinuousClock.now
@@ -359,40 +355,30 @@ final class SessionRunner: Sendable {
         context.metrics.tokens.inc(["kind": "input"], by: Double(response.usage.inputTokens))
         context.metrics.tokens.inc(["kind": "output"], by: Double(response.usage.outputTokens))
         if let ttft = firstToken.withLock({ $0 }) { context.metrics.timeToFirstToken.observe(ttft / .seconds(1)) }
-        var after: [(EventType, String)] = [(.spanModelRequestEnd, JSONValue.object([
-            "stop_reason": .string(response.stopReason), "message_id": .string(response.id),
-            "model_usage": response.usage.json, "model_request_start_id": .string(startID),
-            "ttft_ms": firstToken.withLock { $0 }.map { .number(($0 / .milliseconds(1)).rounded()) } ?? .null,
-            "duration_ms": .number(((ContinuousClock.now - started) / .milliseconds(1)).rounded()),
-        ]).text)]
+        var after: [HarnessEvent] = [.modelRequestEnd(.init(
+            stopReason: response.stopReason, messageID: response.id, usage: response.usage.json, startID: startID,
+            timeToFirstTokenMilliseconds: firstToken.withLock { $0 }.map { ($0 / .milliseconds(1)).rounded() },
+            durationMilliseconds: ((ContinuousClock.now - started) / .milliseconds(1)).rounded()))]
         // A previewed block's event carries the id its previews named (by its place in `after`).
         var ids: [Int: UUID] = [:]
-        // What the model wrote is stored as written, but a NUL cannot be stored in jsonb: shown as ␀.
         for (index, block) in response.content.enumerated() {
             switch block {
             case .thinking(let text, let signature):
-                var payload: [String: JSONValue] = ["thinking": .string(text)]
-                if let signature { payload["signature"] = .string(signature) }
                 ids[after.count] = preview?.id(forBlock: index)
-                after.append((.agentThinking, ToolText.storable(.object(payload)).text))
+                after.append(.thinking(text: text, signature: signature))
             case .text(let text):
                 ids[after.count] = preview?.id(forBlock: index)
-                after.append((.agentMessage, ToolText.storable(["content": [["type": "text", "text": .string(text)]]]).text))
+                after.append(.message(text: text))
             case .toolUse(let id, let name, let input):
                 // A custom tool is the client's to run; an always_ask one waits for confirmation.
-                var payload: [String: JSONValue] = ["id": .string(id), "name": .string(name), "input": input]
-                if agent.askTools.contains(name) || mcp.asks(name) { payload["evaluated_permission"] = "ask" }
-                if let server = mcp.server(of: name) {
-                    payload["mcp_server_name"] = .string(server)
-                    after.append((.agentMCPToolUse, ToolText.storable(.object(payload)).text))
-                    continue
-                }
-                after.append((agent.customTools.contains(name) ? .agentCustomToolUse : .agentToolUse, ToolText.storable(.object(payload)).text))
+                let kind: HarnessEvent.ToolUse.Kind =
+                    if let server = mcp.server(of: name) { .mcp(server: server) } else if agent.customTools.contains(name) { .custom } else { .sandbox }
+                after.append(.toolUse(.init(kind: kind, id: id, name: name, input: input, ask: agent.askTools.contains(name) || mcp.asks(name))))
             case .toolResult:
                 continue
             }
         }
-        try await write(after, ids: ids, notify: worker != nil && after.contains { $0.0 == .agentToolUse })
+        try await write(after.map(\.logged), ids: ids, notify: worker != nil && after.contains { $0.type == .agentToolUse })
     }
 
     /// Grades the agent's attempt at the outcome: `span.outcome_evaluation_start` (unless a

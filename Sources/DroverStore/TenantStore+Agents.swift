@@ -1,4 +1,5 @@
 import DroverCore
+import DroverResources
 import DroverPostgres
 
 /// Agents and environments of an organisation, as `/v1/agents` and `/v1/environments` serve them.
@@ -6,7 +7,7 @@ extension TenantStore {
     /// The toolset an agent gets when it names none: Managed Agents' built-in tools.
     static let defaultTools: JSONValue = [["type": "agent_toolset_20260401"]]
 
-    public func createAgent(org: String, _ body: JSONValue) async throws -> JSONValue {
+    public func createAgent(org: String, _ body: JSONValue) async throws -> API.Agent {
         guard let name = body["name"]?.stringValue, !name.isEmpty else { throw DroverError(.invalidArgument, "name: a non-empty string is required") }
         try Self.checkUnsupported(body)
         let model = try Self.model(body["model"])
@@ -80,7 +81,7 @@ extension TenantStore {
         throw DroverError(.invalidArgument, "model: a model id, or an object with id, is required")
     }
 
-    public func agent(org: String, id: String, version: Int? = nil) async throws -> JSONValue {
+    public func agent(org: String, id: String, version: Int? = nil) async throws -> API.Agent {
         try await one(
             """
             SELECT drover.api_agent_json(a)::text FROM drover.agents a
@@ -90,7 +91,7 @@ extension TenantStore {
     }
 
     /// A new version if `version` is current (`conflict` otherwise).
-    public func updateAgent(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
+    public func updateAgent(org: String, id: String, _ body: JSONValue) async throws -> API.Agent {
         guard let version = body["version"]?.intValue else { throw DroverError(.invalidArgument, "version: the agent's current version is required") }
         if body["model"] != nil { _ = try Self.model(body["model"]) }
         try Self.checkUnsupported(body)
@@ -102,7 +103,7 @@ extension TenantStore {
             if let asked = fields["multiagent"] {
                 // Merged into the current version's (a stale `version` is refused by the update).
                 let current = try await agent(org: org, id: id)
-                fields["multiagent"] = try await resolvedMultiagent(org: org, asked, stored: current["multiagent"], me: (id, version + 1)) ?? .null
+                fields["multiagent"] = try await resolvedMultiagent(org: org, asked, stored: current.definition.multiagent, me: (id, version + 1)) ?? .null
             }
             patch = .object(fields)
         }
@@ -110,7 +111,7 @@ extension TenantStore {
     }
 
     /// Newest first; `createdFrom`/`createdTo` (`created_at[gte]`/`[lte]`) bound the agent's creation.
-    public func agents(org: String, limit: Int, page: String?, includeArchived: Bool, createdFrom: String? = nil, createdTo: String? = nil) async throws -> APIPage {
+    public func agents(org: String, limit: Int, page: String?, includeArchived: Bool, createdFrom: String? = nil, createdTo: String? = nil) async throws -> APIPage<API.Agent> {
         let after = try Self.decodeCursor(page)?.split(separator: "|", maxSplits: 1).map(String.init)
         return try await pagedRows(
             """
@@ -124,7 +125,7 @@ extension TenantStore {
             """, [org, includeArchived, after?.first, after?.last, limit + 1, createdFrom, createdTo], limit: limit)
     }
 
-    public func agentVersions(org: String, id: String, limit: Int, page: String?) async throws -> APIPage {
+    public func agentVersions(org: String, id: String, limit: Int, page: String?) async throws -> APIPage<API.Agent> {
         _ = try await agent(org: org, id: id)
         let before = try Self.decodeCursor(page).flatMap { Int($0) }
         return try await pagedRows(
@@ -134,7 +135,7 @@ extension TenantStore {
             """, [id, org, before, limit + 1], limit: limit)
     }
 
-    public func archiveAgent(org: String, id: String) async throws -> JSONValue {
+    public func archiveAgent(org: String, id: String) async throws -> API.Agent {
         try await mappingErrors {
             try await pool.query("UPDATE drover.agents SET archived_at = now() WHERE id = $1 AND org_id = $2 AND archived_at IS NULL", [id, org])
         }
@@ -143,7 +144,7 @@ extension TenantStore {
 
     // MARK: - Environments
 
-    public func createEnvironment(org: String, _ body: JSONValue) async throws -> JSONValue {
+    public func createEnvironment(org: String, _ body: JSONValue) async throws -> API.Environment {
         guard let name = body["name"]?.stringValue, !name.isEmpty else { throw DroverError(.invalidArgument, "name: a non-empty string is required") }
         let kind = try Self.environmentKind(body["config"])
         return try await one(
@@ -194,14 +195,14 @@ extension TenantStore {
         }
     }
 
-    public func environment(org: String, id: String) async throws -> JSONValue {
+    public func environment(org: String, id: String) async throws -> API.Environment {
         try await owned("drover.environments", render: "drover.api_environment_json", id: id, org: org, what: "environment")
     }
 
-    public func updateEnvironment(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
+    public func updateEnvironment(org: String, id: String, _ body: JSONValue) async throws -> API.Environment {
         if case .object(var config)? = body["config"] {
             // The type is fixed at creation; a patch without one is read as the stored type's.
-            let stored = try await environment(org: org, id: id)["config"]?["type"]?.stringValue ?? "cloud"
+            let stored = try await environment(org: org, id: id).config.type
             if config["type"] == nil { config["type"] = .string(stored) }
             let kind = try Self.environmentKind(.object(config))
             if kind != stored { throw DroverError(.invalidArgument, "config.type: environment \(id) is \(stored); create another for \(kind)") }
@@ -219,13 +220,13 @@ extension TenantStore {
              Self.text(body["metadata"])], missing: "no environment \(id)")
     }
 
-    public func environments(org: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
+    public func environments(org: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage<API.Environment> {
         try await byCreation(
             "drover.environments", render: "drover.api_environment_json", org: org, includeArchived: includeArchived, page: page, limit: limit,
             filter: "NOT t.internal")
     }
 
-    public func archiveEnvironment(org: String, id: String) async throws -> JSONValue {
+    public func archiveEnvironment(org: String, id: String) async throws -> API.Environment {
         try await one(
             """
             UPDATE drover.environments e SET archived_at = coalesce(e.archived_at, now()), updated_at = now()
@@ -234,13 +235,13 @@ extension TenantStore {
     }
 
     /// Deletes an environment no session uses (`conflict` otherwise: archive it instead).
-    public func deleteEnvironment(org: String, id: String) async throws -> JSONValue {
+    public func deleteEnvironment(org: String, id: String) async throws -> API.Deleted {
         _ = try await environment(org: org, id: id)
         let used: Bool = try await mappingErrors {
             try await pool.query("SELECT EXISTS (SELECT 1 FROM drover.sessions WHERE environment_id = $1)", [id])[0].decode(0)
         }
         if used { throw DroverError(.conflict, "environment \(id) has sessions: archive it instead") }
         try await mappingErrors { try await pool.query("DELETE FROM drover.environments WHERE id = $1 AND org_id = $2", [id, org]) }
-        return ["id": .string(id), "type": "environment_deleted"]
+        return API.Deleted(id: id, type: "environment_deleted")
     }
 }

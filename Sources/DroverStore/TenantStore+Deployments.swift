@@ -1,4 +1,5 @@
 import DroverCore
+import DroverResources
 import DroverPostgres
 import Foundation
 
@@ -59,14 +60,14 @@ extension TenantStore {
                 throw DroverError(.invalidArgument, "agent: an agent id, or {type: agent, id, version}, is required")
             }
             let found = try await self.agent(org: org, id: agentID, version: version)
-            guard found["archived_at"] == .null else { throw DroverError(.invalidArgument, "agent \(agentID) is archived") }
-            agentVersion = found["version"]?.intValue ?? 1
+            guard found.archivedAt == nil else { throw DroverError(.invalidArgument, "agent \(agentID) is archived") }
+            agentVersion = found.definition.version
         }
         var environmentID = current?.environmentID ?? ""
         if let value = given("environment_id") {
             guard let id = value.stringValue else { throw DroverError(.invalidArgument, "environment_id: an environment id is required") }
             let environment = try await self.environment(org: org, id: id)
-            guard environment["archived_at"] == .null else { throw DroverError(.invalidArgument, "environment \(id) is archived") }
+            guard environment.archivedAt == nil else { throw DroverError(.invalidArgument, "environment \(id) is archived") }
             environmentID = id
         }
         var name = current?.name ?? ""
@@ -156,7 +157,7 @@ extension TenantStore {
             budget = value == .null ? nil : value
         }
         if let limit = budget, given("budget") != nil || given("agent") != nil {
-            let model = try await self.agent(org: org, id: agentID, version: agentVersion)["model"]?["id"]?.stringValue
+            let model = try await self.agent(org: org, id: agentID, version: agentVersion).definition.model.id
             budget = try await checkedBudget(limit, model: model)
         }
         return DeploymentSpec(
@@ -176,7 +177,7 @@ extension TenantStore {
         ]
     }
 
-    public func createDeployment(org: String, _ body: JSONValue, key: String?, now: Date) async throws -> JSONValue {
+    public func createDeployment(org: String, _ body: JSONValue, key: String?, now: Date) async throws -> API.Deployment {
         let spec = try await deploymentSpec(org: org, body, current: nil, key: key)
         return try await one(
             """
@@ -195,32 +196,27 @@ extension TenantStore {
             """, [org] + deploymentParameters(spec, key: key, now: now), missing: "the new deployment")
     }
 
-    public func deployment(org: String, id: String) async throws -> JSONValue {
+    public func deployment(org: String, id: String) async throws -> API.Deployment {
         try await owned("drover.deployments", render: "drover.api_deployment_json", id: id, org: org, what: "deployment")
     }
 
     /// The stored spec of a deployment, for an update's patch.
     func currentDeploymentSpec(org: String, id: String) async throws -> DeploymentSpec {
-        let json = try await deployment(org: org, id: id)
-        guard json["archived_at"] == .null else { throw DroverError(.invalidArgument, "deployment \(id) is archived") }
+        let stored = try await deployment(org: org, id: id)
+        guard stored.archivedAt == nil else { throw DroverError(.invalidArgument, "deployment \(id) is archived") }
         var schedule: CronSchedule?
-        if let expression = json["schedule"]?["expression"]?.stringValue, let zone = json["schedule"]?["timezone"]?.stringValue {
+        if let expression = stored.schedule?["expression"]?.stringValue, let zone = stored.schedule?["timezone"]?.stringValue {
             schedule = try CronSchedule(expression: expression, timeZone: zone)
         }
-        guard case .array(let events)? = json["initial_events"], case .array(let resources)? = json["resources"],
-              case .object(let metadata)? = json["metadata"], case .array(let vaults)? = json["vault_ids"] else {
-            throw DroverError(.database, "deployment \(id) is malformed")
-        }
         return DeploymentSpec(
-            name: json["name"]?.stringValue ?? "", description: json["description"]?.stringValue, agentID: json["agent"]?["id"]?.stringValue ?? "",
-            agentVersion: json["agent"]?["version"]?.intValue ?? 1, environmentID: json["environment_id"]?.stringValue ?? "",
-            initialEvents: events, resources: resources, tokens: nil, vaultIDs: vaults.compactMap(\.stringValue),
-            metadata: metadata, budget: json["budget"].flatMap { $0 == .null ? nil : $0 }, schedule: schedule)
+            name: stored.name, description: stored.description, agentID: stored.agent.id, agentVersion: stored.agent.version,
+            environmentID: stored.environmentID, initialEvents: stored.initialEvents, resources: stored.resources, tokens: nil,
+            vaultIDs: stored.vaultIDs, metadata: stored.metadata.mapValues(JSONValue.string), budget: try stored.budget?.json, schedule: schedule)
     }
 
     /// An update: each field given replaces (metadata: a patch), the rest is kept; a new version
     /// is recorded. A changed schedule starts from now.
-    public func updateDeployment(org: String, id: String, _ body: JSONValue, key: String?, now: Date) async throws -> JSONValue {
+    public func updateDeployment(org: String, id: String, _ body: JSONValue, key: String?, now: Date) async throws -> API.Deployment {
         let current = try await currentDeploymentSpec(org: org, id: id)
         let spec = try await deploymentSpec(org: org, body, current: current, key: key)
         let scheduleChanged = spec.scheduleJSON != current.scheduleJSON
@@ -248,7 +244,7 @@ extension TenantStore {
 
     public func deployments(
         org: String, limit: Int, page: String?, includeArchived: Bool, agentID: String?, status: String?, createdFrom: String?, createdTo: String?
-    ) async throws -> APIPage {
+    ) async throws -> APIPage<API.Deployment> {
         guard limit <= 100 else { throw DroverError(.invalidArgument, "limit must be between 1 and 100") }
         if let status {
             guard ["active", "paused"].contains(status) else { throw DroverError(.invalidArgument, "status must be active or paused") }
@@ -264,7 +260,7 @@ extension TenantStore {
     }
 
     /// Archived: no more fires, scheduled or manual; runs and sessions are kept.
-    public func archiveDeployment(org: String, id: String) async throws -> JSONValue {
+    public func archiveDeployment(org: String, id: String) async throws -> API.Deployment {
         try await one(
             """
             UPDATE drover.deployments d SET archived_at = coalesce(d.archived_at, now()), next_fire_at = NULL, updated_at = now()
@@ -273,9 +269,9 @@ extension TenantStore {
     }
 
     /// Paused (`manual`): scheduled times pass without runs until unpaused; `run` still works.
-    public func pauseDeployment(org: String, id: String, paused: Bool) async throws -> JSONValue {
+    public func pauseDeployment(org: String, id: String, paused: Bool) async throws -> API.Deployment {
         let deployment = try await deployment(org: org, id: id)
-        guard deployment["archived_at"] == .null else { throw DroverError(.invalidArgument, "deployment \(id) is archived") }
+        guard deployment.archivedAt == nil else { throw DroverError(.invalidArgument, "deployment \(id) is archived") }
         return try await one(
             """
             UPDATE drover.deployments d
@@ -286,7 +282,7 @@ extension TenantStore {
 
     /// `run`: a manual run now, whatever the schedule and pause say; its run record (with the
     /// session, or why none was made).
-    public func runDeployment(org: String, id: String, key: String?) async throws -> JSONValue {
+    public func runDeployment(org: String, id: String, key: String?) async throws -> API.DeploymentRun {
         let prepared = try await prepareFire(deployment: id, org: org, key: key)
         let fired = try await mappingErrors {
             try await pool.transaction { connection in
@@ -305,7 +301,7 @@ extension TenantStore {
         return try await deploymentRun(org: org, id: fired.run)
     }
 
-    public func deploymentRun(org: String, id: String) async throws -> JSONValue {
+    public func deploymentRun(org: String, id: String) async throws -> API.DeploymentRun {
         try await owned("drover.deployment_runs", render: "drover.api_deployment_run_json", id: id, org: org, what: "deployment run")
     }
 
@@ -320,7 +316,7 @@ extension TenantStore {
         public init() {}
     }
 
-    public func deploymentRuns(org: String, limit: Int, page: String?, filter: RunFilter) async throws -> APIPage {
+    public func deploymentRuns(org: String, limit: Int, page: String?, filter: RunFilter) async throws -> APIPage<API.DeploymentRun> {
         if let trigger = filter.triggerType, !["schedule", "manual"].contains(trigger) {
             throw DroverError(.invalidArgument, "trigger_type must be schedule or manual")
         }

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverResources
 import DroverPostgres
 
 /// Dreams, as `/v1/dreams` serves them (issue #24, item 3; migration 0023): a dream is a session
@@ -105,11 +106,11 @@ extension TenantStore {
     /// Creates the dream, its agent and its session in one transaction (`create_new`: and the
     /// output store, a copy of the input whose copies are the creating key's writes). The
     /// session is queued at once with the dream's first message.
-    public func createDream(org: String, _ body: JSONValue, actor: MemoryActor) async throws -> JSONValue {
+    public func createDream(org: String, _ body: JSONValue, actor: MemoryActor) async throws -> API.Dream {
         let request = try Self.dreamRequest(body)
         let input = try await memoryStore(org: org, id: request.storeID)
-        guard input["archived_at"] == .null else { throw DroverError(.invalidArgument, "memory store \(request.storeID) is archived") }
-        let inputName = input["name"]?.stringValue ?? "store"
+        guard input.archivedAt == nil else { throw DroverError(.invalidArgument, "memory store \(request.storeID) is archived") }
+        let inputName = input.name
         let created: (dream: String, session: String, wakes: [String]) = try await mappingErrors {
             try await pool.transaction { connection in
                 // The store's row lock serialises creates on one store (the update_existing check).
@@ -133,7 +134,7 @@ extension TenantStore {
                 let dream = try await connection.query("SELECT drover.new_id('drm')", [])[0].decode(0) as String
                 let output: (id: String, name: String, description: String)
                 if request.updateExisting {
-                    output = (request.storeID, inputName, input["description"]?.stringValue ?? "")
+                    output = (request.storeID, inputName, input.description)
                 } else {
                     let copy = try await connection.query(
                         """
@@ -197,14 +198,14 @@ extension TenantStore {
         return try await dream(org: org, id: created.dream)
     }
 
-    public func dream(org: String, id: String) async throws -> JSONValue {
+    public func dream(org: String, id: String) async throws -> API.Dream {
         try await owned("drover.dreams", render: "drover.api_dream_json", id: id, org: org, what: "dream")
     }
 
     /// Newest first; `statuses`, and `created_at[gt]`/`[lt]`, narrow the list.
     public func dreams(
         org: String, limit: Int, page: String?, includeArchived: Bool, statuses: [String]?, createdAfter: String?, createdBefore: String?
-    ) async throws -> APIPage {
+    ) async throws -> APIPage<API.Dream> {
         try await byCreation(
             "drover.dreams", render: "drover.api_dream_json", org: org, includeArchived: includeArchived, page: page, limit: limit,
             filter: "($6::text[] IS NULL OR t.status = ANY($6)) AND ($7::timestamptz IS NULL OR t.created_at > $7) AND ($8::timestamptz IS NULL OR t.created_at < $8)",
@@ -215,7 +216,7 @@ extension TenantStore {
     /// session from then on (nothing more is written back to it), and the session interrupted.
     /// Canceling a canceled dream returns it; a completed or failed one is a 400. A dream canceled
     /// before it started leaves no output store behind.
-    public func cancelDream(org: String, id: String) async throws -> JSONValue {
+    public func cancelDream(org: String, id: String) async throws -> API.Dream {
         let (status, session, wakes): (String, String?, [String]) = try await mappingErrors {
             try await pool.transaction { connection in
                 guard let row = try await connection.query(
@@ -250,10 +251,10 @@ extension TenantStore {
     }
 
     /// Hides a finished dream from lists; a pending or running one is a 400 (cancel it first).
-    public func archiveDream(org: String, id: String) async throws -> JSONValue {
+    public func archiveDream(org: String, id: String) async throws -> API.Dream {
         let current = try await dream(org: org, id: id)
-        if let status = current["status"]?.stringValue, status == "pending" || status == "running" {
-            throw DroverError(.invalidArgument, "dream \(id) is \(status): cancel it before archiving it")
+        if current.status == "pending" || current.status == "running" {
+            throw DroverError(.invalidArgument, "dream \(id) is \(current.status): cancel it before archiving it")
         }
         return try await one(
             "UPDATE drover.dreams d SET archived_at = coalesce(d.archived_at, now()) WHERE d.id = $1 AND d.org_id = $2 RETURNING drover.api_dream_json(d)::text",

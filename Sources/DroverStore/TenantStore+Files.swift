@@ -1,4 +1,5 @@
 import DroverCore
+import DroverResources
 import DroverPostgres
 import Foundation
 
@@ -12,7 +13,7 @@ extension TenantStore {
     }
 
     /// `expires_in_seconds`, when given, must be 3,600 to 7,776,000 (one hour to ninety days), as the SDK documents.
-    public func uploadFile(org: String, filename: String, mimeType: String, bytes: [UInt8], expiresInSeconds: Int?) async throws -> JSONValue {
+    public func uploadFile(org: String, filename: String, mimeType: String, bytes: [UInt8], expiresInSeconds: Int?) async throws -> API.File {
         if let expiresInSeconds, !(3_600...7_776_000).contains(expiresInSeconds) {
             throw DroverError(.invalidArgument, "expires_in_seconds must be between 3600 and 7776000")
         }
@@ -30,13 +31,13 @@ extension TenantStore {
             """, [org, filename, mimeType, bytes.count, Data(bytes), expiresInSeconds], missing: "")
     }
 
-    public func file(org: String, id: String) async throws -> JSONValue {
+    public func file(org: String, id: String) async throws -> API.File {
         try await one("SELECT drover.api_file_json(f)::text FROM drover.files f WHERE f.id = $1 AND f.org_id = $2", [id, org], missing: "no file \(id)")
     }
 
     /// Newest first. `ids` (at most 100) answers those files in one page, leaving out what is
     /// not there; `scopeID` keeps the files made in that session.
-    public func files(org: String, limit: Int, page: String?, ids: [String]?, scopeID: String?) async throws -> APIPage {
+    public func files(org: String, limit: Int, page: String?, ids: [String]?, scopeID: String?) async throws -> APIPage<API.File> {
         if let ids {
             guard page == nil else { throw DroverError(.invalidArgument, "ids cannot be combined with page") }
             let unique = Array(Set(ids))
@@ -46,12 +47,12 @@ extension TenantStore {
                 SELECT drover.api_file_json(f)::text FROM drover.files f WHERE f.org_id = $1 AND f.id = ANY ($2::text[])
                  ORDER BY f.created_at DESC, f.id DESC
                 """, [org, unique])
-            return APIPage(data: rows, nextPage: nil)
+            return APIPage(data: try rows.map(API.File.decode(render:)), nextPage: nil)
         }
         var cursor = page
         if let text = cursor, text.hasPrefix("page_") { cursor = String(text.dropFirst(5)) }
         let after = try Self.decodeCursor(cursor)?.split(separator: "|", maxSplits: 1).map(String.init)
-        let found = try await pagedRows(
+        let found: APIPage<API.File> = try await pagedRows(
             """
             SELECT drover.api_file_json(f)::text, to_char(f.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '|' || f.id
               FROM drover.files f
@@ -77,7 +78,7 @@ extension TenantStore {
         return FileContent(filename: try row.decode(0), mimeType: try row.decode(1), bytes: Array(try row.decode(2) as Data))
     }
 
-    public func deleteFile(org: String, id: String) async throws -> JSONValue {
+    public func deleteFile(org: String, id: String) async throws -> API.Deleted {
         try await one(
             "DELETE FROM drover.files f WHERE f.id = $1 AND f.org_id = $2 RETURNING jsonb_build_object('type', 'file_deleted', 'id', f.id)::text",
             [id, org], missing: "no file \(id)")

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverResources
 import DroverPostgres
 import Foundation
 
@@ -24,7 +25,7 @@ extension TenantStore {
 
     // MARK: - Stores
 
-    public func createMemoryStore(org: String, _ body: JSONValue) async throws -> JSONValue {
+    public func createMemoryStore(org: String, _ body: JSONValue) async throws -> API.MemoryStore {
         let name = try Self.storeName(body["name"], required: true)
         return try await one(
             """
@@ -34,11 +35,11 @@ extension TenantStore {
             """, [org, name, try Self.storeDescription(body["description"]), try Self.storeMetadata(body["metadata"], removals: false)], missing: "")
     }
 
-    public func memoryStore(org: String, id: String) async throws -> JSONValue {
+    public func memoryStore(org: String, id: String) async throws -> API.MemoryStore {
         try await owned("drover.memory_stores", render: "drover.api_memory_store_json", id: id, org: org, what: "memory store")
     }
 
-    public func memoryStores(org: String, limit: Int, page: String?, includeArchived: Bool, createdFrom: String?, createdTo: String?) async throws -> APIPage {
+    public func memoryStores(org: String, limit: Int, page: String?, includeArchived: Bool, createdFrom: String?, createdTo: String?) async throws -> APIPage<API.MemoryStore> {
         try await byCreation(
             "drover.memory_stores", render: "drover.api_memory_store_json", org: org, includeArchived: includeArchived, page: page, limit: limit,
             filter: "($6::timestamptz IS NULL OR t.created_at >= $6) AND ($7::timestamptz IS NULL OR t.created_at <= $7)",
@@ -47,7 +48,7 @@ extension TenantStore {
 
     /// `name`, `description` and `metadata` (a key set to null is removed); an archived store
     /// cannot be updated.
-    public func updateMemoryStore(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
+    public func updateMemoryStore(org: String, id: String, _ body: JSONValue) async throws -> API.MemoryStore {
         let name = try Self.storeName(body["name"], required: false)
         let updated = try await jsonRows(
             """
@@ -58,14 +59,14 @@ extension TenantStore {
                AND (SELECT count(*) FROM jsonb_object_keys(jsonb_strip_nulls(s.metadata || coalesce($5::jsonb, '{}')))) <= 16
             RETURNING drover.api_memory_store_json(s)::text
             """, [id, org, name, try Self.storeDescription(body["description"]), try Self.storeMetadata(body["metadata"], removals: true)])
-        if let store = updated.first { return store }
-        guard try await memoryStore(org: org, id: id)["archived_at"] == .null else {
+        if let store = updated.first { return try API.MemoryStore.decode(render: store) }
+        guard try await memoryStore(org: org, id: id).archivedAt == nil else {
             throw DroverError(.conflict, "memory store \(id) is archived and cannot be updated")
         }
         throw DroverError(.invalidArgument, "metadata: at most 16 pairs after the change")
     }
 
-    public func archiveMemoryStore(org: String, id: String) async throws -> JSONValue {
+    public func archiveMemoryStore(org: String, id: String) async throws -> API.MemoryStore {
         try await one(
             """
             UPDATE drover.memory_stores s SET archived_at = coalesce(s.archived_at, now()), updated_at = now()
@@ -74,7 +75,7 @@ extension TenantStore {
     }
 
     /// Deletes the store with its memories and their versions.
-    public func deleteMemoryStore(org: String, id: String) async throws -> JSONValue {
+    public func deleteMemoryStore(org: String, id: String) async throws -> API.Deleted {
         try await one(
             "DELETE FROM drover.memory_stores s WHERE s.id = $1 AND s.org_id = $2 RETURNING jsonb_build_object('type', 'memory_store_deleted', 'id', s.id)::text",
             [id, org], missing: "no memory store \(id)")
@@ -82,7 +83,7 @@ extension TenantStore {
 
     // MARK: - Memories
 
-    public func createMemory(org: String, store: String, _ body: JSONValue, actor: MemoryActor, full: Bool) async throws -> JSONValue {
+    public func createMemory(org: String, store: String, _ body: JSONValue, actor: MemoryActor, full: Bool) async throws -> API.Memory {
         guard let pathValue = body["path"]?.stringValue else { throw DroverError(.invalidArgument, "path: a string is required") }
         let path = try MemoryPath.checked(pathValue)
         guard let content = body["content"], content == .null || content.stringValue != nil else {
@@ -92,7 +93,7 @@ extension TenantStore {
                                expected: nil, delete: false, actor: actor, full: full)
     }
 
-    public func memory(org: String, store: String, id: String, full: Bool) async throws -> JSONValue {
+    public func memory(org: String, store: String, id: String, full: Bool) async throws -> API.Memory {
         try await one(
             """
             SELECT drover.api_memory_json(m, $4)::text FROM drover.memories m JOIN drover.memory_stores s ON s.id = m.store_id
@@ -102,7 +103,7 @@ extension TenantStore {
 
     /// `content` replaces the content, `path` renames; `precondition` `{type: content_sha256,
     /// content_sha256}` must hold or nothing changes (409).
-    public func updateMemory(org: String, store: String, id: String, _ body: JSONValue, actor: MemoryActor, full: Bool) async throws -> JSONValue {
+    public func updateMemory(org: String, store: String, id: String, _ body: JSONValue, actor: MemoryActor, full: Bool) async throws -> API.Memory {
         let path = try body["path"].flatMap { $0 == .null ? nil : $0 }.map { value -> String in
             guard let text = value.stringValue else { throw DroverError(.invalidArgument, "path must be a string") }
             return try MemoryPath.checked(text)
@@ -121,15 +122,15 @@ extension TenantStore {
         return try await write(org: org, store: store, memory: id, path: path, content: content, expected: expected, delete: false, actor: actor, full: full)
     }
 
-    public func deleteMemory(org: String, store: String, id: String, expectedSHA256: String?, actor: MemoryActor) async throws -> JSONValue {
+    public func deleteMemory(org: String, store: String, id: String, expectedSHA256: String?, actor: MemoryActor) async throws -> API.Deleted {
         let expected = try expectedSHA256.map { try Self.sha256Hex($0, field: "expected_content_sha256") }
         let deleted = try await write(org: org, store: store, memory: id, path: nil, content: nil, expected: expected, delete: true, actor: actor, full: false)
-        return ["type": "memory_deleted", "id": deleted["id"] ?? .string(id)]
+        return API.Deleted(id: deleted.id, type: "memory_deleted")
     }
 
     private func write(
         org: String, store: String, memory: String?, path: String?, content: String?, expected: String?, delete: Bool, actor: MemoryActor, full: Bool
-    ) async throws -> JSONValue {
+    ) async throws -> API.Memory {
         try await one(
             "SELECT drover.api_memory_json(m, $9)::text FROM drover.memory_write($1, $2, $3, $4, $5, $6, $7, $8::jsonb) m",
             [org, store, memory, path, content, expected, delete, actor.json, full], missing: "no memory \(memory ?? "") in memory store \(store)")
@@ -138,7 +139,7 @@ extension TenantStore {
     /// Memories under `prefix` (ending in `/`) in path order. `depth` 0 lists every memory below
     /// it; `depth` n lists those at most n segments below, and groups the deeper ones into
     /// `memory_prefix` items (a path ending in `/`), which count toward the page like memories.
-    public func memories(org: String, store: String, prefix: String?, depth: Int, limit: Int, page: String?, full: Bool) async throws -> APIPage {
+    public func memories(org: String, store: String, prefix: String?, depth: Int, limit: Int, page: String?, full: Bool) async throws -> APIPage<API.MemoryListItem> {
         _ = try await memoryStore(org: org, id: store)
         let prefix = prefix ?? "/"
         guard prefix.hasPrefix("/"), prefix.hasSuffix("/") else { throw DroverError(.invalidArgument, "path_prefix must start and end with /") }
@@ -171,7 +172,7 @@ extension TenantStore {
     }
 
     /// Newest first.
-    public func memoryVersions(org: String, store: String, filter: VersionFilter, limit: Int, page: String?, full: Bool) async throws -> APIPage {
+    public func memoryVersions(org: String, store: String, filter: VersionFilter, limit: Int, page: String?, full: Bool) async throws -> APIPage<API.MemoryVersion> {
         _ = try await memoryStore(org: org, id: store)
         if let operation = filter.operation, !["created", "modified", "deleted"].contains(operation) {
             throw DroverError(.invalidArgument, "operation must be created, modified or deleted")
@@ -192,7 +193,7 @@ extension TenantStore {
              after?.first, after?.last, limit + 1], limit: limit)
     }
 
-    public func memoryVersion(org: String, store: String, id: String, full: Bool) async throws -> JSONValue {
+    public func memoryVersion(org: String, store: String, id: String, full: Bool) async throws -> API.MemoryVersion {
         try await one(
             """
             SELECT drover.api_memory_version_json(v, $4)::text FROM drover.memory_versions v JOIN drover.memory_stores s ON s.id = v.store_id
@@ -202,7 +203,7 @@ extension TenantStore {
 
     /// Clears what a version held (content, path, hash, size) and records who did; the version
     /// that holds a memory's current content cannot be redacted (409: change the memory first).
-    public func redactMemoryVersion(org: String, store: String, id: String, actor: MemoryActor) async throws -> JSONValue {
+    public func redactMemoryVersion(org: String, store: String, id: String, actor: MemoryActor) async throws -> API.MemoryVersion {
         let redacted = try await jsonRows(
             """
             UPDATE drover.memory_versions v
@@ -213,7 +214,7 @@ extension TenantStore {
                AND NOT EXISTS (SELECT 1 FROM drover.memories m WHERE m.version_id = v.id)
             RETURNING drover.api_memory_version_json(v, false)::text
             """, [id, store, org, actor.json])
-        if let version = redacted.first { return version }
+        if let version = redacted.first { return try API.MemoryVersion.decode(render: version) }
         _ = try await memoryVersion(org: org, store: store, id: id, full: false)
         throw DroverError(.conflict, "memory version \(id) holds its memory's current content: update or delete the memory before redacting it")
     }

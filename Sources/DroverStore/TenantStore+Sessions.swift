@@ -1,4 +1,5 @@
 import DroverCore
+import DroverResources
 import DroverPostgres
 import Foundation
 
@@ -10,7 +11,7 @@ extension TenantStore {
     /// A session of an agent (latest version, or the one named by `{type: agent, id, version}`) in
     /// an environment of the same organisation, with its `vault_ids` (vaults of the organisation)
     /// and `resources` (`github_repository`, whose token is sealed with `key`).
-    public func createSession(org: String, _ body: JSONValue, key: String? = nil) async throws -> JSONValue {
+    public func createSession(org: String, _ body: JSONValue, key: String? = nil) async throws -> API.Session {
         let prepared = try await prepareSession(org: org, body, key: key)
         let (id, wakes) = try await mappingErrors {
             try await pool.transaction { connection in try await Self.insertSession(prepared, org: org, key: key, on: connection) }
@@ -49,11 +50,11 @@ extension TenantStore {
         }
         guard let environment = body["environment_id"]?.stringValue else { throw DroverError(.invalidArgument, "environment_id is required") }
         let agent = try await self.agent(org: org, id: agentID, version: version)
-        if agent["archived_at"] != nil && agent["archived_at"] != .null { throw DroverError(.invalidArgument, "agent \(agentID) is archived") }
+        if agent.archivedAt != nil { throw DroverError(.invalidArgument, "agent \(agentID) is archived") }
         let env = try await self.environment(org: org, id: environment)
-        if env["archived_at"] != nil && env["archived_at"] != .null { throw DroverError(.invalidArgument, "environment \(environment) is archived") }
+        if env.archivedAt != nil { throw DroverError(.invalidArgument, "environment \(environment) is archived") }
         var prepared = PreparedSession(
-            agentID: agentID, agentVersion: agent["version"]?.intValue, model: agent["model"]?["id"]?.stringValue, environment: environment,
+            agentID: agentID, agentVersion: agent.definition.version, model: agent.definition.model.id, environment: environment,
             title: body["title"]?.stringValue, metadata: Self.text(body["metadata"]), vaultIDs: try await checkedVaults(org: org, body["vault_ids"]),
             repositories: try Self.repositories(body["resources"]), files: try await checkedFiles(org: org, body["resources"]),
             stores: try await checkedStores(org: org, body["resources"]))
@@ -334,10 +335,10 @@ extension TenantStore {
             let instructions = item["instructions"]?.stringValue
             guard (instructions?.count ?? 0) <= 4_096 else { throw DroverError(.invalidArgument, "resources[].instructions: at most 4,096 characters") }
             let store = try await memoryStore(org: org, id: storeID)
-            guard store["archived_at"] == .null else { throw DroverError(.invalidArgument, "memory store \(storeID) is archived") }
-            let name = store["name"]?.stringValue ?? ""
+            guard store.archivedAt == nil else { throw DroverError(.invalidArgument, "memory store \(storeID) is archived") }
+            let name = store.name
             list.append(StoreResource(
-                storeID: storeID, access: access, instructions: instructions, name: name, description: store["description"]?.stringValue ?? "",
+                storeID: storeID, access: access, instructions: instructions, name: name, description: store.description,
                 mountPath: "/mnt/memory/" + Self.slug(name)))
         }
         guard Set(list.map(\.mountPath)).count == list.count else {
@@ -378,7 +379,7 @@ extension TenantStore {
     }
 
     /// `sessions.resources.add`: a file, mounted from the session's next sandbox or wake on.
-    public func addSessionResource(org: String, session: String, _ body: JSONValue) async throws -> JSONValue {
+    public func addSessionResource(org: String, session: String, _ body: JSONValue) async throws -> API.SessionResource {
         if try await isArchived(org: org, session: session) { throw DroverError(.invalidArgument, "session \(session) is archived") }
         guard body["type"]?.stringValue == "file" else { throw DroverError(.invalidArgument, "type: only file resources can be added to a session") }
         let file = try Self.fileResource(body)
@@ -393,16 +394,16 @@ extension TenantStore {
         guard let resource = added.first else {
             throw DroverError(.conflict, "a resource of session \(session) is mounted at \(file.mountPath) already")
         }
-        return resource
+        return try API.SessionResource.decode(render: resource)
     }
 
     /// `sessions.resources.update`: a repository's new `authorization_token`, sealed with `key` as
     /// at creation; the next clone or fetch of a sandbox made from then on uses it. Other
     /// resources have nothing to update (400), as the SDK documents.
-    public func updateSessionResource(org: String, session: String, id: String, _ body: JSONValue, key: String?) async throws -> JSONValue {
+    public func updateSessionResource(org: String, session: String, id: String, _ body: JSONValue, key: String?) async throws -> API.SessionResource {
         _ = try await isArchived(org: org, session: session)
         let resource = try await sessionResource(org: org, session: session, id: id)
-        guard resource["type"]?.stringValue == "github_repository" else {
+        guard case .githubRepository = resource else {
             throw DroverError(.invalidArgument, "only github_repository resources have an authorization_token to rotate")
         }
         guard let token = body["authorization_token"]?.stringValue, !token.isEmpty, token.utf8.count <= 4_096 else {
@@ -418,7 +419,7 @@ extension TenantStore {
             """, [session, id, token, sealWith], missing: "no resource \(id) in session \(session)")
     }
 
-    public func deleteSessionResource(org: String, session: String, id: String) async throws -> JSONValue {
+    public func deleteSessionResource(org: String, session: String, id: String) async throws -> API.Deleted {
         _ = try await isArchived(org: org, session: session)
         return try await one(
             """
@@ -428,22 +429,22 @@ extension TenantStore {
     }
 
     /// A session's resources (never their tokens), in the order they were given.
-    public func sessionResources(org: String, session: String) async throws -> APIPage {
+    public func sessionResources(org: String, session: String) async throws -> APIPage<API.SessionResource> {
         _ = try await isArchived(org: org, session: session)
         let rows = try await jsonRows(
             "SELECT drover.api_session_resource_json(r)::text FROM drover.session_resources r WHERE r.session_id = $1 ORDER BY r.created_at, r.id",
             [session])
-        return APIPage(data: rows, nextPage: nil)
+        return APIPage(data: try rows.map(API.SessionResource.decode(render:)), nextPage: nil)
     }
 
-    public func sessionResource(org: String, session: String, id: String) async throws -> JSONValue {
+    public func sessionResource(org: String, session: String, id: String) async throws -> API.SessionResource {
         _ = try await isArchived(org: org, session: session)
         return try await one(
             "SELECT drover.api_session_resource_json(r)::text FROM drover.session_resources r WHERE r.session_id = $1 AND r.id = $2",
             [session, id], missing: "no resource \(id) in session \(session)")
     }
 
-    public func session(org: String, id: String) async throws -> JSONValue {
+    public func session(org: String, id: String) async throws -> API.Session {
         try await owned("drover.sessions", render: "drover.api_session_json", id: id, org: org, what: "session")
     }
 
@@ -451,12 +452,12 @@ extension TenantStore {
     /// (`updateSessionAgent`), with a `session.updated` event saying what changed, in one
     /// transaction. `budget` (`budgetUpdate`) replaces or removes the session's budget from its
     /// next wake on. `vault_ids` is refused, never ignored, as the hosted API refuses it (reserved).
-    public func updateSession(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
+    public func updateSession(org: String, id: String, _ body: JSONValue) async throws -> API.Session {
         if body["vault_ids"] != nil { throw DroverError(.invalidArgument, "vault_ids: not yet supported in an update (reserved for future use)") }
         let agent = body["agent"].flatMap { $0 == .null ? nil : $0 }
         var budget: JSONValue?
         if let asked = body["budget"] { budget = try await budgetUpdate(org: org, id: id, asked) }
-        let rendered: JSONValue = try await mappingErrors {
+        let rendered: API.Session = try await mappingErrors {
             try await pool.transaction { connection in
                 if let agent { try await Self.updateSessionAgent(org: org, id: id, agent, on: connection) }
                 guard let row = try await connection.query(
@@ -471,12 +472,12 @@ extension TenantStore {
                           budget.flatMap { $0 == .null ? nil : $0.text }]).first else {
                     throw DroverError(.notFound, "no session \(id)")
                 }
-                let rendered = try JSONValue.parse(try row.decode(0) as String)
+                let rendered = try API.Session.decode(render: try JSONValue.parse(try row.decode(0) as String))
                 var changed: [String: JSONValue] = [:]
-                if body["title"] != nil { changed["title"] = rendered["title"] ?? .null }
-                if body["metadata"] != nil, case .object(let bag)? = rendered["metadata"], !bag.isEmpty { changed["metadata"] = .object(bag) }
-                if agent != nil { changed["agent"] = rendered["agent"] ?? .null }
-                if budget != nil { changed["budget"] = rendered["budget"] ?? .null }
+                if body["title"] != nil { changed["title"] = rendered.title.map(JSONValue.string) ?? .null }
+                if body["metadata"] != nil, !rendered.metadata.isEmpty { changed["metadata"] = .object(rendered.metadata.mapValues(JSONValue.string)) }
+                if agent != nil { changed["agent"] = try rendered.agent.json }
+                if budget != nil { changed["budget"] = try rendered.budget?.json ?? .null }
                 if !changed.isEmpty {
                     _ = try await connection.query(
                         "SELECT drover.append_session_event($1, 'session.updated', $2::jsonb)", [id, JSONValue.object(changed).text])
@@ -518,20 +519,20 @@ extension TenantStore {
     }
 
     /// A session's threads (`drover.api_thread_json`), oldest first.
-    public func threads(org: String, session: String, limit: Int, page: String?) async throws -> APIPage {
+    public func threads(org: String, session: String, limit: Int, page: String?) async throws -> APIPage<API.SessionThread> {
         _ = try await isArchived(org: org, session: session)
         return try await byCreation(
             "drover.sessions", render: "drover.api_thread_json", org: org, includeArchived: true, page: page, limit: limit,
             filter: "t.parent_session_id = $6", extra: [session], ascending: true)
     }
 
-    public func thread(org: String, session: String, id: String) async throws -> JSONValue {
+    public func thread(org: String, session: String, id: String) async throws -> API.SessionThread {
         try await one(
             "SELECT drover.api_thread_json(t)::text FROM drover.sessions t WHERE t.id = $1 AND t.parent_session_id = $2 AND t.org_id = $3",
             [id, session, org], missing: "no thread \(id) in session \(session)")
     }
 
-    public func archiveThread(org: String, session: String, id: String) async throws -> JSONValue {
+    public func archiveThread(org: String, session: String, id: String) async throws -> API.SessionThread {
         try await one(
             """
             UPDATE drover.sessions t SET archived_at = coalesce(t.archived_at, now())
@@ -558,7 +559,7 @@ extension TenantStore {
     }
 
     /// Beyond Managed Agents: `id` looks one session up without a 404 when it is not there.
-    public func sessions(org: String, limit: Int, page: String?, includeArchived: Bool, filter: SessionFilter) async throws -> APIPage {
+    public func sessions(org: String, limit: Int, page: String?, includeArchived: Bool, filter: SessionFilter) async throws -> APIPage<API.Session> {
         let known: Set<String> = ["rescheduling", "running", "idle", "terminated"]
         if let statuses = filter.statuses, let unknown = statuses.first(where: { !known.contains($0) }) {
             throw DroverError(.invalidArgument, "statuses: \(unknown) is not one of rescheduling, running, idle, terminated")
@@ -619,7 +620,7 @@ extension TenantStore {
             """, [id, fields["tools"].flatMap { $0 == .null ? nil : $0.text }, servers?.text])
     }
 
-    public func archiveSession(org: String, id: String) async throws -> JSONValue {
+    public func archiveSession(org: String, id: String) async throws -> API.Session {
         try await one(
             """
             UPDATE drover.sessions s SET archived_at = coalesce(s.archived_at, now())
@@ -628,11 +629,11 @@ extension TenantStore {
     }
 
     /// Deletes a session with its log (refused while it runs).
-    public func deleteSession(org: String, id: String) async throws -> JSONValue {
+    public func deleteSession(org: String, id: String) async throws -> API.Deleted {
         _ = try await session(org: org, id: id)
         let deleted: Bool = try await mappingErrors { try await pool.query("SELECT drover.delete_session($1)", [id])[0].decode(0) }
         guard deleted else { throw DroverError(.notFound, "no session \(id)") }
-        return ["id": .string(id), "type": "session_deleted"]
+        return API.Deleted(id: id, type: "session_deleted")
     }
 
     /// Whether the organisation's session is archived; `not_found` when it has none of that id.
@@ -676,7 +677,7 @@ extension TenantStore {
     ///
     /// Each direction is its own range scan of the (session_id, seq) key (an `ORDER BY CASE` could
     /// use no index: every page of a long log read and sorted it whole).
-    public func events(org: String, session: String, limit: Int, page: String?, descending: Bool, types: [String]?) async throws -> APIPage {
+    public func events(org: String, session: String, limit: Int, page: String?, descending: Bool, types: [String]?) async throws -> APIPage<API.SessionEvent> {
         _ = try await isArchived(org: org, session: session)
         let from = try Self.decodeCursor(page).flatMap { Int64($0) }
         let range = descending ? "e.seq < coalesce($3, 9223372036854775807) ORDER BY e.seq DESC" : "e.seq > coalesce($3, 0) ORDER BY e.seq"

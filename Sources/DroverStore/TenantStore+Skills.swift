@@ -1,11 +1,12 @@
 import DroverCore
+import DroverResources
 import DroverPostgres
 import Foundation
 
 /// Skills and their versions, as `/v1/skills` serves them (issue #23, item 4; migration 0024).
 extension TenantStore {
     /// A new skill from an upload (`SkillBundle`); `displayName` defaults to the skill's name.
-    public func createSkill(org: String, displayName: String?, files: [(filename: String, bytes: [UInt8])]) async throws -> JSONValue {
+    public func createSkill(org: String, displayName: String?, files: [(filename: String, bytes: [UInt8])]) async throws -> API.Skill {
         if let displayName {
             guard (1...255).contains(displayName.count), !displayName.contains("\n") else {
                 throw DroverError(.invalidArgument, "display_name: one line of 1 to 255 characters")
@@ -17,7 +18,7 @@ extension TenantStore {
     }
 
     /// A new version of a skill (its SKILL.md must give the skill's name); it becomes the latest.
-    public func createSkillVersion(org: String, skill: String, files: [(filename: String, bytes: [UInt8])]) async throws -> JSONValue {
+    public func createSkillVersion(org: String, skill: String, files: [(filename: String, bytes: [UInt8])]) async throws -> API.SkillVersion {
         let bundle = try SkillBundle(files: files)
         let version = try await upload(org: org, skill: skill, displayName: nil, bundle).version
         return try await skillVersion(org: org, skill: skill, version: version)
@@ -33,13 +34,13 @@ extension TenantStore {
         }
     }
 
-    public func skill(org: String, id: String) async throws -> JSONValue {
+    public func skill(org: String, id: String) async throws -> API.Skill {
         try await owned("drover.skills", render: "drover.api_skill_json", id: id, org: org, what: "skill")
     }
 
     /// Newest first. `source` `custom` is every skill here; `anthropic` none (Drover has no
     /// Anthropic-managed skills).
-    public func skills(org: String, limit: Int, page: String?, source: String?) async throws -> APIPage {
+    public func skills(org: String, limit: Int, page: String?, source: String?) async throws -> APIPage<API.Skill> {
         switch source {
         case nil, "custom": break
         case "anthropic": return APIPage(data: [], nextPage: nil)
@@ -49,14 +50,14 @@ extension TenantStore {
     }
 
     /// Deletes a skill with all its versions; agents that pinned one mount nothing for it since.
-    public func deleteSkill(org: String, id: String) async throws -> JSONValue {
+    public func deleteSkill(org: String, id: String) async throws -> API.Deleted {
         _ = try await skill(org: org, id: id)
         try await mappingErrors { _ = try await pool.query("DELETE FROM drover.skills WHERE id = $1 AND org_id = $2", [id, org]) }
-        return ["type": "skill_deleted", "id": .string(id)]
+        return API.Deleted(id: id, type: "skill_deleted")
     }
 
     /// A version by id, or `latest`.
-    public func skillVersion(org: String, skill: String, version: String) async throws -> JSONValue {
+    public func skillVersion(org: String, skill: String, version: String) async throws -> API.SkillVersion {
         try await one(
             """
             SELECT drover.api_skill_version_json(v)::text FROM drover.skill_versions v JOIN drover.skills s ON s.id = v.skill_id
@@ -65,7 +66,7 @@ extension TenantStore {
     }
 
     /// Newest first, keyset pages by version id.
-    public func skillVersions(org: String, skill: String, limit: Int, page: String?) async throws -> APIPage {
+    public func skillVersions(org: String, skill: String, limit: Int, page: String?) async throws -> APIPage<API.SkillVersion> {
         _ = try await self.skill(org: org, id: skill)
         let before = try Self.decodeCursor(page)
         return try await pagedRows(
@@ -77,8 +78,8 @@ extension TenantStore {
 
     /// Deletes a version; the latest becomes the newest left. A skill's only version cannot be
     /// deleted (a skill always has one): delete the skill.
-    public func deleteSkillVersion(org: String, skill: String, version: String) async throws -> JSONValue {
-        let resolved = try await skillVersion(org: org, skill: skill, version: version)["id"]?.stringValue ?? version
+    public func deleteSkillVersion(org: String, skill: String, version: String) async throws -> API.Deleted {
+        let resolved = try await skillVersion(org: org, skill: skill, version: version).id
         try await mappingErrors {
             try await pool.transaction { connection in
                 let count = try await connection.query("SELECT count(*)::int FROM drover.skill_versions WHERE skill_id = $1", [skill])[0].decode(0) as Int
@@ -93,17 +94,17 @@ extension TenantStore {
                     """, [skill])
             }
         }
-        return ["type": "skill_version_deleted", "id": .string(resolved)]
+        return API.Deleted(id: resolved, type: "skill_version_deleted")
     }
 
     /// A version's files as a zip archive under the skill's folder (`<name>/SKILL.md`, …).
     public func skillArchive(org: String, skill: String, version: String) async throws -> (name: String, bytes: [UInt8]) {
         let found = try await skillVersion(org: org, skill: skill, version: version)
-        let name = found["name"]?.stringValue ?? "skill"
+        let name = found.name
         let files: [(path: String, bytes: [UInt8])] = try await mappingErrors {
             try await pool.query(
                 "SELECT path, content FROM drover.skill_files WHERE skill_id = $1 AND version_id = $2 ORDER BY path",
-                [skill, found["id"]?.stringValue]
+                [skill, found.id]
             ).map { (name + (try $0.decode(0) as String), Array(try $0.decode(1) as Data)) }
         }
         return (name, ZipArchive.stored(files))
@@ -124,7 +125,7 @@ extension TenantStore {
             guard type == "custom" else { throw DroverError(.invalidArgument, "skills[]: Drover has no Anthropic-managed skills; upload it as a custom skill") }
             guard seen.insert(skill).inserted else { throw DroverError(.invalidArgument, "skills: \(skill) is named twice") }
             let version = try await skillVersion(org: org, skill: skill, version: item["version"]?.stringValue ?? "latest")
-            resolved.append(["type": "custom", "skill_id": .string(skill), "version": version["id"] ?? .null])
+            resolved.append(["type": "custom", "skill_id": .string(skill), "version": .string(version.id)])
         }
         return .array(resolved)
     }

@@ -1,11 +1,12 @@
 import DroverCore
+import DroverResources
 import DroverPostgres
 import Foundation
 
 /// Vaults and their credentials, as `/v1/vaults` serves them: write-only secrets, sealed with the
 /// process's vault key (`VaultKey`) before they reach a table, never returned.
 extension TenantStore {
-    public func createVault(org: String, _ body: JSONValue) async throws -> JSONValue {
+    public func createVault(org: String, _ body: JSONValue) async throws -> API.Vault {
         guard let name = body["display_name"]?.stringValue, !name.isEmpty, name.count <= 255 else {
             throw DroverError(.invalidArgument, "display_name: a string of 1-255 characters is required")
         }
@@ -17,15 +18,15 @@ extension TenantStore {
             """, [org, name, Self.text(body["metadata"])], missing: "")
     }
 
-    public func vault(org: String, id: String) async throws -> JSONValue {
+    public func vault(org: String, id: String) async throws -> API.Vault {
         try await owned("drover.vaults", render: "drover.api_vault_json", id: id, org: org, what: "vault")
     }
 
-    public func vaults(org: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
+    public func vaults(org: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage<API.Vault> {
         try await byCreation("drover.vaults", render: "drover.api_vault_json", org: org, includeArchived: includeArchived, page: page, limit: limit)
     }
 
-    public func updateVault(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
+    public func updateVault(org: String, id: String, _ body: JSONValue) async throws -> API.Vault {
         try await one(
             """
             UPDATE drover.vaults v
@@ -35,7 +36,7 @@ extension TenantStore {
             """, [id, org, body["display_name"]?.stringValue, Self.text(body["metadata"])], missing: "no vault \(id)")
     }
 
-    public func archiveVault(org: String, id: String) async throws -> JSONValue {
+    public func archiveVault(org: String, id: String) async throws -> API.Vault {
         try await one(
             """
             UPDATE drover.vaults v SET archived_at = coalesce(v.archived_at, now()), updated_at = now()
@@ -44,20 +45,20 @@ extension TenantStore {
     }
 
     /// Deletes a vault and its credentials (sessions that named it simply find no credential).
-    public func deleteVault(org: String, id: String) async throws -> JSONValue {
+    public func deleteVault(org: String, id: String) async throws -> API.Deleted {
         let deleted = try await mappingErrors {
             try await pool.query("DELETE FROM drover.vaults WHERE id = $1 AND org_id = $2 RETURNING id", [id, org])
         }
         guard !deleted.isEmpty else { throw DroverError(.notFound, "no vault \(id)") }
-        return ["id": .string(id), "type": "vault_deleted"]
+        return API.Deleted(id: id, type: "vault_deleted")
     }
 
     /// A credential: `auth` is `{type: static_bearer, token, mcp_server_url}` or `{type:
     /// mcp_oauth, mcp_server_url, access_token, expires_at, refresh}` (`MCPOAuthCredential`). Its
     /// secrets are sealed in the statement that stores them and never read back by the API.
-    public func createCredential(org: String, vault: String, _ body: JSONValue, key: String?) async throws -> JSONValue {
+    public func createCredential(org: String, vault: String, _ body: JSONValue, key: String?) async throws -> API.Credential {
         let owner = try await self.vault(org: org, id: vault)
-        if owner["archived_at"] != nil && owner["archived_at"] != .null { throw DroverError(.invalidArgument, "vault \(vault) is archived") }
+        if owner.archivedAt != nil { throw DroverError(.invalidArgument, "vault \(vault) is archived") }
         let auth = body["auth"] ?? .null
         let (type, url, secret, expiresAt, refresh): (String, String, String, Date?, JSONValue?)
         switch auth["type"]?.stringValue {
@@ -86,7 +87,7 @@ extension TenantStore {
             missing: "")
     }
 
-    public func credential(org: String, vault: String, id: String) async throws -> JSONValue {
+    public func credential(org: String, vault: String, id: String) async throws -> API.Credential {
         try await one(
             "SELECT drover.api_credential_json(c)::text FROM drover.vault_credentials c WHERE c.id = $1 AND c.vault_id = $2 AND c.org_id = $3",
             [id, vault, org], missing: "no credential \(id) in vault \(vault)")
@@ -106,7 +107,7 @@ extension TenantStore {
         return (try VaultCredentials.Credential(opened: row), try row.decode(3))
     }
 
-    public func credentials(org: String, vault: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage {
+    public func credentials(org: String, vault: String, limit: Int, page: String?, includeArchived: Bool) async throws -> APIPage<API.Credential> {
         _ = try await self.vault(org: org, id: vault)
         return try await byCreation(
             "drover.vault_credentials", render: "drover.api_credential_json", org: org, includeArchived: includeArchived, page: page,
@@ -117,9 +118,9 @@ extension TenantStore {
     /// a bearer's `token`, or an `mcp_oauth`'s access token, expiry and refresh settings (secrets
     /// sealed in the statement that stores them). `auth.type` must stay the credential's; its
     /// `mcp_server_url` cannot change.
-    public func updateCredential(org: String, vault: String, id: String, _ body: JSONValue, key: String?) async throws -> JSONValue {
+    public func updateCredential(org: String, vault: String, id: String, _ body: JSONValue, key: String?) async throws -> API.Credential {
         let current = try await credential(org: org, vault: vault, id: id)
-        let type = current["auth"]?["type"]?.stringValue ?? "static_bearer"
+        let type = current.auth.type
         var secret: String?
         var expiresAt: Date?
         var refresh: JSONValue?
@@ -169,7 +170,7 @@ extension TenantStore {
         }
     }
 
-    public func archiveCredential(org: String, vault: String, id: String) async throws -> JSONValue {
+    public func archiveCredential(org: String, vault: String, id: String) async throws -> API.Credential {
         try await one(
             """
             UPDATE drover.vault_credentials c SET archived_at = coalesce(c.archived_at, now()), updated_at = now()
@@ -177,12 +178,12 @@ extension TenantStore {
             """, [id, vault, org], missing: "no credential \(id) in vault \(vault)")
     }
 
-    public func deleteCredential(org: String, vault: String, id: String) async throws -> JSONValue {
+    public func deleteCredential(org: String, vault: String, id: String) async throws -> API.Deleted {
         let deleted = try await mappingErrors {
             try await pool.query("DELETE FROM drover.vault_credentials WHERE id = $1 AND vault_id = $2 AND org_id = $3 RETURNING id", [id, vault, org])
         }
         guard !deleted.isEmpty else { throw DroverError(.notFound, "no credential \(id) in vault \(vault)") }
-        return ["id": .string(id), "type": "vault_credential_deleted"]
+        return API.Deleted(id: id, type: "vault_credential_deleted")
     }
 
     /// Re-seals every secret sealed with `old` under `new`, in one transaction; how many.

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverResources
 import DroverPostgres
 import Foundation
 
@@ -79,11 +80,11 @@ extension TenantStore {
         return created
     }
 
-    public func webhook(org: String, id: String) async throws -> JSONValue {
+    public func webhook(org: String, id: String) async throws -> API.WebhookEndpoint {
         try await owned("drover.webhook_endpoints", render: "drover.api_webhook_endpoint_json", id: id, org: org, what: "webhook endpoint")
     }
 
-    public func webhooks(org: String, limit: Int, page: String?) async throws -> APIPage {
+    public func webhooks(org: String, limit: Int, page: String?) async throws -> APIPage<API.WebhookEndpoint> {
         guard limit <= 100 else { throw DroverError(.invalidArgument, "limit must be between 1 and 100") }
         return try await byCreation(
             "drover.webhook_endpoints", render: "drover.api_webhook_endpoint_json", org: org, includeArchived: true, page: page, limit: limit)
@@ -91,7 +92,7 @@ extension TenantStore {
 
     /// Each field given replaces; `state: enabled` resumes deliveries (what is pending is sent)
     /// and clears `disabled_reason`.
-    public func updateWebhook(org: String, id: String, _ body: JSONValue) async throws -> JSONValue {
+    public func updateWebhook(org: String, id: String, _ body: JSONValue) async throws -> API.WebhookEndpoint {
         let fields = try Self.webhookFields(body, creating: false)
         return try await one(
             """
@@ -104,7 +105,7 @@ extension TenantStore {
             """, [id, org, fields.url, fields.events, fields.name, fields.description, fields.state], missing: "no webhook endpoint \(id)")
     }
 
-    public func deleteWebhook(org: String, id: String) async throws -> JSONValue {
+    public func deleteWebhook(org: String, id: String) async throws -> API.Deleted {
         try await one(
             "DELETE FROM drover.webhook_endpoints WHERE id = $1 AND org_id = $2 RETURNING jsonb_build_object('id', id, 'type', 'webhook_endpoint_deleted')::text",
             [id, org], missing: "no webhook endpoint \(id)")
@@ -122,7 +123,7 @@ extension TenantStore {
     }
 
     /// An endpoint's delivery log, newest event first.
-    public func webhookDeliveries(org: String, id: String, limit: Int, page: String?, status: String?) async throws -> APIPage {
+    public func webhookDeliveries(org: String, id: String, limit: Int, page: String?, status: String?) async throws -> APIPage<API.WebhookDelivery> {
         _ = try await webhook(org: org, id: id)
         if let status, !["pending", "delivered", "failed"].contains(status) {
             throw DroverError(.invalidArgument, "status must be pending, delivered or failed")

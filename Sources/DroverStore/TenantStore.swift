@@ -1,5 +1,6 @@
 import DroverCore
 import DroverPostgres
+import DroverResources
 import Foundation
 
 /// Who an API key belongs to.
@@ -18,16 +19,10 @@ public struct APIPrincipal: Sendable, Equatable {
     }
 }
 
-/// A page of a list: Managed Agents' `{data, next_page}`.
-public struct APIPage: Sendable {
-    public var data: [JSONValue]
-    public var nextPage: String?
-    public var json: JSONValue { ["data": .array(data), "next_page": nextPage.map(JSONValue.string) ?? .null] }
-}
-
 /// Organisations, API keys and the Managed Agents resources of `drover api`, every query scoped
 /// to an organisation: another organisation's id is `not_found`, exactly like a missing one.
-/// Resource JSON is rendered in SQL (`drover.api_*_json`, migration 0010).
+/// Postgres composes each resource in one statement (`drover.api_*_json`, migration 0010 on) and
+/// the store hands it on as its type (`DroverResources`).
 public struct TenantStore: Sendable {
     public let pool: ConnectionPool
     /// Wakes harnesses after user events commit; one per store, so a daemon's requests share it.
@@ -175,9 +170,16 @@ public struct TenantStore: Sendable {
         }
     }
 
+    /// The first row's JSON, for answers that are not a resource (`not_found` without one).
     func one(_ sql: String, _ parameters: [(any PostgresEncodable)?], missing: String) async throws -> JSONValue {
         guard let first = try await jsonRows(sql, parameters).first else { throw DroverError(.notFound, missing) }
         return first
+    }
+
+    /// The first row's resource (`not_found`, saying `missing`, without one).
+    func one<Resource: APIResource>(_ sql: String, _ parameters: [(any PostgresEncodable)?], missing: String) async throws -> Resource {
+        guard let first = try await jsonRows(sql, parameters).first else { throw DroverError(.notFound, missing) }
+        return try Resource.decode(render: first)
     }
 
     /// Keyset pages: the cursor is the last row's sort key, opaque to clients (base64).
@@ -191,22 +193,22 @@ public struct TenantStore: Sendable {
     }
 
     /// Rows of `(json, sort key)`; `limit + 1` were asked for, to know whether a next page exists.
-    static func page(_ rows: [(JSONValue, String)], limit: Int) -> APIPage {
+    static func page<Resource>(_ rows: [(Resource, String)], limit: Int) -> APIPage<Resource> {
         let more = rows.count > limit
         let kept = rows.prefix(limit)
         return APIPage(data: kept.map(\.0), nextPage: more ? kept.last.map { cursor($0.1) } : nil)
     }
 
-    func pagedRows(_ sql: String, _ parameters: [(any PostgresEncodable)?], limit: Int) async throws -> APIPage {
+    func pagedRows<Resource: APIResource>(_ sql: String, _ parameters: [(any PostgresEncodable)?], limit: Int) async throws -> APIPage<Resource> {
         let rows = try await mappingErrors {
             try await pool.query(sql, parameters).map { (try JSONValue.parse(try $0.decode(0) as String), try $0.decode(1) as String) }
         }
-        return Self.page(rows, limit: limit)
+        return Self.page(try rows.map { (try Resource.decode(render: $0.0), $0.1) }, limit: limit)
     }
 
     /// One row of `table` owned by the organisation, rendered by `render` (`not_found` otherwise,
     /// another organisation's row included).
-    func owned(_ table: String, render: String, id: String, org: String, what: String) async throws -> JSONValue {
+    func owned<Resource: APIResource>(_ table: String, render: String, id: String, org: String, what: String) async throws -> Resource {
         try await one("SELECT \(render)(t)::text FROM \(table) t WHERE t.id = $1 AND t.org_id = $2", [id, org], missing: "no \(what) \(id)")
     }
 
@@ -214,10 +216,10 @@ public struct TenantStore: Sendable {
     /// order, newest first unless `ascending`, rendered by the SQL function `render`; `filter` may
     /// use parameters from $6 on (`extra`). A table without `archived_at` (runs, webhook
     /// endpoints) is read with `includeArchived` true.
-    func byCreation(
+    func byCreation<Resource: APIResource>(
         _ table: String, render: String, org: String, includeArchived: Bool, page: String?, limit: Int,
         filter: String = "TRUE", extra: [(any PostgresEncodable)?] = [], ascending: Bool = false
-    ) async throws -> APIPage {
+    ) async throws -> APIPage<Resource> {
         let after = try Self.decodeCursor(page)?.split(separator: "|", maxSplits: 1).map(String.init)
         let (beyond, order) = ascending ? (">", "ASC") : ("<", "DESC")
         return try await pagedRows(

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverResources
 import DroverPostgres
 import Foundation
 import Synchronization

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverResources
 import DroverPostgres
 import Foundation
 
@@ -166,14 +167,14 @@ public struct WorkQueue: Sendable {
 
     // MARK: - Reading and metadata
 
-    public func retrieve(environment: String, work: String) async throws -> JSONValue {
+    public func retrieve(environment: String, work: String) async throws -> API.Work {
         try await store.one(
             "SELECT drover.api_work_json(i)::text FROM drover.work_items i WHERE i.id = $1 AND i.environment_id = $2", [work, environment],
             missing: "no work item \(work)")
     }
 
     /// Items of the environment, newest first, in keyset pages.
-    public func list(environment: String, limit: Int, page: String?) async throws -> APIPage {
+    public func list(environment: String, limit: Int, page: String?) async throws -> APIPage<API.Work> {
         let after = try TenantStore.decodeCursor(page)?.split(separator: "|", maxSplits: 1).map(String.init)
         return try await store.pagedRows(
             """

@@ -1,5 +1,6 @@
 import DroverCLI
 import DroverCore
+import DroverResources
 import DroverStore
 import Foundation
 
@@ -34,7 +35,7 @@ struct VaultCreateCommand: Command {
         let pool = try Environment.pool(maxConnections: 1)
         defer { pool.close() }
         let store = TenantStore(pool: pool)
-        Output.line(try await store.createVault(org: try await store.organization(named: org), ["display_name": .string(name)]).text)
+        Output.line(try await store.createVault(org: try await store.organization(named: org), ["display_name": .string(name)]).json.text)
     }
 }
 
@@ -69,7 +70,7 @@ struct VaultAddCredentialCommand: Command {
         var body: [String: JSONValue] = ["auth": ["type": "static_bearer", "token": .string(token), "mcp_server_url": .string(url)]]
         if let name = arguments.value("name") { body["display_name"] = .string(name) }
         Output.line(try await store.createCredential(
-            org: try await store.organization(named: org), vault: vault, .object(body), key: try VaultKey.fromEnvironment()).text)
+            org: try await store.organization(named: org), vault: vault, .object(body), key: try VaultKey.fromEnvironment()).json.text)
     }
 }
 

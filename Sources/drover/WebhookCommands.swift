@@ -1,5 +1,6 @@
 import DroverCLI
 import DroverCore
+import DroverResources
 import DroverStore
 import Foundation
 
@@ -48,7 +49,7 @@ struct WebhookListCommand: Command {
         defer { pool.close() }
         let store = TenantStore(pool: pool)
         for endpoint in try await store.webhooks(org: try await store.organization(named: org), limit: 100, page: nil).data {
-            Output.line(endpoint.text)
+            Output.line(try endpoint.json.text)
         }
     }
 }

@@ -39,6 +39,8 @@ import Testing
                 "DROVER_API_PIDS": replicas.map { String($0.daemon.pid) }.joined(separator: ","),
                 "DROVER_KEY_A": key, "DATABASE_URL": cluster.database.conninfo,
             ])
+            let checked = try await RenderAgreement.check(cluster.sql)
+            #expect(checked["deployment", default: 0] > 0 && checked["deployment_run", default: 0] > 0, "\(checked)")
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
         }
     }

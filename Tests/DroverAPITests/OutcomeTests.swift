@@ -153,6 +153,7 @@ import Testing
         try await APIRig.withClusterAndAPI(script: Self.script, apiArgs: apiArgs) { cluster, api in
             let key = try await api.key(org: org)
             try await APIRig.python(path, environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY": key])
+            try await RenderAgreement.check(cluster.sql)
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
             let verify = try await DroverProcess.run(["verify"], database: cluster.database.conninfo)
             #expect(verify.status == 0, "drover verify: \(verify.stdout) \(verify.stderr)")

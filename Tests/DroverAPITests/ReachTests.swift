@@ -131,7 +131,7 @@ import Testing
             let store = TenantStore(pool: pool)
             let org = try await store.organization(named: "rotation")
             let vault = try await store.createVault(org: org, ["display_name": "v"])
-            let vaultID = try #require(vault["id"]?.stringValue)
+            let vaultID = vault.id
             _ = try await store.createCredential(
                 org: org, vault: vaultID, ["auth": ["type": "static_bearer", "token": "secret-one", "mcp_server_url": "http://127.0.0.2:1/mcp"]],
                 key: TestDatabase.vaultKey)

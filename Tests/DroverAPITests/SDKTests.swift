@@ -184,6 +184,7 @@ import Testing
         try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
             let key = try await api.key(org: "files")
             try await APIRig.python("Tests/sdk/session_files.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
+            try await RenderAgreement.check(cluster.sql)
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
         }
     }
@@ -206,6 +207,8 @@ import Testing
             let between = try await cluster.session("busy work in between")
             _ = try await cluster.waitForIdle(between)
             try await APIRig.python("Tests/sdk/session_memory.py", ["later", String(state)], environment: environment)
+            let checked = try await RenderAgreement.check(cluster.sql)
+            #expect(checked["memory", default: 0] > 0 && checked["memory_version", default: 0] > 0, "\(checked)")
             let owners: Int = try await cluster.sql.query(
                 """
                 SELECT count(DISTINCT h.owner)::int FROM drover.lease_history h JOIN drover.session_resources r ON r.session_id = h.session_id
@@ -236,6 +239,7 @@ import Testing
         try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
             let key = try await api.key(org: "dreams")
             try await APIRig.python("Tests/sdk/dreams.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
+            try await RenderAgreement.check(cluster.sql)
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
             // The dream's agent was told what to do, with the dream's instructions.
             let system = Self.systemPrompt(cluster, containing: "You are dreaming")
@@ -250,6 +254,7 @@ import Testing
         try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
             let key = try await api.key(org: "skills")
             try await APIRig.python("Tests/sdk/skills.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
+            try await RenderAgreement.check(cluster.sql)
             #expect(cluster.model.refusals.isEmpty, "the model server refused: \(cluster.model.refusals.map(\.message))")
             let system = Self.systemPrompt(cluster, containing: "# Skills")
             #expect(system.contains("/mnt/skills/greeter/SKILL.md: Greets people by name, politely."), "\(system)")
@@ -272,6 +277,10 @@ import Testing
         try await APIRig.withClusterAndAPI(script: Self.script) { cluster, api in
             let key = try await api.key(org: "contract")
             try await APIRig.python("Tests/sdk/contract.py", environment: ["DROVER_API_URL": "http://\(api.address)", "DROVER_KEY_A": key])
+            let checked = try await RenderAgreement.check(cluster.sql)
+            for kind in ["agent", "environment", "session", "session_resource", "event", "file", "memory_store"] {
+                #expect(checked[kind, default: 0] > 0, "the contract made no \(kind) to check")
+            }
             // The streamed turn ran through the harness: a tool call and its result were validated too.
             let events = try await cluster.sql.query(
                 "SELECT count(*)::int FROM drover.events WHERE type IN ('agent.tool_use', 'agent.tool_result')")[0].decode(0) as Int

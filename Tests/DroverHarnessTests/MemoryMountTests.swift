@@ -1,4 +1,5 @@
 import DroverCore
+import DroverResources
 import DroverStore
 import DroverTestSupport
 import Foundation
@@ -12,13 +13,13 @@ import Testing
     /// A memory store named notes, and a session it is attached to (read-write), sent "go".
     static func sessionWithNotes(_ cluster: HarnessCluster) async throws -> (store: String, session: String) {
         let tenants = TenantStore(pool: cluster.sql)
-        let store = try #require(try await tenants.createMemoryStore(org: "org_default", ["name": "notes"])["id"]?.stringValue)
+        let store = try await tenants.createMemoryStore(org: "org_default", ["name": "notes"]).id
         let created = try await tenants.createSession(org: "org_default", [
             "agent": .string(cluster.agent), "environment_id": .string(cluster.environment),
             "resources": [["type": "memory_store", "memory_store_id": .string(store)]],
             "initial_events": [["type": "user.message", "content": [["type": "text", "text": "go"]]]],
         ])
-        return (store, try #require(created["id"]?.stringValue))
+        return (store, created.id)
     }
 
     @Test func aLongTurnsMemoryChangesAreWrittenBackOnTheWay() async throws {
@@ -115,27 +116,27 @@ import Testing
         let cluster = try await HarnessCluster.start(script: script)
         do {
             let tenants = TenantStore(pool: cluster.sql)
-            let store = try #require(try await tenants.createMemoryStore(org: "org_default", ["name": "notes"])["id"]?.stringValue)
-            let read = try #require(try await tenants.createSession(org: "org_default", [
+            let store = try await tenants.createMemoryStore(org: "org_default", ["name": "notes"]).id
+            let read = try await tenants.createSession(org: "org_default", [
                 "agent": .string(cluster.agent), "environment_id": .string(cluster.environment),
-            ])["id"]?.stringValue)
+            ]).id
             let dream = try await tenants.createDream(org: "org_default", [
                 "inputs": [["type": "memory_store", "memory_store_id": .string(store)], ["type": "sessions", "session_ids": [.string(read)]]],
                 "model": "scripted",
             ], actor: .apiKey("test"))
-            let id = try #require(dream["id"]?.stringValue)
+            let id = dream.id
             let session: String = try await cluster.sql.query("SELECT session_id FROM drover.dreams WHERE id = $1", [id])[0].decode(0)
             _ = try await cluster.waitForEvent(SessionID(rawValue: session)) { $0.type == .agentToolUse }
             let holder = try #require(try await cluster.holder(of: SessionID(rawValue: session)))
             kill(holder.pid, SIGKILL)
             _ = try await cluster.startHarness()
-            var final = JSONValue.null
+            var final = dream
             try await Polling.until("the dream ends", timeout: 30) {
                 final = try await tenants.dream(org: "org_default", id: id)
-                return ["completed", "failed", "canceled"].contains(final["status"]?.stringValue ?? "")
+                return ["completed", "failed", "canceled"].contains(final.status)
             }
-            #expect(final["status"] == "completed", "\(final)")
-            let output = try #require(final["outputs"]?[0]?["memory_store_id"]?.stringValue)
+            #expect(final.status == "completed", "\(final)")
+            let output = try #require(final.outputs.first?["memory_store_id"]?.stringValue)
             let written: [String] = try await cluster.sql.query(
                 "SELECT content FROM drover.memories WHERE store_id = $1 AND path = '/read.md'", [output]).map { try $0.decode(0) }
             #expect(written == ["\(read).md\n"], "the resumed dream read the transcript and wrote the store")

@@ -16,15 +16,15 @@ import Testing
             let store = TenantStore(pool: sql)
             let bytes = (0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
             let kept = try await store.uploadFile(org: "org_a", filename: "all.bin", mimeType: "application/octet-stream", bytes: bytes, expiresInSeconds: nil)
-            let id = try #require(kept["id"]?.stringValue)
+            let id = kept.id
             #expect(try await store.fileContent(org: "org_a", id: id).bytes == bytes)
             await #expect(throws: DroverError.self, "another organisation's file is not found") {
                 try await store.fileContent(org: "org_b", id: id)
             }
             let expiring = try await store.uploadFile(org: "org_a", filename: "soon.txt", mimeType: "text/plain", bytes: Array("soon".utf8), expiresInSeconds: 3_600)
-            let soon = try #require(expiring["id"]?.stringValue)
+            let soon = expiring.id
             try await sql.query("UPDATE drover.files SET expires_at = now() - interval '1 second' WHERE id = $1", [soon])
-            #expect(try await store.file(org: "org_a", id: soon)["downloadable"] == false)
+            #expect(try await store.file(org: "org_a", id: soon).downloadable == false)
             await #expect(throws: DroverError.self, "an expired file's content is gone") {
                 try await store.fileContent(org: "org_a", id: soon)
             }
@@ -53,10 +53,10 @@ import Testing
                 "agent": .string(agent), "environment_id": .string(environment),
                 "resources": [["type": "github_repository", "url": "https://git.example.com/team/repo.git", "authorization_token": "old-token"]],
             ], key: key)
-            let id = try #require(session["id"]?.stringValue)
-            let resource = try #require(try await tenants.sessionResources(org: "org_default", session: id).data.first?["id"]?.stringValue)
+            let id = session.id
+            let resource = try #require(try await tenants.sessionResources(org: "org_default", session: id).data.first?.id)
             let rotated = try await tenants.updateSessionResource(org: "org_default", session: id, id: resource, ["authorization_token": "new-token"], key: key)
-            #expect(!rotated.text.contains("token\":\"new") && rotated["type"] == "github_repository")
+            #expect(try !rotated.json.text.contains("token\":\"new") && rotated.json["type"] == "github_repository")
             let opened = try await store.repositories(SessionID(rawValue: id), key: key)
             #expect(opened.first?.token == "new-token")
             await #expect(throws: DroverError.self, "without a vault key nothing is sealed") {

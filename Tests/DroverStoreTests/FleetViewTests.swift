@@ -91,7 +91,7 @@ import Testing
             let pool = db.pool()
             defer { pool.close() }
             let tenants = TenantStore(pool: pool)
-            let store = try #require(try await tenants.createMemoryStore(org: "org_default", ["name": "n"])["id"]?.stringValue)
+            let store = try await tenants.createMemoryStore(org: "org_default", ["name": "n"]).id
             _ = try await tenants.createMemory(org: "org_default", store: store, ["path": "/a.md", "content": "hello"], actor: .apiKey("k"), full: false)
             let stats = try await QueueStats.sample(in: pool)
             #expect(stats.memoryStores == 1 && stats.memories == 1 && stats.memoryBytes > 0, "\(stats)")

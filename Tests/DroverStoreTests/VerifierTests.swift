@@ -98,7 +98,7 @@ import Testing
             let session = try await f.session()
             let tenants = TenantStore(pool: pool)
             let org: String = try await pool.query("SELECT org_id FROM drover.sessions WHERE id = $1", [session.rawValue])[0].decode(0)
-            let store = try #require(try await tenants.createMemoryStore(org: org, ["name": "notes"])["id"]?.stringValue)
+            let store = try await tenants.createMemoryStore(org: org, ["name": "notes"]).id
             try await pool.query(
                 """
                 INSERT INTO drover.session_resources (id, session_id, type, memory_store_id, access, mount_path)

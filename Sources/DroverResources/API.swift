@@ -1,0 +1,62 @@
+import DroverCore
+
+/// The Managed Agents API's resources as Swift values, mirroring the pinned `anthropic` SDK's
+/// models (`types/beta/**`) field for field, with the SDK's field names on the wire.
+///
+/// Postgres composes each resource in one statement (`drover.api_*_json`, so a retrieve is one
+/// round trip and reads the log through its indexes); the store decodes that JSON into these
+/// types and the API encodes them, so what a response can hold is what its type says, checked by
+/// the compiler. `ResourceRenderTests` checks each render against its type both ways. Parts the
+/// SDK leaves open (metadata values, a tool's input schema) and unions Drover stores as the
+/// client sent them once checked (a deployment's initial events) are `JSONValue`.
+public enum API {}
+
+/// A resource the API serves: decoded from its SQL render, encoded into a response.
+public protocol APIResource: Codable, Sendable, Equatable {}
+
+extension APIResource {
+    /// The resource as JSON (keys sorted, `null` for an absent optional field).
+    public var json: JSONValue {
+        get throws { try JSONValueEncoder.encode(self) }
+    }
+
+    /// Decodes a render; a render its type cannot hold is the server's fault (`render_mismatch`).
+    public static func decode(render: JSONValue) throws -> Self {
+        do {
+            return try JSONValueDecoder.decode(Self.self, from: render)
+        } catch let error as DecodingError {
+            throw DroverError(.renderMismatch, "\(Self.self): the render does not fit its type: \(error.summary)")
+        }
+    }
+}
+
+extension DecodingError {
+    /// Where and what, in one line.
+    public var summary: String {
+        let (context, what): (Context, String) =
+            switch self {
+            case .typeMismatch(_, let context): (context, "")
+            case .valueNotFound(_, let context): (context, "missing value: ")
+            case .keyNotFound(let key, let context): (context, "missing field \(key.stringValue): ")
+            case .dataCorrupted(let context): (context, "")
+            @unknown default: (Context(codingPath: [], debugDescription: "\(self)"), "")
+            }
+        let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        return "\(path.isEmpty ? "" : path + ": ")\(what)\(context.debugDescription)"
+    }
+}
+
+/// A page of a list (`data`, `next_page`), as every list endpoint returns it.
+public struct APIPage<Item: APIResource>: Sendable {
+    public var data: [Item]
+    public var nextPage: String?
+
+    public init(data: [Item], nextPage: String?) {
+        self.data = data
+        self.nextPage = nextPage
+    }
+
+    public var json: JSONValue {
+        get throws { ["data": .array(try data.map { try $0.json }), "next_page": nextPage.map(JSONValue.string) ?? .null] }
+    }
+}
