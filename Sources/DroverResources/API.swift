@@ -28,6 +28,23 @@ extension APIResource {
             throw DroverError(.renderMismatch, "\(Self.self): the render does not fit its type: \(error.summary)")
         }
     }
+
+    /// Decodes the render of what a request is writing, before it commits: what the type cannot
+    /// hold came from the request (metadata that is not strings, a custom tool without its
+    /// description), so it is refused (`invalid_argument`) and the write rolled back.
+    public static func decode(written render: JSONValue) throws -> Self {
+        do {
+            return try JSONValueDecoder.decode(Self.self, from: render)
+        } catch let error as DecodingError {
+            throw DroverError(.invalidArgument, "the request makes \(Self.name) the API cannot serve: \(error.summary)")
+        }
+    }
+
+    /// The resource's name in messages (`agent`, `session`, …).
+    static var name: String {
+        let type = String(describing: Self.self)
+        return type.enumerated().map { $0.offset > 0 && $0.element.isUppercase ? " " + $0.element.lowercased() : $0.element.lowercased() }.joined()
+    }
 }
 
 extension DecodingError {

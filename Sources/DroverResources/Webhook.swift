@@ -58,3 +58,32 @@ extension API {
         }
     }
 }
+
+extension API {
+    /// What creating an endpoint answers, once: the endpoint and the secret its deliveries are
+    /// signed with (kept sealed, never shown again; `rotate` makes a new one).
+    public struct CreatedWebhookEndpoint: APIResource {
+        public var endpoint: WebhookEndpoint
+        public var signingSecret: String
+
+        enum CodingKeys: String, CodingKey {
+            case signingSecret = "signing_secret"
+        }
+
+        public init(endpoint: WebhookEndpoint, signingSecret: String) {
+            self.endpoint = endpoint
+            self.signingSecret = signingSecret
+        }
+
+        public init(from decoder: any Decoder) throws {
+            endpoint = try WebhookEndpoint(from: decoder)
+            signingSecret = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .signingSecret)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            try endpoint.encode(to: encoder)
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(signingSecret, forKey: .signingSecret)
+        }
+    }
+}

@@ -19,7 +19,7 @@ extension TenantStore {
             id = drawn
             multiagent = try await resolvedMultiagent(org: org, asked, stored: nil, me: (drawn, 1))
         }
-        return try await one(
+        return try await written(
             """
             INSERT INTO drover.agents AS a (id, version, name, model, system_prompt, tools, config, org_id, description, metadata)
             VALUES (coalesce($11, drover.new_id('agent')), 1, $1, $2, coalesce($3, ''), $4::jsonb,
@@ -107,7 +107,7 @@ extension TenantStore {
             }
             patch = .object(fields)
         }
-        return try await one("SELECT drover.api_update_agent($1, $2, $3, $4::jsonb)::text", [org, id, version, patch.text], missing: "no agent \(id)")
+        return try await written("SELECT drover.api_update_agent($1, $2, $3, $4::jsonb)::text", [org, id, version, patch.text], missing: "no agent \(id)")
     }
 
     /// Newest first; `createdFrom`/`createdTo` (`created_at[gte]`/`[lte]`) bound the agent's creation.
@@ -147,7 +147,7 @@ extension TenantStore {
     public func createEnvironment(org: String, _ body: JSONValue) async throws -> API.Environment {
         guard let name = body["name"]?.stringValue, !name.isEmpty else { throw DroverError(.invalidArgument, "name: a non-empty string is required") }
         let kind = try Self.environmentKind(body["config"])
-        return try await one(
+        return try await written(
             """
             INSERT INTO drover.environments AS e (id, name, config, org_id, description, metadata, kind)
             VALUES (drover.new_id('env'), $1, coalesce($2::jsonb, '{}') - 'type', $3, $4, coalesce($5::jsonb, '{}'), $6)
@@ -207,7 +207,7 @@ extension TenantStore {
             let kind = try Self.environmentKind(.object(config))
             if kind != stored { throw DroverError(.invalidArgument, "config.type: environment \(id) is \(stored); create another for \(kind)") }
         }
-        return try await one(
+        return try await written(
             """
             UPDATE drover.environments e
                SET name = coalesce($3, e.name), description = CASE WHEN $4 THEN $5 ELSE e.description END,

@@ -179,7 +179,7 @@ extension TenantStore {
 
     public func createDeployment(org: String, _ body: JSONValue, key: String?, now: Date) async throws -> API.Deployment {
         let spec = try await deploymentSpec(org: org, body, current: nil, key: key)
-        return try await one(
+        return try await written(
             """
             WITH d AS (
                 INSERT INTO drover.deployments AS d (id, org_id, name, description, agent_id, agent_version, environment_id, initial_events,
@@ -220,7 +220,7 @@ extension TenantStore {
         let current = try await currentDeploymentSpec(org: org, id: id)
         let spec = try await deploymentSpec(org: org, body, current: current, key: key)
         let scheduleChanged = spec.scheduleJSON != current.scheduleJSON
-        return try await one(
+        return try await written(
             """
             WITH d AS (
                 UPDATE drover.deployments AS d

@@ -27,7 +27,7 @@ extension TenantStore {
 
     public func createMemoryStore(org: String, _ body: JSONValue) async throws -> API.MemoryStore {
         let name = try Self.storeName(body["name"], required: true)
-        return try await one(
+        return try await written(
             """
             INSERT INTO drover.memory_stores AS s (id, org_id, name, description, metadata)
             VALUES (drover.new_id('memstore'), $1, $2, coalesce($3, ''), coalesce($4::jsonb, '{}'))

@@ -13,11 +13,15 @@ extension TenantStore {
     /// and `resources` (`github_repository`, whose token is sealed with `key`).
     public func createSession(org: String, _ body: JSONValue, key: String? = nil) async throws -> API.Session {
         let prepared = try await prepareSession(org: org, body, key: key)
-        let (id, wakes) = try await mappingErrors {
-            try await pool.transaction { connection in try await Self.insertSession(prepared, org: org, key: key, on: connection) }
+        let (session, wakes) = try await mappingErrors {
+            try await pool.transaction { connection in
+                let (id, wakes) = try await Self.insertSession(prepared, org: org, key: key, on: connection)
+                let render = try await connection.query("SELECT drover.api_session_json(s)::text FROM drover.sessions s WHERE s.id = $1", [id])
+                return (try API.Session.decode(written: try JSONValue.parse(try render[0].decode(0) as String)), wakes)
+            }
         }
-        wake(session: id, wakes)
-        return try await session(org: org, id: id)
+        wake(session: session.id, wakes)
+        return session
     }
 
     /// A create request, checked against what it names, before anything is written.
@@ -472,7 +476,7 @@ extension TenantStore {
                           budget.flatMap { $0 == .null ? nil : $0.text }]).first else {
                     throw DroverError(.notFound, "no session \(id)")
                 }
-                let rendered = try API.Session.decode(render: try JSONValue.parse(try row.decode(0) as String))
+                let rendered = try API.Session.decode(written: try JSONValue.parse(try row.decode(0) as String))
                 var changed: [String: JSONValue] = [:]
                 if body["title"] != nil { changed["title"] = rendered.title.map(JSONValue.string) ?? .null }
                 if body["metadata"] != nil, !rendered.metadata.isEmpty { changed["metadata"] = .object(rendered.metadata.mapValues(JSONValue.string)) }

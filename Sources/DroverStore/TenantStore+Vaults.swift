@@ -10,7 +10,7 @@ extension TenantStore {
         guard let name = body["display_name"]?.stringValue, !name.isEmpty, name.count <= 255 else {
             throw DroverError(.invalidArgument, "display_name: a string of 1-255 characters is required")
         }
-        return try await one(
+        return try await written(
             """
             INSERT INTO drover.vaults AS v (id, org_id, display_name, metadata)
             VALUES (drover.new_id('vlt'), $1, $2, coalesce($3::jsonb, '{}'))
@@ -27,7 +27,7 @@ extension TenantStore {
     }
 
     public func updateVault(org: String, id: String, _ body: JSONValue) async throws -> API.Vault {
-        try await one(
+        try await written(
             """
             UPDATE drover.vaults v
                SET display_name = coalesce($3, v.display_name), metadata = jsonb_strip_nulls(v.metadata || coalesce($4::jsonb, '{}')), updated_at = now()
@@ -75,7 +75,7 @@ extension TenantStore {
             throw DroverError(.invalidArgument, "auth.type: static_bearer or mcp_oauth (environment_variable credentials are not supported by this server)")
         }
         let key = try VaultKey.required(key)
-        return try await one(
+        return try await written(
             """
             INSERT INTO drover.vault_credentials AS c
                    (id, vault_id, org_id, display_name, metadata, auth_type, mcp_server_url, secret, key_id, expires_at, refresh)
@@ -140,7 +140,7 @@ extension TenantStore {
             }
         }
         let sealing = secret == nil ? nil : try VaultKey.required(key)
-        return try await one(
+        return try await written(
             """
             UPDATE drover.vault_credentials c
                SET display_name = CASE WHEN $4 THEN $5 ELSE c.display_name END,

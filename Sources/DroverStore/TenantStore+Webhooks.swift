@@ -63,21 +63,17 @@ extension TenantStore {
     }
 
     /// A new endpoint, answered with its signing secret (never shown again).
-    public func createWebhook(org: String, _ body: JSONValue, key: String?) async throws -> JSONValue {
+    public func createWebhook(org: String, _ body: JSONValue, key: String?) async throws -> API.CreatedWebhookEndpoint {
         let fields = try Self.webhookFields(body, creating: true)
         let key = try VaultKey.required(key)
         let secret = Self.newSigningSecret()
-        var created = try await one(
+        let created: API.WebhookEndpoint = try await written(
             """
             INSERT INTO drover.webhook_endpoints AS w (id, org_id, name, description, url, enabled_events, secret, key_id)
             VALUES (drover.new_id('whep'), $1, coalesce($2, ''), coalesce($3, ''), $4, $5::text[], drover.vault_seal($6, $7), drover.vault_key_id($7))
             RETURNING drover.api_webhook_endpoint_json(w)::text
             """, [org, fields.name, fields.description, fields.url, fields.events, secret, key], missing: "the new endpoint")
-        if case .object(var object) = created {
-            object["signing_secret"] = .string(secret)
-            created = .object(object)
-        }
-        return created
+        return API.CreatedWebhookEndpoint(endpoint: created, signingSecret: secret)
     }
 
     public func webhook(org: String, id: String) async throws -> API.WebhookEndpoint {
@@ -94,7 +90,7 @@ extension TenantStore {
     /// and clears `disabled_reason`.
     public func updateWebhook(org: String, id: String, _ body: JSONValue) async throws -> API.WebhookEndpoint {
         let fields = try Self.webhookFields(body, creating: false)
-        return try await one(
+        return try await written(
             """
             UPDATE drover.webhook_endpoints w
                SET url = coalesce($3, w.url), enabled_events = coalesce($4::text[], w.enabled_events), name = coalesce($5, w.name),

@@ -182,6 +182,17 @@ public struct TenantStore: Sendable {
         return try Resource.decode(render: first)
     }
 
+    /// A write's resource, rendered and decoded before the write commits (`decode(written:)`): a
+    /// request whose result its type cannot hold is refused and leaves nothing behind.
+    func written<Resource: APIResource>(_ sql: String, _ parameters: [(any PostgresEncodable)?], missing: String) async throws -> Resource {
+        try await mappingErrors {
+            try await pool.transaction { connection in
+                guard let row = try await connection.query(sql, parameters).first else { throw DroverError(.notFound, missing) }
+                return try Resource.decode(written: try JSONValue.parse(try row.decode(0) as String))
+            }
+        }
+    }
+
     /// Keyset pages: the cursor is the last row's sort key, opaque to clients (base64).
     static func cursor(_ key: String) -> String { Data(key.utf8).base64EncodedString() }
     static func decodeCursor(_ page: String?) throws -> String? {

@@ -29,7 +29,7 @@ struct WebhookCreateCommand: Command {
         let pool = try Environment.pool(maxConnections: 1)
         defer { pool.close() }
         let store = TenantStore(pool: pool)
-        Output.line(try await store.createWebhook(org: try await store.organization(named: org), .object(body), key: try VaultKey.fromEnvironment()).text)
+        Output.line(try await store.createWebhook(org: try await store.organization(named: org), .object(body), key: try VaultKey.fromEnvironment()).json.text)
     }
 }
 

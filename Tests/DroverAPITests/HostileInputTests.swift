@@ -202,6 +202,55 @@ import Testing
         }
     }
 
+    /// Issue #27, typed resources: a request whose resource its type cannot hold (metadata that
+    /// is not strings, a custom tool without its description, an MCP toolset naming no server)
+    /// is a 400 that names the field, and nothing of it is written; an update likewise leaves
+    /// the resource as it was.
+    @Test func aRequestWhoseResourceItsTypeCannotHoldIsRefusedAndWritesNothing() async throws {
+        try await TestDatabase.with { db in
+            let api = try await RunningAPI.start(database: db.conninfo)
+            let key = try await api.key(org: "typed")
+            let client = try HTTPConnection.connect(api.address)
+            defer { client.close() }
+            let headers = [("x-api-key", key)]
+            func post(_ path: String, _ body: String) throws -> (status: Int, body: JSONValue) {
+                let answer = try #require(try client.request("POST", path, headers: headers, body: body))
+                return (answer.status, (try? JSONValue.parse(answer.body)) ?? .null)
+            }
+            let agent = try post("/v1/agents", #"{"name": "a", "model": "claude-sonnet-4-5"}"#)
+            let environment = try post("/v1/environments", #"{"name": "e", "config": {"type": "cloud"}}"#)
+            let agentID = try #require(agent.body["id"]?.stringValue)
+            let environmentID = try #require(environment.body["id"]?.stringValue)
+            let refused: [(path: String, body: String, field: String)] = [
+                ("/v1/agents", #"{"name": "b", "model": "m", "metadata": {"k": 1}}"#, "metadata.k"),
+                ("/v1/agents", #"{"name": "b", "model": "m", "tools": [{"type": "custom", "name": "x"}]}"#, "tools[0]"),
+                ("/v1/agents", #"{"name": "b", "model": "m", "tools": [{"type": "mcp_toolset"}]}"#, "tools[0]"),
+                ("/v1/agents", #"{"name": "b", "model": "m", "tools": [{"type": "no_such_toolset"}]}"#, "tools[0]"),
+                ("/v1/agents", #"{"name": "b", "model": {"id": "m", "speed": 3}}"#, "model.speed"),
+                ("/v1/agents/\(agentID)", #"{"version": 1, "metadata": {"k": [1]}}"#, "metadata.k"),
+                ("/v1/environments", #"{"name": "f", "metadata": {"k": true}}"#, "metadata.k"),
+                ("/v1/environments/\(environmentID)", #"{"metadata": {"k": {}}}"#, "metadata.k"),
+                ("/v1/sessions", #"{"agent": "\#(agentID)", "environment_id": "\#(environmentID)", "metadata": {"k": 2}}"#, "metadata.k"),
+                ("/v1/vaults", #"{"display_name": "v", "metadata": {"k": 2}}"#, "metadata.k"),
+            ]
+            for request in refused {
+                let answer = try post(request.path, request.body)
+                let message = answer.body["error"]?["message"]?.stringValue ?? ""
+                #expect(answer.status == 400 && message.contains(request.field), "\(request.body): \(answer.status) \(message)")
+            }
+            // Nothing was written: one agent at version 1, one environment as made, no session or vault.
+            for (path, count) in [("/v1/agents", 1), ("/v1/environments", 1), ("/v1/sessions", 0), ("/v1/vaults", 0)] {
+                let listed = try #require(try client.request("GET", path, headers: headers))
+                let data = (try? JSONValue.parse(listed.body))?["data"]
+                guard case .array(let items)? = data else { Issue.record("\(path): \(listed.body.prefix(200))"); continue }
+                #expect(items.count == count, "\(path): \(listed.body.prefix(300))")
+                if path == "/v1/agents" { #expect(items.first?["version"] == 1 && items.first?["metadata"] == [:]) }
+                if path == "/v1/environments" { #expect(items.first?["metadata"] == [:]) }
+            }
+            #expect(await api.stop() == 0)
+        }
+    }
+
     /// Issue #27 (7): unknown methods on a served route get 405 with `Allow`; `Expect:
     /// 100-continue` is answered before the body; `Connection` is a token list; a refusal sent
     /// while the client is still sending its body reaches it (a lingering close, not a reset).

@@ -20,7 +20,7 @@ struct WebhookLeaseTests {
             let org = try await tenants.organization(named: "hooks")
             let endpoint = try await tenants.createWebhook(
                 org: org, ["url": "https://hooks.example.com/x", "enabled_events": ["session.status_idled"]], key: TestDatabase.vaultKey)
-            let endpointID = try #require(endpoint["id"]?.stringValue)
+            let endpointID = endpoint.endpoint.id
             _ = try await pool.query("SELECT drover.webhook_emit($1, 'session.status_idled', 'sesn_x')", [org])
             let first = try #require(try await tenants.nextWebhookDelivery(holder: "api_a", ttl: 30, key: TestDatabase.vaultKey))
             // A's attempt outlasted its lease (a stall under load), so B may take the endpoint.
