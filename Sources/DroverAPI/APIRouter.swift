@@ -143,7 +143,7 @@ public struct APIRouter: Sendable {
             apiError = APIError(500, "api_error", "internal error")
         }
         headers.append(("x-should-retry", apiError.shouldRetry ? "true" : "false"))
-        return .json(status: apiError.status, body: apiError.json(requestID: requestID), headers: headers)
+        return .json(status: apiError.status, body: apiError.json(requestID: requestID).text, headers: headers)
     }
 
     struct RateLimited: Error {
@@ -230,7 +230,7 @@ public struct APIRouter: Sendable {
         let fingerprint = request.method + " " + request.path.prefix { $0 != "?" } + "\n" + String(decoding: request.body, as: UTF8.self)
         switch try await store.beginIdempotent(org: org, key: key, request: fingerprint) {
         case .replay(let status, let stored):
-            return .json(status: status, body: (try? JSONValue.parse(stored)) ?? .null, headers: [("idempotent-replayed", "true")])
+            return .json(status: status, body: stored, headers: [("idempotent-replayed", "true")])
         case .inProgress:
             throw APIError(409, "conflict_error", "a request with this Idempotency-Key is still in progress")
         case .mismatch:
@@ -242,16 +242,16 @@ public struct APIRouter: Sendable {
             } catch {
                 response = Self.failure(error, requestID: requestID, log: log)
             }
-            if case .json(let status, let json, _) = response {
-                try? await store.endIdempotent(org: org, key: key, status: status, body: json.text)
+            if case .json(let status, let text, _) = response {
+                try? await store.endIdempotent(org: org, key: key, status: status, body: text)
             }
             return response
         }
     }
 
-    static func ok(_ body: JSONValue) -> APIResponse { .json(status: 200, body: body, headers: []) }
-    static func ok(_ resource: some APIResource) throws -> APIResponse { ok(try resource.json) }
-    static func ok(_ page: APIPage<some APIResource>) throws -> APIResponse { ok(try page.json) }
+    static func ok(_ body: JSONValue) -> APIResponse { .json(status: 200, body: body.text, headers: []) }
+    static func ok(_ resource: some APIResource) throws -> APIResponse { .json(status: 200, body: try resource.jsonText, headers: []) }
+    static func ok(_ page: APIPage<some APIResource>) throws -> APIResponse { .json(status: 200, body: try page.jsonText, headers: []) }
 
     func body(_ request: HTTPServerRequest) throws -> JSONValue {
         guard !request.body.isEmpty else { return .object([:]) }
@@ -309,7 +309,7 @@ public struct APIRouter: Sendable {
         case ("agents", 2, "GET"):
             return try Self.ok(await store.agents(
                 org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"),
-                createdFrom: try target.time("created_at[gte]"), createdTo: try target.time("created_at[lte]")).json)
+                createdFrom: try target.time("created_at[gte]"), createdTo: try target.time("created_at[lte]")))
         case ("agents", 3, "GET"):
             let version = try target.first("version").map { text -> Int in
                 guard let value = Int(text) else { throw APIError.invalid("version must be a whole number") }
@@ -319,12 +319,12 @@ public struct APIRouter: Sendable {
         case ("agents", 3, "POST"): return try Self.ok(await store.updateAgent(org: org, id: path[2], try body(request)))
         case ("agents", 4, "POST") where path[3] == "archive": return try Self.ok(await store.archiveAgent(org: org, id: path[2]))
         case ("agents", 4, "GET") where path[3] == "versions":
-            return try Self.ok(await store.agentVersions(org: org, id: path[2], limit: try target.limit(), page: target.first("page")).json)
+            return try Self.ok(await store.agentVersions(org: org, id: path[2], limit: try target.limit(), page: target.first("page")))
         // Environments
         case ("environments", 2, "POST"): return try Self.ok(await store.createEnvironment(org: org, try environmentBody(request)))
         case ("environments", 2, "GET"):
             return try Self.ok(await store.environments(
-                org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
+                org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")))
         case ("environments", 3, "GET"): return try Self.ok(await store.environment(org: org, id: path[2]))
         case ("environments", 3, "POST"): return try Self.ok(await store.updateEnvironment(org: org, id: path[2], try environmentBody(request)))
         case ("environments", 3, "DELETE"): return try Self.ok(await store.deleteEnvironment(org: org, id: path[2]))
@@ -353,13 +353,13 @@ public struct APIRouter: Sendable {
             default: throw APIError.invalid("order must be asc or desc")
             }
             return try Self.ok(await store.sessions(
-                org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"), filter: filter).json)
+                org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"), filter: filter))
         case ("sessions", 3, "GET"): return try Self.ok(await store.session(org: org, id: path[2]))
         case ("sessions", 3, "POST"): return try Self.ok(await store.updateSession(org: org, id: path[2], try body(request)))
         case ("sessions", 3, "DELETE"): return try Self.ok(await store.deleteSession(org: org, id: path[2]))
         case ("sessions", 4, "POST") where path[3] == "archive": return try Self.ok(await store.archiveSession(org: org, id: path[2]))
         // A session's resources: repositories set at creation, files also added and removed later
-        case ("sessions", 4, "GET") where path[3] == "resources": return try Self.ok(await store.sessionResources(org: org, session: path[2]).json)
+        case ("sessions", 4, "GET") where path[3] == "resources": return try Self.ok(await store.sessionResources(org: org, session: path[2]))
         case ("sessions", 5, "GET") where path[3] == "resources":
             return try Self.ok(await store.sessionResource(org: org, session: path[2], id: path[4]))
         case ("sessions", 4, "POST") where path[3] == "resources":
@@ -371,7 +371,7 @@ public struct APIRouter: Sendable {
         // Vaults and credentials (secrets are write-only)
         case ("vaults", 2, "POST"): return try Self.ok(await store.createVault(org: org, try body(request)))
         case ("vaults", 2, "GET"):
-            return try Self.ok(await store.vaults(org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
+            return try Self.ok(await store.vaults(org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")))
         case ("vaults", 3, "GET"): return try Self.ok(await store.vault(org: org, id: path[2]))
         case ("vaults", 3, "POST"): return try Self.ok(await store.updateVault(org: org, id: path[2], try body(request)))
         case ("vaults", 3, "DELETE"): return try Self.ok(await store.deleteVault(org: org, id: path[2]))
@@ -380,7 +380,7 @@ public struct APIRouter: Sendable {
             return try Self.ok(await store.createCredential(org: org, vault: path[2], try body(request), key: vaultKey))
         case ("vaults", 4, "GET") where path[3] == "credentials":
             return try Self.ok(await store.credentials(
-                org: org, vault: path[2], limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")).json)
+                org: org, vault: path[2], limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived")))
         case ("vaults", 5, "GET") where path[3] == "credentials": return try Self.ok(await store.credential(org: org, vault: path[2], id: path[4]))
         case ("vaults", 5, "DELETE") where path[3] == "credentials": return try Self.ok(await store.deleteCredential(org: org, vault: path[2], id: path[4]))
         case ("vaults", 5, "POST") where path[3] == "credentials":
@@ -398,19 +398,19 @@ public struct APIRouter: Sendable {
             guard order == "asc" || order == "desc" else { throw APIError.invalid("order must be asc or desc") }
             return try Self.ok(await store.events(
                 org: org, session: path[2], limit: try target.limit(), page: target.first("page"), descending: order == "desc",
-                types: target.query["types"]).json)
+                types: target.query["types"]))
         case ("sessions", 5, "GET") where path[3] == "events" && path[4] == "stream":
             return try await stream(request, target: target, org: org, session: path[2])
         // Session threads: listed, read, archived and streamed under their session.
         case ("sessions", 4, "GET") where path[3] == "threads":
-            return try Self.ok(await store.threads(org: org, session: path[2], limit: try target.limit(), page: target.first("page")).json)
+            return try Self.ok(await store.threads(org: org, session: path[2], limit: try target.limit(), page: target.first("page")))
         case ("sessions", 5, "GET") where path[3] == "threads": return try Self.ok(await store.thread(org: org, session: path[2], id: path[4]))
         case ("sessions", 6, "POST") where path[3] == "threads" && path[5] == "archive":
             return try Self.ok(await store.archiveThread(org: org, session: path[2], id: path[4]))
         case ("sessions", 6, "GET") where path[3] == "threads" && path[5] == "events":
             _ = try await store.thread(org: org, session: path[2], id: path[4])
             return try Self.ok(await store.events(
-                org: org, session: path[4], limit: try target.limit(), page: target.first("page"), descending: false, types: nil).json)
+                org: org, session: path[4], limit: try target.limit(), page: target.first("page"), descending: false, types: nil))
         case ("sessions", 6, "GET") where path[3] == "threads" && path[5] == "stream":
             _ = try await store.thread(org: org, session: path[2], id: path[4])
             return try await stream(request, target: target, org: org, session: path[4])

@@ -4,7 +4,8 @@ import Foundation
 
 /// What a handler answers: a whole response, or an event stream the connection then serves.
 public enum APIResponse: Sendable {
-    case json(status: Int, body: JSONValue, headers: [(String, String)])
+    /// JSON text, as a typed resource or `JSONValue` wrote it.
+    case json(status: Int, body: String, headers: [(String, String)])
     /// Bytes as they are (the console's static files).
     case raw(status: Int, contentType: String, body: [UInt8], headers: [(String, String)])
     case stream(EventStreamHub.Subscriber, headers: [(String, String)])
@@ -30,7 +31,7 @@ public final class APIServer: Sendable {
         }
         server = try HTTPServer(config: config, listener: listener, name: "drover.api", log: log, loop: loop) { request, requestID in
             switch await handler(request, requestID) {
-            case .json(let status, let body, let headers): .json(status, body, headers: headers)
+            case .json(let status, let body, let headers): .whole(status: status, contentType: "application/json", body: Array(body.utf8), headers: headers)
             case .raw(let status, let contentType, let body, let headers): .whole(status: status, contentType: contentType, body: body, headers: headers)
             case .stream(let subscriber, let headers): .stream(contentType: "text/event-stream", headers: headers, source: SubscriberStream(subscriber, hub: hub))
             }

@@ -16,7 +16,7 @@ extension APIRouter {
             return try Self.ok(await store.deployments(
                 org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"),
                 agentID: target.first("agent_id"), status: target.first("status"), createdFrom: try target.time("created_at[gte]"),
-                createdTo: try target.time("created_at[lte]")).json)
+                createdTo: try target.time("created_at[lte]")))
         case ("deployments", 3, "GET"): return try Self.ok(await store.deployment(org: org, id: path[2]))
         case ("deployments", 3, "POST"):
             return try Self.ok(await store.updateDeployment(org: org, id: path[2], try body(request), key: vaultKey, now: now))
@@ -40,7 +40,7 @@ extension APIRouter {
             filter.createdFrom = try target.time("created_at[gte]")
             filter.createdBefore = try target.time("created_at[lt]")
             filter.createdTo = try target.time("created_at[lte]")
-            return try Self.ok(await store.deploymentRuns(org: org, limit: try target.limit(), page: target.first("page"), filter: filter).json)
+            return try Self.ok(await store.deploymentRuns(org: org, limit: try target.limit(), page: target.first("page"), filter: filter))
         case ("deployment_runs", 3, "GET"): return try Self.ok(await store.deploymentRun(org: org, id: path[2]))
         default: return nil
         }

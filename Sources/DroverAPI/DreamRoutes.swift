@@ -29,7 +29,7 @@ extension APIRouter {
             }
             return try Self.ok(await store.dreams(
                 org: org, limit: limit, page: target.first("page"), includeArchived: target.flag("include_archived"), statuses: statuses,
-                createdAfter: try target.time("created_at[gt]"), createdBefore: try target.time("created_at[lt]")).json)
+                createdAfter: try target.time("created_at[gt]"), createdBefore: try target.time("created_at[lt]")))
         case (3, "GET"): return try Self.ok(await store.dream(org: org, id: path[2]))
         case (4, "POST") where path[3] == "archive": return try Self.ok(await store.archiveDream(org: org, id: path[2]))
         case (4, "POST") where path[3] == "cancel": return try Self.ok(await store.cancelDream(org: org, id: path[2]))

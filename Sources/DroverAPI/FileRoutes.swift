@@ -18,7 +18,7 @@ extension APIRouter {
             let ids = target.query["ids"]
             if ids != nil && target.first("limit") != nil { throw APIError.invalid("ids cannot be combined with limit") }
             return try Self.ok(await store.files(
-                org: org, limit: try target.limit(), page: target.first("page"), ids: ids, scopeID: target.first("scope_id")).json)
+                org: org, limit: try target.limit(), page: target.first("page"), ids: ids, scopeID: target.first("scope_id")))
         case (3, "GET"): return try Self.ok(await store.file(org: org, id: path[2]))
         case (3, "DELETE"): return try Self.ok(await store.deleteFile(org: org, id: path[2]))
         case (4, "GET") where path[3] == "content":

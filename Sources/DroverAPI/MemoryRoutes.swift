@@ -37,7 +37,7 @@ extension APIRouter {
         case (2, "GET"):
             return try Self.ok(await store.memoryStores(
                 org: org, limit: try target.limit(), page: target.first("page"), includeArchived: target.flag("include_archived"),
-                createdFrom: try target.time("created_at[gte]"), createdTo: try target.time("created_at[lte]")).json)
+                createdFrom: try target.time("created_at[gte]"), createdTo: try target.time("created_at[lte]")))
         case (3, "GET"): return try Self.ok(await store.memoryStore(org: org, id: path[2]))
         case (3, "POST"): return try Self.ok(await store.updateMemoryStore(org: org, id: path[2], try body(request)))
         case (3, "DELETE"): return try Self.ok(await store.deleteMemoryStore(org: org, id: path[2]))
@@ -52,7 +52,7 @@ extension APIRouter {
             } ?? 0
             return try Self.ok(await store.memories(
                 org: org, store: path[2], prefix: target.first("path_prefix"), depth: depth, limit: try limit(full: full), page: target.first("page"),
-                full: full).json)
+                full: full))
         case (5, "GET") where path[3] == "memories":
             return try Self.ok(await store.memory(org: org, store: path[2], id: path[4], full: try view(retrieve: true)))
         case (5, "POST") where path[3] == "memories":
@@ -70,7 +70,7 @@ extension APIRouter {
             filter.createdFrom = try target.time("created_at[gte]")
             filter.createdTo = try target.time("created_at[lte]")
             return try Self.ok(await store.memoryVersions(
-                org: org, store: path[2], filter: filter, limit: try limit(full: full), page: target.first("page"), full: full).json)
+                org: org, store: path[2], filter: filter, limit: try limit(full: full), page: target.first("page"), full: full))
         case (5, "GET") where path[3] == "memory_versions":
             return try Self.ok(await store.memoryVersion(org: org, store: path[2], id: path[4], full: try view(retrieve: true)))
         case (6, "POST") where path[3] == "memory_versions" && path[5] == "redact":

@@ -17,13 +17,13 @@ extension APIRouter {
             let displayName = form.part("display_name").map { String(decoding: $0.body, as: UTF8.self) }
             return try Self.ok(await store.createSkill(org: org, displayName: displayName, files: try skillFiles(form)))
         case (2, "GET"):
-            return try Self.ok(await store.skills(org: org, limit: try target.limit(), page: target.first("page"), source: target.first("source")).json)
+            return try Self.ok(await store.skills(org: org, limit: try target.limit(), page: target.first("page"), source: target.first("source")))
         case (3, "GET"): return try Self.ok(await store.skill(org: org, id: path[2]))
         case (3, "DELETE"): return try Self.ok(await store.deleteSkill(org: org, id: path[2]))
         case (4, "POST") where path[3] == "versions":
             return try Self.ok(await store.createSkillVersion(org: org, skill: path[2], files: try skillFiles(try skillForm(request))))
         case (4, "GET") where path[3] == "versions":
-            return try Self.ok(await store.skillVersions(org: org, skill: path[2], limit: try target.limit(), page: target.first("page")).json)
+            return try Self.ok(await store.skillVersions(org: org, skill: path[2], limit: try target.limit(), page: target.first("page")))
         case (5, "GET") where path[3] == "versions": return try Self.ok(await store.skillVersion(org: org, skill: path[2], version: path[4]))
         case (5, "DELETE") where path[3] == "versions": return try Self.ok(await store.deleteSkillVersion(org: org, skill: path[2], version: path[4]))
         case (6, "GET") where path[3] == "versions" && path[5] == "content":

@@ -104,7 +104,7 @@ extension APIRouter {
         case .poll:
             return try Self.ok(await poll(request, target: target, environment: environment))
         case .list:
-            return try Self.ok(await workQueue.list(environment: environment, limit: try target.limit(), page: target.first("page")).json)
+            return try Self.ok(await workQueue.list(environment: environment, limit: try target.limit(), page: target.first("page")))
         case .stats:
             return try Self.ok(await workQueue.stats(environment: environment))
         case .retrieve:

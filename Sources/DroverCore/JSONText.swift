@@ -11,6 +11,13 @@ public enum JSONText {
     /// whole (every response and log line goes through here, and most text has nothing to escape).
     public static func append(_ value: String, to out: inout String) {
         var value = value
+        // Most text has nothing to escape: then it is appended as it is, with no copy between.
+        if value.withUTF8({ bytes in !bytes.contains { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C } }) {
+            out += "\""
+            out += value
+            out += "\""
+            return
+        }
         value.withUTF8 { bytes in
             out += "\""
             var start = 0
@@ -30,6 +37,16 @@ public enum JSONText {
             }
             if start < bytes.count { out += String(decoding: UnsafeBufferPointer(rebasing: bytes[start...]), as: UTF8.self) }
             out += "\""
+        }
+    }
+
+    /// Appends a number as JSON writes it: whole numbers below 10^15 without a fraction, others
+    /// as Swift prints a `Double` (exactly round-tripping), and `null` for what JSON cannot hold.
+    public static func append(number value: Double, to out: inout String) {
+        if value.isFinite, value == value.rounded(), abs(value) < 1e15 {
+            out += String(Int64(value))
+        } else {
+            out += value.isFinite ? String(value) : "null"
         }
     }
 

@@ -33,12 +33,7 @@ public enum JSONValue: Sendable, Equatable {
         switch self {
         case .null: out += "null"
         case .bool(let value): out += value ? "true" : "false"
-        case .number(let value):
-            if value.isFinite, value == value.rounded(), abs(value) < 1e15 {
-                out += String(Int64(value))
-            } else {
-                out += value.isFinite ? String(value) : "null"
-            }
+        case .number(let value): JSONText.append(number: value, to: &out)
         case .string(let value): JSONText.append(value, to: &out)
         case .array(let values):
             out += "["

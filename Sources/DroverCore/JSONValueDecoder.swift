@@ -4,10 +4,11 @@
 ///
 /// Strict where JSON is: a number is an integer only if it is whole and fits, a string is never a
 /// number, a missing non-optional field is an error naming its path. Fields the type does not name
-/// are skipped, as the SDK's models skip them.
+/// are skipped, as the SDK's models skip them. The path is put together only when an error
+/// travels up through the containers (`within`), not carried down to every value.
 public enum JSONValueDecoder {
     public static func decode<T: Decodable>(_ type: T.Type, from value: JSONValue) throws -> T {
-        try ValueDecoder(value: value, codingPath: []).decode(type)
+        try ValueDecoder(value: value).decode(type)
     }
 
     public static func decode<T: Decodable>(_ type: T.Type, fromText text: String) throws -> T {
@@ -18,23 +19,23 @@ public enum JSONValueDecoder {
 /// One node of the value being decoded; it is its own single-value container.
 private struct ValueDecoder: Decoder, SingleValueDecodingContainer {
     let value: JSONValue
-    let codingPath: [any CodingKey]
+    var codingPath: [any CodingKey] { [] }
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         guard case .object(let members) = value else { throw mismatch([String: JSONValue].self) }
-        return KeyedDecodingContainer(KeyedValues<Key>(members: members, codingPath: codingPath))
+        return KeyedDecodingContainer(KeyedValues<Key>(members: members))
     }
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
         guard case .array(let values) = value else { throw mismatch([JSONValue].self) }
-        return UnkeyedValues(values: values, codingPath: codingPath)
+        return UnkeyedValues(values: values)
     }
 
     func singleValueContainer() throws -> any SingleValueDecodingContainer { self }
 
     func mismatch(_ type: Any.Type) -> DecodingError {
-        DecodingError.typeMismatch(type, .init(codingPath: codingPath, debugDescription: "expected \(type), found \(value.kindName)"))
+        DecodingError.typeMismatch(type, .init(codingPath: [], debugDescription: "expected \(type), found \(value.kindName)"))
     }
 
     func decodeNil() -> Bool { value == .null }
@@ -83,65 +84,73 @@ private struct ValueDecoder: Decoder, SingleValueDecodingContainer {
 
 private struct KeyedValues<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let members: [String: JSONValue]
-    let codingPath: [any CodingKey]
+    var codingPath: [any CodingKey] { [] }
 
     var allKeys: [Key] { members.keys.compactMap(Key.init(stringValue:)) }
 
     func contains(_ key: Key) -> Bool { members[key.stringValue] != nil }
 
-    func node(_ key: Key) throws -> ValueDecoder {
+    /// The field's node handed to `body`; an error out of it gains the key in its path.
+    func within<T>(_ key: Key, _ body: (ValueDecoder) throws -> T) throws -> T {
         guard let value = members[key.stringValue] else {
-            throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "no field \(key.stringValue)"))
+            throw DecodingError.keyNotFound(key, .init(codingPath: [], debugDescription: "no field \(key.stringValue)"))
         }
-        return ValueDecoder(value: value, codingPath: codingPath + [key])
+        do {
+            return try body(ValueDecoder(value: value))
+        } catch let error as DecodingError {
+            throw error.within(key)
+        }
     }
 
-    func decodeNil(forKey key: Key) throws -> Bool { try node(key).decodeNil() }
-    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try node(key).decode(type) }
-    func decode(_ type: String.Type, forKey key: Key) throws -> String { try node(key).decode(type) }
-    func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try node(key).decode(type) }
-    func decode(_ type: Float.Type, forKey key: Key) throws -> Float { try node(key).decode(type) }
-    func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try node(key).integer(type) }
-    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try node(key).integer(type) }
-    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try node(key).integer(type) }
-    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try node(key).integer(type) }
-    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try node(key).integer(type) }
-    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try node(key).integer(type) }
-    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try node(key).integer(type) }
-    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try node(key).integer(type) }
-    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try node(key).integer(type) }
-    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try node(key).integer(type) }
-    func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T { try node(key).decode(type) }
+    func decodeNil(forKey key: Key) throws -> Bool { try within(key) { $0.decodeNil() } }
+    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try within(key) { try $0.decode(type) } }
+    func decode(_ type: String.Type, forKey key: Key) throws -> String { try within(key) { try $0.decode(type) } }
+    func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try within(key) { try $0.decode(type) } }
+    func decode(_ type: Float.Type, forKey key: Key) throws -> Float { try within(key) { try $0.decode(type) } }
+    func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try within(key) { try $0.integer(type) } }
+    func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try within(key) { try $0.integer(type) } }
+    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try within(key) { try $0.integer(type) } }
+    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try within(key) { try $0.integer(type) } }
+    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try within(key) { try $0.integer(type) } }
+    func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try within(key) { try $0.integer(type) } }
+    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try within(key) { try $0.integer(type) } }
+    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try within(key) { try $0.integer(type) } }
+    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try within(key) { try $0.integer(type) } }
+    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try within(key) { try $0.integer(type) } }
+    func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T { try within(key) { try $0.decode(type) } }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
-        try node(key).container(keyedBy: type)
+        try within(key) { try $0.container(keyedBy: type) }
     }
 
-    func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer { try node(key).unkeyedContainer() }
-    func superDecoder() throws -> any Decoder { ValueDecoder(value: .object(members), codingPath: codingPath) }
-    func superDecoder(forKey key: Key) throws -> any Decoder { try node(key) }
+    func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer { try within(key) { try $0.unkeyedContainer() } }
+    func superDecoder() throws -> any Decoder { ValueDecoder(value: .object(members)) }
+    func superDecoder(forKey key: Key) throws -> any Decoder { try within(key) { $0 } }
 }
 
 private struct UnkeyedValues: UnkeyedDecodingContainer {
     let values: [JSONValue]
-    let codingPath: [any CodingKey]
+    var codingPath: [any CodingKey] { [] }
     var currentIndex = 0
 
     var count: Int? { values.count }
     var isAtEnd: Bool { currentIndex >= values.count }
 
-    init(values: [JSONValue], codingPath: [any CodingKey]) {
-        self.values = values
-        self.codingPath = codingPath
-    }
+    init(values: [JSONValue]) { self.values = values }
 
-    /// The next element, the index moved past it.
-    mutating func next() throws -> ValueDecoder {
+    /// The next element handed to `body`, the index moved past it; an error out of it gains the
+    /// element's index in its path.
+    mutating func next<T>(_ body: (ValueDecoder) throws -> T) throws -> T {
         guard !isAtEnd else {
-            throw DecodingError.valueNotFound(Any.self, .init(codingPath: codingPath, debugDescription: "the array has \(values.count) elements"))
+            throw DecodingError.valueNotFound(Any.self, .init(codingPath: [], debugDescription: "the array has \(values.count) elements"))
         }
-        defer { currentIndex += 1 }
-        return ValueDecoder(value: values[currentIndex], codingPath: codingPath + [Index(currentIndex)])
+        let index = currentIndex
+        currentIndex += 1
+        do {
+            return try body(ValueDecoder(value: values[index]))
+        } catch let error as DecodingError {
+            throw error.within(Index(index))
+        }
     }
 
     mutating func decodeNil() throws -> Bool {
@@ -150,28 +159,28 @@ private struct UnkeyedValues: UnkeyedDecodingContainer {
         return true
     }
 
-    mutating func decode(_ type: Bool.Type) throws -> Bool { try next().decode(type) }
-    mutating func decode(_ type: String.Type) throws -> String { try next().decode(type) }
-    mutating func decode(_ type: Double.Type) throws -> Double { try next().decode(type) }
-    mutating func decode(_ type: Float.Type) throws -> Float { try next().decode(type) }
-    mutating func decode(_ type: Int.Type) throws -> Int { try next().integer(type) }
-    mutating func decode(_ type: Int8.Type) throws -> Int8 { try next().integer(type) }
-    mutating func decode(_ type: Int16.Type) throws -> Int16 { try next().integer(type) }
-    mutating func decode(_ type: Int32.Type) throws -> Int32 { try next().integer(type) }
-    mutating func decode(_ type: Int64.Type) throws -> Int64 { try next().integer(type) }
-    mutating func decode(_ type: UInt.Type) throws -> UInt { try next().integer(type) }
-    mutating func decode(_ type: UInt8.Type) throws -> UInt8 { try next().integer(type) }
-    mutating func decode(_ type: UInt16.Type) throws -> UInt16 { try next().integer(type) }
-    mutating func decode(_ type: UInt32.Type) throws -> UInt32 { try next().integer(type) }
-    mutating func decode(_ type: UInt64.Type) throws -> UInt64 { try next().integer(type) }
-    mutating func decode<T: Decodable>(_ type: T.Type) throws -> T { try next().decode(type) }
+    mutating func decode(_ type: Bool.Type) throws -> Bool { try next { try $0.decode(type) } }
+    mutating func decode(_ type: String.Type) throws -> String { try next { try $0.decode(type) } }
+    mutating func decode(_ type: Double.Type) throws -> Double { try next { try $0.decode(type) } }
+    mutating func decode(_ type: Float.Type) throws -> Float { try next { try $0.decode(type) } }
+    mutating func decode(_ type: Int.Type) throws -> Int { try next { try $0.integer(type) } }
+    mutating func decode(_ type: Int8.Type) throws -> Int8 { try next { try $0.integer(type) } }
+    mutating func decode(_ type: Int16.Type) throws -> Int16 { try next { try $0.integer(type) } }
+    mutating func decode(_ type: Int32.Type) throws -> Int32 { try next { try $0.integer(type) } }
+    mutating func decode(_ type: Int64.Type) throws -> Int64 { try next { try $0.integer(type) } }
+    mutating func decode(_ type: UInt.Type) throws -> UInt { try next { try $0.integer(type) } }
+    mutating func decode(_ type: UInt8.Type) throws -> UInt8 { try next { try $0.integer(type) } }
+    mutating func decode(_ type: UInt16.Type) throws -> UInt16 { try next { try $0.integer(type) } }
+    mutating func decode(_ type: UInt32.Type) throws -> UInt32 { try next { try $0.integer(type) } }
+    mutating func decode(_ type: UInt64.Type) throws -> UInt64 { try next { try $0.integer(type) } }
+    mutating func decode<T: Decodable>(_ type: T.Type) throws -> T { try next { try $0.decode(type) } }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {
-        try next().container(keyedBy: type)
+        try next { try $0.container(keyedBy: type) }
     }
 
-    mutating func nestedUnkeyedContainer() throws -> any UnkeyedDecodingContainer { try next().unkeyedContainer() }
-    mutating func superDecoder() throws -> any Decoder { try next() }
+    mutating func nestedUnkeyedContainer() throws -> any UnkeyedDecodingContainer { try next { try $0.unkeyedContainer() } }
+    mutating func superDecoder() throws -> any Decoder { try next { $0 } }
 }
 
 /// An array element's place in a coding path.
@@ -181,6 +190,22 @@ struct Index: CodingKey {
     init(_ index: Int) { intValue = index }
     init?(stringValue: String) { return nil }
     init?(intValue: Int) { self.intValue = intValue }
+}
+
+extension DecodingError {
+    /// The error one level further out: `key` put in front of its path.
+    func within(_ key: any CodingKey) -> DecodingError {
+        func moved(_ context: Context) -> Context {
+            Context(codingPath: [key] + context.codingPath, debugDescription: context.debugDescription, underlyingError: context.underlyingError)
+        }
+        return switch self {
+        case .typeMismatch(let type, let context): .typeMismatch(type, moved(context))
+        case .valueNotFound(let type, let context): .valueNotFound(type, moved(context))
+        case .keyNotFound(let missing, let context): .keyNotFound(missing, moved(context))
+        case .dataCorrupted(let context): .dataCorrupted(moved(context))
+        @unknown default: self
+        }
+    }
 }
 
 extension JSONValue {

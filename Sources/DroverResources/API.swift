@@ -15,9 +15,14 @@ public enum API {}
 public protocol APIResource: Codable, Sendable, Equatable {}
 
 extension APIResource {
-    /// The resource as JSON (keys sorted, `null` for an absent optional field).
+    /// The resource as a response writes it (`null` for an absent optional field).
+    public var jsonText: String {
+        get throws { try JSONTextEncoder.encode(self) }
+    }
+
+    /// The resource as a `JSONValue`, for what reads it back (an event's payload, a test).
     public var json: JSONValue {
-        get throws { try JSONValueEncoder.encode(self) }
+        get throws { try JSONValue.parse(try jsonText) }
     }
 
     /// Decodes a render; a render its type cannot hold is the server's fault (`render_mismatch`).
@@ -36,7 +41,7 @@ extension APIResource {
         do {
             return try JSONValueDecoder.decode(Self.self, from: render)
         } catch let error as DecodingError {
-            throw DroverError(.invalidArgument, "the request makes \(Self.name) the API cannot serve: \(error.summary)")
+            throw DroverError(.invalidArgument, "this \(Self.name) cannot be served: \(error.summary)")
         }
     }
 
@@ -73,7 +78,20 @@ public struct APIPage<Item: APIResource>: Sendable {
         self.nextPage = nextPage
     }
 
+    public var jsonText: String {
+        get throws {
+            var out = #"{"data":["#
+            for (index, item) in data.enumerated() {
+                if index > 0 { out += "," }
+                out += try item.jsonText
+            }
+            out += #"],"next_page":"#
+            if let nextPage { JSONText.append(nextPage, to: &out) } else { out += "null" }
+            return out + "}"
+        }
+    }
+
     public var json: JSONValue {
-        get throws { ["data": .array(try data.map { try $0.json }), "next_page": nextPage.map(JSONValue.string) ?? .null] }
+        get throws { try JSONValue.parse(try jsonText) }
     }
 }

@@ -1,8 +1,8 @@
 import DroverCore
 import Testing
 
-/// `JSONValueDecoder` and `JSONValueEncoder`: typed values to and from `JSONValue`, as strict as
-/// JSON itself, with the API's rule for absent optional fields.
+/// `JSONValueDecoder` and `JSONTextEncoder`: typed values from `JSONValue` and to JSON text, as
+/// strict as JSON itself, with the API's rule for absent optional fields.
 @Suite struct JSONValueCodingTests {
     struct Thing: Codable, Equatable {
         var name: String
@@ -22,14 +22,16 @@ import Testing
     @Test func aValueRoundTripsAndNilIsWrittenAsNull() throws {
         let thing = Thing(name: "a", count: -3, ratio: 0.5, flags: [true, false], note: nil, nested: .init(label: nil, size: 7),
                           free: ["k": [1, "x", nil]])
-        let json = try JSONValueEncoder.encode(thing)
+        let text = try JSONTextEncoder.encode(thing)
+        // Keys in the order the type encodes them.
+        #expect(text == #"{"name":"a","count":-3,"ratio":0.5,"flags":[true,false],"note":null,"nested":{"size":7},"free":{"k":[1,"x",null]}}"#)
+        let json = try JSONValue.parse(text)
         #expect(json == [
             "name": "a", "count": -3, "ratio": 0.5, "flags": [true, false], "note": nil,
             // A type that omits nil fields leaves `label` out instead of writing null.
             "nested": ["size": 7],
             "free": ["k": [1, "x", nil]],
         ])
-        #expect(json.text == #"{"count":-3,"flags":[true,false],"free":{"k":[1,"x",null]},"name":"a","nested":{"size":7},"note":null,"ratio":0.5}"#)
         #expect(try JSONValueDecoder.decode(Thing.self, from: json) == thing)
     }
 
@@ -65,7 +67,8 @@ import Testing
 
     @Test func freeFormJSONIsKeptAsItIs() throws {
         let any: JSONValue = ["a": [1.25, "s", true, nil, ["b": []]]]
-        #expect(try JSONValueEncoder.encode(any) == any)
+        #expect(try JSONValue.parse(JSONTextEncoder.encode(any)) == any)
+        #expect(try JSONTextEncoder.encode([any, nil, "q\""]) == #"[{"a":[1.25,"s",true,null,{"b":[]}]},null,"q\""]"#)
         #expect(try JSONValueDecoder.decode(JSONValue.self, from: any) == any)
         #expect(try JSONValueDecoder.decode([String: JSONValue].self, from: any)["a"]?[1] == "s")
     }
