@@ -25,6 +25,9 @@ enum HarnessEvent: Sendable {
     case sessionError(type: String, message: String, retry: String = "terminal", details: [String: JSONValue] = [:])
     /// `span.outcome_evaluation_start` / `_ongoing` (`end`: nil), or `_end` with its verdict.
     case outcomeEvaluation(outcomeID: String, iteration: Int, end: OutcomeEnd? = nil, ongoing: Bool = false)
+    /// `session.usage` (a budgeted session's turn ends with it): cumulative tokens, the list cost
+    /// where the model has a price, and the budget, in cents.
+    case usage(inputTokens: Int, outputTokens: Int, cacheReadTokens: Int, listCostCents: Int64?, maxCents: Int64)
     /// `session.status_idle` with its `stop_reason`.
     case statusIdle(IdleReason)
     /// A workflow run's event, as `WorkflowProgress` made it.
@@ -75,6 +78,7 @@ enum HarnessEvent: Sendable {
         case .sessionError: .sessionError
         case .outcomeEvaluation(_, _, let end, let ongoing):
             end != nil ? .spanOutcomeEvaluationEnd : ongoing ? .spanOutcomeEvaluationOngoing : .spanOutcomeEvaluationStart
+        case .usage: .sessionUsage
         case .statusIdle: .sessionStatusIdle
         case .workflow(let event): event.type
         case .workflowRefused: .workflowRunError
@@ -111,6 +115,12 @@ enum HarnessEvent: Sendable {
                 ["result": .string(end.result), "explanation": .string(end.explanation), "usage": end.usage,
                  "outcome_evaluation_start_id": .string(end.startID)]
             } ?? [:]) { $1 })
+        case .usage(let input, let output, let cacheRead, let listCost, let maxCents):
+            ["usage": .object([
+                "input_tokens": .number(Double(input)), "output_tokens": .number(Double(output)),
+                "cache_read_input_tokens": .number(Double(cacheRead)),
+             ].merging(listCost.map { ["list_cost": ["amount": .string(String($0)), "currency": "USD"]] } ?? [:]) { $1 }),
+             "budget": ["type": "limit", "max_list_cost": ["amount": .string(String(maxCents)), "currency": "USD"]]]
         case .statusIdle(let reason):
             ["stop_reason": reason.stopReason]
         case .workflow(let event):

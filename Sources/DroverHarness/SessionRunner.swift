@@ -246,7 +246,7 @@ final class SessionRunner: Sendable {
                 try Task.checkCancellation()
             case .finish(let reason, let unanswered, let handledThrough):
                 // A budgeted session's turn ends with its usage and spend so far (`session.usage`).
-                let usage = planner.spendLimit.map { [(EventType.sessionUsage, $0.usageEvent(sessionLog).text)] } ?? []
+                let usage = planner.spendLimit.map { [$0.usageEvent(sessionLog).logged] } ?? []
                 try await finish(reason, unanswered: unanswered, handledThrough: handledThrough, extra: usage)
                 return
             }

@@ -25,13 +25,9 @@ public struct SpendLimit: Sendable, Equatable {
 
     /// The `session.usage` snapshot (BetaManagedAgentsSessionUsageEvent) of the log: cumulative
     /// tokens, the list cost where the model has a price, and the budget.
-    func usageEvent(_ log: SessionLog) -> JSONValue {
-        var usage: [String: JSONValue] = [
-            "input_tokens": .number(Double(log.inputTokens)), "output_tokens": .number(Double(log.outputTokens)),
-            "cache_read_input_tokens": .number(Double(log.cacheReadTokens)),
-        ]
-        if let cents = cents(log) { usage["list_cost"] = ["amount": .string(String(cents)), "currency": "USD"] }
-        return ["usage": .object(usage), "budget": ["type": "limit", "max_list_cost": ["amount": .string(String(maxCents)), "currency": "USD"]]]
+    func usageEvent(_ log: SessionLog) -> HarnessEvent {
+        .usage(inputTokens: log.inputTokens, outputTokens: log.outputTokens, cacheReadTokens: log.cacheReadTokens,
+               listCostCents: cents(log), maxCents: maxCents)
     }
 
     func isReached(by log: SessionLog) -> Bool {
