@@ -27,7 +27,9 @@ public enum ToolText {
     /// `value` with every NUL in its strings (keys included) shown as U+2400, so that it can be
     /// stored as `jsonb`: for what a model or a user wrote, where there is no byte stream to keep.
     public static func storable(_ value: JSONValue) -> JSONValue {
-        func shown(_ text: String) -> String { text.replacingOccurrences(of: "\u{0}", with: String(nulSymbol)) }
+        func shown(_ text: String) -> String {
+            text.utf8.contains(0) ? text.replacingOccurrences(of: "\u{0}", with: String(nulSymbol)) : text
+        }
         switch value {
         case .string(let text): return .string(shown(text))
         case .array(let values): return .array(values.map(storable))

@@ -324,6 +324,8 @@ final class SessionRunner: Sendable {
         // Turns count model calls over the whole log, across wakes and harnesses.
         let turn = sessionLog.modelCalls + 1
         before.append(.modelRequestStart(model: agent.model, turn: turn))
+        // Written out before the request is sent, so that sending it is all that is left to do.
+        let logged = before.map(\.logged)
         // The request goes out while its start is being logged: a model call has no side
         // effects, so logging it first would only add a commit to the time to first token.
         let started = ContinuousClock.now
@@ -342,7 +344,7 @@ final class SessionRunner: Sendable {
         let startID: String
         do {
             // The start span is the last of `before`; its end names it (`model_request_start_id`).
-            startID = try await write(before).last.map { Event.apiID(uuid: $0.id) } ?? ""
+            startID = try await write(logged).last.map { Event.apiID(uuid: $0.id) } ?? ""
             response = try await withTaskCancellationHandler { try await call.value } onCancel: { call.cancel() }
         } catch {
             call.cancel()
