@@ -90,8 +90,4 @@ public struct APIPage<Item: APIResource>: Sendable {
             return out + "}"
         }
     }
-
-    public var json: JSONValue {
-        get throws { try JSONValue.parse(try jsonText) }
-    }
 }
