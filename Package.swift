@@ -64,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverCLI", "DroverAPI", "DroverHarness", "DroverModel", "DroverSandbox", "DroverIO", "DroverStore", "DroverResources", "DroverPostgres", "DroverCore",
+                "DroverCLI", "DroverAPI", "DroverHarness", "DroverModel", "DroverSandbox", "DroverIO", "DroverStore", "DroverPostgres", "DroverCore",
             ]),
         // The test rigs, apart from production code: benchmarks, chaos, the offline demo and the
         // scripted model server; they start the `drover` beside them, and `drover` runs this for them.
@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "DroverModelTests", dependencies: ["DroverModel", "DroverScriptedModel", "DroverIO", "DroverCore", "DroverTestSupport"]),
         .testTarget(
             name: "DroverHarnessTests",
-            dependencies: ["DroverHarness", "DroverModel", "DroverScriptedModel", "DroverStore", "DroverResources", "DroverCore", "DroverTestSupport"]),
+            dependencies: ["DroverHarness", "DroverModel", "DroverScriptedModel", "DroverStore", "DroverCore", "DroverTestSupport"]),
         .testTarget(name: "DroverPostgresTests", dependencies: ["DroverPostgres", "DroverTestSupport"]),
         .testTarget(
             name: "DroverAPITests",
@@ -96,7 +96,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "DroverStoreTests",
-            dependencies: ["DroverStore", "DroverResources", "DroverPostgres", "DroverCore", "DroverTestSupport"]),
+            dependencies: ["DroverStore", "DroverPostgres", "DroverCore", "DroverTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,7 +1,6 @@
 import DroverCore
 import DroverIO
 import DroverPostgres
-import DroverResources
 import DroverStore
 import Foundation
 import Synchronization

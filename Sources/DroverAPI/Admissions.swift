@@ -1,5 +1,4 @@
 import DroverCore
-import DroverResources
 import DroverStore
 import Foundation
 import Synchronization

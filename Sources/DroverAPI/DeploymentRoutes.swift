@@ -1,6 +1,5 @@
 import DroverCore
 import DroverIO
-import DroverResources
 import DroverStore
 
 /// Deployments and their runs, as the SDK's `client.beta.deployments` and

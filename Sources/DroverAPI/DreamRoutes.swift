@@ -1,6 +1,5 @@
 import DroverCore
 import DroverIO
-import DroverResources
 import DroverStore
 
 /// Dreams, as the SDK's `client.beta.dreams` calls them: create, retrieve, list (newest first,

@@ -1,6 +1,5 @@
 import DroverCore
 import DroverPostgres
-import DroverResources
 import DroverStore
 import Foundation
 import Synchronization

@@ -1,6 +1,5 @@
 import DroverCore
 import DroverIO
-import DroverResources
 import DroverStore
 import Foundation
 

@@ -1,6 +1,5 @@
 import DroverCore
 import DroverIO
-import DroverResources
 import DroverStore
 
 /// Skills, as the SDK's `client.beta.skills` calls them: `create` (multipart/form-data: one

@@ -1,7 +1,6 @@
 import DroverCore
 import DroverIO
 import DroverModel
-import DroverResources
 import DroverStore
 import Foundation
 

@@ -1,6 +1,5 @@
 import DroverCore
 import DroverIO
-import DroverResources
 import DroverStore
 
 /// Webhook endpoints (beyond Managed Agents, shaped as the SDK's organization webhook endpoints,

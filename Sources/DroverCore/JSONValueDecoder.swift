@@ -149,7 +149,7 @@ private struct UnkeyedValues: UnkeyedDecodingContainer {
         do {
             return try body(ValueDecoder(value: values[index]))
         } catch let error as DecodingError {
-            throw error.within(Index(index))
+            throw error.within(ArrayIndexKey(index))
         }
     }
 
@@ -184,7 +184,7 @@ private struct UnkeyedValues: UnkeyedDecodingContainer {
 }
 
 /// An array element's place in a coding path.
-struct Index: CodingKey {
+struct ArrayIndexKey: CodingKey {
     let intValue: Int?
     var stringValue: String { String(intValue ?? 0) }
     init(_ index: Int) { intValue = index }

@@ -51,6 +51,13 @@ enum HarnessEvent: Sendable {
         var name: String
         var input: JSONValue
         var ask: Bool
+
+        var payload: JSONValue {
+            var fields: [String: JSONValue] = ["id": .string(id), "name": .string(name), "input": input]
+            if ask { fields["evaluated_permission"] = "ask" }
+            if case .mcp(let server) = kind { fields["mcp_server_name"] = .string(server) }
+            return .object(fields)
+        }
     }
 
     struct OutcomeEnd: Sendable {
@@ -101,9 +108,7 @@ enum HarnessEvent: Sendable {
         case .message(let text):
             ["content": [["type": "text", "text": .string(text)]]]
         case .toolUse(let use):
-            .object(["id": .string(use.id), "name": .string(use.name), "input": use.input]
-                .merging(use.ask ? ["evaluated_permission": "ask"] : [:]) { $1 }
-                .merging({ if case .mcp(let server) = use.kind { ["mcp_server_name": JSONValue.string(server)] } else { [:] } }()) { $1 })
+            use.payload
         case .toolResult(let callID, let content, let isError, let details):
             .object(details.merging(["tool_use_id": .string(callID), "content": .string(content), "is_error": .bool(isError)]) { $1 })
         case .mcpToolResult(let eventID, let content, let isError, let details):

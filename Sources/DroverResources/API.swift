@@ -6,7 +6,8 @@ import DroverCore
 /// Postgres composes each resource in one statement (`drover.api_*_json`, so a retrieve is one
 /// round trip and reads the log through its indexes); the store decodes that JSON into these
 /// types and the API encodes them, so what a response can hold is what its type says, checked by
-/// the compiler. `ResourceRenderTests` checks each render against its type both ways. Parts the
+/// the compiler. `RenderAgreement` (Tests/DroverAPITests) checks each render against its type both
+/// ways. Parts the
 /// SDK leaves open (metadata values, a tool's input schema) and unions Drover stores as the
 /// client sent them once checked (a deployment's initial events) are `JSONValue`.
 public enum API {}
@@ -27,21 +28,22 @@ extension APIResource {
 
     /// Decodes a render; a render its type cannot hold is the server's fault (`render_mismatch`).
     public static func decode(render: JSONValue) throws -> Self {
-        do {
-            return try JSONValueDecoder.decode(Self.self, from: render)
-        } catch let error as DecodingError {
-            throw DroverError(.renderMismatch, "\(Self.self): the render does not fit its type: \(error.summary)")
-        }
+        try decode(render) { DroverError(.renderMismatch, "\(Self.self): the render does not fit its type: \($0)") }
     }
 
     /// Decodes the render of what a request is writing, before it commits: what the type cannot
     /// hold came from the request (metadata that is not strings, a custom tool without its
     /// description), so it is refused (`invalid_argument`) and the write rolled back.
     public static func decode(written render: JSONValue) throws -> Self {
+        try decode(render) { DroverError(.invalidArgument, "this \(name) cannot be served: \($0)") }
+    }
+
+    /// `render` as this type, or the error `refusal` makes of where and why it does not fit.
+    private static func decode(_ render: JSONValue, refusal: (String) -> DroverError) throws -> Self {
         do {
             return try JSONValueDecoder.decode(Self.self, from: render)
         } catch let error as DecodingError {
-            throw DroverError(.invalidArgument, "this \(Self.name) cannot be served: \(error.summary)")
+            throw refusal(error.summary)
         }
     }
 
@@ -59,7 +61,7 @@ extension DecodingError {
             switch self {
             case .typeMismatch(_, let context): (context, "")
             case .valueNotFound(_, let context): (context, "missing value: ")
-            case .keyNotFound(let key, let context): (context, "missing field \(key.stringValue): ")
+            case .keyNotFound(_, let context): (context, "")
             case .dataCorrupted(let context): (context, "")
             @unknown default: (Context(codingPath: [], debugDescription: "\(self)"), "")
             }

@@ -1,5 +1,4 @@
 import DroverCore
-import DroverResources
 import Foundation
 
 /// An `mcp_oauth` credential's `auth`, checked and split into what is sealed (the access token,

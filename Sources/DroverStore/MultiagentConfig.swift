@@ -1,5 +1,4 @@
 import DroverCore
-import DroverResources
 
 /// An agent's `multiagent` configuration as the SDK defines it, checked and resolved: roster and
 /// predefined-agent entries (an id, `{type: agent, id, version?}`, `{type: self}`) become

@@ -1,6 +1,6 @@
 import DroverCore
-import DroverResources
 import DroverPostgres
+import DroverResources
 
 /// Agents and environments of an organisation, as `/v1/agents` and `/v1/environments` serve them.
 extension TenantStore {

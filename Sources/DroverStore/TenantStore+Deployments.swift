@@ -1,6 +1,6 @@
 import DroverCore
-import DroverResources
 import DroverPostgres
+import DroverResources
 import Foundation
 
 /// Deployments and their runs, as `/v1/deployments` and `/v1/deployment_runs` serve them (issue

@@ -1,6 +1,6 @@
 import DroverCore
-import DroverResources
 import DroverPostgres
+import DroverResources
 
 /// Dreams, as `/v1/dreams` serves them (issue #24, item 3; migration 0023): a dream is a session
 /// Drover starts for the organisation, with its own agent, the output store mounted read-write

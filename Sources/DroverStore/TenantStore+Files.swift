@@ -1,6 +1,6 @@
 import DroverCore
-import DroverResources
 import DroverPostgres
+import DroverResources
 import Foundation
 
 /// Files (`client.beta.files`, migration 0019): the organisation's uploads, bytes in Postgres.

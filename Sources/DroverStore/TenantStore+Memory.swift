@@ -1,6 +1,6 @@
 import DroverCore
-import DroverResources
 import DroverPostgres
+import DroverResources
 import Foundation
 
 /// Memory stores, their memories and the memories' versions (`client.beta.memory_stores`,

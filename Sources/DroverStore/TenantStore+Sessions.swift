@@ -1,6 +1,6 @@
 import DroverCore
-import DroverResources
 import DroverPostgres
+import DroverResources
 import Foundation
 
 /// Sessions and their events, as `/v1/sessions` serves them.

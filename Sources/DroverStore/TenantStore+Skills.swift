@@ -1,6 +1,6 @@
 import DroverCore
-import DroverResources
 import DroverPostgres
+import DroverResources
 import Foundation
 
 /// Skills and their versions, as `/v1/skills` serves them (issue #23, item 4; migration 0024).

@@ -1,6 +1,6 @@
 import DroverCore
-import DroverResources
 import DroverPostgres
+import DroverResources
 import Foundation
 
 /// Vaults and their credentials, as `/v1/vaults` serves them: write-only secrets, sealed with the

@@ -1,6 +1,6 @@
 import DroverCore
-import DroverResources
 import DroverPostgres
+import DroverResources
 import Foundation
 
 /// Webhook endpoints (`/v1/webhooks`, `drover webhook`), their delivery log, and what a

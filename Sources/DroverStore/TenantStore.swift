@@ -178,8 +178,7 @@ public struct TenantStore: Sendable {
 
     /// The first row's resource (`not_found`, saying `missing`, without one).
     func one<Resource: APIResource>(_ sql: String, _ parameters: [(any PostgresEncodable)?], missing: String) async throws -> Resource {
-        guard let first = try await jsonRows(sql, parameters).first else { throw DroverError(.notFound, missing) }
-        return try Resource.decode(render: first)
+        try Resource.decode(render: try await one(sql, parameters, missing: missing) as JSONValue)
     }
 
     /// A write's resource, rendered and decoded before the write commits (`decode(written:)`): a

@@ -1,5 +1,4 @@
 import DroverCore
-import DroverResources
 import DroverPostgres
 import Foundation
 import Synchronization

@@ -1,6 +1,6 @@
 import DroverCore
-import DroverResources
 import DroverPostgres
+import DroverResources
 import Foundation
 
 /// The work queue of self-hosted environments (migration 0017): the items that tell the SDK's

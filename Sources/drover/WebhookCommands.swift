@@ -1,6 +1,5 @@
 import DroverCLI
 import DroverCore
-import DroverResources
 import DroverStore
 import Foundation
 
